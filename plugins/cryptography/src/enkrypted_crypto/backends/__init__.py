@@ -1,0 +1,99 @@
+"""Primitive backends and the size rules every backend enforces.
+
+:class:`~enkrypted_crypto.backends.pyca.PycaPrimitives` (pyca/cryptography, full capability set)
+lives here; the PyNaCl backend is the separate ``enkrypted-crypto-nacl`` distribution.  The checks
+below are shared so both backends fail the same way on the same input: a wrong-size *local*
+argument is :class:`CryptoUsageError`; a wrong-size *peer* value is :class:`MalformedKey` /
+:class:`MalformedInput`; anything that fails authentication is :class:`DecryptionFailed`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AEAD_KEY_SIZE",
+    "AEAD_NONCE_SIZES",
+    "AEAD_TAG_SIZE",
+    "HKDF_SHA256_MAX_LENGTH",
+    "MLKEM768_CIPHERTEXT_SIZE",
+    "MLKEM768_PUBLIC_SIZE",
+    "MLKEM768_SEED_SIZE",
+    "X25519_SIZE",
+    "check_aead",
+    "check_hkdf_length",
+    "check_mlkem768_ciphertext",
+    "check_mlkem768_public",
+    "check_mlkem768_seed",
+    "check_size",
+    "reject_zero_shared_secret",
+    "urandom",
+]
+
+import hmac
+import os
+from typing import Final
+
+from enkrypted_crypto.errors import (
+    CryptoUsageError,
+    MalformedInput,
+    MalformedKey,
+    UnsupportedPrimitive,
+)
+
+AEAD_KEY_SIZE: Final = 32
+AEAD_TAG_SIZE: Final = 16
+AEAD_NONCE_SIZES: Final = {
+    "aes-256-gcm": 12,
+    "chacha20-poly1305": 12,  # RFC 8439
+    "xchacha20-poly1305": 24,  # draft-irtf-cfrg-xchacha
+}
+X25519_SIZE: Final = 32
+HKDF_SHA256_MAX_LENGTH: Final = 255 * 32  # RFC 5869 §2.3
+MLKEM768_SEED_SIZE: Final = 64  # FIPS 203 seed form (d || z)
+MLKEM768_PUBLIC_SIZE: Final = 1184
+MLKEM768_CIPHERTEXT_SIZE: Final = 1088
+
+
+def urandom(n: int) -> bytes:
+    """Default :class:`~enkrypted_crypto.primitives.Random`: the OS CSPRNG."""
+    return os.urandom(n)
+
+
+def check_size(what: str, value: bytes, size: int) -> None:
+    """Raise :class:`CryptoUsageError` if a locally supplied value has the wrong length."""
+    if not isinstance(value, bytes | bytearray | memoryview) or len(value) != size:
+        raise CryptoUsageError(f"{what} must be {size} bytes")
+
+
+def check_aead(backend: str, alg: str, key: bytes, nonce: bytes) -> None:
+    """Validate an AEAD call: known algorithm, 32-byte key, algorithm's nonce size."""
+    nonce_size = AEAD_NONCE_SIZES.get(alg)
+    if nonce_size is None:
+        raise UnsupportedPrimitive(alg, backend, sorted(AEAD_NONCE_SIZES))
+    check_size(f"{alg} key", key, AEAD_KEY_SIZE)
+    check_size(f"{alg} nonce", nonce, nonce_size)
+
+
+def check_hkdf_length(length: int) -> None:
+    if not 0 < length <= HKDF_SHA256_MAX_LENGTH:
+        raise CryptoUsageError(f"HKDF-SHA256 output length must be in 1..{HKDF_SHA256_MAX_LENGTH}")
+
+
+def reject_zero_shared_secret(shared: bytes) -> bytes:
+    """RFC 7748 §6.1: an all-zero X25519 output means a low-order peer key; refuse it."""
+    if hmac.compare_digest(shared, bytes(len(shared))):
+        raise MalformedKey("X25519 public key is of low order")
+    return shared
+
+
+def check_mlkem768_public(public: bytes) -> None:
+    if len(public) != MLKEM768_PUBLIC_SIZE:
+        raise MalformedKey(f"ML-KEM-768 public key must be {MLKEM768_PUBLIC_SIZE} bytes")
+
+
+def check_mlkem768_ciphertext(ciphertext: bytes) -> None:
+    if len(ciphertext) != MLKEM768_CIPHERTEXT_SIZE:
+        raise MalformedInput(f"ML-KEM-768 ciphertext must be {MLKEM768_CIPHERTEXT_SIZE} bytes")
+
+
+def check_mlkem768_seed(seed: bytes) -> None:
+    check_size("ML-KEM-768 seed", seed, MLKEM768_SEED_SIZE)
