@@ -1,0 +1,290 @@
+"""``enkrypted``: the shell's command tree (click).  The shell owns the tree; plugins add commands
+through ``enkrypted_cli_commands`` after they are verified and loaded."""
+
+from __future__ import annotations
+
+__all__ = ["cli", "main"]
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ._version import __version__
+from .discovery import Candidate, discover
+from .errors import ExitCode, LoadError, ShellError, ShellUsageError
+from .integrity import verify_distribution
+from .lock import Lock, LockEntry, dump_lock
+from .report import audit_report, graph_report, plan_rows
+from .runtime import Plan, Services, StartOptions, load, prepare
+
+DEV_ENV = "ENKRYPTED_DEV"
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """Global options, resolved once per process."""
+
+    home: Path
+    lock_path: Path
+    choices: dict[str, tuple[str, str]]
+    dev: bool
+    settings: dict[str, dict[str, object]]
+
+    def options(self, *, locked: bool) -> StartOptions:
+        return StartOptions(
+            home=self.home,
+            choices=self.choices,
+            lock_path=self.lock_path if locked else None,
+            dev=self.dev,
+            settings=self.settings,
+        )
+
+
+def _emit(data: object, as_json: bool, text: str) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else text)
+
+
+class ShellGroup(click.Group):
+    """Root group: built-ins plus the commands plugin manifests declare (listed without import)."""
+
+    def _declared(self) -> dict[str, Candidate]:
+        out: dict[str, Candidate] = {}
+        for cand in discover().candidates:
+            for name in cand.manifest.commands:
+                if name not in self.commands:
+                    out.setdefault(name, cand)
+        return out
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(self._declared()))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        owner = self._declared().get(cmd_name)
+        return None if owner is None else _plugin_command(cmd_name, owner)
+
+
+def _plugin_command(name: str, owner: Candidate) -> click.Command:
+    @click.command(
+        name=name,
+        help=f"[from plugin {owner.name}] verified and loaded before it runs",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        add_help_option=False,
+    )
+    @click.option("--locked", is_flag=True, help="Enforce the lock.")
+    @click.pass_context
+    def proxy(ctx: click.Context, locked: bool) -> None:
+        inv: Invocation = ctx.obj
+        services = load(prepare(inv.options(locked=locked)), inv.options(locked=locked))
+        found = [
+            cmd
+            for group in services.manager.hook.enkrypted_cli_commands(context=services.context)
+            for cmd in group
+            if cmd.name == name
+        ]
+        if len(found) != 1:
+            raise LoadError(
+                f"plugin {owner.name} declares command {name!r} but provides {len(found)}"
+            )
+        found[0].main(args=list(ctx.args), prog_name=f"enkrypted {name}", standalone_mode=False)
+
+    return proxy
+
+
+@click.group(cls=ShellGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="enkrypted-shell")
+@click.option(
+    "--home",
+    type=click.Path(path_type=Path),
+    envvar="ENKRYPTED_HOME",
+    default=None,
+    help="Profile home (keys, config, lock, load log).",
+)
+@click.option(
+    "--lock",
+    "lock_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Lock file (default: HOME/plugins.lock.toml).",
+)
+@click.option("--crypto", default=None, help="Crypto plugin to select (name or distribution).")
+@click.option("--p2p", default=None, help="P2P plugin to select.")
+@click.option("--ui", default=None, help="UI plugin to select.")
+@click.option(
+    "--dev",
+    is_flag=True,
+    envvar=DEV_ENV,
+    help="DEV ONLY: load editable (unverifiable) installs; recorded in the load log.",
+)
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    home: Path | None,
+    lock_path: Path | None,
+    crypto: str | None,
+    p2p: str | None,
+    ui: str | None,
+    dev: bool,
+) -> None:
+    """Enkrypted: verified plugin shell for peer-to-peer encrypted chat."""
+    from .config import default_home, load_config
+
+    home = (home or default_home()).expanduser()
+    config = load_config(home)
+    choices = {slot: (name, "the config file") for slot, name in config.choices.items()}
+    for slot, name in (("crypto", crypto), ("p2p", p2p), ("ui", ui)):
+        if name:
+            choices[slot] = (name, f"--{slot}")
+    if dev:
+        click.secho("WARNING: dev mode: unverified editable plugins may load", fg="red", err=True)
+    ctx.obj = Invocation(
+        home,
+        lock_path or home / "plugins.lock.toml",
+        choices,
+        dev,
+        {k: dict(v) for k, v in config.settings.items()},
+    )
+
+
+@cli.group()
+def plugins() -> None:
+    """Inspect, verify, pin and audit plugins."""
+
+
+@plugins.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def plugins_list(inv: Invocation, as_json: bool) -> None:
+    """Candidates per slot, with their integrity state (imports nothing)."""
+    found = discover()
+    try:
+        selected = {p.candidate.name for p in prepare_quiet(inv).plugins.values()}
+    except ShellError:
+        selected = set()
+    rows = []
+    for cand in found.candidates:
+        try:
+            state = "verified" if verify_distribution(cand.distribution) else "?"
+        except ShellError as exc:
+            state = f"refused: {exc.message}"
+        if cand.editable:
+            state = "editable (dev only)"
+        rows.append(
+            {
+                "slot": cand.slot,
+                "plugin": cand.name,
+                "distribution": cand.dist_name,
+                "version": cand.version,
+                "contract": str(cand.manifest.contract),
+                "selected": cand.name in selected,
+                "state": state,
+            }
+        )
+    broken = [str(e) for e in found.broken]
+    lines = [
+        f"{r['slot']:7} {r['plugin']:16} {r['distribution']} {r['version']}  contract "
+        f"{r['contract']}  {'*selected* ' if r['selected'] else ''}{r['state']}"
+        for r in rows
+    ]
+    lines += [f"broken: {b}" for b in broken]
+    _emit({"plugins": rows, "broken": broken}, as_json, "\n".join(lines) or "no plugins installed")
+
+
+def prepare_quiet(inv: Invocation) -> Plan:
+    return prepare(inv.options(locked=False))
+
+
+@plugins.command("verify")
+@click.option("--locked", is_flag=True, help="Also enforce the lock.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def plugins_verify(inv: Invocation, locked: bool, as_json: bool) -> None:
+    """Everything up to, not including, import; exit 0 only if all pass."""
+    plan = prepare(inv.options(locked=locked))
+    rows = plan_rows(plan)
+    text = "\n".join(
+        f"ok  {r['slot']:7} {r['plugin']} {r['distribution']} {r['version']} {r['content_digest']}"
+        for r in rows
+    )
+    _emit({"ok": True, "plugins": rows}, as_json, text)
+
+
+@plugins.command("lock")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None)
+@click.pass_obj
+def plugins_lock(inv: Invocation, output: Path | None) -> None:
+    """Pin the verified selection (per slot: distribution, version, content digest)."""
+    plan = prepare(inv.options(locked=False))
+    entries = {}
+    for slot, p in plan.plugins.items():
+        if p.digest is None:
+            raise ShellUsageError(
+                f"{slot}: {p.candidate.label} is unverified (dev); cannot lock it"
+            )
+        entries[slot] = LockEntry(
+            slot, p.candidate.name, p.candidate.dist_name, p.candidate.version, p.digest
+        )
+    target = output or inv.lock_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(dump_lock(Lock(entries, f"enkrypted-shell {__version__}")), "utf-8")
+    click.echo(f"wrote {target}")
+
+
+@plugins.command("graph")
+@click.option("--locked", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def plugins_graph(inv: Invocation, locked: bool, as_json: bool) -> None:
+    """The resolved plan and why each choice was made, before anything runs."""
+    data, text = graph_report(prepare(inv.options(locked=locked)))
+    _emit(data, as_json, text)
+
+
+@plugins.command("audit")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def plugins_audit(inv: Invocation, as_json: bool) -> None:
+    """Read the hash-chained load log; exit 18 if the chain is broken."""
+    data, text, intact = audit_report(inv.options(locked=False).log)
+    _emit(data, as_json, text)
+    if not intact:
+        sys.exit(ExitCode.LOG_CORRUPT)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--locked", is_flag=True, help="Refuse anything that differs from the lock.")
+@click.pass_context
+def run(ctx: click.Context, locked: bool) -> None:
+    """Verify, load and hand over to the ui plugin (extra arguments go to it)."""
+    inv: Invocation = ctx.obj
+    options = inv.options(locked=locked)
+    services: Services = load(prepare(options), options)
+    sys.exit(services.ui.run(list(ctx.args)))
+
+
+def main(argv: Sequence[str] | None = None) -> Any:
+    """Console-script entry: ShellError -> one clear message and its documented exit code."""
+    try:
+        return cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="enkrypted",
+            standalone_mode=False,
+        )
+    except ShellError as exc:
+        where = f" [{exc.plugin}]" if exc.plugin else ""
+        click.secho(f"enkrypted: refused{where} ({exc.rule}): {exc}", fg="red", err=True)
+        sys.exit(int(exc.exit_code))
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(ExitCode.USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(ExitCode.FAILURE)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

@@ -1,0 +1,97 @@
+"""Append-only, hash-chained log of every load decision (read by ``enkrypted plugins audit``).
+
+Each line is a JSON object with ``seq``, ``time``, ``prev`` (the previous record's ``hash``) and the
+decision fields; ``hash`` is sha256 over the canonical JSON of the record without ``hash``.  Removing,
+reordering or editing a line breaks the chain, which :func:`verify_chain` reports with its line.
+"""
+
+from __future__ import annotations
+
+__all__ = ["GENESIS", "ChainState", "LoadLog", "verify_chain"]
+
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import LoadLogCorruptError
+
+GENESIS = "0" * 64
+
+
+def _digest(record: Mapping[str, object]) -> str:
+    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ChainState:
+    """Result of walking the chain."""
+
+    records: tuple[dict[str, object], ...]
+    intact: bool
+    problem: str | None
+    head: str
+
+
+def verify_chain(lines: list[str]) -> ChainState:
+    """Pure check of the chain over the file's lines."""
+    prev, records = GENESIS, []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            claimed = record.pop("hash")
+        except (ValueError, KeyError, AttributeError, TypeError):
+            return ChainState(tuple(records), False, f"line {number}: not a log record", prev)
+        if record.get("prev") != prev or _digest(record) != claimed:
+            return ChainState(tuple(records), False, f"line {number}: hash chain broken", prev)
+        record["hash"] = claimed
+        records.append(record)
+        prev = claimed
+    return ChainState(tuple(records), True, None, prev)
+
+
+class LoadLog:
+    """The log file of one profile home."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> ChainState:
+        if not self.path.exists():
+            return ChainState((), True, None, GENESIS)
+        return verify_chain(self.path.read_text("utf-8").splitlines())
+
+    def append(self, event: str, **fields: object) -> dict[str, object]:
+        """Append one record under an exclusive lock; the chain continues from the last line."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "r+", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.seek(0)
+            lines = handle.read().splitlines()
+            try:
+                last = json.loads(lines[-1]) if lines and lines[-1].strip() else None
+            except ValueError as exc:
+                raise LoadLogCorruptError(
+                    f"{self.path}: last record is not JSON; the log was tampered with",
+                    fix="keep the file for investigation and move it aside to start a new chain",
+                ) from exc
+            record: dict[str, object] = {
+                "seq": (int(last["seq"]) + 1) if last else 1,
+                "time": round(time.time(), 3),
+                "prev": last["hash"] if last else GENESIS,
+                "event": event,
+                **fields,
+            }
+            record["hash"] = _digest(record)
+            handle.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        return record

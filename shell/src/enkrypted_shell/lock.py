@@ -1,0 +1,131 @@
+"""The plugin lock (pylock.toml-inspired): one pinned distribution per slot.
+
+::
+
+    lock-version = "1.0"
+    created-by = "enkrypted-shell 0.1.0"
+
+    [[packages]]
+    slot = "crypto"
+    plugin = "crypto-pyca"
+    name = "enkrypted-crypto"
+    version = "0.1.0"
+    content-digest = "sha256:…"    # RECORD-derived (enkrypted_shell.integrity.content_digest)
+    wheel-sha256 = "…"             # optional: set when installed from a registry
+    index = "http://…/simple/"     # optional
+    signer = "…"                   # optional: provenance signer identity
+
+``run --locked`` refuses any drift and names it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["LOCK_VERSION", "Lock", "LockEntry", "check_locked", "dump_lock", "parse_lock"]
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+import tomli_w
+
+from .contracts import SLOTS
+from .errors import LockMismatchError, ShellUsageError
+
+LOCK_VERSION = "1.0"
+
+
+@dataclass(frozen=True, slots=True)
+class LockEntry:
+    """One pinned plugin."""
+
+    slot: str
+    plugin: str
+    name: str
+    version: str
+    content_digest: str
+    wheel_sha256: str | None = None
+    index: str | None = None
+    signer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    """The pinned set, by slot."""
+
+    entries: Mapping[str, LockEntry]
+    created_by: str = ""
+
+    def dists(self) -> dict[str, str]:
+        return {slot: e.name for slot, e in self.entries.items()}
+
+
+def _toml_key(field_name: str) -> str:
+    return field_name.replace("_", "-")
+
+
+def dump_lock(lock: Lock) -> str:
+    packages = []
+    for slot in SLOTS:
+        entry = lock.entries.get(slot)
+        if entry is None:
+            continue
+        row = {_toml_key(f.name): getattr(entry, f.name) for f in fields(LockEntry)}
+        packages.append({k: v for k, v in row.items() if v is not None})
+    doc = {"lock-version": LOCK_VERSION, "created-by": lock.created_by, "packages": packages}
+    return tomli_w.dumps(doc)
+
+
+def parse_lock(text: str, *, source: str) -> Lock:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ShellUsageError(f"{source}: not a valid lock file ({exc})") from exc
+    if doc.get("lock-version") != LOCK_VERSION:
+        raise ShellUsageError(
+            f"{source}: lock-version {doc.get('lock-version')!r} is not {LOCK_VERSION!r}",
+            fix="re-create it with `enkrypted plugins lock`",
+        )
+    entries: dict[str, LockEntry] = {}
+    for row in doc.get("packages", []):
+        entry = _entry(row, source)
+        if entry.slot in entries:
+            raise ShellUsageError(f"{source}: slot {entry.slot!r} is pinned twice")
+        entries[entry.slot] = entry
+    return Lock(entries, str(doc.get("created-by", "")))
+
+
+def _entry(row: object, source: str) -> LockEntry:
+    if not isinstance(row, dict):
+        raise ShellUsageError(f"{source}: [[packages]] rows must be tables")
+    values: dict[str, str | None] = {}
+    for f in fields(LockEntry):
+        value = row.get(_toml_key(f.name))
+        required = f.default is not None
+        if (value is None and required) or (value is not None and not isinstance(value, str)):
+            raise ShellUsageError(f"{source}: package field {_toml_key(f.name)!r} missing or bad")
+        values[f.name] = value
+    entry = LockEntry(**values)  # type: ignore[arg-type]
+    if entry.slot not in SLOTS:
+        raise ShellUsageError(f"{source}: unknown slot {entry.slot!r}")
+    return entry
+
+
+def check_locked(entry: LockEntry, *, plugin: str, name: str, version: str, digest: str) -> None:
+    """Compare what was selected and verified with the lock; raise on any drift."""
+    drift = []
+    if plugin != entry.plugin:
+        drift.append(f"plugin {plugin!r} (locked {entry.plugin!r})")
+    if version != entry.version:
+        drift.append(f"version {version} (locked {entry.version})")
+    if digest != entry.content_digest:
+        drift.append(f"content digest {digest} (locked {entry.content_digest})")
+    if drift:
+        raise LockMismatchError(
+            f"{entry.slot}: {name} drifted from the lock: " + "; ".join(drift),
+            plugin=plugin,
+            fix=f"install {entry.name}=={entry.version} again, or re-lock if the change is wanted",
+        )
+
+
+def lock_entries_from(rows: Mapping[str, LockEntry]) -> Lock:
+    return Lock(dict(rows))

@@ -1,0 +1,149 @@
+"""The static plugin manifest (``<package>/enkrypted-plugin.toml``), parsed without importing code.
+
+Example::
+
+    [plugin]
+    name = "crypto-pyca"      # what --crypto NAME selects
+    slot = "crypto"           # ui | p2p | crypto
+    contract = "1.0"          # slot contract version implemented (MAJOR.MINOR)
+    shell = ">=0.1,<1"        # enkrypted-shell versions it runs under (PEP 440 specifiers)
+    commands = []             # CLI commands it contributes through enkrypted_cli_commands
+
+    [requires]                # contract ranges it needs from other slots
+    p2p = ">=1.0,<2"
+
+    [capabilities]            # what it really provides, by kind
+    primitives = ["aes-256-gcm", "x25519"]
+"""
+
+from __future__ import annotations
+
+__all__ = ["MANIFEST_FILENAME", "ContractVersion", "PluginManifest", "parse_manifest"]
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+from .contracts import SLOTS
+from .errors import ManifestError
+
+MANIFEST_FILENAME = "enkrypted-plugin.toml"
+MAX_MANIFEST_BYTES = 64 * 1024
+_CONTRACT_RE = re.compile(r"^(0|[1-9]\d{0,3})\.(0|[1-9]\d{0,3})$")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ContractVersion:
+    """A slot contract version ``MAJOR.MINOR``."""
+
+    major: int
+    minor: int
+
+    @classmethod
+    def parse(cls, text: str) -> ContractVersion:
+        match = _CONTRACT_RE.match(text)
+        if not match:
+            raise ValueError(f"contract version {text!r} is not MAJOR.MINOR")
+        return cls(int(match.group(1)), int(match.group(2)))
+
+    def satisfies(self, required: ContractVersion) -> bool:
+        """Same MAJOR and MINOR at least the required one (DESIGN.md §4)."""
+        return self.major == required.major and self.minor >= required.minor
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+
+@dataclass(frozen=True, slots=True)
+class PluginManifest:
+    """What a plugin declares about itself, before any of its code runs."""
+
+    name: str
+    slot: str
+    contract: ContractVersion
+    shell: SpecifierSet
+    requires: Mapping[str, SpecifierSet]
+    capabilities: Mapping[str, frozenset[str]]
+    commands: tuple[str, ...]
+
+
+def parse_manifest(data: bytes, *, source: str) -> PluginManifest:
+    """Parse and validate manifest bytes; ``source`` names the file in error messages."""
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{source}: manifest larger than {MAX_MANIFEST_BYTES} bytes")
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ManifestError(f"{source}: not valid TOML ({exc})") from exc
+    plugin = _table(doc, "plugin", source, required=True)
+    name = _string(plugin, "name", source)
+    if not _NAME_RE.match(name):
+        raise ManifestError(f"{source}: plugin.name {name!r} must be lowercase [a-z0-9._-]")
+    slot = _string(plugin, "slot", source)
+    if slot not in SLOTS:
+        raise ManifestError(f"{source}: plugin.slot {slot!r} is not one of {', '.join(SLOTS)}")
+    try:
+        contract = ContractVersion.parse(_string(plugin, "contract", source))
+    except ValueError as exc:
+        raise ManifestError(f"{source}: plugin.contract: {exc}") from exc
+    requires = {
+        other: _specifier(spec, f"requires.{other}", source)
+        for other, spec in _table(doc, "requires", source).items()
+    }
+    unknown = set(requires) - set(SLOTS)
+    if unknown or slot in requires:
+        bad = ", ".join(sorted(unknown | ({slot} & set(requires))))
+        raise ManifestError(f"{source}: [requires] names {bad}; only other slots may be required")
+    return PluginManifest(
+        name=name,
+        slot=slot,
+        contract=contract,
+        shell=_specifier(_string(plugin, "shell", source), "plugin.shell", source),
+        requires=requires,
+        capabilities=_capabilities(_table(doc, "capabilities", source), source),
+        commands=tuple(_string_list(plugin.get("commands", []), "plugin.commands", source)),
+    )
+
+
+def _table(
+    doc: Mapping[str, object], key: str, source: str, *, required: bool = False
+) -> dict[str, object]:
+    value = doc.get(key)
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise ManifestError(f"{source}: [{key}] table is missing or not a table")
+    return value
+
+
+def _string(table: Mapping[str, object], key: str, source: str) -> str:
+    value = table.get(key)
+    if not isinstance(value, str) or not value:
+        raise ManifestError(f"{source}: plugin.{key} must be a non-empty string")
+    return value
+
+
+def _string_list(value: object, key: str, source: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ManifestError(f"{source}: {key} must be a list of strings")
+    return list(value)
+
+
+def _specifier(value: object, key: str, source: str) -> SpecifierSet:
+    if not isinstance(value, str):
+        raise ManifestError(f"{source}: {key} must be a version specifier string")
+    try:
+        return SpecifierSet(value)
+    except InvalidSpecifier as exc:
+        raise ManifestError(f"{source}: {key} {value!r} is not a PEP 440 specifier") from exc
+
+
+def _capabilities(table: Mapping[str, object], source: str) -> dict[str, frozenset[str]]:
+    return {
+        kind: frozenset(_string_list(values, f"capabilities.{kind}", source))
+        for kind, values in table.items()
+    }

@@ -1,0 +1,283 @@
+"""The start-up pipeline: discover -> select -> verify -> skew-check -> (lock) -> import -> wire.
+
+Nothing of a plugin is imported before :func:`prepare` has returned a :class:`Plan`; every decision
+is written to the load log, refusals included.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Plan", "PlannedPlugin", "Services", "StartOptions", "load", "prepare"]
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import pluggy
+
+from . import hookspecs
+from ._version import __version__
+from .contracts import (
+    CONTRACT_VERSIONS,
+    SLOT_HOOKS,
+    SLOTS,
+    AppContext,
+    CryptoService,
+    TransportService,
+    UIService,
+)
+from .discovery import Candidate, discover
+from .errors import IntegrityError, LoadError, ShellError, ShellUsageError
+from .integrity import IntegrityReport, verify_distribution
+from .loadlog import LoadLog
+from .lock import Lock, check_locked, parse_lock
+from .selection import select
+from .skew import check_skew
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class StartOptions:
+    """Everything that decides what gets loaded."""
+
+    home: Path
+    choices: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    lock_path: Path | None = None  # set = enforce the lock (--locked)
+    dev: bool = False
+    settings: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+
+    @property
+    def log(self) -> LoadLog:
+        return LoadLog(self.home / "load-log.jsonl")
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedPlugin:
+    """A selected plugin that passed verification (or was let in by dev mode)."""
+
+    slot: str
+    candidate: Candidate
+    reason: str
+    integrity: IntegrityReport | None  # None only for an editable install admitted by --dev
+    verified_deps: tuple[IntegrityReport, ...]
+
+    @property
+    def digest(self) -> str | None:
+        return self.integrity.content_digest if self.integrity else None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    plugins: Mapping[str, PlannedPlugin]
+    lock: Lock | None
+
+
+def _read_lock(path: Path) -> Lock:
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise ShellUsageError(
+            f"cannot read lock {path}: {exc.strerror}",
+            fix="create one with `enkrypted plugins lock`",
+        ) from exc
+    return parse_lock(text, source=str(path))
+
+
+def prepare(options: StartOptions) -> Plan:
+    """Select and verify; raises :class:`ShellError` (logged) on the first refusal."""
+    log = options.log
+    try:
+        return _prepare(options, log)
+    except ShellError as exc:
+        log.append("refused", plugin=exc.plugin, rule=exc.rule, reason=exc.message, dev=options.dev)
+        raise
+
+
+def _prepare(options: StartOptions, log: LoadLog) -> Plan:
+    found = discover()
+    if found.broken:
+        raise found.broken[0]
+    lock = _read_lock(options.lock_path) if options.lock_path else None
+    chosen = select(found, SLOTS, choices=options.choices, locked=lock.dists() if lock else None)
+    plugins = {
+        slot: _verify(slot, sel.candidate, sel.reason, options.dev, found.candidates)
+        for slot, sel in chosen.items()
+    }
+    check_skew(
+        {s: p.candidate for s, p in plugins.items()},
+        shell_version=__version__,
+        contracts=CONTRACT_VERSIONS,
+    )
+    if lock is not None:
+        for slot, planned in plugins.items():
+            cand = planned.candidate
+            check_locked(
+                lock.entries[slot],
+                plugin=cand.name,
+                name=cand.dist_name,
+                version=cand.version,
+                digest=planned.digest or "unverified",
+            )
+    for planned in plugins.values():
+        _log_accept(log, planned, locked=lock is not None, dev=options.dev)
+    return Plan(plugins, lock)
+
+
+def _verify(
+    slot: str, cand: Candidate, reason: str, dev: bool, others: tuple[Candidate, ...]
+) -> PlannedPlugin:
+    if cand.editable:
+        if not dev:
+            raise IntegrityError(
+                f"{cand.label} is an editable install; its files cannot be verified",
+                plugin=cand.name,
+                fix="install the wheel, or pass --dev (ENKRYPTED_DEV=1) to load it unverified",
+            )
+        return PlannedPlugin(slot, cand, reason, None, ())
+    report = verify_distribution(cand.distribution)
+    return PlannedPlugin(slot, cand, reason, report, _verify_plugin_deps(cand, others))
+
+
+def _verify_plugin_deps(
+    cand: Candidate, others: tuple[Candidate, ...]
+) -> tuple[IntegrityReport, ...]:
+    """A plugin may depend on another plugin distribution's code (e.g. a second crypto backend on
+    the protocol code of the first); that code gets imported too, so it is verified too."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    wanted = {canonicalize_name(Requirement(r).name) for r in cand.distribution.requires or []}
+    dists = {canonicalize_name(o.dist_name): o for o in others if o.dist_name != cand.dist_name}
+    return tuple(verify_distribution(dists[n].distribution) for n in sorted(wanted & set(dists)))
+
+
+def _log_accept(log: LoadLog, planned: PlannedPlugin, *, locked: bool, dev: bool) -> None:
+    cand = planned.candidate
+    log.append(
+        "verified" if planned.integrity else "admitted-unverified-dev",
+        slot=planned.slot,
+        plugin=cand.name,
+        distribution=cand.dist_name,
+        version=cand.version,
+        contract=str(cand.manifest.contract),
+        content_digest=planned.digest,
+        files=planned.integrity.files_checked if planned.integrity else 0,
+        deps=[f"{d.distribution} {d.version} {d.content_digest}" for d in planned.verified_deps],
+        selected_because=planned.reason,
+        locked=locked,
+        dev=dev,
+    )
+
+
+# ------------------------------------------------------------------------------------------ loading
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The wired services and the plugin manager that holds the plugins."""
+
+    manager: pluggy.PluginManager
+    context: AppContext
+    crypto: CryptoService
+    transport: TransportService
+    ui: UIService
+
+
+def new_manager() -> pluggy.PluginManager:
+    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager.add_hookspecs(hookspecs)
+    return manager
+
+
+def load(plan: Plan, options: StartOptions) -> Services:
+    """Import the planned plugins, register them, check hooks and wire the services."""
+    manager = new_manager()
+    for slot in SLOTS:
+        _register(manager, plan.plugins[slot])
+    try:
+        manager.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise LoadError(f"plugin {exc.plugin!r} implements an unknown hook: {exc}") from exc
+    contexts = {
+        slot: AppContext(options.home, dict(options.settings.get(slot, {})), options.dev)
+        for slot in SLOTS
+    }
+    hook = manager.hook
+    crypto = _service(
+        plan, "crypto", CryptoService, lambda c: hook.enkrypted_crypto_service(context=c), contexts
+    )
+    _check_capabilities(plan.plugins["crypto"], crypto.capabilities)
+    transport = _service(
+        plan,
+        "p2p",
+        TransportService,
+        lambda c: hook.enkrypted_transport_service(context=c, crypto=crypto),
+        contexts,
+    )
+    ui = _service(
+        plan,
+        "ui",
+        UIService,
+        lambda c: hook.enkrypted_ui_service(context=c, crypto=crypto, transport=transport),
+        contexts,
+    )
+    options.log.append("loaded", plugins={s: p.candidate.name for s, p in plan.plugins.items()})
+    return Services(manager, contexts["ui"], crypto, transport, ui)
+
+
+def _register(manager: pluggy.PluginManager, planned: PlannedPlugin) -> None:
+    cand = planned.candidate
+    try:
+        obj = cand.entry_point.load()
+        manager.register(obj, name=cand.name)
+    except Exception as exc:
+        raise LoadError(
+            f"{cand.label} failed to import or register: {type(exc).__name__}: {exc}",
+            plugin=cand.name,
+        ) from exc
+    hooks = {caller.name for caller in manager.get_hookcallers(obj) or []}
+    foreign = hooks - SLOT_HOOKS[planned.slot]
+    if foreign:
+        manager.unregister(obj)
+        raise LoadError(
+            f"{cand.label} is a {planned.slot} plugin but implements {', '.join(sorted(foreign))}",
+            plugin=cand.name,
+            fix=f"a {planned.slot} plugin may implement only {', '.join(sorted(SLOT_HOOKS[planned.slot]))}",
+        )
+
+
+def _service(
+    plan: Plan,
+    slot: str,
+    kind: type[T],
+    call: Callable[[AppContext], object],
+    contexts: Mapping[str, AppContext],
+) -> T:
+    cand = plan.plugins[slot].candidate
+    try:
+        result = call(contexts[slot])
+    except ShellError:
+        raise
+    except Exception as exc:
+        raise LoadError(
+            f"{cand.label} failed to create its {slot} service: {exc}", plugin=cand.name
+        ) from exc
+    if result is None or not isinstance(result, kind):
+        raise LoadError(
+            f"{cand.label} returned no {kind.__name__} (got {type(result).__name__})",
+            plugin=cand.name,
+            fix=f"implement the {slot} contract {CONTRACT_VERSIONS[slot]} (docs/hooks.md)",
+        )
+    return result
+
+
+def _check_capabilities(planned: PlannedPlugin, provided: frozenset[str]) -> None:
+    """Everything the manifest declares must really be there (e.g. AES-GCM needs CPU support)."""
+    declared = planned.candidate.manifest.capabilities.get("primitives", frozenset())
+    missing = declared - provided
+    if missing:
+        raise LoadError(
+            f"{planned.candidate.label} declares primitives it cannot provide here: "
+            f"{', '.join(sorted(missing))}",
+            plugin=planned.candidate.name,
+            fix="select another crypto backend with --crypto NAME (see `enkrypted plugins list`)",
+        )
