@@ -51,6 +51,8 @@ HKDF_SHA256_MAX_LENGTH: Final = 255 * 32  # RFC 5869 §2.3
 MLKEM768_SEED_SIZE: Final = 64  # FIPS 203 seed form (d || z)
 MLKEM768_PUBLIC_SIZE: Final = 1184
 MLKEM768_CIPHERTEXT_SIZE: Final = 1088
+_MLKEM768_T_SIZE: Final = 3 * 384  # k = 3 polynomials of 256 12-bit coefficients, then rho
+_MLKEM_Q: Final = 3329
 
 
 def urandom(n: int) -> bytes:
@@ -86,8 +88,15 @@ def reject_zero_shared_secret(shared: bytes) -> bytes:
 
 
 def check_mlkem768_public(public: bytes) -> None:
+    """Size and FIPS 203 §7.2 modulus check: every 12-bit coefficient of ``t`` must be < q."""
     if len(public) != MLKEM768_PUBLIC_SIZE:
         raise MalformedKey(f"ML-KEM-768 public key must be {MLKEM768_PUBLIC_SIZE} bytes")
+    t = public[:_MLKEM768_T_SIZE]
+    for i in range(0, _MLKEM768_T_SIZE, 3):
+        low = t[i] | (t[i + 1] & 0x0F) << 8
+        high = t[i + 1] >> 4 | t[i + 2] << 4
+        if low >= _MLKEM_Q or high >= _MLKEM_Q:
+            raise MalformedKey("ML-KEM-768 public key is not reduced modulo q")
 
 
 def check_mlkem768_ciphertext(ciphertext: bytes) -> None:

@@ -172,9 +172,7 @@ class PycaPrimitives:
         # An empty salt is RFC 5869's "not provided" (HashLen zeros give the same HMAC key).
         return HKDF(hashes.SHA256(), length, salt or None, info).derive(ikm)
 
-    def scrypt(  # noqa: PLR0917 - signature fixed by the Primitives protocol
-        self, password: bytes, salt: bytes, n: int, r: int, p: int, length: int
-    ) -> bytes:
+    def scrypt(self, password: bytes, salt: bytes, n: int, r: int, p: int, length: int) -> bytes:
         try:
             return Scrypt(salt=salt, length=length, n=n, r=r, p=p).derive(password)
         except (ValueError, TypeError) as exc:
