@@ -1,0 +1,308 @@
+"""Reading and checking a plugin wheel without installing or importing it.
+
+A wheel (PEP 427 / binary distribution format) lists every file in ``*.dist-info/RECORD`` with a
+``sha256=<urlsafe-b64-nopad>`` digest; :func:`inspect_wheel` re-hashes every member against it,
+refuses unlisted members, and reads the plugin's static manifest (found through the
+``enkrypted.plugins`` entry point → its top-level package → ``enkrypted-plugin.toml``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "MANIFEST_FILENAME",
+    "SLOTS",
+    "WheelInfo",
+    "content_digest",
+    "content_digest_from_wheel",
+    "inspect_wheel",
+    "normalize_name",
+]
+
+import base64
+import configparser
+import csv
+import hashlib
+import io
+import re
+import tomllib
+import zipfile
+from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+
+from .errors import WheelError
+
+ENTRY_POINT_GROUP = "enkrypted.plugins"
+MANIFEST_FILENAME = "enkrypted-plugin.toml"
+SLOTS = ("crypto", "p2p", "ui")
+
+# Bounds on untrusted input (a wheel handed to `publish`).
+MAX_WHEEL_BYTES = 256 * 1024 * 1024
+MAX_MEMBERS = 20_000
+MAX_UNCOMPRESSED_BYTES = 1024 * 1024 * 1024
+MAX_MANIFEST_BYTES = 64 * 1024
+
+_CONTRACT_RE = re.compile(r"^(0|[1-9]\d{0,3})\.(0|[1-9]\d{0,3})$")
+_PLUGIN_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class WheelInfo:
+    """Everything the registry needs to know about one verified plugin wheel."""
+
+    filename: str
+    name: str  # distribution name as written in METADATA
+    normalized_name: str  # PEP 503 normalized
+    version: str
+    requires_python: str | None
+    sha256: str  # hex digest of the whole wheel file
+    size: int
+    core_metadata: bytes  # *.dist-info/METADATA, served as PEP 658 `<wheel>.metadata`
+    manifest_path: str
+    manifest_bytes: bytes
+    manifest: dict[str, Any]
+    slot: str
+    plugin: str
+    files: tuple[tuple[str, str], ...]  # (path, sha256 hex) for every hashed RECORD entry
+    content_digest: str  # "sha256:<hex>", see content_digest()
+
+
+def normalize_name(name: str) -> str:
+    """PEP 503 name normalization."""
+    return str(canonicalize_name(name))
+
+
+def _b64_to_hex(b64: str) -> str:
+    return base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4)).hex()
+
+
+def _hex_to_b64(hexdigest: str) -> str:
+    return base64.urlsafe_b64encode(bytes.fromhex(hexdigest)).rstrip(b"=").decode("ascii")
+
+
+def _excluded_from_content_digest(path: str) -> bool:
+    """RECORD entries the shell's content digest ignores (installer-written or regenerated)."""
+    if path.startswith(".."):
+        return True  # console scripts installed outside site-packages
+    parts = path.split("/")
+    installer_files = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+    if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] in installer_files:
+        return True
+    return "__pycache__" in parts[:-1] and path.endswith(".pyc")
+
+
+def content_digest(entries: list[tuple[str, str]]) -> str:
+    """The shell's content digest over ``(path, sha256 hex)`` pairs.
+
+    sha256 over the UTF-8 text of sorted lines ``"{path},{sha256-urlsafe-b64-nopad}\\n"``, skipping
+    RECORD, INSTALLER, REQUESTED, direct_url.json, ``__pycache__/*.pyc`` and ``..``-paths.
+    """
+    lines = sorted(
+        f"{path},{_hex_to_b64(digest)}\n"
+        for path, digest in entries
+        if not _excluded_from_content_digest(path)
+    )
+    return "sha256:" + hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
+
+
+def content_digest_from_wheel(path: Path) -> str:
+    """Content digest of a wheel; equals the one the shell computes from the installed dist."""
+    return inspect_wheel(path).content_digest
+
+
+def _open_zip(path: Path) -> tuple[bytes, zipfile.ZipFile]:
+    size = path.stat().st_size
+    if size > MAX_WHEEL_BYTES:
+        raise WheelError(f"{path.name}: {size} bytes exceeds the {MAX_WHEEL_BYTES}-byte limit")
+    data = path.read_bytes()
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise WheelError(f"{path.name}: not a zip archive ({exc})") from exc
+    infos = archive.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise WheelError(f"{path.name}: more than {MAX_MEMBERS} members")
+    if sum(i.file_size for i in infos) > MAX_UNCOMPRESSED_BYTES:
+        raise WheelError(f"{path.name}: uncompressed size exceeds {MAX_UNCOMPRESSED_BYTES} bytes")
+    return data, archive
+
+
+def _dist_info_dir(archive: zipfile.ZipFile, filename: str) -> str:
+    dirs = {
+        n.split("/", 1)[0] for n in archive.namelist() if n.split("/", 1)[0].endswith(".dist-info")
+    }
+    if len(dirs) != 1:
+        raise WheelError(
+            f"{filename}: expected exactly one .dist-info directory, found {sorted(dirs)}"
+        )
+    return dirs.pop()
+
+
+def _check_member_name(name: str, filename: str) -> None:
+    if name.startswith("/") or "\\" in name or any(p in {"", ".", ".."} for p in name.split("/")):
+        raise WheelError(f"{filename}: unsafe member path {name!r}")
+
+
+def _read_record(archive: zipfile.ZipFile, record_name: str, filename: str) -> dict[str, str]:
+    """RECORD as ``path -> sha256 hex`` (RECORD itself maps to "")."""
+    try:
+        record_text = archive.read(record_name).decode("utf-8")
+    except KeyError as exc:
+        raise WheelError(f"{filename}: {record_name} is missing") from exc
+    listed: dict[str, str] = {}
+    for row in csv.reader(io.StringIO(record_text)):
+        if not row:
+            continue
+        if len(row) != 3:
+            raise WheelError(f"{filename}: malformed RECORD row {row!r}")
+        path, digest, _size = row
+        _check_member_name(path, filename)
+        if path in listed:
+            raise WheelError(f"{filename}: RECORD lists {path} twice")
+        if path == record_name:
+            listed[path] = ""
+            continue
+        algo, _, b64 = digest.partition("=")
+        if algo != "sha256" or not b64:
+            raise WheelError(f"{filename}: RECORD entry {path} has no sha256 digest ({digest!r})")
+        listed[path] = _b64_to_hex(b64)
+    return listed
+
+
+def _verified_files(
+    archive: zipfile.ZipFile, dist_info: str, filename: str
+) -> list[tuple[str, str]]:
+    """Check every member against RECORD (PEP 427); return ``(path, sha256 hex)`` pairs."""
+    record_name = f"{dist_info}/RECORD"
+    listed = _read_record(archive, record_name, filename)
+    members = [i.filename for i in archive.infolist() if not i.is_dir()]
+    for name in members:
+        _check_member_name(name, filename)
+        if name not in listed:
+            # RECORD.jws / RECORD.p7s are deprecated (PEP 815) and unlisted ones are refused too.
+            raise WheelError(f"{filename}: member {name} is not listed in RECORD")
+    missing = sorted(set(listed) - set(members))
+    if missing:
+        raise WheelError(f"{filename}: RECORD lists files missing from the wheel: {missing[:5]}")
+    for path, expected in listed.items():
+        if path != record_name and hashlib.sha256(archive.read(path)).hexdigest() != expected:
+            raise WheelError(f"{filename}: {path} does not match its RECORD sha256")
+    if any(p.split("/", 1)[0].endswith(".data") for p in listed):
+        raise WheelError(
+            f"{filename}: has a .data directory; installed paths would differ from the wheel's, "
+            "so the content digest could not be checked at load time"
+        )
+    return sorted((p, d) for p, d in listed.items() if p != record_name)
+
+
+def _core_metadata(
+    archive: zipfile.ZipFile, dist_info: str, filename: str
+) -> tuple[bytes, str, str, str | None]:
+    try:
+        raw = archive.read(f"{dist_info}/METADATA")
+    except KeyError as exc:
+        raise WheelError(f"{filename}: {dist_info}/METADATA is missing") from exc
+    headers = BytesHeaderParser().parsebytes(raw)
+    name, version = headers.get("Name"), headers.get("Version")
+    if not name or not version:
+        raise WheelError(f"{filename}: METADATA lacks Name or Version")
+    return raw, str(name), str(version), headers.get("Requires-Python")
+
+
+def _entry_point_package(archive: zipfile.ZipFile, dist_info: str, filename: str) -> str:
+    try:
+        text = archive.read(f"{dist_info}/entry_points.txt").decode("utf-8")
+    except KeyError as exc:
+        raise WheelError(
+            f"{filename}: no entry_points.txt, so no {ENTRY_POINT_GROUP} entry point"
+        ) from exc
+    parser = configparser.ConfigParser(delimiters=("=",), interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    try:
+        parser.read_string(text)
+    except configparser.Error as exc:
+        raise WheelError(f"{filename}: entry_points.txt is malformed ({exc})") from exc
+    if not parser.has_section(ENTRY_POINT_GROUP):
+        raise WheelError(f"{filename}: no entry point in group {ENTRY_POINT_GROUP}")
+    values = [v for _, v in parser.items(ENTRY_POINT_GROUP)]
+    if len(values) != 1:
+        raise WheelError(
+            f"{filename}: expected one {ENTRY_POINT_GROUP} entry point, found {len(values)}"
+        )
+    return values[0].split(":", 1)[0].strip().split(".", 1)[0]
+
+
+def _version(text: str, filename: str) -> Version:
+    try:
+        return Version(text)
+    except InvalidVersion as exc:
+        raise WheelError(f"{filename}: METADATA Version {text!r} is not PEP 440") from exc
+
+
+def _parse_manifest(raw: bytes, source: str) -> dict[str, Any]:
+    """Validate the fields the registry relies on; the shell validates the rest at load time."""
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise WheelError(f"{source}: manifest larger than {MAX_MANIFEST_BYTES} bytes")
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise WheelError(f"{source}: not valid TOML ({exc})") from exc
+    plugin = doc.get("plugin")
+    if not isinstance(plugin, dict):
+        raise WheelError(f"{source}: [plugin] table is missing")
+    name, slot = plugin.get("name"), plugin.get("slot")
+    if not isinstance(name, str) or not _PLUGIN_NAME_RE.match(name):
+        raise WheelError(f"{source}: plugin.name must be lowercase [a-z0-9._-], got {name!r}")
+    if slot not in SLOTS:
+        raise WheelError(f"{source}: plugin.slot {slot!r} is not one of {', '.join(SLOTS)}")
+    contract = plugin.get("contract")
+    if not isinstance(contract, str) or not _CONTRACT_RE.match(contract):
+        raise WheelError(f"{source}: plugin.contract must be MAJOR.MINOR, got {contract!r}")
+    if not isinstance(plugin.get("shell"), str):
+        raise WheelError(f"{source}: plugin.shell must be a version specifier string")
+    return doc
+
+
+def inspect_wheel(path: Path) -> WheelInfo:
+    """Open, RECORD-verify and describe a plugin wheel; raise :class:`WheelError` on any problem."""
+    filename = path.name
+    try:
+        wheel_name, wheel_version, _build, _tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename as exc:
+        raise WheelError(f"{filename}: not a valid wheel filename ({exc})") from exc
+    data, archive = _open_zip(path)
+    with archive:
+        dist_info = _dist_info_dir(archive, filename)
+        files = _verified_files(archive, dist_info, filename)
+        core, name, version, requires_python = _core_metadata(archive, dist_info, filename)
+        if normalize_name(name) != wheel_name or _version(version, filename) != wheel_version:
+            raise WheelError(f"{filename}: METADATA says {name} {version}, filename disagrees")
+        package = _entry_point_package(archive, dist_info, filename)
+        manifest_path = f"{package}/{MANIFEST_FILENAME}"
+        try:
+            manifest_bytes = archive.read(manifest_path)
+        except KeyError as exc:
+            raise WheelError(f"{filename}: manifest {manifest_path} is missing") from exc
+    manifest = _parse_manifest(manifest_bytes, f"{filename}!{manifest_path}")
+    return WheelInfo(
+        filename=filename,
+        name=name,
+        normalized_name=normalize_name(name),
+        version=version,
+        requires_python=requires_python,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        core_metadata=core,
+        manifest_path=manifest_path,
+        manifest_bytes=manifest_bytes,
+        manifest=manifest,
+        slot=manifest["plugin"]["slot"],
+        plugin=manifest["plugin"]["name"],
+        files=tuple(files),
+        content_digest=content_digest(files),
+    )
