@@ -68,7 +68,7 @@ def test_v0_same_bytes_across_backends_and_roundtrip() -> None:
         outputs[name] = AesGcmV0Layer(_seeded(name)).encrypt(b"cascade", PASSWORD, now_ms=TS)
     assert outputs["pyca"] == outputs["nacl"]
     ciphertext, params = outputs["pyca"]
-    wire = json.loads(json.dumps([params.to_v0(), params.v0_metadata()]))
+    wire: list[dict[str, object]] = json.loads(json.dumps([params.to_v0(), params.v0_metadata()]))
     parsed = AesGcmV0Parameters.from_v0(wire[0], wire[1])
     assert parsed == params
     assert AesGcmV0Layer(NaclPrimitives()).decrypt(ciphertext, parsed, PASSWORD) == b"cascade"
@@ -90,13 +90,14 @@ def test_v0_timestamp_is_load_bearing_and_tamper_fails() -> None:
 
 def test_v0_malformed_inputs() -> None:
     good = {"iv": [1] * 12, "salt": [2] * 16}
-    for params, meta in [
+    cases: list[tuple[dict[str, object], dict[str, object]]] = [
         ({**good, "iv": [1] * 16}, {"timestamp": TS}),
         ({"iv": [1] * 12}, {"timestamp": TS}),
         (good, {}),
         (good, {"timestamp": float(TS)}),
         (good, {"timestamp": str(TS)}),
-    ]:
+    ]
+    for params, meta in cases:
         with pytest.raises(MalformedInput):
             AesGcmV0Parameters.from_v0(params, meta)
     with pytest.raises(CryptoUsageError):

@@ -97,7 +97,7 @@ def test_malformed_keys_rejected(keys: tuple[MlKemKeyMaterial, MlKemKeyMaterial]
 def test_malformed_parameters_rejected() -> None:
     good = {"iv": [0] * 12, "salt": [0] * 16, "encapsulated": [0] * 1088}
     assert MlKemParameters.from_v0(good).iv == bytes(12)
-    broken = [
+    broken: list[dict[str, object]] = [
         {**good, "iv": [0] * 11},
         {**good, "salt": [0] * 17},
         {**good, "encapsulated": [0] * 1087},

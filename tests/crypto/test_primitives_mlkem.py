@@ -8,6 +8,7 @@ and a decapsulation round trip; invalid ones must be refused.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -28,7 +29,7 @@ h = bytes.fromhex
 PYCA = PycaPrimitives()
 
 
-def _failures(name: str, check: Any) -> list[int]:
+def _failures(name: str, check: Callable[[dict[str, Any]], bool]) -> list[int]:
     return [t["tcId"] for g, t in wycheproof_cases(name) if not check(t)]
 
 
@@ -97,7 +98,7 @@ def test_nacl_refuses_mlkem() -> None:
     nacl: Primitives = NaclPrimitives()
     assert "ml-kem-768" not in nacl.capabilities
     seed, public = PYCA.mlkem768_generate()
-    calls = [
+    calls: list[Callable[[], object]] = [
         nacl.mlkem768_generate,
         lambda: nacl.mlkem768_public(seed),
         lambda: nacl.mlkem768_encapsulate(public),

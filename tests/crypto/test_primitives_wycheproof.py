@@ -75,7 +75,7 @@ def test_aead_wycheproof(prims: Primitives, alg: Any, name: str, nonce_size: int
         try:
             opened = prims.aead_open(alg, key, iv, sealed, aad)
         except DecryptionFailed:
-            return t["result"] == "invalid"
+            return bool(t["result"] == "invalid")
         if t["result"] == "invalid":
             return False
         return opened == msg and prims.aead_seal(alg, key, iv, msg, aad) == sealed
@@ -116,7 +116,7 @@ def test_ed25519_wycheproof(prims: Primitives) -> None:
     def check(group: dict[str, Any], t: dict[str, Any]) -> bool:
         public = h(group["publicKey"]["pk"])
         ok = prims.ed25519_verify(public, h(t["msg"]), h(t["sig"]))
-        return ok == (t["result"] == "valid")
+        return bool(ok == (t["result"] == "valid"))
 
     assert _run("ed25519_test", check) > 100
 
@@ -154,6 +154,6 @@ def test_hkdf_sha256_wycheproof(prims: Primitives) -> None:
 def test_hmac_sha256_wycheproof(prims: Primitives) -> None:
     def check(group: dict[str, Any], t: dict[str, Any]) -> bool:
         tag = prims.hmac_sha256(h(t["key"]), h(t["msg"]))[: group["tagSize"] // 8]
-        return (tag == h(t["tag"])) == (t["result"] == "valid")
+        return bool((tag == h(t["tag"])) == (t["result"] == "valid"))
 
     assert _run("hmac_sha256_test", check) > 150
