@@ -89,7 +89,7 @@ def test_v0_timestamp_is_load_bearing_and_tamper_fails() -> None:
 
 
 def test_v0_malformed_inputs() -> None:
-    good = {"iv": [1] * 12, "salt": [2] * 16}
+    good: dict[str, object] = {"iv": [1] * 12, "salt": [2] * 16}
     cases: list[tuple[dict[str, object], dict[str, object]]] = [
         ({**good, "iv": [1] * 16}, {"timestamp": TS}),
         ({"iv": [1] * 12}, {"timestamp": TS}),
