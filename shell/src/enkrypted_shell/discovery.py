@@ -8,9 +8,11 @@ from __future__ import annotations
 
 __all__ = ["ENTRY_POINT_GROUP", "Candidate", "Discovery", "discover"]
 
+import importlib.util
 import json
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
 from .errors import ManifestError
 from .manifest import MANIFEST_FILENAME, PluginManifest, parse_manifest
@@ -89,23 +91,42 @@ def _candidate(ep: metadata.EntryPoint) -> Candidate:
     where = f"{dist.metadata['Name']} {dist.version}"
     package = ep.module.split(".")[0]
     wanted = f"{package}/{MANIFEST_FILENAME}"
-    files = dist.files
-    if files is None or not any(str(f) == wanted for f in files):
+    editable = _is_editable(dist)
+    data = _editable_manifest(package) if editable else _recorded_manifest(dist, wanted)
+    if data is None:
         raise ManifestError(
-            f"{where}: entry point {ep.name!r} has no {wanted} in its RECORD",
+            f"{where}: entry point {ep.name!r} has no {wanted}"
+            + ("" if editable else " in its RECORD"),
             plugin=ep.name,
             fix="the plugin's wheel must ship its manifest next to its package's __init__.py",
         )
-    data = dist.read_text(wanted)
-    if data is None:
-        raise ManifestError(f"{where}: {wanted} is listed but missing", plugin=ep.name)
-    manifest = parse_manifest(data.encode("utf-8"), source=f"{where}: {wanted}")
+    manifest = parse_manifest(data, source=f"{where}: {wanted}")
     if manifest.name != ep.name:
         raise ManifestError(
             f"{where}: manifest names the plugin {manifest.name!r} but its entry point is {ep.name!r}",
             plugin=ep.name,
         )
-    return Candidate(ep, dist, manifest, _is_editable(dist))
+    return Candidate(ep, dist, manifest, editable)
+
+
+def _recorded_manifest(dist: metadata.Distribution, wanted: str) -> bytes | None:
+    files = dist.files
+    if files is None or not any(str(f) == wanted for f in files):
+        return None
+    try:
+        return Path(str(dist.locate_file(wanted))).read_bytes()
+    except OSError:
+        return None
+
+
+def _editable_manifest(package: str) -> bytes | None:
+    """An editable install's RECORD does not list its sources; locate the package (find_spec of a
+    top-level package runs none of its code) and read the manifest from the source tree."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / MANIFEST_FILENAME
+    return path.read_bytes() if path.is_file() else None
 
 
 def _is_editable(dist: metadata.Distribution) -> bool:

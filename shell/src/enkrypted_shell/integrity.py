@@ -42,6 +42,20 @@ def _in_digest(path: str) -> bool:
     return not (len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] in _INSTALL_TIME)
 
 
+def _is_bytecode(path: str) -> bool:
+    """Installer-compiled bytecode.  pip records it without a hash, so it cannot be verified; the
+    shell never executes it: plugins are imported with ``sys.pycache_prefix`` pointing at the
+    profile's own bytecode cache, so in-tree ``__pycache__`` folders are not read (see
+    ``docs/trust-model.md``)."""
+    parts = path.split("/")
+    return len(parts) >= 2 and parts[-2] == "__pycache__" and parts[-1].endswith(".pyc")
+
+
+def _is_record(path: str) -> bool:
+    parts = path.split("/")
+    return len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "RECORD"
+
+
 def content_digest(entries: Iterable[tuple[str, str]]) -> str:
     """``sha256:<hex>`` over sorted ``path,hash`` lines of the wheel-owned RECORD entries.
 
@@ -74,9 +88,7 @@ def verify_distribution(dist: metadata.Distribution) -> IntegrityReport:
                 fix="plugins must not install .pth files; remove the distribution",
             )
         if item.hash is None:
-            if path.rsplit("/", maxsplit=1)[-1] == "RECORD" and path.split("/", maxsplit=1)[
-                0
-            ].endswith(".dist-info"):
+            if _is_bytecode(path) or _is_record(path):
                 recorded[location] = ""
                 continue
             raise IntegrityError(f"{where}: {path} has no hash in RECORD", plugin=name)
@@ -127,7 +139,7 @@ def _check_unrecorded(
         for folder, _dirs, names in os.walk(root):
             for filename in names:
                 found = (Path(folder) / filename).resolve()
-                if found not in recorded:
+                if found not in recorded and not _is_bytecode(f"{Path(folder).name}/{filename}"):
                     rel = os.path.relpath(found, root.parent)
                     raise IntegrityError(
                         f"{where}: {rel} is not in the distribution's RECORD (added after install)",

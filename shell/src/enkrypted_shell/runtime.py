@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = ["Plan", "PlannedPlugin", "Services", "StartOptions", "load", "prepare"]
 
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +192,7 @@ def new_manager() -> pluggy.PluginManager:
 def load(plan: Plan, options: StartOptions) -> Services:
     """Import the planned plugins, register them, check hooks and wire the services."""
     manager = new_manager()
+    _private_bytecode(options.home)
     for slot in SLOTS:
         _register(manager, plan.plugins[slot])
     try:
@@ -222,6 +224,14 @@ def load(plan: Plan, options: StartOptions) -> Services:
     )
     options.log.append("loaded", plugins={s: p.candidate.name for s, p in plan.plugins.items()})
     return Services(manager, contexts["ui"], crypto, transport, ui)
+
+
+def _private_bytecode(home: Path) -> None:
+    """Compile plugins from their verified sources into the profile's own bytecode cache, never
+    from ``__pycache__`` folders inside site-packages (pip records those without hashes)."""
+    cache = home / "bytecode"
+    cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+    sys.pycache_prefix = str(cache)
 
 
 def _register(manager: pluggy.PluginManager, planned: PlannedPlugin) -> None:

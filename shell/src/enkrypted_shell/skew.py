@@ -38,16 +38,16 @@ def check_skew(
     installed: Callable[[str], str | None] = installed_version,
 ) -> None:
     """Raise one :class:`SkewError` listing every rule the selected set breaks."""
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []
     for slot, cand in plan.items():
-        problems += _shell_rules(slot, cand, shell_version, contracts)
-        problems += _plugin_rules(cand, plan)
-        problems += _shared_rules(cand, installed)
+        found = _shell_rules(slot, cand, shell_version, contracts)
+        found += _plugin_rules(cand, plan)
+        found += _shared_rules(cand, installed)
+        problems += [(cand.name, line) for line in found]
     if problems:
-        first = next(iter(plan.values())).name if len(problems) == 1 else None
         raise SkewError(
-            "version skew:\n  - " + "\n  - ".join(problems),
-            plugin=first,
+            "version skew:\n  - " + "\n  - ".join(line for _, line in problems),
+            plugin=problems[0][0],
             fix="install versions that fit (see each line), or pin a working set with a lock",
         )
 

@@ -1,0 +1,47 @@
+# Bootstrap from a bare Python 3.11+: every target creates what it needs.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+OLD_CRYPTOGRAPHY := cryptography==45.0.7
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast bench lint typecheck clean
+
+$(STAMP): requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+# An older cryptography wheel for the shared-library skew test (tests never reach the network).
+wheelhouse/.fetched: $(STAMP)
+	mkdir -p wheelhouse
+	$(PY) -m pip download -q --no-deps --only-binary :all: -d wheelhouse "$(OLD_CRYPTOGRAPHY)"
+	touch $@
+
+## The main job: build the plugin wheels, install them into .demo/env, verify, lock and run the
+## scripted two-peer session with the pinned set.
+demo: $(STAMP)
+	$(PY) tools/demo.py
+
+## The whole test suite (long end-to-end tests included; they are marked `e2e`).
+test: $(STAMP) wheelhouse/.fetched
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Quick loop while developing: everything but the e2e tests.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+## Benchmarks (JSON in benchmarks/results/); `make bench ONLY=startup` runs one.
+bench: $(STAMP)
+	$(PY) benchmarks/run.py $(if $(ONLY),--only $(ONLY),)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check shell plugins registry tests tools benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy shell/src plugins/p2p/src plugins/ui_cli/src plugins/cryptography/src plugins/cryptography_nacl/src registry/src
+
+clean:
+	rm -rf $(VENV) .demo wheelhouse benchmarks/results

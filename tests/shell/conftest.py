@@ -1,0 +1,78 @@
+"""Fixtures for tests that build real wheels and run the shell in throw-away environments."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tools.workspace import DISTS, Env, build_wheels, fresh_copy, make_env
+
+CORE = ["enkrypted-shell", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto"]
+
+
+@pytest.fixture(scope="session")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("wheels")
+    names = [*CORE, "enkrypted-crypto-nacl"]
+    return dict(zip(names, build_wheels([DISTS[n] for n in names], out), strict=True))
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+class Shell:
+    """A throw-away environment with the shell installed, and a way to run `enkrypted` in it."""
+
+    def __init__(self, env: Env, home: Path) -> None:
+        self.env = env
+        self.home = home
+
+    def run(self, *args: str, extra_env: dict[str, str] | None = None) -> Result:
+        environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ENKRYPTED_DEV")}
+        environ["ENKRYPTED_HOME"] = str(self.home)
+        environ.update(extra_env or {})
+        proc = subprocess.run(
+            [str(self.env.bin / "enkrypted"), *args],
+            capture_output=True, text=True, env=environ, timeout=120,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def site(self) -> Path:
+        return self.env.site_packages
+
+
+@pytest.fixture
+def shell_env(tmp_path: Path, wheels: dict[str, Path]) -> Callable[..., Shell]:
+    def make(*names: str) -> Shell:
+        env = make_env(tmp_path / "env")
+        env.install(*(wheels[n] for n in (names or CORE)))
+        return Shell(env, tmp_path / "home")
+
+    return make
+
+
+@pytest.fixture
+def variant(tmp_path: Path) -> Callable[..., Path]:
+    """Build a variant wheel of a distribution with edited files: {relative path: (old, new)}."""
+    counter = iter(range(1000))
+
+    def build(dist: str, edits: dict[str, tuple[str, str]]) -> Path:
+        src = fresh_copy(DISTS[dist], tmp_path / f"variant-{next(counter)}")
+        for rel, (old, new) in edits.items():
+            path = src / rel
+            text = path.read_text("utf-8")
+            assert re.search(re.escape(old), text), f"{old!r} not in {rel}"
+            path.write_text(text.replace(old, new, 1), "utf-8")
+        return build_wheels([src], tmp_path / f"variant-wheels-{next(counter)}")[0]
+
+    return build

@@ -1,0 +1,217 @@
+"""The shell against real wheels installed (not editable) into throw-away environments."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tools.workspace import WHEELHOUSE
+
+pytestmark = pytest.mark.e2e
+
+INTEGRITY, SKEW, LOCK, NO_PLUGIN, AMBIGUOUS, LOG_CORRUPT = 10, 11, 12, 13, 14, 18
+
+SIDE_EFFECT = (
+    '__version__ = "0.1.0"\n',
+    '__version__ = "0.1.0"\n'
+    "import os, pathlib\n"
+    "pathlib.Path(os.environ['ENKRYPTED_HOME'], 'p2p-was-imported').write_text('yes')\n",
+)
+
+
+def test_happy_path_verify_graph_lock_run_audit(shell_env):
+    sh = shell_env()
+    res = sh.run("plugins", "verify", "--json")
+    assert res.code == 0, res.err
+    rows = {r["slot"]: r for r in json.loads(res.out)["plugins"]}
+    assert {s: r["plugin"] for s, r in rows.items()} == {
+        "crypto": "crypto-pyca", "p2p": "p2p-memory", "ui": "ui-cli"}
+    assert all(r["content_digest"].startswith("sha256:") and r["files_checked"] > 3 for r in rows.values())
+
+    graph = sh.run("plugins", "graph")
+    assert graph.code == 0 and "only candidate" in graph.out and "shared cryptography" in graph.out
+
+    assert sh.run("plugins", "lock").code == 0
+    assert (sh.home / "plugins.lock.toml").exists()
+    run = sh.run("run", "--locked")
+    assert run.code == 0, run.err
+    assert "messages delivered intact: True" in run.out
+
+    audit = sh.run("plugins", "audit", "--json")
+    assert audit.code == 0
+    log = json.loads(audit.out)
+    assert log["intact"] and [r["event"] for r in log["records"]].count("loaded") == 1
+
+
+def test_plugin_listing_shows_each_candidate(shell_env):
+    sh = shell_env()
+    res = sh.run("plugins", "list", "--json")
+    assert res.code == 0, res.err
+    listed = {r["plugin"]: r for r in json.loads(res.out)["plugins"]}
+    assert set(listed) == {"crypto-pyca", "p2p-memory", "ui-cli"}
+    assert all(r["selected"] and r["state"] == "verified" for r in listed.values())
+
+
+def test_nothing_is_imported_before_verification(shell_env, wheels, variant):
+    marked = variant("enkrypted-p2p", {"src/enkrypted_p2p/__init__.py": SIDE_EFFECT})
+    sh = shell_env("enkrypted-shell", "enkrypted-ui-cli", "enkrypted-crypto")
+    sh.env.install(marked)
+    marker = sh.home / "p2p-was-imported"
+    sh.home.mkdir(parents=True, exist_ok=True)
+
+    for args in (["plugins", "list"], ["plugins", "verify"], ["plugins", "graph"], ["plugins", "lock"]):
+        assert sh.run(*args).code == 0
+        assert not marker.exists(), f"{args} imported the plugin"
+
+    memory = sh.site() / "enkrypted_p2p" / "memory.py"
+    original, stat = memory.read_bytes(), memory.stat()
+    memory.write_bytes(original + b"\n# tampered\n")
+    res = sh.run("run")
+    assert res.code == INTEGRITY and not marker.exists()
+
+    memory.write_bytes(original)
+    os.utime(memory, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # keep the recorded .pyc fresh
+    res = sh.run("run")
+    assert res.code == 0, res.err
+    assert marker.exists(), "a verified run imports the plugin"
+
+
+def test_tampered_file_is_refused_and_named(shell_env):
+    sh = shell_env()
+    target = sh.site() / "enkrypted_p2p" / "memory.py"
+    target.write_text(target.read_text().replace("16 * 1024 * 1024", "1 << 40"))
+    res = sh.run("plugins", "verify")
+    assert res.code == INTEGRITY
+    assert "enkrypted_p2p/memory.py" in res.err and "changed" in res.err
+    assert sh.run("run").code == INTEGRITY
+
+
+def test_added_python_file_is_refused_and_named(shell_env):
+    sh = shell_env()
+    (sh.site() / "enkrypted_crypto" / "backdoor.py").write_text("print('owned')\n")
+    res = sh.run("plugins", "verify")
+    assert res.code == INTEGRITY
+    assert "enkrypted_crypto/backdoor.py" in res.err
+
+
+def test_removed_file_is_refused_and_named(shell_env):
+    sh = shell_env()
+    (sh.site() / "enkrypted_ui_cli" / "conversation.py").unlink()
+    res = sh.run("plugins", "verify")
+    assert res.code == INTEGRITY
+    assert "enkrypted_ui_cli/conversation.py" in res.err and "missing" in res.err
+
+
+def test_incompatible_contract_major_is_refused(shell_env, variant):
+    newer = variant("enkrypted-p2p", {"src/enkrypted_p2p/enkrypted-plugin.toml": ('contract = "1.0"', 'contract = "2.0"')})
+    sh = shell_env("enkrypted-shell", "enkrypted-ui-cli", "enkrypted-crypto")
+    sh.env.install(newer)
+    res = sh.run("plugins", "verify")
+    assert res.code == SKEW
+    assert "p2p-memory" in res.err and "2.0" in res.err and "speaks 1.0" in res.err
+    assert "same MAJOR" in res.err
+
+
+def test_plugin_requiring_newer_minor_of_another_slot_is_refused(shell_env, variant):
+    needy = variant("enkrypted-ui-cli", {"src/enkrypted_ui_cli/enkrypted-plugin.toml": ('crypto = ">=1.0,<2"', 'crypto = ">=1.1,<2"')})
+    sh = shell_env("enkrypted-shell", "enkrypted-p2p", "enkrypted-crypto")
+    sh.env.install(needy)
+    res = sh.run("plugins", "verify")
+    assert res.code == SKEW
+    assert "refused [ui-cli]" in res.err and "requires crypto contract" in res.err and ">=1.1" in res.err
+    assert "crypto-pyca" in res.err and "implements 1.0" in res.err
+
+
+def test_downgraded_shared_library_is_refused(shell_env):
+    old = sorted(WHEELHOUSE.glob("cryptography-45*.whl"))
+    assert old, "make test prefetches an old cryptography wheel into wheelhouse/ (see Makefile)"
+    sh = shell_env()
+    sh.env.install(old[0])
+    res = sh.run("plugins", "verify")
+    assert res.code == SKEW
+    assert "enkrypted-crypto" in res.err and "cryptography>=48" in res.err and "45." in res.err
+    assert "pip install 'cryptography>=48'" in res.err
+
+
+def test_two_crypto_backends_need_a_choice(shell_env):
+    sh = shell_env("enkrypted-shell", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto",
+                   "enkrypted-crypto-nacl")
+    res = sh.run("plugins", "verify")
+    assert res.code == AMBIGUOUS
+    assert "crypto-pyca" in res.err and "crypto-nacl" in res.err and "--crypto" in res.err
+
+    chosen = sh.run("--crypto", "crypto-nacl", "plugins", "verify", "--json")
+    assert chosen.code == 0, chosen.err
+    rows = {r["slot"]: r for r in json.loads(chosen.out)["plugins"]}
+    assert rows["crypto"]["plugin"] == "crypto-nacl"
+    assert sh.run("--crypto", "enkrypted-crypto", "plugins", "verify").code == 0
+    assert sh.run("--crypto", "nope", "plugins", "verify").code == NO_PLUGIN
+
+    (sh.home / "config.toml").write_text('[plugins]\ncrypto = "crypto-nacl"\n')
+    run = sh.run("run")
+    assert run.code == 0, run.err
+    assert "crypto backend: nacl" in run.out and "delivered intact: True" in run.out
+
+
+def test_lock_drift_after_installing_another_version(shell_env, variant):
+    sh = shell_env()
+    assert sh.run("plugins", "lock").code == 0
+    assert sh.run("plugins", "verify", "--locked").code == 0
+    bumped = variant("enkrypted-p2p", {"src/enkrypted_p2p/__init__.py": ('"0.1.0"', '"0.1.1"')})
+    sh.env.install(bumped)
+    res = sh.run("plugins", "verify", "--locked")
+    assert res.code == LOCK
+    assert "enkrypted-p2p" in res.err and "version 0.1.1 (locked 0.1.0)" in res.err
+    assert sh.run("run", "--locked").code == LOCK
+
+
+def test_same_version_rebuilt_with_other_content_drifts_from_lock(shell_env, variant):
+    sh = shell_env()
+    assert sh.run("plugins", "lock").code == 0
+    other = variant("enkrypted-p2p", {"src/enkrypted_p2p/memory.py": ("_QUEUE_DEPTH: Final = 1024", "_QUEUE_DEPTH: Final = 4096")})
+    sh.env.pip("install", "-q", "--no-deps", "--no-index", "--force-reinstall", str(other))
+    res = sh.run("plugins", "verify", "--locked")
+    assert res.code == LOCK and "content digest" in res.err
+
+
+def test_editable_install_needs_dev_mode_and_is_logged(shell_env):
+    sh = shell_env("enkrypted-shell", "enkrypted-ui-cli", "enkrypted-crypto")
+    from tools.workspace import DISTS
+
+    sh.env.pip("install", "-q", "--no-deps", "--no-build-isolation", "--no-index", "-e", str(DISTS["enkrypted-p2p"]))
+    res = sh.run("plugins", "verify")
+    assert res.code == INTEGRITY and "editable" in res.err and "--dev" in res.err
+    dev = sh.run("--dev", "run")
+    assert dev.code == 0, dev.err
+    assert "dev mode" in dev.err
+    records = json.loads(sh.run("plugins", "audit", "--json").out)["records"]
+    assert any(r["event"] == "admitted-unverified-dev" and r["plugin"] == "p2p-memory" for r in records)
+
+
+def test_tampered_load_log_is_reported(shell_env):
+    sh = shell_env()
+    assert sh.run("plugins", "verify").code == 0
+    assert sh.run("plugins", "verify").code == 0
+    log = sh.home / "load-log.jsonl"
+    lines = log.read_text().splitlines()
+    lines[1] = lines[1].replace('"verified"', '"refused"')
+    log.write_text("\n".join(lines) + "\n")
+    res = sh.run("plugins", "audit")
+    assert res.code == LOG_CORRUPT and "line 2" in res.out
+
+
+def test_refusals_are_logged(shell_env):
+    sh = shell_env()
+    (sh.site() / "enkrypted_p2p" / "extra.py").write_text("")
+    assert sh.run("plugins", "verify").code == INTEGRITY
+    records = json.loads(sh.run("plugins", "audit", "--json").out)["records"]
+    assert records[-1]["event"] == "refused" and records[-1]["rule"] == "IntegrityError"
+
+
+def test_usage_error_exit_code(shell_env):
+    sh = shell_env()
+    assert sh.run("plugins", "verify", "--no-such-flag").code == 2
+    assert sh.run("--lock", str(sh.home / "missing.toml"), "plugins", "verify", "--locked").code == 2

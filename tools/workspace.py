@@ -1,0 +1,103 @@
+"""Workspace helpers shared by the demo, the tests and the benchmarks: build real wheels of the
+distributions and make throw-away environments that install them as a user would (not editable).
+
+Third-party libraries come from the development environment (``.venv``) through a ``.pth`` line
+appended *after* the environment's own site-packages, so anything installed into the environment
+itself (an older ``cryptography`` for a skew test, our plugin wheels) wins, as it would in a normal
+virtual environment.  No network is used: wheels are built with ``--no-build-isolation``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DISTS = {
+    "enkrypted-shell": ROOT / "shell",
+    "enkrypted-p2p": ROOT / "plugins" / "p2p",
+    "enkrypted-ui-cli": ROOT / "plugins" / "ui_cli",
+    "enkrypted-crypto": ROOT / "plugins" / "cryptography",
+    "enkrypted-crypto-nacl": ROOT / "plugins" / "cryptography_nacl",
+    "enkrypted-registry": ROOT / "registry",
+}
+WHEELHOUSE = ROOT / "wheelhouse"
+
+
+def build_wheels(projects: list[Path], out: Path) -> list[Path]:
+    """Build one wheel per project directory into ``out``; returns the wheel paths in order."""
+    out.mkdir(parents=True, exist_ok=True)
+    built = []
+    for project in projects:
+        before = set(out.glob("*.whl"))
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+             "--no-index", "-q", "-w", str(out), str(project)],
+            check=True, env=_quiet_env(),
+        )
+        new = sorted(set(out.glob("*.whl")) - before)
+        if not new:  # same wheel rebuilt in place
+            stem = project.name
+            new = sorted(out.glob("*.whl"), key=lambda p: p.stat().st_mtime)[-1:]
+            assert new, f"no wheel built for {stem}"
+        built.append(new[0])
+    return built
+
+
+def _quiet_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+class Env:
+    """A throw-away virtual environment."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.python = path / "bin" / "python"
+        self.bin = path / "bin"
+
+    @property
+    def site_packages(self) -> Path:
+        out = subprocess.run(
+            [str(self.python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True, capture_output=True, text=True,
+        )
+        return Path(out.stdout.strip())
+
+    def pip(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pip", "--python", str(self.python), *args],
+            check=True, capture_output=True, text=True, env=_quiet_env(),
+        )
+
+    def install(self, *wheels: Path, no_deps: bool = True) -> None:
+        args = ["install", "-q", "--no-index", "--find-links", str(WHEELHOUSE)]
+        if no_deps:
+            args.append("--no-deps")
+        self.pip(*args, *map(str, wheels))
+
+    def uninstall(self, *names: str) -> None:
+        self.pip("uninstall", "-y", *names)
+
+
+def make_env(path: Path) -> Env:
+    """A venv without pip whose third-party libraries come from the running interpreter's."""
+    venv.EnvBuilder(with_pip=False, clear=True, symlinks=True).create(path)
+    env = Env(path)
+    ours = sysconfig.get_paths()["purelib"]
+    (env.site_packages / "zz_enkrypted_dev_libs.pth").write_text(ours + "\n", "utf-8")
+    return env
+
+
+def fresh_copy(project: Path, dest: Path) -> Path:
+    """Copy a distribution's source tree (to build a variant of it)."""
+    shutil.copytree(project, dest, ignore=shutil.ignore_patterns("__pycache__", "build", "dist", "*.egg-info"))
+    return dest
