@@ -132,8 +132,8 @@ def test_downgraded_shared_library_is_refused(shell_env):
     sh.env.install(old[0])
     res = sh.run("plugins", "verify")
     assert res.code == SKEW
-    assert "enkrypted-crypto" in res.err and "cryptography>=48" in res.err and "45." in res.err
-    assert "pip install 'cryptography>=48'" in res.err
+    assert "enkrypted-crypto" in res.err and "cryptography>=50" in res.err and "45." in res.err
+    assert "pip install 'cryptography>=50'" in res.err
 
 
 def test_two_crypto_backends_need_a_choice(shell_env):
@@ -153,7 +153,7 @@ def test_two_crypto_backends_need_a_choice(shell_env):
     (sh.home / "config.toml").write_text('[plugins]\ncrypto = "crypto-nacl"\n')
     run = sh.run("run")
     assert run.code == 0, run.err
-    assert "crypto backend: nacl" in run.out and "delivered intact: True" in run.out
+    assert "crypto backend: pynacl" in run.out and "delivered intact: True" in run.out
 
 
 def test_lock_drift_after_installing_another_version(shell_env, variant):
