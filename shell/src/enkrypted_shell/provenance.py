@@ -415,6 +415,8 @@ def verify_sigstore_bundle(
         verifier.verify_artifact(
             artifact, bundle, policy.Identity(identity=identity, issuer=issuer)
         )
-    except (SigstoreError, ValueError) as exc:
+    except SigstoreError as exc:
         raise _fail(f"sigstore bundle rejected: {exc}") from exc
+    except Exception as exc:  # malformed input can surface as any parser error: fail closed
+        raise _fail(f"sigstore bundle rejected: {type(exc).__name__}: {exc}") from exc
     return SigstoreIdentity(identity=identity, issuer=issuer)
