@@ -141,8 +141,10 @@ class RatchetSession:
         return self._state.cks is not None
 
     # -------------------------------------------------------------------------- encrypt
-    def prepare_encrypt(self, plaintext: bytes, aad: bytes = b"") -> tuple[bytes, Commit]:
-        """RatchetEncrypt (§3.4) without committing the chain step."""
+    def prepare_encrypt_parts(
+        self, plaintext: bytes, aad: bytes = b""
+    ) -> tuple[bytes, bytes, Commit]:
+        """RatchetEncrypt (§3.4) without committing the chain step: (header, body, commit)."""
         st = self._state
         if st.cks is None:
             raise CryptoUsageError("responder cannot send before the first message arrives")
@@ -157,6 +159,11 @@ class RatchetSession:
         def commit() -> None:
             self._replace(st, after)
 
+        return header, body, commit
+
+    def prepare_encrypt(self, plaintext: bytes, aad: bytes = b"") -> tuple[bytes, Commit]:
+        """As :meth:`prepare_encrypt_parts`, with the message as ``header || body``."""
+        header, body, commit = self.prepare_encrypt_parts(plaintext, aad)
         return header + body, commit
 
     def encrypt(self, plaintext: bytes, aad: bytes = b"") -> bytes:
@@ -167,17 +174,22 @@ class RatchetSession:
     # -------------------------------------------------------------------------- decrypt
     def prepare_decrypt(self, message: bytes, aad: bytes = b"") -> tuple[bytes, Commit]:
         """RatchetDecrypt (§3.5) on a copy of the state; raises :class:`DecryptionFailed`."""
-        if len(message) < HEADER_LEN + 16:
+        return self.prepare_decrypt_parts(message[:HEADER_LEN], message[HEADER_LEN:], aad)
+
+    def prepare_decrypt_parts(
+        self, header: bytes, body: bytes, aad: bytes = b""
+    ) -> tuple[bytes, Commit]:
+        """As :meth:`prepare_decrypt` with the header and body apart (no concatenation)."""
+        if len(header) != HEADER_LEN or len(body) < 16:
             raise DecryptionFailed()
-        header = bytes(message[:HEADER_LEN])
+        header = bytes(header)
         dh, pn, n = _HEADER.unpack(header)
-        ciphertext = message[HEADER_LEN:]
         live = self._state
         trial = live.copy()
         mk = trial.skipped.pop((dh, n), None)
         if mk is None:
             mk = self._advance_receiving(trial, dh, pn, n)
-        plaintext = self._open(mk, ciphertext, header, aad)
+        plaintext = self._open(mk, body, header, aad)
 
         def commit() -> None:
             self._replace(live, trial)

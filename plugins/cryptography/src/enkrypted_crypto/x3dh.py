@@ -11,8 +11,8 @@ Identity = an Ed25519 signing key plus an X25519 DH key (we do not use XEdDSA); 
 carries an Ed25519 signature binding its X25519 key; the signed prekey is signed by the Ed25519 key.
 
 KDF (X3DH §2.2): ``HKDF-SHA256(salt = 32 zero bytes, ikm = F || DH1 || DH2 || DH3, info)`` with
-``F = 32 * 0xFF``.  We take 64 bytes: the first 32 are ``SK`` (root of the Double Ratchet), the
-last 32 a key-confirmation key.  ``info`` is ``EnkryptedChat-X3DH-v1`` followed by the handshake
+``F = 32 * 0xFF``.  We take 96 bytes: ``SK`` (root of the Double Ratchet), a key-confirmation key,
+and the secret the ML-KEM/AES layer keys are derived from.  ``info`` is ``EnkryptedChat-X3DH-v1`` followed by the handshake
 transcript hash, so a tampered negotiation yields different keys (no silent downgrade, DESIGN §4).
 
 Associated data (X3DH §3.3) = ``Encode(IK_A) || Encode(IK_B)`` where ``Encode(IK)`` is the 64-byte
@@ -151,18 +151,19 @@ class PrekeyBundle:
 
 @dataclass(frozen=True, slots=True)
 class X3DHResult:
-    """``SK`` for the Double Ratchet, a key-confirmation key, and the associated data ``AD``."""
+    """``SK`` for the Double Ratchet, key-confirmation and layer secrets, associated data ``AD``."""
 
     shared_secret: bytes
     confirmation_key: bytes
+    layer_secret: bytes
     associated_data: bytes
 
 
 def _kdf(
     prims: Primitives, dh1: bytes, dh2: bytes, dh3: bytes, context: bytes
-) -> tuple[bytes, bytes]:
-    okm = prims.hkdf_sha256(_F + dh1 + dh2 + dh3, _SALT, X3DH_INFO + context, 2 * KEY_LEN)
-    return okm[:KEY_LEN], okm[KEY_LEN:]
+) -> tuple[bytes, bytes, bytes]:
+    okm = prims.hkdf_sha256(_F + dh1 + dh2 + dh3, _SALT, X3DH_INFO + context, 3 * KEY_LEN)
+    return okm[:KEY_LEN], okm[KEY_LEN : 2 * KEY_LEN], okm[2 * KEY_LEN :]
 
 
 def initiate(
@@ -179,9 +180,9 @@ def initiate(
     dh1 = prims.x25519(identity.dh_private, bundle.signed_prekey)  # DH(IK_A, SPK_B)
     dh2 = prims.x25519(ephemeral_private, bundle.identity.dh_public)  # DH(EK_A, IK_B)
     dh3 = prims.x25519(ephemeral_private, bundle.signed_prekey)  # DH(EK_A, SPK_B)
-    sk, confirm = _kdf(prims, dh1, dh2, dh3, context)
+    sk, confirm, layer = _kdf(prims, dh1, dh2, dh3, context)
     ad = identity.public.encode() + bundle.identity.encode()
-    return X3DHResult(sk, confirm, ad)
+    return X3DHResult(sk, confirm, layer, ad)
 
 
 def respond(
@@ -199,6 +200,6 @@ def respond(
     dh1 = prims.x25519(signed_prekey.private, initiator.dh_public)
     dh2 = prims.x25519(identity.dh_private, ephemeral_public)
     dh3 = prims.x25519(signed_prekey.private, ephemeral_public)
-    sk, confirm = _kdf(prims, dh1, dh2, dh3, context)
+    sk, confirm, layer = _kdf(prims, dh1, dh2, dh3, context)
     ad = initiator.encode() + identity.public.encode()
-    return X3DHResult(sk, confirm, ad)
+    return X3DHResult(sk, confirm, layer, ad)

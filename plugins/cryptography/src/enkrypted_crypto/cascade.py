@@ -1,0 +1,204 @@
+"""Cascade manager: ordered layers, first innermost, reversed on decrypt (digest §4.1, §4.2).
+
+Semantics follow ``CascadingCipherManager`` (digest §4.2) with two deliberate differences:
+
+* **one opaque error.**  Any failure while opening — wrong layer count or names, malformed
+  parameters, a failed tag, a replay — raises :class:`~enkrypted_crypto.errors.DecryptionFailed`
+  and nothing else; the failing layer index is logged locally at DEBUG, never returned
+  (STYLE.md principle 4);
+* **transactions.**  Layers return ``(output, commit)``; commits run only after *every* layer has
+  succeeded, so a failure anywhere delivers nothing and changes no state (the Double Ratchet
+  keeps its keys for the next genuine message).
+
+Layer names are the product's ``cipherLayers`` names (digest §4.1): ``MLS``, ``Signal``,
+``ML-KEM``, ``AES``.  The MLS layer is a later issue: :class:`LayerRegistry` accepts it once a
+factory is registered, and until then asking for it raises :class:`LayerUnavailable`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CANONICAL_ORDER",
+    "NO_COMMIT",
+    "DEFAULT_LAYERS",
+    "CascadeLayer",
+    "CascadeManager",
+    "Commit",
+    "LayerRecord",
+    "LayerUnavailable",
+    "SealedCascade",
+    "validate_layer_names",
+]
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from .errors import CryptoError, CryptoUsageError, DecryptionFailed
+from .limits import DEFAULT_LIMITS, Limits
+
+Commit = Callable[[], None]
+
+CANONICAL_ORDER: Final = ("MLS", "Signal", "ML-KEM", "AES")
+"""Product order, innermost first (digest §4.1: ``cipherLayers``)."""
+
+DEFAULT_LAYERS: Final = ("Signal", "ML-KEM", "AES")
+"""This version's default: the product order without MLS (not implemented yet)."""
+
+_log = logging.getLogger(__name__)
+
+
+class LayerUnavailable(CryptoError):
+    """A configured layer has no implementation here (e.g. MLS in this version)."""
+
+
+def _no_commit() -> None:
+    return None
+
+
+NO_COMMIT: Final[Commit] = _no_commit
+
+
+def validate_layer_names(names: Sequence[str], available: Sequence[str]) -> tuple[str, ...]:
+    """Check a ``cipherLayers`` list: known names, no duplicates, product order, implemented.
+
+    Raises :class:`CryptoUsageError` for a malformed list and :class:`LayerUnavailable` for a
+    layer we know but cannot provide.
+    """
+    names = tuple(names)
+    if not names:
+        raise CryptoUsageError("cipherLayers must name at least one layer")
+    unknown = [n for n in names if n not in CANONICAL_ORDER]
+    if unknown:
+        raise CryptoUsageError(f"unknown cipher layer(s) {unknown}; known: {list(CANONICAL_ORDER)}")
+    if len(set(names)) != len(names):
+        raise CryptoUsageError(f"cipherLayers lists a layer twice: {list(names)}")
+    if list(names) != sorted(names, key=CANONICAL_ORDER.index):
+        raise CryptoUsageError(f"cipherLayers must follow the order {list(CANONICAL_ORDER)}")
+    for name in names:
+        if name not in available:
+            raise LayerUnavailable(f"{name} layer not available in this version")
+    return names
+
+
+@dataclass(frozen=True, slots=True)
+class LayerRecord:
+    """What one layer contributed to a sealed message (``layers[i]`` + ``layerParameters[i]``)."""
+
+    name: str
+    parameters: object
+    timestamp_ms: int
+    input_size: int
+    output_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class SealedCascade:
+    """A cascade result before wire encoding (``cascadedPayload`` without the JSON)."""
+
+    final_ciphertext: bytes
+    records: tuple[LayerRecord, ...]
+    original_size: int
+    timestamp_ms: int
+
+
+class CascadeLayer(Protocol):
+    """One cascade layer bound to a session's keys.
+
+    ``parameters`` are layer-specific objects; the profile codecs ask the layer to encode and
+    decode them (``params_to_*`` / ``params_from_*``), which raise ``MalformedInput``.
+    """
+
+    @property
+    def name(self) -> str:
+        """The ``cipherLayers`` name (``Signal``, ``ML-KEM``, ``AES``, ``MLS``)."""
+        ...
+
+    @property
+    def algorithm(self) -> str:
+        """``layerMetadata.algorithm`` in Profile-v0 (the JS class name)."""
+        ...
+
+    @property
+    def version(self) -> str: ...
+
+    def seal(self, data: bytes, now_ms: int) -> tuple[bytes, object, Commit]: ...
+
+    def open(self, data: bytes, parameters: object, timestamp_ms: int) -> tuple[bytes, Commit]: ...
+
+    def params_to_v0(self, parameters: object) -> dict[str, object]: ...
+
+    def metadata_to_v0(self, parameters: object) -> dict[str, object]:
+        """Extra ``layerMetadata`` keys (beyond algorithm/version/timestamp/sizes)."""
+        ...
+
+    def params_from_v0(
+        self, parameters: Mapping[str, object], metadata: Mapping[str, object]
+    ) -> object: ...
+
+    def params_to_bytes(self, parameters: object) -> bytes: ...
+
+    def params_from_bytes(self, data: bytes) -> object: ...
+
+
+class CascadeManager:
+    """Applies ``layers`` in order (first innermost) and reverses them on :meth:`open`."""
+
+    __slots__ = ("_layers", "_limits", "_names")
+
+    def __init__(self, layers: Sequence[CascadeLayer], limits: Limits = DEFAULT_LIMITS) -> None:
+        names = tuple(layer.name for layer in layers)
+        if not names or len(names) > limits.max_layers:
+            raise CryptoUsageError(f"a cascade needs 1..{limits.max_layers} layers")
+        if len(set(names)) != len(names):  # addLayer rejects duplicates (digest §4.2)
+            raise CryptoUsageError(f"duplicate cascade layer in {list(names)}")
+        self._layers = tuple(layers)
+        self._names = names
+        self._limits = limits
+
+    @property
+    def layers(self) -> tuple[CascadeLayer, ...]:
+        return self._layers
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self._names
+
+    def seal(self, plaintext: bytes, now_ms: int) -> SealedCascade:
+        """Encrypt through every layer; state advances only if all layers succeed."""
+        data = plaintext
+        records: list[LayerRecord] = []
+        commits: list[Commit] = []
+        for layer in self._layers:
+            out, params, commit = layer.seal(data, now_ms)
+            records.append(LayerRecord(layer.name, params, now_ms, len(data), len(out)))
+            commits.append(commit)
+            data = out
+        for commit in commits:
+            commit()
+        return SealedCascade(data, tuple(records), len(plaintext), now_ms)
+
+    def open(self, sealed: SealedCascade) -> bytes:
+        """Decrypt in reverse order; any failure is :class:`DecryptionFailed`, nothing changes."""
+        records = sealed.records
+        if tuple(r.name for r in records) != self._names:
+            _log.debug(
+                "cascade: layer list %s does not match the session", [r.name for r in records]
+            )
+            raise DecryptionFailed()
+        data = sealed.final_ciphertext
+        commits: list[Commit] = []
+        for index in range(len(self._layers) - 1, -1, -1):
+            layer, record = self._layers[index], records[index]
+            try:
+                data, commit = layer.open(data, record.parameters, record.timestamp_ms)
+            except Exception as exc:  # any failure becomes the one opaque error
+                _log.debug(
+                    "cascade: layer %d (%s) failed: %s", index, layer.name, type(exc).__name__
+                )
+                raise DecryptionFailed() from None
+            commits.append(commit)
+        for commit in commits:
+            commit()
+        return data

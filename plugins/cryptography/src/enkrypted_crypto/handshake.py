@@ -1,0 +1,364 @@
+"""Sans-I/O session handshake (digest §5 P3.2, Appendix B; DESIGN.md §4 peer <-> peer skew).
+
+Flights (initiator I, responder R)::
+
+    I -> R  signal-key-exchange-request   offer (versions, backend, capabilities, profiles,
+                                          layers, supportedLayers), identity, X3DH ephemeral
+    R -> I  mlkem-key-exchange            R's ML-KEM-768 key          (only if ML-KEM negotiated)
+    R -> I  signal-key-exchange-response  chosen profile + layers, R's offer, identity, signed
+                                          prekey, confirmation MAC over the transcript
+    I -> R  mlkem-key-exchange-response   I's ML-KEM-768 key          (only if ML-KEM negotiated)
+    I -> R  signal-session-complete       first Double Ratchet message carrying I's confirmation
+
+Negotiation (R decides, I verifies): profile = the first of I's profiles that R also offers; layers
+= the union of both peers' required ``layers`` in product order, which both must support.  No
+common version/profile, or a required layer one side cannot serve -> ``protocol-error`` to the
+peer and :class:`HandshakeFailure` locally — never a silent downgrade.  Both confirmations cover
+the transcript (SHA-256 chain over every PDU in canonical JSON), and X3DH's KDF info includes the
+hash of the request, so a tampered offer or choice fails the handshake.
+
+On :class:`HandshakeFailure` raised by :meth:`receive`, still flush :meth:`data_to_send`: it
+holds the ``protocol-error`` for the peer.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CascadeHandshake", "HandshakeConfig", "missing_primitive_message"]
+
+import hmac
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Final
+
+from enkrypted_shell.contracts import HandshakeFailure, SecureSession
+
+from .cascade import CANONICAL_ORDER, LayerUnavailable
+from .errors import CryptoError
+from .handshake_pdus import (
+    HANDSHAKE_VERSION,
+    KeyExchangeRequest,
+    KeyExchangeResponse,
+    MlKemKeyExchange,
+    Offer,
+    ProtocolError,
+    SessionComplete,
+    canonical,
+    parse_pdu,
+)
+from .layers.mlkem import MlKemKeyMaterial
+from .limits import DEFAULT_LIMITS, Limits
+from .primitives import Primitives
+from .profiles import codec_for
+from .ratchet import RatchetSession
+from .session import CascadeSession, Clock, system_clock_ms
+from .session_layers import LayerRegistry, SessionSecrets
+from .x3dh import IdentityKeyPair, PrekeyBundle, SignedPrekey, X3DHResult, initiate, respond
+
+_log = logging.getLogger(__name__)
+_TRANSCRIPT_LABEL: Final = b"EnkryptedChat-handshake-v1"
+_CONFIRM_R: Final = b"EnkryptedChat-confirm-responder"
+_CONFIRM_I: Final = b"EnkryptedChat-confirm-initiator"
+_COMPLETE_AAD: Final = b"EnkryptedChat-session-complete"
+MLKEM_OFFER: Final = "mlkem-key-exchange"
+MLKEM_ANSWER: Final = "mlkem-key-exchange-response"
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeConfig:
+    """What this side offers: its backend, profiles (preferred first) and layer policy."""
+
+    prims: Primitives
+    profiles: tuple[str, ...]
+    layers: tuple[str, ...]
+    registry: LayerRegistry
+    limits: Limits = DEFAULT_LIMITS
+    clock: Clock = system_clock_ms
+
+    def supported_layers(self, profile: str) -> tuple[str, ...]:
+        caps = self.prims.capabilities
+        names = self.registry.names
+        return tuple(n for n in names if not self.registry.missing_primitives([n], profile, caps))
+
+    def offer(self) -> Offer:
+        supported = set.intersection(*(set(self.supported_layers(p)) for p in self.profiles))
+        return Offer(
+            (HANDSHAKE_VERSION,),
+            self.prims.name,
+            tuple(sorted(self.prims.capabilities)),
+            self.profiles,
+            self.layers,
+            tuple(n for n in CANONICAL_ORDER if n in supported),
+        )
+
+
+class _Refusal(Exception):
+    """Internal: abort with a ``protocol-error`` of this code and message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class CascadeHandshake:
+    """Implements :class:`enkrypted_shell.contracts.Handshake` for both roles."""
+
+    def __init__(
+        self, config: HandshakeConfig, identity: IdentityKeyPair, *, initiator: bool
+    ) -> None:
+        self._cfg = config
+        self._p = config.prims
+        self._identity = identity
+        self._initiator = initiator
+        self._out: list[bytes] = []
+        self._transcript = self._p.hash("sha256", _TRANSCRIPT_LABEL)
+        self._request_hash = b""
+        self._failed: str | None = None
+        self._session: CascadeSession | None = None
+        self._profile = ""
+        self._layers: tuple[str, ...] = ()
+        self._peer_fingerprint = ""
+        self._x3dh: X3DHResult | None = None
+        self._ratchet: RatchetSession | None = None
+        self._mlkem_seed = b""
+        self._peer_mlkem = b""
+        self._ephemeral = b""
+        if initiator:
+            self._send_request()
+
+    # ------------------------------------------------------------------ contracts.Handshake
+    def data_to_send(self) -> list[bytes]:
+        out, self._out = self._out, []
+        return out
+
+    @property
+    def complete(self) -> bool:
+        return self._session is not None
+
+    def session(self) -> SecureSession:
+        if self._session is None:
+            raise HandshakeFailure("handshake not complete")
+        return self._session
+
+    def receive(self, pdu: bytes) -> None:
+        if self._failed is not None:
+            raise HandshakeFailure(f"handshake already failed: {self._failed}")
+        if self._session is not None:
+            raise HandshakeFailure("handshake already complete; unexpected PDU")
+        try:
+            obj = parse_pdu(pdu, self._cfg.limits)
+            self._dispatch(obj)
+        except _Refusal as refusal:
+            self._fail(refusal.code, refusal.message)
+        except CryptoError as exc:  # malformed or hostile input: generic code, details local
+            _log.debug("handshake: rejected PDU: %s", exc)
+            self._fail("bad-pdu", f"handshake PDU rejected: {exc}")
+
+    # ------------------------------------------------------------------ plumbing
+    def _fail(self, code: str, message: str, *, tell_peer: bool = True) -> None:
+        self._failed = f"{code}: {message}"
+        if tell_peer:
+            self._out.append(canonical(ProtocolError(code, message).to_json()))
+        raise HandshakeFailure(self._failed)
+
+    def _emit(self, body: Mapping[str, object], wire: Mapping[str, object] | None = None) -> None:
+        self._absorb(body)
+        self._out.append(canonical(wire if wire is not None else body))
+
+    def _absorb(self, body: Mapping[str, object]) -> None:
+        self._transcript = self._p.hash("sha256", self._transcript + canonical(body))
+
+    def _dispatch(self, obj: dict[str, object]) -> None:
+        kind = obj["type"]
+        if kind == ProtocolError.TYPE:
+            err = ProtocolError.from_json(obj)
+            self._fail(err.code, f"peer refused the handshake: {err.message}", tell_peer=False)
+        expected = self._expected()
+        if kind not in expected:
+            raise _Refusal("unexpected-pdu", f"unexpected {kind!r}; expected one of {expected}")
+        handler = {
+            KeyExchangeRequest.TYPE: self._on_request,
+            KeyExchangeResponse.TYPE: self._on_response,
+            MLKEM_OFFER: self._on_mlkem,
+            MLKEM_ANSWER: self._on_mlkem,
+            SessionComplete.TYPE: self._on_complete,
+        }[str(kind)]
+        handler(obj)
+
+    def _expected(self) -> tuple[str, ...]:
+        if self._initiator:
+            first = () if self._peer_mlkem else (MLKEM_OFFER,)
+            return (*first, KeyExchangeResponse.TYPE)
+        if self._x3dh is None:
+            return (KeyExchangeRequest.TYPE,)
+        needs_kem = "ML-KEM" in self._layers and not self._peer_mlkem
+        return (MLKEM_ANSWER,) if needs_kem else (SessionComplete.TYPE,)
+
+    # ------------------------------------------------------------------ initiator
+    def _send_request(self) -> None:
+        self._ephemeral = self._p.random(32)
+        request = KeyExchangeRequest(
+            self._cfg.offer(), self._identity.public, self._p.x25519_public(self._ephemeral)
+        )
+        self._emit(request.to_json())
+        self._request_hash = self._transcript
+
+    def _on_mlkem(self, obj: dict[str, object]) -> None:
+        self._peer_mlkem = MlKemKeyExchange.from_json(obj).public_key
+        self._absorb(obj)
+
+    def _on_response(self, obj: dict[str, object]) -> None:
+        response = KeyExchangeResponse.from_json(obj)
+        self._check_choice(response)
+        bundle = PrekeyBundle(
+            response.identity, response.signed_prekey, response.signed_prekey_signature
+        )
+        x3dh = initiate(
+            self._p, self._identity, self._ephemeral, bundle, context=self._request_hash
+        )
+        self._absorb(response.body())
+        expected = self._p.hmac_sha256(x3dh.confirmation_key, _CONFIRM_R + self._transcript)
+        if not hmac.compare_digest(expected, response.confirmation):
+            raise _Refusal("confirmation-failed", "key confirmation failed")
+        self._x3dh, self._peer_fingerprint = x3dh, response.identity.fingerprint(self._p)
+        self._ratchet = RatchetSession.initiator(
+            self._p, x3dh.shared_secret, response.signed_prekey, x3dh.associated_data,
+            limits=self._cfg.limits,
+        )  # fmt: skip
+        if "ML-KEM" in self._layers:
+            self._send_mlkem(MLKEM_ANSWER)
+        mac = self._p.hmac_sha256(x3dh.confirmation_key, _CONFIRM_I + self._transcript)
+        first = self._ratchet.encrypt(mac, _COMPLETE_AAD)
+        self._out.append(canonical(SessionComplete(first).to_json()))
+        self._finish()
+
+    def _check_choice(self, response: KeyExchangeResponse) -> None:
+        """The responder's choice must be one we offered and must not drop our required layers."""
+        if response.version != HANDSHAKE_VERSION:
+            raise _Refusal("unsupported-version", f"handshake version {response.version!r}")
+        if response.profile not in self._cfg.profiles:
+            raise _Refusal("no-common-profile", f"peer chose {response.profile!r}, not offered")
+        mine = set(self._cfg.layers)
+        supported = set(self._cfg.supported_layers(response.profile))
+        chosen = set(response.layers)
+        in_order = list(response.layers) == [n for n in CANONICAL_ORDER if n in chosen]
+        if not (mine <= chosen <= supported) or not in_order:
+            raise _Refusal("no-common-layers", f"peer chose layers {list(response.layers)}")
+        if "ML-KEM" in chosen and not self._peer_mlkem:
+            raise _Refusal("bad-pdu", "ML-KEM negotiated but no mlkem-key-exchange received")
+        self._profile, self._layers = response.profile, response.layers
+
+    # ------------------------------------------------------------------ responder
+    def _on_request(self, obj: dict[str, object]) -> None:
+        request = KeyExchangeRequest.from_json(obj)
+        self._absorb(obj)
+        self._request_hash = self._transcript
+        self._profile, self._layers = self._negotiate(request.offer)
+        spk = SignedPrekey.generate(self._p, self._identity)
+        x3dh = respond(
+            self._p, self._identity, spk, request.identity, request.ephemeral,
+            context=self._request_hash,
+        )  # fmt: skip
+        self._x3dh, self._peer_fingerprint = x3dh, request.identity.fingerprint(self._p)
+        self._ratchet = RatchetSession.responder(
+            self._p, x3dh.shared_secret, spk.private, x3dh.associated_data,
+            limits=self._cfg.limits,
+        )  # fmt: skip
+        if "ML-KEM" in self._layers:
+            self._send_mlkem(MLKEM_OFFER)
+        response = KeyExchangeResponse(
+            HANDSHAKE_VERSION, self._profile, self._layers, self._cfg.offer(),
+            self._identity.public, spk.public, spk.signature,
+        )  # fmt: skip
+        self._absorb(response.body())
+        mac = self._p.hmac_sha256(x3dh.confirmation_key, _CONFIRM_R + self._transcript)
+        wire = replace(response, confirmation=mac)
+        self._out.append(canonical(wire.to_json()))
+
+    def _negotiate(self, peer: Offer) -> tuple[str, tuple[str, ...]]:
+        if HANDSHAKE_VERSION not in peer.versions:
+            raise _Refusal(
+                "unsupported-version",
+                f"no common handshake version: we speak {[HANDSHAKE_VERSION]}, "
+                f"peer {list(peer.versions)}",
+            )
+        profile = next((p for p in peer.profiles if p in self._cfg.profiles), None)
+        if profile is None:
+            raise _Refusal(
+                "no-common-profile",
+                f"no common wire profile: we offer {list(self._cfg.profiles)}, "
+                f"peer offers {list(peer.profiles)}",
+            )
+        required = set(self._cfg.layers) | set(peer.layers)
+        layers = tuple(n for n in CANONICAL_ORDER if n in required)
+        self._check_servable(layers, profile, peer)
+        return profile, layers
+
+    def _check_servable(self, layers: tuple[str, ...], profile: str, peer: Offer) -> None:
+        for name in layers:
+            if name not in self._cfg.registry.names:
+                raise _Refusal(
+                    "no-common-layers",
+                    str(LayerUnavailable(f"{name} layer not available in this version")),
+                )
+            missing = self._cfg.registry.missing_primitives(
+                [name], profile, self._cfg.prims.capabilities
+            )
+            if missing:
+                raise _Refusal(
+                    "no-common-layers",
+                    missing_primitive_message(
+                        name, missing[name], self._cfg.prims.name, "this peer"
+                    ),
+                )
+            if name not in peer.supported_layers:
+                raise _Refusal(
+                    "no-common-layers",
+                    f"layer {name} is required here but peer backend {peer.backend!r} cannot "
+                    f"serve it (it supports {list(peer.supported_layers)}); use a backend with "
+                    f"the layer's primitives (e.g. 'pyca') or drop {name} from layers on both peers",
+                )
+
+    def _on_complete(self, obj: dict[str, object]) -> None:
+        complete = SessionComplete.from_json(obj)
+        assert self._x3dh is not None and self._ratchet is not None
+        expected = self._p.hmac_sha256(self._x3dh.confirmation_key, _CONFIRM_I + self._transcript)
+        try:
+            confirmation = self._ratchet.decrypt(complete.ratchet_message, _COMPLETE_AAD)
+        except CryptoError:
+            raise _Refusal("confirmation-failed", "key confirmation failed") from None
+        if not hmac.compare_digest(expected, confirmation):
+            raise _Refusal("confirmation-failed", "key confirmation failed")
+        self._finish()
+
+    # ------------------------------------------------------------------ both
+    def _send_mlkem(self, kind: str) -> None:
+        self._mlkem_seed = self._p.random(64)
+        self._emit(MlKemKeyExchange(kind, self._p.mlkem768_public(self._mlkem_seed)).to_json())
+
+    def _finish(self) -> None:
+        assert self._x3dh is not None
+        mlkem = None
+        if "ML-KEM" in self._layers:
+            mlkem = MlKemKeyMaterial(peer_public=self._peer_mlkem, own_seed=self._mlkem_seed)
+        secrets = SessionSecrets(
+            self._initiator, self._request_hash[:16].hex(), self._x3dh.layer_secret,
+            self._ratchet, mlkem,
+        )  # fmt: skip
+        manager = self._cfg.registry.build(
+            self._layers, self._p, self._profile, secrets, self._cfg.limits
+        )
+        self._session = CascadeSession(
+            manager, codec_for(self._profile, self._cfg.limits), self._peer_fingerprint,
+            clock=self._cfg.clock, limits=self._cfg.limits,
+        )  # fmt: skip
+
+
+def missing_primitive_message(layer: str, missing: frozenset[str], backend: str, who: str) -> str:
+    """The refusal text for a layer a backend cannot serve: names primitive and alternative."""
+    prims = ", ".join(sorted(missing))
+    return (
+        f"layer {layer} needs primitive(s) {prims}, which backend {backend!r} ({who}) does not "
+        f"provide; use the 'pyca' backend (enkrypted-crypto) or remove {layer} from layers"
+    )

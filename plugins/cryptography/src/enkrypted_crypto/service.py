@@ -1,0 +1,149 @@
+"""The crypto service of contract ``crypto`` 1.0, parameterised by a primitives backend.
+
+The service advertises what its backend really has: ``capabilities`` are the backend's, and
+``profiles`` / ``default_layers`` are what those primitives can serve.  Asking for more fails at
+once with a message naming the missing primitive and the alternative (DESIGN.md §7) — the
+handshake never starts with a layer it cannot run.
+
+Settings (``[plugins.crypto]`` in the shell's configuration, ``AppContext.settings``):
+``layers`` (``cipherLayers`` names, innermost first) and ``profiles`` (preferred first).
+"""
+
+from __future__ import annotations
+
+__all__ = ["HANDSHAKE_PRIMITIVES", "CascadeCryptoService", "service_from_settings"]
+
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+from enkrypted_shell.contracts import Handshake, HandshakeFailure
+
+from .cascade import DEFAULT_LAYERS, validate_layer_names
+from .errors import CryptoError, CryptoUsageError
+from .handshake import CascadeHandshake, HandshakeConfig, missing_primitive_message
+from .limits import DEFAULT_LIMITS, Limits
+from .primitives import Primitives
+from .profiles import PROFILES
+from .session import Clock, system_clock_ms
+from .session_layers import LayerRegistry
+from .x3dh import IdentityKeyPair
+
+HANDSHAKE_PRIMITIVES: Final = frozenset(
+    {"x25519", "ed25519", "hkdf-sha256", "hmac-sha256", "sha256"}
+)
+"""What X3DH, the confirmations and the transcript need whatever the layers."""
+
+
+class CascadeCryptoService:
+    """:class:`enkrypted_shell.contracts.CryptoService` over any :class:`Primitives`."""
+
+    def __init__(
+        self,
+        prims: Primitives,
+        *,
+        profiles: Sequence[str] | None = None,
+        layers: Sequence[str] | None = None,
+        registry: LayerRegistry | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        clock: Clock = system_clock_ms,
+    ) -> None:
+        self._p = prims
+        self._registry = registry if registry is not None else LayerRegistry()
+        self._limits = limits
+        self._clock = clock
+        missing = HANDSHAKE_PRIMITIVES - prims.capabilities
+        if missing:
+            raise CryptoUsageError(
+                f"backend {prims.name!r} lacks {sorted(missing)} needed by the handshake"
+            )
+        if layers is None:
+            layers = tuple(n for n in DEFAULT_LAYERS if self._servable(n, PROFILES))
+        self._layers = self._check_layers(layers, PROFILES if profiles is None else profiles)
+        self._profiles = self._check_profiles(PROFILES if profiles is None else profiles)
+
+    # ------------------------------------------------------------------ contracts.CryptoService
+    @property
+    def backend(self) -> str:
+        return self._p.name
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return self._p.capabilities
+
+    @property
+    def profiles(self) -> tuple[str, ...]:
+        return self._profiles
+
+    @property
+    def default_layers(self) -> tuple[str, ...]:
+        return self._layers
+
+    def new_identity(self) -> bytes:
+        return IdentityKeyPair.generate(self._p).to_bytes()
+
+    def fingerprint(self, identity: bytes) -> str:
+        """Our own fingerprint, as the peer will see it (``SecureSession.peer_fingerprint``)."""
+        return IdentityKeyPair.from_bytes(self._p, identity).public.fingerprint(self._p)
+
+    def handshake(
+        self,
+        identity: bytes,
+        *,
+        initiator: bool,
+        profiles: Sequence[str] | None = None,
+        layers: Sequence[str] | None = None,
+    ) -> Handshake:
+        try:
+            chosen_profiles = self._profiles if profiles is None else tuple(profiles)
+            chosen_layers = self._layers if layers is None else tuple(layers)
+            chosen_profiles = self._check_profiles(chosen_profiles)
+            chosen_layers = self._check_layers(chosen_layers, chosen_profiles)
+            keys = IdentityKeyPair.from_bytes(self._p, identity)
+        except CryptoError as exc:
+            raise HandshakeFailure(str(exc)) from exc
+        config = HandshakeConfig(
+            self._p, chosen_profiles, chosen_layers, self._registry, self._limits, self._clock
+        )
+        return CascadeHandshake(config, keys, initiator=initiator)
+
+    # ------------------------------------------------------------------ checks
+    def _servable(self, layer: str, profiles: Sequence[str]) -> bool:
+        caps = self._p.capabilities
+        return all(not self._registry.missing_primitives([layer], p, caps) for p in profiles)
+
+    def _check_profiles(self, profiles: Sequence[str]) -> tuple[str, ...]:
+        profiles = tuple(profiles)
+        unknown = [p for p in profiles if p not in PROFILES]
+        if not profiles or unknown:
+            raise CryptoUsageError(
+                f"unknown or no wire profile(s) {unknown}; known: {list(PROFILES)}"
+            )
+        return profiles
+
+    def _check_layers(self, layers: Sequence[str], profiles: Sequence[str]) -> tuple[str, ...]:
+        names = validate_layer_names(layers, self._registry.names)  # MLS -> LayerUnavailable
+        caps = self._p.capabilities
+        for profile in profiles:
+            for name, missing in self._registry.missing_primitives(names, profile, caps).items():
+                raise CryptoUsageError(
+                    missing_primitive_message(name, missing, self._p.name, "ours")
+                )
+        return names
+
+
+def _str_list(settings: Mapping[str, object], key: str) -> tuple[str, ...] | None:
+    value = settings.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise CryptoUsageError(f"setting {key!r} must be a list of strings")
+    return tuple(value)
+
+
+def service_from_settings(
+    prims: Primitives, settings: Mapping[str, object]
+) -> CascadeCryptoService:
+    """Build the service from ``[plugins.crypto]`` settings (``layers``, ``profiles``)."""
+    return CascadeCryptoService(
+        prims, profiles=_str_list(settings, "profiles"), layers=_str_list(settings, "layers")
+    )

@@ -1,0 +1,364 @@
+"""Cascade layers bound to one session's keys, and the registry that builds them by name.
+
+The ML-KEM and AES constructions live in :mod:`enkrypted_crypto.layers` (digest §4.3); this
+module adapts them, and the Double Ratchet, to :class:`~enkrypted_crypto.cascade.CascadeLayer`.
+
+Key material per layer (all from one handshake, ``docs/protocol.md`` §Key schedule):
+
+* ``Signal``: the Double Ratchet session seeded by X3DH (digest §4.4).  Its AEAD additionally
+  binds the *cascade context* (profile, layer list, session id), so a message spliced into another
+  profile or layer set fails.
+* ``ML-KEM``: our ML-KEM-768 seed and the peer's encapsulation key, exchanged in
+  ``mlkem-key-exchange`` / ``-response``.
+* ``AES``: Profile-v0 needs a *password* (P5.4 is a [GAP]); we define it as the lowercase hex of
+  ``HKDF-SHA256(layer_secret, salt="", info="EnkryptedChat-v0/aes-password", 32)``.  Profile-b1
+  derives direction keys from ``HKDF(layer_secret, info="EnkryptedChat-b1/aes-session-secret")``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "LAYER_IDS",
+    "PROFILE_B1",
+    "PROFILE_V0",
+    "LayerRegistry",
+    "LayerSpec",
+    "SessionSecrets",
+    "SignalParameters",
+    "cascade_context",
+]
+
+import struct
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, TypeVar
+
+from .cascade import NO_COMMIT, CascadeLayer, CascadeManager, Commit, validate_layer_names
+from .errors import CryptoUsageError, MalformedInput
+from .layers.aesgcm import (
+    AesGcmSessionKeys,
+    AesGcmSessionLayer,
+    AesGcmSessionParameters,
+    AesGcmV0KeyMaterial,
+    AesGcmV0Layer,
+    AesGcmV0Parameters,
+)
+from .layers.mlkem import MlKemKeyMaterial, MlKemLayer, MlKemParameters
+from .limits import DEFAULT_LIMITS, Limits
+from .primitives import Primitives
+from .ratchet import HEADER_LEN, RatchetSession
+
+PROFILE_V0: Final = "EnkryptedChat-Profile-v0"
+PROFILE_B1: Final = "EnkryptedChat-Profile-b1"
+LAYER_IDS: Final = {"MLS": 1, "Signal": 2, "ML-KEM": 3, "AES": 4}
+"""Layer identifiers in the binary profile's frame header."""
+
+_V0_PASSWORD_INFO: Final = b"EnkryptedChat-v0/aes-password"
+_B1_AES_INFO: Final = b"EnkryptedChat-b1/aes-session-secret"
+_U32_MAX: Final = 2**32 - 1
+_P = TypeVar("_P")
+
+
+def _expect(parameters: object, kind: type[_P]) -> _P:
+    if not isinstance(parameters, kind):
+        raise MalformedInput(f"expected {kind.__name__}")
+    return parameters
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSecrets:
+    """Everything one session's layers are keyed from (secret; produced by the handshake)."""
+
+    initiator: bool
+    session_id: str
+    layer_secret: bytes
+    ratchet: RatchetSession | None = None
+    mlkem: MlKemKeyMaterial | None = None
+
+
+# --------------------------------------------------------------------------------------- Signal
+@dataclass(frozen=True, slots=True)
+class SignalParameters:
+    """The Double Ratchet header (``dh || pn || n``) carried as layer parameters."""
+
+    header: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.header) != HEADER_LEN:
+            raise MalformedInput("Signal layer header must be 40 bytes")
+
+
+class SignalLayer:
+    """``Signal`` layer: Double Ratchet (digest §4.3 parameters ``publicKey, messageNumber,
+    previousChainLength, sessionId``)."""
+
+    name: Final = "Signal"
+    algorithm: Final = "X3DH-DoubleRatchet"
+    version: Final = "1.0.0"
+
+    def __init__(self, ratchet: RatchetSession, session_id: str, context: bytes) -> None:
+        self._ratchet = ratchet
+        self._session_id = session_id
+        self._context = context
+
+    def seal(self, data: bytes, now_ms: int) -> tuple[bytes, object, Commit]:
+        header, body, commit = self._ratchet.prepare_encrypt_parts(data, self._context)
+        return body, SignalParameters(header), commit
+
+    def open(self, data: bytes, parameters: object, timestamp_ms: int) -> tuple[bytes, Commit]:
+        header = _expect(parameters, SignalParameters).header
+        return self._ratchet.prepare_decrypt_parts(header, data, self._context)
+
+    def params_to_v0(self, parameters: object) -> dict[str, object]:
+        dh, pn, n = struct.unpack(">32sII", _expect(parameters, SignalParameters).header)
+        return {
+            "publicKey": list(dh),
+            "messageNumber": n,
+            "previousChainLength": pn,
+            "sessionId": self._session_id,
+        }
+
+    def metadata_to_v0(self, parameters: object) -> dict[str, object]:
+        return {}
+
+    def params_from_v0(
+        self, parameters: Mapping[str, object], metadata: Mapping[str, object]
+    ) -> object:
+        dh, n = parameters.get("publicKey"), parameters.get("messageNumber")
+        pn = parameters.get("previousChainLength")
+        if parameters.get("sessionId") != self._session_id:
+            raise MalformedInput("Signal layer sessionId is not this session's")
+        if not (isinstance(dh, list) and len(dh) == 32 and _is_u32(n) and _is_u32(pn)):
+            raise MalformedInput("Signal layer parameters malformed")
+        return SignalParameters(struct.pack(">32sII", _int_array(dh), pn, n))
+
+    def params_to_bytes(self, parameters: object) -> bytes:
+        return _expect(parameters, SignalParameters).header
+
+    def params_from_bytes(self, data: bytes) -> object:
+        return SignalParameters(bytes(data))
+
+
+def _is_u32(value: object) -> bool:
+    return type(value) is int and 0 <= value <= _U32_MAX
+
+
+def _int_array(values: list[object]) -> bytes:
+    try:
+        return bytes(values)  # type: ignore[arg-type]  # checked by bytes() itself
+    except (TypeError, ValueError):
+        raise MalformedInput("byte array must hold integers 0..255") from None
+
+
+# --------------------------------------------------------------------------------------- ML-KEM
+class MlKemCascadeLayer:
+    """``ML-KEM`` layer: per-message ML-KEM-768 encapsulation (digest §4.3)."""
+
+    name: Final = "ML-KEM"
+    algorithm: Final = "ML-KEM-768"
+    version: Final = "1.0.0"
+
+    def __init__(self, prims: Primitives, keys: MlKemKeyMaterial) -> None:
+        self._layer = MlKemLayer(prims)
+        self._keys = keys
+
+    def seal(self, data: bytes, now_ms: int) -> tuple[bytes, object, Commit]:
+        out, params = self._layer.encrypt(data, self._keys)
+        return out, params, NO_COMMIT
+
+    def open(self, data: bytes, parameters: object, timestamp_ms: int) -> tuple[bytes, Commit]:
+        params = _expect(parameters, MlKemParameters)
+        return self._layer.decrypt(data, params, self._keys), NO_COMMIT
+
+    def params_to_v0(self, parameters: object) -> dict[str, object]:
+        return dict(_expect(parameters, MlKemParameters).to_v0())
+
+    def metadata_to_v0(self, parameters: object) -> dict[str, object]:
+        return {
+            "keyEncapsulation": "ML-KEM-768",
+            "keyDerivation": "HKDF-SHA256",
+            "encryption": "AES-GCM-256",
+        }
+
+    def params_from_v0(
+        self, parameters: Mapping[str, object], metadata: Mapping[str, object]
+    ) -> object:
+        return MlKemParameters.from_v0(parameters)
+
+    def params_to_bytes(self, parameters: object) -> bytes:
+        return _expect(parameters, MlKemParameters).to_bytes()
+
+    def params_from_bytes(self, data: bytes) -> object:
+        return MlKemParameters.from_bytes(bytes(data))
+
+
+# ------------------------------------------------------------------------------------------ AES
+class AesV0CascadeLayer:
+    """``AES`` layer, Profile-v0: per-message scrypt over the session password (digest §4.3)."""
+
+    name: Final = "AES"
+    algorithm: Final = "AES-GCM-256"
+    version: Final = "2.0.0"
+
+    def __init__(self, prims: Primitives, password: str) -> None:
+        self._layer = AesGcmV0Layer(prims)
+        self._keys = AesGcmV0KeyMaterial(password)
+
+    def seal(self, data: bytes, now_ms: int) -> tuple[bytes, object, Commit]:
+        out, params = self._layer.encrypt(data, self._keys, now_ms=now_ms)
+        return out, params, NO_COMMIT
+
+    def open(self, data: bytes, parameters: object, timestamp_ms: int) -> tuple[bytes, Commit]:
+        params = _expect(parameters, AesGcmV0Parameters)
+        return self._layer.decrypt(data, params, self._keys), NO_COMMIT
+
+    def params_to_v0(self, parameters: object) -> dict[str, object]:
+        return dict(_expect(parameters, AesGcmV0Parameters).to_v0())
+
+    def metadata_to_v0(self, parameters: object) -> dict[str, object]:
+        meta = _expect(parameters, AesGcmV0Parameters).v0_metadata()
+        return {k: v for k, v in meta.items() if k not in {"algorithm", "version", "timestamp"}}
+
+    def params_from_v0(
+        self, parameters: Mapping[str, object], metadata: Mapping[str, object]
+    ) -> object:
+        return AesGcmV0Parameters.from_v0(parameters, metadata)
+
+    def params_to_bytes(self, parameters: object) -> bytes:
+        raise CryptoUsageError("the Profile-v0 AES layer has no binary encoding")
+
+    def params_from_bytes(self, data: bytes) -> object:
+        raise MalformedInput("the Profile-v0 AES layer has no binary encoding")
+
+
+class AesB1CascadeLayer:
+    """``AES`` layer, Profile-b1: HKDF session keys, no scrypt; AAD binds the cascade context."""
+
+    name: Final = "AES"
+    algorithm: Final = "AES-GCM-256"
+    version: Final = "b1"
+
+    def __init__(self, prims: Primitives, keys: AesGcmSessionKeys, context: bytes) -> None:
+        self._layer = AesGcmSessionLayer(prims, keys)
+        self._context = context
+
+    def seal(self, data: bytes, now_ms: int) -> tuple[bytes, object, Commit]:
+        out, params = self._layer.encrypt(data, self._context)
+        return out, params, NO_COMMIT
+
+    def open(self, data: bytes, parameters: object, timestamp_ms: int) -> tuple[bytes, Commit]:
+        params = _expect(parameters, AesGcmSessionParameters)
+        return self._layer.decrypt(data, params, self._context), NO_COMMIT
+
+    def params_to_v0(self, parameters: object) -> dict[str, object]:
+        return {"nonce": list(_expect(parameters, AesGcmSessionParameters).nonce)}
+
+    def metadata_to_v0(self, parameters: object) -> dict[str, object]:
+        return {}
+
+    def params_from_v0(
+        self, parameters: Mapping[str, object], metadata: Mapping[str, object]
+    ) -> object:
+        nonce = parameters.get("nonce")
+        if not isinstance(nonce, list):
+            raise MalformedInput("AES nonce must be a byte array")
+        return AesGcmSessionParameters(_int_array(nonce))
+
+    def params_to_bytes(self, parameters: object) -> bytes:
+        return _expect(parameters, AesGcmSessionParameters).to_bytes()
+
+    def params_from_bytes(self, data: bytes) -> object:
+        return AesGcmSessionParameters.from_bytes(bytes(data))
+
+
+# ------------------------------------------------------------------------------------- registry
+LayerFactory = Callable[[Primitives, str, SessionSecrets, bytes], CascadeLayer]
+"""``factory(primitives, profile, secrets, context) -> layer``."""
+
+
+@dataclass(frozen=True, slots=True)
+class LayerSpec:
+    """A layer implementation: its name, the primitives it needs per profile, its factory."""
+
+    name: str
+    primitives: frozenset[str]
+    factory: LayerFactory
+    v0_primitives: frozenset[str] = frozenset()
+
+
+def _signal(prims: Primitives, profile: str, s: SessionSecrets, context: bytes) -> CascadeLayer:
+    if s.ratchet is None:
+        raise CryptoUsageError("Signal layer needs a Double Ratchet session")
+    return SignalLayer(s.ratchet, s.session_id, context)
+
+
+def _mlkem(prims: Primitives, profile: str, s: SessionSecrets, context: bytes) -> CascadeLayer:
+    if s.mlkem is None:
+        raise CryptoUsageError("ML-KEM layer needs ML-KEM key material")
+    return MlKemCascadeLayer(prims, s.mlkem)
+
+
+def _aes(prims: Primitives, profile: str, s: SessionSecrets, context: bytes) -> CascadeLayer:
+    if profile == PROFILE_V0:
+        password = prims.hkdf_sha256(s.layer_secret, b"", _V0_PASSWORD_INFO, 32).hex()
+        return AesV0CascadeLayer(prims, password)
+    secret = prims.hkdf_sha256(s.layer_secret, b"", _B1_AES_INFO, 32)
+    keys = AesGcmSessionKeys.derive(prims, secret, initiator=s.initiator)
+    return AesB1CascadeLayer(prims, keys, context)
+
+
+_BASE: Final = frozenset({"hkdf-sha256", "aes-256-gcm"})
+DEFAULT_SPECS: Final = (
+    LayerSpec("Signal", _BASE | {"x25519", "hmac-sha256"}, _signal),
+    LayerSpec("ML-KEM", _BASE | {"ml-kem-768"}, _mlkem),
+    LayerSpec("AES", _BASE, _aes, v0_primitives=frozenset({"scrypt"})),
+)
+
+
+def cascade_context(profile: str, names: Sequence[str], session_id: str) -> bytes:
+    """Bytes every context-binding layer authenticates: profile, layer list, session id."""
+    return f"EnkryptedChat-cascade-v1|{profile}|{','.join(names)}|{session_id}".encode()
+
+
+class LayerRegistry:
+    """Layer implementations by ``cipherLayers`` name; MLS may be registered by a later version."""
+
+    __slots__ = ("_specs",)
+
+    def __init__(self, specs: Iterable[LayerSpec] = DEFAULT_SPECS) -> None:
+        self._specs: dict[str, LayerSpec] = {}
+        for spec in specs:
+            self.register(spec)
+
+    def register(self, spec: LayerSpec) -> None:
+        if spec.name not in LAYER_IDS:
+            raise CryptoUsageError(f"unknown cipher layer {spec.name!r}")
+        self._specs[spec.name] = spec
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(n for n in LAYER_IDS if n in self._specs)
+
+    def required_primitives(self, name: str, profile: str) -> frozenset[str]:
+        spec = self._specs[name]
+        return spec.primitives | (spec.v0_primitives if profile == PROFILE_V0 else frozenset())
+
+    def missing_primitives(
+        self, names: Sequence[str], profile: str, capabilities: frozenset[str]
+    ) -> dict[str, frozenset[str]]:
+        """Per layer, the primitives ``capabilities`` lacks (empty dict: all servable)."""
+        missing = {n: self.required_primitives(n, profile) - capabilities for n in names}
+        return {n: m for n, m in missing.items() if m}
+
+    def build(
+        self,
+        names: Sequence[str],
+        prims: Primitives,
+        profile: str,
+        secrets: SessionSecrets,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> CascadeManager:
+        names = validate_layer_names(names, self.names)
+        context = cascade_context(profile, names, secrets.session_id)
+        layers = [self._specs[n].factory(prims, profile, secrets, context) for n in names]
+        return CascadeManager(layers, limits)

@@ -1,0 +1,21 @@
+"""Entry point of ``enkrypted-crypto-nacl``: the same protocols over the PyNaCl backend.
+
+libsodium has no ML-KEM, so this service's default layers are ``Signal`` and ``AES``; asking for
+``ML-KEM`` fails at start-up with a message naming the primitive and the pyca alternative.
+"""
+
+from __future__ import annotations
+
+__all__ = ["enkrypted_crypto_service"]
+
+from enkrypted_crypto.service import service_from_settings
+from enkrypted_shell.contracts import AppContext, CryptoService
+from enkrypted_shell.hookspecs import hookimpl
+
+from .backend import NaclPrimitives
+
+
+@hookimpl
+def enkrypted_crypto_service(context: AppContext) -> CryptoService:
+    """Slot ``crypto`` 1.0: the cascade service over :class:`NaclPrimitives`."""
+    return service_from_settings(NaclPrimitives(), context.settings)
