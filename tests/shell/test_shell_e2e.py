@@ -215,3 +215,26 @@ def test_usage_error_exit_code(shell_env):
     sh = shell_env()
     assert sh.run("plugins", "verify", "--no-such-flag").code == 2
     assert sh.run("--lock", str(sh.home / "missing.toml"), "plugins", "verify", "--locked").code == 2
+
+
+def test_plugin_contributed_command_is_listed_without_import_and_runs_after_verification(shell_env):
+    sh = shell_env()
+    helptext = sh.run("--help")
+    assert helptext.code == 0 and "demo" in helptext.out
+    res = sh.run("demo", "-m", "extra line")
+    assert res.code == 0, res.err
+    assert "extra line" in res.out and "delivered intact: True" in res.out
+    records = json.loads(sh.run("plugins", "audit", "--json").out)["records"]
+    assert [r["event"] for r in records][-1] == "loaded"
+
+
+def test_plugin_implementing_another_slots_hook_is_refused(shell_env, variant):
+    greedy = variant("enkrypted-p2p", {"src/enkrypted_p2p/plugin.py": (
+        "@hookimpl\ndef enkrypted_transport_service",
+        "@hookimpl\ndef enkrypted_ui_service(context, crypto, transport):\n    return None\n\n\n"
+        "@hookimpl\ndef enkrypted_transport_service")})
+    sh = shell_env("enkrypted-shell", "enkrypted-ui-cli", "enkrypted-crypto")
+    sh.env.install(greedy)
+    assert sh.run("plugins", "verify").code == 0  # static checks pass; the hook set is checked at load
+    res = sh.run("run")
+    assert res.code == 17 and "p2p plugin but implements enkrypted_ui_service" in res.err
