@@ -1,0 +1,221 @@
+"""Session handshake: negotiation (peer skew), refusals, transcript binding, contracts, hooks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from enkrypted_crypto.backends.pyca import PycaPrimitives
+from enkrypted_crypto.cascade import LayerUnavailable
+from enkrypted_crypto.errors import CryptoUsageError
+from enkrypted_crypto.plugin import enkrypted_crypto_service
+from enkrypted_crypto.profiles import PROFILE_B1, PROFILE_V0
+from enkrypted_crypto.service import CascadeCryptoService
+from enkrypted_crypto_nacl import NaclPrimitives
+from enkrypted_crypto_nacl.plugin import enkrypted_crypto_service as nacl_service
+from enkrypted_shell.contracts import (
+    AppContext,
+    CryptoService,
+    Handshake,
+    HandshakeFailure,
+    SecureSession,
+)
+from peers import connect, pump
+
+PYCA = CascadeCryptoService(PycaPrimitives())
+NACL = CascadeCryptoService(NaclPrimitives())
+
+
+def _start(sa=PYCA, sb=PYCA, pa=None, pb=None, la=None, lb=None):  # type: ignore[no-untyped-def]
+    a = sa.handshake(sa.new_identity(), initiator=True, profiles=pa, layers=la)
+    b = sb.handshake(sb.new_identity(), initiator=False, profiles=pb, layers=lb)
+    return a, b
+
+
+def _types(pdus: list[bytes]) -> list[str]:
+    return [json.loads(p)["type"] for p in pdus]
+
+
+def test_default_handshake_flights_and_result() -> None:
+    ida, idb = PYCA.new_identity(), PYCA.new_identity()
+    a = PYCA.handshake(ida, initiator=True)
+    b = PYCA.handshake(idb, initiator=False)
+    assert isinstance(a, Handshake) and not a.complete
+    first = a.data_to_send()
+    assert _types(first) == ["signal-key-exchange-request"]
+    request = json.loads(first[0])
+    assert request["profiles"] == [PROFILE_B1, PROFILE_V0]
+    assert request["layers"] == ["Signal", "ML-KEM", "AES"] and request["versions"] == ["1"]
+    b.receive(first[0])
+    second = b.data_to_send()
+    assert _types(second) == ["mlkem-key-exchange", "signal-key-exchange-response"]
+    for pdu in second:
+        a.receive(pdu)
+    third = a.data_to_send()
+    assert _types(third) == ["mlkem-key-exchange-response", "signal-session-complete"]
+    assert a.complete and not b.complete
+    for pdu in third:
+        b.receive(pdu)
+    sa, sb = a.session(), b.session()
+    assert isinstance(sa, SecureSession)
+    assert sa.profile == sb.profile == PROFILE_B1
+    assert sa.layers == sb.layers == ("Signal", "ML-KEM", "AES")
+    assert sa.peer_fingerprint == PYCA.fingerprint(idb)
+    assert sb.peer_fingerprint == PYCA.fingerprint(ida)
+    assert sb.open(sa.seal(b"hi")) == b"hi"
+
+
+def test_responder_may_speak_first_after_handshake() -> None:
+    sa, sb = connect(PYCA, PYCA, layers=["Signal"])
+    assert sa.open(sb.seal(b"first")) == b"first"
+
+
+def test_layers_union_is_negotiated_never_downgraded() -> None:
+    a, b = _start(la=["Signal", "AES"], lb=["Signal", "ML-KEM", "AES"])
+    pump(a, b)
+    assert a.session().layers == b.session().layers == ("Signal", "ML-KEM", "AES")
+
+
+def test_initiator_profile_preference_wins() -> None:
+    a, b = _start(pa=[PROFILE_V0, PROFILE_B1], pb=[PROFILE_B1, PROFILE_V0], la=["Signal"])
+    pump(a, b)
+    assert a.session().profile == b.session().profile == PROFILE_V0
+
+
+def test_no_common_profile_is_a_mutual_protocol_error() -> None:
+    a, b = _start(pa=[PROFILE_V0], pb=[PROFILE_B1])
+    request = a.data_to_send()[0]
+    with pytest.raises(HandshakeFailure, match="no common wire profile"):
+        b.receive(request)
+    (error,) = b.data_to_send()
+    assert json.loads(error)["type"] == "protocol-error"
+    assert json.loads(error)["code"] == "no-common-profile"
+    with pytest.raises(HandshakeFailure, match="peer refused the handshake: no common wire"):
+        a.receive(error)
+    with pytest.raises(HandshakeFailure):
+        a.receive(error)  # failed handshakes stay failed
+
+
+def test_peer_without_mlkem_cannot_be_forced_below_our_policy() -> None:
+    a, b = _start(sa=PYCA, sb=NACL)  # pyca requires ML-KEM; nacl cannot serve it
+    request = a.data_to_send()[0]
+    with pytest.raises(HandshakeFailure) as info:
+        b.receive(request)
+    assert "ml-kem-768" in str(info.value) and "pyca" in str(info.value)
+    (error,) = b.data_to_send()
+    with pytest.raises(HandshakeFailure, match="ml-kem-768"):
+        a.receive(error)
+
+
+def test_nacl_initiator_meets_pyca_requiring_mlkem() -> None:
+    a, b = _start(sa=NACL, sb=PYCA)
+    with pytest.raises(HandshakeFailure, match="peer backend 'pynacl' cannot serve"):
+        b.receive(a.data_to_send()[0])
+
+
+def test_backend_refuses_layers_it_cannot_serve() -> None:
+    with pytest.raises(HandshakeFailure, match=r"ml-kem-768.*pyca"):
+        NACL.handshake(NACL.new_identity(), initiator=True, layers=["Signal", "ML-KEM", "AES"])
+    with pytest.raises(CryptoUsageError, match="ml-kem-768"):
+        CascadeCryptoService(NaclPrimitives(), layers=["ML-KEM"])
+    assert NACL.default_layers == ("Signal", "AES")
+    assert PYCA.default_layers == ("Signal", "ML-KEM", "AES")
+
+
+def test_mls_is_refused_clearly() -> None:
+    with pytest.raises(HandshakeFailure, match="MLS layer not available in this version"):
+        PYCA.handshake(PYCA.new_identity(), initiator=True, layers=["MLS", "Signal", "AES"])
+    with pytest.raises(LayerUnavailable, match="MLS layer not available in this version"):
+        CascadeCryptoService(PycaPrimitives(), layers=["MLS", "Signal", "ML-KEM", "AES"])
+
+
+def test_peer_asking_for_mls_gets_a_protocol_error() -> None:
+    a, b = _start(la=["Signal"])
+    request = json.loads(a.data_to_send()[0])
+    request["layers"] = ["MLS", "Signal"]
+    with pytest.raises(HandshakeFailure, match="MLS layer not available in this version"):
+        b.receive(json.dumps(request).encode())
+
+
+def _tamper_field(direction: str, kind: str, edit):  # type: ignore[no-untyped-def]
+    def tamper(d: str, pdu: bytes) -> bytes:
+        obj = json.loads(pdu)
+        if d == direction and obj["type"] == kind:
+            edit(obj)
+            return json.dumps(obj).encode()
+        return pdu
+
+    return tamper
+
+
+@pytest.mark.parametrize(
+    ("direction", "kind", "edit"),
+    [
+        ("a->b", "signal-key-exchange-request", lambda o: o.update(backend="evil")),
+        ("a->b", "signal-key-exchange-request", lambda o: o["capabilities"].pop()),
+        ("b->a", "signal-key-exchange-response", lambda o: o["offer"].update(backend="x")),
+        ("b->a", "mlkem-key-exchange", lambda o: o["publicKey"].__setitem__(0, 1)),
+        ("a->b", "mlkem-key-exchange-response", lambda o: o["publicKey"].__setitem__(5, 0)),
+        ("a->b", "signal-session-complete", lambda o: o["ratchetMessage"].__setitem__(50, 0)),
+    ],
+)
+def test_tampering_anywhere_fails_confirmation(direction, kind, edit) -> None:  # type: ignore[no-untyped-def]
+    a, b = _start()
+    with pytest.raises(HandshakeFailure):
+        pump(a, b, _tamper_field(direction, kind, edit))
+    assert not (a.complete and b.complete)
+
+
+def test_response_choice_below_initiator_policy_is_refused() -> None:
+    a, b = _start(lb=["Signal", "AES"])
+
+    def strip(o):  # type: ignore[no-untyped-def]
+        o["layers"] = ["Signal", "AES"]
+
+    with pytest.raises(HandshakeFailure, match="peer chose layers"):
+        pump(a, b, _tamper_field("b->a", "signal-key-exchange-response", strip))
+
+
+@pytest.mark.parametrize(
+    "pdu",
+    [
+        b"not json",
+        b"[]",
+        b'{"type": 1}',
+        b'{"type": "signal-session-complete", "ratchetMessage": []}',
+        b'{"type": "mls-key-package-request"}',
+        b'{"type": "signal-key-exchange-request"}',
+        b"{" + b" " * 70000 + b"}",
+    ],
+)
+def test_bad_pdus_fail_with_a_protocol_error(pdu: bytes) -> None:
+    _, b = _start()
+    with pytest.raises(HandshakeFailure):
+        b.receive(pdu)
+    assert _types(b.data_to_send()) == ["protocol-error"]
+
+
+def test_session_before_completion_and_pdus_after_completion() -> None:
+    a, b = _start(la=["Signal"])
+    with pytest.raises(HandshakeFailure):
+        a.session()
+    pump(a, b)
+    with pytest.raises(HandshakeFailure):
+        a.receive(b'{"type": "signal-key-exchange-response"}')
+
+
+def test_plugin_hooks_return_contract_services(tmp_path: Path) -> None:
+    pyca = enkrypted_crypto_service(AppContext(home=tmp_path))
+    nacl = nacl_service(AppContext(home=tmp_path, settings={"profiles": [PROFILE_B1]}))
+    assert isinstance(pyca, CryptoService) and isinstance(nacl, CryptoService)
+    assert pyca.backend == "pyca" and "ml-kem-768" in pyca.capabilities
+    assert nacl.backend == "pynacl" and "ml-kem-768" not in nacl.capabilities
+    assert pyca.profiles == (PROFILE_B1, PROFILE_V0) and nacl.profiles == (PROFILE_B1,)
+    custom = enkrypted_crypto_service(AppContext(home=tmp_path, settings={"layers": ["AES"]}))
+    a, _ = connect(custom, custom)  # type: ignore[arg-type]
+    assert a.layers == ("AES",)
+    with pytest.raises(LayerUnavailable):
+        enkrypted_crypto_service(AppContext(home=tmp_path, settings={"layers": ["MLS"]}))
+    with pytest.raises(CryptoUsageError):
+        enkrypted_crypto_service(AppContext(home=tmp_path, settings={"layers": "Signal"}))
