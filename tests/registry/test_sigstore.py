@@ -11,10 +11,10 @@ import hashlib
 from pathlib import Path
 
 import pytest
-
 from enkrypted_shell.errors import ProvenanceError
 from enkrypted_shell.provenance import verify_sigstore_bundle
 from enkrypted_shell.trust import SigstoreIdentity
+
 from tests.vectors import vectors_dir
 
 GITHUB_OAUTH = "https://github.com/login/oauth"
@@ -81,7 +81,9 @@ def test_production_bundle_with_wrong_identity_fails() -> None:
 def test_production_bundle_with_wrong_digest_fails() -> None:
     with pytest.raises(ProvenanceError, match="sigstore bundle rejected"):
         verify_sigstore_bundle(
-            vector("bundle_v3_github.whl.sigstore"), "sha256:" + "00" * 32, RFC8785_WORKFLOW,
+            vector("bundle_v3_github.whl.sigstore"),
+            "sha256:" + "00" * 32,
+            RFC8785_WORKFLOW,
             GITHUB_ACTIONS,
         )
 
@@ -89,8 +91,11 @@ def test_production_bundle_with_wrong_digest_fails() -> None:
 def test_wrong_identity_fails() -> None:
     with pytest.raises(ProvenanceError, match="sigstore bundle rejected"):
         verify_sigstore_bundle(
-            vector("bundle.txt.sigstore"), vector("bundle.txt"), "mallory@example.com",
-            GITHUB_OAUTH, staging=True,
+            vector("bundle.txt.sigstore"),
+            vector("bundle.txt"),
+            "mallory@example.com",
+            GITHUB_OAUTH,
+            staging=True,
         )
 
 
