@@ -238,3 +238,20 @@ def test_plugin_implementing_another_slots_hook_is_refused(shell_env, variant):
     assert sh.run("plugins", "verify").code == 0  # static checks pass; the hook set is checked at load
     res = sh.run("run")
     assert res.code == 17 and "p2p plugin but implements enkrypted_ui_service" in res.err
+
+
+def test_plugin_written_from_the_manual_by_an_outsider_loads_and_runs(shell_env, tmp_path):
+    """tests/shell/outsider_plugin was written by someone who had only docs/hooks.md."""
+    from tools.workspace import build_wheels
+
+    wheel = build_wheels([Path(__file__).parent / "outsider_plugin"], tmp_path / "outsider")[0]
+    sh = shell_env()
+    sh.env.install(wheel)
+    assert sh.run("plugins", "verify").code == AMBIGUOUS  # two ui plugins, no choice
+    res = sh.run("--ui", "ui-echo", "run", "a", "b")
+    assert res.code == 0, res.err
+    assert res.out.strip() == "echo-ui: backend=pyca transport=memory args=a b"
+    hello = sh.run("--ui", "ui-echo", "echo-hello")
+    assert hello.code == 0 and hello.out.strip() == "hello from echo"
+    other = sh.run("--ui", "ui-cli", "echo-hello")
+    assert other.code == NO_PLUGIN and "--ui ui-echo" in other.err

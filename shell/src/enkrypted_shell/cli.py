@@ -16,7 +16,7 @@ import click
 
 from ._version import __version__
 from .discovery import Candidate, discover
-from .errors import ExitCode, LoadError, ShellError, ShellUsageError
+from .errors import ExitCode, LoadError, NoPluginError, ShellError, ShellUsageError
 from .integrity import verify_distribution
 from .lock import Lock, LockEntry, dump_lock
 from .report import audit_report, graph_report, plan_rows
@@ -52,12 +52,12 @@ def _emit(data: object, as_json: bool, text: str) -> None:
 class ShellGroup(click.Group):
     """Root group: built-ins plus the commands plugin manifests declare (listed without import)."""
 
-    def _declared(self) -> dict[str, Candidate]:
-        out: dict[str, Candidate] = {}
+    def _declared(self) -> dict[str, list[Candidate]]:
+        out: dict[str, list[Candidate]] = {}
         for cand in discover().candidates:
             for name in cand.manifest.commands:
                 if name not in self.commands:
-                    out.setdefault(name, cand)
+                    out.setdefault(name, []).append(cand)
         return out
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -66,14 +66,16 @@ class ShellGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.commands:
             return self.commands[cmd_name]
-        owner = self._declared().get(cmd_name)
-        return None if owner is None else _plugin_command(cmd_name, owner)
+        owners = self._declared().get(cmd_name)
+        return None if not owners else _plugin_command(cmd_name, owners)
 
 
-def _plugin_command(name: str, owner: Candidate) -> click.Command:
+def _plugin_command(name: str, owners: list[Candidate]) -> click.Command:
+    labels = ", ".join(o.name for o in owners)
+
     @click.command(
         name=name,
-        help=f"[from plugin {owner.name}] verified and loaded before it runs",
+        help=f"[from plugin {labels}] runs after the plugin set is verified and loaded",
         context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
         add_help_option=False,
     )
@@ -81,7 +83,18 @@ def _plugin_command(name: str, owner: Candidate) -> click.Command:
     @click.pass_context
     def proxy(ctx: click.Context, locked: bool) -> None:
         inv: Invocation = ctx.obj
-        services = load(prepare(inv.options(locked=locked)), inv.options(locked=locked))
+        options = inv.options(locked=locked)
+        plan = prepare(options)
+        owner = next((o for o in owners if plan.plugins[o.slot].candidate.name == o.name), None)
+        if owner is None:
+            slot = owners[0].slot
+            raise NoPluginError(
+                f"command {name!r} comes from {labels}, which is not the selected {slot} plugin "
+                f"({plan.plugins[slot].candidate.label})",
+                plugin=owners[0].name,
+                fix=f"select it: enkrypted --{slot} {owners[0].name} {name}",
+            )
+        services = load(plan, options)
         found = [
             cmd
             for group in services.manager.hook.enkrypted_cli_commands(context=services.context)
@@ -90,7 +103,8 @@ def _plugin_command(name: str, owner: Candidate) -> click.Command:
         ]
         if len(found) != 1:
             raise LoadError(
-                f"plugin {owner.name} declares command {name!r} but provides {len(found)}"
+                f"plugin {owner.name} declares command {name!r} but provides {len(found)}",
+                plugin=owner.name,
             )
         found[0].main(args=list(ctx.args), prog_name=f"enkrypted {name}", standalone_mode=False)
 
@@ -264,8 +278,16 @@ def run(ctx: click.Context, locked: bool) -> None:
     """Verify, load and hand over to the ui plugin (extra arguments go to it)."""
     inv: Invocation = ctx.obj
     options = inv.options(locked=locked)
-    services: Services = load(prepare(options), options)
-    sys.exit(services.ui.run(list(ctx.args)))
+    plan = prepare(options)
+    services: Services = load(plan, options)
+    try:
+        code = services.ui.run(list(ctx.args))
+    except Exception as exc:
+        raise ShellError(
+            f"the ui plugin failed: {type(exc).__name__}: {exc}",
+            plugin=plan.plugins["ui"].candidate.name,
+        ) from exc
+    sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> Any:
