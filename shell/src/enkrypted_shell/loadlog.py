@@ -40,7 +40,8 @@ class ChainState:
 
 def verify_chain(lines: list[str]) -> ChainState:
     """Pure check of the chain over the file's lines."""
-    prev, records = GENESIS, []
+    prev = GENESIS
+    records: list[dict[str, object]] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
