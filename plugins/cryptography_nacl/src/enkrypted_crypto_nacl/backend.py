@@ -7,7 +7,7 @@ CPUs where libsodium enables it (AES-NI/ARMv8 crypto; libsodium has no portable 
 No ML-KEM: ``mlkem768_*`` raise :class:`UnsupportedPrimitive` pointing at the pyca backend of
 ``enkrypted-crypto``.  PyNaCl does not bind libsodium's ``crypto_auth_hmacsha256`` or
 ``crypto_kdf_hkdf_sha256``, so HMAC-SHA256 (RFC 2104) and HKDF-SHA256 (RFC 5869) are composed
-here over libsodium's SHA-256 (see ``docs/adr/nacl-hmac-hkdf-over-sha256.md``); both are
+here over libsodium's SHA-256 (see ``docs/adr/0003-nacl-hmac-hkdf-over-sha256.md``); both are
 checked against Wycheproof and against the pyca backend byte for byte.
 """
 
