@@ -53,6 +53,7 @@ def get(url: str, accept: str | None = None) -> tuple[int, str, bytes]:
 def pip(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pip", *args, "--isolated", "--no-deps"],
+        check=False,
         capture_output=True,
         text=True,
         env=pip_env(),
