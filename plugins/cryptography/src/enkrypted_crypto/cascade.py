@@ -89,8 +89,8 @@ class LayerRecord:
     name: str
     parameters: object
     timestamp_ms: int
-    input_size: int
-    output_size: int
+    input_size: int | None  # None: the profile does not carry sizes (b1)
+    output_size: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +99,7 @@ class SealedCascade:
 
     final_ciphertext: bytes
     records: tuple[LayerRecord, ...]
-    original_size: int
+    original_size: int | None
     timestamp_ms: int
 
 
@@ -202,3 +202,9 @@ class CascadeManager:
         for commit in commits:
             commit()
         return data
+
+
+def _check_size(declared: int | None, data: bytes) -> None:
+    """Declared sizes (Profile-v0 ``inputSize``/``outputSize``) must be the real ones."""
+    if declared is not None and declared != len(data):
+        raise DecryptionFailed()

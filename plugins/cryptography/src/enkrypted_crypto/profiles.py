@@ -53,6 +53,18 @@ B1_VERSION: Final = 0xB1
 _B1_HEAD: Final = struct.Struct(">BBQ")
 _B1_LAYER: Final = struct.Struct(">BH")
 _JS_SAFE: Final = 2**53 - 1
+_ENVELOPE_KEYS: Final = frozenset({"encrypted", "cascaded", "chunked", "cascadedPayload"})
+_PAYLOAD_KEYS: Final = frozenset(
+    {
+        "finalCiphertext",
+        "layers",
+        "layerParameters",
+        "totalProcessingTime",
+        "originalSize",
+        "finalSize",
+        "timestamp",
+    }
+)
 
 
 class ProfileCodec(Protocol):
@@ -154,21 +166,29 @@ class V0Codec:
 
 
 def _v0_payload(message: object) -> Mapping[str, object]:
+    """P5.3: known keys only, required ones present (fail closed on anything else)."""
     if not isinstance(message, dict) or message.get("encrypted") is not True:
         raise MalformedInput("not an encryptedMessage")
-    if message.get("cascaded") is not True or message.get("chunked"):
+    if (
+        message.get("cascaded") is not True
+        or message.get("chunked")
+        or set(message) - _ENVELOPE_KEYS
+    ):
         raise MalformedInput("only complete cascaded messages are decoded here")
     payload = message.get("cascadedPayload")
-    if not isinstance(payload, dict):
-        raise MalformedInput("cascadedPayload missing")
+    if not isinstance(payload, dict) or set(payload) - _PAYLOAD_KEYS:
+        raise MalformedInput("cascadedPayload missing or with unknown fields")
+    # P5.3 says MUST, but golden vector V3 omits it; it is informative, so only type-checked.
+    if type(payload.get("totalProcessingTime", 0)) not in (int, float):
+        raise MalformedInput("cascadedPayload.totalProcessingTime must be a number")
     return payload
 
 
 def _v0_record(layer: CascadeLayer, meta: object, params: object) -> LayerRecord:
     if not (isinstance(meta, dict) and isinstance(params, dict)):
         raise MalformedInput("layer metadata and parameters must be objects")
-    if meta.get("algorithm") != layer.algorithm:  # verifyIntegrity (digest §4.2)
-        raise MalformedInput("layer algorithm does not match the session's layer")
+    if meta.get("algorithm") != layer.algorithm or meta.get("version") != layer.version:
+        raise MalformedInput("layer algorithm/version does not match the session's layer")
     timestamp, in_size, out_size = (meta.get(k) for k in ("timestamp", "inputSize", "outputSize"))
     if not (_is_size(timestamp) and _is_size(in_size) and _is_size(out_size)):
         raise MalformedInput("layer metadata fields must be non-negative integers")
@@ -220,9 +240,9 @@ class B1Codec:
         records = []
         for layer in layers:
             params, offset = _b1_layer(view, offset, layer)
-            records.append(LayerRecord(layer.name, params, timestamp, 0, 0))
+            records.append(LayerRecord(layer.name, params, timestamp, None, None))
         ciphertext = bytes(view[offset:])
-        return SealedCascade(ciphertext, tuple(records), 0, timestamp)
+        return SealedCascade(ciphertext, tuple(records), None, timestamp)
 
 
 def _b1_layer(view: memoryview, offset: int, layer: CascadeLayer) -> tuple[object, int]:

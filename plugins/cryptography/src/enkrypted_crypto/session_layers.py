@@ -6,8 +6,9 @@ module adapts them, and the Double Ratchet, to :class:`~enkrypted_crypto.cascade
 Key material per layer (all from one handshake, ``docs/protocol.md`` §Key schedule):
 
 * ``Signal``: the Double Ratchet session seeded by X3DH (digest §4.4).  Its AEAD additionally
-  binds the *cascade context* (profile, layer list, session id), so a message spliced into another
-  profile or layer set fails.
+  binds the *cascade context* (profile, layer list, session id) and the message timestamp, so a
+  message spliced into another profile or layer set, or re-dated, fails.  (The b1 AES layer binds
+  the same.)
 * ``ML-KEM``: our ML-KEM-768 seed and the peer's encapsulation key, exchanged in
   ``mlkem-key-exchange`` / ``-response``.
 * ``AES``: Profile-v0 needs a *password* (P5.4 is a [GAP]); we define it as the lowercase hex of
@@ -102,12 +103,14 @@ class SignalLayer:
         self._context = context
 
     def seal(self, data: bytes, now_ms: int) -> tuple[bytes, object, Commit]:
-        header, body, commit = self._ratchet.prepare_encrypt_parts(data, self._context)
+        aad = _bind_time(self._context, now_ms)
+        header, body, commit = self._ratchet.prepare_encrypt_parts(data, aad)
         return body, SignalParameters(header), commit
 
     def open(self, data: bytes, parameters: object, timestamp_ms: int) -> tuple[bytes, Commit]:
         header = _expect(parameters, SignalParameters).header
-        return self._ratchet.prepare_decrypt_parts(header, data, self._context)
+        aad = _bind_time(self._context, timestamp_ms)
+        return self._ratchet.prepare_decrypt_parts(header, data, aad)
 
     def params_to_v0(self, parameters: object) -> dict[str, object]:
         dh, pn, n = struct.unpack(">32sII", _expect(parameters, SignalParameters).header)
@@ -137,6 +140,13 @@ class SignalLayer:
 
     def params_from_bytes(self, data: bytes) -> object:
         return SignalParameters(bytes(data))
+
+
+def _bind_time(context: bytes, timestamp_ms: int) -> bytes:
+    """AAD = cascade context || u64 timestamp: the frame's timestamp is authenticated too."""
+    if not 0 <= timestamp_ms < 2**64:
+        raise MalformedInput("timestamp out of range")
+    return context + timestamp_ms.to_bytes(8, "big")
 
 
 def _is_u32(value: object) -> bool:
@@ -243,12 +253,13 @@ class AesB1CascadeLayer:
         self._context = context
 
     def seal(self, data: bytes, now_ms: int) -> tuple[bytes, object, Commit]:
-        out, params = self._layer.encrypt(data, self._context)
+        out, params = self._layer.encrypt(data, _bind_time(self._context, now_ms))
         return out, params, NO_COMMIT
 
     def open(self, data: bytes, parameters: object, timestamp_ms: int) -> tuple[bytes, Commit]:
         params = _expect(parameters, AesGcmSessionParameters)
-        return self._layer.decrypt(data, params, self._context), NO_COMMIT
+        aad = _bind_time(self._context, timestamp_ms)
+        return self._layer.decrypt(data, params, aad), NO_COMMIT
 
     def params_to_v0(self, parameters: object) -> dict[str, object]:
         return {"nonce": list(_expect(parameters, AesGcmSessionParameters).nonce)}
