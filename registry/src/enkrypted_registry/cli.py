@@ -35,7 +35,8 @@ def _cmd_init(args: argparse.Namespace) -> None:
 
 def _cmd_publish(args: argparse.Namespace) -> None:
     repo = Repository(args.dir)
-    results = publish(repo, args.wheels, load_key(args.key))
+    with repo.locked():
+        results = publish(repo, args.wheels, load_key(args.key))
     for result in results:
         state = "already published" if result.skipped else "published"
         print(f"{state}: {result.filename} -> {result.target_path} (+ .provenance)")
@@ -50,23 +51,26 @@ def _cmd_serve(args: argparse.Namespace) -> None:
 
 def _cmd_rotate(args: argparse.Namespace) -> None:
     repo = Repository(args.dir)
-    key = repo.rotate(args.role)
+    with repo.locked():
+        key = repo.rotate(args.role)
     print(f"rotated {args.role}: new key {key.keyid} in {repo.key_path(args.role)}")
     print(f"old key moved to {repo.keys_dir / 'retired'}; destroy it once clients have refreshed")
 
 
 def _cmd_refresh(args: argparse.Namespace) -> None:
     repo = Repository(args.dir)
-    repo.refresh(args.role)
+    with repo.locked():
+        repo.refresh(args.role)
     print(f"re-signed {args.role} (and timestamp) with a fresh expiry")
 
 
 def _cmd_revoke(args: argparse.Namespace) -> None:
     repo = Repository(args.dir)
     key = load_key(args.key) if args.key else None
-    names = revoke(
-        repo, args.requirement, reason=args.reason, key=key, delete_files=args.delete_files
-    )
+    with repo.locked():
+        names = revoke(
+            repo, args.requirement, reason=args.reason, key=key, delete_files=args.delete_files
+        )
     for name in names:
         print(f"revoked: {name} ({args.reason})")
 

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 __all__ = ["DEFAULT_EXPIRY_DAYS", "ROLES", "TOP_ROLES", "Repository"]
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,16 @@ class Repository:
             )
         keys_dir = Path(self.config["keys_dir"])
         self.keys_dir = keys_dir if keys_dir.is_absolute() else root / keys_dir
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive writer lock (``DIR/.lock``): one publish/revoke/rotate/refresh at a time."""
+        with (self.root / ".lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     # -- paths -------------------------------------------------------------------------------
 
@@ -329,4 +341,20 @@ class Repository:
         for info in roles.values():
             expires = datetime.strptime(info["expires"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
             info["expired"] = expires <= now
-        return {"root": str(self.root), "keys_dir": str(self.keys_dir), "roles": roles}
+        releases = json.loads((self.root / "releases.json").read_text("utf-8"))["projects"]
+        projects = {
+            name: {
+                "slot": project["slot"],
+                "files": {
+                    f: {"version": e["version"], "yanked": e["yanked"], "publisher": e["publisher"]}
+                    for f, e in sorted(project["files"].items())
+                },
+            }
+            for name, project in sorted(releases.items())
+        }
+        return {
+            "root": str(self.root),
+            "keys_dir": str(self.keys_dir),
+            "roles": roles,
+            "projects": projects,
+        }
