@@ -91,6 +91,7 @@ def test_cli_publish_with_wrong_slot_key_is_refused(tmp_path: Path, wheels: Whee
     assert result.returncode == 4 and "not the delegated publisher key" in result.stderr
     text = cli("status", str(reg)).stdout
     assert "crypto    v2" in text and "targets=2" in text
+    assert "[crypto] demo-crypto 1.0.0: demo_crypto-1.0.0-py3-none-any.whl live" in text
 
 
 def test_publish_is_idempotent_and_releases_immutable(

@@ -89,6 +89,10 @@ def _cmd_status(args: argparse.Namespace) -> None:
             f"  {name:<9} v{role['version']:<4} expires {role['expires']}{flag} "
             f"threshold={role['threshold']} keys={keys}{extra}"
         )
+    for name, project in status["projects"].items():
+        for filename, entry in project["files"].items():
+            state = f"YANKED ({entry['yanked']})" if entry["yanked"] else "live"
+            print(f"  [{project['slot']}] {name} {entry['version']}: {filename} {state}")
 
 
 def _parser() -> argparse.ArgumentParser:
