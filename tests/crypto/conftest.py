@@ -49,3 +49,29 @@ def nacl() -> Primitives:
 
 def seeded(backend: str, seed: bytes) -> Primitives:
     return BACKENDS[backend](random=SeededRandom(seed))
+
+
+class Advertised:
+    """Delegates to a backend but advertises a fixed name and capability set.
+
+    Handshake PDUs carry the backend's name and capabilities, so two backends only produce
+    identical bytes if they advertise the same; this isolates the cryptography for vectors.
+    """
+
+    def __init__(self, inner: Primitives, name: str, capabilities: frozenset[str]) -> None:
+        self._inner = inner
+        self.name = name
+        self.capabilities = capabilities
+
+    def __getattr__(self, attr: str) -> object:
+        return getattr(self._inner, attr)
+
+
+VECTOR_CAPABILITIES = frozenset(
+    {"aes-256-gcm", "x25519", "ed25519", "hkdf-sha256", "hmac-sha256", "sha256", "scrypt"}
+)
+
+
+def vector_primitives(backend: str, seed: bytes, mlkem: bool = False) -> Primitives:
+    caps = VECTOR_CAPABILITIES | ({"ml-kem-768"} if mlkem else set())
+    return Advertised(seeded(backend, seed), "vector", caps)  # type: ignore[return-value]
