@@ -19,7 +19,7 @@ from enkrypted_shell import provenance as shell_provenance
 from enkrypted_shell.errors import ProvenanceError, ShellUsageError
 from enkrypted_shell.provenance import content_digest, pae, verify_provenance
 from enkrypted_shell.trust import PublisherKey, SigstoreIdentity, TrustPolicy, ed25519_keyid
-from securesystemslib.signer import SSlibKey
+from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]
 
 from tests.registry.support import Wheels
 

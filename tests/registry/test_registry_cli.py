@@ -22,8 +22,8 @@ from enkrypted_registry import (
 )
 from enkrypted_registry.cli import main
 from enkrypted_registry.wheel import SLOTS
-from tuf.api.metadata import Metadata, Root
-from tuf.ngclient import Updater
+from tuf.api.metadata import Metadata, Root  # type: ignore[attr-defined]
+from tuf.ngclient import Updater  # type: ignore[attr-defined]
 
 from tests.registry.support import Server, Wheels, pip_env
 
@@ -132,9 +132,10 @@ def test_wheel_checks(wheels: Wheels, tmp_path: Path) -> None:
     assert info.manifest_path == "demo_crypto/enkrypted-plugin.toml"
     assert content_digest_from_wheel(wheels.crypto10) == info.content_digest
     name = wheels.crypto10.name
-    cases = {
+    cases: dict[str, dict[str, bytes | None]] = {
         "does not match its RECORD sha256": {"demo_crypto/plugin.py": b"EVIL = 1\n"},
         "is not listed in RECORD": {"demo_crypto/extra.py": b"x = 1\n"},
+        "is deprecated \\(PEP 815\\)": {"demo_crypto-1.0.0.dist-info/RECORD.jws": b"{}"},
         "manifest demo_crypto/enkrypted-plugin.toml is missing": {
             "demo_crypto/enkrypted-plugin.toml": None
         },

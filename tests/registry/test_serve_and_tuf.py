@@ -19,8 +19,8 @@ from enkrypted_shell.errors import ProvenanceError
 from enkrypted_shell.provenance import verify_provenance
 from enkrypted_shell.trust import TrustPolicy
 from tuf.api import exceptions as tuf_errors
-from tuf.api.metadata import Metadata, TargetFile
-from tuf.ngclient import Updater
+from tuf.api.metadata import Metadata, Targets  # type: ignore[attr-defined]
+from tuf.ngclient import Updater  # type: ignore[attr-defined]
 
 from tests.registry.support import Server, Wheels, pip_env, start_process
 
@@ -187,9 +187,7 @@ def test_ui_key_cannot_publish_crypto_targets(
     client.refresh()
     assert (
         evil_path
-        in Metadata[TargetFile]
-        .from_bytes((published.tuf_dir / "ui.json").read_bytes())
-        .signed.targets
+        in Metadata[Targets].from_bytes((published.tuf_dir / "ui.json").read_bytes()).signed.targets
     )
     # The ui role is not trusted for plugins/crypto/*: the target does not exist for the client.
     assert client.get_targetinfo(evil_path) is None

@@ -28,9 +28,10 @@ RFC8785_WHEEL_SHA256 = base64.b64decode("xOkunsyCi+8qp9uh3orJg1EfdTKg3xHHcNOQmaJ
 def vector(name: str) -> bytes:
     """A vector file, checked against SHA256SUMS."""
     folder = vectors_dir("sigstore")
-    sums = dict(
-        reversed(line.split(None, 1)) for line in (folder / "SHA256SUMS").read_text().splitlines()
-    )
+    sums: dict[str, str] = {}
+    for line in (folder / "SHA256SUMS").read_text().splitlines():
+        digest, name_ = line.split(None, 1)
+        sums[name_] = digest
     data = (folder / name).read_bytes()
     assert hashlib.sha256(data).hexdigest() == sums[name], f"{name} differs from SHA256SUMS"
     return data

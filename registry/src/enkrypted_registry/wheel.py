@@ -183,8 +183,9 @@ def _verified_files(
     members = [i.filename for i in archive.infolist() if not i.is_dir()]
     for name in members:
         _check_member_name(name, filename)
+        if name in {f"{dist_info}/RECORD.jws", f"{dist_info}/RECORD.p7s"}:
+            raise WheelError(f"{filename}: {name} is deprecated (PEP 815); rebuild without it")
         if name not in listed:
-            # RECORD.jws / RECORD.p7s are deprecated (PEP 815) and unlisted ones are refused too.
             raise WheelError(f"{filename}: member {name} is not listed in RECORD")
     missing = sorted(set(listed) - set(members))
     if missing:
