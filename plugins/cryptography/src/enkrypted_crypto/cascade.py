@@ -192,13 +192,17 @@ class CascadeManager:
         for index in range(len(self._layers) - 1, -1, -1):
             layer, record = self._layers[index], records[index]
             try:
+                _check_size(record.output_size, data)
                 data, commit = layer.open(data, record.parameters, record.timestamp_ms)
+                _check_size(record.input_size, data)
             except Exception as exc:  # any failure becomes the one opaque error
                 _log.debug(
                     "cascade: layer %d (%s) failed: %s", index, layer.name, type(exc).__name__
                 )
                 raise DecryptionFailed() from None
             commits.append(commit)
+        if sealed.original_size is not None and sealed.original_size != len(data):
+            raise DecryptionFailed()
         for commit in commits:
             commit()
         return data
