@@ -45,6 +45,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import InvalidVersion, Version
 
 from .errors import ProvenanceError
+from .integrity import content_digest as _record_digest
 from .trust import PublisherKey, SigstoreIdentity, TrustPolicy
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -94,24 +95,10 @@ def _hex_to_b64(hexdigest: str) -> str:
     return base64.urlsafe_b64encode(bytes.fromhex(hexdigest)).rstrip(b"=").decode("ascii")
 
 
-def _excluded(path: str) -> bool:
-    if path.startswith(".."):
-        return True
-    parts = path.split("/")
-    installer_files = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
-    if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] in installer_files:
-        return True
-    return "__pycache__" in parts[:-1] and path.endswith(".pyc")
-
-
 def content_digest(files: Iterable[tuple[str, str]]) -> str:
-    """The shell's content digest over ``(path, sha256 hex)`` pairs (same rule as the registry).
-
-    sha256 over the UTF-8 text of sorted ``"{path},{sha256-urlsafe-b64-nopad}\\n"`` lines, skipping
-    RECORD, INSTALLER, REQUESTED, direct_url.json, ``__pycache__/*.pyc`` and ``..`` paths.
-    """
-    lines = sorted(f"{p},{_hex_to_b64(d)}\n" for p, d in files if not _excluded(p))
-    return "sha256:" + hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
+    """The shell's content digest (:func:`enkrypted_shell.integrity.content_digest`) over
+    ``(path, sha256 hex)`` pairs as the provenance predicate lists them."""
+    return _record_digest((path, _hex_to_b64(digest)) for path, digest in files)
 
 
 def _fail(message: str, plugin: str | None = None, fix: str | None = None) -> ProvenanceError:
