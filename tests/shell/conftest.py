@@ -40,6 +40,7 @@ class Shell:
     def run(self, *args: str, extra_env: dict[str, str] | None = None) -> Result:
         environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ENKRYPTED_DEV")}
         environ["ENKRYPTED_HOME"] = str(self.home)
+        environ["ENKRYPTED_ALLOW_UNSIGNED"] = "1"  # these wheels are installed without a registry
         environ.update(extra_env or {})
         proc = subprocess.run(
             [str(self.env.bin / "enkrypted"), *args],

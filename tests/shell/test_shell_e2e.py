@@ -197,7 +197,9 @@ def test_tampered_load_log_is_reported(shell_env):
     assert sh.run("plugins", "verify").code == 0
     log = sh.home / "load-log.jsonl"
     lines = log.read_text().splitlines()
-    lines[1] = lines[1].replace('"verified"', '"refused"')
+    record = json.loads(lines[1])
+    record["event"] = "refused"
+    lines[1] = json.dumps(record, sort_keys=True)
     log.write_text("\n".join(lines) + "\n")
     res = sh.run("plugins", "audit")
     assert res.code == LOG_CORRUPT and "line 2" in res.out
@@ -255,3 +257,14 @@ def test_plugin_written_from_the_manual_by_an_outsider_loads_and_runs(shell_env,
     assert hello.code == 0 and hello.out.strip() == "hello from echo"
     other = sh.run("--ui", "ui-cli", "echo-hello")
     assert other.code == NO_PLUGIN and "--ui ui-echo" in other.err
+
+
+def test_unsigned_plugins_are_refused_unless_downgrade_is_explicit(shell_env):
+    sh = shell_env()
+    res = sh.run("plugins", "verify", extra_env={"ENKRYPTED_ALLOW_UNSIGNED": ""})
+    assert res.code == 16
+    assert "no signed provenance" in res.err and "--allow-unsigned" in res.err
+    assert sh.run("plugins", "verify").code == 0  # the fixture's explicit downgrade
+    records = json.loads(sh.run("plugins", "audit", "--json").out)["records"]
+    assert records[0]["event"] == "refused" and records[0]["rule"] == "ProvenanceError"
+    assert {r["event"] for r in records[1:]} == {"admitted-unsigned-downgrade"}

@@ -162,9 +162,12 @@ def test_lock_round_trip_and_drift():
     entry = LockEntry("crypto", "c", "dist-c", "1.0", "sha256:aa", wheel_sha256="ff", index="http://x/simple/")
     lock = parse_lock(dump_lock(Lock({"crypto": entry}, "t")), source="t")
     assert lock.entries["crypto"] == entry
-    check_locked(entry, plugin="c", name="dist-c", version="1.0", digest="sha256:aa")
+    same = {"wheel_sha256": "ff", "index": "http://x/simple/"}
+    check_locked(entry, plugin="c", name="dist-c", version="1.0", digest="sha256:aa", **same)
     with pytest.raises(errors.LockMismatchError, match=r"version 1.1 \(locked 1.0\)"):
-        check_locked(entry, plugin="c", name="dist-c", version="1.1", digest="sha256:aa")
+        check_locked(entry, plugin="c", name="dist-c", version="1.1", digest="sha256:aa", **same)
+    with pytest.raises(errors.LockMismatchError, match=r"wheel sha256 none \(unsigned\) \(locked ff\)"):
+        check_locked(entry, plugin="c", name="dist-c", version="1.0", digest="sha256:aa")
     with pytest.raises(errors.ShellUsageError):
         parse_lock('lock-version = "9"', source="t")
     with pytest.raises(errors.ShellUsageError):

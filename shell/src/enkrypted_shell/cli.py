@@ -23,6 +23,7 @@ from .report import audit_report, graph_report, plan_rows
 from .runtime import Plan, Services, StartOptions, load, prepare
 
 DEV_ENV = "ENKRYPTED_DEV"
+UNSIGNED_ENV = "ENKRYPTED_ALLOW_UNSIGNED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,7 @@ class Invocation:
     choices: dict[str, tuple[str, str]]
     dev: bool
     settings: dict[str, dict[str, object]]
+    allow_unsigned: bool = False
 
     def options(self, *, locked: bool) -> StartOptions:
         return StartOptions(
@@ -41,6 +43,7 @@ class Invocation:
             choices=self.choices,
             lock_path=self.lock_path if locked else None,
             dev=self.dev,
+            allow_unsigned=self.allow_unsigned,
             settings=self.settings,
         )
 
@@ -136,6 +139,12 @@ def _plugin_command(name: str, owners: list[Candidate]) -> click.Command:
     envvar=DEV_ENV,
     help="DEV ONLY: load editable (unverifiable) installs; recorded in the load log.",
 )
+@click.option(
+    "--allow-unsigned",
+    is_flag=True,
+    envvar=UNSIGNED_ENV,
+    help="DOWNGRADE: load plugins that have no signed provenance; recorded in the load log.",
+)
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -145,6 +154,7 @@ def cli(
     p2p: str | None,
     ui: str | None,
     dev: bool,
+    allow_unsigned: bool,
 ) -> None:
     """Enkrypted: verified plugin shell for peer-to-peer encrypted chat."""
     from .config import default_home, load_config
@@ -157,12 +167,15 @@ def cli(
             choices[slot] = (name, f"--{slot}")
     if dev:
         click.secho("WARNING: dev mode: unverified editable plugins may load", fg="red", err=True)
+    if allow_unsigned:
+        click.secho("WARNING: plugins without signed provenance may load", fg="red", err=True)
     ctx.obj = Invocation(
         home,
         lock_path or home / "plugins.lock.toml",
         choices,
         dev,
         {k: dict(v) for k, v in config.settings.items()},
+        allow_unsigned,
     )
 
 
@@ -242,7 +255,14 @@ def plugins_lock(inv: Invocation, output: Path | None) -> None:
                 f"{slot}: {p.candidate.label} is unverified (dev); cannot lock it"
             )
         entries[slot] = LockEntry(
-            slot, p.candidate.name, p.candidate.dist_name, p.candidate.version, p.digest
+            slot,
+            p.candidate.name,
+            p.candidate.dist_name,
+            p.candidate.version,
+            p.digest,
+            wheel_sha256=p.provenance.wheel_sha256 if p.provenance else None,
+            index=p.stored.index if p.stored else None,
+            signer=p.provenance.signer_keyid if p.provenance else None,
         )
     target = output or inv.lock_path
     target.parent.mkdir(parents=True, exist_ok=True)

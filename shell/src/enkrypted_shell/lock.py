@@ -110,8 +110,22 @@ def _entry(row: object, source: str) -> LockEntry:
     return entry
 
 
-def check_locked(entry: LockEntry, *, plugin: str, name: str, version: str, digest: str) -> None:
-    """Compare what was selected and verified with the lock; raise on any drift."""
+def check_locked(
+    entry: LockEntry,
+    *,
+    plugin: str,
+    name: str,
+    version: str,
+    digest: str,
+    wheel_sha256: str | None = None,
+    index: str | None = None,
+    signer: str | None = None,
+) -> None:
+    """Compare what was selected and verified with the lock; raise on any drift.
+
+    Wheel digest, index and signer are compared whenever the lock pins them (a lock made from a
+    registry install): a plugin that lost its provenance, or came from elsewhere, drifts.
+    """
     drift = []
     if plugin != entry.plugin:
         drift.append(f"plugin {plugin!r} (locked {entry.plugin!r})")
@@ -119,13 +133,16 @@ def check_locked(entry: LockEntry, *, plugin: str, name: str, version: str, dige
         drift.append(f"version {version} (locked {entry.version})")
     if digest != entry.content_digest:
         drift.append(f"content digest {digest} (locked {entry.content_digest})")
+    for label, have, pinned in (
+        ("wheel sha256", wheel_sha256, entry.wheel_sha256),
+        ("index", index, entry.index),
+        ("signer", signer, entry.signer),
+    ):
+        if pinned is not None and have != pinned:
+            drift.append(f"{label} {have or 'none (unsigned)'} (locked {pinned})")
     if drift:
         raise LockMismatchError(
             f"{entry.slot}: {name} drifted from the lock: " + "; ".join(drift),
             plugin=plugin,
             fix=f"install {entry.name}=={entry.version} again, or re-lock if the change is wanted",
         )
-
-
-def lock_entries_from(rows: Mapping[str, LockEntry]) -> Lock:
-    return Lock(dict(rows))

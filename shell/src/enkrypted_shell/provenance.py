@@ -33,7 +33,6 @@ __all__ = [
 
 import base64
 import binascii
-import hashlib
 import json
 import re
 from collections.abc import Iterable

@@ -28,12 +28,15 @@ from .contracts import (
     UIService,
 )
 from .discovery import Candidate, discover
-from .errors import IntegrityError, LoadError, ShellError, ShellUsageError
+from .errors import IntegrityError, LoadError, ProvenanceError, ShellError, ShellUsageError
 from .integrity import IntegrityReport, verify_distribution
 from .loadlog import LoadLog
 from .lock import Lock, check_locked, parse_lock
+from .provenance import VerifiedProvenance, verify_provenance
+from .provenance_store import ProvenanceStore, StoredProvenance
 from .selection import select
 from .skew import check_skew
+from .trust import TrustPolicy
 
 T = TypeVar("T")
 
@@ -46,11 +49,27 @@ class StartOptions:
     choices: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     lock_path: Path | None = None  # set = enforce the lock (--locked)
     dev: bool = False
+    allow_unsigned: bool = False  # explicit downgrade: load plugins without provenance (logged)
     settings: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
 
     @property
     def log(self) -> LoadLog:
         return LoadLog(self.home / "load-log.jsonl")
+
+    @property
+    def store(self) -> ProvenanceStore:
+        return ProvenanceStore(self.home)
+
+    def policy(self) -> TrustPolicy:
+        """``HOME/trust.toml``; without one, no publisher is trusted for any slot."""
+        path = self.home / "trust.toml"
+        try:
+            text = path.read_text("utf-8")
+        except FileNotFoundError:
+            return TrustPolicy.from_toml("version = 1\n", source=str(path))
+        except OSError as exc:
+            raise ShellUsageError(f"cannot read {path}: {exc.strerror}") from exc
+        return TrustPolicy.from_toml(text, source=str(path))
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +81,8 @@ class PlannedPlugin:
     reason: str
     integrity: IntegrityReport | None  # None only for an editable install admitted by --dev
     verified_deps: tuple[IntegrityReport, ...]
+    provenance: VerifiedProvenance | None = None  # None: dev, or unsigned admitted by downgrade
+    stored: StoredProvenance | None = None
 
     @property
     def digest(self) -> str | None:
@@ -101,8 +122,9 @@ def _prepare(options: StartOptions, log: LoadLog) -> Plan:
         raise found.broken[0]
     lock = _read_lock(options.lock_path) if options.lock_path else None
     chosen = select(found, SLOTS, choices=options.choices, locked=lock.dists() if lock else None)
+    policy = options.policy()
     plugins = {
-        slot: _verify(slot, sel.candidate, sel.reason, options.dev, found.candidates)
+        slot: _verify(slot, sel.candidate, sel.reason, options, policy, found.candidates)
         for slot, sel in chosen.items()
     }
     check_skew(
@@ -119,6 +141,9 @@ def _prepare(options: StartOptions, log: LoadLog) -> Plan:
                 name=cand.dist_name,
                 version=cand.version,
                 digest=planned.digest or "unverified",
+                wheel_sha256=planned.provenance.wheel_sha256 if planned.provenance else None,
+                index=planned.stored.index if planned.stored else None,
+                signer=planned.provenance.signer_keyid if planned.provenance else None,
             )
     for planned in plugins.values():
         _log_accept(log, planned, locked=lock is not None, dev=options.dev)
@@ -126,10 +151,15 @@ def _prepare(options: StartOptions, log: LoadLog) -> Plan:
 
 
 def _verify(
-    slot: str, cand: Candidate, reason: str, dev: bool, others: tuple[Candidate, ...]
+    slot: str,
+    cand: Candidate,
+    reason: str,
+    options: StartOptions,
+    policy: TrustPolicy,
+    others: tuple[Candidate, ...],
 ) -> PlannedPlugin:
     if cand.editable:
-        if not dev:
+        if not options.dev:
             raise IntegrityError(
                 f"{cand.label} is an editable install; its files cannot be verified",
                 plugin=cand.name,
@@ -137,7 +167,63 @@ def _verify(
             )
         return PlannedPlugin(slot, cand, reason, None, ())
     report = verify_distribution(cand.distribution)
-    return PlannedPlugin(slot, cand, reason, report, _verify_plugin_deps(cand, others))
+    deps = _verify_plugin_deps(cand, others)
+    stored = options.store.get(cand.dist_name)
+    proof = _verify_signed(slot, cand, report, stored, policy, options.allow_unsigned)
+    for dep in deps:  # code imported on behalf of this plugin needs provenance too
+        dep_cand = next(o for o in others if o.dist_name == dep.distribution)
+        _verify_signed(
+            dep_cand.slot,
+            dep_cand,
+            dep,
+            options.store.get(dep.distribution),
+            policy,
+            options.allow_unsigned,
+        )
+    return PlannedPlugin(slot, cand, reason, report, deps, proof, stored)
+
+
+def _verify_signed(
+    slot: str,
+    cand: Candidate,
+    report: IntegrityReport,
+    stored: StoredProvenance | None,
+    policy: TrustPolicy,
+    allow_unsigned: bool,
+) -> VerifiedProvenance | None:
+    """The signature step (DESIGN.md §6): provenance signed by a key the policy accepts for the
+    slot, for exactly the installed version and files; revoked releases refused."""
+    if stored is None:
+        if allow_unsigned:
+            return None
+        raise ProvenanceError(
+            f"{cand.label} has no signed provenance (it was not installed with "
+            "`enkrypted plugins install`)",
+            plugin=cand.name,
+            fix="install it from a registry with `enkrypted plugins install NAME --index URL`, "
+            "or pass --allow-unsigned to load it anyway (recorded in the load log)",
+        )
+    if stored.version != cand.version:
+        raise ProvenanceError(
+            f"{cand.label}: the stored provenance is for version {stored.version}",
+            plugin=cand.name,
+            fix=f"reinstall it with `enkrypted plugins install {cand.dist_name}=={cand.version}`",
+        )
+    if stored.revoked:
+        raise ProvenanceError(
+            f"{cand.label} was revoked by its registry ({stored.revoked.get('reason', '')}, "
+            f"{stored.revoked.get('at', '')})",
+            plugin=cand.name,
+            fix="install another release: `enkrypted plugins install NAME --index URL`",
+        )
+    return verify_provenance(
+        stored.provenance_bytes(),
+        policy=policy,
+        slot=slot,
+        wheel_sha256=stored.wheel_sha256,
+        content_digest=report.content_digest,
+        wheel_filename=stored.wheel_filename,
+    )
 
 
 def _verify_plugin_deps(
@@ -155,8 +241,15 @@ def _verify_plugin_deps(
 
 def _log_accept(log: LoadLog, planned: PlannedPlugin, *, locked: bool, dev: bool) -> None:
     cand = planned.candidate
+    if planned.integrity is None:
+        event = "admitted-unverified-dev"
+    elif planned.provenance is None:
+        event = "admitted-unsigned-downgrade"
+    else:
+        event = "verified"
+    proof = planned.provenance
     log.append(
-        "verified" if planned.integrity else "admitted-unverified-dev",
+        event,
         slot=planned.slot,
         plugin=cand.name,
         distribution=cand.dist_name,
@@ -166,6 +259,10 @@ def _log_accept(log: LoadLog, planned: PlannedPlugin, *, locked: bool, dev: bool
         files=planned.integrity.files_checked if planned.integrity else 0,
         deps=[f"{d.distribution} {d.version} {d.content_digest}" for d in planned.verified_deps],
         selected_because=planned.reason,
+        wheel_sha256=proof.wheel_sha256 if proof else None,
+        signer=proof.signer_keyid if proof else None,
+        tuf_role=planned.stored.tuf_role if planned.stored else None,
+        index=planned.stored.index if planned.stored else None,
         locked=locked,
         dev=dev,
     )
