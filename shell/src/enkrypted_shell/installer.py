@@ -1,0 +1,867 @@
+"""``enkrypted plugins install`` / ``refresh``: plugins from the private registry, verified twice.
+
+All network and file I/O of the install path lives here; the decisions are the pure functions of
+:mod:`.provenance` (signature, statement, slot policy) and :mod:`.trust` (``trust.toml``).
+
+Install, for a registry at ``INDEX`` (its base URL; ``INDEX/tuf/`` holds TUF metadata and
+``INDEX/plugins/<slot>/<wheel>`` the TUF targets):
+
+1. **TUF refresh** with python-tuf's ngclient from the root pinned for this index in
+   ``HOME/tuf/<sha256(INDEX)[:16]>/`` - given with ``--root`` or, on first use, fetched from
+   ``INDEX/tuf/1.root.json`` (trust on first use, announced loudly).  Rollback, freeze,
+   mix-and-match and bad signatures stop here.
+2. **Choose the release** from the verified delegated role of each slot (the index pages are not
+   read at all): the highest final version of the project whose wheel *and* ``.provenance`` are
+   targets, or exactly ``NAME==VERSION``.  A revoked release is no longer a target, so it does not
+   exist for the client.  Each candidate is confirmed with ``Updater.get_targetinfo``.
+3. **Download** wheel and provenance with ``Updater.download_target`` (length and sha256 checked
+   against the signed target).
+4. **Verify provenance** (:func:`.provenance.verify_provenance`) under ``HOME/trust.toml`` - which,
+   when absent, is created from the TUF-verified top-level targets metadata (announced loudly) -
+   for the slot of the target path, the wheel's filename and sha256; then compare every member of
+   the wheel with the signed file list.
+5. **pip** installs the verified files, hash-pinned (``--require-hashes --no-index --no-deps``,
+   machine pip configuration ignored).  Third-party dependencies are installed only when a
+   ``deps_index`` is given (a separate, not hash-pinned pip call); otherwise the shell's start-up
+   skew check names what is missing.
+6. Only after pip succeeded: a :class:`.provenance_store.StoredProvenance` record per plugin and an
+   ``installed`` record in the load log.
+
+Any failure before step 5 installs nothing.  ``refresh`` re-runs step 1 for every index the stored
+records name and marks a record revoked when its target is gone from (or changed in) the signed
+metadata; it writes nothing unless every index refreshed cleanly.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "InstalledPlugin",
+    "RefreshReport",
+    "RevokedRecord",
+    "install",
+    "metadata_dir",
+    "normalize_index_url",
+    "refresh",
+]
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from email.parser import BytesHeaderParser
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.tags import sys_tags
+from packaging.utils import (
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+from .contracts import SLOTS
+from .errors import ProvenanceError, ShellError, ShellUsageError
+from .loadlog import LoadLog
+from .provenance import VerifiedProvenance, verify_provenance
+from .provenance_store import ProvenanceStore, StoredProvenance
+from .trust import TrustPolicy
+
+Notify = Callable[[str], None]
+
+MAX_ROOT_BYTES = 512 * 1024  # python-tuf's default root_max_length
+MAX_WHEEL_MEMBERS = 20_000
+MAX_WHEEL_UNCOMPRESSED = 1024 * 1024 * 1024
+NETWORK_TIMEOUT = 30
+PIP_TIMEOUT = 900
+_NAME_RE = re.compile(r"^([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)(?:==([A-Za-z0-9.!+_-]+))?$")
+
+
+# ------------------------------------------------------------------------------------- results
+@dataclass(frozen=True, slots=True)
+class InstalledPlugin:
+    """One plugin installed by :func:`install`."""
+
+    distribution: str
+    version: str
+    slot: str
+    plugin: str
+    wheel_filename: str
+    wheel_sha256: str
+    target_path: str
+    signer_keyid: str
+    record_path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class RevokedRecord:
+    distribution: str
+    version: str
+    index: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshReport:
+    """What :func:`refresh` found."""
+
+    indexes: tuple[str, ...]
+    checked: int
+    newly_revoked: tuple[RevokedRecord, ...]
+    already_revoked: tuple[RevokedRecord, ...]
+
+
+# ------------------------------------------------------------------------------------- helpers
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _quiet(_message: str) -> None:
+    return None
+
+
+def normalize_index_url(url: str) -> str:
+    """The registry base URL with one trailing slash (a trailing ``simple/`` is dropped)."""
+    text = url.strip()
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ShellUsageError(
+            f"--index {url!r} is not an http(s) URL",
+            fix="give the registry's base URL, e.g. https://index.example/",
+        )
+    if parts.query or parts.fragment:
+        raise ShellUsageError(f"--index {url!r}: no query or fragment allowed")
+    path = parts.path if parts.path.endswith("/") else parts.path + "/"
+    if path.endswith("/simple/"):
+        path = path[: -len("simple/")]
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def metadata_dir(home: Path, index_url: str) -> Path:
+    """``HOME/tuf/<first 16 hex of sha256(normalized index URL)>``: this index's trusted metadata."""
+    base = normalize_index_url(index_url)
+    return home / "tuf" / hashlib.sha256(base.encode("utf-8")).hexdigest()[:16]
+
+
+def _parse_request(text: str) -> tuple[str, Version | None]:
+    match = _NAME_RE.match(text.strip())
+    if not match:
+        raise ShellUsageError(
+            f"{text!r} is not NAME or NAME==VERSION",
+            fix="e.g. `enkrypted plugins install enkrypted-crypto==0.1.0 --index URL`",
+        )
+    name, version = match.group(1), match.group(2)
+    try:
+        return canonicalize_name(name), Version(version) if version else None
+    except InvalidVersion as exc:
+        raise ShellUsageError(f"{text!r}: {version!r} is not a PEP 440 version") from exc
+
+
+# ---------------------------------------------------------------------------------- TUF client
+_TUF_HINTS = {
+    "ExpiredMetadataError": "stale metadata: a freeze attack, or the operator did not re-sign "
+    "in time (`enkrypted-registry refresh`)",
+    "BadVersionNumberError": "metadata older than, or different from, what this client already "
+    "trusts or what snapshot pins (rollback or mix-and-match)",
+    "EqualVersionNumberError": "metadata replayed (rollback)",
+    "LengthOrHashMismatchError": "a file differs from what the signed metadata pins "
+    "(tampering or mix-and-match)",
+    "UnsignedMetadataError": "signature threshold not met (bad or missing signature)",
+    "DownloadLengthMismatchError": "the server sent more than the signed length",
+}
+
+
+def _tuf_failure(exc: BaseException, what: str, index: str) -> ShellError:
+    """Translate an exception raised by python-tuf (or its urllib3 fetcher)."""
+    import urllib3
+    from tuf.api import exceptions as tuf_errors
+
+    name = type(exc).__name__
+    if isinstance(exc, tuf_errors.DownloadHTTPError):
+        return ProvenanceError(
+            f"TUF refused {what} from {index}: DownloadHTTPError: {exc} "
+            f"(HTTP {exc.status_code}; is this an Enkrypted registry?)",
+            fix="check --index (the registry base URL, which serves tuf/ and plugins/)",
+        )
+    if isinstance(exc, tuf_errors.SlowRetrievalError | urllib3.exceptions.HTTPError):
+        reason = getattr(exc, "reason", None) or exc.__cause__ or exc
+        return ShellError(
+            f"cannot reach the registry at {index} while {what}: {name}: {reason}",
+            fix="check the URL and that the registry is being served",
+        )
+    if isinstance(exc, tuf_errors.DownloadLengthMismatchError | tuf_errors.RepositoryError):
+        hint = next(
+            (_TUF_HINTS[k.__name__] for k in type(exc).__mro__ if k.__name__ in _TUF_HINTS),
+            "the registry's signed metadata did not verify",
+        )
+        return ProvenanceError(
+            f"TUF refused {what} from {index}: {name}: {exc} - {hint}",
+            fix="nothing was installed or changed; tell the registry operator",
+        )
+    if isinstance(exc, tuf_errors.DownloadError):
+        return ShellError(f"download failed from {index} while {what}: {name}: {exc}")
+    if isinstance(exc, OSError):
+        return ShellError(f"local I/O error while {what}: {exc}")
+    return ProvenanceError(f"TUF refused {what} from {index}: {name}: {exc}")
+
+
+@contextmanager
+def _translated(what: str, index: str) -> Iterator[None]:
+    try:
+        yield
+    except ShellError:
+        raise
+    except Exception as exc:  # python-tuf and urllib3 raise many types: fail closed, named
+        raise _tuf_failure(exc, what, index) from exc
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _fetch_first_root(index: str) -> bytes:
+    url = f"{index}tuf/1.root.json"
+    try:
+        with urllib.request.urlopen(url, timeout=NETWORK_TIMEOUT) as response:  # noqa: S310
+            data: bytes = response.read(MAX_ROOT_BYTES + 1)
+    except urllib.error.HTTPError as exc:
+        raise ProvenanceError(
+            f"{url}: HTTP {exc.code}; the registry serves no TUF root",
+            fix="check --index, or pass the operator's root with --root FILE",
+        ) from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ShellError(
+            f"cannot reach the registry at {index}: {reason}",
+            fix="check the URL and that the registry is being served",
+        ) from exc
+    if len(data) > MAX_ROOT_BYTES:
+        raise ProvenanceError(f"{url} is larger than {MAX_ROOT_BYTES} bytes")
+    return data
+
+
+class _Client:
+    """A python-tuf ngclient ``Updater`` for one index, with errors translated."""
+
+    def __init__(self, index: str, home: Path, bootstrap: bytes | None, targets: Path) -> None:
+        from tuf.ngclient import Updater  # type: ignore[attr-defined]
+
+        self.index = index
+        self.dir = metadata_dir(home, index)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with _translated("loading the trusted root", index):
+            self.updater = Updater(
+                metadata_dir=str(self.dir),
+                metadata_base_url=f"{index}tuf/",
+                target_dir=str(targets),
+                target_base_url=index,
+                bootstrap=bootstrap,
+            )
+
+    def refresh(self) -> None:
+        with _translated("refreshing TUF metadata", self.index):
+            self.updater.refresh()
+
+    def targetinfo(self, path: str) -> Any:
+        with _translated(f"looking up {path}", self.index):
+            return self.updater.get_targetinfo(path)
+
+    def download(self, info: Any, dest: Path) -> bytes:
+        with _translated(f"downloading {info.path}", self.index):
+            self.updater.download_target(info, filepath=str(dest))
+        return dest.read_bytes()
+
+    def verified_bytes(self, role: str) -> bytes:
+        """A role's metadata as ngclient persisted it after verifying it in this session."""
+        return (self.dir / f"{urllib.parse.quote(role, safe='')}.json").read_bytes()
+
+    def slot_wheels(self, slot: str) -> list[str]:
+        """Wheel target paths listed by the slot's delegated role (to be confirmed one by one)."""
+        from tuf.api.metadata import Metadata, Targets  # type: ignore[attr-defined]
+
+        # Looking up any path under plugins/<slot>/ makes ngclient load and verify that role.
+        self.targetinfo(f"plugins/{slot}/.enkrypted-probe")
+        try:
+            data = self.verified_bytes(slot)
+        except FileNotFoundError:
+            return []  # the slot is not delegated by this registry
+        with _translated(f"reading {slot} metadata", self.index):
+            targets = Metadata[Targets].from_bytes(data).signed.targets
+        prefix = f"plugins/{slot}/"
+        return sorted(
+            p
+            for p in targets
+            if p.startswith(prefix) and p.endswith(".whl") and "/" not in p[len(prefix) :]
+        )
+
+
+def _root_keyids(root: bytes) -> list[str]:
+    from tuf.api.metadata import Metadata, Root  # type: ignore[attr-defined]
+
+    return sorted(Metadata[Root].from_bytes(root).signed.roles["root"].keyids)
+
+
+def _open_client(
+    index: str, home: Path, root: Path | None, targets: Path, say: Notify, *, pinned_only: bool
+) -> _Client:
+    pinned = metadata_dir(home, index) / "root.json"
+    if root is not None:
+        try:
+            bootstrap = root.read_bytes()
+        except OSError as exc:
+            raise ShellUsageError(f"--root {root}: cannot read ({exc.strerror})") from exc
+        if len(bootstrap) > MAX_ROOT_BYTES:
+            raise ShellUsageError(f"--root {root}: larger than {MAX_ROOT_BYTES} bytes")
+        client = _Client(index, home, bootstrap, targets)
+        say(f"using the TUF root from {root} for {index}")
+        return client
+    if pinned.exists():
+        return _Client(index, home, None, targets)
+    if pinned_only:
+        raise ProvenanceError(
+            f"no TUF root is pinned for {index} ({pinned} is missing)",
+            fix=f"reinstall from it with `enkrypted plugins install ... --index {index} --root FILE`",
+        )
+    first = _fetch_first_root(index)
+    client = _Client(index, home, first, targets)  # ngclient checks root is self-signed
+    keys = _root_keyids(first)
+    say(
+        "!" * 78
+        + f"\n!! PINNED the TUF root of {index} on first use (trust on first use):"
+        + f"\n!!   {index}tuf/1.root.json sha256 {hashlib.sha256(first).hexdigest()}"
+        + f"\n!!   root key(s): {', '.join(k[:16] + '…' for k in keys)}"
+        + f"\n!!   stored in {client.dir}"
+        + "\n!! Compare it with the root your registry operator published; to pin it explicitly,"
+        + "\n!! delete that directory and install again with --root FILE.\n"
+        + "!" * 78
+    )
+    return client
+
+
+# ---------------------------------------------------------------------------------- trust.toml
+def _policy(home: Path, client: _Client, say: Notify) -> TrustPolicy:
+    path = home / "trust.toml"
+    try:
+        return TrustPolicy.from_toml(path.read_text("utf-8"), source=str(path))
+    except FileNotFoundError:
+        pass
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ShellUsageError(f"cannot read {path}: {exc}") from exc
+    policy = TrustPolicy.from_tuf_targets(client.verified_bytes("targets"))
+    doc: dict[str, Any] = {
+        "version": 1,
+        "slots": {
+            slot: {"keys": [key.raw.hex() for key in policy.slots[slot].keys]}
+            for slot in SLOTS
+            if slot in policy.slots
+        },
+    }
+    text = (
+        f"# Created by `enkrypted plugins install` from the TUF-verified targets metadata of\n"
+        f"# {client.index} on {_now()} (trust on first use of that registry's slot keys).\n"
+        "# Edit to narrow or widen who may publish each slot; keys are raw Ed25519 public keys.\n"
+        + tomli_w.dumps(doc)
+    )
+    TrustPolicy.from_toml(text, source=str(path))  # what we write must parse back
+    home.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=home, prefix=".trust-", suffix=".toml")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+    lines = [
+        f"!!   [{slot}] " + ", ".join(k.keyid[:16] + "…" for k in policy.slots[slot].keys)
+        for slot in SLOTS
+        if slot in policy.slots
+    ]
+    say(
+        "!" * 78
+        + f"\n!! CREATED {path} from the registry's delegated slot keys (trust on first use):\n"
+        + "\n".join(lines)
+        + "\n!! Only these keys may publish plugins of each slot. Review the file.\n"
+        + "!" * 78
+    )
+    return policy
+
+
+# ------------------------------------------------------------------------------ choose a release
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    slot: str
+    path: str
+    filename: str
+    version: Version
+
+
+def _catalog(client: _Client) -> dict[str, list[_Candidate]]:
+    """Every wheel target per canonical project name, from the verified slot roles."""
+    out: dict[str, list[_Candidate]] = {}
+    for slot in SLOTS:
+        for path in client.slot_wheels(slot):
+            filename = path.rsplit("/", 1)[1]
+            try:
+                name, version, _build, _tags = parse_wheel_filename(filename)
+            except (InvalidWheelFilename, InvalidVersion):
+                continue
+            out.setdefault(str(name), []).append(_Candidate(slot, path, filename, version))
+    return out
+
+
+def _compatible(filename: str) -> bool:
+    tags = parse_wheel_filename(filename)[3]
+    supported = set(sys_tags())
+    return any(tag in supported for tag in tags)
+
+
+def _choose(
+    client: _Client, catalog: dict[str, list[_Candidate]], name: str, pinned: Version | None
+) -> tuple[_Candidate, Any, Any]:
+    """The release to install, with the TUF target infos of its wheel and provenance."""
+    listed = catalog.get(name, [])
+    confirmed: list[tuple[_Candidate, Any, Any]] = []
+    for cand in listed:
+        wheel = client.targetinfo(cand.path)
+        prov = client.targetinfo(f"{cand.path}.provenance")
+        if wheel is not None and prov is not None:
+            confirmed.append((cand, wheel, prov))
+    slots = {c.slot for c, _, _ in confirmed}
+    if len(slots) > 1:
+        raise ProvenanceError(f"{name} is listed in several slots ({', '.join(sorted(slots))})")
+    want = f"{name}=={pinned}" if pinned else name
+    if not confirmed:
+        raise ProvenanceError(
+            f"no signed release of {name} in {client.index}: no wheel with a .provenance is a "
+            f"target of the registry's TUF metadata (slots {', '.join(SLOTS)})",
+            plugin=name,
+            fix="it was never published with `enkrypted-registry publish`, was revoked, or the "
+            "index lists an unsigned file; ask the registry operator",
+        )
+    if pinned is not None:
+        matching = [c for c in confirmed if c[0].version == pinned]
+        if not matching:
+            have = ", ".join(sorted({str(c.version) for c, _, _ in confirmed}, key=Version))
+            raise ProvenanceError(
+                f"{want} is not a signed target of {client.index} (revoked or never published); "
+                f"signed versions: {have}",
+                plugin=name,
+            )
+    else:
+        matching = [c for c in confirmed if not c[0].version.is_prerelease]
+        if not matching:
+            raise ProvenanceError(
+                f"{name} has only pre-releases in {client.index}; pin one with NAME==VERSION",
+                plugin=name,
+            )
+    usable = [c for c in matching if _compatible(c[0].filename)]
+    if not usable:
+        raise ShellUsageError(
+            f"no signed wheel of {want} is compatible with this interpreter: "
+            + ", ".join(c.filename for c, _, _ in matching)
+        )
+    return max(usable, key=lambda c: (c[0].version, c[0].filename))
+
+
+# ------------------------------------------------------------------------------ verify download
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    candidate: _Candidate
+    wheel: Path
+    sha256: str
+    provenance: dict[str, Any]
+    proof: VerifiedProvenance
+    requires: tuple[str, ...]
+
+
+def _check_members(wheel: Path, proof: VerifiedProvenance) -> tuple[str, ...]:
+    """Every member of the wheel is in the signed file list with the same sha256, and vice versa.
+
+    Returns the wheel's ``Requires-Dist`` lines (for the optional dependency step)."""
+    signed = dict(proof.files)
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            infos = [i for i in archive.infolist() if not i.is_dir()]
+            if len(infos) > MAX_WHEEL_MEMBERS:
+                raise ProvenanceError(f"{wheel.name}: more than {MAX_WHEEL_MEMBERS} members")
+            if sum(i.file_size for i in infos) > MAX_WHEEL_UNCOMPRESSED:
+                raise ProvenanceError(f"{wheel.name}: uncompressed size too large")
+            seen: set[str] = set()
+            metadata = b""
+            for info in infos:
+                parts = info.filename.split("/")
+                if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "RECORD":
+                    continue
+                digest = hashlib.sha256()
+                with archive.open(info) as member:
+                    while chunk := member.read(1 << 20):
+                        digest.update(chunk)
+                if signed.get(info.filename) != digest.hexdigest():
+                    raise ProvenanceError(
+                        f"{wheel.name}: {info.filename} is not in the signed file list with this "
+                        "sha256",
+                        plugin=proof.plugin,
+                    )
+                seen.add(info.filename)
+                if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "METADATA":
+                    metadata = archive.read(info)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ProvenanceError(f"{wheel.name}: not a readable wheel ({exc})") from exc
+    missing = sorted(set(signed) - seen)
+    if missing:
+        raise ProvenanceError(
+            f"{wheel.name}: signed files missing from the wheel: {', '.join(missing[:5])}",
+            plugin=proof.plugin,
+        )
+    headers = BytesHeaderParser().parsebytes(metadata)
+    return tuple(str(v) for v in headers.get_all("Requires-Dist") or [])
+
+
+def _fetch_and_verify(
+    client: _Client,
+    catalog: dict[str, list[_Candidate]],
+    name: str,
+    pinned: Version | None,
+    policy: TrustPolicy,
+    tmp: Path,
+) -> _Verified:
+    cand, wheel_info, prov_info = _choose(client, catalog, name, pinned)
+    folder = tmp / cand.slot
+    folder.mkdir(exist_ok=True)
+    wheel_path = folder / cand.filename
+    wheel_bytes = client.download(wheel_info, wheel_path)
+    prov_bytes = client.download(prov_info, folder / f"{cand.filename}.provenance")
+    sha256 = hashlib.sha256(wheel_bytes).hexdigest()
+    proof = verify_provenance(
+        prov_bytes,
+        policy=policy,
+        slot=cand.slot,
+        wheel_sha256=sha256,
+        wheel_filename=cand.filename,
+    )
+    if canonicalize_name(proof.distribution) != name or Version(proof.version) != cand.version:
+        raise ProvenanceError(
+            f"provenance of {cand.path} is for {proof.distribution} {proof.version}",
+            plugin=proof.plugin,
+        )
+    requires = _check_members(wheel_path, proof)
+    try:
+        document = json.loads(prov_bytes)
+    except ValueError as exc:  # verify_provenance parsed it already; defensive
+        raise ProvenanceError(f"{cand.path}.provenance is not JSON") from exc
+    return _Verified(cand, wheel_path, sha256, document, proof, requires)
+
+
+# ----------------------------------------------------------------------------------------- pip
+def _pip_base(python: str) -> list[str]:
+    """``python -m pip`` of this interpreter aimed at ``python`` (or the target's own pip)."""
+    import importlib.util
+
+    # abspath, not realpath: every venv's python is a symlink to the same base interpreter.
+    same = os.path.abspath(python) == os.path.abspath(sys.executable)
+    if same or importlib.util.find_spec("pip") is None:
+        return [python, "-m", "pip"]
+    return [sys.executable, "-m", "pip", "--python", python]
+
+
+def _pip(python: str, args: Sequence[str], what: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
+    command = [*_pip_base(python), *args]
+    try:
+        proc = subprocess.run(
+            command, capture_output=True, text=True, env=env, timeout=PIP_TIMEOUT, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ShellError(f"could not run pip for {python}: {exc}") from exc
+    if proc.returncode != 0:
+        tail = "\n    ".join((proc.stderr or proc.stdout).strip().splitlines()[-12:])
+        raise ShellError(
+            f"pip failed while {what} (exit {proc.returncode}):\n    {tail}",
+            fix=f"command: {' '.join(command)}",
+        )
+
+
+def _install_deps(
+    python: str,
+    deps_index: str,
+    verified: list[_Verified],
+    registry_projects: set[str],
+    tmp: Path,
+    say: Notify,
+) -> None:
+    """Third-party requirements from ``deps_index`` (not hash-pinned: documented).
+
+    Requirements that name a plugin project of the registry (or one being installed) are never
+    fetched from there - that is the dependency-confusion hole - they must come from the registry."""
+    lines: list[str] = []
+    for item in verified:
+        for text in item.requires:
+            try:
+                req = Requirement(text)
+            except InvalidRequirement as exc:
+                raise ProvenanceError(
+                    f"{item.candidate.filename}: bad Requires-Dist {text!r}"
+                ) from exc
+            if canonicalize_name(req.name) in registry_projects:
+                continue
+            lines.append(text)
+    if not lines:
+        return
+    requirements = tmp / "deps.txt"
+    requirements.write_text("\n".join(sorted(set(lines))) + "\n", "utf-8")
+    say(f"installing third-party dependencies from {deps_index} (not hash-pinned)")
+    _pip(
+        python,
+        [
+            "install",
+            "--isolated",
+            "--only-binary",
+            ":all:",
+            "--index-url",
+            deps_index,
+            "-r",
+            str(requirements),
+        ],
+        f"installing dependencies from {deps_index}",
+    )
+
+
+def _pip_install_verified(python: str, verified: list[_Verified], tmp: Path) -> None:
+    requirements = tmp / "verified.txt"
+    requirements.write_text(
+        "".join(f"{v.wheel.resolve().as_uri()} --hash=sha256:{v.sha256}\n" for v in verified),
+        "utf-8",
+    )
+    _pip(
+        python,
+        [
+            "install",
+            "--isolated",
+            "--no-index",
+            "--no-deps",
+            "--require-hashes",
+            "--only-binary",
+            ":all:",
+            "--force-reinstall",
+            "--no-cache-dir",
+            "-r",
+            str(requirements),
+        ],
+        "installing the verified wheels",
+    )
+
+
+# ------------------------------------------------------------------------------------- install
+def install(
+    names: Sequence[str],
+    *,
+    index_url: str,
+    home: Path,
+    root: Path | None = None,
+    python: str = sys.executable,
+    deps_index: str | None = None,
+    notify: Notify | None = None,
+) -> list[InstalledPlugin]:
+    """Install plugins from the registry at ``index_url`` (see the module docstring).
+
+    Raises :class:`ProvenanceError` for anything TUF or provenance refuses, :class:`ShellUsageError`
+    for bad arguments and :class:`ShellError` when the registry cannot be reached or pip fails.
+    """
+    say = notify or _quiet
+    log = LoadLog(home / "load-log.jsonl")
+    try:
+        return _install(names, index_url, home, root, python, deps_index, say, log)
+    except ShellError as exc:
+        log.append(
+            "install-refused",
+            plugin=exc.plugin,
+            requested=list(names),
+            index=index_url,
+            rule=exc.rule,
+            reason=exc.message,
+        )
+        raise
+
+
+def _install(
+    names: Sequence[str],
+    index_url: str,
+    home: Path,
+    root: Path | None,
+    python: str,
+    deps_index: str | None,
+    say: Notify,
+    log: LoadLog,
+) -> list[InstalledPlugin]:
+    if not names:
+        raise ShellUsageError("name at least one plugin distribution to install")
+    requests = [_parse_request(n) for n in names]
+    dupes = sorted({n for n, _ in requests if [m for m, _ in requests].count(n) > 1})
+    if dupes:
+        raise ShellUsageError(f"requested more than once: {', '.join(dupes)}")
+    if not Path(python).is_file() or not os.access(python, os.X_OK):
+        raise ShellUsageError(f"--python {python}: not an executable file")
+    if deps_index is not None:
+        normalize_index_url(deps_index)  # same URL rules
+    index = normalize_index_url(index_url)
+    store = ProvenanceStore(home)
+    with (
+        _locked(metadata_dir(home, index).with_suffix(".lock")),
+        tempfile.TemporaryDirectory(prefix="enkrypted-install-") as tmpdir,
+    ):
+        tmp = Path(tmpdir)
+        client = _open_client(index, home, root, tmp / "targets", say, pinned_only=False)
+        client.refresh()
+        policy = _policy(home, client, say)
+        catalog = _catalog(client)
+        verified = [
+            _fetch_and_verify(client, catalog, name, pinned, policy, tmp)
+            for name, pinned in requests
+        ]
+        if deps_index is not None:
+            _install_deps(
+                python, deps_index, verified, set(catalog) | {n for n, _ in requests}, tmp, say
+            )
+        _pip_install_verified(python, verified, tmp)
+        installed_at = _now()
+        results = []
+        for item in verified:
+            proof, cand = item.proof, item.candidate
+            record = StoredProvenance(
+                distribution=proof.distribution,
+                version=proof.version,
+                slot=cand.slot,
+                wheel_filename=cand.filename,
+                wheel_sha256=item.sha256,
+                index=index,
+                tuf_role=cand.slot,
+                target_path=cand.path,
+                installed_at=installed_at,
+                provenance=item.provenance,
+                revoked=None,
+            )
+            path = store.put(record)
+            log.append(
+                "installed",
+                slot=cand.slot,
+                plugin=proof.plugin,
+                distribution=proof.distribution,
+                version=proof.version,
+                wheel_sha256=item.sha256,
+                content_digest=proof.content_digest,
+                signer=proof.signer_keyid,
+                index=index,
+                target_path=cand.path,
+                python=python,
+            )
+            results.append(
+                InstalledPlugin(
+                    proof.distribution,
+                    proof.version,
+                    cand.slot,
+                    proof.plugin,
+                    cand.filename,
+                    item.sha256,
+                    cand.path,
+                    proof.signer_keyid,
+                    path,
+                )
+            )
+        return results
+
+
+# ------------------------------------------------------------------------------------- refresh
+def refresh(home: Path, *, notify: Notify | None = None) -> RefreshReport:
+    """Refresh TUF metadata of every index the stored records name; mark records revoked whose
+    target (wheel or provenance) is gone from, or changed in, the signed metadata.
+
+    All indexes are refreshed and checked before any record is written: a TUF failure raises
+    :class:`ProvenanceError` and changes nothing.
+    """
+    say = notify or _quiet
+    store = ProvenanceStore(home)
+    records = store.all()
+    by_index: dict[str, list[StoredProvenance]] = {}
+    for record in records:
+        by_index.setdefault(normalize_index_url(record.index), []).append(record)
+    updates: list[StoredProvenance] = []
+    already: list[RevokedRecord] = []
+    when = _now()
+    for index, group in sorted(by_index.items()):
+        with (
+            _locked(metadata_dir(home, index).with_suffix(".lock")),
+            tempfile.TemporaryDirectory(prefix="enkrypted-refresh-") as tmpdir,
+        ):
+            client = _open_client(index, home, None, Path(tmpdir), say, pinned_only=True)
+            client.refresh()
+            for record in group:
+                if record.revoked:
+                    already.append(
+                        RevokedRecord(
+                            record.distribution,
+                            record.version,
+                            index,
+                            record.revoked.get("reason", ""),
+                        )
+                    )
+                    continue
+                reason = _still_signed(client, record)
+                if reason is not None:
+                    updates.append(replace(record, revoked={"at": when, "reason": reason}))
+    log = LoadLog(home / "load-log.jsonl")
+    newly = []
+    for record in updates:
+        store.put(record)
+        assert record.revoked is not None
+        log.append(
+            "revoked",
+            slot=record.slot,
+            distribution=record.distribution,
+            version=record.version,
+            index=record.index,
+            target_path=record.target_path,
+            reason=record.revoked["reason"],
+        )
+        newly.append(
+            RevokedRecord(
+                record.distribution, record.version, record.index, record.revoked["reason"]
+            )
+        )
+    return RefreshReport(tuple(sorted(by_index)), len(records), tuple(newly), tuple(already))
+
+
+def _still_signed(client: _Client, record: StoredProvenance) -> str | None:
+    """None if the record's wheel and provenance are still the same signed targets, else why not."""
+    role = record.tuf_role
+    wheel = client.targetinfo(record.target_path)
+    prov = client.targetinfo(f"{record.target_path}.provenance")
+    if wheel is None:
+        return f"target {record.target_path} removed from {role} metadata"
+    if prov is None:
+        return f"target {record.target_path}.provenance removed from {role} metadata"
+    signed = wheel.hashes.get("sha256")
+    if signed != record.wheel_sha256:
+        return (
+            f"target {record.target_path} changed in {role} metadata (sha256 {signed}, "
+            f"installed {record.wheel_sha256})"
+        )
+    return None
