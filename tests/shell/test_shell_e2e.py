@@ -42,8 +42,14 @@ def test_happy_path_verify_graph_lock_run_audit(shell_env):
 
     audit = sh.run("plugins", "audit", "--json")
     assert audit.code == 0
-    log = json.loads(audit.out)
+    report = json.loads(audit.out)
+    log = report["log"]
     assert log["intact"] and [r["event"] for r in log["records"]].count("loaded") == 1
+    assert {p["plugin"]: p["last_loaded"] is not None for p in report["plugins"]} == {
+        "crypto-pyca": True, "p2p-memory": True, "ui-cli": True}
+    bom = json.loads(sh.run("plugins", "audit", "--format", "cyclonedx").out)
+    assert bom["bomFormat"] == "CycloneDX" and bom["specVersion"] == "1.5"
+    assert {c["name"] for c in bom["components"]} == {"enkrypted-crypto", "enkrypted-p2p", "enkrypted-ui-cli"}
 
 
 def test_plugin_listing_shows_each_candidate(shell_env):
@@ -187,7 +193,7 @@ def test_editable_install_needs_dev_mode_and_is_logged(shell_env):
     dev = sh.run("--dev", "run")
     assert dev.code == 0, dev.err
     assert "dev mode" in dev.err
-    records = json.loads(sh.run("plugins", "audit", "--json").out)["records"]
+    records = json.loads(sh.run("plugins", "audit", "--json").out)["log"]["records"]
     assert any(r["event"] == "admitted-unverified-dev" and r["plugin"] == "p2p-memory" for r in records)
 
 
@@ -209,7 +215,7 @@ def test_refusals_are_logged(shell_env):
     sh = shell_env()
     (sh.site() / "enkrypted_p2p" / "extra.py").write_text("")
     assert sh.run("plugins", "verify").code == INTEGRITY
-    records = json.loads(sh.run("plugins", "audit", "--json").out)["records"]
+    records = json.loads(sh.run("plugins", "audit", "--json").out)["log"]["records"]
     assert records[-1]["event"] == "refused" and records[-1]["rule"] == "IntegrityError"
 
 
@@ -226,7 +232,7 @@ def test_plugin_contributed_command_is_listed_without_import_and_runs_after_veri
     res = sh.run("demo", "-m", "extra line")
     assert res.code == 0, res.err
     assert "extra line" in res.out and "delivered intact: True" in res.out
-    records = json.loads(sh.run("plugins", "audit", "--json").out)["records"]
+    records = json.loads(sh.run("plugins", "audit", "--json").out)["log"]["records"]
     assert [r["event"] for r in records][-1] == "loaded"
 
 
@@ -265,6 +271,6 @@ def test_unsigned_plugins_are_refused_unless_downgrade_is_explicit(shell_env):
     assert res.code == 16
     assert "no signed provenance" in res.err and "--allow-unsigned" in res.err
     assert sh.run("plugins", "verify").code == 0  # the fixture's explicit downgrade
-    records = json.loads(sh.run("plugins", "audit", "--json").out)["records"]
+    records = json.loads(sh.run("plugins", "audit", "--json").out)["log"]["records"]
     assert records[0]["event"] == "refused" and records[0]["rule"] == "ProvenanceError"
     assert {r["event"] for r in records[1:]} == {"admitted-unsigned-downgrade"}

@@ -15,11 +15,12 @@ from typing import Any
 import click
 
 from ._version import __version__
+from .cli_registry import install_command, refresh_command
 from .discovery import Candidate, discover
 from .errors import ExitCode, LoadError, NoPluginError, ShellError, ShellUsageError
 from .integrity import verify_distribution
 from .lock import Lock, LockEntry, dump_lock
-from .report import audit_report, graph_report, plan_rows
+from .report import audit_report, cyclonedx, graph_report, plan_rows
 from .runtime import Plan, Services, StartOptions, load, prepare
 
 DEV_ENV = "ENKRYPTED_DEV"
@@ -281,14 +282,39 @@ def plugins_graph(inv: Invocation, locked: bool, as_json: bool) -> None:
 
 
 @plugins.command("audit")
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "cyclonedx"]),
+    default="text",
+    help="cyclonedx: a CycloneDX 1.5 JSON SBOM of the running configuration.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option("--locked", is_flag=True)
 @click.pass_obj
-def plugins_audit(inv: Invocation, as_json: bool) -> None:
-    """Read the hash-chained load log; exit 18 if the chain is broken."""
-    data, text, intact = audit_report(inv.options(locked=False).log)
-    _emit(data, as_json, text)
-    if not intact:
+def plugins_audit(inv: Invocation, fmt: str, as_json: bool, locked: bool) -> None:
+    """The running configuration (plugin, version, wheel digest, signer, TUF role, installed and
+    loaded when) and the load log's chain state.  Exit 18 if the chain is broken, or the
+    configuration's refusal code if it no longer verifies."""
+    options = inv.options(locked=locked)
+    try:
+        plan: Plan | None = prepare(options, record=False)
+        refusal: ShellError | None = None
+    except ShellError as exc:
+        plan, refusal = None, exc
+    report = audit_report(options.log, plan, options.store, refusal)
+    if fmt == "cyclonedx":
+        click.echo(json.dumps(cyclonedx(report), indent=2, sort_keys=True))
+    else:
+        _emit(report.data, as_json or fmt == "json", report.text)
+    if not report.intact:
         sys.exit(ExitCode.LOG_CORRUPT)
+    if refusal is not None:
+        sys.exit(int(refusal.exit_code))
+
+
+plugins.add_command(install_command)
+plugins.add_command(refresh_command)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-__all__ = ["audit_report", "graph_report", "plan_rows"]
+__all__ = ["AuditReport", "audit_report", "cyclonedx", "graph_report", "plan_rows"]
 
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from packaging.requirements import Requirement
 
 from ._version import __version__
 from .contracts import CONTRACT_VERSIONS
+from .errors import ShellError
 from .loadlog import LoadLog
+from .provenance_store import ProvenanceStore
 from .runtime import Plan
 from .skew import installed_version
 
@@ -72,20 +77,68 @@ def graph_report(plan: Plan) -> tuple[dict[str, Any], str]:
     return data, "\n".join(lines)
 
 
-def audit_report(log: LoadLog) -> tuple[dict[str, Any], str, bool]:
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    data: dict[str, Any]
+    text: str
+    intact: bool
+
+
+def _last_loaded(records: tuple[dict[str, object], ...], plugin: str) -> object:
+    for r in reversed(records):
+        loaded = r.get("plugins")
+        if r.get("event") == "loaded" and isinstance(loaded, dict) and plugin in loaded.values():
+            return r.get("time")
+    return None
+
+
+def audit_report(
+    log: LoadLog, plan: Plan | None, store: ProvenanceStore, refusal: ShellError | None
+) -> AuditReport:
     state = log.read()
+    plugins = []
+    for slot, p in plan.plugins.items() if plan else ():
+        stored, proof = p.stored, p.provenance
+        plugins.append(
+            {
+                "slot": slot,
+                "plugin": p.candidate.name,
+                "distribution": p.candidate.dist_name,
+                "version": p.candidate.version,
+                "content_digest": p.digest,
+                "wheel_sha256": proof.wheel_sha256 if proof else None,
+                "signer": proof.signer_keyid if proof else None,
+                "tuf_role": stored.tuf_role if stored else None,
+                "index": stored.index if stored else None,
+                "installed_at": stored.installed_at if stored else None,
+                "last_loaded": _last_loaded(state.records, p.candidate.name),
+            }
+        )
     data = {
-        "log": str(log.path),
-        "intact": state.intact,
-        "problem": state.problem,
-        "head": state.head,
-        "records": list(state.records),
+        "configuration": "verified" if plan else f"refused: {refusal}",
+        "plugins": plugins,
+        "installed_records": len(store.all()),
+        "log": {
+            "path": str(log.path),
+            "intact": state.intact,
+            "problem": state.problem,
+            "head": state.head,
+            "records": list(state.records),
+        },
     }
-    lines = [
+    lines = [f"configuration: {data['configuration']}"]
+    for row in plugins:
+        lines.append(
+            f"  {row['slot']:7} {row['plugin']} {row['distribution']} {row['version']}  "
+            f"wheel {row['wheel_sha256'] or 'unsigned'}  signer {row['signer'] or '-'}  "
+            f"role {row['tuf_role'] or '-'}  installed {row['installed_at'] or '-'}  "
+            f"last loaded {row['last_loaded'] or 'never'}"
+        )
+    lines.append(
         f"load log {log.path}: "
         + ("chain intact" if state.intact else f"CHAIN BROKEN ({state.problem})")
         + f", {len(state.records)} records, head {state.head[:16]}"
-    ]
+    )
     for r in state.records:
         what = r.get("plugin") or r.get("plugins") or ""
         detail = r.get("reason") or r.get("content_digest") or ""
@@ -93,4 +146,57 @@ def audit_report(log: LoadLog) -> tuple[dict[str, Any], str, bool]:
             f"#{r.get('seq')} {r.get('event')}: {what} {r.get('version', '')} "
             f"{detail}{' [dev]' if r.get('dev') else ''}".rstrip()
         )
-    return data, "\n".join(lines), state.intact
+    return AuditReport(data, "\n".join(lines), state.intact)
+
+
+def cyclonedx(report: AuditReport) -> dict[str, Any]:
+    """A CycloneDX 1.5 JSON document of the verified configuration (small enough to write by
+    hand; see docs/adr/0001)."""
+    log = report.data["log"]
+    components = []
+    for row in report.data["plugins"]:
+        props = {
+            k: row[k]
+            for k in (
+                "slot",
+                "plugin",
+                "content_digest",
+                "signer",
+                "tuf_role",
+                "index",
+                "installed_at",
+                "last_loaded",
+            )
+            if row[k] is not None
+        }
+        component: dict[str, Any] = {
+            "type": "library",
+            "bom-ref": f"{row['distribution']}@{row['version']}",
+            "name": row["distribution"],
+            "version": row["version"],
+            "purl": f"pkg:pypi/{row['distribution']}@{row['version']}",
+            "properties": [{"name": f"enkrypted:{k}", "value": str(v)} for k, v in props.items()],
+        }
+        if row["wheel_sha256"]:
+            component["hashes"] = [{"alg": "SHA-256", "content": row["wheel_sha256"]}]
+        components.append(component)
+    return {
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.5",
+        "serialNumber": f"urn:uuid:{uuid.uuid4()}",
+        "version": 1,
+        "metadata": {
+            "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "tools": {
+                "components": [
+                    {"type": "application", "name": "enkrypted-shell", "version": __version__}
+                ]
+            },
+            "properties": [
+                {"name": "enkrypted:configuration", "value": report.data["configuration"]},
+                {"name": "enkrypted:load-log-intact", "value": str(log["intact"]).lower()},
+                {"name": "enkrypted:load-log-head", "value": log["head"]},
+            ],
+        },
+        "components": components,
+    }

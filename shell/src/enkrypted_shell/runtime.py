@@ -106,17 +106,23 @@ def _read_lock(path: Path) -> Lock:
     return parse_lock(text, source=str(path))
 
 
-def prepare(options: StartOptions) -> Plan:
-    """Select and verify; raises :class:`ShellError` (logged) on the first refusal."""
+def prepare(options: StartOptions, *, record: bool = True) -> Plan:
+    """Select and verify; raises :class:`ShellError` on the first refusal.
+
+    Decisions and refusals go to the load log unless ``record`` is false (read-only reports).
+    """
     log = options.log
     try:
-        return _prepare(options, log)
+        return _prepare(options, log if record else None)
     except ShellError as exc:
-        log.append("refused", plugin=exc.plugin, rule=exc.rule, reason=exc.message, dev=options.dev)
+        if record:
+            log.append(
+                "refused", plugin=exc.plugin, rule=exc.rule, reason=exc.message, dev=options.dev
+            )
         raise
 
 
-def _prepare(options: StartOptions, log: LoadLog) -> Plan:
+def _prepare(options: StartOptions, log: LoadLog | None) -> Plan:
     found = discover()
     if found.broken:
         raise found.broken[0]
@@ -146,7 +152,8 @@ def _prepare(options: StartOptions, log: LoadLog) -> Plan:
                 signer=planned.provenance.signer_keyid if planned.provenance else None,
             )
     for planned in plugins.values():
-        _log_accept(log, planned, locked=lock is not None, dev=options.dev)
+        if log is not None:
+            _log_accept(log, planned, locked=lock is not None, dev=options.dev)
     return Plan(plugins, lock)
 
 
