@@ -198,9 +198,13 @@ def _tuf_failure(exc: BaseException, what: str, index: str) -> ShellError:
             fix="check --index (the registry base URL, which serves tuf/ and plugins/)",
         )
     if isinstance(exc, tuf_errors.SlowRetrievalError | urllib3.exceptions.HTTPError):
-        reason = getattr(exc, "reason", None) or exc.__cause__ or exc
+        cause: BaseException = exc
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        reason = getattr(cause, "reason", None) or cause
         return ShellError(
-            f"cannot reach the registry at {index} while {what}: {name}: {reason}",
+            f"cannot reach the registry at {index} while {what}: "
+            f"{type(reason).__name__}: {reason}",
             fix="check the URL and that the registry is being served",
         )
     if isinstance(exc, tuf_errors.DownloadLengthMismatchError | tuf_errors.RepositoryError):

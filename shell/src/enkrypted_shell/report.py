@@ -87,8 +87,10 @@ class AuditReport:
 def _last_loaded(records: tuple[dict[str, object], ...], plugin: str) -> object:
     for r in reversed(records):
         loaded = r.get("plugins")
+        when = r.get("time")
         if r.get("event") == "loaded" and isinstance(loaded, dict) and plugin in loaded.values():
-            return r.get("time")
+            if isinstance(when, int | float):
+                return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return None
 
 
