@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.workspace import DISTS, ROOT, build_wheels, make_env  # noqa: E402
+from tools.workspace import DISTS, ROOT, build_wheels, make_env
 
 DEMO = ROOT / ".demo"
 PLUGINS = {"enkrypted-p2p": "p2p", "enkrypted-ui-cli": "ui", "enkrypted-crypto": "crypto",

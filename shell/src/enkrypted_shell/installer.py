@@ -203,8 +203,7 @@ def _tuf_failure(exc: BaseException, what: str, index: str) -> ShellError:
             cause = cause.__cause__
         reason = getattr(cause, "reason", None) or cause
         return ShellError(
-            f"cannot reach the registry at {index} while {what}: "
-            f"{type(reason).__name__}: {reason}",
+            f"cannot reach the registry at {index} while {what}: {type(reason).__name__}: {reason}",
             fix="check the URL and that the registry is being served",
         )
     if isinstance(exc, tuf_errors.DownloadLengthMismatchError | tuf_errors.RepositoryError):
