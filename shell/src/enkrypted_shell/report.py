@@ -88,8 +88,9 @@ def _last_loaded(records: tuple[dict[str, object], ...], plugin: str) -> object:
     for r in reversed(records):
         loaded = r.get("plugins")
         when = r.get("time")
-        is_load = r.get("event") == "loaded" and isinstance(loaded, dict)
-        if is_load and plugin in loaded.values() and isinstance(when, int | float):  # type: ignore[union-attr]
+        if r.get("event") != "loaded" or not isinstance(loaded, dict):
+            continue
+        if plugin in loaded.values() and isinstance(when, int | float):
             return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return None
 
