@@ -171,6 +171,7 @@ def _provision_provenance(wheels: Sequence[Path], home: Path) -> bool:
     except ImportError:
         return False
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from enkrypted_registry.attestation import provenance_document
     from enkrypted_registry.wheel import inspect_wheel
     from enkrypted_shell.trust import ed25519_keyid
