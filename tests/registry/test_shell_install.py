@@ -248,15 +248,19 @@ def test_install_verify_run_then_revoke_and_refresh(client: Client, registry: Re
 def test_explicit_root_and_a_foreign_root(
     client: Client, registry: Registry, tmp_path: Path
 ) -> None:
-    other = Repository.init(tmp_path / "other-registry")  # same layout, other keys
-    res = client.install("enkrypted-p2p", extra=("--root", str(other.tuf_dir / "1.root.json")))
+    foreign = Repository.init(tmp_path / "other-registry").tuf_dir / "1.root.json"  # other keys
+    res = client.install("enkrypted-p2p", extra=("--root", str(foreign)))
     refused(res, PROVENANCE, "TUF refused", "UnsignedMetadataError")
     client.assert_nothing_installed()
-    res = client.install(
-        "enkrypted-p2p", extra=("--root", str(registry.repo.tuf_dir / "1.root.json"))
-    )
+    assert not list((client.home / "tuf").glob("*/root.json"))  # a root that failed is not kept
+    ours = registry.repo.tuf_dir / "1.root.json"
+    res = client.install("enkrypted-p2p", extra=("--root", str(ours)))
     assert res.code == 0, res.err
     assert "PINNED" not in res.err and "using the TUF root from" in res.err
+    assert sorted(client.records()) == ["enkrypted-p2p"]
+    # Once pinned, another root of the same version is refused, not silently swapped in.
+    res = client.install("enkrypted-ui-cli", extra=("--root", str(foreign)))
+    refused(res, PROVENANCE, "differs from the root version 1 pinned")
     assert sorted(client.records()) == ["enkrypted-p2p"]
 
 

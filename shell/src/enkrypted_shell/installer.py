@@ -49,6 +49,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -325,40 +326,77 @@ def _root_keyids(root: bytes) -> list[str]:
     return sorted(Metadata[Root].from_bytes(root).signed.roles["root"].keyids)
 
 
-def _open_client(
+def _read_root_file(root: Path) -> tuple[bytes, int]:
+    """The bytes and version of a root metadata file given with ``--root``."""
+    from tuf.api.metadata import Metadata, Root  # type: ignore[attr-defined]
+
+    try:
+        data = root.read_bytes()
+    except OSError as exc:
+        raise ShellUsageError(f"--root {root}: cannot read ({exc.strerror})") from exc
+    if len(data) > MAX_ROOT_BYTES:
+        raise ShellUsageError(f"--root {root}: larger than {MAX_ROOT_BYTES} bytes")
+    try:
+        version = int(Metadata[Root].from_bytes(data).signed.version)
+    except Exception as exc:  # python-tuf raises DeserializationError, ValueError, TypeError
+        raise ShellUsageError(f"--root {root}: not TUF root metadata ({exc})") from exc
+    return data, version
+
+
+def _connect(
     index: str, home: Path, root: Path | None, targets: Path, say: Notify, *, pinned_only: bool
 ) -> _Client:
-    pinned = metadata_dir(home, index) / "root.json"
+    """A refreshed client for ``index``, trusting (in this order) the root given with ``--root``,
+    the root pinned earlier, or - first use only - the registry's own ``1.root.json`` (TOFU).
+
+    A root given for a fresh index, or fetched on first use, is kept only if the first refresh
+    succeeds; an existing pinned state is never replaced by a different root of the same version.
+    """
+    folder = metadata_dir(home, index)
+    pinned = folder / "root.json"
+    has_pin = pinned.exists()
+    announce: str | None = None
+    bootstrap: bytes | None = None
     if root is not None:
-        try:
-            bootstrap = root.read_bytes()
-        except OSError as exc:
-            raise ShellUsageError(f"--root {root}: cannot read ({exc.strerror})") from exc
-        if len(bootstrap) > MAX_ROOT_BYTES:
-            raise ShellUsageError(f"--root {root}: larger than {MAX_ROOT_BYTES} bytes")
-        client = _Client(index, home, bootstrap, targets)
-        say(f"using the TUF root from {root} for {index}")
-        return client
-    if pinned.exists():
-        return _Client(index, home, None, targets)
-    if pinned_only:
-        raise ProvenanceError(
-            f"no TUF root is pinned for {index} ({pinned} is missing)",
-            fix=f"reinstall from it with `enkrypted plugins install ... --index {index} --root FILE`",
+        bootstrap, version = _read_root_file(root)
+        seen = folder / "root_history" / f"{version}.root.json"
+        if has_pin and seen.exists() and seen.read_bytes() != bootstrap:
+            raise ProvenanceError(
+                f"--root {root} (version {version}) differs from the root version {version} "
+                f"pinned for {index} in {folder}",
+                fix=f"if the registry really was re-created, delete {folder} and install again",
+            )
+        if has_pin and seen.exists():
+            bootstrap = None  # the same root: keep the pinned state (and its newer roots)
+        else:
+            announce = f"using the TUF root from {root} (version {version}) for {index}"
+    elif not has_pin:
+        if pinned_only:
+            raise ProvenanceError(
+                f"no TUF root is pinned for {index} ({pinned} is missing)",
+                fix=f"install from it again: `enkrypted plugins install NAME --index {index}`",
+            )
+        bootstrap = _fetch_first_root(index)
+        keys = _root_keyids(bootstrap)
+        announce = (
+            "!" * 78
+            + f"\n!! PINNED the TUF root of {index} on first use (trust on first use):"
+            + f"\n!!   {index}tuf/1.root.json sha256 {hashlib.sha256(bootstrap).hexdigest()}"
+            + f"\n!!   root key(s): {', '.join(k[:16] + '…' for k in keys)}"
+            + f"\n!!   stored in {folder}"
+            + "\n!! Compare it with the root your registry operator published; to pin one"
+            + "\n!! explicitly, delete that directory and install again with --root FILE.\n"
+            + "!" * 78
         )
-    first = _fetch_first_root(index)
-    client = _Client(index, home, first, targets)  # ngclient checks root is self-signed
-    keys = _root_keyids(first)
-    say(
-        "!" * 78
-        + f"\n!! PINNED the TUF root of {index} on first use (trust on first use):"
-        + f"\n!!   {index}tuf/1.root.json sha256 {hashlib.sha256(first).hexdigest()}"
-        + f"\n!!   root key(s): {', '.join(k[:16] + '…' for k in keys)}"
-        + f"\n!!   stored in {client.dir}"
-        + "\n!! Compare it with the root your registry operator published; to pin it explicitly,"
-        + "\n!! delete that directory and install again with --root FILE.\n"
-        + "!" * 78
-    )
+    try:
+        client = _Client(index, home, bootstrap, targets)  # ngclient checks root is self-signed
+        client.refresh()
+    except ShellError:
+        if not has_pin:
+            shutil.rmtree(folder, ignore_errors=True)  # nothing verified: keep no pin
+        raise
+    if announce:
+        say(announce)
     return client
 
 
@@ -721,6 +759,8 @@ def _install(
     dupes = sorted({n for n, _ in requests if [m for m, _ in requests].count(n) > 1})
     if dupes:
         raise ShellUsageError(f"requested more than once: {', '.join(dupes)}")
+    if os.sep not in python:
+        python = shutil.which(python) or python
     if not Path(python).is_file() or not os.access(python, os.X_OK):
         raise ShellUsageError(f"--python {python}: not an executable file")
     if deps_index is not None:
@@ -732,8 +772,7 @@ def _install(
         tempfile.TemporaryDirectory(prefix="enkrypted-install-") as tmpdir,
     ):
         tmp = Path(tmpdir)
-        client = _open_client(index, home, root, tmp / "targets", say, pinned_only=False)
-        client.refresh()
+        client = _connect(index, home, root, tmp / "targets", say, pinned_only=False)
         policy = _policy(home, client, say)
         catalog = _catalog(client)
         verified = [
@@ -814,8 +853,7 @@ def refresh(home: Path, *, notify: Notify | None = None) -> RefreshReport:
             _locked(metadata_dir(home, index).with_suffix(".lock")),
             tempfile.TemporaryDirectory(prefix="enkrypted-refresh-") as tmpdir,
         ):
-            client = _open_client(index, home, None, Path(tmpdir), say, pinned_only=True)
-            client.refresh()
+            client = _connect(index, home, None, Path(tmpdir), say, pinned_only=True)
             for record in group:
                 if record.revoked:
                     already.append(
