@@ -27,6 +27,7 @@ for src in ("shell/src", "plugins/cryptography/src", "plugins/cryptography_nacl/
     sys.path.insert(0, str(ROOT / src))
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
+
 from enkrypted_crypto.backends.pyca import PycaPrimitives  # noqa: E402
 from enkrypted_crypto.profiles import PROFILE_B1, PROFILE_V0  # noqa: E402
 from enkrypted_crypto.service import CascadeCryptoService  # noqa: E402

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Callable
 
 import pytest
+
 from enkrypted_crypto.backends.pyca import PycaPrimitives
 from enkrypted_crypto.primitives import Primitives
 from enkrypted_crypto_nacl import NaclPrimitives

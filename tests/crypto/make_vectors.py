@@ -21,6 +21,7 @@ for src in ("shell/src", "plugins/cryptography/src", "plugins/cryptography_nacl/
 sys.path.insert(0, str(HERE))
 
 from conftest import vector_primitives  # noqa: E402
+
 from enkrypted_crypto.profiles import PROFILE_B1, PROFILE_V0  # noqa: E402
 from enkrypted_crypto.service import CascadeCryptoService  # noqa: E402
 

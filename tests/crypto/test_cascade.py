@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from golden import GOLDEN_TIMESTAMP, GoldenLayer, golden_layers
+
 from enkrypted_crypto.cascade import (
     DEFAULT_LAYERS,
     CascadeManager,
@@ -13,7 +15,6 @@ from enkrypted_crypto.cascade import (
 )
 from enkrypted_crypto.errors import CryptoUsageError, DecryptionFailed
 from enkrypted_crypto.session_layers import LayerRegistry, LayerSpec, SessionSecrets
-from golden import GOLDEN_TIMESTAMP, GoldenLayer, golden_layers
 
 
 def test_v1_mock_cascade_three_layers() -> None:

@@ -8,6 +8,10 @@ import struct
 from functools import cache
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from peers import connect
+
 from enkrypted_crypto.backends.pyca import PycaPrimitives
 from enkrypted_crypto.errors import DecryptionFailed
 from enkrypted_crypto.limits import DEFAULT_LIMITS
@@ -15,9 +19,6 @@ from enkrypted_crypto.profiles import PROFILE_B1, PROFILE_V0
 from enkrypted_crypto.service import CascadeCryptoService
 from enkrypted_crypto_nacl import NaclPrimitives
 from enkrypted_shell.contracts import SecureSession
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from peers import connect
 
 FUZZ = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

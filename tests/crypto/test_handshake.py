@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from peers import connect, pump
+
 from enkrypted_crypto.backends.pyca import PycaPrimitives
 from enkrypted_crypto.cascade import LayerUnavailable
 from enkrypted_crypto.errors import CryptoUsageError
@@ -21,7 +23,6 @@ from enkrypted_shell.contracts import (
     HandshakeFailure,
     SecureSession,
 )
-from peers import connect, pump
 
 PYCA = CascadeCryptoService(PycaPrimitives())
 NACL = CascadeCryptoService(NaclPrimitives())

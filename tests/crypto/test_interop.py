@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 from conftest import vector_primitives
+from peers import connect
+
 from enkrypted_crypto.backends.pyca import PycaPrimitives
 from enkrypted_crypto.errors import DecryptionFailed
 from enkrypted_crypto.profiles import PROFILE_B1, PROFILE_V0
 from enkrypted_crypto.service import CascadeCryptoService
 from enkrypted_crypto_nacl import NaclPrimitives
-from peers import connect
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "protocol-vectors.json").read_text())
 BY_NAME = {v["name"]: v for v in VECTORS["vectors"]}

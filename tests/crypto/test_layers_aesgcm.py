@@ -10,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 from enkrypted_crypto.backends.pyca import PycaPrimitives
 from enkrypted_crypto.errors import CryptoUsageError, DecryptionFailed, MalformedInput
 from enkrypted_crypto.layers.aesgcm import (

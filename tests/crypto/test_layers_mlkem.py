@@ -6,6 +6,7 @@ import json
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from enkrypted_crypto.backends.pyca import PycaPrimitives
 from enkrypted_crypto.errors import (
     CryptoUsageError,
@@ -21,7 +22,6 @@ from enkrypted_crypto.layers.mlkem import (
     MlKemParameters,
 )
 from enkrypted_crypto_nacl import NaclPrimitives
-
 from tests.vectors import cctv_lines
 
 PYCA = PycaPrimitives()

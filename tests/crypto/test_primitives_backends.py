@@ -7,6 +7,7 @@ import hashlib
 import os
 
 import pytest
+
 from enkrypted_crypto.backends.pyca import PycaPrimitives
 from enkrypted_crypto.errors import (
     CryptoError,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from enkrypted_crypto.backends import check_mlkem768_public
 from enkrypted_crypto.backends.pyca import PycaPrimitives
 from enkrypted_crypto.errors import (
@@ -22,7 +23,6 @@ from enkrypted_crypto.errors import (
 )
 from enkrypted_crypto.primitives import Primitives
 from enkrypted_crypto_nacl import NaclPrimitives
-
 from tests.vectors import cctv_lines, wycheproof_cases
 
 h = bytes.fromhex

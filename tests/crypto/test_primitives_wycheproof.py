@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from enkrypted_crypto.errors import (
     CryptoUsageError,
     DecryptionFailed,
@@ -17,7 +18,6 @@ from enkrypted_crypto.errors import (
     UnsupportedPrimitive,
 )
 from enkrypted_crypto.primitives import Primitives
-
 from tests.vectors import wycheproof_cases
 
 h = bytes.fromhex

@@ -6,6 +6,8 @@ import json
 import struct
 
 import pytest
+from golden import GOLDEN_TIMESTAMP, golden_layers
+
 from enkrypted_crypto.cascade import CascadeManager
 from enkrypted_crypto.errors import CryptoUsageError, MalformedInput
 from enkrypted_crypto.layers.aesgcm import v0_aad
@@ -20,7 +22,6 @@ from enkrypted_crypto.profiles import (
     codec_for,
     split_chunks,
 )
-from golden import GOLDEN_TIMESTAMP, golden_layers
 
 V3 = {
     "encrypted": True,

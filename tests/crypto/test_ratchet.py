@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import seeded
+
 from enkrypted_crypto.errors import CryptoUsageError, DecryptionFailed, MalformedInput
 from enkrypted_crypto.limits import Limits
 from enkrypted_crypto.primitives import Primitives

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import seeded
+
 from enkrypted_crypto.errors import MalformedKey
 from enkrypted_crypto.primitives import Primitives
 from enkrypted_crypto.x3dh import (

@@ -92,7 +92,9 @@ class Primitives(Protocol):
 
     def hkdf_sha256(self, ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes: ...
 
-    def scrypt(self, password: bytes, salt: bytes, n: int, r: int, p: int, length: int) -> bytes: ...
+    def scrypt(
+        self, password: bytes, salt: bytes, n: int, r: int, p: int, length: int
+    ) -> bytes: ...
 
     # ML-KEM-768 (FIPS 203) ---------------------------------------------------------------------
     def mlkem768_generate(self) -> tuple[bytes, bytes]:

@@ -19,6 +19,8 @@ from typing import Final, Literal
 
 import nacl.bindings as sodium
 import nacl.exceptions
+from nacl._sodium import lib as _libsodium  # only for the AES-GCM CPU probe PyNaCl lacks
+
 from enkrypted_crypto.backends import (
     AEAD_TAG_SIZE,
     X25519_SIZE,
@@ -35,7 +37,6 @@ from enkrypted_crypto.errors import (
     UnsupportedPrimitive,
 )
 from enkrypted_crypto.primitives import AeadAlgorithm, Random
-from nacl._sodium import lib as _libsodium  # only for the AES-GCM CPU probe PyNaCl lacks
 
 _PYCA: Final = ("enkrypted-crypto (enkrypted_crypto.backends.pyca.PycaPrimitives)",)
 _SHA256_BLOCK: Final = 64
