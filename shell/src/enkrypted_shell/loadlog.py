@@ -70,7 +70,12 @@ class LoadLog:
         return verify_chain(self.path.read_text("utf-8").splitlines())
 
     def append(self, event: str, **fields: object) -> dict[str, object]:
-        """Append one record under an exclusive lock; the chain continues from the last line."""
+        """Append one record (see :meth:`append_many`)."""
+        return self.append_many([(event, fields)])[0]
+
+    def append_many(self, events: list[tuple[str, dict[str, object]]]) -> list[dict[str, object]]:
+        """Append records under one exclusive lock and one fsync; the chain continues from the
+        last line of the file."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "r+", encoding="utf-8") as handle:
@@ -84,15 +89,22 @@ class LoadLog:
                     f"{self.path}: last record is not JSON; the log was tampered with",
                     fix="keep the file for investigation and move it aside to start a new chain",
                 ) from exc
-            record: dict[str, object] = {
-                "seq": (int(last["seq"]) + 1) if last else 1,
-                "time": round(time.time(), 3),
-                "prev": last["hash"] if last else GENESIS,
-                "event": event,
-                **fields,
-            }
-            record["hash"] = _digest(record)
-            handle.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
+            seq, prev = (int(last["seq"]), str(last["hash"])) if last else (0, GENESIS)
+            written = []
+            for event, fields in events:
+                seq += 1
+                record: dict[str, object] = {
+                    "seq": seq,
+                    "time": round(time.time(), 3),
+                    "prev": prev,
+                    "event": event,
+                    **fields,
+                }
+                record["hash"] = prev = _digest(record)
+                written.append(record)
+            handle.write(
+                "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in written)
+            )
             handle.flush()
             os.fsync(handle.fileno())
-        return record
+        return written

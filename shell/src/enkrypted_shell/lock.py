@@ -26,8 +26,6 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-import tomli_w
-
 from .contracts import SLOTS
 from .errors import LockMismatchError, ShellUsageError
 
@@ -71,6 +69,8 @@ def dump_lock(lock: Lock) -> str:
             continue
         row = {_toml_key(f.name): getattr(entry, f.name) for f in fields(LockEntry)}
         packages.append({k: v for k, v in row.items() if v is not None})
+    import tomli_w  # only `plugins lock` writes; keep it out of start-up
+
     doc = {"lock-version": LOCK_VERSION, "created-by": lock.created_by, "packages": packages}
     return tomli_w.dumps(doc)
 

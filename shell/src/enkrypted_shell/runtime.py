@@ -151,9 +151,10 @@ def _prepare(options: StartOptions, log: LoadLog | None) -> Plan:
                 index=planned.stored.index if planned.stored else None,
                 signer=planned.provenance.signer_keyid if planned.provenance else None,
             )
-    for planned in plugins.values():
-        if log is not None:
-            _log_accept(log, planned, locked=lock is not None, dev=options.dev)
+    if log is not None:
+        log.append_many(
+            [_accept_record(p, locked=lock is not None, dev=options.dev) for p in plugins.values()]
+        )
     return Plan(plugins, lock)
 
 
@@ -246,7 +247,9 @@ def _verify_plugin_deps(
     return tuple(verify_distribution(dists[n].distribution) for n in sorted(wanted & set(dists)))
 
 
-def _log_accept(log: LoadLog, planned: PlannedPlugin, *, locked: bool, dev: bool) -> None:
+def _accept_record(
+    planned: PlannedPlugin, *, locked: bool, dev: bool
+) -> tuple[str, dict[str, object]]:
     cand = planned.candidate
     if planned.integrity is None:
         event = "admitted-unverified-dev"
@@ -255,8 +258,7 @@ def _log_accept(log: LoadLog, planned: PlannedPlugin, *, locked: bool, dev: bool
     else:
         event = "verified"
     proof = planned.provenance
-    log.append(
-        event,
+    return event, dict(
         slot=planned.slot,
         plugin=cand.name,
         distribution=cand.dist_name,

@@ -38,7 +38,6 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .contracts import SLOTS
@@ -73,6 +72,9 @@ class PublisherKey:
         if _HEX_KEY_RE.match(stripped.lower()):
             raw = bytes.fromhex(stripped)
         else:
+            # PEM keys are rare in policies; the PEM machinery stays out of every start-up.
+            from cryptography.hazmat.primitives import serialization
+
             try:
                 key = serialization.load_pem_public_key(stripped.encode("ascii"))
             except (ValueError, UnicodeEncodeError) as exc:
