@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from enkrypted_registry import Repository, publish
 
+from enkrypted_registry import Repository, publish
 from tests.registry.support import (
     PLUGINS,
     PYTHON,

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]
+
 from enkrypted_registry import Repository, inspect_wheel
 from enkrypted_registry.attestation import build_statement, provenance_document, sign_envelope
 from enkrypted_registry.keys import RoleKey
@@ -19,8 +21,6 @@ from enkrypted_shell import provenance as shell_provenance
 from enkrypted_shell.errors import ProvenanceError, ShellUsageError
 from enkrypted_shell.provenance import content_digest, pae, verify_provenance
 from enkrypted_shell.trust import PublisherKey, SigstoreIdentity, TrustPolicy, ed25519_keyid
-from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]
-
 from tests.registry.support import Wheels
 
 

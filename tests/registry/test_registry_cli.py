@@ -12,6 +12,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from tuf.api.metadata import Metadata, Root  # type: ignore[attr-defined]
+from tuf.ngclient import Updater  # type: ignore[attr-defined]
+
 from enkrypted_registry import (
     PublishRefusedError,
     Repository,
@@ -22,9 +25,6 @@ from enkrypted_registry import (
 )
 from enkrypted_registry.cli import main
 from enkrypted_registry.wheel import SLOTS
-from tuf.api.metadata import Metadata, Root  # type: ignore[attr-defined]
-from tuf.ngclient import Updater  # type: ignore[attr-defined]
-
 from tests.registry.support import Server, Wheels, pip_env
 
 

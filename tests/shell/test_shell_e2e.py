@@ -58,7 +58,7 @@ def test_plugin_listing_shows_each_candidate(shell_env):
     assert res.code == 0, res.err
     listed = {r["plugin"]: r for r in json.loads(res.out)["plugins"]}
     assert set(listed) == {"crypto-pyca", "p2p-memory", "ui-cli"}
-    assert all(r["selected"] and r["state"] == "verified" for r in listed.values())
+    assert all(r["selected"] and r["state"] == "files verified, no provenance" for r in listed.values())
 
 
 def test_nothing_is_imported_before_verification(shell_env, wheels, variant):

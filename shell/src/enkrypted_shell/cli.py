@@ -16,12 +16,14 @@ import click
 
 from ._version import __version__
 from .cli_registry import install_command, refresh_command
+from .contracts import SLOTS
 from .discovery import Candidate, discover
 from .errors import ExitCode, LoadError, NoPluginError, ShellError, ShellUsageError
 from .integrity import verify_distribution
 from .lock import Lock, LockEntry, dump_lock
 from .report import audit_report, cyclonedx, graph_report, plan_rows
 from .runtime import Plan, Services, StartOptions, load, prepare
+from .selection import select
 
 DEV_ENV = "ENKRYPTED_DEV"
 UNSIGNED_ENV = "ENKRYPTED_ALLOW_UNSIGNED"
@@ -189,20 +191,31 @@ def plugins() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def plugins_list(inv: Invocation, as_json: bool) -> None:
-    """Candidates per slot, with their integrity state (imports nothing)."""
+    """Candidates per slot, their integrity state and whether a registry install recorded signed
+    provenance for them (imports nothing, records nothing)."""
     found = discover()
-    try:
-        selected = {p.candidate.name for p in prepare_quiet(inv).plugins.values()}
-    except ShellError:
-        selected = set()
+    selected = set()
+    for slot in SLOTS:
+        try:
+            choice = select(found, [slot], choices=inv.choices)[slot]
+            selected.add(choice.candidate.name)
+        except ShellError:
+            pass
+    store = inv.options(locked=False).store
     rows = []
     for cand in found.candidates:
         try:
-            state = "verified" if verify_distribution(cand.distribution) else "?"
+            verify_distribution(cand.distribution)
+            state = "files verified"
         except ShellError as exc:
             state = f"refused: {exc.message}"
         if cand.editable:
             state = "editable (dev only)"
+        stored = store.get(cand.dist_name)
+        if stored is None or stored.version != cand.version:
+            state += ", no provenance"
+        else:
+            state += ", REVOKED" if stored.revoked else f", from {stored.index}"
         rows.append(
             {
                 "slot": cand.slot,
@@ -222,10 +235,6 @@ def plugins_list(inv: Invocation, as_json: bool) -> None:
     ]
     lines += [f"broken: {b}" for b in broken]
     _emit({"plugins": rows, "broken": broken}, as_json, "\n".join(lines) or "no plugins installed")
-
-
-def prepare_quiet(inv: Invocation) -> Plan:
-    return prepare(inv.options(locked=False))
 
 
 @plugins.command("verify")
