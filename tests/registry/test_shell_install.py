@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -243,6 +244,50 @@ def test_install_verify_run_then_revoke_and_refresh(client: Client, registry: Re
     twice = client.run("plugins", "refresh")
     assert twice.code == 0 and "0 newly revoked, 1 already revoked" in twice.out
     refused(client.run("plugins", "verify"), PROVENANCE, "revoked")
+
+
+def test_two_crypto_backends_lock_and_run_locked(client: Client, registry: Registry) -> None:
+    """Three plugins and two crypto backends from the registry; the lock pins the wheel digest,
+    index and signer; `run --locked` enforces them; tampering after install is refused."""
+    res = client.install(*CORE, "enkrypted-crypto-nacl")
+    assert res.code == 0, res.err
+    refused(client.run("plugins", "lock"), 14, "crypto-pyca", "crypto-nacl")
+    locked = client.run("--crypto", "crypto-nacl", "plugins", "lock")
+    assert locked.code == 0, locked.err
+    lock = tomllib.loads((client.home / "plugins.lock.toml").read_text("utf-8"))
+    rows = {row["slot"]: row for row in lock["packages"]}
+    assert rows["crypto"]["name"] == "enkrypted-crypto-nacl"
+    records = client.records()
+    for row in rows.values():
+        record = records[str(row["name"])]
+        assert row["wheel-sha256"] == record["wheel_sha256"]
+        assert row["index"] == registry.url and len(row["signer"]) == 64
+    run = client.run("run", "--locked")  # the lock alone selects the nacl backend
+    assert run.code == 0, run.err
+    assert "crypto backend: pynacl" in run.out and "delivered intact: True" in run.out
+    audit = json.loads(client.run("plugins", "audit", "--locked", "--json").out)
+    signers = {p["plugin"]: (p["signer"], p["tuf_role"]) for p in audit["plugins"]}
+    assert signers["crypto-nacl"][1] == "crypto" and signers["ui-cli"][1] == "ui"
+    assert len({signer for signer, _ in signers.values()}) == 3  # one key per slot
+
+    memory = client.site / "enkrypted_p2p" / "memory.py"
+    memory.write_text(memory.read_text("utf-8") + "\n# altered after install\n", "utf-8")
+    refused(client.run("run", "--locked"), 10, "enkrypted_p2p/memory.py")
+
+
+def test_edited_provenance_record_is_refused_at_load(client: Client, registry: Registry) -> None:
+    assert client.install(*CORE).code == 0
+    path = client.home / "provenance" / "enkrypted-ui-cli.json"
+    record = json.loads(path.read_text("utf-8"))
+    record["slot"] = record["tuf_role"] = "crypto"  # the store itself is not trusted
+    record["provenance"]["attestation_bundles"][0]["publisher"]["slot"] = "crypto"
+    path.write_text(json.dumps(record), "utf-8")
+    assert client.run("plugins", "verify").code == 0  # the signed statement still says ui
+    record = json.loads(path.read_text("utf-8"))
+    envelope = record["provenance"]["attestation_bundles"][0]["attestations"][0]
+    envelope["payload"] = envelope["payload"][:-8] + "AAAAAAA="
+    path.write_text(json.dumps(record), "utf-8")
+    refused(client.run("plugins", "verify"), PROVENANCE, "ui-cli")
 
 
 def test_explicit_root_and_a_foreign_root(

@@ -224,14 +224,19 @@ def _verify_signed(
             plugin=cand.name,
             fix="install another release: `enkrypted plugins install NAME --index URL`",
         )
-    return verify_provenance(
-        stored.provenance_bytes(),
-        policy=policy,
-        slot=slot,
-        wheel_sha256=stored.wheel_sha256,
-        content_digest=report.content_digest,
-        wheel_filename=stored.wheel_filename,
-    )
+    try:
+        return verify_provenance(
+            stored.provenance_bytes(),
+            policy=policy,
+            slot=slot,
+            wheel_sha256=stored.wheel_sha256,
+            content_digest=report.content_digest,
+            wheel_filename=stored.wheel_filename,
+        )
+    except ProvenanceError as exc:
+        raise ProvenanceError(
+            f"{cand.label}: {exc.message}", plugin=cand.name, fix=exc.fix
+        ) from exc
 
 
 def _verify_plugin_deps(
