@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -67,7 +68,7 @@ from typing import Any
 
 import tomli_w
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.tags import sys_tags
+from packaging.tags import Tag, sys_tags
 from packaging.utils import (
     InvalidWheelFilename,
     canonicalize_name,
@@ -468,9 +469,15 @@ def _catalog(client: _Client) -> dict[str, list[_Candidate]]:
     return out
 
 
+@functools.cache
+def _supported_tags() -> frozenset[Tag]:
+    """This interpreter's wheel tags (computing them takes ~10 ms; they cannot change in-process)."""
+    return frozenset(sys_tags())
+
+
 def _compatible(filename: str) -> bool:
     tags = parse_wheel_filename(filename)[3]
-    supported = set(sys_tags())
+    supported = _supported_tags()
     return any(tag in supported for tag in tags)
 
 
