@@ -10,20 +10,21 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ._version import __version__
 from .cli_registry import install_command, refresh_command
 from .contracts import SLOTS
-from .discovery import Candidate, discover
 from .errors import ExitCode, LoadError, NoPluginError, ShellError, ShellUsageError
-from .integrity import verify_distribution
-from .lock import Lock, LockEntry, dump_lock
-from .report import audit_report, cyclonedx, graph_report, plan_rows
-from .runtime import Plan, Services, StartOptions, load, prepare
-from .selection import select
+
+if TYPE_CHECKING:
+    from .discovery import Candidate
+    from .runtime import Plan, Services, StartOptions
+
+# The pipeline modules (discovery, runtime, report, ...) are imported inside the commands that use
+# them: `plugins install`, `--help` and `--version` should not pay for them (benchmarks/README.md).
 
 DEV_ENV = "ENKRYPTED_DEV"
 UNSIGNED_ENV = "ENKRYPTED_ALLOW_UNSIGNED"
@@ -41,6 +42,8 @@ class Invocation:
     allow_unsigned: bool = False
 
     def options(self, *, locked: bool) -> StartOptions:
+        from .runtime import StartOptions
+
         return StartOptions(
             home=self.home,
             choices=self.choices,
@@ -59,6 +62,8 @@ class ShellGroup(click.Group):
     """Root group: built-ins plus the commands plugin manifests declare (listed without import)."""
 
     def _declared(self) -> dict[str, list[Candidate]]:
+        from .discovery import discover
+
         out: dict[str, list[Candidate]] = {}
         for cand in discover().candidates:
             for name in cand.manifest.commands:
@@ -88,6 +93,8 @@ def _plugin_command(name: str, owners: list[Candidate]) -> click.Command:
     @click.option("--locked", is_flag=True, help="Enforce the lock.")
     @click.pass_context
     def proxy(ctx: click.Context, locked: bool) -> None:
+        from .runtime import load, prepare
+
         inv: Invocation = ctx.obj
         options = inv.options(locked=locked)
         plan = prepare(options)
@@ -193,6 +200,10 @@ def plugins() -> None:
 def plugins_list(inv: Invocation, as_json: bool) -> None:
     """Candidates per slot, their integrity state and whether a registry install recorded signed
     provenance for them (imports nothing, records nothing)."""
+    from .discovery import discover
+    from .integrity import verify_distribution
+    from .selection import select
+
     found = discover()
     selected = set()
     for slot in SLOTS:
@@ -243,6 +254,9 @@ def plugins_list(inv: Invocation, as_json: bool) -> None:
 @click.pass_obj
 def plugins_verify(inv: Invocation, locked: bool, as_json: bool) -> None:
     """Everything up to, not including, import; exit 0 only if all pass."""
+    from .report import plan_rows
+    from .runtime import prepare
+
     plan = prepare(inv.options(locked=locked))
     rows = plan_rows(plan)
     text = "\n".join(
@@ -257,6 +271,9 @@ def plugins_verify(inv: Invocation, locked: bool, as_json: bool) -> None:
 @click.pass_obj
 def plugins_lock(inv: Invocation, output: Path | None) -> None:
     """Pin the verified selection (per slot: distribution, version, content digest)."""
+    from .lock import Lock, LockEntry, dump_lock
+    from .runtime import prepare
+
     plan = prepare(inv.options(locked=False))
     entries = {}
     for slot, p in plan.plugins.items():
@@ -286,6 +303,9 @@ def plugins_lock(inv: Invocation, output: Path | None) -> None:
 @click.pass_obj
 def plugins_graph(inv: Invocation, locked: bool, as_json: bool) -> None:
     """The resolved plan and why each choice was made, before anything runs."""
+    from .report import graph_report
+    from .runtime import prepare
+
     data, text = graph_report(prepare(inv.options(locked=locked)))
     _emit(data, as_json, text)
 
@@ -305,6 +325,9 @@ def plugins_audit(inv: Invocation, fmt: str, as_json: bool, locked: bool) -> Non
     """The running configuration (plugin, version, wheel digest, signer, TUF role, installed and
     loaded when) and the load log's chain state.  Exit 18 if the chain is broken, or the
     configuration's refusal code if it no longer verifies."""
+    from .report import audit_report, cyclonedx
+    from .runtime import prepare
+
     options = inv.options(locked=locked)
     try:
         plan: Plan | None = prepare(options, record=False)
@@ -333,6 +356,8 @@ def run(ctx: click.Context, locked: bool) -> None:
     """Verify, load and hand over to the ui plugin (extra arguments go to it)."""
     inv: Invocation = ctx.obj
     options = inv.options(locked=locked)
+    from .runtime import load, prepare
+
     plan = prepare(options)
     services: Services = load(plan, options)
     try:
