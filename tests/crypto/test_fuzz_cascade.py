@@ -25,6 +25,11 @@ FUZZ = settings(
 )
 CASES = {
     "b1-pyca-full": ("pyca", PROFILE_B1, ["Signal", "ML-KEM", "AES"]),
+    "b1-pyca-mlkem-aes": (
+        "pyca",
+        PROFILE_B1,
+        ["ML-KEM", "AES"],
+    ),  # no ratchet: KEM layer's replay window
     "b1-nacl": ("nacl", PROFILE_B1, ["Signal", "AES"]),
     "v0-pyca-no-scrypt": ("pyca", PROFILE_V0, ["Signal", "ML-KEM"]),
     "v0-nacl-signal": ("nacl", PROFILE_V0, ["Signal"]),
@@ -212,7 +217,7 @@ def test_cross_session_and_cross_direction_messages_fail() -> None:
     assert b.open(a.seal(b"ok")) == b"ok" and d.open(c.seal(b"ok")) == b"ok"
 
 
-@pytest.mark.parametrize("case", ["b1-nacl", "v0-nacl-signal"])
+@pytest.mark.parametrize("case", ["b1-nacl", "b1-pyca-full", "v0-nacl-signal"])
 def test_every_single_bit_flip_is_rejected_or_informative(case: str) -> None:
     """Exhaustive complement to the random fuzz: each bit of one sealed message."""
     sender, receiver = _pair(case)

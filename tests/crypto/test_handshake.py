@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from peers import connect, pump
 
+import enkrypted_crypto.backends.pyca as pyca_backend
+from enkrypted_crypto.backends import check_mlkem768_public
 from enkrypted_crypto.backends.pyca import PycaPrimitives
 from enkrypted_crypto.cascade import LayerUnavailable
 from enkrypted_crypto.errors import CryptoUsageError
@@ -23,12 +25,20 @@ from enkrypted_shell.contracts import (
     HandshakeFailure,
     SecureSession,
 )
+from tests.vectors import cctv_lines
 
 PYCA = CascadeCryptoService(PycaPrimitives())
 NACL = CascadeCryptoService(NaclPrimitives())
 
 
-def _start(sa=PYCA, sb=PYCA, pa=None, pb=None, la=None, lb=None):  # type: ignore[no-untyped-def]
+def _start(
+    sa: CascadeCryptoService = PYCA,
+    sb: CascadeCryptoService = PYCA,
+    pa: list[str] | None = None,
+    pb: list[str] | None = None,
+    la: list[str] | None = None,
+    lb: list[str] | None = None,
+) -> tuple[Handshake, Handshake]:
     a = sa.handshake(sa.new_identity(), initiator=True, profiles=pa, layers=la)
     b = sb.handshake(sb.new_identity(), initiator=False, profiles=pb, layers=lb)
     return a, b
@@ -157,7 +167,7 @@ def _tamper_field(direction: str, kind: str, edit):  # type: ignore[no-untyped-d
         ("a->b", "signal-key-exchange-request", lambda o: o["capabilities"].pop()),
         ("b->a", "signal-key-exchange-response", lambda o: o["offer"].update(backend="x")),
         ("b->a", "mlkem-key-exchange", lambda o: o["publicKey"].__setitem__(0, 1)),
-        ("a->b", "mlkem-key-exchange-response", lambda o: o["publicKey"].__setitem__(5, 0)),
+        ("a->b", "mlkem-key-exchange-response", lambda o: o["encapsulated"].__setitem__(5, 0)),
         ("a->b", "signal-session-complete", lambda o: o["ratchetMessage"].__setitem__(50, 0)),
     ],
 )
@@ -166,6 +176,128 @@ def test_tampering_anywhere_fails_confirmation(direction, kind, edit) -> None:  
     with pytest.raises(HandshakeFailure):
         pump(a, b, _tamper_field(direction, kind, edit))
     assert not (a.complete and b.complete)
+
+
+@pytest.mark.parametrize(
+    ("direction", "kind", "edit"),
+    [
+        ("b->a", "mlkem-key-exchange", lambda o: o["publicKey"].__setitem__(0, 1)),
+        ("a->b", "mlkem-key-exchange-response", lambda o: o["publicKey"].__setitem__(5, 0)),
+    ],
+)
+def test_v0_mlkem_key_tampering_fails_confirmation(direction, kind, edit) -> None:  # type: ignore[no-untyped-def]
+    a, b = _start(pa=[PROFILE_V0], pb=[PROFILE_V0], la=["Signal", "ML-KEM"])
+    with pytest.raises(HandshakeFailure):
+        pump(a, b, _tamper_field(direction, kind, edit))
+    assert not (a.complete and b.complete)
+
+
+def _flights(
+    profile: str, responder_layers: list[str] | None = None
+) -> tuple[Handshake, Handshake, dict[str, dict[str, object]]]:
+    kem = ["Signal", "ML-KEM"]
+    a, b = _start(pa=[profile], pb=[profile], la=kem, lb=responder_layers)
+    seen: dict[str, dict[str, object]] = {}
+
+    def record(direction: str, pdu: bytes) -> bytes:
+        obj = json.loads(pdu)
+        seen[obj["type"]] = obj
+        return pdu
+
+    pump(a, b, record)
+    assert a.complete and b.complete
+    return a, b, seen
+
+
+def test_b1_mlkem_is_one_encapsulation_in_the_handshake() -> None:
+    """b1: R sends a fresh key, I answers with one encapsulation to it (no key of its own);
+    afterwards neither handshake holds ML-KEM key material, and messages carry no encapsulation."""
+    a, b, seen = _flights(PROFILE_B1)
+    assert len(seen["mlkem-key-exchange"]["publicKey"]) == 1184  # type: ignore[arg-type]
+    answer = seen["mlkem-key-exchange-response"]
+    assert set(answer) == {"type", "encapsulated"} and len(answer["encapsulated"]) == 1088  # type: ignore[arg-type]
+    for handshake in (a, b):  # R dropped its decapsulation key once used; I never made one
+        assert handshake._own_mlkem is None and handshake._peer_mlkem is None  # type: ignore[attr-defined]
+    sa, sb = a.session(), b.session()
+    assert sa.layers == ("Signal", "ML-KEM", "AES")  # R's policy adds AES
+    overhead = 10 + (3 + 40) + (3 + 8) + (3 + 12) + 3 * 16  # docs/protocol.md §3.2: 127
+    assert len(sa.seal(b"hello")) == len(sb.seal(b"hello")) == 5 + overhead
+    for _ in range(3):
+        assert sb.open(sa.seal(b"ping")) == b"ping" and sa.open(sb.seal(b"pong")) == b"pong"
+
+
+def test_v0_mlkem_still_encapsulates_per_message() -> None:
+    """Profile-v0 is the spec's: both peers send a key, and every message encapsulates afresh."""
+    a, b, seen = _flights(PROFILE_V0)
+    assert len(seen["mlkem-key-exchange"]["publicKey"]) == 1184  # type: ignore[arg-type]
+    assert set(seen["mlkem-key-exchange-response"]) == {"type", "publicKey"}
+    sa, sb = a.session(), b.session()
+    encapsulations = []
+    for i in range(3):
+        wire = sa.seal(b"m%d" % i)
+        kem = json.loads(wire)["cascadedPayload"]["layerParameters"][1]
+        assert set(kem) == {"iv", "salt", "encapsulated"} and len(kem["encapsulated"]) == 1088
+        encapsulations.append(bytes(kem["encapsulated"]))
+        assert sb.open(wire) == b"m%d" % i
+    assert len(set(encapsulations)) == 3
+
+
+def _invalid_mlkem_key() -> list[int]:
+    return list(cctv_lines("ML-KEM-modulus", "ML-KEM-768.txt.gz")[0])
+
+
+@pytest.mark.parametrize("profile", [PROFILE_B1, PROFILE_V0])
+def test_unreduced_mlkem_key_from_responder_is_refused(profile: str) -> None:
+    """FIPS 203 §7.2: a key with a coefficient >= q is refused when it arrives (CCTV vector)."""
+    a, b = _start(pa=[profile], pb=[profile], la=["Signal", "ML-KEM"])
+    bad = _tamper_field(
+        "b->a", "mlkem-key-exchange", lambda o: o.update(publicKey=_invalid_mlkem_key())
+    )
+    with pytest.raises(HandshakeFailure, match="not reduced modulo q"):
+        pump(a, b, bad)
+    error = json.loads(a.data_to_send()[-1])
+    assert error["type"] == "protocol-error" and error["code"] == "bad-pdu"
+
+
+def test_unreduced_mlkem_key_from_initiator_is_refused_in_v0() -> None:
+    a, b = _start(pa=[PROFILE_V0], pb=[PROFILE_V0], la=["Signal", "ML-KEM"])
+    bad = _tamper_field(
+        "a->b", "mlkem-key-exchange-response", lambda o: o.update(publicKey=_invalid_mlkem_key())
+    )
+    with pytest.raises(HandshakeFailure, match="not reduced modulo q"):
+        pump(a, b, bad)
+
+
+def test_b1_answer_in_v0_form_is_refused() -> None:
+    a, b = _start(la=["Signal", "ML-KEM"])
+
+    def v0_form(o):  # type: ignore[no-untyped-def]
+        del o["encapsulated"]
+        o["publicKey"] = [0] * 1184
+
+    with pytest.raises(HandshakeFailure, match="encapsulated"):
+        pump(a, b, _tamper_field("a->b", "mlkem-key-exchange-response", v0_form))
+    assert json.loads(b.data_to_send()[-1])["code"] == "bad-pdu"
+
+
+@pytest.mark.parametrize("profile", [PROFILE_B1, PROFILE_V0])
+def test_modulus_check_runs_once_per_received_key(
+    profile: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    def counting(public: bytes) -> None:
+        calls.append(len(public))
+        check_mlkem768_public(public)
+
+    monkeypatch.setattr(pyca_backend, "check_mlkem768_public", counting)
+    a, b, _ = _flights(profile, ["Signal", "ML-KEM"])  # no AES: no per-message scrypt in v0
+    sa, sb = a.session(), b.session()
+    for i in range(4):
+        assert sb.open(sa.seal(b"%d" % i)) == b"%d" % i
+        assert sa.open(sb.seal(b"%d" % i)) == b"%d" % i
+    # b1: I checks R's key; v0: each side checks the other's key.  Never per message.
+    assert calls == [1184] * (1 if profile == PROFILE_B1 else 2)
 
 
 def test_response_choice_below_initiator_policy_is_refused() -> None:

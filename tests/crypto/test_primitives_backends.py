@@ -121,9 +121,53 @@ def test_aead_misuse_and_tamper(prims: Primitives, alg: str) -> None:
         prims.aead_seal(alg, key, nonce + b"\0", b"", b"")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("alg", AEADS)
+def test_prepared_aead_key_matches_one_shot_calls(prims: Primitives, alg: str) -> None:
+    """``aead_key`` gives the same bytes as ``aead_seal``/``aead_open``, on both backends, and
+    accepts views (a slice of a received frame) as well as bytes."""
+    if alg not in prims.capabilities:
+        pytest.fail(f"{prims.name} lacks {alg} on this CPU")
+    key = os.urandom(32)
+    prepared = prims.aead_key(alg, key)  # type: ignore[arg-type]
+    other = (NaclPrimitives() if prims.name == "pyca" else PycaPrimitives()).aead_key(alg, key)  # type: ignore[arg-type]
+    assert prepared.algorithm == alg and key.hex() not in repr(prepared)
+    for size in (0, 1, 16, 1000):
+        nonce, msg, aad = os.urandom(NONCE[alg]), os.urandom(size), os.urandom(size % 7)
+        sealed = prims.aead_seal(alg, key, nonce, msg, aad)
+        assert prepared.seal(nonce, msg, aad) == sealed == other.seal(nonce, msg, aad)
+        framed = b"head" + sealed
+        for view in (memoryview(framed)[4:], bytearray(sealed), sealed):
+            assert prepared.open(nonce, view, aad) == msg
+        assert prepared.seal(nonce, memoryview(b"x" + msg)[1:], aad) == sealed
+        assert prims.aead_open(alg, key, nonce, memoryview(framed)[4:], aad) == msg
+
+
+@pytest.mark.parametrize("alg", AEADS)
+def test_prepared_aead_key_misuse_and_tamper(prims: Primitives, alg: str) -> None:
+    if alg not in prims.capabilities:
+        pytest.fail(f"{prims.name} lacks {alg} on this CPU")
+    prepared = prims.aead_key(alg, os.urandom(32))  # type: ignore[arg-type]
+    nonce = os.urandom(NONCE[alg])
+    sealed = prepared.seal(nonce, b"hello", b"ad")
+    for bad in (sealed[:-1] + bytes([sealed[-1] ^ 1]), sealed[:15], b"", sealed + b"\0"):
+        with pytest.raises(DecryptionFailed):
+            prepared.open(nonce, bad, b"ad")
+    with pytest.raises(DecryptionFailed):
+        prepared.open(nonce, sealed, b"AD")
+    for wrong in (nonce + b"\0", nonce[:-1], b""):
+        with pytest.raises(CryptoUsageError):
+            prepared.seal(wrong, b"", b"")
+        with pytest.raises(CryptoUsageError):
+            prepared.open(wrong, sealed, b"ad")
+    with pytest.raises(CryptoUsageError):
+        prims.aead_key(alg, bytes(16))  # type: ignore[arg-type]
+
+
 def test_unknown_aead_is_unsupported(prims: Primitives) -> None:
     with pytest.raises(UnsupportedPrimitive, match="aes-128-gcm"):
         prims.aead_seal("aes-128-gcm", bytes(32), bytes(12), b"", b"")  # type: ignore[arg-type]
+    with pytest.raises(UnsupportedPrimitive, match="aes-128-gcm"):
+        prims.aead_key("aes-128-gcm", bytes(32))  # type: ignore[arg-type]
 
 
 def test_randomness_is_injected() -> None:

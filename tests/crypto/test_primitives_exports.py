@@ -1,13 +1,17 @@
-"""Pins the public surface of the errors, backends and layers modules (STYLE.md principle 5)."""
+"""Pins the public surface of the package facade and of the errors, primitives, backends and
+layers modules (STYLE.md principle 5)."""
 
 from __future__ import annotations
 
+import enkrypted_crypto
 import enkrypted_crypto.backends as backends
 import enkrypted_crypto.backends.pyca as pyca
 import enkrypted_crypto.errors as errors
 import enkrypted_crypto.layers as layers
 import enkrypted_crypto.layers.aesgcm as aesgcm
 import enkrypted_crypto.layers.mlkem as mlkem
+import enkrypted_crypto.primitives as primitives
+import enkrypted_crypto.service as service
 import enkrypted_crypto_nacl
 import enkrypted_crypto_nacl.backend as nacl_backend
 
@@ -33,6 +37,55 @@ def test_exports_are_pinned() -> None:
         "MlKemKeyMaterial",
         "MlKemLayer",
         "MlKemParameters",
+        "MlKemPreparedKeys",
+        "MlKemSessionKeys",
+        "MlKemSessionLayer",
+        "MlKemSessionParameters",
     }
-    for module in (backends, pyca, errors, layers, aesgcm, mlkem, nacl_backend):
+    assert set(primitives.__all__) == {
+        "CAPABILITIES",
+        "AeadAlgorithm",
+        "AeadKey",
+        "BytesLike",
+        "MlKemDecapsulationKey",
+        "MlKemEncapsulationKey",
+        "Primitives",
+        "Random",
+    }
+    assert {"B1_SECRET_INFO", "EPOCH_MESSAGES", "b1_session_secret"} <= set(mlkem.__all__)
+    modules = (backends, pyca, errors, layers, aesgcm, mlkem, primitives, nacl_backend)
+    for module in (*modules, enkrypted_crypto):
         assert all(hasattr(module, name) for name in module.__all__), module.__name__
+
+
+def test_package_facade() -> None:
+    """``import enkrypted_crypto``: the service, its factory, the profile names, the errors."""
+    assert set(enkrypted_crypto.__all__) == {
+        "PROFILES",
+        "PROFILE_B1",
+        "PROFILE_V0",
+        "CascadeCryptoService",
+        "CryptoError",
+        "CryptoUsageError",
+        "DecryptionFailed",
+        "LayerUnavailable",
+        "MalformedInput",
+        "MalformedKey",
+        "PycaPrimitives",
+        "UnsupportedPrimitive",
+        "service_from_settings",
+    }
+    assert enkrypted_crypto.service_from_settings is service.service_from_settings
+    assert enkrypted_crypto.DecryptionFailed is errors.DecryptionFailed
+    assert enkrypted_crypto.PycaPrimitives is pyca.PycaPrimitives
+    assert enkrypted_crypto.PROFILES == (enkrypted_crypto.PROFILE_B1, enkrypted_crypto.PROFILE_V0)
+    svc = enkrypted_crypto.service_from_settings(enkrypted_crypto.PycaPrimitives(), {})
+    assert isinstance(svc, enkrypted_crypto.CascadeCryptoService)
+    assert svc.default_layers == ("Signal", "ML-KEM", "AES")
+
+
+def test_backends_implement_the_whole_primitives_protocol() -> None:
+    """Every method of the protocol exists on both backends (nacl refuses ML-KEM when called)."""
+    wanted = {n for n in dir(primitives.Primitives) if not n.startswith("_")}
+    for backend in (pyca.PycaPrimitives(), enkrypted_crypto_nacl.NaclPrimitives()):
+        assert wanted <= set(dir(backend)), type(backend).__name__

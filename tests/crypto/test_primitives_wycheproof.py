@@ -44,6 +44,14 @@ def _requires(prims: Primitives, capability: str, call: Callable[[], object]) ->
 
 
 # ------------------------------------------------------------------------------------------ AEAD
+def _refused(call: Callable[[], bytes], error: type[Exception]) -> bool:
+    try:
+        call()
+    except error:
+        return True
+    return False
+
+
 AEAD_FILES = [
     ("aes-256-gcm", "aes_gcm_test", 12),
     ("chacha20-poly1305", "chacha20_poly1305_test", 12),
@@ -65,20 +73,26 @@ def test_aead_wycheproof(prims: Primitives, alg: Any, name: str, nonce_size: int
             return True  # only AES-256 and full tags are part of our interface
         key, iv, aad, msg = h(t["key"]), h(t["iv"]), h(t["aad"]), h(t["msg"])
         sealed = h(t["ct"]) + h(t["tag"])
+        prepared = prims.aead_key(alg, key)  # the same checks through a prepared key
         if len(iv) != nonce_size:  # other nonce sizes are refused as local misuse
-            try:
-                prims.aead_open(alg, key, iv, sealed, aad)
-            except CryptoUsageError:
-                return True
-            return False
+            calls: list[Callable[[], bytes]] = [
+                lambda: prims.aead_open(alg, key, iv, sealed, aad),
+                lambda: prepared.open(iv, sealed, aad),
+                lambda: prepared.seal(iv, msg, aad),
+            ]
+            return all(_refused(call, CryptoUsageError) for call in calls)
         checked += 1
-        try:
-            opened = prims.aead_open(alg, key, iv, sealed, aad)
-        except DecryptionFailed:
-            return bool(t["result"] == "invalid")
+        openers: list[Callable[[], bytes]] = [
+            lambda: prims.aead_open(alg, key, iv, sealed, aad),
+            lambda: prepared.open(iv, memoryview(sealed), aad),
+        ]
         if t["result"] == "invalid":
-            return False
-        return opened == msg and prims.aead_seal(alg, key, iv, msg, aad) == sealed
+            return all(_refused(opener, DecryptionFailed) for opener in openers)
+        return (
+            all(opener() == msg for opener in openers)
+            and prims.aead_seal(alg, key, iv, msg, aad) == sealed
+            and prepared.seal(iv, memoryview(msg), aad) == sealed
+        )
 
     _run(name, check)
     assert checked > 30

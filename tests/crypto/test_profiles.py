@@ -7,7 +7,9 @@ import struct
 
 import pytest
 from golden import GOLDEN_TIMESTAMP, golden_layers
+from peers import connect
 
+from enkrypted_crypto.backends.pyca import PycaPrimitives
 from enkrypted_crypto.cascade import CascadeManager
 from enkrypted_crypto.errors import CryptoUsageError, MalformedInput
 from enkrypted_crypto.layers.aesgcm import v0_aad
@@ -22,6 +24,7 @@ from enkrypted_crypto.profiles import (
     codec_for,
     split_chunks,
 )
+from enkrypted_crypto.service import CascadeCryptoService
 
 V3 = {
     "encrypted": True,
@@ -149,6 +152,26 @@ def test_b1_frame_layout() -> None:
     decoded = B1Codec().decode(wire, layers)
     assert decoded.final_ciphertext == b"Hi\x01\x02\x03"
     assert decoded.timestamp_ms == GOLDEN_TIMESTAMP
+
+
+def test_b1_decoding_copies_no_ciphertext() -> None:
+    """The outer layer reads a view into the received frame (1 MiB messages: no extra copy)."""
+    layers = golden_layers("Signal", "ML-KEM", "AES")
+    wire = B1Codec().encode(CascadeManager(layers).seal(b"x" * 4096, GOLDEN_TIMESTAMP), layers)
+    decoded = B1Codec().decode(wire, layers)
+    assert isinstance(decoded.final_ciphertext, memoryview)
+    assert decoded.final_ciphertext.obj is wire and bytes(decoded.final_ciphertext) == wire[22:]
+    assert CascadeManager(layers).open(decoded) == b"x" * 4096
+
+
+def test_b1_sessions_open_frames_from_any_buffer() -> None:
+    service = CascadeCryptoService(PycaPrimitives())
+    a, b = connect(service, service, profiles=[PROFILE_B1], layers=["Signal", "ML-KEM", "AES"])
+    for kind in (bytes, bytearray, memoryview):
+        wire = a.seal(b"frame")
+        assert len(wire) == 5 + 127  # docs/protocol.md §3.2
+        opened = b.open(kind(wire))  # type: ignore[arg-type]
+        assert opened == b"frame" and type(opened) is bytes
 
 
 @pytest.mark.parametrize("cut", [0, 1, 9, 10, 12, 13])

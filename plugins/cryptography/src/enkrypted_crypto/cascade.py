@@ -37,6 +37,7 @@ from typing import Final, Protocol
 
 from .errors import CryptoError, CryptoUsageError, DecryptionFailed
 from .limits import DEFAULT_LIMITS, Limits
+from .primitives import BytesLike
 
 Commit = Callable[[], None]
 
@@ -95,9 +96,12 @@ class LayerRecord:
 
 @dataclass(frozen=True, slots=True)
 class SealedCascade:
-    """A cascade result before wire encoding (``cascadedPayload`` without the JSON)."""
+    """A cascade result before wire encoding (``cascadedPayload`` without the JSON).
 
-    final_ciphertext: bytes
+    A decoded message's ``final_ciphertext`` may be a view into the received frame (no copy).
+    """
+
+    final_ciphertext: BytesLike
     records: tuple[LayerRecord, ...]
     original_size: int | None
     timestamp_ms: int
@@ -123,9 +127,13 @@ class CascadeLayer(Protocol):
     @property
     def version(self) -> str: ...
 
-    def seal(self, data: bytes, now_ms: int) -> tuple[bytes, object, Commit]: ...
+    def seal(self, data: BytesLike, now_ms: int) -> tuple[bytes, object, Commit]: ...
 
-    def open(self, data: bytes, parameters: object, timestamp_ms: int) -> tuple[bytes, Commit]: ...
+    def open(
+        self, data: BytesLike, parameters: object, timestamp_ms: int
+    ) -> tuple[BytesLike, Commit]:
+        """``data`` may be a view into the received frame; the layer must not keep it."""
+        ...
 
     def params_to_v0(self, parameters: object) -> dict[str, object]: ...
 
@@ -187,7 +195,7 @@ class CascadeManager:
                 "cascade: layer list %s does not match the session", [r.name for r in records]
             )
             raise DecryptionFailed()
-        data = sealed.final_ciphertext
+        data: BytesLike = sealed.final_ciphertext
         commits: list[Commit] = []
         for index in range(len(self._layers) - 1, -1, -1):
             layer, record = self._layers[index], records[index]
@@ -205,10 +213,10 @@ class CascadeManager:
             raise DecryptionFailed()
         for commit in commits:
             commit()
-        return data
+        return data if type(data) is bytes else bytes(data)
 
 
-def _check_size(declared: int | None, data: bytes) -> None:
+def _check_size(declared: int | None, data: BytesLike) -> None:
     """Declared sizes (Profile-v0 ``inputSize``/``outputSize``) must be the real ones."""
     if declared is not None and declared != len(data):
         raise DecryptionFailed()

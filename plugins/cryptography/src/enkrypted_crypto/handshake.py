@@ -7,8 +7,14 @@ Flights (initiator I, responder R)::
     R -> I  mlkem-key-exchange            R's ML-KEM-768 key          (only if ML-KEM negotiated)
     R -> I  signal-key-exchange-response  chosen profile + layers, R's offer, identity, signed
                                           prekey, confirmation MAC over the transcript
-    I -> R  mlkem-key-exchange-response   I's ML-KEM-768 key          (only if ML-KEM negotiated)
+    I -> R  mlkem-key-exchange-response   v0: I's ML-KEM-768 key; b1: I's encapsulation to R's
+                                          key                       (only if ML-KEM negotiated)
     I -> R  signal-session-complete       first Double Ratchet message carrying I's confirmation
+
+ML-KEM keys are prepared once (peer key: size + FIPS 203 §7.2 modulus check + parse, as soon as it
+arrives; own key: seed expanded once).  In Profile-b1 the one encapsulation is the ML-KEM layer's
+key material for the whole session (``layers.mlkem.b1_session_secret`` over the transcript hash);
+the responder drops its decapsulation key right after using it and the initiator never makes one.
 
 Negotiation (R decides, I verifies): profile = the first of I's profiles that R also offers; layers
 = the union of both peers' required ``layers`` in product order, which both must support.  No
@@ -39,6 +45,7 @@ from .handshake_pdus import (
     HANDSHAKE_VERSION,
     KeyExchangeRequest,
     KeyExchangeResponse,
+    MlKemEncapsulation,
     MlKemKeyExchange,
     Offer,
     ProtocolError,
@@ -46,10 +53,10 @@ from .handshake_pdus import (
     canonical,
     parse_pdu,
 )
-from .layers.mlkem import MlKemKeyMaterial
+from .layers.mlkem import MlKemPreparedKeys, b1_session_secret
 from .limits import DEFAULT_LIMITS, Limits
-from .primitives import Primitives
-from .profiles import codec_for
+from .primitives import MlKemDecapsulationKey, MlKemEncapsulationKey, Primitives
+from .profiles import PROFILE_V0, codec_for
 from .ratchet import RatchetSession
 from .session import CascadeSession, Clock, system_clock_ms
 from .session_layers import LayerRegistry, SessionSecrets
@@ -121,8 +128,10 @@ class CascadeHandshake:
         self._peer_fingerprint = ""
         self._x3dh: X3DHResult | None = None
         self._ratchet: RatchetSession | None = None
-        self._mlkem_seed = b""
-        self._peer_mlkem = b""
+        self._own_mlkem: MlKemDecapsulationKey | None = None
+        self._peer_mlkem: MlKemEncapsulationKey | None = None
+        self._mlkem_answered = False
+        self._mlkem_secret: bytes | None = None  # Profile-b1
         self._ephemeral = b""
         if initiator:
             self._send_request()
@@ -180,19 +189,19 @@ class CascadeHandshake:
         handler = {
             KeyExchangeRequest.TYPE: self._on_request,
             KeyExchangeResponse.TYPE: self._on_response,
-            MLKEM_OFFER: self._on_mlkem,
-            MLKEM_ANSWER: self._on_mlkem,
+            MLKEM_OFFER: self._on_mlkem_offer,
+            MLKEM_ANSWER: self._on_mlkem_answer,
             SessionComplete.TYPE: self._on_complete,
         }[str(kind)]
         handler(obj)
 
     def _expected(self) -> tuple[str, ...]:
         if self._initiator:
-            first = () if self._peer_mlkem else (MLKEM_OFFER,)
+            first = () if self._peer_mlkem is not None else (MLKEM_OFFER,)
             return (*first, KeyExchangeResponse.TYPE)
         if self._x3dh is None:
             return (KeyExchangeRequest.TYPE,)
-        needs_kem = "ML-KEM" in self._layers and not self._peer_mlkem
+        needs_kem = "ML-KEM" in self._layers and not self._mlkem_answered
         return (MLKEM_ANSWER,) if needs_kem else (SessionComplete.TYPE,)
 
     # ------------------------------------------------------------------ initiator
@@ -204,8 +213,10 @@ class CascadeHandshake:
         self._emit(request.to_json())
         self._request_hash = self._transcript
 
-    def _on_mlkem(self, obj: dict[str, object]) -> None:
-        self._peer_mlkem = MlKemKeyExchange.from_json(obj).public_key
+    def _on_mlkem_offer(self, obj: dict[str, object]) -> None:
+        """The responder's key: checked (size, modulus) and parsed once, kept for the session."""
+        public = MlKemKeyExchange.from_json(obj).public_key
+        self._peer_mlkem = self._p.mlkem768_encapsulation_key(public)
         self._absorb(obj)
 
     def _on_response(self, obj: dict[str, object]) -> None:
@@ -227,7 +238,7 @@ class CascadeHandshake:
             limits=self._cfg.limits,
         )  # fmt: skip
         if "ML-KEM" in self._layers:
-            self._send_mlkem(MLKEM_ANSWER)
+            self._send_mlkem_answer()
         mac = self._p.hmac_sha256(x3dh.confirmation_key, _CONFIRM_I + self._transcript)
         first = self._ratchet.encrypt(mac, _COMPLETE_AAD)
         self._out.append(canonical(SessionComplete(first).to_json()))
@@ -245,7 +256,7 @@ class CascadeHandshake:
         in_order = list(response.layers) == [n for n in CANONICAL_ORDER if n in chosen]
         if not (mine <= chosen <= supported) or not in_order:
             raise _Refusal("no-common-layers", f"peer chose layers {list(response.layers)}")
-        if "ML-KEM" in chosen and not self._peer_mlkem:
+        if "ML-KEM" in chosen and self._peer_mlkem is None:
             raise _Refusal("bad-pdu", "ML-KEM negotiated but no mlkem-key-exchange received")
         self._profile, self._layers = response.profile, response.layers
 
@@ -266,7 +277,8 @@ class CascadeHandshake:
             limits=self._cfg.limits,
         )  # fmt: skip
         if "ML-KEM" in self._layers:
-            self._send_mlkem(MLKEM_OFFER)
+            self._own_mlkem = self._new_mlkem_key()
+            self._emit(MlKemKeyExchange(MLKEM_OFFER, self._own_mlkem.public_bytes()).to_json())
         response = KeyExchangeResponse(
             HANDSHAKE_VERSION, self._profile, self._layers, self._cfg.offer(),
             self._identity.public, spk.public, spk.signature,
@@ -320,6 +332,20 @@ class CascadeHandshake:
                     f"the layer's primitives (e.g. 'pyca') or drop {name} from layers on both peers",
                 )
 
+    def _on_mlkem_answer(self, obj: dict[str, object]) -> None:
+        if self._profile == PROFILE_V0:  # the initiator's key, for per-message encapsulation
+            public = MlKemKeyExchange.from_json(obj).public_key
+            self._peer_mlkem = self._p.mlkem768_encapsulation_key(public)
+            self._absorb(obj)
+        else:  # Profile-b1: the initiator's one encapsulation to our key
+            encapsulated = MlKemEncapsulation.from_json(obj).encapsulated
+            assert self._own_mlkem is not None
+            shared = self._own_mlkem.decapsulate(encapsulated)
+            self._own_mlkem = None  # never needed again
+            self._absorb(obj)
+            self._mlkem_secret = b1_session_secret(self._p, shared, self._transcript)
+        self._mlkem_answered = True
+
     def _on_complete(self, obj: dict[str, object]) -> None:
         complete = SessionComplete.from_json(obj)
         assert self._x3dh is not None and self._ratchet is not None
@@ -333,19 +359,31 @@ class CascadeHandshake:
         self._finish()
 
     # ------------------------------------------------------------------ both
-    def _send_mlkem(self, kind: str) -> None:
-        self._mlkem_seed = self._p.random(64)
-        self._emit(MlKemKeyExchange(kind, self._p.mlkem768_public(self._mlkem_seed)).to_json())
+    def _new_mlkem_key(self) -> MlKemDecapsulationKey:
+        """A fresh ML-KEM-768 key pair for this handshake (seed from the injected RNG)."""
+        return self._p.mlkem768_decapsulation_key(self._p.random(64))
+
+    def _send_mlkem_answer(self) -> None:
+        assert self._peer_mlkem is not None
+        if self._profile == PROFILE_V0:  # our key, for the responder's per-message encapsulation
+            self._own_mlkem = self._new_mlkem_key()
+            self._emit(MlKemKeyExchange(MLKEM_ANSWER, self._own_mlkem.public_bytes()).to_json())
+            return
+        shared, encapsulated = self._peer_mlkem.encapsulate()  # Profile-b1: once per session
+        self._emit(MlKemEncapsulation(encapsulated).to_json())
+        self._mlkem_secret = b1_session_secret(self._p, shared, self._transcript)
 
     def _finish(self) -> None:
         assert self._x3dh is not None
         mlkem = None
-        if "ML-KEM" in self._layers:
-            mlkem = MlKemKeyMaterial(peer_public=self._peer_mlkem, own_seed=self._mlkem_seed)
+        if "ML-KEM" in self._layers and self._profile == PROFILE_V0:
+            assert self._peer_mlkem is not None and self._own_mlkem is not None
+            mlkem = MlKemPreparedKeys(peer=self._peer_mlkem, own=self._own_mlkem)
         secrets = SessionSecrets(
             self._initiator, self._request_hash[:16].hex(), self._x3dh.layer_secret,
-            self._ratchet, mlkem,
+            self._ratchet, mlkem, self._mlkem_secret, self._cfg.limits,
         )  # fmt: skip
+        self._peer_mlkem = self._own_mlkem = self._mlkem_secret = None
         manager = self._cfg.registry.build(
             self._layers, self._p, self._profile, secrets, self._cfg.limits
         )

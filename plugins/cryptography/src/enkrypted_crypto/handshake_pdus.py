@@ -11,6 +11,7 @@ __all__ = [
     "HANDSHAKE_VERSION",
     "KeyExchangeRequest",
     "KeyExchangeResponse",
+    "MlKemEncapsulation",
     "MlKemKeyExchange",
     "Offer",
     "ProtocolError",
@@ -33,6 +34,7 @@ _MAX_LIST: Final = 32
 _MAX_STR: Final = 128
 _MAX_MESSAGE: Final = 512
 MLKEM_PUBLIC_SIZE: Final = 1184
+MLKEM_CIPHERTEXT_SIZE: Final = 1088
 
 
 def canonical(obj: Mapping[str, object]) -> bytes:
@@ -198,6 +200,22 @@ class MlKemKeyExchange:
     @classmethod
     def from_json(cls, obj: Mapping[str, object]) -> MlKemKeyExchange:
         return cls(_str(obj, "type"), _bytes(obj, "publicKey", MLKEM_PUBLIC_SIZE))
+
+
+@dataclass(frozen=True, slots=True)
+class MlKemEncapsulation:
+    """``mlkem-key-exchange-response`` in Profile-b1: the initiator's one ML-KEM-768
+    encapsulation to the responder's key (instead of a key of its own, as in Profile-v0)."""
+
+    TYPE = "mlkem-key-exchange-response"
+    encapsulated: bytes
+
+    def to_json(self) -> dict[str, object]:
+        return {"type": self.TYPE, "encapsulated": list(self.encapsulated)}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, object]) -> MlKemEncapsulation:
+        return cls(_bytes(obj, "encapsulated", MLKEM_CIPHERTEXT_SIZE))
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,11 @@ library directly.  Capability names are the ones manifests declare (:data:`CAPAB
 that lacks a primitive does not declare its capability and raises :class:`UnsupportedPrimitive`.
 
 Randomness is injected (:class:`Random`) so deterministic vectors can be produced with a seeded RNG.
+
+Prepared keys: :meth:`Primitives.aead_key`, :meth:`Primitives.mlkem768_encapsulation_key` and
+:meth:`Primitives.mlkem768_decapsulation_key` do the per-key work once (cipher context, FIPS 203
+§7.2 modulus check and parsing of a peer key, expansion of a seed) and return an opaque object that
+sessions keep for as long as they use the key.  The byte-level calls stay for one-off use.
 """
 
 from __future__ import annotations
@@ -13,13 +18,20 @@ from __future__ import annotations
 __all__ = [
     "CAPABILITIES",
     "AeadAlgorithm",
+    "AeadKey",
+    "BytesLike",
+    "MlKemDecapsulationKey",
+    "MlKemEncapsulationKey",
     "Primitives",
     "Random",
 ]
 
-from typing import Final, Literal, Protocol
+from typing import Final, Literal, Protocol, TypeAlias
 
 AeadAlgorithm = Literal["aes-256-gcm", "chacha20-poly1305", "xchacha20-poly1305"]
+
+BytesLike: TypeAlias = bytes | bytearray | memoryview
+"""Message bodies may be passed as views (e.g. a slice of a received frame) to avoid copies."""
 
 CAPABILITIES: Final = frozenset(
     {
@@ -45,6 +57,40 @@ class Random(Protocol):
     def __call__(self, n: int) -> bytes: ...
 
 
+class AeadKey(Protocol):
+    """An AEAD key with its cipher context prepared once (:meth:`Primitives.aead_key`).
+
+    ``open`` raises the one opaque :class:`~enkrypted_crypto.errors.DecryptionFailed`.
+    """
+
+    @property
+    def algorithm(self) -> AeadAlgorithm: ...
+
+    def seal(self, nonce: bytes, plaintext: BytesLike, aad: bytes) -> bytes: ...
+
+    def open(self, nonce: bytes, ciphertext: BytesLike, aad: bytes) -> bytes: ...
+
+
+class MlKemEncapsulationKey(Protocol):
+    """A peer's ML-KEM-768 encapsulation key, checked (size, FIPS 203 §7.2) and parsed once."""
+
+    def public_bytes(self) -> bytes: ...
+
+    def encapsulate(self) -> tuple[bytes, bytes]:
+        """Returns (shared_secret32, ciphertext1088)."""
+        ...
+
+
+class MlKemDecapsulationKey(Protocol):
+    """Our ML-KEM-768 decapsulation key, expanded from its 64-byte seed once."""
+
+    def public_bytes(self) -> bytes: ...
+
+    def decapsulate(self, ciphertext: bytes) -> bytes:
+        """Implicit rejection (FIPS 203 §6.3): a forged ciphertext yields an unrelated secret."""
+        ...
+
+
 class Primitives(Protocol):
     """Byte-in, byte-out primitives.  Keys are raw bytes in their RFC encodings.
 
@@ -57,12 +103,16 @@ class Primitives(Protocol):
 
     # AEAD ------------------------------------------------------------------------------------
     def aead_seal(
-        self, alg: AeadAlgorithm, key: bytes, nonce: bytes, plaintext: bytes, aad: bytes
+        self, alg: AeadAlgorithm, key: bytes, nonce: bytes, plaintext: BytesLike, aad: bytes
     ) -> bytes: ...
 
     def aead_open(
-        self, alg: AeadAlgorithm, key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes
+        self, alg: AeadAlgorithm, key: bytes, nonce: bytes, ciphertext: BytesLike, aad: bytes
     ) -> bytes: ...
+
+    def aead_key(self, alg: AeadAlgorithm, key: bytes) -> AeadKey:
+        """The key with its cipher context prepared, for many messages under one key."""
+        ...
 
     # X25519 / Ed25519 (RFC 7748 / RFC 8032) -------------------------------------------------
     def x25519_generate(self) -> tuple[bytes, bytes]:
@@ -108,6 +158,14 @@ class Primitives(Protocol):
         ...
 
     def mlkem768_decapsulate(self, seed: bytes, ciphertext: bytes) -> bytes: ...
+
+    def mlkem768_encapsulation_key(self, public: bytes) -> MlKemEncapsulationKey:
+        """Check (size, modulus) and parse a peer key once; raises ``MalformedKey``."""
+        ...
+
+    def mlkem768_decapsulation_key(self, seed: bytes) -> MlKemDecapsulationKey:
+        """Expand our 64-byte seed once; raises ``CryptoUsageError`` for a wrong size."""
+        ...
 
     # Randomness --------------------------------------------------------------------------------
     def random(self, n: int) -> bytes: ...

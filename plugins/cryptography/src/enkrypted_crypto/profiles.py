@@ -4,7 +4,8 @@
   strings as arrays of integers, ``layers`` metadata, ``layerParameters``, sizes, timestamp.
   Golden vectors V1-V3 and V7 (digest §11) pin it.
 * ``EnkryptedChat-Profile-b1`` — our compact binary frame, the default between our peers: same
-  layers and keys, no JSON, no per-message scrypt, one copy of the ciphertext each way::
+  layers, no JSON, no per-message scrypt or encapsulation; encoding copies the ciphertext once
+  (into the frame), decoding not at all (the outer layer reads a view of the frame)::
 
       0      version      0xB1
       1      layer count  n (1..4)
@@ -44,6 +45,7 @@ from typing import Final, Protocol
 from .cascade import CascadeLayer, LayerRecord, SealedCascade
 from .errors import CryptoUsageError, MalformedInput
 from .limits import DEFAULT_LIMITS, Limits
+from .primitives import BytesLike
 from .session_layers import LAYER_IDS, PROFILE_B1, PROFILE_V0
 
 PROFILES: Final = (PROFILE_B1, PROFILE_V0)
@@ -211,7 +213,7 @@ def _byte_array(value: object, field: str) -> bytes:
 
 # ------------------------------------------------------------------------------------ Profile-b1
 class B1Codec:
-    """Binary frame (module docstring); decoding slices a memoryview, copying the body once."""
+    """Binary frame (module docstring); decoding slices a memoryview and copies no ciphertext."""
 
     name: Final = PROFILE_B1
 
@@ -219,7 +221,7 @@ class B1Codec:
         self._limits = limits
 
     def encode(self, sealed: SealedCascade, layers: Sequence[CascadeLayer]) -> bytes:
-        parts = [_B1_HEAD.pack(B1_VERSION, len(layers), sealed.timestamp_ms)]
+        parts: list[BytesLike] = [_B1_HEAD.pack(B1_VERSION, len(layers), sealed.timestamp_ms)]
         for layer, record in zip(layers, sealed.records, strict=True):
             params = layer.params_to_bytes(record.parameters)
             parts += [_B1_LAYER.pack(LAYER_IDS[layer.name], len(params)), params]
@@ -241,8 +243,7 @@ class B1Codec:
         for layer in layers:
             params, offset = _b1_layer(view, offset, layer)
             records.append(LayerRecord(layer.name, params, timestamp, None, None))
-        ciphertext = bytes(view[offset:])
-        return SealedCascade(ciphertext, tuple(records), None, timestamp)
+        return SealedCascade(view[offset:], tuple(records), None, timestamp)
 
 
 def _b1_layer(view: memoryview, offset: int, layer: CascadeLayer) -> tuple[object, int]:

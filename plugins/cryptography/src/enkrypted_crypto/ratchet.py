@@ -32,7 +32,7 @@ from typing import Final
 
 from .errors import CryptoUsageError, DecryptionFailed, MalformedInput
 from .limits import DEFAULT_LIMITS, Limits
-from .primitives import AeadAlgorithm, Primitives
+from .primitives import AeadAlgorithm, BytesLike, Primitives
 
 Commit = Callable[[], None]
 """Applies a prepared state change (returned by ``prepare_*``)."""
@@ -142,7 +142,7 @@ class RatchetSession:
 
     # -------------------------------------------------------------------------- encrypt
     def prepare_encrypt_parts(
-        self, plaintext: bytes, aad: bytes = b""
+        self, plaintext: BytesLike, aad: bytes = b""
     ) -> tuple[bytes, bytes, Commit]:
         """RatchetEncrypt (§3.4) without committing the chain step: (header, body, commit)."""
         st = self._state
@@ -177,7 +177,7 @@ class RatchetSession:
         return self.prepare_decrypt_parts(message[:HEADER_LEN], message[HEADER_LEN:], aad)
 
     def prepare_decrypt_parts(
-        self, header: bytes, body: bytes, aad: bytes = b""
+        self, header: BytesLike, body: BytesLike, aad: bytes = b""
     ) -> tuple[bytes, Commit]:
         """As :meth:`prepare_decrypt` with the header and body apart (no concatenation)."""
         if len(header) != HEADER_LEN or len(body) < 16:
@@ -247,13 +247,13 @@ class RatchetSession:
             raise DecryptionFailed() from None  # low-order key from the peer: same opaque error
 
     # -------------------------------------------------------------------------- AEAD
-    def _seal(self, mk: bytes, plaintext: bytes, header: bytes, aad: bytes) -> bytes:
+    def _seal(self, mk: bytes, plaintext: BytesLike, header: bytes, aad: bytes) -> bytes:
         okm = self._prims.hkdf_sha256(mk, _ZERO_SALT, _MK_INFO, 44)
         return self._prims.aead_seal(
             self._aead, okm[:32], okm[32:], plaintext, self._ad + header + aad
         )
 
-    def _open(self, mk: bytes, ciphertext: bytes, header: bytes, aad: bytes) -> bytes:
+    def _open(self, mk: bytes, ciphertext: BytesLike, header: bytes, aad: bytes) -> bytes:
         okm = self._prims.hkdf_sha256(mk, _ZERO_SALT, _MK_INFO, 44)
         return self._prims.aead_open(
             self._aead, okm[:32], okm[32:], ciphertext, self._ad + header + aad

@@ -9,8 +9,12 @@ Key material per layer (all from one handshake, ``docs/protocol.md`` §Key sched
   binds the *cascade context* (profile, layer list, session id) and the message timestamp, so a
   message spliced into another profile or layer set, or re-dated, fails.  (The b1 AES layer binds
   the same.)
-* ``ML-KEM``: our ML-KEM-768 seed and the peer's encapsulation key, exchanged in
-  ``mlkem-key-exchange`` / ``-response``.
+* ``ML-KEM``, Profile-v0: our ML-KEM-768 key and the peer's, exchanged in
+  ``mlkem-key-exchange`` / ``-response`` and prepared once (:class:`MlKemPreparedKeys`); every
+  message encapsulates afresh, as the spec says.  Profile-b1: the 32-byte secret of the one
+  encapsulation the handshake carries (``mlkem_secret``), from which
+  :class:`~enkrypted_crypto.layers.mlkem.MlKemSessionLayer` derives its direction chains; its AAD
+  binds the cascade context and timestamp like the other b1 layers.
 * ``AES``: Profile-v0 needs a *password* (P5.4 is a [GAP]); we define it as the lowercase hex of
   ``HKDF-SHA256(layer_secret, salt="", info="EnkryptedChat-v0/aes-password", 32)``.  Profile-b1
   derives direction keys from ``HKDF(layer_secret, info="EnkryptedChat-b1/aes-session-secret")``.
@@ -31,7 +35,7 @@ __all__ = [
 
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
 from .cascade import NO_COMMIT, CascadeLayer, CascadeManager, Commit, validate_layer_names
@@ -44,9 +48,16 @@ from .layers.aesgcm import (
     AesGcmV0Layer,
     AesGcmV0Parameters,
 )
-from .layers.mlkem import MlKemKeyMaterial, MlKemLayer, MlKemParameters
+from .layers.mlkem import (
+    MlKemLayer,
+    MlKemParameters,
+    MlKemPreparedKeys,
+    MlKemSessionKeys,
+    MlKemSessionLayer,
+    MlKemSessionParameters,
+)
 from .limits import DEFAULT_LIMITS, Limits
-from .primitives import Primitives
+from .primitives import BytesLike, Primitives
 from .ratchet import HEADER_LEN, RatchetSession
 
 PROFILE_V0: Final = "EnkryptedChat-Profile-v0"
@@ -66,15 +77,24 @@ def _expect(parameters: object, kind: type[_P]) -> _P:
     return parameters
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class SessionSecrets:
-    """Everything one session's layers are keyed from (secret; produced by the handshake)."""
+    """Everything one session's layers are keyed from (secret; produced by the handshake).
+
+    ``mlkem`` is the Profile-v0 ML-KEM key pair (prepared); ``mlkem_secret`` the Profile-b1
+    secret of the handshake's encapsulation.  ``limits`` bound what the layers accept.
+    """
 
     initiator: bool
     session_id: str
     layer_secret: bytes
     ratchet: RatchetSession | None = None
-    mlkem: MlKemKeyMaterial | None = None
+    mlkem: MlKemPreparedKeys | None = None
+    mlkem_secret: bytes | None = None
+    limits: Limits = field(default=DEFAULT_LIMITS)
+
+    def __repr__(self) -> str:
+        return f"SessionSecrets(initiator={self.initiator}, session_id={self.session_id!r}, ...)"
 
 
 # --------------------------------------------------------------------------------------- Signal
@@ -102,12 +122,12 @@ class SignalLayer:
         self._session_id = session_id
         self._context = context
 
-    def seal(self, data: bytes, now_ms: int) -> tuple[bytes, object, Commit]:
+    def seal(self, data: BytesLike, now_ms: int) -> tuple[bytes, object, Commit]:
         aad = _bind_time(self._context, now_ms)
         header, body, commit = self._ratchet.prepare_encrypt_parts(data, aad)
         return body, SignalParameters(header), commit
 
-    def open(self, data: bytes, parameters: object, timestamp_ms: int) -> tuple[bytes, Commit]:
+    def open(self, data: BytesLike, parameters: object, timestamp_ms: int) -> tuple[bytes, Commit]:
         header = _expect(parameters, SignalParameters).header
         aad = _bind_time(self._context, timestamp_ms)
         return self._ratchet.prepare_decrypt_parts(header, data, aad)
@@ -161,22 +181,29 @@ def _int_array(values: list[object]) -> bytes:
 
 
 # --------------------------------------------------------------------------------------- ML-KEM
+_MLKEM_V0_METADATA: Final = {
+    "keyEncapsulation": "ML-KEM-768",
+    "keyDerivation": "HKDF-SHA256",
+    "encryption": "AES-GCM-256",
+}
+
+
 class MlKemCascadeLayer:
-    """``ML-KEM`` layer: per-message ML-KEM-768 encapsulation (digest §4.3)."""
+    """``ML-KEM`` layer, Profile-v0: per-message ML-KEM-768 encapsulation (digest §4.3)."""
 
     name: Final = "ML-KEM"
     algorithm: Final = "ML-KEM-768"
     version: Final = "1.0.0"
 
-    def __init__(self, prims: Primitives, keys: MlKemKeyMaterial) -> None:
+    def __init__(self, prims: Primitives, keys: MlKemPreparedKeys) -> None:
         self._layer = MlKemLayer(prims)
         self._keys = keys
 
-    def seal(self, data: bytes, now_ms: int) -> tuple[bytes, object, Commit]:
+    def seal(self, data: BytesLike, now_ms: int) -> tuple[bytes, object, Commit]:
         out, params = self._layer.encrypt(data, self._keys)
         return out, params, NO_COMMIT
 
-    def open(self, data: bytes, parameters: object, timestamp_ms: int) -> tuple[bytes, Commit]:
+    def open(self, data: BytesLike, parameters: object, timestamp_ms: int) -> tuple[bytes, Commit]:
         params = _expect(parameters, MlKemParameters)
         return self._layer.decrypt(data, params, self._keys), NO_COMMIT
 
@@ -184,11 +211,7 @@ class MlKemCascadeLayer:
         return dict(_expect(parameters, MlKemParameters).to_v0())
 
     def metadata_to_v0(self, parameters: object) -> dict[str, object]:
-        return {
-            "keyEncapsulation": "ML-KEM-768",
-            "keyDerivation": "HKDF-SHA256",
-            "encryption": "AES-GCM-256",
-        }
+        return dict(_MLKEM_V0_METADATA)
 
     def params_from_v0(
         self, parameters: Mapping[str, object], metadata: Mapping[str, object]
@@ -200,6 +223,46 @@ class MlKemCascadeLayer:
 
     def params_from_bytes(self, data: bytes) -> object:
         return MlKemParameters.from_bytes(bytes(data))
+
+
+class MlKemB1CascadeLayer:
+    """``ML-KEM`` layer, Profile-b1: keys from the handshake's encapsulation, counter nonces."""
+
+    name: Final = "ML-KEM"
+    algorithm: Final = "ML-KEM-768"
+    version: Final = "b1"
+
+    def __init__(
+        self, prims: Primitives, keys: MlKemSessionKeys, context: bytes, limits: Limits
+    ) -> None:
+        bound = limits.max_skipped_keys
+        self._layer = MlKemSessionLayer(prims, keys, max_gap=bound, max_skipped=bound)
+        self._context = context
+
+    def seal(self, data: BytesLike, now_ms: int) -> tuple[bytes, object, Commit]:
+        out, params = self._layer.encrypt(data, _bind_time(self._context, now_ms))
+        return out, params, NO_COMMIT  # the send counter advanced already (never reused)
+
+    def open(self, data: BytesLike, parameters: object, timestamp_ms: int) -> tuple[bytes, Commit]:
+        params = _expect(parameters, MlKemSessionParameters)
+        return self._layer.decrypt(data, params, _bind_time(self._context, timestamp_ms))
+
+    def params_to_v0(self, parameters: object) -> dict[str, object]:
+        return {"counter": _expect(parameters, MlKemSessionParameters).counter}
+
+    def metadata_to_v0(self, parameters: object) -> dict[str, object]:
+        return {}
+
+    def params_from_v0(
+        self, parameters: Mapping[str, object], metadata: Mapping[str, object]
+    ) -> object:
+        return MlKemSessionParameters(parameters.get("counter"))  # type: ignore[arg-type]
+
+    def params_to_bytes(self, parameters: object) -> bytes:
+        return _expect(parameters, MlKemSessionParameters).to_bytes()
+
+    def params_from_bytes(self, data: bytes) -> object:
+        return MlKemSessionParameters.from_bytes(data)
 
 
 # ------------------------------------------------------------------------------------------ AES
@@ -214,11 +277,11 @@ class AesV0CascadeLayer:
         self._layer = AesGcmV0Layer(prims)
         self._keys = AesGcmV0KeyMaterial(password)
 
-    def seal(self, data: bytes, now_ms: int) -> tuple[bytes, object, Commit]:
+    def seal(self, data: BytesLike, now_ms: int) -> tuple[bytes, object, Commit]:
         out, params = self._layer.encrypt(data, self._keys, now_ms=now_ms)
         return out, params, NO_COMMIT
 
-    def open(self, data: bytes, parameters: object, timestamp_ms: int) -> tuple[bytes, Commit]:
+    def open(self, data: BytesLike, parameters: object, timestamp_ms: int) -> tuple[bytes, Commit]:
         params = _expect(parameters, AesGcmV0Parameters)
         return self._layer.decrypt(data, params, self._keys), NO_COMMIT
 
@@ -252,11 +315,11 @@ class AesB1CascadeLayer:
         self._layer = AesGcmSessionLayer(prims, keys)
         self._context = context
 
-    def seal(self, data: bytes, now_ms: int) -> tuple[bytes, object, Commit]:
+    def seal(self, data: BytesLike, now_ms: int) -> tuple[bytes, object, Commit]:
         out, params = self._layer.encrypt(data, _bind_time(self._context, now_ms))
         return out, params, NO_COMMIT
 
-    def open(self, data: bytes, parameters: object, timestamp_ms: int) -> tuple[bytes, Commit]:
+    def open(self, data: BytesLike, parameters: object, timestamp_ms: int) -> tuple[bytes, Commit]:
         params = _expect(parameters, AesGcmSessionParameters)
         aad = _bind_time(self._context, timestamp_ms)
         return self._layer.decrypt(data, params, aad), NO_COMMIT
@@ -304,9 +367,14 @@ def _signal(prims: Primitives, profile: str, s: SessionSecrets, context: bytes) 
 
 
 def _mlkem(prims: Primitives, profile: str, s: SessionSecrets, context: bytes) -> CascadeLayer:
-    if s.mlkem is None:
-        raise CryptoUsageError("ML-KEM layer needs ML-KEM key material")
-    return MlKemCascadeLayer(prims, s.mlkem)
+    if profile == PROFILE_V0:
+        if s.mlkem is None:
+            raise CryptoUsageError("ML-KEM layer (Profile-v0) needs ML-KEM key material")
+        return MlKemCascadeLayer(prims, s.mlkem)
+    if s.mlkem_secret is None:
+        raise CryptoUsageError("ML-KEM layer (Profile-b1) needs the handshake's ML-KEM secret")
+    keys = MlKemSessionKeys.derive(prims, s.mlkem_secret, initiator=s.initiator)
+    return MlKemB1CascadeLayer(prims, keys, context, s.limits)
 
 
 def _aes(prims: Primitives, profile: str, s: SessionSecrets, context: bytes) -> CascadeLayer:

@@ -4,8 +4,10 @@ Declares exactly what libsodium provides through PyNaCl 1.6: ChaCha20-Poly1305 (
 XChaCha20-Poly1305, X25519, Ed25519, SHA-256/512, BLAKE2b-512, scrypt, and AES-256-GCM only on
 CPUs where libsodium enables it (AES-NI/ARMv8 crypto; libsodium has no portable fallback).
 
-No ML-KEM: ``mlkem768_*`` raise :class:`UnsupportedPrimitive` pointing at the pyca backend of
-``enkrypted-crypto``.  PyNaCl does not bind libsodium's ``crypto_auth_hmacsha256`` or
+No ML-KEM: ``mlkem768_*`` (the prepared-key factories included) raise
+:class:`UnsupportedPrimitive` pointing at the pyca backend of ``enkrypted-crypto``.  PyNaCl's AEAD
+functions take ``bytes`` only, so ``memoryview`` inputs are copied here; a prepared AEAD key
+(:meth:`NaclPrimitives.aead_key`) checks its key once and keeps it.  PyNaCl does not bind libsodium's ``crypto_auth_hmacsha256`` or
 ``crypto_kdf_hkdf_sha256``, so HMAC-SHA256 (RFC 2104) and HKDF-SHA256 (RFC 5869) are composed
 here over libsodium's SHA-256 (see ``docs/adr/0003-nacl-hmac-hkdf-over-sha256.md``); both are
 checked against Wycheproof and against the pyca backend byte for byte.
@@ -25,6 +27,7 @@ from enkrypted_crypto.backends import (
     AEAD_TAG_SIZE,
     X25519_SIZE,
     check_aead,
+    check_aead_key,
     check_hkdf_length,
     check_size,
     reject_zero_shared_secret,
@@ -36,7 +39,14 @@ from enkrypted_crypto.errors import (
     MalformedKey,
     UnsupportedPrimitive,
 )
-from enkrypted_crypto.primitives import AeadAlgorithm, Random
+from enkrypted_crypto.primitives import (
+    AeadAlgorithm,
+    AeadKey,
+    BytesLike,
+    MlKemDecapsulationKey,
+    MlKemEncapsulationKey,
+    Random,
+)
 
 _PYCA: Final = ("enkrypted-crypto (enkrypted_crypto.backends.pyca.PycaPrimitives)",)
 _SHA256_BLOCK: Final = 64
@@ -90,6 +100,30 @@ def _hmac_sha256(key: bytes, data: bytes) -> bytes:
     return outer
 
 
+def _as_bytes(data: BytesLike) -> bytes:
+    return data if type(data) is bytes else bytes(data)
+
+
+class _PreparedAead:
+    """:class:`~enkrypted_crypto.primitives.AeadKey`: key and algorithm checked once."""
+
+    __slots__ = ("_key", "_prims", "algorithm")
+
+    def __init__(self, prims: NaclPrimitives, algorithm: AeadAlgorithm, key: bytes) -> None:
+        self._prims = prims
+        self.algorithm: AeadAlgorithm = algorithm
+        self._key = bytes(key)
+
+    def __repr__(self) -> str:
+        return f"<prepared {self.algorithm} key>"
+
+    def seal(self, nonce: bytes, plaintext: BytesLike, aad: bytes) -> bytes:
+        return self._prims.aead_seal(self.algorithm, self._key, nonce, plaintext, aad)
+
+    def open(self, nonce: bytes, ciphertext: BytesLike, aad: bytes) -> bytes:
+        return self._prims.aead_open(self.algorithm, self._key, nonce, ciphertext, aad)
+
+
 class NaclPrimitives:
     """:class:`~enkrypted_crypto.primitives.Primitives` over libsodium (PyNaCl)."""
 
@@ -105,16 +139,16 @@ class NaclPrimitives:
 
     # AEAD -------------------------------------------------------------------------------------
     def aead_seal(
-        self, alg: AeadAlgorithm, key: bytes, nonce: bytes, plaintext: bytes, aad: bytes
+        self, alg: AeadAlgorithm, key: bytes, nonce: bytes, plaintext: BytesLike, aad: bytes
     ) -> bytes:
         check_aead(self.name, alg, key, nonce)
         self._require(alg, _PYCA)
         seal, _ = _AEAD[alg]
-        out: bytes = seal(plaintext, aad, nonce, key)
+        out: bytes = seal(_as_bytes(plaintext), _as_bytes(aad), _as_bytes(nonce), _as_bytes(key))
         return out
 
     def aead_open(
-        self, alg: AeadAlgorithm, key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes
+        self, alg: AeadAlgorithm, key: bytes, nonce: bytes, ciphertext: BytesLike, aad: bytes
     ) -> bytes:
         check_aead(self.name, alg, key, nonce)
         self._require(alg, _PYCA)
@@ -122,10 +156,17 @@ class NaclPrimitives:
             raise DecryptionFailed()
         _, open_ = _AEAD[alg]
         try:
-            out: bytes = open_(ciphertext, aad, nonce, key)
+            out: bytes = open_(
+                _as_bytes(ciphertext), _as_bytes(aad), _as_bytes(nonce), _as_bytes(key)
+            )
         except nacl.exceptions.CryptoError:
             raise DecryptionFailed() from None
         return out
+
+    def aead_key(self, alg: AeadAlgorithm, key: bytes) -> AeadKey:
+        check_aead_key(self.name, alg, key)
+        self._require(alg, _PYCA)
+        return _PreparedAead(self, alg, key)
 
     # X25519 -----------------------------------------------------------------------------------
     def x25519_generate(self) -> tuple[bytes, bytes]:
@@ -225,6 +266,12 @@ class NaclPrimitives:
         raise self._no_mlkem()
 
     def mlkem768_decapsulate(self, seed: bytes, ciphertext: bytes) -> bytes:
+        raise self._no_mlkem()
+
+    def mlkem768_encapsulation_key(self, public: bytes) -> MlKemEncapsulationKey:
+        raise self._no_mlkem()
+
+    def mlkem768_decapsulation_key(self, seed: bytes) -> MlKemDecapsulationKey:
         raise self._no_mlkem()
 
     # Randomness ---------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ __all__ = [
     "MLKEM768_SEED_SIZE",
     "X25519_SIZE",
     "check_aead",
+    "check_aead_key",
     "check_hkdf_length",
     "check_mlkem768_ciphertext",
     "check_mlkem768_public",
@@ -66,13 +67,18 @@ def check_size(what: str, value: bytes, size: int) -> None:
         raise CryptoUsageError(f"{what} must be {size} bytes")
 
 
-def check_aead(backend: str, alg: str, key: bytes, nonce: bytes) -> None:
-    """Validate an AEAD call: known algorithm, 32-byte key, algorithm's nonce size."""
+def check_aead_key(backend: str, alg: str, key: bytes) -> int:
+    """Validate an AEAD key: known algorithm, 32 bytes.  Returns the algorithm's nonce size."""
     nonce_size = AEAD_NONCE_SIZES.get(alg)
     if nonce_size is None:
         raise UnsupportedPrimitive(alg, backend, sorted(AEAD_NONCE_SIZES))
     check_size(f"{alg} key", key, AEAD_KEY_SIZE)
-    check_size(f"{alg} nonce", nonce, nonce_size)
+    return nonce_size
+
+
+def check_aead(backend: str, alg: str, key: bytes, nonce: bytes) -> None:
+    """Validate an AEAD call: known algorithm, 32-byte key, algorithm's nonce size."""
+    check_size(f"{alg} nonce", nonce, check_aead_key(backend, alg, key))
 
 
 def check_hkdf_length(length: int) -> None:
@@ -87,16 +93,42 @@ def reject_zero_shared_secret(shared: bytes) -> bytes:
     return shared
 
 
+# FIPS 203 §7.2 modulus check without a per-coefficient Python loop.  ``t`` packs 768 12-bit
+# coefficients little-endian, two per 3 bytes (b0, b1, b2): c0 = b0 | (b1 & 0xF) << 8 and
+# c1 = b1 >> 4 | b2 << 4.  We spread them into 16-bit lanes of one big integer (strided slices and
+# ``translate`` run in C), add 4096 - q = 767 to every lane at once, and look at bit 12 of each
+# lane: it is set exactly when the coefficient is >= q.  Lanes hold at most 4095 + 767 < 2**16,
+# so no carry crosses into the next lane.
+_MLKEM768_COEFFS: Final = 2 * _MLKEM768_T_SIZE // 3
+_LOW_NIBBLE: Final = bytes(b & 0x0F for b in range(256))
+_HIGH_NIBBLE: Final = bytes(b >> 4 for b in range(256))
+_LANES_767: Final = int.from_bytes(
+    (4096 - _MLKEM_Q).to_bytes(2, "little") * _MLKEM768_COEFFS, "little"
+)
+_LANES_BIT12: Final = int.from_bytes((1 << 12).to_bytes(2, "little") * _MLKEM768_COEFFS, "little")
+
+
+def _mlkem768_t_reduced(t: bytes) -> bool:
+    b0, b1, b2 = t[0::3], t[1::3], t[2::3]
+    lanes = bytearray(4 * len(b0))  # lane 2i = c0 of triple i, lane 2i+1 = c1 (u16 LE each)
+    lanes[0::4] = b0
+    lanes[1::4] = b1.translate(_LOW_NIBBLE)
+    lanes[2::4] = b1.translate(_HIGH_NIBBLE)
+    high = bytearray(len(lanes))
+    high[2::4] = b2  # b2 in the low byte of lane 2i+1, shifted by 4 below: c1 = b1 >> 4 | b2 << 4
+    coefficients = int.from_bytes(lanes, "little") + (int.from_bytes(high, "little") << 4)
+    return not (coefficients + _LANES_767) & _LANES_BIT12
+
+
 def check_mlkem768_public(public: bytes) -> None:
-    """Size and FIPS 203 §7.2 modulus check: every 12-bit coefficient of ``t`` must be < q."""
+    """Size and FIPS 203 §7.2 modulus check: every 12-bit coefficient of ``t`` must be < q.
+
+    Runs once per received key (prepared keys keep the result); a few microseconds.
+    """
     if len(public) != MLKEM768_PUBLIC_SIZE:
         raise MalformedKey(f"ML-KEM-768 public key must be {MLKEM768_PUBLIC_SIZE} bytes")
-    t = public[:_MLKEM768_T_SIZE]
-    for i in range(0, _MLKEM768_T_SIZE, 3):
-        low = t[i] | (t[i + 1] & 0x0F) << 8
-        high = t[i + 1] >> 4 | t[i + 2] << 4
-        if low >= _MLKEM_Q or high >= _MLKEM_Q:
-            raise MalformedKey("ML-KEM-768 public key is not reduced modulo q")
+    if not _mlkem768_t_reduced(bytes(public[:_MLKEM768_T_SIZE])):
+        raise MalformedKey("ML-KEM-768 public key is not reduced modulo q")
 
 
 def check_mlkem768_ciphertext(ciphertext: bytes) -> None:

@@ -8,6 +8,11 @@ nonce, so subtracting them recovers the rounds output.  Checked against Wychepro
 
 Randomness for key generation is drawn from the injected ``random``; ML-KEM encapsulation uses
 the library's internal RNG (pyca does not let the FIPS 203 message ``m`` be supplied).
+
+Prepared keys (:meth:`PycaPrimitives.aead_key`, ``mlkem768_*_key``) hold the pyca key objects:
+an ``AESGCM``/``ChaCha20Poly1305`` instance (its OpenSSL context is reused), a parsed
+``MLKEM768PublicKey`` (our modulus check and pyca's import check ran once), an expanded
+``MLKEM768PrivateKey``.  AEAD inputs may be ``memoryview`` slices; pyca reads them in place.
 """
 
 from __future__ import annotations
@@ -38,9 +43,11 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from enkrypted_crypto.backends import (
+    AEAD_NONCE_SIZES,
     AEAD_TAG_SIZE,
     X25519_SIZE,
     check_aead,
+    check_aead_key,
     check_hkdf_length,
     check_mlkem768_ciphertext,
     check_mlkem768_public,
@@ -55,7 +62,15 @@ from enkrypted_crypto.errors import (
     MalformedKey,
     UnsupportedPrimitive,
 )
-from enkrypted_crypto.primitives import CAPABILITIES, AeadAlgorithm, Random
+from enkrypted_crypto.primitives import (
+    CAPABILITIES,
+    AeadAlgorithm,
+    AeadKey,
+    BytesLike,
+    MlKemDecapsulationKey,
+    MlKemEncapsulationKey,
+    Random,
+)
 
 _HASHES: Final[dict[str, hashes.HashAlgorithm]] = {
     "sha256": hashes.SHA256(),
@@ -72,6 +87,98 @@ def _hchacha20(key: bytes, nonce16: bytes) -> bytes:
     positions = (0, 1, 2, 3, 12, 13, 14, 15)
     out = [(words[i] - p) & 0xFFFFFFFF for i, p in zip(positions, public, strict=True)]
     return struct.pack("<8I", *out)
+
+
+class _PreparedAead:
+    """:class:`~enkrypted_crypto.primitives.AeadKey` over one pyca AEAD object."""
+
+    __slots__ = ("_cipher", "_nonce_size", "algorithm")
+
+    def __init__(self, algorithm: AeadAlgorithm, cipher: AESGCM | ChaCha20Poly1305) -> None:
+        self.algorithm: AeadAlgorithm = algorithm
+        self._cipher = cipher
+        self._nonce_size = AEAD_NONCE_SIZES[algorithm]
+
+    def __repr__(self) -> str:
+        return f"<prepared {self.algorithm} key>"
+
+    def _check(self, nonce: bytes) -> None:
+        if len(nonce) != self._nonce_size:
+            raise CryptoUsageError(f"{self.algorithm} nonce must be {self._nonce_size} bytes")
+
+    def seal(self, nonce: bytes, plaintext: BytesLike, aad: bytes) -> bytes:
+        self._check(nonce)
+        return self._cipher.encrypt(nonce, plaintext, aad)
+
+    def open(self, nonce: bytes, ciphertext: BytesLike, aad: bytes) -> bytes:
+        self._check(nonce)
+        if len(ciphertext) < AEAD_TAG_SIZE:
+            raise DecryptionFailed()
+        try:
+            return self._cipher.decrypt(nonce, ciphertext, aad)
+        except InvalidTag:
+            raise DecryptionFailed() from None
+
+
+class _PreparedXChaCha:
+    """XChaCha20-Poly1305 derives a subkey per nonce, so only the key check is done once."""
+
+    __slots__ = ("_key", "_prims")
+    algorithm: Final[AeadAlgorithm] = "xchacha20-poly1305"
+
+    def __init__(self, prims: PycaPrimitives, key: bytes) -> None:
+        self._prims = prims
+        self._key = bytes(key)
+
+    def __repr__(self) -> str:
+        return "<prepared xchacha20-poly1305 key>"
+
+    def seal(self, nonce: bytes, plaintext: BytesLike, aad: bytes) -> bytes:
+        return self._prims.aead_seal(self.algorithm, self._key, nonce, plaintext, aad)
+
+    def open(self, nonce: bytes, ciphertext: BytesLike, aad: bytes) -> bytes:
+        return self._prims.aead_open(self.algorithm, self._key, nonce, ciphertext, aad)
+
+
+class _EncapsulationKey:
+    """A peer's ML-KEM-768 key after our modulus check and pyca's import (done once)."""
+
+    __slots__ = ("_key", "_public")
+
+    def __init__(self, public: bytes) -> None:
+        check_mlkem768_public(public)
+        try:  # pyca runs the FIPS 203 §7.2 modulus check on import as well
+            self._key = MLKEM768PublicKey.from_public_bytes(bytes(public))
+        except ValueError:
+            raise MalformedKey("ML-KEM-768 public key is malformed") from None
+        self._public = bytes(public)
+
+    def public_bytes(self) -> bytes:
+        return self._public
+
+    def encapsulate(self) -> tuple[bytes, bytes]:
+        return self._key.encapsulate()
+
+
+class _DecapsulationKey:
+    """Our ML-KEM-768 key expanded from its seed once (``repr`` shows nothing secret)."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, seed: bytes) -> None:
+        check_mlkem768_seed(seed)
+        self._key = MLKEM768PrivateKey.from_seed_bytes(bytes(seed))
+
+    def __repr__(self) -> str:
+        return "<ML-KEM-768 decapsulation key>"
+
+    def public_bytes(self) -> bytes:
+        return self._key.public_key().public_bytes_raw()
+
+    def decapsulate(self, ciphertext: bytes) -> bytes:
+        check_mlkem768_ciphertext(ciphertext)
+        # Implicit rejection (FIPS 203 §6.3): a forged ciphertext yields an unrelated secret.
+        return self._key.decapsulate(bytes(ciphertext))
 
 
 class PycaPrimitives:
@@ -96,13 +203,13 @@ class PycaPrimitives:
         return ChaCha20Poly1305(subkey), bytes(4) + nonce[16:]
 
     def aead_seal(
-        self, alg: AeadAlgorithm, key: bytes, nonce: bytes, plaintext: bytes, aad: bytes
+        self, alg: AeadAlgorithm, key: bytes, nonce: bytes, plaintext: BytesLike, aad: bytes
     ) -> bytes:
         cipher, inner_nonce = self._aead(alg, key, nonce)
         return cipher.encrypt(inner_nonce, plaintext, aad)
 
     def aead_open(
-        self, alg: AeadAlgorithm, key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes
+        self, alg: AeadAlgorithm, key: bytes, nonce: bytes, ciphertext: BytesLike, aad: bytes
     ) -> bytes:
         cipher, inner_nonce = self._aead(alg, key, nonce)
         if len(ciphertext) < AEAD_TAG_SIZE:
@@ -111,6 +218,14 @@ class PycaPrimitives:
             return cipher.decrypt(inner_nonce, ciphertext, aad)
         except InvalidTag:
             raise DecryptionFailed() from None
+
+    def aead_key(self, alg: AeadAlgorithm, key: bytes) -> AeadKey:
+        check_aead_key(self.name, alg, key)
+        if alg == "aes-256-gcm":
+            return _PreparedAead(alg, AESGCM(bytes(key)))
+        if alg == "chacha20-poly1305":
+            return _PreparedAead(alg, ChaCha20Poly1305(bytes(key)))
+        return _PreparedXChaCha(self, key)
 
     # X25519 -----------------------------------------------------------------------------------
     def x25519_generate(self) -> tuple[bytes, bytes]:
@@ -189,18 +304,18 @@ class PycaPrimitives:
         return MLKEM768PrivateKey.from_seed_bytes(seed).public_key().public_bytes_raw()
 
     def mlkem768_encapsulate(self, public: bytes) -> tuple[bytes, bytes]:
-        check_mlkem768_public(public)
-        try:  # FIPS 203 §7.2 modulus check happens on import
-            key = MLKEM768PublicKey.from_public_bytes(public)
-        except ValueError:
-            raise MalformedKey("ML-KEM-768 public key is malformed") from None
-        return key.encapsulate()
+        return _EncapsulationKey(public).encapsulate()
 
     def mlkem768_decapsulate(self, seed: bytes, ciphertext: bytes) -> bytes:
         check_mlkem768_seed(seed)
         check_mlkem768_ciphertext(ciphertext)
-        # Implicit rejection (FIPS 203 §6.3): a forged ciphertext yields an unrelated secret.
-        return MLKEM768PrivateKey.from_seed_bytes(seed).decapsulate(ciphertext)
+        return _DecapsulationKey(seed).decapsulate(ciphertext)
+
+    def mlkem768_encapsulation_key(self, public: bytes) -> MlKemEncapsulationKey:
+        return _EncapsulationKey(public)
+
+    def mlkem768_decapsulation_key(self, seed: bytes) -> MlKemDecapsulationKey:
+        return _DecapsulationKey(seed)
 
     # Randomness ---------------------------------------------------------------------------------
     def random(self, n: int) -> bytes:

@@ -16,6 +16,10 @@ __all__ = [
     "MlKemKeyMaterial",
     "MlKemLayer",
     "MlKemParameters",
+    "MlKemPreparedKeys",
+    "MlKemSessionKeys",
+    "MlKemSessionLayer",
+    "MlKemSessionParameters",
 ]
 
 from enkrypted_crypto.layers.aesgcm import (
@@ -26,4 +30,12 @@ from enkrypted_crypto.layers.aesgcm import (
     AesGcmV0Layer,
     AesGcmV0Parameters,
 )
-from enkrypted_crypto.layers.mlkem import MlKemKeyMaterial, MlKemLayer, MlKemParameters
+from enkrypted_crypto.layers.mlkem import (
+    MlKemKeyMaterial,
+    MlKemLayer,
+    MlKemParameters,
+    MlKemPreparedKeys,
+    MlKemSessionKeys,
+    MlKemSessionLayer,
+    MlKemSessionParameters,
+)

@@ -61,7 +61,7 @@ from typing import Final
 
 from enkrypted_crypto.errors import CryptoUsageError, MalformedInput
 from enkrypted_crypto.layers._v0 import from_int_array, to_int_array
-from enkrypted_crypto.primitives import Primitives
+from enkrypted_crypto.primitives import BytesLike, Primitives
 
 LAYER_NAME: Final = "AES-GCM-256"
 LAYER_VERSION: Final = "2.0.0"
@@ -155,7 +155,7 @@ class AesGcmV0Layer:
         return self._p.scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P, KEY_SIZE)
 
     def encrypt(
-        self, plaintext: bytes, keys: AesGcmV0KeyMaterial, *, now_ms: int
+        self, plaintext: BytesLike, keys: AesGcmV0KeyMaterial, *, now_ms: int
     ) -> tuple[bytes, AesGcmV0Parameters]:
         params = AesGcmV0Parameters(
             iv=self._p.random(IV_SIZE), salt=self._p.random(SALT_SIZE), timestamp_ms=now_ms
@@ -165,7 +165,7 @@ class AesGcmV0Layer:
         return self._p.aead_seal("aes-256-gcm", key, params.iv, plaintext, aad), params
 
     def decrypt(
-        self, ciphertext: bytes, parameters: AesGcmV0Parameters, keys: AesGcmV0KeyMaterial
+        self, ciphertext: BytesLike, parameters: AesGcmV0Parameters, keys: AesGcmV0KeyMaterial
     ) -> bytes:
         key = self._key(keys, parameters.salt)
         aad = v0_aad(parameters.timestamp_ms)
@@ -215,29 +215,25 @@ class AesGcmSessionParameters:
 
 
 class AesGcmSessionLayer:
-    """Binary-profile AES layer: one HKDF per session, random nonce and compact AAD per message."""
+    """Binary-profile AES layer: one HKDF per session (keys prepared once), random nonce and
+    compact AAD per message."""
 
     name: Final = LAYER_NAME
     version: Final = "b1"
 
     def __init__(self, primitives: Primitives, keys: AesGcmSessionKeys) -> None:
         self._p = primitives
-        self._keys = keys
+        self._send = primitives.aead_key("aes-256-gcm", keys.send_key)
+        self._receive = primitives.aead_key("aes-256-gcm", keys.receive_key)
 
-    def encrypt(self, plaintext: bytes, aad: bytes = b"") -> tuple[bytes, AesGcmSessionParameters]:
+    def encrypt(
+        self, plaintext: BytesLike, aad: bytes = b""
+    ) -> tuple[bytes, AesGcmSessionParameters]:
         params = AesGcmSessionParameters(self._p.random(IV_SIZE))
-        sealed = self._p.aead_seal(
-            "aes-256-gcm", self._keys.send_key, params.nonce, plaintext, _B1_AAD_PREFIX + aad
-        )
+        sealed = self._send.seal(params.nonce, plaintext, _B1_AAD_PREFIX + aad)
         return sealed, params
 
     def decrypt(
-        self, ciphertext: bytes, parameters: AesGcmSessionParameters, aad: bytes = b""
+        self, ciphertext: BytesLike, parameters: AesGcmSessionParameters, aad: bytes = b""
     ) -> bytes:
-        return self._p.aead_open(
-            "aes-256-gcm",
-            self._keys.receive_key,
-            parameters.nonce,
-            ciphertext,
-            _B1_AAD_PREFIX + aad,
-        )
+        return self._receive.open(parameters.nonce, ciphertext, _B1_AAD_PREFIX + aad)
