@@ -1,5 +1,5 @@
-"""ML-KEM-768 layer: the v0 construction (digest §4.3) — round trip, tamper, malformed keys and
-sizes, prepared keys — and the b1 session layer (docs/protocol.md §1.3) — key schedule re-derived
+"""ML-KEM-768 layer.  The v0 construction (digest §4.3): round trip, tamper, malformed keys and
+sizes, prepared keys.  The b1 session layer (docs/protocol.md §1.3): key schedule re-derived
 independently, ordering, replays, bounds, transactions, dropped epoch keys."""
 
 from __future__ import annotations

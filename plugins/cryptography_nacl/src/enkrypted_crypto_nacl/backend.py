@@ -5,12 +5,14 @@ XChaCha20-Poly1305, X25519, Ed25519, SHA-256/512, BLAKE2b-512, scrypt, and AES-2
 CPUs where libsodium enables it (AES-NI/ARMv8 crypto; libsodium has no portable fallback).
 
 No ML-KEM: ``mlkem768_*`` (the prepared-key factories included) raise
-:class:`UnsupportedPrimitive` pointing at the pyca backend of ``enkrypted-crypto``.  PyNaCl's AEAD
-functions take ``bytes`` only, so ``memoryview`` inputs are copied here; a prepared AEAD key
-(:meth:`NaclPrimitives.aead_key`) checks its key once and keeps it.  PyNaCl does not bind libsodium's ``crypto_auth_hmacsha256`` or
-``crypto_kdf_hkdf_sha256``, so HMAC-SHA256 (RFC 2104) and HKDF-SHA256 (RFC 5869) are composed
-here over libsodium's SHA-256 (see ``docs/adr/0003-nacl-hmac-hkdf-over-sha256.md``); both are
-checked against Wycheproof and against the pyca backend byte for byte.
+:class:`UnsupportedPrimitive` pointing at the pyca backend of ``enkrypted-crypto``.  PyNaCl does
+not bind libsodium's ``crypto_auth_hmacsha256`` or ``crypto_kdf_hkdf_sha256``, so HMAC-SHA256
+(RFC 2104) and HKDF-SHA256 (RFC 5869) are composed here over libsodium's SHA-256 (see
+``docs/adr/0003-nacl-hmac-hkdf-over-sha256.md``); both are checked against Wycheproof and against
+the pyca backend byte for byte.
+
+PyNaCl's AEAD functions take ``bytes`` only, so ``memoryview`` inputs are copied here; a prepared
+AEAD key (:meth:`NaclPrimitives.aead_key`) checks its key once and keeps it.
 """
 
 from __future__ import annotations

@@ -342,12 +342,13 @@ class MlKemSessionLayer:
         if counter >= _COUNTER_LIMIT:
             raise CryptoUsageError("ML-KEM layer message counter exhausted; start a new session")
         epoch = counter // EPOCH_MESSAGES
-        if epoch != self._send_epoch or self._send_key is None:
-            key, self._send_chain = _epoch_step(self._p, self._send_chain)
-            self._send_key = self._p.aead_key("aes-256-gcm", key)
-            self._send_epoch = epoch
+        send_key = self._send_key
+        if epoch != self._send_epoch or send_key is None:  # counters step by one: next epoch
+            raw, chain = _epoch_step(self._p, self._send_chain)
+            send_key = self._p.aead_key("aes-256-gcm", raw)
+            self._send_key, self._send_chain, self._send_epoch = send_key, chain, epoch
         self._send_counter = counter + 1
-        sealed = self._send_key.seal(_nonce(counter), plaintext, _B1_AAD_PREFIX + aad)
+        sealed = send_key.seal(_nonce(counter), plaintext, _B1_AAD_PREFIX + aad)
         return sealed, MlKemSessionParameters(counter)
 
     # ---------------------------------------------------------------------------- receive
