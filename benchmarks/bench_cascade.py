@@ -6,7 +6,8 @@
 Result (DESIGN.md §12): ``results`` = list of ``{profile, backend, layers, msg_1k_per_s,
 mb_per_s_1m, ...}``; ``aesgcm_msg_1k_per_s``, ``aesgcm_mb_per_s_1m`` (one AES-256-GCM encrypt +
 decrypt with pyca's ``AESGCM``, fresh output buffers, as an application would call it); ``runs``;
-``targets`` (the issue's targets for the default profile, and whether this run met them).
+``targets`` (the issue's targets for the default profile, and whether this run met them, judged
+on the worse of the two heap states below).
 One "message" = seal on one peer + open on the other, single thread.  MB = 10**6 bytes.
 
 Method: every figure is the median of ``runs`` timed runs.  Each case is timed **side by side**
@@ -17,7 +18,10 @@ alternating (case, baseline / baseline, case), after one unmeasured warm-up roun
 runs.  Pairing matters at 1 MiB: on this kind of VM a minor page fault costs microseconds, and
 whether glibc hands back fresh pages for each MiB-sized buffer depends on the process's allocation
 history (its dynamic mmap/trim thresholds), so a baseline timed at a different moment than the
-case can differ by 2-3x.  ``minor_faults_per_msg_1m`` shows it (0 when the heap is warm).
+case can differ by 2-3x.  ``minor_faults_per_msg_1m`` shows it (0 when the heap is warm).  So the
+default case is measured twice: first, in a fresh process ("cold" heap: glibc still trims, both
+the case and the baseline fault), and again last (``"repeat": true``), after the v0 cases have
+freed multi-MB JSON buffers and raised glibc's thresholds ("warm" heap: no faults, AES-bound).
 """
 
 from __future__ import annotations
@@ -144,7 +148,7 @@ def measure(runs: int = 7, scale: int = 1, *, verbose: bool = False) -> dict[str
     results: list[dict[str, object]] = []
     all_small: list[float] = []
     all_big: list[float] = []
-    for profile, backend, layers, n_small, n_big in CASES:
+    for index, (profile, backend, layers, n_small, n_big) in enumerate([*CASES, CASES[0]]):
         sender, receiver = _pair(backend, profile, layers)
         msg, msg_base, _ = _side_by_side(
             _roundtrip(sender, receiver, small), max(2, n_small // scale),
@@ -166,21 +170,22 @@ def measure(runs: int = 7, scale: int = 1, *, verbose: bool = False) -> dict[str
             "ratio_msg_1k": round(statistics.median(msg) / statistics.median(msg_base), 4),
             "ratio_1m": round(statistics.median(mib) / statistics.median(mib_base), 4),
             "minor_faults_per_msg_1m": round(faults, 1),
+            "repeat": index == len(CASES),
         }
         if verbose:
             print(json.dumps(row), flush=True)
         results.append(row)
-    default = next(r for r in results if r["profile"] == B1 and r["layers"] == FULL)
+    first, last = results[0], results[-1]  # the default case, fresh process and warm heap
+    msg_1k = min(float(first["msg_1k_per_s"]), float(last["msg_1k_per_s"]))  # type: ignore[arg-type]
+    ratio_1m = min(float(first["ratio_1m"]), float(last["ratio_1m"]))  # type: ignore[arg-type]
     targets = {
         "case": {"profile": B1, "backend": "pyca", "layers": FULL},
         "msg_1k_per_s": TARGETS["msg_1k_per_s"],
         "ratio_1m": TARGETS["ratio_1m"],
-        "measured_msg_1k_per_s": default["msg_1k_per_s"],
-        "measured_ratio_1m": default["ratio_1m"],
-        "met": bool(
-            float(default["msg_1k_per_s"]) >= TARGETS["msg_1k_per_s"]  # type: ignore[arg-type]
-            and float(default["ratio_1m"]) >= TARGETS["ratio_1m"]  # type: ignore[arg-type]
-        ),
+        "measured_msg_1k_per_s": [first["msg_1k_per_s"], last["msg_1k_per_s"]],
+        "measured_ratio_1m": [first["ratio_1m"], last["ratio_1m"]],
+        "measured_note": "[fresh process (cold heap), repeated last (warm heap)]",
+        "met": msg_1k >= TARGETS["msg_1k_per_s"] and ratio_1m >= TARGETS["ratio_1m"],
     }
     return {
         "results": results,

@@ -32,8 +32,7 @@ __all__ = [
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from .errors import CryptoError, CryptoUsageError, DecryptionFailed
 from .limits import DEFAULT_LIMITS, Limits
@@ -83,9 +82,12 @@ def validate_layer_names(names: Sequence[str], available: Sequence[str]) -> tupl
     return names
 
 
-@dataclass(frozen=True, slots=True)
-class LayerRecord:
-    """What one layer contributed to a sealed message (``layers[i]`` + ``layerParameters[i]``)."""
+class LayerRecord(NamedTuple):
+    """What one layer contributed to a sealed message (``layers[i]`` + ``layerParameters[i]``).
+
+    Immutable records are built per layer per message, so they are named tuples (cheaper to
+    create than frozen dataclasses).
+    """
 
     name: str
     parameters: object
@@ -94,8 +96,7 @@ class LayerRecord:
     output_size: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class SealedCascade:
+class SealedCascade(NamedTuple):
     """A cascade result before wire encoding (``cascadedPayload`` without the JSON).
 
     A decoded message's ``final_ciphertext`` may be a view into the received frame (no copy).
