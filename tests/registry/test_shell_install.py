@@ -257,6 +257,8 @@ def test_two_crypto_backends_lock_and_run_locked(client: Client, registry: Regis
     lock = tomllib.loads((client.home / "plugins.lock.toml").read_text("utf-8"))
     rows = {row["slot"]: row for row in lock["packages"]}
     assert rows["crypto"]["name"] == "enkrypted-crypto-nacl"
+    # the nacl backend imports enkrypted-crypto's protocol code: pinned with it
+    assert [d.split(" ")[0] for d in rows["crypto"]["dependencies"]] == ["enkrypted-crypto==0.1.0"]
     records = client.records()
     for row in rows.values():
         record = records[str(row["name"])]

@@ -168,6 +168,11 @@ def test_lock_round_trip_and_drift():
         check_locked(entry, plugin="c", name="dist-c", version="1.1", digest="sha256:aa", **same)
     with pytest.raises(errors.LockMismatchError, match=r"wheel sha256 none \(unsigned\) \(locked ff\)"):
         check_locked(entry, plugin="c", name="dist-c", version="1.0", digest="sha256:aa")
+    pinned = LockEntry("crypto", "c", "dist-c", "1.0", "sha256:aa", dependencies=("base==1 sha256:bb",))
+    assert parse_lock(dump_lock(Lock({"crypto": pinned})), source="t").entries["crypto"] == pinned
+    with pytest.raises(errors.LockMismatchError, match="plugin dependencies"):
+        check_locked(pinned, plugin="c", name="dist-c", version="1.0", digest="sha256:aa",
+                     dependencies=("base==1 sha256:cc",))
     with pytest.raises(errors.ShellUsageError):
         parse_lock('lock-version = "9"', source="t")
     with pytest.raises(errors.ShellUsageError):

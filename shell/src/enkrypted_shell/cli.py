@@ -290,6 +290,7 @@ def plugins_lock(inv: Invocation, output: Path | None) -> None:
             wheel_sha256=p.provenance.wheel_sha256 if p.provenance else None,
             index=p.stored.index if p.stored else None,
             signer=p.provenance.signer_keyid if p.provenance else None,
+            dependencies=p.dependency_pins,
         )
     target = output or inv.lock_path
     target.parent.mkdir(parents=True, exist_ok=True)

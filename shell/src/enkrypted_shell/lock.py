@@ -44,6 +44,9 @@ class LockEntry:
     wheel_sha256: str | None = None
     index: str | None = None
     signer: str | None = None
+    # Other plugin distributions whose code this plugin imports (e.g. a second crypto backend on
+    # the first one's protocol code), as "name==version sha256:<content digest>".
+    dependencies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,8 @@ def dump_lock(lock: Lock) -> str:
         if entry is None:
             continue
         row = {_toml_key(f.name): getattr(entry, f.name) for f in fields(LockEntry)}
-        packages.append({k: v for k, v in row.items() if v is not None})
+        row["dependencies"] = list(entry.dependencies)
+        packages.append({k: v for k, v in row.items() if v is not None and v != []})
     import tomli_w  # only `plugins lock` writes; keep it out of start-up
 
     doc = {"lock-version": LOCK_VERSION, "created-by": lock.created_by, "packages": packages}
@@ -97,8 +101,14 @@ def parse_lock(text: str, *, source: str) -> Lock:
 def _entry(row: object, source: str) -> LockEntry:
     if not isinstance(row, dict):
         raise ShellUsageError(f"{source}: [[packages]] rows must be tables")
-    values: dict[str, str | None] = {}
+    values: dict[str, object] = {}
+    deps = row.get("dependencies", [])
+    if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+        raise ShellUsageError(f"{source}: package field 'dependencies' must be a list of strings")
     for f in fields(LockEntry):
+        if f.name == "dependencies":
+            values[f.name] = tuple(deps)
+            continue
         value = row.get(_toml_key(f.name))
         required = f.default is not None
         if (value is None and required) or (value is not None and not isinstance(value, str)):
@@ -120,6 +130,7 @@ def check_locked(
     wheel_sha256: str | None = None,
     index: str | None = None,
     signer: str | None = None,
+    dependencies: tuple[str, ...] = (),
 ) -> None:
     """Compare what was selected and verified with the lock; raise on any drift.
 
@@ -140,6 +151,10 @@ def check_locked(
     ):
         if pinned is not None and have != pinned:
             drift.append(f"{label} {have or 'none (unsigned)'} (locked {pinned})")
+    if tuple(sorted(dependencies)) != tuple(sorted(entry.dependencies)):
+        drift.append(
+            f"plugin dependencies {list(dependencies)} (locked {list(entry.dependencies)})"
+        )
     if drift:
         raise LockMismatchError(
             f"{entry.slot}: {name} drifted from the lock: " + "; ".join(drift),

@@ -88,6 +88,13 @@ class PlannedPlugin:
     def digest(self) -> str | None:
         return self.integrity.content_digest if self.integrity else None
 
+    @property
+    def dependency_pins(self) -> tuple[str, ...]:
+        """``name==version digest`` of each verified plugin distribution this one imports."""
+        return tuple(
+            sorted(f"{d.distribution}=={d.version} {d.content_digest}" for d in self.verified_deps)
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
@@ -150,6 +157,7 @@ def _prepare(options: StartOptions, log: LoadLog | None) -> Plan:
                 wheel_sha256=planned.provenance.wheel_sha256 if planned.provenance else None,
                 index=planned.stored.index if planned.stored else None,
                 signer=planned.provenance.signer_keyid if planned.provenance else None,
+                dependencies=planned.dependency_pins,
             )
     if log is not None:
         log.append_many(
