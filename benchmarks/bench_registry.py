@@ -69,11 +69,11 @@ def timed(key, fn):
         finally:
             spent[key] = spent.get(key, 0.0) + time.perf_counter() - start
     return wrapper
-ins._connect = timed("tuf_refresh", ins._connect)
+ins.connect = timed("tuf_refresh", ins.connect)
 ins._policy = timed("trust_policy", ins._policy)
 ins._catalog = timed("tuf_slot_roles", ins._catalog)
 ins._choose = timed("tuf_targetinfo", ins._choose)
-ins._Client.download = timed("download", ins._Client.download)
+ins.TufClient.download = timed("download", ins.TufClient.download)
 ins.verify_provenance = timed("provenance_verify", ins.verify_provenance)
 ins._check_members = timed("wheel_members", ins._check_members)
 ins._pip_install_verified = timed("pip", ins._pip_install_verified)

@@ -68,7 +68,7 @@ rt.check_skew = timed("skew", rt.check_skew)
 rt._register = timed("import_plugins", rt._register)
 if hasattr(rt, "verify_provenance"):  # the signature step (shells with signed provenance)
     rt.verify_provenance = timed("signature", rt.verify_provenance)
-LoadLog.append = timed("load_log", LoadLog.append)
+LoadLog.append_many = timed("load_log", LoadLog.append_many)
 
 t_wrapped = time.perf_counter()
 options = StartOptions(home=home)
