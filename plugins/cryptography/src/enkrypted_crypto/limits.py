@@ -44,6 +44,13 @@ class Limits:
     """Ours: nesting depth accepted in Profile-v0 JSON."""
     max_layer_params: int = 8
     """Ours: parameters per layer in a cascaded message."""
+    rotation_grace_messages: int = 32
+    """Ours: after accepting a ``rotation-timestamp-broadcast``, the previous AES key still opens
+    at most this many further messages of that direction (0: no grace)."""
+    rotation_grace_ms: int = 30_000
+    """Ours: ... and only for this long on the receiver's clock, whichever ends first."""
+    max_control_pdu_bytes: int = 1024
+    """Ours: a control PDU (rotation) is tens of bytes; larger ones are not parsed as one."""
 
 
 DEFAULT_LIMITS: Final = Limits()

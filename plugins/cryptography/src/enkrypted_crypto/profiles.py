@@ -16,6 +16,17 @@
              params       layer-specific bytes
       rest   final ciphertext
 
+Control PDUs (``rotation-timestamp-broadcast``, :mod:`enkrypted_crypto.rotation`) travel next to
+sealed messages: in Profile-v0 the JSON object ``{"type":"rotation-timestamp-broadcast",
+"timestamp":T,"mac":[32 bytes]}``; in Profile-b1 a 43-byte frame whose layer count is 0 (a data
+frame has 1..4)::
+
+      0      version      0xB1
+      1      layer count  0 (control frame)
+      2      kind         0x01 rotation-timestamp-broadcast
+      3..10  timestamp    u64 big-endian, Unix ms (1..2**53-1)
+      11..42 mac          HMAC-SHA256, 32 bytes
+
 Every decoder bounds its input (:class:`~enkrypted_crypto.limits.Limits`) before parsing and
 raises :class:`~enkrypted_crypto.errors.MalformedInput`; the session turns that into the one
 opaque ``DecryptionFailed``.
@@ -24,6 +35,7 @@ opaque ``DecryptionFailed``.
 from __future__ import annotations
 
 __all__ = [
+    "B1_CONTROL_ROTATION",
     "B1_VERSION",
     "PROFILES",
     "PROFILE_B1",
@@ -46,14 +58,18 @@ from .cascade import CascadeLayer, LayerRecord, SealedCascade
 from .errors import CryptoUsageError, MalformedInput
 from .limits import DEFAULT_LIMITS, Limits
 from .primitives import BytesLike
+from .rotation import ROTATION_TYPE, RotationAnnouncement
 from .session_layers import LAYER_IDS, PROFILE_B1, PROFILE_V0
 
 PROFILES: Final = (PROFILE_B1, PROFILE_V0)
 """All profiles this package speaks, most preferred first."""
 
 B1_VERSION: Final = 0xB1
+B1_CONTROL_ROTATION: Final = 0x01
 _B1_HEAD: Final = struct.Struct(">BBQ")
 _B1_LAYER: Final = struct.Struct(">BH")
+_B1_CONTROL: Final = struct.Struct(">BBBQ32s")
+_ROTATION_KEYS: Final = frozenset({"type", "timestamp", "mac"})
 _JS_SAFE: Final = 2**53 - 1
 _ENVELOPE_KEYS: Final = frozenset({"encrypted", "cascaded", "chunked", "cascadedPayload"})
 _PAYLOAD_KEYS: Final = frozenset(
@@ -78,6 +94,14 @@ class ProfileCodec(Protocol):
     def encode(self, sealed: SealedCascade, layers: Sequence[CascadeLayer]) -> bytes: ...
 
     def decode(self, data: bytes, layers: Sequence[CascadeLayer]) -> SealedCascade: ...
+
+    def is_control(self, data: bytes) -> bool:
+        """Whether ``data`` is framed as a control PDU (says nothing about its validity)."""
+        ...
+
+    def encode_rotation(self, announcement: RotationAnnouncement) -> bytes: ...
+
+    def decode_rotation(self, data: bytes) -> RotationAnnouncement: ...
 
 
 def chunk_count(size: int, limits: Limits = DEFAULT_LIMITS) -> int:
@@ -153,6 +177,39 @@ class V0Codec:
         if not _is_size(timestamp):
             raise MalformedInput("cascadedPayload timestamp must be an integer")
         return SealedCascade(ciphertext, records, original, timestamp)  # type: ignore[arg-type]
+
+    def is_control(self, data: bytes) -> bool:
+        if len(data) > self._limits.max_control_pdu_bytes:
+            return False
+        try:
+            obj = json.loads(bytes(data))
+        except (ValueError, RecursionError):
+            return False
+        return isinstance(obj, dict) and obj.get("type") == ROTATION_TYPE
+
+    def encode_rotation(self, announcement: RotationAnnouncement) -> bytes:
+        body = {
+            "type": ROTATION_TYPE,
+            "timestamp": announcement.timestamp_ms,
+            "mac": list(announcement.mac),
+        }
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    def decode_rotation(self, data: bytes) -> RotationAnnouncement:
+        if len(data) > self._limits.max_control_pdu_bytes:
+            raise MalformedInput("control PDU too large")
+        try:
+            obj = json.loads(bytes(data))
+        except (ValueError, RecursionError):
+            raise MalformedInput("control PDU is not JSON") from None
+        if not isinstance(obj, dict) or set(obj) != _ROTATION_KEYS:
+            raise MalformedInput("rotation PDU must have exactly type, timestamp and mac")
+        mac = obj["mac"]
+        if obj["type"] != ROTATION_TYPE or not isinstance(mac, list):
+            raise MalformedInput("not a rotation-timestamp-broadcast PDU")
+        if not all(type(b) is int for b in mac):  # no true/false standing in for 1/0
+            raise MalformedInput("mac must hold integers 0..255")
+        return RotationAnnouncement(obj["timestamp"], _byte_array(mac, "mac"))
 
     def _records(
         self, payload: Mapping[str, object], layers: Sequence[CascadeLayer]
@@ -244,6 +301,22 @@ class B1Codec:
             params, offset = _b1_layer(view, offset, layer)
             records.append(LayerRecord(layer.name, params, timestamp, None, None))
         return SealedCascade(view[offset:], tuple(records), None, timestamp)
+
+    def is_control(self, data: bytes) -> bool:
+        return len(data) >= 2 and data[0] == B1_VERSION and data[1] == 0
+
+    def encode_rotation(self, announcement: RotationAnnouncement) -> bytes:
+        return _B1_CONTROL.pack(
+            B1_VERSION, 0, B1_CONTROL_ROTATION, announcement.timestamp_ms, announcement.mac
+        )
+
+    def decode_rotation(self, data: bytes) -> RotationAnnouncement:
+        if len(data) != _B1_CONTROL.size:
+            raise MalformedInput("rotation frame must be 43 bytes")
+        version, count, kind, timestamp, mac = _B1_CONTROL.unpack(data)
+        if (version, count, kind) != (B1_VERSION, 0, B1_CONTROL_ROTATION):
+            raise MalformedInput("not a rotation control frame")
+        return RotationAnnouncement(timestamp, mac)
 
 
 def _b1_layer(view: memoryview, offset: int, layer: CascadeLayer) -> tuple[object, int]:

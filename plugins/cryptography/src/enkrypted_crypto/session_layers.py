@@ -18,6 +18,8 @@ Key material per layer (all from one handshake, ``docs/protocol.md`` §Key sched
 * ``AES``: Profile-v0 needs a *password* (P5.4 is a [GAP]); we define it as the lowercase hex of
   ``HKDF-SHA256(layer_secret, salt="", info="EnkryptedChat-v0/aes-password", 32)``.  Profile-b1
   derives direction keys from ``HKDF(layer_secret, info="EnkryptedChat-b1/aes-session-secret")``.
+  Both are epoch 0 of the layer's key rotation (:mod:`enkrypted_crypto.rotation`,
+  ``rotation-timestamp-broadcast``), which the layer object exposes as ``rotation``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ __all__ = [
     "SessionSecrets",
     "SignalParameters",
     "cascade_context",
+    "v0_rotated_password",
 ]
 
 import struct
@@ -39,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
 from .cascade import NO_COMMIT, CascadeLayer, CascadeManager, Commit, validate_layer_names
-from .errors import CryptoUsageError, MalformedInput
+from .errors import CryptoError, CryptoUsageError, MalformedInput
 from .layers.aesgcm import (
     AesGcmSessionKeys,
     AesGcmSessionLayer,
@@ -57,8 +60,9 @@ from .layers.mlkem import (
     MlKemSessionParameters,
 )
 from .limits import DEFAULT_LIMITS, Limits
-from .primitives import BytesLike, Primitives
+from .primitives import AeadKey, BytesLike, Primitives
 from .ratchet import HEADER_LEN, RatchetSession
+from .rotation import AesKeyRotation
 
 PROFILE_V0: Final = "EnkryptedChat-Profile-v0"
 PROFILE_B1: Final = "EnkryptedChat-Profile-b1"
@@ -69,6 +73,7 @@ _V0_PASSWORD_INFO: Final = b"EnkryptedChat-v0/aes-password"
 _B1_AES_INFO: Final = b"EnkryptedChat-b1/aes-session-secret"
 _U32_MAX: Final = 2**32 - 1
 _P = TypeVar("_P")
+_K = TypeVar("_K")
 
 
 def _expect(parameters: object, kind: type[_P]) -> _P:
@@ -267,23 +272,30 @@ class MlKemB1CascadeLayer:
 
 # ------------------------------------------------------------------------------------------ AES
 class AesV0CascadeLayer:
-    """``AES`` layer, Profile-v0: per-message scrypt over the session password (digest §4.3)."""
+    """``AES`` layer, Profile-v0: per-message scrypt over the session password (digest §4.3).
+
+    The password is the current epoch's of :attr:`rotation` (``rotation-timestamp-broadcast``);
+    while a grace window is open, a message that fails under the current password is tried
+    under the previous one (one more scrypt).
+    """
 
     name: Final = "AES"
     algorithm: Final = "AES-GCM-256"
     version: Final = "2.0.0"
 
-    def __init__(self, prims: Primitives, password: str) -> None:
+    def __init__(self, prims: Primitives, rotation: AesKeyRotation[AesGcmV0KeyMaterial]) -> None:
         self._layer = AesGcmV0Layer(prims)
-        self._keys = AesGcmV0KeyMaterial(password)
+        self.rotation = rotation
 
     def seal(self, data: BytesLike, now_ms: int) -> tuple[bytes, object, Commit]:
-        out, params = self._layer.encrypt(data, self._keys, now_ms=now_ms)
+        out, params = self._layer.encrypt(data, self.rotation.send_key, now_ms=now_ms)
         return out, params, NO_COMMIT
 
     def open(self, data: BytesLike, parameters: object, timestamp_ms: int) -> tuple[bytes, Commit]:
         params = _expect(parameters, AesGcmV0Parameters)
-        return self._layer.decrypt(data, params, self._keys), NO_COMMIT
+        return _first_key(
+            self.rotation, lambda key: self._layer.decrypt(data, params, key)
+        ), self.rotation.opened
 
     def params_to_v0(self, parameters: object) -> dict[str, object]:
         return dict(_expect(parameters, AesGcmV0Parameters).to_v0())
@@ -304,25 +316,46 @@ class AesV0CascadeLayer:
         raise MalformedInput("the Profile-v0 AES layer has no binary encoding")
 
 
+def _first_key(rotation: AesKeyRotation[_K], attempt: Callable[[_K], bytes]) -> bytes:
+    """Open under the current receive key, then under the previous one while in grace."""
+    keys = rotation.receive_keys()
+    for key in keys[:-1]:
+        try:
+            return attempt(key)
+        except CryptoError:
+            continue
+    return attempt(keys[-1])
+
+
 class AesB1CascadeLayer:
-    """``AES`` layer, Profile-b1: HKDF session keys, no scrypt; AAD binds the cascade context."""
+    """``AES`` layer, Profile-b1: HKDF session keys, no scrypt; AAD binds the cascade context.
+
+    Keys are the current epoch's of :attr:`rotation`; while a grace window is open, a message
+    that fails under the current receive key is tried under the previous one.
+    """
 
     name: Final = "AES"
     algorithm: Final = "AES-GCM-256"
     version: Final = "b1"
 
-    def __init__(self, prims: Primitives, keys: AesGcmSessionKeys, context: bytes) -> None:
-        self._layer = AesGcmSessionLayer(prims, keys)
+    def __init__(
+        self, layer: AesGcmSessionLayer, rotation: AesKeyRotation[AeadKey], context: bytes
+    ) -> None:
+        self._layer = layer
+        self.rotation = rotation
         self._context = context
 
     def seal(self, data: BytesLike, now_ms: int) -> tuple[bytes, object, Commit]:
-        out, params = self._layer.encrypt(data, _bind_time(self._context, now_ms))
+        aad = _bind_time(self._context, now_ms)
+        out, params = self._layer.encrypt(data, aad, key=self.rotation.send_key)
         return out, params, NO_COMMIT
 
     def open(self, data: BytesLike, parameters: object, timestamp_ms: int) -> tuple[bytes, Commit]:
         params = _expect(parameters, AesGcmSessionParameters)
         aad = _bind_time(self._context, timestamp_ms)
-        return self._layer.decrypt(data, params, aad), NO_COMMIT
+        return _first_key(
+            self.rotation, lambda key: self._layer.decrypt(data, params, aad, key=key)
+        ), self.rotation.opened
 
     def params_to_v0(self, parameters: object) -> dict[str, object]:
         return {"nonce": list(_expect(parameters, AesGcmSessionParameters).nonce)}
@@ -379,11 +412,33 @@ def _mlkem(prims: Primitives, profile: str, s: SessionSecrets, context: bytes) -
 
 def _aes(prims: Primitives, profile: str, s: SessionSecrets, context: bytes) -> CascadeLayer:
     if profile == PROFILE_V0:
-        password = prims.hkdf_sha256(s.layer_secret, b"", _V0_PASSWORD_INFO, 32).hex()
-        return AesV0CascadeLayer(prims, password)
+        password = AesGcmV0KeyMaterial(
+            prims.hkdf_sha256(s.layer_secret, b"", _V0_PASSWORD_INFO, 32).hex()
+        )
+        v0 = AesKeyRotation(
+            prims, s.layer_secret, profile=profile, initiator=s.initiator,
+            make_key=v0_rotated_password, send_key=password, receive_key=password,
+            limits=s.limits,
+        )  # fmt: skip
+        return AesV0CascadeLayer(prims, v0)
     secret = prims.hkdf_sha256(s.layer_secret, b"", _B1_AES_INFO, 32)
-    keys = AesGcmSessionKeys.derive(prims, secret, initiator=s.initiator)
-    return AesB1CascadeLayer(prims, keys, context)
+    layer = AesGcmSessionLayer(
+        prims, AesGcmSessionKeys.derive(prims, secret, initiator=s.initiator)
+    )
+
+    def b1_key(material: bytes, timestamp_ms: int) -> AeadKey:
+        return prims.aead_key("aes-256-gcm", material)
+
+    b1 = AesKeyRotation(
+        prims, s.layer_secret, profile=profile, initiator=s.initiator, make_key=b1_key,
+        send_key=layer.send_key, receive_key=layer.receive_key, limits=s.limits,
+    )  # fmt: skip
+    return AesB1CascadeLayer(layer, b1, context)
+
+
+def v0_rotated_password(material: bytes, timestamp_ms: int) -> AesGcmV0KeyMaterial:
+    """Profile-v0 password of a rotated epoch: ``hex(key) || ":" || decimal(T)``."""
+    return AesGcmV0KeyMaterial(f"{material.hex()}:{timestamp_ms}")
 
 
 _BASE: Final = frozenset({"hkdf-sha256", "aes-256-gcm"})

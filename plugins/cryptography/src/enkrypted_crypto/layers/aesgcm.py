@@ -33,6 +33,8 @@ layer stateless and safe across restarts; the bound is 2**32 messages per sessio
 * ``AesGcmSessionLayer(p, AesGcmSessionKeys.derive(p, secret, initiator=True))``
 * ``.encrypt(plaintext, aad=b"") -> (ciphertext, AesGcmSessionParameters)``
 * ``.decrypt(ciphertext, parameters, aad=b"") -> plaintext``
+* ``key=`` (prepared :class:`~enkrypted_crypto.primitives.AeadKey`) overrides the direction key:
+  the session's key rotation (:mod:`enkrypted_crypto.rotation`) passes its current epoch's.
 * ``AesGcmSessionParameters.to_bytes()`` is the 12-byte nonce; ``from_bytes`` checks its size.
 """
 
@@ -61,7 +63,7 @@ from typing import Final
 
 from enkrypted_crypto.errors import CryptoUsageError, MalformedInput
 from enkrypted_crypto.layers._v0 import from_int_array, to_int_array
-from enkrypted_crypto.primitives import BytesLike, Primitives
+from enkrypted_crypto.primitives import AeadKey, BytesLike, Primitives
 
 LAYER_NAME: Final = "AES-GCM-256"
 LAYER_VERSION: Final = "2.0.0"
@@ -226,14 +228,30 @@ class AesGcmSessionLayer:
         self._send = primitives.aead_key("aes-256-gcm", keys.send_key)
         self._receive = primitives.aead_key("aes-256-gcm", keys.receive_key)
 
+    @property
+    def send_key(self) -> AeadKey:
+        """The prepared send key (a rotated session passes its own as ``key=``)."""
+        return self._send
+
+    @property
+    def receive_key(self) -> AeadKey:
+        return self._receive
+
     def encrypt(
-        self, plaintext: BytesLike, aad: bytes = b""
+        self, plaintext: BytesLike, aad: bytes = b"", *, key: AeadKey | None = None
     ) -> tuple[bytes, AesGcmSessionParameters]:
         params = AesGcmSessionParameters(self._p.random(IV_SIZE))
-        sealed = self._send.seal(params.nonce, plaintext, _B1_AAD_PREFIX + aad)
+        sender = self._send if key is None else key
+        sealed = sender.seal(params.nonce, plaintext, _B1_AAD_PREFIX + aad)
         return sealed, params
 
     def decrypt(
-        self, ciphertext: BytesLike, parameters: AesGcmSessionParameters, aad: bytes = b""
+        self,
+        ciphertext: BytesLike,
+        parameters: AesGcmSessionParameters,
+        aad: bytes = b"",
+        *,
+        key: AeadKey | None = None,
     ) -> bytes:
-        return self._receive.open(parameters.nonce, ciphertext, _B1_AAD_PREFIX + aad)
+        receiver = self._receive if key is None else key
+        return receiver.open(parameters.nonce, ciphertext, _B1_AAD_PREFIX + aad)
