@@ -45,11 +45,12 @@ from .cascade import NO_COMMIT, CascadeLayer, CascadeManager, Commit, validate_l
 from .errors import CryptoError, CryptoUsageError, MalformedInput
 from .layers.aesgcm import (
     AesGcmSessionKeys,
-    AesGcmSessionLayer,
     AesGcmSessionParameters,
     AesGcmV0KeyMaterial,
     AesGcmV0Layer,
     AesGcmV0Parameters,
+    session_open,
+    session_seal,
 )
 from .layers.mlkem import (
     MlKemLayer,
@@ -339,22 +340,22 @@ class AesB1CascadeLayer:
     version: Final = "b1"
 
     def __init__(
-        self, layer: AesGcmSessionLayer, rotation: AesKeyRotation[AeadKey], context: bytes
+        self, prims: Primitives, rotation: AesKeyRotation[AeadKey], context: bytes
     ) -> None:
-        self._layer = layer
-        self.rotation = rotation
+        self._p = prims
+        self.rotation = rotation  # holds the only references to the keys (dropped when rotated)
         self._context = context
 
     def seal(self, data: BytesLike, now_ms: int) -> tuple[bytes, object, Commit]:
         aad = _bind_time(self._context, now_ms)
-        out, params = self._layer.encrypt(data, aad, key=self.rotation.send_key)
+        out, params = session_seal(self._p, self.rotation.send_key, data, aad)
         return out, params, NO_COMMIT
 
     def open(self, data: BytesLike, parameters: object, timestamp_ms: int) -> tuple[bytes, Commit]:
         params = _expect(parameters, AesGcmSessionParameters)
         aad = _bind_time(self._context, timestamp_ms)
         return _first_key(
-            self.rotation, lambda key: self._layer.decrypt(data, params, aad, key=key)
+            self.rotation, lambda key: session_open(key, data, params, aad)
         ), self.rotation.opened
 
     def params_to_v0(self, parameters: object) -> dict[str, object]:
@@ -422,18 +423,17 @@ def _aes(prims: Primitives, profile: str, s: SessionSecrets, context: bytes) -> 
         )  # fmt: skip
         return AesV0CascadeLayer(prims, v0)
     secret = prims.hkdf_sha256(s.layer_secret, b"", _B1_AES_INFO, 32)
-    layer = AesGcmSessionLayer(
-        prims, AesGcmSessionKeys.derive(prims, secret, initiator=s.initiator)
-    )
+    keys = AesGcmSessionKeys.derive(prims, secret, initiator=s.initiator)
 
     def b1_key(material: bytes, timestamp_ms: int) -> AeadKey:
         return prims.aead_key("aes-256-gcm", material)
 
     b1 = AesKeyRotation(
         prims, s.layer_secret, profile=profile, initiator=s.initiator, make_key=b1_key,
-        send_key=layer.send_key, receive_key=layer.receive_key, limits=s.limits,
+        send_key=b1_key(keys.send_key, 0), receive_key=b1_key(keys.receive_key, 0),
+        limits=s.limits,
     )  # fmt: skip
-    return AesB1CascadeLayer(layer, b1, context)
+    return AesB1CascadeLayer(prims, b1, context)
 
 
 def v0_rotated_password(material: bytes, timestamp_ms: int) -> AesGcmV0KeyMaterial:

@@ -27,14 +27,15 @@ scrypt.  Once per session each side derives two direction keys from the session 
 so the two peers never seal under the same key (no cross-direction nonce collision, no
 reflection).  Each message: random 12-byte nonce, AAD = ``b"EKb1AES" || context`` (``context``
 is whatever the cascade binds, e.g. its frame header; empty by default).  Random nonces keep the
-layer stateless and safe across restarts; the bound is 2**32 messages per session key (NIST SP
-800-38D §8.3), far beyond a chat session, which rekeys via the ratchet long before.
+layer stateless and safe across restarts; the bound is 2**32 messages per key (NIST SP
+800-38D §8.3), far beyond a chat session; a ``rotation-timestamp-broadcast`` starts a new key.
 
 * ``AesGcmSessionLayer(p, AesGcmSessionKeys.derive(p, secret, initiator=True))``
 * ``.encrypt(plaintext, aad=b"") -> (ciphertext, AesGcmSessionParameters)``
 * ``.decrypt(ciphertext, parameters, aad=b"") -> plaintext``
-* ``key=`` (prepared :class:`~enkrypted_crypto.primitives.AeadKey`) overrides the direction key:
-  the session's key rotation (:mod:`enkrypted_crypto.rotation`) passes its current epoch's.
+* ``session_seal(p, key, plaintext, aad)`` / ``session_open(key, ciphertext, parameters, aad)``:
+  the same per message under any prepared key; the session's key rotation
+  (:mod:`enkrypted_crypto.rotation`) uses them with its current epoch's keys.
 * ``AesGcmSessionParameters.to_bytes()`` is the 12-byte nonce; ``from_bytes`` checks its size.
 """
 
@@ -53,6 +54,8 @@ __all__ = [
     "AesGcmV0KeyMaterial",
     "AesGcmV0Layer",
     "AesGcmV0Parameters",
+    "session_open",
+    "session_seal",
     "v0_aad",
 ]
 
@@ -228,30 +231,27 @@ class AesGcmSessionLayer:
         self._send = primitives.aead_key("aes-256-gcm", keys.send_key)
         self._receive = primitives.aead_key("aes-256-gcm", keys.receive_key)
 
-    @property
-    def send_key(self) -> AeadKey:
-        """The prepared send key (a rotated session passes its own as ``key=``)."""
-        return self._send
-
-    @property
-    def receive_key(self) -> AeadKey:
-        return self._receive
-
     def encrypt(
-        self, plaintext: BytesLike, aad: bytes = b"", *, key: AeadKey | None = None
+        self, plaintext: BytesLike, aad: bytes = b""
     ) -> tuple[bytes, AesGcmSessionParameters]:
-        params = AesGcmSessionParameters(self._p.random(IV_SIZE))
-        sender = self._send if key is None else key
-        sealed = sender.seal(params.nonce, plaintext, _B1_AAD_PREFIX + aad)
-        return sealed, params
+        return session_seal(self._p, self._send, plaintext, aad)
 
     def decrypt(
-        self,
-        ciphertext: BytesLike,
-        parameters: AesGcmSessionParameters,
-        aad: bytes = b"",
-        *,
-        key: AeadKey | None = None,
+        self, ciphertext: BytesLike, parameters: AesGcmSessionParameters, aad: bytes = b""
     ) -> bytes:
-        receiver = self._receive if key is None else key
-        return receiver.open(parameters.nonce, ciphertext, _B1_AAD_PREFIX + aad)
+        return session_open(self._receive, ciphertext, parameters, aad)
+
+
+def session_seal(
+    p: Primitives, key: AeadKey, plaintext: BytesLike, aad: bytes = b""
+) -> tuple[bytes, AesGcmSessionParameters]:
+    """One binary-profile AES message under a prepared key (random nonce, ``"EKb1AES"`` AAD)."""
+    params = AesGcmSessionParameters(p.random(IV_SIZE))
+    return key.seal(params.nonce, plaintext, _B1_AAD_PREFIX + aad), params
+
+
+def session_open(
+    key: AeadKey, ciphertext: BytesLike, parameters: AesGcmSessionParameters, aad: bytes = b""
+) -> bytes:
+    """Open what :func:`session_seal` sealed; raises ``DecryptionFailed``."""
+    return key.open(parameters.nonce, ciphertext, _B1_AAD_PREFIX + aad)
