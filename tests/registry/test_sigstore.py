@@ -53,7 +53,7 @@ def test_staging_bundles_verify(artifact: str, bundle: str, identity: str) -> No
     result = verify_sigstore_bundle(
         vector(bundle), vector(artifact), identity, GITHUB_OAUTH, staging=True
     )
-    assert result == SigstoreIdentity(identity, GITHUB_OAUTH)
+    assert result == SigstoreIdentity(identity, GITHUB_OAUTH, "staging")
     # The same check by digest instead of bytes.
     digest = "sha256:" + hashlib.sha256(vector(artifact)).hexdigest()
     verify_sigstore_bundle(vector(bundle), digest, identity, GITHUB_OAUTH, staging=True)

@@ -7,7 +7,9 @@ Pure: parses text, answers questions, does no I/O. Example::
     [slots.crypto]
     # Ed25519 public keys: 64 hex chars (raw key) or a PEM "PUBLIC KEY" block.
     keys = ["9f1c…e2"]
-    # Sigstore identities (certificate SAN + OIDC issuer), checked with verify_sigstore_bundle.
+    # Sigstore identities (certificate SAN + OIDC issuer, matched exactly). Listing any makes a
+    # Sigstore bundle REQUIRED for this slot (provenance.verify_release). `instance` is
+    # "production" (default) or "staging": which trust root shipped in sigstore-python applies.
     sigstore = [
       { identity = "https://github.com/acme/enkrypted-crypto/.github/workflows/release.yml@refs/tags/v1.0.0",
         issuer = "https://token.actions.githubusercontent.com" },
@@ -20,6 +22,11 @@ A key is named by its TUF key id: sha256 over the canonical JSON of
 ``{"keytype": "ed25519", "scheme": "ed25519", "keyval": {"public": "<hex>"}}`` - the id the registry's
 TUF metadata and its DSSE envelopes use. Unknown tables, keys or slots are errors (a typo must not
 silently widen or narrow the policy).
+
+Semantics per slot: the DSSE provenance must be signed by one of ``keys`` (always required: it
+carries the signed file list). When ``sigstore`` lists identities, the release must also carry a
+Sigstore bundle for the wheel that verifies under one of them; a Sigstore bundle that is present
+must verify under a listed identity whether or not the slot requires one (fail closed).
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ MAX_POLICY_BYTES = 256 * 1024
 MAX_TARGETS_METADATA_BYTES = 5 * 1024 * 1024  # python-tuf's default cap for targets metadata
 _HEX_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
 _SLOT_FIELDS = frozenset({"keys", "sigstore"})
+_SIGSTORE_FIELDS = frozenset({"identity", "issuer", "instance"})
+SIGSTORE_INSTANCES = ("production", "staging")
 
 
 def ed25519_keyid(raw_public_key: bytes) -> str:
@@ -92,10 +101,16 @@ class PublisherKey:
 
 @dataclass(frozen=True, slots=True)
 class SigstoreIdentity:
-    """A Sigstore signing identity: certificate SAN and OIDC issuer, matched exactly."""
+    """A Sigstore signing identity: certificate SAN and OIDC issuer, matched exactly, under the
+    trust root of one Sigstore ``instance`` ("production" or "staging")."""
 
     identity: str
     issuer: str
+    instance: str = "production"
+
+    def __str__(self) -> str:
+        where = "" if self.instance == "production" else f", {self.instance}"
+        return f"{self.identity} (issuer {self.issuer}{where})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +190,19 @@ class TrustPolicy:
         policy = self.slots.get(slot)
         return next((k for k in policy.keys if k.keyid == keyid), None) if policy else None
 
+    def sigstore_identities(self, slot: str) -> tuple[SigstoreIdentity, ...]:
+        """The Sigstore identities allowed for ``slot``; non-empty means a bundle is required."""
+        policy = self.slots.get(slot)
+        return policy.sigstore if policy else ()
+
+    def slots_of_sigstore(self, identity: str, issuer: str) -> tuple[str, ...]:
+        """Every slot listing this SAN + issuer (any instance; used to name culprits in errors)."""
+        return tuple(
+            s
+            for s, p in sorted(self.slots.items())
+            if any((i.identity, i.issuer) == (identity, issuer) for i in p.sigstore)
+        )
+
     def slots_of_key(self, keyid: str) -> tuple[str, ...]:
         """Every slot that allows this key id (used to name the culprit in errors)."""
         return tuple(
@@ -209,11 +237,19 @@ def _slot_policy(slot: str, table: object, source: str) -> SlotPolicy:
     for entry in identities:
         if (
             not isinstance(entry, dict)
-            or set(entry) != {"identity", "issuer"}
+            or not {"identity", "issuer"} <= set(entry) <= _SIGSTORE_FIELDS
             or not all(isinstance(v, str) and v for v in entry.values())
         ):
-            raise ShellUsageError(f"{where}: each sigstore entry needs exactly identity and issuer")
-        parsed.append(SigstoreIdentity(identity=entry["identity"], issuer=entry["issuer"]))
+            raise ShellUsageError(
+                f"{where}: each sigstore entry needs identity and issuer (and optionally instance)"
+            )
+        instance = entry.get("instance", "production")
+        if instance not in SIGSTORE_INSTANCES:
+            raise ShellUsageError(
+                f"{where}: sigstore instance {instance!r} is not one of "
+                f"{', '.join(SIGSTORE_INSTANCES)}"
+            )
+        parsed.append(SigstoreIdentity(entry["identity"], entry["issuer"], instance))
     return SlotPolicy(
         keys=tuple(PublisherKey.from_text(k, source=where) for k in keys),
         sigstore=tuple(parsed),
