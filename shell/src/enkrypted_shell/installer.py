@@ -16,16 +16,18 @@ Install, for a registry at ``INDEX`` (its base URL; ``INDEX/tuf/`` holds TUF met
    exist for the client.  Each candidate is confirmed with ``Updater.get_targetinfo``.
 3. **Download** wheel and provenance with ``Updater.download_target`` (length and sha256 checked
    against the signed target).
-4. **Verify provenance** (:func:`.provenance.verify_provenance`) under ``HOME/trust.toml`` - which,
+4. **Verify the release** (:func:`.provenance.verify_release`) under ``HOME/trust.toml`` - which,
    when absent, is created from the TUF-verified top-level targets metadata (announced loudly) -
-   for the slot of the target path, the wheel's filename and sha256; then compare every member of
-   the wheel with the signed file list.
+   for the slot of the target path, the wheel's filename and sha256: the DSSE provenance, and every
+   Sigstore bundle it carries, fully verified offline (a slot listing Sigstore identities requires
+   one); then compare every member of the wheel with the signed file list.
 5. **pip** installs the verified files, hash-pinned (``--require-hashes --no-index --no-deps``,
    machine pip configuration ignored).  Third-party dependencies are installed only when a
    ``deps_index`` is given (a separate, not hash-pinned pip call); otherwise the shell's start-up
    skew check names what is missing.
-6. Only after pip succeeded: a :class:`.provenance_store.StoredProvenance` record per plugin and an
-   ``installed`` record in the load log.
+6. Only after pip succeeded: a :class:`.provenance_store.StoredProvenance` record per plugin, the
+   Sigstore verdicts (:class:`.provenance.SigstoreVerdicts`, so that load time need not import
+   sigstore-python) and an ``installed`` record in the load log.
 
 Any failure before step 5 installs nothing.  ``refresh`` re-runs step 1 for every index the stored
 records name and marks a record revoked when its target is gone from (or changed in) the signed
@@ -74,9 +76,9 @@ from packaging.version import InvalidVersion, Version
 from .contracts import SLOTS
 from .errors import ProvenanceError, ShellError, ShellUsageError
 from .loadlog import LoadLog
-from .provenance import VerifiedProvenance, verify_provenance
+from .provenance import SigstoreVerdicts, VerifiedProvenance, VerifiedRelease, verify_release
 from .provenance_store import ProvenanceStore, StoredProvenance
-from .trust import TrustPolicy
+from .trust import SigstoreIdentity, TrustPolicy
 from .tuf_client import Notify, TufClient, connect, locked, metadata_dir, normalize_index_url
 
 MAX_WHEEL_MEMBERS = 20_000
@@ -99,6 +101,7 @@ class InstalledPlugin:
     target_path: str
     signer_keyid: str
     record_path: Path
+    sigstore: tuple[SigstoreIdentity, ...] = ()  # Sigstore signers whose bundles verified
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,8 +280,12 @@ class _Verified:
     wheel: Path
     sha256: str
     provenance: dict[str, Any]
-    proof: VerifiedProvenance
+    release: VerifiedRelease
     requires: tuple[str, ...]
+
+    @property
+    def proof(self) -> VerifiedProvenance:
+        return self.release.provenance
 
 
 def _check_members(wheel: Path, proof: VerifiedProvenance) -> tuple[str, ...]:
@@ -339,13 +346,16 @@ def _fetch_and_verify(
     wheel_bytes = client.download(wheel_info, wheel_path)
     prov_bytes = client.download(prov_info, folder / f"{cand.filename}.provenance")
     sha256 = hashlib.sha256(wheel_bytes).hexdigest()
-    proof = verify_provenance(
+    # No verdicts passed in: install always runs the full Sigstore verification.
+    release = verify_release(
         prov_bytes,
         policy=policy,
         slot=cand.slot,
         wheel_sha256=sha256,
         wheel_filename=cand.filename,
+        offline=True,
     )
+    proof = release.provenance
     if canonicalize_name(proof.distribution) != name or Version(proof.version) != cand.version:
         raise ProvenanceError(
             f"provenance of {cand.path} is for {proof.distribution} {proof.version}",
@@ -356,7 +366,7 @@ def _fetch_and_verify(
         document = json.loads(prov_bytes)
     except ValueError as exc:  # verify_provenance parsed it already; defensive
         raise ProvenanceError(f"{cand.path}.provenance is not JSON") from exc
-    return _Verified(cand, wheel_path, sha256, document, proof, requires)
+    return _Verified(cand, wheel_path, sha256, document, release, requires)
 
 
 # ----------------------------------------------------------------------------------------- pip
@@ -533,6 +543,11 @@ def _install(
             )
         _pip_install_verified(python, verified, tmp)
         installed_at = _now()
+        verdicts = SigstoreVerdicts(home)
+        try:
+            verdicts.remember(s for item in verified for s in item.release.sigstore)
+        except OSError as exc:  # only costs a full verification at the next load
+            say(f"note: could not record Sigstore verdicts in {verdicts.path}: {exc}")
         results = []
         for item in verified:
             proof, cand = item.proof, item.candidate
@@ -559,6 +574,7 @@ def _install(
                 wheel_sha256=item.sha256,
                 content_digest=proof.content_digest,
                 signer=proof.signer_keyid,
+                sigstore=[str(s.signer) for s in item.release.sigstore],
                 index=index,
                 target_path=cand.path,
                 python=python,
@@ -574,6 +590,7 @@ def _install(
                     cand.path,
                     proof.signer_keyid,
                     path,
+                    tuple(s.signer for s in item.release.sigstore),
                 )
             )
         return results

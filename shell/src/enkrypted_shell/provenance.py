@@ -835,6 +835,8 @@ class SigstoreVerdicts(Container[str]):
     def remember(self, results: Iterable[VerifiedSigstore]) -> int:
         """Record the full verifications among ``results``; return how many were new."""
         fresh = [r for r in results if not r.cached and r.cache_key]
+        if not fresh:
+            return 0  # nothing new: the file is not even read
         entries = self._load()
         new = [r for r in fresh if r.cache_key not in entries]
         if not new:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = ["Plan", "PlannedPlugin", "Services", "StartOptions", "load", "prepare"]
 
+import contextlib
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from .errors import IntegrityError, LoadError, ProvenanceError, ShellError, Shel
 from .integrity import IntegrityReport, verify_distribution
 from .loadlog import LoadLog
 from .lock import Lock, check_locked, parse_lock
-from .provenance import VerifiedProvenance, verify_provenance
+from .provenance import SigstoreVerdicts, VerifiedProvenance, verify_release
 from .provenance_store import ProvenanceStore, StoredProvenance
 from .selection import select
 from .skew import check_skew
@@ -185,7 +186,8 @@ def _verify(
     report = verify_distribution(cand.distribution)
     deps = _verify_plugin_deps(cand, others)
     stored = options.store.get(cand.dist_name)
-    proof = _verify_signed(slot, cand, report, stored, policy, options.allow_unsigned)
+    verdicts = SigstoreVerdicts(options.home)  # read only if a release carries a Sigstore bundle
+    proof = _verify_signed(slot, cand, report, stored, policy, options.allow_unsigned, verdicts)
     for dep in deps:  # code imported on behalf of this plugin needs provenance too
         dep_cand = next(o for o in others if o.dist_name == dep.distribution)
         _verify_signed(
@@ -195,6 +197,7 @@ def _verify(
             options.store.get(dep.distribution),
             policy,
             options.allow_unsigned,
+            verdicts,
         )
     return PlannedPlugin(slot, cand, reason, report, deps, proof, stored)
 
@@ -206,9 +209,17 @@ def _verify_signed(
     stored: StoredProvenance | None,
     policy: TrustPolicy,
     allow_unsigned: bool,
+    verdicts: SigstoreVerdicts,
 ) -> VerifiedProvenance | None:
     """The signature step (DESIGN.md §6): provenance signed by a key the policy accepts for the
-    slot, for exactly the installed version and files; revoked releases refused."""
+    slot, for exactly the installed version and files; revoked releases refused.
+
+    Sigstore bundles (:func:`.provenance.verify_release`): each must sign the recorded wheel sha256
+    and, for an identity the current ``trust.toml`` lists for the slot, have a verdict of a full
+    offline verification of exactly that bundle under the installed sigstore-python trust root
+    (``HOME/sigstore-verified.json``, written at install). Without one - a record from before,
+    a changed policy entry, a new sigstore-python - it is fully verified here (offline; ~0.6 s to
+    import sigstore-python) and the verdict recorded."""
     if stored is None:
         if allow_unsigned:
             return None
@@ -233,18 +244,24 @@ def _verify_signed(
             fix="install another release: `enkrypted plugins install NAME --index URL`",
         )
     try:
-        return verify_provenance(
+        release = verify_release(
             stored.provenance_bytes(),
             policy=policy,
             slot=slot,
             wheel_sha256=stored.wheel_sha256,
             content_digest=report.content_digest,
             wheel_filename=stored.wheel_filename,
+            offline=True,
+            sigstore_verified=verdicts,
         )
     except ProvenanceError as exc:
         raise ProvenanceError(
             f"{cand.label}: {exc.message}", plugin=cand.name, fix=exc.fix
         ) from exc
+    # A verdict only saves time at the next load; the verification itself has passed.
+    with contextlib.suppress(OSError):
+        verdicts.remember(release.sigstore)
+    return release.provenance
 
 
 def _verify_plugin_deps(
