@@ -4,8 +4,15 @@
 * DSSE v1 envelope and PAE: https://github.com/secure-systems-lab/dsse/blob/master/protocol.md
 * PEP 740 provenance object: ``{"version": 1, "attestation_bundles": [{"publisher": …,
   "attestations": […]}]}``. Our publisher kind is ``enkrypted-key`` and each attestation is a DSSE
-  envelope (JSON form). A publisher with a Sigstore bundle adds a second attestation bundle with
-  publisher kind ``sigstore`` beside ours; verifiers skip kinds they do not handle.
+  envelope (JSON form). A wheel published with a Sigstore bundle (``publish --sigstore-bundle``)
+  gets a second attestation bundle beside ours::
+
+      {"publisher": {"kind": "sigstore", "identity": "<certificate SAN>", "issuer": "<OIDC issuer>"},
+       "attestations": [<the Sigstore bundle JSON, as given>]}
+
+  The registry checks only that the bundle signs the wheel's sha256 and reads the signer from its
+  certificate (the ``publisher`` fields are informative); clients verify the bundle itself
+  (``enkrypted_shell.provenance.verify_release``).
 """
 
 from __future__ import annotations
@@ -14,27 +21,51 @@ __all__ = [
     "PAYLOAD_TYPE",
     "PREDICATE_TYPE",
     "PUBLISHER_KIND",
+    "SIGSTORE_KIND",
     "STATEMENT_TYPE",
+    "SigstoreBundle",
     "build_statement",
     "pae",
     "provenance_document",
+    "read_sigstore_bundle",
     "sign_envelope",
 ]
 
 import base64
+import binascii
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from .errors import PublishRefusedError, RegistryUsageError
 from .wheel import WheelInfo
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://enkrypted.dev/plugin-provenance/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 PUBLISHER_KIND = "enkrypted-key"
+SIGSTORE_KIND = "sigstore"
+MAX_SIGSTORE_BUNDLE_BYTES = 1024 * 1024
+_SAN_OTHERNAME_OID = "1.3.6.1.4.1.57264.1.7"
+_ISSUER_V1_OID = "1.3.6.1.4.1.57264.1.1"
+_ISSUER_V2_OID = "1.3.6.1.4.1.57264.1.8"
+
+
+@dataclass(frozen=True, slots=True)
+class SigstoreBundle:
+    """A Sigstore bundle for one wheel, with the signer read from its certificate."""
+
+    bundle: dict[str, Any]  # the bundle JSON as given
+    identity: str  # certificate SAN
+    issuer: str  # OIDC issuer (Fulcio extension 1.3.6.1.4.1.57264.1.8, else .1.1)
+
+    def publisher(self) -> dict[str, str]:
+        return {"kind": SIGSTORE_KIND, "identity": self.identity, "issuer": self.issuer}
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -85,18 +116,120 @@ def sign_envelope(payload: bytes, key: Ed25519PrivateKey, keyid: str) -> dict[st
 
 
 def provenance_document(
-    info: WheelInfo, key: Ed25519PrivateKey, keyid: str, *, now: datetime | None = None
+    info: WheelInfo,
+    key: Ed25519PrivateKey,
+    keyid: str,
+    *,
+    now: datetime | None = None,
+    sigstore: SigstoreBundle | None = None,
 ) -> bytes:
-    """The PEP 740-shaped provenance object served as ``<wheel>.provenance``."""
+    """The PEP 740-shaped provenance object served as ``<wheel>.provenance`` (with the wheel's
+    Sigstore bundle as a second attestation bundle when one is given)."""
     statement = build_statement(info, publisher_keyid=keyid, now=now)
     payload = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    document = {
-        "version": 1,
-        "attestation_bundles": [
-            {
-                "publisher": {"kind": PUBLISHER_KIND, "keyid": keyid, "slot": info.slot},
-                "attestations": [sign_envelope(payload, key, keyid)],
-            }
-        ],
-    }
+    bundles: list[dict[str, Any]] = [
+        {
+            "publisher": {"kind": PUBLISHER_KIND, "keyid": keyid, "slot": info.slot},
+            "attestations": [sign_envelope(payload, key, keyid)],
+        }
+    ]
+    if sigstore is not None:
+        bundles.append({"publisher": sigstore.publisher(), "attestations": [sigstore.bundle]})
+    document = {"version": 1, "attestation_bundles": bundles}
     return json.dumps(document, indent=1, sort_keys=True).encode("utf-8") + b"\n"
+
+
+def _der_utf8(data: bytes) -> str:
+    """A DER UTF8String's text (tag 0x0C); other bytes are decoded as they are."""
+    if len(data) >= 2 and data[0] == 0x0C:
+        length, start = data[1], 2
+        if length & 0x80:
+            count = length & 0x7F
+            length, start = int.from_bytes(data[2 : 2 + count], "big"), 2 + count
+        return data[start : start + length].decode("utf-8", "replace")
+    return data.decode("utf-8", "replace")
+
+
+def _signer(bundle: dict[str, Any], source: str) -> tuple[str, str]:
+    """(SAN, OIDC issuer) of the bundle's leaf certificate (v0.1/v0.2 chain or v0.3 certificate)."""
+    try:
+        material = bundle["verificationMaterial"]
+        if "certificate" in material:
+            raw = material["certificate"]["rawBytes"]
+        else:
+            raw = material["x509CertificateChain"]["certificates"][0]["rawBytes"]
+        cert = x509.load_der_x509_certificate(base64.b64decode(raw, validate=True))
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (
+        KeyError,
+        IndexError,
+        TypeError,
+        ValueError,
+        binascii.Error,
+        x509.ExtensionNotFound,
+    ) as exc:
+        raise RegistryUsageError(
+            f"{source}: cannot read the signing certificate and its SAN ({type(exc).__name__})"
+        ) from exc
+    names = [
+        *sans.get_values_for_type(x509.UniformResourceIdentifier),
+        *sans.get_values_for_type(x509.RFC822Name),
+        *(
+            _der_utf8(other.value)
+            for other in sans.get_values_for_type(x509.OtherName)
+            if other.type_id.dotted_string == _SAN_OTHERNAME_OID
+        ),
+    ]
+    issuer = None
+    for oid in (_ISSUER_V2_OID, _ISSUER_V1_OID):
+        try:
+            value = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(oid)).value
+        except x509.ExtensionNotFound:
+            continue
+        data = getattr(value, "value", b"")
+        issuer = _der_utf8(data) if oid == _ISSUER_V2_OID else data.decode("utf-8", "replace")
+        break
+    if len(names) != 1 or not issuer:
+        raise RegistryUsageError(
+            f"{source}: the signing certificate needs exactly one SAN and an OIDC issuer "
+            f"(found SANs {names}, issuer {issuer!r}); is this a Fulcio certificate?"
+        )
+    return names[0], issuer
+
+
+def read_sigstore_bundle(data: bytes, info: WheelInfo, *, source: str) -> SigstoreBundle:
+    """Check that a Sigstore bundle signs exactly this wheel and read its signer.
+
+    No cryptographic verification here (the registry is not what clients trust): the bundle must
+    be a message-signature bundle whose SHA2_256 ``messageDigest`` is the wheel's sha256, and its
+    certificate must name one SAN and an OIDC issuer. Clients verify it fully, offline.
+    """
+    if len(data) > MAX_SIGSTORE_BUNDLE_BYTES:
+        raise RegistryUsageError(f"{source}: larger than {MAX_SIGSTORE_BUNDLE_BYTES} bytes")
+    try:
+        bundle = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RegistryUsageError(f"{source}: not a JSON Sigstore bundle") from exc
+    if not isinstance(bundle, dict) or not str(bundle.get("mediaType", "")).startswith(
+        "application/vnd.dev.sigstore.bundle"
+    ):
+        raise RegistryUsageError(f"{source}: not a Sigstore bundle (mediaType)")
+    if "dsseEnvelope" in bundle:
+        raise RegistryUsageError(
+            f"{source}: a DSSE (attestation) bundle; give a bundle that signs the wheel itself "
+            f"(`sigstore sign {info.filename}`)"
+        )
+    signature = bundle.get("messageSignature")
+    digest = signature.get("messageDigest") if isinstance(signature, dict) else None
+    if not isinstance(digest, dict) or digest.get("algorithm") != "SHA2_256":
+        raise RegistryUsageError(f"{source}: no SHA2_256 messageSignature.messageDigest")
+    try:
+        signed = base64.b64decode(str(digest.get("digest")), validate=True).hex()
+    except (binascii.Error, ValueError) as exc:
+        raise RegistryUsageError(f"{source}: messageDigest is not base64") from exc
+    if signed != info.sha256:
+        raise PublishRefusedError(
+            f"{source} signs sha256:{signed}, not {info.filename} (sha256:{info.sha256})"
+        )
+    identity, issuer = _signer(bundle, source)
+    return SigstoreBundle(bundle, identity, issuer)

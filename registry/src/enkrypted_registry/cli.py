@@ -33,13 +33,44 @@ def _cmd_init(args: argparse.Namespace) -> None:
     print(f"pin this root on clients: {repo.tuf_dir / '1.root.json'}")
 
 
+def _sigstore_bundles(values: list[str], wheels: list[Path]) -> dict[str, bytes]:
+    """``--sigstore-bundle [WHEEL=]FILE`` values → {wheel filename: bundle bytes}.
+
+    ``WHEEL=FILE`` when the part before the first ``=`` names one of the wheels (path or filename);
+    otherwise the whole value is the bundle file, which needs exactly one wheel."""
+    names = {wheel.name for wheel in wheels}
+    bundles: dict[str, bytes] = {}
+    for value in values:
+        wheel, sep, file = value.partition("=")
+        if sep and Path(wheel).name in names:
+            name = Path(wheel).name
+        elif len(wheels) == 1:
+            name, file = wheels[0].name, value
+        else:
+            raise RegistryUsageError(
+                f"--sigstore-bundle {value!r} names none of the wheels; with several wheels give "
+                "--sigstore-bundle WHEEL=FILE for each"
+            )
+        if name in bundles:
+            raise RegistryUsageError(f"more than one --sigstore-bundle for {name}")
+        try:
+            bundles[name] = Path(file).read_bytes()
+        except OSError as exc:
+            raise RegistryUsageError(f"--sigstore-bundle {file}: {exc.strerror or exc}") from exc
+    return bundles
+
+
 def _cmd_publish(args: argparse.Namespace) -> None:
     repo = Repository(args.dir)
+    bundles = _sigstore_bundles(args.sigstore_bundle, args.wheels)
     with repo.locked():
-        results = publish(repo, args.wheels, load_key(args.key))
+        results = publish(repo, args.wheels, load_key(args.key), sigstore_bundles=bundles)
     for result in results:
         state = "already published" if result.skipped else "published"
-        print(f"{state}: {result.filename} -> {result.target_path} (+ .provenance)")
+        signed = (
+            f" + Sigstore bundle of {result.sigstore_identity}" if result.sigstore_identity else ""
+        )
+        print(f"{state}: {result.filename} -> {result.target_path} (+ .provenance{signed})")
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
@@ -116,6 +147,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path)
     p.add_argument("wheels", type=Path, nargs="+")
     p.add_argument("--key", type=Path, required=True, help="the slot's private key (PEM)")
+    p.add_argument(
+        "--sigstore-bundle",
+        action="append",
+        default=[],
+        metavar="[WHEEL=]FILE",
+        help="a Sigstore bundle signing the wheel (`sigstore sign`), carried in its provenance; "
+        "FILE alone with one wheel, WHEEL=FILE per wheel with several; repeatable",
+    )
     p.set_defaults(func=_cmd_publish)
 
     p = sub.add_parser("serve", help="serve DIR/public with PEP 691 negotiation")

@@ -1,8 +1,10 @@
 """Publishing and revoking plugin releases.
 
 Publish = verify the wheel (RECORD, manifest) → check the key is the delegated key of the wheel's
-slot → copy wheel, PEP 658 ``.metadata`` and signed ``.provenance`` under ``public/plugins/<slot>/`` →
-add wheel and provenance as TUF targets of the slot's role → snapshot → timestamp → regenerate index.
+slot → (with a Sigstore bundle: check it signs the wheel's sha256, read its signer) → copy wheel,
+PEP 658 ``.metadata`` and signed ``.provenance`` (carrying the Sigstore bundle, if any) under
+``public/plugins/<slot>/`` → add wheel and provenance as TUF targets of the slot's role → snapshot →
+timestamp → regenerate index.
 
 Revoke (alias yank) = mark every file of ``NAME==VERSION`` yanked with a reason (PEP 592) and remove
 its targets from the slot's TUF role, so a TUF client's next refresh no longer finds it: our client
@@ -15,7 +17,9 @@ from __future__ import annotations
 __all__ = ["PublishResult", "publish", "revoke"]
 
 import hashlib
+import json
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +27,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from .attestation import provenance_document
+from .attestation import SIGSTORE_KIND, SigstoreBundle, provenance_document, read_sigstore_bundle
 from .errors import PublishRefusedError, RegistryUsageError
 from .index import ReleaseStore, write_index
 from .keys import RoleKey
@@ -40,6 +44,7 @@ class PublishResult:
     target_path: str
     provenance_path: str
     skipped: bool  # identical file already published
+    sigstore_identity: str | None = None  # signer of the Sigstore bundle published with it
 
 
 def _check_slot(repo: Repository, key: RoleKey, info: WheelInfo) -> None:
@@ -100,17 +105,68 @@ def _store_entry(
     }
 
 
-def publish(repo: Repository, wheels: list[Path], key: RoleKey) -> list[PublishResult]:
-    """Publish wheels of one slot signed by that slot's delegated key (all-or-nothing checks first)."""
+def _sigstore_of(infos: list[WheelInfo], given: Mapping[str, bytes]) -> dict[str, SigstoreBundle]:
+    """Each given bundle (keyed by wheel filename), checked against its wheel."""
+    by_name = {info.filename: info for info in infos}
+    unknown = sorted(set(given) - set(by_name))
+    if unknown:
+        raise RegistryUsageError(
+            f"Sigstore bundle given for {', '.join(unknown)}, which is not among the wheels "
+            f"published ({', '.join(sorted(by_name))})"
+        )
+    return {
+        name: read_sigstore_bundle(data, by_name[name], source=f"Sigstore bundle for {name}")
+        for name, data in given.items()
+    }
+
+
+def _published_sigstore(path: Path) -> list[Any]:
+    """The Sigstore bundles in an already published provenance file."""
+    try:
+        document = json.loads(path.read_bytes())
+        return [
+            attestation
+            for entry in document["attestation_bundles"]
+            if entry["publisher"]["kind"] == SIGSTORE_KIND
+            for attestation in entry["attestations"]
+        ]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def publish(
+    repo: Repository,
+    wheels: list[Path],
+    key: RoleKey,
+    *,
+    sigstore_bundles: Mapping[str, bytes] | None = None,
+) -> list[PublishResult]:
+    """Publish wheels of one slot signed by that slot's delegated key (all-or-nothing checks first).
+
+    ``sigstore_bundles`` maps a wheel's filename to its Sigstore bundle (JSON bytes); each is placed
+    in that wheel's provenance object as a ``sigstore`` attestation bundle.
+    """
     infos = [inspect_wheel(path) for path in wheels]
     for info in infos:
         _check_slot(repo, key, info)
+    sigstore = _sigstore_of(infos, sigstore_bundles or {})
     store = ReleaseStore(repo.root / "releases.json")
+    for info in infos:  # before anything is written
+        bundle = sigstore.get(info.filename)
+        if bundle is None or not _check_store(store, info):
+            continue
+        published = repo.public / "plugins" / info.slot / f"{info.filename}.provenance"
+        if bundle.bundle not in _published_sigstore(published):
+            raise PublishRefusedError(
+                f"{info.filename} is already published without this Sigstore bundle; its "
+                "provenance is immutable - bump the version to publish it with the bundle"
+            )
     now = repo.now().astimezone(UTC)
     results: list[PublishResult] = []
     targets: dict[str, bytes] = {}
     for path, info in zip(wheels, infos, strict=True):
         base = f"plugins/{info.slot}/{info.filename}"
+        bundle = sigstore.get(info.filename)
         if _check_store(store, info):
             results.append(
                 PublishResult(info.filename, info.slot, base, f"{base}.provenance", True)
@@ -120,7 +176,7 @@ def publish(repo: Repository, wheels: list[Path], key: RoleKey) -> list[PublishR
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, folder / info.filename)
         (folder / f"{info.filename}.metadata").write_bytes(info.core_metadata)
-        provenance = provenance_document(info, key.private, key.keyid, now=now)
+        provenance = provenance_document(info, key.private, key.keyid, now=now, sigstore=bundle)
         (folder / f"{info.filename}.provenance").write_bytes(provenance)
         targets[base] = (folder / info.filename).read_bytes()
         targets[f"{base}.provenance"] = provenance
@@ -129,7 +185,16 @@ def publish(repo: Repository, wheels: list[Path], key: RoleKey) -> list[PublishR
         )
         metadata_sha256 = hashlib.sha256(info.core_metadata).hexdigest()
         project["files"][info.filename] = _store_entry(info, metadata_sha256, key.keyid, now)
-        results.append(PublishResult(info.filename, info.slot, base, f"{base}.provenance", False))
+        results.append(
+            PublishResult(
+                info.filename,
+                info.slot,
+                base,
+                f"{base}.provenance",
+                False,
+                bundle.identity if bundle else None,
+            )
+        )
     if targets:
         slot = infos[0].slot
         slot_md = repo.update_slot_targets(slot, key, targets)
