@@ -168,6 +168,11 @@ class AesKeyRotation(Generic[_K]):
     def send_key(self) -> _K:
         return self._send_key
 
+    @property
+    def receive_key(self) -> _K:
+        """The current epoch's receive key."""
+        return self._receive_key
+
     def receive_keys(self) -> tuple[_K, ...]:
         """The current receive key, then the previous one while its grace lasts."""
         if self._previous is None:

@@ -294,9 +294,7 @@ class AesV0CascadeLayer:
 
     def open(self, data: BytesLike, parameters: object, timestamp_ms: int) -> tuple[bytes, Commit]:
         params = _expect(parameters, AesGcmV0Parameters)
-        return _first_key(
-            self.rotation, lambda key: self._layer.decrypt(data, params, key)
-        ), self.rotation.opened
+        return _open_any(self.rotation, lambda key: self._layer.decrypt(data, params, key))
 
     def params_to_v0(self, parameters: object) -> dict[str, object]:
         return dict(_expect(parameters, AesGcmV0Parameters).to_v0())
@@ -317,15 +315,18 @@ class AesV0CascadeLayer:
         raise MalformedInput("the Profile-v0 AES layer has no binary encoding")
 
 
-def _first_key(rotation: AesKeyRotation[_K], attempt: Callable[[_K], bytes]) -> bytes:
-    """Open under the current receive key, then under the previous one while in grace."""
-    keys = rotation.receive_keys()
-    for key in keys[:-1]:
-        try:
-            return attempt(key)
-        except CryptoError:
-            continue
-    return attempt(keys[-1])
+def _open_any(rotation: AesKeyRotation[_K], attempt: Callable[[_K], bytes]) -> tuple[bytes, Commit]:
+    """Open under the current receive key, then under the previous one while in grace.
+
+    Out of grace (the usual case) there is one key and nothing to commit.
+    """
+    if not rotation.in_grace:
+        return attempt(rotation.receive_key), NO_COMMIT
+    current, previous = rotation.receive_keys()
+    try:
+        return attempt(current), rotation.opened
+    except CryptoError:
+        return attempt(previous), rotation.opened
 
 
 class AesB1CascadeLayer:
@@ -354,9 +355,7 @@ class AesB1CascadeLayer:
     def open(self, data: BytesLike, parameters: object, timestamp_ms: int) -> tuple[bytes, Commit]:
         params = _expect(parameters, AesGcmSessionParameters)
         aad = _bind_time(self._context, timestamp_ms)
-        return _first_key(
-            self.rotation, lambda key: session_open(key, data, params, aad)
-        ), self.rotation.opened
+        return _open_any(self.rotation, lambda key: session_open(key, data, params, aad))
 
     def params_to_v0(self, parameters: object) -> dict[str, object]:
         return {"nonce": list(_expect(parameters, AesGcmSessionParameters).nonce)}
