@@ -27,10 +27,16 @@ def test_shell_verification_exports() -> None:
         "PAYLOAD_TYPE",
         "PREDICATE_TYPE",
         "STATEMENT_TYPE",
+        "SigstoreVerdicts",
         "VerifiedProvenance",
+        "VerifiedRelease",
+        "VerifiedSigstore",
         "content_digest",
         "pae",
+        "sigstore_cache_key",
+        "sigstore_trust_root_sha256",
         "verify_provenance",
+        "verify_release",
         "verify_sigstore_bundle",
     ]
     assert sorted(trust.__all__) == [

@@ -38,6 +38,7 @@ __all__ = [
     "VerifiedSigstore",
     "content_digest",
     "pae",
+    "sigstore_cache_key",
     "sigstore_trust_root_sha256",
     "verify_provenance",
     "verify_release",
@@ -692,10 +693,12 @@ def _verify_bundle(
                 return VerifiedSigstore(signer, artifact, bundle_sha256, key, cached=True)
     sans, issuer = _bundle_signer(bundle)
     named = f"{' / '.join(sans) or 'an unreadable certificate'} (issuer {issuer or 'unknown'})"
+    elsewhere = sorted({x for san in sans for x in policy.slots_of_sigstore(san, issuer or "")})
+    also = f" (it is listed for {'/'.join(elsewhere)})" if elsewhere else ""
     if not allowed:
         raise _fail(
             f"{label} is signed by {named}, but trust.toml lists no Sigstore identity for slot "
-            f"{slot}; a Sigstore bundle that is present must verify",
+            f"{slot}{also}; a Sigstore bundle that is present must verify",
             plugin=proof.plugin,
             fix=f"if you trust that signer, add {{ identity = …, issuer = … }} to the sigstore "
             f"list of [slots.{slot}] in trust.toml",
@@ -704,8 +707,6 @@ def _verify_bundle(
         [s for s in allowed if s.identity in sans and s.issuer == issuer] if sans else allowed
     )
     if not candidates:
-        elsewhere = sorted({x for san in sans for x in policy.slots_of_sigstore(san, issuer or "")})
-        also = f" (it is listed for {'/'.join(elsewhere)})" if elsewhere else ""
         raise _fail(
             f"{label} is signed by {named}, which trust.toml does not list for slot {slot}{also}",
             plugin=proof.plugin,
