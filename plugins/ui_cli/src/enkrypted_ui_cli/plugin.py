@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Sequence
 
 import click
+
 from enkrypted_shell.contracts import AppContext, CryptoService, TransportService
 from enkrypted_shell.hookspecs import hookimpl
 
