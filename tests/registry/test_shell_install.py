@@ -9,6 +9,7 @@ non-zero, name what was wrong, and leave nothing installed.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -506,3 +507,53 @@ def test_unreachable_index_and_bad_arguments(client: Client, registry: Registry)
     refused(client.install("enkrypted-p2p", "enkrypted_P2P"), USAGE, "requested more than once")
     assert client.run("plugins", "refresh").out.startswith("no plugin was installed")
     client.assert_nothing_installed()
+
+
+def test_sigstore_rules_at_install(
+    client: Client, registry: Registry, built: dict[str, Path], tmp_path: Path
+) -> None:
+    """Install runs verify_release: a slot requiring Sigstore refuses a release without a bundle;
+    a release whose bundle signs the wheel's digest but does not verify is refused, whether the
+    policy lists no identity or the bundle's own."""
+    from cryptography.hazmat.primitives import serialization
+
+    from enkrypted_registry.attestation import read_sigstore_bundle
+    from tests.registry.test_sigstore import GITHUB_ACTIONS, RFC8785_WORKFLOW, vector
+
+    repo = registry.repo
+    raw = (
+        repo.key("crypto")
+        .private.public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    )
+    requiring = (
+        f'[slots.crypto]\nkeys = ["{raw.hex()}"]\n'
+        f'sigstore = [{{ identity = "{RFC8785_WORKFLOW}", issuer = "{GITHUB_ACTIONS}" }}]\n'
+    )
+    home = tmp_path / "requiring"
+    home.mkdir()
+    (home / "trust.toml").write_text(requiring)
+    res = client.install("enkrypted-crypto", home=home)
+    refused(res, PROVENANCE, "trust.toml requires a Sigstore bundle for slot crypto")
+    client.assert_nothing_installed(home)
+
+    # The real GitHub bundle, its messageDigest rewritten to the wheel's sha256: bound to the
+    # wheel, published as a valid TUF target, but its signature is not over that digest.
+    info = inspect_wheel(built["enkrypted-crypto"])
+    bundle = json.loads(vector("bundle_v3_github.whl.sigstore"))
+    digest = hashlib.sha256(built["enkrypted-crypto"].read_bytes()).digest()
+    bundle["messageSignature"]["messageDigest"]["digest"] = base64.b64encode(digest).decode()
+    sigstore = read_sigstore_bundle(json.dumps(bundle).encode(), info, source="test bundle")
+    key = repo.key("crypto")
+    document = provenance_document(info, key.private, key.keyid, sigstore=sigstore)
+    (registry.public / f"{CRYPTO_WHEEL}.provenance").write_bytes(document)
+    md = repo.update_slot_targets("crypto", key, {f"{CRYPTO_WHEEL}.provenance": document})
+    repo.commit({"crypto": md})
+
+    res = client.install("enkrypted-crypto", home=home)
+    refused(res, PROVENANCE, "Sigstore bundle 1 of", "does not verify", "sigstore bundle rejected")
+    client.assert_nothing_installed(home)
+    res = client.install("enkrypted-crypto")  # trust.toml from TUF: keys only, no identity
+    refused(res, PROVENANCE, "trust.toml lists no Sigstore identity for slot crypto")
+    client.assert_nothing_installed()
+    assert client.log_events()[-1]["event"] == "install-refused"
