@@ -66,8 +66,10 @@ rt.discover = timed("discover", rt.discover)
 rt.verify_distribution = timed("verify", rt.verify_distribution)
 rt.check_skew = timed("skew", rt.check_skew)
 rt._register = timed("import_plugins", rt._register)
-if hasattr(rt, "verify_provenance"):  # the signature step (shells with signed provenance)
-    rt.verify_provenance = timed("signature", rt.verify_provenance)
+for name in ("verify_release", "verify_provenance"):  # the signature step
+    if hasattr(rt, name):
+        setattr(rt, name, timed("signature", getattr(rt, name)))
+        break
 LoadLog.append_many = timed("load_log", LoadLog.append_many)
 
 t_wrapped = time.perf_counter()
