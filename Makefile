@@ -25,8 +25,9 @@ wheelhouse/.fetched: $(STAMP)
 demo: $(STAMP)
 	$(PY) tools/demo.py
 
-## The whole test suite (long end-to-end tests included; they are marked `e2e`).
-test: $(STAMP) wheelhouse/.fetched
+## The whole test suite (long end-to-end tests included; they are marked `e2e`), after lint and
+## strict type checks of every distribution.
+test: $(STAMP) wheelhouse/.fetched lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Quick loop while developing: everything but the e2e tests.
