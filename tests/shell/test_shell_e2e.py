@@ -274,3 +274,14 @@ def test_unsigned_plugins_are_refused_unless_downgrade_is_explicit(shell_env):
     records = json.loads(sh.run("plugins", "audit", "--json").out)["log"]["records"]
     assert records[0]["event"] == "refused" and records[0]["rule"] == "ProvenanceError"
     assert {r["event"] for r in records[1:]} == {"admitted-unsigned-downgrade"}
+
+
+def test_backend_refuses_layers_it_cannot_serve_at_start_up(shell_env):
+    sh = shell_env("enkrypted-shell", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto",
+                   "enkrypted-crypto-nacl")
+    sh.home.mkdir(parents=True, exist_ok=True)
+    (sh.home / "config.toml").write_text(
+        '[plugins]\ncrypto = "crypto-nacl"\n\n[settings.crypto]\nlayers = ["Signal", "ML-KEM", "AES"]\n')
+    res = sh.run("run")
+    assert res.code == 17
+    assert "ml-kem-768" in res.err and "pyca" in res.err
