@@ -285,3 +285,13 @@ def test_backend_refuses_layers_it_cannot_serve_at_start_up(shell_env):
     res = sh.run("run")
     assert res.code == 17
     assert "ml-kem-768" in res.err and "pyca" in res.err
+
+
+def test_a_shadowing_copy_on_sys_path_is_not_imported(shell_env, tmp_path):
+    sh = shell_env()
+    shadow = tmp_path / "shadow"
+    (shadow / "enkrypted_p2p").mkdir(parents=True)
+    (shadow / "enkrypted_p2p" / "__init__.py").write_text("raise SystemExit('shadow imported')\n")
+    res = sh.run("run", extra_env={"PYTHONPATH": str(shadow)})
+    assert res.code == INTEGRITY
+    assert "would load" in res.err and str(shadow) in res.err

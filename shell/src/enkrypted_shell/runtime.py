@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = ["Plan", "PlannedPlugin", "Services", "StartOptions", "load", "prepare"]
 
 import contextlib
+import importlib.util
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -370,8 +371,28 @@ def _private_bytecode(home: Path) -> None:
     sys.pycache_prefix = str(cache)
 
 
+def _check_import_source(planned: PlannedPlugin) -> None:
+    """The package Python would import must be the verified one, not a same-named copy earlier on
+    ``sys.path`` (PYTHONPATH, the working directory of ``python -m``): locating a top-level package
+    runs none of its code."""
+    cand = planned.candidate
+    package = cand.entry_point.module.split(".")[0]
+    spec = importlib.util.find_spec(package)
+    found = Path(spec.origin).resolve() if spec and spec.origin else None
+    expected = Path(str(cand.distribution.locate_file(f"{package}/__init__.py"))).resolve()
+    if found != expected:
+        raise IntegrityError(
+            f"{cand.label}: importing {package!r} would load {found or 'nothing'}, not the verified "
+            f"{expected}",
+            plugin=cand.name,
+            fix="remove the shadowing copy from sys.path (PYTHONPATH, current directory)",
+        )
+
+
 def _register(manager: pluggy.PluginManager, planned: PlannedPlugin) -> None:
     cand = planned.candidate
+    if planned.integrity is not None:  # dev-mode editable installs are admitted unverified
+        _check_import_source(planned)
     try:
         obj = cand.entry_point.load()
         manager.register(obj, name=cand.name)
