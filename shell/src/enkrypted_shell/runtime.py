@@ -14,12 +14,16 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pluggy
 
 from . import hookspecs
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from .lock import Lock
+
 from .contracts import (
     CONTRACT_VERSIONS,
     SLOT_HOOKS,
@@ -33,7 +37,6 @@ from .discovery import Candidate, discover
 from .errors import IntegrityError, LoadError, ProvenanceError, ShellError, ShellUsageError
 from .integrity import IntegrityReport, verify_distribution
 from .loadlog import LoadLog
-from .lock import Lock, check_locked, parse_lock
 from .provenance import SigstoreVerdicts, VerifiedProvenance, verify_release
 from .provenance_store import ProvenanceStore, StoredProvenance
 from .selection import select
@@ -105,6 +108,8 @@ class Plan:
 
 
 def _read_lock(path: Path) -> Lock:
+    from .lock import parse_lock  # only --locked reads a lock
+
     try:
         text = path.read_text("utf-8")
     except OSError as exc:
@@ -148,6 +153,8 @@ def _prepare(options: StartOptions, log: LoadLog | None) -> Plan:
         contracts=CONTRACT_VERSIONS,
     )
     if lock is not None:
+        from .lock import check_locked
+
         for slot, planned in plugins.items():
             cand = planned.candidate
             check_locked(
