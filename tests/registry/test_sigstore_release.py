@@ -426,10 +426,11 @@ def test_load_time_verify_signed_uses_and_records_verdicts(
     report: Any = SimpleNamespace(content_digest=CONTENT)
     stored, pol = _stored(github_release(key)), policy(key, WORKFLOW)
     # First load without a verdict (e.g. a record from before): full verification, recorded.
-    proof = runtime._verify_signed(
+    verified = runtime._verify_signed(
         "crypto", cand, report, stored, pol, False, SigstoreVerdicts(tmp_path)
     )
-    assert proof is not None and proof.wheel_filename == WHEEL
+    assert verified is not None and verified.provenance.wheel_filename == WHEEL
+    assert [v.signer.identity for v in verified.sigstore] == [WORKFLOW["identity"]]
     assert len(json.loads((tmp_path / "sigstore-verified.json").read_text())["verdicts"]) == 1
     # Next load: the verdict stands, sigstore-python is not used.
     monkeypatch.setattr(shell_provenance, "verify_sigstore_bundle", _no_sigstore)

@@ -111,6 +111,7 @@ def audit_report(
                 "content_digest": p.digest,
                 "wheel_sha256": proof.wheel_sha256 if proof else None,
                 "signer": proof.signer_keyid if proof else None,
+                "sigstore_signers": list(p.sigstore_signers),
                 "tuf_role": stored.tuf_role if stored else None,
                 "index": stored.index if stored else None,
                 "installed_at": stored.installed_at if stored else None,
@@ -171,6 +172,9 @@ def cyclonedx(report: AuditReport) -> dict[str, Any]:
                 "last_loaded",
             )
             if row[k] is not None
+        }
+        props |= {
+            f"sigstore-signer-{i}": signer for i, signer in enumerate(row["sigstore_signers"], 1)
         }
         component: dict[str, Any] = {
             "type": "library",

@@ -37,7 +37,7 @@ from .discovery import Candidate, discover
 from .errors import IntegrityError, LoadError, ProvenanceError, ShellError, ShellUsageError
 from .integrity import IntegrityReport, verify_distribution
 from .loadlog import LoadLog
-from .provenance import SigstoreVerdicts, VerifiedProvenance, verify_release
+from .provenance import SigstoreVerdicts, VerifiedProvenance, VerifiedRelease, verify_release
 from .provenance_store import ProvenanceStore, StoredProvenance
 from .selection import select
 from .skew import check_skew
@@ -88,6 +88,7 @@ class PlannedPlugin:
     verified_deps: tuple[IntegrityReport, ...]
     provenance: VerifiedProvenance | None = None  # None: dev, or unsigned admitted by downgrade
     stored: StoredProvenance | None = None
+    sigstore_signers: tuple[str, ...] = ()  # "identity (issuer)" of each verified Sigstore bundle
 
     @property
     def digest(self) -> str | None:
@@ -195,7 +196,7 @@ def _verify(
     deps = _verify_plugin_deps(cand, others)
     stored = options.store.get(cand.dist_name)
     verdicts = SigstoreVerdicts(options.home)  # read only if a release carries a Sigstore bundle
-    proof = _verify_signed(slot, cand, report, stored, policy, options.allow_unsigned, verdicts)
+    release = _verify_signed(slot, cand, report, stored, policy, options.allow_unsigned, verdicts)
     for dep in deps:  # code imported on behalf of this plugin needs provenance too
         dep_cand = next(o for o in others if o.dist_name == dep.distribution)
         _verify_signed(
@@ -207,7 +208,18 @@ def _verify(
             options.allow_unsigned,
             verdicts,
         )
-    return PlannedPlugin(slot, cand, reason, report, deps, proof, stored)
+    return PlannedPlugin(
+        slot,
+        cand,
+        reason,
+        report,
+        deps,
+        release.provenance if release else None,
+        stored,
+        tuple(f"{v.signer.identity} ({v.signer.issuer})" for v in release.sigstore)
+        if release
+        else (),
+    )
 
 
 def _verify_signed(
@@ -218,7 +230,7 @@ def _verify_signed(
     policy: TrustPolicy,
     allow_unsigned: bool,
     verdicts: SigstoreVerdicts,
-) -> VerifiedProvenance | None:
+) -> VerifiedRelease | None:
     """The signature step (DESIGN.md §6): provenance signed by a key the policy accepts for the
     slot, for exactly the installed version and files; revoked releases refused.
 
@@ -269,7 +281,7 @@ def _verify_signed(
     # A verdict only saves time at the next load; the verification itself has passed.
     with contextlib.suppress(OSError):
         verdicts.remember(release.sigstore)
-    return release.provenance
+    return release
 
 
 def _verify_plugin_deps(
@@ -308,6 +320,7 @@ def _accept_record(
         selected_because=planned.reason,
         wheel_sha256=proof.wheel_sha256 if proof else None,
         signer=proof.signer_keyid if proof else None,
+        sigstore_signers=list(planned.sigstore_signers),
         tuf_role=planned.stored.tuf_role if planned.stored else None,
         index=planned.stored.index if planned.stored else None,
         locked=locked,
