@@ -265,6 +265,10 @@ def test_two_crypto_backends_lock_and_run_locked(client: Client, registry: Regis
         record = records[str(row["name"])]
         assert row["wheel-sha256"] == record["wheel_sha256"]
         assert row["index"] == registry.url and len(row["signer"]) == 64
+    graph = client.run("plugins", "graph", "--locked")
+    assert graph.code == 0, graph.err
+    assert graph.out.count("signed by") == 3 and f"from {registry.url}" in graph.out
+    assert "imports plugin code of enkrypted-crypto==0.1.0 sha256:" in graph.out
     run = client.run("run", "--locked")  # the lock alone selects the nacl backend
     assert run.code == 0, run.err
     assert "crypto backend: pynacl" in run.out and "delivered intact: True" in run.out

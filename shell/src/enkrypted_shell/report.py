@@ -51,7 +51,8 @@ def graph_report(plan: Plan) -> tuple[dict[str, Any], str]:
         "slots": {},
     }
     for row in plan_rows(plan):
-        cand = plan.plugins[row["slot"]].candidate
+        planned = plan.plugins[row["slot"]]
+        cand = planned.candidate
         shared = []
         for line in cand.distribution.requires or []:
             req = Requirement(line)
@@ -64,11 +65,24 @@ def graph_report(plan: Plan) -> tuple[dict[str, Any], str]:
             "shared": shared,
             "shell_range": str(cand.manifest.shell),
             "capabilities": {k: sorted(v) for k, v in cand.manifest.capabilities.items()},
+            "signer": planned.provenance.signer_keyid if planned.provenance else None,
+            "sigstore_signers": list(planned.sigstore_signers),
+            "index": planned.stored.index if planned.stored else None,
+            "dependencies": list(planned.dependency_pins),
         }
         lines.append(
             f"{row['slot']}: {cand.label} contract {row['contract']} "
             f"-- {row['selected_because']}; integrity {row['content_digest']}"
         )
+        if planned.provenance and planned.stored:
+            lines.append(
+                f"    signed by {planned.provenance.signer_keyid[:16]}… ({row['slot']} key"
+                + "".join(f", sigstore {s}" for s in planned.sigstore_signers)
+                + f") from {planned.stored.index}"
+            )
+        elif planned.integrity:
+            lines.append("    UNSIGNED: admitted by --allow-unsigned")
+        lines += [f"    imports plugin code of {d}" for d in planned.dependency_pins]
         lines.append(
             f"    shell range {cand.manifest.shell or 'any'}; requires "
             + (", ".join(f"{k} {v}" for k, v in requires.items()) or "no other contracts")
