@@ -17,6 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 REGISTRY_SRC = ROOT / "registry" / "src"
+SHELL_SRC = ROOT / "shell" / "src"  # the registry enforces the shell's contracts
 
 # (project dir name, distribution, version, slot, plugin name, top package)
 PLUGINS = [
@@ -33,7 +34,7 @@ def pip_env() -> dict[str, str]:
         PIP_CONFIG_FILE=os.devnull,
         PIP_DISABLE_PIP_VERSION_CHECK="1",
         PIP_NO_INPUT="1",
-        PYTHONPATH=str(REGISTRY_SRC),
+        PYTHONPATH=os.pathsep.join([str(REGISTRY_SRC), str(SHELL_SRC)]),
     )
     return env
 

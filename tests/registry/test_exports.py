@@ -31,6 +31,7 @@ def test_shell_verification_exports() -> None:
         "VerifiedProvenance",
         "VerifiedRelease",
         "VerifiedSigstore",
+        "bundle_signer",
         "content_digest",
         "pae",
         "sigstore_cache_key",

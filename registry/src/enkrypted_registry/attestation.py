@@ -39,8 +39,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from enkrypted_shell.provenance import bundle_signer, pae
 
 from .errors import PublishRefusedError, RegistryUsageError
 from .wheel import WheelInfo
@@ -51,9 +52,6 @@ PAYLOAD_TYPE = "application/vnd.in-toto+json"
 PUBLISHER_KIND = "enkrypted-key"
 SIGSTORE_KIND = "sigstore"
 MAX_SIGSTORE_BUNDLE_BYTES = 1024 * 1024
-_SAN_OTHERNAME_OID = "1.3.6.1.4.1.57264.1.7"
-_ISSUER_V1_OID = "1.3.6.1.4.1.57264.1.1"
-_ISSUER_V2_OID = "1.3.6.1.4.1.57264.1.8"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,18 +64,6 @@ class SigstoreBundle:
 
     def publisher(self) -> dict[str, str]:
         return {"kind": SIGSTORE_KIND, "identity": self.identity, "issuer": self.issuer}
-
-
-def pae(payload_type: str, payload: bytes) -> bytes:
-    """DSSE v1 Pre-Authentication Encoding.
-
-    ``PAE(type, body) = "DSSEv1" SP LEN(type) SP type SP LEN(body) SP body`` where LEN is the byte
-    length as ASCII decimal without leading zeros (DSSE protocol.md, "Signature definition").
-    """
-    type_bytes = payload_type.encode("utf-8")
-    return b" ".join(
-        [b"DSSEv1", str(len(type_bytes)).encode(), type_bytes, str(len(payload)).encode(), payload]
-    )
 
 
 def build_statement(
@@ -139,60 +125,13 @@ def provenance_document(
     return json.dumps(document, indent=1, sort_keys=True).encode("utf-8") + b"\n"
 
 
-def _der_utf8(data: bytes) -> str:
-    """A DER UTF8String's text (tag 0x0C); other bytes are decoded as they are."""
-    if len(data) >= 2 and data[0] == 0x0C:
-        length, start = data[1], 2
-        if length & 0x80:
-            count = length & 0x7F
-            length, start = int.from_bytes(data[2 : 2 + count], "big"), 2 + count
-        return data[start : start + length].decode("utf-8", "replace")
-    return data.decode("utf-8", "replace")
-
-
 def _signer(bundle: dict[str, Any], source: str) -> tuple[str, str]:
-    """(SAN, OIDC issuer) of the bundle's leaf certificate (v0.1/v0.2 chain or v0.3 certificate)."""
-    try:
-        material = bundle["verificationMaterial"]
-        if "certificate" in material:
-            raw = material["certificate"]["rawBytes"]
-        else:
-            raw = material["x509CertificateChain"]["certificates"][0]["rawBytes"]
-        cert = x509.load_der_x509_certificate(base64.b64decode(raw, validate=True))
-        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (
-        KeyError,
-        IndexError,
-        TypeError,
-        ValueError,
-        binascii.Error,
-        x509.ExtensionNotFound,
-    ) as exc:
-        raise RegistryUsageError(
-            f"{source}: cannot read the signing certificate and its SAN ({type(exc).__name__})"
-        ) from exc
-    names = [
-        *sans.get_values_for_type(x509.UniformResourceIdentifier),
-        *sans.get_values_for_type(x509.RFC822Name),
-        *(
-            _der_utf8(other.value)
-            for other in sans.get_values_for_type(x509.OtherName)
-            if other.type_id.dotted_string == _SAN_OTHERNAME_OID
-        ),
-    ]
-    issuer = None
-    for oid in (_ISSUER_V2_OID, _ISSUER_V1_OID):
-        try:
-            value = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(oid)).value
-        except x509.ExtensionNotFound:
-            continue
-        data = getattr(value, "value", b"")
-        issuer = _der_utf8(data) if oid == _ISSUER_V2_OID else data.decode("utf-8", "replace")
-        break
+    """(SAN, OIDC issuer) of the bundle's leaf certificate, read as the shell reads it."""
+    names, issuer = bundle_signer(bundle)
     if len(names) != 1 or not issuer:
         raise RegistryUsageError(
-            f"{source}: the signing certificate needs exactly one SAN and an OIDC issuer "
-            f"(found SANs {names}, issuer {issuer!r}); is this a Fulcio certificate?"
+            f"{source}: cannot read the signing certificate's single SAN and OIDC issuer "
+            f"(found SANs {list(names)}, issuer {issuer!r}); is this a Fulcio certificate?"
         )
     return names[0], issuer
 

@@ -24,7 +24,6 @@ import configparser
 import csv
 import hashlib
 import io
-import re
 import tomllib
 import zipfile
 from dataclasses import dataclass
@@ -35,20 +34,18 @@ from typing import Any
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from .errors import WheelError
+from enkrypted_shell.contracts import SLOTS
+from enkrypted_shell.discovery import ENTRY_POINT_GROUP
+from enkrypted_shell.errors import ManifestError
+from enkrypted_shell.integrity import content_digest as shell_content_digest
+from enkrypted_shell.manifest import MANIFEST_FILENAME, parse_manifest
 
-ENTRY_POINT_GROUP = "enkrypted.plugins"
-MANIFEST_FILENAME = "enkrypted-plugin.toml"
-SLOTS = ("crypto", "p2p", "ui")
+from .errors import WheelError
 
 # Bounds on untrusted input (a wheel handed to `publish`).
 MAX_WHEEL_BYTES = 256 * 1024 * 1024
 MAX_MEMBERS = 20_000
 MAX_UNCOMPRESSED_BYTES = 1024 * 1024 * 1024
-MAX_MANIFEST_BYTES = 64 * 1024
-
-_CONTRACT_RE = re.compile(r"^(0|[1-9]\d{0,3})\.(0|[1-9]\d{0,3})$")
-_PLUGIN_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,29 +82,10 @@ def _hex_to_b64(hexdigest: str) -> str:
     return base64.urlsafe_b64encode(bytes.fromhex(hexdigest)).rstrip(b"=").decode("ascii")
 
 
-def _excluded_from_content_digest(path: str) -> bool:
-    """RECORD entries the shell's content digest ignores (installer-written or regenerated)."""
-    if path.startswith(".."):
-        return True  # console scripts installed outside site-packages
-    parts = path.split("/")
-    installer_files = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
-    if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] in installer_files:
-        return True
-    return "__pycache__" in parts[:-1] and path.endswith(".pyc")
-
-
 def content_digest(entries: list[tuple[str, str]]) -> str:
-    """The shell's content digest over ``(path, sha256 hex)`` pairs.
-
-    sha256 over the UTF-8 text of sorted lines ``"{path},{sha256-urlsafe-b64-nopad}\\n"``, skipping
-    RECORD, INSTALLER, REQUESTED, direct_url.json, ``__pycache__/*.pyc`` and ``..``-paths.
-    """
-    lines = sorted(
-        f"{path},{_hex_to_b64(digest)}\n"
-        for path, digest in entries
-        if not _excluded_from_content_digest(path)
-    )
-    return "sha256:" + hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
+    """The shell's content digest (:func:`enkrypted_shell.integrity.content_digest`) over
+    ``(path, sha256 hex)`` pairs, so the lock and the provenance agree with the installed copy."""
+    return shell_content_digest((path, _hex_to_b64(digest)) for path, digest in entries)
 
 
 def content_digest_from_wheel(path: Path) -> str:
@@ -246,26 +224,13 @@ def _version(text: str, filename: str) -> Version:
 
 
 def _parse_manifest(raw: bytes, source: str) -> dict[str, Any]:
-    """Validate the fields the registry relies on; the shell validates the rest at load time."""
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise WheelError(f"{source}: manifest larger than {MAX_MANIFEST_BYTES} bytes")
+    """The shell's own manifest rules (:func:`enkrypted_shell.manifest.parse_manifest`): a wheel the
+    shell would refuse to load is not publishable.  Returns the TOML document for the predicate."""
     try:
-        doc = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise WheelError(f"{source}: not valid TOML ({exc})") from exc
-    plugin = doc.get("plugin")
-    if not isinstance(plugin, dict):
-        raise WheelError(f"{source}: [plugin] table is missing")
-    name, slot = plugin.get("name"), plugin.get("slot")
-    if not isinstance(name, str) or not _PLUGIN_NAME_RE.match(name):
-        raise WheelError(f"{source}: plugin.name must be lowercase [a-z0-9._-], got {name!r}")
-    if slot not in SLOTS:
-        raise WheelError(f"{source}: plugin.slot {slot!r} is not one of {', '.join(SLOTS)}")
-    contract = plugin.get("contract")
-    if not isinstance(contract, str) or not _CONTRACT_RE.match(contract):
-        raise WheelError(f"{source}: plugin.contract must be MAJOR.MINOR, got {contract!r}")
-    if not isinstance(plugin.get("shell"), str):
-        raise WheelError(f"{source}: plugin.shell must be a version specifier string")
+        parse_manifest(raw, source=source)
+    except ManifestError as exc:
+        raise WheelError(exc.message) from exc
+    doc: dict[str, Any] = tomllib.loads(raw.decode("utf-8"))
     return doc
 
 

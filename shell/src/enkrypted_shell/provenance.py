@@ -36,6 +36,7 @@ __all__ = [
     "VerifiedProvenance",
     "VerifiedRelease",
     "VerifiedSigstore",
+    "bundle_signer",
     "content_digest",
     "pae",
     "sigstore_cache_key",
@@ -622,10 +623,10 @@ def _der_utf8(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
 
-def _bundle_signer(bundle: dict[str, Any]) -> tuple[tuple[str, ...], str | None]:
-    """SANs and OIDC issuer of the bundle's leaf certificate.
+def bundle_signer(bundle: dict[str, Any]) -> tuple[tuple[str, ...], str | None]:
+    """SANs and OIDC issuer of the bundle's leaf certificate; ``((), None)`` if unreadable.
 
-    Only to choose which policy entries to try and to name the signer in errors: acceptance is
+    Used by the registry to name a publisher, and here only to choose which policy entries to try and to name the signer in errors: acceptance is
     always sigstore-python's ``policy.Identity`` check inside the full verification."""
     from cryptography import x509
 
@@ -691,7 +692,7 @@ def _verify_bundle(
             key = sigstore_cache_key(bundle_sha256, artifact, signer, root[1]) if root else None
             if key is not None and key in verified:
                 return VerifiedSigstore(signer, artifact, bundle_sha256, key, cached=True)
-    sans, issuer = _bundle_signer(bundle)
+    sans, issuer = bundle_signer(bundle)
     named = f"{' / '.join(sans) or 'an unreadable certificate'} (issuer {issuer or 'unknown'})"
     elsewhere = sorted({x for san in sans for x in policy.slots_of_sigstore(san, issuer or "")})
     also = f" (it is listed for {'/'.join(elsewhere)})" if elsewhere else ""
