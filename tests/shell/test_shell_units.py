@@ -256,3 +256,11 @@ def test_content_digest_ignores_installer_files():
              ("../../../bin/tool", "h5"), ("pkg/__pycache__/a.cpython-311.pyc", "h6")]
     assert content_digest(base) == content_digest(list(reversed(base)) + noise)
     assert content_digest(base) != content_digest([("pkg/a.py", "h9"), base[1]])
+
+
+def test_load_log_appends_read_only_the_tail_and_keep_the_chain(tmp_path):
+    log = LoadLog(tmp_path / "log.jsonl")
+    for i in range(120):  # records span many 4 KiB chunks
+        log.append("verified", plugin=f"p{i}", padding="x" * (i % 97))
+    state = log.read()
+    assert state.intact and [r["seq"] for r in state.records] == list(range(1, 121))

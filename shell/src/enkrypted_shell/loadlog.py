@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import LoadLogCorruptError
 
@@ -58,6 +59,21 @@ def verify_chain(lines: list[str]) -> ChainState:
     return ChainState(tuple(records), True, None, prev)
 
 
+def _last_line(handle: BinaryIO, chunk: int = 4096) -> bytes:
+    """The file's last non-empty line, read backwards from the end in chunks."""
+    end = handle.seek(0, os.SEEK_END)
+    data, pos = b"", end
+    while pos > 0:
+        step = min(chunk, pos)
+        pos -= step
+        handle.seek(pos)
+        data = handle.read(step) + data
+        stripped = data.rstrip(b"\n")
+        if b"\n" in stripped:
+            return stripped.rsplit(b"\n", 1)[1]
+    return data.rstrip(b"\n")
+
+
 class LoadLog:
     """The log file of one profile home."""
 
@@ -78,12 +94,11 @@ class LoadLog:
         last line of the file."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "r+", encoding="utf-8") as handle:
+        with os.fdopen(fd, "r+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
-            handle.seek(0)
-            lines = handle.read().splitlines()
+            tail = _last_line(handle)  # the log grows with every start; read only its end
             try:
-                last = json.loads(lines[-1]) if lines and lines[-1].strip() else None
+                last = json.loads(tail) if tail.strip() else None
             except ValueError as exc:
                 raise LoadLogCorruptError(
                     f"{self.path}: last record is not JSON; the log was tampered with",
@@ -102,9 +117,10 @@ class LoadLog:
                 }
                 record["hash"] = prev = _digest(record)
                 written.append(record)
-            handle.write(
-                "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in written)
+            text = "".join(
+                json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in written
             )
+            handle.write(text.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
         return written
