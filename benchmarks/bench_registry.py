@@ -43,7 +43,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from common import bench_runs, median, side_by_side
+from common import TIMED_SNIPPET, bench_runs, median, side_by_side
 
 from tools.workspace import DISTS, build_wheels, make_env
 
@@ -60,15 +60,7 @@ from enkrypted_shell.cli import main
 t_import = time.perf_counter()
 
 # Thin timers around the installer's steps (a few dozen calls per install; microseconds).
-spent = {}
-def timed(key, fn):
-    def wrapper(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            spent[key] = spent.get(key, 0.0) + time.perf_counter() - start
-    return wrapper
+@@TIMED@@
 ins.connect = timed("tuf_refresh", ins.connect)
 ins._policy = timed("trust_policy", ins._policy)
 ins._catalog = timed("tuf_slot_roles", ins._catalog)
@@ -245,7 +237,7 @@ def measure(
     wheels: Mapping[str, Path], work: Path, runs: int, *, profile: bool | None = None
 ) -> dict[str, object]:
     """The benchmark over already built ``wheels`` (by distribution name)."""
-    (work / "driver.py").write_text(DRIVER, "utf-8")
+    (work / "driver.py").write_text(DRIVER.replace("@@TIMED@@", TIMED_SNIPPET), "utf-8")
     with serve_registry(wheels, work) as url:
         cases = {
             name: _Case(name, work, wheels["enkrypted-shell"], url)

@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common import bench_runs, median, side_by_side
+from common import TIMED_SNIPPET, bench_runs, median, side_by_side
 
 from tools.workspace import DISTS, ROOT, build_wheels, make_env
 
@@ -53,15 +53,7 @@ t_import = time.perf_counter()
 
 # Breakdown: wrap the pipeline's steps (a few calls per load; the wrappers cost microseconds).
 from enkrypted_shell.loadlog import LoadLog
-spent = {}
-def timed(key, fn):
-    def wrapper(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            spent[key] = spent.get(key, 0.0) + time.perf_counter() - start
-    return wrapper
+@@TIMED@@
 rt.discover = timed("discover", rt.discover)
 rt.verify_distribution = timed("verify", rt.verify_distribution)
 rt.check_skew = timed("skew", rt.check_skew)
@@ -244,7 +236,7 @@ def measure(wheels: Sequence[Path], workdir: Path, runs: int, *, profile: bool |
     env.install(*wheels)
     scripts = workdir / "drivers"
     scripts.mkdir()
-    (scripts / "verified_load.py").write_text(VERIFIED, "utf-8")
+    (scripts / "verified_load.py").write_text(VERIFIED.replace("@@TIMED@@", TIMED_SNIPPET), "utf-8")
     (scripts / "pluggy_load.py").write_text(PLUGGY, "utf-8")
     verified = _Driver(env.python, scripts / "verified_load.py", workdir / "home-verified")
     plain = _Driver(env.python, scripts / "pluggy_load.py", workdir / "home-pluggy")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "LIBRARIES",
+    "TIMED_SNIPPET",
     "Timing",
     "bench_runs",
     "machine_info",
@@ -141,3 +142,17 @@ def side_by_side(
         n: Timing(tuple(s for s, _ in samples[n]), tuple(e for _, e in samples[n]))
         for n in names
     }
+
+
+# Source text injected into the benchmark driver scripts (they run in other interpreters):
+# wraps a function so calls accumulate their time under a key in ``spent``.
+TIMED_SNIPPET = """spent = {}
+def timed(key, fn):
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[key] = spent.get(key, 0.0) + time.perf_counter() - start
+    return wrapper
+"""
