@@ -103,7 +103,7 @@ def cand(name, slot, contract="1.0", dist=None, version="0.1.0", requires=None, 
         text += "[requires]\n" + "".join(f'{k}="{v}"\n' for k, v in requires.items())
     manifest = parse_manifest(text.encode(), source=name)
     fake = FakeDist(dist or f"dist-{name}", version, list(deps))
-    return Candidate(None, fake, manifest, False)  # type: ignore[arg-type]
+    return Candidate(None, fake, manifest, False, fake.name, version, tuple(deps))  # type: ignore[arg-type]
 
 
 ALL = Discovery((cand("c1", "crypto"), cand("c2", "crypto"), cand("p", "p2p"), cand("u", "ui")), ())

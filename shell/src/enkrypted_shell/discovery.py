@@ -10,9 +10,9 @@ __all__ = ["ENTRY_POINT_GROUP", "Candidate", "Discovery", "discover"]
 
 import importlib.util
 import json
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import ManifestError
 from .manifest import MANIFEST_FILENAME, PluginManifest, parse_manifest
@@ -20,14 +20,16 @@ from .manifest import MANIFEST_FILENAME, PluginManifest, parse_manifest
 ENTRY_POINT_GROUP = "enkrypted.plugins"
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     """An installed plugin: its entry point, distribution and manifest."""
 
     entry_point: metadata.EntryPoint
     distribution: metadata.Distribution
     manifest: PluginManifest
     editable: bool
+    dist_name: str  # these three from one parse of the distribution's METADATA
+    version: str
+    requires: tuple[str, ...]  # Requires-Dist lines
 
     @property
     def name(self) -> str:
@@ -38,21 +40,12 @@ class Candidate:
         return self.manifest.slot
 
     @property
-    def dist_name(self) -> str:
-        return str(self.distribution.metadata["Name"])
-
-    @property
-    def version(self) -> str:
-        return self.distribution.version
-
-    @property
     def label(self) -> str:
         """``name (dist version)`` for messages."""
         return f"{self.name} ({self.dist_name} {self.version})"
 
 
-@dataclass(frozen=True, slots=True)
-class Discovery:
+class Discovery(NamedTuple):
     """The result of one scan: readable candidates and the entry points that were not."""
 
     candidates: tuple[Candidate, ...]
@@ -88,7 +81,10 @@ def _candidate(ep: metadata.EntryPoint) -> Candidate:
     dist = ep.dist
     if dist is None:
         raise ManifestError(f"entry point {ep.name!r} has no distribution", plugin=ep.name)
-    where = f"{dist.metadata['Name']} {dist.version}"
+    meta = dist.metadata  # parsed once: name, version and Requires-Dist come from here
+    dist_name, version = str(meta["Name"]), str(meta["Version"])
+    requires = tuple(meta.get_all("Requires-Dist") or ())
+    where = f"{dist_name} {version}"
     package = ep.module.split(".")[0]
     wanted = f"{package}/{MANIFEST_FILENAME}"
     editable = _is_editable(dist)
@@ -106,7 +102,7 @@ def _candidate(ep: metadata.EntryPoint) -> Candidate:
             f"{where}: manifest names the plugin {manifest.name!r} but its entry point is {ep.name!r}",
             plugin=ep.name,
         )
-    return Candidate(ep, dist, manifest, editable)
+    return Candidate(ep, dist, manifest, editable, dist_name, version, requires)
 
 
 def _recorded_manifest(dist: metadata.Distribution, wanted: str) -> bytes | None:

@@ -15,9 +15,8 @@ import json
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from .errors import LoadLogCorruptError
 
@@ -29,8 +28,7 @@ def _digest(record: Mapping[str, object]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class ChainState:
+class ChainState(NamedTuple):
     """Result of walking the chain."""
 
     records: tuple[dict[str, object], ...]

@@ -23,7 +23,7 @@ __all__ = ["MANIFEST_FILENAME", "ContractVersion", "PluginManifest", "parse_mani
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
@@ -36,8 +36,7 @@ _CONTRACT_RE = re.compile(r"^(0|[1-9]\d{0,3})\.(0|[1-9]\d{0,3})$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class ContractVersion:
+class ContractVersion(NamedTuple):
     """A slot contract version ``MAJOR.MINOR``."""
 
     major: int
@@ -58,8 +57,7 @@ class ContractVersion:
         return f"{self.major}.{self.minor}"
 
 
-@dataclass(frozen=True, slots=True)
-class PluginManifest:
+class PluginManifest(NamedTuple):
     """What a plugin declares about itself, before any of its code runs."""
 
     name: str

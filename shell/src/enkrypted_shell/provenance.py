@@ -56,10 +56,9 @@ import os
 import re
 import tempfile
 from collections.abc import Container, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
 from cryptography.exceptions import InvalidSignature
@@ -87,8 +86,7 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
-@dataclass(frozen=True, slots=True)
-class VerifiedProvenance:
+class VerifiedProvenance(NamedTuple):
     """What a verified provenance statement says, signer included."""
 
     plugin: str
@@ -539,8 +537,7 @@ def verify_sigstore_bundle(
     return SigstoreIdentity(identity=identity, issuer=issuer, instance=instance)
 
 
-@dataclass(frozen=True, slots=True)
-class VerifiedSigstore:
+class VerifiedSigstore(NamedTuple):
     """One Sigstore bundle of a release that verified for the wheel under the policy."""
 
     signer: SigstoreIdentity
@@ -550,8 +547,7 @@ class VerifiedSigstore:
     cached: bool  # True: accepted from a verdict of an earlier full verification (SigstoreVerdicts)
 
 
-@dataclass(frozen=True, slots=True)
-class VerifiedRelease:
+class VerifiedRelease(NamedTuple):
     """A release whose DSSE provenance and every Sigstore bundle verified."""
 
     provenance: VerifiedProvenance

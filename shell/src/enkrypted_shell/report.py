@@ -54,7 +54,7 @@ def graph_report(plan: Plan) -> tuple[dict[str, Any], str]:
         planned = plan.plugins[row["slot"]]
         cand = planned.candidate
         shared = []
-        for line in cand.distribution.requires or []:
+        for line in cand.requires:
             req = Requirement(line)
             if req.marker is None or req.marker.evaluate({"extra": ""}):
                 shared.append({"requirement": str(req), "installed": installed_version(req.name)})

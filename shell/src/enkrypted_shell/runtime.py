@@ -12,9 +12,9 @@ import contextlib
 import importlib.util
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from types import MappingProxyType
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import pluggy
 
@@ -46,16 +46,15 @@ from .trust import TrustPolicy
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class StartOptions:
+class StartOptions(NamedTuple):
     """Everything that decides what gets loaded."""
 
     home: Path
-    choices: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    choices: Mapping[str, tuple[str, str]] = MappingProxyType({})
     lock_path: Path | None = None  # set = enforce the lock (--locked)
     dev: bool = False
     allow_unsigned: bool = False  # explicit downgrade: load plugins without provenance (logged)
-    settings: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    settings: Mapping[str, Mapping[str, object]] = MappingProxyType({})
 
     @property
     def log(self) -> LoadLog:
@@ -77,8 +76,7 @@ class StartOptions:
         return TrustPolicy.from_toml(text, source=str(path))
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedPlugin:
+class PlannedPlugin(NamedTuple):
     """A selected plugin that passed verification (or was let in by dev mode)."""
 
     slot: str
@@ -102,8 +100,7 @@ class PlannedPlugin:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(NamedTuple):
     plugins: Mapping[str, PlannedPlugin]
     lock: Lock | None
 
@@ -192,7 +189,7 @@ def _verify(
                 fix="install the wheel, or pass --dev (ENKRYPTED_DEV=1) to load it unverified",
             )
         return PlannedPlugin(slot, cand, reason, None, ())
-    report = verify_distribution(cand.distribution)
+    report = verify_distribution(cand.distribution, name=cand.dist_name, version=cand.version)
     deps = _verify_plugin_deps(cand, others)
     stored = options.store.get(cand.dist_name)
     verdicts = SigstoreVerdicts(options.home)  # read only if a release carries a Sigstore bundle
@@ -292,9 +289,12 @@ def _verify_plugin_deps(
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    wanted = {canonicalize_name(Requirement(r).name) for r in cand.distribution.requires or []}
+    wanted = {canonicalize_name(Requirement(r).name) for r in cand.requires}
     dists = {canonicalize_name(o.dist_name): o for o in others if o.dist_name != cand.dist_name}
-    return tuple(verify_distribution(dists[n].distribution) for n in sorted(wanted & set(dists)))
+    return tuple(
+        verify_distribution(d.distribution, name=d.dist_name, version=d.version)
+        for d in (dists[n] for n in sorted(wanted & set(dists)))
+    )
 
 
 def _accept_record(
@@ -329,8 +329,7 @@ def _accept_record(
 
 
 # ------------------------------------------------------------------------------------------ loading
-@dataclass(frozen=True, slots=True)
-class Services:
+class Services(NamedTuple):
     """The wired services and the plugin manager that holds the plugins."""
 
     manager: pluggy.PluginManager

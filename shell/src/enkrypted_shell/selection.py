@@ -9,7 +9,7 @@ from __future__ import annotations
 __all__ = ["Selected", "select"]
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from packaging.utils import canonicalize_name
 
@@ -17,8 +17,7 @@ from .discovery import Candidate, Discovery
 from .errors import AmbiguousPluginError, LockMismatchError, NoPluginError
 
 
-@dataclass(frozen=True, slots=True)
-class Selected:
+class Selected(NamedTuple):
     """The candidate chosen for a slot and why (shown by ``plugins graph``)."""
 
     candidate: Candidate

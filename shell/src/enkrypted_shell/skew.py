@@ -90,7 +90,7 @@ def _plugin_rules(cand: Candidate, plan: Mapping[str, Candidate]) -> list[str]:
 
 def _shared_rules(cand: Candidate, installed: Callable[[str], str | None]) -> list[str]:
     out: list[str] = []
-    for line in cand.distribution.requires or []:
+    for line in cand.requires:
         try:
             req = Requirement(line)
         except InvalidRequirement:

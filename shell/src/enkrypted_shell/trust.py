@@ -43,7 +43,8 @@ import json
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -67,8 +68,7 @@ def ed25519_keyid(raw_public_key: bytes) -> str:
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class PublisherKey:
+class PublisherKey(NamedTuple):
     """An Ed25519 publisher key allowed by the policy."""
 
     keyid: str
@@ -99,8 +99,7 @@ class PublisherKey:
         return Ed25519PublicKey.from_public_bytes(self.raw)
 
 
-@dataclass(frozen=True, slots=True)
-class SigstoreIdentity:
+class SigstoreIdentity(NamedTuple):
     """A Sigstore signing identity: certificate SAN and OIDC issuer, matched exactly, under the
     trust root of one Sigstore ``instance`` ("production" or "staging")."""
 
@@ -113,19 +112,17 @@ class SigstoreIdentity:
         return f"{self.identity} (issuer {self.issuer}{where})"
 
 
-@dataclass(frozen=True, slots=True)
-class SlotPolicy:
+class SlotPolicy(NamedTuple):
     """Who may publish one slot."""
 
     keys: tuple[PublisherKey, ...] = ()
     sigstore: tuple[SigstoreIdentity, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class TrustPolicy:
+class TrustPolicy(NamedTuple):
     """Per-slot allowed publishers. A slot absent from the policy allows nobody (fail closed)."""
 
-    slots: Mapping[str, SlotPolicy] = field(default_factory=dict)
+    slots: Mapping[str, SlotPolicy] = MappingProxyType({})
 
     @classmethod
     def from_toml(cls, text: str, *, source: str = "trust.toml") -> TrustPolicy:
