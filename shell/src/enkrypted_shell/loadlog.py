@@ -13,19 +13,45 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from .errors import LoadLogCorruptError
 
 GENESIS = "0" * 64
+_HASH_RE = re.compile(r"[0-9a-f]{64}")
 
 
 def _digest(record: Mapping[str, object]) -> str:
     canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _safe_text(text: str) -> str:
+    """``text`` unchanged when it is valid Unicode; lone surrogates (a non-UTF-8 file name through
+    ``os.fsdecode``) become ``\\udcff``-style escapes so the record can be encoded as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _sanitised(value: object) -> object:
+    """``value`` with every string (dict keys included) made encodable as UTF-8 (see
+    :func:`_safe_text`); valid strings are left as they are, so digests do not change."""
+    if isinstance(value, str):
+        return _safe_text(value)
+    if isinstance(value, Mapping):
+        return {_sanitised(k): _sanitised(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_sanitised(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_sanitised(v) for v in value)
+    return value
 
 
 class ChainState(NamedTuple):
@@ -37,19 +63,30 @@ class ChainState(NamedTuple):
     head: str
 
 
-def verify_chain(lines: list[str]) -> ChainState:
-    """Pure check of the chain over the file's lines."""
+def verify_chain(lines: Sequence[str | bytes]) -> ChainState:
+    """Pure check of the chain over the file's lines (text, or raw bytes decoded per line as
+    UTF-8: a line that is not UTF-8 breaks the chain there)."""
     prev = GENESIS
     records: list[dict[str, object]] = []
-    for number, line in enumerate(lines, start=1):
+    for number, raw in enumerate(lines, start=1):
+        try:
+            line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError:
+            return ChainState(tuple(records), False, f"line {number}: not UTF-8", prev)
         if not line.strip():
             continue
         try:
             record = json.loads(line)
+            if not isinstance(record, dict):
+                raise TypeError("not a JSON object")
             claimed = record.pop("hash")
-        except (ValueError, KeyError, AttributeError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             return ChainState(tuple(records), False, f"line {number}: not a log record", prev)
-        if record.get("prev") != prev or _digest(record) != claimed:
+        try:
+            intact = record.get("prev") == prev and _digest(record) == claimed
+        except (ValueError, TypeError, RecursionError):  # lone surrogates: never written by us
+            intact = False
+        if not intact:
             return ChainState(tuple(records), False, f"line {number}: hash chain broken", prev)
         record["hash"] = claimed
         records.append(record)
@@ -58,7 +95,8 @@ def verify_chain(lines: list[str]) -> ChainState:
 
 
 def _last_line(handle: BinaryIO, chunk: int = 4096) -> bytes:
-    """The file's last non-empty line, read backwards from the end in chunks."""
+    """The file's last non-blank line, read backwards from the end in chunks (blank lines are
+    skipped as :func:`verify_chain` skips them, so they cannot hide the last record)."""
     end = handle.seek(0, os.SEEK_END)
     data, pos = b"", end
     while pos > 0:
@@ -66,10 +104,42 @@ def _last_line(handle: BinaryIO, chunk: int = 4096) -> bytes:
         pos -= step
         handle.seek(pos)
         data = handle.read(step) + data
-        stripped = data.rstrip(b"\n")
+        stripped = data.rstrip()
         if b"\n" in stripped:
             return stripped.rsplit(b"\n", 1)[1]
-    return data.rstrip(b"\n")
+    return data.rstrip()
+
+
+def _chain_head(tail: bytes, path: Path) -> tuple[int, str]:
+    """``(seq, hash)`` of the last record, from its raw line; ``(0, GENESIS)`` for an empty log.
+
+    Anything else than a record with an int ``seq`` and a 64-hex ``hash`` means the log was
+    damaged: refuse rather than restart the chain or crash.
+    """
+    if not tail.strip():
+        return 0, GENESIS
+    fix = "keep the file for investigation and move it aside to start a new chain"
+    try:
+        last = json.loads(tail.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise LoadLogCorruptError(
+            f"{path}: last record is not UTF-8 JSON; the log was tampered with", fix=fix
+        ) from exc
+    seq = last.get("seq") if isinstance(last, dict) else None
+    digest = last.get("hash") if isinstance(last, dict) else None
+    if (
+        not isinstance(seq, int)
+        or isinstance(seq, bool)
+        or seq < 1
+        or not isinstance(digest, str)
+        or not _HASH_RE.fullmatch(digest)
+    ):
+        raise LoadLogCorruptError(
+            f"{path}: last line is not a log record (no int seq and 64-hex hash); "
+            "the log was tampered with",
+            fix=fix,
+        )
+    return seq, digest
 
 
 class LoadLog:
@@ -81,7 +151,9 @@ class LoadLog:
     def read(self) -> ChainState:
         if not self.path.exists():
             return ChainState((), True, None, GENESIS)
-        return verify_chain(self.path.read_text("utf-8").splitlines())
+        # Bytes, split on "\n" only: a bad line is reported (not a traceback), and U+2028 or
+        # U+0085 inside a record (written raw: ensure_ascii=False) does not split it.
+        return verify_chain(self.path.read_bytes().split(b"\n"))
 
     def append(self, event: str, **fields: object) -> dict[str, object]:
         """Append one record (see :meth:`append_many`)."""
@@ -94,15 +166,8 @@ class LoadLog:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "r+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
-            tail = _last_line(handle)  # the log grows with every start; read only its end
-            try:
-                last = json.loads(tail) if tail.strip() else None
-            except ValueError as exc:
-                raise LoadLogCorruptError(
-                    f"{self.path}: last record is not JSON; the log was tampered with",
-                    fix="keep the file for investigation and move it aside to start a new chain",
-                ) from exc
-            seq, prev = (int(last["seq"]), str(last["hash"])) if last else (0, GENESIS)
+            # the log grows with every start; read only its end
+            seq, prev = _chain_head(_last_line(handle), self.path)
             written = []
             for event, fields in events:
                 seq += 1
@@ -110,8 +175,8 @@ class LoadLog:
                     "seq": seq,
                     "time": round(time.time(), 3),
                     "prev": prev,
-                    "event": event,
-                    **fields,
+                    "event": _safe_text(event),
+                    **{_safe_text(k): _sanitised(v) for k, v in fields.items()},
                 }
                 record["hash"] = prev = _digest(record)
                 written.append(record)

@@ -79,23 +79,35 @@ def dump_lock(lock: Lock) -> str:
     return tomli_w.dumps(doc)
 
 
-def parse_lock(text: str, *, source: str) -> Lock:
+def parse_lock(text: str | bytes, *, source: str) -> Lock:
+    """Parse a lock (text, or the file's bytes, which must be UTF-8); a malformed lock raises
+    :class:`ShellUsageError` naming ``source``."""
     try:
-        doc = tomllib.loads(text)
+        doc = tomllib.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
+    except UnicodeDecodeError as exc:
+        raise ShellUsageError(f"{source}: not a valid lock file (not UTF-8: {exc})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ShellUsageError(f"{source}: not a valid lock file ({exc})") from exc
+    except RecursionError as exc:
+        raise ShellUsageError(f"{source}: not a valid lock file (nested too deeply)") from exc
     if doc.get("lock-version") != LOCK_VERSION:
         raise ShellUsageError(
             f"{source}: lock-version {doc.get('lock-version')!r} is not {LOCK_VERSION!r}",
             fix="re-create it with `enkrypted plugins lock`",
         )
+    packages = doc.get("packages", [])
+    if not isinstance(packages, list):
+        raise ShellUsageError(f"{source}: packages must be an array of [[packages]] tables")
+    created_by = doc.get("created-by", "")
+    if not isinstance(created_by, str):
+        raise ShellUsageError(f"{source}: created-by must be a string")
     entries: dict[str, LockEntry] = {}
-    for row in doc.get("packages", []):
+    for row in packages:
         entry = _entry(row, source)
         if entry.slot in entries:
             raise ShellUsageError(f"{source}: slot {entry.slot!r} is pinned twice")
         entries[entry.slot] = entry
-    return Lock(entries, str(doc.get("created-by", "")))
+    return Lock(entries, created_by)
 
 
 def _entry(row: object, source: str) -> LockEntry:

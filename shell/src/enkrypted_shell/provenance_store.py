@@ -27,8 +27,10 @@ __all__ = ["StoredProvenance", "ProvenanceStore"]
 
 import json
 import os
+import re
 import tempfile
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,8 @@ from .errors import ShellUsageError
 
 FORMAT = 1
 MAX_RECORD_BYTES = 16 * 1024 * 1024
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_CANONICAL_NAME_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +69,14 @@ class ProvenanceStore:
         self.root = home / "provenance"
 
     def _path(self, distribution: str) -> Path:
-        return self.root / f"{canonicalize_name(distribution)}.json"
+        name = canonicalize_name(distribution)
+        if not _CANONICAL_NAME_RE.fullmatch(name):  # e.g. "a/b": stay inside the store
+            raise ShellUsageError(f"{distribution!r} is not a valid distribution name")
+        return self.root / f"{name}.json"
 
     def get(self, distribution: str) -> StoredProvenance | None:
+        if not _CANONICAL_NAME_RE.fullmatch(canonicalize_name(distribution)):
+            return None  # put() never stores such a name: no record (unsigned, fail closed)
         path = self._path(distribution)
         try:
             if path.stat().st_size > MAX_RECORD_BYTES:
@@ -75,14 +84,21 @@ class ProvenanceStore:
             doc = json.loads(path.read_text("utf-8"))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
-            raise ShellUsageError(f"{path}: unreadable provenance record ({exc})") from exc
+        except (OSError, ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            raise ShellUsageError(
+                f"{path}: unreadable provenance record ({type(exc).__name__}: {exc})"
+            ) from exc
         if not isinstance(doc, dict) or doc.pop("format", None) != FORMAT:
             raise ShellUsageError(f"{path}: unknown provenance record format")
-        try:
-            return StoredProvenance(**doc)
-        except TypeError as exc:
-            raise ShellUsageError(f"{path}: malformed provenance record ({exc})") from exc
+        problem = _record_problem(doc)
+        if problem is None and canonicalize_name(doc["distribution"]) != path.stem:
+            problem = f"it is the record of {doc['distribution']!r}"
+        if problem is not None:
+            raise ShellUsageError(
+                f"{path}: malformed provenance record ({problem})",
+                fix="reinstall the plugin with `enkrypted plugins install NAME --index URL`",
+            )
+        return StoredProvenance(**doc)
 
     def put(self, record: StoredProvenance) -> Path:
         """Write atomically (temp file + rename) so a crash never leaves half a record."""
@@ -102,7 +118,47 @@ class ProvenanceStore:
             return []
         out = []
         for path in sorted(self.root.glob("*.json")):
+            if not _CANONICAL_NAME_RE.fullmatch(path.stem):
+                continue  # not a record put() writes (e.g. a crashed writer's .tmp-*.json)
             record = self.get(path.stem)
             if record is not None:
                 out.append(record)
         return out
+
+
+_STRING_FIELDS = tuple(
+    f.name for f in fields(StoredProvenance) if f.name not in {"provenance", "revoked"}
+)
+_FIELDS = frozenset(f.name for f in fields(StoredProvenance))
+
+
+def _record_problem(doc: dict[str, Any]) -> str | None:
+    """Why ``doc`` (a record without ``format``) is not a :class:`StoredProvenance`, or None.
+
+    Every field is checked: a null or missing value must never quietly skip a load-time check.
+    """
+    return next(_record_problems(doc), None)
+
+
+def _record_problems(doc: dict[str, Any]) -> Iterator[str]:
+    missing = _FIELDS - {"revoked"} - set(doc)
+    unknown = set(doc) - _FIELDS
+    if missing or unknown:
+        yield f"missing {sorted(missing)}, unknown {sorted(unknown)} fields"
+        return
+    for name in _STRING_FIELDS:
+        value = doc[name]
+        if not isinstance(value, str) or not value:
+            yield f"{name} must be a non-empty string"
+            return
+    if not _SHA256_RE.fullmatch(doc["wheel_sha256"]):
+        yield "wheel_sha256 must be 64 lowercase hex characters"
+    if not isinstance(doc["provenance"], dict):
+        yield "provenance must be an object"
+    revoked = doc.get("revoked")
+    if revoked is not None and (
+        not isinstance(revoked, dict)
+        or not revoked
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in revoked.items())
+    ):
+        yield "revoked must be null or a non-empty object of strings"

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from packaging.requirements import Requirement
+from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
+from packaging.requirements import InvalidRequirement, Requirement
 
 from ._version import __version__
 from .contracts import CONTRACT_VERSIONS
@@ -53,10 +54,20 @@ def graph_report(plan: Plan) -> tuple[dict[str, Any], str]:
     for row in plan_rows(plan):
         planned = plan.plugins[row["slot"]]
         cand = planned.candidate
-        shared = []
+        shared: list[dict[str, Any]] = []
         for line in cand.requires:
-            req = Requirement(line)
-            if req.marker is None or req.marker.evaluate({"extra": ""}):
+            try:
+                req = Requirement(line)
+                applies = req.marker is None or req.marker.evaluate({"extra": ""})
+            except (
+                InvalidRequirement,
+                InvalidMarker,
+                UndefinedComparison,
+                UndefinedEnvironmentName,
+            ):
+                shared.append({"requirement": line, "installed": None, "unparsable": True})
+                continue
+            if applies:
                 shared.append({"requirement": str(req), "installed": installed_version(req.name)})
         requires = {k: str(v) for k, v in cand.manifest.requires.items()}
         data["slots"][row["slot"]] = {
@@ -87,7 +98,12 @@ def graph_report(plan: Plan) -> tuple[dict[str, Any], str]:
             f"    shell range {cand.manifest.shell or 'any'}; requires "
             + (", ".join(f"{k} {v}" for k, v in requires.items()) or "no other contracts")
         )
-        lines += [f"    shared {s['requirement']}: installed {s['installed']}" for s in shared]
+        lines += [
+            f"    shared {s['requirement']!r}: UNPARSABLE Requires-Dist"
+            if s.get("unparsable")
+            else f"    shared {s['requirement']}: installed {s['installed']}"
+            for s in shared
+        ]
     return data, "\n".join(lines)
 
 

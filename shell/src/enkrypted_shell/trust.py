@@ -82,11 +82,12 @@ class PublisherKey(NamedTuple):
             raw = bytes.fromhex(stripped)
         else:
             # PEM keys are rare in policies; the PEM machinery stays out of every start-up.
+            from cryptography.exceptions import UnsupportedAlgorithm
             from cryptography.hazmat.primitives import serialization
 
             try:
                 key = serialization.load_pem_public_key(stripped.encode("ascii"))
-            except (ValueError, UnicodeEncodeError) as exc:
+            except (ValueError, UnicodeEncodeError, UnsupportedAlgorithm) as exc:
                 raise ShellUsageError(
                     f"{source}: key {stripped[:24]!r}… is neither 64 hex chars nor a PEM public key"
                 ) from exc
@@ -125,14 +126,20 @@ class TrustPolicy(NamedTuple):
     slots: Mapping[str, SlotPolicy] = MappingProxyType({})
 
     @classmethod
-    def from_toml(cls, text: str, *, source: str = "trust.toml") -> TrustPolicy:
-        """Parse ``trust.toml`` text; raise :class:`ShellUsageError` naming the bad entry."""
-        if len(text.encode("utf-8")) > MAX_POLICY_BYTES:
-            raise ShellUsageError(f"{source}: larger than {MAX_POLICY_BYTES} bytes")
+    def from_toml(cls, text: str | bytes, *, source: str = "trust.toml") -> TrustPolicy:
+        """Parse ``trust.toml`` (text, or the file's bytes, which must be UTF-8); raise
+        :class:`ShellUsageError` naming the bad entry."""
         try:
-            doc = tomllib.loads(text)
+            data = text if isinstance(text, bytes) else text.encode("utf-8")
+            if len(data) > MAX_POLICY_BYTES:
+                raise ShellUsageError(f"{source}: larger than {MAX_POLICY_BYTES} bytes")
+            doc = tomllib.loads(data.decode("utf-8"))
+        except UnicodeError as exc:  # not UTF-8 (bytes), or lone surrogates (text)
+            raise ShellUsageError(f"{source}: not UTF-8 text ({exc})") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ShellUsageError(f"{source}: not valid TOML ({exc})") from exc
+        except RecursionError as exc:
+            raise ShellUsageError(f"{source}: not valid TOML (nested too deeply)") from exc
         if doc.get("version", 1) != 1:
             raise ShellUsageError(f"{source}: unsupported version {doc.get('version')!r} (want 1)")
         unknown = set(doc) - {"version", "slots"}
@@ -165,10 +172,12 @@ class TrustPolicy(NamedTuple):
                     for k in role["keyids"]
                     if keys[k]["keytype"] == "ed25519"
                 ]
+                if any(len(r) != 32 for r in raws):
+                    raise ValueError(f"an ed25519 key of role {role['name']} is not 32 bytes")
                 result[role["name"]] = SlotPolicy(
                     keys=tuple(PublisherKey(ed25519_keyid(r), r) for r in raws)
                 )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise ShellUsageError(f"registry targets metadata is malformed ({exc!r})") from exc
         return cls(result)
 

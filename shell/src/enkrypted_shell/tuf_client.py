@@ -257,7 +257,8 @@ def connect(
                 fix=f"install from it again: `enkrypted plugins install NAME --index {index}`",
             )
         bootstrap = _fetch_first_root(index)
-        keys = _root_keyids(bootstrap)
+        with _translated("reading the first-use TUF root", index):  # not JSON, not a root
+            keys = _root_keyids(bootstrap)
         announce = (
             "!" * 78
             + f"\n!! PINNED the TUF root of {index} on first use (trust on first use):"
