@@ -13,8 +13,8 @@ loaded set of services, so interpreter start-up (identical on both sides) is exc
   hooks.  Same plugins, same imports, no verification.
 
 Both sides get one unmeasured warm-up process first, so both read warm bytecode: pluggy's from the
-``__pycache__`` pip compiled at install, the shell's from its private cache ``HOME/bytecode``
-(``load()`` sets ``sys.pycache_prefix``; the first run compiles into it).  Samples are interleaved
+``__pycache__`` pip compiled at install, the shell's plugin code from its content-addressed code
+cache ``HOME/bytecode`` (ADR 0005; the first run compiles into it).  Samples are interleaved
 A/B, B/A, ... and the medians are reported.
 """
 

@@ -295,3 +295,43 @@ def test_a_shadowing_copy_on_sys_path_is_not_imported(shell_env, tmp_path):
     res = sh.run("run", extra_env={"PYTHONPATH": str(shadow)})
     assert res.code == INTEGRITY
     assert "would load" in res.err and str(shadow) in res.err
+
+
+def test_a_shadowing_copy_of_a_plugin_dependency_is_not_imported(shell_env, tmp_path):
+    sh = shell_env("enkrypted-shell", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto",
+                   "enkrypted-crypto-nacl")
+    shadow = tmp_path / "shadow"
+    (shadow / "enkrypted_crypto").mkdir(parents=True)
+    (shadow / "enkrypted_crypto" / "__init__.py").write_text("raise SystemExit('shadow imported')\n")
+    res = sh.run("--crypto", "crypto-nacl", "run", extra_env={"PYTHONPATH": str(shadow)})
+    assert res.code == INTEGRITY, res.err
+    assert "enkrypted_crypto" in res.err and "would load" in res.err and str(shadow) in res.err
+
+
+def test_a_flipped_direct_url_does_not_make_a_wheel_install_editable(shell_env):
+    sh = shell_env()
+    info = next(sh.site().glob("enkrypted_p2p-*.dist-info"))
+    (info / "direct_url.json").write_text(json.dumps({"url": "file:///x", "dir_info": {"editable": True}}))
+    target = sh.site() / "enkrypted_p2p" / "memory.py"
+    target.write_text(target.read_text() + "\n# tampered\n")
+    res = sh.run("--dev", "run")
+    assert res.code == INTEGRITY, res.err  # verified like any wheel install (dev or not): refused
+    assert "enkrypted-p2p" in res.err and "changed after install" in res.err
+
+
+def test_a_changed_manifest_is_refused_before_it_is_believed(shell_env):
+    sh = shell_env()
+    manifest = sh.site() / "enkrypted_p2p" / "enkrypted-plugin.toml"
+    manifest.write_text(manifest.read_text().replace('slot = "p2p"', 'slot = "p2p"\n# edited'))
+    res = sh.run("plugins", "verify")
+    assert res.code == INTEGRITY, res.err
+    assert "enkrypted_p2p/enkrypted-plugin.toml" in res.err and "changed" in res.err
+
+
+def test_unreadable_entry_point_data_of_another_distribution_is_listed_not_fatal(shell_env):
+    sh = shell_env()
+    info = next(sh.site().glob("enkrypted_ui_cli-*.dist-info"))
+    (info / "direct_url.json").write_text(json.dumps({"url": "file:///x", "dir_info": None}))
+    assert sh.run("--help").code == 0
+    listing = sh.run("plugins", "list")
+    assert listing.code == 0, listing.err

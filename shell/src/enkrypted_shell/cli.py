@@ -216,7 +216,9 @@ def plugins_list(inv: Invocation, as_json: bool) -> None:
     rows = []
     for cand in found.candidates:
         try:
-            verify_distribution(cand.distribution, name=cand.dist_name, version=cand.version)
+            verify_distribution(
+                cand.distribution, name=cand.dist_name, version=cand.version, record=cand.record
+            )
             state = "files verified"
         except ShellError as exc:
             state = f"refused: {exc.message}"

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 __all__ = ["ENTRY_POINT_GROUP", "Candidate", "Discovery", "discover"]
 
+import email.parser
 import importlib.util
 import json
 from importlib import metadata
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import ManifestError
+from .errors import IntegrityError, ManifestError, ShellError
+from .integrity import parse_record, read_recorded
 from .manifest import MANIFEST_FILENAME, PluginManifest, parse_manifest
 
 ENTRY_POINT_GROUP = "enkrypted.plugins"
@@ -30,6 +32,7 @@ class Candidate(NamedTuple):
     dist_name: str  # these three from one parse of the distribution's METADATA
     version: str
     requires: tuple[str, ...]  # Requires-Dist lines
+    record: str | None = None  # the RECORD text read once here; verification uses the same text
 
     @property
     def name(self) -> str:
@@ -49,7 +52,7 @@ class Discovery(NamedTuple):
     """The result of one scan: readable candidates and the entry points that were not."""
 
     candidates: tuple[Candidate, ...]
-    broken: tuple[ManifestError, ...]
+    broken: tuple[ShellError, ...]  # ManifestError, or IntegrityError for a changed manifest/METADATA
 
     def for_slot(self, slot: str) -> tuple[Candidate, ...]:
         return tuple(c for c in self.candidates if c.slot == slot)
@@ -68,27 +71,57 @@ def discover(*, refresh: bool = False) -> Discovery:
 
 def _scan() -> Discovery:
     candidates: list[Candidate] = []
-    broken: list[ManifestError] = []
+    broken: list[ShellError] = []
     for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         try:
             candidates.append(_candidate(ep))
-        except ManifestError as exc:
+        except (ManifestError, IntegrityError) as exc:
             broken.append(exc)
+        except Exception as exc:  # any other bad input (RecursionError too) of this entry point only
+            broken.append(
+                ManifestError(
+                    f"entry point {ep.name!r} ({ep.value}) is unreadable: "
+                    f"{type(exc).__name__}: {exc}",
+                    plugin=ep.name,
+                    fix="reinstall or uninstall the distribution that declares it",
+                )
+            )
     return Discovery(tuple(candidates), tuple(broken))
 
 
 def _candidate(ep: metadata.EntryPoint) -> Candidate:
+    """Everything read here is read once and, for an installed wheel, checked against its RECORD
+    hash as it is read (the manifest and METADATA): what selection and the skew checks see is what
+    verification later vouches for."""
     dist = ep.dist
     if dist is None:
         raise ManifestError(f"entry point {ep.name!r} has no distribution", plugin=ep.name)
-    meta = dist.metadata  # parsed once: name, version and Requires-Dist come from here
-    dist_name, version = str(meta["Name"]), str(meta["Version"])
-    requires = tuple(meta.get_all("Requires-Dist") or ())
-    where = f"{dist_name} {version}"
+    record = dist.read_text("RECORD")
     package = ep.module.split(".")[0]
     wanted = f"{package}/{MANIFEST_FILENAME}"
-    editable = _is_editable(dist)
-    data = _editable_manifest(package) if editable else _recorded_manifest(dist, wanted)
+    rows = parse_record(record, where=f"entry point {ep.name!r}", name=ep.name) if record else []
+    paths = {path for path, _ in rows}
+    meta_path = next(
+        (p for p in sorted(paths) if p.count("/") == 1 and p.endswith(".dist-info/METADATA")), None
+    )
+    if meta_path is not None:
+        raw = read_recorded(dist, rows, meta_path, where=f"entry point {ep.name!r}", name=ep.name)
+        meta = email.parser.BytesHeaderParser().parsebytes(raw)
+    else:  # no RECORD (not installed by an installer): verification refuses it later
+        meta = dist.metadata  # type: ignore[assignment]
+    dist_name, version = str(meta["Name"]), str(meta["Version"])
+    requires = tuple(str(r) for r in meta.get_all("Requires-Dist") or ())
+    where = f"{dist_name} {version}"
+    # Editable only if pip says so AND its RECORD lists none of the package's files (an editable
+    # install records just a finder/.pth): a flipped direct_url.json on a wheel install changes
+    # nothing, the wheel is still verified, --dev or not.
+    editable = _is_editable(dist) and not any(p.startswith(f"{package}/") for p in paths)
+    if editable:
+        data = _editable_manifest(package)
+    elif wanted in paths:
+        data = read_recorded(dist, rows, wanted, where=where, name=ep.name)
+    else:
+        data = None
     if data is None:
         raise ManifestError(
             f"{where}: entry point {ep.name!r} has no {wanted}"
@@ -102,17 +135,7 @@ def _candidate(ep: metadata.EntryPoint) -> Candidate:
             f"{where}: manifest names the plugin {manifest.name!r} but its entry point is {ep.name!r}",
             plugin=ep.name,
         )
-    return Candidate(ep, dist, manifest, editable, dist_name, version, requires)
-
-
-def _recorded_manifest(dist: metadata.Distribution, wanted: str) -> bytes | None:
-    files = dist.files
-    if files is None or not any(str(f) == wanted for f in files):
-        return None
-    try:
-        return Path(str(dist.locate_file(wanted))).read_bytes()
-    except OSError:
-        return None
+    return Candidate(ep, dist, manifest, editable, dist_name, version, requires, record)
 
 
 def _editable_manifest(package: str) -> bytes | None:
@@ -131,6 +154,7 @@ def _is_editable(dist: metadata.Distribution) -> bool:
         return False
     try:
         info = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
-    return bool(isinstance(info, dict) and info.get("dir_info", {}).get("editable"))
+    dir_info = info.get("dir_info") if isinstance(info, dict) else None
+    return isinstance(dir_info, dict) and dir_info.get("editable") is True

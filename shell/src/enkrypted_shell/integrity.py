@@ -8,15 +8,23 @@ installed copy; the lock and the signed provenance carry it.
 
 from __future__ import annotations
 
-__all__ = ["IntegrityReport", "content_digest", "verify_distribution"]
+__all__ = [
+    "IntegrityReport",
+    "content_digest",
+    "parse_record",
+    "read_recorded",
+    "verify_distribution",
+]
 
 import base64
 import csv
 import hashlib
 import os
+import posixpath
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import metadata
+from types import MappingProxyType
 from typing import NamedTuple
 
 from .errors import IntegrityError
@@ -32,6 +40,12 @@ class IntegrityReport(NamedTuple):
     version: str
     files_checked: int
     content_digest: str
+    # What the verified import loader needs (runtime.load): the real path of every verified
+    # ``.py`` file with the exact bytes that were hashed, the real package folders, and the
+    # top-level import names (package folders and single-file modules) the distribution owns.
+    sources: Mapping[str, bytes] = MappingProxyType({})
+    roots: tuple[str, ...] = ()
+    top_level: tuple[str, ...] = ()
 
 
 def _in_digest(path: str) -> bool:
@@ -43,10 +57,10 @@ def _in_digest(path: str) -> bool:
 
 
 def _is_bytecode(path: str) -> bool:
-    """Installer-compiled bytecode.  pip records it without a hash, so it cannot be verified; the
-    shell never executes it: plugins are imported with ``sys.pycache_prefix`` pointing at the
-    profile's own bytecode cache, so in-tree ``__pycache__`` folders are not read (see
-    ``docs/trust-model.md``)."""
+    """Installer-compiled bytecode (``.../__pycache__/NAME.pyc``).  pip records it without a hash,
+    so it cannot be verified; the shell never executes it: verified plugin modules are compiled by
+    the shell's own loader from the bytes that were hashed (ADR 0005), so in-tree ``__pycache__``
+    folders are not read."""
     parts = path.split("/")
     return len(parts) >= 2 and parts[-2] == "__pycache__" and parts[-1].endswith(".pyc")
 
@@ -69,10 +83,16 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode("ascii")
 
 
-def _record_rows(dist: metadata.Distribution, where: str, name: str) -> list[tuple[str, str]]:
-    """(path, hash field) of every RECORD row, read as text: string paths, no ``PackagePath``
-    objects (building those was most of the verify time).  A malformed row refuses."""
-    text = dist.read_text("RECORD")
+def _safe(text: str) -> str:
+    """A path for a message: undecodable bytes of a file name shown escaped, never a crash."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+_REINSTALL = "reinstall the distribution from a trusted index (`enkrypted plugins install`)"
+
+
+def parse_record(text: str | None, *, where: str, name: str) -> list[tuple[str, str]]:
+    """(path, hash field) of every RECORD row.  A missing, empty or malformed RECORD refuses."""
     if not text:
         raise IntegrityError(f"{where}: no RECORD; cannot verify", plugin=name, fix=_REINSTALL)
     rows: list[tuple[str, str]] = []
@@ -94,43 +114,160 @@ def _record_rows(dist: metadata.Distribution, where: str, name: str) -> list[tup
     return rows
 
 
+def read_recorded(
+    dist: metadata.Distribution, rows: Iterable[tuple[str, str]], path: str, *, where: str, name: str
+) -> bytes:
+    """The bytes of one RECORD-listed file, checked against its RECORD hash as they are read, so
+    what gets parsed (the manifest, METADATA) is exactly what was verified."""
+    hash_field = dict(rows).get(path)
+    if not hash_field:
+        raise IntegrityError(f"{where}: {path} has no hash in RECORD", plugin=name, fix=_REINSTALL)
+    mode, _, expected = hash_field.partition("=")
+    if mode != "sha256":
+        raise IntegrityError(f"{where}: {path} uses {mode}, not sha256", plugin=name)
+    return _check_file(where, name, path, os.path.join(str(dist.locate_file("")), path), expected)
+
+
 def verify_distribution(
-    dist: metadata.Distribution, *, name: str | None = None, version: str | None = None
+    dist: metadata.Distribution,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    record: str | None = None,
 ) -> IntegrityReport:
     """Check every recorded file and look for unrecorded ones; raise :class:`IntegrityError`.
 
     ``name`` and ``version`` (for messages and the report) are read from METADATA unless given by a
-    caller that has already parsed it."""
+    caller that has already parsed it; ``record`` is the RECORD text that caller read (so one
+    reading of RECORD decides everything), else it is read here.
+
+    Rules (each refusal names the file):
+
+    * every row but the dist-info's own ``RECORD`` and ``__pycache__/*.pyc`` bytecode carries a
+      sha256 that matches the file; ``.pth`` files are refused;
+    * paths are canonical (no ``.``/``..`` components, not absolute); rows leading out of the
+      install folder (``../``, e.g. scripts) must not land inside the distribution's folders;
+    * ``__pycache__`` rows are ``.pyc`` files directly in a ``__pycache__`` folder; their hash, if
+      any, is checked, and they are never part of the content digest (the shell never runs them);
+    * inside the distribution's folders (its top-level packages and its ``.dist-info``) no
+      symlink exists, and every file is a hashed row, the ``RECORD`` itself or bytecode.
+    """
     if name is None or version is None:
         meta = dist.metadata
         name, version = str(meta["Name"]), str(meta["Version"])
     where = f"{name} {version}"
-    rows = _record_rows(dist, where, name)
+    rows = parse_record(dist.read_text("RECORD") if record is None else record, where=where, name=name)
     base = str(dist.locate_file(""))  # RECORD paths are relative to the install folder
-    recorded: dict[str, str] = {}
-    entries: list[tuple[str, str]] = []
     resolve = _Resolver()
+    tops = sorted({p.split("/")[0] for p, _ in rows if "/" in p and not p.startswith("../")})
+    roots = {top: os.path.realpath(os.path.join(base, top)) for top in tops}
+    hashed: dict[str, str] = {}  # real location -> RECORD hash, of files inside and outside roots
+    entries: list[tuple[str, str]] = []
+    sources: dict[str, bytes] = {}
     for path, hash_field in rows:
-        location = resolve(os.path.join(base, path))
-        if path.endswith(".pth"):
-            raise IntegrityError(
-                f"{where}: ships {path}, which runs code at interpreter start-up",
-                plugin=name,
-                fix="plugins must not install .pth files; remove the distribution",
-            )
-        if not hash_field:
-            if _is_bytecode(path) or _is_record(path):
-                recorded[location] = ""
-                continue
-            raise IntegrityError(f"{where}: {path} has no hash in RECORD", plugin=name)
+        _check_row_path(where, name, path, hash_field)
+        if not hash_field:  # RECORD itself or bytecode (checked above): nothing to hash
+            continue
         mode, _, value = hash_field.partition("=")
         if mode != "sha256":
-            raise IntegrityError(f"{where}: {path} uses {mode}, not sha256", plugin=name)
-        _check_file(where, name, path, location, value)
-        recorded[location] = value
-        entries.append((path, value))
-    _check_unrecorded(where, name, base, [p for p, _ in rows], recorded, resolve)
-    return IntegrityReport(name, version, len(entries), content_digest(entries))
+            raise IntegrityError(f"{where}: {_safe(path)} uses {mode}, not sha256", plugin=name)
+        location = resolve(os.path.join(base, path))
+        if path.startswith("../") and _inside(location, roots.values()):
+            raise IntegrityError(
+                f"{where}: RECORD row {_safe(path)} leads back into the distribution's own folders",
+                plugin=name,
+                fix=_REINSTALL,
+            )
+        data = _check_file(where, name, path, location, value)
+        hashed[location] = value
+        if not path.startswith("../") and "__pycache__" not in path.split("/"):
+            entries.append((path, value))
+            if path.endswith(".py"):
+                sources[location] = data
+    for top, root in roots.items():
+        _check_folder(where, name, top, root, hashed)
+    return IntegrityReport(
+        name,
+        version,
+        len(entries),
+        content_digest(entries),
+        MappingProxyType(sources),
+        tuple(root for top, root in roots.items() if not top.endswith(".dist-info")),
+        _top_level(rows),
+    )
+
+
+def _check_row_path(where: str, name: str, path: str, hash_field: str) -> None:
+    if path.endswith(".pth"):
+        raise IntegrityError(
+            f"{where}: ships {_safe(path)}, which runs code at interpreter start-up",
+            plugin=name,
+            fix="plugins must not install .pth files; remove the distribution",
+        )
+    inner = path[3:] if path.startswith("../") else path
+    while inner.startswith("../"):
+        inner = inner[3:]
+    if path.startswith("/") or "\\" in path or posixpath.normpath(inner) != inner:
+        raise IntegrityError(
+            f"{where}: RECORD lists a non-canonical path {_safe(path)!r}", plugin=name, fix=_REINSTALL
+        )
+    parts = path.split("/")
+    if "__pycache__" in parts and not path.startswith("../") and not _is_bytecode(path):
+        raise IntegrityError(
+            f"{where}: RECORD lists {_safe(path)} in __pycache__, which is not bytecode",
+            plugin=name,
+            fix=_REINSTALL,
+        )
+    if not hash_field and not (_is_bytecode(path) or _is_record(path)):
+        raise IntegrityError(f"{where}: {_safe(path)} has no hash in RECORD", plugin=name)
+
+
+def _inside(location: str, roots: Iterable[str]) -> bool:
+    return any(location == r or location.startswith(r + os.sep) for r in roots)
+
+
+def _top_level(rows: Iterable[tuple[str, str]]) -> tuple[str, ...]:
+    """Import names the distribution owns: package folders with an ``__init__.py`` and top-level
+    ``.py`` modules."""
+    names: set[str] = set()
+    for path, _ in rows:
+        parts = path.split("/")
+        if len(parts) == 2 and parts[1] == "__init__.py" and not parts[0].endswith(".dist-info"):
+            names.add(parts[0])
+        elif len(parts) == 1 and path.endswith(".py"):
+            names.add(path[:-3])
+    return tuple(sorted(names))
+
+
+def _check_folder(where: str, name: str, top: str, root: str, hashed: Mapping[str, str]) -> None:
+    """No symlink and no unrecorded file anywhere under one of the distribution's folders."""
+    if os.path.islink(root.rstrip(os.sep)) or not os.path.isdir(root):
+        return  # a folder named only by RECORD rows of missing files: those rows refused already
+    is_dist_info = top.endswith(".dist-info")
+    for folder, dirs, names in os.walk(root):
+        for entry in dirs + names:
+            full = os.path.join(folder, entry)
+            rel = _safe(os.path.relpath(full, os.path.dirname(root)))
+            if os.path.islink(full):
+                raise IntegrityError(
+                    f"{where}: {rel} is a symlink inside the distribution (wheels contain none)",
+                    plugin=name,
+                    fix=f"delete {_safe(full)} or reinstall the distribution",
+                )
+        for filename in names:
+            full = os.path.join(folder, filename)
+            if full in hashed:
+                continue
+            if os.path.basename(folder) == "__pycache__" and filename.endswith(".pyc"):
+                continue  # never executed (ADR 0005)
+            if is_dist_info and folder == root and filename == "RECORD":
+                continue
+            rel = _safe(os.path.relpath(full, os.path.dirname(root)))
+            raise IntegrityError(
+                f"{where}: {rel} is not in the distribution's RECORD (added after install)",
+                plugin=name,
+                fix=f"delete {_safe(full)} or reinstall the distribution",
+            )
 
 
 class _Resolver:
@@ -160,52 +297,27 @@ class _Resolver:
         return os.path.join(folder, tail)
 
 
-_REINSTALL = "reinstall the distribution from a trusted index (`enkrypted plugins install`)"
-
-
-def _check_file(where: str, name: str, path: str, location: str, expected: str) -> None:
+def _check_file(where: str, name: str, path: str, location: str, expected: str) -> bytes:
+    """Read one file (following no more than the OS does) and compare its sha256; the bytes."""
     try:
         with open(location, "rb") as handle:
             if os.fstat(handle.fileno()).st_size > MAX_FILE_BYTES:
-                raise IntegrityError(f"{where}: {path} is implausibly large", plugin=name)
+                raise IntegrityError(f"{where}: {_safe(path)} is implausibly large", plugin=name)
             data = handle.read()
     except FileNotFoundError:
         raise IntegrityError(
-            f"{where}: recorded file {path} is missing", plugin=name, fix=_REINSTALL
+            f"{where}: recorded file {_safe(path)} is missing", plugin=name, fix=_REINSTALL
         ) from None
     except IsADirectoryError:
-        raise IntegrityError(f"{where}: recorded file {path} is a directory", plugin=name) from None
+        raise IntegrityError(
+            f"{where}: recorded file {_safe(path)} is a directory", plugin=name
+        ) from None
     except OSError as exc:
-        raise IntegrityError(f"{where}: cannot read {path}: {exc}", plugin=name) from exc
+        raise IntegrityError(f"{where}: cannot read {_safe(path)}: {exc}", plugin=name) from exc
     if _b64(data) != expected:
         raise IntegrityError(
-            f"{where}: {path} was changed after install (sha256 differs from RECORD)",
+            f"{where}: {_safe(path)} was changed after install (sha256 differs from RECORD)",
             plugin=name,
             fix=_REINSTALL,
         )
-
-
-def _check_unrecorded(
-    where: str,
-    name: str,
-    base: str,
-    paths: list[str],
-    recorded: dict[str, str],
-    resolve: _Resolver,
-) -> None:
-    tops = {p.split("/")[0] for p in paths if "/" in p and not p.startswith("..")}
-    roots = {resolve(os.path.join(base, top)) for top in tops}
-    for root in sorted(roots):
-        parent = os.path.dirname(root)
-        for folder, _dirs, names in os.walk(root):
-            for filename in names:
-                found = resolve(os.path.join(folder, filename))
-                if found not in recorded and not _is_bytecode(
-                    f"{os.path.basename(folder)}/{filename}"
-                ):
-                    rel = os.path.relpath(found, parent)
-                    raise IntegrityError(
-                        f"{where}: {rel} is not in the distribution's RECORD (added after install)",
-                        plugin=name,
-                        fix=f"delete {found} or reinstall the distribution",
-                    )
+    return data

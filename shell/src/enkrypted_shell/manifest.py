@@ -77,6 +77,8 @@ def parse_manifest(data: bytes, *, source: str) -> PluginManifest:
         doc = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ManifestError(f"{source}: not valid TOML ({exc})") from exc
+    except RecursionError:
+        raise ManifestError(f"{source}: nested too deeply") from None
     plugin = _table(doc, "plugin", source, required=True)
     name = _string(plugin, "name", source)
     if not _NAME_RE.match(name):

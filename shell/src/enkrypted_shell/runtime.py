@@ -10,6 +10,7 @@ __all__ = ["Plan", "PlannedPlugin", "Services", "StartOptions", "load", "prepare
 
 import contextlib
 import importlib.util
+import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import pluggy
 
-from . import hookspecs
+from . import hookspecs, importer
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class StartOptions(NamedTuple):
         """``HOME/trust.toml``; without one, no publisher is trusted for any slot."""
         path = self.home / "trust.toml"
         try:
-            text = path.read_text("utf-8")
+            text = path.read_bytes()  # from_toml refuses non-UTF-8 with a usage error
         except FileNotFoundError:
             return TrustPolicy.from_toml("version = 1\n", source=str(path))
         except OSError as exc:
@@ -109,7 +110,7 @@ def _read_lock(path: Path) -> Lock:
     from .lock import parse_lock  # only --locked reads a lock
 
     try:
-        text = path.read_text("utf-8")
+        text = path.read_bytes()  # parse_lock refuses non-UTF-8 with a usage error
     except OSError as exc:
         raise ShellUsageError(
             f"cannot read lock {path}: {exc.strerror}",
@@ -189,7 +190,9 @@ def _verify(
                 fix="install the wheel, or pass --dev (ENKRYPTED_DEV=1) to load it unverified",
             )
         return PlannedPlugin(slot, cand, reason, None, ())
-    report = verify_distribution(cand.distribution, name=cand.dist_name, version=cand.version)
+    report = verify_distribution(
+        cand.distribution, name=cand.dist_name, version=cand.version, record=cand.record
+    )
     deps = _verify_plugin_deps(cand, others)
     stored = options.store.get(cand.dist_name)
     verdicts = SigstoreVerdicts(options.home)  # read only if a release carries a Sigstore bundle
@@ -286,13 +289,18 @@ def _verify_plugin_deps(
 ) -> tuple[IntegrityReport, ...]:
     """A plugin may depend on another plugin distribution's code (e.g. a second crypto backend on
     the protocol code of the first); that code gets imported too, so it is verified too."""
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import NormalizedName, canonicalize_name
 
-    wanted = {canonicalize_name(Requirement(r).name) for r in cand.requires}
+    wanted: set[NormalizedName] = set()
+    for line in cand.requires:
+        try:
+            wanted.add(canonicalize_name(Requirement(line).name))
+        except InvalidRequirement:
+            continue  # the skew check refuses the start on it, before anything is imported
     dists = {canonicalize_name(o.dist_name): o for o in others if o.dist_name != cand.dist_name}
     return tuple(
-        verify_distribution(d.distribution, name=d.dist_name, version=d.version)
+        verify_distribution(d.distribution, name=d.dist_name, version=d.version, record=d.record)
         for d in (dists[n] for n in sorted(wanted & set(dists)))
     )
 
@@ -348,7 +356,9 @@ def new_manager() -> pluggy.PluginManager:
 def load(plan: Plan, options: StartOptions) -> Services:
     """Import the planned plugins, register them, check hooks and wire the services."""
     manager = new_manager()
-    _private_bytecode(options.home)
+    reports = _verified_reports(plan)
+    _check_import_sources(plan, reports)
+    importer.install(reports, options.home / "bytecode")
     for slot in SLOTS:
         _register(manager, plan.plugins[slot])
     try:
@@ -382,36 +392,49 @@ def load(plan: Plan, options: StartOptions) -> Services:
     return Services(manager, contexts["ui"], crypto, transport, ui)
 
 
-def _private_bytecode(home: Path) -> None:
-    """Compile plugins from their verified sources into the profile's own bytecode cache, never
-    from ``__pycache__`` folders inside site-packages (pip records those without hashes)."""
-    cache = home / "bytecode"
-    cache.mkdir(parents=True, exist_ok=True, mode=0o700)
-    sys.pycache_prefix = str(cache)
+def _verified_reports(plan: Plan) -> list[IntegrityReport]:
+    """Every verified distribution whose code may be imported: the selected plugins and the plugin
+    distributions they use."""
+    return [
+        report
+        for planned in plan.plugins.values()
+        if planned.integrity is not None
+        for report in (planned.integrity, *planned.verified_deps)
+    ]
 
 
-def _check_import_source(planned: PlannedPlugin) -> None:
-    """The package Python would import must be the verified one, not a same-named copy earlier on
-    ``sys.path`` (PYTHONPATH, the working directory of ``python -m``): locating a top-level package
-    runs none of its code."""
-    cand = planned.candidate
-    package = cand.entry_point.module.split(".")[0]
-    spec = importlib.util.find_spec(package)
-    found = Path(spec.origin).resolve() if spec and spec.origin else None
-    expected = Path(str(cand.distribution.locate_file(f"{package}/__init__.py"))).resolve()
-    if found != expected:
-        raise IntegrityError(
-            f"{cand.label}: importing {package!r} would load {found or 'nothing'}, not the verified "
-            f"{expected}",
-            plugin=cand.name,
-            fix="remove the shadowing copy from sys.path (PYTHONPATH, current directory)",
-        )
+def _check_import_sources(plan: Plan, reports: list[IntegrityReport]) -> None:
+    """Before anything is imported: the modules Python would import under each verified
+    distribution's top-level names must be its verified files - not a same-named copy earlier on
+    ``sys.path`` (PYTHONPATH, the working directory of ``python -m``), and not already imported by
+    someone before verification.  Locating a top-level module runs none of its code."""
+    owners = {
+        report.distribution: planned.candidate
+        for planned in plan.plugins.values()
+        for report in ((planned.integrity, *planned.verified_deps) if planned.integrity else ())
+    }
+    for report in reports:
+        cand = owners[report.distribution]
+        for top in report.top_level:
+            if top in sys.modules:
+                raise LoadError(
+                    f"{cand.label}: {top!r} was imported before verification",
+                    plugin=cand.name,
+                    fix="start the shell in a fresh process (`enkrypted run`)",
+                )
+            spec = importlib.util.find_spec(top)
+            found = os.path.realpath(spec.origin) if spec and spec.origin else None
+            if found is None or found not in report.sources:
+                raise IntegrityError(
+                    f"{cand.label}: importing {top!r} would load {found or 'nothing'}, not the "
+                    f"verified copy of {report.distribution} {report.version}",
+                    plugin=cand.name,
+                    fix="remove the shadowing copy from sys.path (PYTHONPATH, current directory)",
+                )
 
 
 def _register(manager: pluggy.PluginManager, planned: PlannedPlugin) -> None:
     cand = planned.candidate
-    if planned.integrity is not None:  # dev-mode editable installs are admitted unverified
-        _check_import_source(planned)
     try:
         obj = cand.entry_point.load()
         manager.register(obj, name=cand.name)

@@ -1,0 +1,169 @@
+"""Import verified plugin code from exactly the bytes that were hashed (ADR 0005).
+
+:func:`.integrity.verify_distribution` reads every file of a selected plugin distribution and keeps
+the bytes of its ``.py`` files.  :class:`VerifiedImporter` (first on ``sys.meta_path`` once the
+shell loads plugins) answers for every module under the top-level names those distributions own:
+
+* the module must be found inside the verified folders of its distribution — a same-named copy
+  earlier on ``sys.path`` is refused, for plugins and for the plugin distributions they use;
+* its source must be one of the verified ``.py`` files, and it is compiled from the verified bytes,
+  never read again from disk, so a file swapped after verification (or added later, or a lazy
+  import much later) cannot run;
+* compiled code is cached content-addressed (key: the source's sha256, its path and the
+  interpreter's bytecode magic) under ``HOME/bytecode``; in-tree ``__pycache__`` files, which pip
+  records without hashes, are never read.
+
+Extension modules and sourceless ``.pyc`` files inside a plugin distribution cannot be imported
+from verified bytes and are refused.
+"""
+
+from __future__ import annotations
+
+__all__ = ["VerifiedImporter", "install"]
+
+import hashlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import marshal
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from importlib.machinery import ModuleSpec
+from pathlib import Path
+from types import CodeType, ModuleType
+
+from .integrity import IntegrityReport
+
+_MAGIC = importlib.util.MAGIC_NUMBER
+
+
+class _VerifiedLoader(importlib.machinery.SourceFileLoader):
+    """A source loader whose source is the verified bytes, with a content-addressed code cache."""
+
+    def __init__(self, fullname: str, path: str, source: bytes, cache: Path | None) -> None:
+        super().__init__(fullname, path)
+        self._source = source
+        self._cache = cache
+
+    def get_source(self, fullname: str) -> str:
+        return importlib.util.decode_source(self._source)
+
+    def get_code(self, fullname: str) -> CodeType:
+        key = hashlib.sha256(
+            b"enkrypted-code-v1\0"
+            + _MAGIC
+            + str(sys.flags.optimize).encode()
+            + b"\0"
+            + os.fsencode(self.path)
+            + b"\0"
+            + hashlib.sha256(self._source).digest()
+        ).hexdigest()
+        cached = self._read_cache(key)
+        if cached is not None:
+            return cached
+        code = compile(self._source, self.path, "exec", dont_inherit=True)
+        self._write_cache(key, code)
+        return code
+
+    def _entry(self, key: str) -> Path | None:
+        return None if self._cache is None else self._cache / key[:2] / f"{key}.code"
+
+    def _read_cache(self, key: str) -> CodeType | None:
+        entry = self._entry(key)
+        if entry is None:
+            return None
+        try:
+            data = entry.read_bytes()
+        except OSError:
+            return None
+        if not data.startswith(_MAGIC):
+            return None
+        try:
+            code = marshal.loads(data[len(_MAGIC) :])  # noqa: S302 - our own cache in HOME
+        except (EOFError, ValueError, TypeError):
+            return None
+        return code if isinstance(code, CodeType) else None
+
+    def _write_cache(self, key: str, code: CodeType) -> None:
+        """Best effort (a read-only home still loads); written atomically."""
+        entry = self._entry(key)
+        if entry is None:
+            return
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(_MAGIC + marshal.dumps(code))
+                os.replace(tmp, entry)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError:
+            return
+
+
+class VerifiedImporter(importlib.abc.MetaPathFinder):
+    """Serves every module under the verified distributions' top-level names (see module doc)."""
+
+    def __init__(self, reports: Iterable[IntegrityReport], cache: Path | None) -> None:
+        self._sources: dict[str, bytes] = {}
+        self._roots: dict[str, tuple[str, ...]] = {}  # top-level name -> its distribution's roots
+        self._owner: dict[str, str] = {}  # top-level name -> "dist version"
+        for report in reports:
+            self._sources.update(report.sources)
+            for top in report.top_level:
+                self._roots[top] = report.roots
+                self._owner[top] = f"{report.distribution} {report.version}"
+        self._cache = cache
+
+    @property
+    def top_level(self) -> frozenset[str]:
+        return frozenset(self._roots)
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: ModuleType | None = None,
+    ) -> ModuleSpec | None:
+        top = fullname.partition(".")[0]
+        roots = self._roots.get(top)
+        if roots is None:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None:
+            return None  # not found: the usual ModuleNotFoundError
+        owner = self._owner[top]
+        if spec.origin is None or not spec.has_location:
+            raise ImportError(
+                f"{fullname} is not a module of verified {owner} (namespace folder)", name=fullname
+            )
+        real = os.path.realpath(spec.origin)
+        source = self._sources.get(real)
+        if source is None:
+            if not any(real.startswith(root + os.sep) for root in roots):
+                raise ImportError(
+                    f"importing {fullname} would load {spec.origin}, not the verified {owner}; "
+                    "remove the shadowing copy from sys.path (PYTHONPATH, current directory)",
+                    name=fullname,
+                )
+            raise ImportError(
+                f"{spec.origin} was not verified as part of {owner} (added after verification, "
+                "or not a Python source file); it is not imported",
+                name=fullname,
+            )
+        spec.loader = _VerifiedLoader(fullname, spec.origin, source, self._cache)
+        spec.cached = None
+        return spec
+
+
+def install(reports: Iterable[IntegrityReport], cache: Path | None) -> VerifiedImporter:
+    """Put a :class:`VerifiedImporter` for ``reports`` first on ``sys.meta_path`` (replacing one
+    an earlier load in this process installed)."""
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, VerifiedImporter)]
+    finder = VerifiedImporter(reports, cache)
+    sys.meta_path.insert(0, finder)
+    return finder

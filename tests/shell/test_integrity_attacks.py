@@ -1,0 +1,184 @@
+"""Attacks on load-time verification by someone who can write to site-packages but holds no
+signing key (security review of 2026-11-26), and the verified import loader (ADR 0005)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib
+import os
+import sys
+import uuid
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from enkrypted_shell import errors, importer
+from enkrypted_shell.integrity import content_digest, verify_distribution
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def install(site: Path, package: str, files: dict[str, bytes], extra_rows: list[str] = ()) -> metadata.Distribution:
+    """A wheel-like install of ``package`` in ``site`` with pip's hash-less bytecode rows."""
+    info = site / f"{package}-1.0.dist-info"
+    info.mkdir(parents=True)
+    files = {**files, f"{info.name}/METADATA": f"Metadata-Version: 2.1\nName: {package}\nVersion: 1.0\n".encode()}
+    rows = []
+    for rel, data in files.items():
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        (site / rel).write_bytes(data)
+        rows.append(f"{rel},sha256={_b64(data)},{len(data)}")
+    cache = site / package / "__pycache__"
+    cache.mkdir(parents=True, exist_ok=True)
+    for rel in files:
+        if rel.startswith(f"{package}/") and rel.endswith(".py") and rel.count("/") == 1:
+            pyc = f"{package}/__pycache__/{Path(rel).stem}.cpython-311.pyc"
+            (site / pyc).write_bytes(b"compiled by the installer")
+            rows.append(f"{pyc},,")
+    rows += [f"{info.name}/RECORD,,", *extra_rows]
+    (info / "RECORD").write_text("\n".join(rows) + "\n")
+    return metadata.PathDistribution(info)
+
+
+@pytest.fixture
+def pkg() -> str:
+    return f"vpkg_{uuid.uuid4().hex[:10]}"
+
+
+BASE = {"__init__.py": b"", "plugin.py": b"WHO = 'genuine'\n"}
+
+
+def _files(pkg: str, extra: dict[str, bytes] | None = None) -> dict[str, bytes]:
+    return {f"{pkg}/{k}": v for k, v in {**BASE, **(extra or {})}.items()}
+
+
+def test_genuine_install_verifies(tmp_path, pkg):
+    dist = install(tmp_path, pkg, _files(pkg))
+    report = verify_distribution(dist)
+    assert report.top_level == (pkg,)
+    assert set(report.sources) == {str((tmp_path / pkg / n).resolve()) for n in BASE}
+
+
+def test_symlinked_folder_inside_a_package_is_refused(tmp_path, pkg):
+    dist = install(tmp_path / "site", pkg, _files(pkg))
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    (evil / "__init__.py").write_text("WHO = 'attacker'\n")
+    (tmp_path / "site" / pkg / "plugin_dir").symlink_to(evil, target_is_directory=True)
+    with pytest.raises(errors.IntegrityError, match="symlink"):
+        verify_distribution(dist)
+
+
+def test_bytecode_row_pointing_at_a_new_package_is_refused(tmp_path, pkg):
+    site = tmp_path / "site"
+    dist = install(site, pkg, _files(pkg))
+    shadow = site / pkg / "plugin"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("WHO = 'attacker'\n")
+    pyc = site / pkg / "__pycache__" / "plugin.cpython-311.pyc"
+    pyc.unlink()
+    pyc.symlink_to(shadow / "__init__.py")
+    with pytest.raises(errors.IntegrityError) as info:
+        verify_distribution(dist)
+    assert "plugin/__init__.py" in str(info.value) or "symlink" in str(info.value)
+
+
+@pytest.mark.parametrize("row_path", ["../site/{pkg}/plugin/__init__.py", "{pkg}/__pycache__/../plugin/__init__.py"])
+def test_record_rows_that_escape_the_digest_are_refused(tmp_path, pkg, row_path):
+    site = tmp_path / "site"
+    evil = b"WHO = 'attacker'\n"
+    row = f"{row_path.format(pkg=pkg)},sha256={_b64(evil)},{len(evil)}"
+    dist = install(site, pkg, _files(pkg), extra_rows=[row])
+    (site / pkg / "plugin").mkdir()
+    (site / pkg / "plugin" / "__init__.py").write_bytes(evil)
+    with pytest.raises(errors.IntegrityError, match="non-canonical|leads back"):
+        verify_distribution(dist)
+
+
+def test_hashed_non_bytecode_in_pycache_is_refused(tmp_path, pkg):
+    data = b"x = 1\n"
+    dist = install(tmp_path, pkg, _files(pkg), extra_rows=[f"{pkg}/__pycache__/x.py,sha256={_b64(data)},6"])
+    (tmp_path / pkg / "__pycache__" / "x.py").write_bytes(data)
+    with pytest.raises(errors.IntegrityError, match="not bytecode"):
+        verify_distribution(dist)
+
+
+def test_every_file_inside_the_package_is_in_the_content_digest(tmp_path, pkg):
+    dist = install(tmp_path, pkg, _files(pkg, {"sub/deep.py": b"y = 2\n"}))
+    report = verify_distribution(dist)
+    rows = [r.split(",") for r in (tmp_path / f"{pkg}-1.0.dist-info" / "RECORD").read_text().splitlines()]
+    wheel_rows = [(p, h.removeprefix("sha256=")) for p, h, _ in rows if h]
+    assert report.content_digest == content_digest(wheel_rows)
+    assert f"{pkg}/sub/deep.py" in {p for p, _ in wheel_rows}
+
+
+def test_non_utf8_file_name_is_refused_with_a_message(tmp_path, pkg):
+    dist = install(tmp_path, pkg, _files(pkg))
+    name = os.fsdecode(b"bad\xff.py")
+    (tmp_path / pkg / name).write_bytes(b"")
+    with pytest.raises(errors.IntegrityError, match=r"bad\\udcff\.py|bad\\xff\.py") as info:
+        verify_distribution(dist)
+    str(info.value).encode("utf-8")  # safe to log
+
+
+# --------------------------------------------------------------------------- verified imports
+@pytest.fixture
+def loaded(tmp_path, pkg, monkeypatch):
+    """``pkg`` verified and importable from ``tmp_path/site`` through the verified importer."""
+    site = tmp_path / "site"
+    dist = install(site, pkg, _files(pkg, {"late.py": b"LATE = 'genuine'\n"}))
+    report = verify_distribution(dist)
+    monkeypatch.syspath_prepend(str(site))
+    finder = importer.install([report], tmp_path / "bytecode")
+    yield site, report
+    sys.meta_path[:] = [f for f in sys.meta_path if f is not finder]
+    for name in [m for m in sys.modules if m == pkg or m.startswith(pkg + ".")]:
+        del sys.modules[name]
+
+
+def test_modules_are_compiled_from_the_verified_bytes(loaded, pkg):
+    site, _ = loaded
+    (site / pkg / "plugin.py").write_text("WHO = 'swapped after verification'\n")
+    module = importlib.import_module(f"{pkg}.plugin")
+    assert module.WHO == "genuine"
+    assert module.__file__ == str(site / pkg / "plugin.py")
+
+
+def test_a_lazy_import_after_a_swap_still_gets_the_verified_code(loaded, pkg):
+    site, _ = loaded
+    importlib.import_module(pkg)
+    (site / pkg / "late.py").write_text("LATE = 'attacker'\n")
+    assert importlib.import_module(f"{pkg}.late").LATE == "genuine"
+
+
+def test_a_file_added_after_verification_is_not_imported(loaded, pkg):
+    site, _ = loaded
+    (site / pkg / "added.py").write_text("raise SystemExit('added')\n")
+    with pytest.raises(ImportError, match="not verified"):
+        importlib.import_module(f"{pkg}.added")
+
+
+def test_a_shadowing_copy_is_not_imported(loaded, pkg, tmp_path, monkeypatch):
+    shadow = tmp_path / "shadow"
+    (shadow / pkg).mkdir(parents=True)
+    (shadow / pkg / "__init__.py").write_text("raise SystemExit('shadow')\n")
+    monkeypatch.syspath_prepend(str(shadow))
+    importlib.invalidate_caches()
+    with pytest.raises(ImportError, match="would load"):
+        importlib.import_module(pkg)
+
+
+def test_code_cache_is_content_addressed(loaded, pkg, tmp_path):
+    importlib.import_module(f"{pkg}.plugin")
+    entries = list((tmp_path / "bytecode").rglob("*.code"))
+    assert entries, "compiled code is cached under HOME/bytecode"
+    assert not any((tmp_path / "site" / pkg / "__pycache__").glob("plugin.*.pyc.new"))
+    # A corrupt cache entry is ignored, never trusted as code.
+    for entry in entries:
+        entry.write_bytes(b"garbage")
+    del sys.modules[f"{pkg}.plugin"]
+    assert importlib.import_module(f"{pkg}.plugin").WHO == "genuine"
