@@ -135,6 +135,10 @@ def test_downgraded_shared_library_is_refused(shell_env):
     old = sorted(WHEELHOUSE.glob("cryptography-45*.whl"))
     assert old, "make test prefetches an old cryptography wheel into wheelhouse/ (see Makefile)"
     sh = shell_env()
+    assert sh.run("run").code == 0  # passes, and the skew verdict for these inputs is remembered
+    assert sh.run("run").code == 0
+    records = json.loads(sh.run("plugins", "audit", "--json").out)["log"]["records"]
+    assert [r.get("skew") for r in records if "skew" in r][-1] == "verdict"
     sh.env.install(old[0])
     res = sh.run("plugins", "verify")
     assert res.code == SKEW

@@ -264,3 +264,56 @@ def test_load_log_appends_read_only_the_tail_and_keep_the_chain(tmp_path):
         log.append("verified", plugin=f"p{i}", padding="x" * (i % 97))
     state = log.read()
     assert state.intact and [r["seq"] for r in state.records] == list(range(1, 121))
+
+
+# ------------------------------------------------------------------ skew verdicts (memo)
+REQUIREMENT_LINES = [
+    "cryptography>=45", "enkrypted-shell<1,>=0.3", "PyNaCl (>=1.5)", "a.b_c-d[x,y]>=1; python_version >= '3.11'",
+    "  spaced >= 2", "x @ https://example.invalid/x.whl", 'winonly>=9; sys_platform == "win32"', "Z9",
+]
+
+
+@pytest.mark.parametrize("line", REQUIREMENT_LINES)
+def test_requirement_name_matches_packaging(line):
+    from packaging.requirements import Requirement
+
+    from enkrypted_shell.skew import requirement_name
+
+    assert requirement_name(line) == Requirement(line).name
+
+
+def test_skew_verdicts_are_keyed_by_every_input(tmp_path):
+    from enkrypted_shell.skew import SkewVerdicts
+
+    plan = {"crypto": cand("c", "crypto", contract="1.1", deps=["lib>=1"])}
+    contracts = {"crypto": "1.0"}
+    installed = {"lib": "1.0"}
+    checked = check_skew(plan, shell_version="0.1.0", contracts=contracts, installed=installed.get)
+    assert checked == {"lib": "1.0"}
+    verdicts = SkewVerdicts(tmp_path)
+    key = SkewVerdicts.key(plan, {"crypto": "sha256:aa"}, shell_version="0.1.0", contracts=contracts)
+    assert not verdicts.passed(key, installed.get)
+    verdicts.remember(key, checked)
+    assert verdicts.passed(key, installed.get)
+    assert not verdicts.passed(key, {"lib": "0.9"}.get)  # the library changed since
+    assert not verdicts.passed(key, {}.get)  # ... or is gone
+    for other in (
+        SkewVerdicts.key(plan, {"crypto": "sha256:bb"}, shell_version="0.1.0", contracts=contracts),
+        SkewVerdicts.key(plan, {"crypto": "sha256:aa"}, shell_version="0.2.0", contracts=contracts),
+        SkewVerdicts.key(plan, {"crypto": "sha256:aa"}, shell_version="0.1.0", contracts={"crypto": "1.1"}),
+    ):
+        assert other != key and not verdicts.passed(other, installed.get)
+    for garbage in (b"", b"not json", b"[]", b'{"format": 1, "entries": []}', b"[" * 100000):
+        verdicts.path.write_bytes(garbage)
+        assert not verdicts.passed(key, installed.get)  # unreadable: a miss, never a pass
+    verdicts.remember(key, checked)
+    assert verdicts.passed(key, installed.get)
+
+
+def test_bad_manifest_range_is_a_manifest_error_when_checked():
+    plan = {"crypto": cand("c", "crypto", contract="1.1")}
+    bad = plan["crypto"]._replace(manifest=plan["crypto"].manifest._replace(shell="not a range"))
+    with pytest.raises(errors.ManifestError, match="not a PEP 440 specifier"):
+        check_skew({"crypto": bad}, shell_version="0.1.0", contracts={"crypto": "1.0"}, installed={}.get)
+    with pytest.raises(errors.ManifestError, match="not a PEP 440"):
+        parse_manifest(b'[plugin]\nname="x"\nslot="ui"\ncontract="1.0"\nshell="nope"\n', source="m")

@@ -129,7 +129,7 @@ def _candidate(ep: metadata.EntryPoint) -> Candidate:
             plugin=ep.name,
             fix="the plugin's wheel must ship its manifest next to its package's __init__.py",
         )
-    manifest = parse_manifest(data, source=f"{where}: {wanted}")
+    manifest = parse_manifest(data, source=f"{where}: {wanted}", ranges=False)  # see check_ranges
     if manifest.name != ep.name:
         raise ManifestError(
             f"{where}: manifest names the plugin {manifest.name!r} but its entry point is {ep.name!r}",

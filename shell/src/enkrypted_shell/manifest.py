@@ -18,17 +18,25 @@ Example::
 
 from __future__ import annotations
 
-__all__ = ["MANIFEST_FILENAME", "ContractVersion", "PluginManifest", "parse_manifest"]
+__all__ = [
+    "MANIFEST_FILENAME",
+    "ContractVersion",
+    "PluginManifest",
+    "check_ranges",
+    "parse_manifest",
+    "specifier",
+]
 
 import re
 import tomllib
 from collections.abc import Mapping
-from typing import NamedTuple
-
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from typing import TYPE_CHECKING, NamedTuple
 
 from .contracts import SLOTS
 from .errors import ManifestError
+
+if TYPE_CHECKING:
+    from packaging.specifiers import SpecifierSet
 
 MANIFEST_FILENAME = "enkrypted-plugin.toml"
 MAX_MANIFEST_BYTES = 64 * 1024
@@ -63,14 +71,18 @@ class PluginManifest(NamedTuple):
     name: str
     slot: str
     contract: ContractVersion
-    shell: SpecifierSet
-    requires: Mapping[str, SpecifierSet]
+    shell: str  # PEP 440 specifiers, as written; :func:`specifier` parses them
+    requires: Mapping[str, str]
     capabilities: Mapping[str, frozenset[str]]
     commands: tuple[str, ...]
 
 
-def parse_manifest(data: bytes, *, source: str) -> PluginManifest:
-    """Parse and validate manifest bytes; ``source`` names the file in error messages."""
+def parse_manifest(data: bytes, *, source: str, ranges: bool = True) -> PluginManifest:
+    """Parse and validate manifest bytes; ``source`` names the file in error messages.
+
+    ``ranges=False`` leaves the PEP 440 ranges (``shell``, ``[requires]``) as unparsed strings:
+    discovery reads every candidate's manifest at every start, and the skew check parses the
+    selected plugins' ranges (:func:`check_ranges`) whenever it evaluates them."""
     if len(data) > MAX_MANIFEST_BYTES:
         raise ManifestError(f"{source}: manifest larger than {MAX_MANIFEST_BYTES} bytes")
     try:
@@ -91,22 +103,42 @@ def parse_manifest(data: bytes, *, source: str) -> PluginManifest:
     except ValueError as exc:
         raise ManifestError(f"{source}: plugin.contract: {exc}") from exc
     requires = {
-        other: _specifier(spec, f"requires.{other}", source)
+        other: _range(spec, f"requires.{other}", source)
         for other, spec in _table(doc, "requires", source).items()
     }
     unknown = set(requires) - set(SLOTS)
     if unknown or slot in requires:
         bad = ", ".join(sorted(unknown | ({slot} & set(requires))))
         raise ManifestError(f"{source}: [requires] names {bad}; only other slots may be required")
-    return PluginManifest(
+    manifest = PluginManifest(
         name=name,
         slot=slot,
         contract=contract,
-        shell=_specifier(_string(plugin, "shell", source), "plugin.shell", source),
+        shell=_range(_string(plugin, "shell", source), "plugin.shell", source),
         requires=requires,
         capabilities=_capabilities(_table(doc, "capabilities", source), source),
         commands=tuple(_string_list(plugin.get("commands", []), "plugin.commands", source)),
     )
+    if ranges:
+        check_ranges(manifest, source=source)
+    return manifest
+
+
+def specifier(value: str, *, key: str, source: str) -> SpecifierSet:
+    """A manifest range as a ``packaging`` :class:`SpecifierSet` (imported on first use)."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    try:
+        return SpecifierSet(value)
+    except InvalidSpecifier as exc:
+        raise ManifestError(f"{source}: {key} {value!r} is not a PEP 440 specifier") from exc
+
+
+def check_ranges(manifest: PluginManifest, *, source: str) -> None:
+    """Raise :class:`ManifestError` unless every range of ``manifest`` is a PEP 440 specifier."""
+    specifier(manifest.shell, key="plugin.shell", source=source)
+    for other, value in manifest.requires.items():
+        specifier(value, key=f"requires.{other}", source=source)
 
 
 def _table(
@@ -133,13 +165,10 @@ def _string_list(value: object, key: str, source: str) -> list[str]:
     return list(value)
 
 
-def _specifier(value: object, key: str, source: str) -> SpecifierSet:
+def _range(value: object, key: str, source: str) -> str:
     if not isinstance(value, str):
         raise ManifestError(f"{source}: {key} must be a version specifier string")
-    try:
-        return SpecifierSet(value)
-    except InvalidSpecifier as exc:
-        raise ManifestError(f"{source}: {key} {value!r} is not a PEP 440 specifier") from exc
+    return value
 
 
 def _capabilities(table: Mapping[str, object], source: str) -> dict[str, frozenset[str]]:

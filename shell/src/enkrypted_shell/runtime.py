@@ -41,7 +41,7 @@ from .loadlog import LoadLog
 from .provenance import SigstoreVerdicts, VerifiedProvenance, VerifiedRelease, verify_release
 from .provenance_store import ProvenanceStore, StoredProvenance
 from .selection import select
-from .skew import check_skew
+from .skew import SkewVerdicts, check_skew, requirement_name
 from .trust import TrustPolicy
 
 T = TypeVar("T")
@@ -146,11 +146,7 @@ def _prepare(options: StartOptions, log: LoadLog | None) -> Plan:
         slot: _verify(slot, sel.candidate, sel.reason, options, policy, found.candidates)
         for slot, sel in chosen.items()
     }
-    check_skew(
-        {s: p.candidate for s, p in plugins.items()},
-        shell_version=__version__,
-        contracts=CONTRACT_VERSIONS,
-    )
+    skew = _check_skew(plugins, options.home)
     if lock is not None:
         from .lock import check_locked
 
@@ -169,7 +165,10 @@ def _prepare(options: StartOptions, log: LoadLog | None) -> Plan:
             )
     if log is not None:
         log.append_many(
-            [_accept_record(p, locked=lock is not None, dev=options.dev) for p in plugins.values()]
+            [
+                _accept_record(p, locked=lock is not None, dev=options.dev, skew=skew)
+                for p in plugins.values()
+            ]
         )
     return Plan(plugins, lock)
 
@@ -289,15 +288,13 @@ def _verify_plugin_deps(
 ) -> tuple[IntegrityReport, ...]:
     """A plugin may depend on another plugin distribution's code (e.g. a second crypto backend on
     the protocol code of the first); that code gets imported too, so it is verified too."""
-    from packaging.requirements import InvalidRequirement, Requirement
     from packaging.utils import NormalizedName, canonicalize_name
 
     wanted: set[NormalizedName] = set()
     for line in cand.requires:
-        try:
-            wanted.add(canonicalize_name(Requirement(line).name))
-        except InvalidRequirement:
-            continue  # the skew check refuses the start on it, before anything is imported
+        name = requirement_name(line)
+        if name is not None:  # an invalid line is refused by the skew check, before any import
+            wanted.add(canonicalize_name(name))
     dists = {canonicalize_name(o.dist_name): o for o in others if o.dist_name != cand.dist_name}
     return tuple(
         verify_distribution(d.distribution, name=d.dist_name, version=d.version, record=d.record)
@@ -305,8 +302,25 @@ def _verify_plugin_deps(
     )
 
 
+def _check_skew(plugins: Mapping[str, PlannedPlugin], home: Path) -> str:
+    """The skew check, or the remembered verdict for exactly these verified inputs
+    (:class:`.skew.SkewVerdicts`); returns how it passed, for the load log."""
+    plan = {slot: p.candidate for slot, p in plugins.items()}
+    digests = {slot: p.digest for slot, p in plugins.items() if p.digest is not None}
+    if len(digests) != len(plan):  # a dev-mode plugin has no verified digest: always check
+        check_skew(plan, shell_version=__version__, contracts=CONTRACT_VERSIONS)
+        return "checked"
+    verdicts = SkewVerdicts(home)
+    key = SkewVerdicts.key(plan, digests, shell_version=__version__, contracts=CONTRACT_VERSIONS)
+    if verdicts.passed(key):
+        return "verdict"
+    checked = check_skew(plan, shell_version=__version__, contracts=CONTRACT_VERSIONS)
+    verdicts.remember(key, checked)
+    return "checked"
+
+
 def _accept_record(
-    planned: PlannedPlugin, *, locked: bool, dev: bool
+    planned: PlannedPlugin, *, locked: bool, dev: bool, skew: str = "checked"
 ) -> tuple[str, dict[str, object]]:
     cand = planned.candidate
     if planned.integrity is None:
@@ -331,6 +345,7 @@ def _accept_record(
         sigstore_signers=list(planned.sigstore_signers),
         tuf_role=planned.stored.tuf_role if planned.stored else None,
         index=planned.stored.index if planned.stored else None,
+        skew=skew,
         locked=locked,
         dev=dev,
     )

@@ -5,21 +5,46 @@
 * plugin <-> plugin: each ``[requires]`` contract range is met by the plugin selected for that slot;
 * shared libraries: every ``Requires-Dist`` of a selected plugin is satisfied by what is installed
   (Module Federation's ``requiredVersion`` + ``strictVersion``, always strict here).
+
+:func:`check_skew` is a pure function of the selected plugins' manifests and METADATA, the shell's
+version and contracts, the interpreter/platform (environment markers) and the installed versions of
+the required libraries.  :class:`SkewVerdicts` remembers which inputs passed, keyed by the content
+digests verification computed this start (which pin the manifests and METADATA byte for byte), so a
+later start with the same inputs - the installed versions re-read every time - skips re-parsing
+PEP 440/508 text (``packaging``'s parsers are most of the shell's import time).  A refusal is never
+remembered, and anything unreadable in the file is a miss.
 """
 
 from __future__ import annotations
 
-__all__ = ["installed_version", "check_skew"]
+__all__ = ["SkewVerdicts", "check_skew", "installed_version", "requirement_name"]
 
+import contextlib
+import hashlib
+import json
+import os
+import re
+import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from importlib import metadata
-
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.version import InvalidVersion, Version
+from pathlib import Path
 
 from .discovery import Candidate
 from .errors import SkewError
-from .manifest import ContractVersion
+from .manifest import ContractVersion, specifier
+
+# PEP 508: a requirement starts with its name, ``identifier = letterOrDigit identifier_end*``.
+_NAME = re.compile(r"\s*([A-Za-z0-9](?:[-_.]*[A-Za-z0-9])*)")
+
+
+def requirement_name(line: str) -> str | None:
+    """The distribution name a ``Requires-Dist`` line starts with (PEP 508 ``name``), or None.
+
+    Exact for every valid line; a line that is not valid PEP 508 is refused by :func:`check_skew`,
+    which the start-up pipeline runs before anything is imported."""
+    match = _NAME.match(line)
+    return match.group(1) if match else None
 
 
 def installed_version(name: str) -> str | None:
@@ -36,13 +61,15 @@ def check_skew(
     shell_version: str,
     contracts: Mapping[str, str],
     installed: Callable[[str], str | None] = installed_version,
-) -> None:
-    """Raise one :class:`SkewError` listing every rule the selected set breaks."""
+) -> dict[str, str]:
+    """Raise one :class:`SkewError` listing every rule the selected set breaks; on success return
+    the installed version of every shared library that was checked (name -> version)."""
     problems: list[tuple[str, str]] = []
+    checked: dict[str, str] = {}
     for slot, cand in plan.items():
         found = _shell_rules(slot, cand, shell_version, contracts)
         found += _plugin_rules(cand, plan)
-        found += _shared_rules(cand, installed)
+        found += _shared_rules(cand, installed, checked)
         problems += [(cand.name, line) for line in found]
     if problems:
         raise SkewError(
@@ -50,6 +77,78 @@ def check_skew(
             plugin=problems[0][0],
             fix="install versions that fit (see each line), or pin a working set with a lock",
         )
+    return checked
+
+
+class SkewVerdicts:
+    """``HOME/cache/skew-verdicts.json``: inputs that passed :func:`check_skew` (see module doc).
+
+    A verdict applies only to the same shell version and contracts, the same interpreter and
+    platform, the same selected plugins with the same *verified* content digests, and the same
+    installed version of every library that was checked.  The file is as trusted as the rest of
+    the profile home (it can only skip a compatibility check, never an integrity or signature one).
+    """
+
+    MAX_ENTRIES = 32
+
+    def __init__(self, home: Path) -> None:
+        self.path = home / "cache" / "skew-verdicts.json"
+
+    @staticmethod
+    def key(
+        plan: Mapping[str, Candidate],
+        digests: Mapping[str, str],
+        *,
+        shell_version: str,
+        contracts: Mapping[str, str],
+    ) -> str:
+        uname = os.uname()
+        body = {
+            "format": 1,
+            "shell": shell_version,
+            "contracts": dict(sorted(contracts.items())),
+            "python": [sys.version, sys.implementation.name, sys.platform, os.name],
+            "platform": [uname.sysname, uname.release, uname.version, uname.machine],
+            "plugins": sorted(
+                [slot, c.dist_name, c.version, digests[slot]] for slot, c in plan.items()
+            ),
+        }
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
+
+    def _entries(self) -> dict[str, object]:
+        try:
+            doc = json.loads(self.path.read_bytes())
+        except (OSError, ValueError, RecursionError):
+            return {}
+        entries = doc.get("entries") if isinstance(doc, dict) and doc.get("format") == 1 else None
+        return entries if isinstance(entries, dict) else {}
+
+    def passed(self, key: str, installed: Callable[[str], str | None] = installed_version) -> bool:
+        """True if these inputs passed before and every checked library is still that version."""
+        entry = self._entries().get(key)
+        if not isinstance(entry, dict):
+            return False
+        libraries = entry.get("installed")
+        if not isinstance(libraries, dict):
+            return False
+        return all(
+            isinstance(version, str) and installed(name) == version
+            for name, version in libraries.items()
+        )
+
+    def remember(self, key: str, checked: Mapping[str, str]) -> None:
+        """Best effort (a read-only home still starts); written atomically."""
+        entries = self._entries()
+        entries.pop(key, None)
+        entries[key] = {"installed": dict(sorted(checked.items()))}
+        while len(entries) > self.MAX_ENTRIES:
+            entries.pop(next(iter(entries)))
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump({"format": 1, "entries": entries}, handle, sort_keys=False)
+            os.replace(tmp, self.path)
 
 
 def _shell_rules(
@@ -65,7 +164,10 @@ def _shell_rules(
             f"(rule: same MAJOR, MINOR >= {need.minor}); install {change} "
             f"that matches {slot} contract {need.major}.x"
         )
-    if not cand.manifest.shell.contains(shell_version, prereleases=True):
+    source = f"{cand.label}: manifest"
+    if not specifier(cand.manifest.shell, key="plugin.shell", source=source).contains(
+        shell_version, prereleases=True
+    ):
         out.append(
             f"{cand.label} needs enkrypted-shell {cand.manifest.shell}, installed is {shell_version}; "
             f"install 'enkrypted-shell{cand.manifest.shell}' or another {cand.dist_name}"
@@ -75,7 +177,8 @@ def _shell_rules(
 
 def _plugin_rules(cand: Candidate, plan: Mapping[str, Candidate]) -> list[str]:
     out: list[str] = []
-    for other_slot, spec in cand.manifest.requires.items():
+    for other_slot, text in cand.manifest.requires.items():
+        spec = specifier(text, key=f"requires.{other_slot}", source=f"{cand.label}: manifest")
         other = plan.get(other_slot)
         if other is None:
             continue
@@ -88,7 +191,12 @@ def _plugin_rules(cand: Candidate, plan: Mapping[str, Candidate]) -> list[str]:
     return out
 
 
-def _shared_rules(cand: Candidate, installed: Callable[[str], str | None]) -> list[str]:
+def _shared_rules(
+    cand: Candidate, installed: Callable[[str], str | None], checked: dict[str, str]
+) -> list[str]:
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.version import InvalidVersion, Version
+
     out: list[str] = []
     for line in cand.requires:
         try:
@@ -106,6 +214,7 @@ def _shared_rules(cand: Candidate, installed: Callable[[str], str | None]) -> li
             ok = req.specifier.contains(Version(have), prereleases=True)
         except InvalidVersion:
             ok = False
+        checked[req.name] = have
         if not ok:
             out.append(
                 f"{cand.label} requires {req}, installed is {req.name} {have} "
