@@ -46,6 +46,8 @@ import json, sys, time
 from pathlib import Path
 
 home = Path(sys.argv[1])
+if sys.argv[2:] == ["no-verdict"]:  # a first start after an install: no remembered skew verdict
+    (home / "cache" / "skew-verdicts.json").unlink(missing_ok=True)
 t0 = time.perf_counter()
 import enkrypted_shell.runtime as rt
 from enkrypted_shell.runtime import StartOptions, load, prepare
@@ -56,7 +58,10 @@ from enkrypted_shell.loadlog import LoadLog
 @@TIMED@@
 rt.discover = timed("discover", rt.discover)
 rt.verify_distribution = timed("verify", rt.verify_distribution)
-rt.check_skew = timed("skew", rt.check_skew)
+if hasattr(rt, "_check_skew"):  # the skew check or its remembered verdict
+    rt._check_skew = timed("skew", rt._check_skew)
+else:
+    rt.check_skew = timed("skew", rt.check_skew)
 rt._register = timed("import_plugins", rt._register)
 for name in ("verify_release", "verify_provenance"):  # the signature step
     if hasattr(rt, name):
@@ -133,14 +138,14 @@ def _clean_env(home: Path) -> dict[str, str]:
 class _Driver:
     """One side of the benchmark: a script run in a fresh process of the environment's Python."""
 
-    def __init__(self, python: Path, script: Path, home: Path) -> None:
-        self.python, self.script, self.home = python, script, home
+    def __init__(self, python: Path, script: Path, home: Path, *args: str) -> None:
+        self.python, self.script, self.home, self.args = python, script, home, args
         self.process_wall: list[float] = []
 
     def __call__(self) -> tuple[float, Mapping[str, object]]:
         start = time.perf_counter()
         proc = subprocess.run(
-            [str(self.python), str(self.script), str(self.home)],
+            [str(self.python), str(self.script), str(self.home), *self.args],
             capture_output=True, text=True, env=_clean_env(self.home), cwd=self.script.parent,
             timeout=300, check=False,
         )
@@ -243,8 +248,13 @@ def measure(wheels: Sequence[Path], workdir: Path, runs: int, *, profile: bool |
     plain.home.mkdir()
     _provision_provenance(wheels, verified.home)
 
-    timings = side_by_side({"verified": verified, "pluggy": plain}, runs, warmup=1)
-    v, p = timings["verified"], timings["pluggy"]
+    cold = _Driver(env.python, scripts / "verified_load.py", workdir / "home-no-verdict", "no-verdict")
+    _provision_provenance(wheels, cold.home)
+
+    timings = side_by_side(
+        {"verified": verified, "pluggy": plain, "verified_no_verdict": cold}, runs, warmup=1
+    )
+    v, p, c = timings["verified"], timings["pluggy"], timings["verified_no_verdict"]
     signed = all(extra.get("signed") for extra in v.extras)
     for extra in v.extras:
         if extra["plugins"] != EXPECTED:
@@ -263,11 +273,17 @@ def measure(wheels: Sequence[Path], workdir: Path, runs: int, *, profile: bool |
         "within_target": ratio <= TARGET_RATIO,
         "warmup_runs": 1,
         "method": "fresh process per sample, timed in-process (interpreter start-up excluded); "
-        "interleaved A/B, B/A; medians; one warm-up process per side (warm bytecode caches)",
+        "interleaved A/B, B/A; medians; one warm-up process per side (warm bytecode caches); "
+        "verified = a repeat start (remembered skew verdict), verified_no_verdict = the first start "
+        "after an install",
         "plugins": EXPECTED,
         "files_hashed": v.extras[0]["files_hashed"],
         "provenance_verified": signed,
         "overhead_s": round(v.median - p.median, 6),
+        # The first start after an install or upgrade: no remembered skew verdict, so packaging's
+        # PEP 440/508 parsers are imported and the full skew check runs (docs: skew.SkewVerdicts).
+        "verified_no_verdict_s": round(c.median, 6),
+        "ratio_no_verdict": round(c.median / p.median, 3),
         "paired_ratio_median": round(median([a / b for a, b in zip(v.samples, p.samples, strict=True)]), 3),
         "verified_breakdown_s": _medians(v.extras, "breakdown"),
         "pluggy_breakdown_s": _medians(p.extras, "breakdown"),
