@@ -182,3 +182,149 @@ def test_code_cache_is_content_addressed(loaded, pkg, tmp_path):
         entry.write_bytes(b"garbage")
     del sys.modules[f"{pkg}.plugin"]
     assert importlib.import_module(f"{pkg}.plugin").WHO == "genuine"
+
+
+# --------------------------------------------------------------------------- second review
+def test_hidden_first_component_rows_are_refused(tmp_path, pkg):
+    site = tmp_path / "site"
+    evil = b"WHO = 'attacker'\n"
+    dist = install(site, pkg, _files(pkg), extra_rows=[f"..x/plugin/__init__.py,sha256={_b64(evil)},{len(evil)}"])
+    (site / pkg / "plugin").mkdir()
+    (site / pkg / "plugin" / "__init__.py").write_bytes(evil)
+    (site / "..x").symlink_to(site / pkg, target_is_directory=True)
+    with pytest.raises(errors.IntegrityError, match="hidden first component|is a symlink"):
+        verify_distribution(dist)
+    (site / "..x").unlink()
+    (site / "..x" / "plugin").mkdir(parents=True)
+    (site / "..x" / "plugin" / "__init__.py").write_bytes(evil)
+    with pytest.raises(errors.IntegrityError, match="hidden first component"):
+        verify_distribution(dist)
+
+
+def test_a_symlinked_top_level_folder_is_refused(tmp_path, pkg):
+    site = tmp_path / "site"
+    real = tmp_path / "elsewhere" / pkg
+    dist = install(tmp_path / "elsewhere", pkg, _files(pkg))
+    site.mkdir()
+    (site / pkg).symlink_to(real, target_is_directory=True)
+    info = site / f"{pkg}-1.0.dist-info"
+    info.mkdir()
+    for f in (tmp_path / "elsewhere" / f"{pkg}-1.0.dist-info").iterdir():
+        (info / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(errors.IntegrityError, match="is a symlink"):
+        verify_distribution(metadata.PathDistribution(info))
+    assert verify_distribution(dist).top_level == (pkg,)
+
+
+def test_an_unlistable_folder_is_refused(tmp_path, pkg, monkeypatch):
+    dist = install(tmp_path, pkg, _files(pkg, {"sub/__init__.py": b""}))
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if str(path).endswith("sub"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(errors.IntegrityError, match="cannot list"):
+        verify_distribution(dist)
+
+
+@pytest.fixture
+def loaded_namespace(tmp_path, pkg, monkeypatch):
+    """``pkg`` has no __init__.py at the top and a folder without one inside."""
+    site = tmp_path / "site"
+    files = {f"{pkg}/plugin.py": b"WHO = 'genuine'\n", f"{pkg}/nsub/mod.py": b"WHO = 'genuine nsub'\n"}
+    info = site / f"{pkg}-1.0.dist-info"
+    info.mkdir(parents=True)
+    files[f"{info.name}/METADATA"] = f"Metadata-Version: 2.1\nName: {pkg}\nVersion: 1.0\n".encode()
+    rows = []
+    for rel, data in files.items():
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        (site / rel).write_bytes(data)
+        rows.append(f"{rel},sha256={_b64(data)},{len(data)}")
+    (info / "RECORD").write_text("\n".join([*rows, f"{info.name}/RECORD,,"]) + "\n")
+    report = verify_distribution(metadata.PathDistribution(info))
+    monkeypatch.syspath_prepend(str(site))
+    finder = importer.install([report], tmp_path / "bytecode")
+    yield site, report
+    sys.meta_path[:] = [f for f in sys.meta_path if f is not finder]
+    for name in [m for m in sys.modules if m == pkg or m.startswith(pkg + ".")]:
+        del sys.modules[name]
+
+
+def test_namespace_packages_are_served_from_verified_folders_only(loaded_namespace, pkg, tmp_path, monkeypatch):
+    site, report = loaded_namespace
+    assert report.top_level == (pkg,)
+    (site / pkg / "plugin.py").write_text("WHO = 'swapped'\n")
+    assert importlib.import_module(f"{pkg}.plugin").WHO == "genuine"
+    assert importlib.import_module(f"{pkg}.nsub.mod").WHO == "genuine nsub"
+    assert list(sys.modules[pkg].__path__) == [str((site / pkg).resolve())]
+
+
+def test_a_namespace_portion_elsewhere_on_sys_path_is_not_used(loaded_namespace, pkg, tmp_path, monkeypatch):
+    other = tmp_path / "other"
+    (other / pkg).mkdir(parents=True)
+    (other / pkg / "extra.py").write_text("raise SystemExit('portion')\n")
+    monkeypatch.syspath_prepend(str(other))
+    importlib.invalidate_caches()
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(f"{pkg}.extra")
+
+
+def test_a_symlinked_module_is_not_imported(loaded, pkg):
+    site, _ = loaded
+    (site / pkg / "plugin.py").unlink()
+    (site / pkg / "plugin.py").symlink_to(site / pkg / "late.py")
+    with pytest.raises(ImportError, match="symlink"):
+        importlib.import_module(f"{pkg}.plugin")
+
+
+def test_a_hard_linked_file_of_another_plugin_is_never_read(tmp_path, pkg, monkeypatch):
+    site = tmp_path / "site"
+    other = f"{pkg}_other"
+    mine = verify_distribution(install(site / "a", pkg, _files(pkg)))
+    theirs = verify_distribution(install(site / "b", other, _files(other, {"plugin.py": b"WHO = 'other'\n"})))
+    monkeypatch.syspath_prepend(str(site / "a"))
+    finder = importer.install([mine, theirs], tmp_path / "bytecode")
+    try:
+        (site / "a" / pkg / "plugin.py").unlink()
+        os.link(site / "b" / other / "plugin.py", site / "a" / pkg / "plugin.py")  # the other's file
+        importlib.invalidate_caches()
+        assert importlib.import_module(f"{pkg}.plugin").WHO == "genuine"  # compiled from its own bytes
+    finally:
+        sys.meta_path[:] = [f for f in sys.meta_path if f is not finder]
+        for name in [m for m in sys.modules if m.startswith(pkg)]:
+            del sys.modules[name]
+
+
+def test_names_of_unverified_plugin_distributions_are_refused(tmp_path, pkg, monkeypatch):
+    site = tmp_path / "site"
+    install(site, pkg, _files(pkg))
+    monkeypatch.syspath_prepend(str(site))
+    finder = importer.install([], tmp_path / "bytecode", blocked={pkg: f"{pkg} 1.0"})
+    try:
+        with pytest.raises(ImportError, match="not verified in this start"):
+            importlib.import_module(pkg)
+    finally:
+        sys.meta_path[:] = [f for f in sys.meta_path if f is not finder]
+
+
+def test_plugin_dependencies_are_verified_transitively(tmp_path, pkg):
+    from enkrypted_shell.discovery import Candidate
+    from enkrypted_shell.manifest import parse_manifest
+    from enkrypted_shell.runtime import _verify_plugin_deps
+
+    manifest = parse_manifest(b'[plugin]\nname="x"\nslot="crypto"\ncontract="1.0"\nshell=">=0"\n', source="m")
+    names = [f"{pkg}_a", f"{pkg}_b", f"{pkg}_c"]
+    cands = []
+    for i, name in enumerate(names):
+        dist = install(tmp_path / name, name, _files(name))
+        requires = (f"{names[i + 1].replace('_', '-')}>=1.0",) if i + 1 < len(names) else ()
+        record = (tmp_path / name / f"{name}-1.0.dist-info" / "RECORD").read_text()
+        cands.append(Candidate(None, dist, manifest, False, name, "1.0", requires, record))  # type: ignore[arg-type]
+    reports = _verify_plugin_deps(cands[0], tuple(cands))
+    assert [r.distribution for r in reports] == names[1:]
+    (tmp_path / names[2] / names[2] / "plugin.py").write_text("WHO = 'attacker'\n")
+    with pytest.raises(errors.IntegrityError, match=f"{names[2]}/plugin.py was changed"):
+        _verify_plugin_deps(cands[0], tuple(cands))

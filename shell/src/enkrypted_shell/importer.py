@@ -14,7 +14,9 @@ shell loads plugins) answers for every module under the top-level names those di
   records without hashes, are never read.
 
 Extension modules and sourceless ``.pyc`` files inside a plugin distribution cannot be imported
-from verified bytes and are refused.
+from verified bytes and are refused; so is a module file that is a symlink.  A folder without
+``__init__.py`` is a namespace package limited to the verified folders.  The import names of plugin
+distributions that were discovered but not verified this start are refused outright.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ import marshal
 import os
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import CodeType, ModuleType
+from typing import NamedTuple
 
 from .integrity import IntegrityReport
 
@@ -105,23 +108,38 @@ class _VerifiedLoader(importlib.machinery.SourceFileLoader):
             return
 
 
-class VerifiedImporter(importlib.abc.MetaPathFinder):
-    """Serves every module under the verified distributions' top-level names (see module doc)."""
+class _Owner(NamedTuple):
+    label: str  # "distribution version"
+    roots: tuple[str, ...]  # its real package folders
+    sources: Mapping[str, bytes]  # real path -> verified bytes, of this distribution only
 
-    def __init__(self, reports: Iterable[IntegrityReport], cache: Path | None) -> None:
-        self._sources: dict[str, bytes] = {}
-        self._roots: dict[str, tuple[str, ...]] = {}  # top-level name -> its distribution's roots
-        self._owner: dict[str, str] = {}  # top-level name -> "dist version"
+
+def _inside(path: str, roots: Iterable[str]) -> bool:
+    return any(path == root or path.startswith(root + os.sep) for root in roots)
+
+
+class VerifiedImporter(importlib.abc.MetaPathFinder):
+    """Serves every module under the verified distributions' top-level names (see module doc);
+    refuses the names of plugin distributions that were discovered but not verified this start."""
+
+    def __init__(
+        self,
+        reports: Iterable[IntegrityReport],
+        cache: Path | None,
+        *,
+        blocked: Mapping[str, str] | None = None,
+    ) -> None:
+        self._owners: dict[str, _Owner] = {}
         for report in reports:
-            self._sources.update(report.sources)
+            owner = _Owner(f"{report.distribution} {report.version}", report.roots, report.sources)
             for top in report.top_level:
-                self._roots[top] = report.roots
-                self._owner[top] = f"{report.distribution} {report.version}"
+                self._owners.setdefault(top, owner)
+        self._blocked = {k: v for k, v in (blocked or {}).items() if k not in self._owners}
         self._cache = cache
 
     @property
     def top_level(self) -> frozenset[str]:
-        return frozenset(self._roots)
+        return frozenset(self._owners)
 
     def find_spec(
         self,
@@ -130,40 +148,72 @@ class VerifiedImporter(importlib.abc.MetaPathFinder):
         target: ModuleType | None = None,
     ) -> ModuleSpec | None:
         top = fullname.partition(".")[0]
-        roots = self._roots.get(top)
-        if roots is None:
+        owner = self._owners.get(top)
+        if owner is None:
+            label = self._blocked.get(top)
+            if label is not None:
+                raise ImportError(
+                    f"{fullname} belongs to {label}, a plugin distribution that was not verified "
+                    "in this start; it is not imported",
+                    name=fullname,
+                )
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None:
             return None  # not found: the usual ModuleNotFoundError
-        owner = self._owner[top]
         if spec.origin is None or not spec.has_location:
-            raise ImportError(
-                f"{fullname} is not a module of verified {owner} (namespace folder)", name=fullname
-            )
+            return self._namespace(fullname, spec, owner)
+        if os.path.islink(spec.origin):
+            raise ImportError(f"{spec.origin} is a symlink; it is not imported", name=fullname)
         real = os.path.realpath(spec.origin)
-        source = self._sources.get(real)
+        source = owner.sources.get(real)
         if source is None:
-            if not any(real.startswith(root + os.sep) for root in roots):
+            if not _inside(real, owner.roots):
                 raise ImportError(
-                    f"importing {fullname} would load {spec.origin}, not the verified {owner}; "
-                    "remove the shadowing copy from sys.path (PYTHONPATH, current directory)",
+                    f"importing {fullname} would load {spec.origin}, not the verified "
+                    f"{owner.label}; remove the shadowing copy from sys.path (PYTHONPATH, current "
+                    "directory)",
                     name=fullname,
                 )
             raise ImportError(
-                f"{spec.origin} was not verified as part of {owner} (added after verification, "
-                "or not a Python source file); it is not imported",
+                f"{spec.origin} was not verified as part of {owner.label} (added after "
+                "verification, or not a Python source file); it is not imported",
                 name=fullname,
             )
         spec.loader = _VerifiedLoader(fullname, spec.origin, source, self._cache)
         spec.cached = None
         return spec
 
+    @staticmethod
+    def _namespace(fullname: str, spec: ModuleSpec, owner: _Owner) -> ModuleSpec:
+        """A folder without ``__init__.py``: a namespace package whose portions are limited to the
+        verified folders (its submodules come through this finder again)."""
+        portions = [
+            real
+            for real in (os.path.realpath(p) for p in spec.submodule_search_locations or ())
+            if _inside(real, owner.roots)
+        ]
+        if not portions:
+            raise ImportError(
+                f"importing {fullname} would load a namespace package outside the verified "
+                f"{owner.label}",
+                name=fullname,
+            )
+        namespace = ModuleSpec(fullname, None, is_package=True)
+        namespace.submodule_search_locations = portions
+        return namespace
 
-def install(reports: Iterable[IntegrityReport], cache: Path | None) -> VerifiedImporter:
+
+def install(
+    reports: Iterable[IntegrityReport],
+    cache: Path | None,
+    *,
+    blocked: Mapping[str, str] | None = None,
+) -> VerifiedImporter:
     """Put a :class:`VerifiedImporter` for ``reports`` first on ``sys.meta_path`` (replacing one
-    an earlier load in this process installed)."""
+    an earlier load in this process installed); ``blocked`` maps import names of unverified plugin
+    distributions to their label."""
     sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, VerifiedImporter)]
-    finder = VerifiedImporter(reports, cache)
+    finder = VerifiedImporter(reports, cache, blocked=blocked)
     sys.meta_path.insert(0, finder)
     return finder

@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "IntegrityReport",
     "content_digest",
+    "owned_names",
     "parse_record",
     "read_recorded",
     "verify_distribution",
@@ -160,6 +161,13 @@ def verify_distribution(
     base = str(dist.locate_file(""))  # RECORD paths are relative to the install folder
     resolve = _Resolver()
     tops = sorted({p.split("/")[0] for p, _ in rows if "/" in p and not p.startswith("../")})
+    for top in tops:
+        if os.path.islink(os.path.join(base, top)):
+            raise IntegrityError(
+                f"{where}: {_safe(top)} is a symlink (wheels contain none)",
+                plugin=name,
+                fix=f"delete {_safe(os.path.join(base, top))} or reinstall the distribution",
+            )
     roots = {top: os.path.realpath(os.path.join(base, top)) for top in tops}
     hashed: dict[str, str] = {}  # real location -> RECORD hash, of files inside and outside roots
     entries: list[tuple[str, str]] = []
@@ -182,7 +190,7 @@ def verify_distribution(
         hashed[location] = value
         if not path.startswith("../") and "__pycache__" not in path.split("/"):
             entries.append((path, value))
-            if path.endswith(".py"):
+            if path.endswith(".py") and _in_digest(path):  # importable only if signed
                 sources[location] = data
     for top, root in roots.items():
         _check_folder(where, name, top, root, hashed)
@@ -204,9 +212,15 @@ def _check_row_path(where: str, name: str, path: str, hash_field: str) -> None:
             plugin=name,
             fix="plugins must not install .pth files; remove the distribution",
         )
-    inner = path[3:] if path.startswith("../") else path
+    inner = path
     while inner.startswith("../"):
         inner = inner[3:]
+    if path.split("/", maxsplit=1)[0].startswith(".") and not path.startswith("../"):
+        raise IntegrityError(  # e.g. "..x/...": neither inside the install folder nor outside it
+            f"{where}: RECORD lists a path with a hidden first component {_safe(path)!r}",
+            plugin=name,
+            fix=_REINSTALL,
+        )
     if path.startswith("/") or "\\" in path or posixpath.normpath(inner) != inner:
         raise IntegrityError(
             f"{where}: RECORD lists a non-canonical path {_safe(path)!r}", plugin=name, fix=_REINSTALL
@@ -226,25 +240,44 @@ def _inside(location: str, roots: Iterable[str]) -> bool:
     return any(location == r or location.startswith(r + os.sep) for r in roots)
 
 
+def owned_names(record: str | None) -> tuple[str, ...]:
+    """The top-level import names a RECORD text claims (empty if it is missing or malformed)."""
+    try:
+        return _top_level(parse_record(record, where="", name=""))
+    except IntegrityError:
+        return ()
+
+
 def _top_level(rows: Iterable[tuple[str, str]]) -> tuple[str, ...]:
-    """Import names the distribution owns: package folders with an ``__init__.py`` and top-level
-    ``.py`` modules."""
+    """Import names the distribution owns: its top-level folders (regular packages, and folders
+    without an ``__init__.py``, which Python imports as namespace packages) and top-level ``.py``
+    modules."""
     names: set[str] = set()
     for path, _ in rows:
+        if path.startswith("../"):
+            continue
         parts = path.split("/")
-        if len(parts) == 2 and parts[1] == "__init__.py" and not parts[0].endswith(".dist-info"):
-            names.add(parts[0])
-        elif len(parts) == 1 and path.endswith(".py"):
+        if len(parts) >= 2 and not parts[0].endswith((".dist-info", ".data")):
+            if parts[0].isidentifier():
+                names.add(parts[0])
+        elif len(parts) == 1 and path.endswith(".py") and path[:-3].isidentifier():
             names.add(path[:-3])
     return tuple(sorted(names))
 
 
 def _check_folder(where: str, name: str, top: str, root: str, hashed: Mapping[str, str]) -> None:
     """No symlink and no unrecorded file anywhere under one of the distribution's folders."""
-    if os.path.islink(root.rstrip(os.sep)) or not os.path.isdir(root):
+    if not os.path.isdir(root):
         return  # a folder named only by RECORD rows of missing files: those rows refused already
     is_dist_info = top.endswith(".dist-info")
-    for folder, dirs, names in os.walk(root):
+    def refuse(error: OSError) -> None:
+        raise IntegrityError(
+            f"{where}: cannot list {_safe(str(error.filename))} inside the distribution ({error.strerror})",
+            plugin=name,
+            fix="make the distribution's folders readable, or reinstall it",
+        )
+
+    for folder, dirs, names in os.walk(root, onerror=refuse):
         for entry in dirs + names:
             full = os.path.join(folder, entry)
             rel = _safe(os.path.relpath(full, os.path.dirname(root)))

@@ -36,7 +36,7 @@ from .contracts import (
 )
 from .discovery import Candidate, discover
 from .errors import IntegrityError, LoadError, ProvenanceError, ShellError, ShellUsageError
-from .integrity import IntegrityReport, verify_distribution
+from .integrity import IntegrityReport, owned_names, verify_distribution
 from .loadlog import LoadLog
 from .provenance import SigstoreVerdicts, VerifiedProvenance, VerifiedRelease, verify_release
 from .provenance_store import ProvenanceStore, StoredProvenance
@@ -287,18 +287,24 @@ def _verify_plugin_deps(
     cand: Candidate, others: tuple[Candidate, ...]
 ) -> tuple[IntegrityReport, ...]:
     """A plugin may depend on another plugin distribution's code (e.g. a second crypto backend on
-    the protocol code of the first); that code gets imported too, so it is verified too."""
-    from packaging.utils import NormalizedName, canonicalize_name
+    the protocol code of the first), which may depend on a third...: every plugin distribution
+    reachable through ``Requires-Dist`` gets imported on its behalf, so every one is verified."""
+    from packaging.utils import canonicalize_name
 
-    wanted: set[NormalizedName] = set()
-    for line in cand.requires:
-        name = requirement_name(line)
-        if name is not None:  # an invalid line is refused by the skew check, before any import
-            wanted.add(canonicalize_name(name))
-    dists = {canonicalize_name(o.dist_name): o for o in others if o.dist_name != cand.dist_name}
+    by_name = {canonicalize_name(o.dist_name): o for o in others}
+    seen = {canonicalize_name(cand.dist_name)}
+    pending, found = [cand], []
+    while pending:
+        for line in pending.pop().requires:
+            name = requirement_name(line)  # an invalid line is refused by the skew check
+            key = canonicalize_name(name) if name is not None else None
+            if key is not None and key in by_name and key not in seen:
+                seen.add(key)
+                found.append(by_name[key])
+                pending.append(by_name[key])
     return tuple(
         verify_distribution(d.distribution, name=d.dist_name, version=d.version, record=d.record)
-        for d in (dists[n] for n in sorted(wanted & set(dists)))
+        for d in sorted(found, key=lambda c: c.dist_name)
     )
 
 
@@ -373,7 +379,7 @@ def load(plan: Plan, options: StartOptions) -> Services:
     manager = new_manager()
     reports = _verified_reports(plan)
     _check_import_sources(plan, reports)
-    importer.install(reports, options.home / "bytecode")
+    importer.install(reports, options.home / "bytecode", blocked=_unverified_names(plan, reports))
     for slot in SLOTS:
         _register(manager, plan.plugins[slot])
     try:
@@ -418,6 +424,21 @@ def _verified_reports(plan: Plan) -> list[IntegrityReport]:
     ]
 
 
+def _unverified_names(plan: Plan, reports: list[IntegrityReport]) -> dict[str, str]:
+    """Import names of discovered plugin distributions that are neither verified nor admitted by
+    dev mode this start: importing them (an undeclared dependency) is refused."""
+    admitted = {r.distribution for r in reports} | {
+        p.candidate.dist_name for p in plan.plugins.values() if p.integrity is None
+    }
+    return {
+        top: f"{cand.dist_name} {cand.version}"
+        for cand in discover().candidates
+        if cand.dist_name not in admitted
+        for top in owned_names(cand.record)
+        if top not in sys.modules  # e.g. the shell itself: a plugin cannot claim its names
+    }
+
+
 def _check_import_sources(plan: Plan, reports: list[IntegrityReport]) -> None:
     """Before anything is imported: the modules Python would import under each verified
     distribution's top-level names must be its verified files - not a same-named copy earlier on
@@ -438,6 +459,10 @@ def _check_import_sources(plan: Plan, reports: list[IntegrityReport]) -> None:
                     fix="start the shell in a fresh process (`enkrypted run`)",
                 )
             spec = importlib.util.find_spec(top)
+            if spec is not None and spec.origin is None and spec.submodule_search_locations:
+                portions = {os.path.realpath(p) for p in spec.submodule_search_locations}
+                if portions & set(report.roots):  # a namespace package with a verified folder
+                    continue
             found = os.path.realpath(spec.origin) if spec and spec.origin else None
             if found is None or found not in report.sources:
                 raise IntegrityError(
