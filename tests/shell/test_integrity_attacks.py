@@ -328,3 +328,44 @@ def test_plugin_dependencies_are_verified_transitively(tmp_path, pkg):
     (tmp_path / names[2] / names[2] / "plugin.py").write_text("WHO = 'attacker'\n")
     with pytest.raises(errors.IntegrityError, match=f"{names[2]}/plugin.py was changed"):
         _verify_plugin_deps(cands[0], tuple(cands))
+
+
+# --------------------------------------------------------------------------- third review
+def test_resources_of_a_verified_namespace_package(loaded_namespace, pkg):
+    import importlib.resources
+
+    importlib.import_module(f"{pkg}.nsub")
+    assert importlib.resources.files(f"{pkg}.nsub").joinpath("mod.py").read_bytes() == b"WHO = 'genuine nsub'\n"
+    assert importlib.resources.files(pkg).joinpath("plugin.py").is_file()
+
+
+def test_a_plugin_distribution_that_stopped_being_a_plugin_is_refused_as_a_dependency(tmp_path, pkg):
+    from enkrypted_shell.discovery import Candidate
+    from enkrypted_shell.manifest import parse_manifest
+    from enkrypted_shell.provenance_store import ProvenanceStore, StoredProvenance
+    from enkrypted_shell.runtime import _verify_plugin_deps
+
+    manifest = parse_manifest(b'[plugin]\nname="x"\nslot="crypto"\ncontract="1.0"\nshell=">=0"\n', source="m")
+    dist = install(tmp_path / "a", pkg, _files(pkg))
+    record = (tmp_path / "a" / f"{pkg}-1.0.dist-info" / "RECORD").read_text()
+    leaf = f"{pkg}-leaf"
+    cand = Candidate(None, dist, manifest, False, pkg, "1.0", (f"{leaf}>=1",), record)  # type: ignore[arg-type]
+    store = ProvenanceStore(tmp_path / "home")
+    assert _verify_plugin_deps(cand, (cand,), store) == ()  # not a plugin anyone installed: a library
+    store.put(StoredProvenance(
+        distribution=leaf, version="1.0", slot="crypto", wheel_filename=f"{leaf.replace('-', '_')}-1.0-py3-none-any.whl",
+        wheel_sha256="a" * 64, index="http://127.0.0.1:1/simple/", tuf_role="crypto",
+        target_path=f"plugins/crypto/{leaf}.whl", installed_at="2026-11-26T00:00:00Z", provenance={"version": 1},
+    ))
+    with pytest.raises(errors.IntegrityError, match="no longer a verifiable installed plugin"):
+        _verify_plugin_deps(cand, (cand,), store)
+
+
+def test_import_names_and_claimed_paths():
+    from enkrypted_shell.integrity import import_names
+    from enkrypted_shell.provenance import claimed_paths
+
+    paths = ["a/__init__.py", "ns/x.py", "mod.py", "a-1.0.dist-info/METADATA", "a-1.0.data/scripts/t", "../bin/t"]
+    assert import_names(paths) == ("a", "mod", "ns")
+    assert claimed_paths({"version": 1, "attestation_bundles": []}) == ()
+    assert claimed_paths("garbage") == ()

@@ -339,3 +339,21 @@ def test_unreadable_entry_point_data_of_another_distribution_is_listed_not_fatal
     assert sh.run("--help").code == 0
     listing = sh.run("plugins", "list")
     assert listing.code == 0, listing.err
+
+
+def test_an_editable_plugin_in_dev_mode_uses_its_verified_wheel_dependency(shell_env):
+    sh = shell_env(*("enkrypted-shell", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto"))
+    from tools.workspace import DISTS
+
+    sh.env.pip("install", "-q", "--no-deps", "--no-build-isolation", "--no-index", "-e",
+               str(DISTS["enkrypted-crypto-nacl"]))
+    res = sh.run("--dev", "--crypto", "crypto-nacl", "run")
+    assert res.code == 0, res.err
+    assert "crypto backend: pynacl" in res.out
+    records = json.loads(sh.run("plugins", "audit", "--json").out)["log"]["records"]
+    dev = [r for r in records if r["event"] == "admitted-unverified-dev"]
+    assert dev and any("enkrypted-crypto" in d for d in dev[-1]["deps"])
+    # the wheel dependency is still verified: tamper with it and dev mode refuses
+    target = sh.site() / "enkrypted_crypto" / "cascade.py"
+    target.write_text(target.read_text() + "\n# tampered\n")
+    assert sh.run("--dev", "--crypto", "crypto-nacl", "run").code == INTEGRITY

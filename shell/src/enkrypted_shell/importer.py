@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import CodeType, ModuleType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .integrity import IntegrityReport
 
@@ -200,8 +200,35 @@ class VerifiedImporter(importlib.abc.MetaPathFinder):
                 name=fullname,
             )
         namespace = ModuleSpec(fullname, None, is_package=True)
-        namespace.submodule_search_locations = portions
+        namespace.submodule_search_locations = _namespace_path(
+            type(spec.submodule_search_locations), fullname, portions, owner.roots
+        )
         return namespace
+
+
+def _namespace_path(kind: type, name: str, portions: list[str], roots: tuple[str, ...]) -> Any:
+    """``portions`` as ``kind``, the import system's own namespace path type (``importlib.resources`` and
+    ``pkgutil`` accept nothing else), recomputed through a finder that keeps only folders inside
+    ``roots`` whenever the parent path changes.  Falls back to a plain list if that type cannot be
+    built (its constructor is internal to CPython)."""
+
+    def verified_portions(fullname: str, parent_path: Any) -> ModuleSpec | None:
+        spec = importlib.machinery.PathFinder.find_spec(fullname, parent_path)
+        if spec is None or spec.loader is not None:
+            return spec
+        spec.submodule_search_locations = [
+            real
+            for real in (os.path.realpath(p) for p in spec.submodule_search_locations or ())
+            if _inside(real, roots)
+        ]
+        return spec
+
+    if kind is list:
+        return portions
+    try:
+        return kind(name, portions, verified_portions)
+    except TypeError:
+        return portions
 
 
 def install(

@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "IntegrityReport",
     "content_digest",
+    "import_names",
     "owned_names",
     "parse_record",
     "read_recorded",
@@ -246,6 +247,11 @@ def owned_names(record: str | None) -> tuple[str, ...]:
         return _top_level(parse_record(record, where="", name=""))
     except IntegrityError:
         return ()
+
+
+def import_names(paths: Iterable[str]) -> tuple[str, ...]:
+    """The top-level import names a list of wheel paths claims."""
+    return _top_level((path, "") for path in paths)
 
 
 def _top_level(rows: Iterable[tuple[str, str]]) -> tuple[str, ...]:

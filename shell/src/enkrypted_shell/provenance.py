@@ -338,6 +338,21 @@ def _verify_envelope(
     return result
 
 
+def claimed_paths(document: Any) -> tuple[str, ...]:
+    """Every file path the statements of a provenance document list, *without* verifying any
+    signature - only for refusing imports (a larger set refuses more), never for admitting code.
+    Empty if the document cannot be read."""
+    paths: list[str] = []
+    try:
+        for envelope in _envelopes(document):
+            payload = _b64decode(envelope.get("payload"), "payload")
+            _, predicate = _statement(payload)
+            paths.extend(path for path, _ in _files(predicate))
+    except ProvenanceError:
+        return ()
+    return tuple(paths)
+
+
 def verify_provenance(
     envelope_bytes: bytes,
     *,

@@ -36,9 +36,15 @@ from .contracts import (
 )
 from .discovery import Candidate, discover
 from .errors import IntegrityError, LoadError, ProvenanceError, ShellError, ShellUsageError
-from .integrity import IntegrityReport, owned_names, verify_distribution
+from .integrity import IntegrityReport, import_names, owned_names, verify_distribution
 from .loadlog import LoadLog
-from .provenance import SigstoreVerdicts, VerifiedProvenance, VerifiedRelease, verify_release
+from .provenance import (
+    SigstoreVerdicts,
+    VerifiedProvenance,
+    VerifiedRelease,
+    claimed_paths,
+    verify_release,
+)
 from .provenance_store import ProvenanceStore, StoredProvenance
 from .selection import select
 from .skew import SkewVerdicts, check_skew, requirement_name
@@ -188,25 +194,18 @@ def _verify(
                 plugin=cand.name,
                 fix="install the wheel, or pass --dev (ENKRYPTED_DEV=1) to load it unverified",
             )
-        return PlannedPlugin(slot, cand, reason, None, ())
+        # Its own files are not verifiable, but the installed plugin distributions it uses are.
+        deps = _verify_plugin_deps(cand, others, options.store)
+        _verify_dep_signatures(deps, others, options, policy, SigstoreVerdicts(options.home))
+        return PlannedPlugin(slot, cand, reason, None, deps)
     report = verify_distribution(
         cand.distribution, name=cand.dist_name, version=cand.version, record=cand.record
     )
-    deps = _verify_plugin_deps(cand, others)
+    deps = _verify_plugin_deps(cand, others, options.store)
     stored = options.store.get(cand.dist_name)
     verdicts = SigstoreVerdicts(options.home)  # read only if a release carries a Sigstore bundle
     release = _verify_signed(slot, cand, report, stored, policy, options.allow_unsigned, verdicts)
-    for dep in deps:  # code imported on behalf of this plugin needs provenance too
-        dep_cand = next(o for o in others if o.dist_name == dep.distribution)
-        _verify_signed(
-            dep_cand.slot,
-            dep_cand,
-            dep,
-            options.store.get(dep.distribution),
-            policy,
-            options.allow_unsigned,
-            verdicts,
-        )
+    _verify_dep_signatures(deps, others, options, policy, verdicts)
     return PlannedPlugin(
         slot,
         cand,
@@ -219,6 +218,27 @@ def _verify(
         if release
         else (),
     )
+
+
+def _verify_dep_signatures(
+    deps: tuple[IntegrityReport, ...],
+    others: tuple[Candidate, ...],
+    options: StartOptions,
+    policy: TrustPolicy,
+    verdicts: SigstoreVerdicts,
+) -> None:
+    """Code imported on behalf of a plugin needs signed provenance too."""
+    for dep in deps:
+        dep_cand = next(o for o in others if o.dist_name == dep.distribution)
+        _verify_signed(
+            dep_cand.slot,
+            dep_cand,
+            dep,
+            options.store.get(dep.distribution),
+            policy,
+            options.allow_unsigned,
+            verdicts,
+        )
 
 
 def _verify_signed(
@@ -284,11 +304,15 @@ def _verify_signed(
 
 
 def _verify_plugin_deps(
-    cand: Candidate, others: tuple[Candidate, ...]
+    cand: Candidate, others: tuple[Candidate, ...], store: ProvenanceStore | None = None
 ) -> tuple[IntegrityReport, ...]:
     """A plugin may depend on another plugin distribution's code (e.g. a second crypto backend on
     the protocol code of the first), which may depend on a third...: every plugin distribution
-    reachable through ``Requires-Dist`` gets imported on its behalf, so every one is verified."""
+    reachable through ``Requires-Dist`` gets imported on its behalf, so every one is verified.
+
+    A required distribution the profile installed as a plugin (it has a provenance record) but
+    that is no longer a discoverable, non-editable plugin - its entry point or metadata edited
+    away - is refused: it would otherwise be imported unverified."""
     from packaging.utils import canonicalize_name
 
     by_name = {canonicalize_name(o.dist_name): o for o in others}
@@ -298,10 +322,29 @@ def _verify_plugin_deps(
         for line in pending.pop().requires:
             name = requirement_name(line)  # an invalid line is refused by the skew check
             key = canonicalize_name(name) if name is not None else None
-            if key is not None and key in by_name and key not in seen:
-                seen.add(key)
-                found.append(by_name[key])
-                pending.append(by_name[key])
+            if key is None or key in seen:
+                continue
+            seen.add(key)
+            dep = by_name.get(key)
+            if dep is not None and not dep.editable:
+                found.append(dep)
+                pending.append(dep)
+            elif store is not None and (record := store.get(key)) is not None:
+                raise IntegrityError(
+                    f"{cand.label} requires {record.distribution}, a plugin distribution installed "
+                    f"from {record.index}, which is no longer a verifiable installed plugin "
+                    "(its entry point, metadata or RECORD changed, or it is an editable install)",
+                    plugin=cand.name,
+                    fix=f"reinstall it: `enkrypted plugins install {record.distribution}"
+                    f"=={record.version} --index {record.index}`",
+                )
+            elif dep is not None:  # an editable plugin distribution: unverifiable code
+                raise IntegrityError(
+                    f"{cand.label} requires {dep.label}, an editable install whose files cannot "
+                    "be verified",
+                    plugin=cand.name,
+                    fix=f"install {dep.dist_name} from a wheel",
+                )
     return tuple(
         verify_distribution(d.distribution, name=d.dist_name, version=d.version, record=d.record)
         for d in sorted(found, key=lambda c: c.dist_name)
@@ -379,7 +422,8 @@ def load(plan: Plan, options: StartOptions) -> Services:
     manager = new_manager()
     reports = _verified_reports(plan)
     _check_import_sources(plan, reports)
-    importer.install(reports, options.home / "bytecode", blocked=_unverified_names(plan, reports))
+    blocked = _unverified_names(plan, reports, options.store)
+    importer.install(reports, options.home / "bytecode", blocked=blocked)
     for slot in SLOTS:
         _register(manager, plan.plugins[slot])
     try:
@@ -415,28 +459,37 @@ def load(plan: Plan, options: StartOptions) -> Services:
 
 def _verified_reports(plan: Plan) -> list[IntegrityReport]:
     """Every verified distribution whose code may be imported: the selected plugins and the plugin
-    distributions they use."""
+    distributions they use (those of a dev-mode editable plugin included)."""
     return [
         report
         for planned in plan.plugins.values()
-        if planned.integrity is not None
-        for report in (planned.integrity, *planned.verified_deps)
+        for report in (
+            (planned.integrity,) if planned.integrity is not None else ()
+        ) + planned.verified_deps
     ]
 
 
-def _unverified_names(plan: Plan, reports: list[IntegrityReport]) -> dict[str, str]:
-    """Import names of discovered plugin distributions that are neither verified nor admitted by
-    dev mode this start: importing them (an undeclared dependency) is refused."""
+def _unverified_names(
+    plan: Plan, reports: list[IntegrityReport], store: ProvenanceStore
+) -> dict[str, str]:
+    """Import names of plugin distributions that are neither verified nor admitted by dev mode
+    this start: importing them (an undeclared dependency) is refused.  Plugin distributions are
+    the discovered candidates (names from RECORD, else the entry point's package) and everything
+    the profile installed from a registry (names from the stored provenance's file list, which
+    edits to site-packages cannot shrink)."""
     admitted = {r.distribution for r in reports} | {
         p.candidate.dist_name for p in plan.plugins.values() if p.integrity is None
     }
-    return {
-        top: f"{cand.dist_name} {cand.version}"
-        for cand in discover().candidates
-        if cand.dist_name not in admitted
-        for top in owned_names(cand.record)
-        if top not in sys.modules  # e.g. the shell itself: a plugin cannot claim its names
-    }
+    blocked: dict[str, str] = {}
+    for cand in discover().candidates:
+        if cand.dist_name not in admitted:
+            names = owned_names(cand.record) or (cand.entry_point.module.split(".")[0],)
+            blocked.update((top, f"{cand.dist_name} {cand.version}") for top in names)
+    for record in store.all():
+        if record.distribution not in admitted:
+            names = import_names(claimed_paths(record.provenance))
+            blocked.update((top, f"{record.distribution} {record.version}") for top in names)
+    return {top: label for top, label in blocked.items() if top not in sys.modules}
 
 
 def _check_import_sources(plan: Plan, reports: list[IntegrityReport]) -> None:
@@ -447,7 +500,9 @@ def _check_import_sources(plan: Plan, reports: list[IntegrityReport]) -> None:
     owners = {
         report.distribution: planned.candidate
         for planned in plan.plugins.values()
-        for report in ((planned.integrity, *planned.verified_deps) if planned.integrity else ())
+        for report in (
+            (planned.integrity,) if planned.integrity is not None else ()
+        ) + planned.verified_deps
     }
     for report in reports:
         cand = owners[report.distribution]
