@@ -113,17 +113,18 @@ class ProvenanceStore:
         os.replace(tmp, path)
         return path
 
-    def all(self) -> list[StoredProvenance]:
+    def names(self) -> list[str]:
+        """Canonical names of the distributions with a record (no record is read)."""
         if not self.root.is_dir():
             return []
-        out = []
-        for path in sorted(self.root.glob("*.json")):
-            if not _CANONICAL_NAME_RE.fullmatch(path.stem):
-                continue  # not a record put() writes (e.g. a crashed writer's .tmp-*.json)
-            record = self.get(path.stem)
-            if record is not None:
-                out.append(record)
-        return out
+        return sorted(
+            path.stem
+            for path in self.root.glob("*.json")
+            if _CANONICAL_NAME_RE.fullmatch(path.stem)  # not e.g. a crashed writer's .tmp-*.json
+        )
+
+    def all(self) -> list[StoredProvenance]:
+        return [record for name in self.names() if (record := self.get(name)) is not None]
 
 
 _STRING_FIELDS = tuple(

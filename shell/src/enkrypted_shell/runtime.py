@@ -485,8 +485,12 @@ def _unverified_names(
         if cand.dist_name not in admitted:
             names = owned_names(cand.record) or (cand.entry_point.module.split(".")[0],)
             blocked.update((top, f"{cand.dist_name} {cand.version}") for top in names)
-    for record in store.all():
-        if record.distribution not in admitted:
+    from packaging.utils import canonicalize_name
+
+    verified = {canonicalize_name(name) for name in admitted}
+    for stored in store.names():
+        record = store.get(stored) if stored not in verified else None
+        if record is not None:
             names = import_names(claimed_paths(record.provenance))
             blocked.update((top, f"{record.distribution} {record.version}") for top in names)
     return {top: label for top, label in blocked.items() if top not in sys.modules}
