@@ -39,7 +39,7 @@ from tools.workspace import DISTS, ROOT, build_wheels, make_env
 CORE = ("enkrypted-shell", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto")
 EXPECTED = {"crypto": "crypto-pyca", "p2p": "p2p-memory", "ui": "ui-cli"}
 TARGET_RATIO = 1.5
-DEFAULT_RUNS = 21
+DEFAULT_RUNS = 31
 
 VERIFIED = r'''
 import json, sys, time

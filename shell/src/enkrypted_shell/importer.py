@@ -136,10 +136,19 @@ class VerifiedImporter(importlib.abc.MetaPathFinder):
                 self._owners.setdefault(top, owner)
         self._blocked = {k: v for k, v in (blocked or {}).items() if k not in self._owners}
         self._cache = cache
+        self._folders: dict[str, str] = {}
 
     @property
     def top_level(self) -> frozenset[str]:
         return frozenset(self._owners)
+
+    def _real(self, origin: str) -> str:
+        """``realpath`` of a file that is not a symlink: its folder's realpath (cached) + name."""
+        folder, name = os.path.split(origin)
+        real = self._folders.get(folder)
+        if real is None:
+            real = self._folders[folder] = os.path.realpath(folder)
+        return os.path.join(real, name)
 
     def find_spec(
         self,
@@ -165,7 +174,7 @@ class VerifiedImporter(importlib.abc.MetaPathFinder):
             return self._namespace(fullname, spec, owner)
         if os.path.islink(spec.origin):
             raise ImportError(f"{spec.origin} is a symlink; it is not imported", name=fullname)
-        real = os.path.realpath(spec.origin)
+        real = self._real(spec.origin)
         source = owner.sources.get(real)
         if source is None:
             if not _inside(real, owner.roots):
