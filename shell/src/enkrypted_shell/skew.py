@@ -20,6 +20,7 @@ from __future__ import annotations
 __all__ = ["SkewVerdicts", "check_skew", "installed_version", "requirement_name"]
 
 import contextlib
+import email.parser
 import hashlib
 import json
 import os
@@ -48,11 +49,17 @@ def requirement_name(line: str) -> str | None:
 
 
 def installed_version(name: str) -> str | None:
-    """Version of an installed distribution as the import system would see it, or None."""
+    """Version of an installed distribution as the import system would see it, or None.
+
+    The same distribution and ``Version`` field as ``importlib.metadata.version``, read from the
+    METADATA headers only (its full parse also walks the long description on every start)."""
     try:
-        return metadata.version(name)
+        dist = metadata.distribution(name)
     except metadata.PackageNotFoundError:
         return None
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO")
+    version = email.parser.HeaderParser().parsestr(text, headersonly=True)["Version"] if text else None
+    return str(version) if version is not None else dist.version
 
 
 def check_skew(
