@@ -12,6 +12,7 @@ __all__ = [
     "IntegrityReport",
     "content_digest",
     "import_names",
+    "wheel_layout_problems",
     "owned_names",
     "parse_record",
     "read_recorded",
@@ -239,6 +240,38 @@ def _check_row_path(where: str, name: str, path: str, hash_field: str) -> None:
 
 def _inside(location: str, roots: Iterable[str]) -> bool:
     return any(location == r or location.startswith(r + os.sep) for r in roots)
+
+
+MANIFEST_NAME = "enkrypted-plugin.toml"  # = manifest.MANIFEST_FILENAME (no import cycle)
+RESERVED_PACKAGES = frozenset({"enkrypted_shell"})
+
+
+def wheel_layout_problems(paths: Iterable[str]) -> list[str]:
+    """What is wrong with the layout of a plugin wheel, given its member paths (empty: fine).
+
+    The rule, enforced when the registry publishes and again when the shell installs: a plugin
+    wheel contains exactly one package - the folder holding ``enkrypted-plugin.toml`` - and its one
+    ``.dist-info``; nothing else (no other top-level module or package, no ``.data`` folder, no
+    ``.pth`` file anywhere), and its package is not the shell's.  A signed wheel of one slot can so
+    never write into the shell, another plugin or the interpreter's start-up."""
+    paths = [p for p in paths if not p.endswith("/")]
+    manifests = sorted(p for p in paths if p.count("/") == 1 and p.endswith("/" + MANIFEST_NAME))
+    dist_infos = sorted({p.split("/", 1)[0] for p in paths if p.split("/", 1)[0].endswith(".dist-info")})
+    problems: list[str] = []
+    if len(manifests) != 1:
+        problems.append(f"a plugin wheel has exactly one <package>/{MANIFEST_NAME} (found {len(manifests)})")
+    if len(dist_infos) != 1:
+        problems.append(f"a plugin wheel has exactly one .dist-info folder (found {len(dist_infos)})")
+    package = manifests[0].split("/", 1)[0] if manifests else None
+    if package in RESERVED_PACKAGES:
+        problems.append(f"{package}/ is the shell's package; a plugin cannot ship it")
+    allowed = {package, *dist_infos} - {None}
+    for path in sorted(paths):
+        if path.endswith(".pth"):
+            problems.append(f"{path}: .pth files run code at interpreter start-up")
+        elif path.split("/", 1)[0] not in allowed or "/" not in path:
+            problems.append(f"{path}: outside the plugin's package {package}/ and its .dist-info")
+    return problems
 
 
 def owned_names(record: str | None) -> tuple[str, ...]:
