@@ -76,8 +76,8 @@ def _cmd_publish(args: argparse.Namespace) -> None:
 def _cmd_serve(args: argparse.Namespace) -> None:
     from .server import serve
 
-    repo = Repository(args.dir)
-    serve(repo.public, args.host, args.port)
+    repo = Repository(args.dir)  # refuses a keys dir inside public/
+    serve(repo.public, args.host, args.port, keys_dir=repo.keys_dir)
 
 
 def _cmd_rotate(args: argparse.Namespace) -> None:

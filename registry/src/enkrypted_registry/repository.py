@@ -4,7 +4,8 @@ On-disk layout (``DIR``)::
 
     registry.json              configuration: keys_dir, expiry per role
     releases.json              published files and their yank state (the index is generated from it)
-    keys/<role>.pem            Ed25519 private keys, 0600 - operator secrets, never served
+    keys/<role>.pem            Ed25519 private keys, 0600 - operator secrets, never served (a
+                               keys dir inside public/, or containing it, is refused)
     public/                    the web root, the only thing a server exposes
       tuf/N.root.json, root.json, targets.json, snapshot.json, timestamp.json,
           ui.json, p2p.json, crypto.json           (TUF metadata, consistent_snapshot = false)
@@ -17,7 +18,7 @@ trusted only for ``plugins/<slot>/*`` (terminating), so only that slot's key can
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_EXPIRY_DAYS", "ROLES", "TOP_ROLES", "Repository"]
+__all__ = ["DEFAULT_EXPIRY_DAYS", "ROLES", "TOP_ROLES", "Repository", "check_keys_outside_public"]
 
 import fcntl
 import hashlib
@@ -73,6 +74,25 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def check_keys_outside_public(keys_dir: Path, public: Path) -> None:
+    """Refuse a keys directory that is the web root, lies below it, or contains it.
+
+    Private keys must never be servable: ``serve`` (and any static host) exposes all of
+    ``public/``.  Both paths are compared resolved (symlinks followed), so a keys dir reached
+    through a symlink into ``public/`` is refused too."""
+    keys, web = keys_dir.resolve(), public.resolve()
+    if keys == web or web in keys.parents:
+        raise RegistryUsageError(
+            f"keys dir {keys_dir} is inside the served web root {public}; private keys would be "
+            "downloadable - move them outside public/ and set keys_dir in registry.json"
+        )
+    if keys in web.parents:
+        raise RegistryUsageError(
+            f"keys dir {keys_dir} contains the served web root {public}; keep the private keys "
+            "in a directory of their own outside public/ and set keys_dir in registry.json"
+        )
+
+
 class Repository:
     """One registry directory. Every method that changes metadata re-signs the chain up to timestamp."""
 
@@ -92,6 +112,7 @@ class Repository:
             )
         keys_dir = Path(self.config["keys_dir"])
         self.keys_dir = keys_dir if keys_dir.is_absolute() else root / keys_dir
+        check_keys_outside_public(self.keys_dir, self.public)
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -138,8 +159,9 @@ class Repository:
             if role not in ROLES or value <= 0:
                 raise RegistryUsageError(f"bad expiry {role}={value}: roles are {', '.join(ROLES)}")
             days[role] = value
-        root.mkdir(parents=True, exist_ok=True)
         keys_path = keys_dir.resolve() if keys_dir else Path("keys")
+        check_keys_outside_public(root / keys_path, root / "public")  # before anything is written
+        root.mkdir(parents=True, exist_ok=True)
         config = {"format": _FORMAT, "keys_dir": str(keys_path), "expiry_days": days}
         _write_atomic(root / "registry.json", json.dumps(config, indent=2).encode() + b"\n")
         _write_atomic(root / "releases.json", b'{"format": 1, "projects": {}}\n')

@@ -1,8 +1,11 @@
 """The embedded static server: serves ``DIR/public`` with PEP 691 content negotiation.
 
-Only the web root is exposed (never ``keys/``), dot-files are hidden, directories are served through
-their ``index.html`` (or ``index.json`` when the client asks for
+Only the web root is exposed (never ``keys/``: the server refuses to start when the keys dir is
+inside the web root or contains it, and never serves a ``*.pem`` file), dot-files are hidden,
+directories are served through their ``index.html`` (or ``index.json`` when the client asks for
 ``application/vnd.pypi.simple.v1+json``); an ``Accept`` header naming no supported type gets 406.
+A request path that is not a plain relative path below the root (an absolute tail such as
+``//tmp/x``, a NUL byte, ``..``) gets 404.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import sys
 from pathlib import Path
 
 from aiohttp import web
+
+from .repository import check_keys_outside_public
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "application/vnd.pypi.simple.v1+html"
@@ -62,21 +67,33 @@ def choose_content_type(accept: str | None) -> str | None:
 
 
 def _resolve(root: Path, tail: str) -> Path | None:
-    if any(part.startswith(".") for part in tail.split("/") if part):
+    # An absolute tail ("//abs/path") would replace the root in `root / tail`, and a NUL byte makes
+    # the file system calls raise: neither names a file below the root.
+    if tail.startswith("/") or "\x00" in tail or "\\" in tail:
         return None
-    path = (root / tail).resolve()
-    if path != root and root not in path.parents:
+    if any(part.startswith(".") or part.endswith(".pem") for part in tail.split("/") if part):
         return None
-    return path
+    try:
+        path = (root / tail).resolve()
+        if path != root and root not in path.parents:
+            return None
+        return path if path.exists() else None
+    except (OSError, ValueError):  # e.g. a name too long for the file system
+        return None
 
 
-def make_app(public: Path) -> web.Application:
-    """An aiohttp application serving ``public`` read-only."""
+def make_app(public: Path, *, keys_dir: Path | None = None) -> web.Application:
+    """An aiohttp application serving ``public`` read-only.
+
+    With ``keys_dir`` (the registry's private keys), refuse (:class:`RegistryUsageError`) to serve
+    a web root that holds the keys or lies inside the keys dir."""
     root = public.resolve()
+    if keys_dir is not None:
+        check_keys_outside_public(keys_dir, public)
 
     async def handle(request: web.Request) -> web.StreamResponse:
         path = _resolve(root, request.match_info["tail"])
-        if path is None or not path.exists():
+        if path is None:
             raise web.HTTPNotFound()
         if path.is_dir():
             if not request.path.endswith("/"):
@@ -108,8 +125,8 @@ def _directory(request: web.Request, path: Path) -> web.Response:
     )
 
 
-async def _run(public: Path, host: str, port: int) -> None:
-    runner = web.AppRunner(make_app(public), access_log=None)
+async def _run(app: web.Application, host: str, port: int) -> None:
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -126,9 +143,14 @@ async def _run(public: Path, host: str, port: int) -> None:
         await runner.cleanup()
 
 
-def serve(public: Path, host: str = "127.0.0.1", port: int = 0) -> None:
-    """Serve until SIGINT/SIGTERM; the first stdout line is ``serving http://HOST:PORT/``."""
+def serve(
+    public: Path, host: str = "127.0.0.1", port: int = 0, *, keys_dir: Path | None = None
+) -> None:
+    """Serve until SIGINT/SIGTERM; the first stdout line is ``serving http://HOST:PORT/``.
+
+    Raises :class:`RegistryUsageError` before binding if ``keys_dir`` is inside ``public`` (or
+    contains it)."""
     if not public.is_dir():
         print(f"error: {public} does not exist", file=sys.stderr)
         raise SystemExit(2)
-    asyncio.run(_run(public, host, port))
+    asyncio.run(_run(make_app(public, keys_dir=keys_dir), host, port))

@@ -3,7 +3,11 @@
 A wheel (PEP 427 / binary distribution format) lists every file in ``*.dist-info/RECORD`` with a
 ``sha256=<urlsafe-b64-nopad>`` digest; :func:`inspect_wheel` re-hashes every member against it,
 refuses unlisted members, and reads the plugin's static manifest (found through the
-``enkrypted.plugins`` entry point → its top-level package → ``enkrypted-plugin.toml``).
+``enkrypted.plugins`` entry point → its top-level package → ``enkrypted-plugin.toml``), and refuses
+a wheel whose layout breaks the plugin wheel rule the shell enforces again at install
+(:func:`enkrypted_shell.integrity.wheel_layout_problems`: one package and its ``.dist-info``, no
+``.pth``, not the shell's package).  A malformed wheel raises :class:`WheelError`, never another
+exception.
 """
 
 from __future__ import annotations
@@ -20,12 +24,16 @@ __all__ = [
 ]
 
 import base64
+import binascii
 import configparser
 import csv
 import hashlib
 import io
+import lzma
+import struct
 import tomllib
 import zipfile
+import zlib
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from pathlib import Path
@@ -38,14 +46,32 @@ from enkrypted_shell.contracts import SLOTS
 from enkrypted_shell.discovery import ENTRY_POINT_GROUP
 from enkrypted_shell.errors import ManifestError
 from enkrypted_shell.integrity import content_digest as shell_content_digest
+from enkrypted_shell.integrity import wheel_layout_problems
 from enkrypted_shell.manifest import MANIFEST_FILENAME, parse_manifest
 
-from .errors import WheelError
+from .errors import RegistryUsageError, WheelError
 
 # Bounds on untrusted input (a wheel handed to `publish`).
 MAX_WHEEL_BYTES = 256 * 1024 * 1024
 MAX_MEMBERS = 20_000
 MAX_UNCOMPRESSED_BYTES = 1024 * 1024 * 1024
+
+# What the zip, decompression, csv, base64 and text decoders raise on a malformed archive
+# (UnicodeDecodeError and binascii.Error are ValueErrors; RecursionError and the
+# NotImplementedError of an unsupported compression method are RuntimeErrors, as is an encrypted
+# member; a corrupt bzip2 stream raises OSError).  inspect_wheel maps them to WheelError.
+_MALFORMED = (
+    ValueError,
+    RuntimeError,
+    EOFError,
+    OSError,
+    csv.Error,
+    lzma.LZMAError,
+    struct.error,
+    zlib.error,
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +100,31 @@ def normalize_name(name: str) -> str:
     return str(canonicalize_name(name))
 
 
-def _b64_to_hex(b64: str) -> str:
-    return base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4)).hex()
+def _record_digest(b64: str, path: str, filename: str) -> str:
+    """A RECORD ``sha256=`` value (urlsafe base64 without padding) as hex; WheelError if bad."""
+    try:
+        raw = base64.b64decode(
+            (b64 + "=" * (-len(b64) % 4)).encode("ascii"), altchars=b"-_", validate=True
+        )
+    except (UnicodeEncodeError, binascii.Error) as exc:
+        raise WheelError(
+            f"{filename}: RECORD entry {path} has a malformed sha256 digest {b64!r} ({exc})"
+        ) from exc
+    if len(raw) != hashlib.sha256().digest_size:
+        raise WheelError(
+            f"{filename}: RECORD entry {path} has a sha256 digest of {len(raw)} bytes, not 32"
+        )
+    return raw.hex()
+
+
+def _text(archive: zipfile.ZipFile, member: str, filename: str) -> str:
+    """A member decoded as UTF-8 (KeyError if missing, WheelError if not UTF-8)."""
+    try:
+        return archive.read(member).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WheelError(
+            f"{filename}: {member} is not UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from exc
 
 
 def _hex_to_b64(hexdigest: str) -> str:
@@ -94,10 +143,13 @@ def content_digest_from_wheel(path: Path) -> str:
 
 
 def _open_zip(path: Path) -> tuple[bytes, zipfile.ZipFile]:
-    size = path.stat().st_size
-    if size > MAX_WHEEL_BYTES:
-        raise WheelError(f"{path.name}: {size} bytes exceeds the {MAX_WHEEL_BYTES}-byte limit")
-    data = path.read_bytes()
+    try:
+        size = path.stat().st_size
+        if size > MAX_WHEEL_BYTES:
+            raise WheelError(f"{path.name}: {size} bytes exceeds the {MAX_WHEEL_BYTES}-byte limit")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RegistryUsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as exc:
@@ -122,14 +174,19 @@ def _dist_info_dir(archive: zipfile.ZipFile, filename: str) -> str:
 
 
 def _check_member_name(name: str, filename: str) -> None:
-    if name.startswith("/") or "\\" in name or any(p in {"", ".", ".."} for p in name.split("/")):
+    if (
+        name.startswith("/")
+        or "\\" in name
+        or "\x00" in name
+        or any(p in {"", ".", ".."} for p in name.split("/"))
+    ):
         raise WheelError(f"{filename}: unsafe member path {name!r}")
 
 
 def _read_record(archive: zipfile.ZipFile, record_name: str, filename: str) -> dict[str, str]:
     """RECORD as ``path -> sha256 hex`` (RECORD itself maps to "")."""
     try:
-        record_text = archive.read(record_name).decode("utf-8")
+        record_text = _text(archive, record_name, filename)
     except KeyError as exc:
         raise WheelError(f"{filename}: {record_name} is missing") from exc
     listed: dict[str, str] = {}
@@ -148,7 +205,7 @@ def _read_record(archive: zipfile.ZipFile, record_name: str, filename: str) -> d
         algo, _, b64 = digest.partition("=")
         if algo != "sha256" or not b64:
             raise WheelError(f"{filename}: RECORD entry {path} has no sha256 digest ({digest!r})")
-        listed[path] = _b64_to_hex(b64)
+        listed[path] = _record_digest(b64, path, filename)
     return listed
 
 
@@ -186,6 +243,12 @@ def _core_metadata(
         raw = archive.read(f"{dist_info}/METADATA")
     except KeyError as exc:
         raise WheelError(f"{filename}: {dist_info}/METADATA is missing") from exc
+    try:
+        raw.decode("utf-8")  # core metadata is UTF-8; the index and provenance re-encode it
+    except UnicodeDecodeError as exc:
+        raise WheelError(
+            f"{filename}: {dist_info}/METADATA is not UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from exc
     headers = BytesHeaderParser().parsebytes(raw)
     name, version = headers.get("Name"), headers.get("Version")
     if not name or not version:
@@ -195,7 +258,7 @@ def _core_metadata(
 
 def _entry_point_package(archive: zipfile.ZipFile, dist_info: str, filename: str) -> str:
     try:
-        text = archive.read(f"{dist_info}/entry_points.txt").decode("utf-8")
+        text = _text(archive, f"{dist_info}/entry_points.txt", filename)
     except KeyError as exc:
         raise WheelError(
             f"{filename}: no entry_points.txt, so no {ENTRY_POINT_GROUP} entry point"
@@ -234,8 +297,28 @@ def _parse_manifest(raw: bytes, source: str) -> dict[str, Any]:
     return doc
 
 
+def _check_layout(files: list[tuple[str, str]], dist_info: str, filename: str) -> None:
+    """The plugin wheel rule (:func:`enkrypted_shell.integrity.wheel_layout_problems`), which the
+    shell applies again to the signed file list when it installs."""
+    problems = wheel_layout_problems([path for path, _ in files] + [f"{dist_info}/RECORD"])
+    if problems:
+        shown = "; ".join(problems[:5]) + (
+            f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        )
+        raise WheelError(f"{filename}: breaks the plugin wheel layout rule: {shown}")
+
+
 def inspect_wheel(path: Path) -> WheelInfo:
-    """Open, RECORD-verify and describe a plugin wheel; raise :class:`WheelError` on any problem."""
+    """Open, RECORD-verify and describe a plugin wheel; raise :class:`WheelError` on any problem
+    (a missing or unreadable file is a :class:`RegistryUsageError`)."""
+    try:
+        return _inspect_wheel(path)
+    except _MALFORMED as exc:
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise WheelError(f"{path.name}: malformed wheel ({detail})") from exc
+
+
+def _inspect_wheel(path: Path) -> WheelInfo:
     filename = path.name
     try:
         wheel_name, wheel_version, _build, _tags = parse_wheel_filename(filename)
@@ -254,6 +337,7 @@ def inspect_wheel(path: Path) -> WheelInfo:
             manifest_bytes = archive.read(manifest_path)
         except KeyError as exc:
             raise WheelError(f"{filename}: manifest {manifest_path} is missing") from exc
+        _check_layout(files, dist_info, filename)
     manifest = _parse_manifest(manifest_bytes, f"{filename}!{manifest_path}")
     return WheelInfo(
         filename=filename,
