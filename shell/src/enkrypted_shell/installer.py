@@ -75,7 +75,9 @@ from packaging.version import InvalidVersion, Version
 
 from .contracts import SLOTS
 from .errors import ProvenanceError, ShellError, ShellUsageError
+from .integrity import RESERVED_PACKAGES, wheel_layout_problems
 from .loadlog import LoadLog
+from .manifest import MANIFEST_FILENAME
 from .provenance import SigstoreVerdicts, VerifiedProvenance, VerifiedRelease, verify_release
 from .provenance_store import ProvenanceStore, StoredProvenance
 from .trust import SigstoreIdentity, TrustPolicy
@@ -293,6 +295,13 @@ def _check_members(wheel: Path, proof: VerifiedProvenance) -> tuple[str, ...]:
 
     Returns the wheel's ``Requires-Dist`` lines (for the optional dependency step)."""
     signed = dict(proof.files)
+    problems = wheel_layout_problems(signed)
+    if problems:
+        raise ProvenanceError(
+            f"{wheel.name}: not a plugin wheel layout: " + "; ".join(problems[:5]),
+            plugin=proof.plugin,
+            fix="a plugin wheel contains only its package and its .dist-info (docs/hooks.md)",
+        )
     try:
         with zipfile.ZipFile(wheel) as archive:
             infos = [i for i in archive.infolist() if not i.is_dir()]
@@ -427,21 +436,169 @@ def _install_deps(
         return
     requirements = tmp / "deps.txt"
     requirements.write_text("\n".join(sorted(set(lines))) + "\n", "utf-8")
-    say(f"installing third-party dependencies from {deps_index} (not hash-pinned)")
+    say(f"resolving third-party dependencies from {deps_index} (not signed by the registry)")
+    report = tmp / "deps-report.json"
+    _pip(  # what pip would install into the target environment (installed ones are kept)
+        python,
+        [
+            "install",
+            "--isolated",
+            "--dry-run",
+            "--quiet",
+            "--report",
+            str(report),
+            "--only-binary",
+            ":all:",
+            "--index-url",
+            deps_index,
+            "--no-cache-dir",
+            "-r",
+            str(requirements),
+        ],
+        f"resolving dependencies from {deps_index}",
+    )
+    wanted = _report_items(report, deps_index)
+    if not wanted:
+        return
+    downloads = tmp / "deps"
+    _pip(
+        python,
+        [
+            "download",
+            "--isolated",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "--index-url",
+            deps_index,
+            "--no-cache-dir",
+            "-d",
+            str(downloads),
+            *(f"{name}=={version}" for name, version in wanted),
+        ],
+        f"downloading dependencies from {deps_index}",
+    )
+    plugin_packages = {
+        p.split("/", 1)[0] for item in verified for p, _ in item.proof.files if "/" in p
+    } | set(RESERVED_PACKAGES)
+    pins = []
+    for wheel in sorted(downloads.glob("*")):
+        _check_dependency_wheel(wheel, registry_projects, plugin_packages, deps_index)
+        pins.append(f"{wheel.resolve().as_uri()} --hash=sha256:{_sha256_file(wheel)}\n")
+    pinned = tmp / "deps-pinned.txt"
+    pinned.write_text("".join(pins), "utf-8")
+    say(f"installing {len(pins)} third-party wheel(s) resolved from {deps_index}")
     _pip(
         python,
         [
             "install",
             "--isolated",
+            "--no-index",
+            "--no-deps",
+            "--require-hashes",
             "--only-binary",
             ":all:",
-            "--index-url",
-            deps_index,
+            "--no-cache-dir",
             "-r",
-            str(requirements),
+            str(pinned),
         ],
         f"installing dependencies from {deps_index}",
     )
+
+
+def _report_items(report: Path, deps_index: str) -> list[tuple[str, str]]:
+    """(name, version) of each distribution a ``pip install --dry-run --report`` would install."""
+    try:
+        doc = json.loads(report.read_bytes())
+        items = [
+            (str(i["metadata"]["name"]), str(i["metadata"]["version"])) for i in doc["install"]
+        ]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ShellError(f"cannot read pip's resolution report for {deps_index}: {exc}") from exc
+    return sorted(items)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_dependency_wheel(
+    wheel: Path, registry_projects: set[str], plugin_packages: set[str], deps_index: str
+) -> None:
+    """A wheel resolved from the (unsigned) dependency index must not be, or pose as, plugin code:
+    not a project the registry or this profile knows as a plugin, no ``enkrypted.plugins`` entry
+    point, no ``.pth`` file, nothing written into a plugin's or the shell's package."""
+    where = f"{wheel.name} (resolved from {deps_index})"
+    try:
+        name = canonicalize_name(parse_wheel_filename(wheel.name)[0])
+    except (InvalidWheelFilename, InvalidVersion) as exc:
+        raise ProvenanceError(f"{where}: not a wheel") from exc
+    if name in registry_projects:
+        raise ProvenanceError(
+            f"{where}: {name} is a plugin project; it is installed only from the registry, "
+            "signed, never from the dependency index (dependency confusion)",
+            fix=f"install it with `enkrypted plugins install {name} --index <registry>`",
+        )
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            members = [i.filename for i in archive.infolist() if not i.is_dir()]
+            entry_points = b"".join(
+                archive.read(m) for m in members
+                if m.count("/") == 1 and m.endswith(".dist-info/entry_points.txt")
+            )
+    except (zipfile.BadZipFile, OSError, KeyError, NotImplementedError) as exc:
+        raise ProvenanceError(f"{where}: not a readable wheel ({exc})") from exc
+    bad = [m for m in members if m.endswith(".pth")]
+    bad += [m for m in members if m.split("/", 1)[0] in plugin_packages]
+    if b"enkrypted.plugins" in entry_points:
+        bad.append("an enkrypted.plugins entry point")
+    if bad:
+        raise ProvenanceError(
+            f"{where}: refused, it would install {', '.join(sorted(bad)[:5])}",
+            fix="plugins and their files come only from the registry; fix the dependency index",
+        )
+
+
+_OWNERS_SCRIPT = (
+    "import importlib.metadata as m, json, sys\n"
+    "json.dump({k: sorted(set(v)) for k, v in m.packages_distributions().items()}, sys.stdout)\n"
+)
+
+
+def _installed_owners(python: str) -> dict[str, list[str]]:
+    """Top-level import name -> distributions that install it, in the target environment."""
+    try:
+        proc = subprocess.run(
+            [python, "-I", "-c", _OWNERS_SCRIPT],
+            capture_output=True, text=True, timeout=PIP_TIMEOUT, check=False,
+        )
+        owners = json.loads(proc.stdout) if proc.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        raise ShellError(f"cannot list the packages installed for {python}: {exc}") from exc
+    if not isinstance(owners, dict):
+        raise ShellError(f"cannot list the packages installed for {python}: {proc.stderr.strip()}")
+    return owners
+
+
+def _check_ownership(python: str, verified: list[_Verified]) -> None:
+    """A plugin's package must not already belong to another installed distribution: installing
+    it would overwrite that distribution's files (e.g. the shell's, or another slot's plugin)."""
+    owners = _installed_owners(python)
+    for item in verified:
+        package = next(p.split("/", 1)[0] for p, _ in item.proof.files if p.endswith("/" + MANIFEST_FILENAME))
+        own = canonicalize_name(item.proof.distribution)
+        others = sorted(o for o in owners.get(package, []) if canonicalize_name(o) != own)
+        if others:
+            raise ProvenanceError(
+                f"{item.candidate.filename}: its package {package}/ is already installed by "
+                f"{', '.join(others)}; installing would overwrite that distribution's files",
+                plugin=item.proof.plugin,
+                fix=f"uninstall {', '.join(others)} first if replacing it is really intended",
+            )
 
 
 def _pip_install_verified(python: str, verified: list[_Verified], tmp: Path) -> None:
@@ -537,10 +694,10 @@ def _install(
             _fetch_and_verify(client, catalog, name, pinned, policy, tmp)
             for name, pinned in requests
         ]
+        _check_ownership(python, verified)
         if deps_index is not None:
-            _install_deps(
-                python, deps_index, verified, set(catalog) | {n for n, _ in requests}, tmp, say
-            )
+            known = set(catalog) | {n for n, _ in requests} | set(store.names())
+            _install_deps(python, deps_index, verified, known, tmp, say)
         _pip_install_verified(python, verified, tmp)
         installed_at = _now()
         verdicts = SigstoreVerdicts(home)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 __all__ = ["Notify", "TufClient", "connect", "locked", "metadata_dir", "normalize_index_url"]
 
+import contextlib
 import fcntl
 import hashlib
+import http.client
 import shutil
 import urllib.error
 import urllib.parse
@@ -40,10 +42,20 @@ def normalize_index_url(url: str) -> str:
         )
     if parts.query or parts.fragment:
         raise ShellUsageError(f"--index {url!r}: no query or fragment allowed")
+    if parts.username is not None or parts.password is not None:
+        raise ShellUsageError(f"--index {url!r}: credentials in the URL are not supported")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ShellUsageError(f"--index {url!r}: bad port") from exc
+    host = (parts.hostname or "").rstrip(".")  # lowercased by urlsplit; one spelling per host
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != {"http": 80, "https": 443}[parts.scheme]:
+        netloc += f":{port}"
     path = parts.path if parts.path.endswith("/") else parts.path + "/"
     if path.endswith("/simple/"):
         path = path[: -len("simple/")]
-    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+    return urllib.parse.urlunsplit((parts.scheme, netloc, path, "", ""))
 
 
 def metadata_dir(home: Path, index_url: str) -> Path:
@@ -134,7 +146,7 @@ def _fetch_first_root(index: str) -> bytes:
             f"{url}: HTTP {exc.code}; the registry serves no TUF root",
             fix="check --index, or pass the operator's root with --root FILE",
         ) from exc
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ShellError(
             f"cannot reach the registry at {index}: {reason}",
@@ -259,6 +271,16 @@ def connect(
         bootstrap = _fetch_first_root(index)
         with _translated("reading the first-use TUF root", index):  # not JSON, not a root
             keys = _root_keyids(bootstrap)
+        for other in sorted((home / "tuf").glob("*/root_history/1.root.json")):
+            if other.read_bytes() == bootstrap and other.parent.parent != folder:
+                known = other.parent.parent
+                url_file = known / "index-url"
+                where = url_file.read_text("utf-8").strip() if url_file.is_file() else str(known)
+                raise ProvenanceError(
+                    f"{index} serves the TUF root already pinned for {where}; pinning it again "
+                    "under a second URL would start without that pin's rollback protection",
+                    fix=f"use --index {where}, or pin this URL explicitly with --root FILE",
+                )
         announce = (
             "!" * 78
             + f"\n!! PINNED the TUF root of {index} on first use (trust on first use):"
@@ -276,6 +298,9 @@ def connect(
         if not has_pin:
             shutil.rmtree(folder, ignore_errors=True)  # nothing verified: keep no pin
         raise
+    if not has_pin:
+        with contextlib.suppress(OSError):
+            (folder / "index-url").write_text(index + "\n", "utf-8")
     if announce:
         say(announce)
     return client
