@@ -106,7 +106,7 @@ def serve_registry(wheels: Mapping[str, Path], work: Path) -> Iterator[str]:
 
     Yields the base URL (``http://127.0.0.1:PORT/``)."""
     operator = make_env(work / "operator")
-    operator.install(wheels["enkrypted-registry"])
+    operator.install(wheels["enkrypted-shell"], wheels["enkrypted-registry"])  # the registry uses the shell's rules
     tool = operator.bin / "enkrypted-registry"
     environ = clean_env(work / "operator-home")
     registry = work / "registry"

@@ -91,3 +91,29 @@ def test_a_root_pinned_for_another_url_is_not_pinned_again(tmp_path, monkeypatch
     with pytest.raises(errors.ProvenanceError, match=r"already pinned for http://127\.0\.0\.1:8080/"):
         tuf_client.connect("http://localhost:8080/", tmp_path, None, tmp_path / "t", print, pinned_only=False)
     assert not tuf_client.metadata_dir(tmp_path, "http://localhost:8080/").exists()
+
+
+def test_a_package_owned_by_another_distribution_is_not_overwritten(tmp_path, monkeypatch):
+    import sys
+    import sysconfig
+    from types import SimpleNamespace
+
+    site = tmp_path / "site"
+    (site / "victim_pkg").mkdir(parents=True)
+    (site / "victim_pkg" / "__init__.py").write_text("")
+    info = site / "victim-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: victim\nVersion: 1.0\n")
+    (info / "RECORD").write_text("victim_pkg/__init__.py,,\nvictim-1.0.dist-info/METADATA,,\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(sysconfig, "get_paths", lambda: {"purelib": str(site), "platlib": str(site)})
+    assert installer._owners_here({"victim_pkg", "absent_pkg"}) == {"victim_pkg": ["victim"]}
+
+    def item(dist):
+        files = (("victim_pkg/enkrypted-plugin.toml", "0" * 64),)
+        proof = SimpleNamespace(files=files, distribution=dist, plugin="x")
+        return SimpleNamespace(proof=proof, candidate=SimpleNamespace(filename=f"{dist}-1-py3-none-any.whl"))
+
+    with pytest.raises(errors.ProvenanceError, match="already installed by victim"):
+        installer._check_ownership(sys.executable, [item("attacker")])
+    installer._check_ownership(sys.executable, [item("victim")])  # an upgrade of the same project

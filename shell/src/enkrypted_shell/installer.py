@@ -584,10 +584,33 @@ def _installed_owners(python: str) -> dict[str, list[str]]:
     return owners
 
 
+def _owners_here(packages: set[str]) -> dict[str, list[str]]:
+    """:func:`_installed_owners` for this interpreter's own environment, cheaply: a package folder
+    that does not exist in its install folders has no owner (the common first install); only
+    for one that exists are the installed distributions' file lists searched."""
+    import importlib.metadata
+    import sysconfig
+
+    folders = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    present = {p for p in packages if any(os.path.lexists(os.path.join(f, p)) for f in folders)}
+    owners: dict[str, list[str]] = {}
+    if present:
+        for dist in importlib.metadata.distributions():
+            tops = {str(path).split("/", 1)[0] for path in dist.files or ()} & present
+            for top in tops:
+                owners.setdefault(top, []).append(str(dist.metadata["Name"]))
+    return owners
+
+
 def _check_ownership(python: str, verified: list[_Verified]) -> None:
     """A plugin's package must not already belong to another installed distribution: installing
     it would overwrite that distribution's files (e.g. the shell's, or another slot's plugin)."""
-    owners = _installed_owners(python)
+    packages = {
+        p.split("/", 1)[0] for item in verified for p, _ in item.proof.files
+        if p.endswith("/" + MANIFEST_FILENAME)
+    }
+    same_env = os.path.abspath(python) == os.path.abspath(sys.executable)
+    owners = _owners_here(packages) if same_env else _installed_owners(python)
     for item in verified:
         package = next(p.split("/", 1)[0] for p, _ in item.proof.files if p.endswith("/" + MANIFEST_FILENAME))
         own = canonicalize_name(item.proof.distribution)
