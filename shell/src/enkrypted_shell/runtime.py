@@ -493,7 +493,14 @@ def _unverified_names(
         if record is not None:
             names = import_names(claimed_paths(record.provenance))
             blocked.update((top, f"{record.distribution} {record.version}") for top in names)
-    return {top: label for top, label in blocked.items() if top not in sys.modules}
+    dev = {
+        p.candidate.entry_point.module.split(".")[0]
+        for p in plan.plugins.values()
+        if p.integrity is None  # an editable plugin admitted by --dev keeps its own package
+    }
+    return {
+        top: label for top, label in blocked.items() if top not in sys.modules and top not in dev
+    }
 
 
 def _check_import_sources(plan: Plan, reports: list[IntegrityReport]) -> None:
