@@ -123,7 +123,14 @@ def test_registry_accepts_mls_once_registered() -> None:
     def mls_factory(prims, profile, secrets, context):  # type: ignore[no-untyped-def]
         return GoldenLayer("MLS", 1)
 
+    def signal_stub(prims, profile, secrets, context):  # type: ignore[no-untyped-def]
+        return GoldenLayer("Signal", 2)
+
     registry.register(LayerSpec("MLS", frozenset(), mls_factory))
     assert registry.names == ("MLS", "Signal", "ML-KEM", "AES")
-    manager = registry.build(["MLS"], None, "x", SessionSecrets(True, "s", b""))  # type: ignore[arg-type]
+    # A session needs Signal (replay protection, review 5 F1); a stub stands in for it here.
+    registry.register(LayerSpec("Signal", frozenset(), signal_stub))
+    manager = registry.build(["MLS", "Signal"], None, "x", SessionSecrets(True, "s", b""))  # type: ignore[arg-type]
     assert manager.open(manager.seal(b"group", 0)) == b"group"
+    with pytest.raises(CryptoUsageError, match="no replay protection"):
+        registry.build(["MLS"], None, "x", SessionSecrets(True, "s", b""))  # type: ignore[arg-type]

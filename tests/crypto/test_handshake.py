@@ -345,9 +345,12 @@ def test_plugin_hooks_return_contract_services(tmp_path: Path) -> None:
     assert pyca.backend == "pyca" and "ml-kem-768" in pyca.capabilities
     assert nacl.backend == "pynacl" and "ml-kem-768" not in nacl.capabilities
     assert pyca.profiles == (PROFILE_B1, PROFILE_V0) and nacl.profiles == (PROFILE_B1,)
-    custom = enkrypted_crypto_service(AppContext(home=tmp_path, settings={"layers": ["AES"]}))
+    settings: dict[str, object] = {"layers": ["ML-KEM", "AES"], "profiles": [PROFILE_B1]}
+    custom = enkrypted_crypto_service(AppContext(home=tmp_path, settings=settings))
     a, _ = connect(custom, custom)  # type: ignore[arg-type]
-    assert a.layers == ("AES",)
+    assert a.layers == ("ML-KEM", "AES")
+    with pytest.raises(CryptoUsageError, match="no replay protection"):  # review 5 F1
+        enkrypted_crypto_service(AppContext(home=tmp_path, settings={"layers": ["AES"]}))
     with pytest.raises(LayerUnavailable):
         enkrypted_crypto_service(AppContext(home=tmp_path, settings={"layers": ["MLS"]}))
     with pytest.raises(CryptoUsageError):

@@ -34,7 +34,7 @@ BACKENDS_BY_NAME: dict[str, Primitives] = {"pyca": PycaPrimitives(), "nacl": Nac
     [
         (PROFILE_B1, ["Signal", "AES"]),
         (PROFILE_B1, ["Signal"]),
-        (PROFILE_B1, ["AES"]),
+        # (PROFILE_B1, ["AES"]) is refused since review 5 F1: no replay protection.
         (PROFILE_V0, ["Signal", "AES"]),
         (PROFILE_V0, ["Signal"]),
     ],

@@ -59,8 +59,16 @@ from .primitives import MlKemDecapsulationKey, MlKemEncapsulationKey, Primitives
 from .profiles import PROFILE_V0, codec_for
 from .ratchet import RatchetSession
 from .session import CascadeSession, Clock, system_clock_ms
-from .session_layers import LayerRegistry, SessionSecrets
-from .x3dh import IdentityKeyPair, PrekeyBundle, SignedPrekey, X3DHResult, initiate, respond
+from .session_layers import LayerRegistry, SessionSecrets, replay_protection_problem
+from .x3dh import (
+    IdentityKeyPair,
+    PrekeyBundle,
+    PublicIdentity,
+    SignedPrekey,
+    X3DHResult,
+    initiate,
+    respond,
+)
 
 _log = logging.getLogger(__name__)
 _TRANSCRIPT_LABEL: Final = b"EnkryptedChat-handshake-v1"
@@ -69,6 +77,8 @@ _CONFIRM_I: Final = b"EnkryptedChat-confirm-initiator"
 _COMPLETE_AAD: Final = b"EnkryptedChat-session-complete"
 MLKEM_OFFER: Final = "mlkem-key-exchange"
 MLKEM_ANSWER: Final = "mlkem-key-exchange-response"
+_BAD_PDU: Final = "handshake PDU rejected"
+"""The fixed ``protocol-error`` text for ``bad-pdu``: what was wrong stays local (review 5 F5)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,17 +168,29 @@ class CascadeHandshake:
         try:
             obj = parse_pdu(pdu, self._cfg.limits)
             self._dispatch(obj)
+        except HandshakeFailure:
+            raise  # already failed (peer's protocol-error)
         except _Refusal as refusal:
             self._fail(refusal.code, refusal.message)
         except CryptoError as exc:  # malformed or hostile input: generic code, details local
             _log.debug("handshake: rejected PDU: %s", exc)
-            self._fail("bad-pdu", f"handshake PDU rejected: {exc}")
+            self._fail("bad-pdu", f"handshake PDU rejected: {exc}", peer_message=_BAD_PDU)
+        except Exception as exc:  # anything unforeseen on hostile input: same path, fail closed
+            _log.debug("handshake: unexpected %s on a PDU", type(exc).__name__, exc_info=True)
+            self._fail(
+                "bad-pdu", f"handshake PDU rejected ({type(exc).__name__})", peer_message=_BAD_PDU
+            )
 
     # ------------------------------------------------------------------ plumbing
-    def _fail(self, code: str, message: str, *, tell_peer: bool = True) -> None:
+    def _fail(
+        self, code: str, message: str, *, tell_peer: bool = True, peer_message: str | None = None
+    ) -> None:
+        """Mark the handshake failed; queue a ``protocol-error`` (``peer_message`` if given,
+        else ``message``) and raise :class:`HandshakeFailure` with the local detail."""
         self._failed = f"{code}: {message}"
         if tell_peer:
-            self._out.append(canonical(ProtocolError(code, message).to_json()))
+            told = message if peer_message is None else peer_message
+            self._out.append(canonical(ProtocolError(code, told).to_json()))
         raise HandshakeFailure(self._failed)
 
     def _emit(self, body: Mapping[str, object], wire: Mapping[str, object] | None = None) -> None:
@@ -221,6 +243,7 @@ class CascadeHandshake:
 
     def _on_response(self, obj: dict[str, object]) -> None:
         response = KeyExchangeResponse.from_json(obj)
+        self._refuse_own_identity(response.identity)
         self._check_choice(response)
         bundle = PrekeyBundle(
             response.identity, response.signed_prekey, response.signed_prekey_signature
@@ -256,6 +279,9 @@ class CascadeHandshake:
         in_order = list(response.layers) == [n for n in CANONICAL_ORDER if n in chosen]
         if not (mine <= chosen <= supported) or not in_order:
             raise _Refusal("no-common-layers", f"peer chose layers {list(response.layers)}")
+        problem = replay_protection_problem(response.layers, response.profile)
+        if problem is not None:
+            raise _Refusal("no-common-layers", f"peer chose {problem}")
         if "ML-KEM" in chosen and self._peer_mlkem is None:
             raise _Refusal("bad-pdu", "ML-KEM negotiated but no mlkem-key-exchange received")
         self._profile, self._layers = response.profile, response.layers
@@ -263,6 +289,7 @@ class CascadeHandshake:
     # ------------------------------------------------------------------ responder
     def _on_request(self, obj: dict[str, object]) -> None:
         request = KeyExchangeRequest.from_json(obj)
+        self._refuse_own_identity(request.identity)
         self._absorb(obj)
         self._request_hash = self._transcript
         self._profile, self._layers = self._negotiate(request.offer)
@@ -305,6 +332,9 @@ class CascadeHandshake:
         required = set(self._cfg.layers) | set(peer.layers)
         layers = tuple(n for n in CANONICAL_ORDER if n in required)
         self._check_servable(layers, profile, peer)
+        problem = replay_protection_problem(layers, profile)
+        if problem is not None:
+            raise _Refusal("no-common-layers", f"negotiated {problem}")
         return profile, layers
 
     def _check_servable(self, layers: tuple[str, ...], profile: str, peer: Offer) -> None:
@@ -359,6 +389,11 @@ class CascadeHandshake:
         self._finish()
 
     # ------------------------------------------------------------------ both
+    def _refuse_own_identity(self, peer: PublicIdentity) -> None:
+        """A peer presenting our own identity is our PDUs reflected back (review 5 F4)."""
+        if hmac.compare_digest(peer.encode(), self._identity.public.encode()):
+            raise _Refusal("bad-pdu", "peer presented our own identity (reflected handshake)")
+
     def _new_mlkem_key(self) -> MlKemDecapsulationKey:
         """A fresh ML-KEM-768 key pair for this handshake (seed from the injected RNG)."""
         return self._p.mlkem768_decapsulation_key(self._p.random(64))

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from .errors import MalformedInput
+from .jsonbounds import check_json_bounds
 from .limits import DEFAULT_LIMITS, Limits
 from .x3dh import PublicIdentity
 
@@ -253,8 +254,10 @@ def parse_pdu(data: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, object]
     """Bound, parse and type-check one handshake PDU's JSON object."""
     if len(data) > limits.max_handshake_pdu_bytes:
         raise MalformedInput("handshake PDU too large")
+    data = bytes(data)
+    check_json_bounds(data, max_depth=limits.max_json_depth)  # before json.loads (review 5 F3)
     try:
-        obj = json.loads(bytes(data))
+        obj = json.loads(data)
     except (ValueError, RecursionError):
         raise MalformedInput("handshake PDU is not JSON") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):

@@ -41,9 +41,18 @@ class Limits:
     max_skipped_keys: int = 2000
     """Ours: skipped message keys kept across all chains; the oldest are evicted."""
     max_json_depth: int = 16
-    """Ours: nesting depth accepted in Profile-v0 JSON."""
+    """Ours: nesting depth accepted in Profile-v0 and handshake JSON, checked before parsing
+    (a real v0 message nests 6 deep, a handshake PDU 3)."""
     max_layer_params: int = 8
-    """Ours: parameters per layer in a cascaded message."""
+    """Ours: parameters (and ``layerMetadata.metadata`` entries) per layer in a v0 message."""
+    max_json_containers: int = 64
+    """Ours: ``[`` plus ``{`` bytes in a Profile-v0 message, counted before parsing (P8.4:
+    "reject huge JSON arrays before allocating").  A message needs 5 plus, per layer, its
+    metadata, ``metadata``, parameters and one per array parameter: at most
+    5 + max_layers * (3 + max_layer_params) = 49; a real 3-layer message has 20."""
+    max_json_strings: int = 256
+    """Ours: strings (keys included) in a Profile-v0 message, counted as ``"`` pairs before
+    parsing; a real 3-layer message has 59."""
     rotation_grace_messages: int = 32
     """Ours: after accepting a ``rotation-timestamp-broadcast``, the previous AES key still opens
     at most this many further messages of that direction (0: no grace)."""

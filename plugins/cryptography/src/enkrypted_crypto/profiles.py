@@ -56,6 +56,7 @@ from typing import Final, Protocol
 
 from .cascade import CascadeLayer, LayerRecord, SealedCascade
 from .errors import CryptoUsageError, MalformedInput
+from .jsonbounds import check_json_bounds
 from .limits import DEFAULT_LIMITS, Limits
 from .primitives import BytesLike
 from .rotation import ROTATION_TYPE, RotationAnnouncement
@@ -161,14 +162,22 @@ class V0Codec:
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
     def decode(self, data: bytes, layers: Sequence[CascadeLayer]) -> SealedCascade:
-        if len(data) > self._limits.max_pdu_bytes:  # P8.1: reject before parsing
+        limits = self._limits
+        if len(data) > limits.max_pdu_bytes:  # P8.1: reject before parsing
             raise MalformedInput("PDU larger than 16 MiB")
+        data = bytes(data)
+        check_json_bounds(  # P8.4: no huge numbers of objects or deep nesting before json.loads
+            data,
+            max_depth=limits.max_json_depth,
+            max_containers=limits.max_json_containers,
+            max_strings=limits.max_json_strings,
+        )
         try:
-            message = json.loads(bytes(data))
+            message = json.loads(data)
         except (ValueError, RecursionError):
             raise MalformedInput("encryptedMessage is not JSON") from None
         payload = _v0_payload(message)
-        records = self._records(payload, layers)
+        records = self._records(payload, layers, limits.max_layer_params)
         ciphertext = _byte_array(payload.get("finalCiphertext"), "finalCiphertext")
         original, final = payload.get("originalSize"), payload.get("finalSize")
         if final != len(ciphertext) or not _is_size(original):
@@ -182,8 +191,9 @@ class V0Codec:
         if len(data) > self._limits.max_control_pdu_bytes:
             return False
         try:
+            check_json_bounds(bytes(data), max_depth=self._limits.max_json_depth)
             obj = json.loads(bytes(data))
-        except (ValueError, RecursionError):
+        except (MalformedInput, ValueError, RecursionError):
             return False
         return isinstance(obj, dict) and obj.get("type") == ROTATION_TYPE
 
@@ -198,6 +208,7 @@ class V0Codec:
     def decode_rotation(self, data: bytes) -> RotationAnnouncement:
         if len(data) > self._limits.max_control_pdu_bytes:
             raise MalformedInput("control PDU too large")
+        check_json_bounds(bytes(data), max_depth=self._limits.max_json_depth)
         try:
             obj = json.loads(bytes(data))
         except (ValueError, RecursionError):
@@ -212,7 +223,7 @@ class V0Codec:
         return RotationAnnouncement(obj["timestamp"], _byte_array(mac, "mac"))
 
     def _records(
-        self, payload: Mapping[str, object], layers: Sequence[CascadeLayer]
+        self, payload: Mapping[str, object], layers: Sequence[CascadeLayer], max_params: int
     ) -> tuple[LayerRecord, ...]:
         metas, params = payload.get("layers"), payload.get("layerParameters")
         if not (isinstance(metas, list) and isinstance(params, list)):
@@ -220,7 +231,8 @@ class V0Codec:
         if not len(metas) == len(params) == len(layers):  # digest §4.2: counts must match
             raise MalformedInput("layer count does not match the session")
         return tuple(
-            _v0_record(layer, m, p) for layer, m, p in zip(layers, metas, params, strict=True)
+            _v0_record(layer, m, p, max_params)
+            for layer, m, p in zip(layers, metas, params, strict=True)
         )
 
 
@@ -243,9 +255,12 @@ def _v0_payload(message: object) -> Mapping[str, object]:
     return payload
 
 
-def _v0_record(layer: CascadeLayer, meta: object, params: object) -> LayerRecord:
+def _v0_record(layer: CascadeLayer, meta: object, params: object, max_params: int) -> LayerRecord:
     if not (isinstance(meta, dict) and isinstance(params, dict)):
         raise MalformedInput("layer metadata and parameters must be objects")
+    extra = meta.get("metadata", {})
+    if len(params) > max_params or (isinstance(extra, dict) and len(extra) > max_params):
+        raise MalformedInput("too many layer parameters")
     if meta.get("algorithm") != layer.algorithm or meta.get("version") != layer.version:
         raise MalformedInput("layer algorithm/version does not match the session's layer")
     timestamp, in_size, out_size = (meta.get(k) for k in ("timestamp", "inputSize", "outputSize"))

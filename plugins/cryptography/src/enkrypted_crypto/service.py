@@ -25,7 +25,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .primitives import Primitives
 from .profiles import PROFILES
 from .session import Clock, system_clock_ms
-from .session_layers import LayerRegistry
+from .session_layers import PROFILE_V0, LayerRegistry, replay_protection_problem
 from .x3dh import IdentityKeyPair
 
 HANDSHAKE_PRIMITIVES: Final = frozenset(
@@ -127,6 +127,13 @@ class CascadeCryptoService:
             for name, missing in self._registry.missing_primitives(names, profile, caps).items():
                 raise CryptoUsageError(
                     missing_primitive_message(name, missing, self._p.name, "ours")
+                )
+            problem = replay_protection_problem(names, profile)
+            if problem is not None:  # review 5 F1: no session without replay protection
+                raise CryptoUsageError(
+                    f"{problem}; or restrict profiles to Profile-b1 with ML-KEM"
+                    if profile == PROFILE_V0 and "ML-KEM" in names
+                    else problem
                 )
         return names
 

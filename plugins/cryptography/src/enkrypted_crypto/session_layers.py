@@ -33,6 +33,7 @@ __all__ = [
     "SessionSecrets",
     "SignalParameters",
     "cascade_context",
+    "replay_protection_problem",
     "v0_rotated_password",
 ]
 
@@ -75,6 +76,24 @@ _B1_AES_INFO: Final = b"EnkryptedChat-b1/aes-session-secret"
 _U32_MAX: Final = 2**32 - 1
 _P = TypeVar("_P")
 _K = TypeVar("_K")
+
+
+def replay_protection_problem(names: Sequence[str], profile: str) -> str | None:
+    """Why a session with layers ``names`` in ``profile`` would accept replays (None: it won't).
+
+    The rule (``docs/protocol.md`` §2.2 "replay rule"): a session's layers must include ``Signal`` (the
+    Double Ratchet refuses every message key it has used), except in Profile-b1 with ``ML-KEM``
+    (:class:`~enkrypted_crypto.layers.mlkem.MlKemSessionLayer` keeps a replay window).  The AES
+    layers and the Profile-v0 ML-KEM layer keep no replay state, and the Profile-v0 AES password
+    is the same in both directions, so such a session would also accept its own messages back.
+    """
+    if "Signal" in names or (profile == PROFILE_B1 and "ML-KEM" in names):
+        return None
+    short = "v0" if profile == PROFILE_V0 else "b1" if profile == PROFILE_B1 else profile
+    return (
+        f"layers {list(names)} in profile {short} have no replay protection: include Signal "
+        f"(or, in Profile-b1 only, ML-KEM)"
+    )
 
 
 def _expect(parameters: object, kind: type[_P]) -> _P:
@@ -492,6 +511,9 @@ class LayerRegistry:
         limits: Limits = DEFAULT_LIMITS,
     ) -> CascadeManager:
         names = validate_layer_names(names, self.names)
+        problem = replay_protection_problem(names, profile)
+        if problem is not None:
+            raise CryptoUsageError(problem)
         context = cascade_context(profile, names, secrets.session_id)
         layers = [self._specs[n].factory(prims, profile, secrets, context) for n in names]
         return CascadeManager(layers, limits)
