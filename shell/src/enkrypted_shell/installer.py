@@ -64,7 +64,6 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.tags import Tag, sys_tags
 from packaging.utils import (
     InvalidWheelFilename,
@@ -420,6 +419,8 @@ def _install_deps(
 
     Requirements that name a plugin project of the registry (or one being installed) are never
     fetched from there - that is the dependency-confusion hole - they must come from the registry."""
+    from packaging.requirements import InvalidRequirement, Requirement  # only with --deps-index
+
     lines: list[str] = []
     for item in verified:
         for text in item.requires:
