@@ -23,6 +23,7 @@ from __future__ import annotations
 
 __all__ = ["VerifiedImporter", "install"]
 
+import contextlib
 import hashlib
 import importlib.abc
 import importlib.machinery
@@ -30,14 +31,14 @@ import importlib.util
 import marshal
 import os
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import CodeType, ModuleType
 from typing import Any, NamedTuple
 
-from .integrity import IntegrityReport
+from ._files import write_atomic
+from .integrity import IntegrityReport, inside
 
 _MAGIC = importlib.util.MAGIC_NUMBER
 
@@ -94,28 +95,14 @@ class _VerifiedLoader(importlib.machinery.SourceFileLoader):
         entry = self._entry(key)
         if entry is None:
             return
-        try:
-            entry.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(_MAGIC + marshal.dumps(code))
-                os.replace(tmp, entry)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-        except OSError:
-            return
+        with contextlib.suppress(OSError):
+            write_atomic(entry, _MAGIC + marshal.dumps(code))
 
 
 class _Owner(NamedTuple):
     label: str  # "distribution version"
     roots: tuple[str, ...]  # its real package folders
     sources: Mapping[str, bytes]  # real path -> verified bytes, of this distribution only
-
-
-def _inside(path: str, roots: Iterable[str]) -> bool:
-    return any(path == root or path.startswith(root + os.sep) for root in roots)
 
 
 class VerifiedImporter(importlib.abc.MetaPathFinder):
@@ -177,7 +164,7 @@ class VerifiedImporter(importlib.abc.MetaPathFinder):
         real = self._real(spec.origin)
         source = owner.sources.get(real)
         if source is None:
-            if not _inside(real, owner.roots):
+            if not inside(real, owner.roots):
                 raise ImportError(
                     f"importing {fullname} would load {spec.origin}, not the verified "
                     f"{owner.label}; remove the shadowing copy from sys.path (PYTHONPATH, current "
@@ -200,7 +187,7 @@ class VerifiedImporter(importlib.abc.MetaPathFinder):
         portions = [
             real
             for real in (os.path.realpath(p) for p in spec.submodule_search_locations or ())
-            if _inside(real, owner.roots)
+            if inside(real, owner.roots)
         ]
         if not portions:
             raise ImportError(
@@ -228,7 +215,7 @@ def _namespace_path(kind: type, name: str, portions: list[str], roots: tuple[str
         spec.submodule_search_locations = [
             real
             for real in (os.path.realpath(p) for p in spec.submodule_search_locations or ())
-            if _inside(real, roots)
+            if inside(real, roots)
         ]
         return spec
 

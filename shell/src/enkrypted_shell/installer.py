@@ -72,6 +72,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from ._files import write_atomic
 from .contracts import SLOTS
 from .errors import ProvenanceError, ShellError, ShellUsageError
 from .integrity import RESERVED_PACKAGES, wheel_layout_problems
@@ -171,11 +172,7 @@ def _policy(home: Path, client: TufClient, say: Notify) -> TrustPolicy:
         + tomli_w.dumps(doc)
     )
     TrustPolicy.from_toml(text, source=str(path))  # what we write must parse back
-    home.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=home, prefix=".trust-", suffix=".toml")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    write_atomic(path, text.encode("utf-8"))
     lines = [
         f"!!   [{slot}] " + ", ".join(k.keyid[:16] + "…" for k in policy.slots[slot].keys)
         for slot in SLOTS
@@ -485,25 +482,10 @@ def _install_deps(
     pins = []
     for wheel in sorted(downloads.glob("*")):
         _check_dependency_wheel(wheel, registry_projects, plugin_packages, deps_index)
-        pins.append(f"{wheel.resolve().as_uri()} --hash=sha256:{_sha256_file(wheel)}\n")
-    pinned = tmp / "deps-pinned.txt"
-    pinned.write_text("".join(pins), "utf-8")
+        pins.append((wheel, _sha256_file(wheel)))
     say(f"installing {len(pins)} third-party wheel(s) resolved from {deps_index}")
-    _pip(
-        python,
-        [
-            "install",
-            "--isolated",
-            "--no-index",
-            "--no-deps",
-            "--require-hashes",
-            "--only-binary",
-            ":all:",
-            "--no-cache-dir",
-            "-r",
-            str(pinned),
-        ],
-        f"installing dependencies from {deps_index}",
+    _pip_install_pinned(
+        python, pins, tmp / "deps-pinned.txt", f"installing dependencies from {deps_index}"
     )
 
 
@@ -625,10 +607,18 @@ def _check_ownership(python: str, verified: list[_Verified]) -> None:
             )
 
 
-def _pip_install_verified(python: str, verified: list[_Verified], tmp: Path) -> None:
-    requirements = tmp / "verified.txt"
+def _pip_install_pinned(
+    python: str,
+    wheels: Sequence[tuple[Path, str]],
+    requirements: Path,
+    what: str,
+    *,
+    reinstall: bool = False,
+) -> None:
+    """Install exactly these local wheel files, each pinned to its sha256: no index, no
+    dependency resolution, no pip or user configuration."""
     requirements.write_text(
-        "".join(f"{v.wheel.resolve().as_uri()} --hash=sha256:{v.sha256}\n" for v in verified),
+        "".join(f"{wheel.resolve().as_uri()} --hash=sha256:{sha}\n" for wheel, sha in wheels),
         "utf-8",
     )
     _pip(
@@ -641,12 +631,22 @@ def _pip_install_verified(python: str, verified: list[_Verified], tmp: Path) -> 
             "--require-hashes",
             "--only-binary",
             ":all:",
-            "--force-reinstall",
+            *(["--force-reinstall"] if reinstall else []),
             "--no-cache-dir",
             "-r",
             str(requirements),
         ],
+        what,
+    )
+
+
+def _pip_install_verified(python: str, verified: list[_Verified], tmp: Path) -> None:
+    _pip_install_pinned(
+        python,
+        [(v.wheel, v.sha256) for v in verified],
+        tmp / "verified.txt",
         "installing the verified wheels",
+        reinstall=True,
     )
 
 

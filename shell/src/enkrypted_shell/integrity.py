@@ -182,7 +182,7 @@ def verify_distribution(
         if mode != "sha256":
             raise IntegrityError(f"{where}: {_safe(path)} uses {mode}, not sha256", plugin=name)
         location = resolve(os.path.join(base, path))
-        if path.startswith("../") and _inside(location, roots.values()):
+        if path.startswith("../") and inside(location, roots.values()):
             raise IntegrityError(
                 f"{where}: RECORD row {_safe(path)} leads back into the distribution's own folders",
                 plugin=name,
@@ -238,7 +238,8 @@ def _check_row_path(where: str, name: str, path: str, hash_field: str) -> None:
         raise IntegrityError(f"{where}: {_safe(path)} has no hash in RECORD", plugin=name)
 
 
-def _inside(location: str, roots: Iterable[str]) -> bool:
+def inside(location: str, roots: Iterable[str]) -> bool:
+    """Whether a real path is one of ``roots`` or below one of them."""
     return any(location == r or location.startswith(r + os.sep) for r in roots)
 
 

@@ -52,9 +52,7 @@ import functools
 import hashlib
 import importlib.util
 import json
-import os
 import re
-import tempfile
 from collections.abc import Container, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +63,7 @@ from cryptography.exceptions import InvalidSignature
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from ._files import write_atomic
 from .errors import ProvenanceError
 from .integrity import content_digest as _record_digest
 from .trust import SIGSTORE_INSTANCES, PublisherKey, SigstoreIdentity, TrustPolicy
@@ -868,14 +867,6 @@ class SigstoreVerdicts(Container[str]):
         while len(entries) > self.MAX_ENTRIES:
             oldest = min(entries, key=lambda k: str(entries[k].get("verified_at", "")))
             del entries[oldest]
-        self.home.mkdir(parents=True, exist_ok=True)
         data = json.dumps({"format": 1, "verdicts": entries}, indent=1, sort_keys=True)
-        fd, tmp = tempfile.mkstemp(dir=self.home, prefix=".sigstore-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(data)
-            os.replace(tmp, self.path)
-        except OSError:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path, data.encode("utf-8"))
         return len(new)

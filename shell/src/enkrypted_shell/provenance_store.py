@@ -26,9 +26,7 @@ from __future__ import annotations
 __all__ = ["StoredProvenance", "ProvenanceStore"]
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -36,6 +34,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from ._files import write_atomic
 from .errors import ShellUsageError
 
 FORMAT = 1
@@ -102,15 +101,9 @@ class ProvenanceStore:
 
     def put(self, record: StoredProvenance) -> Path:
         """Write atomically (temp file + rename) so a crash never leaves half a record."""
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self._path(record.distribution)
         data = json.dumps({"format": FORMAT, **asdict(record)}, indent=2, sort_keys=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, data.encode("utf-8"), sync=True)
         return path
 
     def names(self) -> list[str]:

@@ -100,6 +100,13 @@ class PlannedPlugin(NamedTuple):
         return self.integrity.content_digest if self.integrity else None
 
     @property
+    def reports(self) -> tuple[IntegrityReport, ...]:
+        """Every verified distribution whose code this plugin brings in: itself (unless admitted
+        unverified by --dev) and the plugin distributions it uses."""
+        own = (self.integrity,) if self.integrity is not None else ()
+        return own + self.verified_deps
+
+    @property
     def dependency_pins(self) -> tuple[str, ...]:
         """``name==version digest`` of each verified plugin distribution this one imports."""
         return tuple(
@@ -460,13 +467,7 @@ def load(plan: Plan, options: StartOptions) -> Services:
 def _verified_reports(plan: Plan) -> list[IntegrityReport]:
     """Every verified distribution whose code may be imported: the selected plugins and the plugin
     distributions they use (those of a dev-mode editable plugin included)."""
-    return [
-        report
-        for planned in plan.plugins.values()
-        for report in (
-            (planned.integrity,) if planned.integrity is not None else ()
-        ) + planned.verified_deps
-    ]
+    return [report for planned in plan.plugins.values() for report in planned.reports]
 
 
 def _unverified_names(
@@ -511,9 +512,7 @@ def _check_import_sources(plan: Plan, reports: list[IntegrityReport]) -> None:
     owners = {
         report.distribution: planned.candidate
         for planned in plan.plugins.values()
-        for report in (
-            (planned.integrity,) if planned.integrity is not None else ()
-        ) + planned.verified_deps
+        for report in planned.reports
     }
     for report in reports:
         cand = owners[report.distribution]

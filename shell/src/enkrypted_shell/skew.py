@@ -26,11 +26,11 @@ import json
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 
+from ._files import write_atomic
 from .discovery import Candidate
 from .errors import SkewError
 from .manifest import ContractVersion, specifier
@@ -150,12 +150,9 @@ class SkewVerdicts:
         entries[key] = {"installed": dict(sorted(checked.items()))}
         while len(entries) > self.MAX_ENTRIES:
             entries.pop(next(iter(entries)))
+        data = json.dumps({"format": 1, "entries": entries}).encode("utf-8")
         with contextlib.suppress(OSError):
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-")
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump({"format": 1, "entries": entries}, handle, sort_keys=False)
-            os.replace(tmp, self.path)
+            write_atomic(self.path, data)
 
 
 def _shell_rules(
