@@ -39,11 +39,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from common import TIMED_SNIPPET, bench_runs, median, side_by_side
+from common import TIMED_SNIPPET, bench_runs, median, medians_by_key, side_by_side
 
 from tools.workspace import DISTS, build_wheels, make_env
 
@@ -200,14 +200,6 @@ class _Case:
         return elapsed, extra
 
 
-def _medians(extras: Sequence[Mapping[str, object]], key: str) -> dict[str, float]:
-    parts: dict[str, list[float]] = {}
-    for extra in extras:
-        for name, value in dict(extra[key]).items():  # type: ignore[call-overload]
-            parts.setdefault(name, []).append(float(value))
-    return {name: round(median(values), 6) for name, values in parts.items()}
-
-
 def _profile(shell_wheel: Path, url: str, work: Path, top: int = 20) -> list[dict[str, object]]:
     """cProfile (cumulative time) of one verified first-use install in a fresh env and home."""
     base = work / "profile"
@@ -265,7 +257,7 @@ def measure(
             "overhead_s": round(v.median - p.median, 6),
             "paired_ratio_median": round(
                 median([a / b for a, b in zip(v.samples, p.samples, strict=True)]), 3),
-            "verified_breakdown_s": _medians(vb.extras, "breakdown"),
+            "verified_breakdown_s": medians_by_key(vb.extras, "breakdown"),
             "verified_breakdown_wall_s": round(vb.median, 6),
             "first_use": all(e["tofu"] and e["trust_created"] for e in (*v.extras, *vb.extras)),
             "provenance_records": sorted({str(e["records"]) for e in v.extras}),

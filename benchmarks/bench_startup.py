@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common import TIMED_SNIPPET, bench_runs, median, side_by_side
+from common import TIMED_SNIPPET, bench_runs, median, medians_by_key, side_by_side
 
 from tools.workspace import DISTS, ROOT, build_wheels, make_env
 
@@ -204,14 +204,6 @@ def _provision_provenance(wheels: Sequence[Path], home: Path) -> bool:
     return True
 
 
-def _medians(extras: Sequence[Mapping[str, object]], key: str) -> dict[str, float]:
-    parts: dict[str, list[float]] = {}
-    for extra in extras:
-        for name, value in dict(extra[key]).items():  # type: ignore[call-overload]
-            parts.setdefault(name, []).append(float(value))
-    return {name: round(median(values), 6) for name, values in parts.items()}
-
-
 def _profile(python: Path, script: Path, home: Path, top: int = 15) -> list[dict[str, object]]:
     """cProfile of one (warm) verified load in a fresh process: the top functions by own time."""
     stats = script.parent / "verified.prof"
@@ -285,8 +277,8 @@ def measure(wheels: Sequence[Path], workdir: Path, runs: int, *, profile: bool |
         "verified_no_verdict_s": round(c.median, 6),
         "ratio_no_verdict": round(c.median / p.median, 3),
         "paired_ratio_median": round(median([a / b for a, b in zip(v.samples, p.samples, strict=True)]), 3),
-        "verified_breakdown_s": _medians(v.extras, "breakdown"),
-        "pluggy_breakdown_s": _medians(p.extras, "breakdown"),
+        "verified_breakdown_s": medians_by_key(v.extras, "breakdown"),
+        "pluggy_breakdown_s": medians_by_key(p.extras, "breakdown"),
         "verified_samples_s": [round(s, 6) for s in v.samples],
         "pluggy_samples_s": [round(s, 6) for s in p.samples],
         "verified_process_wall_s": round(median(verified.process_wall[1:]), 6),

@@ -15,6 +15,7 @@ __all__ = [
     "bench_runs",
     "machine_info",
     "median",
+    "medians_by_key",
     "median_time",
     "side_by_side",
 ]
@@ -80,6 +81,15 @@ def median(samples: Sequence[float]) -> float:
     if not samples:
         raise ValueError("no samples")
     return float(statistics.median(samples))
+
+
+def medians_by_key(extras: Sequence[Mapping[str, object]], key: str) -> dict[str, float]:
+    """Per name, the median over samples of ``extra[key][name]`` (e.g. a breakdown of steps)."""
+    parts: dict[str, list[float]] = {}
+    for extra in extras:
+        for name, value in dict(extra[key]).items():  # type: ignore[call-overload]
+            parts.setdefault(name, []).append(float(value))
+    return {name: round(median(values), 6) for name, values in parts.items()}
 
 
 @dataclass(frozen=True, slots=True)
