@@ -369,3 +369,10 @@ def test_import_names_and_claimed_paths():
     assert import_names(paths) == ("a", "mod", "ns")
     assert claimed_paths({"version": 1, "attestation_bundles": []}) == ()
     assert claimed_paths("garbage") == ()
+
+
+def test_an_implausibly_large_record_is_refused_before_parsing():
+    from enkrypted_shell.integrity import MAX_RECORD_CHARS, parse_record
+
+    with pytest.raises(errors.IntegrityError, match="implausibly large"):
+        parse_record("a,b,c\n" * (MAX_RECORD_CHARS // 6 + 1), where="x", name="x")

@@ -34,6 +34,7 @@ from .errors import IntegrityError
 
 _INSTALL_TIME = frozenset({"INSTALLER", "REQUESTED", "direct_url.json", "RECORD"})
 MAX_FILE_BYTES = 256 * 1024 * 1024
+MAX_RECORD_CHARS = 16 * 1024 * 1024  # ~100,000 rows; parsing stays bounded
 
 
 class IntegrityReport(NamedTuple):
@@ -98,6 +99,8 @@ def parse_record(text: str | None, *, where: str, name: str) -> list[tuple[str, 
     """(path, hash field) of every RECORD row.  A missing, empty or malformed RECORD refuses."""
     if not text:
         raise IntegrityError(f"{where}: no RECORD; cannot verify", plugin=name, fix=_REINSTALL)
+    if len(text) > MAX_RECORD_CHARS:
+        raise IntegrityError(f"{where}: RECORD is implausibly large", plugin=name, fix=_REINSTALL)
     rows: list[tuple[str, str]] = []
     try:
         for number, row in enumerate(csv.reader(text.splitlines()), start=1):
