@@ -315,5 +315,6 @@ def test_b1_layer_runs_on_nacl_too() -> None:
     """Per message the b1 layer needs HKDF and AES-GCM only, which libsodium has."""
     pyca_sender, _ = _session(PYCA)
     _, nacl_receiver = _session(NaclPrimitives())
-    for message in _sealed(pyca_sender, EPOCH_MESSAGES + 2):
-        _open(nacl_receiver, message)
+    messages = _sealed(pyca_sender, EPOCH_MESSAGES + 2)
+    opened = [_open(nacl_receiver, message) for message in messages]
+    assert opened == [b"m%d" % i for i in range(len(messages))]

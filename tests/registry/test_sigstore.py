@@ -1,4 +1,4 @@
-"""verify_sigstore_bundle against the real bundles in ../shared/vectors/sigstore (offline).
+"""verify_sigstore_bundle against the real bundles in tests/vectors/sigstore (offline).
 
 Which bundles verify and which must fail comes from that folder's README; SHA256SUMS pins the bytes.
 A missing folder fails the test (tests.vectors.vectors_dir), it never skips.
@@ -26,15 +26,8 @@ RFC8785_WHEEL_SHA256 = base64.b64decode("xOkunsyCi+8qp9uh3orJg1EfdTKg3xHHcNOQmaJ
 
 
 def vector(name: str) -> bytes:
-    """A vector file, checked against SHA256SUMS."""
-    folder = vectors_dir("sigstore")
-    sums: dict[str, str] = {}
-    for line in (folder / "SHA256SUMS").read_text().splitlines():
-        digest, name_ = line.split(None, 1)
-        sums[name_] = digest
-    data = (folder / name).read_bytes()
-    assert hashlib.sha256(data).hexdigest() == sums[name], f"{name} differs from SHA256SUMS"
-    return data
+    """A vector file, checked against SHA256SUMS by ``vectors_dir``."""
+    return vectors_dir("sigstore", name).read_bytes()
 
 
 def test_vectors_folder_present() -> None:
@@ -61,12 +54,13 @@ def test_staging_bundles_verify(artifact: str, bundle: str, identity: str) -> No
 
 def test_production_github_workflow_signature_of_real_wheel() -> None:
     # rfc8785-0.1.2-py3-none-any.whl from PyPI, checked by digest (no download: loopback only).
-    verify_sigstore_bundle(
+    result = verify_sigstore_bundle(
         vector("bundle_v3_github.whl.sigstore"),
         f"sha256:{RFC8785_WHEEL_SHA256}",
         RFC8785_WORKFLOW,
         GITHUB_ACTIONS,
     )
+    assert result == SigstoreIdentity(RFC8785_WORKFLOW, GITHUB_ACTIONS, "production")
 
 
 def test_production_bundle_with_wrong_identity_fails() -> None:

@@ -1,5 +1,5 @@
 """verify_release: DSSE provenance AND every Sigstore bundle, with the real bundles in
-../shared/vectors/sigstore (offline, no network), plus `enkrypted-registry publish --sigstore-bundle`.
+tests/vectors/sigstore (offline, no network), plus `enkrypted-registry publish --sigstore-bundle`.
 
 The production bundle is a real GitHub Actions release signature of ``rfc8785-0.1.2-py3-none-any.whl``.
 We cannot have that wheel here, so the DSSE part is a statement about a synthetic wheel (our test
