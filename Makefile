@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 OLD_CRYPTOGRAPHY := cryptography==45.0.7
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast bench lint typecheck clean
+.PHONY: demo test test-fast bench lint typecheck clean system-deps
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,16 @@ wheelhouse/.fetched: $(STAMP)
 	$(PY) -m pip download -q --no-deps --only-binary :all: -d wheelhouse "$(OLD_CRYPTOGRAPHY)"
 	touch $@
 
+# Node packages the tests drive (npm `peer`, `peerjs`, ts-mls), from the committed lock.
+NODE_STAMP := tools/node/node_modules/.installed
+$(NODE_STAMP): tools/node/package.json tools/node/package-lock.json
+	cd tools/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null
+	touch $@
+
+## Debian packages the integration tests start on loopback (redis, coturn, chromium, nginx, tmux).
+system-deps:
+	bash tools/setup/system-packages.sh
+
 ## The main job: build the plugin wheels, install them into .demo/env, verify, lock and run the
 ## scripted two-peer session with the pinned set.
 demo: $(STAMP)
@@ -27,7 +37,7 @@ demo: $(STAMP)
 
 ## The whole test suite (long end-to-end tests included; they are marked `e2e`), after lint and
 ## strict type checks of every distribution.
-test: $(STAMP) wheelhouse/.fetched lint typecheck
+test: $(STAMP) wheelhouse/.fetched $(NODE_STAMP) system-deps lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Quick loop while developing: everything but the e2e tests.
@@ -45,4 +55,4 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy shell/src plugins/p2p/src plugins/ui_cli/src plugins/cryptography/src plugins/cryptography_nacl/src registry/src
 
 clean:
-	rm -rf $(VENV) .demo wheelhouse benchmarks/results
+	rm -rf $(VENV) .demo wheelhouse benchmarks/results tools/node/node_modules
