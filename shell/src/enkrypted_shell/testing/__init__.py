@@ -1,0 +1,30 @@
+"""A kit for plugin authors' own tests: a fake clock, in-memory links and one conformance check per
+slot contract (in the spirit of ``trio.testing``).
+
+    from enkrypted_shell.testing import check_crypto_service
+    def test_my_backend_conforms():
+        check_crypto_service(lambda: MyCryptoService())
+
+A check raises :class:`ConformanceError` naming the first rule the implementation breaks.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConformanceError",
+    "FakeClock",
+    "MemoryLink",
+    "check_crypto_service",
+    "check_transport_service",
+    "check_ui_service",
+    "memory_link_pair",
+]
+
+from ._checks import (
+    ConformanceError,
+    check_crypto_service,
+    check_transport_service,
+    check_ui_service,
+)
+from ._clock import FakeClock
+from ._links import MemoryLink, memory_link_pair
