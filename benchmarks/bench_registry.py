@@ -16,7 +16,7 @@ throw-away environment (``tools.workspace.make_env`` + the enkrypted-shell wheel
   ...`` (pip re-executes itself under the target interpreter: one interpreter more); reported,
   not the contract baseline, because the installer does not pay that.
 * **verified_breakdown**: the verified install again, run by a driver that calls the same
-  ``enkrypted_shell.cli.main`` with thin timers around the installer's steps; it only feeds
+  ``enkrypted_shell._cli.main.main`` with thin timers around the installer's steps; it only feeds
   ``verified_breakdown_s``.
 
 Fair on both sides: pip's machine configuration is neutralised (``--isolated`` and
@@ -55,8 +55,8 @@ TIMEOUT = 300
 DRIVER = r'''
 import json, sys, time
 t0 = time.perf_counter()
-import enkrypted_shell.installer as ins
-from enkrypted_shell.cli import main
+import enkrypted_shell._install.installer as ins
+from enkrypted_shell._cli.main import main
 t_import = time.perf_counter()
 
 # Thin timers around the installer's steps (a few dozen calls per install; microseconds).

@@ -5,7 +5,7 @@ a throw-away environment.  Each sample is a fresh process of that environment's 
 the process with ``time.perf_counter`` from just before the first import of our code / pluggy to a
 loaded set of services, so interpreter start-up (identical on both sides) is excluded:
 
-* **verified** — ``from enkrypted_shell.runtime import prepare, load``; ``load(prepare(options))`` with
+* **verified** — ``from enkrypted_shell._pipeline.runtime import prepare, load``; ``load(prepare(options))`` with
   a benchmark home: discover, read manifests, select, hash every installed file against RECORD,
   skew-check, write the hash-chained load log, import and register, wire crypto -> p2p -> ui.
 * **pluggy** — ``import pluggy``; ``PluginManager("enkrypted")``, ``add_hookspecs(hookspecs)``,
@@ -49,12 +49,12 @@ home = Path(sys.argv[1])
 if sys.argv[2:] == ["no-verdict"]:  # a first start after an install: no remembered skew verdict
     (home / "cache" / "skew-verdicts.json").unlink(missing_ok=True)
 t0 = time.perf_counter()
-import enkrypted_shell.runtime as rt
-from enkrypted_shell.runtime import StartOptions, load, prepare
+import enkrypted_shell._pipeline.runtime as rt
+from enkrypted_shell._pipeline.runtime import StartOptions, load, prepare
 t_import = time.perf_counter()
 
 # Breakdown: wrap the pipeline's steps (a few calls per load; the wrappers cost microseconds).
-from enkrypted_shell.loadlog import LoadLog
+from enkrypted_shell._state.loadlog import LoadLog
 @@TIMED@@
 rt.discover = timed("discover", rt.discover)
 rt.verify_distribution = timed("verify", rt.verify_distribution)
@@ -166,14 +166,14 @@ def _provision_provenance(wheels: Sequence[Path], home: Path) -> bool:
         if str(src) not in sys.path:
             sys.path.insert(0, str(src))
     try:
-        from enkrypted_shell.provenance_store import ProvenanceStore, StoredProvenance
+        from enkrypted_shell._state.provenance_store import ProvenanceStore, StoredProvenance
     except ImportError:
         return False
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from enkrypted_registry.attestation import provenance_document
     from enkrypted_registry.wheel import inspect_wheel
-    from enkrypted_shell.trust import ed25519_keyid
+    from enkrypted_shell._trust.policy import ed25519_keyid
 
     key = Ed25519PrivateKey.generate()
     raw = key.public_key().public_bytes_raw()

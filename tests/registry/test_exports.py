@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enkrypted_registry
-from enkrypted_shell import provenance, trust
+from enkrypted_shell._trust import policy as trust
+from enkrypted_shell._trust import provenance
 
 
 def test_registry_exports() -> None:

@@ -17,10 +17,10 @@ from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]
 from enkrypted_registry import Repository, inspect_wheel
 from enkrypted_registry.attestation import build_statement, provenance_document, sign_envelope
 from enkrypted_registry.keys import RoleKey
-from enkrypted_shell import provenance as shell_provenance
+from enkrypted_shell._trust import provenance as shell_provenance
+from enkrypted_shell._trust.policy import PublisherKey, SigstoreIdentity, TrustPolicy, ed25519_keyid
+from enkrypted_shell._trust.provenance import content_digest, pae, verify_provenance
 from enkrypted_shell.errors import ProvenanceError, ShellUsageError
-from enkrypted_shell.provenance import content_digest, pae, verify_provenance
-from enkrypted_shell.trust import PublisherKey, SigstoreIdentity, TrustPolicy, ed25519_keyid
 from tests.registry.support import Wheels
 
 

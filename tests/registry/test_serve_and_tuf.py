@@ -19,9 +19,9 @@ from tuf.api.metadata import Metadata, Targets  # type: ignore[attr-defined]
 from tuf.ngclient import Updater  # type: ignore[attr-defined]
 
 from enkrypted_registry import Repository, inspect_wheel, publish, revoke
+from enkrypted_shell._trust.policy import TrustPolicy
+from enkrypted_shell._trust.provenance import verify_provenance
 from enkrypted_shell.errors import ProvenanceError
-from enkrypted_shell.provenance import verify_provenance
-from enkrypted_shell.trust import TrustPolicy
 from tests.registry.support import Server, Wheels, pip_env, start_process
 
 CRYPTO_WHEEL = "plugins/crypto/demo_crypto-1.0.0-py3-none-any.whl"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from enkrypted_shell._trust.policy import SigstoreIdentity
+from enkrypted_shell._trust.provenance import verify_sigstore_bundle
 from enkrypted_shell.errors import ProvenanceError
-from enkrypted_shell.provenance import verify_sigstore_bundle
-from enkrypted_shell.trust import SigstoreIdentity
 from tests.vectors import vectors_dir
 
 GITHUB_OAUTH = "https://github.com/login/oauth"

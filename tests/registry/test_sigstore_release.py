@@ -27,18 +27,18 @@ from enkrypted_registry.cli import main as registry_main
 from enkrypted_registry.errors import RegistryUsageError
 from enkrypted_registry.keys import RoleKey
 from enkrypted_registry.wheel import WheelInfo
-from enkrypted_shell import provenance as shell_provenance
-from enkrypted_shell import runtime
-from enkrypted_shell.errors import ProvenanceError, ShellUsageError
-from enkrypted_shell.provenance import (
+from enkrypted_shell._trust import provenance as shell_provenance
+from enkrypted_shell._pipeline import runtime
+from enkrypted_shell._state.provenance_store import StoredProvenance
+from enkrypted_shell._trust.policy import SigstoreIdentity, TrustPolicy
+from enkrypted_shell._trust.provenance import (
     SigstoreVerdicts,
     content_digest,
     sigstore_cache_key,
     sigstore_trust_root_sha256,
     verify_release,
 )
-from enkrypted_shell.provenance_store import StoredProvenance
-from enkrypted_shell.trust import SigstoreIdentity, TrustPolicy
+from enkrypted_shell.errors import ProvenanceError, ShellUsageError
 from tests.registry.support import Wheels
 from tests.registry.test_sigstore import (
     GITHUB_ACTIONS,

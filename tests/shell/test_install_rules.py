@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from enkrypted_shell import errors, installer, tuf_client
-from enkrypted_shell.integrity import wheel_layout_problems
+from enkrypted_shell import errors
+from enkrypted_shell._install import installer, tuf_client
+from enkrypted_shell._pipeline.integrity import wheel_layout_problems
 
 GOOD = ["p/__init__.py", "p/enkrypted-plugin.toml", "p-1.0.dist-info/METADATA", "p-1.0.dist-info/RECORD"]
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from enkrypted_shell import errors, importer
-from enkrypted_shell.integrity import content_digest, verify_distribution
+from enkrypted_shell import errors
+from enkrypted_shell._pipeline import importer
+from enkrypted_shell._pipeline.integrity import content_digest, verify_distribution
 
 
 def _b64(data: bytes) -> str:
@@ -311,9 +312,9 @@ def test_names_of_unverified_plugin_distributions_are_refused(tmp_path, pkg, mon
 
 
 def test_plugin_dependencies_are_verified_transitively(tmp_path, pkg):
-    from enkrypted_shell.discovery import Candidate
-    from enkrypted_shell.manifest import parse_manifest
-    from enkrypted_shell.runtime import _verify_plugin_deps
+    from enkrypted_shell._pipeline.discover import Candidate
+    from enkrypted_shell._pipeline.manifest import parse_manifest
+    from enkrypted_shell._pipeline.runtime import _verify_plugin_deps
 
     manifest = parse_manifest(b'[plugin]\nname="x"\nslot="crypto"\ncontract="1.0"\nshell=">=0"\n', source="m")
     names = [f"{pkg}_a", f"{pkg}_b", f"{pkg}_c"]
@@ -340,10 +341,10 @@ def test_resources_of_a_verified_namespace_package(loaded_namespace, pkg):
 
 
 def test_a_plugin_distribution_that_stopped_being_a_plugin_is_refused_as_a_dependency(tmp_path, pkg):
-    from enkrypted_shell.discovery import Candidate
-    from enkrypted_shell.manifest import parse_manifest
-    from enkrypted_shell.provenance_store import ProvenanceStore, StoredProvenance
-    from enkrypted_shell.runtime import _verify_plugin_deps
+    from enkrypted_shell._pipeline.discover import Candidate
+    from enkrypted_shell._pipeline.manifest import parse_manifest
+    from enkrypted_shell._pipeline.runtime import _verify_plugin_deps
+    from enkrypted_shell._state.provenance_store import ProvenanceStore, StoredProvenance
 
     manifest = parse_manifest(b'[plugin]\nname="x"\nslot="crypto"\ncontract="1.0"\nshell=">=0"\n', source="m")
     dist = install(tmp_path / "a", pkg, _files(pkg))
@@ -362,8 +363,8 @@ def test_a_plugin_distribution_that_stopped_being_a_plugin_is_refused_as_a_depen
 
 
 def test_import_names_and_claimed_paths():
-    from enkrypted_shell.integrity import import_names
-    from enkrypted_shell.provenance import claimed_paths
+    from enkrypted_shell._pipeline.integrity import import_names
+    from enkrypted_shell._trust.provenance import claimed_paths
 
     paths = ["a/__init__.py", "ns/x.py", "mod.py", "a-1.0.dist-info/METADATA", "a-1.0.data/scripts/t", "../bin/t"]
     assert import_names(paths) == ("a", "mod", "ns")
@@ -372,7 +373,7 @@ def test_import_names_and_claimed_paths():
 
 
 def test_an_implausibly_large_record_is_refused_before_parsing():
-    from enkrypted_shell.integrity import MAX_RECORD_CHARS, parse_record
+    from enkrypted_shell._pipeline.integrity import MAX_RECORD_CHARS, parse_record
 
     with pytest.raises(errors.IntegrityError, match="implausibly large"):
         parse_record("a,b,c\n" * (MAX_RECORD_CHARS // 6 + 1), where="x", name="x")

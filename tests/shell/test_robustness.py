@@ -12,10 +12,10 @@ from types import SimpleNamespace
 import pytest
 
 from enkrypted_shell import errors
-from enkrypted_shell.loadlog import GENESIS, LoadLog, verify_chain
-from enkrypted_shell.lock import parse_lock
-from enkrypted_shell.provenance_store import ProvenanceStore, StoredProvenance
-from enkrypted_shell.trust import PublisherKey, TrustPolicy
+from enkrypted_shell._pipeline.lock import parse_lock
+from enkrypted_shell._state.loadlog import GENESIS, LoadLog, verify_chain
+from enkrypted_shell._state.provenance_store import ProvenanceStore, StoredProvenance
+from enkrypted_shell._trust.policy import PublisherKey, TrustPolicy
 
 DEEP_TOML = "x = " + "[" * 20000 + "]" * 20000 + "\n"
 
@@ -328,7 +328,7 @@ def test_lock_accepts_bytes() -> None:
 def test_first_use_root_that_is_not_tuf_metadata(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, root: bytes
 ) -> None:
-    from enkrypted_shell import tuf_client
+    from enkrypted_shell._install import tuf_client
 
     monkeypatch.setattr(tuf_client, "_fetch_first_root", lambda index: root)
     said: list[str] = []
@@ -342,8 +342,8 @@ def test_first_use_root_that_is_not_tuf_metadata(
 
 # ------------------------------------------------------------------------------ report (#10)
 def test_graph_report_shows_an_unparsable_requires_dist() -> None:
-    from enkrypted_shell.report import graph_report
-    from enkrypted_shell.runtime import Plan
+    from enkrypted_shell._cli.report import graph_report
+    from enkrypted_shell._pipeline.runtime import Plan
 
     manifest = SimpleNamespace(contract="1.0", requires={}, shell="", capabilities={})
     cand = SimpleNamespace(

@@ -14,13 +14,13 @@ from packaging.specifiers import SpecifierSet
 
 import enkrypted_shell
 from enkrypted_shell import errors
-from enkrypted_shell.discovery import Candidate, Discovery
-from enkrypted_shell.integrity import content_digest, verify_distribution
-from enkrypted_shell.loadlog import LoadLog, verify_chain
-from enkrypted_shell.lock import Lock, LockEntry, check_locked, dump_lock, parse_lock
-from enkrypted_shell.manifest import ContractVersion, parse_manifest
-from enkrypted_shell.selection import select
-from enkrypted_shell.skew import check_skew
+from enkrypted_shell._pipeline.discover import Candidate, Discovery
+from enkrypted_shell._pipeline.integrity import content_digest, verify_distribution
+from enkrypted_shell._pipeline.lock import Lock, LockEntry, check_locked, dump_lock, parse_lock
+from enkrypted_shell._pipeline.manifest import ContractVersion, parse_manifest
+from enkrypted_shell._pipeline.select import select
+from enkrypted_shell._pipeline.skew import check_skew
+from enkrypted_shell._state.loadlog import LoadLog, verify_chain
 
 MANIFEST = b"""
 [plugin]
@@ -277,13 +277,13 @@ REQUIREMENT_LINES = [
 def test_requirement_name_matches_packaging(line):
     from packaging.requirements import Requirement
 
-    from enkrypted_shell.skew import requirement_name
+    from enkrypted_shell._pipeline.skew import requirement_name
 
     assert requirement_name(line) == Requirement(line).name
 
 
 def test_skew_verdicts_are_keyed_by_every_input(tmp_path):
-    from enkrypted_shell.skew import SkewVerdicts
+    from enkrypted_shell._pipeline.skew import SkewVerdicts
 
     plan = {"crypto": cand("c", "crypto", contract="1.1", deps=["lib>=1"])}
     contracts = {"crypto": "1.0"}

@@ -12,7 +12,7 @@
 
   The registry checks only that the bundle signs the wheel's sha256 and reads the signer from its
   certificate (the ``publisher`` fields are informative); clients verify the bundle itself
-  (``enkrypted_shell.provenance.verify_release``).
+  (``enkrypted_shell._trust.provenance.verify_release``).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from enkrypted_shell.provenance import bundle_signer, pae
+from enkrypted_shell._trust.provenance import bundle_signer, pae
 
 from .errors import PublishRefusedError, RegistryUsageError
 from .wheel import WheelInfo

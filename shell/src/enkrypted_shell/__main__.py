@@ -1,3 +1,3 @@
-from .cli import main
+from ._cli.main import main
 
 main()

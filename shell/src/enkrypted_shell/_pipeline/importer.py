@@ -37,7 +37,7 @@ from pathlib import Path
 from types import CodeType, ModuleType
 from typing import Any, NamedTuple
 
-from ._files import write_atomic
+from .._state.files import write_atomic
 from .integrity import IntegrityReport, inside
 
 _MAGIC = importlib.util.MAGIC_NUMBER

@@ -12,13 +12,13 @@ from typing import Any
 from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 
-from ._version import __version__
-from .contracts import CONTRACT_VERSIONS
-from .errors import ShellError
-from .loadlog import LoadLog
-from .provenance_store import ProvenanceStore
-from .runtime import Plan
-from .skew import installed_version
+from .._pipeline.runtime import Plan
+from .._pipeline.skew import installed_version
+from .._state.loadlog import LoadLog
+from .._state.provenance_store import ProvenanceStore
+from .._version import __version__
+from ..contracts import CONTRACT_VERSIONS
+from ..errors import ShellError
 
 
 def plan_rows(plan: Plan) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import ProvenanceError, ShellError, ShellUsageError
+from ..errors import ProvenanceError, ShellError, ShellUsageError
 
 Notify = Callable[[str], None]
 

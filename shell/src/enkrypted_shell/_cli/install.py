@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from .cli import Invocation
+    from .main import Invocation
 
 
 def _loud(message: str) -> None:
@@ -66,7 +66,7 @@ def install_command(
     as_json: bool,
 ) -> None:
     """Install plugins from the registry: TUF-verified, provenance-checked, hash-pinned."""
-    from .installer import install
+    from .._install.installer import install
 
     done = install(
         list(names),
@@ -98,7 +98,7 @@ def install_command(
 @click.pass_obj
 def refresh_command(inv: Invocation, as_json: bool) -> None:
     """Refresh TUF metadata of the registries plugins came from; mark revoked releases."""
-    from .installer import refresh
+    from .._install.installer import refresh
 
     report = refresh(inv.home, notify=_loud)
     if as_json:

@@ -10,7 +10,7 @@
     plugin = "crypto-pyca"
     name = "enkrypted-crypto"
     version = "0.1.0"
-    content-digest = "sha256:…"    # RECORD-derived (enkrypted_shell.integrity.content_digest)
+    content-digest = "sha256:…"    # RECORD-derived (enkrypted_shell._pipeline.integrity.content_digest)
     wheel-sha256 = "…"             # optional: set when installed from a registry
     index = "http://…/simple/"     # optional
     signer = "…"                   # optional: provenance signer identity
@@ -26,8 +26,8 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-from .contracts import SLOTS
-from .errors import LockMismatchError, ShellUsageError
+from ..contracts import SLOTS
+from ..errors import LockMismatchError, ShellUsageError
 
 LOCK_VERSION = "1.0"
 

@@ -48,8 +48,8 @@ from typing import NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from .contracts import SLOTS
-from .errors import ShellUsageError
+from ..contracts import SLOTS
+from ..errors import ShellUsageError
 
 MAX_POLICY_BYTES = 256 * 1024
 MAX_TARGETS_METADATA_BYTES = 5 * 1024 * 1024  # python-tuf's default cap for targets metadata

@@ -34,8 +34,8 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from ._files import write_atomic
-from .errors import ShellUsageError
+from ..errors import ShellUsageError
+from .files import write_atomic
 
 FORMAT = 1
 MAX_RECORD_BYTES = 16 * 1024 * 1024

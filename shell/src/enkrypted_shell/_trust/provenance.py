@@ -63,10 +63,10 @@ from cryptography.exceptions import InvalidSignature
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from ._files import write_atomic
-from .errors import ProvenanceError
-from .integrity import content_digest as _record_digest
-from .trust import SIGSTORE_INSTANCES, PublisherKey, SigstoreIdentity, TrustPolicy
+from .._pipeline.integrity import content_digest as _record_digest
+from .._state.files import write_atomic
+from ..errors import ProvenanceError
+from .policy import SIGSTORE_INSTANCES, PublisherKey, SigstoreIdentity, TrustPolicy
 
 if TYPE_CHECKING:
     from sigstore.verify import Verifier
@@ -119,7 +119,7 @@ def _hex_to_b64(hexdigest: str) -> str:
 
 
 def content_digest(files: Iterable[tuple[str, str]]) -> str:
-    """The shell's content digest (:func:`enkrypted_shell.integrity.content_digest`) over
+    """The shell's content digest (:func:`enkrypted_shell._pipeline.integrity.content_digest`) over
     ``(path, sha256 hex)`` pairs as the provenance predicate lists them."""
     return _record_digest((path, _hex_to_b64(digest)) for path, digest in files)
 

@@ -30,9 +30,9 @@ from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 
-from ._files import write_atomic
-from .discovery import Candidate
-from .errors import SkewError
+from .._state.files import write_atomic
+from ..errors import SkewError
+from .discover import Candidate
 from .manifest import ContractVersion, specifier
 
 # PEP 508: a requirement starts with its name, ``identifier = letterOrDigit identifier_end*``.

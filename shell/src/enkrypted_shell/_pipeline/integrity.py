@@ -30,7 +30,7 @@ from importlib import metadata
 from types import MappingProxyType
 from typing import NamedTuple
 
-from .errors import IntegrityError
+from ..errors import IntegrityError
 
 _INSTALL_TIME = frozenset({"INSTALLER", "REQUESTED", "direct_url.json", "RECORD"})
 MAX_FILE_BYTES = 256 * 1024 * 1024

@@ -72,15 +72,20 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from ._files import write_atomic
-from .contracts import SLOTS
-from .errors import ProvenanceError, ShellError, ShellUsageError
-from .integrity import RESERVED_PACKAGES, wheel_layout_problems
-from .loadlog import LoadLog
-from .manifest import MANIFEST_FILENAME
-from .provenance import SigstoreVerdicts, VerifiedProvenance, VerifiedRelease, verify_release
-from .provenance_store import ProvenanceStore, StoredProvenance
-from .trust import SigstoreIdentity, TrustPolicy
+from .._pipeline.integrity import RESERVED_PACKAGES, wheel_layout_problems
+from .._pipeline.manifest import MANIFEST_FILENAME
+from .._state.files import write_atomic
+from .._state.loadlog import LoadLog
+from .._state.provenance_store import ProvenanceStore, StoredProvenance
+from .._trust.policy import SigstoreIdentity, TrustPolicy
+from .._trust.provenance import (
+    SigstoreVerdicts,
+    VerifiedProvenance,
+    VerifiedRelease,
+    verify_release,
+)
+from ..contracts import SLOTS
+from ..errors import ProvenanceError, ShellError, ShellUsageError
 from .tuf_client import Notify, TufClient, connect, locked, metadata_dir, normalize_index_url
 
 MAX_WHEEL_MEMBERS = 20_000

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._version import __version__
-from .cli_registry import install_command, refresh_command
-from .contracts import SLOTS
-from .errors import ExitCode, LoadError, NoPluginError, ShellError, ShellUsageError
+from .._version import __version__
+from ..contracts import SLOTS
+from ..errors import ExitCode, LoadError, NoPluginError, ShellError, ShellUsageError
+from .install import install_command, refresh_command
 
 if TYPE_CHECKING:
-    from .discovery import Candidate
-    from .runtime import Plan, Services, StartOptions
+    from .._pipeline.discover import Candidate
+    from .._pipeline.runtime import Plan, Services, StartOptions
 
 # The pipeline modules (discovery, runtime, report, ...) are imported inside the commands that use
 # them: `plugins install`, `--help` and `--version` should not pay for them (benchmarks/README.md).
@@ -42,7 +42,7 @@ class Invocation:
     allow_unsigned: bool = False
 
     def options(self, *, locked: bool) -> StartOptions:
-        from .runtime import StartOptions
+        from .._pipeline.runtime import StartOptions
 
         return StartOptions(
             home=self.home,
@@ -62,7 +62,7 @@ class ShellGroup(click.Group):
     """Root group: built-ins plus the commands plugin manifests declare (listed without import)."""
 
     def _declared(self) -> dict[str, list[Candidate]]:
-        from .discovery import discover
+        from .._pipeline.discover import discover
 
         out: dict[str, list[Candidate]] = {}
         for cand in discover().candidates:
@@ -93,7 +93,7 @@ def _plugin_command(name: str, owners: list[Candidate]) -> click.Command:
     @click.option("--locked", is_flag=True, help="Enforce the lock.")
     @click.pass_context
     def proxy(ctx: click.Context, locked: bool) -> None:
-        from .runtime import load, prepare
+        from .._pipeline.runtime import load, prepare
 
         inv: Invocation = ctx.obj
         options = inv.options(locked=locked)
@@ -167,7 +167,7 @@ def cli(
     allow_unsigned: bool,
 ) -> None:
     """Enkrypted: verified plugin shell for peer-to-peer encrypted chat."""
-    from .config import default_home, load_config
+    from .._state.config import default_home, load_config
 
     home = (home or default_home()).expanduser()
     config = load_config(home)
@@ -200,9 +200,9 @@ def plugins() -> None:
 def plugins_list(inv: Invocation, as_json: bool) -> None:
     """Candidates per slot, their integrity state and whether a registry install recorded signed
     provenance for them (imports nothing, records nothing)."""
-    from .discovery import discover
-    from .integrity import verify_distribution
-    from .selection import select
+    from .._pipeline.discover import discover
+    from .._pipeline.integrity import verify_distribution
+    from .._pipeline.select import select
 
     found = discover()
     selected = set()
@@ -256,8 +256,8 @@ def plugins_list(inv: Invocation, as_json: bool) -> None:
 @click.pass_obj
 def plugins_verify(inv: Invocation, locked: bool, as_json: bool) -> None:
     """Everything up to, not including, import; exit 0 only if all pass."""
+    from .._pipeline.runtime import prepare
     from .report import plan_rows
-    from .runtime import prepare
 
     plan = prepare(inv.options(locked=locked))
     rows = plan_rows(plan)
@@ -273,8 +273,8 @@ def plugins_verify(inv: Invocation, locked: bool, as_json: bool) -> None:
 @click.pass_obj
 def plugins_lock(inv: Invocation, output: Path | None) -> None:
     """Pin the verified selection (per slot: distribution, version, content digest)."""
-    from .lock import Lock, LockEntry, dump_lock
-    from .runtime import prepare
+    from .._pipeline.lock import Lock, LockEntry, dump_lock
+    from .._pipeline.runtime import prepare
 
     plan = prepare(inv.options(locked=False))
     entries = {}
@@ -306,8 +306,8 @@ def plugins_lock(inv: Invocation, output: Path | None) -> None:
 @click.pass_obj
 def plugins_graph(inv: Invocation, locked: bool, as_json: bool) -> None:
     """The resolved plan and why each choice was made, before anything runs."""
+    from .._pipeline.runtime import prepare
     from .report import graph_report
-    from .runtime import prepare
 
     data, text = graph_report(prepare(inv.options(locked=locked)))
     _emit(data, as_json, text)
@@ -328,8 +328,8 @@ def plugins_audit(inv: Invocation, fmt: str, as_json: bool, locked: bool) -> Non
     """The running configuration (plugin, version, wheel digest, signer, TUF role, installed and
     loaded when) and the load log's chain state.  Exit 18 if the chain is broken, or the
     configuration's refusal code if it no longer verifies."""
+    from .._pipeline.runtime import prepare
     from .report import audit_report, cyclonedx
-    from .runtime import prepare
 
     options = inv.options(locked=locked)
     try:
@@ -359,7 +359,7 @@ def run(ctx: click.Context, locked: bool) -> None:
     """Verify, load and hand over to the ui plugin (extra arguments go to it)."""
     inv: Invocation = ctx.obj
     options = inv.options(locked=locked)
-    from .runtime import load, prepare
+    from .._pipeline.runtime import load, prepare
 
     plan = prepare(options)
     services: Services = load(plan, options)

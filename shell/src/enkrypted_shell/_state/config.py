@@ -21,8 +21,8 @@ from pathlib import Path
 
 import platformdirs
 
-from .contracts import SLOTS
-from .errors import ShellUsageError
+from ..contracts import SLOTS
+from ..errors import ShellUsageError
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ from typing import NamedTuple
 
 from packaging.utils import canonicalize_name
 
-from .discovery import Candidate, Discovery
-from .errors import AmbiguousPluginError, LockMismatchError, NoPluginError
+from ..errors import AmbiguousPluginError, LockMismatchError, NoPluginError
+from .discover import Candidate, Discovery
 
 
 class Selected(NamedTuple):

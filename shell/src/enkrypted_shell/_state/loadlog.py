@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from .errors import LoadLogCorruptError
+from ..errors import LoadLogCorruptError
 
 GENESIS = "0" * 64
 _HASH_RE = re.compile(r"[0-9a-f]{64}")

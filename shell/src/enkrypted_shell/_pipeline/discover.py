@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import IntegrityError, ManifestError, ShellError
+from ..errors import IntegrityError, ManifestError, ShellError
 from .integrity import parse_record, read_recorded
 from .manifest import MANIFEST_FILENAME, PluginManifest, parse_manifest
 

@@ -32,8 +32,8 @@ import tomllib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
-from .contracts import SLOTS
-from .errors import ManifestError
+from ..contracts import SLOTS
+from ..errors import ManifestError
 
 if TYPE_CHECKING:
     from packaging.specifiers import SpecifierSet

@@ -19,13 +19,24 @@ from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import pluggy
 
-from . import hookspecs, importer
-from ._version import __version__
+from .. import hookspecs
+from .._version import __version__
+from . import importer
 
 if TYPE_CHECKING:
     from .lock import Lock
 
-from .contracts import (
+from .._state.loadlog import LoadLog
+from .._state.provenance_store import ProvenanceStore, StoredProvenance
+from .._trust.policy import TrustPolicy
+from .._trust.provenance import (
+    SigstoreVerdicts,
+    VerifiedProvenance,
+    VerifiedRelease,
+    claimed_paths,
+    verify_release,
+)
+from ..contracts import (
     CONTRACT_VERSIONS,
     SLOT_HOOKS,
     SLOTS,
@@ -34,21 +45,11 @@ from .contracts import (
     TransportService,
     UIService,
 )
-from .discovery import Candidate, discover
-from .errors import IntegrityError, LoadError, ProvenanceError, ShellError, ShellUsageError
+from ..errors import IntegrityError, LoadError, ProvenanceError, ShellError, ShellUsageError
+from .discover import Candidate, discover
 from .integrity import IntegrityReport, import_names, owned_names, verify_distribution
-from .loadlog import LoadLog
-from .provenance import (
-    SigstoreVerdicts,
-    VerifiedProvenance,
-    VerifiedRelease,
-    claimed_paths,
-    verify_release,
-)
-from .provenance_store import ProvenanceStore, StoredProvenance
-from .selection import select
+from .select import select
 from .skew import SkewVerdicts, check_skew, requirement_name
-from .trust import TrustPolicy
 
 T = TypeVar("T")
 
