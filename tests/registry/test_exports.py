@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import enkrypted_registry
-from enkrypted_shell._trust import policy as trust
-from enkrypted_shell._trust import provenance
+from enkrypted_registry import attestation
+from enkrypted_shell import release
 
 
 def test_registry_exports() -> None:
@@ -23,44 +23,25 @@ def test_registry_exports() -> None:
     assert enkrypted_registry.__version__ == "0.1.0"
 
 
-def test_shell_verification_exports() -> None:
-    assert sorted(provenance.__all__) == [
+def test_release_format_exports() -> None:
+    """What a registry may import from the shell: the release format, nothing private."""
+    assert sorted(release.__all__) == sorted([
+        "ENTRY_POINT_GROUP",
+        "MANIFEST_FILENAME",
         "PAYLOAD_TYPE",
         "PREDICATE_TYPE",
+        "PUBLISHER_KIND",
+        "SIGSTORE_KIND",
         "STATEMENT_TYPE",
-        "SigstoreVerdicts",
-        "VerifiedProvenance",
-        "VerifiedRelease",
-        "VerifiedSigstore",
+        "PluginManifest",
         "bundle_signer",
         "content_digest",
         "pae",
-        "sigstore_cache_key",
-        "sigstore_trust_root_sha256",
-        "verify_provenance",
-        "verify_release",
-        "verify_sigstore_bundle",
-    ]
-    assert sorted(trust.__all__) == [
-        "PublisherKey",
-        "SigstoreIdentity",
-        "TrustPolicy",
-        "ed25519_keyid",
-    ]
+        "parse_manifest",
+        "wheel_layout_problems",
+    ])
 
 
-def test_negotiation_rules() -> None:
-    from enkrypted_registry.server import choose_content_type
-
-    pip_accept = (
-        "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, "
-        "text/html; q=0.01"
-    )
-    assert choose_content_type(pip_accept) == "application/vnd.pypi.simple.v1+json"
-    assert choose_content_type(None) == "text/html"
-    assert choose_content_type("*/*") == "text/html"
-    assert choose_content_type("application/vnd.pypi.simple.latest+html") == (
-        "application/vnd.pypi.simple.v1+html"
-    )
-    assert choose_content_type("application/vnd.pypi.simple.v1+json;q=0") is None
-    assert choose_content_type("image/png") is None
+def test_registry_and_shell_share_one_provenance_vocabulary() -> None:
+    assert attestation.STATEMENT_TYPE is release.STATEMENT_TYPE
+    assert attestation.pae is release.pae

@@ -18,8 +18,9 @@ from enkrypted_registry import Repository, inspect_wheel
 from enkrypted_registry.attestation import build_statement, provenance_document, sign_envelope
 from enkrypted_registry.keys import RoleKey
 from enkrypted_shell._trust import provenance as shell_provenance
+from enkrypted_shell._trust.dsse import pae
 from enkrypted_shell._trust.policy import PublisherKey, SigstoreIdentity, TrustPolicy, ed25519_keyid
-from enkrypted_shell._trust.provenance import content_digest, pae, verify_provenance
+from enkrypted_shell._trust.provenance import content_digest, verify_provenance
 from enkrypted_shell.errors import ProvenanceError, ShellUsageError
 from tests.registry.support import Wheels
 

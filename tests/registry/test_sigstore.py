@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from enkrypted_shell._trust.policy import SigstoreIdentity
-from enkrypted_shell._trust.provenance import verify_sigstore_bundle
+from enkrypted_shell._trust.sigstore import verify_sigstore_bundle
 from enkrypted_shell.errors import ProvenanceError
 from tests.vectors import vectors_dir
 

@@ -27,16 +27,15 @@ from enkrypted_registry.cli import main as registry_main
 from enkrypted_registry.errors import RegistryUsageError
 from enkrypted_registry.keys import RoleKey
 from enkrypted_registry.wheel import WheelInfo
-from enkrypted_shell._trust import provenance as shell_provenance
 from enkrypted_shell._pipeline import runtime
 from enkrypted_shell._state.provenance_store import StoredProvenance
+from enkrypted_shell._trust import sigstore as shell_sigstore
 from enkrypted_shell._trust.policy import SigstoreIdentity, TrustPolicy
-from enkrypted_shell._trust.provenance import (
+from enkrypted_shell._trust.provenance import content_digest, verify_release
+from enkrypted_shell._trust.sigstore import (
     SigstoreVerdicts,
-    content_digest,
     sigstore_cache_key,
     sigstore_trust_root_sha256,
-    verify_release,
 )
 from enkrypted_shell.errors import ProvenanceError, ShellUsageError
 from tests.registry.support import Wheels
@@ -351,7 +350,7 @@ def test_verdict_skips_full_verification_but_not_the_binding(
     [entry] = stored["verdicts"].values()
     assert entry["identity"] == RFC8785_WORKFLOW and entry["instance"] == "production"
 
-    monkeypatch.setattr(shell_provenance, "verify_sigstore_bundle", _no_sigstore)
+    monkeypatch.setattr(shell_sigstore, "verify_sigstore_bundle", _no_sigstore)
     again = SigstoreVerdicts(tmp_path)
     [sig] = verify(data, pol, sigstore_verified=again).sigstore
     assert sig.cached
@@ -385,7 +384,7 @@ def test_verdict_for_another_trust_root_does_not_count(
         sig.bundle_sha256, sig.artifact, sig.signer, str(sigstore_trust_root_sha256())
     )
     stale = sigstore_cache_key(sig.bundle_sha256, sig.artifact, sig.signer, "00" * 32)
-    monkeypatch.setattr(shell_provenance, "verify_sigstore_bundle", _no_sigstore)
+    monkeypatch.setattr(shell_sigstore, "verify_sigstore_bundle", _no_sigstore)
     with pytest.raises(AssertionError, match="must not run"):
         verify(data, pol, sigstore_verified={stale})
 
@@ -433,7 +432,7 @@ def test_load_time_verify_signed_uses_and_records_verdicts(
     assert [v.signer.identity for v in verified.sigstore] == [WORKFLOW["identity"]]
     assert len(json.loads((tmp_path / "sigstore-verified.json").read_text())["verdicts"]) == 1
     # Next load: the verdict stands, sigstore-python is not used.
-    monkeypatch.setattr(shell_provenance, "verify_sigstore_bundle", _no_sigstore)
+    monkeypatch.setattr(shell_sigstore, "verify_sigstore_bundle", _no_sigstore)
     runtime._verify_signed("crypto", cand, report, stored, pol, False, SigstoreVerdicts(tmp_path))
     # An edited record (another wheel sha256) is refused, naming the plugin.
     with pytest.raises(ProvenanceError, match=r"^demo-sig 1\.0\.0: digest mismatch"):

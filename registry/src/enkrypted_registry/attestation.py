@@ -12,7 +12,7 @@
 
   The registry checks only that the bundle signs the wheel's sha256 and reads the signer from its
   certificate (the ``publisher`` fields are informative); clients verify the bundle itself
-  (``enkrypted_shell._trust.provenance.verify_release``).
+  (``the shell's install and load-time verification``).
 """
 
 from __future__ import annotations
@@ -41,16 +41,19 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from enkrypted_shell._trust.provenance import bundle_signer, pae
+from enkrypted_shell.release import (
+    PAYLOAD_TYPE,
+    PREDICATE_TYPE,
+    PUBLISHER_KIND,
+    SIGSTORE_KIND,
+    STATEMENT_TYPE,
+    bundle_signer,
+    pae,
+)
 
 from .errors import PublishRefusedError, RegistryUsageError
 from .wheel import WheelInfo
 
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
-PREDICATE_TYPE = "https://enkrypted.dev/plugin-provenance/v1"
-PAYLOAD_TYPE = "application/vnd.in-toto+json"
-PUBLISHER_KIND = "enkrypted-key"
-SIGSTORE_KIND = "sigstore"
 MAX_SIGSTORE_BUNDLE_BYTES = 1024 * 1024
 
 

@@ -5,7 +5,7 @@ A wheel (PEP 427 / binary distribution format) lists every file in ``*.dist-info
 refuses unlisted members, and reads the plugin's static manifest (found through the
 ``enkrypted.plugins`` entry point → its top-level package → ``enkrypted-plugin.toml``), and refuses
 a wheel whose layout breaks the plugin wheel rule the shell enforces again at install
-(:func:`enkrypted_shell._pipeline.integrity.wheel_layout_problems`: one package and its ``.dist-info``, no
+(:func:`enkrypted_shell.release.wheel_layout_problems`: one package and its ``.dist-info``, no
 ``.pth``, not the shell's package).  A malformed wheel raises :class:`WheelError`, never another
 exception.
 """
@@ -42,12 +42,15 @@ from typing import Any
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from enkrypted_shell._pipeline.discover import ENTRY_POINT_GROUP
-from enkrypted_shell._pipeline.integrity import content_digest as shell_content_digest
-from enkrypted_shell._pipeline.integrity import wheel_layout_problems
-from enkrypted_shell._pipeline.manifest import MANIFEST_FILENAME, parse_manifest
 from enkrypted_shell.contracts import SLOTS
 from enkrypted_shell.errors import ManifestError
+from enkrypted_shell.release import (
+    ENTRY_POINT_GROUP,
+    MANIFEST_FILENAME,
+    parse_manifest,
+    wheel_layout_problems,
+)
+from enkrypted_shell.release import content_digest as shell_content_digest
 
 from .errors import RegistryUsageError, WheelError
 
@@ -132,7 +135,7 @@ def _hex_to_b64(hexdigest: str) -> str:
 
 
 def content_digest(entries: list[tuple[str, str]]) -> str:
-    """The shell's content digest (:func:`enkrypted_shell._pipeline.integrity.content_digest`) over
+    """The shell's content digest (:func:`enkrypted_shell.release.content_digest`) over
     ``(path, sha256 hex)`` pairs, so the lock and the provenance agree with the installed copy."""
     return shell_content_digest((path, _hex_to_b64(digest)) for path, digest in entries)
 
@@ -287,7 +290,7 @@ def _version(text: str, filename: str) -> Version:
 
 
 def _parse_manifest(raw: bytes, source: str) -> dict[str, Any]:
-    """The shell's own manifest rules (:func:`enkrypted_shell._pipeline.manifest.parse_manifest`): a wheel the
+    """The shell's own manifest rules (:func:`enkrypted_shell.release.parse_manifest`): a wheel the
     shell would refuse to load is not publishable.  Returns the TOML document for the predicate."""
     try:
         parse_manifest(raw, source=source)
@@ -298,7 +301,7 @@ def _parse_manifest(raw: bytes, source: str) -> dict[str, Any]:
 
 
 def _check_layout(files: list[tuple[str, str]], dist_info: str, filename: str) -> None:
-    """The plugin wheel rule (:func:`enkrypted_shell._pipeline.integrity.wheel_layout_problems`), which the
+    """The plugin wheel rule (:func:`enkrypted_shell.release.wheel_layout_problems`), which the
     shell applies again to the signed file list when it installs."""
     problems = wheel_layout_problems([path for path, _ in files] + [f"{dist_info}/RECORD"])
     if problems:

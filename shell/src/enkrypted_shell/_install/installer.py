@@ -78,12 +78,8 @@ from .._state.files import write_atomic
 from .._state.loadlog import LoadLog
 from .._state.provenance_store import ProvenanceStore, StoredProvenance
 from .._trust.policy import SigstoreIdentity, TrustPolicy
-from .._trust.provenance import (
-    SigstoreVerdicts,
-    VerifiedProvenance,
-    VerifiedRelease,
-    verify_release,
-)
+from .._trust.provenance import VerifiedProvenance, VerifiedRelease, verify_release
+from .._trust.sigstore import SigstoreVerdicts
 from ..contracts import SLOTS
 from ..errors import ProvenanceError, ShellError, ShellUsageError
 from .tuf_client import Notify, TufClient, connect, locked, metadata_dir, normalize_index_url

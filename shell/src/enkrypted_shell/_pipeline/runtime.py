@@ -29,13 +29,8 @@ if TYPE_CHECKING:
 from .._state.loadlog import LoadLog
 from .._state.provenance_store import ProvenanceStore, StoredProvenance
 from .._trust.policy import TrustPolicy
-from .._trust.provenance import (
-    SigstoreVerdicts,
-    VerifiedProvenance,
-    VerifiedRelease,
-    claimed_paths,
-    verify_release,
-)
+from .._trust.provenance import VerifiedProvenance, VerifiedRelease, claimed_paths, verify_release
+from .._trust.sigstore import SigstoreVerdicts
 from ..contracts import (
     CONTRACT_VERSIONS,
     SLOT_HOOKS,
