@@ -5,7 +5,7 @@ a throw-away environment.  Each sample is a fresh process of that environment's 
 the process with ``time.perf_counter`` from just before the first import of our code / pluggy to a
 loaded set of services, so interpreter start-up (identical on both sides) is excluded:
 
-* **verified** — ``from enkrypted_shell._pipeline.runtime import prepare, load``; ``load(prepare(options))`` with
+* **verified** — ``prepare`` (``_pipeline.plan``) then ``load`` (``_pipeline.wiring``); ``load(prepare(options))`` with
   a benchmark home: discover, read manifests, select, hash every installed file against RECORD,
   skew-check, write the hash-chained load log, import and register, wire crypto -> p2p -> ui.
 * **pluggy** — ``import pluggy``; ``PluginManager("enkrypted")``, ``add_hookspecs(hookspecs)``,
@@ -49,8 +49,10 @@ home = Path(sys.argv[1])
 if sys.argv[2:] == ["no-verdict"]:  # a first start after an install: no remembered skew verdict
     (home / "cache" / "skew-verdicts.json").unlink(missing_ok=True)
 t0 = time.perf_counter()
-import enkrypted_shell._pipeline.runtime as rt
-from enkrypted_shell._pipeline.runtime import StartOptions, load, prepare
+import enkrypted_shell._pipeline.plan as rt
+import enkrypted_shell._pipeline.wiring as wiring
+from enkrypted_shell._pipeline.plan import StartOptions, prepare
+from enkrypted_shell._pipeline.wiring import load
 t_import = time.perf_counter()
 
 # Breakdown: wrap the pipeline's steps (a few calls per load; the wrappers cost microseconds).
@@ -62,7 +64,7 @@ if hasattr(rt, "_check_skew"):  # the skew check or its remembered verdict
     rt._check_skew = timed("skew", rt._check_skew)
 else:
     rt.check_skew = timed("skew", rt.check_skew)
-rt._register = timed("import_plugins", rt._register)
+wiring._register = timed("import_plugins", wiring._register)
 for name in ("verify_release", "verify_provenance"):  # the signature step
     if hasattr(rt, name):
         setattr(rt, name, timed("signature", getattr(rt, name)))

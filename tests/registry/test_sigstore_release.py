@@ -27,7 +27,7 @@ from enkrypted_registry.cli import main as registry_main
 from enkrypted_registry.errors import RegistryUsageError
 from enkrypted_registry.keys import RoleKey
 from enkrypted_registry.wheel import WheelInfo
-from enkrypted_shell._pipeline import runtime
+from enkrypted_shell._pipeline import plan as runtime
 from enkrypted_shell._state.provenance_store import StoredProvenance
 from enkrypted_shell._trust import sigstore as shell_sigstore
 from enkrypted_shell._trust.policy import SigstoreIdentity, TrustPolicy

@@ -314,7 +314,7 @@ def test_names_of_unverified_plugin_distributions_are_refused(tmp_path, pkg, mon
 def test_plugin_dependencies_are_verified_transitively(tmp_path, pkg):
     from enkrypted_shell._pipeline.discover import Candidate
     from enkrypted_shell._pipeline.manifest import parse_manifest
-    from enkrypted_shell._pipeline.runtime import _verify_plugin_deps
+    from enkrypted_shell._pipeline.plan import _verify_plugin_deps
 
     manifest = parse_manifest(b'[plugin]\nname="x"\nslot="crypto"\ncontract="1.0"\nshell=">=0"\n', source="m")
     names = [f"{pkg}_a", f"{pkg}_b", f"{pkg}_c"]
@@ -343,7 +343,7 @@ def test_resources_of_a_verified_namespace_package(loaded_namespace, pkg):
 def test_a_plugin_distribution_that_stopped_being_a_plugin_is_refused_as_a_dependency(tmp_path, pkg):
     from enkrypted_shell._pipeline.discover import Candidate
     from enkrypted_shell._pipeline.manifest import parse_manifest
-    from enkrypted_shell._pipeline.runtime import _verify_plugin_deps
+    from enkrypted_shell._pipeline.plan import _verify_plugin_deps
     from enkrypted_shell._state.provenance_store import ProvenanceStore, StoredProvenance
 
     manifest = parse_manifest(b'[plugin]\nname="x"\nslot="crypto"\ncontract="1.0"\nshell=">=0"\n', source="m")

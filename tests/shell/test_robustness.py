@@ -343,7 +343,7 @@ def test_first_use_root_that_is_not_tuf_metadata(
 # ------------------------------------------------------------------------------ report (#10)
 def test_graph_report_shows_an_unparsable_requires_dist() -> None:
     from enkrypted_shell._cli.report import graph_report
-    from enkrypted_shell._pipeline.runtime import Plan
+    from enkrypted_shell._pipeline.plan import Plan
 
     manifest = SimpleNamespace(contract="1.0", requires={}, shell="", capabilities={})
     cand = SimpleNamespace(

@@ -21,7 +21,8 @@ from .install import install_command, refresh_command
 
 if TYPE_CHECKING:
     from .._pipeline.discover import Candidate
-    from .._pipeline.runtime import Plan, Services, StartOptions
+    from .._pipeline.plan import Plan, StartOptions
+    from .._pipeline.wiring import Services
 
 # The pipeline modules (discovery, runtime, report, ...) are imported inside the commands that use
 # them: `plugins install`, `--help` and `--version` should not pay for them (benchmarks/README.md).
@@ -42,7 +43,7 @@ class Invocation:
     allow_unsigned: bool = False
 
     def options(self, *, locked: bool) -> StartOptions:
-        from .._pipeline.runtime import StartOptions
+        from .._pipeline.plan import StartOptions
 
         return StartOptions(
             home=self.home,
@@ -93,7 +94,8 @@ def _plugin_command(name: str, owners: list[Candidate]) -> click.Command:
     @click.option("--locked", is_flag=True, help="Enforce the lock.")
     @click.pass_context
     def proxy(ctx: click.Context, locked: bool) -> None:
-        from .._pipeline.runtime import load, prepare
+        from .._pipeline.plan import prepare
+        from .._pipeline.wiring import load
 
         inv: Invocation = ctx.obj
         options = inv.options(locked=locked)
@@ -256,7 +258,7 @@ def plugins_list(inv: Invocation, as_json: bool) -> None:
 @click.pass_obj
 def plugins_verify(inv: Invocation, locked: bool, as_json: bool) -> None:
     """Everything up to, not including, import; exit 0 only if all pass."""
-    from .._pipeline.runtime import prepare
+    from .._pipeline.plan import prepare
     from .report import plan_rows
 
     plan = prepare(inv.options(locked=locked))
@@ -274,7 +276,7 @@ def plugins_verify(inv: Invocation, locked: bool, as_json: bool) -> None:
 def plugins_lock(inv: Invocation, output: Path | None) -> None:
     """Pin the verified selection (per slot: distribution, version, content digest)."""
     from .._pipeline.lock import Lock, LockEntry, dump_lock
-    from .._pipeline.runtime import prepare
+    from .._pipeline.plan import prepare
 
     plan = prepare(inv.options(locked=False))
     entries = {}
@@ -306,7 +308,7 @@ def plugins_lock(inv: Invocation, output: Path | None) -> None:
 @click.pass_obj
 def plugins_graph(inv: Invocation, locked: bool, as_json: bool) -> None:
     """The resolved plan and why each choice was made, before anything runs."""
-    from .._pipeline.runtime import prepare
+    from .._pipeline.plan import prepare
     from .report import graph_report
 
     data, text = graph_report(prepare(inv.options(locked=locked)))
@@ -328,7 +330,7 @@ def plugins_audit(inv: Invocation, fmt: str, as_json: bool, locked: bool) -> Non
     """The running configuration (plugin, version, wheel digest, signer, TUF role, installed and
     loaded when) and the load log's chain state.  Exit 18 if the chain is broken, or the
     configuration's refusal code if it no longer verifies."""
-    from .._pipeline.runtime import prepare
+    from .._pipeline.plan import prepare
     from .report import audit_report, cyclonedx
 
     options = inv.options(locked=locked)
@@ -359,7 +361,8 @@ def run(ctx: click.Context, locked: bool) -> None:
     """Verify, load and hand over to the ui plugin (extra arguments go to it)."""
     inv: Invocation = ctx.obj
     options = inv.options(locked=locked)
-    from .._pipeline.runtime import load, prepare
+    from .._pipeline.plan import prepare
+    from .._pipeline.wiring import load
 
     plan = prepare(options)
     services: Services = load(plan, options)

@@ -12,7 +12,7 @@ from typing import Any
 from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 
-from .._pipeline.runtime import Plan
+from .._pipeline.plan import Plan
 from .._pipeline.skew import installed_version
 from .._state.loadlog import LoadLog
 from .._state.provenance_store import ProvenanceStore

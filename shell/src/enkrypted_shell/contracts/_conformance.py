@@ -85,7 +85,8 @@ def _call_shape_problems(member: Member, bound: Callable[..., Any], raw: object)
         actual = inspect.signature(bound)
     except (TypeError, ValueError):
         return []  # a builtin without a signature: nothing more can be checked
-    args, kwargs = [], {}
+    args: list[None] = []
+    kwargs: dict[str, None] = {}
     for param in member.signature.parameters.values():
         if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
             args.append(None)

@@ -1,27 +1,20 @@
-"""The start-up pipeline: discover -> select -> verify -> skew-check -> (lock) -> import -> wire.
+"""The start-up plan: discover -> select -> verify -> skew-check -> (lock), importing nothing.
 
-Nothing of a plugin is imported before :func:`prepare` has returned a :class:`Plan`; every decision
-is written to the load log, refusals included.
+:func:`prepare` returns a :class:`Plan` of verified plugins; :mod:`.wiring` then imports and wires
+them. Every decision is written to the load log, refusals included.
 """
 
 from __future__ import annotations
 
-__all__ = ["Plan", "PlannedPlugin", "Services", "StartOptions", "load", "prepare"]
+__all__ = ["Plan", "PlannedPlugin", "StartOptions", "prepare"]
 
 import contextlib
-import importlib.util
-import os
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, NamedTuple
 
-import pluggy
-
-from .. import hookspecs
 from .._version import __version__
-from . import importer
 
 if TYPE_CHECKING:
     from .lock import Lock
@@ -29,24 +22,18 @@ if TYPE_CHECKING:
 from .._state.loadlog import LoadLog
 from .._state.provenance_store import ProvenanceStore, StoredProvenance
 from .._trust.policy import TrustPolicy
-from .._trust.provenance import VerifiedProvenance, VerifiedRelease, claimed_paths, verify_release
+from .._trust.provenance import VerifiedProvenance, VerifiedRelease, verify_release
 from .._trust.sigstore import SigstoreVerdicts
 from ..contracts import (
     CONTRACT_VERSIONS,
-    SLOT_HOOKS,
     SLOTS,
-    AppContext,
-    CryptoService,
-    TransportService,
-    UIService,
 )
-from ..errors import IntegrityError, LoadError, ProvenanceError, ShellError, ShellUsageError
+from ..errors import IntegrityError, ProvenanceError, ShellError, ShellUsageError
 from .discover import Candidate, discover
-from .integrity import IntegrityReport, import_names, owned_names, verify_distribution
+from .integrity import IntegrityReport, verify_distribution
 from .select import select
 from .skew import SkewVerdicts, check_skew, requirement_name
 
-T = TypeVar("T")
 
 
 class StartOptions(NamedTuple):
@@ -401,193 +388,3 @@ def _accept_record(
         locked=locked,
         dev=dev,
     )
-
-
-# ------------------------------------------------------------------------------------------ loading
-class Services(NamedTuple):
-    """The wired services and the plugin manager that holds the plugins."""
-
-    manager: pluggy.PluginManager
-    context: AppContext
-    crypto: CryptoService
-    transport: TransportService
-    ui: UIService
-
-
-def new_manager() -> pluggy.PluginManager:
-    manager = pluggy.PluginManager(hookspecs.PROJECT)
-    manager.add_hookspecs(hookspecs)
-    return manager
-
-
-def load(plan: Plan, options: StartOptions) -> Services:
-    """Import the planned plugins, register them, check hooks and wire the services."""
-    manager = new_manager()
-    reports = _verified_reports(plan)
-    _check_import_sources(plan, reports)
-    blocked = _unverified_names(plan, reports, options.store)
-    importer.install(reports, options.home / "bytecode", blocked=blocked)
-    for slot in SLOTS:
-        _register(manager, plan.plugins[slot])
-    try:
-        manager.check_pending()
-    except pluggy.PluginValidationError as exc:
-        raise LoadError(f"plugin {exc.plugin!r} implements an unknown hook: {exc}") from exc
-    contexts = {
-        slot: AppContext(options.home, dict(options.settings.get(slot, {})), options.dev)
-        for slot in SLOTS
-    }
-    hook = manager.hook
-    crypto = _service(
-        plan, "crypto", CryptoService, lambda c: hook.enkrypted_crypto_service(context=c), contexts
-    )
-    _check_capabilities(plan.plugins["crypto"], crypto.capabilities)
-    transport = _service(
-        plan,
-        "p2p",
-        TransportService,
-        lambda c: hook.enkrypted_transport_service(context=c, crypto=crypto),
-        contexts,
-    )
-    ui = _service(
-        plan,
-        "ui",
-        UIService,
-        lambda c: hook.enkrypted_ui_service(context=c, crypto=crypto, transport=transport),
-        contexts,
-    )
-    options.log.append("loaded", plugins={s: p.candidate.name for s, p in plan.plugins.items()})
-    return Services(manager, contexts["ui"], crypto, transport, ui)
-
-
-def _verified_reports(plan: Plan) -> list[IntegrityReport]:
-    """Every verified distribution whose code may be imported: the selected plugins and the plugin
-    distributions they use (those of a dev-mode editable plugin included)."""
-    return [report for planned in plan.plugins.values() for report in planned.reports]
-
-
-def _unverified_names(
-    plan: Plan, reports: list[IntegrityReport], store: ProvenanceStore
-) -> dict[str, str]:
-    """Import names of plugin distributions that are neither verified nor admitted by dev mode
-    this start: importing them (an undeclared dependency) is refused.  Plugin distributions are
-    the discovered candidates (names from RECORD, else the entry point's package) and everything
-    the profile installed from a registry (names from the stored provenance's file list, which
-    edits to site-packages cannot shrink)."""
-    admitted = {r.distribution for r in reports} | {
-        p.candidate.dist_name for p in plan.plugins.values() if p.integrity is None
-    }
-    blocked: dict[str, str] = {}
-    for cand in discover().candidates:
-        if cand.dist_name not in admitted:
-            names = owned_names(cand.record) or (cand.entry_point.module.split(".")[0],)
-            blocked.update((top, f"{cand.dist_name} {cand.version}") for top in names)
-    from packaging.utils import canonicalize_name
-
-    verified = {canonicalize_name(name) for name in admitted}
-    for stored in store.names():
-        record = store.get(stored) if stored not in verified else None
-        if record is not None:
-            names = import_names(claimed_paths(record.provenance))
-            blocked.update((top, f"{record.distribution} {record.version}") for top in names)
-    dev = {
-        p.candidate.entry_point.module.split(".")[0]
-        for p in plan.plugins.values()
-        if p.integrity is None  # an editable plugin admitted by --dev keeps its own package
-    }
-    return {
-        top: label for top, label in blocked.items() if top not in sys.modules and top not in dev
-    }
-
-
-def _check_import_sources(plan: Plan, reports: list[IntegrityReport]) -> None:
-    """Before anything is imported: the modules Python would import under each verified
-    distribution's top-level names must be its verified files - not a same-named copy earlier on
-    ``sys.path`` (PYTHONPATH, the working directory of ``python -m``), and not already imported by
-    someone before verification.  Locating a top-level module runs none of its code."""
-    owners = {
-        report.distribution: planned.candidate
-        for planned in plan.plugins.values()
-        for report in planned.reports
-    }
-    for report in reports:
-        cand = owners[report.distribution]
-        for top in report.top_level:
-            if top in sys.modules:
-                raise LoadError(
-                    f"{cand.label}: {top!r} was imported before verification",
-                    plugin=cand.name,
-                    fix="start the shell in a fresh process (`enkrypted run`)",
-                )
-            spec = importlib.util.find_spec(top)
-            if spec is not None and spec.origin is None and spec.submodule_search_locations:
-                portions = {os.path.realpath(p) for p in spec.submodule_search_locations}
-                if portions & set(report.roots):  # a namespace package with a verified folder
-                    continue
-            found = os.path.realpath(spec.origin) if spec and spec.origin else None
-            if found is None or found not in report.sources:
-                raise IntegrityError(
-                    f"{cand.label}: importing {top!r} would load {found or 'nothing'}, not the "
-                    f"verified copy of {report.distribution} {report.version}",
-                    plugin=cand.name,
-                    fix="remove the shadowing copy from sys.path (PYTHONPATH, current directory)",
-                )
-
-
-def _register(manager: pluggy.PluginManager, planned: PlannedPlugin) -> None:
-    cand = planned.candidate
-    try:
-        obj = cand.entry_point.load()
-        manager.register(obj, name=cand.name)
-    except Exception as exc:
-        raise LoadError(
-            f"{cand.label} failed to import or register: {type(exc).__name__}: {exc}",
-            plugin=cand.name,
-        ) from exc
-    hooks = {caller.name for caller in manager.get_hookcallers(obj) or []}
-    foreign = hooks - SLOT_HOOKS[planned.slot]
-    if foreign:
-        manager.unregister(obj)
-        raise LoadError(
-            f"{cand.label} is a {planned.slot} plugin but implements {', '.join(sorted(foreign))}",
-            plugin=cand.name,
-            fix=f"a {planned.slot} plugin may implement only {', '.join(sorted(SLOT_HOOKS[planned.slot]))}",
-        )
-
-
-def _service(
-    plan: Plan,
-    slot: str,
-    kind: type[T],
-    call: Callable[[AppContext], object],
-    contexts: Mapping[str, AppContext],
-) -> T:
-    cand = plan.plugins[slot].candidate
-    try:
-        result = call(contexts[slot])
-    except ShellError:
-        raise
-    except Exception as exc:
-        raise LoadError(
-            f"{cand.label} failed to create its {slot} service: {exc}", plugin=cand.name
-        ) from exc
-    if result is None or not isinstance(result, kind):
-        raise LoadError(
-            f"{cand.label} returned no {kind.__name__} (got {type(result).__name__})",
-            plugin=cand.name,
-            fix=f"implement the {slot} contract {CONTRACT_VERSIONS[slot]} (docs/hooks.md)",
-        )
-    return result
-
-
-def _check_capabilities(planned: PlannedPlugin, provided: frozenset[str]) -> None:
-    """Everything the manifest declares must really be there (e.g. AES-GCM needs CPU support)."""
-    declared = planned.candidate.manifest.capabilities.get("primitives", frozenset())
-    missing = declared - provided
-    if missing:
-        raise LoadError(
-            f"{planned.candidate.label} declares primitives it cannot provide here: "
-            f"{', '.join(sorted(missing))}",
-            plugin=planned.candidate.name,
-            fix="select another crypto backend with --crypto NAME (see `enkrypted plugins list`)",
-        )
