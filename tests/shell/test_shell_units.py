@@ -79,10 +79,11 @@ def test_manifest_rejects_oversize_and_non_toml():
         parse_manifest(b"[plugin\n", source="t")
 
 
-def test_contract_rule():
-    need = ContractVersion(1, 1)
-    assert ContractVersion(1, 1).satisfies(need) and ContractVersion(1, 5).satisfies(need)
-    assert not ContractVersion(1, 0).satisfies(need) and not ContractVersion(2, 1).satisfies(need)
+def test_contract_rule_same_major_and_no_newer_minor():
+    spoken = ContractVersion(1, 1)
+    assert ContractVersion(1, 0).served_by(spoken) and ContractVersion(1, 1).served_by(spoken)
+    assert not ContractVersion(1, 2).served_by(spoken)  # needs members this shell does not know
+    assert not ContractVersion(0, 9).served_by(spoken) and not ContractVersion(2, 0).served_by(spoken)
 
 
 # ------------------------------------------------------------------ fake candidates for pure rules
@@ -140,20 +141,22 @@ def test_skew_rules_name_versions_and_fix():
         "ui": cand("u", "ui", requires={"crypto": ">=1.4"}),
     }
     with pytest.raises(errors.SkewError) as info:
-        check_skew(plan, shell_version="0.1.0", contracts={"crypto": "1.0", "p2p": "1.0", "ui": "1.1"},
+        check_skew(plan, shell_version="0.1.0", contracts={"crypto": "1.3", "p2p": "1.0", "ui": "2.0"},
                    installed={"somelib": "1.9"}.get)
     text = str(info.value)
     assert "p (dist-p 0.1.0) implements p2p contract 2.0, the shell speaks 1.0" in text
-    assert "u (dist-u 0.1.0) implements ui contract 1.0" in text
+    assert "install a newer enkrypted-shell that speaks p2p contract 2.0" in text
+    assert "u (dist-u 0.1.0) implements ui contract 1.0, the shell speaks 2.0" in text
+    assert "install a newer dist-u built for ui contract 2.x" in text
     assert "requires crypto contract >=1.4" in text and "implements 1.3" in text
     assert "requires somelib>=2, installed is somelib 1.9" in text
     assert info.value.exit_code == errors.ExitCode.SKEW
 
 
 def test_skew_passes_and_skips_inapplicable_markers():
-    plan = {"crypto": cand("c", "crypto", contract="1.1",
+    plan = {"crypto": cand("c", "crypto", contract="1.0",
                            deps=["lib>=1", 'winonly>=9; sys_platform == "win32"', 'x; extra == "dev"'])}
-    check_skew(plan, shell_version="0.1.0", contracts={"crypto": "1.0"}, installed={"lib": "1.0"}.get)
+    check_skew(plan, shell_version="0.1.0", contracts={"crypto": "1.1"}, installed={"lib": "1.0"}.get)
     with pytest.raises(errors.SkewError, match="not installed"):
         check_skew(plan, shell_version="0.1.0", contracts={"crypto": "1.0"}, installed={}.get)
 
@@ -285,8 +288,8 @@ def test_requirement_name_matches_packaging(line):
 def test_skew_verdicts_are_keyed_by_every_input(tmp_path):
     from enkrypted_shell._pipeline.skew import SkewVerdicts
 
-    plan = {"crypto": cand("c", "crypto", contract="1.1", deps=["lib>=1"])}
-    contracts = {"crypto": "1.0"}
+    plan = {"crypto": cand("c", "crypto", contract="1.0", deps=["lib>=1"])}
+    contracts = {"crypto": "1.1"}
     installed = {"lib": "1.0"}
     checked = check_skew(plan, shell_version="0.1.0", contracts=contracts, installed=installed.get)
     assert checked == {"lib": "1.0"}
@@ -300,7 +303,7 @@ def test_skew_verdicts_are_keyed_by_every_input(tmp_path):
     for other in (
         SkewVerdicts.key(plan, {"crypto": "sha256:bb"}, shell_version="0.1.0", contracts=contracts),
         SkewVerdicts.key(plan, {"crypto": "sha256:aa"}, shell_version="0.2.0", contracts=contracts),
-        SkewVerdicts.key(plan, {"crypto": "sha256:aa"}, shell_version="0.1.0", contracts={"crypto": "1.1"}),
+        SkewVerdicts.key(plan, {"crypto": "sha256:aa"}, shell_version="0.1.0", contracts={"crypto": "1.2"}),
     ):
         assert other != key and not verdicts.passed(other, installed.get)
     for garbage in (b"", b"not json", b"[]", b'{"format": 1, "entries": []}', b"[" * 100000):

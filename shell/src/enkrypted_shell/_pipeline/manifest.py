@@ -57,9 +57,12 @@ class ContractVersion(NamedTuple):
             raise ValueError(f"contract version {text!r} is not MAJOR.MINOR")
         return cls(int(match.group(1)), int(match.group(2)))
 
-    def satisfies(self, required: ContractVersion) -> bool:
-        """Same MAJOR and MINOR at least the required one (DESIGN.md §4)."""
-        return self.major == required.major and self.minor >= required.minor
+    def served_by(self, spoken: ContractVersion) -> bool:
+        """A shell that speaks ``spoken`` serves a plugin built against this version: the same
+        MAJOR and a MINOR no newer (DESIGN.md §4). MINORs only add, and the shell keeps the
+        Protocol of every MINOR it published (``contracts.PUBLISHED``), so an older plugin is
+        checked against the members it was built for."""
+        return self.major == spoken.major and self.minor <= spoken.minor
 
     def __str__(self) -> str:
         return f"{self.major}.{self.minor}"

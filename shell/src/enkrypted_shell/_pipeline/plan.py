@@ -35,7 +35,6 @@ from .select import select
 from .skew import SkewVerdicts, check_skew, requirement_name
 
 
-
 class StartOptions(NamedTuple):
     """Everything that decides what gets loaded."""
 

@@ -1,7 +1,7 @@
 """Version-skew rules across the selected set (DESIGN.md §4), pure over versions.
 
-* shell <-> plugin: the plugin implements the slot contract with the same MAJOR and a MINOR at least
-  the one the shell speaks, and the shell's version is in the plugin's ``shell`` range;
+* shell <-> plugin: the plugin implements the slot contract with the same MAJOR and a MINOR no newer
+  than the one the shell speaks, and the shell's version is in the plugin's ``shell`` range;
 * plugin <-> plugin: each ``[requires]`` contract range is met by the plugin selected for that slot;
 * shared libraries: every ``Requires-Dist`` of a selected plugin is satisfied by what is installed
   (Module Federation's ``requiredVersion`` + ``strictVersion``, always strict here).
@@ -161,12 +161,14 @@ def _shell_rules(
     out: list[str] = []
     need = ContractVersion.parse(contracts[slot])
     have = cand.manifest.contract
-    if not have.satisfies(need):
-        change = "an older shell" if have.major > need.major else f"a newer {cand.dist_name}"
+    if not have.served_by(need):
+        if have.major < need.major:
+            change = f"a newer {cand.dist_name} built for {slot} contract {need.major}.x"
+        else:
+            change = f"a newer enkrypted-shell that speaks {slot} contract {have}"
         out.append(
             f"{cand.label} implements {slot} contract {have}, the shell speaks {need} "
-            f"(rule: same MAJOR, MINOR >= {need.minor}); install {change} "
-            f"that matches {slot} contract {need.major}.x"
+            f"(rule: same MAJOR, MINOR <= {need.minor}); install {change}"
         )
     source = f"{cand.label}: manifest"
     if not specifier(cand.manifest.shell, key="plugin.shell", source=source).contains(

@@ -1,0 +1,176 @@
+"""Contract versioning as enforced (DESIGN.md §4, docs/hooks.md "Versioning").
+
+A plugin's service is checked against the Protocol of exactly the contract version its manifest
+declares: members, async-ness and call shape. A MINOR may add members without breaking plugins
+built against the previous MINOR; a plugin missing a member of its own version is refused, named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Protocol
+
+import pluggy
+import pytest
+
+from enkrypted_shell import contracts, errors
+from enkrypted_shell._pipeline import wiring
+from enkrypted_shell._pipeline.manifest import ContractVersion
+from enkrypted_shell.contracts import implementation_problems, service_problems, supports
+from enkrypted_shell.hookspecs import hookimpl
+
+
+class Greeter10(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def greet(self, who: str, *, loud: bool = False) -> str: ...
+
+    async def close(self) -> None: ...
+
+
+class Greeter11(Greeter10, Protocol):
+    def wave(self) -> str: ...
+
+
+PUBLISHED = {"greeter": {"1.0": Greeter10, "1.1": Greeter11}}
+
+
+class BuiltAgainst10:
+    name = "old"
+
+    def greet(self, who: str, *, loud: bool = False) -> str:
+        return who
+
+    async def close(self) -> None:
+        return None
+
+
+class BuiltAgainst11(BuiltAgainst10):
+    def wave(self) -> str:
+        return "~"
+
+
+def test_a_plugin_built_against_x0_loads_on_a_shell_that_speaks_x1() -> None:
+    assert ContractVersion(1, 0).served_by(ContractVersion(1, 1))
+    assert service_problems("greeter", "1.0", BuiltAgainst10(), PUBLISHED) == []
+    assert service_problems("greeter", "1.1", BuiltAgainst11(), PUBLISHED) == []
+
+
+def test_a_plugin_missing_a_member_of_its_declared_version_is_refused_by_name() -> None:
+    assert service_problems("greeter", "1.1", BuiltAgainst10(), PUBLISHED) == ["missing method 'wave'"]
+
+    class NoName:
+        def greet(self, who: str, *, loud: bool = False) -> str:
+            return who
+
+        async def close(self) -> None:
+            return None
+
+    assert service_problems("greeter", "1.0", NoName(), PUBLISHED) == ["missing property 'name'"]
+
+
+def test_a_version_the_shell_does_not_speak_is_refused() -> None:
+    problems = service_problems("greeter", "1.2", BuiltAgainst11(), PUBLISHED)
+    assert problems == ["contract greeter 1.2 is not one this shell speaks (1.0, 1.1)"]
+
+
+@pytest.mark.parametrize(
+    ("method", "problem"),
+    [
+        ("def greet(self): return ''", "'greet' cannot be called as the contract calls it"),
+        ("def greet(self, who, extra): return ''", "'greet' cannot be called as the contract calls it"),
+        ("def greet(self, who): return ''", "'greet' cannot be called as the contract calls it"),  # no loud=
+        ("async def greet(self, who, *, loud=False): return ''", "'greet' must not be async"),
+    ],
+)
+def test_wrong_arity_or_async_ness_is_refused(method: str, problem: str) -> None:
+    namespace: dict[str, object] = {}
+    exec(f"class Impl:\n    name = 'x'\n    {method}\n    async def close(self): return None\n", namespace)
+    found = service_problems("greeter", "1.0", namespace["Impl"](), PUBLISHED)
+    assert len(found) == 1 and found[0].startswith(problem)
+
+
+def test_sync_where_async_is_required_is_refused() -> None:
+    class SyncClose(BuiltAgainst10):
+        def close(self) -> None:  # type: ignore[override]
+            return None
+
+    assert service_problems("greeter", "1.0", SyncClose(), PUBLISHED) == [
+        "'close' must be async (the contract awaits it)"
+    ]
+
+
+def test_looser_implementations_still_fit() -> None:
+    class Loose:
+        name = "loose"
+
+        def greet(self, *args: object, **kwargs: object) -> str:
+            return ""
+
+        async def close(self, timeout: float = 1.0) -> None:
+            return None
+
+    assert implementation_problems(Loose(), Greeter10) == []
+
+
+def test_optional_features_are_detected_not_required() -> None:
+    assert supports(BuiltAgainst11(), Greeter11) and not supports(BuiltAgainst10(), Greeter11)
+
+
+def test_every_minor_of_the_current_major_keeps_its_protocol() -> None:
+    """The shell serves every MINOR up to the newest of its MAJOR, so each needs its Protocol."""
+    for slot, versions in contracts.PUBLISHED.items():
+        newest = ContractVersion.parse(contracts.CONTRACT_VERSIONS[slot])
+        expected = {f"{newest.major}.{minor}" for minor in range(newest.minor + 1)}
+        assert expected <= set(versions), slot
+        for protocol in versions.values():
+            assert contracts.contract_members(protocol), slot
+
+
+def _planned(slot: str, contract: str) -> SimpleNamespace:
+    manifest = SimpleNamespace(contract=ContractVersion.parse(contract))
+    candidate = SimpleNamespace(label="acme (acme-dist 1.0)", name="acme", manifest=manifest)
+    return SimpleNamespace(candidate=candidate, slot=slot)
+
+
+def test_wiring_refuses_a_service_that_does_not_fit_its_declared_version() -> None:
+    class BadUI:
+        async def run(self, argv: Sequence[str]) -> int:
+            return 0
+
+    class Plugin:
+        @hookimpl
+        def enkrypted_ui_service(self, context, crypto, transport):
+            return BadUI()
+
+    manager = wiring.new_manager()
+    manager.register(Plugin())
+    context = contracts.AppContext(home=Path("."))
+    with pytest.raises(errors.LoadError) as info:
+        wiring._service(manager, _planned("ui", "1.0"), context, {"crypto": object(), "p2p": object()})
+    assert "does not implement the ui contract 1.0 it declares: 'run' must not be async" in str(info.value)
+    assert info.value.plugin == "acme"
+
+
+def test_wiring_passes_earlier_services_by_the_table() -> None:
+    seen: dict[str, object] = {}
+
+    class UI:
+        def run(self, argv: Sequence[str]) -> int:
+            return 0
+
+    class Plugin:
+        @hookimpl
+        def enkrypted_ui_service(self, context, crypto, transport):
+            seen.update(crypto=crypto, transport=transport)
+            return UI()
+
+    manager: pluggy.PluginManager = wiring.new_manager()
+    manager.register(Plugin())
+    crypto, transport = object(), object()
+    context = contracts.AppContext(home=Path("."))
+    wiring._service(manager, _planned("ui", "1.0"), context, {"crypto": crypto, "p2p": transport})
+    assert seen == {"crypto": crypto, "transport": transport}
