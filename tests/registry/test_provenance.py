@@ -17,11 +17,11 @@ from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]
 from enkrypted_registry import Repository, inspect_wheel
 from enkrypted_registry.attestation import build_statement, provenance_document, sign_envelope
 from enkrypted_registry.keys import RoleKey
-from enkrypted_shell._trust import provenance as shell_provenance
 from enkrypted_shell._trust.dsse import pae
 from enkrypted_shell._trust.policy import PublisherKey, SigstoreIdentity, TrustPolicy, ed25519_keyid
 from enkrypted_shell._trust.provenance import content_digest, verify_provenance
 from enkrypted_shell.errors import ProvenanceError, ShellUsageError
+from enkrypted_shell.limits import LIMITS
 from tests.registry.support import Wheels
 
 
@@ -202,7 +202,7 @@ def test_slot_missing_from_policy_allows_nobody(published: Repository, wheels: W
         b"{}",
         b'{"version": 1, "attestation_bundles": []}',
         b'{"payloadType": "application/vnd.in-toto+json", "payload": "%%"}',
-        b"x" * (shell_provenance.MAX_PROVENANCE_BYTES + 1),
+        b"x" * (LIMITS.provenance_bytes + 1),
     ],
 )
 def test_malformed_input_fails_closed(repo: Repository, data: bytes) -> None:

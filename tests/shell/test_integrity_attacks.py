@@ -373,7 +373,8 @@ def test_import_names_and_claimed_paths():
 
 
 def test_an_implausibly_large_record_is_refused_before_parsing():
-    from enkrypted_shell._pipeline.integrity import MAX_RECORD_CHARS, parse_record
+    from enkrypted_shell._pipeline.integrity import parse_record
+    from enkrypted_shell.limits import LIMITS
 
     with pytest.raises(errors.IntegrityError, match="implausibly large"):
-        parse_record("a,b,c\n" * (MAX_RECORD_CHARS // 6 + 1), where="x", name="x")
+        parse_record("a,b,c\n" * (LIMITS.record_chars // 6 + 1), where="x", name="x")

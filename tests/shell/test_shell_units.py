@@ -320,3 +320,23 @@ def test_bad_manifest_range_is_a_manifest_error_when_checked():
         check_skew({"crypto": bad}, shell_version="0.1.0", contracts={"crypto": "1.0"}, installed={}.get)
     with pytest.raises(errors.ManifestError, match="not a PEP 440"):
         parse_manifest(b'[plugin]\nname="x"\nslot="ui"\ncontract="1.0"\nshell="nope"\n', source="m")
+
+
+def test_every_bound_lives_in_the_limits_objects():
+    """No module of the shell keeps its own MAX_* constant; the PDU cap is defined once."""
+    import re
+    from pathlib import Path
+
+    import enkrypted_shell
+    from enkrypted_shell.limits import LIMITS, WIRE_LIMITS
+
+    root = Path(enkrypted_shell.__file__).parent
+    own = [
+        f"{path.relative_to(root)}: {line.strip()}"
+        for path in root.rglob("*.py")
+        for line in path.read_text().splitlines()
+        if re.match(r"\s*_?MAX_[A-Z_]+\s*(:[^=]*)?=", line)
+    ]
+    assert own == []
+    assert WIRE_LIMITS.max_pdu_bytes == 16 * 1024 * 1024
+    assert LIMITS.manifest_bytes == 64 * 1024 and LIMITS._fields  # a NamedTuple: immutable

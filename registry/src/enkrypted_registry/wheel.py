@@ -44,6 +44,7 @@ from packaging.version import InvalidVersion, Version
 
 from enkrypted_shell.contracts import SLOTS
 from enkrypted_shell.errors import ManifestError
+from enkrypted_shell.limits import LIMITS
 from enkrypted_shell.release import (
     ENTRY_POINT_GROUP,
     MANIFEST_FILENAME,
@@ -56,8 +57,6 @@ from .errors import RegistryUsageError, WheelError
 
 # Bounds on untrusted input (a wheel handed to `publish`).
 MAX_WHEEL_BYTES = 256 * 1024 * 1024
-MAX_MEMBERS = 20_000
-MAX_UNCOMPRESSED_BYTES = 1024 * 1024 * 1024
 
 # What the zip, decompression, csv, base64 and text decoders raise on a malformed archive
 # (UnicodeDecodeError and binascii.Error are ValueErrors; RecursionError and the
@@ -158,10 +157,10 @@ def _open_zip(path: Path) -> tuple[bytes, zipfile.ZipFile]:
     except zipfile.BadZipFile as exc:
         raise WheelError(f"{path.name}: not a zip archive ({exc})") from exc
     infos = archive.infolist()
-    if len(infos) > MAX_MEMBERS:
-        raise WheelError(f"{path.name}: more than {MAX_MEMBERS} members")
-    if sum(i.file_size for i in infos) > MAX_UNCOMPRESSED_BYTES:
-        raise WheelError(f"{path.name}: uncompressed size exceeds {MAX_UNCOMPRESSED_BYTES} bytes")
+    if len(infos) > LIMITS.provenance_files:
+        raise WheelError(f"{path.name}: more than {LIMITS.provenance_files} members")
+    if sum(i.file_size for i in infos) > LIMITS.wheel_uncompressed_bytes:
+        raise WheelError(f"{path.name}: uncompressed size exceeds {LIMITS.wheel_uncompressed_bytes} bytes")
     return data, archive
 
 

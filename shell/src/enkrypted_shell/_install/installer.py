@@ -82,11 +82,9 @@ from .._trust.provenance import VerifiedProvenance, VerifiedRelease, verify_rele
 from .._trust.sigstore import SigstoreVerdicts
 from ..contracts import SLOTS
 from ..errors import ProvenanceError, ShellError, ShellUsageError
+from ..limits import LIMITS
 from .tuf_client import Notify, TufClient, connect, locked, metadata_dir, normalize_index_url
 
-MAX_WHEEL_MEMBERS = 20_000
-MAX_WHEEL_UNCOMPRESSED = 1024 * 1024 * 1024
-PIP_TIMEOUT = 900
 _NAME_RE = re.compile(r"^([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)(?:==([A-Za-z0-9.!+_-]+))?$")
 
 
@@ -302,9 +300,9 @@ def _check_members(wheel: Path, proof: VerifiedProvenance) -> tuple[str, ...]:
     try:
         with zipfile.ZipFile(wheel) as archive:
             infos = [i for i in archive.infolist() if not i.is_dir()]
-            if len(infos) > MAX_WHEEL_MEMBERS:
-                raise ProvenanceError(f"{wheel.name}: more than {MAX_WHEEL_MEMBERS} members")
-            if sum(i.file_size for i in infos) > MAX_WHEEL_UNCOMPRESSED:
+            if len(infos) > LIMITS.provenance_files:
+                raise ProvenanceError(f"{wheel.name}: more than {LIMITS.provenance_files} members")
+            if sum(i.file_size for i in infos) > LIMITS.wheel_uncompressed_bytes:
                 raise ProvenanceError(f"{wheel.name}: uncompressed size too large")
             seen: set[str] = set()
             metadata = b""
@@ -393,7 +391,7 @@ def _pip(python: str, args: Sequence[str], what: str) -> None:
     command = [*_pip_base(python), *args]
     try:
         proc = subprocess.run(
-            command, capture_output=True, text=True, env=env, timeout=PIP_TIMEOUT, check=False
+            command, capture_output=True, text=True, env=env, timeout=LIMITS.pip_timeout_s, check=False
         )
     except (OSError, subprocess.SubprocessError) as exc:
         raise ShellError(f"could not run pip for {python}: {exc}") from exc
@@ -558,7 +556,7 @@ def _installed_owners(python: str) -> dict[str, list[str]]:
     try:
         proc = subprocess.run(
             [python, "-I", "-c", _OWNERS_SCRIPT],
-            capture_output=True, text=True, timeout=PIP_TIMEOUT, check=False,
+            capture_output=True, text=True, timeout=LIMITS.pip_timeout_s, check=False,
         )
         owners = json.loads(proc.stdout) if proc.returncode == 0 else None
     except (OSError, subprocess.SubprocessError, ValueError) as exc:

@@ -24,11 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ProvenanceError, ShellError, ShellUsageError
+from ..limits import LIMITS
 
 Notify = Callable[[str], None]
-
-MAX_ROOT_BYTES = 512 * 1024  # python-tuf's default root_max_length
-NETWORK_TIMEOUT = 30
 
 
 def normalize_index_url(url: str) -> str:
@@ -139,8 +137,8 @@ def locked(path: Path) -> Iterator[None]:
 def _fetch_first_root(index: str) -> bytes:
     url = f"{index}tuf/1.root.json"
     try:
-        with urllib.request.urlopen(url, timeout=NETWORK_TIMEOUT) as response:  # noqa: S310
-            data: bytes = response.read(MAX_ROOT_BYTES + 1)
+        with urllib.request.urlopen(url, timeout=LIMITS.network_timeout_s) as response:  # noqa: S310
+            data: bytes = response.read(LIMITS.root_metadata_bytes + 1)
     except urllib.error.HTTPError as exc:
         raise ProvenanceError(
             f"{url}: HTTP {exc.code}; the registry serves no TUF root",
@@ -152,8 +150,8 @@ def _fetch_first_root(index: str) -> bytes:
             f"cannot reach the registry at {index}: {reason}",
             fix="check the URL and that the registry is being served",
         ) from exc
-    if len(data) > MAX_ROOT_BYTES:
-        raise ProvenanceError(f"{url} is larger than {MAX_ROOT_BYTES} bytes")
+    if len(data) > LIMITS.root_metadata_bytes:
+        raise ProvenanceError(f"{url} is larger than {LIMITS.root_metadata_bytes} bytes")
     return data
 
 
@@ -226,8 +224,8 @@ def _read_root_file(root: Path) -> tuple[bytes, int]:
         data = root.read_bytes()
     except OSError as exc:
         raise ShellUsageError(f"--root {root}: cannot read ({exc.strerror})") from exc
-    if len(data) > MAX_ROOT_BYTES:
-        raise ShellUsageError(f"--root {root}: larger than {MAX_ROOT_BYTES} bytes")
+    if len(data) > LIMITS.root_metadata_bytes:
+        raise ShellUsageError(f"--root {root}: larger than {LIMITS.root_metadata_bytes} bytes")
     try:
         version = int(Metadata[Root].from_bytes(data).signed.version)
     except Exception as exc:  # python-tuf raises DeserializationError, ValueError, TypeError

@@ -31,10 +31,9 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from ..errors import IntegrityError
+from ..limits import LIMITS
 
 _INSTALL_TIME = frozenset({"INSTALLER", "REQUESTED", "direct_url.json", "RECORD"})
-MAX_FILE_BYTES = 256 * 1024 * 1024
-MAX_RECORD_CHARS = 16 * 1024 * 1024  # ~100,000 rows; parsing stays bounded
 
 
 class IntegrityReport(NamedTuple):
@@ -99,7 +98,7 @@ def parse_record(text: str | None, *, where: str, name: str) -> list[tuple[str, 
     """(path, hash field) of every RECORD row.  A missing, empty or malformed RECORD refuses."""
     if not text:
         raise IntegrityError(f"{where}: no RECORD; cannot verify", plugin=name, fix=_REINSTALL)
-    if len(text) > MAX_RECORD_CHARS:
+    if len(text) > LIMITS.record_chars:
         raise IntegrityError(f"{where}: RECORD is implausibly large", plugin=name, fix=_REINSTALL)
     rows: list[tuple[str, str]] = []
     try:
@@ -377,7 +376,7 @@ def _check_file(where: str, name: str, path: str, location: str, expected: str) 
     """Read one file (following no more than the OS does) and compare its sha256; the bytes."""
     try:
         with open(location, "rb") as handle:
-            if os.fstat(handle.fileno()).st_size > MAX_FILE_BYTES:
+            if os.fstat(handle.fileno()).st_size > LIMITS.installed_file_bytes:
                 raise IntegrityError(f"{where}: {_safe(path)} is implausibly large", plugin=name)
             data = handle.read()
     except FileNotFoundError:

@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ..contracts import SLOTS
 from ..errors import ManifestError
+from ..limits import LIMITS
 
 if TYPE_CHECKING:
     from packaging.specifiers import SpecifierSet
 
 MANIFEST_FILENAME = "enkrypted-plugin.toml"
-MAX_MANIFEST_BYTES = 64 * 1024
 _CONTRACT_RE = re.compile(r"^(0|[1-9]\d{0,3})\.(0|[1-9]\d{0,3})$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -86,8 +86,8 @@ def parse_manifest(data: bytes, *, source: str, ranges: bool = True) -> PluginMa
     ``ranges=False`` leaves the PEP 440 ranges (``shell``, ``[requires]``) as unparsed strings:
     discovery reads every candidate's manifest at every start, and the skew check parses the
     selected plugins' ranges (:func:`check_ranges`) whenever it evaluates them."""
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise ManifestError(f"{source}: manifest larger than {MAX_MANIFEST_BYTES} bytes")
+    if len(data) > LIMITS.manifest_bytes:
+        raise ManifestError(f"{source}: manifest larger than {LIMITS.manifest_bytes} bytes")
     try:
         doc = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from .._state.files import write_atomic
 from ..errors import SkewError
+from ..limits import LIMITS
 from .discover import Candidate
 from .manifest import ContractVersion, specifier
 
@@ -96,8 +97,6 @@ class SkewVerdicts:
     the profile home (it can only skip a compatibility check, never an integrity or signature one).
     """
 
-    MAX_ENTRIES = 32
-
     def __init__(self, home: Path) -> None:
         self.path = home / "cache" / "skew-verdicts.json"
 
@@ -148,7 +147,7 @@ class SkewVerdicts:
         entries = self._entries()
         entries.pop(key, None)
         entries[key] = {"installed": dict(sorted(checked.items()))}
-        while len(entries) > self.MAX_ENTRIES:
+        while len(entries) > LIMITS.skew_verdicts:
             entries.pop(next(iter(entries)))
         data = json.dumps({"format": 1, "entries": entries}).encode("utf-8")
         with contextlib.suppress(OSError):

@@ -35,10 +35,10 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from ..errors import ShellUsageError
+from ..limits import LIMITS
 from .files import write_atomic
 
 FORMAT = 1
-MAX_RECORD_BYTES = 16 * 1024 * 1024
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _CANONICAL_NAME_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
@@ -78,7 +78,7 @@ class ProvenanceStore:
             return None  # put() never stores such a name: no record (unsigned, fail closed)
         path = self._path(distribution)
         try:
-            if path.stat().st_size > MAX_RECORD_BYTES:
+            if path.stat().st_size > LIMITS.provenance_record_bytes:
                 raise ShellUsageError(f"{path}: provenance record too large")
             doc = json.loads(path.read_text("utf-8"))
         except FileNotFoundError:

@@ -50,9 +50,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..contracts import SLOTS
 from ..errors import ShellUsageError
+from ..limits import LIMITS
 
-MAX_POLICY_BYTES = 256 * 1024
-MAX_TARGETS_METADATA_BYTES = 5 * 1024 * 1024  # python-tuf's default cap for targets metadata
 _HEX_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
 _SLOT_FIELDS = frozenset({"keys", "sigstore"})
 _SIGSTORE_FIELDS = frozenset({"identity", "issuer", "instance"})
@@ -131,8 +130,8 @@ class TrustPolicy(NamedTuple):
         :class:`ShellUsageError` naming the bad entry."""
         try:
             data = text if isinstance(text, bytes) else text.encode("utf-8")
-            if len(data) > MAX_POLICY_BYTES:
-                raise ShellUsageError(f"{source}: larger than {MAX_POLICY_BYTES} bytes")
+            if len(data) > LIMITS.policy_bytes:
+                raise ShellUsageError(f"{source}: larger than {LIMITS.policy_bytes} bytes")
             doc = tomllib.loads(data.decode("utf-8"))
         except UnicodeError as exc:  # not UTF-8 (bytes), or lone surrogates (text)
             raise ShellUsageError(f"{source}: not UTF-8 text ({exc})") from exc
@@ -157,7 +156,7 @@ class TrustPolicy(NamedTuple):
         Only meaningful for metadata already verified by a TUF client against a pinned root
         (trust on first use of the registry); this function does not check signatures.
         """
-        if len(targets_json) > MAX_TARGETS_METADATA_BYTES:
+        if len(targets_json) > LIMITS.targets_metadata_bytes:
             raise ShellUsageError("targets metadata too large")
         try:
             signed = json.loads(targets_json)["signed"]

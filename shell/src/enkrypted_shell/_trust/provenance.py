@@ -49,6 +49,7 @@ from packaging.version import InvalidVersion, Version
 
 from .._pipeline.integrity import content_digest as _record_digest
 from ..errors import ProvenanceError
+from ..limits import LIMITS
 from .dsse import (
     PAYLOAD_TYPE,
     PREDICATE_TYPE,
@@ -61,10 +62,6 @@ from .dsse import fail as _fail
 from .policy import PublisherKey, TrustPolicy
 from .sigstore import VerifiedSigstore, _sigstore_bundles, _verify_bundle
 
-MAX_PROVENANCE_BYTES = 8 * 1024 * 1024
-MAX_ENVELOPES = 16
-MAX_SIGNATURES = 16
-MAX_FILES = 20_000
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -119,8 +116,8 @@ def _envelopes(document: Any) -> list[dict[str, Any]]:
             f"provenance has no {PUBLISHER_KIND} attestation (DSSE envelope){also}; the signed "
             "statement is required, it carries the file list that load time checks"
         )
-    if len(found) > MAX_ENVELOPES:
-        raise _fail(f"provenance has more than {MAX_ENVELOPES} envelopes")
+    if len(found) > LIMITS.provenance_envelopes:
+        raise _fail(f"provenance has more than {LIMITS.provenance_envelopes} envelopes")
     return found
 
 
@@ -144,7 +141,7 @@ def _check_signatures(
         )
     payload = _b64decode(envelope.get("payload"), "DSSE payload")
     signatures = envelope.get("signatures")
-    if not isinstance(signatures, list) or not signatures or len(signatures) > MAX_SIGNATURES:
+    if not isinstance(signatures, list) or not signatures or len(signatures) > LIMITS.envelope_signatures:
         raise _fail("provenance envelope has no signatures (or too many)")
     message = pae(PAYLOAD_TYPE, payload)
     problems: list[str] = []
@@ -222,7 +219,7 @@ def _field(predicate: dict[str, Any], key: str) -> str:
 
 def _files(predicate: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     raw = predicate.get("files")
-    if not isinstance(raw, list) or not raw or len(raw) > MAX_FILES:
+    if not isinstance(raw, list) or not raw or len(raw) > LIMITS.provenance_files:
         raise _fail("provenance predicate has no file list")
     files: list[tuple[str, str]] = []
     for item in raw:
@@ -331,8 +328,8 @@ def verify_provenance(
 
 
 def _load(data: bytes) -> Any:
-    if len(data) > MAX_PROVENANCE_BYTES:
-        raise _fail(f"provenance larger than {MAX_PROVENANCE_BYTES} bytes")
+    if len(data) > LIMITS.provenance_bytes:
+        raise _fail(f"provenance larger than {LIMITS.provenance_bytes} bytes")
     try:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -31,6 +31,7 @@ from urllib.parse import quote
 
 from .._state.files import write_atomic
 from ..errors import ProvenanceError
+from ..limits import LIMITS
 from .dsse import SIGSTORE_KIND
 from .dsse import b64decode_field as _b64decode
 from .dsse import fail as _fail
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
     from sigstore.verify import Verifier
 
     from .provenance import VerifiedProvenance
-
-MAX_BUNDLES = 16
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -202,8 +201,8 @@ def _sigstore_bundles(document: Any) -> list[Any]:
         if not isinstance(attestations, list) or not attestations:
             raise _fail("provenance: sigstore attestation bundle without attestations")
         found.extend(attestations)
-    if len(found) > MAX_BUNDLES:
-        raise _fail(f"provenance has more than {MAX_BUNDLES} Sigstore bundles")
+    if len(found) > LIMITS.provenance_envelopes:
+        raise _fail(f"provenance has more than {LIMITS.provenance_envelopes} Sigstore bundles")
     return found
 
 
@@ -360,12 +359,10 @@ class SigstoreVerdicts(Container[str]):
     The file is read lazily (only when a release carries a bundle) and never trusted beyond what
     the profile home is trusted for anyway: whoever can write it can also write ``trust.toml``.
     An unreadable or malformed file counts as empty, which costs a full verification, never a
-    pass. At most :attr:`MAX_ENTRIES` verdicts are kept (oldest dropped).
+    pass. At most ``LIMITS.sigstore_verdicts`` verdicts are kept (oldest dropped).
     """
 
     FILENAME = "sigstore-verified.json"
-    MAX_ENTRIES = 4096
-    MAX_BYTES = 4 * 1024 * 1024
 
     def __init__(self, home: Path) -> None:
         self.home = home
@@ -376,7 +373,7 @@ class SigstoreVerdicts(Container[str]):
         if self._entries is None:
             entries: dict[str, dict[str, str]] = {}
             try:
-                if self.path.stat().st_size <= self.MAX_BYTES:
+                if self.path.stat().st_size <= LIMITS.sigstore_verdicts_bytes:
                     doc = json.loads(self.path.read_bytes())
                     if isinstance(doc, dict) and doc.get("format") == 1:
                         raw = doc.get("verdicts")
@@ -414,7 +411,7 @@ class SigstoreVerdicts(Container[str]):
                 "instance": result.signer.instance,
                 "verified_at": now,
             }
-        while len(entries) > self.MAX_ENTRIES:
+        while len(entries) > LIMITS.sigstore_verdicts:
             oldest = min(entries, key=lambda k: str(entries[k].get("verified_at", "")))
             del entries[oldest]
         data = json.dumps({"format": 1, "verdicts": entries}, indent=1, sort_keys=True)
