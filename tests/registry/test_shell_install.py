@@ -31,7 +31,7 @@ from tools.workspace import DISTS, Env, build_wheels, fresh_copy, make_env
 
 pytestmark = pytest.mark.e2e
 
-PROVENANCE, USAGE, FAILURE = 16, 2, 1
+PROVENANCE, USAGE, NETWORK = 16, 2, 19
 CORE = ("enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto")
 SLOT_OF = {
     "enkrypted-p2p": "p2p",
@@ -503,8 +503,11 @@ def test_revoked_release_is_not_installed(client: Client, registry: Registry) ->
 
 
 def test_unreachable_index_and_bad_arguments(client: Client, registry: Registry) -> None:
+    """A network failure has its own exit code (docs/errors.md: 19), distinct from a refusal."""
     res = client.run("plugins", "install", "enkrypted-p2p", "--index", "http://127.0.0.1:9/")
-    refused(res, FAILURE, "cannot reach the registry at http://127.0.0.1:9/")
+    refused(res, NETWORK, "cannot reach the registry at http://127.0.0.1:9/")
+    tls = registry.url.replace("http://", "https://")  # TLS to a plain-HTTP server fails
+    refused(client.run("plugins", "install", "enkrypted-p2p", "--index", tls), NETWORK, "cannot reach")
     refused(client.install("enkrypted-p2p>=0.1"), USAGE, "is not NAME or NAME==VERSION")
     res = client.run("plugins", "install", "enkrypted-p2p", "--index", "ftp://example/")
     refused(res, USAGE, "is not an http(s) URL")

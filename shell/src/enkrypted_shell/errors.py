@@ -39,6 +39,7 @@ class ExitCode(enum.IntEnum):
     PROVENANCE = 16
     LOAD = 17
     LOG_CORRUPT = 18
+    NETWORK = 19  # a registry or index could not be reached (connection, TLS, timeout)
 
 
 class ShellError(Exception):
@@ -128,4 +129,12 @@ class LoadLogCorruptError(ShellError):
     exit_code = ExitCode.LOG_CORRUPT
 
 
-__all__ += ["LoadLogCorruptError"]
+class NetworkError(ShellError):
+    """A registry or index could not be reached: connection refused, DNS, TLS, timeout.
+
+    Nothing was installed or changed; retrying later may succeed (unlike a refusal)."""
+
+    exit_code = ExitCode.NETWORK
+
+
+__all__ += ["LoadLogCorruptError", "NetworkError"]

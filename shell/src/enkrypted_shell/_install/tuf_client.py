@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import ProvenanceError, ShellError, ShellUsageError
+from ..errors import NetworkError, ProvenanceError, ShellError, ShellUsageError
 from ..limits import LIMITS
 
 Notify = Callable[[str], None]
@@ -93,7 +93,7 @@ def _tuf_failure(exc: BaseException, what: str, index: str) -> ShellError:
         while cause.__cause__ is not None:
             cause = cause.__cause__
         reason = getattr(cause, "reason", None) or cause
-        return ShellError(
+        return NetworkError(
             f"cannot reach the registry at {index} while {what}: {type(reason).__name__}: {reason}",
             fix="check the URL and that the registry is being served",
         )
@@ -107,7 +107,7 @@ def _tuf_failure(exc: BaseException, what: str, index: str) -> ShellError:
             fix="nothing was installed or changed; tell the registry operator",
         )
     if isinstance(exc, tuf_errors.DownloadError):
-        return ShellError(f"download failed from {index} while {what}: {name}: {exc}")
+        return NetworkError(f"download failed from {index} while {what}: {name}: {exc}")
     if isinstance(exc, OSError):
         return ShellError(f"local I/O error while {what}: {exc}")
     return ProvenanceError(f"TUF refused {what} from {index}: {name}: {exc}")
@@ -146,7 +146,7 @@ def _fetch_first_root(index: str) -> bytes:
         ) from exc
     except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise ShellError(
+        raise NetworkError(
             f"cannot reach the registry at {index}: {reason}",
             fix="check the URL and that the registry is being served",
         ) from exc
