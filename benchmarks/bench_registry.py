@@ -56,6 +56,8 @@ DRIVER = r'''
 import json, sys, time
 t0 = time.perf_counter()
 import enkrypted_shell._install.installer as ins
+import enkrypted_shell._install.release_choice as choice
+import enkrypted_shell._install.wheels as wheels
 from enkrypted_shell._cli.main import main
 t_import = time.perf_counter()
 
@@ -63,12 +65,12 @@ t_import = time.perf_counter()
 @@TIMED@@
 ins.connect = timed("tuf_refresh", ins.connect)
 ins._policy = timed("trust_policy", ins._policy)
-ins._catalog = timed("tuf_slot_roles", ins._catalog)
-ins._choose = timed("tuf_targetinfo", ins._choose)
+ins.catalog = timed("tuf_slot_roles", ins.catalog)
+wheels.choose = timed("tuf_targetinfo", wheels.choose)
 ins.TufClient.download = timed("download", ins.TufClient.download)
-ins.verify_release = timed("provenance_verify", ins.verify_release)
-ins._check_members = timed("wheel_members", ins._check_members)
-ins._pip_install_verified = timed("pip", ins._pip_install_verified)
+wheels.verify_release = timed("provenance_verify", wheels.verify_release)
+wheels.check_members = timed("wheel_members", wheels.check_members)
+ins.install_verified = timed("pip", ins.install_verified)
 ins.install = timed("install", ins.install)
 sys.argv[0] = "enkrypted"
 t1 = time.perf_counter()

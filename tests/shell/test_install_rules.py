@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from enkrypted_shell import errors
-from enkrypted_shell._install import installer, tuf_client
+from enkrypted_shell._install import pip as installer
+from enkrypted_shell._install import tuf_client
 from enkrypted_shell._pipeline.integrity import wheel_layout_problems
 
 GOOD = ["p/__init__.py", "p/enkrypted-plugin.toml", "p-1.0.dist-info/METADATA", "p-1.0.dist-info/RECORD"]
@@ -116,5 +117,5 @@ def test_a_package_owned_by_another_distribution_is_not_overwritten(tmp_path, mo
         return SimpleNamespace(proof=proof, candidate=SimpleNamespace(filename=f"{dist}-1-py3-none-any.whl"))
 
     with pytest.raises(errors.ProvenanceError, match="already installed by victim"):
-        installer._check_ownership(sys.executable, [item("attacker")])
-    installer._check_ownership(sys.executable, [item("victim")])  # an upgrade of the same project
+        installer.check_ownership(sys.executable, [item("attacker")])
+    installer.check_ownership(sys.executable, [item("victim")])  # an upgrade of the same project
