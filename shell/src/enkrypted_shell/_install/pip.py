@@ -69,44 +69,20 @@ def install_dependencies(
     """Third-party requirements from ``deps_index`` (not hash-pinned: documented).
 
     Requirements that name a plugin project of the registry (or one being installed) are never
-    fetched from there - that is the dependency-confusion hole - they must come from the registry."""
-    from packaging.requirements import InvalidRequirement, Requirement  # only with --deps-index
-
-    lines: list[str] = []
-    for item in verified:
-        for text in item.requires:
-            try:
-                req = Requirement(text)
-            except InvalidRequirement as exc:
-                raise ProvenanceError(
-                    f"{item.candidate.filename}: bad Requires-Dist {text!r}"
-                ) from exc
-            if canonicalize_name(req.name) in registry_projects:
-                continue
-            lines.append(text)
+    fetched from there - that is the dependency-confusion hole - they must come from the registry.
+    Resolve (dry run), download exactly the resolved versions, check each wheel, then install
+    those files hash-pinned."""
+    lines = _third_party_requirements(verified, registry_projects)
     if not lines:
         return
     requirements = tmp / "deps.txt"
-    requirements.write_text("\n".join(sorted(set(lines))) + "\n", "utf-8")
+    requirements.write_text("\n".join(lines) + "\n", "utf-8")
     say(f"resolving third-party dependencies from {deps_index} (not signed by the registry)")
+    from_index = ["--isolated", "--only-binary", ":all:", "--index-url", deps_index, "--no-cache-dir"]
     report = tmp / "deps-report.json"
     _pip(  # what pip would install into the target environment (installed ones are kept)
         python,
-        [
-            "install",
-            "--isolated",
-            "--dry-run",
-            "--quiet",
-            "--report",
-            str(report),
-            "--only-binary",
-            ":all:",
-            "--index-url",
-            deps_index,
-            "--no-cache-dir",
-            "-r",
-            str(requirements),
-        ],
+        ["install", *from_index, "--dry-run", "--quiet", "--report", str(report), "-r", str(requirements)],
         f"resolving dependencies from {deps_index}",
     )
     wanted = _report_items(report, deps_index)
@@ -115,19 +91,7 @@ def install_dependencies(
     downloads = tmp / "deps"
     _pip(
         python,
-        [
-            "download",
-            "--isolated",
-            "--no-deps",
-            "--only-binary",
-            ":all:",
-            "--index-url",
-            deps_index,
-            "--no-cache-dir",
-            "-d",
-            str(downloads),
-            *(f"{name}=={version}" for name, version in wanted),
-        ],
+        ["download", *from_index, "--no-deps", "-d", str(downloads), *(f"{n}=={v}" for n, v in wanted)],
         f"downloading dependencies from {deps_index}",
     )
     plugin_packages = {
@@ -141,6 +105,26 @@ def install_dependencies(
     _pip_install_pinned(
         python, pins, tmp / "deps-pinned.txt", f"installing dependencies from {deps_index}"
     )
+
+
+def _third_party_requirements(
+    verified: list[VerifiedDownload], registry_projects: set[str]
+) -> list[str]:
+    """The verified wheels' ``Requires-Dist`` lines that do not name a registry project."""
+    from packaging.requirements import InvalidRequirement, Requirement  # only with --deps-index
+
+    lines: set[str] = set()
+    for item in verified:
+        for text in item.requires:
+            try:
+                req = Requirement(text)
+            except InvalidRequirement as exc:
+                raise ProvenanceError(
+                    f"{item.candidate.filename}: bad Requires-Dist {text!r}"
+                ) from exc
+            if canonicalize_name(req.name) not in registry_projects:
+                lines.add(text)
+    return sorted(lines)
 
 
 def _report_items(report: Path, deps_index: str) -> list[tuple[str, str]]:
