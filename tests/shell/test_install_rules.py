@@ -1,5 +1,5 @@
-"""Install-path rules from the review of 2026-11-26 (review 4): plugin wheel layout, wheels from the
-dependency index, index URL spelling, first-use pins."""
+"""Install-path rules (docs/trust-model.md "Install"): the plugin wheel layout rule, wheels from the
+dependency index, one spelling per index URL, first-use pins, packages owned by another distribution."""
 
 from __future__ import annotations
 

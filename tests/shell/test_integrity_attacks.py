@@ -1,5 +1,5 @@
 """Attacks on load-time verification by someone who can write to site-packages but holds no
-signing key (security review of 2026-11-26), and the verified import loader (ADR 0005)."""
+signing key (docs/trust-model.md threat model), and the verified import loader (ADR 0005)."""
 
 from __future__ import annotations
 
@@ -185,7 +185,7 @@ def test_code_cache_is_content_addressed(loaded, pkg, tmp_path):
     assert importlib.import_module(f"{pkg}.plugin").WHO == "genuine"
 
 
-# --------------------------------------------------------------------------- second review
+# ------------------------------------------- RECORD rows that escape the content digest or the walk
 def test_hidden_first_component_rows_are_refused(tmp_path, pkg):
     site = tmp_path / "site"
     evil = b"WHO = 'attacker'\n"
@@ -331,7 +331,7 @@ def test_plugin_dependencies_are_verified_transitively(tmp_path, pkg):
         _verify_plugin_deps(cands[0], tuple(cands))
 
 
-# --------------------------------------------------------------------------- third review
+# ------------------------------------- namespace packages, dependency plugins, oversized RECORD
 def test_resources_of_a_verified_namespace_package(loaded_namespace, pkg):
     import importlib.resources
 

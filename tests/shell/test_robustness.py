@@ -1,5 +1,5 @@
-"""Bad local or remote input gives the documented refusal, never a traceback (review findings 6,
-8, 9 and 10).  Pure functions and tmp_path files only: no wheels, no network."""
+"""Bad local or remote input gives the documented refusal (docs/errors.md), never a traceback:
+non-UTF-8, wrongly typed, deeply nested or oversized HOME files, TUF roots, keys and metadata.  Pure functions and tmp_path files only: no wheels, no network."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Fourth review, registry side: the plugin wheel layout rule at publish (F1), a keys dir inside the
-web root (F4), malformed wheels refused as WheelError (F6), absolute and NUL request paths (F7)."""
+"""Registry refusals: the plugin wheel layout rule at publish, malformed wheels refused as WheelError
+(exit 3, never a traceback), a keys dir never inside the web root, absolute and NUL request paths 404."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def _untouched(repo: Repository) -> None:
     assert not (repo.public / "plugins").exists()
 
 
-# -- F1: the plugin wheel layout rule at publish -------------------------------------------------
+# -- the plugin wheel layout rule at publish (docs/hooks.md, wheel layout) -------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -146,7 +146,7 @@ def test_the_repos_plugin_wheels_satisfy_the_layout_rule(wheels: Wheels) -> None
         assert inspect_wheel(wheel).files
 
 
-# -- F6: malformed wheels are WheelError (exit 3), never a traceback ----------------------------
+# -- malformed wheels are WheelError (exit 3), never a traceback ----------------------------
 
 
 def _method99(path: Path) -> Path:
@@ -285,7 +285,7 @@ def test_publish_of_a_missing_wheel_is_a_usage_error(
     assert "cannot read" in err
 
 
-# -- F4: the keys dir is never inside the web root ----------------------------------------------
+# -- the keys dir is never inside the web root (docs/operations.md) ----------------------------------------------
 
 
 @pytest.mark.parametrize("where", ["public/keys", "public", "public/a/b", "."])
@@ -346,7 +346,7 @@ def test_the_server_never_serves_pem_files(repo: Repository) -> None:
     assert statuses == [404, 404, 200]
 
 
-# -- F7: absolute and NUL request paths get 404 ------------------------------------------------
+# -- absolute and NUL request paths get 404 ------------------------------------------------
 
 
 async def _raw_statuses(public: Path, paths: list[str]) -> list[int]:
