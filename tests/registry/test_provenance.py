@@ -73,6 +73,22 @@ def test_pae_matches_dsse_spec_example() -> None:
     assert pae("t", b"") == b"DSSEv1 1 t 0 "
 
 
+@pytest.mark.parametrize(
+    ("payload_type", "payload"),
+    [
+        ("", b""),
+        ("application/vnd.in-toto+json", b'{"_type": "https://in-toto.io/Statement/v1"}'),
+        ("t\u00e9\u4e2d", b"\x00\xff binary"),
+        ("with space", b"DSSEv1 3 abc 4 body with spaces"),
+    ],
+)
+def test_pae_equals_securesystemslib(payload_type: str, payload: bytes) -> None:
+    """ADR 0007: ours is written out for start-up cost and pinned to the library's."""
+    from securesystemslib.dsse import Envelope
+
+    assert pae(payload_type, payload) == Envelope(payload, payload_type, {}).pae()
+
+
 def test_keyid_matches_securesystemslib() -> None:
     private = Ed25519PrivateKey.generate()
     raw = private.public_key().public_bytes(
