@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,50 +9,17 @@ import pytest
 
 from enkrypted_registry import Repository, publish
 from tests.registry.support import (
-    PLUGINS,
     PYTHON,
     Server,
     Wheels,
-    pip_env,
+    build_demo_wheels,
     start_process,
-    write_project,
 )
 
 
 @pytest.fixture(scope="session")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> Wheels:
-    base = tmp_path_factory.mktemp("projects")
-    out = tmp_path_factory.mktemp("wheels")
-    projects = [write_project(base, *spec[1:]) for spec in PLUGINS]
-    # pip refuses two versions of one project in one call: build each in parallel processes.
-    procs = [
-        subprocess.Popen(
-            [
-                PYTHON,
-                "-m",
-                "pip",
-                "wheel",
-                "-q",
-                "--isolated",
-                "--no-index",
-                "--no-deps",
-                "--no-build-isolation",
-                "-w",
-                str(out),
-                str(project),
-            ],
-            env=pip_env(),
-        )
-        for project in projects
-    ]
-    assert [proc.wait(timeout=120) for proc in procs] == [0] * len(procs)
-    found = {p.name: p for p in out.glob("*.whl")}
-    return Wheels(
-        crypto10=found["demo_crypto-1.0.0-py3-none-any.whl"],
-        crypto11=found["demo_crypto-1.1.0-py3-none-any.whl"],
-        ui10=found["demo_ui-1.0.0-py3-none-any.whl"],
-        dir=out,
-    )
+    return build_demo_wheels(tmp_path_factory)
 
 
 @pytest.fixture

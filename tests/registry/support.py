@@ -13,6 +13,7 @@ import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -118,3 +119,39 @@ def start_process(
             return proc, match.group(1)
     proc.kill()
     raise AssertionError(f"server did not start: {lines}")
+
+
+def build_demo_wheels(tmp_path_factory: Any) -> Wheels:
+    """The demo plugin wheels (built once per session by the ``wheels`` fixtures)."""
+    base = tmp_path_factory.mktemp("projects")
+    out = tmp_path_factory.mktemp("wheels")
+    projects = [write_project(base, *spec[1:]) for spec in PLUGINS]
+    # pip refuses two versions of one project in one call: build each in parallel processes.
+    procs = [
+        subprocess.Popen(
+            [
+                PYTHON,
+                "-m",
+                "pip",
+                "wheel",
+                "-q",
+                "--isolated",
+                "--no-index",
+                "--no-deps",
+                "--no-build-isolation",
+                "-w",
+                str(out),
+                str(project),
+            ],
+            env=pip_env(),
+        )
+        for project in projects
+    ]
+    assert [proc.wait(timeout=120) for proc in procs] == [0] * len(procs)
+    found = {p.name: p for p in out.glob("*.whl")}
+    return Wheels(
+        crypto10=found["demo_crypto-1.0.0-py3-none-any.whl"],
+        crypto11=found["demo_crypto-1.1.0-py3-none-any.whl"],
+        ui10=found["demo_ui-1.0.0-py3-none-any.whl"],
+        dir=out,
+    )

@@ -70,7 +70,15 @@ from ..contracts import SLOTS
 from ..errors import ShellError, ShellUsageError
 from .pip import check_ownership, install_dependencies, install_verified
 from .release_choice import catalog, parse_request
-from .tuf_client import Notify, TufClient, connect, locked, metadata_dir, normalize_index_url
+from .tuf_client import (
+    Fetcher,
+    Notify,
+    TufClient,
+    connect,
+    locked,
+    metadata_dir,
+    normalize_index_url,
+)
 from .wheels import VerifiedDownload, fetch_and_verify
 
 
@@ -169,6 +177,7 @@ def install(
     python: str = sys.executable,
     deps_index: str | None = None,
     notify: Notify | None = None,
+    fetcher: Fetcher | None = None,
 ) -> list[InstalledPlugin]:
     """Install plugins from the registry at ``index_url`` (see the module docstring).
 
@@ -178,7 +187,7 @@ def install(
     say = notify or _quiet
     log = LoadLog(home / "load-log.jsonl")
     try:
-        return _install(names, index_url, home, root, python, deps_index, say, log)
+        return _install(names, index_url, home, root, python, deps_index, say, log, fetcher)
     except ShellError as exc:
         log.append(
             "install-refused",
@@ -200,6 +209,7 @@ def _install(
     deps_index: str | None,
     say: Notify,
     log: LoadLog,
+    fetcher: Fetcher | None,
 ) -> list[InstalledPlugin]:
     requests, python, index = _checked_request(names, python, deps_index, index_url)
     store = ProvenanceStore(home)
@@ -208,7 +218,9 @@ def _install(
         tempfile.TemporaryDirectory(prefix="enkrypted-install-") as tmpdir,
     ):
         tmp = Path(tmpdir)
-        client = connect(index, home, root, tmp / "targets", say, pinned_only=False)
+        client = connect(
+            index, home, root, tmp / "targets", say, pinned_only=False, fetcher=fetcher
+        )
         policy = _policy(home, client, say)
         releases = catalog(client)
         verified = [
@@ -306,7 +318,9 @@ def _record(
 
 
 # ------------------------------------------------------------------------------------- refresh
-def refresh(home: Path, *, notify: Notify | None = None) -> RefreshReport:
+def refresh(
+    home: Path, *, notify: Notify | None = None, fetcher: Fetcher | None = None
+) -> RefreshReport:
     """Refresh TUF metadata of every index the stored records name; mark records revoked whose
     target (wheel or provenance) is gone from, or changed in, the signed metadata.
 
@@ -327,7 +341,9 @@ def refresh(home: Path, *, notify: Notify | None = None) -> RefreshReport:
             locked(metadata_dir(home, index).with_suffix(".lock")),
             tempfile.TemporaryDirectory(prefix="enkrypted-refresh-") as tmpdir,
         ):
-            client = connect(index, home, None, Path(tmpdir), say, pinned_only=True)
+            client = connect(
+                index, home, None, Path(tmpdir), say, pinned_only=True, fetcher=fetcher
+            )
             for record in group:
                 if record.revoked:
                     already.append(

@@ -2,18 +2,30 @@
 
 Pins the index's root (given, or trusted on first use and announced loudly), refreshes metadata,
 and translates every python-tuf failure into a :class:`ProvenanceError` that names the attack it
-indicates (rollback, freeze, mix-and-match, tampering).  Used by :mod:`.installer`; python-tuf is
+indicates (rollback, freeze, mix-and-match, tampering), or a :class:`NetworkError`.
+
+Every byte comes through one python-tuf ``FetcherInterface`` (the first-use root included): the
+default is ngclient's urllib3 fetcher; tests pass one that serves a registry directory, so the whole
+install logic runs without a server.  Used by :mod:`.installer`; python-tuf is
 imported only here, only when a registry command runs.
 """
 
 from __future__ import annotations
 
-__all__ = ["Notify", "TufClient", "connect", "locked", "metadata_dir", "normalize_index_url"]
+__all__ = [
+    "Fetcher",
+    "Notify",
+    "TufClient",
+    "connect",
+    "default_fetcher",
+    "locked",
+    "metadata_dir",
+    "normalize_index_url",
+]
 
 import contextlib
 import fcntl
 import hashlib
-import http.client
 import shutil
 import urllib.error
 import urllib.parse
@@ -21,12 +33,24 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import NetworkError, ProvenanceError, ShellError, ShellUsageError
 from ..limits import LIMITS
 
+if TYPE_CHECKING:
+    from tuf.ngclient import FetcherInterface as Fetcher  # type: ignore[attr-defined]
+else:
+    Fetcher = Any
+
 Notify = Callable[[str], None]
+
+
+def default_fetcher() -> Fetcher:
+    """ngclient's urllib3 fetcher with the shell's network timeout."""
+    from tuf.ngclient import Urllib3Fetcher  # type: ignore[attr-defined]
+
+    return Urllib3Fetcher(socket_timeout=int(LIMITS.network_timeout_s))
 
 
 def normalize_index_url(url: str) -> str:
@@ -134,31 +158,37 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _fetch_first_root(index: str) -> bytes:
+def _fetch_first_root(index: str, fetcher: Fetcher) -> bytes:
+    from tuf.api import exceptions as tuf_errors
+
     url = f"{index}tuf/1.root.json"
     try:
-        with urllib.request.urlopen(url, timeout=LIMITS.network_timeout_s) as response:  # noqa: S310
-            data: bytes = response.read(LIMITS.root_metadata_bytes + 1)
-    except urllib.error.HTTPError as exc:
+        data: bytes = fetcher.download_bytes(url, LIMITS.root_metadata_bytes)
+    except tuf_errors.DownloadHTTPError as exc:
         raise ProvenanceError(
-            f"{url}: HTTP {exc.code}; the registry serves no TUF root",
+            f"{url}: HTTP {exc.status_code}; the registry serves no TUF root",
             fix="check --index, or pass the operator's root with --root FILE",
         ) from exc
-    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
+    except tuf_errors.DownloadLengthMismatchError as exc:
+        raise ProvenanceError(f"{url} is larger than {LIMITS.root_metadata_bytes} bytes") from exc
+    except Exception as exc:  # urllib3 / socket / TLS / timeout, wrapped or not by ngclient
+        cause: BaseException = exc
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        reason = getattr(cause, "reason", None) or cause
         raise NetworkError(
             f"cannot reach the registry at {index}: {reason}",
             fix="check the URL and that the registry is being served",
         ) from exc
-    if len(data) > LIMITS.root_metadata_bytes:
-        raise ProvenanceError(f"{url} is larger than {LIMITS.root_metadata_bytes} bytes")
     return data
 
 
 class TufClient:
     """A python-tuf ngclient ``Updater`` for one index, with errors translated."""
 
-    def __init__(self, index: str, home: Path, bootstrap: bytes | None, targets: Path) -> None:
+    def __init__(
+        self, index: str, home: Path, bootstrap: bytes | None, targets: Path, fetcher: Fetcher
+    ) -> None:
         from tuf.ngclient import Updater  # type: ignore[attr-defined]
 
         self.index = index
@@ -170,6 +200,7 @@ class TufClient:
                 metadata_base_url=f"{index}tuf/",
                 target_dir=str(targets),
                 target_base_url=index,
+                fetcher=fetcher,
                 bootstrap=bootstrap,
             )
 
@@ -234,7 +265,14 @@ def _read_root_file(root: Path) -> tuple[bytes, int]:
 
 
 def connect(
-    index: str, home: Path, root: Path | None, targets: Path, say: Notify, *, pinned_only: bool
+    index: str,
+    home: Path,
+    root: Path | None,
+    targets: Path,
+    say: Notify,
+    *,
+    pinned_only: bool,
+    fetcher: Fetcher | None = None,
 ) -> TufClient:
     """A refreshed client for ``index``, trusting (in this order) the root given with ``--root``,
     the root pinned earlier, or - first use only - the registry's own ``1.root.json`` (TOFU).
@@ -242,6 +280,7 @@ def connect(
     A root given for a fresh index, or fetched on first use, is kept only if the first refresh
     succeeds; an existing pinned state is never replaced by a different root of the same version.
     """
+    fetcher = fetcher if fetcher is not None else default_fetcher()
     folder = metadata_dir(home, index)
     pinned = folder / "root.json"
     has_pin = pinned.exists()
@@ -266,7 +305,7 @@ def connect(
                 f"no TUF root is pinned for {index} ({pinned} is missing)",
                 fix=f"install from it again: `enkrypted plugins install NAME --index {index}`",
             )
-        bootstrap = _fetch_first_root(index)
+        bootstrap = _fetch_first_root(index, fetcher)
         with _translated("reading the first-use TUF root", index):  # not JSON, not a root
             keys = _root_keyids(bootstrap)
         for other in sorted((home / "tuf").glob("*/root_history/1.root.json")):
@@ -290,7 +329,7 @@ def connect(
             + "!" * 78
         )
     try:
-        client = TufClient(index, home, bootstrap, targets)  # ngclient checks root is self-signed
+        client = TufClient(index, home, bootstrap, targets, fetcher)  # ngclient checks root is self-signed
         client.refresh()
     except ShellError:
         if not has_pin:
