@@ -21,9 +21,8 @@ __all__ = [
 ]
 
 from collections.abc import Mapping, Sequence
-from typing import Final
-
 from dataclasses import replace
+from typing import Final
 
 from enkrypted_shell.contracts import AppContext, Clock, Handshake, SecureSession, monotonic_clock
 
