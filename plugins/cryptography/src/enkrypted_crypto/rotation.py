@@ -314,7 +314,10 @@ def restore_rotation(
 
     send, receive = epoch(), epoch()
     send_key, receive_key = key(), key()
-    if (send_key.timestamp_ms, receive_key.timestamp_ms) != (send.timestamp_ms, receive.timestamp_ms):
+    if (send_key.timestamp_ms, receive_key.timestamp_ms) != (
+        send.timestamp_ms,
+        receive.timestamp_ms,
+    ):
         raise SessionStateError("AES rotation state: keys and epochs disagree")
     previous = key() if reader.flag() else None
     grace_left = reader.u32() if previous is not None else 0

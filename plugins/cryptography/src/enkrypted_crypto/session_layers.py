@@ -279,9 +279,7 @@ class MlKemB1CascadeLayer:
         self._context = context
 
     @classmethod
-    def restored(
-        cls, layer: MlKemSessionLayer, context: bytes
-    ) -> MlKemB1CascadeLayer:
+    def restored(cls, layer: MlKemSessionLayer, context: bytes) -> MlKemB1CascadeLayer:
         self = cls.__new__(cls)
         self._layer, self._context = layer, context
         return self
@@ -550,9 +548,7 @@ _BASE: Final = frozenset({"hkdf-sha256", "aes-256-gcm"})
 DEFAULT_SPECS: Final = (
     LayerSpec("Signal", _BASE | {"x25519", "hmac-sha256"}, _signal, restore=_restore_signal),
     LayerSpec("ML-KEM", _BASE | {"ml-kem-768"}, _mlkem, restore=_restore_mlkem),
-    LayerSpec(
-        "AES", _BASE, _aes, v0_primitives=frozenset({"scrypt"}), restore=_restore_aes
-    ),
+    LayerSpec("AES", _BASE, _aes, v0_primitives=frozenset({"scrypt"}), restore=_restore_aes),
 )
 
 

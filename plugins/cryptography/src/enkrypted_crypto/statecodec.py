@@ -121,4 +121,6 @@ class StateReader:
 
     def done(self) -> None:
         if self._offset != len(self._data):
-            raise SessionStateError(f"{self._what}: {len(self._data) - self._offset} trailing bytes")
+            raise SessionStateError(
+                f"{self._what}: {len(self._data) - self._offset} trailing bytes"
+            )
