@@ -38,6 +38,7 @@ from enkrypted_crypto.layers.mlkem import (  # noqa: E402
 from enkrypted_crypto.primitives import Primitives  # noqa: E402
 from enkrypted_crypto.profiles import PROFILE_B1, PROFILE_V0  # noqa: E402
 from enkrypted_crypto.service import CascadeCryptoService  # noqa: E402
+from enkrypted_shell.contracts import Delivered, HandshakeFailed  # noqa: E402
 
 CLOCK_MS = 1717000000000
 SPECS = [  # name, profile, layers, deterministic (both sides, every backend)
@@ -54,30 +55,30 @@ MESSAGES = [("a", b"Hi"), ("a", bytes(range(40))), ("b", b"reply from b")]
 def service(backend: str, seed: bytes, mlkem: bool) -> CascadeCryptoService:
     """Seeded backend advertising the fixed ``vector`` offer (conftest.Advertised)."""
     prims = vector_primitives(backend, seed, mlkem)
-    return CascadeCryptoService(prims, clock=lambda: CLOCK_MS, layers=["Signal", "AES"])
+    return CascadeCryptoService(prims, clock=lambda: CLOCK_MS / 1000, layers=["Signal", "AES"])
 
 
 def run(backend: str, name: str, profile: str, layers: list[str]) -> dict[str, object]:
     mlkem = "ML-KEM" in layers
     sa = service(backend, b"A:" + name.encode(), mlkem)
     sb = service(backend, b"B:" + name.encode(), mlkem)
-    a = sa.handshake(sa.new_identity(), initiator=True, profiles=[profile], layers=layers)
-    b = sb.handshake(sb.new_identity(), initiator=False, profiles=[profile], layers=layers)
+    a = sa.handshake(sa.new_identity(), initiator=True, now=0.0, profiles=[profile], layers=layers)
+    b = sb.handshake(sb.new_identity(), initiator=False, now=0.0, profiles=[profile], layers=layers)
     a_to_b: list[str] = []
     b_to_a: list[str] = []
     for _ in range(3):
         for pdu in a.data_to_send():
             a_to_b.append(pdu.hex())
-            b.receive(pdu)
+            assert not any(isinstance(e, HandshakeFailed) for e in b.receive(pdu, 1.0))
         for pdu in b.data_to_send():
             b_to_a.append(pdu.hex())
-            a.receive(pdu)
+            assert not any(isinstance(e, HandshakeFailed) for e in a.receive(pdu, 1.0))
     sessions = {"a": (a.session(), b.session()), "b": (b.session(), a.session())}
     messages = []
     for sender, plaintext in MESSAGES:
         mine, theirs = sessions[sender]
         wire = mine.seal(plaintext)
-        assert theirs.open(wire) == plaintext
+        assert theirs.open(wire) == Delivered(plaintext)
         messages.append({"from": sender, "plaintext": plaintext.hex(), "wire": wire.hex()})
     return {
         "name": name,
