@@ -42,7 +42,7 @@ from enkrypted_shell.contracts import (
     monotonic_clock,
 )
 
-from .cascade import CascadeManager
+from .cascade import CascadeManager, validate_layer_names
 from .errors import CryptoError, CryptoUsageError, DecryptionFailed, SessionStateError
 from .limits import DEFAULT_LIMITS, Limits
 from .primitives import Primitives
@@ -303,7 +303,10 @@ def _restore(
         raise SessionStateError(f"exported session has {n} layers")
     entries = [(r.text(_MAX_NAME), r.var(limits.max_state_bytes)) for _ in range(n)]
     r.done()
-    names = [name for name, _ in entries]
+    try:
+        names = validate_layer_names([name for name, _ in entries], registry.names)
+    except CryptoError as exc:
+        raise SessionStateError(f"exported session: {exc}") from None
     missing = registry.missing_primitives(names, profile, prims.capabilities)
     if missing:
         raise SessionStateError(f"backend {prims.name!r} cannot serve layers {sorted(missing)}")
