@@ -16,6 +16,8 @@ import re
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from peers import START, connect, pump
 
 import enkrypted_crypto.handshake as handshake_module
@@ -268,3 +270,49 @@ def test_bad_pdu_detail_stays_local() -> None:
     request["identitySignature"][0] ^= 1
     _refused(b.receive(json.dumps(request).encode(), 1.0), "signature does not verify")
     assert _error(b.data_to_send())["message"] == "handshake PDU rejected"
+
+
+_PDU_TYPES = [
+    "signal-key-exchange-request",
+    "signal-key-exchange-response",
+    "mlkem-key-exchange",
+    "mlkem-key-exchange-response",
+    "signal-session-complete",
+    "protocol-error",
+    "mls-welcome",
+]
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    pdu=st.one_of(
+        st.binary(max_size=200),
+        st.builds(
+            lambda kind, extra: json.dumps({**extra, "type": kind}).encode(),
+            st.sampled_from(_PDU_TYPES),
+            st.dictionaries(st.text(max_size=20), _JSON, max_size=6),
+        ),
+    ),
+    side=st.sampled_from(["initiator", "responder", "responder-after-request"]),
+)
+def test_no_peer_input_makes_receive_raise(pdu: bytes, side: str) -> None:
+    """Crypto contract 2.0: whatever the peer sends, in whatever state, ``receive`` returns
+    events: a PDU the handshake cannot use ends it with one HandshakeFailed, never an exception."""
+    a, b = _pair()
+    request = a.data_to_send()[0]
+    target = a if side == "initiator" else b
+    if side == "responder-after-request":
+        assert b.receive(request, 1.0) == []
+        b.data_to_send()
+    events = target.receive(pdu, 2.0)
+    assert len(events) == 1 and isinstance(events[0], HandshakeFailed), events
+    assert target.next_deadline() is None
+    with pytest.raises(HandshakeMisuse):
+        target.receive(request, 3.0)

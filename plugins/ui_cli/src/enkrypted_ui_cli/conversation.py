@@ -87,14 +87,14 @@ async def converse(
     to_bob, to_alice = await transport.loopback_pair("alice", "bob")
     alice_hs = crypto.handshake(crypto.new_identity(), initiator=True, now=clock())
     bob_hs = crypto.handshake(crypto.new_identity(), initiator=False, now=clock())
-    try:
-        alice, bob = await asyncio.gather(
-            _drive(alice_hs, to_bob, clock), _drive(bob_hs, to_alice, clock)
-        )
-    except ConversationFailed:
+    alice, bob = await asyncio.gather(
+        _drive(alice_hs, to_bob, clock), _drive(bob_hs, to_alice, clock), return_exceptions=True
+    )
+    if isinstance(alice, BaseException) or isinstance(bob, BaseException):
         await to_bob.close()
         await to_alice.close()
-        raise
+        errors = [e for e in (alice, bob) if isinstance(e, BaseException)]
+        raise next((e for e in errors if isinstance(e, ConversationFailed)), errors[0])
     show(f"handshake complete: profile {alice.profile}, layers {' -> '.join(alice.layers)}")
     show(f"alice sees bob as {alice.peer_fingerprint}; bob sees alice as {bob.peer_fingerprint}")
     show(f"safety number (compare out of band): {_grouped(alice.safety_number)}")
