@@ -9,7 +9,7 @@
 
       0      version      0xB1
       1      layer count  n (1..4)
-      2..9   timestamp    u64 big-endian, Unix ms
+      2..9   timestamp    u64 big-endian, ms on the sender's clock
       then n times, innermost layer first:
              layer id     u8  (MLS 1, Signal 2, ML-KEM 3, AES 4)
              params len   u16 big-endian
@@ -24,7 +24,7 @@ frame has 1..4)::
       0      version      0xB1
       1      layer count  0 (control frame)
       2      kind         0x01 rotation-timestamp-broadcast
-      3..10  timestamp    u64 big-endian, Unix ms (1..2**53-1)
+      3..10  timestamp    u64 big-endian, ms (1..2**53-1)
       11..42 mac          HMAC-SHA256, 32 bytes
 
 Every decoder bounds its input (:class:`~enkrypted_crypto.limits.Limits`) before parsing and
