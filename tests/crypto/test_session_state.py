@@ -201,6 +201,7 @@ def test_split_and_join_round_trip() -> None:
         "mlkem-counter-gap",
         "mlkem-truncated",
         "ratchet-garbage",
+        "ratchet-of-another-session",
         "rotation-version",
         "rotation-grace-overlong",
     ],
@@ -226,6 +227,9 @@ def test_consistent_looking_but_wrong_state_is_refused(edit: str) -> None:
         entries[1] = ("ML-KEM", mlkem[:-1])
     elif edit == "ratchet-garbage":
         entries[0] = ("Signal", signal[:5] + bytes(len(signal) - 5))
+    elif edit == "ratchet-of-another-session":  # a spliced Signal layer state
+        _, _, other = _pair("b1-pyca-full")
+        entries[0] = ("Signal", _layer_states(other.export_state())[1][0][1])
     elif edit == "rotation-version":
         entries[2] = ("AES", b"\x07" + aes[1:])
     elif edit == "rotation-grace-overlong":  # grace_left beyond rotation_grace_messages

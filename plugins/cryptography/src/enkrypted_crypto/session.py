@@ -311,8 +311,9 @@ def _restore(
     if missing:
         raise SessionStateError(f"backend {prims.name!r} cannot serve layers {sorted(missing)}")
     manager = registry.restore(
-        names, [s for _, s in entries], prims, profile, session_id, limits, to_ms(clock())
-    )
+        names, [s for _, s in entries], prims, profile, session_id, limits, to_ms(clock()),
+        (identities.own, identities.peer),
+    )  # fmt: skip
     return CascadeSession(
         prims, manager, codec_for(profile, limits), identities, clock=clock, limits=limits
     )

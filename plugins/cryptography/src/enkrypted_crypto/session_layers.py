@@ -509,6 +509,8 @@ class RestoreContext:
     context: bytes
     limits: Limits
     now_ms: int
+    identities: tuple[bytes, bytes] = (b"", b"")
+    """``Encode(IK)`` of this side and of the peer, from the session's header."""
 
 
 LayerRestorer = Callable[[RestoreContext, bytes], CascadeLayer]
@@ -518,6 +520,9 @@ LayerRestorer = Callable[[RestoreContext, bytes], CascadeLayer]
 
 def _restore_signal(rc: RestoreContext, state: bytes) -> CascadeLayer:
     ratchet = RatchetSession.from_bytes(rc.prims, state, rc.limits)
+    own, peer = rc.identities
+    if ratchet.associated_data not in (own + peer, peer + own):
+        raise SessionStateError("Double Ratchet state of another pair of identities")
     return SignalLayer(ratchet, rc.session_id, rc.context)
 
 
@@ -612,6 +617,7 @@ class LayerRegistry:
         session_id: str,
         limits: Limits,
         now_ms: int,
+        identities: tuple[bytes, bytes] = (b"", b""),
     ) -> CascadeManager:
         """The cascade of an exported session: each layer from its ``export_state()`` bytes.
 
@@ -626,9 +632,8 @@ class LayerRegistry:
         problem = replay_protection_problem(names, profile)
         if problem is not None:
             raise SessionStateError(f"exported session: {problem}")
-        rc = RestoreContext(
-            prims, profile, session_id, cascade_context(profile, names, session_id), limits, now_ms
-        )
+        context = cascade_context(profile, names, session_id)
+        rc = RestoreContext(prims, profile, session_id, context, limits, now_ms, identities)
         layers = []
         for name, state in zip(names, states, strict=True):
             restorer = self._specs[name].restore
