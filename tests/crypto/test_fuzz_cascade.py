@@ -18,7 +18,7 @@ from enkrypted_crypto.limits import DEFAULT_LIMITS
 from enkrypted_crypto.profiles import PROFILE_B1, PROFILE_V0
 from enkrypted_crypto.service import CascadeCryptoService
 from enkrypted_crypto_nacl import NaclPrimitives
-from enkrypted_shell.contracts import SecureSession
+from enkrypted_shell.contracts import Delivered, SecureSession
 
 FUZZ = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -69,10 +69,10 @@ def _rejects_then_recovers(case: str, mutate) -> None:  # type: ignore[no-untype
         delivered = receiver.open(forged)
     except DecryptionFailed as exc:
         assert type(exc) is DecryptionFailed and str(exc) == "decryption failed"
-        assert receiver.open(genuine) == b"secret plaintext"
+        assert receiver.open(genuine) == Delivered(b"secret plaintext")
         return
     # Accepted: only possible if nothing but informative v0 fields changed.
-    assert delivered == b"secret plaintext"
+    assert delivered == Delivered(b"secret plaintext")
     assert not forged.startswith(b"\xb1") and _essential(forged) == _essential(genuine)
 
 
@@ -190,12 +190,12 @@ def test_v0_full_cascade_with_scrypt(op: str) -> None:
 def test_replays_and_reordered_delivery(case: str) -> None:
     sender, receiver = _pair(case)
     first, second = sender.seal(b"one"), sender.seal(b"two")
-    assert receiver.open(second) == b"two"
-    assert receiver.open(first) == b"one"  # out of order is fine
+    assert receiver.open(second) == Delivered(b"two")
+    assert receiver.open(first) == Delivered(b"one")  # out of order is fine
     for replay in (first, second):
         with pytest.raises(DecryptionFailed):
             receiver.open(replay)
-    assert receiver.open(sender.seal(b"three")) == b"three"
+    assert receiver.open(sender.seal(b"three")) == Delivered(b"three")
 
 
 def test_oversize_and_garbage_are_the_same_error() -> None:
@@ -214,7 +214,7 @@ def test_cross_session_and_cross_direction_messages_fail() -> None:
         d.open(a.seal(b"for b only"))
     with pytest.raises(DecryptionFailed):
         a.open(a.seal(b"reflected"))
-    assert b.open(a.seal(b"ok")) == b"ok" and d.open(c.seal(b"ok")) == b"ok"
+    assert b.open(a.seal(b"ok")) == Delivered(b"ok") and d.open(c.seal(b"ok")) == Delivered(b"ok")
 
 
 @pytest.mark.parametrize("case", ["b1-nacl", "b1-pyca-full", "v0-nacl-signal"])
@@ -229,7 +229,7 @@ def test_every_single_bit_flip_is_rejected_or_informative(case: str) -> None:
                 delivered = receiver.open(forged)
             except DecryptionFailed:
                 continue
-            assert case.startswith("v0") and delivered == b"secret plaintext"
+            assert case.startswith("v0") and delivered == Delivered(b"secret plaintext")
             assert _essential(forged) == _essential(genuine)
             genuine = sender.seal(b"secret plaintext")  # the accepted copy consumed its key
-    assert receiver.open(genuine) == b"secret plaintext"
+    assert receiver.open(genuine) == Delivered(b"secret plaintext")

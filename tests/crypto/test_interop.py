@@ -21,6 +21,7 @@ from enkrypted_crypto.primitives import Primitives
 from enkrypted_crypto.profiles import PROFILE_B1, PROFILE_V0
 from enkrypted_crypto.service import CascadeCryptoService
 from enkrypted_crypto_nacl import NaclPrimitives
+from enkrypted_shell.contracts import Delivered, HandshakeComplete
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "protocol-vectors.json").read_text())
 BY_NAME = {v["name"]: v for v in VECTORS["vectors"]}
@@ -34,7 +35,7 @@ BACKENDS_BY_NAME: dict[str, Primitives] = {"pyca": PycaPrimitives(), "nacl": Nac
     [
         (PROFILE_B1, ["Signal", "AES"]),
         (PROFILE_B1, ["Signal"]),
-        # (PROFILE_B1, ["AES"]) is refused since review 5 F1: no replay protection.
+        # (PROFILE_B1, ["AES"]) is refused: no replay protection (docs/protocol.md §2.2).
         (PROFILE_V0, ["Signal", "AES"]),
         (PROFILE_V0, ["Signal"]),
     ],
@@ -46,11 +47,11 @@ def test_pyca_and_nacl_talk(profile: str, layers: list[str], nacl_first: bool) -
     assert a.profile == b.profile == profile and a.layers == b.layers == tuple(layers)
     rounds = 2 if profile == PROFILE_V0 and "AES" in layers else 6
     for i in range(rounds):
-        assert b.open(a.seal(b"a%d" % i)) == b"a%d" % i
-        assert a.open(b.seal(b"b%d" % i)) == b"b%d" % i
+        assert b.open(a.seal(b"a%d" % i)) == Delivered(b"a%d" % i)
+        assert a.open(b.seal(b"b%d" % i)) == Delivered(b"b%d" % i)
     if profile == PROFILE_B1:
         big = bytes(range(256)) * 4096  # 1 MiB
-        assert b.open(a.seal(big)) == big
+        assert b.open(a.seal(big)) == Delivered(big)
     with pytest.raises(DecryptionFailed):
         b.open(a.seal(b"x")[:-1])
 
@@ -69,25 +70,28 @@ def _replay(vector: dict[str, object], backend: str, *, both: bool) -> None:
 
     def service(seed: str) -> CascadeCryptoService:
         prims = vector_primitives(backend, bytes.fromhex(seed), mlkem)
-        return CascadeCryptoService(prims, clock=lambda: clock, layers=["Signal", "AES"])  # type: ignore[return-value,misc]
+        return CascadeCryptoService(prims, clock=lambda: clock / 1000, layers=["Signal", "AES"])  # type: ignore[return-value,misc,operator]
 
     sb = service(vector["seed_b"])  # type: ignore[arg-type]
-    b = sb.handshake(sb.new_identity(), initiator=False, profiles=[profile], layers=layers)  # type: ignore[list-item,arg-type]
+    b = sb.handshake(sb.new_identity(), initiator=False, now=0.0, profiles=[profile], layers=layers)  # type: ignore[list-item,arg-type]
     if both:
         sa = service(vector["seed_a"])  # type: ignore[arg-type]
-        a = sa.handshake(sa.new_identity(), initiator=True, profiles=[profile], layers=layers)  # type: ignore[list-item,arg-type]
+        a = sa.handshake(
+            sa.new_identity(), initiator=True, now=0.0, profiles=[profile], layers=layers
+        )  # type: ignore[list-item,arg-type]
         assert [p.hex() for p in a.data_to_send()] == vector["a_to_b"][:1]  # type: ignore[index]
     a_to_b = [bytes.fromhex(h) for h in vector["a_to_b"]]  # type: ignore[attr-defined]
-    b.receive(a_to_b[0])
+    assert b.receive(a_to_b[0], 1.0) == []
     assert [p.hex() for p in b.data_to_send()] == vector["b_to_a"], name
-    for pdu in a_to_b[1:]:
-        b.receive(pdu)
+    events = [event for pdu in a_to_b[1:] for event in b.receive(pdu, 1.0)]
     assert b.complete
-    session = b.session()
+    (complete,) = events
+    assert isinstance(complete, HandshakeComplete)
+    session = complete.session
     for message in vector["messages"]:  # type: ignore[attr-defined]
         wire, plaintext = bytes.fromhex(message["wire"]), bytes.fromhex(message["plaintext"])
         if message["from"] == "a":
-            assert session.open(wire) == plaintext
+            assert session.open(wire) == Delivered(plaintext)
         else:  # same seed, same clock, same handshake: same bytes (b1 encapsulates per session)
             assert vector["responder_deterministic"] is True
             assert session.seal(plaintext) == wire

@@ -21,8 +21,10 @@ def test_exports_are_pinned() -> None:
         "CryptoError",
         "CryptoUsageError",
         "DecryptionFailed",
+        "HandshakeUsageError",
         "MalformedInput",
         "MalformedKey",
+        "SessionStateError",
         "UnsupportedPrimitive",
     }
     assert pyca.__all__ == ["PycaPrimitives"]
@@ -68,11 +70,14 @@ def test_package_facade() -> None:
         "CryptoError",
         "CryptoUsageError",
         "DecryptionFailed",
+        "HandshakeUsageError",
         "LayerUnavailable",
         "MalformedInput",
         "MalformedKey",
         "PycaPrimitives",
+        "SessionStateError",
         "UnsupportedPrimitive",
+        "service_from_context",
         "service_from_settings",
     }
     assert enkrypted_crypto.service_from_settings is service.service_from_settings
@@ -89,3 +94,23 @@ def test_backends_implement_the_whole_primitives_protocol() -> None:
     wanted = {n for n in dir(primitives.Primitives) if not n.startswith("_")}
     for backend in (pyca.PycaPrimitives(), enkrypted_crypto_nacl.NaclPrimitives()):
         assert wanted <= set(dir(backend)), type(backend).__name__
+
+
+def test_errors_are_split_by_fault() -> None:
+    """Each error is the shell contract's error of its fault, so a ui reacts without knowing us."""
+    from enkrypted_shell import contracts as c
+
+    local = (
+        errors.CryptoUsageError,
+        errors.UnsupportedPrimitive,
+        enkrypted_crypto.LayerUnavailable,
+    )
+    for cls in local:
+        assert issubclass(cls, c.LocalMisuse) and not issubclass(cls, c.RemoteInputError)
+    for cls in (errors.MalformedInput, errors.MalformedKey, errors.DecryptionFailed):
+        assert issubclass(cls, c.RemoteInputError) and not issubclass(cls, c.LocalMisuse)
+    assert issubclass(errors.DecryptionFailed, c.CryptoFailure)
+    assert issubclass(errors.HandshakeUsageError, c.HandshakeMisuse)
+    assert issubclass(errors.SessionStateError, c.StateError)
+    for name in errors.__all__:
+        assert issubclass(getattr(errors, name), errors.CryptoError)

@@ -25,6 +25,7 @@ from enkrypted_crypto.profiles import (
     split_chunks,
 )
 from enkrypted_crypto.service import CascadeCryptoService
+from enkrypted_shell.contracts import Delivered, WireLimits
 
 V3 = {
     "encrypted": True,
@@ -94,7 +95,7 @@ def test_v7_chunk_count_for_9000_bytes() -> None:
     assert [len(c) for c in chunks] == [8192, 808]
     assert chunk_count(8192) == 1 and chunk_count(0) == 1
     with pytest.raises(CryptoUsageError):
-        split_chunks(bytes(10), Limits(cascade_chunk_bytes=1, max_chunks_per_message=4))
+        split_chunks(bytes(10), Limits(WireLimits(chunk_bytes=1, max_chunks_per_message=4)))
 
 
 def test_v0_aes_aad_is_js_json_stringify() -> None:
@@ -171,7 +172,7 @@ def test_b1_sessions_open_frames_from_any_buffer() -> None:
         wire = a.seal(b"frame")
         assert len(wire) == 5 + 127  # docs/protocol.md §3.2
         opened = b.open(kind(wire))  # type: ignore[arg-type]
-        assert opened == b"frame" and type(opened) is bytes
+        assert opened == Delivered(b"frame") and type(opened.plaintext) is bytes  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("cut", [0, 1, 9, 10, 12, 13])

@@ -37,20 +37,32 @@ from enkrypted_crypto.service import CascadeCryptoService
 from enkrypted_crypto.session import CascadeSession
 from enkrypted_crypto.session_layers import v0_rotated_password
 from enkrypted_crypto_nacl import NaclPrimitives
-from enkrypted_shell.contracts import SecureSession
+from enkrypted_shell.contracts import ControlApplied, Delivered, SecureSession
 
 T0 = 1_717_000_000_000
 SIGNAL_AES = ["Signal", "AES"]
 
 
 class FakeClock:
-    """The session clock (ms), moved by hand."""
+    """The service clock, moved by hand: ``now`` is set in ms, the clock reads seconds."""
 
     def __init__(self, now: int = T0) -> None:
         self.now = now
 
-    def __call__(self) -> int:
-        return self.now
+    def __call__(self) -> float:
+        return self.now / 1000
+
+
+def _rot(session: CascadeSession, ms: int | None = None) -> bytes:
+    """``session.rotate(now)`` at ``ms`` (default: the session's clock); the PDU is never None
+    here (every session in this module has the AES layer)."""
+    now = session._clock() if ms is None else ms / 1000
+    pdu = session.rotate(now)
+    assert pdu is not None
+    return pdu
+
+
+CONTROL = ControlApplied(ROTATION_TYPE)
 
 
 def _pair(
@@ -95,40 +107,40 @@ def test_rotation_in_both_directions(prims: Primitives, profile: str, layers: li
     assert a.rotation_timestamps == b.rotation_timestamps == (0, 0)
 
     clock.now = T0 + 5
-    pdu = a.rotate()
+    pdu = _rot(a)
     assert a.is_control(pdu) and b.is_control(pdu)
-    assert b.open(pdu) == b""  # consumed through open(): no application plaintext
+    assert b.open(pdu) == CONTROL  # consumed through open(): no application plaintext
     assert a.rotation_timestamps == (T0 + 5, 0) and b.rotation_timestamps == (0, T0 + 5)
-    assert b.open(a.seal(b"a1")) == b"a1"  # a -> b under the new epoch
-    assert a.open(b.seal(b"b1")) == b"b1"  # b -> a still under epoch 0
+    assert b.open(a.seal(b"a1")) == Delivered(b"a1")  # a -> b under the new epoch
+    assert a.open(b.seal(b"b1")) == Delivered(b"b1")  # b -> a still under epoch 0
 
-    from_b = b.rotate()
+    from_b = _rot(b)
     _fails(b, from_b)  # reflected: our own sending chain is not our receiving chain
     a.receive_control(from_b)
-    assert a.open(b.seal(b"b2")) == b"b2"
-    assert b.open(a.seal(b"a2")) == b"a2"
+    assert a.open(b.seal(b"b2")) == Delivered(b"b2")
+    assert b.open(a.seal(b"a2")) == Delivered(b"a2")
     assert a.rotation_timestamps == (T0 + 5, T0 + 5) and b.rotation_timestamps == (T0 + 5, T0 + 5)
 
 
 @pytest.mark.parametrize(("profile", "layers"), [(PROFILE_B1, SIGNAL_AES)])
 def test_b_rotates_too(prims: Primitives, profile: str, layers: list[str]) -> None:
     a, b = _pair(prims, prims, profile, layers)
-    a.receive_control(b.rotate(T0 + 1))
-    b.receive_control(a.rotate(T0 + 2))
-    a.receive_control(b.rotate(T0 + 3))
+    a.receive_control(_rot(b, T0 + 1))
+    b.receive_control(_rot(a, T0 + 2))
+    a.receive_control(_rot(b, T0 + 3))
     for i in range(3):
-        assert b.open(a.seal(b"a%d" % i)) == b"a%d" % i
-        assert a.open(b.seal(b"b%d" % i)) == b"b%d" % i
+        assert b.open(a.seal(b"a%d" % i)) == Delivered(b"a%d" % i)
+        assert a.open(b.seal(b"b%d" % i)) == Delivered(b"b%d" % i)
     assert a.rotation_timestamps == (T0 + 2, T0 + 3) and b.rotation_timestamps == (T0 + 3, T0 + 2)
 
 
 def test_v0_both_directions_and_password_suffix(pyca: Primitives) -> None:
     """v0: a's then b's rotation; one message each way per epoch (scrypt is slow)."""
     a, b = _pair(pyca, pyca, PROFILE_V0, SIGNAL_AES)
-    assert b.open(a.rotate(T0 + 1)) == b""
-    assert b.open(a.seal(b"a1")) == b"a1"
-    assert a.open(b.rotate(T0 + 2)) == b""
-    assert a.open(b.seal(b"b1")) == b"b1"
+    assert b.open(_rot(a, T0 + 1)) == CONTROL
+    assert b.open(a.seal(b"a1")) == Delivered(b"a1")
+    assert a.open(_rot(b, T0 + 2)) == CONTROL
+    assert a.open(b.seal(b"b1")) == Delivered(b"b1")
     # The v0 password of an epoch is hex(key) || ":" || T (the spec's timestamp suffix).
     rot = a._rotation
     assert rot is not None
@@ -139,55 +151,54 @@ def test_v0_both_directions_and_password_suffix(pyca: Primitives) -> None:
 
 def test_b1_with_mlkem(pyca: Primitives) -> None:
     a, b = _pair(pyca, pyca, PROFILE_B1, ["Signal", "ML-KEM", "AES"])
-    b.receive_control(a.rotate(T0 + 1))
-    a.receive_control(b.rotate(T0 + 1))  # same T in the other direction: independent chains
+    b.receive_control(_rot(a, T0 + 1))
+    a.receive_control(_rot(b, T0 + 1))  # same T in the other direction: independent chains
     for i in range(3):
-        assert b.open(a.seal(b"a%d" % i)) == b"a%d" % i
-        assert a.open(b.seal(b"b%d" % i)) == b"b%d" % i
+        assert b.open(a.seal(b"a%d" % i)) == Delivered(b"a%d" % i)
+        assert a.open(b.seal(b"b%d" % i)) == Delivered(b"b%d" % i)
 
 
 def test_crossing_rotations(prims: Primitives) -> None:
     """Both rotate at once and the PDUs cross: each direction has its own chain, no race."""
     a, b = _pair(prims, prims, PROFILE_B1, SIGNAL_AES)
-    from_a, from_b = a.rotate(T0 + 7), b.rotate(T0 + 3)
+    from_a, from_b = _rot(a, T0 + 7), _rot(b, T0 + 3)
     msg_a, msg_b = a.seal(b"x"), b.seal(b"y")
     b.receive_control(from_a)
     a.receive_control(from_b)
-    assert b.open(msg_a) == b"x" and a.open(msg_b) == b"y"
+    assert b.open(msg_a) == Delivered(b"x") and a.open(msg_b) == Delivered(b"y")
 
 
 def test_timestamp_strictly_increases_when_the_clock_does_not(prims: Primitives) -> None:
     clock = FakeClock()
     a, b = _pair(prims, prims, PROFILE_B1, SIGNAL_AES, clock=clock)
-    first, second = a.rotate(), a.rotate()  # same clock reading
+    first, second = _rot(a), _rot(a)  # same clock reading
     clock.now = T0 - 1000  # the clock steps back
-    third = a.rotate()
+    third = _rot(a)
     for pdu in (first, second, third):
         b.receive_control(pdu)
     assert b.rotation_timestamps == (0, T0 + 2)
-    assert b.open(a.seal(b"ok")) == b"ok"
+    assert b.open(a.seal(b"ok")) == Delivered(b"ok")
 
 
 def test_messages_after_rotation_need_the_pdu_first(prims: Primitives) -> None:
     """The sender drops its old key at once; the PDU must be delivered before newer messages.
     A message that arrives too early fails opaquely and changes nothing."""
     a, b = _pair(prims, prims, PROFILE_B1, SIGNAL_AES)
-    pdu = a.rotate(T0 + 1)
+    pdu = _rot(a, T0 + 1)
     early = a.seal(b"early")
     with pytest.raises(DecryptionFailed):
         b.open(early)
     b.receive_control(pdu)
-    assert b.open(early) == b"early"
+    assert b.open(early) == Delivered(b"early")
 
 
 def test_rotate_needs_an_aes_layer(prims: Primitives) -> None:
     a, b = _pair(prims, prims, PROFILE_B1, ["Signal"])
-    with pytest.raises(CryptoUsageError, match="AES layer"):
-        a.rotate()
-    pdu = _pair(prims, prims, PROFILE_B1, SIGNAL_AES)[0].rotate(T0 + 1)
+    assert a.rotate(T0 / 1000) is None  # contract 2.0: nothing to rotate, no PDU
+    pdu = _rot(_pair(prims, prims, PROFILE_B1, SIGNAL_AES)[0], T0 + 1)
     _fails(b, pdu)
     assert b.rotation_timestamps == (0, 0)
-    assert b.open(a.seal(b"still")) == b"still"
+    assert b.open(a.seal(b"still")) == Delivered(b"still")
 
 
 # ------------------------------------------------------------------------------------ grace
@@ -195,23 +206,23 @@ def test_in_flight_messages_within_grace(prims: Primitives) -> None:
     """Sealed before the rotation, delivered after it (reordered): they still open."""
     a, b = _pair(prims, prims, PROFILE_B1, SIGNAL_AES)
     old = [a.seal(b"old%d" % i) for i in range(3)]
-    pdu = a.rotate(T0 + 1)
+    pdu = _rot(a, T0 + 1)
     new = a.seal(b"new")
     b.receive_control(pdu)
-    assert b.open(new) == b"new"
-    assert [b.open(m) for m in reversed(old)] == [b"old2", b"old1", b"old0"]
+    assert b.open(new) == Delivered(b"new")
+    assert [b.open(m) for m in reversed(old)] == [Delivered(b"old%d" % i) for i in (2, 1, 0)]
 
 
 def test_grace_ends_after_n_messages(prims: Primitives) -> None:
     limits = dataclasses.replace(DEFAULT_LIMITS, rotation_grace_messages=2)
     a, b = _pair(prims, prims, PROFILE_B1, SIGNAL_AES, limits=limits)
     old1, old2 = a.seal(b"old1"), a.seal(b"old2")
-    b.receive_control(a.rotate(T0 + 1))
-    assert b.open(old1) == b"old1"  # grace message 1 of 2
-    assert b.open(a.seal(b"new")) == b"new"  # 2 of 2: the previous key is dropped now
+    b.receive_control(_rot(a, T0 + 1))
+    assert b.open(old1) == Delivered(b"old1")  # grace message 1 of 2
+    assert b.open(a.seal(b"new")) == Delivered(b"new")  # 2 of 2: the previous key is dropped now
     with pytest.raises(DecryptionFailed):
         b.open(old2)
-    assert b.open(a.seal(b"after")) == b"after"  # the failure changed nothing
+    assert b.open(a.seal(b"after")) == Delivered(b"after")  # the failure changed nothing
 
 
 def test_grace_ends_after_its_time(prims: Primitives) -> None:
@@ -219,23 +230,23 @@ def test_grace_ends_after_its_time(prims: Primitives) -> None:
     limits = dataclasses.replace(DEFAULT_LIMITS, rotation_grace_ms=1000)
     a, b = _pair(prims, prims, PROFILE_B1, SIGNAL_AES, limits=limits, clock=clock)
     old1, old2 = a.seal(b"old1"), a.seal(b"old2")
-    b.receive_control(a.rotate())
+    b.receive_control(_rot(a))
     clock.now = T0 + 999  # last millisecond of grace
-    assert b.open(old1) == b"old1"
+    assert b.open(old1) == Delivered(b"old1")
     clock.now = T0 + 1000
     with pytest.raises(DecryptionFailed):
         b.open(old2)
     clock.now = T0  # time going back does not revive a dropped key
     with pytest.raises(DecryptionFailed):
         b.open(old2)
-    assert b.open(a.seal(b"new")) == b"new"
+    assert b.open(a.seal(b"new")) == Delivered(b"new")
 
 
 def test_no_grace_when_configured_off(prims: Primitives) -> None:
     limits = dataclasses.replace(DEFAULT_LIMITS, rotation_grace_messages=0)
     a, b = _pair(prims, prims, PROFILE_B1, SIGNAL_AES, limits=limits)
     old = a.seal(b"old")
-    b.receive_control(a.rotate(T0 + 1))
+    b.receive_control(_rot(a, T0 + 1))
     with pytest.raises(DecryptionFailed):
         b.open(old)
 
@@ -244,10 +255,10 @@ def test_a_second_rotation_drops_the_older_epoch_at_once(prims: Primitives) -> N
     """Only one previous key is kept: epoch 0 messages fail once epoch 2 begins."""
     a, b = _pair(prims, prims, PROFILE_B1, SIGNAL_AES)
     epoch0 = a.seal(b"e0")
-    b.receive_control(a.rotate(T0 + 1))
+    b.receive_control(_rot(a, T0 + 1))
     epoch1 = a.seal(b"e1")
-    b.receive_control(a.rotate(T0 + 2))
-    assert b.open(epoch1) == b"e1"
+    b.receive_control(_rot(a, T0 + 2))
+    assert b.open(epoch1) == Delivered(b"e1")
     with pytest.raises(DecryptionFailed):
         b.open(epoch0)
 
@@ -258,9 +269,9 @@ def test_v0_grace_window(pyca: Primitives) -> None:
     limits = dataclasses.replace(DEFAULT_LIMITS, rotation_grace_messages=2)
     a, b = _pair(pyca, pyca, PROFILE_V0, SIGNAL_AES, limits=limits)
     old1, old2 = a.seal(b"old1"), a.seal(b"old2")
-    assert b.open(a.rotate(T0 + 1)) == b""
-    assert b.open(a.seal(b"new")) == b"new"
-    assert b.open(old1) == b"old1"
+    assert b.open(_rot(a, T0 + 1)) == CONTROL
+    assert b.open(a.seal(b"new")) == Delivered(b"new")
+    assert b.open(old1) == Delivered(b"old1")
     with pytest.raises(DecryptionFailed):
         b.open(old2)
 
@@ -268,10 +279,10 @@ def test_v0_grace_window(pyca: Primitives) -> None:
 # ------------------------------------------------------------------- refused rotation PDUs
 def test_forged_replayed_older_and_skipped_pdus_change_nothing(prims: Primitives) -> None:
     a, b = _pair(prims, prims, PROFILE_B1, SIGNAL_AES)
-    first = a.rotate(T0 + 10)
+    first = _rot(a, T0 + 10)
     in_flight = a.seal(b"epoch1")
-    second = a.rotate(T0 + 20)
-    stranger = _pair(prims, prims, PROFILE_B1, SIGNAL_AES)[0].rotate(T0 + 10)
+    second = _rot(a, T0 + 20)
+    stranger = _rot(_pair(prims, prims, PROFILE_B1, SIGNAL_AES)[0], T0 + 10)
 
     flipped_mac = first[:-1] + bytes([first[-1] ^ 1])
     later_t = first[:3] + struct.pack(">Q", T0 + 11) + first[11:]  # MAC over T0 + 10
@@ -285,13 +296,13 @@ def test_forged_replayed_older_and_skipped_pdus_change_nothing(prims: Primitives
     for bad in (first, second, flipped_mac):  # older, replay, forged
         _fails(b, bad)
     assert b.rotation_timestamps == (0, T0 + 20)
-    assert b.open(in_flight) == b"epoch1"  # grace survived the refused PDUs
-    assert b.open(a.seal(b"epoch2")) == b"epoch2"
+    assert b.open(in_flight) == Delivered(b"epoch1")  # grace survived the refused PDUs
+    assert b.open(a.seal(b"epoch2")) == Delivered(b"epoch2")
 
 
 def test_malformed_b1_frames(prims: Primitives) -> None:
     a, b = _pair(prims, prims, PROFILE_B1, SIGNAL_AES)
-    good = a.rotate(T0 + 10)
+    good = _rot(a, T0 + 10)
     assert len(good) == 43 and good[:3] == b"\xb1\x00\x01"
     assert struct.unpack(">Q", good[3:11]) == (T0 + 10,)
     mac = good[11:]
@@ -312,13 +323,13 @@ def test_malformed_b1_frames(prims: Primitives) -> None:
             b.receive_control(bad)
     assert b.rotation_timestamps == (0, 0)
     b.receive_control(good)
-    assert b.open(a.seal(b"ok")) == b"ok"
+    assert b.open(a.seal(b"ok")) == Delivered(b"ok")
 
 
 def test_malformed_v0_pdus(pyca: Primitives) -> None:
     """Parsing only: no message is sealed, so no scrypt runs."""
     a, b = _pair(pyca, pyca, PROFILE_V0, SIGNAL_AES)
-    good = a.rotate(T0 + 10)
+    good = _rot(a, T0 + 10)
     doc = json.loads(good)
     assert list(doc) == ["type", "timestamp", "mac"]
     assert doc["type"] == ROTATION_TYPE and doc["timestamp"] == T0 + 10 and len(doc["mac"]) == 32
@@ -353,7 +364,7 @@ def test_malformed_v0_pdus(pyca: Primitives) -> None:
     assert b.rotation_timestamps == (0, 0)
     assert not b.is_control(variant(type="message")) and not b.is_control(bytes(43))
     # A b1 frame sent into a v0 session (and back) is refused.
-    b1_pdu = _pair(pyca, pyca, PROFILE_B1, SIGNAL_AES)[0].rotate(T0 + 10)
+    b1_pdu = _rot(_pair(pyca, pyca, PROFILE_B1, SIGNAL_AES)[0], T0 + 10)
     _fails(b, b1_pdu)
     b.receive_control(json.dumps(doc, indent=1).encode())  # any JSON layout of the same PDU
     assert b.rotation_timestamps == (0, T0 + 10)
@@ -365,7 +376,7 @@ def test_sealed_messages_are_not_control(prims: Primitives) -> None:
     assert not b.is_control(message)
     with pytest.raises(DecryptionFailed):
         b.receive_control(message)  # a message is not a rotation and changes nothing
-    assert b.open(message) == b""
+    assert b.open(message) == Delivered(b"")  # an empty message, told apart from a control PDU
 
 
 FUZZ = settings(
@@ -415,7 +426,7 @@ def test_key_schedule_rederived(prims: Primitives, profile: str) -> None:
     def rotation(initiator: bool) -> AesKeyRotation[bytes]:
         return AesKeyRotation(
             prims, secret, profile=profile, initiator=initiator, make_key=make,
-            send_key=b"send0", receive_key=b"recv0",
+            send_material=b"send0", receive_material=b"recv0",
         )  # fmt: skip
 
     alice, bob = rotation(True), rotation(False)
@@ -448,7 +459,7 @@ def test_non_increasing_timestamp_is_refused_even_with_a_valid_mac(prims: Primit
     def rotation(initiator: bool) -> AesKeyRotation[bytes]:
         return AesKeyRotation(
             prims, bytes(32), profile=PROFILE_B1, initiator=initiator,
-            make_key=lambda m, t: m, send_key=b"s", receive_key=b"r",
+            make_key=lambda m, t: m, send_material=b"s", receive_material=b"r",
         )  # fmt: skip
 
     alice, bob = rotation(True), rotation(False)
@@ -471,11 +482,11 @@ def test_announcement_and_rotation_validate() -> None:
     with pytest.raises(CryptoUsageError):
         AesKeyRotation(
             PycaPrimitives(), bytes(16), profile=PROFILE_B1, initiator=True,
-            make_key=lambda m, t: m, send_key=b"", receive_key=b"",
+            make_key=lambda m, t: m, send_material=b"", receive_material=b"",
         )  # fmt: skip
     rot = AesKeyRotation(
         PycaPrimitives(), bytes(32), profile=PROFILE_B1, initiator=True,
-        make_key=lambda m, t: m, send_key=b"", receive_key=b"",
+        make_key=lambda m, t: m, send_material=b"", receive_material=b"",
     )  # fmt: skip
     rot.announce(MAX_TIMESTAMP_MS)
     with pytest.raises(CryptoUsageError):
@@ -491,8 +502,8 @@ def test_pyca_and_nacl_rotate_together(profile: str, nacl_first: bool) -> None:
     first, second = (nacl, pyca) if nacl_first else (pyca, nacl)
     a, b = _pair(first, second, profile, SIGNAL_AES)
     old = a.seal(b"old")
-    assert b.open(a.rotate(T0 + 1)) == b""
-    assert a.open(b.rotate(T0 + 2)) == b""
-    assert b.open(a.seal(b"a1")) == b"a1"
-    assert a.open(b.seal(b"b1")) == b"b1"
-    assert b.open(old) == b"old"  # grace, across backends
+    assert b.open(_rot(a, T0 + 1)) == CONTROL
+    assert a.open(_rot(b, T0 + 2)) == CONTROL
+    assert b.open(a.seal(b"a1")) == Delivered(b"a1")
+    assert a.open(b.seal(b"b1")) == Delivered(b"b1")
+    assert b.open(old) == Delivered(b"old")  # grace, across backends

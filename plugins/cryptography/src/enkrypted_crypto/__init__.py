@@ -8,7 +8,8 @@ through its own module; ``docs/protocol.md`` describes the protocol.
     service = CascadeCryptoService(PycaPrimitives())
 
 The shell loads the plugin through the ``enkrypted.plugins`` entry point
-(:mod:`enkrypted_crypto.plugin`), which calls :func:`service_from_settings`.
+(:mod:`enkrypted_crypto.plugin`), which calls :func:`service_from_context` (settings, clock and
+P8 limits from the shell's ``AppContext``).
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ __all__ = [
     "CryptoError",
     "CryptoUsageError",
     "DecryptionFailed",
+    "HandshakeUsageError",
     "LayerUnavailable",
     "MalformedInput",
     "MalformedKey",
     "PycaPrimitives",
+    "SessionStateError",
     "UnsupportedPrimitive",
+    "service_from_context",
     "service_from_settings",
 ]
 
@@ -35,9 +39,11 @@ from .errors import (
     CryptoError,
     CryptoUsageError,
     DecryptionFailed,
+    HandshakeUsageError,
     MalformedInput,
     MalformedKey,
+    SessionStateError,
     UnsupportedPrimitive,
 )
 from .profiles import PROFILE_B1, PROFILE_V0, PROFILES
-from .service import CascadeCryptoService, service_from_settings
+from .service import CascadeCryptoService, service_from_context, service_from_settings

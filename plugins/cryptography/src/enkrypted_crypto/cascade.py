@@ -34,6 +34,8 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final, NamedTuple, Protocol
 
+from enkrypted_shell.contracts import LocalMisuse
+
 from .errors import CryptoError, CryptoUsageError, DecryptionFailed
 from .limits import DEFAULT_LIMITS, Limits
 from .primitives import BytesLike
@@ -49,7 +51,7 @@ DEFAULT_LAYERS: Final = ("Signal", "ML-KEM", "AES")
 _log = logging.getLogger(__name__)
 
 
-class LayerUnavailable(CryptoError):
+class LayerUnavailable(CryptoError, LocalMisuse):
     """A configured layer has no implementation here (e.g. MLS in this version)."""
 
 

@@ -1,13 +1,20 @@
 """Exception root of ``enkrypted-crypto``, split by who is at fault (STYLE.md principle 3).
 
-* :class:`CryptoUsageError` — local misuse: wrong argument types or sizes passed by our own code.
-* :class:`UnsupportedPrimitive` — the selected backend lacks a primitive; the message names the
-  primitive and where to get it.
-* :class:`MalformedKey` / :class:`MalformedInput` — remote or hostile input that fails structural
-  checks (bad key encodings, wrong-size ciphertexts, low-order points).
-* :class:`DecryptionFailed` — the ONE opaque authentication/decryption error.  It carries no
-  detail about which check failed and is also the shell's
-  :class:`~enkrypted_shell.contracts.CryptoFailure`.
+Every class derives from :class:`CryptoError` *and* from the shell's contract error of its fault
+(``enkrypted_shell.contracts``), so the ui reacts without knowing this plugin:
+
+* local misuse (:class:`~enkrypted_shell.contracts.LocalMisuse`):
+  :class:`CryptoUsageError` — wrong argument types, sizes, states or configuration passed by our
+  own code; :class:`UnsupportedPrimitive` — the selected backend lacks a primitive (the message
+  names it and where to get it); :class:`HandshakeUsageError` — a handshake driven out of order
+  (also the contract's :class:`~enkrypted_shell.contracts.HandshakeMisuse`).
+* remote or hostile input (:class:`~enkrypted_shell.contracts.RemoteInputError`):
+  :class:`MalformedKey` / :class:`MalformedInput` — input that fails structural checks (bad key
+  encodings, wrong-size ciphertexts, low-order points); :class:`DecryptionFailed` — the ONE
+  opaque authentication/decryption error, which carries no detail about which check failed and
+  is the contract's :class:`~enkrypted_shell.contracts.CryptoFailure`;
+  :class:`SessionStateError` — exported session state that cannot be restored (the contract's
+  :class:`~enkrypted_shell.contracts.StateError`).
 
 Foreign exceptions (pyca, PyNaCl) are translated at the backend boundary with ``raise ... from``.
 """
@@ -18,25 +25,33 @@ __all__ = [
     "CryptoError",
     "CryptoUsageError",
     "DecryptionFailed",
+    "HandshakeUsageError",
     "MalformedInput",
     "MalformedKey",
+    "SessionStateError",
     "UnsupportedPrimitive",
 ]
 
 from collections.abc import Iterable
 
-from enkrypted_shell.contracts import CryptoFailure
+from enkrypted_shell.contracts import (
+    CryptoFailure,
+    HandshakeMisuse,
+    LocalMisuse,
+    RemoteInputError,
+    StateError,
+)
 
 
 class CryptoError(Exception):
     """Root of every exception raised by the crypto distributions."""
 
 
-class CryptoUsageError(CryptoError, ValueError):
+class CryptoUsageError(CryptoError, LocalMisuse, ValueError):
     """Local misuse: an argument our own code passed is of the wrong size, type or range."""
 
 
-class UnsupportedPrimitive(CryptoError):
+class UnsupportedPrimitive(CryptoError, LocalMisuse):
     """The backend does not provide ``primitive``; ``alternatives`` names where it is available."""
 
     def __init__(self, primitive: str, backend: str, alternatives: Iterable[str] = ()) -> None:
@@ -47,7 +62,7 @@ class UnsupportedPrimitive(CryptoError):
         super().__init__(f"backend {backend!r} does not support {primitive!r}{hint}")
 
 
-class MalformedInput(CryptoError):
+class MalformedInput(CryptoError, RemoteInputError):
     """Untrusted input failed a structural check (size, encoding) before any secret was used."""
 
 
@@ -60,3 +75,14 @@ class DecryptionFailed(CryptoError, CryptoFailure):
 
     def __init__(self) -> None:
         super().__init__("decryption failed")
+
+
+class HandshakeUsageError(CryptoUsageError, HandshakeMisuse):
+    """A handshake was driven wrongly: a PDU after it ended, its session before completion."""
+
+
+class SessionStateError(CryptoError, StateError):
+    """Exported session state is damaged, truncated, foreign or from another backend.
+
+    Nothing is restored (fail closed); the message says what was wrong, never a secret.
+    """

@@ -19,12 +19,19 @@ the responder drops its decapsulation key right after using it and the initiator
 Negotiation (R decides, I verifies): profile = the first of I's profiles that R also offers; layers
 = the union of both peers' required ``layers`` in product order, which both must support.  No
 common version/profile, or a required layer one side cannot serve -> ``protocol-error`` to the
-peer and :class:`HandshakeFailure` locally — never a silent downgrade.  Both confirmations cover
-the transcript (SHA-256 chain over every PDU in canonical JSON), and X3DH's KDF info includes the
-hash of the request, so a tampered offer or choice fails the handshake.
+peer and :class:`~enkrypted_shell.contracts.HandshakeFailed` locally — never a silent downgrade.
+Both confirmations cover the transcript (SHA-256 chain over every PDU in canonical JSON), and
+X3DH's KDF info includes the hash of the request, so a tampered offer or choice fails the
+handshake.
 
-On :class:`HandshakeFailure` raised by :meth:`receive`, still flush :meth:`data_to_send`: it
-holds the ``protocol-error`` for the peer.
+Crypto contract 2.0, sans-I/O: :meth:`CascadeHandshake.receive` takes ``now`` and returns events;
+nothing the peer sends makes it raise.  A refused PDU returns ``[HandshakeFailed(reason,
+pdu_to_send)]`` with the ``protocol-error`` (also queued in :meth:`data_to_send`); the PDU that
+completes the handshake returns ``[HandshakeComplete(session)]``.  The handshake times out
+``WireLimits.handshake_timeout_s`` (P8.6, 300 s) after the ``now`` it was created at:
+:meth:`next_deadline` says when, :meth:`handle_timeout` fails it (a PDU received after the deadline
+does too).  Driving it after it ended raises :class:`~enkrypted_crypto.errors.HandshakeUsageError`
+(the contract's ``HandshakeMisuse``).
 """
 
 from __future__ import annotations
@@ -37,10 +44,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Final
 
-from enkrypted_shell.contracts import HandshakeFailure, SecureSession
+from enkrypted_shell.contracts import (
+    Clock,
+    HandshakeComplete,
+    HandshakeEvent,
+    HandshakeFailed,
+    SecureSession,
+    monotonic_clock,
+)
 
 from .cascade import CANONICAL_ORDER, LayerUnavailable
-from .errors import CryptoError
+from .errors import CryptoError, HandshakeUsageError
 from .handshake_pdus import (
     HANDSHAKE_VERSION,
     KeyExchangeRequest,
@@ -58,7 +72,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .primitives import MlKemDecapsulationKey, MlKemEncapsulationKey, Primitives
 from .profiles import PROFILE_V0, codec_for
 from .ratchet import RatchetSession
-from .session import CascadeSession, Clock, system_clock_ms
+from .session import CascadeSession, SessionIdentities
 from .session_layers import LayerRegistry, SessionSecrets, replay_protection_problem
 from .x3dh import (
     IdentityKeyPair,
@@ -78,7 +92,8 @@ _COMPLETE_AAD: Final = b"EnkryptedChat-session-complete"
 MLKEM_OFFER: Final = "mlkem-key-exchange"
 MLKEM_ANSWER: Final = "mlkem-key-exchange-response"
 _BAD_PDU: Final = "handshake PDU rejected"
-"""The fixed ``protocol-error`` text for ``bad-pdu``: what was wrong stays local (review 5 F5)."""
+"""The fixed ``protocol-error`` text for ``bad-pdu``: what was wrong stays local (§2.2: a
+``bad-pdu`` tells the peer nothing about which check failed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +105,7 @@ class HandshakeConfig:
     layers: tuple[str, ...]
     registry: LayerRegistry
     limits: Limits = DEFAULT_LIMITS
-    clock: Clock = system_clock_ms
+    clock: Clock = monotonic_clock
 
     def supported_layers(self, profile: str) -> tuple[str, ...]:
         caps = self.prims.capabilities
@@ -110,21 +125,29 @@ class HandshakeConfig:
 
 
 class _Refusal(Exception):
-    """Internal: abort with a ``protocol-error`` of this code and message."""
+    """Internal: abort with a ``protocol-error`` of this code and message (``tell_peer``: send
+    it; false when the peer ended the handshake itself)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, tell_peer: bool = True) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.tell_peer = tell_peer
 
 
 class CascadeHandshake:
     """Implements :class:`enkrypted_shell.contracts.Handshake` for both roles."""
 
     def __init__(
-        self, config: HandshakeConfig, identity: IdentityKeyPair, *, initiator: bool
+        self,
+        config: HandshakeConfig,
+        identity: IdentityKeyPair,
+        *,
+        initiator: bool,
+        now: float = 0.0,
     ) -> None:
         self._cfg = config
+        self._deadline = now + config.limits.handshake_timeout_s
         self._p = config.prims
         self._identity = identity
         self._initiator = initiator
@@ -135,10 +158,11 @@ class CascadeHandshake:
         self._session: CascadeSession | None = None
         self._profile = ""
         self._layers: tuple[str, ...] = ()
-        self._peer_fingerprint = ""
+        self._peer_identity = b""  # Encode(IK) of the peer
         self._x3dh: X3DHResult | None = None
         self._ratchet: RatchetSession | None = None
         self._own_mlkem: MlKemDecapsulationKey | None = None
+        self._own_mlkem_seed: bytes | None = None  # v0 only: kept for export_state
         self._peer_mlkem: MlKemEncapsulationKey | None = None
         self._mlkem_answered = False
         self._mlkem_secret: bytes | None = None  # Profile-b1
@@ -156,42 +180,71 @@ class CascadeHandshake:
         return self._session is not None
 
     def session(self) -> SecureSession:
+        """The session once complete (also carried by :class:`HandshakeComplete`)."""
         if self._session is None:
-            raise HandshakeFailure("handshake not complete")
+            raise HandshakeUsageError("handshake not complete")
         return self._session
 
-    def receive(self, pdu: bytes) -> None:
-        if self._failed is not None:
-            raise HandshakeFailure(f"handshake already failed: {self._failed}")
-        if self._session is not None:
-            raise HandshakeFailure("handshake already complete; unexpected PDU")
+    def receive(self, pdu: bytes, now: float) -> list[HandshakeEvent]:
+        self._check_open()
+        if now >= self._deadline:
+            return self.handle_timeout(now)
         try:
             obj = parse_pdu(pdu, self._cfg.limits)
             self._dispatch(obj)
-        except HandshakeFailure:
-            raise  # already failed (peer's protocol-error)
         except _Refusal as refusal:
-            self._fail(refusal.code, refusal.message)
+            return [self._fail(refusal.code, refusal.message, tell_peer=refusal.tell_peer)]
         except CryptoError as exc:  # malformed or hostile input: generic code, details local
             _log.debug("handshake: rejected PDU: %s", exc)
-            self._fail("bad-pdu", f"handshake PDU rejected: {exc}", peer_message=_BAD_PDU)
+            return [self._fail("bad-pdu", f"handshake PDU rejected: {exc}", peer_message=_BAD_PDU)]
         except Exception as exc:  # anything unforeseen on hostile input: same path, fail closed
             _log.debug("handshake: unexpected %s on a PDU", type(exc).__name__, exc_info=True)
-            self._fail(
-                "bad-pdu", f"handshake PDU rejected ({type(exc).__name__})", peer_message=_BAD_PDU
-            )
+            reason = f"handshake PDU rejected ({type(exc).__name__})"
+            return [self._fail("bad-pdu", reason, peer_message=_BAD_PDU)]
+        if self._session is not None:
+            return [HandshakeComplete(self._session)]
+        return []
+
+    def next_deadline(self) -> float | None:
+        return None if self._ended else self._deadline
+
+    def handle_timeout(self, now: float) -> list[HandshakeEvent]:
+        if self._ended or now < self._deadline:
+            return []
+        limit = self._cfg.limits.handshake_timeout_s
+        return [self._fail("timeout", f"handshake not complete after {limit:g} s", tell_peer=False)]
 
     # ------------------------------------------------------------------ plumbing
+    @property
+    def _ended(self) -> bool:
+        return self._failed is not None or self._session is not None
+
+    def _check_open(self) -> None:
+        if self._failed is not None:
+            raise HandshakeUsageError(f"handshake already failed: {self._failed}")
+        if self._session is not None:
+            raise HandshakeUsageError("handshake already complete; unexpected PDU")
+
     def _fail(
         self, code: str, message: str, *, tell_peer: bool = True, peer_message: str | None = None
-    ) -> None:
-        """Mark the handshake failed; queue a ``protocol-error`` (``peer_message`` if given,
-        else ``message``) and raise :class:`HandshakeFailure` with the local detail."""
+    ) -> HandshakeFailed:
+        """End the handshake: queue a ``protocol-error`` (``peer_message`` if given, else
+        ``message``) unless ``tell_peer`` is false; the event carries the local detail."""
         self._failed = f"{code}: {message}"
+        self._drop_secrets()
+        error = None
         if tell_peer:
             told = message if peer_message is None else peer_message
-            self._out.append(canonical(ProtocolError(code, told).to_json()))
-        raise HandshakeFailure(self._failed)
+            error = canonical(ProtocolError(code, told).to_json())
+            self._out.append(error)
+        return HandshakeFailed(self._failed, error)
+
+    def _drop_secrets(self) -> None:
+        """A failed handshake keeps no key material."""
+        self._x3dh = self._ratchet = None
+        self._own_mlkem = self._peer_mlkem = None
+        self._own_mlkem_seed = self._mlkem_secret = None
+        self._ephemeral = b""
 
     def _emit(self, body: Mapping[str, object], wire: Mapping[str, object] | None = None) -> None:
         self._absorb(body)
@@ -204,7 +257,8 @@ class CascadeHandshake:
         kind = obj["type"]
         if kind == ProtocolError.TYPE:
             err = ProtocolError.from_json(obj)
-            self._fail(err.code, f"peer refused the handshake: {err.message}", tell_peer=False)
+            message = f"peer refused the handshake: {err.message}"
+            raise _Refusal(err.code, message, tell_peer=False)
         expected = self._expected()
         if kind not in expected:
             raise _Refusal("unexpected-pdu", f"unexpected {kind!r}; expected one of {expected}")
@@ -255,7 +309,7 @@ class CascadeHandshake:
         expected = self._p.hmac_sha256(x3dh.confirmation_key, _CONFIRM_R + self._transcript)
         if not hmac.compare_digest(expected, response.confirmation):
             raise _Refusal("confirmation-failed", "key confirmation failed")
-        self._x3dh, self._peer_fingerprint = x3dh, response.identity.fingerprint(self._p)
+        self._x3dh, self._peer_identity = x3dh, response.identity.encode()
         self._ratchet = RatchetSession.initiator(
             self._p, x3dh.shared_secret, response.signed_prekey, x3dh.associated_data,
             limits=self._cfg.limits,
@@ -298,7 +352,7 @@ class CascadeHandshake:
             self._p, self._identity, spk, request.identity, request.ephemeral,
             context=self._request_hash,
         )  # fmt: skip
-        self._x3dh, self._peer_fingerprint = x3dh, request.identity.fingerprint(self._p)
+        self._x3dh, self._peer_identity = x3dh, request.identity.encode()
         self._ratchet = RatchetSession.responder(
             self._p, x3dh.shared_secret, spk.private, x3dh.associated_data,
             limits=self._cfg.limits,
@@ -371,7 +425,7 @@ class CascadeHandshake:
             encapsulated = MlKemEncapsulation.from_json(obj).encapsulated
             assert self._own_mlkem is not None
             shared = self._own_mlkem.decapsulate(encapsulated)
-            self._own_mlkem = None  # never needed again
+            self._own_mlkem = self._own_mlkem_seed = None  # never needed again
             self._absorb(obj)
             self._mlkem_secret = b1_session_secret(self._p, shared, self._transcript)
         self._mlkem_answered = True
@@ -390,13 +444,14 @@ class CascadeHandshake:
 
     # ------------------------------------------------------------------ both
     def _refuse_own_identity(self, peer: PublicIdentity) -> None:
-        """A peer presenting our own identity is our PDUs reflected back (review 5 F4)."""
+        """A peer presenting our own identity is our PDUs reflected back (§2.2: ``bad-pdu``)."""
         if hmac.compare_digest(peer.encode(), self._identity.public.encode()):
             raise _Refusal("bad-pdu", "peer presented our own identity (reflected handshake)")
 
     def _new_mlkem_key(self) -> MlKemDecapsulationKey:
         """A fresh ML-KEM-768 key pair for this handshake (seed from the injected RNG)."""
-        return self._p.mlkem768_decapsulation_key(self._p.random(64))
+        self._own_mlkem_seed = self._p.random(64)
+        return self._p.mlkem768_decapsulation_key(self._own_mlkem_seed)
 
     def _send_mlkem_answer(self) -> None:
         assert self._peer_mlkem is not None
@@ -413,19 +468,23 @@ class CascadeHandshake:
         mlkem = None
         if "ML-KEM" in self._layers and self._profile == PROFILE_V0:
             assert self._peer_mlkem is not None and self._own_mlkem is not None
-            mlkem = MlKemPreparedKeys(peer=self._peer_mlkem, own=self._own_mlkem)
+            mlkem = MlKemPreparedKeys(self._peer_mlkem, self._own_mlkem, self._own_mlkem_seed)
+        session_id = self._request_hash[:16].hex()
         secrets = SessionSecrets(
-            self._initiator, self._request_hash[:16].hex(), self._x3dh.layer_secret,
+            self._initiator, session_id, self._x3dh.layer_secret,
             self._ratchet, mlkem, self._mlkem_secret, self._cfg.limits,
         )  # fmt: skip
-        self._peer_mlkem = self._own_mlkem = self._mlkem_secret = None
         manager = self._cfg.registry.build(
             self._layers, self._p, self._profile, secrets, self._cfg.limits
         )
+        identities = SessionIdentities(
+            self._identity.public.encode(), self._peer_identity, session_id
+        )
         self._session = CascadeSession(
-            manager, codec_for(self._profile, self._cfg.limits), self._peer_fingerprint,
+            self._p, manager, codec_for(self._profile, self._cfg.limits), identities,
             clock=self._cfg.clock, limits=self._cfg.limits,
         )  # fmt: skip
+        self._drop_secrets()  # the session holds what it needs
 
 
 def missing_primitive_message(layer: str, missing: frozenset[str], backend: str, who: str) -> str:

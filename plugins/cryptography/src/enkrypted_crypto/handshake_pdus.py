@@ -255,7 +255,7 @@ def parse_pdu(data: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, object]
     if len(data) > limits.max_handshake_pdu_bytes:
         raise MalformedInput("handshake PDU too large")
     data = bytes(data)
-    check_json_bounds(data, max_depth=limits.max_json_depth)  # before json.loads (review 5 F3)
+    check_json_bounds(data, max_depth=limits.max_json_depth)  # before json.loads (§4: depth bound)
     try:
         obj = json.loads(data)
     except (ValueError, RecursionError):

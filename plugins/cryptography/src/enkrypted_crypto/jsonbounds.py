@@ -1,4 +1,5 @@
-"""Cheap structural bounds on untrusted JSON, checked *before* ``json.loads`` (review 5 F2/F3).
+"""Cheap structural bounds on untrusted JSON, checked *before* ``json.loads``
+(P8.4 "reject huge JSON arrays before allocating"; ``docs/protocol.md`` §4).
 
 ``json.loads`` allocates a Python object per value and recurses per nesting level, so a PDU
 within the byte cap can still cost hundreds of MiB (millions of ``[]``) or overflow the stack

@@ -1,7 +1,9 @@
-"""Bounds on untrusted input, in one place, with the spec's numbers (STYLE.md principle 2).
+"""Bounds on untrusted input, in one place (STYLE.md principle 2).
 
-Values marked *P8.x* come from the Enkrypted Chat protocol spec (digest §6 "Limits", P8.1/3/4);
-the others are ours and documented in ``docs/protocol.md`` §Limits.
+The spec's P8 numbers (digest §6 "Limits": PDU cap, chunking, reassembly, handshake timeout) are
+the shell's :class:`~enkrypted_shell.contracts.WireLimits`, defined once for every slot and handed
+to the plugin as ``AppContext.limits``; :class:`Limits` carries them as ``wire`` and adds the
+crypto plugin's own bounds, documented in ``docs/protocol.md`` §Limits.
 """
 
 from __future__ import annotations
@@ -11,29 +13,20 @@ __all__ = ["DEFAULT_LIMITS", "Limits"]
 from dataclasses import dataclass
 from typing import Final
 
-MiB: Final = 1024 * 1024
+from enkrypted_shell.contracts import WIRE_LIMITS, WireLimits
+
+KiB: Final = 1024
+MiB: Final = 1024 * KiB
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Every size, count and timeout applied to peer input by the crypto plugin."""
 
-    max_pdu_bytes: int = 16 * MiB
-    """P8.1: a data-channel PDU larger than this MUST be rejected (before parsing)."""
-    cascade_chunk_bytes: int = 8192
-    """P8.1: cascade payloads above this are chunked by the p2p layer (not here)."""
-    max_chunks_per_message: int = 4096
-    """P8.4: chunks per ``messageId``."""
-    max_reassemblies_per_peer: int = 64
-    """P8.4: concurrent reassemblies per peer."""
-    chunk_reassembly_timeout_s: float = 120.0
-    """P8.3: per ``messageId``."""
-    handshake_timeout_s: float = 300.0
-    """P8.3: data channel open -> ready."""
-    max_handshake_pdu_bytes: int = 64 * 1024
+    wire: WireLimits = WIRE_LIMITS
+    """P8: the spec's numbers, shared with the other slots (``AppContext.limits``)."""
+    max_handshake_pdu_bytes: int = 64 * KiB
     """Ours: handshake PDUs carry at most a few keys (an ML-KEM key is 1184 bytes)."""
-    max_plaintext_bytes: int = 16 * MiB
-    """Ours: what :meth:`seal` accepts; the sealed message must still fit ``max_pdu_bytes``."""
     max_layers: int = 4
     """Ours: MLS, Signal, ML-KEM, AES at most."""
     max_skip: int = 1000
@@ -60,6 +53,26 @@ class Limits:
     """Ours: ... and only for this long on the receiver's clock, whichever ends first."""
     max_control_pdu_bytes: int = 1024
     """Ours: a control PDU (rotation) is tens of bytes; larger ones are not parsed as one."""
+    max_state_bytes: int = 1 * MiB
+    """Ours: an exported session (``docs/protocol.md`` §Exported state) is refused above this
+    before parsing; the largest real one (2000 skipped ratchet keys, 2000 skipped ML-KEM
+    counters) is about 160 KiB."""
+
+    @property
+    def max_pdu_bytes(self) -> int:
+        """P8.1: a data-channel PDU larger than this MUST be rejected (before parsing)."""
+        return self.wire.max_pdu_bytes
+
+    @property
+    def max_plaintext_bytes(self) -> int:
+        """What :meth:`seal` accepts: no more than the PDU cap, which the sealed message must
+        still fit."""
+        return self.wire.max_pdu_bytes
+
+    @property
+    def handshake_timeout_s(self) -> float:
+        """P8.6: a handshake not complete this long after it started fails."""
+        return self.wire.handshake_timeout_s
 
 
 DEFAULT_LIMITS: Final = Limits()

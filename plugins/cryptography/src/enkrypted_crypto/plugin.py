@@ -8,10 +8,10 @@ from enkrypted_shell.contracts import AppContext, CryptoService
 from enkrypted_shell.hookspecs import hookimpl
 
 from .backends.pyca import PycaPrimitives
-from .service import service_from_settings
+from .service import service_from_context
 
 
 @hookimpl
 def enkrypted_crypto_service(context: AppContext) -> CryptoService:
-    """Slot ``crypto`` 1.0: the cascade service over :class:`PycaPrimitives`."""
-    return service_from_settings(PycaPrimitives(), context.settings)
+    """Slot ``crypto`` 2.0: the cascade service over :class:`PycaPrimitives`."""
+    return service_from_context(PycaPrimitives(), context)

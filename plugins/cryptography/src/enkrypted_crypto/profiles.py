@@ -9,7 +9,7 @@
 
       0      version      0xB1
       1      layer count  n (1..4)
-      2..9   timestamp    u64 big-endian, Unix ms
+      2..9   timestamp    u64 big-endian, ms on the sender's clock
       then n times, innermost layer first:
              layer id     u8  (MLS 1, Signal 2, ML-KEM 3, AES 4)
              params len   u16 big-endian
@@ -24,7 +24,7 @@ frame has 1..4)::
       0      version      0xB1
       1      layer count  0 (control frame)
       2      kind         0x01 rotation-timestamp-broadcast
-      3..10  timestamp    u64 big-endian, Unix ms (1..2**53-1)
+      3..10  timestamp    u64 big-endian, ms (1..2**53-1)
       11..42 mac          HMAC-SHA256, 32 bytes
 
 Every decoder bounds its input (:class:`~enkrypted_crypto.limits.Limits`) before parsing and
@@ -107,14 +107,15 @@ class ProfileCodec(Protocol):
 
 def chunk_count(size: int, limits: Limits = DEFAULT_LIMITS) -> int:
     """Chunks of ``finalCiphertext`` for ``size`` bytes (P5.5; vector V7: 9000 -> 2)."""
-    return max(1, math.ceil(size / limits.cascade_chunk_bytes))
+    return max(1, math.ceil(size / limits.wire.chunk_bytes))
 
 
 def split_chunks(data: bytes, limits: Limits = DEFAULT_LIMITS) -> list[bytes]:
-    """Split into ``cascade_chunk_bytes`` pieces; refuses more than ``max_chunks_per_message``."""
-    step = limits.cascade_chunk_bytes
-    if chunk_count(len(data), limits) > limits.max_chunks_per_message:
-        raise CryptoUsageError("message needs more chunks than P8.4 allows")
+    """Split into ``WireLimits.chunk_bytes`` pieces; refuses more than
+    ``WireLimits.max_chunks_per_message`` (P8.2, P8.3)."""
+    step = limits.wire.chunk_bytes
+    if chunk_count(len(data), limits) > limits.wire.max_chunks_per_message:
+        raise CryptoUsageError("message needs more chunks than P8.3 allows")
     return [data[i : i + step] for i in range(0, max(len(data), 1), step)]
 
 

@@ -136,6 +136,11 @@ class RatchetSession:
         return self._aead
 
     @property
+    def associated_data(self) -> bytes:
+        """``AD`` = ``Encode(IK_initiator) || Encode(IK_responder)`` (X3DH §3.3)."""
+        return self._ad
+
+    @property
     def can_send(self) -> bool:
         """False for the responder until the first message from the initiator arrives."""
         return self._state.cks is not None

@@ -42,17 +42,20 @@ __all__ = [
     "ROTATION_TYPE",
     "AesKeyRotation",
     "RotationAnnouncement",
+    "export_rotation",
+    "restore_rotation",
     "rotation_mac",
 ]
 
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Generic, NamedTuple, TypeVar
+from typing import Any, Final, Generic, NamedTuple, TypeVar
 
-from .errors import CryptoUsageError, DecryptionFailed, MalformedInput
+from .errors import CryptoUsageError, DecryptionFailed, MalformedInput, SessionStateError
 from .limits import DEFAULT_LIMITS, Limits
 from .primitives import Primitives
+from .statecodec import StateReader, StateWriter
 
 ROTATION_TYPE: Final = "rotation-timestamp-broadcast"
 """The spec's PDU ``type`` (digest §6)."""
@@ -106,11 +109,20 @@ def _step(prims: Primitives, current: _Epoch, timestamp_ms: int) -> tuple[_Epoch
     return _epoch(prims, out[:32], timestamp_ms), out[32:]
 
 
+class _Key(NamedTuple, Generic[_K]):
+    """A layer key with what it was made from (kept so the state can be exported)."""
+
+    material: bytes
+    timestamp_ms: int
+    key: _K
+
+
 class AesKeyRotation(Generic[_K]):
     """Rotation state of one session's AES layer, both directions (module docstring).
 
-    ``send_key`` / ``receive_key`` are epoch 0's keys (as the handshake keyed the layer);
-    ``make_key`` turns a new epoch's 32 bytes into the layer's key object.  Methods that change
+    ``send_material`` / ``receive_material`` are epoch 0's key bytes (as the handshake keyed the
+    layer); ``make_key(material, timestamp_ms)`` turns an epoch's bytes into the layer's key object
+    (``timestamp_ms`` is 0 for epoch 0).  Methods that change
     state either succeed completely or raise and change nothing.
     """
 
@@ -135,25 +147,35 @@ class AesKeyRotation(Generic[_K]):
         profile: str,
         initiator: bool,
         make_key: KeyFactory[_K],
-        send_key: _K,
-        receive_key: _K,
+        send_material: bytes,
+        receive_material: bytes,
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         if len(layer_secret) < 32:
             raise CryptoUsageError("rotation needs a 32-byte layer secret")
-        self._p = prims
-        self._make_key = make_key
-        self._limits = limits
 
         def root(initiator_sends: bool) -> _Epoch:
             info = _ROOT_INFO + profile.encode() + b"/" + _DIRECTION[initiator_sends]
             return _epoch(prims, prims.hkdf_sha256(layer_secret, b"", info, 32), 0)
 
-        self._send = root(initiator)
-        self._receive = root(not initiator)
-        self._send_key = send_key
-        self._receive_key = receive_key
-        self._previous: _K | None = None
+        self._setup(prims, make_key, limits, root(initiator), root(not initiator))
+        self._send_key = _Key(send_material, 0, make_key(send_material, 0))
+        self._receive_key = _Key(receive_material, 0, make_key(receive_material, 0))
+
+    def _setup(
+        self,
+        prims: Primitives,
+        make_key: KeyFactory[_K],
+        limits: Limits,
+        send: _Epoch,
+        receive: _Epoch,
+    ) -> None:
+        self._p = prims
+        self._make_key = make_key
+        self._limits = limits
+        self._send = send
+        self._receive = receive
+        self._previous: _Key[_K] | None = None
         self._grace_left = 0
         self._grace_deadline_ms = 0
 
@@ -166,18 +188,18 @@ class AesKeyRotation(Generic[_K]):
     # ------------------------------------------------------------------ what the layer uses
     @property
     def send_key(self) -> _K:
-        return self._send_key
+        return self._send_key.key
 
     @property
     def receive_key(self) -> _K:
         """The current epoch's receive key."""
-        return self._receive_key
+        return self._receive_key.key
 
     def receive_keys(self) -> tuple[_K, ...]:
         """The current receive key, then the previous one while its grace lasts."""
         if self._previous is None:
-            return (self._receive_key,)
-        return (self._receive_key, self._previous)
+            return (self._receive_key.key,)
+        return (self._receive_key.key, self._previous.key)
 
     def opened(self) -> None:
         """Commit after a message was opened: one message of the grace window is used up."""
@@ -218,7 +240,7 @@ class AesKeyRotation(Generic[_K]):
             raise CryptoUsageError("rotation timestamp beyond 2**53-1 ms")
         mac = rotation_mac(self._p, self._send.mac_key, timestamp)
         nxt, material = _step(self._p, self._send, timestamp)
-        key = self._make_key(material, timestamp)
+        key = _Key(material, timestamp, self._make_key(material, timestamp))
         self._send, self._send_key = nxt, key
         return RotationAnnouncement(timestamp, mac)
 
@@ -235,7 +257,7 @@ class AesKeyRotation(Generic[_K]):
         if not hmac.compare_digest(expected, announcement.mac):
             raise DecryptionFailed()
         nxt, material = _step(self._p, self._receive, timestamp)
-        key = self._make_key(material, timestamp)
+        key = _Key(material, timestamp, self._make_key(material, timestamp))
         grace_messages = self._limits.rotation_grace_messages
         grace_ms = self._limits.rotation_grace_ms
         keep = grace_messages > 0 and grace_ms > 0
@@ -243,3 +265,80 @@ class AesKeyRotation(Generic[_K]):
         self._grace_left = grace_messages
         self._grace_deadline_ms = int(now_ms) + grace_ms
         self._receive, self._receive_key = nxt, key
+
+
+# ------------------------------------------------------------------------------ exported state
+_STATE_VERSION: Final = 1
+_MAX_MATERIAL: Final = 64
+
+
+def export_rotation(rotation: AesKeyRotation[Any]) -> bytes:
+    """The rotation state (secret) in the format of ``docs/protocol.md`` §6.2."""
+    r = rotation
+    out = StateWriter().u8(_STATE_VERSION)
+    for epoch in (r._send, r._receive):
+        out.u64(epoch.timestamp_ms).fixed(epoch.chain)
+    for key in (r._send_key, r._receive_key):
+        out.u64(key.timestamp_ms).var(key.material)
+    out.u8(r._previous is not None)
+    if r._previous is not None:
+        out.u64(r._previous.timestamp_ms).var(r._previous.material)
+        out.u32(r._grace_left).u64(r._grace_deadline_ms)
+    return out.getvalue()
+
+
+def restore_rotation(
+    prims: Primitives,
+    data: bytes,
+    make_key: KeyFactory[_K],
+    limits: Limits,
+    now_ms: int,
+) -> AesKeyRotation[_K]:
+    """Inverse of :func:`export_rotation`; raises :class:`SessionStateError`.
+
+    A grace window never outlives ``now_ms + rotation_grace_ms`` (a restored session may run on a
+    clock that restarted) nor ``rotation_grace_messages``.
+    """
+    reader = StateReader(data, "AES rotation state")
+    if reader.u8() != _STATE_VERSION:
+        raise SessionStateError("AES rotation state: unknown version")
+
+    def epoch() -> _Epoch:
+        timestamp = _timestamp(reader.u64())
+        return _epoch(prims, reader.fixed(32), timestamp)
+
+    def key() -> _Key[_K]:
+        timestamp = _timestamp(reader.u64())
+        material = reader.var(_MAX_MATERIAL)
+        return _Key(material, timestamp, make_key(material, timestamp))
+
+    send, receive = epoch(), epoch()
+    send_key, receive_key = key(), key()
+    if (send_key.timestamp_ms, receive_key.timestamp_ms) != (
+        send.timestamp_ms,
+        receive.timestamp_ms,
+    ):
+        raise SessionStateError("AES rotation state: keys and epochs disagree")
+    previous = key() if reader.flag() else None
+    grace_left = reader.u32() if previous is not None else 0
+    deadline = reader.u64() if previous is not None else 0
+    reader.done()
+    if previous is not None and not (
+        previous.timestamp_ms < receive.timestamp_ms
+        and 0 < grace_left <= limits.rotation_grace_messages
+    ):
+        raise SessionStateError("AES rotation state: inconsistent grace window")
+    rotation: AesKeyRotation[_K] = AesKeyRotation.__new__(AesKeyRotation)
+    rotation._setup(prims, make_key, limits, send, receive)
+    rotation._send_key, rotation._receive_key = send_key, receive_key
+    if previous is not None:
+        rotation._previous = previous
+        rotation._grace_left = grace_left
+        rotation._grace_deadline_ms = min(deadline, now_ms + limits.rotation_grace_ms)
+    return rotation
+
+
+def _timestamp(value: int) -> int:
+    if value > MAX_TIMESTAMP_MS:
+        raise SessionStateError("AES rotation state: timestamp beyond 2**53-1")
+    return value

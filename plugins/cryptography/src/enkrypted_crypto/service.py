@@ -1,4 +1,4 @@
-"""The crypto service of contract ``crypto`` 1.0, parameterised by a primitives backend.
+"""The crypto service of contract ``crypto`` 2.0, parameterised by a primitives backend.
 
 The service advertises what its backend really has: ``capabilities`` are the backend's, and
 ``profiles`` / ``default_layers`` are what those primitives can serve.  Asking for more fails at
@@ -7,24 +7,32 @@ handshake never starts with a layer it cannot run.
 
 Settings (``[plugins.crypto]`` in the shell's configuration, ``AppContext.settings``):
 ``layers`` (``cipherLayers`` names, innermost first) and ``profiles`` (preferred first).
+``AppContext.clock`` is the sessions' clock and ``AppContext.limits`` the P8 bounds
+(:func:`service_from_context`).
 """
 
 from __future__ import annotations
 
-__all__ = ["HANDSHAKE_PRIMITIVES", "CascadeCryptoService", "service_from_settings"]
+__all__ = [
+    "HANDSHAKE_PRIMITIVES",
+    "CascadeCryptoService",
+    "service_from_context",
+    "service_from_settings",
+]
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Final
 
-from enkrypted_shell.contracts import Handshake, HandshakeFailure
+from enkrypted_shell.contracts import AppContext, Clock, Handshake, SecureSession, monotonic_clock
 
 from .cascade import DEFAULT_LAYERS, validate_layer_names
-from .errors import CryptoError, CryptoUsageError
+from .errors import CryptoUsageError
 from .handshake import CascadeHandshake, HandshakeConfig, missing_primitive_message
 from .limits import DEFAULT_LIMITS, Limits
 from .primitives import Primitives
 from .profiles import PROFILES
-from .session import Clock, system_clock_ms
+from .session import restore_session
 from .session_layers import PROFILE_V0, LayerRegistry, replay_protection_problem
 from .x3dh import IdentityKeyPair
 
@@ -45,7 +53,7 @@ class CascadeCryptoService:
         layers: Sequence[str] | None = None,
         registry: LayerRegistry | None = None,
         limits: Limits = DEFAULT_LIMITS,
-        clock: Clock = system_clock_ms,
+        clock: Clock = monotonic_clock,
     ) -> None:
         self._p = prims
         self._registry = registry if registry is not None else LayerRegistry()
@@ -82,7 +90,8 @@ class CascadeCryptoService:
         return IdentityKeyPair.generate(self._p).to_bytes()
 
     def fingerprint(self, identity: bytes) -> str:
-        """Our own fingerprint, as the peer will see it (``SecureSession.peer_fingerprint``)."""
+        """Lowercase hex SHA-256 of the identity's ``Encode(IK)``: what the peer sees as our
+        ``SecureSession.peer_fingerprint``."""
         return IdentityKeyPair.from_bytes(self._p, identity).public.fingerprint(self._p)
 
     def handshake(
@@ -90,21 +99,31 @@ class CascadeCryptoService:
         identity: bytes,
         *,
         initiator: bool,
+        now: float,
         profiles: Sequence[str] | None = None,
         layers: Sequence[str] | None = None,
     ) -> Handshake:
-        try:
-            chosen_profiles = self._profiles if profiles is None else tuple(profiles)
-            chosen_layers = self._layers if layers is None else tuple(layers)
-            chosen_profiles = self._check_profiles(chosen_profiles)
-            chosen_layers = self._check_layers(chosen_layers, chosen_profiles)
-            keys = IdentityKeyPair.from_bytes(self._p, identity)
-        except CryptoError as exc:
-            raise HandshakeFailure(str(exc)) from exc
+        """Start a handshake at ``now`` (clock seconds; the timeout runs from there).
+
+        Raises :class:`CryptoUsageError` / ``LayerUnavailable`` (``LocalMisuse``) for a profile or
+        layer this service cannot serve, or an identity that is not one of ours.
+        """
+        chosen_profiles = self._check_profiles(self._profiles if profiles is None else profiles)
+        chosen_layers = self._check_layers(
+            self._layers if layers is None else layers, chosen_profiles
+        )
+        keys = IdentityKeyPair.from_bytes(self._p, identity)
         config = HandshakeConfig(
             self._p, chosen_profiles, chosen_layers, self._registry, self._limits, self._clock
         )
-        return CascadeHandshake(config, keys, initiator=initiator)
+        return CascadeHandshake(config, keys, initiator=initiator, now=now)
+
+    def restore(self, state: bytes) -> SecureSession:
+        """A session from ``SecureSession.export_state()`` of this backend; anything damaged,
+        truncated, foreign or from another backend is ``SessionStateError`` (``StateError``)."""
+        return restore_session(
+            self._p, state, self._registry, clock=self._clock, limits=self._limits
+        )
 
     # ------------------------------------------------------------------ checks
     def _servable(self, layer: str, profiles: Sequence[str]) -> bool:
@@ -129,7 +148,7 @@ class CascadeCryptoService:
                     missing_primitive_message(name, missing, self._p.name, "ours")
                 )
             problem = replay_protection_problem(names, profile)
-            if problem is not None:  # review 5 F1: no session without replay protection
+            if problem is not None:  # docs/protocol.md §2.2 replay rule: none without it
                 raise CryptoUsageError(
                     f"{problem}; or restrict profiles to Profile-b1 with ML-KEM"
                     if profile == PROFILE_V0 and "ML-KEM" in names
@@ -148,9 +167,23 @@ def _str_list(settings: Mapping[str, object], key: str) -> tuple[str, ...] | Non
 
 
 def service_from_settings(
-    prims: Primitives, settings: Mapping[str, object]
+    prims: Primitives,
+    settings: Mapping[str, object],
+    *,
+    clock: Clock = monotonic_clock,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> CascadeCryptoService:
     """Build the service from ``[plugins.crypto]`` settings (``layers``, ``profiles``)."""
     return CascadeCryptoService(
-        prims, profiles=_str_list(settings, "profiles"), layers=_str_list(settings, "layers")
+        prims,
+        profiles=_str_list(settings, "profiles"),
+        layers=_str_list(settings, "layers"),
+        clock=clock,
+        limits=limits,
     )
+
+
+def service_from_context(prims: Primitives, context: AppContext) -> CascadeCryptoService:
+    """The service the plugin hook returns: settings, clock and P8 limits from the shell."""
+    limits = replace(DEFAULT_LIMITS, wire=context.limits)
+    return service_from_settings(prims, context.settings, clock=context.clock, limits=limits)

@@ -29,11 +29,14 @@ __all__ = [
     "PROFILE_B1",
     "PROFILE_V0",
     "LayerRegistry",
+    "LayerRestorer",
     "LayerSpec",
+    "RestoreContext",
     "SessionSecrets",
     "SignalParameters",
     "cascade_context",
     "replay_protection_problem",
+    "v0_password",
     "v0_rotated_password",
 ]
 
@@ -43,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
 from .cascade import NO_COMMIT, CascadeLayer, CascadeManager, Commit, validate_layer_names
-from .errors import CryptoError, CryptoUsageError, MalformedInput
+from .errors import CryptoError, CryptoUsageError, MalformedInput, SessionStateError
 from .layers.aesgcm import (
     AesGcmSessionKeys,
     AesGcmSessionParameters,
@@ -64,7 +67,7 @@ from .layers.mlkem import (
 from .limits import DEFAULT_LIMITS, Limits
 from .primitives import AeadKey, BytesLike, Primitives
 from .ratchet import HEADER_LEN, RatchetSession
-from .rotation import AesKeyRotation
+from .rotation import AesKeyRotation, export_rotation, restore_rotation
 
 PROFILE_V0: Final = "EnkryptedChat-Profile-v0"
 PROFILE_B1: Final = "EnkryptedChat-Profile-b1"
@@ -74,6 +77,8 @@ LAYER_IDS: Final = {"MLS": 1, "Signal": 2, "ML-KEM": 3, "AES": 4}
 _V0_PASSWORD_INFO: Final = b"EnkryptedChat-v0/aes-password"
 _B1_AES_INFO: Final = b"EnkryptedChat-b1/aes-session-secret"
 _U32_MAX: Final = 2**32 - 1
+_MLKEM_PUBLIC: Final = 1184
+_MLKEM_SEED: Final = 64
 _P = TypeVar("_P")
 _K = TypeVar("_K")
 
@@ -186,6 +191,9 @@ class SignalLayer:
     def params_from_bytes(self, data: bytes) -> object:
         return SignalParameters(bytes(data))
 
+    def export_state(self) -> bytes:
+        return self._ratchet.to_bytes()
+
 
 def _bind_time(context: bytes, timestamp_ms: int) -> bytes:
     """AAD = cascade context || u64 timestamp: the frame's timestamp is authenticated too."""
@@ -223,6 +231,12 @@ class MlKemCascadeLayer:
     def __init__(self, prims: Primitives, keys: MlKemPreparedKeys) -> None:
         self._layer = MlKemLayer(prims)
         self._keys = keys
+
+    def export_state(self) -> bytes:
+        """The peer's key and our seed: the layer keeps nothing else."""
+        if self._keys.own_seed is None:
+            raise CryptoUsageError("this ML-KEM layer was built without its seed; cannot export")
+        return self._keys.peer.public_bytes() + self._keys.own_seed
 
     def seal(self, data: BytesLike, now_ms: int) -> tuple[bytes, object, Commit]:
         out, params = self._layer.encrypt(data, self._keys)
@@ -263,6 +277,15 @@ class MlKemB1CascadeLayer:
         bound = limits.max_skipped_keys
         self._layer = MlKemSessionLayer(prims, keys, max_gap=bound, max_skipped=bound)
         self._context = context
+
+    @classmethod
+    def restored(cls, layer: MlKemSessionLayer, context: bytes) -> MlKemB1CascadeLayer:
+        self = cls.__new__(cls)
+        self._layer, self._context = layer, context
+        return self
+
+    def export_state(self) -> bytes:
+        return self._layer.export_state()
 
     def seal(self, data: BytesLike, now_ms: int) -> tuple[bytes, object, Commit]:
         out, params = self._layer.encrypt(data, _bind_time(self._context, now_ms))
@@ -306,6 +329,9 @@ class AesV0CascadeLayer:
     def __init__(self, prims: Primitives, rotation: AesKeyRotation[AesGcmV0KeyMaterial]) -> None:
         self._layer = AesGcmV0Layer(prims)
         self.rotation = rotation
+
+    def export_state(self) -> bytes:
+        return export_rotation(self.rotation)
 
     def seal(self, data: BytesLike, now_ms: int) -> tuple[bytes, object, Commit]:
         out, params = self._layer.encrypt(data, self.rotation.send_key, now_ms=now_ms)
@@ -366,6 +392,9 @@ class AesB1CascadeLayer:
         self.rotation = rotation  # holds the only references to the keys (dropped when rotated)
         self._context = context
 
+    def export_state(self) -> bytes:
+        return export_rotation(self.rotation)
+
     def seal(self, data: BytesLike, now_ms: int) -> tuple[bytes, object, Commit]:
         aad = _bind_time(self._context, now_ms)
         out, params = session_seal(self._p, self.rotation.send_key, data, aad)
@@ -404,12 +433,14 @@ LayerFactory = Callable[[Primitives, str, SessionSecrets, bytes], CascadeLayer]
 
 @dataclass(frozen=True, slots=True)
 class LayerSpec:
-    """A layer implementation: its name, the primitives it needs per profile, its factory."""
+    """A layer implementation: its name, the primitives it needs per profile, its factory, and
+    how to restore it from exported state (``None``: its sessions cannot be exported)."""
 
     name: str
     primitives: frozenset[str]
     factory: LayerFactory
     v0_primitives: frozenset[str] = frozenset()
+    restore: LayerRestorer | None = None
 
 
 def _signal(prims: Primitives, profile: str, s: SessionSecrets, context: bytes) -> CascadeLayer:
@@ -431,27 +462,27 @@ def _mlkem(prims: Primitives, profile: str, s: SessionSecrets, context: bytes) -
 
 def _aes(prims: Primitives, profile: str, s: SessionSecrets, context: bytes) -> CascadeLayer:
     if profile == PROFILE_V0:
-        password = AesGcmV0KeyMaterial(
-            prims.hkdf_sha256(s.layer_secret, b"", _V0_PASSWORD_INFO, 32).hex()
-        )
+        password = prims.hkdf_sha256(s.layer_secret, b"", _V0_PASSWORD_INFO, 32)
         v0 = AesKeyRotation(
             prims, s.layer_secret, profile=profile, initiator=s.initiator,
-            make_key=v0_rotated_password, send_key=password, receive_key=password,
+            make_key=v0_password, send_material=password, receive_material=password,
             limits=s.limits,
         )  # fmt: skip
         return AesV0CascadeLayer(prims, v0)
     secret = prims.hkdf_sha256(s.layer_secret, b"", _B1_AES_INFO, 32)
     keys = AesGcmSessionKeys.derive(prims, secret, initiator=s.initiator)
+    b1 = AesKeyRotation(
+        prims, s.layer_secret, profile=profile, initiator=s.initiator, make_key=_b1_key(prims),
+        send_material=keys.send_key, receive_material=keys.receive_key, limits=s.limits,
+    )  # fmt: skip
+    return AesB1CascadeLayer(prims, b1, context)
 
+
+def _b1_key(prims: Primitives) -> Callable[[bytes, int], AeadKey]:
     def b1_key(material: bytes, timestamp_ms: int) -> AeadKey:
         return prims.aead_key("aes-256-gcm", material)
 
-    b1 = AesKeyRotation(
-        prims, s.layer_secret, profile=profile, initiator=s.initiator, make_key=b1_key,
-        send_key=b1_key(keys.send_key, 0), receive_key=b1_key(keys.receive_key, 0),
-        limits=s.limits,
-    )  # fmt: skip
-    return AesB1CascadeLayer(prims, b1, context)
+    return b1_key
 
 
 def v0_rotated_password(material: bytes, timestamp_ms: int) -> AesGcmV0KeyMaterial:
@@ -459,11 +490,70 @@ def v0_rotated_password(material: bytes, timestamp_ms: int) -> AesGcmV0KeyMateri
     return AesGcmV0KeyMaterial(f"{material.hex()}:{timestamp_ms}")
 
 
+def v0_password(material: bytes, timestamp_ms: int) -> AesGcmV0KeyMaterial:
+    """Profile-v0 password of any epoch: epoch 0 (``T`` = 0) is ``hex(key)`` as the handshake
+    derived it (§1.3), a rotated epoch :func:`v0_rotated_password`."""
+    if timestamp_ms == 0:
+        return AesGcmV0KeyMaterial(material.hex())
+    return v0_rotated_password(material, timestamp_ms)
+
+
+# -------------------------------------------------------------------------------- restoring
+@dataclass(frozen=True, slots=True)
+class RestoreContext:
+    """What a restored layer is bound to besides its own state (from the session's header)."""
+
+    prims: Primitives
+    profile: str
+    session_id: str
+    context: bytes
+    limits: Limits
+    now_ms: int
+    identities: tuple[bytes, bytes] = (b"", b"")
+    """``Encode(IK)`` of this side and of the peer, from the session's header."""
+
+
+LayerRestorer = Callable[[RestoreContext, bytes], CascadeLayer]
+"""``restore(context, state) -> layer``: the inverse of the layer's ``export_state()``; raises
+:class:`~enkrypted_crypto.errors.SessionStateError` (or a ``CryptoError`` the caller turns into one)."""
+
+
+def _restore_signal(rc: RestoreContext, state: bytes) -> CascadeLayer:
+    ratchet = RatchetSession.from_bytes(rc.prims, state, rc.limits)
+    own, peer = rc.identities
+    if ratchet.associated_data not in (own + peer, peer + own):
+        raise SessionStateError("Double Ratchet state of another pair of identities")
+    return SignalLayer(ratchet, rc.session_id, rc.context)
+
+
+def _restore_mlkem(rc: RestoreContext, state: bytes) -> CascadeLayer:
+    p = rc.prims
+    if rc.profile == PROFILE_V0:
+        if len(state) != _MLKEM_PUBLIC + _MLKEM_SEED:
+            raise SessionStateError("ML-KEM layer state must be a 1184-byte key and a 64-byte seed")
+        peer, seed = state[:_MLKEM_PUBLIC], state[_MLKEM_PUBLIC:]
+        keys = MlKemPreparedKeys(
+            p.mlkem768_encapsulation_key(peer), p.mlkem768_decapsulation_key(seed), seed
+        )
+        return MlKemCascadeLayer(p, keys)
+    bound = rc.limits.max_skipped_keys
+    layer = MlKemSessionLayer.restore(p, state, max_gap=bound, max_skipped=bound)
+    return MlKemB1CascadeLayer.restored(layer, rc.context)
+
+
+def _restore_aes(rc: RestoreContext, state: bytes) -> CascadeLayer:
+    if rc.profile == PROFILE_V0:
+        v0 = restore_rotation(rc.prims, state, v0_password, rc.limits, rc.now_ms)
+        return AesV0CascadeLayer(rc.prims, v0)
+    b1 = restore_rotation(rc.prims, state, _b1_key(rc.prims), rc.limits, rc.now_ms)
+    return AesB1CascadeLayer(rc.prims, b1, rc.context)
+
+
 _BASE: Final = frozenset({"hkdf-sha256", "aes-256-gcm"})
 DEFAULT_SPECS: Final = (
-    LayerSpec("Signal", _BASE | {"x25519", "hmac-sha256"}, _signal),
-    LayerSpec("ML-KEM", _BASE | {"ml-kem-768"}, _mlkem),
-    LayerSpec("AES", _BASE, _aes, v0_primitives=frozenset({"scrypt"})),
+    LayerSpec("Signal", _BASE | {"x25519", "hmac-sha256"}, _signal, restore=_restore_signal),
+    LayerSpec("ML-KEM", _BASE | {"ml-kem-768"}, _mlkem, restore=_restore_mlkem),
+    LayerSpec("AES", _BASE, _aes, v0_primitives=frozenset({"scrypt"}), restore=_restore_aes),
 )
 
 
@@ -516,4 +606,38 @@ class LayerRegistry:
             raise CryptoUsageError(problem)
         context = cascade_context(profile, names, secrets.session_id)
         layers = [self._specs[n].factory(prims, profile, secrets, context) for n in names]
+        return CascadeManager(layers, limits)
+
+    def restore(
+        self,
+        names: Sequence[str],
+        states: Sequence[bytes],
+        prims: Primitives,
+        profile: str,
+        session_id: str,
+        limits: Limits,
+        now_ms: int,
+        identities: tuple[bytes, bytes] = (b"", b""),
+    ) -> CascadeManager:
+        """The cascade of an exported session: each layer from its ``export_state()`` bytes.
+
+        Raises :class:`~enkrypted_crypto.errors.SessionStateError` for a layer list this registry
+        cannot serve or a layer that cannot be restored; layer errors propagate for the caller
+        to turn into one.
+        """
+        try:
+            names = validate_layer_names(names, self.names)
+        except CryptoError as exc:
+            raise SessionStateError(f"exported session: {exc}") from None
+        problem = replay_protection_problem(names, profile)
+        if problem is not None:
+            raise SessionStateError(f"exported session: {problem}")
+        context = cascade_context(profile, names, session_id)
+        rc = RestoreContext(prims, profile, session_id, context, limits, now_ms, identities)
+        layers = []
+        for name, state in zip(names, states, strict=True):
+            restorer = self._specs[name].restore
+            if restorer is None:
+                raise SessionStateError(f"exported session: layer {name} cannot be restored")
+            layers.append(restorer(rc, state))
         return CascadeManager(layers, limits)

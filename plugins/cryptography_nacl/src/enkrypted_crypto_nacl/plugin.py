@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __all__ = ["enkrypted_crypto_service"]
 
-from enkrypted_crypto.service import service_from_settings
+from enkrypted_crypto.service import service_from_context
 from enkrypted_shell.contracts import AppContext, CryptoService
 from enkrypted_shell.hookspecs import hookimpl
 
@@ -17,5 +17,5 @@ from .backend import NaclPrimitives
 
 @hookimpl
 def enkrypted_crypto_service(context: AppContext) -> CryptoService:
-    """Slot ``crypto`` 1.0: the cascade service over :class:`NaclPrimitives`."""
-    return service_from_settings(NaclPrimitives(), context.settings)
+    """Slot ``crypto`` 2.0: the cascade service over :class:`NaclPrimitives`."""
+    return service_from_context(NaclPrimitives(), context)

@@ -6,4 +6,4 @@ reaches it only through the shell's contracts.
 
 __all__ = ["__version__"]
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,23 +1,36 @@
 """A scripted two-peer conversation over the contracts: both peers in one process, the bytes
-between them going through the p2p plugin's link and the crypto plugin's handshake and session."""
+between them going through the p2p plugin's link and the crypto plugin's handshake and session.
+
+The handshake is driven as crypto contract 2.0 says: PDUs and ``now`` (from the shell's clock) in,
+events out; its own timer (``next_deadline`` / ``handle_timeout``, the 300 s handshake timeout)
+bounds the wait for the peer, and a :class:`HandshakeFailed` ends the conversation after its
+``protocol-error`` was sent to the peer."""
 
 from __future__ import annotations
 
-__all__ = ["Transcript", "converse"]
+__all__ = ["ConversationFailed", "Transcript", "converse"]
 
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from enkrypted_shell.contracts import (
+    Clock,
     CryptoService,
+    Delivered,
     Handshake,
+    HandshakeComplete,
+    HandshakeEvent,
+    HandshakeFailed,
     Link,
     SecureSession,
     TransportService,
+    monotonic_clock,
 )
 
-HANDSHAKE_TIMEOUT_S = 30.0
+
+class ConversationFailed(Exception):
+    """The handshake failed or timed out; the message is the local reason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,14 +43,37 @@ class Transcript:
     wire_bytes: int
 
 
-async def _drive(handshake: Handshake, link: Link) -> SecureSession:
+async def _flush(handshake: Handshake, link: Link) -> None:
     for pdu in handshake.data_to_send():
         await link.send(pdu)
-    while not handshake.complete:
-        handshake.receive(await link.receive())
-        for pdu in handshake.data_to_send():
-            await link.send(pdu)
-    return handshake.session()
+
+
+def _outcome(events: list[HandshakeEvent]) -> SecureSession | None:
+    for event in events:
+        if isinstance(event, HandshakeFailed):
+            raise ConversationFailed(event.reason)
+        if isinstance(event, HandshakeComplete):
+            return event.session
+    return None
+
+
+async def _drive(handshake: Handshake, link: Link, clock: Clock) -> SecureSession:
+    """Run one side: send what is queued, feed each PDU with ``now``, fire the timer."""
+    await _flush(handshake, link)
+    while True:
+        deadline = handshake.next_deadline()
+        if deadline is None:
+            raise ConversationFailed("the handshake ended without a session")
+        try:
+            pdu = await asyncio.wait_for(link.receive(), max(deadline - clock(), 0.0))
+        except TimeoutError:
+            events = handshake.handle_timeout(clock())
+        else:
+            events = handshake.receive(pdu, clock())
+        await _flush(handshake, link)  # a protocol-error reaches the peer too
+        session = _outcome(events)
+        if session is not None:
+            return session
 
 
 async def converse(
@@ -45,16 +81,23 @@ async def converse(
     transport: TransportService,
     lines: Sequence[tuple[str, str]],
     show: Callable[[str], None],
+    clock: Clock = monotonic_clock,
 ) -> Transcript:
     """Handshake alice and bob, then deliver ``lines`` of (sender, text) through seal/open."""
     to_bob, to_alice = await transport.loopback_pair("alice", "bob")
-    alice_hs = crypto.handshake(crypto.new_identity(), initiator=True)
-    bob_hs = crypto.handshake(crypto.new_identity(), initiator=False)
-    alice, bob = await asyncio.wait_for(
-        asyncio.gather(_drive(alice_hs, to_bob), _drive(bob_hs, to_alice)), HANDSHAKE_TIMEOUT_S
+    alice_hs = crypto.handshake(crypto.new_identity(), initiator=True, now=clock())
+    bob_hs = crypto.handshake(crypto.new_identity(), initiator=False, now=clock())
+    alice, bob = await asyncio.gather(
+        _drive(alice_hs, to_bob, clock), _drive(bob_hs, to_alice, clock), return_exceptions=True
     )
+    if isinstance(alice, BaseException) or isinstance(bob, BaseException):
+        await to_bob.close()
+        await to_alice.close()
+        errors = [e for e in (alice, bob) if isinstance(e, BaseException)]
+        raise next((e for e in errors if isinstance(e, ConversationFailed)), errors[0])
     show(f"handshake complete: profile {alice.profile}, layers {' -> '.join(alice.layers)}")
     show(f"alice sees bob as {alice.peer_fingerprint}; bob sees alice as {bob.peer_fingerprint}")
+    show(f"safety number (compare out of band): {_grouped(alice.safety_number)}")
     ends = {"alice": (alice, to_bob, bob, to_alice), "bob": (bob, to_alice, alice, to_bob)}
     delivered, wire = [], 0
     for sender, text in lines:
@@ -62,7 +105,10 @@ async def converse(
         sealed = mine.seal(text.encode("utf-8"))
         wire += len(sealed)
         await out_link.send(sealed)
-        received = theirs.open(await in_link.receive()).decode("utf-8")
+        result = theirs.open(await in_link.receive())
+        if not isinstance(result, Delivered):
+            raise ConversationFailed(f"expected a message, got control PDU {result!r}")
+        received = result.plaintext.decode("utf-8")
         delivered.append((sender, received))
         show(
             f"{sender} -> {'bob' if sender == 'alice' else 'alice'}: {received}  "
@@ -78,3 +124,7 @@ async def converse(
         tuple(delivered),
         wire,
     )
+
+
+def _grouped(number: str) -> str:
+    return " ".join(number[i : i + 5] for i in range(0, len(number), 5))

@@ -1,4 +1,4 @@
-"""Plugin object of enkrypted-ui-cli (slot ``ui``, contract 1.0)."""
+"""Plugin object of enkrypted-ui-cli (slot ``ui``, contract 1.0; drives crypto contract 2.0)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,16 @@ from collections.abc import Sequence
 
 import click
 
-from enkrypted_shell.contracts import AppContext, CryptoService, TransportService
+from enkrypted_shell.contracts import (
+    AppContext,
+    Clock,
+    CryptoService,
+    TransportService,
+    monotonic_clock,
+)
 from enkrypted_shell.hookspecs import hookimpl
 
-from .conversation import converse
+from .conversation import ConversationFailed, converse
 
 DEMO_LINES = (
     ("alice", "hello bob, this is alice"),
@@ -24,9 +30,12 @@ DEMO_LINES = (
 class CliUI:
     """The terminal UI service: today the scripted demo conversation."""
 
-    def __init__(self, crypto: CryptoService, transport: TransportService) -> None:
+    def __init__(
+        self, crypto: CryptoService, transport: TransportService, clock: Clock = monotonic_clock
+    ) -> None:
         self.crypto = crypto
         self.transport = transport
+        self.clock = clock
 
     def run(self, argv: Sequence[str]) -> int:
         return (
@@ -44,7 +53,11 @@ def demo_command(ui: CliUI, messages: tuple[str, ...]) -> int:
     """Scripted two-peer session: handshake, then messages both ways, all through the plugins."""
     click.echo(f"crypto backend: {ui.crypto.backend}; transport: {ui.transport.name}")
     lines = list(DEMO_LINES) + [("alice", m) for m in messages]
-    transcript = asyncio.run(converse(ui.crypto, ui.transport, lines, click.echo))
+    try:
+        transcript = asyncio.run(converse(ui.crypto, ui.transport, lines, click.echo, ui.clock))
+    except ConversationFailed as exc:
+        click.echo(f"handshake failed: {exc}", err=True)
+        return 1
     ok = [text for _, text in transcript.delivered] == [text for _, text in lines]
     click.echo(f"{len(transcript.delivered)} messages delivered intact: {ok}")
     return 0 if ok else 1
@@ -60,7 +73,7 @@ class UiCliPlugin:
     def enkrypted_ui_service(
         self, context: AppContext, crypto: CryptoService, transport: TransportService
     ) -> CliUI:
-        self.service = CliUI(crypto, transport)
+        self.service = CliUI(crypto, transport, context.clock)
         return self.service
 
     @hookimpl

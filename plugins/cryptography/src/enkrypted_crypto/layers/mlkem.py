@@ -78,7 +78,12 @@ from enkrypted_crypto.backends import (
     check_mlkem768_public,
     check_mlkem768_seed,
 )
-from enkrypted_crypto.errors import CryptoUsageError, DecryptionFailed, MalformedInput
+from enkrypted_crypto.errors import (
+    CryptoUsageError,
+    DecryptionFailed,
+    MalformedInput,
+    SessionStateError,
+)
 from enkrypted_crypto.layers._v0 import from_int_array, to_int_array
 from enkrypted_crypto.primitives import (
     AeadKey,
@@ -87,6 +92,7 @@ from enkrypted_crypto.primitives import (
     MlKemEncapsulationKey,
     Primitives,
 )
+from enkrypted_crypto.statecodec import StateReader, StateWriter
 
 LAYER_NAME: Final = "ML-KEM-768"
 LAYER_VERSION: Final = "1.0.0"
@@ -111,10 +117,15 @@ class MlKemKeyMaterial:
 
 @dataclass(frozen=True, slots=True, repr=False)
 class MlKemPreparedKeys:
-    """A session's v0 keys, prepared once: the peer key checked and parsed, our seed expanded."""
+    """A session's v0 keys, prepared once: the peer key checked and parsed, our seed expanded.
+
+    ``own_seed`` is kept (when known) so the session state can be exported; it is no more secret
+    than the expanded key next to it.
+    """
 
     peer: MlKemEncapsulationKey
     own: MlKemDecapsulationKey
+    own_seed: bytes | None = None
 
     def __repr__(self) -> str:
         return "MlKemPreparedKeys(<redacted>)"
@@ -124,6 +135,7 @@ class MlKemPreparedKeys:
         return cls(
             p.mlkem768_encapsulation_key(material.peer_public),
             p.mlkem768_decapsulation_key(material.own_seed),
+            material.own_seed,
         )
 
 
@@ -218,6 +230,7 @@ _B1_AAD_PREFIX: Final = b"EKb1KEM"
 _NONCE_PREFIX: Final = bytes(4)
 _COUNTER_LIMIT: Final = 2**64
 _KEY_SIZE: Final = 32
+_STATE_VERSION: Final = 1
 
 
 def b1_session_secret(p: Primitives, shared: bytes, transcript: bytes) -> bytes:
@@ -305,6 +318,7 @@ class MlKemSessionLayer:
         "_send_counter",
         "_send_epoch",
         "_send_key",
+        "_send_raw",
         "_version",
     )
 
@@ -324,6 +338,7 @@ class MlKemSessionLayer:
         self._send_counter = 0
         self._send_epoch = -1
         self._send_key: AeadKey | None = None
+        self._send_raw = b""
         self._send_chain = keys.send_chain
         self._recv_next = 0
         self._recv_chain = keys.receive_chain
@@ -347,6 +362,7 @@ class MlKemSessionLayer:
             raw, chain = _epoch_step(self._p, self._send_chain)
             send_key = self._p.aead_key("aes-256-gcm", raw)
             self._send_key, self._send_chain, self._send_epoch = send_key, chain, epoch
+            self._send_raw = raw
         self._send_counter = counter + 1
         sealed = send_key.seal(_nonce(counter), plaintext, _B1_AAD_PREFIX + aad)
         return sealed, MlKemSessionParameters(counter)
@@ -429,3 +445,66 @@ class MlKemSessionLayer:
             self._missing_per_epoch[epoch] = left
         else:
             del self._missing_per_epoch[epoch]
+
+    # ---------------------------------------------------------------------------- exported state
+    def export_state(self) -> bytes:
+        """The whole layer state (secret), ``docs/protocol.md`` §6.2: no more than the live
+        object holds, so restoring it keeps the layer's forward secrecy."""
+        out = StateWriter().u8(_STATE_VERSION)
+        out.u64(self._send_counter).fixed(self._send_chain)
+        out.u8(self._send_key is not None)
+        if self._send_key is not None:
+            out.u64(self._send_epoch).fixed(self._send_raw)
+        out.u64(self._recv_next).fixed(self._recv_chain).u64(self._recv_chain_epoch)
+        out.u32(len(self._keys))
+        for epoch, raw in self._keys.items():
+            out.u64(epoch).fixed(raw)
+        out.u32(len(self._missing))
+        for counter in self._missing:
+            out.u64(counter)
+        return out.getvalue()
+
+    @classmethod
+    def restore(
+        cls, primitives: Primitives, data: bytes, *, max_gap: int, max_skipped: int
+    ) -> MlKemSessionLayer:
+        """Inverse of :meth:`export_state`; raises :class:`SessionStateError`."""
+        r = StateReader(data, "ML-KEM layer state")
+        if r.u8() != _STATE_VERSION:
+            raise SessionStateError("ML-KEM layer state: unknown version")
+        send_counter, send_chain = r.u64(), r.fixed(_KEY_SIZE)
+        send = (r.u64(), r.fixed(_KEY_SIZE)) if r.flag() else None
+        recv_next, recv_chain, recv_chain_epoch = r.u64(), r.fixed(_KEY_SIZE), r.u64()
+        keys = {r.u64(): r.fixed(_KEY_SIZE) for _ in range(r.count(max_skipped + 2))}
+        missing = [r.u64() for _ in range(r.count(max_skipped))]
+        r.done()
+        newest = (recv_next - 1) // EPOCH_MESSAGES
+        expected_chain_epoch = newest + 1 if recv_next else 0
+        if (
+            send_chain == recv_chain
+            or (send is None) != (send_counter == 0)
+            or (send is not None and send[0] != (send_counter - 1) // EPOCH_MESSAGES)
+            or recv_chain_epoch != expected_chain_epoch
+            or (recv_next and newest not in keys)
+            or any(c >= recv_next for c in missing)
+            or any(c // EPOCH_MESSAGES not in keys for c in missing)
+            or len(set(missing)) != len(missing)
+        ):
+            raise SessionStateError("ML-KEM layer state: inconsistent counters or keys")
+        layer = cls(
+            primitives,
+            MlKemSessionKeys(send_chain, recv_chain),
+            max_gap=max_gap,
+            max_skipped=max_skipped,
+        )
+        layer._send_counter = send_counter
+        if send is not None:
+            layer._send_epoch, layer._send_raw = send
+            layer._send_key = primitives.aead_key("aes-256-gcm", send[1])
+        layer._recv_next, layer._recv_chain_epoch = recv_next, recv_chain_epoch
+        layer._keys = keys
+        if recv_next:
+            layer._head = (newest, primitives.aead_key("aes-256-gcm", keys[newest]))
+        for counter in missing:
+            layer._remember(counter)
+        return layer

@@ -1,13 +1,24 @@
-"""Review 5 regressions: replay-safe layer sets (F1), v0 JSON bounds before parsing (F2),
-nested handshake PDUs (F3), reflected handshakes (F4), generic protocol-error text (F5)."""
+"""Rules that keep hostile peers cheap and harmless (``docs/protocol.md``):
+
+* the replay rule (§2.2): no session whose layers accept replayed or reflected messages, refused
+  in configuration, by the responder and by the initiator;
+* JSON bounds before parsing (§4, P8.4): Profile-v0 messages and handshake PDUs are refused on
+  size, depth and container/string counts before ``json.loads`` allocates anything;
+* a handshake never raises for the peer's fault (§2.2, crypto contract 2.0): a nested, reflected
+  or unexpected PDU ends it with ``HandshakeFailed`` and a ``bad-pdu`` whose text is fixed, so
+  what was wrong stays local."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
+from collections.abc import Sequence
 
 import pytest
-from peers import connect, pump
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from peers import START, connect, pump
 
 import enkrypted_crypto.handshake as handshake_module
 from enkrypted_crypto.backends.pyca import PycaPrimitives
@@ -20,7 +31,13 @@ from enkrypted_crypto.service import CascadeCryptoService
 from enkrypted_crypto.session_layers import LayerRegistry, replay_protection_problem
 from enkrypted_crypto.x3dh import IdentityKeyPair
 from enkrypted_crypto_nacl import NaclPrimitives
-from enkrypted_shell.contracts import HandshakeFailure
+from enkrypted_shell.contracts import (
+    Delivered,
+    HandshakeEvent,
+    HandshakeFailed,
+    HandshakeMisuse,
+    LocalMisuse,
+)
 
 PRIMS = PycaPrimitives()
 PYCA = CascadeCryptoService(PRIMS)
@@ -32,7 +49,14 @@ def _raw(
 ) -> CascadeHandshake:
     """A handshake built without the service's configuration check (an old or hostile peer)."""
     config = HandshakeConfig(PRIMS, profiles, layers, LayerRegistry())
-    return CascadeHandshake(config, IdentityKeyPair.generate(PRIMS), initiator=initiator)
+    return CascadeHandshake(config, IdentityKeyPair.generate(PRIMS), initiator=initiator, now=START)
+
+
+def _refused(events: Sequence[HandshakeEvent], match: str = "") -> HandshakeFailed:
+    """Exactly one event, a HandshakeFailed whose local reason matches (never an exception)."""
+    assert len(events) == 1 and isinstance(events[0], HandshakeFailed), events
+    assert re.search(match, events[0].reason), events[0].reason
+    return events[0]
 
 
 def _error(pdus: list[bytes]) -> dict[str, object]:
@@ -42,7 +66,7 @@ def _error(pdus: list[bytes]) -> dict[str, object]:
     return error  # type: ignore[no-any-return]
 
 
-# ------------------------------------------------------------------------------ F1
+# ------------------------------------------------------------------ replay rule (§2.2)
 def test_replay_rule() -> None:
     for profile in (PROFILE_B1, PROFILE_V0):
         assert replay_protection_problem(["Signal"], profile) is None
@@ -65,8 +89,10 @@ def test_configuration_without_replay_protection_is_refused() -> None:
     ok = CascadeCryptoService(PRIMS, layers=["ML-KEM", "AES"], profiles=[PROFILE_B1])
     assert ok.default_layers == ("ML-KEM", "AES")
     for profiles, layers in (([PROFILE_B1], ["AES"]), ([PROFILE_V0], ["ML-KEM", "AES"])):
-        with pytest.raises(HandshakeFailure, match="no replay protection"):
-            PYCA.handshake(PYCA.new_identity(), initiator=True, profiles=profiles, layers=layers)
+        with pytest.raises(LocalMisuse, match="no replay protection"):
+            PYCA.handshake(
+                PYCA.new_identity(), initiator=True, now=START, profiles=profiles, layers=layers
+            )
 
 
 @pytest.mark.parametrize(
@@ -76,7 +102,7 @@ def test_configuration_without_replay_protection_is_refused() -> None:
 def test_accepted_layer_sets_refuse_replay_and_reflection(profile: str, layers: list[str]) -> None:
     a, b = connect(PYCA, PYCA, profiles=[profile], layers=layers)
     message = a.seal(b"transfer 100 EUR")
-    assert b.open(message) == b"transfer 100 EUR"
+    assert b.open(message) == Delivered(b"transfer 100 EUR")
     with pytest.raises(DecryptionFailed):
         b.open(message)  # replay
     with pytest.raises(DecryptionFailed):
@@ -86,17 +112,15 @@ def test_accepted_layer_sets_refuse_replay_and_reflection(profile: str, layers: 
 def test_responder_refuses_to_negotiate_an_unprotected_set() -> None:
     a = _raw(("AES",), (PROFILE_B1,), initiator=True)
     b = _raw(("AES",), (PROFILE_B1,), initiator=False)
-    with pytest.raises(HandshakeFailure, match="no replay protection"):
-        b.receive(a.data_to_send()[0])
+    _refused(b.receive(a.data_to_send()[0], 1.0), "no replay protection")
     error = _error(b.data_to_send())
     assert error["code"] == "no-common-layers"
-    with pytest.raises(HandshakeFailure, match="peer refused"):
-        a.receive(json.dumps(error).encode())
+    _refused(a.receive(json.dumps(error).encode(), 2.0), "peer refused")
 
 
 def test_responder_with_signal_adds_it_for_a_peer_without() -> None:
     a = _raw(("AES",), (PROFILE_B1,), initiator=True)
-    b = PYCA.handshake(PYCA.new_identity(), initiator=False, layers=["Signal", "AES"])
+    b = PYCA.handshake(PYCA.new_identity(), initiator=False, now=START, layers=["Signal", "AES"])
     pump(a, b)
     assert a.session().layers == b.session().layers == ("Signal", "AES")
 
@@ -106,21 +130,20 @@ def test_initiator_refuses_an_unprotected_choice(monkeypatch: pytest.MonkeyPatch
     b = _raw(("ML-KEM", "AES"), (PROFILE_V0,), initiator=False)
     with monkeypatch.context() as patch:  # a responder that does not apply the rule
         patch.setattr(handshake_module, "replay_protection_problem", lambda *_: None)
-        b.receive(a.data_to_send()[0])
-    with pytest.raises(HandshakeFailure, match="no replay protection"):
-        for pdu in b.data_to_send():
-            a.receive(pdu)
+        assert b.receive(a.data_to_send()[0], 1.0) == []
+    events = [event for pdu in b.data_to_send() for event in a.receive(pdu, 2.0)]
+    _refused(events, "no replay protection")
     assert _error(a.data_to_send())["code"] == "no-common-layers"
 
 
 def test_aes_only_offer_is_raised_to_signal_by_the_responder() -> None:
     a = _raw(("AES",), (PROFILE_B1,), initiator=True)
-    b = NACL.handshake(NACL.new_identity(), initiator=False)  # Signal, AES
+    b = NACL.handshake(NACL.new_identity(), initiator=False, now=START)  # Signal, AES
     pump(a, b)
     assert b.session().layers == ("Signal", "AES")
 
 
-# ------------------------------------------------------------------------------ F2
+# ------------------------------------------------------------------ JSON bounds (§4, P8.4)
 @pytest.fixture(scope="module")
 def v0_pair() -> tuple[object, object]:
     return connect(PYCA, PYCA, profiles=[PROFILE_V0], layers=["Signal"])
@@ -162,7 +185,7 @@ def test_v0_depth_and_params_bounds(v0_pair: tuple[object, object]) -> None:
     tight = V0Codec(dataclasses.replace(DEFAULT_LIMITS, max_json_containers=5))
     with pytest.raises(MalformedInput, match="too many arrays"):
         tight.decode(json.dumps(good).encode(), layers)
-    assert b.open(json.dumps(good).encode()) == b"hi"  # type: ignore[attr-defined]
+    assert b.open(json.dumps(good).encode()) == Delivered(b"hi")  # type: ignore[attr-defined]
 
 
 def test_json_bounds_scan() -> None:
@@ -177,69 +200,119 @@ def test_json_bounds_scan() -> None:
     check_json_bounds(b"[" * 16 + b"]" * 16, max_depth=16, max_containers=16)
 
 
-# ------------------------------------------------------------------------------ F3
+# ------------------------------------------- hostile handshake PDUs: events, never raises (§2.2)
+def _pair(identity: bytes | None = None) -> tuple[CascadeHandshake, CascadeHandshake]:
+    a_id = identity or PYCA.new_identity()
+    b_id = identity or PYCA.new_identity()
+    a = PYCA.handshake(a_id, initiator=True, now=START)
+    b = PYCA.handshake(b_id, initiator=False, now=START)
+    assert isinstance(a, CascadeHandshake) and isinstance(b, CascadeHandshake)
+    return a, b
+
+
 def test_deeply_nested_handshake_pdu_fails_the_handshake() -> None:
-    a = PYCA.handshake(PYCA.new_identity(), initiator=True)
-    b = PYCA.handshake(PYCA.new_identity(), initiator=False)
+    a, _ = _pair()
     (request,) = a.data_to_send()
     for depth in (17, 995):
-        b = PYCA.handshake(PYCA.new_identity(), initiator=False)
+        _, b = _pair()
         nested = request[:-1] + b',"zz":' + b"[" * depth + b"]" * depth + b"}"
-        with pytest.raises(HandshakeFailure, match="bad-pdu"):
-            b.receive(nested)
+        _refused(b.receive(nested, 1.0), "bad-pdu")
         assert _error(b.data_to_send())["code"] == "bad-pdu"
-        with pytest.raises(HandshakeFailure, match="already failed"):
-            b.receive(request)
+        with pytest.raises(HandshakeMisuse, match="already failed"):
+            b.receive(request, 2.0)
 
 
 def test_unexpected_exception_is_a_bad_pdu(monkeypatch: pytest.MonkeyPatch) -> None:
-    a = PYCA.handshake(PYCA.new_identity(), initiator=True)
-    b = PYCA.handshake(PYCA.new_identity(), initiator=False)
+    a, b = _pair()
 
     def boom(self: object, obj: object) -> None:
         raise RecursionError("simulated")
 
     monkeypatch.setattr(CascadeHandshake, "_on_request", boom)
-    with pytest.raises(HandshakeFailure, match="bad-pdu"):
-        b.receive(a.data_to_send()[0])
+    _refused(b.receive(a.data_to_send()[0], 1.0), "bad-pdu")
     assert _error(b.data_to_send()) == {
         "type": "protocol-error",
         "code": "bad-pdu",
         "message": "handshake PDU rejected",
     }
-    with pytest.raises(HandshakeFailure, match="already failed"):
-        b.receive(b"{}")
+    with pytest.raises(HandshakeMisuse, match="already failed"):
+        b.receive(b"{}", 2.0)
 
 
-# ------------------------------------------------------------------------------ F4
 def test_reflected_handshake_is_refused_by_the_responder() -> None:
-    identity = PYCA.new_identity()
-    a = PYCA.handshake(identity, initiator=True)
-    b = PYCA.handshake(identity, initiator=False)
-    with pytest.raises(HandshakeFailure, match="our own identity"):
-        b.receive(a.data_to_send()[0])
+    a, b = _pair(PYCA.new_identity())
+    _refused(b.receive(a.data_to_send()[0], 1.0), "our own identity")
     assert _error(b.data_to_send())["code"] == "bad-pdu"
 
 
 def test_reflected_handshake_is_refused_by_the_initiator() -> None:
-    identity = PYCA.new_identity()
-    a = PYCA.handshake(identity, initiator=True)
-    b = PYCA.handshake(identity, initiator=False)
-    b._refuse_own_identity = lambda peer: None  # type: ignore[attr-defined]  # a blind responder
-    b.receive(a.data_to_send()[0])
-    with pytest.raises(HandshakeFailure, match="our own identity"):
-        for pdu in b.data_to_send():
-            a.receive(pdu)
+    a, b = _pair(PYCA.new_identity())
+    b._refuse_own_identity = lambda peer: None  # type: ignore[method-assign]  # a blind responder
+    assert b.receive(a.data_to_send()[0], 1.0) == []
+    events = [event for pdu in b.data_to_send() for event in a.receive(pdu, 2.0)]
+    _refused(events, "our own identity")
     assert _error(a.data_to_send())["code"] == "bad-pdu"
     assert not a.complete
 
 
-# ------------------------------------------------------------------------------ F5
+def test_own_pdus_echoed_back_are_refused() -> None:
+    """A PDU reflected to its sender (wrong state for it) fails the handshake, never raises."""
+    a, _ = _pair()
+    (request,) = a.data_to_send()
+    refused = _refused(a.receive(request, 1.0), "unexpected")
+    assert refused.pdu_to_send is not None
+    assert json.loads(refused.pdu_to_send)["code"] == "unexpected-pdu"
+
+
 def test_bad_pdu_detail_stays_local() -> None:
-    a = PYCA.handshake(PYCA.new_identity(), initiator=True)
-    b = PYCA.handshake(PYCA.new_identity(), initiator=False)
+    a, b = _pair()
     request = json.loads(a.data_to_send()[0])
     request["identitySignature"][0] ^= 1
-    with pytest.raises(HandshakeFailure, match="signature does not verify"):
-        b.receive(json.dumps(request).encode())
+    _refused(b.receive(json.dumps(request).encode(), 1.0), "signature does not verify")
     assert _error(b.data_to_send())["message"] == "handshake PDU rejected"
+
+
+_PDU_TYPES = [
+    "signal-key-exchange-request",
+    "signal-key-exchange-response",
+    "mlkem-key-exchange",
+    "mlkem-key-exchange-response",
+    "signal-session-complete",
+    "protocol-error",
+    "mls-welcome",
+]
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    pdu=st.one_of(
+        st.binary(max_size=200),
+        st.builds(
+            lambda kind, extra: json.dumps({**extra, "type": kind}).encode(),
+            st.sampled_from(_PDU_TYPES),
+            st.dictionaries(st.text(max_size=20), _JSON, max_size=6),
+        ),
+    ),
+    side=st.sampled_from(["initiator", "responder", "responder-after-request"]),
+)
+def test_no_peer_input_makes_receive_raise(pdu: bytes, side: str) -> None:
+    """Crypto contract 2.0: whatever the peer sends, in whatever state, ``receive`` returns
+    events: a PDU the handshake cannot use ends it with one HandshakeFailed, never an exception."""
+    a, b = _pair()
+    request = a.data_to_send()[0]
+    target = a if side == "initiator" else b
+    if side == "responder-after-request":
+        assert b.receive(request, 1.0) == []
+        b.data_to_send()
+    events = target.receive(pdu, 2.0)
+    assert len(events) == 1 and isinstance(events[0], HandshakeFailed), events
+    assert target.next_deadline() is None
+    with pytest.raises(HandshakeMisuse):
+        target.receive(request, 3.0)
