@@ -15,8 +15,8 @@ pytestmark = pytest.mark.e2e
 INTEGRITY, SKEW, LOCK, NO_PLUGIN, AMBIGUOUS, LOG_CORRUPT = 10, 11, 12, 13, 14, 18
 
 SIDE_EFFECT = (
-    '__version__ = "0.1.0"\n',
-    '__version__ = "0.1.0"\n'
+    '__version__ = "0.2.0"\n',
+    '__version__ = "0.2.0"\n'
     "import os, pathlib\n"
     "pathlib.Path(os.environ['ENKRYPTED_HOME'], 'p2p-was-imported').write_text('yes')\n",
 )
@@ -122,13 +122,13 @@ def test_incompatible_contract_major_is_refused(shell_env, variant):
 
 
 def test_plugin_requiring_newer_minor_of_another_slot_is_refused(shell_env, variant):
-    needy = variant("enkrypted-ui-cli", {"src/enkrypted_ui_cli/enkrypted-plugin.toml": ('crypto = ">=1.0,<2"', 'crypto = ">=1.1,<2"')})
+    needy = variant("enkrypted-ui-cli", {"src/enkrypted_ui_cli/enkrypted-plugin.toml": ('crypto = ">=2.0,<3"', 'crypto = ">=2.1,<3"')})
     sh = shell_env("enkrypted-shell", "enkrypted-p2p", "enkrypted-crypto")
     sh.env.install(needy)
     res = sh.run("plugins", "verify")
     assert res.code == SKEW
-    assert "refused [ui-cli]" in res.err and "requires crypto contract" in res.err and ">=1.1" in res.err
-    assert "crypto-pyca" in res.err and "implements 1.0" in res.err
+    assert "refused [ui-cli]" in res.err and "requires crypto contract" in res.err and ">=2.1" in res.err
+    assert "crypto-pyca" in res.err and "implements 2.0" in res.err
 
 
 def test_downgraded_shared_library_is_refused(shell_env):
@@ -170,11 +170,11 @@ def test_lock_drift_after_installing_another_version(shell_env, variant):
     sh = shell_env()
     assert sh.run("plugins", "lock").code == 0
     assert sh.run("plugins", "verify", "--locked").code == 0
-    bumped = variant("enkrypted-p2p", {"src/enkrypted_p2p/__init__.py": ('"0.1.0"', '"0.1.1"')})
+    bumped = variant("enkrypted-p2p", {"src/enkrypted_p2p/__init__.py": ('"0.2.0"', '"0.2.1"')})
     sh.env.install(bumped)
     res = sh.run("plugins", "verify", "--locked")
     assert res.code == LOCK
-    assert "enkrypted-p2p" in res.err and "version 0.1.1 (locked 0.1.0)" in res.err
+    assert "enkrypted-p2p" in res.err and "version 0.2.1 (locked 0.2.0)" in res.err
     assert sh.run("run", "--locked").code == LOCK
 
 
