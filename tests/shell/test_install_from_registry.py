@@ -39,7 +39,7 @@ SLOT_OF = {
     "enkrypted-crypto": "crypto",
     "enkrypted-crypto-nacl": "crypto",
 }
-CRYPTO_WHEEL = "plugins/crypto/enkrypted_crypto-0.1.0-py3-none-any.whl"
+CRYPTO_WHEEL = "plugins/crypto/enkrypted_crypto-0.2.0-py3-none-any.whl"
 OUTSIDER = Path(__file__).resolve().parents[1] / "shell" / "outsider_plugin"
 
 
@@ -195,14 +195,14 @@ def test_install_verify_run_then_revoke_and_refresh(client: Client, registry: Re
     assert "third-party dependencies were not installed" in res.out
     assert (client.home / "trust.toml").is_file()
     assert client.installed() == sorted(
-        [f"{d.replace('-', '_')}-0.1.0.dist-info" for d in CORE]
+        [f"{d.replace('-', '_')}-0.2.0.dist-info" for d in CORE]
         + ["enkrypted_crypto", "enkrypted_p2p", "enkrypted_ui_cli"]
     )
     records = client.records()
     assert sorted(records) == sorted(CORE)
     for dist, record in records.items():
         slot = SLOT_OF[dist]
-        filename = f"{dist.replace('-', '_')}-0.1.0-py3-none-any.whl"
+        filename = f"{dist.replace('-', '_')}-0.2.0-py3-none-any.whl"
         served = registry.public / "plugins" / slot / filename
         assert record["slot"] == record["tuf_role"] == slot
         assert record["target_path"] == f"plugins/{slot}/{filename}"
@@ -219,22 +219,22 @@ def test_install_verify_run_then_revoke_and_refresh(client: Client, registry: Re
     assert "messages delivered intact: True" in run.out
 
     # A second install uses the pinned root and the existing trust.toml: nothing announced.
-    again = client.install("enkrypted-crypto==0.1.0")
+    again = client.install("enkrypted-crypto==0.2.0")
     assert again.code == 0, again.err
     assert "PINNED" not in again.err and "CREATED" not in again.err
 
     # The operator revokes an installed release; refresh marks the record, and the shell refuses it.
     revoke = registry.cli(
-        "revoke", str(registry.repo.root), "enkrypted-p2p==0.1.0", "--reason", "CVE-TEST-1"
+        "revoke", str(registry.repo.root), "enkrypted-p2p==0.2.0", "--reason", "CVE-TEST-1"
     )
     assert revoke.returncode == 0, revoke.stderr
     fresh = client.run("plugins", "refresh")
     assert fresh.code == 0, fresh.err
-    assert "REVOKED enkrypted-p2p 0.1.0" in fresh.err and "1 newly revoked" in fresh.out
+    assert "REVOKED enkrypted-p2p 0.2.0" in fresh.err and "1 newly revoked" in fresh.out
     record = client.records()["enkrypted-p2p"]
     assert isinstance(record["revoked"], dict)
     assert record["revoked"]["reason"] == (
-        "target plugins/p2p/enkrypted_p2p-0.1.0-py3-none-any.whl removed from p2p metadata"
+        "target plugins/p2p/enkrypted_p2p-0.2.0-py3-none-any.whl removed from p2p metadata"
     )
     assert all(
         client.records()[d]["revoked"] is None for d in ("enkrypted-ui-cli", "enkrypted-crypto")
@@ -259,7 +259,7 @@ def test_two_crypto_backends_lock_and_run_locked(client: Client, registry: Regis
     rows = {row["slot"]: row for row in lock["packages"]}
     assert rows["crypto"]["name"] == "enkrypted-crypto-nacl"
     # the nacl backend imports enkrypted-crypto's protocol code: pinned with it
-    assert [d.split(" ")[0] for d in rows["crypto"]["dependencies"]] == ["enkrypted-crypto==0.1.0"]
+    assert [d.split(" ")[0] for d in rows["crypto"]["dependencies"]] == ["enkrypted-crypto==0.2.0"]
     records = client.records()
     for row in rows.values():
         record = records[str(row["name"])]
@@ -268,7 +268,7 @@ def test_two_crypto_backends_lock_and_run_locked(client: Client, registry: Regis
     graph = client.run("plugins", "graph", "--locked")
     assert graph.code == 0, graph.err
     assert graph.out.count("signed by") == 3 and f"from {registry.url}" in graph.out
-    assert "imports plugin code of enkrypted-crypto==0.1.0 sha256:" in graph.out
+    assert "imports plugin code of enkrypted-crypto==0.2.0 sha256:" in graph.out
     run = client.run("run", "--locked")  # the lock alone selects the nacl backend
     assert run.code == 0, run.err
     assert "crypto backend: pynacl" in run.out and "delivered intact: True" in run.out
@@ -323,8 +323,8 @@ def test_deps_index_never_fetches_registry_projects(client: Client, registry: Re
     res = client.install("enkrypted-crypto-nacl", extra=("--deps-index", f"{registry.url}simple/"))
     assert res.code == 0, res.err
     assert "resolving third-party dependencies" in res.err
-    assert "enkrypted_crypto_nacl-0.1.0.dist-info" in client.installed()
-    assert "enkrypted_crypto-0.1.0.dist-info" not in client.installed()
+    assert "enkrypted_crypto_nacl-0.2.0.dist-info" in client.installed()
+    assert "enkrypted_crypto-0.2.0.dist-info" not in client.installed()
 
 
 # -------------------------------------------------------------------------------------- attacks
@@ -370,7 +370,7 @@ def test_rollback_to_older_signed_metadata(client: Client, registry: Registry) -
         (tuf / name).write_bytes(data)
     res = client.install("enkrypted-crypto")
     refused(res, PROVENANCE, "BadVersionNumberError", "rollback")
-    assert client.installed() == ["enkrypted_p2p", "enkrypted_p2p-0.1.0.dist-info"]
+    assert client.installed() == ["enkrypted_p2p", "enkrypted_p2p-0.2.0.dist-info"]
     refused(client.run("plugins", "refresh"), PROVENANCE, "BadVersionNumberError")
     assert client.records() == before  # a failed refresh changes no record
 
@@ -395,7 +395,7 @@ def test_mix_and_match(client: Client, registry: Registry, tmp_path: Path) -> No
     # 2. The current snapshot with an old (validly signed) crypto role: snapshot pins its version.
     (tuf / "snapshot.json").write_bytes(new_snapshot)
     old_crypto = (tuf / "crypto.json").read_bytes()
-    revoked = registry.cli("revoke", str(registry.repo.root), "enkrypted-crypto-nacl==0.1.0")
+    revoked = registry.cli("revoke", str(registry.repo.root), "enkrypted-crypto-nacl==0.2.0")
     assert revoked.returncode == 0, revoked.stderr
     (tuf / "crypto.json").write_bytes(old_crypto)
     other_home = tmp_path / "home2"
@@ -435,7 +435,7 @@ def test_replaced_wheel_with_a_valid_looking_index(
             "--no-deps",
             "--index-url",
             f"{registry.url}simple/",
-            "enkrypted-crypto==0.1.0",
+            "enkrypted-crypto==0.2.0",
             "-d",
             str(tmp_path / "dl"),
         ],
@@ -488,7 +488,7 @@ def test_unsigned_plugin_listed_in_the_index(
 
 def test_revoked_release_is_not_installed(client: Client, registry: Registry) -> None:
     revoked = registry.cli(
-        "revoke", str(registry.repo.root), "enkrypted-crypto-nacl==0.1.0", "--reason", "CVE-TEST-2"
+        "revoke", str(registry.repo.root), "enkrypted-crypto-nacl==0.2.0", "--reason", "CVE-TEST-2"
     )
     assert revoked.returncode == 0, revoked.stderr
     refused(
@@ -496,7 +496,7 @@ def test_revoked_release_is_not_installed(client: Client, registry: Registry) ->
         PROVENANCE,
         "no signed release of enkrypted-crypto-nacl",
     )
-    refused(client.install("enkrypted-crypto-nacl==0.1.0"), PROVENANCE, "revoked")
+    refused(client.install("enkrypted-crypto-nacl==0.2.0"), PROVENANCE, "revoked")
     client.assert_nothing_installed()
     events = [e for e in client.log_events() if e["event"] == "install-refused"]
     assert len(events) == 2 and all(e["rule"] == "ProvenanceError" for e in events)

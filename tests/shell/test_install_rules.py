@@ -88,7 +88,7 @@ def test_a_root_pinned_for_another_url_is_not_pinned_again(tmp_path, monkeypatch
     (known / "root_history").mkdir(parents=True)
     (known / "root_history" / "1.root.json").write_bytes(root)
     (known / "index-url").write_text("http://127.0.0.1:8080/\n")
-    monkeypatch.setattr(tuf_client, "_fetch_first_root", lambda index: root)
+    monkeypatch.setattr(tuf_client, "_fetch_first_root", lambda index, fetcher: root)
     monkeypatch.setattr(tuf_client, "_root_keyids", lambda data: ["k" * 64])
     with pytest.raises(errors.ProvenanceError, match=r"already pinned for http://127\.0\.0\.1:8080/"):
         tuf_client.connect("http://localhost:8080/", tmp_path, None, tmp_path / "t", print, pinned_only=False)

@@ -330,7 +330,7 @@ def test_first_use_root_that_is_not_tuf_metadata(
 ) -> None:
     from enkrypted_shell._install import tuf_client
 
-    monkeypatch.setattr(tuf_client, "_fetch_first_root", lambda index: root)
+    monkeypatch.setattr(tuf_client, "_fetch_first_root", lambda index, fetcher: root)
     said: list[str] = []
     with pytest.raises(errors.ProvenanceError, match="first-use TUF root") as caught:
         tuf_client.connect("http://127.0.0.1:9/", tmp_path, None, tmp_path / "t", said.append,
