@@ -14,9 +14,11 @@ $(STAMP): requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
-# An older cryptography wheel for the shared-library skew test (tests never reach the network).
-wheelhouse/.fetched: $(STAMP)
+# Wheels the throw-away environments of the demo, tests and benchmarks install from (never the
+# network at test time): the pinned development set, and an older cryptography for the skew test.
+wheelhouse/.fetched: $(STAMP) requirements-dev.txt
 	mkdir -p wheelhouse
+	$(PY) -m pip download -q --only-binary :all: -d wheelhouse -r requirements-dev.txt
 	$(PY) -m pip download -q --no-deps --only-binary :all: -d wheelhouse "$(OLD_CRYPTOGRAPHY)"
 	touch $@
 
@@ -32,7 +34,7 @@ system-deps:
 
 ## The main job: build the plugin wheels, install them into .demo/env, verify, lock and run the
 ## scripted two-peer session with the pinned set.
-demo: $(STAMP)
+demo: $(STAMP) wheelhouse/.fetched
 	$(PY) tools/demo.py
 
 ## The whole test suite (long end-to-end tests included; they are marked `e2e`), after lint and
@@ -41,11 +43,11 @@ test: $(STAMP) wheelhouse/.fetched $(NODE_STAMP) system-deps lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Quick loop while developing: everything but the e2e tests.
-test-fast: $(STAMP)
+test-fast: $(STAMP) wheelhouse/.fetched
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 ## Benchmarks (JSON in benchmarks/results/); `make bench ONLY=startup` runs one.
-bench: $(STAMP)
+bench: $(STAMP) wheelhouse/.fetched
 	$(PY) benchmarks/run.py $(if $(ONLY),--only $(ONLY),)
 
 lint: $(STAMP)

@@ -165,7 +165,7 @@ class _Case:
     def __call__(self) -> tuple[float, Mapping[str, object]]:
         self.count += 1
         base = self.work / f"{self.name}-{self.count}"
-        env = make_env(base / "env")
+        env = make_env(base / "env", with_pip=True)
         env.install(self.shell_wheel)
         site = env.site_packages
         home = base / "home"
@@ -205,7 +205,7 @@ class _Case:
 def _profile(shell_wheel: Path, url: str, work: Path, top: int = 20) -> list[dict[str, object]]:
     """cProfile (cumulative time) of one verified first-use install in a fresh env and home."""
     base = work / "profile"
-    env = make_env(base / "env")
+    env = make_env(base / "env", with_pip=True)
     env.install(shell_wheel)
     stats = base / "install.prof"
     subprocess.run(

@@ -43,7 +43,7 @@ def main() -> int:
     step("building wheels")
     names = ["enkrypted-shell", "enkrypted-registry", *PLUGINS]
     wheels = dict(zip(names, build_wheels([DISTS[n] for n in names], DEMO / "wheels"), strict=True))
-    env = make_env(DEMO / "env")
+    env = make_env(DEMO / "env", with_pip=True)
     env.install(wheels["enkrypted-shell"], wheels["enkrypted-registry"])
     environ = {**os.environ, "ENKRYPTED_HOME": str(DEMO / "home")}
     environ.pop("PYTHONPATH", None)

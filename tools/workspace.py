@@ -1,10 +1,11 @@
 """Workspace helpers shared by the demo, the tests and the benchmarks: build real wheels of the
 distributions and make throw-away environments that install them as a user would (not editable).
 
-Third-party libraries come from the development environment (``.venv``) through a ``.pth`` line
-appended *after* the environment's own site-packages, so anything installed into the environment
-itself (an older ``cryptography`` for a skew test, our plugin wheels) wins, as it would in a normal
-virtual environment.  No network is used: wheels are built with ``--no-build-isolation``.
+Third-party libraries are installed into each environment from real wheels in ``wheelhouse/``
+(``make`` downloads the pinned ``requirements-dev.txt`` set there once), resolved by pip as a user's
+install would be: no ``.pth`` file, nothing shared with the development environment, so the shell's
+isolated start and whole-closure lock see an ordinary environment.  No network is used here: wheels
+are built with ``--no-build-isolation`` and installed with ``--no-index``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import venv
 from pathlib import Path
 
@@ -78,22 +78,35 @@ class Env:
             check=True, capture_output=True, text=True, env=_quiet_env(),
         )
 
-    def install(self, *wheels: Path, no_deps: bool = True) -> None:
-        args = ["install", "-q", "--no-index", "--find-links", str(WHEELHOUSE)]
+    def install(self, *wheels: Path, no_deps: bool = False) -> None:
+        """Install ``wheels`` and (unless ``no_deps``) what they require, from ``wheelhouse/`` and
+        the folders of the given wheels only."""
+        if not (WHEELHOUSE / ".fetched").exists():
+            raise RuntimeError(f"{WHEELHOUSE} is not populated: run `make test` (or `make wheelhouse/.fetched`)")
+        links = [str(WHEELHOUSE), *sorted({str(Path(w).parent) for w in wheels})]
+        args = ["install", "-q", "--no-index", *(a for link in links for a in ("--find-links", link))]
         if no_deps:
             args.append("--no-deps")
         self.pip(*args, *map(str, wheels))
+
+    def install_requirements(self, *requirements: str) -> None:
+        """Third-party requirements (``pynacl``, ``sigstore>=4``) from ``wheelhouse/`` only."""
+        self.pip("install", "-q", "--no-index", "--find-links", str(WHEELHOUSE), *requirements)
 
     def uninstall(self, *names: str) -> None:
         self.pip("uninstall", "-y", *names)
 
 
-def make_env(path: Path) -> Env:
-    """A venv without pip whose third-party libraries come from the running interpreter's."""
+def make_env(path: Path, *, with_pip: bool = False) -> Env:
+    """A fresh venv; :meth:`Env.install` puts wheels and their dependencies in it. ``with_pip``:
+    pip itself too (from ``wheelhouse/``), for ``enkrypted plugins install`` into it."""
     venv.EnvBuilder(with_pip=False, clear=True, symlinks=True).create(path)
     env = Env(path)
-    ours = sysconfig.get_paths()["purelib"]
-    (env.site_packages / "zz_enkrypted_dev_libs.pth").write_text(ours + "\n", "utf-8")
+    if with_pip:
+        pips = sorted(WHEELHOUSE.glob("pip-*.whl"))
+        if not pips:
+            raise RuntimeError(f"no pip wheel in {WHEELHOUSE}: run `make test`")
+        env.install(pips[-1], no_deps=True)
     return env
 
 

@@ -116,6 +116,7 @@ class Client:
         self.home = home
         self.registry = registry
         self.site = env.site_packages
+        self.baseline = frozenset(p.name for p in self.site.iterdir())  # the shell and its libraries
 
     def run(self, *args: str, home: Path | None = None) -> Result:
         drop = ("PYTHONPATH", "ENKRYPTED_DEV", "ENKRYPTED_ALLOW_UNSIGNED", "ENKRYPTED_INDEX")
@@ -145,11 +146,9 @@ class Client:
         )
 
     def installed(self) -> list[str]:
-        """Everything in site-packages besides the shell, our .pth line and caches."""
+        """What appeared in site-packages since the environment held only the shell and its libraries."""
         return sorted(
-            p.name
-            for p in self.site.iterdir()
-            if not p.name.startswith(("enkrypted_shell", "zz_enkrypted_dev_libs", "__pycache__"))
+            p.name for p in self.site.iterdir() if p.name not in self.baseline and p.name != "__pycache__"
         )
 
     def records(self, home: Path | None = None) -> dict[str, dict[str, object]]:
@@ -176,8 +175,9 @@ class Client:
 
 @pytest.fixture
 def client(tmp_path: Path, built: dict[str, Path], registry: Registry) -> Client:
-    env = make_env(tmp_path / "env")
+    env = make_env(tmp_path / "env", with_pip=True)
     env.install(built["enkrypted-shell"])
+    env.install_requirements("pynacl")  # the nacl backend's library, as its user would have it
     return Client(env, tmp_path / "home", registry)
 
 
@@ -526,6 +526,8 @@ def test_sigstore_rules_at_install(
 
     from enkrypted_registry.attestation import read_sigstore_bundle
     from tests.registry.test_sigstore import GITHUB_ACTIONS, RFC8785_WORKFLOW, vector
+
+    client.env.install_requirements("sigstore")  # the shell's `sigstore` extra
 
     repo = registry.repo
     raw = (

@@ -191,7 +191,7 @@ def test_editable_install_needs_dev_mode_and_is_logged(shell_env):
     sh = shell_env("enkrypted-shell", "enkrypted-ui-cli", "enkrypted-crypto")
     from tools.workspace import DISTS
 
-    sh.env.pip("install", "-q", "--no-deps", "--no-build-isolation", "--no-index", "-e", str(DISTS["enkrypted-p2p"]))
+    sh.env.pip("install", "-q", "--no-deps", "--no-index", "--find-links", str(WHEELHOUSE), "-e", str(DISTS["enkrypted-p2p"]))
     res = sh.run("plugins", "verify")
     assert res.code == INTEGRITY and "editable" in res.err and "--dev" in res.err
     dev = sh.run("--dev", "run")
@@ -345,8 +345,9 @@ def test_an_editable_plugin_in_dev_mode_uses_its_verified_wheel_dependency(shell
     sh = shell_env(*("enkrypted-shell", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto"))
     from tools.workspace import DISTS
 
-    sh.env.pip("install", "-q", "--no-deps", "--no-build-isolation", "--no-index", "-e",
+    sh.env.pip("install", "-q", "--no-deps", "--no-index", "--find-links", str(WHEELHOUSE), "-e",
                str(DISTS["enkrypted-crypto-nacl"]))
+    sh.env.install_requirements("pynacl")
     res = sh.run("--dev", "--crypto", "crypto-nacl", "run")
     assert res.code == 0, res.err
     assert "crypto backend: pynacl" in res.out
