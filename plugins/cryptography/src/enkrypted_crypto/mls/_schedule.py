@@ -206,6 +206,13 @@ class SecretTree:
             found = self._ratchets[(leaf, kind)]
         return found
 
+    def fingerprint(self) -> tuple[object, ...]:
+        """Comparable summary (tests check rejected input leaves it unchanged)."""
+        ratchets = tuple(
+            sorted((k, r.secret, r.generation, tuple(sorted(r.kept))) for k, r in self._ratchets.items())
+        )
+        return tuple(sorted(self._nodes.items())), ratchets
+
     def key_nonce(self, leaf: int, kind: RatchetKind, generation: int) -> tuple[bytes, bytes]:
         """Key and nonce of ``generation``; each is returned once, then forgotten."""
         return self._ratchet(leaf, kind).get(self._cs, generation)

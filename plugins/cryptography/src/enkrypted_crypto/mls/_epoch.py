@@ -1,0 +1,212 @@
+"""One epoch's state and the pure steps between epochs (RFC 9420 §8, §12.2-§12.4).
+
+:class:`Epoch` is immutable; :func:`apply_proposals` and :func:`next_epoch` compute the next one
+without touching the current, so a rejected commit leaves the group as it was.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Epoch", "ProposalSet", "apply_proposals", "next_epoch"]
+
+import hmac
+from dataclasses import dataclass, field
+
+from enkrypted_crypto.errors import DecryptionFailed, MalformedInput
+from enkrypted_crypto.mls._keypackage import (
+    CredentialValidator,
+    required_capabilities_ok,
+    validate_key_package,
+    validate_leaf,
+)
+from enkrypted_crypto.mls._messages import (
+    MEMBER,
+    SRC_UPDATE,
+    Add,
+    Extension,
+    ExternalInit,
+    GroupContext,
+    GroupContextExtensions,
+    PreSharedKey,
+    PreSharedKeyID,
+    Proposal,
+    ReInit,
+    Remove,
+    Sender,
+    Update,
+    to_bytes,
+)
+from enkrypted_crypto.mls._schedule import (
+    EpochSecrets,
+    confirmed_transcript_hash,
+    derive_epoch,
+    interim_transcript_hash,
+)
+from enkrypted_crypto.mls._suite import CipherSuite
+from enkrypted_crypto.mls._tree import RatchetTree
+from enkrypted_crypto.mls._treekem import NodeKeys
+
+
+@dataclass(frozen=True, slots=True)
+class Epoch:
+    """What one member holds for one epoch."""
+
+    cs: CipherSuite
+    context: GroupContext
+    tree: RatchetTree
+    secrets: EpochSecrets
+    interim_transcript_hash: bytes
+    confirmation_tag: bytes
+    my_leaf: int
+    keys: NodeKeys = field(default_factory=dict)
+
+    @property
+    def context_bytes(self) -> bytes:
+        return to_bytes(self.context)
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalSet:
+    """The tree and extensions after a commit's proposals (§12.3), before any UpdatePath."""
+
+    tree: RatchetTree
+    extensions: tuple[Extension, ...]
+    added: tuple[int, ...]
+    psks: tuple[PreSharedKeyID, ...]
+    removed: tuple[int, ...]
+    path_required: bool
+
+
+def _check_list(items: list[tuple[Proposal, Sender]], committer: int, n_leaves: int) -> None:
+    """Commit-level proposal list rules (§12.2)."""
+    touched: set[int] = set()
+    psk_ids: set[bytes] = set()
+    gce = 0
+    for prop, sender in items:
+        if isinstance(prop, (ReInit, ExternalInit)):
+            raise MalformedInput("ReInit and ExternalInit commits are not supported")
+        if isinstance(prop, Update):
+            if sender.sender_type != MEMBER or sender.index == committer:
+                raise MalformedInput("Update from the committer or a non-member")
+            target = sender.index
+        elif isinstance(prop, Remove):
+            if prop.removed == committer:
+                raise MalformedInput("committer removes itself")
+            target = prop.removed
+        elif isinstance(prop, PreSharedKey):
+            key = to_bytes(prop.psk)
+            if key in psk_ids:
+                raise MalformedInput("duplicate PSK proposal")
+            psk_ids.add(key)
+            continue
+        else:
+            gce += isinstance(prop, GroupContextExtensions)
+            continue
+        if target in touched:
+            raise MalformedInput("two Update/Remove proposals for one leaf")
+        touched.add(target)
+    if gce > 1:
+        raise MalformedInput("more than one GroupContextExtensions proposal")
+
+
+def apply_proposals(
+    ep: Epoch,
+    items: list[tuple[Proposal, Sender]],
+    committer: int,
+    validate_credential: CredentialValidator,
+    now: int | None,
+) -> ProposalSet:
+    """Validate and apply proposals in §12.3 order: GCE, Update, Remove, Add, PSK."""
+    cs, tree = ep.cs, ep.tree
+    _check_list(items, committer, tree.n_leaves)
+    gid = ep.context.group_id
+    exts = ep.context.extensions
+    for prop, _ in items:
+        if isinstance(prop, GroupContextExtensions):
+            exts = prop.extensions
+    for prop, sender in items:
+        if isinstance(prop, Update):
+            validate_leaf(
+                cs, prop.leaf_node, source=SRC_UPDATE, group_id=gid, leaf_index=sender.index,
+                tree=tree, validate_credential=validate_credential, now=now,
+                replacing=sender.index,
+            )
+            tree = tree.with_leaf_updated(sender.index, prop.leaf_node)
+    removed: list[int] = []
+    for prop, _ in items:
+        if isinstance(prop, Remove):
+            if tree.leaf(prop.removed) is None:
+                raise MalformedInput("Remove of a blank leaf")
+            removed.append(prop.removed)
+            tree = tree.with_leaf_removed(prop.removed)
+    added: list[int] = []
+    for prop, _ in items:
+        if isinstance(prop, Add):
+            validate_key_package(
+                cs, prop.key_package, tree=tree, validate_credential=validate_credential, now=now
+            )
+            if not required_capabilities_ok(prop.key_package.leaf_node, exts):
+                raise MalformedInput("added member lacks required capabilities")
+            tree, index = tree.with_leaf_added(prop.key_package.leaf_node)
+            added.append(index)
+    if any(isinstance(p, GroupContextExtensions) for p, _ in items):
+        if not all(required_capabilities_ok(leaf, exts) for _, leaf in tree.leaves()):
+            raise MalformedInput("a member lacks the new required capabilities")
+    psks = tuple(p.psk for p, _ in items if isinstance(p, PreSharedKey))
+    path_required = not items or any(
+        isinstance(p, (Update, Remove, ExternalInit, GroupContextExtensions)) for p, _ in items
+    )
+    return ProposalSet(tree, exts, tuple(added), psks, tuple(removed), path_required)
+
+
+def next_epoch(
+    ep: Epoch,
+    *,
+    tree: RatchetTree,
+    extensions: tuple[Extension, ...],
+    commit_secret: bytes,
+    psk_secret: bytes,
+    wire_format: int,
+    framed_content: bytes,
+    signature: bytes,
+    confirmation_tag: bytes | None,
+    my_leaf: int,
+    keys: NodeKeys,
+) -> Epoch:
+    """Transcript hashes, key schedule and confirmation tag of the next epoch (§8, §12.4.2).
+
+    ``confirmation_tag`` is checked when given (a received commit) and computed otherwise.
+    """
+    cs = ep.cs
+    confirmed = confirmed_transcript_hash(
+        cs, ep.interim_transcript_hash, wire_format, framed_content, signature
+    )
+    ctx = GroupContext(
+        cs.suite_id, ep.context.group_id, ep.context.epoch + 1, tree.tree_hash(), confirmed,
+        extensions,
+    )
+    secrets = derive_epoch(
+        cs, init_secret=ep.secrets.init_secret, commit_secret=commit_secret,
+        group_context=to_bytes(ctx), psk=psk_secret,
+    )
+    tag = cs.mac(secrets.confirmation_key, confirmed)
+    if confirmation_tag is not None and not hmac.compare_digest(tag, confirmation_tag):
+        raise DecryptionFailed
+    interim = interim_transcript_hash(cs, confirmed, tag)
+    return Epoch(cs, ctx, tree, secrets, interim, tag, my_leaf, keys)
+
+
+def joined_epoch(
+    cs: CipherSuite,
+    ctx: GroupContext,
+    tree: RatchetTree,
+    secrets: EpochSecrets,
+    confirmation_tag: bytes,
+    my_leaf: int,
+    keys: NodeKeys,
+) -> Epoch:
+    """The epoch a joiner starts in, after checking the GroupInfo's confirmation tag (§12.4.3.1)."""
+    tag = cs.mac(secrets.confirmation_key, ctx.confirmed_transcript_hash)
+    if not hmac.compare_digest(tag, confirmation_tag):
+        raise DecryptionFailed
+    interim = interim_transcript_hash(cs, ctx.confirmed_transcript_hash, tag)
+    return Epoch(cs, ctx, tree, secrets, interim, tag, my_leaf, keys)

@@ -1,0 +1,535 @@
+"""The MLS group state machine (RFC 9420 §11-§12): sans-I/O, bytes in, events and bytes out.
+
+A :class:`Group` holds one member's view.  Every method that takes peer bytes either applies
+them completely or raises and leaves the group exactly as it was (work is done on copies and
+assigned at the end).  Authentication failures raise the opaque ``DecryptionFailed``; malformed
+or rule-breaking input raises ``MalformedInput``; our own misuse raises ``CryptoUsageError``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ApplicationMessage", "CommitApplied", "Group", "GroupConfig", "ProposalQueued"]
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from enkrypted_crypto.errors import CryptoUsageError, DecryptionFailed, MalformedInput
+from enkrypted_crypto.mls._codec import Writer
+from enkrypted_crypto.mls._epoch import Epoch, apply_proposals, next_epoch
+from enkrypted_crypto.mls._framing import (
+    AuthenticatedContent,
+    decrypt_private,
+    encrypt_private,
+    from_public,
+    sign_content,
+    to_public,
+    verify_content,
+)
+from enkrypted_crypto.mls._keypackage import (
+    CredentialValidator,
+    KeyPackageBundle,
+    accept_all_credentials,
+    default_capabilities,
+    sign_leaf,
+    validate_key_package,
+)
+from enkrypted_crypto.mls._messages import (
+    APPLICATION,
+    COMMIT,
+    CRED_BASIC,
+    MEMBER,
+    PRIVATE_MESSAGE,
+    PROPOSAL,
+    PUBLIC_MESSAGE,
+    SRC_COMMIT,
+    SRC_UPDATE,
+    WELCOME,
+    Add,
+    Commit,
+    Credential,
+    Extension,
+    FramedContent,
+    GroupContext,
+    LeafNode,
+    MLSMessage,
+    PreSharedKeyID,
+    PrivateMessage,
+    Proposal,
+    ProposalOrRef,
+    PublicMessage,
+    Remove,
+    Sender,
+    Update,
+    Welcome,
+    encode_proposal,
+    from_bytes,
+    to_bytes,
+)
+from enkrypted_crypto.mls._schedule import SecretTree, derive_epoch, exporter, psk_secret
+from enkrypted_crypto.mls._suite import CipherSuite, suite
+from enkrypted_crypto.mls._tree import RatchetTree
+from enkrypted_crypto.mls._treekem import (
+    NodeKeys,
+    apply_path_public,
+    create_path,
+    decrypt_path,
+    prune_keys,
+)
+from enkrypted_crypto.mls._welcome import build_welcome, open_welcome, sign_group_info
+
+MAX_CACHED_PROPOSALS = 4096
+MAX_RESUMPTION_EPOCHS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class GroupConfig:
+    """Local policy: credential check, clock, randomness, padding, PSKs."""
+
+    validate_credential: CredentialValidator = accept_all_credentials
+    now: int | None = None
+    """Seconds since the epoch for lifetime checks; ``None`` skips them (vectors)."""
+    random: Callable[[int], bytes] = os.urandom
+    padding: int = 0
+    external_psks: dict[bytes, bytes] = field(default_factory=dict)
+    ratchet_tree_extension: bool = True
+    """Put the ratchet tree in GroupInfo (§12.4.3.3) so joiners need nothing else."""
+    handshake_wire_format: int = PUBLIC_MESSAGE
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationMessage:
+    sender: int
+    data: bytes
+    authenticated_data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalQueued:
+    reference: bytes
+    sender: Sender
+    proposal: Proposal
+
+
+@dataclass(frozen=True, slots=True)
+class CommitApplied:
+    epoch: int
+    committer: int
+    removed_self: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CommitOutput:
+    commit: bytes
+    """The MLSMessage to send to the group."""
+    welcome: bytes | None
+    """The Welcome MLSMessage for added members, if any."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    proposal: Proposal
+    sender: Sender
+
+
+class Group:
+    """One member's state of one MLS group."""
+
+    def __init__(
+        self, epoch: Epoch, signature_priv: bytes, config: GroupConfig,
+        resumption: dict[int, bytes] | None = None,
+    ) -> None:
+        self._epoch = epoch
+        self._sig = signature_priv
+        self._config = config
+        self._secret_tree = SecretTree(epoch.cs, epoch.secrets.encryption_secret, epoch.tree.n_leaves)
+        self._proposals: dict[bytes, _Cached] = {}
+        self._pending_leaf_keys: dict[bytes, bytes] = {}
+        self._resumption = dict(resumption or {})
+        self._resumption[epoch.context.epoch] = epoch.secrets.resumption_psk
+        self.active = True
+
+    # -- construction ------------------------------------------------------------------------
+    @staticmethod
+    def create(
+        suite_id: int, group_id: bytes, bundle: KeyPackageBundle, config: GroupConfig | None = None,
+        extensions: tuple[Extension, ...] = (),
+    ) -> Group:
+        """A one-member group at epoch 0 (§11)."""
+        cs = suite(suite_id)
+        config = config or GroupConfig()
+        kp_leaf = bundle.key_package.leaf_node
+        tree = RatchetTree(cs, [kp_leaf])
+        ctx = GroupContext(suite_id, group_id, 0, tree.tree_hash(), b"", extensions)
+        secrets = derive_epoch(
+            cs, init_secret=config.random(cs.n_h), commit_secret=bytes(cs.n_h),
+            group_context=to_bytes(ctx), psk=bytes(cs.n_h),
+        )
+        from enkrypted_crypto.mls._schedule import interim_transcript_hash
+
+        tag = cs.mac(secrets.confirmation_key, b"")
+        interim = interim_transcript_hash(cs, b"", tag)
+        keys: NodeKeys = {0: (kp_leaf.encryption_key, bundle.encryption_priv)}
+        return Group(Epoch(cs, ctx, tree, secrets, interim, tag, 0, keys), bundle.signature_priv, config)
+
+    @staticmethod
+    def join(
+        welcome: bytes, bundle: KeyPackageBundle, config: GroupConfig | None = None,
+        ratchet_tree: bytes | None = None,
+    ) -> Group:
+        """Join from a Welcome MLSMessage (§12.4.3.1)."""
+        config = config or GroupConfig()
+        msg = from_bytes(welcome, MLSMessage.decode)
+        if not isinstance(msg.body, Welcome):
+            raise MalformedInput("not a Welcome")
+        cs = suite(msg.body.cipher_suite)
+
+        def lookup(psk: PreSharedKeyID) -> bytes:
+            if psk.psktype == 1 and psk.psk_id in config.external_psks:
+                return config.external_psks[psk.psk_id]
+            raise MalformedInput("unknown PSK in Welcome")
+
+        joined = open_welcome(
+            cs, msg.body, bundle, ratchet_tree, lookup, config.validate_credential
+        )
+        return Group(joined.epoch, bundle.signature_priv, config)
+
+    # -- read-only views ---------------------------------------------------------------------
+    @property
+    def cipher_suite(self) -> CipherSuite:
+        return self._epoch.cs
+
+    @property
+    def group_id(self) -> bytes:
+        return self._epoch.context.group_id
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch.context.epoch
+
+    @property
+    def my_leaf(self) -> int:
+        return self._epoch.my_leaf
+
+    @property
+    def epoch_authenticator(self) -> bytes:
+        return self._epoch.secrets.epoch_authenticator
+
+    @property
+    def tree(self) -> RatchetTree:
+        return self._epoch.tree
+
+    @property
+    def group_context(self) -> GroupContext:
+        return self._epoch.context
+
+    def members(self) -> list[tuple[int, Credential]]:
+        return [(i, leaf.credential) for i, leaf in self._epoch.tree.leaves()]
+
+    def export_secret(self, label: bytes, context: bytes, length: int) -> bytes:
+        """MLS-Exporter (§8.5)."""
+        return exporter(self._epoch.cs, self._epoch.secrets.exporter_secret, label, context, length)
+
+    def snapshot(self) -> tuple[object, ...]:
+        """Comparable summary of the state (tests assert it is unchanged by rejected input)."""
+        ep = self._epoch
+        return (ep, tuple(sorted(self._proposals)), self.active, self._secret_tree.fingerprint())
+
+    # -- framing helpers -----------------------------------------------------------------------
+    def _framed(self, content_type: int, content: bytes | Proposal | Commit, aad: bytes) -> FramedContent:
+        ep = self._epoch
+        return FramedContent(
+            ep.context.group_id, ep.context.epoch, Sender(MEMBER, ep.my_leaf), aad, content_type, content
+        )
+
+    def _wrap(self, ac: AuthenticatedContent) -> bytes:
+        ep = self._epoch
+        if ac.wire_format == PUBLIC_MESSAGE:
+            body: PublicMessage | PrivateMessage = to_public(
+                ep.cs, ac, ep.secrets.membership_key, ep.context_bytes
+            )
+        else:
+            body = encrypt_private(
+                ep.cs, ac, self._secret_tree, ep.secrets.sender_data_secret,
+                self._config.padding, self._config.random,
+            )
+        return to_bytes(MLSMessage(ac.wire_format, body))
+
+    def _sign(self, wire_format: int, content: FramedContent) -> bytes:
+        ep = self._epoch
+        return sign_content(ep.cs, wire_format, content, self._sig, ep.context_bytes)
+
+    # -- application data ------------------------------------------------------------------------
+    def protect(self, data: bytes, authenticated_data: bytes = b"") -> bytes:
+        """Encrypt application data as a PrivateMessage (§6.3)."""
+        self._require_active()
+        content = self._framed(APPLICATION, data, authenticated_data)
+        ac = AuthenticatedContent(PRIVATE_MESSAGE, content, self._sign(PRIVATE_MESSAGE, content), None)
+        return self._wrap(ac)
+
+    def _require_active(self) -> None:
+        if not self.active:
+            raise CryptoUsageError("this member was removed from the group")
+
+    # -- proposals -------------------------------------------------------------------------------
+    def _proposal_ref(self, ac: AuthenticatedContent) -> bytes:
+        return self._epoch.cs.ref_hash(b"MLS 1.0 Proposal Reference", ac.to_bytes())
+
+    def propose(self, proposal: Proposal) -> bytes:
+        """Send a proposal by reference (§12.1); it is cached for our own next commit."""
+        self._require_active()
+        wf = self._config.handshake_wire_format
+        content = self._framed(PROPOSAL, proposal, b"")
+        ac = AuthenticatedContent(wf, content, self._sign(wf, content), None)
+        out = self._wrap(ac)
+        self._cache(ac)
+        return out
+
+    def propose_update(self) -> bytes:
+        """An Update proposal with a fresh encryption key (§12.1.2)."""
+        ep = self._epoch
+        leaf = ep.tree.leaf(ep.my_leaf)
+        assert leaf is not None
+        priv, pub = ep.cs.kem_keypair()
+        new_leaf = self._leaf_like(leaf, pub, SRC_UPDATE, b"")
+        self._pending_leaf_keys[pub] = priv
+        return self.propose(Update(new_leaf))
+
+    def _leaf_like(self, leaf: LeafNode, enc: bytes, source: int, parent_hash: bytes) -> LeafNode:
+        ep = self._epoch
+        caps = leaf.capabilities or default_capabilities(ep.cs.suite_id)
+        unsigned = LeafNode(
+            enc, leaf.signature_key, leaf.credential, caps, source, None, parent_hash,
+            leaf.extensions, b"",
+        )
+        return sign_leaf(ep.cs, unsigned, self._sig, ep.context.group_id, ep.my_leaf)
+
+    def _cache(self, ac: AuthenticatedContent) -> bytes:
+        if len(self._proposals) >= MAX_CACHED_PROPOSALS:
+            raise MalformedInput("too many pending proposals")
+        ref = self._proposal_ref(ac)
+        content = ac.content.content
+        assert not isinstance(content, (bytes, Commit))
+        self._proposals[ref] = _Cached(content, ac.content.sender)
+        return ref
+
+    # -- commits ---------------------------------------------------------------------------------
+    def commit(
+        self, proposals: list[Proposal] | None = None, *, force_path: bool = True,
+        authenticated_data: bytes = b"",
+    ) -> CommitOutput:
+        """Commit cached proposals plus ``proposals`` (inline), apply it, return what to send."""
+        self._require_active()
+        ep, cs, cfg = self._epoch, self._epoch.cs, self._config
+        refs = [ProposalOrRef(reference=r) for r, c in self._proposals.items()
+                if not (c.sender.sender_type == MEMBER and c.sender.index == ep.my_leaf
+                        and isinstance(c.proposal, Update))]
+        inline = [ProposalOrRef(proposal=p) for p in proposals or []]
+        items = self._resolve(refs + inline, ep.my_leaf)
+        pset = apply_proposals(ep, items, ep.my_leaf, cfg.validate_credential, cfg.now)
+        path = None
+        keys: NodeKeys = prune_keys(pset.tree, ep.keys)
+        commit_secret = bytes(cs.n_h)
+        path_secrets: dict[int, bytes] = {}
+        tree = pset.tree
+        if pset.path_required or force_path:
+            leaf = tree.leaf(ep.my_leaf)
+            assert leaf is not None
+
+            def make_leaf(enc: bytes, parent_hash: bytes) -> LeafNode:
+                return self._leaf_like(leaf, enc, SRC_COMMIT, parent_hash)
+
+            def context_for(final: RatchetTree) -> bytes:
+                return to_bytes(GroupContext(
+                    cs.suite_id, ep.context.group_id, ep.context.epoch + 1, final.tree_hash(),
+                    ep.context.confirmed_transcript_hash, pset.extensions,
+                ))
+
+            created = create_path(
+                cs, tree, ep.my_leaf, make_leaf, context_for, set(pset.added), cfg.random
+            )
+            path, tree, commit_secret = created.update_path, created.tree, created.commit_secret
+            keys = prune_keys(tree, {**keys, **created.keys})
+            path_secrets = created.path_secrets
+        commit = Commit(tuple(refs + inline), path)
+        wf = cfg.handshake_wire_format
+        content = self._framed(COMMIT, commit, authenticated_data)
+        signature = self._sign(wf, content)
+        new = next_epoch(
+            ep, tree=tree, extensions=pset.extensions, commit_secret=commit_secret,
+            psk_secret=self._psk_secret(pset.psks), wire_format=wf,
+            framed_content=to_bytes(content), signature=signature, confirmation_tag=None,
+            my_leaf=ep.my_leaf, keys=keys,
+        )
+        message = self._wrap(AuthenticatedContent(wf, content, signature, new.confirmation_tag))
+        welcome = None
+        if pset.added:
+            joiners = [(i, p.key_package) for i, (p, _) in zip(
+                pset.added, [x for x in items if isinstance(x[0], Add)], strict=True)]
+            info = sign_group_info(new, self._sig, cfg.ratchet_tree_extension)
+            w = build_welcome(new, info, joiners, path_secrets, pset.psks)
+            welcome = to_bytes(MLSMessage(WELCOME, w))
+        self._enter(new)
+        return CommitOutput(message, welcome)
+
+    def add(self, key_packages: list[bytes]) -> CommitOutput:
+        """Commit Add proposals for these KeyPackage MLSMessages (or bare KeyPackages)."""
+        from enkrypted_crypto.mls._messages import KeyPackage
+
+        adds: list[Proposal] = []
+        for data in key_packages:
+            msg = from_bytes(data, MLSMessage.decode)
+            if not isinstance(msg.body, KeyPackage):
+                raise MalformedInput("not a KeyPackage")
+            adds.append(Add(msg.body))
+        return self.commit(adds)
+
+    def remove(self, leaf_indices: list[int]) -> CommitOutput:
+        return self.commit([Remove(i) for i in leaf_indices])
+
+    def update(self) -> CommitOutput:
+        """An empty commit with a path: refreshes our leaf and path keys (§12.4)."""
+        return self.commit([], force_path=True)
+
+    def _enter(self, new: Epoch) -> None:
+        self._epoch = new
+        self._secret_tree = SecretTree(new.cs, new.secrets.encryption_secret, new.tree.n_leaves)
+        self._proposals = {}
+        self._pending_leaf_keys = {}
+        self._resumption[new.context.epoch] = new.secrets.resumption_psk
+        while len(self._resumption) > MAX_RESUMPTION_EPOCHS:
+            del self._resumption[min(self._resumption)]
+
+    def _resolve(self, refs: list[ProposalOrRef], committer: int) -> list[tuple[Proposal, Sender]]:
+        out: list[tuple[Proposal, Sender]] = []
+        for por in refs:
+            if por.proposal is not None:
+                out.append((por.proposal, Sender(MEMBER, committer)))
+                continue
+            cached = self._proposals.get(por.reference)
+            if cached is None:
+                raise MalformedInput("commit references an unknown proposal")
+            out.append((cached.proposal, cached.sender))
+        return out
+
+    def _psk_secret(self, psks: tuple[PreSharedKeyID, ...]) -> bytes:
+        cs = self._epoch.cs
+        values: list[tuple[bytes, bytes]] = []
+        for psk in psks:
+            if len(psk.psk_nonce) != cs.n_h:
+                raise MalformedInput("PSK nonce has the wrong length")  # §8.4
+            if psk.psktype == 1:
+                value = self._config.external_psks.get(psk.psk_id)
+            elif psk.usage == 1 and psk.psk_group_id == self.group_id:
+                value = self._resumption.get(psk.psk_epoch)
+            else:
+                value = None
+            if value is None:
+                raise MalformedInput("unknown or unsupported PSK")
+            values.append((to_bytes(psk), value))
+        return psk_secret(cs, values)
+
+    # -- incoming --------------------------------------------------------------------------------
+    def process(self, data: bytes) -> ApplicationMessage | ProposalQueued | CommitApplied:
+        """Handle one PublicMessage or PrivateMessage MLSMessage from the group."""
+        self._require_active()
+        msg = from_bytes(data, MLSMessage.decode)
+        ep = self._epoch
+        tree_copy = self._secret_tree.copy()
+        if isinstance(msg.body, PublicMessage):
+            c = msg.body.content
+            self._check_epoch(c.group_id, c.epoch)
+            if c.content_type == APPLICATION:
+                raise MalformedInput("application data must be a PrivateMessage")  # §6.2
+            ac = from_public(ep.cs, msg.body, ep.secrets.membership_key, ep.context_bytes)
+        elif isinstance(msg.body, PrivateMessage):
+            self._check_epoch(msg.body.group_id, msg.body.epoch)
+            ac = decrypt_private(ep.cs, msg.body, tree_copy, ep.secrets.sender_data_secret)
+        else:
+            raise MalformedInput("not a group message")
+        sender = ac.content.sender
+        if sender.sender_type != MEMBER:
+            raise MalformedInput("only member senders are supported")
+        leaf = ep.tree.leaf(sender.index)
+        if leaf is None or not verify_content(ep.cs, ac, leaf.signature_key, ep.context_bytes):
+            raise DecryptionFailed
+        content = ac.content.content
+        if isinstance(content, bytes):
+            self._secret_tree = tree_copy
+            return ApplicationMessage(sender.index, content, ac.content.authenticated_data)
+        if isinstance(content, Commit):
+            if sender.index == ep.my_leaf:
+                raise MalformedInput("our own commit came back; it was already applied")
+            event = self._process_commit(ac, content)
+            return event
+        self._secret_tree = tree_copy
+        return ProposalQueued(self._cache(ac), sender, content)
+
+    def _check_epoch(self, group_id: bytes, epoch: int) -> None:
+        if group_id != self.group_id or epoch != self.epoch:
+            raise MalformedInput("message for another group or epoch")
+
+    def _process_commit(self, ac: AuthenticatedContent, commit: Commit) -> CommitApplied:
+        """§12.4.2 for a commit by another member."""
+        ep, cs, cfg = self._epoch, self._epoch.cs, self._config
+        committer = ac.content.sender.index
+        items = self._resolve(list(commit.proposals), committer)
+        pset = apply_proposals(ep, items, committer, cfg.validate_credential, cfg.now)
+        if pset.path_required and commit.path is None:
+            raise MalformedInput("commit needs an UpdatePath")
+        if ep.my_leaf in pset.removed:
+            self.active = False
+            return CommitApplied(ep.context.epoch + 1, committer, True)
+        keys = dict(ep.keys)
+        own = pset.tree.leaf(ep.my_leaf)
+        if own is not None and own.encryption_key in self._pending_leaf_keys:
+            keys[2 * ep.my_leaf] = (own.encryption_key, self._pending_leaf_keys[own.encryption_key])
+        keys = prune_keys(pset.tree, keys)
+        tree, commit_secret = pset.tree, bytes(cs.n_h)
+        if commit.path is not None:
+            tree, commit_secret, keys = self._receive_path(ep, pset, committer, commit, keys)
+        new = next_epoch(
+            ep, tree=tree, extensions=pset.extensions, commit_secret=commit_secret,
+            psk_secret=self._psk_secret(pset.psks), wire_format=ac.wire_format,
+            framed_content=to_bytes(ac.content), signature=ac.signature,
+            confirmation_tag=ac.confirmation_tag, my_leaf=ep.my_leaf, keys=keys,
+        )
+        self._enter(new)
+        return CommitApplied(new.context.epoch, committer, False)
+
+    def _receive_path(
+        self, ep: Epoch, pset: object, committer: int, commit: Commit, keys: NodeKeys
+    ) -> tuple[RatchetTree, bytes, NodeKeys]:
+        from enkrypted_crypto.mls._epoch import ProposalSet
+        from enkrypted_crypto.mls._keypackage import validate_leaf
+
+        assert isinstance(pset, ProposalSet) and commit.path is not None
+        cs = ep.cs
+        validate_leaf(
+            cs, commit.path.leaf_node, source=SRC_COMMIT, group_id=ep.context.group_id,
+            leaf_index=committer, tree=pset.tree, validate_credential=self._config.validate_credential,
+            now=self._config.now, replacing=committer,
+        )
+        tree = apply_path_public(pset.tree, committer, commit.path)
+        ctx = GroupContext(
+            cs.suite_id, ep.context.group_id, ep.context.epoch + 1, tree.tree_hash(),
+            ep.context.confirmed_transcript_hash, pset.extensions,
+        )
+        _, new_keys, commit_secret = decrypt_path(
+            cs, tree, committer, commit.path, ep.my_leaf, keys, to_bytes(ctx), set(pset.added)
+        )
+        return tree, commit_secret, prune_keys(tree, {**keys, **new_keys})
+
+
+def encode_proposal_bytes(p: Proposal) -> bytes:
+    w = Writer()
+    encode_proposal(w, p)
+    return w.getvalue()
+
+
+def credential_basic(identity: bytes) -> Credential:
+    return Credential(CRED_BASIC, identity=identity)
+
+
+def _unused() -> None:  # pragma: no cover
+    del validate_key_package
