@@ -12,6 +12,10 @@ import hmac
 from dataclasses import dataclass, field
 
 from enkrypted_crypto.errors import DecryptionFailed, MalformedInput
+from enkrypted_crypto.mls._envelopes import (
+    GroupContext,
+    Sender,
+)
 from enkrypted_crypto.mls._keypackage import (
     CredentialValidator,
     required_capabilities_ok,
@@ -24,14 +28,12 @@ from enkrypted_crypto.mls._messages import (
     Add,
     Extension,
     ExternalInit,
-    GroupContext,
     GroupContextExtensions,
     PreSharedKey,
     PreSharedKeyID,
     Proposal,
     ReInit,
     Remove,
-    Sender,
     Update,
     to_bytes,
 )
@@ -126,8 +128,14 @@ def apply_proposals(
     for prop, sender in items:
         if isinstance(prop, Update):
             validate_leaf(
-                cs, prop.leaf_node, source=SRC_UPDATE, group_id=gid, leaf_index=sender.index,
-                tree=tree, validate_credential=validate_credential, now=now,
+                cs,
+                prop.leaf_node,
+                source=SRC_UPDATE,
+                group_id=gid,
+                leaf_index=sender.index,
+                tree=tree,
+                validate_credential=validate_credential,
+                now=now,
                 replacing=sender.index,
             )
             tree = tree.with_leaf_updated(sender.index, prop.leaf_node)
@@ -148,9 +156,9 @@ def apply_proposals(
                 raise MalformedInput("added member lacks required capabilities")
             tree, index = tree.with_leaf_added(prop.key_package.leaf_node)
             added.append(index)
-    if any(isinstance(p, GroupContextExtensions) for p, _ in items):
-        if not all(required_capabilities_ok(leaf, exts) for _, leaf in tree.leaves()):
-            raise MalformedInput("a member lacks the new required capabilities")
+    has_gce = any(isinstance(p, GroupContextExtensions) for p, _ in items)
+    if has_gce and not all(required_capabilities_ok(leaf, exts) for _, leaf in tree.leaves()):
+        raise MalformedInput("a member lacks the new required capabilities")
     psks = tuple(p.psk for p, _ in items if isinstance(p, PreSharedKey))
     path_required = not items or any(
         isinstance(p, (Update, Remove, ExternalInit, GroupContextExtensions)) for p, _ in items
@@ -181,12 +189,19 @@ def next_epoch(
         cs, ep.interim_transcript_hash, wire_format, framed_content, signature
     )
     ctx = GroupContext(
-        cs.suite_id, ep.context.group_id, ep.context.epoch + 1, tree.tree_hash(), confirmed,
+        cs.suite_id,
+        ep.context.group_id,
+        ep.context.epoch + 1,
+        tree.tree_hash(),
+        confirmed,
         extensions,
     )
     secrets = derive_epoch(
-        cs, init_secret=ep.secrets.init_secret, commit_secret=commit_secret,
-        group_context=to_bytes(ctx), psk=psk_secret,
+        cs,
+        init_secret=ep.secrets.init_secret,
+        commit_secret=commit_secret,
+        group_context=to_bytes(ctx),
+        psk=psk_secret,
     )
     tag = cs.mac(secrets.confirmation_key, confirmed)
     if confirmation_tag is not None and not hmac.compare_digest(tag, confirmation_tag):

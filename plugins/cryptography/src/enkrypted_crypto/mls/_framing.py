@@ -14,6 +14,14 @@ from dataclasses import dataclass
 
 from enkrypted_crypto.errors import DecryptionFailed, MalformedInput
 from enkrypted_crypto.mls._codec import Reader, Writer
+from enkrypted_crypto.mls._envelopes import (
+    FramedContent,
+    PrivateMessage,
+    PublicMessage,
+    Sender,
+    decode_content,
+    encode_content,
+)
 from enkrypted_crypto.mls._messages import (
     APPLICATION,
     COMMIT,
@@ -21,12 +29,7 @@ from enkrypted_crypto.mls._messages import (
     MLS10,
     NEW_MEMBER_COMMIT,
     PRIVATE_MESSAGE,
-    FramedContent,
-    PrivateMessage,
-    PublicMessage,
-    Sender,
-    decode_content,
-    encode_content,
+    PUBLIC_MESSAGE,
 )
 from enkrypted_crypto.mls._schedule import SecretTree
 from enkrypted_crypto.mls._suite import CipherSuite
@@ -54,6 +57,14 @@ class AuthenticatedContent:
         self.content.encode(w)
         self.encode_auth(w)
 
+    @staticmethod
+    def decode(r: Reader) -> AuthenticatedContent:
+        wire_format = r.u16()
+        content = FramedContent.decode(r)
+        signature = r.opaque()
+        tag = r.opaque() if content.content_type == COMMIT else None
+        return AuthenticatedContent(wire_format, content, signature, tag)
+
     def to_bytes(self) -> bytes:
         w = Writer()
         self.encode(w)
@@ -74,7 +85,9 @@ def content_tbs(wire_format: int, content: FramedContent, group_context: bytes) 
 def sign_content(
     cs: CipherSuite, wire_format: int, content: FramedContent, priv: bytes, group_context: bytes
 ) -> bytes:
-    return cs.sign_with_label(priv, b"FramedContentTBS", content_tbs(wire_format, content, group_context))
+    return cs.sign_with_label(
+        priv, b"FramedContentTBS", content_tbs(wire_format, content, group_context)
+    )
 
 
 def verify_content(
@@ -107,8 +120,6 @@ def from_public(
     cs: CipherSuite, msg: PublicMessage, membership_key: bytes, group_context: bytes
 ) -> AuthenticatedContent:
     """Check the membership tag of a member's PublicMessage (§6.2)."""
-    from enkrypted_crypto.mls._messages import PUBLIC_MESSAGE
-
     ac = AuthenticatedContent(PUBLIC_MESSAGE, msg.content, msg.signature, msg.confirmation_tag)
     if msg.content.sender.sender_type == MEMBER:
         expected = membership_tag(cs, membership_key, ac, group_context)
@@ -199,7 +210,11 @@ def decrypt_private(
     if any(plain.raw(plain.remaining())):
         raise MalformedInput("PrivateMessage padding is not zero")  # §6.3.1
     framed = FramedContent(
-        msg.group_id, msg.epoch, Sender(MEMBER, leaf), msg.authenticated_data,
-        msg.content_type, content,
+        msg.group_id,
+        msg.epoch,
+        Sender(MEMBER, leaf),
+        msg.authenticated_data,
+        msg.content_type,
+        content,
     )
     return AuthenticatedContent(PRIVATE_MESSAGE, framed, signature, tag)

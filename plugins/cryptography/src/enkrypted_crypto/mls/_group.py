@@ -15,7 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from enkrypted_crypto.errors import CryptoUsageError, DecryptionFailed, MalformedInput
-from enkrypted_crypto.mls._codec import Writer
+from enkrypted_crypto.mls._envelopes import (
+    FramedContent,
+    GroupContext,
+    MLSMessage,
+    PrivateMessage,
+    PublicMessage,
+    Sender,
+    Welcome,
+)
 from enkrypted_crypto.mls._epoch import Epoch, apply_proposals, next_epoch
 from enkrypted_crypto.mls._framing import (
     AuthenticatedContent,
@@ -32,12 +40,10 @@ from enkrypted_crypto.mls._keypackage import (
     accept_all_credentials,
     default_capabilities,
     sign_leaf,
-    validate_key_package,
 )
 from enkrypted_crypto.mls._messages import (
     APPLICATION,
     COMMIT,
-    CRED_BASIC,
     MEMBER,
     PRIVATE_MESSAGE,
     PROPOSAL,
@@ -49,20 +55,12 @@ from enkrypted_crypto.mls._messages import (
     Commit,
     Credential,
     Extension,
-    FramedContent,
-    GroupContext,
     LeafNode,
-    MLSMessage,
     PreSharedKeyID,
-    PrivateMessage,
     Proposal,
     ProposalOrRef,
-    PublicMessage,
     Remove,
-    Sender,
     Update,
-    Welcome,
-    encode_proposal,
     from_bytes,
     to_bytes,
 )
@@ -136,13 +134,18 @@ class Group:
     """One member's state of one MLS group."""
 
     def __init__(
-        self, epoch: Epoch, signature_priv: bytes, config: GroupConfig,
+        self,
+        epoch: Epoch,
+        signature_priv: bytes,
+        config: GroupConfig,
         resumption: dict[int, bytes] | None = None,
     ) -> None:
         self._epoch = epoch
         self._sig = signature_priv
         self._config = config
-        self._secret_tree = SecretTree(epoch.cs, epoch.secrets.encryption_secret, epoch.tree.n_leaves)
+        self._secret_tree = SecretTree(
+            epoch.cs, epoch.secrets.encryption_secret, epoch.tree.n_leaves
+        )
         self._proposals: dict[bytes, _Cached] = {}
         self._pending_leaf_keys: dict[bytes, bytes] = {}
         self._resumption = dict(resumption or {})
@@ -152,7 +155,10 @@ class Group:
     # -- construction ------------------------------------------------------------------------
     @staticmethod
     def create(
-        suite_id: int, group_id: bytes, bundle: KeyPackageBundle, config: GroupConfig | None = None,
+        suite_id: int,
+        group_id: bytes,
+        bundle: KeyPackageBundle,
+        config: GroupConfig | None = None,
         extensions: tuple[Extension, ...] = (),
     ) -> Group:
         """A one-member group at epoch 0 (§11)."""
@@ -162,19 +168,26 @@ class Group:
         tree = RatchetTree(cs, [kp_leaf])
         ctx = GroupContext(suite_id, group_id, 0, tree.tree_hash(), b"", extensions)
         secrets = derive_epoch(
-            cs, init_secret=config.random(cs.n_h), commit_secret=bytes(cs.n_h),
-            group_context=to_bytes(ctx), psk=bytes(cs.n_h),
+            cs,
+            init_secret=config.random(cs.n_h),
+            commit_secret=bytes(cs.n_h),
+            group_context=to_bytes(ctx),
+            psk=bytes(cs.n_h),
         )
         from enkrypted_crypto.mls._schedule import interim_transcript_hash
 
         tag = cs.mac(secrets.confirmation_key, b"")
         interim = interim_transcript_hash(cs, b"", tag)
         keys: NodeKeys = {0: (kp_leaf.encryption_key, bundle.encryption_priv)}
-        return Group(Epoch(cs, ctx, tree, secrets, interim, tag, 0, keys), bundle.signature_priv, config)
+        return Group(
+            Epoch(cs, ctx, tree, secrets, interim, tag, 0, keys), bundle.signature_priv, config
+        )
 
     @staticmethod
     def join(
-        welcome: bytes, bundle: KeyPackageBundle, config: GroupConfig | None = None,
+        welcome: bytes,
+        bundle: KeyPackageBundle,
+        config: GroupConfig | None = None,
         ratchet_tree: bytes | None = None,
     ) -> Group:
         """Join from a Welcome MLSMessage (§12.4.3.1)."""
@@ -236,10 +249,17 @@ class Group:
         return (ep, tuple(sorted(self._proposals)), self.active, self._secret_tree.fingerprint())
 
     # -- framing helpers -----------------------------------------------------------------------
-    def _framed(self, content_type: int, content: bytes | Proposal | Commit, aad: bytes) -> FramedContent:
+    def _framed(
+        self, content_type: int, content: bytes | Proposal | Commit, aad: bytes
+    ) -> FramedContent:
         ep = self._epoch
         return FramedContent(
-            ep.context.group_id, ep.context.epoch, Sender(MEMBER, ep.my_leaf), aad, content_type, content
+            ep.context.group_id,
+            ep.context.epoch,
+            Sender(MEMBER, ep.my_leaf),
+            aad,
+            content_type,
+            content,
         )
 
     def _wrap(self, ac: AuthenticatedContent) -> bytes:
@@ -250,8 +270,12 @@ class Group:
             )
         else:
             body = encrypt_private(
-                ep.cs, ac, self._secret_tree, ep.secrets.sender_data_secret,
-                self._config.padding, self._config.random,
+                ep.cs,
+                ac,
+                self._secret_tree,
+                ep.secrets.sender_data_secret,
+                self._config.padding,
+                self._config.random,
             )
         return to_bytes(MLSMessage(ac.wire_format, body))
 
@@ -264,7 +288,9 @@ class Group:
         """Encrypt application data as a PrivateMessage (§6.3)."""
         self._require_active()
         content = self._framed(APPLICATION, data, authenticated_data)
-        ac = AuthenticatedContent(PRIVATE_MESSAGE, content, self._sign(PRIVATE_MESSAGE, content), None)
+        ac = AuthenticatedContent(
+            PRIVATE_MESSAGE, content, self._sign(PRIVATE_MESSAGE, content), None
+        )
         return self._wrap(ac)
 
     def _require_active(self) -> None:
@@ -299,8 +325,15 @@ class Group:
         ep = self._epoch
         caps = leaf.capabilities or default_capabilities(ep.cs.suite_id)
         unsigned = LeafNode(
-            enc, leaf.signature_key, leaf.credential, caps, source, None, parent_hash,
-            leaf.extensions, b"",
+            enc,
+            leaf.signature_key,
+            leaf.credential,
+            caps,
+            source,
+            None,
+            parent_hash,
+            leaf.extensions,
+            b"",
         )
         return sign_leaf(ep.cs, unsigned, self._sig, ep.context.group_id, ep.my_leaf)
 
@@ -315,15 +348,24 @@ class Group:
 
     # -- commits ---------------------------------------------------------------------------------
     def commit(
-        self, proposals: list[Proposal] | None = None, *, force_path: bool = True,
+        self,
+        proposals: list[Proposal] | None = None,
+        *,
+        force_path: bool = True,
         authenticated_data: bytes = b"",
     ) -> CommitOutput:
         """Commit cached proposals plus ``proposals`` (inline), apply it, return what to send."""
         self._require_active()
         ep, cs, cfg = self._epoch, self._epoch.cs, self._config
-        refs = [ProposalOrRef(reference=r) for r, c in self._proposals.items()
-                if not (c.sender.sender_type == MEMBER and c.sender.index == ep.my_leaf
-                        and isinstance(c.proposal, Update))]
+        refs = [
+            ProposalOrRef(reference=r)
+            for r, c in self._proposals.items()
+            if not (
+                c.sender.sender_type == MEMBER
+                and c.sender.index == ep.my_leaf
+                and isinstance(c.proposal, Update)
+            )
+        ]
         inline = [ProposalOrRef(proposal=p) for p in proposals or []]
         items = self._resolve(refs + inline, ep.my_leaf)
         pset = apply_proposals(ep, items, ep.my_leaf, cfg.validate_credential, cfg.now)
@@ -340,10 +382,16 @@ class Group:
                 return self._leaf_like(leaf, enc, SRC_COMMIT, parent_hash)
 
             def context_for(final: RatchetTree) -> bytes:
-                return to_bytes(GroupContext(
-                    cs.suite_id, ep.context.group_id, ep.context.epoch + 1, final.tree_hash(),
-                    ep.context.confirmed_transcript_hash, pset.extensions,
-                ))
+                return to_bytes(
+                    GroupContext(
+                        cs.suite_id,
+                        ep.context.group_id,
+                        ep.context.epoch + 1,
+                        final.tree_hash(),
+                        ep.context.confirmed_transcript_hash,
+                        pset.extensions,
+                    )
+                )
 
             created = create_path(
                 cs, tree, ep.my_leaf, make_leaf, context_for, set(pset.added), cfg.random
@@ -356,16 +404,23 @@ class Group:
         content = self._framed(COMMIT, commit, authenticated_data)
         signature = self._sign(wf, content)
         new = next_epoch(
-            ep, tree=tree, extensions=pset.extensions, commit_secret=commit_secret,
-            psk_secret=self._psk_secret(pset.psks), wire_format=wf,
-            framed_content=to_bytes(content), signature=signature, confirmation_tag=None,
-            my_leaf=ep.my_leaf, keys=keys,
+            ep,
+            tree=tree,
+            extensions=pset.extensions,
+            commit_secret=commit_secret,
+            psk_secret=self._psk_secret(pset.psks),
+            wire_format=wf,
+            framed_content=to_bytes(content),
+            signature=signature,
+            confirmation_tag=None,
+            my_leaf=ep.my_leaf,
+            keys=keys,
         )
         message = self._wrap(AuthenticatedContent(wf, content, signature, new.confirmation_tag))
         welcome = None
         if pset.added:
-            joiners = [(i, p.key_package) for i, (p, _) in zip(
-                pset.added, [x for x in items if isinstance(x[0], Add)], strict=True)]
+            adds = [p.key_package for p, _ in items if isinstance(p, Add)]
+            joiners = list(zip(pset.added, adds, strict=True))
             info = sign_group_info(new, self._sig, cfg.ratchet_tree_extension)
             w = build_welcome(new, info, joiners, path_secrets, pset.psks)
             welcome = to_bytes(MLSMessage(WELCOME, w))
@@ -489,10 +544,17 @@ class Group:
         if commit.path is not None:
             tree, commit_secret, keys = self._receive_path(ep, pset, committer, commit, keys)
         new = next_epoch(
-            ep, tree=tree, extensions=pset.extensions, commit_secret=commit_secret,
-            psk_secret=self._psk_secret(pset.psks), wire_format=ac.wire_format,
-            framed_content=to_bytes(ac.content), signature=ac.signature,
-            confirmation_tag=ac.confirmation_tag, my_leaf=ep.my_leaf, keys=keys,
+            ep,
+            tree=tree,
+            extensions=pset.extensions,
+            commit_secret=commit_secret,
+            psk_secret=self._psk_secret(pset.psks),
+            wire_format=ac.wire_format,
+            framed_content=to_bytes(ac.content),
+            signature=ac.signature,
+            confirmation_tag=ac.confirmation_tag,
+            my_leaf=ep.my_leaf,
+            keys=keys,
         )
         self._enter(new)
         return CommitApplied(new.context.epoch, committer, False)
@@ -506,30 +568,26 @@ class Group:
         assert isinstance(pset, ProposalSet) and commit.path is not None
         cs = ep.cs
         validate_leaf(
-            cs, commit.path.leaf_node, source=SRC_COMMIT, group_id=ep.context.group_id,
-            leaf_index=committer, tree=pset.tree, validate_credential=self._config.validate_credential,
-            now=self._config.now, replacing=committer,
+            cs,
+            commit.path.leaf_node,
+            source=SRC_COMMIT,
+            group_id=ep.context.group_id,
+            leaf_index=committer,
+            tree=pset.tree,
+            validate_credential=self._config.validate_credential,
+            now=self._config.now,
+            replacing=committer,
         )
         tree = apply_path_public(pset.tree, committer, commit.path)
         ctx = GroupContext(
-            cs.suite_id, ep.context.group_id, ep.context.epoch + 1, tree.tree_hash(),
-            ep.context.confirmed_transcript_hash, pset.extensions,
+            cs.suite_id,
+            ep.context.group_id,
+            ep.context.epoch + 1,
+            tree.tree_hash(),
+            ep.context.confirmed_transcript_hash,
+            pset.extensions,
         )
         _, new_keys, commit_secret = decrypt_path(
             cs, tree, committer, commit.path, ep.my_leaf, keys, to_bytes(ctx), set(pset.added)
         )
         return tree, commit_secret, prune_keys(tree, {**keys, **new_keys})
-
-
-def encode_proposal_bytes(p: Proposal) -> bytes:
-    w = Writer()
-    encode_proposal(w, p)
-    return w.getvalue()
-
-
-def credential_basic(identity: bytes) -> Credential:
-    return Credential(CRED_BASIC, identity=identity)
-
-
-def _unused() -> None:  # pragma: no cover
-    del validate_key_package

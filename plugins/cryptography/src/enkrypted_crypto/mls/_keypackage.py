@@ -99,7 +99,9 @@ def new_key_package(
     leaf = sign_leaf(cs, leaf, signature_priv, b"", 0)
     unsigned = KeyPackage(MLS10, cs.suite_id, init_pub, leaf, (), b"")
     sig = cs.sign_with_label(signature_priv, b"KeyPackageTBS", unsigned.tbs())
-    return KeyPackageBundle(dataclasses.replace(unsigned, signature=sig), init_priv, enc_priv, signature_priv)
+    return KeyPackageBundle(
+        dataclasses.replace(unsigned, signature=sig), init_priv, enc_priv, signature_priv
+    )
 
 
 def validate_leaf(
@@ -148,8 +150,10 @@ def _check_against_tree(leaf: LeafNode, tree: RatchetTree, replacing: int | None
         if leaf.credential.credential_type not in other.capabilities.credentials:
             raise MalformedInput("a member does not support the new leaf's credential type")
     for x, node in enumerate(tree.nodes):
-        if node is not None and node.encryption_key == leaf.encryption_key and x != 2 * (
-            replacing if replacing is not None else -1
+        if (
+            node is not None
+            and node.encryption_key == leaf.encryption_key
+            and x != 2 * (replacing if replacing is not None else -1)
         ):
             raise MalformedInput("duplicate encryption key")
 
@@ -172,8 +176,14 @@ def validate_key_package(
     if kp.init_key == kp.leaf_node.encryption_key:
         raise MalformedInput("KeyPackage init key equals its encryption key")
     validate_leaf(
-        cs, kp.leaf_node, source=SRC_KEY_PACKAGE, group_id=b"", leaf_index=0, tree=tree,
-        validate_credential=validate_credential, now=now,
+        cs,
+        kp.leaf_node,
+        source=SRC_KEY_PACKAGE,
+        group_id=b"",
+        leaf_index=0,
+        tree=tree,
+        validate_credential=validate_credential,
+        now=now,
     )
 
 

@@ -86,7 +86,9 @@ def derive_epoch(
     )
 
 
-def exporter(cs: CipherSuite, exporter_secret: bytes, label: bytes, context: bytes, n: int) -> bytes:
+def exporter(
+    cs: CipherSuite, exporter_secret: bytes, label: bytes, context: bytes, n: int
+) -> bytes:
     """MLS-Exporter (§8.5)."""
     return cs.expand_with_label(
         cs.derive_secret(exporter_secret, label), b"exported", cs.hash(context), n
@@ -209,7 +211,10 @@ class SecretTree:
     def fingerprint(self) -> tuple[object, ...]:
         """Comparable summary (tests check rejected input leaves it unchanged)."""
         ratchets = tuple(
-            sorted((k, r.secret, r.generation, tuple(sorted(r.kept))) for k, r in self._ratchets.items())
+            sorted(
+                (k, r.secret, r.generation, tuple(sorted(r.kept)))
+                for k, r in self._ratchets.items()
+            )
         )
         return tuple(sorted(self._nodes.items())), ratchets
 

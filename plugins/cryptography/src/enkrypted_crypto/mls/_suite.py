@@ -26,7 +26,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
-from enkrypted_crypto.errors import DecryptionFailed, MalformedInput, MalformedKey, UnsupportedPrimitive
+from enkrypted_crypto.errors import (
+    DecryptionFailed,
+    MalformedInput,
+    MalformedKey,
+    UnsupportedPrimitive,
+)
 from enkrypted_crypto.mls._codec import Writer
 
 _RAW = serialization.Encoding.Raw
@@ -109,7 +114,9 @@ def _labeled_extract(h: str, suite_id: bytes, salt: bytes, label: bytes, ikm: by
     return _extract(h, salt, b"HPKE-v1" + suite_id + label + ikm)
 
 
-def _labeled_expand(h: str, suite_id: bytes, prk: bytes, label: bytes, info: bytes, n: int) -> bytes:
+def _labeled_expand(
+    h: str, suite_id: bytes, prk: bytes, label: bytes, info: bytes, n: int
+) -> bytes:
     return _expand(h, prk, n.to_bytes(2, "big") + b"HPKE-v1" + suite_id + label + info, n)
 
 
@@ -188,7 +195,9 @@ class CipherSuite:
     def derive_secret(self, secret: bytes, label: bytes) -> bytes:
         return self.expand_with_label(secret, label, b"", self.n_h)
 
-    def derive_tree_secret(self, secret: bytes, label: bytes, generation: int, length: int) -> bytes:
+    def derive_tree_secret(
+        self, secret: bytes, label: bytes, generation: int, length: int
+    ) -> bytes:
         return self.expand_with_label(secret, label, generation.to_bytes(4, "big"), length)
 
     @staticmethod
@@ -290,7 +299,9 @@ class CipherSuite:
             except ValueError as exc:
                 raise MalformedKey("bad X25519 private key") from exc
             return key.public_key().public_bytes(_RAW, _RAW_PUB)
-        return self._ec_priv(self.kem.curve, private).public_key().public_bytes(_X962, _UNCOMPRESSED)
+        return (
+            self._ec_priv(self.kem.curve, private).public_key().public_bytes(_X962, _UNCOMPRESSED)
+        )
 
     def kem_keypair(self) -> tuple[bytes, bytes]:
         if self.kem.curve == "X25519":

@@ -46,7 +46,9 @@ class RatchetTree:
         while tm.node_count(n_leaves) < len(nodes):
             n_leaves *= 2
         self.cs = cs
-        self.nodes: list[Node | None] = list(nodes) + [None] * (tm.node_count(n_leaves) - len(nodes))
+        self.nodes: list[Node | None] = list(nodes) + [None] * (
+            tm.node_count(n_leaves) - len(nodes)
+        )
         for i, node in enumerate(self.nodes):
             if node is not None and isinstance(node, LeafNode) != tm.is_leaf(i):
                 raise MalformedInput("ratchet tree node of the wrong type at its position")

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 
 from enkrypted_crypto.errors import DecryptionFailed, MalformedInput
 from enkrypted_crypto.mls import _tree_math as tm
-from enkrypted_crypto.mls._messages import LeafNode, UpdatePath, UpdatePathNode
+from enkrypted_crypto.mls._messages import (
+    LeafNode,
+    UpdatePath,
+    UpdatePathNode,
+)
 from enkrypted_crypto.mls._suite import CipherSuite
 from enkrypted_crypto.mls._tree import RatchetTree
 
@@ -79,7 +83,9 @@ def create_path(
     nodes = []
     for i, p in enumerate(fdp):
         targets = [
-            x for x in final.resolution(_copath_child(p, leaf_index)) if x // 2 not in exclude or x % 2
+            x
+            for x in final.resolution(_copath_child(p, leaf_index))
+            if x // 2 not in exclude or x % 2
         ]
         cts = tuple(
             cs.encrypt_with_label(_public_of(final, x), b"UpdatePathNode", context, secrets[i])

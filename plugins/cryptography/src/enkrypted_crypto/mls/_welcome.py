@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["build_welcome", "open_welcome", "sign_group_info"]
+__all__ = ["Joined", "build_welcome", "decrypt_welcome", "open_welcome", "sign_group_info"]
 
 import dataclasses
 from collections.abc import Callable
@@ -10,7 +10,12 @@ from dataclasses import dataclass
 
 from enkrypted_crypto.errors import DecryptionFailed, MalformedInput
 from enkrypted_crypto.mls import _tree_math as tm
-from enkrypted_crypto.mls._codec import Reader
+from enkrypted_crypto.mls._envelopes import (
+    EncryptedGroupSecrets,
+    GroupInfo,
+    GroupSecrets,
+    Welcome,
+)
 from enkrypted_crypto.mls._epoch import Epoch, joined_epoch
 from enkrypted_crypto.mls._keypackage import (
     CredentialValidator,
@@ -21,18 +26,14 @@ from enkrypted_crypto.mls._keypackage import (
 from enkrypted_crypto.mls._messages import (
     EXT_RATCHET_TREE,
     SRC_KEY_PACKAGE,
-    EncryptedGroupSecrets,
     Extension,
-    GroupInfo,
-    GroupSecrets,
     KeyPackage,
     PreSharedKeyID,
-    Welcome,
     find_extension,
     from_bytes,
     to_bytes,
 )
-from enkrypted_crypto.mls._schedule import derive_epoch
+from enkrypted_crypto.mls._schedule import derive_epoch, psk_secret
 from enkrypted_crypto.mls._suite import CipherSuite
 from enkrypted_crypto.mls._tree import RatchetTree
 from enkrypted_crypto.mls._treekem import NodeKeys, keys_from_path_secret
@@ -103,14 +104,45 @@ def _validate_tree(
         source = leaf.leaf_node_source
         gid = b"" if source == SRC_KEY_PACKAGE else ctx.group_id
         validate_leaf(
-            cs, leaf, source=source, group_id=gid, leaf_index=i, tree=None,
-            validate_credential=validate_credential, now=None,
+            cs,
+            leaf,
+            source=source,
+            group_id=gid,
+            leaf_index=i,
+            tree=None,
+            validate_credential=validate_credential,
+            now=None,
         )
     signer = tree.leaf(info.signer)
     if signer is None or not cs.verify_with_label(
         signer.signature_key, b"GroupInfoTBS", info.tbs(), info.signature
     ):
         raise MalformedInput("GroupInfo signature invalid")
+
+
+def decrypt_welcome(
+    cs: CipherSuite,
+    welcome: Welcome,
+    key_package: KeyPackage,
+    init_priv: bytes,
+    psk_lookup: PskLookup,
+) -> tuple[GroupSecrets, GroupInfo, bytes]:
+    """Our GroupSecrets, the GroupInfo and the psk_secret from a Welcome (§12.4.3.1 steps 1-4)."""
+    if welcome.cipher_suite != cs.suite_id:
+        raise MalformedInput("Welcome cipher suite does not match the KeyPackage")
+    ref = key_package_ref(cs, key_package)
+    entry = next((s for s in welcome.secrets if s.new_member == ref), None)
+    if entry is None:
+        raise MalformedInput("Welcome is not for this KeyPackage")
+    plain = cs.decrypt_with_label(
+        init_priv, b"Welcome", welcome.encrypted_group_info, entry.encrypted_group_secrets
+    )
+    gs = from_bytes(plain, GroupSecrets.decode)
+    psk = psk_secret(cs, [(to_bytes(p), psk_lookup(p)) for p in gs.psks])
+    member = cs.extract(gs.joiner_secret, psk)
+    key, nonce = _welcome_key_nonce(cs, cs.derive_secret(member, b"welcome"))
+    info = from_bytes(cs.open(key, nonce, b"", welcome.encrypted_group_info), GroupInfo.decode)
+    return gs, info, psk
 
 
 def open_welcome(
@@ -122,22 +154,7 @@ def open_welcome(
     validate_credential: CredentialValidator,
 ) -> Joined:
     """Join a group from a Welcome (§12.4.3.1)."""
-    from enkrypted_crypto.mls._schedule import psk_secret
-
-    if welcome.cipher_suite != cs.suite_id:
-        raise MalformedInput("Welcome cipher suite does not match the KeyPackage")
-    ref = key_package_ref(cs, bundle.key_package)
-    entry = next((s for s in welcome.secrets if s.new_member == ref), None)
-    if entry is None:
-        raise MalformedInput("Welcome is not for this KeyPackage")
-    plain = cs.decrypt_with_label(
-        bundle.init_priv, b"Welcome", welcome.encrypted_group_info, entry.encrypted_group_secrets
-    )
-    gs = from_bytes(plain, GroupSecrets.decode)
-    psk = psk_secret(cs, [(to_bytes(p), psk_lookup(p)) for p in gs.psks])
-    member = cs.extract(gs.joiner_secret, psk)
-    key, nonce = _welcome_key_nonce(cs, cs.derive_secret(member, b"welcome"))
-    info = from_bytes(cs.open(key, nonce, b"", welcome.encrypted_group_info), GroupInfo.decode)
+    gs, info, psk = decrypt_welcome(cs, welcome, bundle.key_package, bundle.init_priv, psk_lookup)
     ctx = info.group_context
     if ctx.cipher_suite != cs.suite_id:
         raise MalformedInput("GroupInfo cipher suite does not match")
@@ -149,14 +166,20 @@ def open_welcome(
     my_leaf = tree.find_leaf(lambda leaf: leaf == bundle.key_package.leaf_node)
     if my_leaf is None:
         raise MalformedInput("our leaf is not in the Welcome's tree")
-    keys: NodeKeys = {2 * my_leaf: (bundle.key_package.leaf_node.encryption_key, bundle.encryption_priv)}
+    keys: NodeKeys = {
+        2 * my_leaf: (bundle.key_package.leaf_node.encryption_key, bundle.encryption_priv)
+    }
     if gs.path_secret is not None:
         mine = set(tm.direct_path(2 * my_leaf, tree.n_leaves))
         common = next(p for p in tm.direct_path(2 * info.signer, tree.n_leaves) if p in mine)
         path_keys, _ = keys_from_path_secret(cs, tree, info.signer, common, gs.path_secret)
         keys.update(path_keys)
     secrets = derive_epoch(
-        cs, init_secret=None, commit_secret=b"", group_context=to_bytes(ctx), psk=psk,
+        cs,
+        init_secret=None,
+        commit_secret=b"",
+        group_context=to_bytes(ctx),
+        psk=psk,
         joiner_secret=gs.joiner_secret,
     )
     try:
@@ -164,7 +187,3 @@ def open_welcome(
     except DecryptionFailed as exc:
         raise MalformedInput("GroupInfo confirmation tag invalid") from exc
     return Joined(epoch, gs.psks)
-
-
-def _unused(r: Reader) -> None:  # pragma: no cover - keeps Reader import for type checkers
-    del r
