@@ -24,7 +24,7 @@ from enkrypted_crypto.mls._envelopes import (
     Sender,
     Welcome,
 )
-from enkrypted_crypto.mls._epoch import Epoch, apply_proposals, next_epoch
+from enkrypted_crypto.mls._epoch import Epoch, ProposalSet, apply_proposals, next_epoch
 from enkrypted_crypto.mls._framing import (
     AuthenticatedContent,
     decrypt_private,
@@ -38,8 +38,8 @@ from enkrypted_crypto.mls._keypackage import (
     CredentialValidator,
     KeyPackageBundle,
     accept_all_credentials,
-    default_capabilities,
     sign_leaf,
+    validate_leaf,
 )
 from enkrypted_crypto.mls._messages import (
     APPLICATION,
@@ -61,6 +61,7 @@ from enkrypted_crypto.mls._messages import (
     ProposalOrRef,
     Remove,
     Update,
+    UpdatePath,
     from_bytes,
     to_bytes,
 )
@@ -122,6 +123,15 @@ class CommitOutput:
     """The MLSMessage to send to the group."""
     welcome: bytes | None
     """The Welcome MLSMessage for added members, if any."""
+
+
+@dataclass(frozen=True, slots=True)
+class _OwnPath:
+    path: UpdatePath | None
+    tree: RatchetTree
+    commit_secret: bytes
+    keys: NodeKeys
+    path_secrets: dict[int, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +333,7 @@ class Group:
 
     def _leaf_like(self, leaf: LeafNode, enc: bytes, source: int, parent_hash: bytes) -> LeafNode:
         ep = self._epoch
-        caps = leaf.capabilities or default_capabilities(ep.cs.suite_id)
+        caps = leaf.capabilities
         unsigned = LeafNode(
             enc,
             leaf.signature_key,
@@ -356,65 +366,26 @@ class Group:
     ) -> CommitOutput:
         """Commit cached proposals plus ``proposals`` (inline), apply it, return what to send."""
         self._require_active()
-        ep, cs, cfg = self._epoch, self._epoch.cs, self._config
-        refs = [
-            ProposalOrRef(reference=r)
-            for r, c in self._proposals.items()
-            if not (
-                c.sender.sender_type == MEMBER
-                and c.sender.index == ep.my_leaf
-                and isinstance(c.proposal, Update)
-            )
-        ]
-        inline = [ProposalOrRef(proposal=p) for p in proposals or []]
-        items = self._resolve(refs + inline, ep.my_leaf)
+        ep, cfg = self._epoch, self._config
+        por = self._committable_refs() + [ProposalOrRef(proposal=p) for p in proposals or []]
+        items = self._resolve(por, ep.my_leaf)
         pset = apply_proposals(ep, items, ep.my_leaf, cfg.validate_credential, cfg.now)
-        path = None
-        keys: NodeKeys = prune_keys(pset.tree, ep.keys)
-        commit_secret = bytes(cs.n_h)
-        path_secrets: dict[int, bytes] = {}
-        tree = pset.tree
-        if pset.path_required or force_path:
-            leaf = tree.leaf(ep.my_leaf)
-            assert leaf is not None
-
-            def make_leaf(enc: bytes, parent_hash: bytes) -> LeafNode:
-                return self._leaf_like(leaf, enc, SRC_COMMIT, parent_hash)
-
-            def context_for(final: RatchetTree) -> bytes:
-                return to_bytes(
-                    GroupContext(
-                        cs.suite_id,
-                        ep.context.group_id,
-                        ep.context.epoch + 1,
-                        final.tree_hash(),
-                        ep.context.confirmed_transcript_hash,
-                        pset.extensions,
-                    )
-                )
-
-            created = create_path(
-                cs, tree, ep.my_leaf, make_leaf, context_for, set(pset.added), cfg.random
-            )
-            path, tree, commit_secret = created.update_path, created.tree, created.commit_secret
-            keys = prune_keys(tree, {**keys, **created.keys})
-            path_secrets = created.path_secrets
-        commit = Commit(tuple(refs + inline), path)
+        own = self._own_path(pset, pset.path_required or force_path)
         wf = cfg.handshake_wire_format
-        content = self._framed(COMMIT, commit, authenticated_data)
+        content = self._framed(COMMIT, Commit(tuple(por), own.path), authenticated_data)
         signature = self._sign(wf, content)
         new = next_epoch(
             ep,
-            tree=tree,
+            tree=own.tree,
             extensions=pset.extensions,
-            commit_secret=commit_secret,
+            commit_secret=own.commit_secret,
             psk_secret=self._psk_secret(pset.psks),
             wire_format=wf,
             framed_content=to_bytes(content),
             signature=signature,
             confirmation_tag=None,
             my_leaf=ep.my_leaf,
-            keys=keys,
+            keys=own.keys,
         )
         message = self._wrap(AuthenticatedContent(wf, content, signature, new.confirmation_tag))
         welcome = None
@@ -422,10 +393,51 @@ class Group:
             adds = [p.key_package for p, _ in items if isinstance(p, Add)]
             joiners = list(zip(pset.added, adds, strict=True))
             info = sign_group_info(new, self._sig, cfg.ratchet_tree_extension)
-            w = build_welcome(new, info, joiners, path_secrets, pset.psks)
+            w = build_welcome(new, info, joiners, own.path_secrets, pset.psks)
             welcome = to_bytes(MLSMessage(WELCOME, w))
         self._enter(new)
         return CommitOutput(message, welcome)
+
+    def _committable_refs(self) -> list[ProposalOrRef]:
+        """Cached proposals minus those a committer must leave out: its own Updates and
+        Removes of itself (§12.2); they lapse with the epoch."""
+        me = self._epoch.my_leaf
+        refs = []
+        for ref, cached in self._proposals.items():
+            p, sender = cached.proposal, cached.sender
+            own_update = isinstance(p, Update) and sender == Sender(MEMBER, me)
+            if not own_update and not (isinstance(p, Remove) and p.removed == me):
+                refs.append(ProposalOrRef(reference=ref))
+        return refs
+
+    def _own_path(self, pset: ProposalSet, with_path: bool) -> _OwnPath:
+        """A fresh UpdatePath over the tree after proposals (§12.4.1), or none."""
+        ep, cs = self._epoch, self._epoch.cs
+        keys = prune_keys(pset.tree, ep.keys)
+        if not with_path:
+            return _OwnPath(None, pset.tree, bytes(cs.n_h), keys, {})
+        leaf = pset.tree.leaf(ep.my_leaf)
+        assert leaf is not None
+
+        def make_leaf(enc: bytes, parent_hash: bytes) -> LeafNode:
+            return self._leaf_like(leaf, enc, SRC_COMMIT, parent_hash)
+
+        def context_for(final: RatchetTree) -> bytes:
+            ctx = ep.context
+            return to_bytes(
+                GroupContext(
+                    cs.suite_id, ctx.group_id, ctx.epoch + 1, final.tree_hash(),
+                    ctx.confirmed_transcript_hash, pset.extensions,
+                )
+            )  # fmt: skip
+
+        created = create_path(
+            cs, pset.tree, ep.my_leaf, make_leaf, context_for, set(pset.added), self._config.random
+        )
+        keys = prune_keys(created.tree, {**keys, **created.keys})
+        return _OwnPath(
+            created.update_path, created.tree, created.commit_secret, keys, created.path_secrets
+        )
 
     def add(self, key_packages: list[bytes]) -> CommitOutput:
         """Commit Add proposals for these KeyPackage MLSMessages (or bare KeyPackages)."""
@@ -560,12 +572,9 @@ class Group:
         return CommitApplied(new.context.epoch, committer, False)
 
     def _receive_path(
-        self, ep: Epoch, pset: object, committer: int, commit: Commit, keys: NodeKeys
+        self, ep: Epoch, pset: ProposalSet, committer: int, commit: Commit, keys: NodeKeys
     ) -> tuple[RatchetTree, bytes, NodeKeys]:
-        from enkrypted_crypto.mls._epoch import ProposalSet
-        from enkrypted_crypto.mls._keypackage import validate_leaf
-
-        assert isinstance(pset, ProposalSet) and commit.path is not None
+        assert commit.path is not None
         cs = ep.cs
         validate_leaf(
             cs,
