@@ -1,7 +1,7 @@
 """MLS (RFC 9420) group engine: sans-I/O, pure Python over pyca/cryptography.
 
-Cipher suites 1, 2, 3, 5 and 7 (X25519/P-256/P-384/P-521, AES-GCM/ChaCha20-Poly1305, Ed25519/
-ECDSA); 4 and 6 (X448/Ed448) are not implemented.  See ``docs/mls.md`` for what is and is not
+All seven cipher suites of RFC 9420 §17.1 (X25519/X448/P-256/P-384/P-521, AES-GCM and
+ChaCha20-Poly1305, Ed25519/Ed448/ECDSA).  See ``docs/mls.md`` for what is and is not
 implemented, and ``docs/adr/`` for why the codec and engine are hand-written.
 
 Typical use::

@@ -1,5 +1,8 @@
 """MLS cipher suites (RFC 9420 §5.1, §17.1) and the labelled crypto operations over them.
 
+All seven suites of §17.1 are implemented: X25519/X448/P-256/P-384/P-521 DHKEM, AES-128/256-GCM
+and ChaCha20-Poly1305, SHA-256/384/512, Ed25519/Ed448/ECDSA.
+
 Why pyca directly and not :class:`~enkrypted_crypto.primitives.Primitives`: MLS needs AES-128-GCM,
 SHA-384/512, NIST-curve ECDH/ECDSA and HPKE (RFC 9180), none of which that interface carries; this
 module is the MLS engine's one crypto boundary and translates every foreign exception.  Hashes,
@@ -22,7 +25,9 @@ from typing import Final
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PrivateKey, Ed448PublicKey
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x448 import X448PrivateKey, X448PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
@@ -56,6 +61,18 @@ _ORDERS: Final = {
         16,
     ),
 }
+_MONTGOMERY: Final[dict[str, type[X25519PrivateKey] | type[X448PrivateKey]]] = {
+    "X25519": X25519PrivateKey,
+    "X448": X448PrivateKey,
+}
+_EDWARDS: Final[dict[str, type[Ed25519PrivateKey] | type[Ed448PrivateKey]]] = {
+    "ed25519": Ed25519PrivateKey,
+    "ed448": Ed448PrivateKey,
+}
+_EDWARDS_PUB: Final[dict[str, type[Ed25519PublicKey] | type[Ed448PublicKey]]] = {
+    "ed25519": Ed25519PublicKey,
+    "ed448": Ed448PublicKey,
+}
 _ECDSA_HASH: Final[dict[str, type[hashes.HashAlgorithm]]] = {
     "P-256": hashes.SHA256,
     "P-384": hashes.SHA384,
@@ -74,7 +91,7 @@ class HpkeCiphertext:
 @dataclass(frozen=True, slots=True)
 class _Kem:
     kem_id: int
-    curve: str  # "X25519" or a NIST curve name
+    curve: str  # "X25519", "X448" or a NIST curve name
     hash_name: str
     n_secret: int
     n_sk: int
@@ -82,8 +99,10 @@ class _Kem:
 
 
 _X25519_KEM: Final = _Kem(0x0020, "X25519", "sha256", 32, 32, 0)
+_X448_KEM: Final = _Kem(0x0021, "X448", "sha512", 64, 56, 0)
 _KEMS: Final = {
     "X25519": _X25519_KEM,
+    "X448": _X448_KEM,
     "P-256": _Kem(0x0010, "P-256", "sha256", 32, 32, 0xFF),
     "P-384": _Kem(0x0011, "P-384", "sha384", 48, 48, 0xFF),
     "P-521": _Kem(0x0012, "P-521", "sha512", 64, 66, 0x01),
@@ -128,7 +147,7 @@ class CipherSuite:
     kem: _Kem
     aead: str  # "aes-128-gcm", "aes-256-gcm", "chacha20-poly1305"
     hash_name: str
-    signature: str  # "ed25519" or a NIST curve name for ECDSA
+    signature: str  # "ed25519", "ed448" or a NIST curve name for ECDSA
     aead_id: int
 
     # -- sizes -----------------------------------------------------------------------------
@@ -225,21 +244,21 @@ class CipherSuite:
 
     # -- signatures (§5.1.2) -----------------------------------------------------------------
     def signature_public(self, private: bytes) -> bytes:
-        if self.signature == "ed25519":
+        if self.signature in _EDWARDS:
             return self._ed_priv(private).public_key().public_bytes(_RAW, _RAW_PUB)
         key = self._ec_priv(self.signature, private)
         return key.public_key().public_bytes(_X962, _UNCOMPRESSED)
 
     def sign(self, private: bytes, message: bytes) -> bytes:
-        if self.signature == "ed25519":
+        if self.signature in _EDWARDS:
             return self._ed_priv(private).sign(message)
         key = self._ec_priv(self.signature, private)
         return key.sign(message, ec.ECDSA(_ECDSA_HASH[self.signature]()))
 
     def verify(self, public: bytes, message: bytes, sig: bytes) -> bool:
         try:
-            if self.signature == "ed25519":
-                Ed25519PublicKey.from_public_bytes(public).verify(sig, message)
+            if self.signature in _EDWARDS:
+                _EDWARDS_PUB[self.signature].from_public_bytes(public).verify(sig, message)
             else:
                 pub = ec.EllipticCurvePublicKey.from_encoded_point(_CURVES[self.signature], public)
                 pub.verify(sig, message, ec.ECDSA(_ECDSA_HASH[self.signature]()))
@@ -248,9 +267,11 @@ class CipherSuite:
         return True
 
     def signature_keypair(self) -> tuple[bytes, bytes]:
-        if self.signature == "ed25519":
-            priv = Ed25519PrivateKey.generate().private_bytes(
-                _RAW, _RAW_PRIV, serialization.NoEncryption()
+        if self.signature in _EDWARDS:
+            priv = (
+                _EDWARDS[self.signature]
+                .generate()
+                .private_bytes(_RAW, _RAW_PRIV, serialization.NoEncryption())
             )
         else:
             n_sk = _KEMS[self.signature].n_sk
@@ -258,12 +279,11 @@ class CipherSuite:
             priv = key.private_numbers().private_value.to_bytes(n_sk, "big")
         return priv, self.signature_public(priv)
 
-    @staticmethod
-    def _ed_priv(private: bytes) -> Ed25519PrivateKey:
+    def _ed_priv(self, private: bytes) -> Ed25519PrivateKey | Ed448PrivateKey:
         try:
-            return Ed25519PrivateKey.from_private_bytes(private)
+            return _EDWARDS[self.signature].from_private_bytes(private)
         except ValueError as exc:
-            raise MalformedKey("bad Ed25519 private key") from exc
+            raise MalformedKey("bad EdDSA private key") from exc
 
     @staticmethod
     def _ec_priv(curve: str, private: bytes) -> ec.EllipticCurvePrivateKey:
@@ -278,7 +298,7 @@ class CipherSuite:
         kem = self.kem
         sid = b"KEM" + kem.kem_id.to_bytes(2, "big")
         prk = _labeled_extract(kem.hash_name, sid, b"", b"dkp_prk", ikm)
-        if kem.curve == "X25519":
+        if kem.curve in _MONTGOMERY:
             sk = _labeled_expand(kem.hash_name, sid, prk, b"sk", b"", kem.n_sk)
             return sk, self.kem_public(sk)
         order = _ORDERS[kem.curve]
@@ -293,20 +313,22 @@ class CipherSuite:
         raise MalformedInput("DeriveKeyPair failed")  # pragma: no cover - probability 2^-256
 
     def kem_public(self, private: bytes) -> bytes:
-        if self.kem.curve == "X25519":
+        if self.kem.curve in _MONTGOMERY:
             try:
-                key = X25519PrivateKey.from_private_bytes(private)
+                key = _MONTGOMERY[self.kem.curve].from_private_bytes(private)
             except ValueError as exc:
-                raise MalformedKey("bad X25519 private key") from exc
+                raise MalformedKey("bad X25519/X448 private key") from exc
             return key.public_key().public_bytes(_RAW, _RAW_PUB)
         return (
             self._ec_priv(self.kem.curve, private).public_key().public_bytes(_X962, _UNCOMPRESSED)
         )
 
     def kem_keypair(self) -> tuple[bytes, bytes]:
-        if self.kem.curve == "X25519":
-            priv = X25519PrivateKey.generate().private_bytes(
-                _RAW, _RAW_PRIV, serialization.NoEncryption()
+        if self.kem.curve in _MONTGOMERY:
+            priv = (
+                _MONTGOMERY[self.kem.curve]
+                .generate()
+                .private_bytes(_RAW, _RAW_PRIV, serialization.NoEncryption())
             )
             return priv, self.kem_public(priv)
         key = ec.generate_private_key(_CURVES[self.kem.curve])
@@ -318,6 +340,10 @@ class CipherSuite:
             if self.kem.curve == "X25519":
                 secret = X25519PrivateKey.from_private_bytes(private).exchange(
                     X25519PublicKey.from_public_bytes(public)
+                )
+            elif self.kem.curve == "X448":
+                secret = X448PrivateKey.from_private_bytes(private).exchange(
+                    X448PublicKey.from_public_bytes(public)
                 )
             else:
                 curve = _CURVES[self.kem.curve]
@@ -400,13 +426,13 @@ SUITES: Final[dict[int, CipherSuite]] = {
     1: CipherSuite(1, _X25519_KEM, "aes-128-gcm", "sha256", "ed25519", 0x0001),
     2: CipherSuite(2, _KEMS["P-256"], "aes-128-gcm", "sha256", "P-256", 0x0001),
     3: CipherSuite(3, _X25519_KEM, "chacha20-poly1305", "sha256", "ed25519", 0x0003),
+    4: CipherSuite(4, _X448_KEM, "aes-256-gcm", "sha512", "ed448", 0x0002),
     5: CipherSuite(5, _KEMS["P-521"], "aes-256-gcm", "sha512", "P-521", 0x0002),
+    6: CipherSuite(6, _X448_KEM, "chacha20-poly1305", "sha512", "ed448", 0x0003),
     7: CipherSuite(7, _KEMS["P-384"], "aes-256-gcm", "sha384", "P-384", 0x0002),
 }
-UNSUPPORTED_REASONS: Final = {
-    4: "suite 4: X448/Ed448 not implemented",
-    6: "suite 6: X448/Ed448 not implemented",
-}
+UNSUPPORTED_REASONS: Final[dict[int, str]] = {}
+"""Suites of RFC 9420 §17.1 that are not implemented, with why (none at present)."""
 
 
 def suite(suite_id: int) -> CipherSuite:
