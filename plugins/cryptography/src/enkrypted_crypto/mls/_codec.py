@@ -3,24 +3,21 @@
 Vector lengths are QUIC-style varints: the top two bits of the first byte give the header size
 (1, 2 or 4 bytes); ``0b11`` is reserved and rejected, and a length that could have been encoded
 in fewer bytes is rejected too (§2.1.2: "the minimum number of bytes").  Every vector read is
-bounded by :data:`MAX_VECTOR_BYTES` and by what is left in the enclosing vector, and nested
-vectors are bounded by :data:`MAX_DEPTH`, so hostile input cannot make a decoder allocate or
+bounded by ``LIMITS.max_vector_bytes`` and by what is left in the enclosing vector, and nested
+vectors are bounded by ``LIMITS.max_depth``, so hostile input cannot make a decoder allocate or
 recurse without limit.  Decoding failures raise :class:`~enkrypted_crypto.errors.MalformedInput`.
 """
 
 from __future__ import annotations
 
-__all__ = ["MAX_DEPTH", "MAX_VECTOR_BYTES", "Reader", "Writer", "decode_all", "encode_varint"]
+__all__ = ["Reader", "Writer", "decode_all", "encode_varint"]
 
 from collections.abc import Callable
 from typing import Final, TypeVar
 
 from enkrypted_crypto.errors import CryptoUsageError, MalformedInput
+from enkrypted_crypto.mls._limits import LIMITS
 
-MAX_VECTOR_BYTES: Final = 16 * 1024 * 1024
-"""Largest vector accepted (the crypto plugin's PDU limit)."""
-MAX_DEPTH: Final = 16
-"""Deepest nesting of vectors inside vectors (MLS structures nest about 7 deep)."""
 MAX_VARINT: Final = (1 << 30) - 1
 
 T = TypeVar("T")
@@ -91,12 +88,12 @@ class Writer:
 
 
 class Reader:
-    """Reads TLS-encoded fields from ``data``, never past its end or :data:`MAX_DEPTH`."""
+    """Reads TLS-encoded fields from ``data``, never past its end or ``LIMITS.max_depth``."""
 
     __slots__ = ("_data", "_depth", "_pos")
 
     def __init__(self, data: bytes, depth: int = 0) -> None:
-        if depth > MAX_DEPTH:
+        if depth > LIMITS.max_depth:
             raise MalformedInput("MLS structure nested too deeply")
         self._data = bytes(data)
         self._pos = 0
@@ -145,7 +142,7 @@ class Reader:
             raise MalformedInput("vector length not minimally encoded")
         return value
 
-    def opaque(self, limit: int = MAX_VECTOR_BYTES) -> bytes:
+    def opaque(self, limit: int = LIMITS.max_vector_bytes) -> bytes:
         n = self.varint()
         if n > limit:
             raise MalformedInput("MLS vector longer than allowed")
@@ -155,7 +152,9 @@ class Reader:
         """A reader over the next ``<V>`` vector, one nesting level deeper."""
         return Reader(self.opaque(), self._depth + 1)
 
-    def vector(self, get: Callable[[Reader], T], max_items: int = 1 << 16) -> tuple[T, ...]:
+    def vector(
+        self, get: Callable[[Reader], T], max_items: int = LIMITS.max_vector_items
+    ) -> tuple[T, ...]:
         inner = self.sub()
         items: list[T] = []
         while not inner.done():

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from enkrypted_crypto.errors import MalformedInput
 from enkrypted_crypto.mls._codec import Reader, Writer
+from enkrypted_crypto.mls._limits import LIMITS
 from enkrypted_crypto.mls._messages import (
     APPLICATION,
     COMMIT,
@@ -244,7 +245,7 @@ class GroupSecrets:
     @staticmethod
     def decode(r: Reader) -> GroupSecrets:
         return GroupSecrets(
-            r.opaque(), r.optional(_get_opaque), r.vector(PreSharedKeyID.decode, 256)
+            r.opaque(), r.optional(_get_opaque), r.vector(PreSharedKeyID.decode, LIMITS.max_psks)
         )
 
 
@@ -275,7 +276,9 @@ class Welcome:
 
     @staticmethod
     def decode(r: Reader) -> Welcome:
-        return Welcome(r.u16(), r.vector(EncryptedGroupSecrets.decode, 65536), r.opaque())
+        return Welcome(
+            r.u16(), r.vector(EncryptedGroupSecrets.decode, LIMITS.max_welcome_secrets), r.opaque()
+        )
 
 
 Body = PublicMessage | PrivateMessage | Welcome | GroupInfo | KeyPackage

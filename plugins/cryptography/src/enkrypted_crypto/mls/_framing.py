@@ -22,6 +22,7 @@ from enkrypted_crypto.mls._envelopes import (
     decode_content,
     encode_content,
 )
+from enkrypted_crypto.mls._limits import LIMITS
 from enkrypted_crypto.mls._messages import (
     APPLICATION,
     COMMIT,
@@ -33,8 +34,6 @@ from enkrypted_crypto.mls._messages import (
 )
 from enkrypted_crypto.mls._schedule import SecretTree
 from enkrypted_crypto.mls._suite import CipherSuite
-
-MAX_PADDING = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +166,7 @@ def encrypt_private(
 ) -> PrivateMessage:
     """PrivateMessage protection (§6.3.1, §6.3.2) for a member sender."""
     c = ac.content
-    if c.sender.sender_type != MEMBER or not 0 <= padding <= MAX_PADDING:
+    if c.sender.sender_type != MEMBER or not 0 <= padding <= LIMITS.max_padding:
         raise MalformedInput("PrivateMessage needs a member sender and bounded padding")
     body = Writer()
     encode_content(body, c.content_type, c.content)

@@ -41,6 +41,7 @@ from enkrypted_crypto.mls._keypackage import (
     sign_leaf,
     validate_leaf,
 )
+from enkrypted_crypto.mls._limits import LIMITS
 from enkrypted_crypto.mls._messages import (
     APPLICATION,
     COMMIT,
@@ -76,9 +77,6 @@ from enkrypted_crypto.mls._treekem import (
     prune_keys,
 )
 from enkrypted_crypto.mls._welcome import build_welcome, open_welcome, sign_group_info
-
-MAX_CACHED_PROPOSALS = 4096
-MAX_RESUMPTION_EPOCHS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,7 +346,7 @@ class Group:
         return sign_leaf(ep.cs, unsigned, self._sig, ep.context.group_id, ep.my_leaf)
 
     def _cache(self, ac: AuthenticatedContent) -> bytes:
-        if len(self._proposals) >= MAX_CACHED_PROPOSALS:
+        if len(self._proposals) >= LIMITS.max_cached_proposals:
             raise MalformedInput("too many pending proposals")
         ref = self._proposal_ref(ac)
         content = ac.content.content
@@ -464,7 +462,7 @@ class Group:
         self._proposals = {}
         self._pending_leaf_keys = {}
         self._resumption[new.context.epoch] = new.secrets.resumption_psk
-        while len(self._resumption) > MAX_RESUMPTION_EPOCHS:
+        while len(self._resumption) > LIMITS.max_resumption_epochs:
             del self._resumption[min(self._resumption)]
 
     def _resolve(self, refs: list[ProposalOrRef], committer: int) -> list[tuple[Proposal, Sender]]:

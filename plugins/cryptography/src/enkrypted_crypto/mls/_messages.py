@@ -40,6 +40,7 @@ from typing import Protocol, TypeVar
 
 from enkrypted_crypto.errors import MalformedInput
 from enkrypted_crypto.mls._codec import Reader, Writer, decode_all
+from enkrypted_crypto.mls._limits import LIMITS
 from enkrypted_crypto.mls._suite import HpkeCiphertext
 
 MLS10 = 1
@@ -58,9 +59,6 @@ EXT_EXTERNAL_PUB, EXT_EXTERNAL_SENDERS = 4, 5
 P_ADD, P_UPDATE, P_REMOVE, P_PSK, P_REINIT, P_EXTERNAL_INIT, P_GCE = 1, 2, 3, 4, 5, 6, 7
 # CredentialType (§17.5)
 CRED_BASIC, CRED_X509 = 1, 2
-
-MAX_TREE_NODES = 1 << 17
-"""Largest ratchet tree accepted: 65536 leaves."""
 
 
 class _Encodable(Protocol):
@@ -128,7 +126,7 @@ def _put_exts(w: Writer, exts: tuple[Extension, ...]) -> None:
 
 
 def _get_exts(r: Reader) -> tuple[Extension, ...]:
-    exts = r.vector(Extension.decode, 256)
+    exts = r.vector(Extension.decode, LIMITS.max_extensions)
     if len({e.extension_type for e in exts}) != len(exts):
         raise MalformedInput("duplicate extension type")  # §13.4
     return exts
@@ -159,7 +157,7 @@ class Credential:
         if ctype == CRED_BASIC:
             return Credential(ctype, identity=r.opaque())
         if ctype == CRED_X509:
-            return Credential(ctype, certificates=r.vector(_get_opaque, 64))
+            return Credential(ctype, certificates=r.vector(_get_opaque, LIMITS.max_certificates))
         raise MalformedInput("unknown credential type")
 
 
@@ -183,7 +181,7 @@ class Capabilities:
 
     @staticmethod
     def decode(r: Reader) -> Capabilities:
-        return Capabilities(*(r.vector(_get_u16, 1024) for _ in range(5)))
+        return Capabilities(*(r.vector(_get_u16, LIMITS.max_capability_entries) for _ in range(5)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +286,7 @@ class ParentNode:
 
     @staticmethod
     def decode(r: Reader) -> ParentNode:
-        return ParentNode(r.opaque(), r.opaque(), r.vector(_get_u32, MAX_TREE_NODES))
+        return ParentNode(r.opaque(), r.opaque(), r.vector(_get_u32, LIMITS.max_tree_nodes))
 
 
 Node = LeafNode | ParentNode
@@ -331,7 +329,7 @@ def encode_tree(nodes: list[Node | None]) -> bytes:
 
 
 def decode_tree(data: bytes) -> list[Node | None]:
-    return list(decode_all(data, lambda r: r.vector(_get_opt_node, MAX_TREE_NODES)))
+    return list(decode_all(data, lambda r: r.vector(_get_opt_node, LIMITS.max_tree_nodes)))
 
 
 # -- proposals (§12.1) ------------------------------------------------------------------------
@@ -483,7 +481,7 @@ class ProposalOrRef:
         if kind == 1:
             return ProposalOrRef(proposal=decode_proposal(r))
         if kind == 2:
-            return ProposalOrRef(reference=r.opaque(256))
+            return ProposalOrRef(reference=r.opaque(LIMITS.max_ref_bytes))
         raise MalformedInput("unknown ProposalOrRef type")
 
 
@@ -508,7 +506,7 @@ class UpdatePathNode:
 
     @staticmethod
     def decode(r: Reader) -> UpdatePathNode:
-        return UpdatePathNode(r.opaque(), r.vector(_get_hpke_ct, MAX_TREE_NODES))
+        return UpdatePathNode(r.opaque(), r.vector(_get_hpke_ct, LIMITS.max_tree_nodes))
 
 
 @dataclass(frozen=True, slots=True)
@@ -522,7 +520,9 @@ class UpdatePath:
 
     @staticmethod
     def decode(r: Reader) -> UpdatePath:
-        return UpdatePath(LeafNode.decode(r), r.vector(UpdatePathNode.decode, 32))
+        return UpdatePath(
+            LeafNode.decode(r), r.vector(UpdatePathNode.decode, LIMITS.max_path_nodes)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -536,4 +536,7 @@ class Commit:
 
     @staticmethod
     def decode(r: Reader) -> Commit:
-        return Commit(r.vector(ProposalOrRef.decode, 4096), r.optional(UpdatePath.decode))
+        return Commit(
+            r.vector(ProposalOrRef.decode, LIMITS.max_proposals_per_commit),
+            r.optional(UpdatePath.decode),
+        )

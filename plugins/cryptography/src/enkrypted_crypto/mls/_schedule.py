@@ -2,13 +2,12 @@
 
 The secret tree deletes what it has used (§9.2): node secrets once their children are derived,
 ratchet secrets once advanced, and message keys once returned.  Keys for out-of-order messages
-are kept for at most :data:`MAX_FORWARD_RATCHET` generations ahead.
+are kept for at most ``LIMITS.max_forward_ratchet`` generations ahead.
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "MAX_FORWARD_RATCHET",
     "EpochSecrets",
     "SecretTree",
     "confirmed_transcript_hash",
@@ -18,17 +17,13 @@ __all__ = [
 ]
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Literal
 
 from enkrypted_crypto.errors import DecryptionFailed, MalformedInput
 from enkrypted_crypto.mls import _tree_math as tm
 from enkrypted_crypto.mls._codec import Writer
+from enkrypted_crypto.mls._limits import LIMITS
 from enkrypted_crypto.mls._suite import CipherSuite
-
-MAX_FORWARD_RATCHET: Final = 1024
-"""Generations a receiver ratchets ahead for one message (bounded work for hostile input)."""
-MAX_KEPT_KEYS: Final = 1024
-"""Out-of-order keys kept per sender ratchet."""
 
 RatchetKind = Literal["handshake", "application"]
 
@@ -154,12 +149,15 @@ class _Ratchet:
     def get(self, cs: CipherSuite, generation: int) -> tuple[bytes, bytes]:
         if generation in self.kept:
             return self.kept.pop(generation)
-        if generation < self.generation or generation - self.generation > MAX_FORWARD_RATCHET:
+        if (
+            generation < self.generation
+            or generation - self.generation > LIMITS.max_forward_ratchet
+        ):
             raise DecryptionFailed
         while self.generation < generation:
             g = self.generation
             self.kept[g] = self._advance(cs)
-            if len(self.kept) > MAX_KEPT_KEYS:
+            if len(self.kept) > LIMITS.max_kept_keys:
                 del self.kept[min(self.kept)]
         return self._advance(cs)
 

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from enkrypted_crypto.errors import MalformedInput
 from enkrypted_crypto.mls import _tree_math as tm
 from enkrypted_crypto.mls._codec import Writer
+from enkrypted_crypto.mls._limits import LIMITS
 from enkrypted_crypto.mls._messages import (
-    MAX_TREE_NODES,
     SRC_COMMIT,
     LeafNode,
     Node,
@@ -40,7 +40,7 @@ class RatchetTree:
     __slots__ = ("_hashes", "cs", "nodes")
 
     def __init__(self, cs: CipherSuite, nodes: list[Node | None]) -> None:
-        if len(nodes) > MAX_TREE_NODES:
+        if len(nodes) > LIMITS.max_tree_nodes:
             raise MalformedInput("ratchet tree too large")
         n_leaves = 1
         while tm.node_count(n_leaves) < len(nodes):
@@ -242,7 +242,7 @@ class RatchetTree:
         index = next((i for i in range(out.n_leaves) if out.leaf(i) is None), None)
         if index is None:
             index = out.n_leaves
-            if 2 * len(out.nodes) + 1 > MAX_TREE_NODES:
+            if 2 * len(out.nodes) + 1 > LIMITS.max_tree_nodes:
                 raise MalformedInput("ratchet tree too large")
             out.nodes += [None] * (len(out.nodes) + 1)
         out.nodes[2 * index] = leaf
