@@ -28,6 +28,7 @@ from enkrypted_crypto.mls import (
     Group,
     GroupConfig,
     KeyPackageBundle,
+    ProposalQueued,
     key_package_message,
     new_key_package_bundle,
     suite,
@@ -200,6 +201,40 @@ def test_we_create_group_and_ts_mls_joins(ts_peers: list[TsMlsPeer]) -> None:
     assert [i for i, _ in alice.members()] == [0, 1]
     _agree(alice, bob)
     _exchange(alice, bob, b"after remove")
+
+
+def test_proposals_by_reference_across_implementations(ts_peers: list[TsMlsPeer]) -> None:
+    alice = Group.create(SUITE, b"proposals", _bundle(b"alice-py"))
+    bob, bob_kp = _spawn(ts_peers, "bob-ts")
+    carol, carol_kp = _spawn(ts_peers, "carol-ts")
+    out = alice.add([bob_kp, carol_kp])
+    assert out.welcome is not None
+    bob.call("join", welcome=out.welcome.hex())
+    carol.call("join", welcome=out.welcome.hex())
+    _agree(alice, bob)
+
+    # Our Update proposal (by reference), committed by ts-mls: we need our pending leaf key.
+    proposal = alice.propose_update()
+    for peer in (bob, carol):
+        assert peer.call("process", message=proposal.hex())["kind"] == "handshake"
+    commit = bob.call("commit_pending", public=False)["commit"]
+    carol.call("process", message=commit)
+    event = alice.process(bytes.fromhex(commit))
+    assert isinstance(event, CommitApplied) and event.committer == 1
+    _agree(alice, bob)
+    _agree(alice, carol)
+    _exchange(alice, carol, b"after update by reference")
+
+    # ts-mls proposes removing carol (PrivateMessage); we commit the reference.
+    proposal = bytes.fromhex(bob.call("propose_remove", leaf=2, public=False)["message"])
+    queued = alice.process(proposal)
+    assert isinstance(queued, ProposalQueued) and queued.sender.index == 1
+    carol.call("process", message=proposal.hex())
+    out = alice.commit()
+    bob.call("process", message=out.commit.hex())
+    assert [i for i, _ in alice.members()] == [0, 1]
+    _agree(alice, bob)
+    _exchange(alice, bob, b"after remove by reference")
 
 
 def test_tampered_ts_mls_message_rejected_state_unchanged(ts_peers: list[TsMlsPeer]) -> None:

@@ -66,6 +66,15 @@ const handlers = {
   async update({ public: pub }) {
     return commit([], pub);
   },
+  async propose_remove({ leaf, public: pub }) {
+    const proposal = { proposalType: "remove", remove: { removed: leaf } };
+    const result = await mls.createProposal(state, pub !== false, proposal, impl);
+    state = result.newState;
+    return { message: hex(mls.encodeMlsMessage(result.message)) };
+  },
+  async commit_pending({ public: pub }) {
+    return commit([], pub);
+  },
   async join({ welcome }) {
     const w = decode(welcome);
     if (w.wireformat !== "mls_welcome") throw new Error("expected a Welcome");
