@@ -66,7 +66,13 @@ from enkrypted_crypto.mls._messages import (
     from_bytes,
     to_bytes,
 )
-from enkrypted_crypto.mls._schedule import SecretTree, derive_epoch, exporter, psk_secret
+from enkrypted_crypto.mls._schedule import (
+    SecretTree,
+    exporter,
+    interim_transcript_hash,
+    psk_secret,
+    secrets_from_epoch_secret,
+)
 from enkrypted_crypto.mls._suite import CipherSuite, suite
 from enkrypted_crypto.mls._tree import RatchetTree
 from enkrypted_crypto.mls._treekem import (
@@ -175,15 +181,7 @@ class Group:
         kp_leaf = bundle.key_package.leaf_node
         tree = RatchetTree(cs, [kp_leaf])
         ctx = GroupContext(suite_id, group_id, 0, tree.tree_hash(), b"", extensions)
-        secrets = derive_epoch(
-            cs,
-            init_secret=config.random(cs.n_h),
-            commit_secret=bytes(cs.n_h),
-            group_context=to_bytes(ctx),
-            psk=bytes(cs.n_h),
-        )
-        from enkrypted_crypto.mls._schedule import interim_transcript_hash
-
+        secrets = secrets_from_epoch_secret(cs, config.random(cs.n_h))
         tag = cs.mac(secrets.confirmation_key, b"")
         interim = interim_transcript_hash(cs, b"", tag)
         keys: NodeKeys = {0: (kp_leaf.encryption_key, bundle.encryption_priv)}
@@ -496,11 +494,39 @@ class Group:
 
     # -- incoming --------------------------------------------------------------------------------
     def process(self, data: bytes) -> ApplicationMessage | ProposalQueued | CommitApplied:
-        """Handle one PublicMessage or PrivateMessage MLSMessage from the group."""
+        """Handle one PublicMessage or PrivateMessage MLSMessage from the group (§6, §12)."""
+        ac, secret_tree = self._authenticate(data)
+        content = ac.content.content
+        sender = ac.content.sender
+        if isinstance(content, bytes):
+            self._secret_tree = secret_tree
+            return ApplicationMessage(sender.index, content, ac.content.authenticated_data)
+        if isinstance(content, Commit):
+            if sender.index == self._epoch.my_leaf:
+                raise MalformedInput("our own commit came back; it was already applied")
+            return self._process_commit(ac, content)
+        ref = self._cache(ac)
+        self._secret_tree = secret_tree
+        return ProposalQueued(ref, sender, content)
+
+    def unprotect(self, data: bytes) -> ApplicationMessage:
+        """Decrypt an application PrivateMessage; anything else is refused unprocessed."""
+        msg = from_bytes(data, MLSMessage.decode)
+        if not isinstance(msg.body, PrivateMessage) or msg.body.content_type != APPLICATION:
+            raise MalformedInput("not an application message")
+        event = self.process(data)
+        assert isinstance(event, ApplicationMessage)
+        return event
+
+    def _authenticate(self, data: bytes) -> tuple[AuthenticatedContent, SecretTree]:
+        """Decode, decrypt or check the membership tag, and verify the signature (§6.2, §6.3).
+
+        Returns the content and the secret tree as it will be once the message is accepted.
+        """
         self._require_active()
         msg = from_bytes(data, MLSMessage.decode)
         ep = self._epoch
-        tree_copy = self._secret_tree.copy()
+        secret_tree = self._secret_tree.copy()
         if isinstance(msg.body, PublicMessage):
             c = msg.body.content
             self._check_epoch(c.group_id, c.epoch)
@@ -509,7 +535,7 @@ class Group:
             ac = from_public(ep.cs, msg.body, ep.secrets.membership_key, ep.context_bytes)
         elif isinstance(msg.body, PrivateMessage):
             self._check_epoch(msg.body.group_id, msg.body.epoch)
-            ac = decrypt_private(ep.cs, msg.body, tree_copy, ep.secrets.sender_data_secret)
+            ac = decrypt_private(ep.cs, msg.body, secret_tree, ep.secrets.sender_data_secret)
         else:
             raise MalformedInput("not a group message")
         sender = ac.content.sender
@@ -518,17 +544,7 @@ class Group:
         leaf = ep.tree.leaf(sender.index)
         if leaf is None or not verify_content(ep.cs, ac, leaf.signature_key, ep.context_bytes):
             raise DecryptionFailed
-        content = ac.content.content
-        if isinstance(content, bytes):
-            self._secret_tree = tree_copy
-            return ApplicationMessage(sender.index, content, ac.content.authenticated_data)
-        if isinstance(content, Commit):
-            if sender.index == ep.my_leaf:
-                raise MalformedInput("our own commit came back; it was already applied")
-            event = self._process_commit(ac, content)
-            return event
-        self._secret_tree = tree_copy
-        return ProposalQueued(self._cache(ac), sender, content)
+        return ac, secret_tree
 
     def _check_epoch(self, group_id: bytes, epoch: int) -> None:
         if group_id != self.group_id or epoch != self.epoch:

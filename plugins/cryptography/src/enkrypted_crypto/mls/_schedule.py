@@ -14,6 +14,7 @@ __all__ = [
     "derive_epoch",
     "interim_transcript_hash",
     "psk_secret",
+    "secrets_from_epoch_secret",
 ]
 
 from dataclasses import dataclass
@@ -64,10 +65,19 @@ def derive_epoch(
         )
     member = cs.extract(joiner_secret, psk)
     epoch = cs.expand_with_label(member, b"epoch", group_context, cs.n_h)
+    return secrets_from_epoch_secret(
+        cs, epoch, joiner_secret=joiner_secret, welcome_secret=cs.derive_secret(member, b"welcome")
+    )
+
+
+def secrets_from_epoch_secret(
+    cs: CipherSuite, epoch: bytes, *, joiner_secret: bytes = b"", welcome_secret: bytes = b""
+) -> EpochSecrets:
+    """The secrets derived from ``epoch_secret`` (§8); a group's creator draws it at random (§11)."""
     ds = cs.derive_secret
     return EpochSecrets(
         joiner_secret=joiner_secret,
-        welcome_secret=ds(member, b"welcome"),
+        welcome_secret=welcome_secret,
         epoch_secret=epoch,
         sender_data_secret=ds(epoch, b"sender data"),
         encryption_secret=ds(epoch, b"encryption"),

@@ -1,0 +1,159 @@
+"""Group features the vectors only exercise on the receiving side: PSKs, GroupContextExtensions,
+refused ReInit, unprotect, reordered handshake messages."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from enkrypted_crypto.errors import MalformedInput
+from enkrypted_crypto.mls import (
+    Group,
+    GroupConfig,
+    KeyPackageBundle,
+    key_package_message,
+    new_key_package_bundle,
+    suite,
+)
+from enkrypted_crypto.mls._codec import Writer
+from enkrypted_crypto.mls._messages import (
+    CRED_BASIC,
+    EXT_REQUIRED_CAPABILITIES,
+    Add,
+    Extension,
+    GroupContextExtensions,
+    PreSharedKey,
+    PreSharedKeyID,
+    ReInit,
+)
+
+SUITE = 3
+PSK_ID, PSK = b"shared psk", os.urandom(32)
+
+
+def _bundle(name: bytes) -> KeyPackageBundle:
+    priv, _ = suite(SUITE).signature_keypair()
+    return new_key_package_bundle(SUITE, name, priv, int(time.time()))
+
+
+def _pair(config: GroupConfig) -> tuple[Group, Group]:
+    alice = Group.create(SUITE, b"features", _bundle(b"alice"), config)
+    bob_bundle = _bundle(b"bob")
+    out = alice.add([key_package_message(bob_bundle)])
+    assert out.welcome is not None
+    return alice, Group.join(out.welcome, bob_bundle, config)
+
+
+def _same(*groups: Group) -> None:
+    for g in groups[1:]:
+        assert g.epoch == groups[0].epoch
+        assert g.epoch_authenticator == groups[0].epoch_authenticator
+        assert g.export_secret(b"t", b"", 16) == groups[0].export_secret(b"t", b"", 16)
+
+
+def test_external_and_resumption_psks_with_a_joiner() -> None:
+    config = GroupConfig(external_psks={PSK_ID: PSK})
+    alice, bob = _pair(config)
+    nonce = os.urandom(32)
+    external = PreSharedKey(PreSharedKeyID(1, psk_id=PSK_ID, psk_nonce=nonce))
+    resumption = PreSharedKey(
+        PreSharedKeyID(
+            2,
+            usage=1,
+            psk_group_id=alice.group_id,
+            psk_epoch=alice.epoch,
+            psk_nonce=os.urandom(32),
+        )
+    )
+    bob.process(alice.commit([external, resumption]).commit)
+    _same(alice, bob)
+    # A joiner receives the external PSK id in its GroupSecrets and must know the PSK.
+    carol_bundle = _bundle(b"carol")
+    kp = carol_bundle.key_package
+    nonce = os.urandom(32)
+    out = alice.commit([Add(kp), PreSharedKey(PreSharedKeyID(1, psk_id=PSK_ID, psk_nonce=nonce))])
+    bob.process(out.commit)
+    assert out.welcome is not None
+    with pytest.raises(MalformedInput, match="PSK"):
+        Group.join(out.welcome, carol_bundle, GroupConfig())
+    carol = Group.join(out.welcome, carol_bundle, config)
+    _same(alice, bob, carol)
+
+
+def test_unknown_psk_refused_state_unchanged() -> None:
+    alice, _ = _pair(GroupConfig(external_psks={PSK_ID: PSK}))
+    before = alice.snapshot()
+    unknown = PreSharedKey(PreSharedKeyID(1, psk_id=b"nobody knows", psk_nonce=os.urandom(32)))
+    with pytest.raises(MalformedInput, match="PSK"):
+        alice.commit([unknown])
+    assert alice.snapshot() == before
+
+
+def _required(credentials: tuple[int, ...], extensions: tuple[int, ...] = ()) -> Extension:
+    w = Writer()
+    w.vector(list(extensions), lambda w2, v: w2.u16(v))
+    w.vector([], lambda w2, v: w2.u16(v))
+    w.vector(list(credentials), lambda w2, v: w2.u16(v))
+    return Extension(EXT_REQUIRED_CAPABILITIES, w.getvalue())
+
+
+def test_group_context_extensions() -> None:
+    alice, bob = _pair(GroupConfig())
+    gce = GroupContextExtensions((_required((CRED_BASIC,)),))
+    bob.process(alice.commit([gce]).commit)
+    _same(alice, bob)
+    assert bob.group_context.extensions == gce.extensions
+    before = alice.snapshot()
+    with pytest.raises(MalformedInput, match="required capabilities"):
+        alice.commit([GroupContextExtensions((_required((CRED_BASIC,), (0xFF00,)),))])
+    assert alice.snapshot() == before
+
+
+def test_reinit_refused() -> None:
+    alice, _ = _pair(GroupConfig())
+    before = alice.snapshot()
+    with pytest.raises(MalformedInput, match="ReInit"):
+        alice.commit([ReInit(b"new group", 1, SUITE, ())])
+    assert alice.snapshot() == before
+
+
+def test_unprotect_refuses_handshake_messages() -> None:
+    alice, bob = _pair(GroupConfig())
+    commit = alice.update().commit
+    before = bob.snapshot()
+    with pytest.raises(MalformedInput, match="not an application message"):
+        bob.unprotect(commit)
+    assert bob.snapshot() == before
+    bob.process(commit)
+    assert bob.unprotect(alice.protect(b"hi")).data == b"hi"
+
+
+def test_commit_before_its_proposal_rejected_then_accepted_in_order() -> None:
+    alice, bob = _pair(GroupConfig())
+    proposal = bob.propose_update()
+    alice.process(proposal)
+    commit = alice.commit().commit
+    bob_before = bob.snapshot()
+    # Bob sees the commit; it references his own cached proposal, so it applies.
+    bob.process(commit)
+    assert bob.snapshot() != bob_before
+    _same(alice, bob)
+    # A third member who missed the proposal cannot apply the commit: unknown reference.
+    dave_bundle = _bundle(b"dave")
+    out = alice.add([key_package_message(dave_bundle)])
+    bob.process(out.commit)
+    assert out.welcome is not None
+    dave = Group.join(out.welcome, dave_bundle)
+    proposal = bob.propose_update()
+    alice.process(proposal)
+    commit = alice.commit().commit
+    before = dave.snapshot()
+    with pytest.raises(MalformedInput, match="unknown proposal"):
+        dave.process(commit)
+    assert dave.snapshot() == before
+    dave.process(proposal)
+    dave.process(commit)
+    bob.process(commit)
+    _same(alice, bob, dave)
