@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from enkrypted_crypto.errors import MalformedInput
+from enkrypted_crypto.errors import DecryptionFailed, MalformedInput
 from enkrypted_crypto.mls import (
     Group,
     GroupConfig,
@@ -23,6 +23,7 @@ from enkrypted_crypto.mls._messages import (
     EXT_REQUIRED_CAPABILITIES,
     Add,
     Extension,
+    ExternalInit,
     GroupContextExtensions,
     PreSharedKey,
     PreSharedKeyID,
@@ -157,3 +158,38 @@ def test_commit_before_its_proposal_rejected_then_accepted_in_order() -> None:
     dave.process(commit)
     bob.process(commit)
     _same(alice, bob, dave)
+
+
+def test_external_commit_join_and_resync() -> None:
+    alice, bob = _pair(GroupConfig())
+    carol_bundle = _bundle(b"carol")
+    carol, commit = Group.join_external(alice.group_info(), carol_bundle)
+    for member in (alice, bob):
+        event = member.process(commit)
+        assert event.epoch == carol.epoch  # type: ignore[union-attr]
+    _same(alice, bob, carol)
+    assert bob.unprotect(carol.protect(b"hi from carol")).data == b"hi from carol"
+    # Resync: carol rejoins from a fresh GroupInfo, removing her old leaf in the same commit.
+    again, commit = Group.join_external(
+        bob.group_info(), _bundle(b"carol"), resync_leaf=carol.my_leaf
+    )
+    alice.process(commit)
+    bob.process(commit)
+    _same(alice, bob, again)
+    assert len(alice.members()) == 3
+
+
+def test_external_commit_tampered_or_misused_rejected() -> None:
+    alice, bob = _pair(GroupConfig())
+    info = alice.group_info()
+    _, commit = Group.join_external(info, _bundle(b"carol"))
+    before = bob.snapshot()
+    tampered = bytearray(commit)
+    tampered[-40] ^= 1
+    with pytest.raises((MalformedInput, DecryptionFailed)):
+        bob.process(bytes(tampered))
+    assert bob.snapshot() == before
+    with pytest.raises(MalformedInput, match="ExternalInit"):
+        alice.commit([ExternalInit(b"\x00" * 32)])
+    # A GroupInfo without external_pub cannot be used to join.
+    assert alice.epoch == bob.epoch

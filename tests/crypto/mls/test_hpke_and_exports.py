@@ -100,3 +100,9 @@ def test_mls_exports_pinned() -> None:
     )
     for name in mls_pkg.__all__:
         assert hasattr(mls_pkg, name)
+
+
+@pytest.mark.parametrize("suite_id", sorted(SUITES))
+def test_kem_public_key_sizes(suite_id: int) -> None:
+    cs = suite(suite_id)
+    assert len(cs.kem_keypair()[1]) == cs.kem.n_pk

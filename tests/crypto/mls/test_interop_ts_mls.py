@@ -237,6 +237,30 @@ def test_proposals_by_reference_across_implementations(ts_peers: list[TsMlsPeer]
     _exchange(alice, bob, b"after remove by reference")
 
 
+def test_we_join_ts_mls_group_by_external_commit(ts_peers: list[TsMlsPeer]) -> None:
+    carol_ts, _ = _spawn(ts_peers, "carol-ts")
+    carol_ts.call("create_group", group_id=b"ts-external".hex())
+    info = bytes.fromhex(carol_ts.call("group_info")["group_info"])
+    dave, commit = Group.join_external(info, _bundle(b"dave-py"))
+    assert carol_ts.call("process", message=commit.hex())["epoch"] == dave.epoch == 1
+    _agree(dave, carol_ts)
+    _exchange(dave, carol_ts, b"after our external join")
+    assert carol_ts.call("process", message=dave.update().commit.hex())["epoch"] == 2
+    _agree(dave, carol_ts)
+
+
+def test_ts_mls_cannot_read_rfc_external_pub(ts_peers: list[TsMlsPeer]) -> None:
+    """Known ts-mls 1.6.4 deviation, pinned so it is noticed when ts-mls is upgraded: it reads
+    the external_pub extension as a bare key, while RFC 9420 §12.4.3.2 and the WG vectors
+    (messages.json) length-prefix it; we write the RFC form, so ts-mls cannot join our groups by
+    external commit (ts-mls PR #449 fixes this upstream).  Our own external joins are covered
+    in test_group_features.py and by the test above."""
+    alice = Group.create(SUITE, b"external", _bundle(b"alice-py"))
+    bob, _ = _spawn(ts_peers, "bob-ts")
+    with pytest.raises(pytest.fail.Exception, match="Invalid public key"):
+        bob.call("join_external", group_info=alice.group_info().hex())
+
+
 def test_tampered_ts_mls_message_rejected_state_unchanged(ts_peers: list[TsMlsPeer]) -> None:
     alice, _ = _spawn(ts_peers, "alice-ts")
     alice.call("create_group", group_id=b"tamper".hex())

@@ -75,6 +75,18 @@ const handlers = {
   async commit_pending({ public: pub }) {
     return commit([], pub);
   },
+  async group_info() {
+    const info = await mls.createGroupInfoWithExternalPubAndRatchetTree(state, [], impl);
+    return { group_info: hex(mls.encodeMlsMessage({ groupInfo: info, wireformat: "mls_group_info", version: "mls10" })) };
+  },
+  async join_external({ group_info }) {
+    const m = decode(group_info);
+    if (m.wireformat !== "mls_group_info") throw new Error("expected a GroupInfo");
+    const result = await mls.joinGroupExternal(m.groupInfo, member.publicPackage, member.privatePackage, false, impl);
+    state = result.newState;
+    const message = { publicMessage: result.publicMessage, wireformat: "mls_public_message", version: "mls10" };
+    return { commit: hex(mls.encodeMlsMessage(message)), ...summary() };
+  },
   async join({ welcome }) {
     const w = decode(welcome);
     if (w.wireformat !== "mls_welcome") throw new Error("expected a Welcome");

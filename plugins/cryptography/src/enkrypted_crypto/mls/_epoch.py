@@ -78,14 +78,26 @@ class ProposalSet:
     path_required: bool
 
 
-def _check_list(items: list[tuple[Proposal, Sender]], committer: int, n_leaves: int) -> None:
+def _check_kinds(items: list[tuple[Proposal, Sender]], external: bool) -> None:
+    """ReInit is refused; ExternalInit only in an external commit, which holds exactly one
+    and otherwise only Removes and PSKs (§12.2, §12.4.3.2)."""
+    if any(isinstance(p, ReInit) for p, _ in items):
+        raise MalformedInput("ReInit commits are not supported")
+    inits = sum(isinstance(p, ExternalInit) for p, _ in items)
+    if not external and inits:
+        raise MalformedInput("ExternalInit in a member's commit")
+    allowed = all(isinstance(p, (ExternalInit, Remove, PreSharedKey)) for p, _ in items)
+    if external and (inits != 1 or not allowed):
+        raise MalformedInput("external commit must hold one ExternalInit and only Remove/PSK")
+
+
+def _check_list(items: list[tuple[Proposal, Sender]], committer: int, external: bool) -> None:
     """Commit-level proposal list rules (§12.2)."""
+    _check_kinds(items, external)
     touched: set[int] = set()
     psk_ids: set[bytes] = set()
     gce = 0
     for prop, sender in items:
-        if isinstance(prop, (ReInit, ExternalInit)):
-            raise MalformedInput("ReInit and ExternalInit commits are not supported")
         if isinstance(prop, Update):
             if sender.sender_type != MEMBER or sender.index == committer:
                 raise MalformedInput("Update from the committer or a non-member")
@@ -116,10 +128,14 @@ def apply_proposals(
     committer: int,
     validate_credential: CredentialValidator,
     now: int | None,
+    external: bool = False,
 ) -> ProposalSet:
-    """Validate and apply proposals in §12.3 order: GCE, Update, Remove, Add, PSK."""
+    """Validate and apply proposals in §12.3 order: GCE, Update, Remove, Add, PSK.
+
+    ``external`` marks an external commit (§12.4.3.2), whose committer is not yet a member.
+    """
     cs, tree = ep.cs, ep.tree
-    _check_list(items, committer, tree.n_leaves)
+    _check_list(items, committer, external)
     gid = ep.context.group_id
     exts = ep.context.extensions
     for prop, _ in items:
@@ -179,10 +195,12 @@ def next_epoch(
     confirmation_tag: bytes | None,
     my_leaf: int,
     keys: NodeKeys,
+    init_secret: bytes | None = None,
 ) -> Epoch:
     """Transcript hashes, key schedule and confirmation tag of the next epoch (§8, §12.4.2).
 
-    ``confirmation_tag`` is checked when given (a received commit) and computed otherwise.
+    ``confirmation_tag`` is checked when given (a received commit) and computed otherwise;
+    ``init_secret`` replaces the epoch's own for an external commit (§8.3).
     """
     cs = ep.cs
     confirmed = confirmed_transcript_hash(
@@ -198,7 +216,7 @@ def next_epoch(
     )
     secrets = derive_epoch(
         cs,
-        init_secret=ep.secrets.init_secret,
+        init_secret=ep.secrets.init_secret if init_secret is None else init_secret,
         commit_secret=commit_secret,
         group_context=to_bytes(ctx),
         psk=psk_secret,

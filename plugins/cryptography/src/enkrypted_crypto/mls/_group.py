@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = ["ApplicationMessage", "CommitApplied", "Group", "GroupConfig", "ProposalQueued"]
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from enkrypted_crypto.errors import CryptoUsageError, DecryptionFailed, Malforme
 from enkrypted_crypto.mls._envelopes import (
     FramedContent,
     GroupContext,
+    GroupInfo,
     MLSMessage,
     PrivateMessage,
     PublicMessage,
@@ -25,6 +27,11 @@ from enkrypted_crypto.mls._envelopes import (
     Welcome,
 )
 from enkrypted_crypto.mls._epoch import Epoch, ProposalSet, apply_proposals, next_epoch
+from enkrypted_crypto.mls._external import (
+    external_pub_extension,
+    join_external,
+    received_init_secret,
+)
 from enkrypted_crypto.mls._framing import (
     AuthenticatedContent,
     decrypt_private,
@@ -45,7 +52,9 @@ from enkrypted_crypto.mls._limits import LIMITS
 from enkrypted_crypto.mls._messages import (
     APPLICATION,
     COMMIT,
+    GROUP_INFO,
     MEMBER,
+    NEW_MEMBER_COMMIT,
     PRIVATE_MESSAGE,
     PROPOSAL,
     PUBLIC_MESSAGE,
@@ -56,6 +65,7 @@ from enkrypted_crypto.mls._messages import (
     Commit,
     Credential,
     Extension,
+    ExternalInit,
     LeafNode,
     PreSharedKeyID,
     Proposal,
@@ -212,6 +222,36 @@ class Group:
             cs, msg.body, bundle, ratchet_tree, lookup, config.validate_credential
         )
         return Group(joined.epoch, bundle.signature_priv, config)
+
+    @staticmethod
+    def join_external(
+        group_info: bytes,
+        bundle: KeyPackageBundle,
+        config: GroupConfig | None = None,
+        ratchet_tree: bytes | None = None,
+        resync_leaf: int | None = None,
+    ) -> tuple[Group, bytes]:
+        """Join by external commit from a GroupInfo MLSMessage carrying ``external_pub``
+        (§12.4.3.2).  Returns the group and the commit to send to its members."""
+        config = config or GroupConfig()
+        msg = from_bytes(group_info, MLSMessage.decode)
+        if not isinstance(msg.body, GroupInfo):
+            raise MalformedInput("not a GroupInfo")
+        cs = suite(msg.body.group_context.cipher_suite)
+        epoch, commit = join_external(
+            cs, msg.body, ratchet_tree, bundle, config.validate_credential, config.random,
+            resync_leaf,
+        )  # fmt: skip
+        return Group(epoch, bundle.signature_priv, config), commit
+
+    def group_info(self) -> bytes:
+        """A signed GroupInfo MLSMessage with ``external_pub`` (and the ratchet tree when
+        configured), for external joiners (§12.4.3)."""
+        self._require_active()
+        ep = self._epoch
+        extra = (external_pub_extension(ep.cs, ep.secrets),)
+        info = sign_group_info(ep, self._sig, self._config.ratchet_tree_extension, extra)
+        return to_bytes(MLSMessage(GROUP_INFO, info))
 
     # -- read-only views ---------------------------------------------------------------------
     @property
@@ -463,12 +503,17 @@ class Group:
         while len(self._resumption) > LIMITS.max_resumption_epochs:
             del self._resumption[min(self._resumption)]
 
-    def _resolve(self, refs: list[ProposalOrRef], committer: int) -> list[tuple[Proposal, Sender]]:
+    def _resolve(
+        self, refs: list[ProposalOrRef], committer: int, external: bool = False
+    ) -> list[tuple[Proposal, Sender]]:
         out: list[tuple[Proposal, Sender]] = []
+        by_value = Sender(NEW_MEMBER_COMMIT) if external else Sender(MEMBER, committer)
         for por in refs:
             if por.proposal is not None:
-                out.append((por.proposal, Sender(MEMBER, committer)))
+                out.append((por.proposal, by_value))
                 continue
+            if external:
+                raise MalformedInput("external commits carry proposals by value")
             cached = self._proposals.get(por.reference)
             if cached is None:
                 raise MalformedInput("commit references an unknown proposal")
@@ -502,7 +547,7 @@ class Group:
             self._secret_tree = secret_tree
             return ApplicationMessage(sender.index, content, ac.content.authenticated_data)
         if isinstance(content, Commit):
-            if sender.index == self._epoch.my_leaf:
+            if sender == Sender(MEMBER, self._epoch.my_leaf):
                 raise MalformedInput("our own commit came back; it was already applied")
             return self._process_commit(ac, content)
         ref = self._cache(ac)
@@ -538,13 +583,23 @@ class Group:
             ac = decrypt_private(ep.cs, msg.body, secret_tree, ep.secrets.sender_data_secret)
         else:
             raise MalformedInput("not a group message")
-        sender = ac.content.sender
-        if sender.sender_type != MEMBER:
-            raise MalformedInput("only member senders are supported")
-        leaf = ep.tree.leaf(sender.index)
-        if leaf is None or not verify_content(ep.cs, ac, leaf.signature_key, ep.context_bytes):
+        key = self._sender_key(ac)
+        if key is None or not verify_content(ep.cs, ac, key, ep.context_bytes):
             raise DecryptionFailed
         return ac, secret_tree
+
+    def _sender_key(self, ac: AuthenticatedContent) -> bytes | None:
+        """The signature key a sender signs with: its leaf's, or for an external commit the
+        one in its UpdatePath leaf (§6.1, §12.4.3.2).  Other sender types are refused."""
+        sender, content = ac.content.sender, ac.content.content
+        if sender.sender_type == MEMBER:
+            leaf = self._epoch.tree.leaf(sender.index)
+            return leaf.signature_key if leaf is not None else None
+        if sender.sender_type == NEW_MEMBER_COMMIT and ac.wire_format == PUBLIC_MESSAGE:
+            if isinstance(content, Commit) and content.path is not None:
+                return content.path.leaf_node.signature_key
+            raise MalformedInput("external commit without an UpdatePath")
+        raise MalformedInput("external senders and new-member proposals are not supported")
 
     def _check_epoch(self, group_id: bytes, epoch: int) -> None:
         if group_id != self.group_id or epoch != self.epoch:
@@ -553,11 +608,18 @@ class Group:
     def _process_commit(self, ac: AuthenticatedContent, commit: Commit) -> CommitApplied:
         """§12.4.2 for a commit by another member."""
         ep, cs, cfg = self._epoch, self._epoch.cs, self._config
-        committer = ac.content.sender.index
-        items = self._resolve(list(commit.proposals), committer)
-        pset = apply_proposals(ep, items, committer, cfg.validate_credential, cfg.now)
+        external = ac.content.sender.sender_type == NEW_MEMBER_COMMIT
+        committer = -1 if external else ac.content.sender.index
+        items = self._resolve(list(commit.proposals), committer, external)
+        pset = apply_proposals(ep, items, committer, cfg.validate_credential, cfg.now, external)
         if pset.path_required and commit.path is None:
             raise MalformedInput("commit needs an UpdatePath")
+        init_secret = None
+        if external:
+            assert commit.path is not None
+            pset, committer = self._place_external_joiner(pset, commit.path.leaf_node, items)
+            kem_output = next(p.kem_output for p, _ in items if isinstance(p, ExternalInit))
+            init_secret = received_init_secret(ep, kem_output)
         if ep.my_leaf in pset.removed:
             self.active = False
             return CommitApplied(ep.context.epoch + 1, committer, True)
@@ -581,9 +643,22 @@ class Group:
             confirmation_tag=ac.confirmation_tag,
             my_leaf=ep.my_leaf,
             keys=keys,
+            init_secret=init_secret,
         )
         self._enter(new)
         return CommitApplied(new.context.epoch, committer, False)
+
+    @staticmethod
+    def _place_external_joiner(
+        pset: ProposalSet, leaf: LeafNode, items: list[tuple[Proposal, Sender]]
+    ) -> tuple[ProposalSet, int]:
+        """The external joiner takes the leaf an Add would give it (§12.4.3.2); a Remove in
+        its commit may only drop an old leaf with the same credential (resync)."""
+        for prop, _ in items:
+            if isinstance(prop, Remove) and prop.removed not in pset.removed:
+                raise MalformedInput("external commit removes an unknown leaf")
+        tree, index = pset.tree.with_leaf_added(leaf)
+        return dataclasses.replace(pset, tree=tree), index
 
     def _receive_path(
         self, ep: Epoch, pset: ProposalSet, committer: int, commit: Commit, keys: NodeKeys

@@ -46,6 +46,11 @@ class EpochSecrets:
     epoch_authenticator: bytes
     init_secret: bytes
 
+    @staticmethod
+    def unknown() -> EpochSecrets:
+        """An external joiner's view of the GroupInfo's epoch: it knows none of its secrets."""
+        return EpochSecrets(*(b"",) * 12)
+
 
 def derive_epoch(
     cs: CipherSuite,

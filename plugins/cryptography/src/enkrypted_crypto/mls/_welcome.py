@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["Joined", "build_welcome", "decrypt_welcome", "open_welcome", "sign_group_info"]
+__all__ = [
+    "Joined",
+    "build_welcome",
+    "decrypt_welcome",
+    "open_welcome",
+    "sign_group_info",
+    "validate_tree",
+]
 
 import dataclasses
 from collections.abc import Callable
@@ -48,11 +55,13 @@ def _welcome_key_nonce(cs: CipherSuite, welcome_secret: bytes) -> tuple[bytes, b
     )
 
 
-def sign_group_info(ep: Epoch, signature_priv: bytes, with_tree: bool) -> GroupInfo:
+def sign_group_info(
+    ep: Epoch, signature_priv: bytes, with_tree: bool, extra: tuple[Extension, ...] = ()
+) -> GroupInfo:
     """GroupInfo of ``ep`` signed by its member (§12.4.3)."""
-    exts: tuple[Extension, ...] = ()
+    exts: tuple[Extension, ...] = extra
     if with_tree:
-        exts = (Extension(EXT_RATCHET_TREE, ep.tree.encode()),)
+        exts = (Extension(EXT_RATCHET_TREE, ep.tree.encode()), *extra)
     unsigned = GroupInfo(ep.context, exts, ep.confirmation_tag, ep.my_leaf, b"")
     sig = ep.cs.sign_with_label(signature_priv, b"GroupInfoTBS", unsigned.tbs())
     return dataclasses.replace(unsigned, signature=sig)
@@ -88,7 +97,7 @@ class Joined:
     psk_ids: tuple[PreSharedKeyID, ...]
 
 
-def _validate_tree(
+def validate_tree(
     cs: CipherSuite, tree: RatchetTree, info: GroupInfo, validate_credential: CredentialValidator
 ) -> None:
     """§12.4.3.1: tree hash, parent hashes, leaf validity, signer's GroupInfo signature."""
@@ -162,7 +171,7 @@ def open_welcome(
     if tree_bytes is None:
         raise MalformedInput("no ratchet tree in the Welcome and none supplied")
     tree = RatchetTree.decode(cs, tree_bytes)
-    _validate_tree(cs, tree, info, validate_credential)
+    validate_tree(cs, tree, info, validate_credential)
     my_leaf = tree.find_leaf(lambda leaf: leaf == bundle.key_package.leaf_node)
     if my_leaf is None:
         raise MalformedInput("our leaf is not in the Welcome's tree")
