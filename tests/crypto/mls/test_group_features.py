@@ -193,3 +193,31 @@ def test_external_commit_tampered_or_misused_rejected() -> None:
         alice.commit([ExternalInit(b"\x00" * 32)])
     # A GroupInfo without external_pub cannot be used to join.
     assert alice.epoch == bob.epoch
+
+
+def test_credentials_checked_by_the_validator() -> None:
+    from enkrypted_crypto.mls import identity_key_validator
+
+    alice_b, bob_b, mallory_b = _bundle(b"alice"), _bundle(b"bob"), _bundle(b"bob")
+    known = {
+        b"alice": alice_b.key_package.leaf_node.signature_key,
+        b"bob": bob_b.key_package.leaf_node.signature_key,
+    }
+    config = GroupConfig(validate_credential=identity_key_validator(known))
+    alice = Group.create(SUITE, b"validated", alice_b, config)
+    before = alice.snapshot()
+    # "bob" with another signature key is refused, and nothing changes.
+    with pytest.raises(MalformedInput, match="credential rejected"):
+        alice.add([key_package_message(mallory_b)])
+    assert alice.snapshot() == before
+    out = alice.add([key_package_message(bob_b)])
+    assert out.welcome is not None
+    bob = Group.join(out.welcome, bob_b, config)
+    _same(alice, bob)
+    # A joiner whose validator does not know alice refuses the tree.
+    strict = GroupConfig(validate_credential=identity_key_validator({b"bob": known[b"bob"]}))
+    carol_b = _bundle(b"carol")
+    known[b"carol"] = carol_b.key_package.leaf_node.signature_key  # alice learns carol's key
+    out = alice.commit([Add(carol_b.key_package)])
+    with pytest.raises(MalformedInput, match="credential rejected"):
+        Group.join(out.welcome or b"", carol_b, strict)

@@ -93,6 +93,7 @@ def test_mls_exports_pinned() -> None:
             "GroupConfig",
             "KeyPackageBundle",
             "ProposalQueued",
+            "identity_key_validator",
             "key_package_message",
             "new_key_package_bundle",
             "suite",

@@ -26,6 +26,7 @@ __all__ = [
     "GroupConfig",
     "KeyPackageBundle",
     "ProposalQueued",
+    "identity_key_validator",
     "key_package_message",
     "new_key_package_bundle",
     "suite",
@@ -42,7 +43,12 @@ from enkrypted_crypto.mls._group import (
     GroupConfig,
     ProposalQueued,
 )
-from enkrypted_crypto.mls._keypackage import CredentialValidator, KeyPackageBundle, new_key_package
+from enkrypted_crypto.mls._keypackage import (
+    CredentialValidator,
+    KeyPackageBundle,
+    identity_key_validator,
+    new_key_package,
+)
 from enkrypted_crypto.mls._messages import (
     KEY_PACKAGE,
     Credential,

@@ -10,6 +10,7 @@ __all__ = [
     "CredentialValidator",
     "KeyPackageBundle",
     "accept_all_credentials",
+    "identity_key_validator",
     "key_package_ref",
     "new_key_package",
     "sign_leaf",
@@ -18,7 +19,8 @@ __all__ = [
 ]
 
 import dataclasses
-from collections.abc import Callable
+import hmac
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from enkrypted_crypto.errors import MalformedInput
@@ -47,6 +49,19 @@ DEFAULT_PROPOSALS = frozenset({1, 2, 3, 4, 5, 6, 7})
 def accept_all_credentials(credential: Credential, public: bytes) -> bool:
     """A validator for tests and vectors: any basic or X.509 credential is accepted."""
     return True
+
+
+def identity_key_validator(keys: Mapping[bytes, bytes]) -> CredentialValidator:
+    """A validator for basic credentials bound to known identity keys: the credential's
+    identity must be in ``keys`` and its leaf must sign with exactly that key (§5.3.1)."""
+
+    def validate(credential: Credential, public: bytes) -> bool:
+        if credential.credential_type != CRED_BASIC:
+            return False
+        expected = keys.get(credential.identity)
+        return expected is not None and hmac.compare_digest(expected, public)
+
+    return validate
 
 
 def key_package_ref(cs: CipherSuite, kp: KeyPackage) -> bytes:
