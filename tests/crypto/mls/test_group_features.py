@@ -3,6 +3,7 @@ refused ReInit, unprotect, reordered handshake messages."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -13,21 +14,28 @@ from enkrypted_crypto.mls import (
     Group,
     GroupConfig,
     KeyPackageBundle,
+    ProposalQueued,
     key_package_message,
     new_key_package_bundle,
     suite,
 )
 from enkrypted_crypto.mls._codec import Writer
+from enkrypted_crypto.mls._envelopes import Sender
+from enkrypted_crypto.mls._external import encode_external_senders, external_proposal
 from enkrypted_crypto.mls._messages import (
     CRED_BASIC,
     EXT_REQUIRED_CAPABILITIES,
+    EXTERNAL,
+    NEW_MEMBER_PROPOSAL,
     Add,
+    Credential,
     Extension,
     ExternalInit,
     GroupContextExtensions,
     PreSharedKey,
     PreSharedKeyID,
     ReInit,
+    Remove,
 )
 
 SUITE = 3
@@ -221,3 +229,48 @@ def test_credentials_checked_by_the_validator() -> None:
     out = alice.commit([Add(carol_b.key_package)])
     with pytest.raises(MalformedInput, match="credential rejected"):
         Group.join(out.welcome or b"", carol_b, strict)
+
+
+def test_new_member_proposes_its_own_add() -> None:
+    alice, bob = _pair(GroupConfig())
+    carol_b = _bundle(b"carol")
+    proposal = Group.propose_join(alice.group_info(), carol_b)
+    queued = alice.process(proposal)
+    assert isinstance(queued, ProposalQueued) and queued.sender.sender_type == NEW_MEMBER_PROPOSAL
+    bob.process(proposal)
+    out = alice.commit()
+    bob.process(out.commit)
+    assert out.welcome is not None
+    carol = Group.join(out.welcome, carol_b)
+    _same(alice, bob, carol)
+    # Someone else's KeyPackage cannot be proposed under a new member's name.
+    mallory_b, dave_b = _bundle(b"mallory"), _bundle(b"dave")
+    forged = Group.propose_join(
+        alice.group_info(), dataclasses.replace(mallory_b, key_package=dave_b.key_package)
+    )
+    before = alice.snapshot()
+    with pytest.raises(DecryptionFailed):
+        alice.process(forged)
+    assert alice.snapshot() == before
+
+
+def test_external_sender_proposes_a_removal() -> None:
+    alice, bob = _pair(GroupConfig())
+    server_priv, server_pub = suite(SUITE).signature_keypair()
+    senders = encode_external_senders([(server_pub, Credential(CRED_BASIC, identity=b"server"))])
+    bob.process(alice.commit([GroupContextExtensions((senders,))]).commit)
+    proposal = external_proposal(alice.group_context, 0, Remove(bob.my_leaf), server_priv)
+    for member in (alice, bob):
+        queued = member.process(proposal)
+        assert isinstance(queued, ProposalQueued) and queued.sender == Sender(EXTERNAL, 0)
+    out = alice.commit()
+    assert bob.process(out.commit).removed_self  # type: ignore[union-attr]
+    # An unknown external sender index, or an external Update, is refused.
+    before = alice.snapshot()
+    with pytest.raises(MalformedInput, match="unknown external sender"):
+        alice.process(external_proposal(alice.group_context, 5, Remove(0), server_priv))
+    assert alice.snapshot() == before
+    wrong_key, _ = suite(SUITE).signature_keypair()
+    with pytest.raises(DecryptionFailed):
+        alice.process(external_proposal(alice.group_context, 0, Remove(0), wrong_key))
+    assert alice.snapshot() == before

@@ -249,6 +249,21 @@ def test_we_join_ts_mls_group_by_external_commit(ts_peers: list[TsMlsPeer]) -> N
     _agree(dave, carol_ts)
 
 
+def test_ts_mls_new_member_proposal_committed_by_us(ts_peers: list[TsMlsPeer]) -> None:
+    alice = Group.create(SUITE, b"new-member-proposal", _bundle(b"alice-py"))
+    bob, _ = _spawn(ts_peers, "bob-ts")
+    proposal = bytes.fromhex(
+        bob.call("propose_join", group_info=alice.group_info().hex())["message"]
+    )
+    queued = alice.process(proposal)
+    assert isinstance(queued, ProposalQueued)
+    out = alice.commit()
+    assert out.welcome is not None
+    bob.call("join", welcome=out.welcome.hex())
+    _agree(alice, bob)
+    _exchange(alice, bob, b"after new-member proposal")
+
+
 def test_ts_mls_cannot_read_rfc_external_pub(ts_peers: list[TsMlsPeer]) -> None:
     """Known ts-mls 1.6.4 deviation, pinned so it is noticed when ts-mls is upgraded: it reads
     the external_pub extension as a bare key, while RFC 9420 §12.4.3.2 and the WG vectors

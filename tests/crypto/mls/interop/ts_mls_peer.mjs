@@ -87,6 +87,12 @@ const handlers = {
     const message = { publicMessage: result.publicMessage, wireformat: "mls_public_message", version: "mls10" };
     return { commit: hex(mls.encodeMlsMessage(message)), ...summary() };
   },
+  async propose_join({ group_info }) {
+    const m = decode(group_info);
+    if (m.wireformat !== "mls_group_info") throw new Error("expected a GroupInfo");
+    const message = await mls.proposeAddExternal(m.groupInfo, member.publicPackage, member.privatePackage, impl);
+    return { message: hex(mls.encodeMlsMessage(message)) };
+  },
   async join({ welcome }) {
     const w = decode(welcome);
     if (w.wireformat !== "mls_welcome") throw new Error("expected a Welcome");

@@ -1,46 +1,71 @@
-"""External commits (RFC 9420 §12.4.3.2, §8.3): joining from a GroupInfo, and receiving one.
+"""Non-member senders (RFC 9420 §6, §12.1.8, §12.4.3.2): external commits, external senders
+and new-member proposals.
 
-The joiner derives the next epoch's init_secret by HPKE export to the group's external public
-key (``external_pub`` GroupInfo extension); members recover it with the private key they derive
-from ``external_secret``.
+An external joiner derives the next epoch's init_secret by HPKE export to the group's external
+public key (``external_pub`` GroupInfo extension); members recover it with the private key they
+derive from ``external_secret``.  External senders are listed in the ``external_senders``
+GroupContext extension and may only send proposals; a new member may propose its own Add.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "EXTERNAL_INIT_LABEL",
+    "external_proposal",
+    "external_senders",
+    "new_member_proposal",
+    "place_external_joiner",
+    "sender_signature_key",
     "external_pub_extension",
     "join_external",
     "received_init_secret",
 ]
 
+import dataclasses
 from collections.abc import Callable
 
 from enkrypted_crypto.errors import MalformedInput, MalformedKey
 from enkrypted_crypto.mls._codec import Reader, Writer
-from enkrypted_crypto.mls._envelopes import FramedContent, GroupInfo, MLSMessage, Sender
-from enkrypted_crypto.mls._epoch import Epoch, apply_proposals, next_epoch
+from enkrypted_crypto.mls._envelopes import (
+    FramedContent,
+    GroupContext,
+    GroupInfo,
+    MLSMessage,
+    Sender,
+)
+from enkrypted_crypto.mls._epoch import Epoch, ProposalSet, apply_proposals, next_epoch
 from enkrypted_crypto.mls._framing import AuthenticatedContent, sign_content, to_public
 from enkrypted_crypto.mls._keypackage import CredentialValidator, KeyPackageBundle, sign_leaf
+from enkrypted_crypto.mls._limits import LIMITS
 from enkrypted_crypto.mls._messages import (
     COMMIT,
     EXT_EXTERNAL_PUB,
+    EXT_EXTERNAL_SENDERS,
     EXT_RATCHET_TREE,
+    EXTERNAL,
+    MEMBER,
     NEW_MEMBER_COMMIT,
+    NEW_MEMBER_PROPOSAL,
+    PROPOSAL,
     PUBLIC_MESSAGE,
     SRC_COMMIT,
+    Add,
     Commit,
+    Credential,
     Extension,
     ExternalInit,
+    GroupContextExtensions,
     LeafNode,
+    PreSharedKey,
     Proposal,
     ProposalOrRef,
+    ReInit,
     Remove,
     find_extension,
     to_bytes,
 )
 from enkrypted_crypto.mls._schedule import EpochSecrets, interim_transcript_hash, psk_secret
-from enkrypted_crypto.mls._suite import CipherSuite
+from enkrypted_crypto.mls._suite import CipherSuite, suite
 from enkrypted_crypto.mls._tree import RatchetTree
 from enkrypted_crypto.mls._treekem import create_path
 from enkrypted_crypto.mls._welcome import validate_tree
@@ -119,8 +144,6 @@ def join_external(
         return sign_leaf(cs, unsigned, bundle.signature_priv, ctx.group_id, my_leaf)
 
     def context_for(final: RatchetTree) -> bytes:
-        from enkrypted_crypto.mls._envelopes import GroupContext
-
         return to_bytes(
             GroupContext(
                 cs.suite_id, ctx.group_id, ctx.epoch + 1, final.tree_hash(),
@@ -141,3 +164,98 @@ def join_external(
     ac = AuthenticatedContent(PUBLIC_MESSAGE, content, signature, new.confirmation_tag)
     message = to_public(cs, ac, b"", to_bytes(ctx))
     return new, to_bytes(MLSMessage(PUBLIC_MESSAGE, message))
+
+
+def external_senders(ctx: GroupContext) -> tuple[tuple[bytes, Credential], ...]:
+    """``ExternalSender external_senders<V>`` from the GroupContext (§12.1.8.1)."""
+    data = find_extension(ctx.extensions, EXT_EXTERNAL_SENDERS)
+    if data is None:
+        return ()
+
+    def one(r: Reader) -> tuple[bytes, Credential]:
+        return r.opaque(), Credential.decode(r)
+
+    r = Reader(data)
+    senders = r.vector(one, LIMITS.max_extensions)
+    r.expect_end()
+    return senders
+
+
+def encode_external_senders(senders: list[tuple[bytes, Credential]]) -> Extension:
+    w = Writer()
+
+    def put(w2: Writer, item: tuple[bytes, Credential]) -> None:
+        w2.opaque(item[0])
+        item[1].encode(w2)
+
+    w.vector(senders, put)
+    return Extension(EXT_EXTERNAL_SENDERS, w.getvalue())
+
+
+_EXTERNAL_PROPOSALS = (Add, Remove, PreSharedKey, ReInit, GroupContextExtensions)
+
+
+def sender_signature_key(
+    tree: RatchetTree, ctx: GroupContext, ac: AuthenticatedContent
+) -> bytes | None:
+    """The key the sender must have signed with (§6.1), or ``None`` for a blank member leaf.
+
+    Non-members send PublicMessages only: external commits (key in the UpdatePath leaf),
+    external senders' proposals (key in ``external_senders``) and a new member's own Add.
+    """
+    sender, content = ac.content.sender, ac.content.content
+    if sender.sender_type == MEMBER:
+        leaf = tree.leaf(sender.index)
+        return leaf.signature_key if leaf is not None else None
+    if ac.wire_format != PUBLIC_MESSAGE:
+        raise MalformedInput("a non-member sent a PrivateMessage")
+    if sender.sender_type == NEW_MEMBER_COMMIT:
+        if isinstance(content, Commit) and content.path is not None:
+            return content.path.leaf_node.signature_key
+        raise MalformedInput("external commit without an UpdatePath")
+    if sender.sender_type == NEW_MEMBER_PROPOSAL:
+        if isinstance(content, Add):
+            return content.key_package.leaf_node.signature_key
+        raise MalformedInput("a new member may only propose its own Add")
+    if not isinstance(content, _EXTERNAL_PROPOSALS):
+        raise MalformedInput("external senders may only send Add/Remove/PSK/ReInit/GCE proposals")
+    senders = external_senders(ctx)
+    if sender.index >= len(senders):
+        raise MalformedInput("unknown external sender")
+    return senders[sender.index][0]
+
+
+def place_external_joiner(
+    pset: ProposalSet, leaf: LeafNode, items: list[tuple[Proposal, Sender]]
+) -> tuple[ProposalSet, int]:
+    """The external joiner takes the leaf an Add would give it (§12.4.3.2); any Remove in
+    its commit has been applied already (resync of its old leaf)."""
+    del items
+    tree, index = pset.tree.with_leaf_added(leaf)
+    return dataclasses.replace(pset, tree=tree), index
+
+
+def _proposal_message(
+    cs: CipherSuite, ctx: GroupContext, sender: Sender, proposal: Proposal, signature_priv: bytes
+) -> bytes:
+    content = FramedContent(ctx.group_id, ctx.epoch, sender, b"", PROPOSAL, proposal)
+    signature = sign_content(cs, PUBLIC_MESSAGE, content, signature_priv, to_bytes(ctx))
+    ac = AuthenticatedContent(PUBLIC_MESSAGE, content, signature, None)
+    return to_bytes(MLSMessage(PUBLIC_MESSAGE, to_public(cs, ac, b"", to_bytes(ctx))))
+
+
+def new_member_proposal(info: GroupInfo, bundle: KeyPackageBundle) -> bytes:
+    """A would-be member's own Add proposal for the group of ``info`` (§12.1.8)."""
+    cs = suite(info.group_context.cipher_suite)
+    sender = Sender(NEW_MEMBER_PROPOSAL)
+    return _proposal_message(
+        cs, info.group_context, sender, Add(bundle.key_package), bundle.signature_priv
+    )
+
+
+def external_proposal(
+    ctx: GroupContext, sender_index: int, proposal: Proposal, signature_priv: bytes
+) -> bytes:
+    """A proposal from the external sender at ``sender_index`` of ``external_senders``."""
+    cs = suite(ctx.cipher_suite)
+    return _proposal_message(cs, ctx, Sender(EXTERNAL, sender_index), proposal, signature_priv)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 __all__ = ["ApplicationMessage", "CommitApplied", "Group", "GroupConfig", "ProposalQueued"]
 
-import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +29,10 @@ from enkrypted_crypto.mls._epoch import Epoch, ProposalSet, apply_proposals, nex
 from enkrypted_crypto.mls._external import (
     external_pub_extension,
     join_external,
+    new_member_proposal,
+    place_external_joiner,
     received_init_secret,
+    sender_signature_key,
 )
 from enkrypted_crypto.mls._framing import (
     AuthenticatedContent,
@@ -243,6 +245,15 @@ class Group:
             resync_leaf,
         )  # fmt: skip
         return Group(epoch, bundle.signature_priv, config), commit
+
+    @staticmethod
+    def propose_join(group_info: bytes, bundle: KeyPackageBundle) -> bytes:
+        """A would-be member's own Add proposal (``new_member_proposal``, §12.1.8) for the group
+        of a GroupInfo MLSMessage; a member commits it and sends the Welcome."""
+        msg = from_bytes(group_info, MLSMessage.decode)
+        if not isinstance(msg.body, GroupInfo):
+            raise MalformedInput("not a GroupInfo")
+        return new_member_proposal(msg.body, bundle)
 
     def group_info(self) -> bytes:
         """A signed GroupInfo MLSMessage with ``external_pub`` (and the ratchet tree when
@@ -583,23 +594,10 @@ class Group:
             ac = decrypt_private(ep.cs, msg.body, secret_tree, ep.secrets.sender_data_secret)
         else:
             raise MalformedInput("not a group message")
-        key = self._sender_key(ac)
+        key = sender_signature_key(ep.tree, ep.context, ac)
         if key is None or not verify_content(ep.cs, ac, key, ep.context_bytes):
             raise DecryptionFailed
         return ac, secret_tree
-
-    def _sender_key(self, ac: AuthenticatedContent) -> bytes | None:
-        """The signature key a sender signs with: its leaf's, or for an external commit the
-        one in its UpdatePath leaf (§6.1, §12.4.3.2).  Other sender types are refused."""
-        sender, content = ac.content.sender, ac.content.content
-        if sender.sender_type == MEMBER:
-            leaf = self._epoch.tree.leaf(sender.index)
-            return leaf.signature_key if leaf is not None else None
-        if sender.sender_type == NEW_MEMBER_COMMIT and ac.wire_format == PUBLIC_MESSAGE:
-            if isinstance(content, Commit) and content.path is not None:
-                return content.path.leaf_node.signature_key
-            raise MalformedInput("external commit without an UpdatePath")
-        raise MalformedInput("external senders and new-member proposals are not supported")
 
     def _check_epoch(self, group_id: bytes, epoch: int) -> None:
         if group_id != self.group_id or epoch != self.epoch:
@@ -617,7 +615,7 @@ class Group:
         init_secret = None
         if external:
             assert commit.path is not None
-            pset, committer = self._place_external_joiner(pset, commit.path.leaf_node, items)
+            pset, committer = place_external_joiner(pset, commit.path.leaf_node, items)
             kem_output = next(p.kem_output for p, _ in items if isinstance(p, ExternalInit))
             init_secret = received_init_secret(ep, kem_output)
         if ep.my_leaf in pset.removed:
@@ -647,18 +645,6 @@ class Group:
         )
         self._enter(new)
         return CommitApplied(new.context.epoch, committer, False)
-
-    @staticmethod
-    def _place_external_joiner(
-        pset: ProposalSet, leaf: LeafNode, items: list[tuple[Proposal, Sender]]
-    ) -> tuple[ProposalSet, int]:
-        """The external joiner takes the leaf an Add would give it (§12.4.3.2); a Remove in
-        its commit may only drop an old leaf with the same credential (resync)."""
-        for prop, _ in items:
-            if isinstance(prop, Remove) and prop.removed not in pset.removed:
-                raise MalformedInput("external commit removes an unknown leaf")
-        tree, index = pset.tree.with_leaf_added(leaf)
-        return dataclasses.replace(pset, tree=tree), index
 
     def _receive_path(
         self, ep: Epoch, pset: ProposalSet, committer: int, commit: Commit, keys: NodeKeys
