@@ -2,7 +2,9 @@
 
 Every case of an implemented suite runs; a case of another suite is counted as skipped with the
 reason from ``enkrypted_crypto.mls._suite.UNSUPPORTED_REASONS`` ("suite 4: X448/Ed448 not
-implemented").  ``conftest.py`` prints the summaries at the end of the run.
+implemented").  The summaries are printed at the end of the run by a small plugin registered
+on first use (a ``conftest.py`` here would shadow ``tests/crypto/conftest.py``, which other test
+modules import by that name).
 """
 
 from __future__ import annotations
@@ -63,8 +65,27 @@ def run_file(name: str, check: Callable[[dict[str, Any]], None]) -> FileRun:
     return run
 
 
-def assert_file(name: str, check: Callable[[dict[str, Any]], None], expected_run: int) -> None:
+class _SummaryPlugin:
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if SUMMARIES:
+            terminalreporter.section("RFC 9420 conformance vectors")
+            for name in sorted(SUMMARIES):
+                terminalreporter.write_line(SUMMARIES[name])
+
+
+def _register_summary(config: pytest.Config) -> None:
+    if not config.pluginmanager.has_plugin("mls-vector-summary"):
+        config.pluginmanager.register(_SummaryPlugin(), "mls-vector-summary")
+
+
+def assert_file(
+    request: pytest.FixtureRequest,
+    name: str,
+    check: Callable[[dict[str, Any]], None],
+    expected_run: int,
+) -> None:
     """All runnable cases pass, and exactly ``expected_run`` cases ran (no silent skipping)."""
+    _register_summary(request.config)
     run = run_file(name, check)
     print(run.summary())
     assert not run.failures, "\n".join(run.failures[:10])

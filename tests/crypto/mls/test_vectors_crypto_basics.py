@@ -40,5 +40,5 @@ def _check(e: dict[str, Any]) -> None:
     assert cs.decrypt_with_label(h(x["priv"]), label, context, mine) == h(x["plaintext"])
 
 
-def test_crypto_basics_vectors() -> None:
-    assert_file("crypto-basics", _check, expected_run=7)
+def test_crypto_basics_vectors(request: pytest.FixtureRequest) -> None:
+    assert_file(request, "crypto-basics", _check, expected_run=7)

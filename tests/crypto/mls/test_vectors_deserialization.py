@@ -19,8 +19,8 @@ def _check(e: dict[str, Any]) -> None:
     assert encode_varint(e["length"]) == header
 
 
-def test_deserialization_vectors() -> None:
-    assert_file("deserialization", _check, expected_run=14)
+def test_deserialization_vectors(request: pytest.FixtureRequest) -> None:
+    assert_file(request, "deserialization", _check, expected_run=14)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from mls_vector_harness import assert_file, h
 
 from enkrypted_crypto.mls._envelopes import GroupContext
@@ -43,5 +44,5 @@ def _check(e: dict[str, Any]) -> None:
         init = secrets.init_secret
 
 
-def test_key_schedule_vectors() -> None:
-    assert_file("key-schedule", _check, expected_run=7)
+def test_key_schedule_vectors(request: pytest.FixtureRequest) -> None:
+    assert_file(request, "key-schedule", _check, expected_run=7)

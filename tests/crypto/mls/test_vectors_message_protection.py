@@ -108,5 +108,5 @@ def _check(e: dict[str, Any]) -> None:
         _check_kind(cs, e, gc, kind, ctype)
 
 
-def test_message_protection_vectors() -> None:
-    assert_file("message-protection", _check, expected_run=7)
+def test_message_protection_vectors(request: pytest.FixtureRequest) -> None:
+    assert_file(request, "message-protection", _check, expected_run=7)

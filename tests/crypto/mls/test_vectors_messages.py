@@ -78,5 +78,5 @@ def _check(e: dict[str, Any]) -> None:
     assert encode_tree(decode_tree(tree)) == tree
 
 
-def test_messages_vectors() -> None:
-    assert_file("messages", _check, expected_run=300)
+def test_messages_vectors(request: pytest.FixtureRequest) -> None:
+    assert_file(request, "messages", _check, expected_run=300)

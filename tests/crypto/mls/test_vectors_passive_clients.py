@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from mls_vector_harness import assert_file, h
 
 from enkrypted_crypto.mls import Group, GroupConfig, KeyPackageBundle
@@ -33,13 +34,13 @@ def _check(e: dict[str, Any]) -> None:
         assert group.epoch_authenticator == h(epoch["epoch_authenticator"]), f"epoch {n}"
 
 
-def test_passive_client_welcome_vectors() -> None:
-    assert_file("passive-client-welcome", _check, expected_run=56)
+def test_passive_client_welcome_vectors(request: pytest.FixtureRequest) -> None:
+    assert_file(request, "passive-client-welcome", _check, expected_run=56)
 
 
-def test_passive_client_handling_commit_vectors() -> None:
-    assert_file("passive-client-handling-commit", _check, expected_run=91)
+def test_passive_client_handling_commit_vectors(request: pytest.FixtureRequest) -> None:
+    assert_file(request, "passive-client-handling-commit", _check, expected_run=91)
 
 
-def test_passive_client_random_vectors() -> None:
-    assert_file("passive-client-random", _check, expected_run=1)
+def test_passive_client_random_vectors(request: pytest.FixtureRequest) -> None:
+    assert_file(request, "passive-client-random", _check, expected_run=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from mls_vector_harness import assert_file, h
 
 from enkrypted_crypto.mls._messages import PreSharedKeyID, to_bytes
@@ -23,5 +24,5 @@ def _check(e: dict[str, Any]) -> None:
     assert psk_secret(cs, psks) == h(e["psk_secret"])
 
 
-def test_psk_secret_vectors() -> None:
-    assert_file("psk_secret", _check, expected_run=77)
+def test_psk_secret_vectors(request: pytest.FixtureRequest) -> None:
+    assert_file(request, "psk_secret", _check, expected_run=77)

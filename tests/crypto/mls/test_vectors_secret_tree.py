@@ -31,5 +31,5 @@ def _check(e: dict[str, Any]) -> None:
                 tree.key_nonce(leaf, "application", n)
 
 
-def test_secret_tree_vectors() -> None:
-    assert_file("secret-tree", _check, expected_run=21)
+def test_secret_tree_vectors(request: pytest.FixtureRequest) -> None:
+    assert_file(request, "secret-tree", _check, expected_run=21)

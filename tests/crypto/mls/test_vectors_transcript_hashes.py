@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from mls_vector_harness import assert_file, h
 
 from enkrypted_crypto.mls._framing import AuthenticatedContent
@@ -30,5 +31,5 @@ def _check(e: dict[str, Any]) -> None:
     )
 
 
-def test_transcript_hashes_vectors() -> None:
-    assert_file("transcript-hashes", _check, expected_run=7)
+def test_transcript_hashes_vectors(request: pytest.FixtureRequest) -> None:
+    assert_file(request, "transcript-hashes", _check, expected_run=7)

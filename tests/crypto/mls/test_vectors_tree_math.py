@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from mls_vector_harness import assert_file
 
 from enkrypted_crypto.mls import _tree_math as tm
@@ -22,5 +23,5 @@ def _check(e: dict[str, Any]) -> None:
         assert (None if is_root else tm.sibling(x, n)) == e["sibling"][x]
 
 
-def test_tree_math_vectors() -> None:
-    assert_file("tree-math", _check, expected_run=10)
+def test_tree_math_vectors(request: pytest.FixtureRequest) -> None:
+    assert_file(request, "tree-math", _check, expected_run=10)

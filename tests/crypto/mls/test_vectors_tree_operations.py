@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from mls_vector_harness import assert_file, h
 
 from enkrypted_crypto.mls._messages import Add, Remove, Update, decode_proposal, from_bytes
@@ -28,5 +29,5 @@ def _check(e: dict[str, Any]) -> None:
     assert tree.tree_hash() == h(e["tree_hash_after"])
 
 
-def test_tree_operations_vectors() -> None:
-    assert_file("tree-operations", _check, expected_run=5)
+def test_tree_operations_vectors(request: pytest.FixtureRequest) -> None:
+    assert_file(request, "tree-operations", _check, expected_run=5)

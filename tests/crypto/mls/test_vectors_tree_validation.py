@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import pytest
 from mls_vector_harness import assert_file, h
 
 from enkrypted_crypto.mls._messages import LeafNode, ParentNode
@@ -36,5 +37,5 @@ def _check(e: dict[str, Any]) -> None:
     assert isinstance(leaf, LeafNode)
 
 
-def test_tree_validation_vectors() -> None:
-    assert_file("tree-validation", _check, expected_run=98)
+def test_tree_validation_vectors(request: pytest.FixtureRequest) -> None:
+    assert_file(request, "tree-validation", _check, expected_run=98)

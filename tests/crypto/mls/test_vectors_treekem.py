@@ -6,6 +6,7 @@ import dataclasses
 import os
 from typing import Any
 
+import pytest
 from mls_vector_harness import assert_file, h
 
 from enkrypted_crypto.mls._envelopes import GroupContext
@@ -83,5 +84,5 @@ def _check(e: dict[str, Any]) -> None:
                 assert secret == created.commit_secret
 
 
-def test_treekem_vectors() -> None:
-    assert_file("treekem", _check, expected_run=77)
+def test_treekem_vectors(request: pytest.FixtureRequest) -> None:
+    assert_file(request, "treekem", _check, expected_run=77)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from mls_vector_harness import assert_file, h
 
 from enkrypted_crypto.mls._envelopes import MLSMessage, Welcome
@@ -32,5 +33,5 @@ def _check(e: dict[str, Any]) -> None:
     assert tag == info.confirmation_tag
 
 
-def test_welcome_vectors() -> None:
-    assert_file("welcome", _check, expected_run=7)
+def test_welcome_vectors(request: pytest.FixtureRequest) -> None:
+    assert_file(request, "welcome", _check, expected_run=7)
