@@ -35,14 +35,14 @@ __all__ = [
 from enkrypted_crypto.mls._envelopes import (
     MLSMessage,
 )
-from enkrypted_crypto.mls._group import (
+from enkrypted_crypto.mls._events import (
     ApplicationMessage,
     CommitApplied,
     CommitOutput,
-    Group,
     GroupConfig,
     ProposalQueued,
 )
+from enkrypted_crypto.mls._group import Group
 from enkrypted_crypto.mls._keypackage import (
     CredentialValidator,
     KeyPackageBundle,

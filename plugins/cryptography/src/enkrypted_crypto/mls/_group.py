@@ -8,11 +8,9 @@ or rule-breaking input raises ``MalformedInput``; our own misuse raises ``Crypto
 
 from __future__ import annotations
 
-__all__ = ["ApplicationMessage", "CommitApplied", "Group", "GroupConfig", "ProposalQueued"]
+__all__ = ["Group"]
 
-import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from enkrypted_crypto.errors import CryptoUsageError, DecryptionFailed, MalformedInput
 from enkrypted_crypto.mls._envelopes import (
@@ -26,6 +24,13 @@ from enkrypted_crypto.mls._envelopes import (
     Welcome,
 )
 from enkrypted_crypto.mls._epoch import Epoch, ProposalSet, apply_proposals, next_epoch
+from enkrypted_crypto.mls._events import (
+    ApplicationMessage,
+    CommitApplied,
+    CommitOutput,
+    GroupConfig,
+    ProposalQueued,
+)
 from enkrypted_crypto.mls._external import (
     external_pub_extension,
     join_external,
@@ -44,9 +49,7 @@ from enkrypted_crypto.mls._framing import (
     verify_content,
 )
 from enkrypted_crypto.mls._keypackage import (
-    CredentialValidator,
     KeyPackageBundle,
-    accept_all_credentials,
     sign_leaf,
     validate_leaf,
 )
@@ -95,50 +98,6 @@ from enkrypted_crypto.mls._treekem import (
     prune_keys,
 )
 from enkrypted_crypto.mls._welcome import build_welcome, open_welcome, sign_group_info
-
-
-@dataclass(frozen=True, slots=True)
-class GroupConfig:
-    """Local policy: credential check, clock, randomness, padding, PSKs."""
-
-    validate_credential: CredentialValidator = accept_all_credentials
-    now: int | None = None
-    """Seconds since the epoch for lifetime checks; ``None`` skips them (vectors)."""
-    random: Callable[[int], bytes] = os.urandom
-    padding: int = 0
-    external_psks: dict[bytes, bytes] = field(default_factory=dict)
-    ratchet_tree_extension: bool = True
-    """Put the ratchet tree in GroupInfo (§12.4.3.3) so joiners need nothing else."""
-    handshake_wire_format: int = PUBLIC_MESSAGE
-
-
-@dataclass(frozen=True, slots=True)
-class ApplicationMessage:
-    sender: int
-    data: bytes
-    authenticated_data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ProposalQueued:
-    reference: bytes
-    sender: Sender
-    proposal: Proposal
-
-
-@dataclass(frozen=True, slots=True)
-class CommitApplied:
-    epoch: int
-    committer: int
-    removed_self: bool
-
-
-@dataclass(frozen=True, slots=True)
-class CommitOutput:
-    commit: bytes
-    """The MLSMessage to send to the group."""
-    welcome: bytes | None
-    """The Welcome MLSMessage for added members, if any."""
 
 
 @dataclass(frozen=True, slots=True)
