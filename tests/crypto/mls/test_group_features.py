@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from enkrypted_crypto.errors import DecryptionFailed, MalformedInput
+from enkrypted_crypto.errors import CryptoUsageError, DecryptionFailed, MalformedInput
 from enkrypted_crypto.mls import (
+    CommitApplied,
     Group,
     GroupConfig,
     KeyPackageBundle,
@@ -117,14 +118,6 @@ def test_group_context_extensions() -> None:
     before = alice.snapshot()
     with pytest.raises(MalformedInput, match="required capabilities"):
         alice.commit([GroupContextExtensions((_required((CRED_BASIC,), (0xFF00,)),))])
-    assert alice.snapshot() == before
-
-
-def test_reinit_refused() -> None:
-    alice, _ = _pair(GroupConfig())
-    before = alice.snapshot()
-    with pytest.raises(MalformedInput, match="ReInit"):
-        alice.commit([ReInit(b"new group", 1, SUITE, ())])
     assert alice.snapshot() == before
 
 
@@ -274,3 +267,64 @@ def test_external_sender_proposes_a_removal() -> None:
     with pytest.raises(DecryptionFailed):
         alice.process(external_proposal(alice.group_context, 0, Remove(0), wrong_key))
     assert alice.snapshot() == before
+
+
+def test_reinit_moves_the_group_to_a_new_suite() -> None:
+    alice, bob = _pair(GroupConfig())
+    old_secret = alice.export_secret(b"t", b"", 16)
+    out = alice.commit([ReInit(b"reborn", 1, 1, ())])
+    event = bob.process(out.commit)
+    assert isinstance(event, CommitApplied) and event.reinit
+    for suspended in (alice, bob):
+        with pytest.raises(CryptoUsageError, match="re-initialised"):
+            suspended.protect(b"old group")
+    # Alice starts the new group (suite 1) with bob's fresh suite-1 KeyPackage.
+    alice_new_b = new_key_package_bundle(1, b"alice", suite(1).signature_keypair()[0], 0)
+    bob_new_b = new_key_package_bundle(1, b"bob", suite(1).signature_keypair()[0], 0)
+    alice_new, created = alice.reinit_new_group(alice_new_b, [key_package_message(bob_new_b)])
+    assert created.welcome is not None
+    with pytest.raises(MalformedInput, match="resuming"):
+        Group.join(created.welcome, bob_new_b)
+    bob_new = Group.join(created.welcome, bob_new_b, resuming=bob)
+    _same(alice_new, bob_new)
+    assert alice_new.group_id == b"reborn" and alice_new.cipher_suite.suite_id == 1
+    assert alice_new.export_secret(b"t", b"", 16) != old_secret
+    assert bob_new.unprotect(alice_new.protect(b"new group")).data == b"new group"
+
+
+def test_reinit_must_stand_alone_and_new_group_must_match() -> None:
+    alice, bob = _pair(GroupConfig())
+    before = alice.snapshot()
+    with pytest.raises(MalformedInput, match="only proposal"):
+        alice.commit([ReInit(b"x", 1, 1, ()), Remove(bob.my_leaf)])
+    assert alice.snapshot() == before
+    # A branch Welcome is not accepted as a re-initialisation of the same group.
+    bob.process(alice.commit([ReInit(b"reborn", 1, SUITE, ())]).commit)
+    carol_b = _bundle(b"carol")
+    bob_b = _bundle(b"bob")
+    new, created = alice.reinit_new_group(_bundle(b"alice"), [key_package_message(bob_b)])
+    assert created.welcome is not None
+    with pytest.raises(MalformedInput):
+        Group.join(created.welcome, carol_b, resuming=bob)  # not for carol's KeyPackage
+    assert (
+        Group.join(created.welcome, bob_b, resuming=bob).epoch_authenticator
+        == new.epoch_authenticator
+    )
+
+
+def test_branch_keeps_some_members() -> None:
+    alice, bob = _pair(GroupConfig())
+    carol_b = _bundle(b"carol")
+    out = alice.add([key_package_message(carol_b)])
+    bob.process(out.commit)
+    assert out.welcome is not None
+    Group.join(out.welcome, carol_b)
+    bob_b = _bundle(b"bob")
+    side, created = alice.branch(b"side room", _bundle(b"alice"), [key_package_message(bob_b)])
+    assert created.welcome is not None
+    bob_side = Group.join(created.welcome, bob_b, resuming=bob)
+    _same(side, bob_side)
+    assert [i for i, _ in side.members()] == [0, 1]
+    # The old group goes on.
+    bob.process(alice.update().commit)
+    _same(alice, bob)

@@ -33,7 +33,7 @@ from enkrypted_crypto.mls import (
     new_key_package_bundle,
     suite,
 )
-from enkrypted_crypto.mls._messages import PRIVATE_MESSAGE
+from enkrypted_crypto.mls._messages import PRIVATE_MESSAGE, ReInit
 
 ROOT = Path(__file__).resolve().parents[3]
 NODE_MODULES = ROOT / "tools" / "node" / "node_modules"
@@ -262,6 +262,49 @@ def test_ts_mls_new_member_proposal_committed_by_us(ts_peers: list[TsMlsPeer]) -
     bob.call("join", welcome=out.welcome.hex())
     _agree(alice, bob)
     _exchange(alice, bob, b"after new-member proposal")
+
+
+def test_reinit_across_implementations(ts_peers: list[TsMlsPeer]) -> None:
+    # ts-mls re-initialises; we follow into its new group.
+    alice, _ = _spawn(ts_peers, "alice-ts")
+    alice.call("create_group", group_id=b"before reinit".hex())
+    bob_bundle = _bundle(b"bob-py")
+    bob = Group.join(
+        bytes.fromhex(
+            alice.call("add", key_package=key_package_message(bob_bundle).hex())["welcome"]
+        ),
+        bob_bundle,
+    )
+    event = bob.process(
+        bytes.fromhex(alice.call("reinit", group_id=b"after reinit".hex())["commit"])
+    )
+    assert isinstance(event, CommitApplied) and event.reinit
+    alice.call("new_key_package", identity="alice-ts")
+    bob_new = _bundle(b"bob-py")
+    created = alice.call(
+        "reinit_create",
+        key_packages=[key_package_message(bob_new).hex()],
+        group_id=b"after reinit".hex(),
+    )
+    tree = bytes.fromhex(created["ratchet_tree"])
+    bob2 = Group.join(bytes.fromhex(created["welcome"]), bob_new, ratchet_tree=tree, resuming=bob)
+    assert bob2.group_id == b"after reinit"
+    _agree(bob2, alice)
+    _exchange(bob2, alice, b"after ts-mls reinit")
+
+    # We re-initialise; ts-mls follows into ours.
+    carol = Group.create(SUITE, b"ours before", _bundle(b"carol-py"))
+    dave, dave_kp = _spawn(ts_peers, "dave-ts")
+    out = carol.add([dave_kp])
+    assert out.welcome is not None
+    dave.call("join", welcome=out.welcome.hex())
+    dave.call("process", message=carol.commit([ReInit(b"ours after", 1, SUITE, ())]).commit.hex())
+    dave_new = bytes.fromhex(dave.call("new_key_package", identity="dave-ts")["key_package"])
+    carol2, created2 = carol.reinit_new_group(_bundle(b"carol-py"), [dave_new])
+    assert created2.welcome is not None
+    dave.call("join_reinit", welcome=created2.welcome.hex())
+    _agree(carol2, dave)
+    _exchange(carol2, dave, b"after our reinit")
 
 
 def test_ts_mls_cannot_read_rfc_external_pub(ts_peers: list[TsMlsPeer]) -> None:

@@ -6,6 +6,7 @@ import readline from "node:readline";
 
 const require = createRequire(import.meta.url);
 const mls = await import(require.resolve("ts-mls"));
+const { encodeRatchetTree } = await import(require.resolve("ts-mls/ratchetTree.js"));
 
 const hex = (b) => Buffer.from(b).toString("hex");
 const unhex = (s) => new Uint8Array(Buffer.from(s, "hex"));
@@ -92,6 +93,31 @@ const handlers = {
     if (m.wireformat !== "mls_group_info") throw new Error("expected a GroupInfo");
     const message = await mls.proposeAddExternal(m.groupInfo, member.publicPackage, member.privatePackage, impl);
     return { message: hex(mls.encodeMlsMessage(message)) };
+  },
+  async new_key_package({ identity }) {
+    const credential = { credentialType: "basic", identity: new TextEncoder().encode(identity) };
+    member = await mls.generateKeyPackage(credential, mls.defaultCapabilities(), mls.defaultLifetime, [], impl);
+    const message = { keyPackage: member.publicPackage, wireformat: "mls_key_package", version: "mls10" };
+    return { key_package: hex(mls.encodeMlsMessage(message)) };
+  },
+  async reinit({ group_id }) {
+    const result = await mls.reinitGroup(state, unhex(group_id), "mls10", state.groupContext.cipherSuite, [], impl);
+    state = result.newState;
+    return { commit: hex(mls.encodeMlsMessage(result.commit)) };
+  },
+  async reinit_create({ key_packages, group_id }) {
+    const kps = key_packages.map((k) => decode(k).keyPackage);
+    const name = state.groupContext.cipherSuite;
+    const result = await mls.reinitCreateNewGroup(state, member.publicPackage, member.privatePackage, kps, unhex(group_id), name, []);
+    state = result.newState;
+    const welcome = hex(mls.encodeMlsMessage({ welcome: result.welcome, wireformat: "mls_welcome", version: "mls10" }));
+    // reinitCreateNewGroup sends no ratchet_tree extension: hand the tree over out of band.
+    return { welcome, ratchet_tree: hex(encodeRatchetTree(state.ratchetTree)), ...summary() };
+  },
+  async join_reinit({ welcome }) {
+    const w = decode(welcome);
+    state = await mls.joinGroupFromReinit(state, w.welcome, member.publicPackage, member.privatePackage, undefined);
+    return summary();
   },
   async join({ welcome }) {
     const w = decode(welcome);

@@ -24,6 +24,7 @@ from enkrypted_crypto.mls._keypackage import (
 )
 from enkrypted_crypto.mls._messages import (
     MEMBER,
+    MLS10,
     SRC_UPDATE,
     Add,
     Extension,
@@ -76,13 +77,17 @@ class ProposalSet:
     psks: tuple[PreSharedKeyID, ...]
     removed: tuple[int, ...]
     path_required: bool
+    reinit: ReInit | None = None
 
 
 def _check_kinds(items: list[tuple[Proposal, Sender]], external: bool) -> None:
     """ReInit is refused; ExternalInit only in an external commit, which holds exactly one
     and otherwise only Removes and PSKs (§12.2, §12.4.3.2)."""
-    if any(isinstance(p, ReInit) for p, _ in items):
-        raise MalformedInput("ReInit commits are not supported")
+    reinits = [p for p, _ in items if isinstance(p, ReInit)]
+    if reinits and len(items) > 1:
+        raise MalformedInput("a ReInit must be the only proposal of its commit")  # §12.2
+    if reinits and reinits[0].version < MLS10:
+        raise MalformedInput("ReInit to an older protocol version")
     inits = sum(isinstance(p, ExternalInit) for p, _ in items)
     if not external and inits:
         raise MalformedInput("ExternalInit in a member's commit")
@@ -179,7 +184,8 @@ def apply_proposals(
     path_required = not items or any(
         isinstance(p, (Update, Remove, ExternalInit, GroupContextExtensions)) for p, _ in items
     )
-    return ProposalSet(tree, exts, tuple(added), psks, tuple(removed), path_required)
+    reinit = next((p for p, _ in items if isinstance(p, ReInit)), None)
+    return ProposalSet(tree, exts, tuple(added), psks, tuple(removed), path_required, reinit)
 
 
 def next_epoch(

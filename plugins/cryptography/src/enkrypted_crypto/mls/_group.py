@@ -71,15 +71,25 @@ from enkrypted_crypto.mls._messages import (
     Credential,
     Extension,
     ExternalInit,
+    KeyPackage,
     LeafNode,
+    PreSharedKey,
     PreSharedKeyID,
     Proposal,
     ProposalOrRef,
+    ReInit,
     Remove,
     Update,
     UpdatePath,
     from_bytes,
     to_bytes,
+)
+from enkrypted_crypto.mls._resumption import (
+    BRANCH,
+    REINIT,
+    check_resumed_group,
+    resumption_psk_allowed,
+    resumption_psk_id,
 )
 from enkrypted_crypto.mls._schedule import (
     SecretTree,
@@ -123,7 +133,7 @@ class Group:
         epoch: Epoch,
         signature_priv: bytes,
         config: GroupConfig,
-        resumption: dict[int, bytes] | None = None,
+        resumption: dict[tuple[bytes, int], bytes] | None = None,
     ) -> None:
         self._epoch = epoch
         self._sig = signature_priv
@@ -134,8 +144,12 @@ class Group:
         self._proposals: dict[bytes, _Cached] = {}
         self._pending_leaf_keys: dict[bytes, bytes] = {}
         self._resumption = dict(resumption or {})
-        self._resumption[epoch.context.epoch] = epoch.secrets.resumption_psk
+        self._resumption[(epoch.context.group_id, epoch.context.epoch)] = (
+            epoch.secrets.resumption_psk
+        )
         self.active = True
+        self.reinit: ReInit | None = None
+        """Set once a ReInit commit is applied: the group is suspended (§11.2)."""
 
     # -- construction ------------------------------------------------------------------------
     @staticmethod
@@ -166,23 +180,73 @@ class Group:
         bundle: KeyPackageBundle,
         config: GroupConfig | None = None,
         ratchet_tree: bytes | None = None,
+        resuming: Group | None = None,
     ) -> Group:
-        """Join from a Welcome MLSMessage (§12.4.3.1)."""
+        """Join from a Welcome MLSMessage (§12.4.3.1); ``resuming`` is our copy of the old
+        group when the Welcome re-initialises or branches it (§11.2, §11.3)."""
         config = config or GroupConfig()
         msg = from_bytes(welcome, MLSMessage.decode)
         if not isinstance(msg.body, Welcome):
             raise MalformedInput("not a Welcome")
         cs = suite(msg.body.cipher_suite)
+        known = dict(resuming._resumption) if resuming is not None else {}
 
         def lookup(psk: PreSharedKeyID) -> bytes:
             if psk.psktype == 1 and psk.psk_id in config.external_psks:
                 return config.external_psks[psk.psk_id]
+            if psk.psktype == 2 and (psk.psk_group_id, psk.psk_epoch) in known:
+                return known[(psk.psk_group_id, psk.psk_epoch)]
+            if psk.psktype == 2 and resuming is None:
+                raise MalformedInput("Welcome resumes a group; pass the old group as resuming")
             raise MalformedInput("unknown PSK in Welcome")
 
         joined = open_welcome(
             cs, msg.body, bundle, ratchet_tree, lookup, config.validate_credential
         )
-        return Group(joined.epoch, bundle.signature_priv, config)
+        if resuming is not None:
+            check_resumed_group(
+                joined.epoch.context, joined.psk_ids, resuming.group_context, resuming.reinit
+            )
+        return Group(joined.epoch, bundle.signature_priv, config, known)
+
+    def reinit_new_group(
+        self, bundle: KeyPackageBundle, key_packages: list[bytes]
+    ) -> tuple[Group, CommitOutput]:
+        """After a ReInit commit: the new group with the other members' fresh KeyPackages,
+        bound to this one by a ``reinit`` resumption PSK (§11.2)."""
+        if self.reinit is None:
+            raise CryptoUsageError("no ReInit has been committed in this group")
+        r = self.reinit
+        return self._resumed(r.group_id, r.cipher_suite, r.extensions, REINIT, bundle, key_packages)
+
+    def branch(
+        self, group_id: bytes, bundle: KeyPackageBundle, key_packages: list[bytes]
+    ) -> tuple[Group, CommitOutput]:
+        """A new group of some members, bound to this one by a ``branch`` PSK (§11.3)."""
+        self._require_active()
+        ctx = self._epoch.context
+        return self._resumed(
+            group_id, ctx.cipher_suite, ctx.extensions, BRANCH, bundle, key_packages
+        )
+
+    def _resumed(
+        self,
+        group_id: bytes,
+        suite_id: int,
+        extensions: tuple[Extension, ...],
+        usage: int,
+        bundle: KeyPackageBundle,
+        key_packages: list[bytes],
+    ) -> tuple[Group, CommitOutput]:
+        if not self.active:
+            raise CryptoUsageError("this member was removed from the group")
+        new = Group.create(suite_id, group_id, bundle, self._config, extensions)
+        new._resumption.update(self._resumption)
+        psk = resumption_psk_id(
+            self.group_id, self.epoch, usage, new.cipher_suite.n_h, self._config.random
+        )
+        proposals: list[Proposal] = [Add(_key_package(data)) for data in key_packages]
+        return new, new.commit([*proposals, PreSharedKey(psk)])
 
     @staticmethod
     def join_external(
@@ -312,6 +376,8 @@ class Group:
     def _require_active(self) -> None:
         if not self.active:
             raise CryptoUsageError("this member was removed from the group")
+        if self.reinit is not None:
+            raise CryptoUsageError("the group was re-initialised; continue in the new group")
 
     # -- proposals -------------------------------------------------------------------------------
     def _proposal_ref(self, ac: AuthenticatedContent) -> bytes:
@@ -401,7 +467,7 @@ class Group:
             info = sign_group_info(new, self._sig, cfg.ratchet_tree_extension)
             w = build_welcome(new, info, joiners, own.path_secrets, pset.psks)
             welcome = to_bytes(MLSMessage(WELCOME, w))
-        self._enter(new)
+        self._enter(new, pset.reinit)
         return CommitOutput(message, welcome)
 
     def _committable_refs(self) -> list[ProposalOrRef]:
@@ -446,16 +512,8 @@ class Group:
         )
 
     def add(self, key_packages: list[bytes]) -> CommitOutput:
-        """Commit Add proposals for these KeyPackage MLSMessages (or bare KeyPackages)."""
-        from enkrypted_crypto.mls._messages import KeyPackage
-
-        adds: list[Proposal] = []
-        for data in key_packages:
-            msg = from_bytes(data, MLSMessage.decode)
-            if not isinstance(msg.body, KeyPackage):
-                raise MalformedInput("not a KeyPackage")
-            adds.append(Add(msg.body))
-        return self.commit(adds)
+        """Commit Add proposals for these KeyPackage MLSMessages."""
+        return self.commit([Add(_key_package(data)) for data in key_packages])
 
     def remove(self, leaf_indices: list[int]) -> CommitOutput:
         return self.commit([Remove(i) for i in leaf_indices])
@@ -464,14 +522,15 @@ class Group:
         """An empty commit with a path: refreshes our leaf and path keys (§12.4)."""
         return self.commit([], force_path=True)
 
-    def _enter(self, new: Epoch) -> None:
+    def _enter(self, new: Epoch, reinit: ReInit | None = None) -> None:
         self._epoch = new
         self._secret_tree = SecretTree(new.cs, new.secrets.encryption_secret, new.tree.n_leaves)
         self._proposals = {}
         self._pending_leaf_keys = {}
-        self._resumption[new.context.epoch] = new.secrets.resumption_psk
+        self._resumption[(new.context.group_id, new.context.epoch)] = new.secrets.resumption_psk
         while len(self._resumption) > LIMITS.max_resumption_epochs:
-            del self._resumption[min(self._resumption)]
+            del self._resumption[min(self._resumption, key=lambda k: k[1])]
+        self.reinit = reinit
 
     def _resolve(
         self, refs: list[ProposalOrRef], committer: int, external: bool = False
@@ -498,8 +557,8 @@ class Group:
                 raise MalformedInput("PSK nonce has the wrong length")  # §8.4
             if psk.psktype == 1:
                 value = self._config.external_psks.get(psk.psk_id)
-            elif psk.usage == 1 and psk.psk_group_id == self.group_id:
-                value = self._resumption.get(psk.psk_epoch)
+            elif resumption_psk_allowed(psk, self.group_id, self.epoch):
+                value = self._resumption.get((psk.psk_group_id, psk.psk_epoch))
             else:
                 value = None
             if value is None:
@@ -602,8 +661,8 @@ class Group:
             keys=keys,
             init_secret=init_secret,
         )
-        self._enter(new)
-        return CommitApplied(new.context.epoch, committer, False)
+        self._enter(new, pset.reinit)
+        return CommitApplied(new.context.epoch, committer, False, pset.reinit is not None)
 
     def _receive_path(
         self, ep: Epoch, pset: ProposalSet, committer: int, commit: Commit, keys: NodeKeys
@@ -634,3 +693,10 @@ class Group:
             cs, tree, committer, commit.path, ep.my_leaf, keys, to_bytes(ctx), set(pset.added)
         )
         return tree, commit_secret, prune_keys(tree, {**keys, **new_keys})
+
+
+def _key_package(data: bytes) -> KeyPackage:
+    msg = from_bytes(data, MLSMessage.decode)
+    if not isinstance(msg.body, KeyPackage):
+        raise MalformedInput("not a KeyPackage")
+    return msg.body
