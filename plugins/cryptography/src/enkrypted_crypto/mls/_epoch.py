@@ -6,7 +6,7 @@ without touching the current, so a rejected commit leaves the group as it was.
 
 from __future__ import annotations
 
-__all__ = ["Epoch", "ProposalSet", "apply_proposals", "next_epoch"]
+__all__ = ["Epoch", "ProposalSet", "apply_proposals", "next_epoch", "receive_path"]
 
 import hmac
 from dataclasses import dataclass, field
@@ -25,6 +25,7 @@ from enkrypted_crypto.mls._keypackage import (
 from enkrypted_crypto.mls._messages import (
     MEMBER,
     MLS10,
+    SRC_COMMIT,
     SRC_UPDATE,
     Add,
     Extension,
@@ -36,6 +37,7 @@ from enkrypted_crypto.mls._messages import (
     ReInit,
     Remove,
     Update,
+    UpdatePath,
     to_bytes,
 )
 from enkrypted_crypto.mls._schedule import (
@@ -46,7 +48,7 @@ from enkrypted_crypto.mls._schedule import (
 )
 from enkrypted_crypto.mls._suite import CipherSuite
 from enkrypted_crypto.mls._tree import RatchetTree
-from enkrypted_crypto.mls._treekem import NodeKeys
+from enkrypted_crypto.mls._treekem import NodeKeys, apply_path_public, decrypt_path, prune_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,3 +251,31 @@ def joined_epoch(
         raise DecryptionFailed
     interim = interim_transcript_hash(cs, ctx.confirmed_transcript_hash, tag)
     return Epoch(cs, ctx, tree, secrets, interim, tag, my_leaf, keys)
+
+
+def receive_path(
+    ep: Epoch,
+    pset: ProposalSet,
+    committer: int,
+    path: UpdatePath,
+    keys: NodeKeys,
+    validate_credential: CredentialValidator,
+    now: int | None,
+) -> tuple[RatchetTree, bytes, NodeKeys]:
+    """Validate, merge and decrypt another member's UpdatePath (§12.4.2 steps on the path):
+    returns the new tree, the commit secret and our pruned node keys."""
+    cs = ep.cs
+    validate_leaf(
+        cs, path.leaf_node, source=SRC_COMMIT, group_id=ep.context.group_id,
+        leaf_index=committer, tree=pset.tree, validate_credential=validate_credential, now=now,
+        replacing=committer,
+    )  # fmt: skip
+    tree = apply_path_public(pset.tree, committer, path)
+    ctx = GroupContext(
+        cs.suite_id, ep.context.group_id, ep.context.epoch + 1, tree.tree_hash(),
+        ep.context.confirmed_transcript_hash, pset.extensions,
+    )  # fmt: skip
+    _, new_keys, commit_secret = decrypt_path(
+        cs, tree, committer, path, ep.my_leaf, keys, to_bytes(ctx), set(pset.added)
+    )
+    return tree, commit_secret, prune_keys(tree, {**keys, **new_keys})

@@ -23,7 +23,13 @@ from enkrypted_crypto.mls._envelopes import (
     Sender,
     Welcome,
 )
-from enkrypted_crypto.mls._epoch import Epoch, ProposalSet, apply_proposals, next_epoch
+from enkrypted_crypto.mls._epoch import (
+    Epoch,
+    ProposalSet,
+    apply_proposals,
+    next_epoch,
+    receive_path,
+)
 from enkrypted_crypto.mls._events import (
     ApplicationMessage,
     CommitApplied,
@@ -51,7 +57,6 @@ from enkrypted_crypto.mls._framing import (
 from enkrypted_crypto.mls._keypackage import (
     KeyPackageBundle,
     sign_leaf,
-    validate_leaf,
 )
 from enkrypted_crypto.mls._limits import LIMITS
 from enkrypted_crypto.mls._messages import (
@@ -102,9 +107,7 @@ from enkrypted_crypto.mls._suite import CipherSuite, suite
 from enkrypted_crypto.mls._tree import RatchetTree
 from enkrypted_crypto.mls._treekem import (
     NodeKeys,
-    apply_path_public,
     create_path,
-    decrypt_path,
     prune_keys,
 )
 from enkrypted_crypto.mls._welcome import build_welcome, open_welcome, sign_group_info
@@ -646,7 +649,9 @@ class Group:
         keys = prune_keys(pset.tree, keys)
         tree, commit_secret = pset.tree, bytes(cs.n_h)
         if commit.path is not None:
-            tree, commit_secret, keys = self._receive_path(ep, pset, committer, commit, keys)
+            tree, commit_secret, keys = receive_path(
+                ep, pset, committer, commit.path, keys, cfg.validate_credential, cfg.now
+            )
         new = next_epoch(
             ep,
             tree=tree,
@@ -663,36 +668,6 @@ class Group:
         )
         self._enter(new, pset.reinit)
         return CommitApplied(new.context.epoch, committer, False, pset.reinit is not None)
-
-    def _receive_path(
-        self, ep: Epoch, pset: ProposalSet, committer: int, commit: Commit, keys: NodeKeys
-    ) -> tuple[RatchetTree, bytes, NodeKeys]:
-        assert commit.path is not None
-        cs = ep.cs
-        validate_leaf(
-            cs,
-            commit.path.leaf_node,
-            source=SRC_COMMIT,
-            group_id=ep.context.group_id,
-            leaf_index=committer,
-            tree=pset.tree,
-            validate_credential=self._config.validate_credential,
-            now=self._config.now,
-            replacing=committer,
-        )
-        tree = apply_path_public(pset.tree, committer, commit.path)
-        ctx = GroupContext(
-            cs.suite_id,
-            ep.context.group_id,
-            ep.context.epoch + 1,
-            tree.tree_hash(),
-            ep.context.confirmed_transcript_hash,
-            pset.extensions,
-        )
-        _, new_keys, commit_secret = decrypt_path(
-            cs, tree, committer, commit.path, ep.my_leaf, keys, to_bytes(ctx), set(pset.added)
-        )
-        return tree, commit_secret, prune_keys(tree, {**keys, **new_keys})
 
 
 def _key_package(data: bytes) -> KeyPackage:
