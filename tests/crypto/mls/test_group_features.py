@@ -328,3 +328,27 @@ def test_branch_keeps_some_members() -> None:
     # The old group goes on.
     bob.process(alice.update().commit)
     _same(alice, bob)
+
+
+def test_late_application_messages_of_recent_epochs() -> None:
+    alice, bob = _pair(GroupConfig())
+    late = [alice.protect(b"sent in epoch %d" % alice.epoch)]
+    bob.process(alice.update().commit)
+    late.append(alice.protect(b"sent in epoch %d" % alice.epoch))
+    bob.process(alice.update().commit)
+    late.append(alice.protect(b"sent in epoch %d" % alice.epoch))
+    bob.process(alice.update().commit)  # epoch 4 now; epochs 2 and 3 are kept
+    with pytest.raises(MalformedInput, match="another group or epoch"):
+        bob.process(late[0])  # epoch 1: too old
+    for message in late[1:]:
+        event = bob.unprotect(message)
+        assert event.data == b"sent in epoch %d" % event.epoch
+    before = bob.snapshot()
+    with pytest.raises(DecryptionFailed):
+        bob.process(late[2])  # its key was used and deleted
+    assert bob.snapshot() == before
+    # Handshake messages of past epochs are never accepted.
+    stale = alice.propose_update()
+    bob.process(alice.commit().commit)
+    with pytest.raises(MalformedInput):
+        bob.process(stale)

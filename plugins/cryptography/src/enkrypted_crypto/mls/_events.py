@@ -35,6 +35,8 @@ class ApplicationMessage:
     sender: int
     data: bytes
     authenticated_data: bytes
+    epoch: int
+    """The epoch it was sent in: the current one, or a recent past one (late delivery)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = ["Group"]
 
+import dataclasses
 from dataclasses import dataclass
 
 from enkrypted_crypto.errors import CryptoUsageError, DecryptionFailed, MalformedInput
@@ -97,6 +98,7 @@ from enkrypted_crypto.mls._resumption import (
     resumption_psk_id,
 )
 from enkrypted_crypto.mls._schedule import (
+    EpochSecrets,
     SecretTree,
     exporter,
     interim_transcript_hash,
@@ -146,6 +148,8 @@ class Group:
         )
         self._proposals: dict[bytes, _Cached] = {}
         self._pending_leaf_keys: dict[bytes, bytes] = {}
+        self._past: dict[int, tuple[Epoch, SecretTree]] = {}
+        """Recent epochs kept only to read late application messages."""
         self._resumption = dict(resumption or {})
         self._resumption[(epoch.context.group_id, epoch.context.epoch)] = (
             epoch.secrets.resumption_psk
@@ -329,7 +333,14 @@ class Group:
     def snapshot(self) -> tuple[object, ...]:
         """Comparable summary of the state (tests assert it is unchanged by rejected input)."""
         ep = self._epoch
-        return (ep, tuple(sorted(self._proposals)), self.active, self._secret_tree.fingerprint())
+        past = tuple((e, t.fingerprint()) for e, (_, t) in sorted(self._past.items()))
+        return (
+            ep,
+            tuple(sorted(self._proposals)),
+            self.active,
+            self._secret_tree.fingerprint(),
+            past,
+        )
 
     # -- framing helpers -----------------------------------------------------------------------
     def _framed(
@@ -526,6 +537,14 @@ class Group:
         return self.commit([], force_path=True)
 
     def _enter(self, new: Epoch, reinit: ReInit | None = None) -> None:
+        # Keep only what reading a late application message needs (§14: delete the rest).
+        secrets = dataclasses.replace(
+            EpochSecrets.unknown(), sender_data_secret=self._epoch.secrets.sender_data_secret
+        )
+        kept = dataclasses.replace(self._epoch, secrets=secrets, keys={})
+        self._past[self.epoch] = (kept, self._secret_tree)
+        while len(self._past) > LIMITS.max_past_epochs:
+            del self._past[min(self._past)]
         self._epoch = new
         self._secret_tree = SecretTree(new.cs, new.secrets.encryption_secret, new.tree.n_leaves)
         self._proposals = {}
@@ -575,9 +594,14 @@ class Group:
         ac, secret_tree = self._authenticate(data)
         content = ac.content.content
         sender = ac.content.sender
+        epoch = ac.content.epoch
         if isinstance(content, bytes):
-            self._secret_tree = secret_tree
-            return ApplicationMessage(sender.index, content, ac.content.authenticated_data)
+            if epoch in self._past:
+                self._past[epoch] = (self._past[epoch][0], secret_tree)
+            else:
+                self._secret_tree = secret_tree
+            aad = ac.content.authenticated_data
+            return ApplicationMessage(sender.index, content, aad, epoch)
         if isinstance(content, Commit):
             if sender == Sender(MEMBER, self._epoch.my_leaf):
                 raise MalformedInput("our own commit came back; it was already applied")
@@ -602,6 +626,9 @@ class Group:
         """
         self._require_active()
         msg = from_bytes(data, MLSMessage.decode)
+        late = self._late_application(msg.body)
+        if late is not None:
+            return late
         ep = self._epoch
         secret_tree = self._secret_tree.copy()
         if isinstance(msg.body, PublicMessage):
@@ -619,6 +646,21 @@ class Group:
         if key is None or not verify_content(ep.cs, ac, key, ep.context_bytes):
             raise DecryptionFailed
         return ac, secret_tree
+
+    def _late_application(self, body: object) -> tuple[AuthenticatedContent, SecretTree] | None:
+        """An application PrivateMessage of a recent past epoch, decrypted with that epoch's
+        keys and checked against that epoch's tree; ``None`` for anything else."""
+        if not isinstance(body, PrivateMessage) or body.content_type != APPLICATION:
+            return None
+        past = self._past.get(body.epoch)
+        if past is None or body.group_id != self.group_id:
+            return None
+        ep, tree = past[0], past[1].copy()
+        ac = decrypt_private(ep.cs, body, tree, ep.secrets.sender_data_secret)
+        key = sender_signature_key(ep.tree, ep.context, ac)
+        if key is None or not verify_content(ep.cs, ac, key, ep.context_bytes):
+            raise DecryptionFailed
+        return ac, tree
 
     def _check_epoch(self, group_id: bytes, epoch: int) -> None:
         if group_id != self.group_id or epoch != self.epoch:

@@ -38,6 +38,8 @@ class MlsLimits:
     """Out-of-order message keys kept per sender ratchet."""
     max_padding: int = 1 << 16
     max_cached_proposals: int = 4096
+    max_past_epochs: int = 2
+    """Past epochs whose application keys are kept for late messages (§14 allows this)."""
     max_resumption_epochs: int = 64
     """Past epochs whose resumption PSK is kept (§8.6)."""
 
