@@ -6,9 +6,18 @@ without touching the current, so a rejected commit leaves the group as it was.
 
 from __future__ import annotations
 
-__all__ = ["Epoch", "ProposalSet", "apply_proposals", "next_epoch", "receive_path"]
+__all__ = [
+    "Epoch",
+    "OwnPath",
+    "ProposalSet",
+    "apply_proposals",
+    "next_epoch",
+    "own_path",
+    "receive_path",
+]
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from enkrypted_crypto.errors import DecryptionFailed, MalformedInput
@@ -31,6 +40,7 @@ from enkrypted_crypto.mls._messages import (
     Extension,
     ExternalInit,
     GroupContextExtensions,
+    LeafNode,
     PreSharedKey,
     PreSharedKeyID,
     Proposal,
@@ -48,7 +58,13 @@ from enkrypted_crypto.mls._schedule import (
 )
 from enkrypted_crypto.mls._suite import CipherSuite
 from enkrypted_crypto.mls._tree import RatchetTree
-from enkrypted_crypto.mls._treekem import NodeKeys, apply_path_public, decrypt_path, prune_keys
+from enkrypted_crypto.mls._treekem import (
+    NodeKeys,
+    apply_path_public,
+    create_path,
+    decrypt_path,
+    prune_keys,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,3 +295,46 @@ def receive_path(
         cs, tree, committer, path, ep.my_leaf, keys, to_bytes(ctx), set(pset.added)
     )
     return tree, commit_secret, prune_keys(tree, {**keys, **new_keys})
+
+
+@dataclass(frozen=True, slots=True)
+class OwnPath:
+    """A committer's UpdatePath (or none) and what it leads to."""
+
+    path: UpdatePath | None
+    tree: RatchetTree
+    commit_secret: bytes
+    keys: NodeKeys
+    path_secrets: dict[int, bytes]
+
+
+def own_path(
+    ep: Epoch,
+    pset: ProposalSet,
+    with_path: bool,
+    make_leaf: Callable[[bytes, bytes], LeafNode],
+    random: Callable[[int], bytes],
+) -> OwnPath:
+    """The committer's side of §12.4.1: a fresh UpdatePath over the tree after proposals,
+    encrypted under the provisional GroupContext; without a path the commit secret is zero."""
+    cs = ep.cs
+    keys = prune_keys(pset.tree, ep.keys)
+    if not with_path:
+        return OwnPath(None, pset.tree, bytes(cs.n_h), keys, {})
+
+    def context_for(final: RatchetTree) -> bytes:
+        ctx = ep.context
+        return to_bytes(
+            GroupContext(
+                cs.suite_id, ctx.group_id, ctx.epoch + 1, final.tree_hash(),
+                ctx.confirmed_transcript_hash, pset.extensions,
+            )
+        )  # fmt: skip
+
+    created = create_path(
+        cs, pset.tree, ep.my_leaf, make_leaf, context_for, set(pset.added), random
+    )
+    keys = prune_keys(created.tree, {**keys, **created.keys})
+    return OwnPath(
+        created.update_path, created.tree, created.commit_secret, keys, created.path_secrets
+    )

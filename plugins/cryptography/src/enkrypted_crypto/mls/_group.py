@@ -26,9 +26,11 @@ from enkrypted_crypto.mls._envelopes import (
 )
 from enkrypted_crypto.mls._epoch import (
     Epoch,
+    OwnPath,
     ProposalSet,
     apply_proposals,
     next_epoch,
+    own_path,
     receive_path,
 )
 from enkrypted_crypto.mls._events import (
@@ -86,7 +88,6 @@ from enkrypted_crypto.mls._messages import (
     ReInit,
     Remove,
     Update,
-    UpdatePath,
     from_bytes,
     to_bytes,
 )
@@ -109,19 +110,9 @@ from enkrypted_crypto.mls._suite import CipherSuite, suite
 from enkrypted_crypto.mls._tree import RatchetTree
 from enkrypted_crypto.mls._treekem import (
     NodeKeys,
-    create_path,
     prune_keys,
 )
 from enkrypted_crypto.mls._welcome import build_welcome, open_welcome, sign_group_info
-
-
-@dataclass(frozen=True, slots=True)
-class _OwnPath:
-    path: UpdatePath | None
-    tree: RatchetTree
-    commit_secret: bytes
-    keys: NodeKeys
-    path_secrets: dict[int, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -496,34 +487,15 @@ class Group:
                 refs.append(ProposalOrRef(reference=ref))
         return refs
 
-    def _own_path(self, pset: ProposalSet, with_path: bool) -> _OwnPath:
+    def _own_path(self, pset: ProposalSet, with_path: bool) -> OwnPath:
         """A fresh UpdatePath over the tree after proposals (§12.4.1), or none."""
-        ep, cs = self._epoch, self._epoch.cs
-        keys = prune_keys(pset.tree, ep.keys)
-        if not with_path:
-            return _OwnPath(None, pset.tree, bytes(cs.n_h), keys, {})
-        leaf = pset.tree.leaf(ep.my_leaf)
+        leaf = pset.tree.leaf(self.my_leaf)
         assert leaf is not None
 
         def make_leaf(enc: bytes, parent_hash: bytes) -> LeafNode:
             return self._leaf_like(leaf, enc, SRC_COMMIT, parent_hash)
 
-        def context_for(final: RatchetTree) -> bytes:
-            ctx = ep.context
-            return to_bytes(
-                GroupContext(
-                    cs.suite_id, ctx.group_id, ctx.epoch + 1, final.tree_hash(),
-                    ctx.confirmed_transcript_hash, pset.extensions,
-                )
-            )  # fmt: skip
-
-        created = create_path(
-            cs, pset.tree, ep.my_leaf, make_leaf, context_for, set(pset.added), self._config.random
-        )
-        keys = prune_keys(created.tree, {**keys, **created.keys})
-        return _OwnPath(
-            created.update_path, created.tree, created.commit_secret, keys, created.path_secrets
-        )
+        return own_path(self._epoch, pset, with_path, make_leaf, self._config.random)
 
     def add(self, key_packages: list[bytes]) -> CommitOutput:
         """Commit Add proposals for these KeyPackage MLSMessages."""
