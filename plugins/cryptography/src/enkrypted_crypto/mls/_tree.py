@@ -114,47 +114,51 @@ class RatchetTree:
 
     # -- hashes (§7.8, §7.9) -------------------------------------------------------------------
     def tree_hash(self, x: int | None = None) -> bytes:
+        """TreeHash of the subtree at ``x`` (the root by default), memoised (§7.8)."""
         if x is None:
             x = tm.root(self.n_leaves)
-        cached = self._hashes.get(x)
-        if cached is not None:
-            return cached
+        return self._hash(x, frozenset())
+
+    def _hash(self, x: int, drop: frozenset[int]) -> bytes:
+        """TreeHash at ``x`` with the leaves in ``drop`` blanked and dropped from unmerged lists
+        (§7.9 "original sibling tree hash").  Subtrees holding none of them use the memo, so
+        parent-hash checks cost O(|drop| log n) hashes rather than a tree copy each."""
+        span = 1 << tm.level(x)
+        first = (x + 1 - span) // 2  # leftmost leaf under x
+        drop = frozenset(u for u in drop if first <= u < first + span)
+        if not drop:
+            cached = self._hashes.get(x)
+            if cached is not None:
+                return cached
         w = Writer()
         node = self.nodes[x]
         if tm.is_leaf(x):
             w.u8(1)
             w.u32(x // 2)
-            w.optional(node if isinstance(node, LeafNode) else None, _put_leaf)
+            leaf = node if isinstance(node, LeafNode) and x // 2 not in drop else None
+            w.optional(leaf, _put_leaf)
         else:
+            parent = node if isinstance(node, ParentNode) else None
+            if parent is not None and drop & set(parent.unmerged_leaves):
+                kept = tuple(u for u in parent.unmerged_leaves if u not in drop)
+                parent = ParentNode(parent.encryption_key, parent.parent_hash, kept)
             w.u8(2)
-            w.optional(node if isinstance(node, ParentNode) else None, _put_parent)
-            w.opaque(self.tree_hash(tm.left(x)))
-            w.opaque(self.tree_hash(tm.right(x)))
+            w.optional(parent, _put_parent)
+            w.opaque(self._hash(tm.left(x), drop))
+            w.opaque(self._hash(tm.right(x), drop))
         out = self.cs.hash(w.getvalue())
-        self._hashes[x] = out
+        if not drop:
+            self._hashes[x] = out
         return out
-
-    def _without_leaves(self, leaves: tuple[int, ...]) -> RatchetTree:
-        """The tree with ``leaves`` blanked and dropped from every unmerged list (§7.9)."""
-        nodes = list(self.nodes)
-        drop = set(leaves)
-        for i, node in enumerate(nodes):
-            if tm.is_leaf(i) and i // 2 in drop:
-                nodes[i] = None
-            elif isinstance(node, ParentNode) and drop & set(node.unmerged_leaves):
-                kept = tuple(u for u in node.unmerged_leaves if u not in drop)
-                nodes[i] = ParentNode(node.encryption_key, node.parent_hash, kept)
-        return RatchetTree(self.cs, nodes)
 
     def parent_hash_of(self, p: int, sibling: int) -> bytes:
         """ParentHash of node ``p`` as seen from the child opposite ``sibling`` (§7.9)."""
         node = self.parent(p)
         assert node is not None
-        base = self._without_leaves(node.unmerged_leaves) if node.unmerged_leaves else self
         w = Writer()
         w.opaque(node.encryption_key)
         w.opaque(node.parent_hash)
-        w.opaque(base.tree_hash(sibling))
+        w.opaque(self._hash(sibling, frozenset(node.unmerged_leaves)))
         return self.cs.hash(w.getvalue())
 
     def parent_hashes_valid(self) -> bool:
