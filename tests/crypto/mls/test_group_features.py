@@ -352,3 +352,29 @@ def test_late_application_messages_of_recent_epochs() -> None:
     bob.process(alice.commit().commit)
     with pytest.raises(MalformedInput):
         bob.process(stale)
+
+
+def test_invalid_proposals_refused_and_conflicts_left_out_of_commits() -> None:
+    alice, bob = _pair(GroupConfig())
+    carol_b = _bundle(b"carol")
+    out = alice.add([key_package_message(carol_b)])
+    bob.process(out.commit)
+    assert out.welcome is not None
+    carol = Group.join(out.welcome, carol_b)
+    # Bob proposes removing a leaf that does not exist: refused on receipt, nothing cached.
+    bogus = bob.propose(Remove(7))
+    before = alice.snapshot()
+    with pytest.raises(MalformedInput, match="blank leaf"):
+        alice.process(bogus)
+    assert alice.snapshot() == before
+    # Conflicting proposals for carol's leaf (a Remove, her Update, a second Remove): the
+    # committer keeps the first and leaves the others out (§12.2).
+    first, second = bob.propose(Remove(carol.my_leaf)), carol.propose_update()
+    third = bob.propose(Remove(carol.my_leaf))
+    for proposal in (first, second, third):
+        alice.process(proposal)
+    bob.process(second)
+    commit = alice.commit()
+    bob.process(commit.commit)
+    _same(alice, bob)
+    assert [i for i, _ in alice.members()] == [0, 1]

@@ -79,6 +79,7 @@ from enkrypted_crypto.mls._messages import (
     Credential,
     Extension,
     ExternalInit,
+    GroupContextExtensions,
     KeyPackage,
     LeafNode,
     PreSharedKey,
@@ -476,14 +477,26 @@ class Group:
         return CommitOutput(message, welcome)
 
     def _committable_refs(self) -> list[ProposalOrRef]:
-        """Cached proposals minus those a committer must leave out: its own Updates and
-        Removes of itself (§12.2); they lapse with the epoch."""
+        """Cached proposals minus those a committer must leave out (§12.2): its own Updates,
+        Removes of itself, ReInit/ExternalInit, and any that conflict with an earlier one
+        (second Update/Remove of a leaf, repeated PSK or signature key, second GCE).  Each was
+        validated on receipt, so what is left applies together."""
         me = self._epoch.my_leaf
-        refs = []
+        refs, seen = [], set()
         for ref, cached in self._proposals.items():
             p, sender = cached.proposal, cached.sender
-            own_update = isinstance(p, Update) and sender == Sender(MEMBER, me)
-            if not own_update and not (isinstance(p, Remove) and p.removed == me):
+            if isinstance(p, Update):
+                key: object = ("leaf", sender.index) if sender.index != me else None
+            elif isinstance(p, Remove):
+                key = ("leaf", p.removed) if p.removed != me else None
+            elif isinstance(p, Add):
+                key = ("sig", p.key_package.leaf_node.signature_key)
+            elif isinstance(p, PreSharedKey):
+                key = ("psk", to_bytes(p.psk))
+            else:
+                key = "gce" if isinstance(p, GroupContextExtensions) else None
+            if key is not None and key not in seen:
+                seen.add(key)
                 refs.append(ProposalOrRef(reference=ref))
         return refs
 
@@ -578,6 +591,9 @@ class Group:
             if sender == Sender(MEMBER, self._epoch.my_leaf):
                 raise MalformedInput("our own commit came back; it was already applied")
             return self._process_commit(ac, content)
+        # Validated now, alone, so an invalid proposal is never cached to break our commit.
+        cfg = self._config
+        apply_proposals(self._epoch, [(content, sender)], -1, cfg.validate_credential, cfg.now)
         ref = self._cache(ac)
         self._secret_tree = secret_tree
         return ProposalQueued(ref, sender, content)
