@@ -91,12 +91,3 @@ def assert_file(
     assert not run.failures, "\n".join(run.failures[:10])
     assert run.ran == expected_run, f"{name}: expected {expected_run} cases to run, ran {run.ran}"
     assert run.passed + sum(run.skipped.values()) == run.total
-
-
-def unsupported_suite_cases(name: str, suite_id: int) -> None:
-    """The skipped cases of one unimplemented suite, reported as a pytest skip with its reason."""
-    n = sum(1 for e in mls(name) if e.get("cipher_suite") == suite_id)
-    assert suite_id not in SUITES
-    if n == 0:
-        pytest.skip(f"{name}: no cases for suite {suite_id}")
-    pytest.skip(f"{UNSUPPORTED_REASONS[suite_id]} ({n} cases of {name})")
