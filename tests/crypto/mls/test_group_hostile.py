@@ -26,7 +26,9 @@ from enkrypted_crypto.mls._messages import (
     COMMIT,
     MEMBER,
     PUBLIC_MESSAGE,
+    SRC_UPDATE,
     Commit,
+    Update,
     from_bytes,
     to_bytes,
 )
@@ -190,3 +192,11 @@ def test_message_for_other_group_rejected() -> None:
     content = dataclasses.replace(msg.body.content, group_id=b"other")
     body = dataclasses.replace(msg.body, content=content)
     _rejected(bob, to_bytes(MLSMessage(PUBLIC_MESSAGE, body)), MalformedInput)
+
+
+def test_update_reusing_the_encryption_key_rejected() -> None:
+    alice, bob, _ = _trio()
+    leaf = bob.tree.leaf(bob.my_leaf)
+    assert leaf is not None
+    stale = bob._leaf_like(leaf, leaf.encryption_key, SRC_UPDATE, b"")
+    _rejected(alice, bob.propose(Update(stale)), MalformedInput)

@@ -164,12 +164,10 @@ def _check_against_tree(leaf: LeafNode, tree: RatchetTree, replacing: int | None
             raise MalformedInput("new leaf does not support a member's credential type")
         if leaf.credential.credential_type not in other.capabilities.credentials:
             raise MalformedInput("a member does not support the new leaf's credential type")
-    for x, node in enumerate(tree.nodes):
-        if (
-            node is not None
-            and node.encryption_key == leaf.encryption_key
-            and x != 2 * (replacing if replacing is not None else -1)
-        ):
+    # A replacing leaf needs a fresh encryption key too, unlike its signature key (§7.3); the
+    # leaf itself is skipped when it is already in place (an external joiner's new leaf).
+    for node in tree.nodes:
+        if node is not None and node is not leaf and node.encryption_key == leaf.encryption_key:
             raise MalformedInput("duplicate encryption key")
 
 
