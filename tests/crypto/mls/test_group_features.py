@@ -378,3 +378,11 @@ def test_invalid_proposals_refused_and_conflicts_left_out_of_commits() -> None:
     bob.process(commit.commit)
     _same(alice, bob)
     assert [i for i, _ in alice.members()] == [0, 1]
+
+
+def test_group_context_extension_unsupported_by_a_member_refused() -> None:
+    alice, _ = _pair(GroupConfig())
+    before = alice.snapshot()
+    with pytest.raises(MalformedInput, match="required capabilities"):
+        alice.commit([GroupContextExtensions((Extension(0xFF01, b"custom"),))])
+    assert alice.snapshot() == before

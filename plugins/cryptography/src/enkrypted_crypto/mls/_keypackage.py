@@ -201,7 +201,14 @@ def validate_key_package(
 
 
 def required_capabilities_ok(leaf: LeafNode, exts: tuple[Extension, ...]) -> bool:
-    """The leaf supports the group's required_capabilities extension (§11.1), if any."""
+    """The leaf supports every non-default GroupContext extension (§12.1.7) and the group's
+    required_capabilities extension (§11.1), if any."""
+    if any(
+        e.extension_type not in DEFAULT_EXTENSIONS
+        and e.extension_type not in leaf.capabilities.extensions
+        for e in exts
+    ):
+        return False
     from enkrypted_crypto.mls._codec import Reader
     from enkrypted_crypto.mls._messages import EXT_REQUIRED_CAPABILITIES, find_extension
 
