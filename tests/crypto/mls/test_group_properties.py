@@ -23,6 +23,7 @@ from enkrypted_crypto.mls import (
     suite,
 )
 from enkrypted_crypto.mls._messages import PRIVATE_MESSAGE, PUBLIC_MESSAGE
+from enkrypted_crypto.mls._suite import SUITES
 from enkrypted_crypto.mls._treekem import prune_keys
 
 Op = tuple[str, int, int]
@@ -116,8 +117,8 @@ class Simulation:
                 assert isinstance(event, ApplicationMessage) and event.sender == who
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ops=OPS, suite_id=st.sampled_from([1, 3]), public=st.booleans())
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=OPS, suite_id=st.sampled_from(sorted(SUITES)), public=st.booleans())
 def test_random_group_operations_keep_members_in_agreement(
     ops: list[Op], suite_id: int, public: bool
 ) -> None:
