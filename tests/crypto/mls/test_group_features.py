@@ -28,6 +28,7 @@ from enkrypted_crypto.mls._messages import (
     EXT_REQUIRED_CAPABILITIES,
     EXTERNAL,
     NEW_MEMBER_PROPOSAL,
+    PRIVATE_MESSAGE,
     Add,
     Credential,
     Extension,
@@ -386,3 +387,26 @@ def test_group_context_extension_unsupported_by_a_member_refused() -> None:
     with pytest.raises(MalformedInput, match="required capabilities"):
         alice.commit([GroupContextExtensions((Extension(0xFF01, b"custom"),))])
     assert alice.snapshot() == before
+
+
+def test_staged_commits_race_through_a_delivery_service() -> None:
+    alice, bob = _pair(GroupConfig(handshake_wire_format=PRIVATE_MESSAGE))
+    # Both commit at once; the delivery service orders bob's first and drops alice's.
+    alice_out = alice.commit(apply=False)
+    bob_out = bob.commit(apply=False)
+    assert alice.epoch == bob.epoch == 1
+    bob.process(bob_out.commit)  # the echo of his own commit merges it
+    alice.process(bob_out.commit)  # another member's commit: alice's staged one lapses
+    _same(alice, bob)
+    with pytest.raises(MalformedInput):
+        bob.process(alice_out.commit)  # stale: the delivery service never delivers it
+    with pytest.raises(CryptoUsageError, match="no staged commit"):
+        alice.merge_pending()
+    # Explicit merge and discard.
+    out = alice.commit(apply=False)
+    alice.discard_pending()
+    assert alice.epoch == 2
+    out = alice.commit(apply=False)
+    assert alice.merge_pending().epoch == 3
+    bob.process(out.commit)
+    _same(alice, bob)

@@ -146,6 +146,8 @@ class Group:
         self._resumption[(epoch.context.group_id, epoch.context.epoch)] = (
             epoch.secrets.resumption_psk
         )
+        self._pending: tuple[Epoch, ReInit | None, bytes] | None = None
+        """Our staged commit: its epoch, ReInit if any, and the message sent."""
         self.active = True
         self.reinit: ReInit | None = None
         """Set once a ReInit commit is applied: the group is suspended (§11.2)."""
@@ -327,6 +329,7 @@ class Group:
         ep = self._epoch
         past = tuple((e, t.fingerprint()) for e, (_, t) in sorted(self._past.items()))
         return (
+            self._pending is not None,
             ep,
             tuple(sorted(self._proposals)),
             self.active,
@@ -441,8 +444,14 @@ class Group:
         *,
         force_path: bool = True,
         authenticated_data: bytes = b"",
+        apply: bool = True,
     ) -> CommitOutput:
-        """Commit cached proposals plus ``proposals`` (inline), apply it, return what to send."""
+        """Commit cached proposals plus ``proposals`` (inline) and return what to send.
+
+        With ``apply`` the new epoch is entered at once; without it the commit is staged until
+        the delivery service confirms it (§14): :meth:`merge_pending` or its echo through
+        :meth:`process` enters it, :meth:`discard_pending` or another member's commit drops it.
+        """
         self._require_active()
         ep, cfg = self._epoch, self._config
         por = self._committable_refs() + [ProposalOrRef(proposal=p) for p in proposals or []]
@@ -473,8 +482,23 @@ class Group:
             info = sign_group_info(new, self._sig, cfg.ratchet_tree_extension)
             w = build_welcome(new, info, joiners, own.path_secrets, pset.psks)
             welcome = to_bytes(MLSMessage(WELCOME, w))
-        self._enter(new, pset.reinit)
+        if apply:
+            self._enter(new, pset.reinit)
+        else:
+            self._pending = (new, pset.reinit, message)
         return CommitOutput(message, welcome)
+
+    def merge_pending(self) -> CommitApplied:
+        """Enter the epoch of our staged commit (the delivery service accepted it)."""
+        if self._pending is None:
+            raise CryptoUsageError("no staged commit")
+        new, reinit, _ = self._pending
+        self._enter(new, reinit)
+        return CommitApplied(new.context.epoch, new.my_leaf, False, reinit is not None)
+
+    def discard_pending(self) -> None:
+        """Drop our staged commit (the delivery service took another one)."""
+        self._pending = None
 
     def _committable_refs(self) -> list[ProposalOrRef]:
         """Cached proposals minus those a committer must leave out (§12.2): its own Updates,
@@ -522,6 +546,7 @@ class Group:
         return self.commit([], force_path=True)
 
     def _enter(self, new: Epoch, reinit: ReInit | None = None) -> None:
+        self._pending = None
         # Keep only what reading a late application message needs (§14: delete the rest).
         secrets = dataclasses.replace(
             EpochSecrets.unknown(), sender_data_secret=self._epoch.secrets.sender_data_secret
@@ -576,6 +601,8 @@ class Group:
     # -- incoming --------------------------------------------------------------------------------
     def process(self, data: bytes) -> ApplicationMessage | ProposalQueued | CommitApplied:
         """Handle one PublicMessage or PrivateMessage MLSMessage from the group (§6, §12)."""
+        if self._pending is not None and data == self._pending[2]:
+            return self.merge_pending()  # the delivery service echoed our staged commit
         ac, secret_tree = self._authenticate(data)
         content = ac.content.content
         sender = ac.content.sender
