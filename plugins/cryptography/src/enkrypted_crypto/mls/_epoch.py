@@ -11,6 +11,7 @@ __all__ = [
     "OwnPath",
     "ProposalSet",
     "apply_proposals",
+    "committable",
     "next_epoch",
     "own_path",
     "receive_path",
@@ -143,6 +144,29 @@ def _check_list(items: list[tuple[Proposal, Sender]], committer: int, external: 
         touched.add(target)
     if gce > 1:
         raise MalformedInput("more than one GroupContextExtensions proposal")
+
+
+def committable(cached: list[tuple[bytes, Proposal, Sender]], me: int) -> list[bytes]:
+    """References of the cached proposals a committer includes (§12.2): not its own Updates or
+    Removes of itself, not ReInit/ExternalInit, and not any that conflict with an earlier one
+    (second Update/Remove of a leaf, repeated PSK or signature key, second GCE).  Each was
+    validated on receipt, so what is left applies together."""
+    refs, seen = [], set()
+    for ref, p, sender in cached:
+        if isinstance(p, Update):
+            key: object = ("leaf", sender.index) if sender.index != me else None
+        elif isinstance(p, Remove):
+            key = ("leaf", p.removed) if p.removed != me else None
+        elif isinstance(p, Add):
+            key = ("sig", p.key_package.leaf_node.signature_key)
+        elif isinstance(p, PreSharedKey):
+            key = ("psk", to_bytes(p.psk))
+        else:
+            key = "gce" if isinstance(p, GroupContextExtensions) else None
+        if key is not None and key not in seen:
+            seen.add(key)
+            refs.append(ref)
+    return refs
 
 
 def apply_proposals(

@@ -12,6 +12,7 @@ __all__ = ["Group"]
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TypeVar
 
 from enkrypted_crypto.errors import CryptoUsageError, DecryptionFailed, MalformedInput
 from enkrypted_crypto.mls._envelopes import (
@@ -29,6 +30,7 @@ from enkrypted_crypto.mls._epoch import (
     OwnPath,
     ProposalSet,
     apply_proposals,
+    committable,
     next_epoch,
     own_path,
     receive_path,
@@ -79,7 +81,6 @@ from enkrypted_crypto.mls._messages import (
     Credential,
     Extension,
     ExternalInit,
-    GroupContextExtensions,
     KeyPackage,
     LeafNode,
     PreSharedKey,
@@ -96,15 +97,15 @@ from enkrypted_crypto.mls._resumption import (
     BRANCH,
     REINIT,
     check_resumed_group,
-    resumption_psk_allowed,
+    group_psk_secret,
     resumption_psk_id,
+    welcome_psk_lookup,
 )
 from enkrypted_crypto.mls._schedule import (
     EpochSecrets,
     SecretTree,
     exporter,
     interim_transcript_hash,
-    psk_secret,
     secrets_from_epoch_secret,
 )
 from enkrypted_crypto.mls._suite import CipherSuite, suite
@@ -186,24 +187,11 @@ class Group:
         """Join from a Welcome MLSMessage (§12.4.3.1); ``resuming`` is our copy of the old
         group when the Welcome re-initialises or branches it (§11.2, §11.3)."""
         config = config or GroupConfig()
-        msg = from_bytes(welcome, MLSMessage.decode)
-        if not isinstance(msg.body, Welcome):
-            raise MalformedInput("not a Welcome")
-        cs = suite(msg.body.cipher_suite)
+        body = _body(welcome, Welcome)
         known = dict(resuming._resumption) if resuming is not None else {}
-
-        def lookup(psk: PreSharedKeyID) -> bytes:
-            if psk.psktype == 1 and psk.psk_id in config.external_psks:
-                return config.external_psks[psk.psk_id]
-            if psk.psktype == 2 and (psk.psk_group_id, psk.psk_epoch) in known:
-                return known[(psk.psk_group_id, psk.psk_epoch)]
-            if psk.psktype == 2 and resuming is None:
-                raise MalformedInput("Welcome resumes a group; pass the old group as resuming")
-            raise MalformedInput("unknown PSK in Welcome")
-
-        joined = open_welcome(
-            cs, msg.body, bundle, ratchet_tree, lookup, config.validate_credential
-        )
+        lookup = welcome_psk_lookup(config.external_psks, known, resuming is not None)
+        cs = suite(body.cipher_suite)
+        joined = open_welcome(cs, body, bundle, ratchet_tree, lookup, config.validate_credential)
         if resuming is not None:
             check_resumed_group(
                 joined.epoch.context, joined.psk_ids, resuming.group_context, resuming.reinit
@@ -260,12 +248,9 @@ class Group:
         """Join by external commit from a GroupInfo MLSMessage carrying ``external_pub``
         (§12.4.3.2).  Returns the group and the commit to send to its members."""
         config = config or GroupConfig()
-        msg = from_bytes(group_info, MLSMessage.decode)
-        if not isinstance(msg.body, GroupInfo):
-            raise MalformedInput("not a GroupInfo")
-        cs = suite(msg.body.group_context.cipher_suite)
+        info = _body(group_info, GroupInfo)
         epoch, commit = join_external(
-            cs, msg.body, ratchet_tree, bundle, config.validate_credential, config.random,
+            suite(info.group_context.cipher_suite), info, ratchet_tree, bundle, config.validate_credential, config.random,
             resync_leaf,
         )  # fmt: skip
         return Group(epoch, bundle.signature_priv, config), commit
@@ -274,10 +259,7 @@ class Group:
     def propose_join(group_info: bytes, bundle: KeyPackageBundle) -> bytes:
         """A would-be member's own Add proposal (``new_member_proposal``, §12.1.8) for the group
         of a GroupInfo MLSMessage; a member commits it and sends the Welcome."""
-        msg = from_bytes(group_info, MLSMessage.decode)
-        if not isinstance(msg.body, GroupInfo):
-            raise MalformedInput("not a GroupInfo")
-        return new_member_proposal(msg.body, bundle)
+        return new_member_proposal(_body(group_info, GroupInfo), bundle)
 
     def group_info(self) -> bytes:
         """A signed GroupInfo MLSMessage with ``external_pub`` (and the ratchet tree when
@@ -501,28 +483,8 @@ class Group:
         self._pending = None
 
     def _committable_refs(self) -> list[ProposalOrRef]:
-        """Cached proposals minus those a committer must leave out (§12.2): its own Updates,
-        Removes of itself, ReInit/ExternalInit, and any that conflict with an earlier one
-        (second Update/Remove of a leaf, repeated PSK or signature key, second GCE).  Each was
-        validated on receipt, so what is left applies together."""
-        me = self._epoch.my_leaf
-        refs, seen = [], set()
-        for ref, cached in self._proposals.items():
-            p, sender = cached.proposal, cached.sender
-            if isinstance(p, Update):
-                key: object = ("leaf", sender.index) if sender.index != me else None
-            elif isinstance(p, Remove):
-                key = ("leaf", p.removed) if p.removed != me else None
-            elif isinstance(p, Add):
-                key = ("sig", p.key_package.leaf_node.signature_key)
-            elif isinstance(p, PreSharedKey):
-                key = ("psk", to_bytes(p.psk))
-            else:
-                key = "gce" if isinstance(p, GroupContextExtensions) else None
-            if key is not None and key not in seen:
-                seen.add(key)
-                refs.append(ProposalOrRef(reference=ref))
-        return refs
+        cached = [(ref, c.proposal, c.sender) for ref, c in self._proposals.items()]
+        return [ProposalOrRef(reference=r) for r in committable(cached, self._epoch.my_leaf)]
 
     def _own_path(self, pset: ProposalSet, with_path: bool) -> OwnPath:
         """A fresh UpdatePath over the tree after proposals (§12.4.1), or none."""
@@ -582,21 +544,10 @@ class Group:
         return out
 
     def _psk_secret(self, psks: tuple[PreSharedKeyID, ...]) -> bytes:
-        cs = self._epoch.cs
-        values: list[tuple[bytes, bytes]] = []
-        for psk in psks:
-            if len(psk.psk_nonce) != cs.n_h:
-                raise MalformedInput("PSK nonce has the wrong length")  # §8.4
-            if psk.psktype == 1:
-                value = self._config.external_psks.get(psk.psk_id)
-            elif resumption_psk_allowed(psk, self.group_id, self.epoch):
-                value = self._resumption.get((psk.psk_group_id, psk.psk_epoch))
-            else:
-                value = None
-            if value is None:
-                raise MalformedInput("unknown or unsupported PSK")
-            values.append((to_bytes(psk), value))
-        return psk_secret(cs, values)
+        ep = self._epoch
+        return group_psk_secret(
+            ep.cs, psks, self._config.external_psks, self._resumption, self.group_id, self.epoch
+        )
 
     # -- incoming --------------------------------------------------------------------------------
     def process(self, data: bytes) -> ApplicationMessage | ProposalQueued | CommitApplied:
@@ -727,8 +678,16 @@ class Group:
         return CommitApplied(new.context.epoch, committer, False, pset.reinit is not None)
 
 
+B = TypeVar("B", KeyPackage, Welcome, GroupInfo)
+
+
+def _body(data: bytes, kind: type[B]) -> B:
+    """The body of an MLSMessage that must be of ``kind``."""
+    body = from_bytes(data, MLSMessage.decode).body
+    if not isinstance(body, kind):
+        raise MalformedInput(f"not a {kind.__name__}")
+    return body
+
+
 def _key_package(data: bytes) -> KeyPackage:
-    msg = from_bytes(data, MLSMessage.decode)
-    if not isinstance(msg.body, KeyPackage):
-        raise MalformedInput("not a KeyPackage")
-    return msg.body
+    return _body(data, KeyPackage)

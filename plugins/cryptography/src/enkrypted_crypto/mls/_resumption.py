@@ -11,20 +11,42 @@ __all__ = [
     "BRANCH",
     "REINIT",
     "check_resumed_group",
+    "group_psk_secret",
     "resumption_psk_allowed",
     "resumption_psk_id",
+    "welcome_psk_lookup",
 ]
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from enkrypted_crypto.errors import MalformedInput
 from enkrypted_crypto.mls._envelopes import GroupContext
-from enkrypted_crypto.mls._messages import PreSharedKeyID, ReInit
+from enkrypted_crypto.mls._messages import PreSharedKeyID, ReInit, to_bytes
+from enkrypted_crypto.mls._schedule import psk_secret
+from enkrypted_crypto.mls._suite import CipherSuite
 
 APPLICATION: Final = 1
 REINIT: Final = 2
 BRANCH: Final = 3
+
+
+def welcome_psk_lookup(
+    external: Mapping[bytes, bytes], known: Mapping[tuple[bytes, int], bytes], resuming: bool
+) -> Callable[[PreSharedKeyID], bytes]:
+    """How a joiner finds the PSKs a Welcome names: external ones by ID, resumption ones from
+    the old group it resumes (§12.4.3.1 step 3)."""
+
+    def lookup(psk: PreSharedKeyID) -> bytes:
+        if psk.psktype == 1 and psk.psk_id in external:
+            return external[psk.psk_id]
+        if psk.psktype == 2 and (psk.psk_group_id, psk.psk_epoch) in known:
+            return known[(psk.psk_group_id, psk.psk_epoch)]
+        if psk.psktype == 2 and not resuming:
+            raise MalformedInput("Welcome resumes a group; pass the old group as resuming")
+        raise MalformedInput("unknown PSK in Welcome")
+
+    return lookup
 
 
 def resumption_psk_allowed(psk: PreSharedKeyID, group_id: bytes, epoch: int) -> bool:
@@ -35,6 +57,31 @@ def resumption_psk_allowed(psk: PreSharedKeyID, group_id: bytes, epoch: int) -> 
     if psk.usage == APPLICATION:
         return psk.psk_group_id == group_id
     return psk.usage in (REINIT, BRANCH) and epoch == 0
+
+
+def group_psk_secret(
+    cs: CipherSuite,
+    psks: tuple[PreSharedKeyID, ...],
+    external: Mapping[bytes, bytes],
+    resumption: Mapping[tuple[bytes, int], bytes],
+    group_id: bytes,
+    epoch: int,
+) -> bytes:
+    """psk_secret (§8.4) of a commit's PSK proposals, each resolved or refused."""
+    values: list[tuple[bytes, bytes]] = []
+    for psk in psks:
+        if len(psk.psk_nonce) != cs.n_h:
+            raise MalformedInput("PSK nonce has the wrong length")  # §8.4
+        if psk.psktype == 1:
+            value = external.get(psk.psk_id)
+        elif resumption_psk_allowed(psk, group_id, epoch):
+            value = resumption.get((psk.psk_group_id, psk.psk_epoch))
+        else:
+            value = None
+        if value is None:
+            raise MalformedInput("unknown or unsupported PSK")
+        values.append((to_bytes(psk), value))
+    return psk_secret(cs, values)
 
 
 def resumption_psk_id(
