@@ -15,7 +15,6 @@ __all__ = [
     "external_senders",
     "new_member_proposal",
     "place_external_joiner",
-    "sender_signature_key",
     "external_pub_extension",
     "join_external",
     "received_init_secret",
@@ -43,7 +42,6 @@ from enkrypted_crypto.mls._messages import (
     EXT_EXTERNAL_SENDERS,
     EXT_RATCHET_TREE,
     EXTERNAL,
-    MEMBER,
     NEW_MEMBER_COMMIT,
     NEW_MEMBER_PROPOSAL,
     PROPOSAL,
@@ -54,12 +52,9 @@ from enkrypted_crypto.mls._messages import (
     Credential,
     Extension,
     ExternalInit,
-    GroupContextExtensions,
     LeafNode,
-    PreSharedKey,
     Proposal,
     ProposalOrRef,
-    ReInit,
     Remove,
     find_extension,
     to_bytes,
@@ -190,39 +185,6 @@ def encode_external_senders(senders: list[tuple[bytes, Credential]]) -> Extensio
 
     w.vector(senders, put)
     return Extension(EXT_EXTERNAL_SENDERS, w.getvalue())
-
-
-_EXTERNAL_PROPOSALS = (Add, Remove, PreSharedKey, ReInit, GroupContextExtensions)
-
-
-def sender_signature_key(
-    tree: RatchetTree, ctx: GroupContext, ac: AuthenticatedContent
-) -> bytes | None:
-    """The key the sender must have signed with (§6.1), or ``None`` for a blank member leaf.
-
-    Non-members send PublicMessages only: external commits (key in the UpdatePath leaf),
-    external senders' proposals (key in ``external_senders``) and a new member's own Add.
-    """
-    sender, content = ac.content.sender, ac.content.content
-    if sender.sender_type == MEMBER:
-        leaf = tree.leaf(sender.index)
-        return leaf.signature_key if leaf is not None else None
-    if ac.wire_format != PUBLIC_MESSAGE:
-        raise MalformedInput("a non-member sent a PrivateMessage")
-    if sender.sender_type == NEW_MEMBER_COMMIT:
-        if isinstance(content, Commit) and content.path is not None:
-            return content.path.leaf_node.signature_key
-        raise MalformedInput("external commit without an UpdatePath")
-    if sender.sender_type == NEW_MEMBER_PROPOSAL:
-        if isinstance(content, Add):
-            return content.key_package.leaf_node.signature_key
-        raise MalformedInput("a new member may only propose its own Add")
-    if not isinstance(content, _EXTERNAL_PROPOSALS):
-        raise MalformedInput("external senders may only send Add/Remove/PSK/ReInit/GCE proposals")
-    senders = external_senders(ctx)
-    if sender.index >= len(senders):
-        raise MalformedInput("unknown external sender")
-    return senders[sender.index][0]
 
 
 def place_external_joiner(

@@ -6,7 +6,13 @@ Every authentication failure here raises the one opaque
 
 from __future__ import annotations
 
-__all__ = ["AuthenticatedContent", "decrypt_private", "encrypt_private"]
+__all__ = [
+    "AuthenticatedContent",
+    "decrypt_private",
+    "encrypt_private",
+    "open_late_application",
+    "sender_signature_key",
+]
 
 import hmac
 from collections.abc import Callable
@@ -16,12 +22,14 @@ from enkrypted_crypto.errors import DecryptionFailed, MalformedInput
 from enkrypted_crypto.mls._codec import Reader, Writer
 from enkrypted_crypto.mls._envelopes import (
     FramedContent,
+    GroupContext,
     PrivateMessage,
     PublicMessage,
     Sender,
     decode_content,
     encode_content,
 )
+from enkrypted_crypto.mls._epoch import Epoch
 from enkrypted_crypto.mls._limits import LIMITS
 from enkrypted_crypto.mls._messages import (
     APPLICATION,
@@ -29,11 +37,19 @@ from enkrypted_crypto.mls._messages import (
     MEMBER,
     MLS10,
     NEW_MEMBER_COMMIT,
+    NEW_MEMBER_PROPOSAL,
     PRIVATE_MESSAGE,
     PUBLIC_MESSAGE,
+    Add,
+    Commit,
+    GroupContextExtensions,
+    PreSharedKey,
+    ReInit,
+    Remove,
 )
 from enkrypted_crypto.mls._schedule import SecretTree
 from enkrypted_crypto.mls._suite import CipherSuite
+from enkrypted_crypto.mls._tree import RatchetTree
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,3 +233,56 @@ def decrypt_private(
         content,
     )
     return AuthenticatedContent(PRIVATE_MESSAGE, framed, signature, tag)
+
+
+_EXTERNAL_PROPOSALS = (Add, Remove, PreSharedKey, ReInit, GroupContextExtensions)
+
+
+def sender_signature_key(
+    tree: RatchetTree, ctx: GroupContext, ac: AuthenticatedContent
+) -> bytes | None:
+    """The key the sender must have signed with (§6.1), or ``None`` for a blank member leaf.
+
+    Non-members send PublicMessages only: external commits (key in the UpdatePath leaf),
+    external senders' proposals (key in ``external_senders``) and a new member's own Add.
+    """
+    sender, content = ac.content.sender, ac.content.content
+    if sender.sender_type == MEMBER:
+        leaf = tree.leaf(sender.index)
+        return leaf.signature_key if leaf is not None else None
+    if ac.wire_format != PUBLIC_MESSAGE:
+        raise MalformedInput("a non-member sent a PrivateMessage")
+    if sender.sender_type == NEW_MEMBER_COMMIT:
+        if isinstance(content, Commit) and content.path is not None:
+            return content.path.leaf_node.signature_key
+        raise MalformedInput("external commit without an UpdatePath")
+    if sender.sender_type == NEW_MEMBER_PROPOSAL:
+        if isinstance(content, Add):
+            return content.key_package.leaf_node.signature_key
+        raise MalformedInput("a new member may only propose its own Add")
+    if not isinstance(content, _EXTERNAL_PROPOSALS):
+        raise MalformedInput("external senders may only send Add/Remove/PSK/ReInit/GCE proposals")
+    from enkrypted_crypto.mls._external import external_senders  # its parser lives there
+
+    senders = external_senders(ctx)
+    if sender.index >= len(senders):
+        raise MalformedInput("unknown external sender")
+    return senders[sender.index][0]
+
+
+def open_late_application(
+    past: dict[int, tuple[Epoch, SecretTree]], body: object, group_id: bytes
+) -> tuple[AuthenticatedContent, SecretTree] | None:
+    """An application PrivateMessage of a kept past epoch, decrypted with that epoch's keys and
+    checked against that epoch's tree; ``None`` for anything else (§14 late delivery)."""
+    if not isinstance(body, PrivateMessage) or body.content_type != APPLICATION:
+        return None
+    kept = past.get(body.epoch)
+    if kept is None or body.group_id != group_id:
+        return None
+    ep, tree = kept[0], kept[1].copy()
+    ac = decrypt_private(ep.cs, body, tree, ep.secrets.sender_data_secret)
+    key = sender_signature_key(ep.tree, ep.context, ac)
+    if key is None or not verify_content(ep.cs, ac, key, ep.context_bytes):
+        raise DecryptionFailed
+    return ac, tree

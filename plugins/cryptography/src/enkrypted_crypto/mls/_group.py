@@ -48,13 +48,14 @@ from enkrypted_crypto.mls._external import (
     new_member_proposal,
     place_external_joiner,
     received_init_secret,
-    sender_signature_key,
 )
 from enkrypted_crypto.mls._framing import (
     AuthenticatedContent,
     decrypt_private,
     encrypt_private,
     from_public,
+    open_late_application,
+    sender_signature_key,
     sign_content,
     to_public,
     verify_content,
@@ -108,6 +109,7 @@ from enkrypted_crypto.mls._schedule import (
     interim_transcript_hash,
     secrets_from_epoch_secret,
 )
+from enkrypted_crypto.mls._state import GroupParts, decode_parts, encode_parts
 from enkrypted_crypto.mls._suite import CipherSuite, suite
 from enkrypted_crypto.mls._tree import RatchetTree
 from enkrypted_crypto.mls._treekem import (
@@ -269,6 +271,32 @@ class Group:
         extra = (external_pub_extension(ep.cs, ep.secrets),)
         info = sign_group_info(ep, self._sig, self._config.ratchet_tree_extension, extra)
         return to_bytes(MLSMessage(GROUP_INFO, info))
+
+    def export_state(self) -> bytes:
+        """Everything this member holds, to save and :meth:`restore_state` later.  It holds all
+        current secrets: encrypt it at rest."""
+        parts = GroupParts(
+            self._epoch, self._sig, self._secret_tree,
+            tuple((ref, c.proposal, c.sender) for ref, c in self._proposals.items()),
+            tuple(self._pending_leaf_keys.items()),
+            tuple((e, ep, tree) for e, (ep, tree) in sorted(self._past.items())),
+            tuple((gid, e, psk) for (gid, e), psk in self._resumption.items()),
+            self._pending, self.active, self.reinit,
+        )  # fmt: skip
+        return encode_parts(parts)
+
+    @staticmethod
+    def restore_state(data: bytes, config: GroupConfig | None = None) -> Group:
+        """A group from :meth:`export_state` bytes (the config is not saved)."""
+        p = decode_parts(data)
+        resumption = {(gid, e): psk for gid, e, psk in p.resumption}
+        group = Group(p.epoch, p.signature_priv, config or GroupConfig(), resumption)
+        group._secret_tree = p.secret_tree
+        group._proposals = {ref: _Cached(prop, sender) for ref, prop, sender in p.proposals}
+        group._pending_leaf_keys = dict(p.pending_leaf_keys)
+        group._past = {e: (ep, tree) for e, ep, tree in p.past}
+        group._pending, group.active, group.reinit = p.pending, p.active, p.reinit
+        return group
 
     # -- read-only views ---------------------------------------------------------------------
     @property
@@ -592,7 +620,7 @@ class Group:
         """
         self._require_active()
         msg = from_bytes(data, MLSMessage.decode)
-        late = self._late_application(msg.body)
+        late = open_late_application(self._past, msg.body, self.group_id)
         if late is not None:
             return late
         ep = self._epoch
@@ -612,21 +640,6 @@ class Group:
         if key is None or not verify_content(ep.cs, ac, key, ep.context_bytes):
             raise DecryptionFailed
         return ac, secret_tree
-
-    def _late_application(self, body: object) -> tuple[AuthenticatedContent, SecretTree] | None:
-        """An application PrivateMessage of a recent past epoch, decrypted with that epoch's
-        keys and checked against that epoch's tree; ``None`` for anything else."""
-        if not isinstance(body, PrivateMessage) or body.content_type != APPLICATION:
-            return None
-        past = self._past.get(body.epoch)
-        if past is None or body.group_id != self.group_id:
-            return None
-        ep, tree = past[0], past[1].copy()
-        ac = decrypt_private(ep.cs, body, tree, ep.secrets.sender_data_secret)
-        key = sender_signature_key(ep.tree, ep.context, ac)
-        if key is None or not verify_content(ep.cs, ac, key, ep.context_bytes):
-            raise DecryptionFailed
-        return ac, tree
 
     def _check_epoch(self, group_id: bytes, epoch: int) -> None:
         if group_id != self.group_id or epoch != self.epoch:

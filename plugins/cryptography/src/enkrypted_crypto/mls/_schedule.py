@@ -22,7 +22,7 @@ from typing import Literal
 
 from enkrypted_crypto.errors import DecryptionFailed, MalformedInput
 from enkrypted_crypto.mls import _tree_math as tm
-from enkrypted_crypto.mls._codec import Writer
+from enkrypted_crypto.mls._codec import Reader, Writer
 from enkrypted_crypto.mls._limits import LIMITS
 from enkrypted_crypto.mls._suite import CipherSuite
 
@@ -177,6 +177,35 @@ class _Ratchet:
         return self._advance(cs)
 
 
+def _put_node_secret(w: Writer, item: tuple[int, bytes]) -> None:
+    w.u32(item[0])
+    w.opaque(item[1])
+
+
+def _put_ratchet(w: Writer, item: tuple[tuple[int, str], _Ratchet]) -> None:
+    (leaf, kind), ratchet = item
+    w.u32(leaf)
+    w.u8(1 if kind == "handshake" else 2)
+    w.opaque(ratchet.secret)
+    w.u32(ratchet.generation)
+
+    def put_kept(w2: Writer, kept: tuple[int, tuple[bytes, bytes]]) -> None:
+        w2.u32(kept[0])
+        w2.opaque(kept[1][0])
+        w2.opaque(kept[1][1])
+
+    w.vector(sorted(ratchet.kept.items()), put_kept)
+
+
+def _get_ratchet(r: Reader) -> tuple[tuple[int, str], _Ratchet]:
+    leaf, kind = r.u32(), "handshake" if r.u8() == 1 else "application"
+    ratchet = _Ratchet(r.opaque())
+    ratchet.generation = r.u32()
+    kept = r.vector(lambda x: (x.u32(), (x.opaque(), x.opaque())), LIMITS.max_kept_keys)
+    ratchet.kept = dict(kept)
+    return (leaf, kind), ratchet
+
+
 class SecretTree:
     """Per-epoch secret tree over ``n_leaves`` leaves rooted at ``encryption_secret`` (§9)."""
 
@@ -187,6 +216,22 @@ class SecretTree:
         self._n_leaves = n_leaves
         self._nodes: dict[int, bytes] = {tm.root(n_leaves): encryption_secret}
         self._ratchets: dict[tuple[int, str], _Ratchet] = {}
+
+    def encode(self, w: Writer) -> None:
+        """Our own serialisation for saved group state (not a wire format)."""
+        w.u32(self._n_leaves)
+        w.vector(sorted(self._nodes.items()), _put_node_secret)
+        w.vector(sorted(self._ratchets.items()), _put_ratchet)
+
+    @staticmethod
+    def decode(cs: CipherSuite, r: Reader) -> SecretTree:
+        n_leaves = r.u32()
+        if n_leaves > LIMITS.max_tree_nodes:
+            raise MalformedInput("saved secret tree too large")
+        tree = SecretTree(cs, b"", n_leaves)
+        tree._nodes = dict(r.vector(lambda x: (x.u32(), x.opaque()), LIMITS.max_tree_nodes))
+        tree._ratchets = dict(r.vector(_get_ratchet, LIMITS.max_tree_nodes))
+        return tree
 
     def copy(self) -> SecretTree:
         other = SecretTree(self._cs, b"", self._n_leaves)
