@@ -8,6 +8,7 @@ and stay exactly as it was, or accept a mutation that kept the message valid.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 
@@ -119,3 +120,16 @@ def test_mutated_welcome_and_group_info_raise_only_crypto_errors(
             Group.join_external(data, _bundle(1, b"erin"))
     except CryptoError:
         pass
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutations=st.lists(MUTATION, min_size=1, max_size=3))
+def test_mutated_saved_state_raises_only_crypto_errors(
+    mutations: list[tuple[str, int, int]],
+) -> None:
+    scenario = _scenario(PRIVATE_MESSAGE)
+    data = scenario.bob().export_state()
+    for kind, a, b in mutations:
+        data = _mutate(data, kind, a, b) or b"\x00"
+    with contextlib.suppress(CryptoError):
+        Group.restore_state(data, scenario.config)
