@@ -291,25 +291,64 @@ def test_backend_refuses_layers_it_cannot_serve_at_start_up(shell_env):
     assert "ml-kem-768" in res.err and "pyca" in res.err
 
 
-def test_a_shadowing_copy_on_sys_path_is_not_imported(shell_env, tmp_path):
-    sh = shell_env()
-    shadow = tmp_path / "shadow"
-    (shadow / "enkrypted_p2p").mkdir(parents=True)
-    (shadow / "enkrypted_p2p" / "__init__.py").write_text("raise SystemExit('shadow imported')\n")
-    res = sh.run("run", extra_env={"PYTHONPATH": str(shadow)})
-    assert res.code == INTEGRITY
-    assert "would load" in res.err and str(shadow) in res.err
-
-
-def test_a_shadowing_copy_of_a_plugin_dependency_is_not_imported(shell_env, tmp_path):
+def test_a_shadowing_copy_on_pythonpath_is_never_seen(shell_env, tmp_path):
+    """The launcher re-executes under ``python -I -S``: PYTHONPATH copies of a plugin, of a plugin
+    dependency, of the shell itself or of its libraries are not on sys.path at all."""
     sh = shell_env("enkrypted-shell", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto",
                    "enkrypted-crypto-nacl")
+    sh.env.install_requirements("pynacl")
     shadow = tmp_path / "shadow"
-    (shadow / "enkrypted_crypto").mkdir(parents=True)
-    (shadow / "enkrypted_crypto" / "__init__.py").write_text("raise SystemExit('shadow imported')\n")
-    res = sh.run("--crypto", "crypto-nacl", "run", extra_env={"PYTHONPATH": str(shadow)})
-    assert res.code == INTEGRITY, res.err
-    assert "enkrypted_crypto" in res.err and "would load" in res.err and str(shadow) in res.err
+    marker = tmp_path / "shadow-ran"
+    for package in ("enkrypted_p2p", "enkrypted_crypto", "enkrypted_shell", "pluggy", "click", "cryptography", "nacl"):
+        (shadow / package).mkdir(parents=True)
+        (shadow / package / "__init__.py").write_text(
+            f"import pathlib; pathlib.Path({str(marker)!r}).write_text({package!r})\n"
+        )
+    for args in (["--crypto", "crypto-pyca", "run"], ["--crypto", "crypto-nacl", "run"], ["--crypto", "crypto-nacl", "plugins", "verify"]):
+        res = sh.run(*args, extra_env={"PYTHONPATH": str(shadow)})
+        assert res.code == 0, res.err
+        assert not marker.exists(), marker.read_text()
+
+
+def test_a_sitecustomize_that_ran_before_the_shell_is_a_compromised_environment(shell_env, tmp_path):
+    """A sitecustomize on PYTHONPATH runs when the launcher's Python starts, before any of our
+    code: the launcher says so and stops (exit 10)."""
+    sh = shell_env()
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text("X = 1\n")
+    res = sh.run("run", extra_env={"PYTHONPATH": str(hooks)})
+    assert res.code == INTEGRITY
+    assert "sitecustomize ran from" in res.err and "compromised" in res.err
+
+
+def test_an_unrecorded_pth_in_site_packages_is_refused_and_never_runs_in_the_shell(shell_env, tmp_path):
+    sh = shell_env()
+    marker = tmp_path / "pth-ran-in-shell"
+    pth = sh.site() / "zz_evil.pth"
+    # A .pth line starting with "import" is executed by site; it records the executing process.
+    pth.write_text(
+        f"import os, sys, pathlib; sys.flags.no_site or pathlib.Path({str(marker)!r}).write_text(str(os.getpid()))\n"
+    )
+    for args in (["plugins", "verify"], ["run"], ["plugins", "lock"]):
+        res = sh.run(*args)
+        assert res.code == INTEGRITY, (args, res.err)
+        assert "zz_evil.pth" in res.err and "compromised" in res.err
+    log = [json.loads(line) for line in (sh.home / "load-log.jsonl").read_text().splitlines()]
+    assert log[-1]["event"] == "refused" and "zz_evil.pth" in log[-1]["reason"]
+    dev = sh.run("--dev", "run")
+    assert dev.code == 0, dev.err
+    assert "unrecorded start-up hooks admitted" in dev.err and "zz_evil.pth" in dev.err
+    log = [json.loads(line) for line in (sh.home / "load-log.jsonl").read_text().splitlines()]
+    assert any(r["event"] == "admitted-startup-hooks-dev" for r in log)
+
+
+def test_a_pth_recorded_by_its_distribution_is_not_a_startup_hook_problem(shell_env):
+    """Ordinary environments carry recorded .pth files (setuptools' distutils-precedence.pth)."""
+    sh = shell_env()
+    sh.env.install_requirements("setuptools")
+    assert any(p.suffix == ".pth" for p in sh.site().iterdir())
+    assert sh.run("plugins", "verify").code == 0
 
 
 def test_a_flipped_direct_url_does_not_make_a_wheel_install_editable(shell_env):

@@ -1,3 +1,3 @@
-from ._cli.main import main
+from ._boot import main
 
 main()

@@ -118,6 +118,13 @@ def _candidate(ep: metadata.EntryPoint) -> Candidate:
     editable = _is_editable(dist) and not any(p.startswith(f"{package}/") for p in paths)
     if editable:
         data = _editable_manifest(package)
+        if data is None:  # its sources are reached through a .pth, which the isolated start skips
+            raise IntegrityError(
+                f"{where} is an editable install (found through a .pth file, which the shell does "
+                "not run); its files cannot be verified",
+                plugin=ep.name,
+                fix="install the wheel, or pass --dev (ENKRYPTED_DEV=1) to load it unverified",
+            )
     elif wanted in paths:
         data = read_recorded(dist, rows, wanted, where=where, name=ep.name)
     else:

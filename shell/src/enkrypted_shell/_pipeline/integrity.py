@@ -82,7 +82,8 @@ def content_digest(entries: Iterable[tuple[str, str]]) -> str:
     return "sha256:" + hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
 
 
-def _b64(data: bytes) -> str:
+def record_hash(data: bytes) -> str:
+    """The RECORD form of a file hash: urlsafe base64 of its sha256, unpadded (PEP 376 / 627)."""
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode("ascii")
 
 
@@ -389,7 +390,7 @@ def _check_file(where: str, name: str, path: str, location: str, expected: str) 
         ) from None
     except OSError as exc:
         raise IntegrityError(f"{where}: cannot read {_safe(path)}: {exc}", plugin=name) from exc
-    if _b64(data) != expected:
+    if record_hash(data) != expected:
         raise IntegrityError(
             f"{where}: {_safe(path)} was changed after install (sha256 differs from RECORD)",
             plugin=name,

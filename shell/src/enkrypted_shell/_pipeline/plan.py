@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = ["Plan", "PlannedPlugin", "StartOptions", "prepare"]
 
 import contextlib
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -131,6 +132,7 @@ def prepare(options: StartOptions, *, record: bool = True) -> Plan:
 
 
 def _prepare(options: StartOptions, log: LoadLog | None) -> Plan:
+    _check_startup_hooks(options, log)
     found = discover()
     if found.broken:
         raise found.broken[0]
@@ -166,6 +168,30 @@ def _prepare(options: StartOptions, log: LoadLog | None) -> Plan:
             ]
         )
     return Plan(plugins, lock)
+
+
+def _check_startup_hooks(options: StartOptions, log: LoadLog | None) -> None:
+    """Refuse an environment with a start-up hook (.pth, sitecustomize, usercustomize) that no
+    installed distribution records (:mod:`.environment`); ``--dev`` admits it loudly, logged."""
+    from .._boot import site_folders
+    from .environment import unrecorded_hooks
+
+    hooks = unrecorded_hooks(site_folders())
+    if not hooks:
+        return
+    names = ", ".join(hook.path for hook in hooks)
+    ran = "ran in this process" if not sys.flags.no_site else "did not run in the shell's process"
+    if options.dev:
+        sys.stderr.write(f"WARNING: dev mode: unrecorded start-up hooks admitted: {names}\n")
+        if log is not None:
+            log.append("admitted-startup-hooks-dev", hooks=[hook.path for hook in hooks])
+        return
+    raise IntegrityError(
+        f"start-up hook(s) no installed distribution records: {names} ({ran}, but Python runs "
+        "them in every normal start of this environment, the enkrypted launcher included): "
+        "this environment is compromised",
+        fix="remove them and treat what they could reach as exposed; --dev admits them (logged)",
+    )
 
 
 def _verify(
