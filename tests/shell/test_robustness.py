@@ -302,13 +302,18 @@ def test_tuf_targets_with_bad_shapes() -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        'lock-version = "1.0"\npackages = 5\n',
-        'lock-version = "1.0"\npackages = "crypto"\n',
-        'lock-version = "1.0"\npackages = {slot = "crypto"}\n',
-        'lock-version = "1.0"\npackages = [5]\n',
-        'lock-version = "1.0"\ncreated-by = 3\n',
-        pytest.param('lock-version = "1.0"\n' + DEEP_TOML, id="deep"),
-        b'lock-version = "1.0"\n\xff\n',
+        'lock-version = "2.0"\npackages = 5\n',
+        'lock-version = "2.0"\npackages = "crypto"\n',
+        'lock-version = "2.0"\npackages = {slot = "crypto"}\n',
+        'lock-version = "2.0"\npackages = [5]\n',
+        'lock-version = "2.0"\ncreated-by = 3\n',
+        pytest.param('lock-version = "2.0"\n' + DEEP_TOML, id="deep"),
+        'lock-version = "2.0"\nlibraries = 5\n',
+        'lock-version = "2.0"\n[[libraries]]\nname = "x"\n',
+        'lock-version = "2.0"\n[[libraries]]\nname = "x"\nversion = "1"\nfiles-digest = "sha256:00"\n[libraries.files]\n"x/__init__.py" = "abc"\n',
+        'lock-version = "2.0"\n[[libraries]]\nname = "x"\nversion = "1"\nfiles-digest = "sha256:00"\nfiles = {"x.py" = 5}\n',
+        'lock-version = "1.0"\n',
+        b'lock-version = "2.0"\n\xff\n',
     ],
 )
 def test_malformed_locks_are_usage_errors(text: str | bytes) -> None:
@@ -317,7 +322,7 @@ def test_malformed_locks_are_usage_errors(text: str | bytes) -> None:
 
 
 def test_lock_accepts_bytes() -> None:
-    assert parse_lock(b'lock-version = "1.0"\n', source="l.toml").entries == {}
+    assert parse_lock(b'lock-version = "2.0"\n', source="l.toml").entries == {}
 
 
 # ------------------------------------------------------------------------------------- TUF (#10)

@@ -179,7 +179,7 @@ def test_lock_round_trip_and_drift():
     with pytest.raises(errors.ShellUsageError):
         parse_lock('lock-version = "9"', source="t")
     with pytest.raises(errors.ShellUsageError):
-        parse_lock('lock-version = "1.0"\n[[packages]]\nslot = "crypto"\n', source="t")
+        parse_lock('lock-version = "2.0"\n[[packages]]\nslot = "crypto"\n', source="t")
 
 
 def test_load_log_chain(tmp_path):

@@ -13,11 +13,14 @@ Python that started normally: ``PYTHONPATH``, the user site, the current directo
 
 Start-up hooks found there are refused by the load pipeline (:mod:`._pipeline.environment`) unless a
 distribution records them; ``--dev`` (``ENKRYPTED_DEV=1``) processes ``.pth`` files (editable
-installs need them), loudly. This module imports only the standard library.
+installs need them), loudly. This module imports only the standard library (and, for ``--locked``,
+shell modules that do too); it runs as ``__main__`` in the isolated process, so it imports the
+package by absolute name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import sysconfig
@@ -105,7 +108,52 @@ def main() -> NoReturn:
     _run_cli(argv)
 
 
+def _option(argv: list[str], name: str) -> str | None:
+    """The value of ``--name VALUE`` / ``--name=VALUE`` among the shell's own options."""
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg[len(name) + 1 :]
+    return None
+
+
+def _check_locked_libraries(argv: list[str]) -> None:
+    """With ``--locked``: re-hash every library the lock pins *before* click, pluggy or any other
+    third-party module is imported (the CLI imports them), so an edited library is refused before
+    its code runs. The shell modules used here import only the standard library."""
+    if "--locked" not in (argv[: argv.index("--")] if "--" in argv else argv):
+        return
+    from enkrypted_shell._state.config import default_home
+
+    home = Path(_option(argv, "--home") or os.environ.get("ENKRYPTED_HOME") or default_home())
+    path = Path(_option(argv, "--lock") or home.expanduser() / "plugins.lock.toml")
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return  # the pipeline reports a missing or unreadable lock with its usual refusal
+    from enkrypted_shell._pipeline.closure import check_libraries, remember_verified
+    from enkrypted_shell._pipeline.lock import parse_lock
+    from enkrypted_shell.errors import ShellError
+
+    try:
+        check_libraries(parse_lock(data, source=str(path)).libraries)
+    except ShellError as exc:
+        from enkrypted_shell._state.loadlog import LoadLog
+
+        with contextlib.suppress(ShellError, OSError):  # the refusal must reach the user anyway
+            LoadLog(home.expanduser() / "load-log.jsonl").append(
+                "refused", plugin=exc.plugin, rule=exc.rule, reason=exc.message, dev=False
+            )
+        sys.stderr.write(f"enkrypted: refused ({exc.rule}): {exc}\n")
+        sys.exit(int(exc.exit_code))
+    remember_verified(data)
+
+
 def _run_cli(argv: list[str]) -> NoReturn:
+    _check_locked_libraries(argv)
     from enkrypted_shell._cli.main import main as cli_main
 
     result = cli_main(argv)

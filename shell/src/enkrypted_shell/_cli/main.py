@@ -276,7 +276,7 @@ def plugins_verify(inv: Invocation, locked: bool, as_json: bool) -> None:
 def plugins_lock(inv: Invocation, output: Path | None) -> None:
     """Pin the verified selection (per slot: distribution, version, content digest)."""
     from .._pipeline.lock import Lock, LockEntry, dump_lock
-    from .._pipeline.plan import prepare
+    from .._pipeline.plan import locked_libraries, prepare
 
     plan = prepare(inv.options(locked=False))
     entries = {}
@@ -296,10 +296,13 @@ def plugins_lock(inv: Invocation, output: Path | None) -> None:
             signer=p.provenance.signer_keyid if p.provenance else None,
             dependencies=p.dependency_pins,
         )
+    libraries = locked_libraries(plan)
     target = output or inv.lock_path
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(dump_lock(Lock(entries, f"enkrypted-shell {__version__}")), "utf-8")
-    click.echo(f"wrote {target}")
+    lock = Lock(entries, f"enkrypted-shell {__version__}", libraries)
+    target.write_text(dump_lock(lock), "utf-8")
+    files = sum(len(lib.files) for lib in libraries.values())
+    click.echo(f"wrote {target} ({len(entries)} plugins, {len(libraries)} libraries, {files} files)")
 
 
 @plugins.command("graph")

@@ -1,8 +1,8 @@
-"""The plugin lock (pylock.toml-inspired): one pinned distribution per slot.
+"""The lock (pylock.toml-inspired): one pinned plugin per slot, and every library they run on.
 
 ::
 
-    lock-version = "1.0"
+    lock-version = "2.0"
     created-by = "enkrypted-shell 0.1.0"
 
     [[packages]]
@@ -15,7 +15,15 @@
     index = "http://…/simple/"     # optional
     signer = "…"                   # optional: provenance signer identity
 
-``run --locked`` refuses any drift and names it.
+    [[libraries]]                  # the shell and every third-party distribution the plugins
+    name = "cryptography"          # and the shell import (``closure.runtime_closure``)
+    version = "50.0.2"
+    files-digest = "sha256:…"      # over the table below
+    wheel-sha256 = "…"             # optional: when the installer recorded it (direct_url.json)
+    [libraries.files]              # every installed file, hashed at lock time (RECORD form)
+    "cryptography/__init__.py" = "…"
+
+``run --locked`` / ``plugins verify --locked`` refuse any drift and name it (``closure``).
 """
 
 from __future__ import annotations
@@ -24,12 +32,15 @@ __all__ = ["LOCK_VERSION", "Lock", "LockEntry", "check_locked", "dump_lock", "pa
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 
 from ..contracts import SLOTS
 from ..errors import LockMismatchError, ShellUsageError
+from ..limits import LIMITS
+from .closure import LockedLibrary
 
-LOCK_VERSION = "1.0"
+LOCK_VERSION = "2.0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +66,7 @@ class Lock:
 
     entries: Mapping[str, LockEntry]
     created_by: str = ""
+    libraries: Mapping[str, LockedLibrary] = field(default_factory=lambda: MappingProxyType({}))
 
     def dists(self) -> dict[str, str]:
         return {slot: e.name for slot, e in self.entries.items()}
@@ -75,7 +87,21 @@ def dump_lock(lock: Lock) -> str:
         packages.append({k: v for k, v in row.items() if v is not None and v != []})
     import tomli_w  # only `plugins lock` writes; keep it out of start-up
 
-    doc = {"lock-version": LOCK_VERSION, "created-by": lock.created_by, "packages": packages}
+    libraries = [
+        {
+            "name": lib.name,
+            "version": lib.version,
+            "files-digest": lib.files_digest,
+            "files": dict(sorted(lib.files.items())),
+        }
+        for _, lib in sorted(lock.libraries.items())
+    ]
+    doc = {
+        "lock-version": LOCK_VERSION,
+        "created-by": lock.created_by,
+        "packages": packages,
+        "libraries": libraries,
+    }
     return tomli_w.dumps(doc)
 
 
@@ -92,7 +118,8 @@ def parse_lock(text: str | bytes, *, source: str) -> Lock:
         raise ShellUsageError(f"{source}: not a valid lock file (nested too deeply)") from exc
     if doc.get("lock-version") != LOCK_VERSION:
         raise ShellUsageError(
-            f"{source}: lock-version {doc.get('lock-version')!r} is not {LOCK_VERSION!r}",
+            f"{source}: lock-version {doc.get('lock-version')!r} is not {LOCK_VERSION!r} "
+            "(a 1.0 lock does not pin the libraries the plugins run on)",
             fix="re-create it with `enkrypted plugins lock`",
         )
     packages = doc.get("packages", [])
@@ -107,7 +134,31 @@ def parse_lock(text: str | bytes, *, source: str) -> Lock:
         if entry.slot in entries:
             raise ShellUsageError(f"{source}: slot {entry.slot!r} is pinned twice")
         entries[entry.slot] = entry
-    return Lock(entries, created_by)
+    return Lock(entries, created_by, _libraries(doc.get("libraries", []), source))
+
+
+def _libraries(rows: object, source: str) -> Mapping[str, LockedLibrary]:
+    if not isinstance(rows, list):
+        raise ShellUsageError(f"{source}: libraries must be an array of [[libraries]] tables")
+    found: dict[str, LockedLibrary] = {}
+    for row in rows:
+        if not isinstance(row, dict):
+            raise ShellUsageError(f"{source}: [[libraries]] rows must be tables")
+        name, version, digest, files = (row.get(k) for k in ("name", "version", "files-digest", "files"))
+        if not all(isinstance(v, str) for v in (name, version, digest)) or not isinstance(files, dict):
+            raise ShellUsageError(f"{source}: a [[libraries]] row needs name, version, files-digest, files")
+        if len(files) > LIMITS.provenance_files or not all(
+            isinstance(p, str) and isinstance(h, str) for p, h in files.items()
+        ):
+            raise ShellUsageError(f"{source}: library {name!r} has a bad or oversized files table")
+        assert isinstance(name, str) and isinstance(version, str)
+        library = LockedLibrary(name, version, MappingProxyType(dict(files)))
+        if library.files_digest != digest:
+            raise ShellUsageError(f"{source}: library {name!r}: files-digest does not match its files")
+        if name in found:
+            raise ShellUsageError(f"{source}: library {name!r} is pinned twice")
+        found[name] = library
+    return MappingProxyType(found)
 
 
 def _entry(row: object, source: str) -> LockEntry:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from .._version import __version__
 
 if TYPE_CHECKING:
+    from .closure import LockedLibrary
     from .lock import Lock
 
 from .._state.loadlog import LoadLog
@@ -102,6 +103,19 @@ class Plan(NamedTuple):
     lock: Lock | None
 
 
+def _check_libraries(lock: Lock, path: Path) -> None:
+    """Every library the lock pins, re-hashed - unless the launcher did exactly that for the same
+    lock bytes in this process, before any of them was imported (``_boot``)."""
+    from .closure import check_libraries, verified_in_this_process
+
+    try:
+        already = verified_in_this_process(path.read_bytes())
+    except OSError:
+        already = False
+    if not already:
+        check_libraries(lock.libraries)
+
+
 def _read_lock(path: Path) -> Lock:
     from .lock import parse_lock  # only --locked reads a lock
 
@@ -160,6 +174,8 @@ def _prepare(options: StartOptions, log: LoadLog | None) -> Plan:
                 signer=planned.provenance.signer_keyid if planned.provenance else None,
                 dependencies=planned.dependency_pins,
             )
+    if lock is not None and options.lock_path is not None:
+        _check_libraries(lock, options.lock_path)
     if log is not None:
         log.append_many(
             [
@@ -168,6 +184,27 @@ def _prepare(options: StartOptions, log: LoadLog | None) -> Plan:
             ]
         )
     return Plan(plugins, lock)
+
+
+def locked_libraries(plan: Plan) -> Mapping[str, LockedLibrary]:
+    """What ``plugins lock`` pins beside the plugins: the shell and every third-party distribution
+    in the ``Requires-Dist`` closure of the shell and of the planned plugins (:mod:`.closure`)."""
+    from importlib import metadata
+
+    from .closure import runtime_closure, snapshot
+
+    plugins = {r.distribution for p in plan.plugins.values() for r in p.reports}
+    plugins |= {p.candidate.dist_name for p in plan.plugins.values()}
+    try:
+        shell = metadata.distribution("enkrypted-shell")
+    except metadata.PackageNotFoundError as exc:
+        raise ShellUsageError(
+            "cannot lock: enkrypted-shell is not installed here (a source checkout)",
+            fix="install the enkrypted-shell wheel",
+        ) from exc
+    roots = ["enkrypted-shell", *sorted(plugins)]
+    dists = [shell, *runtime_closure(roots, exclude=plugins, extras={"enkrypted-shell": frozenset({"sigstore"})})]
+    return MappingProxyType({str(d.metadata["Name"]): snapshot(d) for d in dists})
 
 
 def _check_startup_hooks(options: StartOptions, log: LoadLog | None) -> None:

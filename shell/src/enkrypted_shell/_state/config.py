@@ -14,12 +14,11 @@ from __future__ import annotations
 __all__ = ["Config", "default_home", "load_config"]
 
 import os
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import platformdirs
 
 from ..contracts import SLOTS
 from ..errors import ShellUsageError
@@ -32,8 +31,20 @@ class Config:
 
 
 def default_home() -> Path:
+    """``ENKRYPTED_HOME``, else the platform's user data folder (platformdirs' ``user_data_dir``).
+
+    On Linux the XDG rule is applied here without importing platformdirs, so the launcher can find
+    the lock before any third-party library is imported (``_boot``); a test pins it to platformdirs.
+    """
     env = os.environ.get("ENKRYPTED_HOME")
-    return Path(env) if env else Path(platformdirs.user_data_dir("enkrypted"))
+    if env:
+        return Path(env)
+    if sys.platform.startswith("linux"):
+        data = os.environ.get("XDG_DATA_HOME", "").strip() or os.path.expanduser("~/.local/share")
+        return Path(data) / "enkrypted"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("enkrypted"))
 
 
 def load_config(home: Path) -> Config:

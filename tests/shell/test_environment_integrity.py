@@ -1,0 +1,130 @@
+"""The whole import path is verified (docs/trust-model.md "What a locked start verifies"):
+``plugins lock`` pins every library the loaded set runs on, file by file, and ``--locked`` refuses
+any drift in them, naming the distribution and the file. Real wheels in throw-away environments.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import tomllib
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+LOCK = 12
+
+
+def _locked(sh):
+    res = sh.run("plugins", "lock")
+    assert res.code == 0, res.err
+    assert "libraries" in res.out
+    return tomllib.loads((sh.home / "plugins.lock.toml").read_text("utf-8"))
+
+
+def test_the_lock_pins_the_shell_and_every_library_under_the_plugins(shell_env):
+    sh = shell_env()
+    lock = _locked(sh)
+    assert lock["lock-version"] == "2.0"
+    names = {lib["name"].lower() for lib in lock["libraries"]}
+    assert {"enkrypted-shell", "cryptography", "pluggy", "click", "packaging", "cffi"} <= names
+    assert not names & {"enkrypted-p2p", "enkrypted-crypto", "enkrypted-ui-cli"}  # pinned as plugins
+    crypto = next(lib for lib in lock["libraries"] if lib["name"].lower() == "cryptography")
+    assert any(p.endswith(".so") for p in crypto["files"])  # extension modules too
+    assert any("__pycache__" in p for p in crypto["files"])  # and the bytecode Python would load
+    assert sh.run("plugins", "verify", "--locked").code == 0
+    assert sh.run("run", "--locked").code == 0
+
+
+@pytest.mark.parametrize(
+    ("library", "relative"),
+    [
+        ("cryptography", "cryptography/hazmat/primitives/ciphers/aead.py"),
+        ("pluggy", "pluggy/_manager.py"),
+        ("click", "click/core.py"),
+        ("enkrypted_shell", "enkrypted_shell/_pipeline/plan.py"),
+    ],
+)
+def test_an_edited_library_file_is_refused_naming_it(shell_env, library, relative):
+    sh = shell_env()
+    _locked(sh)
+    target = sh.site() / relative
+    target.write_text(target.read_text("utf-8") + "\n# edited after the lock\n", "utf-8")
+    for args in (["plugins", "verify", "--locked"], ["run", "--locked"]):
+        res = sh.run(*args)
+        assert res.code == LOCK, (args, res.err)
+        assert relative in res.err and "drifted from the lock" in res.err
+    assert sh.run("plugins", "verify").code == 0  # without --locked the libraries are version-checked only
+
+
+def test_an_edit_that_also_rewrites_record_is_still_refused(shell_env):
+    sh = shell_env()
+    _locked(sh)
+    relative = "pluggy/_hooks.py"
+    target = sh.site() / relative
+    data = target.read_bytes() + b"\nEVIL = 1\n"
+    target.write_bytes(data)
+    record = next(sh.site().glob("pluggy-*.dist-info")) / "RECORD"
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    lines = [
+        f"{relative},sha256={digest},{len(data)}" if line.startswith(relative + ",") else line
+        for line in record.read_text().splitlines()
+    ]
+    record.write_text("\n".join(lines) + "\n")
+    res = sh.run("run", "--locked")
+    assert res.code == LOCK and relative in res.err
+
+
+def test_a_planted_bytecode_file_is_refused(shell_env):
+    """A .pyc beside a verified source could be loaded instead of it."""
+    sh = shell_env()
+    _locked(sh)
+    planted = sh.site() / "click" / "__pycache__" / "planted.cpython-311.pyc"
+    planted.write_bytes(b"\x00" * 16)
+    res = sh.run("run", "--locked")
+    assert res.code == LOCK and "click/__pycache__/planted.cpython-311.pyc" in res.err
+
+
+def test_a_replaced_library_version_is_refused(shell_env):
+    from tools.workspace import WHEELHOUSE
+
+    sh = shell_env()
+    _locked(sh)
+    old = sorted(WHEELHOUSE.glob("cryptography-45*.whl"))
+    sh.env.install(old[0], no_deps=True)
+    res = sh.run("run", "--locked")
+    assert res.code == LOCK and "cryptography" in res.err and "45.0.7" in res.err
+
+
+def test_an_old_lock_without_libraries_is_refused_with_the_fix(shell_env):
+    sh = shell_env()
+    (sh.home).mkdir(parents=True, exist_ok=True)
+    (sh.home / "plugins.lock.toml").write_text('lock-version = "1.0"\n', "utf-8")
+    res = sh.run("run", "--locked")
+    assert res.code == 2 and "re-create it with `enkrypted plugins lock`" in res.err
+
+
+def test_a_drifted_library_is_refused_before_its_code_runs(shell_env, tmp_path):
+    """With --locked the launcher re-hashes the libraries before click or pluggy are imported."""
+    sh = shell_env()
+    _locked(sh)
+    marker = tmp_path / "click-ran"
+    core = sh.site() / "click" / "__init__.py"
+    core.write_text(f"import pathlib; pathlib.Path({str(marker)!r}).write_text('x')\n" + core.read_text("utf-8"))
+    res = sh.run("run", "--locked")
+    assert res.code == LOCK and "click/__init__.py" in res.err
+    assert not marker.exists()
+    log = (sh.home / "load-log.jsonl").read_text("utf-8").splitlines()
+    assert '"refused"' in log[-1] and "click/__init__.py" in log[-1]
+
+
+def test_the_default_home_is_platformdirs_user_data_dir(monkeypatch):
+    import platformdirs
+
+    from enkrypted_shell._state.config import default_home
+
+    monkeypatch.delenv("ENKRYPTED_HOME", raising=False)
+    assert str(default_home()) == platformdirs.user_data_dir("enkrypted")
+    monkeypatch.setenv("XDG_DATA_HOME", "/srv/data")
+    assert str(default_home()) == platformdirs.user_data_dir("enkrypted") == "/srv/data/enkrypted"
