@@ -48,6 +48,7 @@ from pathlib import Path
 home = Path(sys.argv[1])
 if sys.argv[2:] == ["no-verdict"]:  # a first start after an install: no remembered skew verdict
     (home / "cache" / "skew-verdicts.json").unlink(missing_ok=True)
+lock = home / "plugins.lock.toml" if sys.argv[2:] == ["locked"] else None  # whole-closure check
 t0 = time.perf_counter()
 import enkrypted_shell._pipeline.plan as rt
 import enkrypted_shell._pipeline.wiring as wiring
@@ -70,9 +71,10 @@ for name in ("verify_release", "verify_provenance"):  # the signature step
         setattr(rt, name, timed("signature", getattr(rt, name)))
         break
 LoadLog.append_many = timed("load_log", LoadLog.append_many)
+rt._check_libraries = timed("libraries", rt._check_libraries)
 
 t_wrapped = time.perf_counter()
-options = StartOptions(home=home)
+options = StartOptions(home=home, lock_path=lock)
 plan = prepare(options)
 t_prepared = time.perf_counter()
 services = load(plan, options)
@@ -90,6 +92,7 @@ breakdown = {
     "skew": spent.get("skew", 0.0),
     "load_log": spent.get("load_log", 0.0),
     "signature": spent.get("signature", 0.0),
+    "libraries": spent.get("libraries", 0.0),
     "import_plugins": spent.get("import_plugins", 0.0),
 }
 breakdown["other"] = (t1 - t0) - (t_wrapped - t_import) - sum(breakdown.values())
@@ -206,6 +209,20 @@ def _provision_provenance(wheels: Sequence[Path], home: Path) -> bool:
     return True
 
 
+def _lock(enkrypted: Path, home: Path) -> int:
+    """`enkrypted plugins lock` in the benchmark environment; returns the library files pinned."""
+    env = _clean_env(home)
+    env["ENKRYPTED_ALLOW_UNSIGNED"] = "0"
+    proc = subprocess.run([str(enkrypted), "plugins", "lock"], capture_output=True, text=True,
+                          env=env, timeout=300, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"plugins lock failed:\n{proc.stderr}")
+    import tomllib
+
+    doc = tomllib.loads((home / "plugins.lock.toml").read_text("utf-8"))
+    return sum(len(lib["files"]) for lib in doc["libraries"])
+
+
 def _profile(python: Path, script: Path, home: Path, top: int = 15) -> list[dict[str, object]]:
     """cProfile of one (warm) verified load in a fresh process: the top functions by own time."""
     stats = script.parent / "verified.prof"
@@ -244,11 +261,17 @@ def measure(wheels: Sequence[Path], workdir: Path, runs: int, *, profile: bool |
 
     cold = _Driver(env.python, scripts / "verified_load.py", workdir / "home-no-verdict", "no-verdict")
     _provision_provenance(wheels, cold.home)
+    locked = _Driver(env.python, scripts / "verified_load.py", workdir / "home-locked", "locked")
+    _provision_provenance(wheels, locked.home)
+    lock_files = _lock(env.bin / "enkrypted", locked.home)
 
     timings = side_by_side(
-        {"verified": verified, "pluggy": plain, "verified_no_verdict": cold}, runs, warmup=1
+        {"verified": verified, "pluggy": plain, "verified_no_verdict": cold, "verified_locked": locked},
+        runs,
+        warmup=1,
     )
     v, p, c = timings["verified"], timings["pluggy"], timings["verified_no_verdict"]
+    lk = timings["verified_locked"]
     signed = all(extra.get("signed") for extra in v.extras)
     for extra in v.extras:
         if extra["plugins"] != EXPECTED:
@@ -279,6 +302,13 @@ def measure(wheels: Sequence[Path], workdir: Path, runs: int, *, profile: bool |
         "verified_no_verdict_s": round(c.median, 6),
         "ratio_no_verdict": round(c.median / p.median, 3),
         "paired_ratio_median": round(median([a / b for a, b in zip(v.samples, p.samples, strict=True)]), 3),
+        # --locked: the plugins against the lock, and every file of every library they and the
+        # shell run on re-hashed (lock 2.0, docs/trust-model.md).
+        "verified_locked_s": round(lk.median, 6),
+        "ratio_locked": round(lk.median / p.median, 3),
+        "target_ratio_locked": 2.0,
+        "locked_library_files": lock_files,
+        "locked_breakdown_s": medians_by_key(lk.extras, "breakdown"),
         "verified_breakdown_s": medians_by_key(v.extras, "breakdown"),
         "pluggy_breakdown_s": medians_by_key(p.extras, "breakdown"),
         "verified_samples_s": [round(s, 6) for s in v.samples],

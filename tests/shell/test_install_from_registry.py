@@ -528,6 +528,7 @@ def test_sigstore_rules_at_install(
     from tests.registry.test_sigstore import GITHUB_ACTIONS, RFC8785_WORKFLOW, vector
 
     client.env.install_requirements("sigstore")  # the shell's `sigstore` extra
+    client.baseline = frozenset(p.name for p in client.site.iterdir())
 
     repo = registry.repo
     raw = (

@@ -6,9 +6,18 @@ them. Every decision is written to the load log, refusals included.
 
 from __future__ import annotations
 
-__all__ = ["Plan", "PlannedPlugin", "StartOptions", "prepare"]
+__all__ = [
+    "Plan",
+    "PlannedPlugin",
+    "StartOptions",
+    "check_import_sources",
+    "locked_libraries",
+    "prepare",
+]
 
 import contextlib
+import importlib.util
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,7 +39,7 @@ from ..contracts import (
     CONTRACT_VERSIONS,
     SLOTS,
 )
-from ..errors import IntegrityError, ProvenanceError, ShellError, ShellUsageError
+from ..errors import IntegrityError, LoadError, ProvenanceError, ShellError, ShellUsageError
 from .discover import Candidate, discover
 from .integrity import IntegrityReport, verify_distribution
 from .select import select
@@ -176,6 +185,7 @@ def _prepare(options: StartOptions, log: LoadLog | None) -> Plan:
             )
     if lock is not None and options.lock_path is not None:
         _check_libraries(lock, options.lock_path)
+    check_import_sources(Plan(plugins, lock))  # what run would import is the verified copy
     if log is not None:
         log.append_many(
             [
@@ -450,3 +460,38 @@ def _accept_record(
         locked=locked,
         dev=dev,
     )
+
+
+def check_import_sources(plan: Plan) -> None:
+    """Before anything is imported: the modules Python would import under each verified
+    distribution's top-level names must be its verified files - not a same-named copy earlier on
+    ``sys.path`` (PYTHONPATH, the working directory of ``python -m``), and not already imported by
+    someone before verification.  Locating a top-level module runs none of its code."""
+    reports = [report for planned in plan.plugins.values() for report in planned.reports]
+    owners = {
+        report.distribution: planned.candidate
+        for planned in plan.plugins.values()
+        for report in planned.reports
+    }
+    for report in reports:
+        cand = owners[report.distribution]
+        for top in report.top_level:
+            if top in sys.modules:
+                raise LoadError(
+                    f"{cand.label}: {top!r} was imported before verification",
+                    plugin=cand.name,
+                    fix="start the shell in a fresh process (`enkrypted run`)",
+                )
+            spec = importlib.util.find_spec(top)
+            if spec is not None and spec.origin is None and spec.submodule_search_locations:
+                portions = {os.path.realpath(p) for p in spec.submodule_search_locations}
+                if portions & set(report.roots):  # a namespace package with a verified folder
+                    continue
+            found = os.path.realpath(spec.origin) if spec and spec.origin else None
+            if found is None or found not in report.sources:
+                raise IntegrityError(
+                    f"{cand.label}: importing {top!r} would load {found or 'nothing'}, not the "
+                    f"verified copy of {report.distribution} {report.version}",
+                    plugin=cand.name,
+                    fix="remove the shadowing copy from sys.path (PYTHONPATH, current directory)",
+                )

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 __all__ = ["Services", "load", "new_manager"]
 
-import importlib.util
-import os
 import sys
 from collections.abc import Mapping
 from typing import NamedTuple
@@ -35,11 +33,11 @@ from ..contracts import (
     monotonic_clock,
     service_problems,
 )
-from ..errors import IntegrityError, LoadError, ShellError
+from ..errors import LoadError, ShellError
 from . import importer
 from .discover import discover
 from .integrity import IntegrityReport, import_names, owned_names
-from .plan import Plan, PlannedPlugin, StartOptions
+from .plan import Plan, PlannedPlugin, StartOptions, check_import_sources
 
 
 class Services(NamedTuple):
@@ -78,7 +76,7 @@ def load(plan: Plan, options: StartOptions) -> Services:
     """Import the planned plugins, register them, check hooks and wire the services."""
     manager = new_manager()
     reports = _verified_reports(plan)
-    _check_import_sources(plan, reports)
+    check_import_sources(plan)  # again, right before the finder goes in: nothing changed since
     blocked = _unverified_names(plan, reports, options.store)
     importer.install(reports, options.home / "bytecode", blocked=blocked)
     for slot in SLOTS:
@@ -175,40 +173,6 @@ def _unverified_names(
     return {
         top: label for top, label in blocked.items() if top not in sys.modules and top not in dev
     }
-
-
-def _check_import_sources(plan: Plan, reports: list[IntegrityReport]) -> None:
-    """Before anything is imported: the modules Python would import under each verified
-    distribution's top-level names must be its verified files - not a same-named copy earlier on
-    ``sys.path`` (PYTHONPATH, the working directory of ``python -m``), and not already imported by
-    someone before verification.  Locating a top-level module runs none of its code."""
-    owners = {
-        report.distribution: planned.candidate
-        for planned in plan.plugins.values()
-        for report in planned.reports
-    }
-    for report in reports:
-        cand = owners[report.distribution]
-        for top in report.top_level:
-            if top in sys.modules:
-                raise LoadError(
-                    f"{cand.label}: {top!r} was imported before verification",
-                    plugin=cand.name,
-                    fix="start the shell in a fresh process (`enkrypted run`)",
-                )
-            spec = importlib.util.find_spec(top)
-            if spec is not None and spec.origin is None and spec.submodule_search_locations:
-                portions = {os.path.realpath(p) for p in spec.submodule_search_locations}
-                if portions & set(report.roots):  # a namespace package with a verified folder
-                    continue
-            found = os.path.realpath(spec.origin) if spec and spec.origin else None
-            if found is None or found not in report.sources:
-                raise IntegrityError(
-                    f"{cand.label}: importing {top!r} would load {found or 'nothing'}, not the "
-                    f"verified copy of {report.distribution} {report.version}",
-                    plugin=cand.name,
-                    fix="remove the shadowing copy from sys.path (PYTHONPATH, current directory)",
-                )
 
 
 def _register(manager: pluggy.PluginManager, planned: PlannedPlugin) -> None:
