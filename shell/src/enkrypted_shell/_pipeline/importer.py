@@ -37,7 +37,8 @@ from pathlib import Path
 from types import CodeType, ModuleType
 from typing import Any, NamedTuple
 
-from .._state.files import write_atomic
+from .._state.files import read_home_file, write_atomic
+from ..errors import HomeError
 from .integrity import IntegrityReport, inside
 
 _MAGIC = importlib.util.MAGIC_NUMBER
@@ -79,10 +80,10 @@ class _VerifiedLoader(importlib.machinery.SourceFileLoader):
         if entry is None:
             return None
         try:
-            data = entry.read_bytes()
-        except OSError:
+            data = read_home_file(entry)  # never blocks on a FIFO
+        except HomeError:
             return None
-        if not data.startswith(_MAGIC):
+        if data is None or not data.startswith(_MAGIC):
             return None
         try:
             code = marshal.loads(data[len(_MAGIC) :])  # noqa: S302 - our own cache in HOME
@@ -95,7 +96,7 @@ class _VerifiedLoader(importlib.machinery.SourceFileLoader):
         entry = self._entry(key)
         if entry is None:
             return
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(HomeError):
             write_atomic(entry, _MAGIC + marshal.dumps(code))
 
 
