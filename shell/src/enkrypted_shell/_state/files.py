@@ -20,7 +20,10 @@ from pathlib import Path
 
 from ..errors import HomeError
 
-_FIX = "move the path aside (or remove it) and try again; the shell recreates what it needs"
+_FIX = (
+    "move it aside and put a good copy back, or let the shell recreate it "
+    "(docs/operations.md: what each HOME path holds and how it is recreated)"
+)
 
 
 def _kind(mode: int) -> str:
@@ -65,10 +68,11 @@ def read_home_file(path: Path, *, limit: int | None = None) -> bytes | None:
         return None
     except OSError as exc:
         raise home_error(path, exc, "read") from exc
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise HomeError(f"cannot read {path}: it is {_kind(mode)}, not a file", fix=_FIX)
     with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise HomeError(f"cannot read {path}: it is {_kind(mode)}, not a file", fix=_FIX)
         try:
             data = handle.read() if limit is None else handle.read(limit + 1)
         except OSError as exc:
