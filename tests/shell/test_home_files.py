@@ -71,6 +71,20 @@ def test_read_home_file_kinds(tmp_path: Path) -> None:
             files.read_home_file(tmp_path / name)
 
 
+def test_check_tree_refuses_what_a_plain_open_would_wait_on(tmp_path: Path) -> None:
+    (tmp_path / "root_history").mkdir()
+    (tmp_path / "root_history" / "1.root.json").write_text("{}")
+    (tmp_path / "root.json").symlink_to(tmp_path / "root_history" / "1.root.json")
+    files.check_tree(tmp_path)
+    os.mkfifo(tmp_path / "timestamp.json")
+    with pytest.raises(errors.HomeError, match="FIFO"):
+        files.check_tree(tmp_path)
+    (tmp_path / "timestamp.json").unlink()
+    (tmp_path / "snapshot.json").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(errors.HomeError):
+        files.check_tree(tmp_path)
+
+
 def test_load_log_of_the_wrong_kind_is_refused_not_waited_on(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "load-log.jsonl")
     with pytest.raises(errors.HomeError, match="not a regular file"):

@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._state.files import ensure_dir, fsync_tree, home_error, write_atomic
+from .._state.files import check_tree, ensure_dir, fsync_tree, home_error, write_atomic
 from ..errors import HomeError, NetworkError, ProvenanceError, ShellError, ShellUsageError
 from ..limits import LIMITS
 
@@ -201,6 +201,7 @@ class TufClient:
         self.index = index
         self.dir = metadata_dir(home, index)
         ensure_dir(self.dir)
+        check_tree(self.dir)  # python-tuf open()s its files: a FIFO would block it
         with _translated("loading the trusted root", index):
             self.updater = Updater(
                 metadata_dir=str(self.dir),

@@ -9,7 +9,14 @@ file into one :class:`~enkrypted_shell.errors.HomeError` that names the path (do
 
 from __future__ import annotations
 
-__all__ = ["ensure_dir", "fsync_dir", "fsync_tree", "read_home_file", "write_atomic"]
+__all__ = [
+    "check_tree",
+    "ensure_dir",
+    "fsync_dir",
+    "fsync_tree",
+    "read_home_file",
+    "write_atomic",
+]
 
 import contextlib
 import errno
@@ -105,6 +112,23 @@ def fsync_tree(root: Path) -> None:
             finally:
                 os.close(fd)
         fsync_dir(Path(folder))
+
+
+def check_tree(root: Path) -> None:
+    """Refuse (:class:`HomeError`) anything under ``root`` that is not a readable folder or
+    regular file (a symbolic link to one is fine): for folders another library reads with a plain
+    ``open()``, which would wait forever on a FIFO (python-tuf's metadata)."""
+    for folder, dirs, names in os.walk(root):
+        for name in dirs + names:
+            entry = Path(folder, name)
+            try:
+                mode = os.stat(entry).st_mode
+            except OSError as exc:
+                raise home_error(entry, exc, "use") from exc
+            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                raise HomeError(f"cannot use {entry}: it is {_kind(mode)}", fix=_FIX)
+            if not os.access(entry, os.R_OK):
+                raise HomeError(f"cannot read {entry}: permission denied", fix=_FIX)
 
 
 def ensure_dir(path: Path) -> None:
