@@ -14,6 +14,7 @@ __all__ = [
     "ensure_dir",
     "fsync_dir",
     "fsync_tree",
+    "home_error",
     "read_home_file",
     "write_atomic",
 ]

@@ -92,21 +92,20 @@ def verify_chain(lines: Sequence[str | bytes]) -> ChainState:
     records: list[dict[str, object]] = []
     before = hashlib.sha256()
     for number, raw in enumerate(lines, start=1):
-        data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
-        count = len(records)
-        problem = _line_problem(raw, prev, before.hexdigest(), records)
-        if problem is not None:
-            return ChainState(tuple(records), False, f"line {number}: {problem}", prev)
-        if len(records) > count:
-            prev = str(records[-1]["hash"])
-        before.update(data + b"\n")
+        record = _next_record(raw, prev, before.hexdigest())
+        if isinstance(record, str):
+            return ChainState(tuple(records), False, f"line {number}: {record}", prev)
+        if record is not None:
+            records.append(record)
+            prev = str(record["hash"])
+        before.update(raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass"))
+        before.update(b"\n")
     return ChainState(tuple(records), True, None, prev)
 
 
-def _line_problem(
-    raw: str | bytes, prev: str, before: str, records: list[dict[str, object]]
-) -> str | None:
-    """Why ``raw`` is not the next record (None: it is, appended to ``records``, or blank)."""
+def _next_record(raw: str | bytes, prev: str, before: str) -> dict[str, object] | str | None:
+    """The record on line ``raw`` if it continues the chain from ``prev`` (``before``: the digest
+    of the bytes before it), None for a blank line, else why not."""
     try:
         line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError:
@@ -129,8 +128,7 @@ def _line_problem(
     if "log_sha256" in record and record["log_sha256"] != before:
         return "the bytes before this record changed (log_sha256 differs)"
     record["hash"] = claimed
-    records.append(record)
-    return None
+    return record
 
 
 def split_torn(data: bytes) -> tuple[bytes, bytes]:
