@@ -33,6 +33,10 @@ def test_write_atomic_syncs_the_file_then_the_folder(
     assert synced[2:] == [str(target.parent)]  # the rename
     assert sorted(p.name for p in target.parent.iterdir()) == ["state.json"]
     assert (target.parent.stat().st_mode & 0o777) == 0o700
+    assert (target.stat().st_mode & 0o777) == 0o600
+    target.chmod(0o644)  # e.g. a lock file shared on purpose: a rewrite keeps the mode
+    files.write_atomic(target, b"[]")
+    assert (target.stat().st_mode & 0o777) == 0o644 and target.read_bytes() == b"[]"
 
 
 @pytest.mark.parametrize("obstacle", ["directory-at-target", "file-as-parent"])
@@ -113,3 +117,20 @@ def test_check_home(tmp_path: Path) -> None:
             path.write_text("")
         with pytest.raises(errors.HomeError, match=f"a {entry.kind} belongs there"):
             check_home(home)
+
+
+def test_an_unanticipated_io_error_is_one_line_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from enkrypted_shell._cli.main import main
+    from enkrypted_shell._state import config
+
+    def disk_gone(_home: Path) -> None:
+        raise OSError(5, "Input/output error", str(tmp_path / "config.toml"))
+
+    monkeypatch.setattr(config, "load_config", disk_gone)
+    with pytest.raises(SystemExit) as caught:
+        main(["--home", str(tmp_path), "plugins", "list"])
+    assert caught.value.code == errors.ExitCode.FAILURE
+    err = capsys.readouterr().err
+    assert err.startswith("enkrypted: I/O error: [Errno 5] Input/output error") and "Traceback" not in err

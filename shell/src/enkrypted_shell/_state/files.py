@@ -162,8 +162,9 @@ def ensure_dir(path: Path) -> None:
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data``: a temporary file in the same folder, ``fsync``, rename,
     ``fsync`` of the folder - a reader never sees half a file and, once this returns, a crash or
-    power loss does not undo it.  The temporary file is removed if anything fails.  Missing parent
-    folders are created private (0700).  :class:`HomeError` for a wrong kind of path in the way,
+    power loss does not undo it.  The temporary file is removed if anything fails.  A new file is
+    private (0600), a replaced one keeps its mode; missing parent folders are created private
+    (0700).  :class:`HomeError` for a wrong kind of path in the way,
     no space or no permission."""
     ensure_dir(path.parent)
     try:
@@ -172,6 +173,8 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise home_error(path.parent, exc, "write in") from exc
     try:
         with os.fdopen(fd, "wb") as handle:
+            with contextlib.suppress(OSError):  # keep a replaced file's mode; new files: 0600
+                os.fchmod(fd, stat.S_IMODE(os.stat(path).st_mode))
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
