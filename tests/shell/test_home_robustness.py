@@ -12,12 +12,15 @@ module checks, and a symbolic link loop (ELOOP, unreadable for root too) stands 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import marshal
 import os
 import shutil
 import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from importlib.util import MAGIC_NUMBER
 from pathlib import Path
 
 import pytest
@@ -152,6 +155,12 @@ def _append(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
+def _entry(source: bytes) -> bytes:
+    """A code cache entry as the shell writes it: magic, sha256 of the payload, payload."""
+    payload = marshal.dumps(compile(source, "forged", "exec"))
+    return MAGIC_NUMBER + hashlib.sha256(payload).digest() + payload
+
+
 def _each_entry(under: str, change: Callable[[Path], None]) -> Callable[[Path], None]:
     def apply(home: Path) -> None:
         entries = [p for p in (home / under).glob("*/*.code")]
@@ -201,6 +210,19 @@ CONTENT: dict[tuple[str, str], tuple[Callable[[Path], None], dict[tuple[str, ...
         lambda h: (h / "tuf" / "0123456789abcdef").mkdir() or _write("{")(
             h / "tuf" / "0123456789abcdef" / "root.json"), PASSES),
     ("bytecode", "garbage-entries"): (_each_entry("bytecode", _write(b"\0garbage")), PASSES),
+    ("bytecode", "entries-cut-off-by-a-crash"): (
+        _each_entry("bytecode", lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])),
+        PASSES),
+    ("bytecode", "entries-with-a-wrong-checksum"): (  # valid code that must not run
+        _each_entry("bytecode", _write(
+            MAGIC_NUMBER + bytes(32) + marshal.dumps(compile("raise SystemExit(99)", "x", "exec"))
+        )),
+        PASSES),
+    # Documented limit (docs/trust-model.md, "The profile home is trusted"): the checksum is no
+    # authenticator - whoever writes HOME/bytecode runs code.  If this ever refuses, update the doc.
+    ("bytecode", "forged-entries-run"): (
+        _each_entry("bytecode", _write(_entry(b"raise SystemExit(99)"))),
+        {LIST: OK, VERIFY: OK, RUN: 99}),
     ("bytecode", "entries-are-directories"): (
         _each_entry("bytecode", lambda p: (p.unlink(), p.mkdir())), PASSES),
     ("bytecode", "entries-are-fifos"): (
@@ -249,10 +271,10 @@ def _check_all(
         assert "Traceback" not in err, f"{where}\n{err}"
         assert code == expected[command], f"{where}: exit {code}, want {expected[command]}\n{err}"
         refusals = [line for line in err.splitlines() if line.startswith("enkrypted: ")]
-        if code != OK:
+        if code in (USAGE, LOG_CORRUPT):
             assert len(refusals) == 1, f"{where}: want one refusal line\n{err}"
             assert path == "HOME" or path.partition("/")[0] in refusals[0], f"{where}\n{err}"
-        else:
+        elif code == OK:
             assert not refusals, f"{where}\n{err}"
 
 

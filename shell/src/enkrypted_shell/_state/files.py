@@ -159,13 +159,16 @@ def ensure_dir(path: Path) -> None:
             fsync_dir(folder.parent)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace ``path`` with ``data``: a temporary file in the same folder, ``fsync``, rename,
     ``fsync`` of the folder - a reader never sees half a file and, once this returns, a crash or
     power loss does not undo it.  The temporary file is removed if anything fails.  A new file is
     private (0600), a replaced one keeps its mode; missing parent folders are created private
     (0700).  :class:`HomeError` for a wrong kind of path in the way,
-    no space or no permission."""
+    no space or no permission.
+
+    ``durable=False`` skips both ``fsync`` calls, for cache entries that carry their own checksum
+    (after a crash such a file may be empty or cut off, never half old and half new)."""
     ensure_dir(path.parent)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -177,9 +180,11 @@ def write_atomic(path: Path, data: bytes) -> None:
                 os.fchmod(fd, stat.S_IMODE(os.stat(path).st_mode))
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
-        fsync_dir(path.parent)
+        if durable:
+            fsync_dir(path.parent)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
