@@ -137,4 +137,11 @@ class NetworkError(ShellError):
     exit_code = ExitCode.NETWORK
 
 
-__all__ += ["LoadLogCorruptError", "NetworkError"]
+class HomeError(ShellUsageError):
+    """A path in the profile home (or the home itself) cannot be used: a directory where a file
+    belongs or the reverse, a FIFO, a dangling symbolic link, no permission, no space.
+
+    Exit 2 like the other local problems the user fixes by hand (docs/errors.md)."""
+
+
+__all__ += ["HomeError", "LoadLogCorruptError", "NetworkError"]

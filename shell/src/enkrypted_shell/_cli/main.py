@@ -170,8 +170,10 @@ def cli(
 ) -> None:
     """Enkrypted: verified plugin shell for peer-to-peer encrypted chat."""
     from .._state.config import default_home, load_config
+    from .._state.home import check_home
 
     home = (home or default_home()).expanduser()
+    check_home(home)  # one line and exit 2 for a HOME path of the wrong kind, never a traceback
     config = load_config(home)
     choices = {slot: (name, "the config file") for slot, name in config.choices.items()}
     for slot, name in (("crypto", crypto), ("p2p", p2p), ("ui", ui)):
@@ -296,11 +298,12 @@ def plugins_lock(inv: Invocation, output: Path | None) -> None:
             signer=p.provenance.signer_keyid if p.provenance else None,
             dependencies=p.dependency_pins,
         )
+    from .._state.files import write_atomic
+
     libraries = locked_libraries(plan)
     target = output or inv.lock_path
-    target.parent.mkdir(parents=True, exist_ok=True)
     lock = Lock(entries, f"enkrypted-shell {__version__}", libraries)
-    target.write_text(dump_lock(lock), "utf-8")
+    write_atomic(target, dump_lock(lock).encode("utf-8"))
     files = sum(len(lib.files) for lib in libraries.values())
     click.echo(f"wrote {target} ({len(entries)} plugins, {len(libraries)} libraries, {files} files)")
 
@@ -399,3 +402,6 @@ def main(argv: Sequence[str] | None = None) -> Any:
         sys.exit(ExitCode.FAILURE)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except OSError as exc:  # a local I/O failure no check anticipated: one line, not a traceback
+        click.secho(f"enkrypted: I/O error: {exc}", fg="red", err=True)
+        sys.exit(ExitCode.FAILURE)

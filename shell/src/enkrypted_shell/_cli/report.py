@@ -157,6 +157,7 @@ def audit_report(
             "intact": state.intact,
             "problem": state.problem,
             "head": state.head,
+            "torn_bytes": len(state.torn),
             "records": list(state.records),
         },
     }
@@ -172,6 +173,12 @@ def audit_report(
         f"load log {log.path}: "
         + ("chain intact" if state.intact else f"CHAIN BROKEN ({state.problem})")
         + f", {len(state.records)} records, head {state.head[:16]}"
+        + (
+            f"; an unterminated final record ({len(state.torn)} bytes, a write cut off by a "
+            "crash) will be preserved aside and noted at the next start"
+            if state.torn
+            else ""
+        )
     )
     for r in state.records:
         what = r.get("plugin") or r.get("plugins") or ""

@@ -35,7 +35,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NetworkError, ProvenanceError, ShellError, ShellUsageError
+from .._state.files import check_tree, ensure_dir, fsync_tree, home_error, write_atomic
+from ..errors import HomeError, NetworkError, ProvenanceError, ShellError, ShellUsageError
 from ..limits import LIMITS
 
 if TYPE_CHECKING:
@@ -149,8 +150,14 @@ def _translated(what: str, index: str) -> Iterator[None]:
 
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with path.open("a") as handle:
+    """An exclusive lock on ``path`` (an empty file: nothing is written to it, so it needs no
+    atomic write)."""
+    ensure_dir(path.parent)
+    try:
+        handle = path.open("a")
+    except OSError as exc:
+        raise home_error(path, exc, "lock") from exc
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -193,7 +200,8 @@ class TufClient:
 
         self.index = index
         self.dir = metadata_dir(home, index)
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ensure_dir(self.dir)
+        check_tree(self.dir)  # python-tuf open()s its files: a FIFO would block it
         with _translated("loading the trusted root", index):
             self.updater = Updater(
                 metadata_dir=str(self.dir),
@@ -207,10 +215,19 @@ class TufClient:
     def refresh(self) -> None:
         with _translated("refreshing TUF metadata", self.index):
             self.updater.refresh()
+        self.sync()
+
+    def sync(self) -> None:
+        """python-tuf persists metadata with a temporary file and a rename but no ``fsync``:
+        make what it wrote durable, as :func:`..._state.files.write_atomic` does for our files."""
+        with _translated("saving TUF metadata", self.index):
+            fsync_tree(self.dir)
 
     def targetinfo(self, path: str) -> Any:
         with _translated(f"looking up {path}", self.index):
-            return self.updater.get_targetinfo(path)
+            info = self.updater.get_targetinfo(path)  # may persist delegated roles' metadata
+        self.sync()
+        return info
 
     def download(self, info: Any, dest: Path) -> bytes:
         with _translated(f"downloading {info.path}", self.index):
@@ -336,8 +353,8 @@ def connect(
             shutil.rmtree(folder, ignore_errors=True)  # nothing verified: keep no pin
         raise
     if not has_pin:
-        with contextlib.suppress(OSError):
-            (folder / "index-url").write_text(index + "\n", "utf-8")
+        with contextlib.suppress(HomeError):  # informative only (names the index in messages)
+            write_atomic(folder / "index-url", (index + "\n").encode("utf-8"))
     if announce:
         say(announce)
     return client

@@ -30,8 +30,8 @@ from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 
-from .._state.files import write_atomic
-from ..errors import SkewError
+from .._state.files import read_home_file, write_atomic
+from ..errors import HomeError, SkewError
 from ..limits import LIMITS
 from .discover import Candidate
 from .manifest import ContractVersion, specifier
@@ -123,8 +123,8 @@ class SkewVerdicts:
 
     def _entries(self) -> dict[str, object]:
         try:
-            doc = json.loads(self.path.read_bytes())
-        except (OSError, ValueError, RecursionError):
+            doc = json.loads(read_home_file(self.path) or b"{}")
+        except (HomeError, ValueError, RecursionError):  # a cache: a damaged one costs a check
             return {}
         entries = doc.get("entries") if isinstance(doc, dict) and doc.get("format") == 1 else None
         return entries if isinstance(entries, dict) else {}
@@ -150,7 +150,7 @@ class SkewVerdicts:
         while len(entries) > LIMITS.skew_verdicts:
             entries.pop(next(iter(entries)))
         data = json.dumps({"format": 1, "entries": entries}).encode("utf-8")
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(HomeError):  # a read-only or damaged home still starts
             write_atomic(self.path, data)
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from ..contracts import SLOTS
 from ..errors import ShellUsageError
+from ..limits import LIMITS
+from .files import read_home_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +51,12 @@ def default_home() -> Path:
 
 def load_config(home: Path) -> Config:
     path = home / "config.toml"
-    if not path.exists():
+    data = read_home_file(path, limit=LIMITS.policy_bytes)  # HomeError: wrong kind, unreadable
+    if data is None:
         return Config()
     try:
-        doc = tomllib.loads(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
         raise ShellUsageError(f"{path}: unreadable configuration ({exc})") from exc
     plugins = doc.get("plugins", {})
     settings = doc.get("settings", {})

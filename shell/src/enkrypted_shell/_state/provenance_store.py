@@ -36,7 +36,7 @@ from packaging.utils import canonicalize_name
 
 from ..errors import ShellUsageError
 from ..limits import LIMITS
-from .files import write_atomic
+from .files import read_home_file, write_atomic
 
 FORMAT = 1
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
@@ -77,13 +77,12 @@ class ProvenanceStore:
         if not _CANONICAL_NAME_RE.fullmatch(canonicalize_name(distribution)):
             return None  # put() never stores such a name: no record (unsigned, fail closed)
         path = self._path(distribution)
-        try:
-            if path.stat().st_size > LIMITS.provenance_record_bytes:
-                raise ShellUsageError(f"{path}: provenance record too large")
-            doc = json.loads(path.read_text("utf-8"))
-        except FileNotFoundError:
+        data = read_home_file(path, limit=LIMITS.provenance_record_bytes)  # HomeError: wrong kind
+        if data is None:
             return None
-        except (OSError, ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        try:
+            doc = json.loads(data.decode("utf-8"))
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             raise ShellUsageError(
                 f"{path}: unreadable provenance record ({type(exc).__name__}: {exc})"
             ) from exc
@@ -100,10 +99,11 @@ class ProvenanceStore:
         return StoredProvenance(**doc)
 
     def put(self, record: StoredProvenance) -> Path:
-        """Write atomically (temp file + rename) so a crash never leaves half a record."""
+        """Write atomically and durably (:func:`.files.write_atomic`): a crash never leaves half a
+        record."""
         path = self._path(record.distribution)
         data = json.dumps({"format": FORMAT, **asdict(record)}, indent=2, sort_keys=True)
-        write_atomic(path, data.encode("utf-8"), sync=True)
+        write_atomic(path, data.encode("utf-8"))
         return path
 
     def names(self) -> list[str]:

@@ -18,6 +18,7 @@ __all__ = [
 ]
 
 import base64
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -29,8 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
-from .._state.files import write_atomic
-from ..errors import ProvenanceError
+from .._state.files import read_home_file, write_atomic
+from ..errors import HomeError, ProvenanceError
 from ..limits import LIMITS
 from .dsse import SIGSTORE_KIND
 from .dsse import b64decode_field as _b64decode
@@ -373,8 +374,9 @@ class SigstoreVerdicts(Container[str]):
         if self._entries is None:
             entries: dict[str, dict[str, str]] = {}
             try:
-                if self.path.stat().st_size <= LIMITS.sigstore_verdicts_bytes:
-                    doc = json.loads(self.path.read_bytes())
+                data = read_home_file(self.path, limit=LIMITS.sigstore_verdicts_bytes)
+                if data is not None:
+                    doc = json.loads(data)
                     if isinstance(doc, dict) and doc.get("format") == 1:
                         raw = doc.get("verdicts")
                         if isinstance(raw, dict):
@@ -383,7 +385,7 @@ class SigstoreVerdicts(Container[str]):
                                 for k, v in raw.items()
                                 if _HEX64.match(k) and isinstance(v, dict)
                             }
-            except (OSError, ValueError):
+            except (HomeError, ValueError, RecursionError):  # a cache: costs time, never a pass
                 entries = {}
             self._entries = entries
         return self._entries
@@ -415,5 +417,6 @@ class SigstoreVerdicts(Container[str]):
             oldest = min(entries, key=lambda k: str(entries[k].get("verified_at", "")))
             del entries[oldest]
         data = json.dumps({"format": 1, "verdicts": entries}, indent=1, sort_keys=True)
-        write_atomic(self.path, data.encode("utf-8"))
+        with contextlib.suppress(HomeError):  # a verdict only saves time at the next load
+            write_atomic(self.path, data.encode("utf-8"))
         return len(new)
