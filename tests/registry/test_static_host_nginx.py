@@ -239,7 +239,7 @@ def test_stock_pip_installs_from_nginx(nginx: Nginx, registry: Repository, tmp_p
 def test_enkrypted_plugins_install_from_nginx(
     nginx: Nginx, built: dict[str, Path], tmp_path: Path
 ) -> None:
-    env = make_env(tmp_path / "env")
+    env = make_env(tmp_path / "env", with_pip=True)  # `plugins install` runs this env's pip
     env.install(built["enkrypted-shell"])
     home = tmp_path / "home"
     drop = ("PYTHONPATH", "ENKRYPTED_DEV", "ENKRYPTED_ALLOW_UNSIGNED", "ENKRYPTED_INDEX")

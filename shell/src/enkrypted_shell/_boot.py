@@ -130,15 +130,15 @@ def _check_locked_libraries(argv: list[str]) -> None:
 
     home = Path(_option(argv, "--home") or os.environ.get("ENKRYPTED_HOME") or default_home())
     path = Path(_option(argv, "--lock") or home.expanduser() / "plugins.lock.toml")
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return  # the pipeline reports a missing or unreadable lock with its usual refusal
     from enkrypted_shell._pipeline.closure import check_libraries, remember_verified
     from enkrypted_shell._pipeline.lock import parse_lock
+    from enkrypted_shell._state.files import read_home_file
     from enkrypted_shell.errors import ShellError
 
     try:
+        data = read_home_file(path)  # never blocks: a FIFO or a folder is a one-line refusal
+        if data is None:
+            return  # the pipeline reports a missing lock with its usual refusal
         check_libraries(parse_lock(data, source=str(path)).libraries)
     except ShellError as exc:
         from enkrypted_shell._state.loadlog import LoadLog
