@@ -321,6 +321,11 @@ class Group:
         return self._epoch.tree
 
     @property
+    def confirmation_tag(self) -> bytes:
+        """The tag of the commit that started this epoch (§8.1)."""
+        return self._epoch.confirmation_tag
+
+    @property
     def group_context(self) -> GroupContext:
         return self._epoch.context
 
