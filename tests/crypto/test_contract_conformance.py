@@ -24,7 +24,8 @@ BACKENDS: dict[str, Callable[[], Primitives]] = {"pyca": PycaPrimitives, "nacl":
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
 def test_default_service_conforms(backend: str) -> None:
-    """pyca negotiates Signal, ML-KEM, AES; nacl (no ML-KEM) Signal, AES — both conform."""
+    """pyca negotiates MLS, Signal, ML-KEM, AES; nacl (no ML-KEM, no MLS) Signal, AES — both
+    conform (per profile below: the full product cascade in v0 and b1 on pyca)."""
     check_crypto_service(lambda: CascadeCryptoService(BACKENDS[backend]()))
 
 
@@ -40,6 +41,11 @@ def test_each_wire_profile_conforms(backend: str, profile: str) -> None:
         (PROFILE_B1, ["Signal"]),  # no AES layer: rotate() returns None
         (PROFILE_B1, ["ML-KEM", "AES"]),  # the b1 ML-KEM replay window instead of Signal
         (PROFILE_V0, ["Signal", "ML-KEM"]),  # v0 per-message encapsulation, exported keys
+        (PROFILE_B1, ["MLS"]),  # MLS alone: its secret tree refuses replays
+        (PROFILE_V0, ["MLS"]),
+        (PROFILE_B1, ["MLS", "AES"]),  # MLS instead of Signal under the AES layer
+        (PROFILE_V0, ["MLS", "Signal", "AES"]),
+        (PROFILE_B1, ["MLS", "ML-KEM", "AES"]),
     ],
 )
 def test_restricted_layer_sets_conform(profile: str, layers: list[str]) -> None:

@@ -199,7 +199,7 @@ def accept_welcome(
 @dataclass(frozen=True, slots=True)
 class MlsParameters:
     """The MLS layer's parameters: in Profile-v0 ``{groupId, timestamp}`` (digest §4.3; the
-    group id is checked against the session's, the timestamp is informative); none in b1."""
+    group id must be the session's, the timestamp the layer's authenticated one); none in b1."""
 
     timestamp_ms: int | None = None
 
@@ -238,6 +238,8 @@ class MlsCascadeLayer:
     def open(self, data: BytesLike, parameters: object, timestamp_ms: int) -> tuple[bytes, Commit]:
         if not isinstance(parameters, MlsParameters):
             raise MalformedInput("expected MlsParameters")
+        if parameters.timestamp_ms not in (None, timestamp_ms):  # v0 carries it twice
+            raise MalformedInput("MLS layer timestamps disagree")
         message, accept = self._group.read_application(bytes(data))
         if message.sender == self._group.my_leaf:
             raise MalformedInput("our own MLS message came back")
