@@ -294,7 +294,7 @@ def _other_key_package() -> bytes:
     ("kind", "edit", "match"),
     [
         ("mls-key-package", _flip("keyPackage", 40), "handshake PDU rejected"),  # signature
-        ("mls-key-package", lambda o: o.update(keyPackage=[0] * 5000), "at most 4096"),
+        ("mls-key-package", lambda o: o.update(keyPackage=[0] * 5000), "at most 2048"),
         ("mls-key-package", lambda o: o.update(keyPackage=[1, 2, 3]), "handshake PDU rejected"),
         ("mls-key-package-request", lambda o: o.update(cipherSuite=2), "cipher suite"),
         ("mls-key-package-request", lambda o: o.update(cipherSuite="1"), "cipherSuite"),

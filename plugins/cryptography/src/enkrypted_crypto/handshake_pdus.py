@@ -243,12 +243,12 @@ class MlsKeyPackageRequest:
 
 
 MLS_PAYLOAD_FIELDS: Final = {
-    "mls-key-package": ("keyPackage", 4096),
-    "mls-commit": ("commit", 8192),
-    "mls-welcome": ("welcome", 16384),
+    "mls-key-package": ("keyPackage", 2048),
+    "mls-commit": ("commit", 4096),
+    "mls-welcome": ("welcome", 8192),
 }
 """PDU type -> (field, size bound): each carries one MLSMessage (RFC 9420 §6) as bytes; a
-two-member group's are about 340, 300 and 830 bytes."""
+two-member group's are about 340, 550 and 860 bytes."""
 
 
 @dataclass(frozen=True, slots=True)
