@@ -67,8 +67,8 @@ class RatchetTree:
     def copy(self) -> RatchetTree:
         """A tree to edit; it keeps the hash memo, which every edit below invalidates for the
         changed node and its ancestors (so a commit rehashes O(log n) nodes, not the tree)."""
-        out = RatchetTree(self.cs, self.nodes)
-        out._hashes = dict(self._hashes)
+        out = RatchetTree.__new__(RatchetTree)  # the nodes were checked when self was built
+        out.cs, out.nodes, out._hashes = self.cs, list(self.nodes), dict(self._hashes)
         return out
 
     def _changed(self, x: int) -> None:
