@@ -21,7 +21,9 @@ What is timed, per group size ``n`` (medians of ``runs`` rounds, single thread, 
   do to share a new key with the group.
 
 Each round times one commit + process and one pairwise fan-out, alternating their order
-(``common.side_by_side``), after one warm-up round.
+(``common.side_by_side``), after one warm-up round, with the garbage collector off (as ``timeit``
+does).  ``commit_samples_ms`` keeps every sample: on a shared machine a few are far above the
+median.
 
 Keeping 1024 members affordable: the group is built once per size and every round then costs one
 commit and one process.  Building: member 0 creates the group and adds ``n - 1`` KeyPackages in
@@ -37,6 +39,7 @@ commits; the other members exist only as leaves.  Building 1024 members takes a 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -131,9 +134,14 @@ def measure(runs: int = 7, sizes: tuple[int, ...] = SIZES, verbose: bool = False
         start = time.perf_counter()
         committer, receiver = build_group(n)
         build_s = time.perf_counter() - start
-        timings = side_by_side(
-            {"mls": _mls_round(committer, receiver), "pairwise": _pairwise_round(n)}, runs
-        )
+        gc.collect()  # the build's garbage is not the commit's; no collector pauses mid-round
+        gc.disable()
+        try:
+            timings = side_by_side(
+                {"mls": _mls_round(committer, receiver), "pairwise": _pairwise_round(n)}, runs
+            )
+        finally:
+            gc.enable()
         mls, pairwise = timings["mls"], timings["pairwise"]
         process = sorted(float(e["process_s"]) for e in mls.extras)  # type: ignore[arg-type]
         row = {
