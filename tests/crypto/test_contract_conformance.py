@@ -41,14 +41,27 @@ def test_each_wire_profile_conforms(backend: str, profile: str) -> None:
         (PROFILE_B1, ["Signal"]),  # no AES layer: rotate() returns None
         (PROFILE_B1, ["ML-KEM", "AES"]),  # the b1 ML-KEM replay window instead of Signal
         (PROFILE_V0, ["Signal", "ML-KEM"]),  # v0 per-message encapsulation, exported keys
-        (PROFILE_B1, ["MLS"]),  # MLS alone: its secret tree refuses replays
-        (PROFILE_V0, ["MLS"]),
-        (PROFILE_B1, ["MLS", "AES"]),  # MLS instead of Signal under the AES layer
-        (PROFILE_V0, ["MLS", "Signal", "AES"]),
-        (PROFILE_B1, ["MLS", "ML-KEM", "AES"]),
     ],
 )
 def test_restricted_layer_sets_conform(profile: str, layers: list[str]) -> None:
+    check_crypto_service(
+        lambda: CascadeCryptoService(PycaPrimitives(), profiles=[profile], layers=layers)
+    )
+
+
+MLS_SETS = [
+    ["MLS", *rest]
+    for rest in (
+        [], ["Signal"], ["ML-KEM"], ["AES"], ["Signal", "ML-KEM"], ["Signal", "AES"],
+        ["ML-KEM", "AES"], ["Signal", "ML-KEM", "AES"],
+    )
+]  # fmt: skip
+"""Every layer set with MLS: all are allowed (MLS refuses replays itself), in both profiles."""
+
+
+@pytest.mark.parametrize("profile", [PROFILE_B1, PROFILE_V0])
+@pytest.mark.parametrize("layers", MLS_SETS, ids=["+".join(s) for s in MLS_SETS])
+def test_every_mls_layer_set_conforms(profile: str, layers: list[str]) -> None:
     check_crypto_service(
         lambda: CascadeCryptoService(PycaPrimitives(), profiles=[profile], layers=layers)
     )

@@ -5,6 +5,8 @@ module adapts them, and the Double Ratchet, to :class:`~enkrypted_crypto.cascade
 
 Key material per layer (all from one handshake, ``docs/protocol.md`` §Key schedule):
 
+* ``MLS``: the session's two-member RFC 9420 group, built in the handshake
+  (:mod:`enkrypted_crypto.session_mls`); each message is a PrivateMessage of its epoch.
 * ``Signal``: the Double Ratchet session seeded by X3DH (digest §4.4).  Its AEAD additionally
   binds the *cascade context* (profile, layer list, session id) and the message timestamp, so a
   message spliced into another profile or layer set, or re-dated, fails.  (The b1 AES layer binds
