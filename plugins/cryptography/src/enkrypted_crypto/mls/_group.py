@@ -58,10 +58,7 @@ from enkrypted_crypto.mls._framing import (
     to_public,
     verify_content,
 )
-from enkrypted_crypto.mls._keypackage import (
-    KeyPackageBundle,
-    sign_leaf,
-)
+from enkrypted_crypto.mls._keypackage import KeyPackageBundle, sign_leaf
 from enkrypted_crypto.mls._limits import LIMITS
 from enkrypted_crypto.mls._messages import (
     APPLICATION,
@@ -110,9 +107,7 @@ from enkrypted_crypto.mls._schedule import (
 from enkrypted_crypto.mls._state import GroupParts, decode_parts, encode_parts
 from enkrypted_crypto.mls._suite import CipherSuite, suite
 from enkrypted_crypto.mls._tree import RatchetTree
-from enkrypted_crypto.mls._treekem import (
-    NodeKeys,
-)
+from enkrypted_crypto.mls._treekem import NodeKeys
 from enkrypted_crypto.mls._welcome import build_welcome, open_welcome, sign_group_info
 
 
