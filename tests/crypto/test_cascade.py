@@ -14,7 +14,7 @@ from enkrypted_crypto.cascade import (
     validate_layer_names,
 )
 from enkrypted_crypto.errors import CryptoUsageError, DecryptionFailed
-from enkrypted_crypto.session_layers import LayerRegistry, LayerSpec, SessionSecrets
+from enkrypted_crypto.session_layers import DEFAULT_SPECS, LayerRegistry, LayerSpec, SessionSecrets
 
 
 def test_v1_mock_cascade_three_layers() -> None:
@@ -106,31 +106,33 @@ def test_duplicates_and_empty_are_refused() -> None:
 
 def test_layer_names_from_configuration() -> None:
     available = ("Signal", "ML-KEM", "AES")
-    assert validate_layer_names(DEFAULT_LAYERS, available) == ("Signal", "ML-KEM", "AES")
+    assert DEFAULT_LAYERS == ("MLS", "Signal", "ML-KEM", "AES")  # the product's cipherLayers
+    assert validate_layer_names(["Signal", "ML-KEM", "AES"], available) == available
     with pytest.raises(LayerUnavailable, match="MLS layer not available in this version"):
-        validate_layer_names(["MLS", "Signal", "ML-KEM", "AES"], available)
-    for bad in ([], ["Signal", "Signal"], ["AES", "Signal"], ["DH-AES-GCM"]):
+        validate_layer_names(DEFAULT_LAYERS, available)
+    for bad in ([], ["Signal", "Signal"], ["AES", "Signal"], ["DH-AES-GCM"], ["Signal", "MLS"]):
         with pytest.raises(CryptoUsageError):
             validate_layer_names(bad, available)
 
 
-def test_registry_accepts_mls_once_registered() -> None:
-    registry = LayerRegistry()
+def test_registry_serves_mls_and_a_registry_without_it_refuses_it() -> None:
+    assert LayerRegistry().names == ("MLS", "Signal", "ML-KEM", "AES")
+    registry = LayerRegistry([s for s in DEFAULT_SPECS if s.name != "MLS"])
     assert registry.names == ("Signal", "ML-KEM", "AES")
     with pytest.raises(LayerUnavailable, match="MLS layer not available"):
         registry.build(["MLS", "AES"], None, "x", SessionSecrets(True, "s", b""))  # type: ignore[arg-type]
 
-    def mls_factory(prims, profile, secrets, context):  # type: ignore[no-untyped-def]
+    def mls_stub(prims, profile, secrets, context):  # type: ignore[no-untyped-def]
         return GoldenLayer("MLS", 1)
 
-    def signal_stub(prims, profile, secrets, context):  # type: ignore[no-untyped-def]
-        return GoldenLayer("Signal", 2)
+    def aes_stub(prims, profile, secrets, context):  # type: ignore[no-untyped-def]
+        return GoldenLayer("AES", 4)
 
-    registry.register(LayerSpec("MLS", frozenset(), mls_factory))
+    registry.register(LayerSpec("MLS", frozenset(), mls_stub))
+    registry.register(LayerSpec("AES", frozenset(), aes_stub))
     assert registry.names == ("MLS", "Signal", "ML-KEM", "AES")
-    # A session needs Signal (replay protection, review 5 F1); a stub stands in for it here.
-    registry.register(LayerSpec("Signal", frozenset(), signal_stub))
-    manager = registry.build(["MLS", "Signal"], None, "x", SessionSecrets(True, "s", b""))  # type: ignore[arg-type]
+    # MLS refuses replays (used keys deleted), so it may stand in for Signal (replay rule).
+    manager = registry.build(["MLS", "AES"], None, "x", SessionSecrets(True, "s", b""))  # type: ignore[arg-type]
     assert manager.open(manager.seal(b"group", 0)) == b"group"
     with pytest.raises(CryptoUsageError, match="no replay protection"):
-        registry.build(["MLS"], None, "x", SessionSecrets(True, "s", b""))  # type: ignore[arg-type]
+        registry.build(["AES"], None, "x", SessionSecrets(True, "s", b""))  # type: ignore[arg-type]

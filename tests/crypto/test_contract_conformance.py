@@ -24,7 +24,8 @@ BACKENDS: dict[str, Callable[[], Primitives]] = {"pyca": PycaPrimitives, "nacl":
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
 def test_default_service_conforms(backend: str) -> None:
-    """pyca negotiates Signal, ML-KEM, AES; nacl (no ML-KEM) Signal, AES — both conform."""
+    """pyca negotiates MLS, Signal, ML-KEM, AES; nacl (no ML-KEM, no MLS) Signal, AES — both
+    conform (per profile below: the full product cascade in v0 and b1 on pyca)."""
     check_crypto_service(lambda: CascadeCryptoService(BACKENDS[backend]()))
 
 
@@ -43,6 +44,24 @@ def test_each_wire_profile_conforms(backend: str, profile: str) -> None:
     ],
 )
 def test_restricted_layer_sets_conform(profile: str, layers: list[str]) -> None:
+    check_crypto_service(
+        lambda: CascadeCryptoService(PycaPrimitives(), profiles=[profile], layers=layers)
+    )
+
+
+MLS_SETS = [
+    ["MLS", *rest]
+    for rest in (
+        [], ["Signal"], ["ML-KEM"], ["AES"], ["Signal", "ML-KEM"], ["Signal", "AES"],
+        ["ML-KEM", "AES"], ["Signal", "ML-KEM", "AES"],
+    )
+]  # fmt: skip
+"""Every layer set with MLS: all are allowed (MLS refuses replays itself), in both profiles."""
+
+
+@pytest.mark.parametrize("profile", [PROFILE_B1, PROFILE_V0])
+@pytest.mark.parametrize("layers", MLS_SETS, ids=["+".join(s) for s in MLS_SETS])
+def test_every_mls_layer_set_conforms(profile: str, layers: list[str]) -> None:
     check_crypto_service(
         lambda: CascadeCryptoService(PycaPrimitives(), profiles=[profile], layers=layers)
     )

@@ -13,7 +13,6 @@ from peers import START, connect, failure, pump
 import enkrypted_crypto.backends.pyca as pyca_backend
 from enkrypted_crypto.backends import check_mlkem768_public
 from enkrypted_crypto.backends.pyca import PycaPrimitives
-from enkrypted_crypto.cascade import LayerUnavailable
 from enkrypted_crypto.errors import CryptoUsageError
 from enkrypted_crypto.plugin import enkrypted_crypto_service
 from enkrypted_crypto.profiles import PROFILE_B1, PROFILE_V0
@@ -37,6 +36,7 @@ from enkrypted_shell.testing import FakeClock
 from tests.vectors import cctv_lines
 
 PYCA = CascadeCryptoService(PycaPrimitives())
+PYCA_NO_MLS = CascadeCryptoService(PycaPrimitives(), layers=["Signal", "ML-KEM", "AES"])
 NACL = CascadeCryptoService(NaclPrimitives())
 
 
@@ -80,23 +80,36 @@ def test_default_handshake_flights_and_result() -> None:
     assert _types(first) == ["signal-key-exchange-request"]
     request = json.loads(first[0])
     assert request["profiles"] == [PROFILE_B1, PROFILE_V0]
-    assert request["layers"] == ["Signal", "ML-KEM", "AES"] and request["versions"] == ["1"]
+    assert request["layers"] == ["MLS", "Signal", "ML-KEM", "AES"]
+    assert request["versions"] == ["1"]
     assert b.receive(first[0], 1.0) == []
     second = b.data_to_send()
-    assert _types(second) == ["mlkem-key-exchange", "signal-key-exchange-response"]
-    assert a.receive(second[0], 2.0) == []
-    (done_a,) = a.receive(second[1], 2.0)
+    assert _types(second) == [
+        "mlkem-key-exchange", "mls-key-package-request", "signal-key-exchange-response"
+    ]
+    assert a.receive(second[0], 2.0) == [] and a.receive(second[1], 2.0) == []
+    assert a.receive(second[2], 2.0) == []
     third = a.data_to_send()
-    assert _types(third) == ["mlkem-key-exchange-response", "signal-session-complete"]
+    assert _types(third) == [
+        "mlkem-key-exchange-response", "mls-key-package", "signal-session-complete"
+    ]
+    assert not a.complete and not b.complete
+    assert b.receive(third[0], 3.0) == [] and b.receive(third[1], 3.0) == []
+    assert b.receive(third[2], 3.0) == []
+    fourth = b.data_to_send()
+    assert _types(fourth) == ["mls-commit", "mls-welcome"]
+    assert a.receive(fourth[0], 4.0) == []
+    (done_a,) = a.receive(fourth[1], 4.0)
+    fifth = a.data_to_send()
+    assert _types(fifth) == ["mls-welcome-ack"]
     assert a.complete and not b.complete and a.next_deadline() is None
-    assert b.receive(third[0], 3.0) == []
-    (done_b,) = b.receive(third[1], 3.0)
+    (done_b,) = b.receive(fifth[0], 5.0)
     assert isinstance(done_a, HandshakeComplete) and isinstance(done_b, HandshakeComplete)
     sa, sb = done_a.session, done_b.session
     assert sa is a.session() and sb is b.session()  # type: ignore[attr-defined]
     assert isinstance(sa, SecureSession)
     assert sa.profile == sb.profile == PROFILE_B1
-    assert sa.layers == sb.layers == ("Signal", "ML-KEM", "AES")
+    assert sa.layers == sb.layers == ("MLS", "Signal", "ML-KEM", "AES")
     assert sa.peer_fingerprint == PYCA.fingerprint(idb)
     assert sb.peer_fingerprint == PYCA.fingerprint(ida)
     assert sa.safety_number == sb.safety_number and len(sa.safety_number) == 60
@@ -136,7 +149,7 @@ def test_no_common_profile_is_a_mutual_protocol_error() -> None:
 
 
 def test_peer_without_mlkem_cannot_be_forced_below_our_policy() -> None:
-    a, b = _start(sa=PYCA, sb=NACL)  # pyca requires ML-KEM; nacl cannot serve it
+    a, b = _start(sa=PYCA_NO_MLS, sb=NACL)  # pyca requires ML-KEM; nacl cannot serve it
     request = a.data_to_send()[0]
     refused = _refused(b.receive(request, 1.0))
     assert "ml-kem-768" in refused.reason and "pyca" in refused.reason
@@ -145,7 +158,7 @@ def test_peer_without_mlkem_cannot_be_forced_below_our_policy() -> None:
 
 
 def test_nacl_initiator_meets_pyca_requiring_mlkem() -> None:
-    a, b = _start(sa=NACL, sb=PYCA)
+    a, b = _start(sa=NACL, sb=PYCA_NO_MLS)
     _refused(b.receive(a.data_to_send()[0], 1.0), "peer backend 'pynacl' cannot serve")
 
 
@@ -157,23 +170,7 @@ def test_backend_refuses_layers_it_cannot_serve() -> None:
     with pytest.raises(CryptoUsageError, match="ml-kem-768"):
         CascadeCryptoService(NaclPrimitives(), layers=["ML-KEM"])
     assert NACL.default_layers == ("Signal", "AES")
-    assert PYCA.default_layers == ("Signal", "ML-KEM", "AES")
-
-
-def test_mls_is_refused_clearly() -> None:
-    with pytest.raises(LocalMisuse, match="MLS layer not available in this version"):
-        PYCA.handshake(
-            PYCA.new_identity(), initiator=True, now=START, layers=["MLS", "Signal", "AES"]
-        )
-    with pytest.raises(LayerUnavailable, match="MLS layer not available in this version"):
-        CascadeCryptoService(PycaPrimitives(), layers=["MLS", "Signal", "ML-KEM", "AES"])
-
-
-def test_peer_asking_for_mls_gets_a_protocol_error() -> None:
-    a, b = _start(la=["Signal"])
-    request = json.loads(a.data_to_send()[0])
-    request["layers"] = ["MLS", "Signal"]
-    _refused(b.receive(json.dumps(request).encode(), 1.0), "MLS layer not available")
+    assert PYCA.default_layers == ("MLS", "Signal", "ML-KEM", "AES")
 
 
 def _flip(obj: dict[str, list[int]], field: str, index: int) -> None:
@@ -226,7 +223,8 @@ def _flights(
     profile: str, responder_layers: list[str] | None = None
 ) -> tuple[Handshake, Handshake, dict[str, dict[str, object]]]:
     kem = ["Signal", "ML-KEM"]
-    a, b = _start(pa=[profile], pb=[profile], la=kem, lb=responder_layers)
+    lb = ["Signal", "ML-KEM", "AES"] if responder_layers is None else responder_layers
+    a, b = _start(pa=[profile], pb=[profile], la=kem, lb=lb)
     seen: dict[str, dict[str, object]] = {}
 
     def record(direction: str, pdu: bytes) -> bytes:
@@ -385,8 +383,10 @@ def test_plugin_hooks_return_contract_services(tmp_path: Path) -> None:
     assert a.layers == ("ML-KEM", "AES")
     with pytest.raises(CryptoUsageError, match="no replay protection"):  # §2.2 replay rule
         enkrypted_crypto_service(AppContext(home=tmp_path, settings={"layers": ["AES"]}))
-    with pytest.raises(LayerUnavailable):
-        enkrypted_crypto_service(AppContext(home=tmp_path, settings={"layers": ["MLS"]}))
+    mls_only = enkrypted_crypto_service(AppContext(home=tmp_path, settings={"layers": ["MLS"]}))
+    assert connect(mls_only, mls_only)[0].layers == ("MLS",)  # type: ignore[arg-type]
+    with pytest.raises(CryptoUsageError, match=r"MLS needs primitive\(s\) mls-suite-1"):
+        nacl_service(AppContext(home=tmp_path, settings={"layers": ["MLS", "Signal"]}))
     with pytest.raises(CryptoUsageError):
         enkrypted_crypto_service(AppContext(home=tmp_path, settings={"layers": "Signal"}))
 

@@ -86,7 +86,7 @@ def test_package_facade() -> None:
     assert enkrypted_crypto.PROFILES == (enkrypted_crypto.PROFILE_B1, enkrypted_crypto.PROFILE_V0)
     svc = enkrypted_crypto.service_from_settings(enkrypted_crypto.PycaPrimitives(), {})
     assert isinstance(svc, enkrypted_crypto.CascadeCryptoService)
-    assert svc.default_layers == ("Signal", "ML-KEM", "AES")
+    assert svc.default_layers == ("MLS", "Signal", "ML-KEM", "AES")
 
 
 def test_backends_implement_the_whole_primitives_protocol() -> None:

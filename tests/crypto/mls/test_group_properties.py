@@ -24,6 +24,7 @@ from enkrypted_crypto.mls import (
 )
 from enkrypted_crypto.mls._messages import PRIVATE_MESSAGE, PUBLIC_MESSAGE
 from enkrypted_crypto.mls._suite import SUITES
+from enkrypted_crypto.mls._tree import RatchetTree
 from enkrypted_crypto.mls._treekem import prune_keys
 
 Op = tuple[str, int, int]
@@ -47,6 +48,8 @@ def _new_member(suite_id: int, name: bytes) -> tuple[bytes, object]:
 def _check_agreement(members: dict[int, Group]) -> None:
     groups = list(members.values())
     first = groups[0]
+    for g in groups:  # the memoised tree hash of an edited tree is the hash of its nodes
+        assert g.tree.tree_hash() == RatchetTree(g.cipher_suite, g.tree.nodes).tree_hash()
     for g in groups[1:]:
         assert g.epoch == first.epoch
         assert g.epoch_authenticator == first.epoch_authenticator

@@ -1,4 +1,4 @@
-"""``enkrypted-crypto``: the crypto slot of Enkrypted (cascade Signal -> ML-KEM -> AES).
+"""``enkrypted-crypto``: the crypto slot of Enkrypted (cascade MLS -> Signal -> ML-KEM -> AES).
 
 The stable surface for code outside the package: the service and its factory, the wire profile
 names, and the exceptions.  Everything else (layers, ratchet, handshake PDUs, backends) is reached

@@ -11,8 +11,8 @@ Semantics follow ``CascadingCipherManager`` (digest §4.2) with two deliberate d
   keeps its keys for the next genuine message).
 
 Layer names are the product's ``cipherLayers`` names (digest §4.1): ``MLS``, ``Signal``,
-``ML-KEM``, ``AES``.  The MLS layer is a later issue: :class:`LayerRegistry` accepts it once a
-factory is registered, and until then asking for it raises :class:`LayerUnavailable`.
+``ML-KEM``, ``AES``.  A registry without a layer's implementation raises
+:class:`LayerUnavailable` when asked for it.
 """
 
 from __future__ import annotations
@@ -45,14 +45,15 @@ Commit = Callable[[], None]
 CANONICAL_ORDER: Final = ("MLS", "Signal", "ML-KEM", "AES")
 """Product order, innermost first (digest §4.1: ``cipherLayers``)."""
 
-DEFAULT_LAYERS: Final = ("Signal", "ML-KEM", "AES")
-"""This version's default: the product order without MLS (not implemented yet)."""
+DEFAULT_LAYERS: Final = CANONICAL_ORDER
+"""The default: the product's ``cipherLayers`` (digest §4.1); a service keeps the layers its
+backend can serve (PyNaCl: ``Signal``, ``AES``)."""
 
 _log = logging.getLogger(__name__)
 
 
 class LayerUnavailable(CryptoError, LocalMisuse):
-    """A configured layer has no implementation here (e.g. MLS in this version)."""
+    """A configured layer has no implementation in this registry."""
 
 
 def _no_commit() -> None:

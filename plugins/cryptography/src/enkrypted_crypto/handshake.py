@@ -5,11 +5,19 @@ Flights (initiator I, responder R)::
     I -> R  signal-key-exchange-request   offer (versions, backend, capabilities, profiles,
                                           layers, supportedLayers), identity, X3DH ephemeral
     R -> I  mlkem-key-exchange            R's ML-KEM-768 key          (only if ML-KEM negotiated)
+    R -> I  mls-key-package-request       cipher suite 1              (only if MLS negotiated)
     R -> I  signal-key-exchange-response  chosen profile + layers, R's offer, identity, signed
                                           prekey, confirmation MAC over the transcript
     I -> R  mlkem-key-exchange-response   v0: I's ML-KEM-768 key; b1: I's encapsulation to R's
                                           key                       (only if ML-KEM negotiated)
+    I -> R  mls-key-package               I's KeyPackage              (only if MLS negotiated)
     I -> R  signal-session-complete       first Double Ratchet message carrying I's confirmation
+    R -> I  mls-commit, mls-welcome       R's group (epoch 0) adds I  (only if MLS negotiated)
+    I -> R  mls-welcome-ack               MLS-Exporter of the transcript in epoch 1   (MLS only)
+
+With MLS the initiator completes on the Welcome (after queueing its ack) and the responder on the
+ack; the group is :mod:`enkrypted_crypto.session_mls`'s two-member group, bound to this
+handshake by its group id (the session id) and to both identities by its credentials.
 
 ML-KEM keys are prepared once (peer key: size + FIPS 203 §7.2 modulus check + parse, as soon as it
 arrives; own key: seed expanded once).  In Profile-b1 the one encapsulation is the ML-KEM layer's
@@ -61,6 +69,9 @@ from .handshake_pdus import (
     KeyExchangeResponse,
     MlKemEncapsulation,
     MlKemKeyExchange,
+    MlsKeyPackageRequest,
+    MlsPayload,
+    MlsWelcomeAck,
     Offer,
     ProtocolError,
     SessionComplete,
@@ -69,11 +80,21 @@ from .handshake_pdus import (
 )
 from .layers.mlkem import MlKemPreparedKeys, b1_session_secret
 from .limits import DEFAULT_LIMITS, Limits
+from .mls import Group, KeyPackageBundle, key_package_message
+from .mls._messages import KeyPackage
 from .primitives import MlKemDecapsulationKey, MlKemEncapsulationKey, Primitives
 from .profiles import PROFILE_V0, codec_for
 from .ratchet import RatchetSession
 from .session import CascadeSession, SessionIdentities
 from .session_layers import LayerRegistry, SessionSecrets, replay_protection_problem
+from .session_mls import (
+    MLS_SUITE,
+    accept_welcome,
+    check_commit,
+    check_key_package,
+    create_group,
+    new_key_package,
+)
 from .x3dh import (
     IdentityKeyPair,
     PrekeyBundle,
@@ -91,6 +112,10 @@ _CONFIRM_I: Final = b"EnkryptedChat-confirm-initiator"
 _COMPLETE_AAD: Final = b"EnkryptedChat-session-complete"
 MLKEM_OFFER: Final = "mlkem-key-exchange"
 MLKEM_ANSWER: Final = "mlkem-key-exchange-response"
+MLS_KEY_PACKAGE: Final = "mls-key-package"
+MLS_COMMIT: Final = "mls-commit"
+MLS_WELCOME: Final = "mls-welcome"
+_MLS_ACK_LABEL: Final = b"EnkryptedChat-mls-welcome-ack"
 _BAD_PDU: Final = "handshake PDU rejected"
 """The fixed ``protocol-error`` text for ``bad-pdu``: what was wrong stays local (§2.2: a
 ``bad-pdu`` tells the peer nothing about which check failed)."""
@@ -167,6 +192,12 @@ class CascadeHandshake:
         self._mlkem_answered = False
         self._mlkem_secret: bytes | None = None  # Profile-b1
         self._ephemeral = b""
+        self._mls_requested = False  # I: R asked for our KeyPackage
+        self._mls_bundle: KeyPackageBundle | None = None  # I: our KeyPackage and its keys
+        self._mls_commit: bytes | None = None  # I: the commit that adds us
+        self._mls_peer_kp: KeyPackage | None = None  # R: I's KeyPackage
+        self._mls_ack: bytes | None = None  # R: the ack we expect
+        self._mls_group: Group | None = None
         if initiator:
             self._send_request()
 
@@ -245,6 +276,8 @@ class CascadeHandshake:
         self._own_mlkem = self._peer_mlkem = None
         self._own_mlkem_seed = self._mlkem_secret = None
         self._ephemeral = b""
+        self._mls_bundle = self._mls_group = None
+        self._mls_ack = self._mls_commit = None
 
     def _emit(self, body: Mapping[str, object], wire: Mapping[str, object] | None = None) -> None:
         self._absorb(body)
@@ -268,17 +301,28 @@ class CascadeHandshake:
             MLKEM_OFFER: self._on_mlkem_offer,
             MLKEM_ANSWER: self._on_mlkem_answer,
             SessionComplete.TYPE: self._on_complete,
+            MlsKeyPackageRequest.TYPE: self._on_mls_request,
+            MLS_KEY_PACKAGE: self._on_mls_key_package,
+            MLS_COMMIT: self._on_mls_commit,
+            MLS_WELCOME: self._on_mls_welcome,
+            MlsWelcomeAck.TYPE: self._on_mls_ack,
         }[str(kind)]
         handler(obj)
 
     def _expected(self) -> tuple[str, ...]:
         if self._initiator:
+            if self._x3dh is not None:  # only MLS continues after the response
+                return (MLS_COMMIT,) if self._mls_commit is None else (MLS_WELCOME,)
             first = () if self._peer_mlkem is not None else (MLKEM_OFFER,)
-            return (*first, KeyExchangeResponse.TYPE)
+            ask = () if self._mls_requested else (MlsKeyPackageRequest.TYPE,)
+            return (*first, *ask, KeyExchangeResponse.TYPE)
         if self._x3dh is None:
             return (KeyExchangeRequest.TYPE,)
-        needs_kem = "ML-KEM" in self._layers and not self._mlkem_answered
-        return (MLKEM_ANSWER,) if needs_kem else (SessionComplete.TYPE,)
+        if "ML-KEM" in self._layers and not self._mlkem_answered:
+            return (MLKEM_ANSWER,)
+        if "MLS" in self._layers and self._mls_peer_kp is None:
+            return (MLS_KEY_PACKAGE,)
+        return (SessionComplete.TYPE,) if self._mls_ack is None else (MlsWelcomeAck.TYPE,)
 
     # ------------------------------------------------------------------ initiator
     def _send_request(self) -> None:
@@ -316,10 +360,15 @@ class CascadeHandshake:
         )  # fmt: skip
         if "ML-KEM" in self._layers:
             self._send_mlkem_answer()
+        if "MLS" in self._layers:  # covered by our confirmation, like the ML-KEM answer
+            self._mls_bundle = new_key_package(self._identity)
+            message = key_package_message(self._mls_bundle)
+            self._emit(MlsPayload(MLS_KEY_PACKAGE, message).to_json())
         mac = self._p.hmac_sha256(x3dh.confirmation_key, _CONFIRM_I + self._transcript)
         first = self._ratchet.encrypt(mac, _COMPLETE_AAD)
         self._out.append(canonical(SessionComplete(first).to_json()))
-        self._finish()
+        if "MLS" not in self._layers:
+            self._finish()  # with MLS: once the responder's Welcome is in
 
     def _check_choice(self, response: KeyExchangeResponse) -> None:
         """The responder's choice must be one we offered and must not drop our required layers."""
@@ -338,6 +387,8 @@ class CascadeHandshake:
             raise _Refusal("no-common-layers", f"peer chose {problem}")
         if "ML-KEM" in chosen and self._peer_mlkem is None:
             raise _Refusal("bad-pdu", "ML-KEM negotiated but no mlkem-key-exchange received")
+        if ("MLS" in chosen) != self._mls_requested:
+            raise _Refusal("bad-pdu", "mls-key-package-request and the MLS choice disagree")
         self._profile, self._layers = response.profile, response.layers
 
     # ------------------------------------------------------------------ responder
@@ -360,6 +411,8 @@ class CascadeHandshake:
         if "ML-KEM" in self._layers:
             self._own_mlkem = self._new_mlkem_key()
             self._emit(MlKemKeyExchange(MLKEM_OFFER, self._own_mlkem.public_bytes()).to_json())
+        if "MLS" in self._layers:
+            self._emit(MlsKeyPackageRequest(MLS_SUITE).to_json())
         response = KeyExchangeResponse(
             HANDSHAKE_VERSION, self._profile, self._layers, self._cfg.offer(),
             self._identity.public, spk.public, spk.signature,
@@ -440,6 +493,67 @@ class CascadeHandshake:
             raise _Refusal("confirmation-failed", "key confirmation failed") from None
         if not hmac.compare_digest(expected, confirmation):
             raise _Refusal("confirmation-failed", "key confirmation failed")
+        if "MLS" in self._layers:
+            self._start_group()
+        else:
+            self._finish()
+
+    # ------------------------------------------------------------------ MLS (session_mls)
+    def _session_id(self) -> str:
+        return self._request_hash[:16].hex()
+
+    def _on_mls_request(self, obj: dict[str, object]) -> None:
+        """I: the responder wants our KeyPackage (sent with our answer, once MLS is chosen)."""
+        if MlsKeyPackageRequest.from_json(obj).cipher_suite != MLS_SUITE:
+            raise _Refusal("no-common-layers", f"MLS cipher suite other than {MLS_SUITE}")
+        self._mls_requested = True
+        self._absorb(obj)
+
+    def _on_mls_key_package(self, obj: dict[str, object]) -> None:
+        """R: the initiator's KeyPackage — suite 1, signed by the identity key it presented."""
+        payload = MlsPayload.from_json(obj)
+        self._mls_peer_kp = check_key_package(payload.message, self._peer_identity)
+        self._absorb(obj)
+
+    def _start_group(self) -> None:
+        """R, after the initiator's confirmation: create the group, add the initiator, send
+        commit and Welcome; the ack we expect is the exporter of the transcript so far."""
+        assert self._mls_peer_kp is not None
+        group, out = create_group(
+            self._identity, self._peer_identity, self._session_id(), self._mls_peer_kp
+        )
+        assert out.welcome is not None
+        self._emit(MlsPayload(MLS_COMMIT, out.commit).to_json())
+        self._emit(MlsPayload(MLS_WELCOME, out.welcome).to_json())
+        self._mls_group = group
+        self._mls_ack = group.export_secret(_MLS_ACK_LABEL, self._transcript, 32)
+
+    def _on_mls_commit(self, obj: dict[str, object]) -> None:
+        assert self._mls_bundle is not None
+        message = MlsPayload.from_json(obj).message
+        sid = self._session_id()
+        self._mls_commit = check_commit(message, sid, self._mls_bundle.key_package)
+        self._absorb(obj)
+
+    def _on_mls_welcome(self, obj: dict[str, object]) -> None:
+        """I: join, check it is this session's group and commit, acknowledge, complete."""
+        assert self._mls_bundle is not None and self._mls_commit is not None
+        welcome = MlsPayload.from_json(obj).message
+        self._absorb(obj)
+        own = self._identity.public.encode()
+        group = accept_welcome(
+            welcome, self._mls_commit, self._mls_bundle, own, self._peer_identity,
+            self._session_id(),
+        )  # fmt: skip
+        ack = group.export_secret(_MLS_ACK_LABEL, self._transcript, 32)
+        self._out.append(canonical(MlsWelcomeAck(ack).to_json()))
+        self._mls_group = group
+        self._finish()
+
+    def _on_mls_ack(self, obj: dict[str, object]) -> None:
+        assert self._mls_ack is not None
+        if not hmac.compare_digest(MlsWelcomeAck.from_json(obj).confirmation, self._mls_ack):
+            raise _Refusal("confirmation-failed", "MLS welcome acknowledgement failed")
         self._finish()
 
     # ------------------------------------------------------------------ both
@@ -469,10 +583,10 @@ class CascadeHandshake:
         if "ML-KEM" in self._layers and self._profile == PROFILE_V0:
             assert self._peer_mlkem is not None and self._own_mlkem is not None
             mlkem = MlKemPreparedKeys(self._peer_mlkem, self._own_mlkem, self._own_mlkem_seed)
-        session_id = self._request_hash[:16].hex()
+        session_id = self._session_id()
         secrets = SessionSecrets(
             self._initiator, session_id, self._x3dh.layer_secret,
-            self._ratchet, mlkem, self._mlkem_secret, self._cfg.limits,
+            self._ratchet, mlkem, self._mlkem_secret, self._cfg.limits, self._mls_group,
         )  # fmt: skip
         manager = self._cfg.registry.build(
             self._layers, self._p, self._profile, secrets, self._cfg.limits

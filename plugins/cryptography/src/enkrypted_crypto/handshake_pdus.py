@@ -11,8 +11,12 @@ __all__ = [
     "HANDSHAKE_VERSION",
     "KeyExchangeRequest",
     "KeyExchangeResponse",
+    "MLS_PAYLOAD_FIELDS",
     "MlKemEncapsulation",
     "MlKemKeyExchange",
+    "MlsKeyPackageRequest",
+    "MlsPayload",
+    "MlsWelcomeAck",
     "Offer",
     "ProtocolError",
     "SessionComplete",
@@ -217,6 +221,70 @@ class MlKemEncapsulation:
     @classmethod
     def from_json(cls, obj: Mapping[str, object]) -> MlKemEncapsulation:
         return cls(_bytes(obj, "encapsulated", MLKEM_CIPHERTEXT_SIZE))
+
+
+@dataclass(frozen=True, slots=True)
+class MlsKeyPackageRequest:
+    """``mls-key-package-request`` (responder, when MLS is negotiated): asks the initiator for a
+    KeyPackage of this cipher suite."""
+
+    TYPE = "mls-key-package-request"
+    cipher_suite: int
+
+    def to_json(self) -> dict[str, object]:
+        return {"type": self.TYPE, "cipherSuite": self.cipher_suite}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, object]) -> MlsKeyPackageRequest:
+        suite = obj.get("cipherSuite")
+        if type(suite) is not int or not 0 < suite < 2**16:
+            raise MalformedInput("'cipherSuite' must be an integer 1..65535")
+        return cls(suite)
+
+
+MLS_PAYLOAD_FIELDS: Final = {
+    "mls-key-package": ("keyPackage", 2048),
+    "mls-commit": ("commit", 4096),
+    "mls-welcome": ("welcome", 8192),
+}
+"""PDU type -> (field, size bound): each carries one MLSMessage (RFC 9420 §6) as bytes; a
+two-member group's are about 340, 550 and 860 bytes."""
+
+
+@dataclass(frozen=True, slots=True)
+class MlsPayload:
+    """``mls-key-package`` (initiator), ``mls-commit`` and ``mls-welcome`` (responder)."""
+
+    type: str
+    message: bytes
+
+    def to_json(self) -> dict[str, object]:
+        field, _ = MLS_PAYLOAD_FIELDS[self.type]
+        return {"type": self.type, field: list(self.message)}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, object]) -> MlsPayload:
+        kind = _str(obj, "type")
+        if kind not in MLS_PAYLOAD_FIELDS:
+            raise MalformedInput(f"{kind!r} is not an MLS payload PDU")
+        field, size = MLS_PAYLOAD_FIELDS[kind]
+        return cls(kind, _var_bytes(obj, field, size))
+
+
+@dataclass(frozen=True, slots=True)
+class MlsWelcomeAck:
+    """``mls-welcome-ack`` (initiator): proof it joined epoch 1 of the session's group — the
+    MLS-Exporter value of the transcript (``docs/protocol.md`` §2.3)."""
+
+    TYPE = "mls-welcome-ack"
+    confirmation: bytes
+
+    def to_json(self) -> dict[str, object]:
+        return {"type": self.TYPE, "confirmation": list(self.confirmation)}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, object]) -> MlsWelcomeAck:
+        return cls(_bytes(obj, "confirmation", 32))
 
 
 @dataclass(frozen=True, slots=True)

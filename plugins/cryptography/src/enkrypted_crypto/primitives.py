@@ -46,9 +46,13 @@ CAPABILITIES: Final = frozenset(
         "sha512",
         "blake2b",
         "ml-kem-768",
+        "mls-suite-1",
         "scrypt",
     }
 )
+"""``mls-suite-1``: RFC 9420 cipher suite 1 for the MLS layer, whose engine
+(:mod:`enkrypted_crypto.mls`) uses pyca/cryptography directly (HPKE has no place in this
+interface); only the pyca backend declares it."""
 
 
 class Random(Protocol):

@@ -5,6 +5,8 @@ module adapts them, and the Double Ratchet, to :class:`~enkrypted_crypto.cascade
 
 Key material per layer (all from one handshake, ``docs/protocol.md`` §Key schedule):
 
+* ``MLS``: the session's two-member RFC 9420 group, built in the handshake
+  (:mod:`enkrypted_crypto.session_mls`); each message is a PrivateMessage of its epoch.
 * ``Signal``: the Double Ratchet session seeded by X3DH (digest §4.4).  Its AEAD additionally
   binds the *cascade context* (profile, layer list, session id) and the message timestamp, so a
   message spliced into another profile or layer set, or re-dated, fails.  (The b1 AES layer binds
@@ -65,9 +67,11 @@ from .layers.mlkem import (
     MlKemSessionParameters,
 )
 from .limits import DEFAULT_LIMITS, Limits
+from .mls import Group
 from .primitives import AeadKey, BytesLike, Primitives
 from .ratchet import HEADER_LEN, RatchetSession
 from .rotation import AesKeyRotation, export_rotation, restore_rotation
+from .session_mls import MLS_CAPABILITY, MlsCascadeLayer, restore_mls
 
 PROFILE_V0: Final = "EnkryptedChat-Profile-v0"
 PROFILE_B1: Final = "EnkryptedChat-Profile-b1"
@@ -87,17 +91,18 @@ def replay_protection_problem(names: Sequence[str], profile: str) -> str | None:
     """Why a session with layers ``names`` in ``profile`` would accept replays (None: it won't).
 
     The rule (``docs/protocol.md`` §2.2 "replay rule"): a session's layers must include ``Signal`` (the
-    Double Ratchet refuses every message key it has used), except in Profile-b1 with ``ML-KEM``
+    Double Ratchet refuses every message key it has used) or ``MLS`` (the secret tree deletes
+    every key it has used, and our own messages are refused), or, in Profile-b1, ``ML-KEM``
     (:class:`~enkrypted_crypto.layers.mlkem.MlKemSessionLayer` keeps a replay window).  The AES
     layers and the Profile-v0 ML-KEM layer keep no replay state, and the Profile-v0 AES password
     is the same in both directions, so such a session would also accept its own messages back.
     """
-    if "Signal" in names or (profile == PROFILE_B1 and "ML-KEM" in names):
+    if "Signal" in names or "MLS" in names or (profile == PROFILE_B1 and "ML-KEM" in names):
         return None
     short = "v0" if profile == PROFILE_V0 else "b1" if profile == PROFILE_B1 else profile
     return (
         f"layers {list(names)} in profile {short} have no replay protection: include Signal "
-        f"(or, in Profile-b1 only, ML-KEM)"
+        f"or MLS (or, in Profile-b1 only, ML-KEM)"
     )
 
 
@@ -112,7 +117,8 @@ class SessionSecrets:
     """Everything one session's layers are keyed from (secret; produced by the handshake).
 
     ``mlkem`` is the Profile-v0 ML-KEM key pair (prepared); ``mlkem_secret`` the Profile-b1
-    secret of the handshake's encapsulation.  ``limits`` bound what the layers accept.
+    secret of the handshake's encapsulation; ``mls`` the session's two-member MLS group.
+    ``limits`` bound what the layers accept.
     """
 
     initiator: bool
@@ -122,6 +128,7 @@ class SessionSecrets:
     mlkem: MlKemPreparedKeys | None = None
     mlkem_secret: bytes | None = None
     limits: Limits = field(default=DEFAULT_LIMITS)
+    mls: Group | None = None
 
     def __repr__(self) -> str:
         return f"SessionSecrets(initiator={self.initiator}, session_id={self.session_id!r}, ...)"
@@ -443,6 +450,12 @@ class LayerSpec:
     restore: LayerRestorer | None = None
 
 
+def _mls(prims: Primitives, profile: str, s: SessionSecrets, context: bytes) -> CascadeLayer:
+    if s.mls is None:
+        raise CryptoUsageError("MLS layer needs the handshake's MLS group")
+    return MlsCascadeLayer(s.mls, profile == PROFILE_V0)
+
+
 def _signal(prims: Primitives, profile: str, s: SessionSecrets, context: bytes) -> CascadeLayer:
     if s.ratchet is None:
         raise CryptoUsageError("Signal layer needs a Double Ratchet session")
@@ -518,6 +531,10 @@ LayerRestorer = Callable[[RestoreContext, bytes], CascadeLayer]
 :class:`~enkrypted_crypto.errors.SessionStateError` (or a ``CryptoError`` the caller turns into one)."""
 
 
+def _restore_mls(rc: RestoreContext, state: bytes) -> CascadeLayer:
+    return restore_mls(state, rc.profile == PROFILE_V0, rc.session_id, rc.identities)
+
+
 def _restore_signal(rc: RestoreContext, state: bytes) -> CascadeLayer:
     ratchet = RatchetSession.from_bytes(rc.prims, state, rc.limits)
     own, peer = rc.identities
@@ -551,6 +568,7 @@ def _restore_aes(rc: RestoreContext, state: bytes) -> CascadeLayer:
 
 _BASE: Final = frozenset({"hkdf-sha256", "aes-256-gcm"})
 DEFAULT_SPECS: Final = (
+    LayerSpec("MLS", frozenset({MLS_CAPABILITY}), _mls, restore=_restore_mls),
     LayerSpec("Signal", _BASE | {"x25519", "hmac-sha256"}, _signal, restore=_restore_signal),
     LayerSpec("ML-KEM", _BASE | {"ml-kem-768"}, _mlkem, restore=_restore_mlkem),
     LayerSpec("AES", _BASE, _aes, v0_primitives=frozenset({"scrypt"}), restore=_restore_aes),
@@ -563,7 +581,7 @@ def cascade_context(profile: str, names: Sequence[str], session_id: str) -> byte
 
 
 class LayerRegistry:
-    """Layer implementations by ``cipherLayers`` name; MLS may be registered by a later version."""
+    """Layer implementations by ``cipherLayers`` name (all four by default)."""
 
     __slots__ = ("_specs",)
 

@@ -1,7 +1,9 @@
 """Entry point of ``enkrypted-crypto-nacl``: the same protocols over the PyNaCl backend.
 
-libsodium has no ML-KEM, so this service's default layers are ``Signal`` and ``AES``; asking for
-``ML-KEM`` fails at start-up with a message naming the primitive and the pyca alternative.
+libsodium has no ML-KEM and no HPKE (so no MLS cipher suite), so this service's default layers
+are ``Signal`` and ``AES``: it neither requires nor offers ``ML-KEM`` or ``MLS``.  Asking for
+either fails at start-up with a message naming the primitive and the pyca alternative, and a
+peer that requires one gets a ``protocol-error`` (``no-common-layers``), never a downgrade.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = ["Group"]
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -33,7 +34,6 @@ from enkrypted_crypto.mls._epoch import (
     committable,
     next_epoch,
     own_path,
-    receive_path,
 )
 from enkrypted_crypto.mls._events import (
     ApplicationMessage,
@@ -46,8 +46,6 @@ from enkrypted_crypto.mls._external import (
     external_pub_extension,
     join_external,
     new_member_proposal,
-    place_external_joiner,
-    received_init_secret,
 )
 from enkrypted_crypto.mls._framing import (
     AuthenticatedContent,
@@ -60,10 +58,7 @@ from enkrypted_crypto.mls._framing import (
     to_public,
     verify_content,
 )
-from enkrypted_crypto.mls._keypackage import (
-    KeyPackageBundle,
-    sign_leaf,
-)
+from enkrypted_crypto.mls._keypackage import KeyPackageBundle, sign_leaf
 from enkrypted_crypto.mls._limits import LIMITS
 from enkrypted_crypto.mls._messages import (
     APPLICATION,
@@ -81,7 +76,6 @@ from enkrypted_crypto.mls._messages import (
     Commit,
     Credential,
     Extension,
-    ExternalInit,
     KeyPackage,
     LeafNode,
     PreSharedKey,
@@ -94,6 +88,7 @@ from enkrypted_crypto.mls._messages import (
     from_bytes,
     to_bytes,
 )
+from enkrypted_crypto.mls._receive import receive_commit
 from enkrypted_crypto.mls._resumption import (
     BRANCH,
     REINIT,
@@ -112,10 +107,7 @@ from enkrypted_crypto.mls._schedule import (
 from enkrypted_crypto.mls._state import GroupParts, decode_parts, encode_parts
 from enkrypted_crypto.mls._suite import CipherSuite, suite
 from enkrypted_crypto.mls._tree import RatchetTree
-from enkrypted_crypto.mls._treekem import (
-    NodeKeys,
-    prune_keys,
-)
+from enkrypted_crypto.mls._treekem import NodeKeys
 from enkrypted_crypto.mls._welcome import build_welcome, open_welcome, sign_group_info
 
 
@@ -322,6 +314,11 @@ class Group:
     @property
     def tree(self) -> RatchetTree:
         return self._epoch.tree
+
+    @property
+    def confirmation_tag(self) -> bytes:
+        """The tag of the commit that started this epoch (§8.1)."""
+        return self._epoch.confirmation_tag
 
     @property
     def group_context(self) -> GroupContext:
@@ -585,14 +582,10 @@ class Group:
         ac, secret_tree = self._authenticate(data)
         content = ac.content.content
         sender = ac.content.sender
-        epoch = ac.content.epoch
         if isinstance(content, bytes):
-            if epoch in self._past:
-                self._past[epoch] = (self._past[epoch][0], secret_tree)
-            else:
-                self._secret_tree = secret_tree
-            aad = ac.content.authenticated_data
-            return ApplicationMessage(sender.index, content, aad, epoch)
+            message, accept = self._application(ac, secret_tree)
+            accept()
+            return message
         if isinstance(content, Commit):
             if sender == Sender(MEMBER, self._epoch.my_leaf):
                 raise MalformedInput("our own commit came back; it was already applied")
@@ -606,12 +599,33 @@ class Group:
 
     def unprotect(self, data: bytes) -> ApplicationMessage:
         """Decrypt an application PrivateMessage; anything else is refused unprocessed."""
+        message, accept = self.read_application(data)
+        accept()
+        return message
+
+    def read_application(self, data: bytes) -> tuple[ApplicationMessage, Callable[[], None]]:
+        """Decrypt an application PrivateMessage without consuming its key: the group changes
+        only when the returned ``accept`` is called (a caller with more checks to run, such
+        as an outer cascade, calls it once they all passed)."""
         msg = from_bytes(data, MLSMessage.decode)
         if not isinstance(msg.body, PrivateMessage) or msg.body.content_type != APPLICATION:
             raise MalformedInput("not an application message")
-        event = self.process(data)
-        assert isinstance(event, ApplicationMessage)
-        return event
+        return self._application(*self._authenticate(data))
+
+    def _application(
+        self, ac: AuthenticatedContent, secret_tree: SecretTree
+    ) -> tuple[ApplicationMessage, Callable[[], None]]:
+        content, epoch = ac.content.content, ac.content.epoch
+        assert isinstance(content, bytes)
+
+        def accept() -> None:  # the used key is deleted from the group's secret tree (§9.2)
+            if epoch in self._past:
+                self._past[epoch] = (self._past[epoch][0], secret_tree)
+            else:
+                self._secret_tree = secret_tree
+
+        sender, aad = ac.content.sender.index, ac.content.authenticated_data
+        return ApplicationMessage(sender, content, aad, epoch), accept
 
     def _authenticate(self, data: bytes) -> tuple[AuthenticatedContent, SecretTree]:
         """Decode, decrypt or check the membership tag, and verify the signature (§6.2, §6.3).
@@ -646,49 +660,19 @@ class Group:
             raise MalformedInput("message for another group or epoch")
 
     def _process_commit(self, ac: AuthenticatedContent, commit: Commit) -> CommitApplied:
-        """§12.4.2 for a commit by another member."""
-        ep, cs, cfg = self._epoch, self._epoch.cs, self._config
+        """§12.4.2 for a commit by another member (:func:`receive_commit`)."""
         external = ac.content.sender.sender_type == NEW_MEMBER_COMMIT
         committer = -1 if external else ac.content.sender.index
         items = self._resolve(list(commit.proposals), committer, external)
-        pset = apply_proposals(ep, items, committer, cfg.validate_credential, cfg.now, external)
-        if pset.path_required and commit.path is None:
-            raise MalformedInput("commit needs an UpdatePath")
-        init_secret = None
-        if external:
-            assert commit.path is not None
-            pset, committer = place_external_joiner(pset, commit.path.leaf_node, items)
-            kem_output = next(p.kem_output for p, _ in items if isinstance(p, ExternalInit))
-            init_secret = received_init_secret(ep, kem_output)
-        if ep.my_leaf in pset.removed:
+        got = receive_commit(
+            self._epoch, ac, commit, items, self._config, self._pending_leaf_keys,
+            self._psk_secret,
+        )  # fmt: skip
+        if got.epoch is None:
             self.active = False
-            return CommitApplied(ep.context.epoch + 1, committer, True)
-        keys = dict(ep.keys)
-        own = pset.tree.leaf(ep.my_leaf)
-        if own is not None and own.encryption_key in self._pending_leaf_keys:
-            keys[2 * ep.my_leaf] = (own.encryption_key, self._pending_leaf_keys[own.encryption_key])
-        keys = prune_keys(pset.tree, keys)
-        tree, commit_secret = pset.tree, bytes(cs.n_h)
-        if commit.path is not None:
-            tree, commit_secret, keys = receive_path(
-                ep, pset, committer, commit.path, keys, cfg.validate_credential, cfg.now
-            )
-        new = next_epoch(
-            ep,
-            tree=tree,
-            extensions=pset.extensions,
-            commit_secret=commit_secret,
-            psk_secret=self._psk_secret(pset.psks),
-            wire_format=ac.wire_format,
-            framed_content=to_bytes(ac.content),
-            signature=ac.signature,
-            confirmation_tag=ac.confirmation_tag,
-            my_leaf=ep.my_leaf,
-            keys=keys,
-            init_secret=init_secret,
-        )
-        self._enter(new, pset.reinit)
-        return CommitApplied(new.context.epoch, committer, False, pset.reinit is not None)
+            return CommitApplied(self.epoch + 1, got.committer, True)
+        self._enter(got.epoch, got.reinit)
+        return CommitApplied(self.epoch, got.committer, False, got.reinit is not None)
 
 
 B = TypeVar("B", KeyPackage, Welcome, GroupInfo)

@@ -155,19 +155,26 @@ def validate_leaf(
 
 
 def _check_against_tree(leaf: LeafNode, tree: RatchetTree, replacing: int | None) -> None:
-    for i, other in tree.leaves():
-        if i == replacing:
+    # Runs for every leaf a commit brings (O(n) per commit): plain loops over the node list.
+    nodes = tree.nodes
+    ours, theirs = leaf.capabilities.credentials, leaf.credential.credential_type
+    skip = -1 if replacing is None else 2 * replacing
+    for i in range(0, len(nodes), 2):
+        other = nodes[i]
+        if other is None or i == skip:
             continue
+        assert isinstance(other, LeafNode)
         if other.signature_key == leaf.signature_key:
             raise MalformedInput("duplicate signature key")
-        if other.credential.credential_type not in leaf.capabilities.credentials:
+        if other.credential.credential_type not in ours:
             raise MalformedInput("new leaf does not support a member's credential type")
-        if leaf.credential.credential_type not in other.capabilities.credentials:
+        if theirs not in other.capabilities.credentials:
             raise MalformedInput("a member does not support the new leaf's credential type")
     # A replacing leaf needs a fresh encryption key too, unlike its signature key (§7.3); the
     # leaf itself is skipped when it is already in place (an external joiner's new leaf).
-    for node in tree.nodes:
-        if node is not None and node is not leaf and node.encryption_key == leaf.encryption_key:
+    key = leaf.encryption_key
+    for node in nodes:
+        if node is not None and node.encryption_key == key and node is not leaf:
             raise MalformedInput("duplicate encryption key")
 
 

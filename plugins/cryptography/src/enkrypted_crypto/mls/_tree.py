@@ -65,7 +65,17 @@ class RatchetTree:
         return encode_tree(self.nodes)
 
     def copy(self) -> RatchetTree:
-        return RatchetTree(self.cs, self.nodes)
+        """A tree to edit; it keeps the hash memo, which every edit below invalidates for the
+        changed node and its ancestors (so a commit rehashes O(log n) nodes, not the tree)."""
+        out = RatchetTree.__new__(RatchetTree)  # the nodes were checked when self was built
+        out.cs, out.nodes, out._hashes = self.cs, list(self.nodes), dict(self._hashes)
+        return out
+
+    def _changed(self, x: int) -> None:
+        """Node ``x`` was edited: drop the memoised hashes of ``x`` and of its ancestors."""
+        self._hashes.pop(x, None)
+        for p in tm.direct_path(x, self.n_leaves):
+            self._hashes.pop(p, None)
 
     # -- access ---------------------------------------------------------------------------------
     @property
@@ -223,6 +233,7 @@ class RatchetTree:
     def _blank_direct_path(self, leaf_index: int) -> None:
         for p in tm.direct_path(2 * leaf_index, self.n_leaves):
             self.nodes[p] = None
+        self._changed(2 * leaf_index)
 
     def with_leaf_updated(self, leaf_index: int, leaf: LeafNode) -> RatchetTree:
         """Update (§12.1.2): replace the leaf, blank its direct path."""
@@ -238,6 +249,7 @@ class RatchetTree:
         out._blank_direct_path(leaf_index)
         while out.n_leaves > 1 and all(n is None for n in out.nodes[out.n_leaves - 1 :]):
             out.nodes = out.nodes[: out.n_leaves - 1]
+            out._hashes.clear()  # another root: rare, rehash
         return out
 
     def with_leaf_added(self, leaf: LeafNode) -> tuple[RatchetTree, int]:
@@ -250,6 +262,7 @@ class RatchetTree:
                 raise MalformedInput("ratchet tree too large")
             out.nodes += [None] * (len(out.nodes) + 1)
         out.nodes[2 * index] = leaf
+        out._changed(2 * index)
         for p in tm.direct_path(2 * index, out.n_leaves):
             node = out.parent(p)
             if node is not None:
@@ -272,11 +285,10 @@ class RatchetTree:
         if leaf is not None:
             out.nodes[2 * leaf_index] = leaf
         parent_hash = b""
-        for i in range(len(fdp) - 1, -1, -1):
+        for i in range(len(fdp) - 1, -1, -1):  # only copath subtrees are hashed: memo valid
             out.nodes[fdp[i]] = ParentNode(keys[i], parent_hash, ())
             child_side = fdp[i - 1] if i > 0 else 2 * leaf_index
             parent_hash = out._hash_for_child(fdp[i], child_side)
-        out._hashes.clear()
         return out
 
     def _hash_for_child(self, p: int, descendant: int) -> bytes:
