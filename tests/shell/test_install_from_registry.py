@@ -567,3 +567,31 @@ def test_sigstore_rules_at_install(
     refused(res, PROVENANCE, "trust.toml lists no Sigstore identity for slot crypto")
     client.assert_nothing_installed()
     assert client.log_events()[-1]["event"] == "install-refused"
+
+
+def test_a_release_listed_by_two_slot_roles_is_refused_alone(
+    client: Client, registry: Registry, tmp_path: Path
+) -> None:
+    """The ui key lists the p2p wheel under ui too: that release is ambiguous and never installed,
+    naming which role lists what; a release only the p2p role publishes is not blocked by it."""
+    repo = registry.repo
+    name = "enkrypted_p2p-0.2.0-py3-none-any.whl"
+    wheel = (registry.public / "plugins" / "p2p" / name).read_bytes()
+    prov = (registry.public / "plugins" / "p2p" / f"{name}.provenance").read_bytes()
+    (registry.public / "plugins" / "ui" / name).write_bytes(wheel)
+    (registry.public / "plugins" / "ui" / f"{name}.provenance").write_bytes(prov)
+    md = repo.update_slot_targets(
+        "ui", repo.key("ui"), {f"plugins/ui/{name}": wheel, f"plugins/ui/{name}.provenance": prov}
+    )
+    repo.commit({"ui": md})
+    refused(client.install("enkrypted-p2p"), PROVENANCE, "a release belongs to one slot", "by roles p2p, ui")
+    client.assert_nothing_installed()
+
+    source = fresh_copy(DISTS["enkrypted-p2p"], tmp_path / "p2p-021")
+    init = source / "src" / "enkrypted_p2p" / "__init__.py"
+    init.write_text(init.read_text("utf-8").replace('"0.2.0"', '"0.2.1"'), "utf-8")
+    newer = build_wheels([source], tmp_path / "p2p-021-wheel")[0]
+    publish(repo, [newer], repo.key("p2p"))
+    res = client.install("enkrypted-p2p")
+    assert res.code == 0, res.err
+    assert "enkrypted_p2p-0.2.1.dist-info" in client.installed()

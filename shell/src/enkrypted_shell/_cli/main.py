@@ -260,16 +260,20 @@ def plugins_list(inv: Invocation, as_json: bool) -> None:
 @click.pass_obj
 def plugins_verify(inv: Invocation, locked: bool, as_json: bool) -> None:
     """Everything up to, not including, import; exit 0 only if all pass."""
-    from .._pipeline.plan import prepare
+    from .._pipeline.plan import prepare, unselected
     from .report import plan_rows
 
-    plan = prepare(inv.options(locked=locked))
+    options = inv.options(locked=locked)
+    plan = prepare(options)
     rows = plan_rows(plan)
+    others = unselected(plan, options)
     text = "\n".join(
-        f"ok  {r['slot']:7} {r['plugin']} {r['distribution']} {r['version']} {r['content_digest']}"
-        for r in rows
+        [f"ok  {r['slot']:7} {r['plugin']} {r['distribution']} {r['version']} {r['content_digest']}"
+         for r in rows]
+        + [f"--  {r['slot']:7} {r['plugin']} {r['distribution']} {r['version']}: {r['status']}: {r['why']}"
+           for r in others]
     )
-    _emit({"ok": True, "plugins": rows}, as_json, text)
+    _emit({"ok": True, "plugins": rows, "not_selected": others}, as_json, text)
 
 
 @plugins.command("lock")

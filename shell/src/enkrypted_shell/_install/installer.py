@@ -224,7 +224,7 @@ def _install(
         policy = _policy(home, client, say)
         releases = catalog(client)
         verified = [
-            fetch_and_verify(client, releases, name, pinned, policy, tmp)
+            fetch_and_verify(client, releases, name, pinned, policy, tmp, _installed_slot(store, name))
             for name, pinned in requests
         ]
         check_ownership(python, verified)
@@ -235,6 +235,12 @@ def _install(
         _remember_sigstore(home, verified, say)
         installed_at = _now()
         return [_record(item, index, installed_at, python, store, log) for item in verified]
+
+
+def _installed_slot(store: ProvenanceStore, name: str) -> str | None:
+    """The slot a project was installed from before: a later listing elsewhere is not it."""
+    record = store.get(name)
+    return record.slot if record is not None else None
 
 
 def _checked_request(

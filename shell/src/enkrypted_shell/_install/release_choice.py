@@ -60,6 +60,39 @@ def catalog(client: TufClient) -> dict[str, list[ReleaseCandidate]]:
     return out
 
 
+def _one_slot(
+    name: str,
+    confirmed: list[tuple[ReleaseCandidate, Any, Any]],
+    pinned: Version | None,
+    slot: str | None,
+) -> list[tuple[ReleaseCandidate, Any, Any]]:
+    """A release belongs to one slot. A release listed by several slot roles is dropped, never
+    installed, so the holder of another slot's key cannot take it over; what remains must come
+    from one role: the one it was installed from before, or the only one listing the wanted
+    version. Listings by other roles are refused naming which role lists what."""
+    roles: dict[str, set[str]] = {}
+    for cand, _, _ in confirmed:
+        roles.setdefault(cand.filename, set()).add(cand.slot)
+    ambiguous = {f for f, slots in roles.items() if len(slots) > 1}
+    usable = [c for c in confirmed if c[0].filename not in ambiguous]
+    if slot is not None:
+        usable = [c for c in usable if c[0].slot == slot]
+    if pinned is not None:
+        usable = [c for c in usable if c[0].version == pinned]
+    slots = {c[0].slot for c in usable}
+    if len(slots) > 1 or (not usable and ambiguous):
+        listing = "; ".join(
+            f"{f} by role{'s' if len(s) > 1 else ''} {', '.join(sorted(s))}" for f, s in sorted(roles.items())
+        )
+        raise ProvenanceError(
+            f"{name}: a release belongs to one slot, but {listing}",
+            plugin=name,
+            fix="pin the version your slot's role publishes (NAME==VERSION), and tell the registry "
+            "operator: one slot key listed another slot's project",
+        )
+    return usable
+
+
 @functools.cache
 def _supported_tags() -> frozenset[Tag]:
     """This interpreter's wheel tags (computing them takes ~10 ms; they cannot change in-process)."""
@@ -73,9 +106,16 @@ def _compatible(filename: str) -> bool:
 
 
 def choose(
-    client: TufClient, catalog: dict[str, list[ReleaseCandidate]], name: str, pinned: Version | None
+    client: TufClient,
+    catalog: dict[str, list[ReleaseCandidate]],
+    name: str,
+    pinned: Version | None,
+    slot: str | None = None,
 ) -> tuple[ReleaseCandidate, Any, Any]:
-    """The release to install, with the TUF target infos of its wheel and provenance."""
+    """The release to install, with the TUF target infos of its wheel and provenance.
+
+    ``slot``: the slot the project was installed from before (its provenance record), if any.
+    """
     listed = catalog.get(name, [])
     confirmed: list[tuple[ReleaseCandidate, Any, Any]] = []
     for cand in listed:
@@ -83,9 +123,7 @@ def choose(
         prov = client.targetinfo(f"{cand.path}.provenance")
         if wheel is not None and prov is not None:
             confirmed.append((cand, wheel, prov))
-    slots = {c.slot for c, _, _ in confirmed}
-    if len(slots) > 1:
-        raise ProvenanceError(f"{name} is listed in several slots ({', '.join(sorted(slots))})")
+    confirmed = _one_slot(name, confirmed, pinned, slot)
     want = f"{name}=={pinned}" if pinned else name
     if not confirmed:
         raise ProvenanceError(

@@ -100,8 +100,9 @@ def fetch_and_verify(
     pinned: Version | None,
     policy: TrustPolicy,
     tmp: Path,
+    slot: str | None = None,
 ) -> VerifiedDownload:
-    cand, wheel_info, prov_info = choose(client, catalog, name, pinned)
+    cand, wheel_info, prov_info = choose(client, catalog, name, pinned, slot)
     folder = tmp / cand.slot
     folder.mkdir(exist_ok=True)
     wheel_path = folder / cand.filename

@@ -48,11 +48,21 @@ class Candidate(NamedTuple):
         return f"{self.name} ({self.dist_name} {self.version})"
 
 
+class Ignored(NamedTuple):
+    """An entry point that is never imported, and why (shown by ``plugins verify``)."""
+
+    plugin: str
+    distribution: str
+    reason: str
+
+
 class Discovery(NamedTuple):
-    """The result of one scan: readable candidates and the entry points that were not."""
+    """The result of one scan: readable candidates, the entry points that were not, and foreign
+    entry points ignored so that one bad distribution cannot deny service to the rest."""
 
     candidates: tuple[Candidate, ...]
     broken: tuple[ShellError, ...]  # ManifestError, or IntegrityError for a changed manifest/METADATA
+    ignored: tuple[Ignored, ...] = ()
 
     def for_slot(self, slot: str) -> tuple[Candidate, ...]:
         return tuple(c for c in self.candidates if c.slot == slot)
@@ -72,11 +82,17 @@ def discover(*, refresh: bool = False) -> Discovery:
 def _scan() -> Discovery:
     candidates: list[Candidate] = []
     broken: list[ShellError] = []
+    ignored: list[Ignored] = []
     for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         try:
             candidates.append(_candidate(ep))
         except (ManifestError, IntegrityError) as exc:
-            broken.append(exc)
+            foreign = _foreign_owner(ep)
+            if foreign is None:
+                broken.append(exc)
+            else:
+                ignored.append(Ignored(ep.name, _dist_label(ep), f"its entry point {ep.value} points into "
+                                       f"{foreign}'s package, which it does not install"))
         except Exception as exc:  # any other bad input (RecursionError too) of this entry point only
             broken.append(
                 ManifestError(
@@ -86,7 +102,22 @@ def _scan() -> Discovery:
                     fix="reinstall or uninstall the distribution that declares it",
                 )
             )
-    return Discovery(tuple(candidates), tuple(broken))
+    return Discovery(tuple(candidates), tuple(broken), tuple(ignored))
+
+
+def _dist_label(ep: metadata.EntryPoint) -> str:
+    dist = ep.dist
+    return f"{dist.name} {dist.version}" if dist is not None else "?"
+
+
+def _foreign_owner(ep: metadata.EntryPoint) -> str | None:
+    """The distribution that installs the entry point's package, when that is not the entry
+    point's own distribution (an unrelated wheel pointing into another plugin's package)."""
+    package = ep.module.split(".")[0]
+    owners = metadata.packages_distributions().get(package, [])
+    own = ep.dist.name if ep.dist is not None else None
+    others = [o for o in owners if own is None or o.lower().replace("_", "-") != own.lower().replace("_", "-")]
+    return others[0] if others and (own is None or own not in owners) else None
 
 
 def _candidate(ep: metadata.EntryPoint) -> Candidate:

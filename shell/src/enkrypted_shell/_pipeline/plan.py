@@ -33,14 +33,14 @@ if TYPE_CHECKING:
 from .._state.loadlog import LoadLog
 from .._state.provenance_store import ProvenanceStore, StoredProvenance
 from .._trust.policy import TrustPolicy
-from .._trust.provenance import VerifiedProvenance, VerifiedRelease, verify_release
+from .._trust.provenance import VerifiedProvenance, VerifiedRelease, claimed_paths, verify_release
 from .._trust.sigstore import SigstoreVerdicts
 from ..contracts import (
     CONTRACT_VERSIONS,
     SLOTS,
 )
 from ..errors import IntegrityError, LoadError, ProvenanceError, ShellError, ShellUsageError
-from .discover import Candidate, discover
+from .discover import Candidate, Discovery, Ignored, discover
 from .integrity import IntegrityReport, verify_distribution
 from .select import select
 from .skew import SkewVerdicts, check_skew, requirement_name
@@ -156,9 +156,12 @@ def prepare(options: StartOptions, *, record: bool = True) -> Plan:
 
 def _prepare(options: StartOptions, log: LoadLog | None) -> Plan:
     _check_startup_hooks(options, log)
-    found = discover()
+    found = _without_claimants(discover(), options.store)
     if found.broken:
         raise found.broken[0]
+    if log is not None:
+        for item in found.ignored:
+            log.append("ignored", plugin=item.plugin, distribution=item.distribution, reason=item.reason)
     lock = _read_lock(options.lock_path) if options.lock_path else None
     chosen = select(found, SLOTS, choices=options.choices, locked=lock.dists() if lock else None)
     policy = options.policy()
@@ -215,6 +218,83 @@ def locked_libraries(plan: Plan) -> Mapping[str, LockedLibrary]:
     roots = ["enkrypted-shell", *sorted(plugins)]
     dists = [shell, *runtime_closure(roots, exclude=plugins, extras={"enkrypted-shell": frozenset({"sigstore"})})]
     return MappingProxyType({str(d.metadata["Name"]): snapshot(d) for d in dists})
+
+
+def unselected(plan: Plan, options: StartOptions) -> list[dict[str, str]]:
+    """Every discovered candidate the plan did not select, and why: ``unsigned`` (no provenance
+    record), ``refused`` (what verification would say), ``not chosen`` (another fills the slot),
+    plus ``ignored`` foreign entry points. Runs the same verification as :func:`prepare` (files
+    and signature), never imports a candidate."""
+    found = _without_claimants(discover(), options.store)
+    chosen = {slot: p.candidate for slot, p in plan.plugins.items()}
+    policy = options.policy()
+    rows = []
+    for cand in found.candidates:
+        if any(cand.dist_name == c.dist_name and cand.name == c.name for c in chosen.values()):
+            continue
+        status, why = _status(cand, options, policy, found.candidates, chosen.get(cand.slot))
+        rows.append({"slot": cand.slot, "plugin": cand.name, "distribution": cand.dist_name,
+                     "version": cand.version, "status": status, "why": why})
+    rows.extend(
+        {"slot": "?", "plugin": item.plugin, "distribution": item.distribution, "version": "",
+         "status": "ignored", "why": item.reason}
+        for item in found.ignored
+    )
+    return rows
+
+
+def _status(
+    cand: Candidate,
+    options: StartOptions,
+    policy: TrustPolicy,
+    others: tuple[Candidate, ...],
+    selected: Candidate | None,
+) -> tuple[str, str]:
+    if options.store.get(cand.dist_name) is None and not cand.editable:
+        return "unsigned", "no signed provenance: not installed with `enkrypted plugins install`"
+    try:
+        _verify(cand.slot, cand, "", options._replace(allow_unsigned=False), policy, others)
+    except ShellError as exc:
+        return "refused", f"{exc.rule}: {exc.message}"
+    if selected is None:
+        return "not chosen", "nothing selects it"
+    return "not chosen", f"{selected.label} fills slot {cand.slot}"
+
+
+def _without_claimants(found: Discovery, store: ProvenanceStore) -> Discovery:
+    """Candidates of different distributions that install the same top-level package: the one the
+    profile installed from a registry (it has a provenance record whose signed file list holds the
+    package) is kept, the others are ignored - never imported, reported - so a wheel that claims
+    another plugin's package cannot deny service to it. Without exactly one such record nothing is
+    dropped (verification then refuses what does not fit)."""
+    by_package: dict[str, list[Candidate]] = {}
+    for cand in found.candidates:
+        by_package.setdefault(cand.entry_point.module.split(".")[0], []).append(cand)
+    dropped: list[tuple[Candidate, Candidate]] = []
+    for package, cands in by_package.items():
+        if len({c.dist_name for c in cands}) < 2:
+            continue
+        signed = [c for c in cands if _signed_for(store, c, package)]
+        if len(signed) == 1:
+            dropped.extend((c, signed[0]) for c in cands if c.dist_name != signed[0].dist_name)
+    if not dropped:
+        return found
+    gone = {id(c) for c, _ in dropped}
+    ignored = tuple(
+        Ignored(c.name, f"{c.dist_name} {c.version}",
+                f"it installs {owner.dist_name}'s package {c.entry_point.module.split('.')[0]}")
+        for c, owner in dropped
+    )
+    return Discovery(
+        tuple(c for c in found.candidates if id(c) not in gone), found.broken, found.ignored + ignored
+    )
+
+
+def _signed_for(store: ProvenanceStore, cand: Candidate, package: str) -> bool:
+    record = store.get(cand.dist_name)
+    if record is None or record.version != cand.version:
+        return False
+    return any(path.startswith(f"{package}/") for path in claimed_paths(record.provenance))
 
 
 def _check_startup_hooks(options: StartOptions, log: LoadLog | None) -> None:
