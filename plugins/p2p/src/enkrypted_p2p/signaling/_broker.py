@@ -53,6 +53,8 @@ ERR_UNAVAILABLE = "Server unavailable"
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
+CLOSE_TAKEN_OVER = 4001
+"""Ours: a reconnect with the same id and token replaced this socket; do not reconnect."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +216,8 @@ class BrokerCore:
         old.state = _State.CLOSED
         self._alive.pop(held, None)
         self._open(state, now)
-        return [Close(held), self._log("client.takeover", state), Drain(state.conn, state.peer_id)]
+        return [Close(held, CLOSE_TAKEN_OVER), self._log("client.takeover", state),
+                Drain(state.conn, state.peer_id)]
 
     def claimed(self, conn: int, outcome: ClaimOutcome, now: float) -> list[Effect]:
         """The store answered a :class:`Claim`."""
@@ -279,7 +282,7 @@ class BrokerCore:
         del self._sessions[peer_id]
         self._alive.pop(conn, None)
         state.state = _State.CLOSED
-        return [Close(conn), self._log("client.moved", state)]
+        return [Close(conn, CLOSE_TAKEN_OVER), self._log("client.moved", state)]
 
     def _refuse(self, state: _Conn, kind: MessageType, msg: str, code: int = CLOSE_NORMAL) -> list[Effect]:
         self.stats.refused += 1

@@ -41,6 +41,7 @@ from ._config import ClientConfig
 from ._dataconn import OfferInfo, Serialization, new_connection_id, offer_payload, parse_offer
 from ._protocol import Frame, MessageType, encode_frame, parse_frame
 
+CLOSE_TAKEN_OVER: Final = 4001  # the broker's close code when our session was taken over
 _ID_RE: Final = re.compile(r"^[A-Za-z0-9]+(?:[ _-][A-Za-z0-9]+)*$")  # peerjs util.validateId
 _B36: Final = "0123456789abcdefghijklmnopqrstuvwxyz"
 CLIENT_VERSION: Final = "1.5.5"
@@ -141,7 +142,8 @@ class ClientCore:
         self.token = token or new_token()
         self.state = ClientState.IDLE
         self.invalid_frames = 0
-        self._registered_once = False
+        # A caller that brings its token resumes a registration: the server may rebind silently.
+        self._registered_once = token is not None
         self._attempts = 0
         self._next_ping: float | None = None
         self._retry_at: float | None = None
@@ -183,10 +185,13 @@ class ClientCore:
         self._outbox.clear()
         return out
 
-    def socket_closed(self, now: float) -> list[ClientOutput]:
+    def socket_closed(self, now: float, code: int | None = None) -> list[ClientOutput]:
         if self.state in (ClientState.CLOSED, ClientState.IDLE, ClientState.WAITING):
             return []
         self._next_ping = self._grace_until = None
+        if code == CLOSE_TAKEN_OVER:  # our token registered elsewhere: fighting back would loop
+            self.state = ClientState.CLOSED
+            return [Refused("TAKEN-OVER", "another connection took this id over with our token")]
         if self._attempts >= self.config.max_reconnects:
             self.state = ClientState.CLOSED
             return [GaveUp(self._attempts)]

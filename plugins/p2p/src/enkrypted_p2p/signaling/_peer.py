@@ -113,14 +113,16 @@ class SignalingClient:
 
     async def close(self) -> None:
         if self.core is not None:
-            await self._apply(self.core.destroy())
+            self.core.destroy()  # the socket is closed below, while its reader still runs
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), 2.0)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._ws is not None:
-            await self._ws.close()
         if self._session is not None:
             await self._session.close()
 
@@ -210,7 +212,7 @@ class SignalingClient:
             if self._ws is ws:
                 self._ws = None
             if self.core.state is not ClientState.CLOSED:
-                await self._apply(self.core.socket_closed(self._clock()))
+                await self._apply(self.core.socket_closed(self._clock(), ws.close_code))
 
     async def _timers(self) -> None:
         assert self.core is not None
