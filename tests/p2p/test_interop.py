@@ -146,13 +146,17 @@ def test_reconnect_with_token_receives_messages_queued_meanwhile(server: Server)
 
 def test_same_token_takes_the_session_over(server: Server) -> None:
     async def scenario() -> None:
-        async with SignalingClient(config(server), "erin") as first:
+        first = SignalingClient(config(server), "erin")
+        await first.open()
+        try:
             async with SignalingClient(config(server), "erin", first.token) as second, \
                     SignalingClient(config(server), "frank") as frank:
                 await frank.send(MessageType.OFFER, "erin",
                                  {"sdp": SDP_OFFER, "type": "data", "connectionId": "dc_t1",
                                   "serialization": "raw"})
                 assert (await second.wait_for(Signal)).peer == "frank"
+        finally:
+            await first.close()
 
     run(scenario())
 
