@@ -89,7 +89,8 @@ class SignalingClient:
         self._spawn(self._timers())
         await self._apply(self.core.connect(self._clock()))
         try:
-            await asyncio.wait_for(self._opened.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._opened.wait()
         except TimeoutError as exc:
             await self.close()
             raise P2PNetworkError(f"no OPEN from the broker within {timeout} s") from exc
@@ -117,7 +118,8 @@ class SignalingClient:
         ws = self._ws
         if ws is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await ws.close()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -133,10 +135,12 @@ class SignalingClient:
             await self._ws.close()
 
     async def wait_open(self, timeout: float = 10.0) -> None:
-        await asyncio.wait_for(self._opened.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._opened.wait()
 
     async def next_event(self, timeout: float = 10.0) -> Event:
-        return await asyncio.wait_for(self._events.get(), timeout)
+        async with asyncio.timeout(timeout):
+            return await self._events.get()
 
     async def wait_for(self, kind: type, timeout: float = 10.0) -> Any:
         """Skip events until one of type ``kind`` (bounded by ``timeout``)."""
@@ -216,14 +220,16 @@ class SignalingClient:
 
     async def _timers(self) -> None:
         assert self.core is not None
-        while True:
+        while self.core.state is not ClientState.CLOSED:
             deadline = self.core.next_deadline()
             self._wake.clear()
             delay = 1.0 if deadline is None else max(0.0, deadline - self._clock())
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
+            # races with the inner wait finishing, which left close() waiting forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             await self._apply(self.core.tick(self._clock()))
-            await asyncio.sleep(0)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coro)
