@@ -137,6 +137,7 @@ class _Conn:
 @dataclass(slots=True)
 class BrokerStats:
     relayed: int = 0
+    submitted: int = 0
     queued: int = 0
     queue_full: int = 0
     dropped: int = 0
@@ -357,6 +358,8 @@ class BrokerCore:
             self.stats.queue_full += 1
         elif outcome is ForwardOutcome.DROPPED:
             self.stats.dropped += 1
+        elif outcome is ForwardOutcome.SUBMITTED:
+            self.stats.submitted += 1
         else:
             self.stats.relayed += 1
         return []

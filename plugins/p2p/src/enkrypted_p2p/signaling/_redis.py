@@ -15,6 +15,7 @@ __all__ = ["RedisStore"]
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
@@ -26,6 +27,9 @@ from ._store import ClaimOutcome, ForwardOutcome, Inbox, Kick, QueuedMessage, Qu
 
 LOG = logging.getLogger("enkrypted.broker")
 PREFIX: Final = "enkrypted:broker:"
+BATCH: Final = 512
+MAX_BATCHED: Final = 20_000
+"""Frames waiting for Redis; beyond it forwards are dropped (bounded memory if Redis stalls)."""
 _T = TypeVar("_T")
 
 _CLAIM = """
@@ -61,28 +65,48 @@ if ARGV[2] == '1' then drop_queue(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[3]) e
 return 1
 """
 
-_FORWARD = """
-local v = redis.call('GET', KEYS[1])
-if v then
-  local node = string.sub(v, 1, string.find(v, '\\n', 1, true) - 1)
-  redis.call('PUBLISH', ARGV[9] .. 'n:' .. node, 'm\\n' .. ARGV[2] .. '\\n' .. ARGV[1])
-  return 'delivered'
+_FORWARD_MANY = """
+local p = ARGV[1]
+local now, max_msgs, max_dst, max_total = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local max_queues, backstop = tonumber(ARGV[6]), ARGV[7]
+local out, pubs = {}, {}
+for i = 8, #ARGV, 2 do
+  local dst, entry = ARGV[i], ARGV[i + 1]
+  local v = redis.call('GET', p .. 'p:' .. dst)
+  if v then
+    local node = string.sub(v, 1, string.find(v, '\\n', 1, true) - 1)
+    if not pubs[node] then pubs[node] = {} end
+    table.insert(pubs[node], dst .. '\\n' .. entry)
+    table.insert(out, 'delivered')
+  else
+    local nl = string.find(entry, '\\n', 1, true)
+    if string.sub(entry, nl + 1, nl + 1) ~= '1' then
+      table.insert(out, 'dropped')
+    else
+      local q, m, z, t = p .. 'q:' .. dst, p .. 'qm:' .. dst, p .. 'qexp', p .. 'qtotal'
+      local size = string.len(entry)
+      local count = redis.call('LLEN', q)
+      local qbytes = tonumber(redis.call('HGET', m, 'bytes') or '0')
+      local total = tonumber(redis.call('GET', t) or '0')
+      if (count == 0 and redis.call('ZCARD', z) >= max_queues) or count >= max_msgs
+         or qbytes + size > max_dst or total + size > max_total then
+        table.insert(out, 'full')
+      else
+        redis.call('RPUSH', q, entry)
+        redis.call('HINCRBY', m, 'bytes', size)
+        redis.call('INCRBY', t, size)
+        if count == 0 then redis.call('ZADD', z, 'NX', now, dst) end
+        redis.call('PEXPIRE', q, backstop)
+        redis.call('PEXPIRE', m, backstop)
+        table.insert(out, 'queued')
+      end
+    end
+  end
 end
-if ARGV[8] ~= '1' then return 'dropped' end
-local size = string.len(ARGV[1])
-local count = redis.call('LLEN', KEYS[2])
-local qbytes = tonumber(redis.call('HGET', KEYS[3], 'bytes') or '0')
-local total = tonumber(redis.call('GET', KEYS[5]) or '0')
-if count == 0 and redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[7]) then return 'full' end
-if count >= tonumber(ARGV[4]) or qbytes + size > tonumber(ARGV[5])
-   or total + size > tonumber(ARGV[6]) then return 'full' end
-redis.call('RPUSH', KEYS[2], ARGV[1])
-redis.call('HINCRBY', KEYS[3], 'bytes', size)
-redis.call('INCRBY', KEYS[5], size)
-if count == 0 then redis.call('ZADD', KEYS[4], 'NX', ARGV[3], ARGV[2]) end
-redis.call('PEXPIRE', KEYS[2], ARGV[10])
-redis.call('PEXPIRE', KEYS[3], ARGV[10])
-return 'queued'
+for node, list in pairs(pubs) do
+  redis.call('PUBLISH', p .. 'n:' .. node, 'b\\30' .. table.concat(list, '\\30'))
+end
+return out
 """
 
 _DRAIN = _DROP_QUEUE + """
@@ -122,9 +146,11 @@ class RedisStore:
         self._p = prefix
         self._redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=True)
         self._scripts = {name: self._redis.register_script(src) for name, src in (
-            ("claim", _CLAIM), ("release", _RELEASE), ("forward", _FORWARD), ("drain", _DRAIN),
+            ("claim", _CLAIM), ("release", _RELEASE), ("forward", _FORWARD_MANY), ("drain", _DRAIN),
             ("expired", _TAKE_EXPIRED))}
         self._listener: asyncio.Task[None] | None = None
+        self._batch: list[QueuedMessage] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def _call(self, op: Callable[[], Awaitable[_T]]) -> _T:
         try:
@@ -160,11 +186,13 @@ class RedisStore:
                 LOG.warning('{"event": "store.inbox_error", "error": %r}', repr(exc))
 
     async def _dispatch(self, data: str, inbox: Inbox, kick: Kick) -> None:
+        if data.startswith("b\x1e"):
+            for record in data[2:].split("\x1e"):  # JSON escapes control characters
+                dst, _, entry = record.partition("\n")
+                await inbox(_parse_entry(dst, entry))
+            return
         kind, _, rest = data.partition("\n")
-        if kind == "m":
-            dst, _, entry = rest.partition("\n")
-            await inbox(_parse_entry(dst, entry))
-        elif kind == "k":
+        if kind == "k":
             peer_id, _, token = rest.partition("\n")
             await kick(peer_id, token)
 
@@ -210,12 +238,29 @@ class RedisStore:
 
     # ------------------------------------------------------------------------ queues
     async def forward(self, message: QueuedMessage, now: float) -> ForwardOutcome:
-        lim = self._limits
-        keys = [self._p + "p:" + message.dst, *self._queue_keys(message.dst)]
-        args = [_entry(message), message.dst, int(now * 1000), lim.max_msgs_per_dst,
-                lim.max_bytes_per_dst, lim.max_bytes_total, lim.max_queues, int(message.queueable),
-                self._p, self._backstop_ms]
-        return ForwardOutcome(await self._script("forward", keys, args))
+        """Batched: every forward of one loop iteration goes to Redis in one script call (and one
+        PUBLISH per destination process); a round trip per frame capped the relay rate."""
+        if len(self._batch) >= MAX_BATCHED:
+            return ForwardOutcome.FULL
+        self._batch.append(message)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return ForwardOutcome.SUBMITTED
+
+    async def _flush(self) -> None:
+        while self._batch:
+            batch, self._batch = self._batch[:BATCH], self._batch[BATCH:]
+            lim = self._limits
+            args: list[Any] = [self._p, int(time.time() * 1000), lim.max_msgs_per_dst,
+                               lim.max_bytes_per_dst, lim.max_bytes_total, lim.max_queues,
+                               self._backstop_ms]
+            for message in batch:
+                args += [message.dst, _entry(message)]
+            try:
+                await self._script("forward", [], args)
+            except P2PNetworkError as exc:
+                LOG.warning('{"event": "store.error", "dropped": %d, "error": %r}', len(batch),
+                            str(exc))
 
     async def drain(self, peer_id: str) -> list[QueuedMessage]:
         items = await self._script("drain", self._queue_keys(peer_id), [peer_id])

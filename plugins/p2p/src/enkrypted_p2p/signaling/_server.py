@@ -41,6 +41,8 @@ from ._config import BrokerConfig
 from ._store import MemoryStore, QueuedMessage, QueueLimits, SignalingStore
 
 LOG = logging.getLogger("enkrypted.broker")
+SLOW_CONSUMER_BYTES = 1024 * 1024
+"""A socket whose unsent output exceeds this is closed (1008): memory stays bounded."""
 _INFO = {
     "name": "PeerJS Server",
     "description": "A server side element to broker connections between PeerJS clients.",
@@ -73,6 +75,9 @@ class BrokerServer:
         self.clock = clock
         self.core = BrokerCore(config, clock())
         self._sockets: dict[int, web.WebSocketResponse] = {}
+        self._transports: dict[int, asyncio.BaseTransport] = {}
+        self._outq: dict[int, list[bytes]] = {}
+        self._flush_scheduled = False
         self._next_conn = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.Task[None] | None = None
@@ -139,6 +144,8 @@ class BrokerServer:
         self._next_conn += 1
         conn = self._next_conn
         self._sockets[conn] = ws
+        if request.transport is not None:
+            self._transports[conn] = request.transport
         remote = request.remote or ""
         try:
             await self._run(self.core.connect(conn, request.query, self.clock(), remote))
@@ -150,6 +157,8 @@ class BrokerServer:
                     break
         finally:
             self._sockets.pop(conn, None)
+            self._transports.pop(conn, None)
+            self._outq.pop(conn, None)
             await self._run(self.core.disconnected(conn, self.clock()))
         return ws
 
@@ -165,14 +174,39 @@ class BrokerServer:
                 await self._run_slow(effect)
 
     async def _send(self, effect: Send) -> None:
-        ws = self._sockets.get(effect.conn)
-        try:
-            if ws is None or ws.closed:
-                raise ConnectionResetError("socket gone")
-            await ws.send_str(effect.text)
-        except (ConnectionError, RuntimeError):
-            if effect.src is not None and effect.dst is not None:
-                await self._run(self.core.undeliverable(effect.src, effect.dst))
+        if (not self._enqueue(effect.conn, effect.text) and effect.src is not None
+                and effect.dst is not None):
+            await self._run(self.core.undeliverable(effect.src, effect.dst))
+
+    def _enqueue(self, conn: int, text: str) -> bool:
+        """Queue one text frame; all frames queued in this loop iteration leave in one write per
+        socket (a send syscall per frame was most of the relay cost)."""
+        transport = self._transports.get(conn)
+        ws = self._sockets.get(conn)
+        if transport is None or ws is None or ws.closed or transport.is_closing():
+            return False
+        self._outq.setdefault(conn, []).append(_text_frame(text))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        return True
+
+    def _flush(self, only: int | None = None) -> None:
+        if only is None:
+            self._flush_scheduled = False
+            pending, self._outq = self._outq, {}
+        else:
+            frames = self._outq.pop(only, None)
+            pending = {only: frames} if frames else {}
+        for conn, frames in pending.items():
+            transport = self._transports.get(conn)
+            if transport is None or transport.is_closing():
+                continue
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(b"".join(frames))
+            if transport.get_write_buffer_size() > SLOW_CONSUMER_BYTES:
+                _log("client.slow", conn=conn, buffered=transport.get_write_buffer_size())
+                self._spawn(self._close(conn, 1008))
 
     async def _run_slow(self, effect: Effect) -> None:
         try:
@@ -204,6 +238,7 @@ class BrokerServer:
         await self._run(self.core.claimed(effect.conn, outcome, self.clock()))
 
     async def _close(self, conn: int, code: int) -> None:
+        self._flush(only=conn)  # what the core sent before closing (ERROR, ID-TAKEN) goes first
         ws = self._sockets.get(conn)
         if ws is not None and not ws.closed:
             with contextlib.suppress(Exception):
@@ -228,6 +263,17 @@ class BrokerServer:
 
     async def _kick(self, peer_id: str, token: str) -> None:
         await self._run(self.core.kick(peer_id, token))
+
+
+def _text_frame(text: str) -> bytes:
+    """An unmasked, final text frame (RFC 6455 §5.2), as a server sends it."""
+    data = text.encode("utf-8")
+    size = len(data)
+    if size < 126:
+        return bytes((0x81, size)) + data
+    if size < 65536:
+        return b"\x81\x7e" + size.to_bytes(2, "big") + data
+    return b"\x81\x7f" + size.to_bytes(8, "big") + data
 
 
 def _log(event: str, **fields: object) -> None:

@@ -38,6 +38,7 @@ class ForwardOutcome(enum.Enum):
     QUEUED = "queued"
     FULL = "full"  # a queue bound was reached: dropped
     DROPPED = "dropped"  # destination absent and the type is not queued (LEAVE, EXPIRE)
+    SUBMITTED = "submitted"  # batched for another process; the outcome is not known yet
 
 
 @dataclass(frozen=True, slots=True)
