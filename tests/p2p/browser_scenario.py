@@ -10,6 +10,7 @@ here is stopped by its PID (Chromium's children collected first); every wait is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -71,8 +73,8 @@ def only_loopback() -> None:
 
 
 class Pages(BaseHTTPRequestHandler):
-    result: dict[str, object] = {}
-    arrived = threading.Event()
+    result: ClassVar[dict[str, object]] = {}
+    arrived: ClassVar[threading.Event] = threading.Event()
 
     def do_GET(self) -> None:
         body, kind = (PEERJS.read_bytes(), "text/javascript") if self.path == "/peerjs.js" else \
@@ -110,10 +112,8 @@ def children(pid: int) -> list[int]:
 def kill_tree(proc: subprocess.Popen[bytes]) -> None:
     kids = children(proc.pid)
     for pid in [proc.pid, *kids]:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     proc.wait(5)
 
 
