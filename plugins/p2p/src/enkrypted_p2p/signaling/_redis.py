@@ -66,22 +66,36 @@ return 1
 """
 
 _FORWARD_MANY = """
+-- ARGV[8]: records 'dst\\nsrc\\nqueueable\\ntext' joined by \\30 (JSON text escapes control
+-- characters, ids are printable). One argument and four counts back: redis-py's per-argument
+-- encoding and per-item reply parsing cost more than the work itself.
 local p = ARGV[1]
 local now, max_msgs, max_dst, max_total = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local max_queues, backstop = tonumber(ARGV[6]), ARGV[7]
-local out, pubs = {}, {}
-for i = 8, #ARGV, 2 do
-  local dst, entry = ARGV[i], ARGV[i + 1]
-  local v = redis.call('GET', p .. 'p:' .. dst)
-  if v then
-    local node = string.sub(v, 1, string.find(v, '\\n', 1, true) - 1)
+local max_queues, backstop, batch = tonumber(ARGV[6]), ARGV[7], ARGV[8]
+local counts = {0, 0, 0, 0}  -- delivered, queued, full, dropped
+local pubs, nodes = {}, {}
+local pos, len = 1, string.len(batch)
+while pos <= len do
+  local stop = string.find(batch, '\\30', pos, true) or (len + 1)
+  local rec = string.sub(batch, pos, stop - 1)
+  pos = stop + 1
+  local nl = string.find(rec, '\\n', 1, true)
+  local dst = string.sub(rec, 1, nl - 1)
+  local node = nodes[dst]
+  if node == nil then
+    local v = redis.call('GET', p .. 'p:' .. dst)
+    node = v and string.sub(v, 1, string.find(v, '\\n', 1, true) - 1) or false
+    nodes[dst] = node
+  end
+  if node then
     if not pubs[node] then pubs[node] = {} end
-    table.insert(pubs[node], dst .. '\\n' .. entry)
-    table.insert(out, 'delivered')
+    table.insert(pubs[node], rec)
+    counts[1] = counts[1] + 1
   else
-    local nl = string.find(entry, '\\n', 1, true)
-    if string.sub(entry, nl + 1, nl + 1) ~= '1' then
-      table.insert(out, 'dropped')
+    local entry = string.sub(rec, nl + 1)
+    local nl2 = string.find(entry, '\\n', 1, true)
+    if string.sub(entry, nl2 + 1, nl2 + 1) ~= '1' then
+      counts[4] = counts[4] + 1
     else
       local q, m, z, t = p .. 'q:' .. dst, p .. 'qm:' .. dst, p .. 'qexp', p .. 'qtotal'
       local size = string.len(entry)
@@ -90,7 +104,7 @@ for i = 8, #ARGV, 2 do
       local total = tonumber(redis.call('GET', t) or '0')
       if (count == 0 and redis.call('ZCARD', z) >= max_queues) or count >= max_msgs
          or qbytes + size > max_dst or total + size > max_total then
-        table.insert(out, 'full')
+        counts[3] = counts[3] + 1
       else
         redis.call('RPUSH', q, entry)
         redis.call('HINCRBY', m, 'bytes', size)
@@ -98,7 +112,7 @@ for i = 8, #ARGV, 2 do
         if count == 0 then redis.call('ZADD', z, 'NX', now, dst) end
         redis.call('PEXPIRE', q, backstop)
         redis.call('PEXPIRE', m, backstop)
-        table.insert(out, 'queued')
+        counts[2] = counts[2] + 1
       end
     end
   end
@@ -106,7 +120,7 @@ end
 for node, list in pairs(pubs) do
   redis.call('PUBLISH', p .. 'n:' .. node, 'b\\30' .. table.concat(list, '\\30'))
 end
-return out
+return counts
 """
 
 _DRAIN = _DROP_QUEUE + """
@@ -251,11 +265,10 @@ class RedisStore:
         while self._batch:
             batch, self._batch = self._batch[:BATCH], self._batch[BATCH:]
             lim = self._limits
+            records = "\x1e".join(f"{m.dst}\n{_entry(m)}" for m in batch)
             args: list[Any] = [self._p, int(time.time() * 1000), lim.max_msgs_per_dst,
                                lim.max_bytes_per_dst, lim.max_bytes_total, lim.max_queues,
-                               self._backstop_ms]
-            for message in batch:
-                args += [message.dst, _entry(message)]
+                               self._backstop_ms, records]
             try:
                 await self._script("forward", [], args)
             except P2PNetworkError as exc:
