@@ -122,3 +122,35 @@ def test_token_takeover_across_brokers_before_expiry(brokers: tuple[Server, Serv
             await first.close()
 
     run(scenario())
+
+
+def test_queue_bounds_hold_across_brokers(redis_server: int, tmp_path: Path) -> None:
+    extra = ("--redis", f"redis://127.0.0.1:{redis_server}/0", "--expire-timeout", "30",
+             "--rate", "100000", "--burst", "100000")
+    a = start_our_broker(tmp_path, extra=extra)
+    b = start_our_broker(tmp_path, extra=extra)
+    store = redis.Redis(port=redis_server, decode_responses=True)
+
+    async def scenario() -> None:
+        async with SignalingClient(cfg(a), "hoarder") as hoarder:
+            blob = "q" * 2000
+            for i in range(600):  # 1.2 MB aimed at one absent id
+                await hoarder.send("OFFER", "sleeper", {"connectionId": f"dc_{i}", "type": "data",
+                                                        "sdp": {"type": "offer", "sdp": blob}})  # type: ignore[arg-type]
+            await asyncio.sleep(1.0)
+            queued = int(store.hget("enkrypted:broker:qm:sleeper", "bytes") or 0)
+            assert 0 < queued <= 256 * 1024 and store.llen("enkrypted:broker:q:sleeper") <= 256
+            async with SignalingClient(cfg(b, max_pending_signals=1000), "sleeper") as sleeper:
+                got = 0
+                with pytest.raises(TimeoutError):
+                    while True:
+                        await sleeper.wait_for(Signal, timeout=1.0)
+                        got += 1
+                assert 100 <= got <= 128  # 256 KiB of ~2 KB frames
+            assert int(store.get("enkrypted:broker:qtotal") or 0) == 0  # drained, accounted
+
+    try:
+        run(scenario())
+    finally:
+        stop(a.proc)
+        stop(b.proc)
