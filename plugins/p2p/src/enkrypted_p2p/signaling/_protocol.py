@@ -71,9 +71,13 @@ class Frame:
         return out
 
 
+_ENCODE: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_DECODE: Final = json.JSONDecoder().decode
+
+
 def encode_frame(frame: Frame) -> str:
     """Compact JSON text, the form npm ``peer`` sends (``JSON.stringify``)."""
-    return json.dumps(frame.as_dict(), separators=(",", ":"), ensure_ascii=False)
+    return _ENCODE(frame.as_dict())
 
 
 def _optional_str(obj: dict[str, Any], key: str) -> str | None:
@@ -90,8 +94,8 @@ def parse_frame(data: str | bytes, max_bytes: int) -> Frame:
     if len(data) > max_bytes:  # str length <= UTF-8 length, so this is a lower bound
         raise RemoteInputError(f"frame of {len(data)} bytes exceeds {max_bytes}")
     try:
-        obj = json.loads(data)
-    except (ValueError, RecursionError) as exc:
+        obj = _DECODE(data if isinstance(data, str) else data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise RemoteInputError("frame is not JSON") from exc
     if not isinstance(obj, dict):
         raise RemoteInputError("frame is not a JSON object")
