@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import socket
 import ssl
 import time
 import uuid
@@ -147,11 +146,6 @@ class BrokerServer:
         self._sockets[conn] = ws
         if request.transport is not None:
             self._transports[conn] = request.transport
-            sock = request.transport.get_extra_info("socket")
-            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-                # Signaling frames are small and latency-bound: no Nagle (aiohttp leaves it on;
-                # node's ws, like npm peer, turns it off).
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         remote = request.remote or ""
         try:
             await self._run(self.core.connect(conn, request.query, self.clock(), remote))
