@@ -45,7 +45,11 @@ CONTRACT: dict[str, tuple[str, ...]] = {
         "throughput_mb_s", "raw_throughput_mb_s",
     ),
     "files": ("fast_mb_s", "standard_mb_s", "raw_mb_s", "size_mb"),
-    "broker": ("ours_connections", "ours_relay_per_s", "peerjs_connections", "peerjs_relay_per_s"),
+    "broker": (
+        "ours_connections", "ours_relay_per_s", "peerjs_connections", "peerjs_relay_per_s",
+        "ours_rss_per_client_kb", "peerjs_rss_per_client_kb", "ours_cpu_us_per_msg",
+        "peerjs_cpu_us_per_msg", "redis_two_brokers_relay_per_s",
+    ),
     "registry": ("verified_install_s", "pip_install_s", "ratio"),
 }
 """Keys each benchmark must report (DESIGN.md §12), besides ``machine`` and ``runs``."""

@@ -13,6 +13,8 @@ from typing import Final
 
 from enkrypted_shell.contracts import LinkClosed
 
+from .errors import P2PUsageError
+
 MAX_PDU_BYTES: Final = 16 * 1024 * 1024  # P8.1: 16 MiB PDU cap
 _QUEUE_DEPTH: Final = 1024
 _CLOSED: Final = object()
@@ -35,7 +37,7 @@ class MemoryLink:
         if self._closed:
             raise LinkClosed(f"link to {self._peer_id} is closed")
         if len(pdu) > MAX_PDU_BYTES:
-            raise ValueError(f"PDU of {len(pdu)} bytes exceeds the {MAX_PDU_BYTES}-byte cap")
+            raise P2PUsageError(f"PDU of {len(pdu)} bytes exceeds the {MAX_PDU_BYTES}-byte cap")
         await self._outbox.put(bytes(pdu))
 
     async def receive(self) -> bytes:

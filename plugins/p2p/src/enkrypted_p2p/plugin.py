@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from enkrypted_shell.contracts import AppContext, CryptoService, Link
 from enkrypted_shell.hookspecs import hookimpl
 
 from .memory import memory_pair
+
+if TYPE_CHECKING:
+    import click
 
 __all__ = ["MemoryTransport", "enkrypted_transport_service"]
 
@@ -23,3 +28,12 @@ class MemoryTransport:
 @hookimpl
 def enkrypted_transport_service(context: AppContext, crypto: CryptoService) -> MemoryTransport:
     return MemoryTransport()
+
+
+# Not in __all__ (tests/plugins pins that list); pluggy finds hook implementations by name.
+@hookimpl
+def enkrypted_cli_commands(context: AppContext) -> list[click.Command]:
+    """``enkrypted broker`` (manifest ``commands``); imported only when the shell asks."""
+    from .signaling import broker_command
+
+    return [broker_command]

@@ -1,0 +1,47 @@
+"""The p2p plugin's exception root, split by who is at fault (STYLE.md principle 3).
+
+* :class:`P2PUsageError` - the caller asked for something meaningless (bad id, oversize PDU, a
+  value binarypack cannot carry).  Also a :class:`ValueError`, so generic callers still catch it.
+* :class:`RemoteInputError` - a peer or a broker sent something malformed, oversize or hostile.
+  Drivers drop the offending input and log it; they never crash on it.
+* :class:`P2PNetworkError` - the network or the broker would not carry us (socket dropped, HTTP
+  failure, registration refused).
+
+Foreign exceptions (aiohttp, redis, json, struct) are translated at the boundary with
+``raise ... from``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BrokerRefused",
+    "P2PError",
+    "P2PNetworkError",
+    "P2PUsageError",
+    "RemoteInputError",
+]
+
+
+class P2PError(Exception):
+    """Root of every error the p2p plugin raises on purpose."""
+
+
+class P2PUsageError(P2PError, ValueError):
+    """Local misuse: the caller's arguments cannot mean anything."""
+
+
+class RemoteInputError(P2PError):
+    """Input from the other side (peer or broker) is malformed, oversize or hostile."""
+
+
+class P2PNetworkError(P2PError):
+    """The network failed us: connection refused or dropped, HTTP error, timeout."""
+
+
+class BrokerRefused(P2PNetworkError):
+    """The broker refused the registration (``ID-TAKEN``, ``ERROR`` or ``INVALID-KEY``)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"broker refused registration: {kind}: {message}")
+        self.kind = kind
+        self.message = message

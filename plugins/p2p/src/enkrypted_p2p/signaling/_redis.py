@@ -1,0 +1,286 @@
+"""Presence and queues shared by several broker processes through Redis (``--redis URL``).
+
+Keys (prefix ``enkrypted:broker:``): ``p:ID`` = ``node\\ntoken`` with an expiry the holding process
+refreshes (a dead process's ids are freed after ``presence_ttl``); ``q:ID`` (list) and ``qm:ID``
+(byte count) queue frames for an absent id; ``qexp`` (sorted set, score = creation time in ms)
+finds expired queues; ``qtotal`` bounds all queues together.  Every check-and-change is one Lua
+script, so the bounds and the id ownership hold across processes.  Frames for an id held by
+another process are published on that process's channel ``n:NODE``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["RedisStore"]
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from ..errors import P2PNetworkError
+from ._store import ClaimOutcome, ForwardOutcome, Inbox, Kick, QueuedMessage, QueueLimits
+
+LOG = logging.getLogger("enkrypted.broker")
+PREFIX: Final = "enkrypted:broker:"
+BATCH: Final = 512
+MAX_BATCHED: Final = 20_000
+"""Frames waiting for Redis; beyond it forwards are dropped (bounded memory if Redis stalls)."""
+_T = TypeVar("_T")
+
+_CLAIM = """
+local v = redis.call('GET', KEYS[1])
+local mine = ARGV[1] .. '\\n' .. ARGV[2]
+if not v then
+  redis.call('SET', KEYS[1], mine, 'PX', ARGV[3])
+  return {'new', ''}
+end
+local nl = string.find(v, '\\n', 1, true)
+local node = string.sub(v, 1, nl - 1)
+if string.sub(v, nl + 1) == ARGV[2] then
+  redis.call('SET', KEYS[1], mine, 'PX', ARGV[3])
+  return {'takeover', node}
+end
+return {'taken', node}
+"""
+
+_DROP_QUEUE = """
+local function drop_queue(q, m, zset, total, dst)
+  local items = redis.call('LRANGE', q, 0, -1)
+  local size = tonumber(redis.call('HGET', m, 'bytes') or '0')
+  redis.call('DEL', q, m)
+  redis.call('ZREM', zset, dst)
+  if size > 0 then redis.call('DECRBY', total, size) end
+  return items
+end
+"""
+
+_RELEASE = _DROP_QUEUE + """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if ARGV[2] == '1' then drop_queue(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[3]) end
+return 1
+"""
+
+_FORWARD_MANY = """
+-- ARGV[8]: records 'dst\\nsrc\\nqueueable\\ntext' joined by \\30 (JSON text escapes control
+-- characters, ids are printable). One argument and four counts back: redis-py's per-argument
+-- encoding and per-item reply parsing cost more than the work itself.
+local p = ARGV[1]
+local now, max_msgs, max_dst, max_total = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local max_queues, backstop, batch = tonumber(ARGV[6]), ARGV[7], ARGV[8]
+local counts = {0, 0, 0, 0}  -- delivered, queued, full, dropped
+local pubs, nodes = {}, {}
+local pos, len = 1, string.len(batch)
+while pos <= len do
+  local stop = string.find(batch, '\\30', pos, true) or (len + 1)
+  local rec = string.sub(batch, pos, stop - 1)
+  pos = stop + 1
+  local nl = string.find(rec, '\\n', 1, true)
+  local dst = string.sub(rec, 1, nl - 1)
+  local node = nodes[dst]
+  if node == nil then
+    local v = redis.call('GET', p .. 'p:' .. dst)
+    node = v and string.sub(v, 1, string.find(v, '\\n', 1, true) - 1) or false
+    nodes[dst] = node
+  end
+  if node then
+    if not pubs[node] then pubs[node] = {} end
+    table.insert(pubs[node], rec)
+    counts[1] = counts[1] + 1
+  else
+    local entry = string.sub(rec, nl + 1)
+    local nl2 = string.find(entry, '\\n', 1, true)
+    if string.sub(entry, nl2 + 1, nl2 + 1) ~= '1' then
+      counts[4] = counts[4] + 1
+    else
+      local q, m, z, t = p .. 'q:' .. dst, p .. 'qm:' .. dst, p .. 'qexp', p .. 'qtotal'
+      local size = string.len(entry)
+      local count = redis.call('LLEN', q)
+      local qbytes = tonumber(redis.call('HGET', m, 'bytes') or '0')
+      local total = tonumber(redis.call('GET', t) or '0')
+      if (count == 0 and redis.call('ZCARD', z) >= max_queues) or count >= max_msgs
+         or qbytes + size > max_dst or total + size > max_total then
+        counts[3] = counts[3] + 1
+      else
+        redis.call('RPUSH', q, entry)
+        redis.call('HINCRBY', m, 'bytes', size)
+        redis.call('INCRBY', t, size)
+        if count == 0 then redis.call('ZADD', z, 'NX', now, dst) end
+        redis.call('PEXPIRE', q, backstop)
+        redis.call('PEXPIRE', m, backstop)
+        counts[2] = counts[2] + 1
+      end
+    end
+  end
+end
+for node, list in pairs(pubs) do
+  redis.call('PUBLISH', p .. 'n:' .. node, 'b\\30' .. table.concat(list, '\\30'))
+end
+return counts
+"""
+
+_DRAIN = _DROP_QUEUE + """
+return drop_queue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1])
+"""
+
+_TAKE_EXPIRED = _DROP_QUEUE + """
+local dsts = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, dst in ipairs(dsts) do
+  local items = drop_queue(ARGV[3] .. 'q:' .. dst, ARGV[3] .. 'qm:' .. dst, KEYS[1], KEYS[2], dst)
+  table.insert(out, dst)
+  table.insert(out, items)
+end
+return out
+"""
+
+
+def _entry(message: QueuedMessage) -> str:
+    return f"{message.src}\n{int(message.queueable)}\n{message.text}"
+
+
+def _parse_entry(dst: str, raw: str) -> QueuedMessage:
+    src, queueable, text = raw.split("\n", 2)
+    return QueuedMessage(src, dst, text, queueable == "1")
+
+
+class RedisStore:
+    """:class:`~._store.SignalingStore` over one Redis server (redis-py asyncio)."""
+
+    def __init__(self, url: str, limits: QueueLimits, node: str, presence_ttl: float = 30.0,
+                 backstop_ttl: float = 300.0, prefix: str = PREFIX) -> None:
+        self.node = node
+        self._limits = limits
+        self._ttl_ms = int(presence_ttl * 1000)
+        self._backstop_ms = int(backstop_ttl * 1000)
+        self._p = prefix
+        self._redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=True)
+        self._scripts = {name: self._redis.register_script(src) for name, src in (
+            ("claim", _CLAIM), ("release", _RELEASE), ("forward", _FORWARD_MANY), ("drain", _DRAIN),
+            ("expired", _TAKE_EXPIRED))}
+        self._listener: asyncio.Task[None] | None = None
+        self._batch: list[QueuedMessage] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def _call(self, op: Callable[[], Awaitable[_T]]) -> _T:
+        try:
+            return await op()
+        except (RedisError, OSError) as exc:
+            raise P2PNetworkError(f"redis: {exc}") from exc
+
+    async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        return await self._call(lambda: self._scripts[name](keys=keys, args=args))
+
+    def _queue_keys(self, dst: str) -> list[str]:
+        return [self._p + "q:" + dst, self._p + "qm:" + dst, self._p + "qexp", self._p + "qtotal"]
+
+    # ------------------------------------------------------------------------ lifecycle
+    async def start(self, inbox: Inbox, kick: Kick) -> None:
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        await self._call(lambda: pubsub.subscribe(self._p + "n:" + self.node))
+        self._listener = asyncio.create_task(self._listen(pubsub, inbox, kick))
+
+    async def _listen(self, pubsub: Any, inbox: Inbox, kick: Kick) -> None:
+        while True:
+            try:
+                message = await pubsub.get_message(timeout=1.0)
+            except (RedisError, OSError) as exc:
+                LOG.warning('{"event": "store.error", "error": %r}', str(exc))
+                await asyncio.sleep(1.0)
+                continue
+            if not message or not isinstance(message.get("data"), str):
+                continue
+            try:
+                await self._dispatch(message["data"], inbox, kick)
+            except Exception as exc:  # one bad publication must not stop routing
+                LOG.warning('{"event": "store.inbox_error", "error": %r}', repr(exc))
+
+    async def _dispatch(self, data: str, inbox: Inbox, kick: Kick) -> None:
+        if data.startswith("b\x1e"):
+            for record in data[2:].split("\x1e"):  # JSON escapes control characters
+                dst, _, entry = record.partition("\n")
+                await inbox(_parse_entry(dst, entry))
+            return
+        kind, _, rest = data.partition("\n")
+        if kind == "k":
+            peer_id, _, token = rest.partition("\n")
+            await kick(peer_id, token)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.aclose()
+
+    # ------------------------------------------------------------------------ presence
+    async def claim(self, peer_id: str, token: str, now: float) -> ClaimOutcome:
+        kind, node = await self._script("claim", [self._p + "p:" + peer_id],
+                                        [self.node, token, self._ttl_ms])
+        if kind == "takeover" and node and node != self.node:
+            channel = self._p + "n:" + node
+            await self._call(lambda: self._redis.publish(channel, f"k\n{peer_id}\n{token}"))
+        return {"new": ClaimOutcome.NEW, "takeover": ClaimOutcome.TAKEOVER}.get(
+            kind, ClaimOutcome.TAKEN)
+
+    async def release(self, peer_id: str, token: str, clear_queue: bool) -> None:
+        keys = [self._p + "p:" + peer_id, *self._queue_keys(peer_id)]
+        await self._script("release", keys, [f"{self.node}\n{token}", int(clear_queue), peer_id])
+
+    async def refresh(self, peer_ids: Sequence[str]) -> None:
+        async def run() -> None:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for peer_id in peer_ids:
+                    pipe.pexpire(self._p + "p:" + peer_id, self._ttl_ms)
+                await pipe.execute()
+        await self._call(run)
+
+    async def ids(self, limit: int) -> list[str]:
+        async def run() -> list[str]:
+            out: list[str] = []
+            async for key in self._redis.scan_iter(match=self._p + "p:*", count=1000):
+                out.append(key[len(self._p) + 2:])
+                if len(out) >= limit:
+                    break
+            return out
+        return await self._call(run)
+
+    # ------------------------------------------------------------------------ queues
+    async def forward(self, message: QueuedMessage, now: float) -> ForwardOutcome:
+        """Batched: every forward of one loop iteration goes to Redis in one script call (and one
+        PUBLISH per destination process); a round trip per frame capped the relay rate."""
+        if len(self._batch) >= MAX_BATCHED:
+            return ForwardOutcome.FULL
+        self._batch.append(message)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return ForwardOutcome.SUBMITTED
+
+    async def _flush(self) -> None:
+        while self._batch:
+            batch, self._batch = self._batch[:BATCH], self._batch[BATCH:]
+            lim = self._limits
+            records = "\x1e".join(f"{m.dst}\n{_entry(m)}" for m in batch)
+            args: list[Any] = [self._p, int(time.time() * 1000), lim.max_msgs_per_dst,
+                               lim.max_bytes_per_dst, lim.max_bytes_total, lim.max_queues,
+                               self._backstop_ms, records]
+            try:
+                await self._script("forward", [], args)
+            except P2PNetworkError as exc:
+                LOG.warning('{"event": "store.error", "dropped": %d, "error": %r}', len(batch),
+                            str(exc))
+
+    async def drain(self, peer_id: str) -> list[QueuedMessage]:
+        items = await self._script("drain", self._queue_keys(peer_id), [peer_id])
+        return [_parse_entry(peer_id, raw) for raw in items]
+
+    async def take_expired(self, cutoff: float) -> list[list[QueuedMessage]]:
+        flat = await self._script("expired", [self._p + "qexp", self._p + "qtotal"],
+                                  [int(cutoff * 1000), 100, self._p])
+        return [[_parse_entry(dst, raw) for raw in items]
+                for dst, items in zip(flat[::2], flat[1::2], strict=True)]

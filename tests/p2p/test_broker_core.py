@@ -1,0 +1,249 @@
+"""The broker's routing core without sockets: events in, effects out, ``now`` passed in.  The
+harness plays the driver's part against :class:`MemoryStore` (whose coroutines never suspend)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Coroutine
+from typing import Any
+
+import pytest
+
+from enkrypted_p2p.errors import P2PUsageError
+from enkrypted_p2p.signaling import BrokerConfig, BrokerCore, MemoryStore
+from enkrypted_p2p.signaling._broker import (
+    CLOSE_TAKEN_OVER,
+    Claim,
+    Close,
+    Drain,
+    Effect,
+    Forward,
+    Log,
+    Refresh,
+    Release,
+    Send,
+    SweepQueues,
+)
+from enkrypted_p2p.signaling._server import queue_limits
+
+
+def sync(coro: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    raise AssertionError("MemoryStore suspended")
+
+
+class Harness:
+    def __init__(self, **overrides: Any) -> None:
+        self.config = BrokerConfig(**overrides)
+        self.store = MemoryStore(queue_limits(self.config))
+        self.core = BrokerCore(self.config, now=0.0)
+        self.sent: dict[int, list[dict[str, Any]]] = {}
+        self.closed: dict[int, int] = {}
+        self.logs: list[Log] = []
+        self.now = 0.0
+
+    def run(self, effects: list[Effect]) -> None:
+        for e in effects:
+            if isinstance(e, Send):
+                if e.conn in self.closed:
+                    assert e.src and e.dst
+                    self.run(self.core.undeliverable(e.src, e.dst))
+                else:
+                    self.sent.setdefault(e.conn, []).append(json.loads(e.text))
+            elif isinstance(e, Close):
+                self.closed[e.conn] = e.code
+            elif isinstance(e, Claim):
+                self.run(self.core.claimed(e.conn, sync(self.store.claim(e.peer_id, e.token, self.now)), self.now))
+            elif isinstance(e, Release):
+                sync(self.store.release(e.peer_id, e.token, e.clear_queue))
+            elif isinstance(e, Forward):
+                self.core.forwarded(e.message, sync(self.store.forward(e.message, self.now)))
+            elif isinstance(e, Drain):
+                self.run(self.core.queued(e.conn, sync(self.store.drain(e.peer_id))))
+            elif isinstance(e, SweepQueues):
+                self.run(self.core.expired(sync(self.store.take_expired(e.cutoff))))
+            elif isinstance(e, Log):
+                self.logs.append(e)
+            else:
+                assert isinstance(e, Refresh)
+
+    def connect(self, conn: int, peer_id: str, token: str = "t", key: str = "peerjs") -> list[dict[str, Any]]:
+        self.run(self.core.connect(conn, {"id": peer_id, "token": token, "key": key}, self.now, "127.0.0.1"))
+        return self.sent.get(conn, [])
+
+    def send(self, conn: int, frame: Any) -> None:
+        data = frame if isinstance(frame, str | bytes) else json.dumps(frame)
+        self.run(self.core.frame(conn, data, self.now))
+
+    def advance(self, seconds: float, step: float = 0.1) -> None:
+        end = self.now + seconds
+        while self.now < end:
+            self.now = min(end, self.now + step)
+            self.run(self.core.tick(self.now))
+
+    def disconnect(self, conn: int) -> None:
+        self.closed.setdefault(conn, 1006)
+        self.run(self.core.disconnected(conn, self.now))
+
+
+def test_defaults_equal_npm_peer() -> None:
+    c = BrokerConfig()
+    assert (c.key, c.path, c.expire_timeout, c.alive_timeout, c.concurrent_limit,
+            c.allow_discovery, c.cleanup_out_msgs, c.alive_check_interval) == (
+        "peerjs", "/", 5.0, 90.0, 5000, False, 1.0, 0.3)
+    with pytest.raises(P2PUsageError):
+        BrokerConfig(path="no-slash")
+
+
+def test_registration_outcomes() -> None:
+    h = Harness()
+    assert h.connect(1, "alice") == [{"type": "OPEN"}]
+    assert h.connect(2, "alice", token="other") == [
+        {"type": "ID-TAKEN", "payload": {"msg": "ID is taken"}}]
+    assert 2 in h.closed and 1 not in h.closed
+    assert h.connect(3, "", token="x") == [{"type": "ERROR", "payload": {
+        "msg": "No id, token, or key supplied to websocket server"}}]
+    assert h.connect(4, "bob", key="wrong") == [{"type": "ERROR", "payload": {"msg": "Invalid key provided"}}]
+    assert h.connect(5, "bad\nid")[0]["type"] == "ERROR"
+
+
+def test_concurrent_limit() -> None:
+    h = Harness(concurrent_limit=2)
+    h.connect(1, "a")
+    h.connect(2, "b")
+    assert h.connect(3, "c") == [{"type": "ERROR", "payload": {
+        "msg": "Server has reached its concurrent user limit"}}]
+    h.disconnect(1)
+    assert h.connect(4, "c") == [{"type": "OPEN"}]
+
+
+def test_relay_overwrites_src_and_forwards_only_four_fields() -> None:
+    h = Harness()
+    h.connect(1, "alice")
+    h.connect(2, "bob")
+    h.send(1, {"type": "OFFER", "src": "mallory", "dst": "bob", "payload": {"sdp": 1},
+               "extra": "dropped"})
+    assert h.sent[2][-1] == {"type": "OFFER", "src": "alice", "dst": "bob", "payload": {"sdp": 1}}
+    h.send(2, {"type": "ANSWER", "dst": "alice", "payload": {}})
+    h.send(2, {"type": "CANDIDATE", "dst": "alice", "payload": {"c": 1}})
+    assert [m["type"] for m in h.sent[1][1:]] == ["ANSWER", "CANDIDATE"]
+    assert h.core.stats.relayed == 3
+
+
+def test_queue_then_expire_once_per_pair() -> None:
+    h = Harness()
+    h.connect(1, "alice")
+    for kind in ("OFFER", "CANDIDATE", "CANDIDATE"):
+        h.send(1, {"type": kind, "dst": "ghost", "payload": {}})
+    h.send(1, {"type": "LEAVE", "dst": "ghost"})  # not queued
+    assert h.store.queued_bytes > 0 and h.core.stats.queued == 3
+    h.advance(4.5)
+    assert h.sent[1] == [{"type": "OPEN"}]
+    h.advance(2.0)  # 5 s expire_timeout, swept every 1 s
+    assert h.sent[1][1:] == [{"type": "EXPIRE", "src": "ghost", "dst": "alice"}]
+    assert h.store.queued_bytes == 0
+
+
+def test_queued_messages_are_delivered_on_registration() -> None:
+    h = Harness()
+    h.connect(1, "alice")
+    h.send(1, {"type": "OFFER", "dst": "bob", "payload": {"n": 1}})
+    h.send(1, {"type": "CANDIDATE", "dst": "bob", "payload": {"n": 2}})
+    h.advance(2.0)
+    assert h.connect(2, "bob") == [
+        {"type": "OPEN"},
+        {"type": "OFFER", "src": "alice", "dst": "bob", "payload": {"n": 1}},
+        {"type": "CANDIDATE", "src": "alice", "dst": "bob", "payload": {"n": 2}},
+    ]
+
+
+def test_same_token_takes_over_without_open() -> None:
+    h = Harness()
+    h.connect(1, "alice", token="tok")
+    h.connect(9, "bob")
+    assert h.connect(2, "alice", token="tok") == []  # npm peer rebinds silently
+    assert h.closed[1] == CLOSE_TAKEN_OVER
+    h.disconnect(1)  # the old socket's close must not free the id
+    h.send(9, {"type": "OFFER", "dst": "alice", "payload": {}})
+    assert h.sent[2][-1]["src"] == "bob"
+
+
+def test_alive_timeout_frees_the_id_and_clears_its_queue() -> None:
+    h = Harness(alive_timeout=10.0, expire_timeout=60.0)
+    h.connect(1, "quiet")
+    h.connect(2, "chatty")
+    h.send(2, {"type": "OFFER", "dst": "absent", "payload": {}})
+    for _ in range(3):
+        h.advance(4.0)
+        h.send(2, {"type": "HEARTBEAT"})
+    assert 1 in h.closed and 2 not in h.closed  # relayed frames do not count, HEARTBEAT does
+    assert h.connect(3, "quiet", token="new") == [{"type": "OPEN"}]
+
+
+def test_leave_without_dst_unregisters() -> None:
+    h = Harness()
+    h.connect(1, "alice")
+    h.send(1, {"type": "LEAVE"})
+    assert 1 in h.closed and h.connect(2, "alice", token="x") == [{"type": "OPEN"}]
+
+
+def test_rate_size_and_invalid_limits() -> None:
+    h = Harness(rate_per_s=10.0, rate_burst=5, max_invalid_frames=3, max_frame_bytes=200)
+    h.connect(1, "flood")
+    for _ in range(6):
+        h.send(1, {"type": "HEARTBEAT"})
+    assert h.sent[1][-1] == {"type": "ERROR", "payload": {"msg": "Rate limit exceeded"}}
+    h.connect(2, "junk")
+    for bad in ("{nope", "[1]", '{"type": 5}', '{"type":"BOGUS"}'):
+        h.send(2, bad)
+    assert h.sent[2][-1] == {"type": "ERROR", "payload": {"msg": "Too many invalid messages"}}
+    h.connect(3, "big")
+    h.send(3, {"type": "OFFER", "dst": "x", "payload": "y" * 300})
+    assert h.sent[3][-1] == {"type": "ERROR", "payload": {"msg": "Message too big"}}
+    assert h.closed[3] == 1009
+
+
+def test_queue_bounds_per_destination_and_total() -> None:
+    h = Harness(max_queued_msgs_per_dst=3, max_queued_bytes_total=10_000, rate_burst=1000)
+    h.connect(1, "alice")
+    for _ in range(5):
+        h.send(1, {"type": "OFFER", "dst": "victim", "payload": {}})
+    assert (h.core.stats.queued, h.core.stats.queue_full) == (3, 2)
+    for i in range(200):
+        h.send(1, {"type": "OFFER", "dst": f"v{i}", "payload": "p" * 100})
+    assert h.store.queued_bytes <= 10_000 and h.core.stats.queue_full > 100
+
+
+def test_send_failure_returns_leave_to_sender() -> None:
+    h = Harness()
+    h.connect(1, "alice")
+    h.connect(2, "bob")
+    h.closed[2] = 1006  # bob's socket died; the core has not heard yet
+    h.send(1, {"type": "OFFER", "dst": "bob", "payload": {}})
+    assert h.sent[1][-1] == {"type": "LEAVE", "src": "bob", "dst": "alice"}
+
+
+def test_logs_never_carry_payloads() -> None:
+    h = Harness(max_invalid_frames=100)
+    h.connect(1, "alice")
+    h.connect(2, "bob")
+    secret = "v=0 o=- SECRET-SDP"
+    h.send(1, {"type": "OFFER", "dst": "bob", "payload": {"sdp": {"sdp": secret}}})
+    h.send(1, json.dumps({"type": "WHAT", "payload": secret}))
+    h.send(1, '{"type": "OFFER", "payload": "' + secret)
+    h.disconnect(1)
+    assert h.logs and all(secret not in repr(log) for log in h.logs)
+
+
+def test_claim_answered_after_the_socket_closed_gives_the_id_back() -> None:
+    h = Harness()
+    effects = h.core.connect(1, {"id": "ann", "token": "t", "key": "peerjs"}, 0.0)
+    claim = effects[0]
+    assert isinstance(claim, Claim)
+    outcome = sync(h.store.claim("ann", "t", 0.0))
+    h.run(h.core.disconnected(1, 0.0))
+    h.run(h.core.claimed(1, outcome, 0.0))
+    assert h.connect(2, "ann", token="other") == [{"type": "OPEN"}]
