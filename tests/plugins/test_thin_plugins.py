@@ -31,7 +31,7 @@ from enkrypted_shell.testing import FakeClock
 
 def test_public_surfaces_are_pinned():
     assert enkrypted_p2p.__all__ == ["__version__"] and enkrypted_ui_cli.__all__ == ["__version__"]
-    assert sorted(p2p_plugin.__all__) == ["MemoryTransport", "enkrypted_transport_service"]
+    assert sorted(p2p_plugin.__all__) == ["MemoryTransport", "enkrypted_cli_commands", "enkrypted_transport_service"]
     assert sorted(ui_plugin.__all__) == ["CliUI", "plugin"]
 
 

@@ -11,11 +11,11 @@ __all__ = ["MAX_PDU_BYTES", "MemoryLink", "memory_pair"]
 import asyncio
 from typing import Final
 
-from enkrypted_shell.contracts import LinkClosed
+from enkrypted_shell.contracts import WIRE_LIMITS, LinkClosed
 
 from .errors import P2PUsageError
 
-MAX_PDU_BYTES: Final = 16 * 1024 * 1024  # P8.1: 16 MiB PDU cap
+MAX_PDU_BYTES: Final = WIRE_LIMITS.max_pdu_bytes  # P8.1, defined once by the shell's contract
 _QUEUE_DEPTH: Final = 1024
 _CLOSED: Final = object()
 

@@ -12,7 +12,7 @@ from .memory import memory_pair
 if TYPE_CHECKING:
     import click
 
-__all__ = ["MemoryTransport", "enkrypted_transport_service"]
+__all__ = ["MemoryTransport", "enkrypted_cli_commands", "enkrypted_transport_service"]
 
 
 class MemoryTransport:
@@ -30,7 +30,6 @@ def enkrypted_transport_service(context: AppContext, crypto: CryptoService) -> M
     return MemoryTransport()
 
 
-# Not in __all__ (tests/plugins pins that list); pluggy finds hook implementations by name.
 @hookimpl
 def enkrypted_cli_commands(context: AppContext) -> list[click.Command]:
     """``enkrypted broker`` (manifest ``commands``); imported only when the shell asks."""

@@ -1,5 +1,5 @@
 """PeerJS's BinaryPack (``peerjs-js-binarypack`` 2.1.0): a MessagePack look-alike with its own
-type bytes (crypto-p2p-anchors.md §3.6; docs/adr/0010-peerjs-signaling-and-binarypack.md).
+type bytes (crypto-p2p-anchors.md §3.6; docs/adr/0009-peerjs-signaling-and-binarypack-hand-rolled.md).
 
 The encoder writes exactly the bytes the JavaScript packer writes for the same value (pinned by
 ``tests/p2p/test_binarypack.py`` against node).  JavaScript has one number type, so an integral
