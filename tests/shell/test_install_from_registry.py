@@ -177,7 +177,9 @@ class Client:
 def client(tmp_path: Path, built: dict[str, Path], registry: Registry) -> Client:
     env = make_env(tmp_path / "env", with_pip=True)
     env.install(built["enkrypted-shell"])
-    env.install_requirements("pynacl")  # the nacl backend's library, as its user would have it
+    # The plugins' third-party libraries, as their user has them (`plugins install` installs them
+    # only with --deps-index): pynacl for the nacl backend, aiohttp and redis for the p2p plugin.
+    env.install_requirements("pynacl", "aiohttp", "redis")
     return Client(env, tmp_path / "home", registry)
 
 

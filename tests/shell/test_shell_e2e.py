@@ -88,7 +88,7 @@ def test_nothing_is_imported_before_verification(shell_env, wheels, variant):
 def test_tampered_file_is_refused_and_named(shell_env):
     sh = shell_env()
     target = sh.site() / "enkrypted_p2p" / "memory.py"
-    target.write_text(target.read_text().replace("16 * 1024 * 1024", "1 << 40"))
+    target.write_text(target.read_text() + "\nMAX_PDU_BYTES = 1 << 40  # tampered\n")
     res = sh.run("plugins", "verify")
     assert res.code == INTEGRITY
     assert "enkrypted_p2p/memory.py" in res.err and "changed" in res.err
@@ -192,6 +192,7 @@ def test_editable_install_needs_dev_mode_and_is_logged(shell_env):
     from tools.workspace import DISTS
 
     sh.env.pip("install", "-q", "--no-deps", "--no-index", "--find-links", str(WHEELHOUSE), "-e", str(DISTS["enkrypted-p2p"]))
+    sh.env.install_requirements("aiohttp", "redis")  # the p2p plugin's libraries
     res = sh.run("plugins", "verify")
     assert res.code == INTEGRITY and "editable" in res.err and "--dev" in res.err
     dev = sh.run("--dev", "run")
