@@ -4,10 +4,12 @@
 2. operator: `enkrypted-registry init`, `publish` each plugin with its slot's key, `serve` on loopback;
 3. user: a fresh environment with the shell; `enkrypted plugins install … --index URL` (TUF refresh,
    provenance verified against the slot policy, hash-pinned pip install);
-4. `plugins verify`, `plugins lock`, `plugins graph`, then `run --locked`: the shell verifies,
-   loads and hands over to the ui plugin, which runs a scripted conversation between two peers
-   through the p2p and crypto plugins;
-5. `plugins audit`: who published what, and the hash-chained record of what was loaded.
+4. `plugins verify` (and what it did not select, and why), `plugins lock` (the plugins and every
+   file of every library they run on), `plugins graph`, then `run --locked`: the isolated shell
+   verifies, loads and hands over to the ui plugin, which runs a scripted conversation between two
+   peers through the p2p and crypto plugins (cascade MLS -> Signal -> ML-KEM -> AES);
+5. a refusal on purpose: a library file edited after the lock is refused, named, before it runs;
+6. `plugins audit`: who published what, and the hash-chained record of what was loaded.
 """
 
 from __future__ import annotations
@@ -31,11 +33,11 @@ def step(title: str) -> None:
     print(f"\n=== {title}", flush=True)
 
 
-def sh(*args: str | Path, env: dict[str, str]) -> None:
+def sh(*args: str | Path, env: dict[str, str], expect: int = 0) -> None:
     print("$", " ".join(str(a) for a in args).replace(str(DEMO), ".demo"), flush=True)
     code = subprocess.run([str(a) for a in args], check=False, env=env).returncode
-    if code:
-        raise SystemExit(f"demo failed: {args[0]} exited {code}")
+    if code != expect:
+        raise SystemExit(f"demo failed: {args[0]} exited {code} (expected {expect})")
 
 
 def main() -> int:
@@ -60,18 +62,37 @@ def main() -> int:
         assert server.stdout is not None
         url = server.stdout.readline().split()[-1]
         print(f"serving {url}")
+        step("user: the plugins' third-party libraries (aiohttp, redis), as pip installs them")
+        env.install_requirements("aiohttp", "redis")
         step("user: install the plugins from the index (TUF + signed provenance + hash-pinned pip)")
         sh(user, "plugins", "install", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto",
            "--index", url, env=environ)
         for args in (["plugins", "verify"], ["plugins", "lock"], ["plugins", "graph"],
-                     ["run", "--locked"], ["plugins", "audit"]):
+                     ["run", "--locked"]):
             step("enkrypted " + " ".join(args))
             sh(user, *args, env=environ)
+        _refusal_on_purpose(env.site_packages, user, environ)
+        step("enkrypted plugins audit")
+        sh(user, "plugins", "audit", env=environ)
     finally:
         server.terminate()
         server.wait(timeout=10)
     print("\ndemo complete: try `.demo/env/bin/enkrypted --help` with ENKRYPTED_HOME=.demo/home")
     return 0
+
+
+def _refusal_on_purpose(site: Path, user: Path, environ: dict[str, str]) -> None:
+    """Edit a library after the lock: --locked refuses it, naming the file, before its code runs."""
+    target = site / "pluggy" / "_hooks.py"
+    original = target.read_bytes()
+    step("attack: append a line to pluggy/_hooks.py after locking; run --locked must refuse (exit 12)")
+    target.write_bytes(original + b"\nprint('this line must never run')\n")
+    try:
+        sh(user, "run", "--locked", env=environ, expect=12)
+    finally:
+        target.write_bytes(original)
+    print("fix: reinstall the library (pip install --force-reinstall pluggy==...) - restored here")
+    sh(user, "run", "--locked", env=environ)
 
 
 if __name__ == "__main__":
