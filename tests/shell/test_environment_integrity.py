@@ -32,7 +32,7 @@ def test_the_lock_pins_the_shell_and_every_library_under_the_plugins(shell_env):
     assert not names & {"enkrypted-p2p", "enkrypted-crypto", "enkrypted-ui-cli"}  # pinned as plugins
     crypto = next(lib for lib in lock["libraries"] if lib["name"].lower() == "cryptography")
     assert any(p.endswith(".so") for p in crypto["files"])  # extension modules too
-    assert any("__pycache__" in p for p in crypto["files"])  # and the bytecode Python would load
+    assert not any("__pycache__" in p for p in crypto["files"])  # bytecode: never read, see below
     assert sh.run("plugins", "verify", "--locked").code == 0
     assert sh.run("run", "--locked").code == 0
 
@@ -76,14 +76,30 @@ def test_an_edit_that_also_rewrites_record_is_still_refused(shell_env):
     assert res.code == LOCK and relative in res.err
 
 
-def test_a_planted_bytecode_file_is_refused(shell_env):
-    """A .pyc beside a verified source could be loaded instead of it."""
+def test_a_planted_bytecode_file_never_runs_in_the_shell(shell_env, tmp_path):
+    """A .pyc beside a library source, with a header matching that source, is what a normal Python
+    loads instead of the source. The shell's process reads bytecode only from HOME/cache/pycache
+    (sys.pycache_prefix), so the planted file never runs, locked or not."""
+    import importlib._bootstrap_external as bootstrap
+    import subprocess
+
     sh = shell_env()
     _locked(sh)
-    planted = sh.site() / "click" / "__pycache__" / "planted.cpython-311.pyc"
-    planted.write_bytes(b"\x00" * 16)
-    res = sh.run("run", "--locked")
-    assert res.code == LOCK and "click/__pycache__/planted.cpython-311.pyc" in res.err
+    source = sh.site() / "click" / "__init__.py"
+    marker = tmp_path / "planted-pyc-ran"
+    stat = source.stat()
+    body = source.read_text() + f"\nimport pathlib as _p; _p.Path({str(marker)!r}).write_text('x')\n"
+    code = compile(body, str(source), "exec")
+    pyc = sh.site() / "click" / "__pycache__" / "__init__.cpython-311.pyc"
+    pyc.write_bytes(bytes(bootstrap._code_to_timestamp_pyc(code, int(stat.st_mtime), stat.st_size)))
+    subprocess.run([str(sh.env.python), "-c", "import click"], check=True)  # a normal Python runs it
+    assert marker.exists()
+    marker.unlink()
+    for args in (["run", "--locked"], ["run"]):
+        res = sh.run(*args)
+        assert res.code == 0, res.err
+        assert not marker.exists()
+    assert any((sh.home / "cache" / "pycache").rglob("*.pyc"))
 
 
 def test_a_replaced_library_version_is_refused(shell_env):

@@ -120,16 +120,29 @@ def _option(argv: list[str], name: str) -> str | None:
     return None
 
 
+def _home(argv: list[str]) -> Path:
+    from enkrypted_shell._state.config import default_home
+
+    return Path(_option(argv, "--home") or os.environ.get("ENKRYPTED_HOME") or default_home()).expanduser()
+
+
+def _private_bytecode(argv: list[str]) -> None:
+    """Bytecode of everything the shell's process imports is read and written under
+    ``HOME/cache/pycache`` (``sys.pycache_prefix``), never from the ``__pycache__`` folders of
+    site-packages: a ``.pyc`` planted there, with a header matching its source, never runs, and
+    the lock pins sources, not bytecode that reinstalls rewrite. Plugins use their own verified
+    code cache (docs/adr/0005)."""
+    sys.pycache_prefix = str(_home(argv) / "cache" / "pycache")
+
+
 def _check_locked_libraries(argv: list[str]) -> None:
     """With ``--locked``: re-hash every library the lock pins *before* click, pluggy or any other
     third-party module is imported (the CLI imports them), so an edited library is refused before
     its code runs. The shell modules used here import only the standard library."""
     if "--locked" not in (argv[: argv.index("--")] if "--" in argv else argv):
         return
-    from enkrypted_shell._state.config import default_home
-
-    home = Path(_option(argv, "--home") or os.environ.get("ENKRYPTED_HOME") or default_home())
-    path = Path(_option(argv, "--lock") or home.expanduser() / "plugins.lock.toml")
+    home = _home(argv)
+    path = Path(_option(argv, "--lock") or home / "plugins.lock.toml")
     from enkrypted_shell._pipeline.closure import check_libraries, remember_verified
     from enkrypted_shell._pipeline.lock import parse_lock
     from enkrypted_shell._state.files import read_home_file
@@ -144,7 +157,7 @@ def _check_locked_libraries(argv: list[str]) -> None:
         from enkrypted_shell._state.loadlog import LoadLog
 
         with contextlib.suppress(ShellError, OSError):  # the refusal must reach the user anyway
-            LoadLog(home.expanduser() / "load-log.jsonl").append(
+            LoadLog(home / "load-log.jsonl").append(
                 "refused", plugin=exc.plugin, rule=exc.rule, reason=exc.message, dev=False
             )
         sys.stderr.write(f"enkrypted: refused ({exc.rule}): {exc}\n")
@@ -153,6 +166,8 @@ def _check_locked_libraries(argv: list[str]) -> None:
 
 
 def _run_cli(argv: list[str]) -> NoReturn:
+    if _isolated():
+        _private_bytecode(argv)
     _check_locked_libraries(argv)
     from enkrypted_shell._cli.main import main as cli_main
 

@@ -2,11 +2,13 @@
 
 ``plugins lock`` walks the ``Requires-Dist`` closure of the shell and of the selected plugins (and
 the plugin distributions they use) through what is installed, and records for every third-party
-distribution in it its version and the sha256 of **every file it installed** — sources, compiled
-bytecode, extension modules, METADATA — computed from the files themselves, so a library whose
-RECORD lacks hashes is pinned too, and an edit that also rewrites RECORD still drifts. ``--locked``
-re-hashes all of them at every start and refuses any change, naming the distribution and the file:
-a changed, missing or added file (including a new ``.pyc`` Python would load instead of the source).
+distribution in it its version and the sha256 of **every file it installed** — sources, extension
+modules, METADATA — computed from the files themselves, so a library whose RECORD lacks hashes is
+pinned too, and an edit that also rewrites RECORD still drifts. ``--locked`` re-hashes all of them
+at every start and refuses any change, naming the distribution and the file: a changed, missing or
+added module. In-tree ``__pycache__`` bytecode is not pinned: the shell's process never reads it
+(the launcher points ``sys.pycache_prefix`` into HOME, ``_boot``), so a planted ``.pyc`` cannot run
+and a reinstall that rewrites bytecode is not drift.
 
 Plugin distributions are not listed here: they are pinned by their verified content digests.
 """
@@ -107,7 +109,7 @@ def snapshot(dist: metadata.Distribution) -> LockedLibrary:
                 fix=f"reinstall {name}=={version} before locking",
             )
         files[path] = actual
-    for path in _unlisted(base, files):  # e.g. bytecode Python wrote after the install
+    for path in _unlisted(base, files):  # a module installed outside RECORD is pinned as found
         files[path] = _hash(os.path.join(base, path), where, name, path) or ""
     return LockedLibrary(name, version, MappingProxyType(files))
 
@@ -145,7 +147,7 @@ def verified_in_this_process(lock_bytes: bytes) -> bool:
 def _check_files(dist: metadata.Distribution, entry: LockedLibrary) -> int:
     where = f"{entry.name} {entry.version}"
     base = str(dist.locate_file(""))
-    for path, expected in sorted(entry.files.items(), key=lambda item: "__pycache__" in item[0]):
+    for path, expected in entry.files.items():
         actual = _hash(os.path.join(base, path), where, entry.name, path)
         if actual != expected:
             raise _drift(entry, f"file {path} {'is missing' if actual is None else 'changed'}")
@@ -165,21 +167,20 @@ def _rows(dist: metadata.Distribution, where: str, name: str) -> list[tuple[str,
     return [
         (path, value)
         for path, value in rows
-        if not path.startswith(("../", "/")) and not path.endswith(".dist-info/RECORD")
+        if not path.startswith(("../", "/"))
+        and not path.endswith(".dist-info/RECORD")
+        and "__pycache__" not in path.split("/")
     ]
 
 
-_LOADABLE = (".py", ".pyc", ".so", ".pth")
+_LOADABLE = (".py", ".so", ".pth")
 
 
 def _unlisted(base: str, known: Mapping[str, str]) -> list[str]:
-    """Loadable files (sources, bytecode, extension modules, .pth) that ``known`` does not list, in
-    the distribution's own folders or their ``__pycache__``: Python could import them (a ``.pyc``
-    even instead of its verified source). Only folders holding its files are listed, so a
-    namespace folder shared with another distribution is not walked; in site-packages itself
-    (shared by all) only the bytecode of its own top-level modules is looked for."""
+    """Loadable files (sources, extension modules, .pth) in the distribution's own folders that
+    ``known`` does not list: Python could import them. Only folders holding its files are listed,
+    so a namespace folder shared with another distribution, or site-packages itself, is not."""
     folders = {os.path.dirname(p) for p in known} - {""}
-    folders |= {f"{f}/__pycache__" for f in list(folders) if not f.endswith("__pycache__")}
     extra: list[str] = []
     for folder in sorted(folders):
         try:
@@ -188,17 +189,6 @@ def _unlisted(base: str, known: Mapping[str, str]) -> list[str]:
             continue
         extra.extend(
             f"{folder}/{n}" for n in sorted(names) if n.endswith(_LOADABLE) and f"{folder}/{n}" not in known
-        )
-    stems = tuple(f"{p[:-3]}." for p in known if "/" not in p and p.endswith(".py"))
-    if stems:
-        try:
-            names = os.listdir(os.path.join(base, "__pycache__"))
-        except OSError:
-            names = []
-        extra.extend(
-            f"__pycache__/{n}"
-            for n in sorted(names)
-            if n.startswith(stems) and n.endswith(".pyc") and f"__pycache__/{n}" not in known
         )
     return extra
 
