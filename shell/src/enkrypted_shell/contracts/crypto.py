@@ -1,4 +1,5 @@
-"""Slot ``crypto``, contract 2.0: identities, the peer handshake and the end-to-end session.
+"""Slot ``crypto``, contracts 2.0 and 2.1: identities, the peer handshake, the end-to-end session
+and (2.1) MLS groups.
 
 Sans-I/O in the h11 / aioquic style: nothing here reads a clock or touches a socket. The driver
 (the p2p plugin's session) feeds received PDUs and ``now`` in, sends what :meth:`Handshake.data_to_send`

@@ -27,6 +27,7 @@ from ..contracts import (
     ControlApplied,
     CryptoFailure,
     CryptoService,
+    CryptoServiceV21,
     Delivered,
     GroupCommit,
     GroupCommitApplied,
@@ -181,7 +182,7 @@ def check_group_service(make: Callable[[], CryptoService], *, version: str | Non
     services = [make(), make(), make()]
     _shape("crypto", services[0], version or "2.1")
     _require(supports(services[0], GroupCryptoService), "the service does not support GroupCryptoService")
-    svc = [s for s in services if isinstance(s, GroupCryptoService)]
+    svc = [s for s in services if isinstance(s, CryptoServiceV21)]
     ids = [s.new_identity() for s in svc]
     fps = [s.fingerprint(i) for s, i in zip(svc, ids, strict=True)]
     alice = svc[0].create_group(ids[0])
@@ -248,7 +249,7 @@ def _rejected_unchanged(member: GroupSession, data: bytes, rule: str) -> None:
     _require(member.export_state() == before, f"{rule} changed the group state")
 
 
-def _group_hostile(service: GroupCryptoService, identity: bytes, group: list[GroupSession], fps: list[str]) -> None:
+def _group_hostile(service: CryptoServiceV21, identity: bytes, group: list[GroupSession], fps: list[str]) -> None:
     alice, bob, carol = group
     wire = alice.seal(b"genuine")
     for bad in (wire[:-1] + bytes([wire[-1] ^ 1]), wire[: len(wire) // 2], b"", b"\xff" * 64):
