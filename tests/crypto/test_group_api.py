@@ -50,7 +50,7 @@ from enkrypted_shell.contracts import (
     service_problems,
     supports,
 )
-from enkrypted_shell.testing import FakeClock, check_group_service
+from enkrypted_shell.testing import ConformanceError, FakeClock, check_group_service
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 
@@ -387,3 +387,41 @@ def test_damaged_state_is_a_state_error() -> None:
             a.service.restore_group(bad)
     restored = a.service.restore_group(state)
     assert restored.export_state() == state
+
+
+# ------------------------------------------------------------------------------ the kit itself
+def test_the_group_kit_refuses_a_2_0_service() -> None:
+    with pytest.raises(ConformanceError, match="missing method 'create_group'"):
+        check_group_service(lambda: CascadeCryptoService(NaclPrimitives()))
+
+
+class _Raising(MlsGroupSession):
+    """A session that breaks the rule: it raises for a peer's fault instead of an event."""
+
+    def receive(self, message: bytes) -> list[GroupEvent]:
+        events = super().receive(message)
+        if events and isinstance(events[0], GroupInputRejected):
+            raise contracts.RemoteInputError(events[0].reason)
+        return events
+
+
+class _Leaky(MlsGroupSession):
+    """A session whose rejected input still changes its state."""
+
+    def receive(self, message: bytes) -> list[GroupEvent]:
+        events = super().receive(message)
+        if events and isinstance(events[0], GroupInputRejected):
+            self._max_pdu -= 1
+        return events
+
+    def export_state(self) -> bytes:
+        return super().export_state() + self._max_pdu.to_bytes(8, "big")
+
+
+@pytest.mark.parametrize(("session", "rule"), [(_Raising, "raised RemoteInputError instead of GroupInputRejected"), (_Leaky, "changed the group state")])
+def test_the_group_kit_catches_rule_breakers(session: type[MlsGroupSession], rule: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from enkrypted_crypto import groups
+
+    monkeypatch.setattr(groups, "MlsGroupSession", session)
+    with pytest.raises(ConformanceError, match=rule):
+        check_group_service(_service)

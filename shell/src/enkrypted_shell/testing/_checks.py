@@ -244,7 +244,10 @@ def _group_messages(group: list[GroupSession], fps: list[str]) -> None:
 
 def _rejected_unchanged(member: GroupSession, data: bytes, rule: str) -> None:
     before = member.export_state()
-    events = member.receive(data)
+    try:
+        events = member.receive(data)
+    except Exception as exc:  # the rule under test: a peer's fault is an event
+        raise ConformanceError(f"{rule} raised {type(exc).__name__} instead of GroupInputRejected") from exc
     _require(len(events) == 1 and isinstance(events[0], GroupInputRejected), f"{rule} did not give GroupInputRejected: {events}")
     _require(member.export_state() == before, f"{rule} changed the group state")
 
