@@ -425,3 +425,85 @@ def test_the_group_kit_catches_rule_breakers(session: type[MlsGroupSession], rul
     monkeypatch.setattr(groups, "MlsGroupSession", session)
     with pytest.raises(ConformanceError, match=rule):
         check_group_service(_service)
+
+
+# ------------------------------------------------------------------------------ mutation fuzzing
+def _mutations(data: bytes, rng: random.Random, count: int) -> list[bytes]:
+    out = []
+    for _ in range(count):
+        b = bytearray(data)
+        kind = rng.randrange(6)
+        pos = rng.randrange(len(b))
+        if kind == 0:
+            b[pos] ^= 1 << rng.randrange(8)
+        elif kind == 1:
+            b[pos] = rng.choice([0x00, 0x3F, 0x40, 0x7F, 0x80, 0xBF, 0xC0, 0xFF])
+        elif kind == 2:
+            del b[pos:]
+        elif kind == 3:
+            b[pos:pos] = rng.randbytes(rng.randrange(1, 9))
+        elif kind == 4:
+            del b[pos : pos + rng.randrange(1, 9)]
+        else:  # a 2-byte field (version, wire format, suite, sender type, epoch low bytes)
+            b[pos : pos + 2] = rng.randrange(0, 12).to_bytes(2, "big")
+        out.append(bytes(b))
+    return out
+
+
+def test_mutated_group_messages_never_raise_and_leave_the_state_unchanged() -> None:
+    """Through the contract, every mutation of a commit (with and without adds), an application
+    message, a Welcome and a key package is an event, never an exception."""
+    rng = random.Random(20261206)
+    a, b, c = _group(3)
+    service = a.service
+    d = Member(service)
+    kp_d = service.new_key_package(d.identity)
+    add = a.s.add([kp_d.public])
+    assert isinstance(add, GroupCommit) and add.welcome is not None
+    samples = {
+        "add-commit": add.commit,
+        "update-commit": _fresh_commit(c),
+        "application": a.s.seal(b"fuzz me" * 10),
+    }
+    b_state = b.s.export_state()
+    for name, data in samples.items():
+        for bad in _mutations(data, rng, 150):
+            events = b.s.receive(bad)
+            assert len(events) == 1, (name, events)
+            if isinstance(events[0], GroupInputRejected):
+                assert b.s.export_state() == b_state, name
+            else:  # a mutation the encoding tolerates: start over from the saved state
+                b.session = service.restore_group(b_state)
+    for bad in _mutations(add.welcome, rng, 150):
+        result = service.join_group(d.identity, kp_d.private, bad)
+        assert isinstance(result, GroupInputRejected | GroupJoined)
+    before = a.s.export_state()
+    for bad in _mutations(service.new_key_package(Member(service).identity).public, rng, 100):
+        result = a.s.add([bad])
+        if isinstance(result, GroupInputRejected):
+            assert a.s.export_state() == before
+        else:
+            a.session = service.restore_group(before)
+
+
+def _fresh_commit(member: Member) -> bytes:
+    """A commit of ``member`` that the others have not seen (its own state is left behind)."""
+    state = member.s.export_state()
+    commit = member.s.update().commit
+    member.session = member.service.restore_group(state)
+    return commit
+
+
+@pytest.mark.parametrize("suite_id", [2, 3, 99, 0xFFFF])
+def test_welcome_of_another_or_unknown_suite_is_an_event(suite_id: int) -> None:
+    """The engine refuses an unknown suite as a local error; a peer's Welcome naming one is the
+    peer's fault, so the API checks the suite first."""
+    a, _b = _group(2)
+    service = a.service
+    d = Member(service)
+    kp = service.new_key_package(d.identity)
+    out = a.s.add([kp.public])
+    assert isinstance(out, GroupCommit) and out.welcome is not None
+    welcome = bytearray(out.welcome)
+    welcome[4:6] = suite_id.to_bytes(2, "big")  # MLSMessage version, wire format, then the suite
+    assert isinstance(service.join_group(d.identity, kp.private, bytes(welcome)), GroupInputRejected)

@@ -54,7 +54,7 @@ from enkrypted_shell.contracts import (
 from .errors import CryptoError, CryptoUsageError, MalformedInput, SessionStateError
 from .mls import CommitApplied as MlsCommitApplied
 from .mls import Group, GroupConfig, KeyPackageBundle, key_package_message, suite
-from .mls._envelopes import MLSMessage, PrivateMessage, PublicMessage
+from .mls._envelopes import MLSMessage, PrivateMessage, PublicMessage, Welcome
 from .mls._keypackage import new_key_package as _new_key_package
 from .mls._messages import (
     APPLICATION,
@@ -152,6 +152,11 @@ def join_group(
     if len(welcome) > max_pdu:
         return GroupInputRejected("the Welcome is larger than the PDU cap")
     try:
+        body = from_bytes(welcome, MLSMessage.decode).body
+        if not isinstance(body, Welcome):
+            return GroupInputRejected("not a Welcome")
+        if body.cipher_suite != GROUP_SUITE:  # before the engine, which refuses an unknown suite
+            return GroupInputRejected(f"the Welcome is for cipher suite {body.cipher_suite}")
         group = Group.join(welcome, bundle, _config())
     except RemoteInputError as exc:
         return GroupInputRejected(f"Welcome refused: {exc}")
