@@ -174,3 +174,87 @@ def test_wiring_passes_earlier_services_by_the_table() -> None:
     context = contracts.AppContext(home=Path("."))
     wiring._service(manager, _planned("ui", "1.0"), context, {"crypto": crypto, "p2p": transport})
     assert seen == {"crypto": crypto, "transport": transport}
+
+
+# ------------------------------------------------------------------ crypto 2.1 (the group API)
+class Crypto20:
+    """A crypto service built against 2.0: no group API."""
+
+    backend = "test"
+    capabilities = frozenset({"x25519"})
+    profiles = ("p",)
+
+    def new_identity(self) -> bytes:
+        return b""
+
+    def fingerprint(self, identity: bytes) -> str:
+        return ""
+
+    def handshake(self, identity: bytes, *, initiator: bool, now: float, profiles=None, layers=None):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+    def restore(self, state: bytes):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+
+class Crypto21(Crypto20):
+    def new_key_package(self, identity: bytes):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+    def create_group(self, identity: bytes, group_id: bytes | None = None):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+    def join_group(self, identity: bytes, key_package: bytes, welcome: bytes):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+    def restore_group(self, state: bytes):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+
+GROUP_MEMBERS = ["create_group", "join_group", "new_key_package", "restore_group"]
+
+
+def test_crypto_2_0_keeps_its_protocol_and_2_1_only_adds_the_group_api() -> None:
+    versions = contracts.PUBLISHED["crypto"]
+    assert set(versions) == {"2.0", "2.1"} and contracts.CONTRACT_VERSIONS["crypto"] == "2.1"
+    assert versions["2.0"] is contracts.CryptoService
+    v20 = {m.name: m for m in contracts.contract_members(versions["2.0"])}
+    v21 = {m.name: m for m in contracts.contract_members(versions["2.1"])}
+    assert sorted(v20) == ["backend", "capabilities", "fingerprint", "handshake", "new_identity", "profiles", "restore"]
+    assert {name: v21[name] for name in v20} == v20  # nothing of 2.0 changed
+    assert sorted(set(v21) - set(v20)) == GROUP_MEMBERS
+    assert sorted(m.name for m in contracts.contract_members(contracts.GroupCryptoService)) == GROUP_MEMBERS
+
+
+def test_a_crypto_2_0_plugin_loads_on_the_2_1_shell_without_the_group_feature() -> None:
+    assert ContractVersion(2, 0).served_by(ContractVersion.parse(contracts.CONTRACT_VERSIONS["crypto"]))
+    assert service_problems("crypto", "2.0", Crypto20()) == []
+    assert not supports(Crypto20(), contracts.GroupCryptoService)
+    assert service_problems("crypto", "2.1", Crypto20()) == [f"missing method {name!r}" for name in GROUP_MEMBERS]
+
+
+def test_a_crypto_2_1_plugin_fits_both_and_is_detected() -> None:
+    assert service_problems("crypto", "2.1", Crypto21()) == []
+    assert service_problems("crypto", "2.0", Crypto21()) == []
+    assert supports(Crypto21(), contracts.GroupCryptoService)
+
+
+def test_wiring_checks_a_crypto_plugin_against_the_version_it_declares() -> None:
+    class Plugin:
+        def __init__(self, service: object) -> None:
+            self.service = service
+
+        @hookimpl
+        def enkrypted_crypto_service(self, context):  # type: ignore[no-untyped-def]
+            return self.service
+
+    context = contracts.AppContext(home=Path("."))
+    for service, declared in ((Crypto20(), "2.0"), (Crypto21(), "2.0"), (Crypto21(), "2.1")):
+        manager = wiring.new_manager()
+        manager.register(Plugin(service))
+        assert wiring._service(manager, _planned("crypto", declared), context, {}) is service
+    manager = wiring.new_manager()
+    manager.register(Plugin(Crypto20()))
+    with pytest.raises(errors.LoadError) as info:
+        wiring._service(manager, _planned("crypto", "2.1"), context, {})
+    assert "does not implement the crypto contract 2.1 it declares: missing method 'create_group'" in str(info.value)

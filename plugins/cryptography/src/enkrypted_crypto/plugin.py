@@ -13,5 +13,5 @@ from .service import service_from_context
 
 @hookimpl
 def enkrypted_crypto_service(context: AppContext) -> CryptoService:
-    """Slot ``crypto`` 2.0: the cascade service over :class:`PycaPrimitives`."""
+    """Slot ``crypto`` 2.1: the cascade service with the group API over :class:`PycaPrimitives`."""
     return service_from_context(PycaPrimitives(), context)

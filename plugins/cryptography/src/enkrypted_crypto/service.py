@@ -1,4 +1,9 @@
-"""The crypto service of contract ``crypto`` 2.0, parameterised by a primitives backend.
+"""The crypto service of contract ``crypto`` 2.0 / 2.1, parameterised by a primitives backend.
+
+:class:`CascadeCryptoService` is contract 2.0 (any backend); :class:`GroupCryptoService` adds the
+2.1 group API (MLS, :mod:`enkrypted_crypto.groups`) and is what :func:`service_from_settings`
+builds for a backend with the ``mls-suite-1`` capability (pyca). The PyNaCl backend has no HPKE,
+so its service stays 2.0 and ``supports(service, contracts.GroupCryptoService)`` is false.
 
 The service advertises what its backend really has: ``capabilities`` are the backend's, and
 ``profiles`` / ``default_layers`` are what those primitives can serve.  Asking for more fails at
@@ -16,6 +21,7 @@ from __future__ import annotations
 __all__ = [
     "HANDSHAKE_PRIMITIVES",
     "CascadeCryptoService",
+    "GroupCryptoService",
     "service_from_context",
     "service_from_settings",
 ]
@@ -24,8 +30,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Final
 
-from enkrypted_shell.contracts import AppContext, Clock, Handshake, SecureSession, monotonic_clock
+from enkrypted_shell.contracts import (
+    AppContext,
+    Clock,
+    GroupJoinResult,
+    GroupKeyPackage,
+    GroupSession,
+    Handshake,
+    SecureSession,
+    monotonic_clock,
+)
 
+from . import groups
 from .cascade import DEFAULT_LAYERS, validate_layer_names
 from .errors import CryptoUsageError
 from .handshake import CascadeHandshake, HandshakeConfig, missing_primitive_message
@@ -34,6 +50,7 @@ from .primitives import Primitives
 from .profiles import PROFILES
 from .session import restore_session
 from .session_layers import PROFILE_V0, LayerRegistry, replay_protection_problem
+from .session_mls import MLS_CAPABILITY
 from .x3dh import IdentityKeyPair
 
 HANDSHAKE_PRIMITIVES: Final = frozenset(
@@ -157,6 +174,45 @@ class CascadeCryptoService:
         return names
 
 
+class GroupCryptoService(CascadeCryptoService):
+    """Crypto contract 2.1: :class:`CascadeCryptoService` and the group API (MLS suite 1)."""
+
+    def __init__(
+        self,
+        prims: Primitives,
+        *,
+        profiles: Sequence[str] | None = None,
+        layers: Sequence[str] | None = None,
+        registry: LayerRegistry | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        clock: Clock = monotonic_clock,
+    ) -> None:
+        if MLS_CAPABILITY not in prims.capabilities:
+            raise CryptoUsageError(
+                f"backend {prims.name!r} lacks {MLS_CAPABILITY!r}, needed by the group API; use pyca"
+            )
+        super().__init__(
+            prims, profiles=profiles, layers=layers, registry=registry, limits=limits, clock=clock
+        )
+
+    def _identity(self, identity: bytes) -> IdentityKeyPair:
+        return IdentityKeyPair.from_bytes(self._p, identity)
+
+    def new_key_package(self, identity: bytes) -> GroupKeyPackage:
+        return groups.new_group_key_package(self._identity(identity))
+
+    def create_group(self, identity: bytes, group_id: bytes | None = None) -> GroupSession:
+        return groups.create_group(self._identity(identity), group_id, self._limits.max_pdu_bytes)
+
+    def join_group(self, identity: bytes, key_package: bytes, welcome: bytes) -> GroupJoinResult:
+        return groups.join_group(
+            self._identity(identity), key_package, welcome, self._limits.max_pdu_bytes
+        )
+
+    def restore_group(self, state: bytes) -> GroupSession:
+        return groups.restore_group(state, self._limits.max_pdu_bytes)
+
+
 def _str_list(settings: Mapping[str, object], key: str) -> tuple[str, ...] | None:
     value = settings.get(key)
     if value is None:
@@ -173,8 +229,10 @@ def service_from_settings(
     clock: Clock = monotonic_clock,
     limits: Limits = DEFAULT_LIMITS,
 ) -> CascadeCryptoService:
-    """Build the service from ``[plugins.crypto]`` settings (``layers``, ``profiles``)."""
-    return CascadeCryptoService(
+    """Build the service from ``[plugins.crypto]`` settings (``layers``, ``profiles``): with
+    the group API (2.1) when the backend has MLS, else contract 2.0."""
+    kind = GroupCryptoService if MLS_CAPABILITY in prims.capabilities else CascadeCryptoService
+    return kind(
         prims,
         profiles=_str_list(settings, "profiles"),
         layers=_str_list(settings, "layers"),

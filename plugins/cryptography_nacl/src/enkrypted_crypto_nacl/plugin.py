@@ -4,6 +4,10 @@ libsodium has no ML-KEM and no HPKE (so no MLS cipher suite), so this service's 
 are ``Signal`` and ``AES``: it neither requires nor offers ``ML-KEM`` or ``MLS``.  Asking for
 either fails at start-up with a message naming the primitive and the pyca alternative, and a
 peer that requires one gets a ``protocol-error`` (``no-common-layers``), never a downgrade.
+
+For the same reason it stays on crypto contract 2.0: 2.1 adds the MLS group API, which it cannot
+serve. The shell (speaking 2.1) loads it checked against 2.0, and callers feature-detect groups
+with ``supports(service, contracts.GroupCryptoService)``, which is false here.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Slot ``crypto``, contract 2.0: identities, the peer handshake and the end-to-end session.
+"""Slot ``crypto``, contracts 2.0 and 2.1: identities, the peer handshake, the end-to-end session
+and (2.1) MLS groups.
 
 Sans-I/O in the h11 / aioquic style: nothing here reads a clock or touches a socket. The driver
 (the p2p plugin's session) feeds received PDUs and ``now`` in, sends what :meth:`Handshake.data_to_send`
@@ -7,6 +8,13 @@ returns, and calls :meth:`Handshake.handle_timeout` at :meth:`Handshake.next_dea
 2.0 (breaking, from 1.0): ``Handshake.receive`` takes ``now`` and returns events instead of raising
 for the peer's fault; timers; ``SecureSession.open`` returns :data:`OpenResult`; ``rotate``,
 ``export_state``, ``safety_number``; ``CryptoService.fingerprint`` and ``restore``.
+
+2.1 (a MINOR: it only adds): the group API, an optional feature — :class:`GroupCryptoService`
+(MLS key packages, create, join from a Welcome, restore) and :class:`GroupSession` (add / remove /
+update producing a commit and a Welcome, ``receive`` returning events, ``seal``, epoch, members,
+export). A plugin declaring 2.1 implements :class:`CryptoServiceV21` (2.0 plus the group API);
+one declaring 2.0 is still checked against 2.0's :class:`CryptoService`, unchanged. Callers
+feature-detect the group API with ``supports(service, GroupCryptoService)``.
 """
 
 from __future__ import annotations
@@ -15,13 +23,25 @@ __all__ = [
     "ControlApplied",
     "CryptoFailure",
     "CryptoService",
+    "CryptoServiceV21",
     "Delivered",
+    "GroupCommit",
+    "GroupCommitApplied",
+    "GroupCryptoService",
+    "GroupEvent",
+    "GroupInputRejected",
+    "GroupJoinResult",
+    "GroupJoined",
+    "GroupKeyPackage",
+    "GroupMessage",
+    "GroupSession",
     "Handshake",
     "HandshakeComplete",
     "HandshakeEvent",
     "HandshakeFailed",
     "HandshakeMisuse",
     "OpenResult",
+    "RemovedFromGroup",
     "SecureSession",
     "StateError",
 ]
@@ -217,3 +237,191 @@ class CryptoService(Protocol):
     def restore(self, state: bytes) -> SecureSession:
         """A session from :meth:`SecureSession.export_state`; :class:`StateError` if unusable."""
         ...
+
+
+# =============================================================================== 2.1: groups
+# An optional feature (feature-detected with ``supports(service, GroupCryptoService)``): the crypto
+# 2.0 members above are unchanged. Like the handshake, the group API is sans-I/O and never raises
+# for a peer's fault: what a peer sent that cannot be used is a :class:`GroupInputRejected` event,
+# and the group is then exactly as it was (``export_state()`` before and after are equal).
+
+
+@dataclass(frozen=True, slots=True)
+class GroupKeyPackage:
+    """A one-use key package of one identity, for being added to a group.
+
+    ``public`` is what to publish (peers pass it to :meth:`GroupSession.add`); ``private`` is
+    what to keep, secret, until a Welcome for it arrives (:meth:`GroupCryptoService.join_group`);
+    it contains ``public``. Delete ``private`` once it was used.
+    """
+
+    public: bytes
+    private: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCommit:
+    """What a membership or key change produced: ``commit`` for every other member of the group
+    before the change, ``welcome`` (``None`` when nobody was added) for the added members.
+
+    The change is applied to our session when it is returned (our epoch already advanced).
+    """
+
+    commit: bytes
+    welcome: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMessage:
+    """An application message of a member, decrypted and authenticated (``sender`` is its
+    identity's fingerprint, as :meth:`CryptoService.fingerprint` gives it)."""
+
+    sender: str
+    plaintext: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCommitApplied:
+    """Another member's commit was applied: the group is now at ``epoch`` with ``members``
+    (fingerprints, in leaf order); ``added`` / ``removed`` are the changes it made."""
+
+    epoch: int
+    committer: str
+    members: tuple[str, ...]
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RemovedFromGroup:
+    """A commit of ``committer`` removed us at ``epoch``: the session is over (``seal`` and the
+    membership changes raise :class:`LocalMisuse`, ``receive`` rejects everything)."""
+
+    epoch: int
+    committer: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInputRejected:
+    """Input from a peer was refused (malformed, oversized, wrong group or epoch, failed
+    authentication, replayed, from a non-member, a kind of message this API does not carry).
+
+    ``reason`` is local detail for the log; the group state is unchanged.
+    """
+
+    reason: str
+
+
+GroupEvent = GroupMessage | GroupCommitApplied | RemovedFromGroup | GroupInputRejected
+
+
+@dataclass(frozen=True, slots=True)
+class GroupJoined:
+    """A Welcome was accepted: ``session`` is our member state in the group it created."""
+
+    session: GroupSession
+
+
+GroupJoinResult = GroupJoined | GroupInputRejected
+
+
+@runtime_checkable
+class GroupSession(Protocol):
+    """One member's state of one group (MLS, RFC 9420), sans-I/O: bytes in, events and bytes out.
+
+    Members are named by their identity fingerprints. Commits are applied when we create them:
+    the caller orders membership changes so that one member commits per epoch (a commit for an
+    epoch we have left is rejected as stale).
+    """
+
+    @property
+    def group_id(self) -> bytes:
+        """The group's id (the same for every member)."""
+        ...
+
+    @property
+    def epoch(self) -> int:
+        """The current epoch: 0 at creation, +1 per applied commit."""
+        ...
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """The members' fingerprints, ours included, in leaf order."""
+        ...
+
+    @property
+    def own_fingerprint(self) -> str:
+        """Our own identity's fingerprint (one of :attr:`members`)."""
+        ...
+
+    @property
+    def epoch_authenticator(self) -> bytes:
+        """A value every member of the current epoch shares, to compare out of band."""
+        ...
+
+    def add(self, key_packages: Sequence[bytes]) -> GroupCommit | GroupInputRejected:
+        """Add the identities of these published :attr:`GroupKeyPackage.public` key packages.
+
+        A key package that is malformed, of another suite, badly signed or of a present member
+        is a :class:`GroupInputRejected` (nothing changes). Raises :class:`LocalMisuse` for an
+        empty list or after :class:`RemovedFromGroup`.
+        """
+        ...
+
+    def remove(self, fingerprints: Sequence[str]) -> GroupCommit:
+        """Remove these members; raises :class:`LocalMisuse` for ourselves, a fingerprint that is
+        not a member, or an empty list."""
+        ...
+
+    def update(self) -> GroupCommit:
+        """Replace our leaf's and path's keys (post-compromise security); no membership change."""
+        ...
+
+    def receive(self, message: bytes) -> list[GroupEvent]:
+        """Process one message of the group: a commit or an application message.
+
+        Never raises for the peer's fault: anything that cannot be used returns
+        ``[GroupInputRejected]`` and leaves the state unchanged.
+        """
+        ...
+
+    def seal(self, plaintext: bytes) -> bytes:
+        """Encrypt one application message for the members of the current epoch. Raises
+        :class:`LocalMisuse` if it cannot fit the PDU cap or after :class:`RemovedFromGroup`."""
+        ...
+
+    def export_state(self) -> bytes:
+        """The whole member state, for :meth:`GroupCryptoService.restore_group` (secret: store it
+        encrypted). Export again after every change, seal or receive."""
+        ...
+
+
+@runtime_checkable
+class GroupCryptoService(Protocol):
+    """The 2.1 group feature of a crypto service (detect it with ``supports``)."""
+
+    def new_key_package(self, identity: bytes) -> GroupKeyPackage:
+        """A fresh one-use key package for ``identity`` (from :meth:`CryptoService.new_identity`)."""
+        ...
+
+    def create_group(self, identity: bytes, group_id: bytes | None = None) -> GroupSession:
+        """A new group with ``identity`` as its only member, at epoch 0 (a random id if ``None``)."""
+        ...
+
+    def join_group(self, identity: bytes, key_package: bytes, welcome: bytes) -> GroupJoinResult:
+        """Join from a Welcome addressed to our :attr:`GroupKeyPackage.private` ``key_package``.
+
+        Never raises for the peer's fault: a malformed Welcome, one for another key package, or
+        a group that fails validation is :class:`GroupInputRejected`. Raises :class:`LocalMisuse`
+        when ``key_package`` is not one of ``identity``'s.
+        """
+        ...
+
+    def restore_group(self, state: bytes) -> GroupSession:
+        """A session from :meth:`GroupSession.export_state`; :class:`StateError` if unusable."""
+        ...
+
+
+@runtime_checkable
+class CryptoServiceV21(CryptoService, GroupCryptoService, Protocol):
+    """Crypto contract 2.1: 2.0's :class:`CryptoService` and the group API."""

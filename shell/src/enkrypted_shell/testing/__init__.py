@@ -15,6 +15,7 @@ __all__ = [
     "FakeClock",
     "MemoryLink",
     "check_crypto_service",
+    "check_group_service",
     "check_transport_service",
     "check_ui_service",
     "memory_link_pair",
@@ -23,6 +24,7 @@ __all__ = [
 from ._checks import (
     ConformanceError,
     check_crypto_service,
+    check_group_service,
     check_transport_service,
     check_ui_service,
 )

@@ -327,6 +327,18 @@ class Group:
     def members(self) -> list[tuple[int, Credential]]:
         return [(i, leaf.credential) for i, leaf in self._epoch.tree.leaves()]
 
+    def credential_at(self, leaf: int, epoch: int | None = None) -> Credential | None:
+        """The credential at ``leaf`` in the current epoch, or in a recent past ``epoch`` whose
+        tree is still kept for late application messages (``None`` if blank or not kept)."""
+        if epoch is None or epoch == self.epoch:
+            tree = self._epoch.tree
+        elif epoch in self._past:
+            tree = self._past[epoch][0].tree
+        else:
+            return None
+        node = tree.leaf(leaf)
+        return None if node is None else node.credential
+
     def export_secret(self, label: bytes, context: bytes, length: int) -> bytes:
         """MLS-Exporter (§8.5)."""
         return exporter(self._epoch.cs, self._epoch.secrets.exporter_secret, label, context, length)
