@@ -161,6 +161,13 @@ def _entry(source: bytes) -> bytes:
     return MAGIC_NUMBER + hashlib.sha256(payload).digest() + payload
 
 
+def _garbage_pycache(home: Path) -> None:
+    entries = list((home / "cache" / "pycache").rglob("*.pyc"))
+    assert entries, "the shell wrote no bytecode under HOME/cache/pycache"
+    for entry in entries:
+        entry.write_bytes(b"\0garbage")
+
+
 def _each_entry(under: str, change: Callable[[Path], None]) -> Callable[[Path], None]:
     def apply(home: Path) -> None:
         entries = [p for p in (home / under).glob("*/*.code")]
@@ -227,6 +234,9 @@ CONTENT: dict[tuple[str, str], tuple[Callable[[Path], None], dict[tuple[str, ...
         _each_entry("bytecode", lambda p: (p.unlink(), p.mkdir())), PASSES),
     ("bytecode", "entries-are-fifos"): (
         _each_entry("bytecode", lambda p: (p.unlink(), os.mkfifo(p))), PASSES),
+    # Bytecode of what the shell imports lives here (sys.pycache_prefix): damaged entries are
+    # recompiled; like bytecode/, it is as trusted as HOME (docs/trust-model.md).
+    ("cache/pycache", "garbage-entries"): (_garbage_pycache, PASSES),
     ("cache/skew-verdicts.json", "not-json"): (
         lambda h: _write("[")(h / "cache" / "skew-verdicts.json"), PASSES),
     ("cache/skew-verdicts.json", "wrong-types"): (

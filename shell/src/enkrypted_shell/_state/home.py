@@ -42,6 +42,7 @@ HOME_LAYOUT: tuple[HomePath, ...] = (
     HomePath("bytecode", "directory", "code cache of verified plugin modules"),
     HomePath("cache", "directory", "caches"),
     HomePath("cache/skew-verdicts.json", "file", "skew-check verdicts (cache)"),
+    HomePath("cache/pycache", "directory", "bytecode of what the shell imports (sys.pycache_prefix)"),
     HomePath("sigstore-verified.json", "file", "Sigstore verification verdicts (cache)"),
 )
 
