@@ -23,7 +23,6 @@ import contextlib
 import errno
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 from ..errors import HomeError
@@ -171,6 +170,8 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     (after a crash such a file may be empty or cut off, never half old and half new)."""
     ensure_dir(path.parent)
     try:
+        import tempfile  # only writers need it (~10 ms to import); most starts write nothing
+
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     except OSError as exc:
         raise home_error(path.parent, exc, "write in") from exc
