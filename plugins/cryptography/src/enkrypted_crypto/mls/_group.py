@@ -330,13 +330,10 @@ class Group:
     def credential_at(self, leaf: int, epoch: int | None = None) -> Credential | None:
         """The credential at ``leaf`` in the current epoch, or in a recent past ``epoch`` whose
         tree is still kept for late application messages (``None`` if blank or not kept)."""
-        if epoch is None or epoch == self.epoch:
-            tree = self._epoch.tree
-        elif epoch in self._past:
-            tree = self._past[epoch][0].tree
-        else:
+        current = epoch is None or epoch == self.epoch
+        if not current and epoch not in self._past:
             return None
-        node = tree.leaf(leaf)
+        node = (self._epoch if current else self._past[epoch][0]).tree.leaf(leaf)  # type: ignore[index]
         return None if node is None else node.credential
 
     def export_secret(self, label: bytes, context: bytes, length: int) -> bytes:
