@@ -1,0 +1,106 @@
+"""Two peers in separate processes chat end to end encrypted over real aiortc data channels:
+``enkrypted listen`` and ``enkrypted send`` (the p2p plugin's commands), through our broker and
+through npm ``peer``, every process on loopback and stopped by its PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from tests.p2p.servers import ROOT, SRC, Server, stop
+
+pytestmark = pytest.mark.slow
+
+PATHS = [*SRC, ROOT / "plugins" / "cryptography" / "src", ROOT]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in PATHS)}
+
+
+def start(*argv: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "tests.p2p.chat_peer", *argv],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env(), cwd=ROOT)
+
+
+def read_event(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        raise TimeoutError(f"no line within {timeout} s (exit {proc.poll()})")
+    line = proc.stdout.readline()
+    if not line:
+        err = proc.stderr.read() if proc.stderr else ""
+        raise EOFError(f"process ended ({proc.poll()}): {err[-2000:]}")
+    return json.loads(line)
+
+
+def chat(server: Server, texts: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
+                                                     float]:
+    url = f"ws://127.0.0.1:{server.port}{server.path}?key={server.key}"
+    listener = start("listen", "--broker", url, "--loopback", "--count", str(len(texts)))
+    sender: subprocess.Popen[str] | None = None
+    try:
+        first = read_event(listener, 60)
+        assert first["event"] == "listening", first
+        started = time.monotonic()
+        sender = start("send", "--broker", url, "--loopback", first["peer_id"], *texts)
+        out, _ = sender.communicate(timeout=90)
+        elapsed = time.monotonic() - started
+        assert sender.returncode == 0, (out, sender.stderr.read() if sender.stderr else "")
+        sent = [json.loads(line) for line in out.splitlines()]
+        got = []
+        while len([e for e in got if e["event"] == "message"]) < len(texts):
+            got.append(read_event(listener, 30))
+        assert listener.wait(30) == 0
+        return sent, got, elapsed
+    finally:
+        for proc in (listener, sender):
+            if proc is not None:
+                stop(proc)  # type: ignore[arg-type]
+
+
+def check(sent: list[dict[str, Any]], got: list[dict[str, Any]], texts: list[str]) -> None:
+    ready_s = next(e for e in sent if e["event"] == "ready")
+    ready_l = next(e for e in got if e["event"] == "ready")
+    assert ready_s["safety_number"] == ready_l["safety_number"]
+    assert ready_s["profile"] == ready_l["profile"] and ready_s["layers"]
+    messages = [e for e in got if e["event"] == "message"]
+    assert [m["text"] for m in messages] == texts  # in order, each once
+    ids = [e["messageId"] for e in sent if e["event"] == "sent"]
+    assert [m["messageId"] for m in messages] == ids
+    assert sorted(e["messageId"] for e in sent if e["event"] == "receipt") == sorted(ids)
+
+
+TEXTS = ["hello over webrtc", "zweite Nachricht ✓", "x" * 20_000]
+
+
+def test_two_processes_chat_through_our_broker(our_broker: Server) -> None:
+    sent, got, elapsed = chat(our_broker, TEXTS)
+    check(sent, got, TEXTS)
+    print(f"send process start to last receipt: {elapsed:.2f} s")
+
+
+def test_two_processes_chat_through_npm_peer(npm_peer: Server) -> None:
+    sent, got, _ = chat(npm_peer, TEXTS)
+    check(sent, got, TEXTS)
+
+
+def test_send_to_an_absent_peer_fails_clearly(our_broker: Server) -> None:
+    url = f"ws://127.0.0.1:{our_broker.port}/"
+    proc = start("send", "--broker", url, "--loopback", "nobody", "hi")
+    try:
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        stop(proc)  # type: ignore[arg-type]
+    assert proc.returncode == 3
+    error = json.loads(out.splitlines()[-1])
+    assert error["event"] == "error" and error["error"] == "PeerUnavailable"
