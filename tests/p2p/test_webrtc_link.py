@@ -56,8 +56,7 @@ def test_connect_send_both_ways_and_close_reasons(broker: Server) -> None:
             big = bytes(range(256)) * 1000
             await ba.send(big)
             assert await ab.receive() == big
-            # the remote candidates were all loopback: nothing dropped, the pair is host/host
-            pair_ = ab.peer_connection.sctp.transport.transport.iceGatherer  # noqa: F841
+            assert alice.dropped_candidates == 0 and bob.dropped_candidates == 0
             await ab.close()
             with pytest.raises(LinkClosedLocally):
                 await ab.send(b"x")
@@ -147,3 +146,37 @@ def test_backpressure_bounds_the_send_buffer(broker: Server) -> None:
             await bob.aclose()
 
     run(scenario(), 90)
+
+
+def test_remote_candidates_outside_the_allowed_networks_are_dropped(broker: Server) -> None:
+    async def scenario() -> None:
+        # alice only accepts candidates from 10.0.0.0/8: bob's loopback candidates are dropped,
+        # so no pair can form and connect fails as "unavailable" - nothing was sent off loopback
+        alice = await WebRTCEndpoint.open(settings(broker, remote_networks=("10.0.0.0/8",)))
+        bob = await WebRTCEndpoint.open(settings(broker))
+        try:
+            with pytest.raises(PeerUnavailable):
+                await alice.connect(bob.local_id, timeout=6)
+            assert alice.dropped_candidates >= 1
+        finally:
+            await alice.aclose()
+            await bob.aclose()
+
+    run(scenario())
+
+
+def test_selected_pair_is_loopback_host(broker: Server) -> None:
+    async def scenario() -> None:
+        alice, bob, ab, _ba = await pair(broker)
+        try:
+            ice = ab.peer_connection.sctp.transport.transport  # type: ignore[union-attr]
+            nominated = ice._connection._nominated  # aioice: component -> CandidatePair
+            local, remote = next(iter(nominated.values())).local_candidate, \
+                next(iter(nominated.values())).remote_candidate
+            assert local.host == "127.0.0.1" and remote.host == "127.0.0.1"
+            assert local.type == "host"
+        finally:
+            await alice.aclose()
+            await bob.aclose()
+
+    run(scenario())
