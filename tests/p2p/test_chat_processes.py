@@ -10,6 +10,7 @@ import select
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -104,3 +105,41 @@ def test_send_to_an_absent_peer_fails_clearly(our_broker: Server) -> None:
     assert proc.returncode == 3
     error = json.loads(out.splitlines()[-1])
     assert error["event"] == "error" and error["error"] == "PeerUnavailable"
+
+
+@pytest.mark.e2e
+def test_listen_and_send_through_the_real_shell(tmp_path: Path, our_broker: Server) -> None:
+    """Wheels built from this tree (aiortc and its dependencies from wheelhouse/), installed into
+    a throw-away environment; the shell verifies and loads the plugin set and runs the p2p
+    plugin's commands, which reach the crypto service the shell wired into the p2p plugin."""
+    from tools.workspace import DISTS, build_wheels, make_env
+
+    core = ["enkrypted-shell", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto"]
+    wheels = build_wheels([DISTS[n] for n in core], tmp_path / "wheels")
+    env = make_env(tmp_path / "env")
+    env.install(*wheels)
+    base = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ENKRYPTED_DEV")}
+    url = f"ws://127.0.0.1:{our_broker.port}/"
+
+    def shell(home: str, *argv: str) -> subprocess.Popen[str]:
+        environ = {**base, "ENKRYPTED_HOME": str(tmp_path / home), "ENKRYPTED_ALLOW_UNSIGNED": "1"}
+        return subprocess.Popen([str(env.bin / "enkrypted"), *argv], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=environ)
+
+    listener = shell("bob", "listen", "--broker", url, "--loopback", "--count", "2")
+    sender = None
+    try:
+        first = read_event(listener, 120)
+        assert first["event"] == "listening"
+        sender = shell("alice", "send", "--broker", url, "--loopback", first["peer_id"],
+                       "through the shell", "second")
+        out, err = sender.communicate(timeout=180)
+        assert sender.returncode == 0, (out, err)
+        events = [read_event(listener, 30) for _ in range(3)]
+        assert [e["event"] for e in events] == ["ready", "message", "message"]
+        assert [e["text"] for e in events[1:]] == ["through the shell", "second"]
+        assert listener.wait(30) == 0
+    finally:
+        for proc in (listener, sender):
+            if proc is not None:
+                stop(proc)  # type: ignore[arg-type]
