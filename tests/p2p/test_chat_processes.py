@@ -143,3 +143,59 @@ def test_listen_and_send_through_the_real_shell(tmp_path: Path, our_broker: Serv
         for proc in (listener, sender):
             if proc is not None:
                 stop(proc)  # type: ignore[arg-type]
+
+
+def test_peer_process_killed_mid_conversation(our_broker: Server, tmp_path: Path) -> None:
+    """SIGKILL the listening process after 5 acknowledged messages: our side's session ends
+    with LinkBroken (ICE consent / DTLS failure), in bounded time, with nothing delivered twice."""
+    import asyncio
+    import signal
+
+    from enkrypted_crypto.plugin import enkrypted_crypto_service
+    from enkrypted_p2p.session import ChatSession, ReceiptReceived, SessionState
+    from enkrypted_p2p.webrtc import WebRTCEndpoint, WebRTCSettings
+    from enkrypted_shell.contracts import AppContext, LinkBroken, LinkClosed
+
+    url = f"ws://127.0.0.1:{our_broker.port}/"
+    listener = start("listen", "--broker", url, "--loopback")
+    try:
+        peer_id = read_event(listener, 60)["peer_id"]
+        crypto = enkrypted_crypto_service(AppContext(tmp_path))
+
+        async def scenario() -> float:
+            endpoint = await WebRTCEndpoint.open(WebRTCSettings.loopback(url))
+            try:
+                session = ChatSession(await endpoint.connect(peer_id), crypto,
+                                      crypto.new_identity(), initiator=True)
+                await session.start(30)
+                ids = [await session.send_text(f"n{i}") for i in range(5)]
+                acked: set[str] = set()
+                async with asyncio.timeout(20):
+                    async for event in session.events():
+                        if isinstance(event, ReceiptReceived):
+                            acked.add(event.message_id)
+                            if acked == set(ids):
+                                break
+                os.kill(listener.pid, signal.SIGKILL)
+                listener.wait(10)
+                killed = time.monotonic()
+                broken: object = None
+                async with asyncio.timeout(60):
+                    async for event in session.events():
+                        if isinstance(event, LinkClosed):
+                            broken = event
+                            break
+                assert isinstance(broken, LinkBroken), broken
+                assert session.state is SessionState.DISCONNECTED
+                return time.monotonic() - killed
+            finally:
+                await endpoint.aclose()
+
+        detected = asyncio.run(asyncio.wait_for(scenario(), 120))
+        print(f"hard kill detected after {detected:.1f} s")
+        assert listener.stdout is not None
+        got = [json.loads(line) for line in listener.stdout.read().splitlines()]
+        texts = [e["text"] for e in got if e["event"] == "message"]
+        assert texts == [f"n{i}" for i in range(5)]
+    finally:
+        stop(listener)  # type: ignore[arg-type]
