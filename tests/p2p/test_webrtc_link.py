@@ -180,3 +180,62 @@ def test_selected_pair_is_loopback_host(broker: Server) -> None:
             await bob.aclose()
 
     run(scenario())
+
+
+@pytest.fixture
+def coturn(tmp_path: Path) -> Iterator[int]:
+    """coturn on 127.0.0.1 with long-term credentials u:p (aiortc-measurements.md §4)."""
+    import shutil
+    import subprocess
+
+    from tests.p2p.servers import free_port
+
+    binary = shutil.which("turnserver")
+    if binary is None:
+        pytest.fail("coturn is missing: run make test (tools/setup/system-packages.sh)")
+    port = free_port()
+    log = tmp_path / "turn.log"
+    proc = subprocess.Popen([binary, "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
+                             f"--listening-port={port}", "--lt-cred-mech", "--user=u:p",
+                             "--realm=test", "--no-tls", "--no-dtls", "--allow-loopback-peers",
+                             "--no-cli", f"--log-file={log}", "--simple-log",
+                             f"--pidfile={tmp_path / 'turn.pid'}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "listener opened on" not in (
+                log.read_text(errors="replace") if log.exists() else ""):
+            if proc.poll() is not None:
+                raise RuntimeError(f"turnserver exited {proc.returncode}")
+            time.sleep(0.05)
+        time.sleep(0.2)
+        yield port
+    finally:
+        stop(proc)  # type: ignore[arg-type]
+
+
+def test_relay_only_through_coturn(broker: Server, coturn: int) -> None:
+    from enkrypted_p2p.webrtc import IceServer
+
+    turn = (IceServer(f"turn:127.0.0.1:{coturn}?transport=udp", "u", "p"),)
+
+    async def scenario() -> None:
+        alice = await WebRTCEndpoint.open(settings(broker, ice_servers=turn, relay_only=True))
+        bob = await WebRTCEndpoint.open(settings(broker, ice_servers=turn, relay_only=True))
+        try:
+            accepted = bob.incoming().__anext__()
+            ab = await alice.connect(bob.local_id, timeout=20)
+            ba = await asyncio.wait_for(accepted, 20)
+            for link in (ab, ba):
+                ice = link.peer_connection.sctp.transport.transport  # type: ignore[union-attr]
+                chosen = next(iter(ice._connection._nominated.values()))
+                assert chosen.local_candidate.type == "relay"
+                assert chosen.remote_candidate.type == "relay"
+                assert {c.type for c in ice.iceGatherer.getLocalCandidates()} == {"relay"}
+            await ab.send(b"via the relay")
+            assert await asyncio.wait_for(ba.receive(), 10) == b"via the relay"
+        finally:
+            await alice.aclose()
+            await bob.aclose()
+
+    run(scenario(), 60)

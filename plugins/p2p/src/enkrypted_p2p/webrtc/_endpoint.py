@@ -263,7 +263,18 @@ class WebRTCEndpoint:
 
         await self._set_remote(pending, offer.offer.sdp)
         await self._set_local(pc, await pc.createAnswer(), pending.peer, pending.connection_id)
-        channel = await asyncio.wait_for(channel_ready, self.settings.connect_timeout)
+        # wait for the channel elsewhere: this connection's CANDIDATE signals must go on flowing
+        self._spawn(self._accept_when_open(pending, channel_ready))
+
+    async def _accept_when_open(self, pending: _Pending,
+                                channel_ready: asyncio.Future[RTCDataChannel]) -> None:
+        try:
+            channel = await asyncio.wait_for(channel_ready, self.settings.connect_timeout)
+        except TimeoutError:
+            _log.info("no data channel from %s within %s s", pending.peer,
+                      self.settings.connect_timeout)
+            await self._drop_pending(pending)
+            return
         link = self._adopt(pending, channel)
         try:
             self._incoming.put_nowait(link)
@@ -325,10 +336,17 @@ class WebRTCEndpoint:
             except (RemoteInputError, TimeoutError) as exc:
                 _log.info("signaling with %s failed: %s", pending.peer, exc)
                 if signal.kind == MessageType.OFFER:
-                    self._pending.pop((pending.peer, pending.connection_id), None)
-                    with contextlib.suppress(Exception):
-                        await pending.pc.close()
+                    await self._drop_pending(pending)
                     return
+
+    async def _drop_pending(self, pending: _Pending) -> None:
+        self._pending.pop((pending.peer, pending.connection_id), None)
+        if self._client.core is not None:
+            self._client.core.close_connection(pending.peer, pending.connection_id)
+        with contextlib.suppress(asyncio.QueueFull):
+            pending.signals.put_nowait(None)
+        with contextlib.suppress(Exception):
+            await pending.pc.close()
 
     # ------------------------------------------------------------------ lifecycle
     def _check_open(self) -> None:
