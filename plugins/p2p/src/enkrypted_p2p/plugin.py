@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from .chat import Wiring
 
-__all__ = ["MemoryTransport", "enkrypted_cli_commands", "enkrypted_transport_service", "wiring"]
+__all__ = ["MemoryTransport", "enkrypted_cli_commands", "enkrypted_transport_service"]
 
 _WIRED: list[Wiring] = []  # at most one: what the last load handed us
 
