@@ -13,8 +13,12 @@ Foreign exceptions (aiohttp, redis, json, struct) are translated at the boundary
 
 from __future__ import annotations
 
+from enkrypted_shell.contracts import NetworkError
+
 __all__ = [
     "BrokerRefused",
+    "PeerUnavailable",
+    "SignalingError",
     "P2PError",
     "P2PNetworkError",
     "P2PUsageError",
@@ -34,8 +38,21 @@ class RemoteInputError(P2PError):
     """Input from the other side (peer or broker) is malformed, oversize or hostile."""
 
 
-class P2PNetworkError(P2PError):
-    """The network failed us: connection refused or dropped, HTTP error, timeout."""
+class P2PNetworkError(P2PError, NetworkError):
+    """The network failed us: connection refused or dropped, HTTP error, timeout.
+
+    Also the shell contract's :class:`~enkrypted_shell.contracts.NetworkError`, so a ui that knows
+    no plugin can still tell "the network failed" from "you misused the API"."""
+
+
+class PeerUnavailable(P2PNetworkError):
+    """The peer id is not reachable: the broker expired our OFFER (no such id), or no data
+    channel opened before the connect timeout."""
+
+
+class SignalingError(P2PNetworkError):
+    """The broker connection failed or the signaling exchange went wrong (malformed SDP from the
+    peer, the signaling client gave up)."""
 
 
 class BrokerRefused(P2PNetworkError):
