@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.workspace import DISTS, ROOT, build_wheels, make_env
+from tools.workspace import DISTS, ROOT, build_wheels, make_env, plugin_libraries
 
 DEMO = ROOT / ".demo"
 PLUGINS = {"enkrypted-p2p": "p2p", "enkrypted-ui-cli": "ui", "enkrypted-crypto": "crypto",
@@ -62,8 +62,8 @@ def main() -> int:
         assert server.stdout is not None
         url = server.stdout.readline().split()[-1]
         print(f"serving {url}")
-        step("user: the plugins' third-party libraries (aiohttp, redis), as pip installs them")
-        env.install_requirements("aiohttp", "redis")
+        step("user: the plugins' third-party libraries (aiohttp, redis, aiortc, ...), as pip installs them")
+        env.install_requirements(*plugin_libraries())
         step("user: install the plugins from the index (TUF + signed provenance + hash-pinned pip)")
         sh(user, "plugins", "install", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto",
            "--index", url, env=environ)

@@ -97,6 +97,22 @@ class Env:
         self.pip("uninstall", "-y", *names)
 
 
+PLUGINS = ("enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto", "enkrypted-crypto-nacl")
+
+
+def plugin_libraries() -> tuple[str, ...]:
+    """The third-party requirements of the plugin distributions, as their pyprojects declare them:
+    what a user installs beside plugins that `enkrypted plugins install` put in without
+    dependencies (it installs third-party libraries only with --deps-index)."""
+    import tomllib
+
+    found: set[str] = set()
+    for name in PLUGINS:
+        project = tomllib.loads((DISTS[name] / "pyproject.toml").read_text("utf-8"))["project"]
+        found.update(r for r in project.get("dependencies", []) if not r.startswith("enkrypted-"))
+    return tuple(sorted(found))
+
+
 def make_env(path: Path, *, with_pip: bool = False) -> Env:
     """A fresh venv; :meth:`Env.install` puts wheels and their dependencies in it. ``with_pip``:
     pip itself too (from ``wheelhouse/``), for ``enkrypted plugins install`` into it."""

@@ -30,7 +30,7 @@ import pytest
 
 from enkrypted_registry import Repository, publish
 from tests.registry.support import PYTHON, pip_env, start_process
-from tools.workspace import DISTS, build_wheels, make_env
+from tools.workspace import DISTS, build_wheels, make_env, plugin_libraries
 
 pytestmark = pytest.mark.e2e
 
@@ -241,7 +241,7 @@ def test_enkrypted_plugins_install_from_nginx(
 ) -> None:
     env = make_env(tmp_path / "env", with_pip=True)  # `plugins install` runs this env's pip
     env.install(built["enkrypted-shell"])
-    env.install_requirements("aiohttp", "redis")  # the p2p plugin's libraries
+    env.install_requirements(*plugin_libraries())
     home = tmp_path / "home"
     drop = ("PYTHONPATH", "ENKRYPTED_DEV", "ENKRYPTED_ALLOW_UNSIGNED", "ENKRYPTED_INDEX")
     environ = {k: v for k, v in os.environ.items() if k not in drop} | {"ENKRYPTED_HOME": str(home)}

@@ -27,7 +27,7 @@ from enkrypted_registry import Repository, inspect_wheel, publish
 from enkrypted_registry.attestation import provenance_document
 from enkrypted_registry.index import ReleaseStore, write_index
 from tests.registry.support import PYTHON, pip_env, start_process
-from tools.workspace import DISTS, Env, build_wheels, fresh_copy, make_env
+from tools.workspace import DISTS, Env, build_wheels, fresh_copy, make_env, plugin_libraries
 
 pytestmark = pytest.mark.e2e
 
@@ -179,7 +179,7 @@ def client(tmp_path: Path, built: dict[str, Path], registry: Registry) -> Client
     env.install(built["enkrypted-shell"])
     # The plugins' third-party libraries, as their user has them (`plugins install` installs them
     # only with --deps-index): pynacl for the nacl backend, aiohttp and redis for the p2p plugin.
-    env.install_requirements("pynacl", "aiohttp", "redis")
+    env.install_requirements(*plugin_libraries())
     return Client(env, tmp_path / "home", registry)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.workspace import WHEELHOUSE
+from tools.workspace import WHEELHOUSE, plugin_libraries
 
 pytestmark = pytest.mark.e2e
 
@@ -192,7 +192,7 @@ def test_editable_install_needs_dev_mode_and_is_logged(shell_env):
     from tools.workspace import DISTS
 
     sh.env.pip("install", "-q", "--no-deps", "--no-index", "--find-links", str(WHEELHOUSE), "-e", str(DISTS["enkrypted-p2p"]))
-    sh.env.install_requirements("aiohttp", "redis")  # the p2p plugin's libraries
+    sh.env.install_requirements(*plugin_libraries())
     res = sh.run("plugins", "verify")
     assert res.code == INTEGRITY and "editable" in res.err and "--dev" in res.err
     dev = sh.run("--dev", "run")
