@@ -43,6 +43,7 @@ HOME_LAYOUT: tuple[HomePath, ...] = (
     HomePath("cache", "directory", "caches"),
     HomePath("cache/skew-verdicts.json", "file", "skew-check verdicts (cache)"),
     HomePath("sigstore-verified.json", "file", "Sigstore verification verdicts (cache)"),
+    HomePath("profiles", "directory", "encrypted profile stores, one folder per profile"),
 )
 
 _FIX = (

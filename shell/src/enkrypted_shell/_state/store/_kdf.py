@@ -7,7 +7,8 @@ on stderr every time, and the weaker parameters are upgraded on the next unlock 
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_KDF", "INSECURE_TEST_KDF", "TEST_KDF_ENV", "KdfParams", "derive_key", "target_kdf"]
+__all__ = ["DEFAULT_KDF", "INSECURE_TEST_KDF", "TEST_KDF_ENV", "KdfParams", "derive_key", "target_kdf",
+           "warn_if_weak"]
 
 import os
 import sys
@@ -70,13 +71,17 @@ INSECURE_TEST_KDF: Final = KdfParams(time_cost=1, memory_kib=8 * 1024, lanes=1)
 
 def target_kdf() -> KdfParams:
     """Parameters for a new key slot: the defaults, unless the test-only override is set."""
-    if os.environ.get(TEST_KDF_ENV) == "1":
+    return INSECURE_TEST_KDF if os.environ.get(TEST_KDF_ENV) == "1" else DEFAULT_KDF
+
+
+def warn_if_weak(params: KdfParams) -> None:
+    """Say so on stderr whenever a key slot is written with less than the defaults."""
+    if params.weaker_than(DEFAULT_KDF):
         print(
-            f"enkrypted: WARNING: {TEST_KDF_ENV}=1: weak passphrase hashing (tests only)",
+            f"enkrypted: WARNING: weak passphrase hashing (t={params.time_cost}, "
+            f"m={params.memory_kib} KiB, p={params.lanes}; {TEST_KDF_ENV} is for tests only)",
             file=sys.stderr,
         )
-        return INSECURE_TEST_KDF
-    return DEFAULT_KDF
 
 
 def derive_key(passphrase: bytes, params: KdfParams) -> bytes:

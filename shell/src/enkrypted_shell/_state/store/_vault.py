@@ -43,7 +43,7 @@ from ...errors import (
     StoreCorruptError,
     WrongPassphraseError,
 )
-from ._kdf import KdfParams, derive_key, target_kdf
+from ._kdf import KdfParams, derive_key, target_kdf, warn_if_weak
 
 FORMAT: Final = b"enkrypted-store/1"
 APPLICATION_ID: Final = 0x456E4B31  # "EnK1", SQLite header offset 68
@@ -121,6 +121,7 @@ def _keyslot_ad(params: KdfParams) -> bytes:
 
 
 def _wrap(passphrase: bytes, dek: bytes, params: KdfParams) -> bytes:
+    warn_if_weak(params)
     kek = derive_key(passphrase, params)
     nonce = os.urandom(12)
     wrapped = AESGCM(kek).encrypt(nonce, dek, _keyslot_ad(params))
@@ -236,7 +237,7 @@ class Vault:
 
     @classmethod
     def open(cls, path: Path, passphrase: bytes, *, limits: StoreLimits = STORE_LIMITS,
-             upgrade_to: KdfParams | None | bool = True) -> Vault:
+             upgrade_to: KdfParams | bool | None = True) -> Vault:
         """Unlock the store; :class:`WrongPassphraseError` (nothing written) or
         :class:`StoreCorruptError`.  Weaker Argon2 parameters than ``upgrade_to`` (default: the
         current target) are replaced by them, in one single-row transaction."""
