@@ -311,6 +311,8 @@ class Vault:
     def _sql(self, statement: str, args: tuple[object, ...] = ()) -> sqlite3.Cursor:
         try:
             return self._conn.execute(statement, args)
+        except (sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise  # misuse of the connection: a bug here, not a damaged store
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StoreBusyError(
@@ -318,7 +320,7 @@ class Vault:
                     fix="close the other enkrypted process, or retry",
                 ) from exc
             raise _db_error(self.path, exc) from exc
-        except sqlite3.Error as exc:
+        except sqlite3.DatabaseError as exc:  # malformed pages; ProgrammingError stays a bug
             raise _db_error(self.path, exc) from exc
 
     # -- passphrase -----------------------------------------------------------------------------
