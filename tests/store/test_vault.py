@@ -24,8 +24,8 @@ from enkrypted_shell._state.store import (
     SlotStore,
     StoreLimits,
     Vault,
+    _kdf,
 )
-from enkrypted_shell._state.store import _kdf
 
 WEAK = INSECURE_TEST_KDF
 PW = b"correct horse"
@@ -144,7 +144,7 @@ def test_weak_argon2_parameters_are_upgraded_on_unlock(
 def _rows(path: Path, table: str) -> list[tuple[object, ...]]:
     conn = sqlite3.connect(path)
     try:
-        return conn.execute(f"SELECT * FROM {table}").fetchall()  # noqa: S608
+        return conn.execute(f"SELECT * FROM {table}").fetchall()
     finally:
         conn.close()
 
@@ -191,7 +191,7 @@ def test_swapped_records_are_refused(two_contacts: Path) -> None:
 def test_a_record_moved_to_another_table_or_namespace_is_refused(
     two_contacts: Path, column: str, value: str
 ) -> None:
-    _sql(two_contacts, f"UPDATE records SET {column}=?", value)  # noqa: S608
+    _sql(two_contacts, f"UPDATE records SET {column}=?", value)
     table, ns = ("sessions", "profile") if column == "tbl" else ("contacts", "slot:ui")
     _assert_refused(two_contacts, lambda v: v.items(table, ns))
 
@@ -227,9 +227,8 @@ def test_a_truncated_store_is_a_clear_error(two_contacts: Path, size: int) -> No
     assert whole > 3 * 4096
     with open(two_contacts, "r+b") as fh:
         fh.truncate(size)
-    with pytest.raises(errors.StoreCorruptError) as caught:
-        with Vault.open(two_contacts, PW) as v:
-            v.items("files", "profile")
+    with pytest.raises(errors.StoreCorruptError) as caught, Vault.open(two_contacts, PW) as v:
+        v.items("files", "profile")
     assert caught.value.exit_code == 21 and "\n" not in caught.value.message
 
 

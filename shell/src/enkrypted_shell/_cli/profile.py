@@ -13,6 +13,7 @@ __all__ = ["contacts", "id_command", "passwd", "profile"]
 import contextlib
 import json
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Final
@@ -57,6 +58,11 @@ def read_passphrase(fd: int | None, env: str, prompt: str, *, confirm: bool = Fa
         value = _from_fd(fd)
     elif os.environ.get(env):
         value = os.environ[env].encode("utf-8")
+    elif not sys.stdin.isatty():  # never echo a passphrase typed into a pipe
+        raise ShellUsageError(
+            "no passphrase given and no terminal to ask on",
+            fix=f"pass --passphrase-fd N or set {env} (docs/operations.md, 'Profiles')",
+        )
     else:
         value = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm,
                              err=True).encode("utf-8")
