@@ -336,3 +336,16 @@ def test_two_openers_share_the_store(tmp_path: Path) -> None:
         b.close()
     with pytest.raises(errors.WrongPassphraseError):
         Vault.open(path, PW)
+
+
+def test_the_slot_store_implements_the_published_store_contract(tmp_path: Path) -> None:
+    from enkrypted_shell import contracts
+
+    assert contracts.STORE_CONTRACT == "1.0"
+    assert contracts.AppContext(home=tmp_path).store is None  # existing callers unchanged
+    with _new(tmp_path) as v:
+        slot = SlotStore(v, "ui")
+        assert contracts.implementation_problems(slot, contracts.ProfileStore) == []
+        assert contracts.supports(slot, contracts.ProfileStore)
+        context = contracts.AppContext(home=tmp_path, store=slot)
+        assert context.store is slot and slot.namespace == "slot:ui"

@@ -28,7 +28,12 @@ if TYPE_CHECKING:
 
 PASSPHRASE_ENV: Final = "ENKRYPTED_PASSPHRASE"  # noqa: S105 (a variable name)
 NEW_PASSPHRASE_ENV: Final = "ENKRYPTED_NEW_PASSPHRASE"  # noqa: S105
-_MAX_PASSPHRASE: Final = 1024
+
+
+def _passphrase_bytes() -> int:
+    from .._state.store import STORE_LIMITS
+
+    return STORE_LIMITS.passphrase_bytes
 
 
 def _from_fd(fd: int) -> bytes:
@@ -36,8 +41,8 @@ def _from_fd(fd: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     try:
-        while size <= _MAX_PASSPHRASE:
-            chunk = os.read(fd, _MAX_PASSPHRASE + 2 - size)
+        while size <= _passphrase_bytes():
+            chunk = os.read(fd, _passphrase_bytes() + 2 - size)
             if not chunk:
                 break
             chunks.append(chunk)
@@ -47,8 +52,8 @@ def _from_fd(fd: int) -> bytes:
     except OSError as exc:
         raise ShellUsageError(f"cannot read a passphrase from descriptor {fd}: {exc.strerror}") from exc
     data = b"".join(chunks).split(b"\n", 1)[0].removesuffix(b"\r")
-    if size > _MAX_PASSPHRASE and b"\n" not in b"".join(chunks):
-        raise ShellUsageError(f"passphrase from descriptor {fd} is longer than {_MAX_PASSPHRASE} bytes")
+    if size > _passphrase_bytes() and b"\n" not in b"".join(chunks):
+        raise ShellUsageError(f"passphrase from descriptor {fd} is longer than {_passphrase_bytes()} bytes")
     return data
 
 
@@ -68,8 +73,8 @@ def read_passphrase(fd: int | None, env: str, prompt: str, *, confirm: bool = Fa
                              err=True).encode("utf-8")
     if not value:
         raise ShellUsageError("empty passphrase")
-    if len(value) > _MAX_PASSPHRASE:
-        raise ShellUsageError(f"passphrase longer than {_MAX_PASSPHRASE} bytes")
+    if len(value) > _passphrase_bytes():
+        raise ShellUsageError(f"passphrase longer than {_passphrase_bytes()} bytes")
     return value
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "SLOTS",
     "SLOT_HOOKS",
     "SLOT_SERVICES",
+    "STORE_CONTRACT",
     "WIRE_LIMITS",
     "AppContext",
     "Clock",
@@ -40,6 +41,7 @@ __all__ = [
     "LocalMisuse",
     "NetworkError",
     "OpenResult",
+    "ProfileStore",
     "RemoteInputError",
     "SecureSession",
     "ServiceHook",
@@ -85,6 +87,7 @@ from .crypto import (
     StateError,
 )
 from .p2p import Link, LinkBroken, LinkClosed, LinkClosedLocally, TransportService
+from .store import STORE_CONTRACT, ProfileStore
 from .ui import UIService
 
 SLOTS: Final = ("crypto", "p2p", "ui")
