@@ -25,6 +25,7 @@ from enkrypted_shell._state.store import (
     StoreLimits,
     Vault,
     _kdf,
+    _vault,
 )
 
 WEAK = INSECURE_TEST_KDF
@@ -349,3 +350,22 @@ def test_the_slot_store_implements_the_published_store_contract(tmp_path: Path) 
         assert contracts.supports(slot, contracts.ProfileStore)
         context = contracts.AppContext(home=tmp_path, store=slot)
         assert context.store is slot and slot.namespace == "slot:ui"
+
+
+
+def test_an_upgrade_that_cannot_write_leaves_the_store_usable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read-only media or another writer: the unlock succeeds, the upgrade waits for later."""
+    with _new(tmp_path) as v:
+        v.put("t", "profile", b"k", b"v")
+
+    def cannot_write(self: Vault, new: bytes, *, kdf: KdfParams | None = None) -> None:
+        raise _vault._db_error(self.path, sqlite3.OperationalError("attempt to write a readonly database"))
+
+    monkeypatch.setattr(Vault, "change_passphrase", cannot_write)
+    stronger = KdfParams(time_cost=2, memory_kib=16 * 1024, lanes=1)
+    with Vault.open(tmp_path / "store.sqlite", PW, upgrade_to=stronger) as v:
+        assert v.get("t", "profile", b"k") == b"v" and v.kdf.time_cost == 1
+    err = _vault._db_error(tmp_path, sqlite3.OperationalError("attempt to write a readonly database"))
+    assert isinstance(err, errors.HomeError) and err.exit_code == 2

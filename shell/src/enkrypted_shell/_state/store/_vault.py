@@ -253,7 +253,9 @@ class Vault:
             raise
         target = target_kdf() if upgrade_to is True else upgrade_to or None
         if target is not None and vault.kdf.weaker_than(target):
-            vault.change_passphrase(passphrase, kdf=target)
+            # busy or read-only: keep the old slot, upgrade at a later unlock
+            with contextlib.suppress(StoreBusyError, HomeError):
+                vault.change_passphrase(passphrase, kdf=target)
         return vault
 
     @classmethod
@@ -444,10 +446,12 @@ class Vault:
         return cur.rowcount
 
 
-def _db_error(path: Path, exc: sqlite3.Error) -> StoreCorruptError | StoreBusyError:
+def _db_error(path: Path, exc: sqlite3.Error) -> StoreCorruptError | StoreBusyError | HomeError:
     text = str(exc)
     if "locked" in text or "busy" in text:
         return StoreBusyError(f"another process holds the profile store {path}: {text}")
+    if "readonly" in text or "unable to open" in text or "disk I/O" in text or "full" in text:
+        return HomeError(f"cannot use the profile store {path}: {text}")
     return StoreCorruptError(
         f"the profile store {path} is damaged or not a store ({text})",
         fix="restore it from a backup, or move it aside (docs/operations.md, 'Profiles')",
