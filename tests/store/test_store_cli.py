@@ -147,3 +147,59 @@ def test_kill_9_of_the_passwd_command_leaves_old_or_new(enk: Enkrypted) -> None:
         changed += opens[0] != current
         current = opens[0]
     assert "Ann" in enk("contacts", "list", passphrase=f"p{current}").out
+
+
+def _pty_run(enk: Enkrypted, args: tuple[str, ...], answers: list[str]) -> tuple[int, str]:
+    """Run the CLI with a new pseudo-terminal as its controlling terminal, answer each hidden
+    prompt in turn, return (exit code, everything the terminal showed)."""
+    import fcntl
+    import pty
+    import select
+    import termios
+
+    environ = {k: v for k, v in enk.env.items() if k != "ENKRYPTED_PASSPHRASE"}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        enk.argv(*args), env=environ, stdin=slave, stdout=slave, stderr=slave,
+        start_new_session=True,  # setsid, then the terminal becomes the session's
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # noqa: PLW1509
+    )
+    os.close(slave)
+    shown, pending, asked = b"", list(answers), 0
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if not ready:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+            prompts = shown.count(b": ")
+            while pending and prompts > asked:
+                os.write(master, pending.pop(0).encode() + b"\n")
+                asked += 1
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        os.close(master)
+    return proc.returncode, shown.decode(errors="replace")
+
+
+def test_interactive_prompts_on_a_terminal(enk: Enkrypted) -> None:
+    code, shown = _pty_run(enk, ("profile", "create"), ["typed secret", "typed secret"])
+    assert code == 0, shown
+    assert "New passphrase for default" in shown and "Repeat for confirmation" in shown
+    assert "typed secret" not in shown  # hidden input: never echoed
+    code, shown = _pty_run(enk, ("passwd",), ["typed secret", "second", "second"])
+    assert code == 0, shown
+    code, shown = _pty_run(enk, ("contacts", "list"), ["typed secret"])
+    assert code == WRONG_PASSPHRASE and "wrong passphrase" in shown
+    assert enk("contacts", "list", passphrase="second").code == 0
