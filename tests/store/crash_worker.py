@@ -2,6 +2,7 @@
 
     python crash_worker.py passwd STORE N change the passphrase pass-N -> pass-N+1 -> ... forever;
                                           prints N+k after the k-th commit
+    python crash_worker.py hold STORE     write inside an open transaction, print "holding", wait
     python crash_worker.py history STORE  append message i with session state i (one transaction)
                                           forever; prints i after each commit
 """
@@ -9,6 +10,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from enkrypted_shell._state.store import INSECURE_TEST_KDF, Profile, Vault
@@ -27,6 +29,11 @@ def main(mode: str, path: Path) -> None:
                 current += 1
                 vault.change_passphrase(passphrase(current), kdf=INSECURE_TEST_KDF)
                 print(current, flush=True)
+    if mode == "hold":
+        with Vault.open(path, passphrase(0), upgrade_to=None) as vault, vault.transaction():
+            vault.put("t", "profile", b"k", b"uncommitted")
+            print("holding", flush=True)
+            time.sleep(60)
     with Vault.open(path, passphrase(0), upgrade_to=None) as vault:
         print("open", flush=True)
         profile = Profile(vault)

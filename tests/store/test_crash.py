@@ -99,3 +99,31 @@ def test_kill_9_during_history_writes_loses_no_committed_message(tmp_path: Path)
             expected = f"state {len(history)}".encode() if history else None
             assert profile.session("peer-1") == expected
     assert len(history) > ROUNDS
+
+
+def test_another_process_holding_the_write_lock_then_killed(tmp_path: Path) -> None:
+    """Across processes (WAL): readers go on while another process holds a write transaction, a
+    writer gives up with StoreBusyError past its wait; kill -9 of the holder rolls its write back
+    and frees the lock."""
+    from enkrypted_shell._state.store import StoreLimits
+
+    path = tmp_path / "store.sqlite"
+    with Vault.create(path, _passphrase(0), kdf=INSECURE_TEST_KDF) as vault:
+        vault.put("t", "profile", b"k", b"committed")
+    holder = _start("hold", str(path))
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        with Vault.open(path, _passphrase(0), upgrade_to=None,
+                        limits=StoreLimits(busy_timeout_s=0.3)) as vault:
+            assert vault.get("t", "profile", b"k") == b"committed"
+            with pytest.raises(errors.StoreBusyError):
+                vault.put("t", "profile", b"k2", b"mine")
+            os.kill(holder.pid, signal.SIGKILL)
+            holder.wait(30)
+            vault.put("t", "profile", b"k2", b"mine")
+            assert vault.get("t", "profile", b"k") == b"committed"  # its write was rolled back
+            assert vault.get("t", "profile", b"k2") == b"mine"
+    finally:
+        if holder.poll() is None:
+            os.kill(holder.pid, signal.SIGKILL)
+        holder.communicate(timeout=30)
