@@ -34,6 +34,7 @@ OK, USAGE, LOG_CORRUPT = 0, 2, 18
 LIST, VERIFY, RUN = ("plugins", "list"), ("plugins", "verify"), ("run",)
 COMMANDS = (LIST, VERIFY, RUN)
 IS_ROOT = os.geteuid() == 0
+STORE_ENV = {"ENKRYPTED_PASSPHRASE": "pw", "ENKRYPTED_INSECURE_TEST_KDF": "1"}
 CORE = ["enkrypted-shell", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto"]
 
 
@@ -44,9 +45,11 @@ def env(tmp_path_factory: pytest.TempPathFactory, wheels: dict[str, Path]) -> En
     return env
 
 
-def _enkrypted(env: Env, home: Path, args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+def _enkrypted(
+    env: Env, home: Path, args: tuple[str, ...], extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ENKRYPTED_DEV")}
-    environ.update(ENKRYPTED_HOME=str(home), ENKRYPTED_ALLOW_UNSIGNED="1")
+    environ.update(ENKRYPTED_HOME=str(home), ENKRYPTED_ALLOW_UNSIGNED="1", **(extra or {}))
     return subprocess.run(
         [str(env.bin / "enkrypted"), *args],
         capture_output=True, text=True, env=environ, timeout=120,
@@ -66,6 +69,8 @@ def good_home(env: Env, tmp_path_factory: pytest.TempPathFactory) -> Path:
     (home / "provenance").mkdir()
     (home / "tuf").mkdir()
     (home / "sigstore-verified.json").write_text('{"format": 1, "verdicts": {}}')
+    res = _enkrypted(env, home, ("profile", "create"), STORE_ENV)
+    assert res.returncode == 0, res.stderr
     missing = [p.name for p in HOME_LAYOUT if not (home / p.name).exists()]
     assert not missing, f"the good HOME lacks {missing}"
     assert list((home / "bytecode").glob("*/*.code")), "run wrote no code cache entries"
@@ -242,6 +247,12 @@ CONTENT: dict[tuple[str, str], tuple[Callable[[Path], None], dict[tuple[str, ...
     ("cache/skew-verdicts.json", "wrong-types"): (
         lambda h: _write('{"format": 1, "entries": []}')(h / "cache" / "skew-verdicts.json"),
         PASSES),
+    # The profile store is opened only by the store commands (tests/store: foreign, truncated,
+    # tampered stores are exit 21 there); plugin commands never read it, so they pass.
+    ("profiles", "foreign-store"): (
+        lambda h: _write(b"\0" * 4096)(h / "profiles" / "default" / "store.sqlite"), PASSES),
+    ("profiles", "truncated-store"): (
+        lambda h: _write(b"SQLite format 3\0")(h / "profiles" / "default" / "store.sqlite"), PASSES),
     ("sigstore-verified.json", "not-json"): (
         lambda h: _write("{")(h / "sigstore-verified.json"), PASSES),
     ("sigstore-verified.json", "wrong-types"): (

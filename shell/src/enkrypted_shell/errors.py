@@ -40,6 +40,9 @@ class ExitCode(enum.IntEnum):
     LOAD = 17
     LOG_CORRUPT = 18
     NETWORK = 19  # a registry or index could not be reached (connection, TLS, timeout)
+    WRONG_PASSPHRASE = 20  # the profile store did not open with this passphrase; nothing changed
+    STORE_CORRUPT = 21  # the profile store is truncated, foreign, or a record failed authentication
+    STORE_BUSY = 22  # another process holds the profile store's write lock past the wait
 
 
 class ShellError(Exception):
@@ -144,4 +147,35 @@ class HomeError(ShellUsageError):
     Exit 2 like the other local problems the user fixes by hand (docs/errors.md)."""
 
 
-__all__ += ["HomeError", "LoadLogCorruptError", "NetworkError"]
+class StoreError(ShellError):
+    """Root of the profile store's errors (docs/adr/0010-profile-store.md)."""
+
+
+class WrongPassphraseError(StoreError):
+    """The passphrase does not unlock the profile store.  Nothing was read or written."""
+
+    exit_code = ExitCode.WRONG_PASSPHRASE
+
+
+class StoreCorruptError(StoreError):
+    """The profile store cannot be trusted: not a store, truncated, or a record failed
+    authentication (one opaque message: which check failed is not said)."""
+
+    exit_code = ExitCode.STORE_CORRUPT
+
+
+class StoreBusyError(StoreError):
+    """Another process kept the store's write lock longer than the store waits."""
+
+    exit_code = ExitCode.STORE_BUSY
+
+
+__all__ += [
+    "HomeError",
+    "LoadLogCorruptError",
+    "NetworkError",
+    "StoreBusyError",
+    "StoreCorruptError",
+    "StoreError",
+    "WrongPassphraseError",
+]

@@ -18,6 +18,7 @@ from .._version import __version__
 from ..contracts import SLOTS
 from ..errors import ExitCode, LoadError, NoPluginError, ShellError, ShellUsageError
 from .install import install_command, refresh_command
+from .profile import contacts, id_command, passwd, profile
 
 if TYPE_CHECKING:
     from .._pipeline.discover import Candidate
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 DEV_ENV = "ENKRYPTED_DEV"
 UNSIGNED_ENV = "ENKRYPTED_ALLOW_UNSIGNED"
+PROFILE_ENV = "ENKRYPTED_PROFILE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,7 @@ class Invocation:
     dev: bool
     settings: dict[str, dict[str, object]]
     allow_unsigned: bool = False
+    profile: str = "default"
 
     def options(self, *, locked: bool) -> StartOptions:
         from .._pipeline.plan import StartOptions
@@ -142,6 +145,14 @@ def _plugin_command(name: str, owners: list[Candidate]) -> click.Command:
     default=None,
     help="Lock file (default: HOME/plugins.lock.toml).",
 )
+@click.option(
+    "--profile",
+    "profile_name",
+    envvar=PROFILE_ENV,
+    default="default",
+    show_default=True,
+    help="Profile in HOME/profiles (encrypted store: keys, contacts, history).",
+)
 @click.option("--crypto", default=None, help="Crypto plugin to select (name or distribution).")
 @click.option("--p2p", default=None, help="P2P plugin to select.")
 @click.option("--ui", default=None, help="UI plugin to select.")
@@ -162,6 +173,7 @@ def cli(
     ctx: click.Context,
     home: Path | None,
     lock_path: Path | None,
+    profile_name: str,
     crypto: str | None,
     p2p: str | None,
     ui: str | None,
@@ -190,6 +202,7 @@ def cli(
         dev,
         {k: dict(v) for k, v in config.settings.items()},
         allow_unsigned,
+        profile_name,
     )
 
 
@@ -362,6 +375,8 @@ def plugins_audit(inv: Invocation, fmt: str, as_json: bool, locked: bool) -> Non
 
 plugins.add_command(install_command)
 plugins.add_command(refresh_command)
+for _store_command in (profile, passwd, contacts, id_command):
+    cli.add_command(_store_command)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

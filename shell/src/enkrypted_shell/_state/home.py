@@ -44,6 +44,7 @@ HOME_LAYOUT: tuple[HomePath, ...] = (
     HomePath("cache/skew-verdicts.json", "file", "skew-check verdicts (cache)"),
     HomePath("cache/pycache", "directory", "bytecode of what the shell imports (sys.pycache_prefix)"),
     HomePath("sigstore-verified.json", "file", "Sigstore verification verdicts (cache)"),
+    HomePath("profiles", "directory", "encrypted profile stores, one folder per profile"),
 )
 
 _FIX = (

@@ -20,6 +20,7 @@ __all__ = [
     "SLOTS",
     "SLOT_HOOKS",
     "SLOT_SERVICES",
+    "STORE_CONTRACT",
     "WIRE_LIMITS",
     "AppContext",
     "Clock",
@@ -51,6 +52,7 @@ __all__ = [
     "LocalMisuse",
     "NetworkError",
     "OpenResult",
+    "ProfileStore",
     "RemoteInputError",
     "RemovedFromGroup",
     "SecureSession",
@@ -109,6 +111,7 @@ from .crypto import (
     StateError,
 )
 from .p2p import Link, LinkBroken, LinkClosed, LinkClosedLocally, TransportService
+from .store import STORE_CONTRACT, ProfileStore
 from .ui import UIService
 
 SLOTS: Final = ("crypto", "p2p", "ui")

@@ -25,7 +25,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from .store import ProfileStore
 
 Clock = Callable[[], float]
 """Seconds on a monotonic clock. Sans-I/O cores never read a clock: ``now`` is passed in, and
@@ -90,7 +93,10 @@ class AppContext:
 
     ``home`` is where the plugin may keep state; ``settings`` its table from the configuration
     file (``[plugins.<slot>]``), already parsed; ``dev_mode`` is true when unverified plugins were
-    allowed in; ``clock`` is the time source drivers pass as ``now``; ``limits`` the P8 bounds.
+    allowed in; ``clock`` is the time source drivers pass as ``now``; ``limits`` the P8 bounds;
+    ``store`` (store contract 1.0, :mod:`.store`) the slot's own namespace of the unlocked profile
+    store, ``None`` when no profile is unlocked.  Read it with ``getattr(context, "store", None)``:
+    shells before it have no such field.
     """
 
     home: Path
@@ -98,3 +104,4 @@ class AppContext:
     dev_mode: bool = False
     clock: Clock = monotonic_clock
     limits: WireLimits = WIRE_LIMITS
+    store: ProfileStore | None = None
