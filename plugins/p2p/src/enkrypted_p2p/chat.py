@@ -25,13 +25,13 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import click
 
-from enkrypted_shell.contracts import AppContext, CryptoService, LinkClosed
+from enkrypted_shell.contracts import LinkClosed
 
+from ._wiring import Wiring
 from .errors import P2PError
 from .session import (
     ChatSession,
@@ -44,14 +44,6 @@ from .webrtc import WebRTCEndpoint, WebRTCSettings, client_config
 from .webrtc._config import LOOPBACK
 
 BROKER_ENV = "ENKRYPTED_BROKER"
-
-
-@dataclass(frozen=True, slots=True)
-class Wiring:
-    """What the shell gave this plugin at load: its context and the crypto service."""
-
-    context: AppContext
-    crypto: CryptoService
 
 
 def _emit(event: str, **fields: Any) -> None:

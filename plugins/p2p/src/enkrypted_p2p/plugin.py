@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING
 from enkrypted_shell.contracts import AppContext, CryptoService, Link
 from enkrypted_shell.hookspecs import hookimpl
 
+from ._wiring import Wiring
 from .memory import memory_pair
 
 if TYPE_CHECKING:
     import click
-
-    from .chat import Wiring
 
 __all__ = ["MemoryTransport", "enkrypted_cli_commands", "enkrypted_transport_service"]
 
@@ -42,8 +41,6 @@ def wiring() -> Wiring | None:
 
 @hookimpl
 def enkrypted_transport_service(context: AppContext, crypto: CryptoService) -> MemoryTransport:
-    from .chat import Wiring
-
     _WIRED[:] = [Wiring(context, crypto)]
     return MemoryTransport()
 
