@@ -33,7 +33,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PEER_CLI = ROOT / "tools" / "node" / "node_modules" / "peer" / "dist" / "bin" / "peerjs.js"
 SRC = [ROOT / "shell" / "src", ROOT / "plugins" / "p2p" / "src"]
+if str(ROOT) not in sys.path:  # also when run as the load-client subprocess
+    sys.path.insert(0, str(ROOT))
+
+from tools.loopback import free_port, wait_port  # noqa: E402 - after the path above
 
 
 def _env_int(name: str, default: int) -> int:
@@ -54,23 +57,11 @@ def _env_int(name: str, default: int) -> int:
 
 
 # ============================================================================ servers
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+_free_port = free_port
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"port {port} did not open")
+    wait_port(port, proc, timeout)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

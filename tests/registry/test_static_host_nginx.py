@@ -30,6 +30,7 @@ import pytest
 
 from enkrypted_registry import Repository, publish
 from tests.registry.support import PYTHON, pip_env, start_process
+from tools.loopback import free_port
 from tools.workspace import DISTS, build_wheels, make_env, plugin_libraries
 
 pytestmark = pytest.mark.e2e
@@ -49,12 +50,6 @@ def nginx_binary() -> str:
     if found is None:
         pytest.fail("nginx not found: run make test (tools/setup/system-packages.sh installs nginx-light)")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def main_config(tmp: Path, public: Path, port: int) -> Path:
