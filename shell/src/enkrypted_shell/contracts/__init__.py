@@ -16,6 +16,7 @@ from __future__ import annotations
 
 __all__ = [
     "CONTRACT_VERSIONS",
+    "PEER_STATES",
     "PUBLISHED",
     "SLOTS",
     "SLOT_HOOKS",
@@ -23,6 +24,12 @@ __all__ = [
     "STORE_CONTRACT",
     "WIRE_LIMITS",
     "AppContext",
+    "ChatEvent",
+    "ChatMessage",
+    "ChatProblem",
+    "ChatReceipt",
+    "ChatService",
+    "ChatTyping",
     "Clock",
     "ContractError",
     "ControlApplied",
@@ -30,6 +37,7 @@ __all__ = [
     "CryptoService",
     "CryptoServiceV21",
     "Delivered",
+    "Endpoint",
     "GroupCommit",
     "GroupCommitApplied",
     "GroupCryptoService",
@@ -49,16 +57,22 @@ __all__ = [
     "LinkBroken",
     "LinkClosed",
     "LinkClosedLocally",
+    "LinkV2",
     "LocalMisuse",
     "NetworkError",
     "OpenResult",
+    "PeerStateChanged",
+    "PeerUnavailable",
     "ProfileStore",
     "RemoteInputError",
     "RemovedFromGroup",
     "SecureSession",
     "ServiceHook",
+    "SessionEstablished",
+    "SignalingFailed",
     "StateError",
     "TransportService",
+    "TransportServiceV2",
     "UIService",
     "WireLimits",
     "contract_members",
@@ -110,7 +124,27 @@ from .crypto import (
     SecureSession,
     StateError,
 )
-from .p2p import Link, LinkBroken, LinkClosed, LinkClosedLocally, TransportService
+from .p2p import (
+    PEER_STATES,
+    ChatEvent,
+    ChatMessage,
+    ChatProblem,
+    ChatReceipt,
+    ChatService,
+    ChatTyping,
+    Endpoint,
+    Link,
+    LinkBroken,
+    LinkClosed,
+    LinkClosedLocally,
+    LinkV2,
+    PeerStateChanged,
+    PeerUnavailable,
+    SessionEstablished,
+    SignalingFailed,
+    TransportService,
+    TransportServiceV2,
+)
 from .store import STORE_CONTRACT, ProfileStore
 from .ui import UIService
 
@@ -120,7 +154,7 @@ SLOTS: Final = ("crypto", "p2p", "ui")
 PUBLISHED: Final[Mapping[str, Mapping[str, type]]] = MappingProxyType(
     {
         "crypto": MappingProxyType({"2.0": CryptoService, "2.1": CryptoServiceV21}),
-        "p2p": MappingProxyType({"1.0": TransportService}),
+        "p2p": MappingProxyType({"1.0": TransportService, "2.0": TransportServiceV2}),
         "ui": MappingProxyType({"1.0": UIService}),
     }
 )
