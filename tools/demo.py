@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tools.demo_chat import two_peer_chat
 from tools.workspace import DISTS, ROOT, build_wheels, make_env, plugin_libraries
 
 DEMO = ROOT / ".demo"
@@ -71,6 +72,8 @@ def main() -> int:
                      ["run", "--locked"]):
             step("enkrypted " + " ".join(args))
             sh(user, *args, env=environ)
+        step("two people: a broker and two peers in separate processes, over WebRTC on loopback")
+        two_peer_chat(user, environ, ["--locked"])
         _refusal_on_purpose(env.site_packages, user, environ)
         step("enkrypted plugins audit")
         sh(user, "plugins", "audit", env=environ)
