@@ -200,3 +200,28 @@ def test_kill_9_during_a_plugin_write_leaves_the_store_consistent(sh: Shell) -> 
     assert printed, "the plugin never committed a write before it was killed"
     with Vault.open(store_path(sh.home, "alice"), b"pw", upgrade_to=None) as vault:
         assert len(vault.read_log("slot:ui", b"log", limit=10_000)) >= len(printed)
+
+
+def test_id_shows_the_invite_link_and_its_terminal_qr_code(sh: Shell) -> None:
+    """``enkrypted://peer/<fingerprint>?id=<peer-id>`` (docs/protocol.md, "Invite links"); the QR
+    code is segno's, error correction M, drawn with half blocks."""
+    import io
+
+    import segno
+
+    alice = ("--profile", "alice")
+    bad = sh.run(*alice, "id", "--peer-id", "a/b", extra_env=STORE_ENV)
+    assert bad.code == USAGE and "bad peer id" in bad.err
+    shown = json.loads(sh.run(*alice, "id", "--json", "--peer-id", "alice-1", extra_env=STORE_ENV).out)
+    link = f"enkrypted://peer/{shown['fingerprint']}?id=alice-1"
+    assert shown["invite"] == link
+    assert json.loads(sh.run(*alice, "id", "--json", extra_env=STORE_ENV).out)["invite"] == (
+        f"enkrypted://peer/{shown['fingerprint']}")
+    res = sh.run(*alice, "id", "--qr", "--peer-id", "alice-1", extra_env=STORE_ENV)
+    assert res.code == 0, res.err
+    expected = io.StringIO()
+    segno.make(link, error="m", micro=False).terminal(out=expected, compact=True)
+    assert res.out.startswith(expected.getvalue().rstrip("\n"))
+    assert res.out.rstrip("\n").endswith(link)
+    as_json = sh.run(*alice, "id", "--qr", "--json", "--peer-id", "alice-1", extra_env=STORE_ENV)
+    assert json.loads(as_json.out)["invite"] == link  # --json: the link, no drawing

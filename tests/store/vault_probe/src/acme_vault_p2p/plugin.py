@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import click
-
 from acme_vault_common import CRYPTO, commands
+
 from enkrypted_shell.contracts import AppContext, ChatService, CryptoService, Endpoint, LocalMisuse
 from enkrypted_shell.hookspecs import hookimpl
 

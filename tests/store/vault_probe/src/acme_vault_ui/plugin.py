@@ -6,8 +6,8 @@ import json
 from collections.abc import Sequence
 
 import click
-
 from acme_vault_common import CRYPTO, commands, describe
+
 from enkrypted_shell.contracts import AppContext, CryptoService, TransportService
 from enkrypted_shell.hookspecs import hookimpl
 
