@@ -203,7 +203,7 @@ def test_kill_9_during_a_plugin_write_leaves_the_store_consistent(sh: Shell) -> 
 
 
 def test_id_shows_the_invite_link_and_its_terminal_qr_code(sh: Shell) -> None:
-    """``enkrypted://peer/<fingerprint>?id=<peer-id>`` (docs/protocol.md, "Invite links"); the QR
+    """``enkrypted://peer/<fingerprint>?id=<peer-id>`` (docs/hooks.md, "Invite links"); the QR
     code is segno's, error correction M, drawn with half blocks."""
     import io
 

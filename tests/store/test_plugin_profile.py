@@ -1,7 +1,7 @@
 """What the shell hands plugins of an unlocked profile, in process: each slot's ``SlotStore``
 fixed to ``slot:<slot>``, the identity made once by the crypto backend (a backend mismatch is the
 same usage error as ``enkrypted id``), an ``AppContext`` that never shows the identity, and the
-invite link of ``enkrypted id`` (docs/protocol.md, "Invite links")."""
+invite link of ``enkrypted id`` (docs/hooks.md, "Invite links")."""
 
 from __future__ import annotations
 

@@ -311,7 +311,7 @@ _PEER_ID = re.compile(r"[A-Za-z0-9]+(?:[ _-][A-Za-z0-9]+)*")  # PeerJS util.vali
 
 
 def invite_link(fingerprint: str, peer_id: str | None = None) -> str:
-    """``enkrypted://peer/<fingerprint>[?id=<peer-id>]`` (docs/protocol.md, "Invite links")."""
+    """``enkrypted://peer/<fingerprint>[?id=<peer-id>]`` (docs/hooks.md, "Invite links")."""
     from urllib.parse import quote
 
     if not _FINGERPRINT.fullmatch(fingerprint):
