@@ -132,6 +132,51 @@ def test_passphrase_from_a_descriptor_for_a_plugin_command(sh: Shell) -> None:
     assert none.code == USAGE and "no passphrase given" in none.err
 
 
+def _run_on_a_terminal(sh: Shell, args: list[str], answer: str, env: dict[str, str]) -> tuple[int, str]:
+    """Run ``enkrypted`` with a pseudo-terminal as its controlling terminal, type ``answer`` at the
+    passphrase prompt; everything the terminal showed, and the exit code.  Bounded: 60 s."""
+    import pty
+    import select
+
+    pid, master = pty.fork()
+    if pid == 0:  # the child: exec at once, nothing else runs here
+        os.execve(str(sh.env.bin / "enkrypted"), ["enkrypted", *args], sh.environ(env))
+    shown, answered = b"", False
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+            if not answered and b"Passphrase for" in shown:
+                os.write(master, answer.encode() + b"\n")
+                answered = True
+    finally:
+        os.close(master)
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)  # by PID: the child this test forked
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
+
+
+def test_the_passphrase_prompt_on_a_terminal_is_not_echoed(sh: Shell) -> None:
+    secret = "zebra-Quartz-91"
+    made = sh.run("profile", "create", "carol", extra_env={**STORE_ENV, "ENKRYPTED_PASSPHRASE": secret})
+    assert made.code == 0, made.err
+    code, shown = _run_on_a_terminal(sh, ["--profile", "carol", "ui-vault", "info"], secret,
+                                     {"ENKRYPTED_INSECURE_TEST_KDF": "1"})
+    assert code == 0, shown
+    assert "Passphrase for carol" in shown and '"namespace": "slot:ui"' in shown
+    assert secret not in shown
+
+
 def test_wrong_passphrase_or_missing_profile_is_one_line_and_changes_nothing(sh: Shell) -> None:
     folder = store_path(sh.home, "alice").parent
     before = _digest(folder)
