@@ -13,12 +13,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
 from .._version import __version__
 from ..contracts import SLOTS
-from ..errors import ExitCode, LoadError, NoPluginError, ShellError, ShellUsageError
+from ..errors import (
+    ExitCode,
+    LoadError,
+    NoPluginError,
+    ShellError,
+    ShellUsageError,
+    StoreError,
+)
 from .install import install_command, refresh_command
-from .profile import contacts, id_command, passwd, profile
+from .profile import contacts, for_plugins, id_command, passphrase_fd_option, passwd, profile
 
 if TYPE_CHECKING:
     from .._pipeline.discover import Candidate
@@ -44,6 +52,8 @@ class Invocation:
     settings: dict[str, dict[str, object]]
     allow_unsigned: bool = False
     profile: str = "default"
+    profile_selected: bool = False
+    """``--profile`` or ``ENKRYPTED_PROFILE`` given: plugin commands and ``run`` unlock it."""
 
     def options(self, *, locked: bool) -> StartOptions:
         from .._pipeline.plan import StartOptions
@@ -95,8 +105,9 @@ def _plugin_command(name: str, owners: list[Candidate]) -> click.Command:
         add_help_option=False,
     )
     @click.option("--locked", is_flag=True, help="Enforce the lock.")
+    @passphrase_fd_option
     @click.pass_context
-    def proxy(ctx: click.Context, locked: bool) -> None:
+    def proxy(ctx: click.Context, locked: bool, passphrase_fd: int | None) -> None:
         from .._pipeline.plan import prepare
         from .._pipeline.wiring import load
 
@@ -112,21 +123,32 @@ def _plugin_command(name: str, owners: list[Candidate]) -> click.Command:
                 plugin=owners[0].name,
                 fix=f"select it: enkrypted --{slot} {owners[0].name} {name}",
             )
-        services = load(plan, options)
-        found = [
-            cmd
-            for group in services.manager.hook.enkrypted_cli_commands(context=services.context)
-            for cmd in group
-            if cmd.name == name
-        ]
-        if len(found) != 1:
-            raise LoadError(
-                f"plugin {owner.name} declares command {name!r} but provides {len(found)}",
-                plugin=owner.name,
+        with for_plugins(inv, passphrase_fd) as unlocked_profile:  # verified, not yet imported
+            services = load(plan, options, profile=unlocked_profile)
+            _owned_command(services, owner, name).main(
+                args=list(ctx.args), prog_name=f"enkrypted {name}", standalone_mode=False
             )
-        found[0].main(args=list(ctx.args), prog_name=f"enkrypted {name}", standalone_mode=False)
 
     return proxy
+
+
+def _owned_command(services: Services, owner: Candidate, name: str) -> click.Command:
+    """Command ``name`` from the owner's ``enkrypted_cli_commands``, called with the owner's own
+    slot context (its store namespace), not another slot's."""
+    others = [p for n, p in services.manager.list_name_plugin() if n != owner.name]
+    hook = services.manager.subset_hook_caller("enkrypted_cli_commands", remove_plugins=others)
+    found: list[click.Command] = [
+        cmd
+        for group in hook(context=services.contexts[owner.slot])
+        for cmd in group
+        if cmd.name == name
+    ]
+    if len(found) != 1:
+        raise LoadError(
+            f"plugin {owner.name} declares command {name!r} but provides {len(found)}",
+            plugin=owner.name,
+        )
+    return found[0]
 
 
 @click.group(cls=ShellGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -203,6 +225,7 @@ def cli(
         {k: dict(v) for k, v in config.settings.items()},
         allow_unsigned,
         profile_name,
+        ctx.get_parameter_source("profile_name") not in (None, ParameterSource.DEFAULT),
     )
 
 
@@ -381,24 +404,29 @@ for _store_command in (profile, passwd, contacts, id_command):
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--locked", is_flag=True, help="Refuse anything that differs from the lock.")
+@passphrase_fd_option
 @click.pass_context
-def run(ctx: click.Context, locked: bool) -> None:
-    """Verify, load and hand over to the ui plugin (extra arguments go to it)."""
+def run(ctx: click.Context, locked: bool, passphrase_fd: int | None) -> None:
+    """Verify, load and hand over to the ui plugin (extra arguments go to it).  With --profile
+    (or ENKRYPTED_PROFILE) the profile is unlocked first and handed to the plugins."""
     inv: Invocation = ctx.obj
     options = inv.options(locked=locked)
     from .._pipeline.plan import prepare
     from .._pipeline.wiring import load
 
     plan = prepare(options)
-    services: Services = load(plan, options)
-    try:
-        code = services.ui.run(list(ctx.args))
-    except Exception as exc:
-        raise ShellError(
-            f"the ui plugin failed: {type(exc).__name__}: {exc}",
-            plugin=plan.plugins["ui"].candidate.name,
-        ) from exc
-    sys.exit(code)
+    with for_plugins(inv, passphrase_fd) as unlocked_profile:  # verified, not yet imported
+        services: Services = load(plan, options, profile=unlocked_profile)
+        try:
+            code = services.ui.run(list(ctx.args))
+        except StoreError:
+            raise  # busy or damaged store: its own one line and exit code
+        except Exception as exc:
+            raise ShellError(
+                f"the ui plugin failed: {type(exc).__name__}: {exc}",
+                plugin=plan.plugins["ui"].candidate.name,
+            ) from exc
+    sys.exit(code)  # the store is closed first
 
 
 def main(argv: Sequence[str] | None = None) -> Any:

@@ -8,11 +8,20 @@ The passphrase comes from ``--passphrase-fd N`` (one line read from that descrip
 
 from __future__ import annotations
 
-__all__ = ["contacts", "id_command", "passwd", "profile"]
+__all__ = [
+    "contacts",
+    "for_plugins",
+    "id_command",
+    "invite_link",
+    "passphrase_fd_option",
+    "passwd",
+    "profile",
+]
 
 import contextlib
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict, replace
@@ -23,7 +32,7 @@ import click
 from ..errors import ShellUsageError
 
 if TYPE_CHECKING:
-    from .._state.store import Profile
+    from .._state.store import PluginProfile, Profile
     from .main import Invocation
 
 PASSPHRASE_ENV: Final = "ENKRYPTED_PASSPHRASE"  # noqa: S105 (a variable name)
@@ -78,7 +87,7 @@ def read_passphrase(fd: int | None, env: str, prompt: str, *, confirm: bool = Fa
     return value
 
 
-_fd_option = click.option(
+passphrase_fd_option = click.option(
     "--passphrase-fd", type=int, default=None, metavar="N",
     help=f"Read the passphrase from file descriptor N (else ${PASSPHRASE_ENV}, else a prompt).",
 )
@@ -99,6 +108,24 @@ def unlocked(inv: Invocation, passphrase_fd: int | None) -> Iterator[Profile]:
         yield Profile(vault)
 
 
+@contextlib.contextmanager
+def for_plugins(inv: Invocation, passphrase_fd: int | None) -> Iterator[PluginProfile | None]:
+    """The selected profile (``--profile`` / ``ENKRYPTED_PROFILE``), unlocked for the plugins of
+    a plugin command or ``run`` and closed when it ends; ``None`` when none was selected."""
+    if not inv.profile_selected:
+        if passphrase_fd is not None:
+            raise ShellUsageError(
+                "--passphrase-fd given but no profile selected",
+                fix="select one: enkrypted --profile NAME ... (or set ENKRYPTED_PROFILE)",
+            )
+        yield None
+        return
+    from .._state.store import PluginProfile
+
+    with unlocked(inv, passphrase_fd) as prof:
+        yield PluginProfile(prof)
+
+
 def _emit(data: object, as_json: bool, text: str) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else text)
 
@@ -113,7 +140,7 @@ def profile() -> None:
 
 @profile.command("create")
 @click.argument("name", required=False)
-@_fd_option
+@passphrase_fd_option
 @click.pass_obj
 def profile_create(inv: Invocation, name: str | None, passphrase_fd: int | None) -> None:
     """Create profile NAME (default: --profile) with a new passphrase."""
@@ -165,7 +192,7 @@ def profile_delete(inv: Invocation, name: str, yes: bool) -> None:
 
 
 @click.command()
-@_fd_option
+@passphrase_fd_option
 @click.option("--new-passphrase-fd", type=int, default=None, metavar="N",
               help=f"Read the new passphrase from descriptor N (else ${NEW_PASSPHRASE_ENV}).")
 @click.pass_obj
@@ -190,7 +217,7 @@ def contacts() -> None:
 @click.argument("peer_id")
 @click.option("--name", required=True, help="Display name.")
 @click.option("--fingerprint", default="", help="Identity fingerprint, if known (from an invite).")
-@_fd_option
+@passphrase_fd_option
 @click.pass_obj
 def contacts_add(inv: Invocation, peer_id: str, name: str, fingerprint: str,
                  passphrase_fd: int | None) -> None:
@@ -208,7 +235,7 @@ def contacts_add(inv: Invocation, peer_id: str, name: str, fingerprint: str,
 
 @contacts.command("list")
 @click.option("--json", "as_json", is_flag=True)
-@_fd_option
+@passphrase_fd_option
 @click.pass_obj
 def contacts_list(inv: Invocation, as_json: bool, passphrase_fd: int | None) -> None:
     """Contacts, with fingerprint and verification state."""
@@ -224,7 +251,7 @@ def contacts_list(inv: Invocation, as_json: bool, passphrase_fd: int | None) -> 
 @contacts.command("rename")
 @click.argument("contact")
 @click.argument("new_name")
-@_fd_option
+@passphrase_fd_option
 @click.pass_obj
 def contacts_rename(inv: Invocation, contact: str, new_name: str, passphrase_fd: int | None) -> None:
     """Rename CONTACT (peer id or name)."""
@@ -237,7 +264,7 @@ def contacts_rename(inv: Invocation, contact: str, new_name: str, passphrase_fd:
 
 @contacts.command("remove")
 @click.argument("contact")
-@_fd_option
+@passphrase_fd_option
 @click.pass_obj
 def contacts_remove(inv: Invocation, contact: str, passphrase_fd: int | None) -> None:
     """Remove CONTACT with its session state and history (one transaction)."""
@@ -251,7 +278,7 @@ def contacts_remove(inv: Invocation, contact: str, passphrase_fd: int | None) ->
 @click.argument("contact")
 @click.option("--fingerprint", default=None,
               help="The fingerprint compared out of band; must equal the stored one.")
-@_fd_option
+@passphrase_fd_option
 @click.pass_obj
 def contacts_verify(inv: Invocation, contact: str, fingerprint: str | None,
                     passphrase_fd: int | None) -> None:
@@ -276,33 +303,64 @@ def _check_text(what: str, value: str) -> None:
         raise ShellUsageError(f"bad {what} {value!r} (1-256 printable characters)")
 
 
-# -- id --------------------------------------------------------------------------------------
+# -- id ------------------------------------------------------------------------------------
+
+INVITE_SCHEME: Final = "enkrypted://peer/"
+_FINGERPRINT = re.compile(r"[0-9a-f]{16,128}")
+_PEER_ID = re.compile(r"[A-Za-z0-9]+(?:[ _-][A-Za-z0-9]+)*")  # PeerJS util.validateId
+
+
+def invite_link(fingerprint: str, peer_id: str | None = None) -> str:
+    """``enkrypted://peer/<fingerprint>[?id=<peer-id>]`` (docs/hooks.md, "Invite links")."""
+    from urllib.parse import quote
+
+    if not _FINGERPRINT.fullmatch(fingerprint):
+        raise ShellUsageError(f"the crypto plugin's fingerprint {fingerprint!r} is not lowercase hex")
+    link = INVITE_SCHEME + fingerprint
+    if peer_id is not None:
+        if len(peer_id) > 64 or not _PEER_ID.fullmatch(peer_id):
+            raise ShellUsageError(f"bad peer id {peer_id!r} (PeerJS ids: letters, digits, "
+                                  "single '-', '_' or ' ' between them; at most 64)")
+        link += "?id=" + quote(peer_id, safe="")
+    return link
+
+
+def _qr_text(link: str) -> str:
+    """The link as a terminal QR code (segno, error correction M, half-block characters)."""
+    import io
+
+    import segno
+
+    out = io.StringIO()
+    segno.make(link, error="m", micro=False).terminal(out=out, compact=True)
+    return out.getvalue().rstrip("\n")
 
 
 @click.command("id")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--qr", is_flag=True, help="Also show the invite link as a terminal QR code.")
+@click.option("--peer-id", default=None, metavar="ID",
+              help="Put this peer id in the invite link (?id=ID).")
 @click.option("--locked", is_flag=True, help="Refuse a plugin set that differs from the lock.")
-@_fd_option
+@passphrase_fd_option
 @click.pass_obj
-def id_command(inv: Invocation, as_json: bool, locked: bool, passphrase_fd: int | None) -> None:
-    """The profile's identity fingerprint (created with the crypto plugin on first use)."""
+def id_command(inv: Invocation, as_json: bool, qr: bool, peer_id: str | None, locked: bool,
+               passphrase_fd: int | None) -> None:
+    """The profile's identity fingerprint and invite link (the identity is created with the crypto
+    plugin on first use)."""
     from .._pipeline.plan import prepare
     from .._pipeline.wiring import load
 
+    if peer_id is not None:
+        invite_link("0" * 16, peer_id)  # a bad peer id is refused before anything is unlocked
     options = inv.options(locked=locked)
     crypto = load(prepare(options), options).crypto  # verified and loaded first
     with unlocked(inv, passphrase_fd) as prof:
-        with prof.vault.transaction():
-            held = prof.identity()
-            if held is None:
-                held = (crypto.backend, crypto.new_identity())
-                prof.set_identity(*held)
-        backend, identity = held
-    if backend != crypto.backend:
-        raise ShellUsageError(
-            f"the profile's identity was made by the {backend} backend, not {crypto.backend}",
-            fix=f"select it: enkrypted --crypto ... id (the plugin whose backend is {backend})",
-        )
+        identity = prof.identity_for(crypto.backend, crypto.new_identity)
     fingerprint = crypto.fingerprint(identity)
-    _emit({"profile": inv.profile, "backend": backend, "fingerprint": fingerprint}, as_json,
-          f"{inv.profile}: {fingerprint} ({backend})")
+    link = invite_link(fingerprint, peer_id)
+    text = f"{inv.profile}: {fingerprint} ({crypto.backend})\n{link}"
+    if qr and not as_json:
+        text = f"{_qr_text(link)}\n{text}"
+    _emit({"profile": inv.profile, "backend": crypto.backend, "fingerprint": fingerprint,
+           "invite": link}, as_json, text)

@@ -14,7 +14,7 @@ __all__ = ["Services", "load", "new_manager"]
 
 import sys
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import pluggy
 
@@ -39,6 +39,9 @@ from .discover import discover
 from .integrity import IntegrityReport, import_names, owned_names
 from .plan import Plan, PlannedPlugin, StartOptions, check_import_sources
 
+if TYPE_CHECKING:
+    from .._state.store import PluginProfile
+
 
 class Services(NamedTuple):
     """The wired services by slot, and the plugin manager that holds the plugins."""
@@ -46,6 +49,8 @@ class Services(NamedTuple):
     manager: pluggy.PluginManager
     context: AppContext
     by_slot: Mapping[str, object]
+    contexts: Mapping[str, AppContext]
+    """Each slot's own context (its store namespace); ``context`` is the ui slot's."""
 
     @property
     def crypto(self) -> CryptoService:
@@ -72,8 +77,11 @@ def new_manager() -> pluggy.PluginManager:
     return manager
 
 
-def load(plan: Plan, options: StartOptions) -> Services:
-    """Import the planned plugins, register them, check hooks and wire the services."""
+def load(plan: Plan, options: StartOptions, *, profile: PluginProfile | None = None) -> Services:
+    """Import the planned plugins, register them, check hooks and wire the services.
+
+    With an unlocked ``profile``, each slot's context carries its own store namespace, and the p2p
+    and ui contexts the profile's identity (made by the crypto service on first use)."""
     manager = new_manager()
     reports = _verified_reports(plan)
     check_import_sources(plan)  # again, right before the finder goes in: nothing changed since
@@ -85,19 +93,23 @@ def load(plan: Plan, options: StartOptions) -> Services:
         manager.check_pending()
     except pluggy.PluginValidationError as exc:
         raise LoadError(f"plugin {exc.plugin!r} implements an unknown hook: {exc}") from exc
-    contexts = {
-        slot: AppContext(
-            options.home, dict(options.settings.get(slot, {})), options.dev, monotonic_clock
-        )
-        for slot in SLOTS
-    }
+    contexts: dict[str, AppContext] = {}
     services: dict[str, object] = {}
+    identity: bytes | None = None
     for slot in SLOTS:
+        contexts[slot] = AppContext(
+            options.home, dict(options.settings.get(slot, {})), options.dev, monotonic_clock,
+            store=profile.store(slot) if profile is not None else None, identity=identity,
+        )
         services[slot] = _service(manager, plan.plugins[slot], contexts[slot], services)
         if slot == "crypto":
             _check_capabilities(plan.plugins[slot], services[slot])
+            if profile is not None:
+                crypto = services[slot]
+                assert isinstance(crypto, CryptoService)
+                identity = profile.identity(crypto)
     options.log.append("loaded", plugins={s: p.candidate.name for s, p in plan.plugins.items()})
-    return Services(manager, contexts["ui"], services)
+    return Services(manager, contexts["ui"], services, contexts)
 
 
 def _service(

@@ -95,8 +95,13 @@ class AppContext:
     file (``[plugins.<slot>]``), already parsed; ``dev_mode`` is true when unverified plugins were
     allowed in; ``clock`` is the time source drivers pass as ``now``; ``limits`` the P8 bounds;
     ``store`` (store contract 1.0, :mod:`.store`) the slot's own namespace of the unlocked profile
-    store, ``None`` when no profile is unlocked.  Read it with ``getattr(context, "store", None)``:
-    shells before it have no such field.
+    store, ``None`` when no profile is unlocked.  ``identity`` the unlocked profile's identity as
+    the loaded crypto service made it (``CryptoService.new_identity()`` bytes, created and stored on
+    first use): **secret key material** — pass it to the crypto / chat APIs that take an identity,
+    never log, print or send it.  It is ``None`` when no profile is unlocked, and always in the
+    crypto slot's own context (that service makes identities and takes them as arguments).  Read
+    both with ``getattr(context, "store", None)`` / ``getattr(context, "identity", None)``: older
+    shells have no such fields.
     """
 
     home: Path
@@ -105,3 +110,4 @@ class AppContext:
     clock: Clock = monotonic_clock
     limits: WireLimits = WIRE_LIMITS
     store: ProfileStore | None = None
+    identity: bytes | None = field(default=None, repr=False)

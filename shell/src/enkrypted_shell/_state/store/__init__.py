@@ -13,6 +13,7 @@ __all__ = [
     "Contact",
     "HistoryEntry",
     "KdfParams",
+    "PluginProfile",
     "Profile",
     "ReceivedFile",
     "SlotStore",
@@ -28,6 +29,7 @@ from ._kdf import DEFAULT_KDF, INSECURE_TEST_KDF, TEST_KDF_ENV, KdfParams
 from ._profile import (
     Contact,
     HistoryEntry,
+    PluginProfile,
     Profile,
     ReceivedFile,
     SlotStore,

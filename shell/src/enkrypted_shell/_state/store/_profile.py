@@ -12,6 +12,7 @@ __all__ = [
     "delete_profile",
     "Contact",
     "HistoryEntry",
+    "PluginProfile",
     "Profile",
     "ReceivedFile",
     "SlotStore",
@@ -23,12 +24,16 @@ __all__ = [
 import json
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from ...errors import ShellUsageError, StoreCorruptError
 from ._vault import Vault, check_name
+
+if TYPE_CHECKING:
+    from ...contracts import CryptoService
 
 PROFILE_NS: Final = "profile"
 _PROFILE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
@@ -119,6 +124,21 @@ class Profile:
         doc = {"backend": backend, "identity": identity.hex()}
         self.vault.put("identity", PROFILE_NS, b"self", json.dumps(doc).encode())
 
+    def identity_for(self, backend: str, new_identity: Callable[[], bytes]) -> bytes:
+        """The profile's identity, made with ``new_identity()`` and stored on first use (one
+        transaction); a usage error if it was made by another crypto backend."""
+        with self.vault.transaction():
+            held = self.identity()
+            if held is None:
+                held = (backend, new_identity())
+                self.set_identity(*held)
+        if held[0] != backend:
+            raise ShellUsageError(
+                f"the profile's identity was made by the {held[0]} backend, not {backend}",
+                fix=f"select it: enkrypted --crypto ... (the plugin whose backend is {held[0]})",
+            )
+        return held[1]
+
     # contacts ------------------------------------------------------------------------------
     def contacts(self) -> list[Contact]:
         out = [Contact(**_json(v)) for _, v in self.vault.items("contacts", PROFILE_NS)]  # type: ignore[arg-type]
@@ -196,24 +216,48 @@ class SlotStore:
     """What a plugin of one slot sees of the profile store: its own namespace, nothing else
     (the ``ProfileStore`` contract, ``enkrypted_shell.contracts.store``)."""
 
+    __slots__ = ("_namespace", "_vault")
+
     def __init__(self, vault: Vault, slot: str) -> None:
         self._vault = vault
-        self.namespace = check_name("namespace", f"slot:{slot}")
+        self._namespace = check_name("namespace", f"slot:{slot}")
+
+    @property
+    def namespace(self) -> str:
+        """Read-only: the namespace is fixed when the shell builds the context."""
+        return self._namespace
+
+    def __repr__(self) -> str:
+        return f"<SlotStore {self._namespace}>"
 
     def get(self, table: str, key: bytes) -> bytes | None:
-        return self._vault.get(table, self.namespace, key)
+        return self._vault.get(table, self._namespace, key)
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
-        self._vault.put(table, self.namespace, key, value)
+        self._vault.put(table, self._namespace, key, value)
 
     def delete(self, table: str, key: bytes) -> bool:
-        return self._vault.delete(table, self.namespace, key)
+        return self._vault.delete(table, self._namespace, key)
 
     def items(self, table: str) -> list[tuple[bytes, bytes]]:
-        return self._vault.items(table, self.namespace)
+        return self._vault.items(table, self._namespace)
 
     def append(self, stream: bytes, value: bytes) -> int:
-        return self._vault.append(self.namespace, stream, value)
+        return self._vault.append(self._namespace, stream, value)
 
     def read(self, stream: bytes, *, after: int = 0, limit: int | None = None) -> list[tuple[int, bytes]]:
-        return self._vault.read_log(self.namespace, stream, after=after, limit=limit)
+        return self._vault.read_log(self._namespace, stream, after=after, limit=limit)
+
+
+class PluginProfile:
+    """What the wiring hands plugins of an unlocked profile: each slot's :class:`SlotStore` and
+    the identity made by the loaded crypto service (docs/adr/0010-profile-store.md, item 2)."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+
+    def store(self, slot: str) -> SlotStore:
+        return SlotStore(self.profile.vault, slot)
+
+    def identity(self, crypto: CryptoService) -> bytes:
+        return self.profile.identity_for(crypto.backend, crypto.new_identity)

@@ -1,0 +1,1 @@
+"""Test-only p2p plugin of acme-vault-probe."""

@@ -1,0 +1,1 @@
+"""Test-only ui plugin of acme-vault-probe."""
