@@ -1,0 +1,131 @@
+"""peerjs serializations on our data channels, between two of our endpoints (the browser itself is
+in test_browser.py): the side that offers picks ``binary`` or ``json``, the answering side speaks
+what the OFFER named; values of every kind go both ways, a binary value larger than one chunk is
+chunked and reassembled; hostile frames (not BinaryPack, broken chunks, a text frame on json) are
+dropped and counted, never raised; peerjs's in-band close ends the link."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from enkrypted_p2p.errors import P2PUsageError
+from enkrypted_p2p.signaling import CHUNKED_MTU, DataCodec, Serialization, pack
+from enkrypted_p2p.webrtc import DataChannelLink, PeerJSLink, WebRTCEndpoint, WebRTCSettings
+from enkrypted_shell.contracts import LinkBroken
+from tests.p2p.servers import Server, start_our_broker, stop
+
+pytestmark = pytest.mark.slow
+
+COMMON: list[Any] = ["héllo", 0, -7, 2**40, 3.25, None, True, [1, [2, [3, "x"]]],
+                     {"nested": {"list": [1.5, "s", None], "empty": {}}}]
+BINARY_ONLY: list[Any] = [b"\x00\x01\xff", {"blob": bytes(range(256)) * 200},  # 51 KB: 4 chunks
+                          "z" * 40_000]
+JSON_BIG = "j" * (CHUNKED_MTU - 100)  # json is never chunked: just under the limit
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_our_broker(tmp_path_factory.mktemp("broker"))
+    yield server
+    stop(server.proc)
+
+
+async def pair(server: Server, serialization: Serialization) -> tuple[
+        WebRTCEndpoint, WebRTCEndpoint, DataChannelLink, DataChannelLink]:
+    settings = WebRTCSettings.loopback(f"ws://127.0.0.1:{server.port}/")
+    alice = await WebRTCEndpoint.open(settings)
+    bob = await WebRTCEndpoint.open(settings)
+    accepted = bob.incoming().__anext__()
+    ab = await alice.connect(bob.local_id, serialization=serialization)
+    ba = await asyncio.wait_for(accepted, 15)
+    return alice, bob, ab, ba
+
+
+@pytest.mark.parametrize("serialization", [Serialization.BINARY, Serialization.JSON])
+def test_values_go_both_ways_in_the_offered_serialization(broker: Server,
+                                                          serialization: Serialization) -> None:
+    values = COMMON + (BINARY_ONLY if serialization is Serialization.BINARY else [JSON_BIG])
+
+    async def scenario() -> None:
+        alice, bob, ab, ba = await pair(broker, serialization)
+        try:
+            assert isinstance(ab, PeerJSLink) and isinstance(ba, PeerJSLink)
+            assert ab.serialization == ba.serialization == serialization  # the OFFER named it
+            for value in values:
+                await ab.send_value(value)
+            assert [await ba.receive_value() for _ in values] == values
+            for value in reversed(values):
+                await ba.send_value(value)
+            assert [await ab.receive_value() for _ in values] == values[::-1]
+            assert ab.dropped_messages == ba.dropped_messages == 0 and ba.pending_chunks == 0
+        finally:
+            await alice.aclose()
+            await bob.aclose()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_binary_link_carries_pdus_and_drops_hostile_frames(broker: Server) -> None:
+    async def scenario() -> None:
+        alice, bob, ab, ba = await pair(broker, Serialization.BINARY)
+        try:
+            assert isinstance(ab, PeerJSLink) and isinstance(ba, PeerJSLink)
+            channel = ab._channel  # the raw data channel: frames a hostile peer could write
+            hostile = [b"\xc4garbage", pack({"__peerData": 5, "n": 3, "data": b"x", "total": 2}),
+                       pack({"__peerData": 6, "n": 0, "data": "not bytes", "total": 2}),
+                       "a text frame", b""]
+            for frame in hostile:
+                channel.send(frame)
+            await ab.send_value("not a PDU")  # a value, but not bytes: receive() skips it
+            pdu = bytes(range(256)) * 300  # 76,800 bytes: chunked
+            await ab.send(pdu)
+            assert await asyncio.wait_for(ba.receive(), 10) == pdu
+            assert ba.dropped_messages == len(hostile) and ba.dropped_values == 1
+            with pytest.raises(P2PUsageError):
+                await ab.send_value({1: "JavaScript keys are strings"})
+            channel.send(DataCodec(Serialization.BINARY).close_message())  # close({flush: true})
+            with pytest.raises(LinkBroken, match="peerjs close"):
+                await asyncio.wait_for(ba.receive(), 10)
+        finally:
+            await alice.aclose()
+            await bob.aclose()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_json_link_refuses_bytes_and_oversize_and_drops_non_json(broker: Server) -> None:
+    async def scenario() -> None:
+        alice, bob, ab, ba = await pair(broker, Serialization.JSON)
+        try:
+            assert isinstance(ab, PeerJSLink) and isinstance(ba, PeerJSLink)
+            with pytest.raises(P2PUsageError, match="JSON values"):
+                await ab.send(b"pdu")
+            with pytest.raises(P2PUsageError, match="too big"):
+                await ab.send_value("x" * CHUNKED_MTU)
+            ab._channel.send(b"\xff\xfe not json")
+            await ab.send_value({"ok": [1, 2]})
+            assert await asyncio.wait_for(ba.receive_value(), 10) == {"ok": [1, 2]}
+            assert ba.dropped_messages == 1
+        finally:
+            await alice.aclose()
+            await bob.aclose()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_raw_stays_the_default_between_our_peers(broker: Server) -> None:
+    async def scenario() -> None:
+        alice, bob, ab, ba = await pair(broker, Serialization.RAW)
+        try:
+            assert type(ab) is DataChannelLink and type(ba) is DataChannelLink
+            await ab.send(b"\x00raw")
+            assert await asyncio.wait_for(ba.receive(), 10) == b"\x00raw"
+        finally:
+            await alice.aclose()
+            await bob.aclose()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
