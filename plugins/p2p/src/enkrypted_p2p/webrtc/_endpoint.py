@@ -42,7 +42,7 @@ from ..signaling._dataconn import new_connection_id
 from ._config import WebRTCSettings
 from ._ice import CandidatePolicy, filter_sdp_candidates, host_addresses, split_sdp_candidates
 from ._link import DataChannelLink
-from ._serialization import open_link
+from ._serialization import EarlyFrames, open_link
 
 _log = logging.getLogger("enkrypted.p2p.webrtc")
 _MID_RE = re.compile(r"^a=mid:(\S+)", re.MULTILINE)
@@ -60,6 +60,7 @@ class _Pending:
         self.remote_set = asyncio.Event()
         self.dropped_candidates = 0
         self.serialization = Serialization.RAW  # what the OFFER names (docs/webrtc.md)
+        self.early: EarlyFrames | None = None  # frames before the link exists
 
 
 class WebRTCEndpoint:
@@ -185,6 +186,7 @@ class WebRTCEndpoint:
         channel = pc.createDataChannel(cid, ordered=True)  # peerjs: label = connectionId
         pending = self._register(peer_id, cid, pc)
         pending.serialization = serialization
+        pending.early = EarlyFrames(channel, self.settings.max_receive_backlog)
         opened = asyncio.Event()
         channel.on("open", opened.set)
         worker = self._spawn(self._handle_signals(pending))
@@ -230,7 +232,7 @@ class WebRTCEndpoint:
 
     def _adopt(self, pending: _Pending, channel: RTCDataChannel) -> DataChannelLink:
         link = open_link(pending.peer, pending.connection_id, pending.pc, channel, self.settings,
-                         pending.serialization, on_close=self._forget)
+                         pending.serialization, on_close=self._forget, early=pending.early)
         self._links.add(link)
         return link
 
@@ -260,6 +262,9 @@ class WebRTCEndpoint:
 
         @pc.on("datachannel")
         def on_datachannel(channel: RTCDataChannel) -> None:
+            if pending.early is None:
+                pending.early = EarlyFrames(channel, self.settings.max_receive_backlog)
+
             def opened() -> None:
                 if not channel_ready.done():
                     channel_ready.set_result(channel)

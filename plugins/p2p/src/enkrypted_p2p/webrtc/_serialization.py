@@ -24,7 +24,7 @@ link as the peer closing it.
 
 from __future__ import annotations
 
-__all__ = ["PeerJSLink", "open_link"]
+__all__ = ["EarlyFrames", "PeerJSLink", "open_link"]
 
 import asyncio
 import logging
@@ -44,15 +44,48 @@ from ._link import DataChannelLink
 _log = logging.getLogger("enkrypted.p2p.webrtc")
 
 
+class EarlyFrames:
+    """Frames that arrive after the channel opened but before its link exists (a browser sends
+    on ``open`` at once; the link is made a task switch later): held, bounded by ``limit`` bytes,
+    and replayed into the link in order by :func:`open_link`."""
+
+    def __init__(self, channel: RTCDataChannel, limit: int) -> None:
+        self.channel, self._limit = channel, limit
+        self.frames: list[bytes | str] = []
+        self.size = 0
+        self.overflowed = False
+        channel.on("message", self._on_message)
+
+    def _on_message(self, data: bytes | str) -> None:
+        if self.size + len(data) > self._limit:
+            self.overflowed = True
+            return
+        self.frames.append(data)
+        self.size += len(data)
+
+    def hand_over(self, link: DataChannelLink) -> None:
+        self.channel.remove_listener("message", self._on_message)
+        frames, self.frames, self.size = self.frames, [], 0
+        for frame in frames:
+            link._on_message(frame)
+        if self.overflowed:
+            link._break("the peer sent more than the receive backlog allows before the link opened")
+            link._spawn_teardown()
+
+
 def open_link(peer_id: str, connection_id: str, pc: RTCPeerConnection, channel: RTCDataChannel,
               settings: WebRTCSettings, serialization: Serialization,
               on_close: Callable[[DataChannelLink], Awaitable[None]] | None = None,
-              ) -> DataChannelLink:
-    """The link for a data channel whose OFFER named ``serialization``."""
-    if serialization is Serialization.RAW:
-        return DataChannelLink(peer_id, connection_id, pc, channel, settings, on_close)
-    return PeerJSLink(peer_id, connection_id, pc, channel, settings, on_close,
-                      serialization=serialization)
+              early: EarlyFrames | None = None) -> DataChannelLink:
+    """The link for a data channel whose OFFER named ``serialization``, fed first with the
+    ``early`` frames that arrived before it existed."""
+    link = (DataChannelLink(peer_id, connection_id, pc, channel, settings, on_close)
+            if serialization is Serialization.RAW else
+            PeerJSLink(peer_id, connection_id, pc, channel, settings, on_close,
+                       serialization=serialization))
+    if early is not None and early.channel is channel:  # a second channel of a peer: not ours
+        early.hand_over(link)
+    return link
 
 
 class PeerJSLink(DataChannelLink):
