@@ -11,10 +11,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aiortc import RTCPeerConnection
 
 from enkrypted_p2p.errors import P2PUsageError
 from enkrypted_p2p.signaling import CHUNKED_MTU, DataCodec, Serialization, pack
 from enkrypted_p2p.webrtc import DataChannelLink, PeerJSLink, WebRTCEndpoint, WebRTCSettings
+from enkrypted_p2p.webrtc._serialization import EarlyFrames, open_link
 from enkrypted_shell.contracts import LinkBroken
 from tests.p2p.servers import Server, start_our_broker, stop
 
@@ -129,3 +131,45 @@ def test_raw_stays_the_default_between_our_peers(broker: Server) -> None:
             await bob.aclose()
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+
+@pytest.mark.parametrize("serialization", [Serialization.RAW, Serialization.BINARY])
+def test_frames_before_the_link_exists_are_held_in_order_and_bounded(
+        serialization: Serialization) -> None:
+    """A browser sends on ``open`` at once; our answering side makes its link a task switch after
+    the channel opened (seen with the browser: its first json message was lost).  Frames in that
+    gap are held, replayed first and in order; more than the bound breaks the link instead."""
+    codec = DataCodec(serialization)
+
+    def frame(text: str) -> bytes:
+        out = codec.encode(text.encode())[0]  # a PDU: bytes on raw and binary
+        assert isinstance(out, bytes)
+        return out
+
+    async def scenario() -> None:
+        settings = WebRTCSettings.loopback("ws://127.0.0.1:9/")
+        pc = RTCPeerConnection()
+        try:
+            channel = pc.createDataChannel("dc_early")
+            early = EarlyFrames(channel, limit=1000)
+            channel.emit("message", frame("first"))
+            channel.emit("message", frame("second"))
+            link = open_link("browser-1", "dc_early", pc, channel, settings, serialization,
+                             early=early)
+            channel.emit("message", frame("after"))
+            got = [await link.receive() for _ in range(3)]
+            assert got == [b"first", b"second", b"after"]
+            flooded = pc.createDataChannel("dc_flood")
+            early = EarlyFrames(flooded, limit=1000)
+            for _ in range(20):
+                flooded.emit("message", frame("x" * 100))
+            late = open_link("browser-1", "dc_flood", pc, flooded, settings, serialization,
+                             early=early)
+            with pytest.raises(LinkBroken, match="before the link opened"):
+                while True:
+                    await late.receive()
+        finally:
+            await pc.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
