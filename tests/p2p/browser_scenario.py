@@ -39,7 +39,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "shell" / "src"), str(ROOT / "plugins" / "
 
 from enkrypted_p2p.signaling import ClientConfig, Serialization, Signal, SignalingClient  # noqa: E402
 from enkrypted_p2p.webrtc import PeerJSLink, WebRTCEndpoint, WebRTCSettings  # noqa: E402
-from tests.p2p.servers import Server, free_port, start_npm_peer, start_our_broker, stop  # noqa: E402
+from tests.p2p.servers import Server, start_npm_peer, start_our_broker, stop  # noqa: E402
+from tools.loopback import free_port  # noqa: E402
 
 PEERJS = ROOT / "tools" / "node" / "node_modules" / "peerjs" / "dist" / "peerjs.js"
 CHROMIUM = "/usr/lib/chromium/chromium"
@@ -259,25 +260,26 @@ async def converse(link: PeerJSLink, first: bool) -> dict[str, object]:
 
 async def python_data_side(server: Server, launch: Callable[[], None]) -> dict[str, object]:
     url = f"ws://127.0.0.1:{server.port}{server.path}?key={server.key}"
-    seen: dict[str, dict[str, object]] = {"incoming": {}, "outgoing": {}}
+    incoming: dict[str, object] = {}
+    outgoing: dict[str, object] = {}
     links: list[PeerJSLink] = []
     async with await WebRTCEndpoint.open(WebRTCSettings.loopback(url), peer_id="py-peer") as me:
         launch()  # py-peer is registered before the browser dials it
-        incoming = me.incoming()
+        accepted = me.incoming()
         for _ in BROWSER_OFFERS:
-            link = await asyncio.wait_for(incoming.__anext__(), 30)
+            link = await asyncio.wait_for(accepted.__anext__(), 30)
             assert isinstance(link, PeerJSLink), f"a {type(link).__name__} for a peerjs offer"
             links.append(link)
-            seen["incoming"][str(link.serialization)] = await converse(link, first=False)
+            incoming[str(link.serialization)] = await converse(link, first=False)
         for name in PYTHON_OFFERS:
             dialed = await me.connect("browser-1", serialization=Serialization(name))
             assert isinstance(dialed, PeerJSLink)
             links.append(dialed)
-            seen["outgoing"][name] = await converse(dialed, first=True)
+            outgoing[name] = await converse(dialed, first=True)
         await asyncio.to_thread(Pages.arrived.wait, 20)
         for link in links:
             await link.close()
-    return seen
+    return {"incoming": incoming, "outgoing": outgoing}
 
 
 def run_data(tmp: Path, broker_kind: str, http_port: int) -> dict[str, object]:

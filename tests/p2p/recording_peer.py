@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from enkrypted_crypto import plugin as crypto_plugin
 from enkrypted_p2p.webrtc import DataChannelLink
 from enkrypted_shell.contracts import AppContext
 from tests.p2p import chat_peer
@@ -25,7 +26,7 @@ def main(argv: list[str]) -> None:
         record.write(json.dumps({"kind": kind, "hex": data.hex()}) + "\n")
         record.flush()
 
-    make_service = chat_peer.enkrypted_crypto_service
+    make_service = crypto_plugin.enkrypted_crypto_service
 
     def recording_service(context: AppContext) -> Any:
         service = make_service(context)
@@ -50,7 +51,7 @@ def main(argv: list[str]) -> None:
         note("pdu", bytes(pdu))
         return pdu
 
-    chat_peer.enkrypted_crypto_service = recording_service  # type: ignore[assignment]
+    chat_peer.enkrypted_crypto_service = recording_service  # type: ignore[attr-defined]
     DataChannelLink.send = recorded_send  # type: ignore[method-assign]
     DataChannelLink.receive = recorded_receive  # type: ignore[method-assign]
     try:

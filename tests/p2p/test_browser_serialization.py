@@ -77,9 +77,10 @@ def test_binary_link_carries_pdus_and_drops_hostile_frames(broker: Server) -> No
         try:
             assert isinstance(ab, PeerJSLink) and isinstance(ba, PeerJSLink)
             channel = ab._channel  # the raw data channel: frames a hostile peer could write
-            hostile = [b"\xc4garbage", pack({"__peerData": 5, "n": 3, "data": b"x", "total": 2}),
-                       pack({"__peerData": 6, "n": 0, "data": "not bytes", "total": 2}),
-                       "a text frame", b""]
+            hostile: list[bytes | str] = [b"\xc4garbage", pack({"__peerData": 5, "n": 3, "data": b"x", "total": 2}),
+                                          pack({"__peerData": 6, "n": 0, "data": "not bytes",
+                                                "total": 2}),
+                                          "a text frame", b""]
             for frame in hostile:
                 channel.send(frame)
             await ab.send_value("not a PDU")  # a value, but not bytes: receive() skips it
