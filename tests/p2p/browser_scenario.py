@@ -39,6 +39,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "shell" / "src"), str(ROOT / "plugins" / "
 
 from enkrypted_p2p.signaling import ClientConfig, Serialization, Signal, SignalingClient  # noqa: E402
 from enkrypted_p2p.webrtc import PeerJSLink, WebRTCEndpoint, WebRTCSettings  # noqa: E402
+from enkrypted_shell.contracts import LinkBroken  # noqa: E402
 from tests.p2p.servers import Server, start_npm_peer, start_our_broker, stop  # noqa: E402
 from tools.loopback import free_port  # noqa: E402
 
@@ -196,6 +197,7 @@ peer.on("open", async (id) => {
     const c = peer.connect(q.get("target"), {serialization: ser, reliable: true,
                                             metadata: {from: "browser", serialization: ser}});
     result.outgoing[ser] = await exchange(c, true);
+    c.close({flush: true});  // peerjs's in-band close: {__peerData: {type: "close"}}
   }
   maybePost();
 });
@@ -258,6 +260,17 @@ async def converse(link: PeerJSLink, first: bool) -> dict[str, object]:
             "dropped": link.dropped_messages, "pending_chunks": link.pending_chunks}
 
 
+async def closed_reason(link: PeerJSLink) -> str | None:
+    """Why the link ended once the browser closed it (None: still open after 10 s)."""
+    try:
+        value = await asyncio.wait_for(link.receive_value(), 10)
+    except LinkBroken:
+        return link.close_reason
+    except TimeoutError:
+        return None
+    return f"unexpected value {value!r:.40}"
+
+
 async def python_data_side(server: Server, launch: Callable[[], None]) -> dict[str, object]:
     url = f"ws://127.0.0.1:{server.port}{server.path}?key={server.key}"
     incoming: dict[str, object] = {}
@@ -270,7 +283,8 @@ async def python_data_side(server: Server, launch: Callable[[], None]) -> dict[s
             link = await asyncio.wait_for(accepted.__anext__(), 30)
             assert isinstance(link, PeerJSLink), f"a {type(link).__name__} for a peerjs offer"
             links.append(link)
-            incoming[str(link.serialization)] = await converse(link, first=False)
+            incoming[str(link.serialization)] = {**await converse(link, first=False),
+                                                 "closed_by_peer": await closed_reason(link)}
         for name in PYTHON_OFFERS:
             dialed = await me.connect("browser-1", serialization=Serialization(name))
             assert isinstance(dialed, PeerJSLink)

@@ -6,7 +6,8 @@ fresh loopback-only network namespace (browser_scenario.py runs there):
   here, so the browser stands in for a Node peerjs client): the browser dials our peer and our peer
   dials the browser, in ``binary`` and in ``json``; strings, numbers, nested objects and arrays,
   bytes (binary), a value larger than one 16,300-byte chunk (binary) and a json message near its
-  16,300-byte limit go both ways, each once, in order, nothing dropped."""
+  16,300-byte limit go both ways, each once, in order, nothing dropped; the browser's
+  ``close({flush: true})`` ends our link."""
 
 from __future__ import annotations
 
@@ -84,6 +85,7 @@ def test_browser_and_our_peer_exchange_data_both_ways_in_binary_and_json(broker:
         assert ours["got"] == describe(browser_messages(ser))
         assert theirs["got"] == describe(python_messages(ser))
         assert ours["dropped"] == ours["pending_chunks"] == 0
+        assert ours["closed_by_peer"] == "the peer closed the connection (peerjs close)"
     # our peer dialed the browser: the OFFER named the serialization, peerjs built that class
     assert sorted(python["outgoing"]) == sorted(browser["incoming"]) == sorted(PYTHON_OFFERS)
     for ser in PYTHON_OFFERS:
