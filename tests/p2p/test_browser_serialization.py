@@ -7,6 +7,7 @@ dropped and counted, never raised; peerjs's in-band close ends the link."""
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -174,3 +175,58 @@ def test_frames_before_the_link_exists_are_held_in_order_and_bounded(
             await pc.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+@pytest.mark.parametrize("serialization", [Serialization.BINARY, Serialization.JSON])
+def test_random_and_hostile_frames_are_dropped_never_raised_and_stay_bounded(
+        serialization: Serialization) -> None:
+    """2,000 frames a hostile browser could send - random bytes, truncated values, chunk maps with
+    random fields, deep nesting - go into the link's message handler: none raises, the partial
+    reassemblies stay within ``max_pending``, and a good value afterwards still arrives."""
+    rng = random.Random(20261206)
+    good = DataCodec(serialization)
+
+    def chunk_map() -> bytes:
+        fields: dict[str, Any] = {"__peerData": rng.choice([rng.randint(-5, 10**6), "x", [1], 1.5]),
+                                  "n": rng.choice([rng.randint(-2, 5), None, "0"]),
+                                  "data": rng.choice([rng.randbytes(rng.randint(0, 300)), "s", 3]),
+                                  "total": rng.choice([rng.randint(0, 2000), -1, 2**40])}
+        return pack(fields)
+
+    def frame() -> bytes | str:
+        kind = rng.randrange(6)
+        if kind == 0:
+            return rng.randbytes(rng.randint(0, 64))
+        if kind == 1:
+            whole = good.encode({"k": [1, 2.5, "v" * rng.randint(0, 40)]})[0]
+            return whole[: rng.randint(0, len(whole))]
+        if kind == 2:
+            return chunk_map()
+        if kind == 3:
+            return b"\x91" * rng.randint(1, 5000) + b"\x01" if rng.random() < 0.5 \
+                else b"[" * rng.randint(1, 5000)
+        if kind == 4:
+            return "".join(chr(rng.randint(32, 0x2FF)) for _ in range(rng.randint(0, 30)))
+        return b'{"__peerData": ' + str(rng.randint(0, 9)).encode() + b"}"
+
+    async def scenario() -> None:
+        settings = WebRTCSettings.loopback("ws://127.0.0.1:9/")
+        pc = RTCPeerConnection()
+        try:
+            channel = pc.createDataChannel("dc_fuzz")
+            link = open_link("browser-1", "dc_fuzz", pc, channel, settings, serialization)
+            assert isinstance(link, PeerJSLink)
+            for _ in range(2000):
+                channel.emit("message", frame())
+                assert link.pending_chunks <= 64 and not link.closed
+            assert link.dropped_messages > 500
+            channel.emit("message", good.encode({"still": "working"})[0])
+            delivered = 0  # random frames that happen to be valid values come first
+            while await asyncio.wait_for(link.receive_value(), 5) != {"still": "working"}:
+                delivered += 1
+                assert delivered <= 2000
+            assert link.dropped_messages + delivered <= 2000
+        finally:
+            await pc.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
