@@ -149,6 +149,8 @@ class DataCodec:
         self._counter = 1  # peerjs: __peerData starts at 1, one per chunked message
         self._partials: dict[int, _Partial] = {}
         self._pending_bytes = 0
+        self.last_message_bytes = 0
+        """Wire bytes of the last complete value :meth:`decode` returned (all its chunks)."""
 
     @property
     def pending(self) -> int:
@@ -171,6 +173,9 @@ class DataCodec:
                 raise P2PUsageError("Message too big for JSON channel")
             return [data]  # a binary frame: the browser decodes it with TextDecoder
         packed = pack(value)
+        if len(packed) > self.limits.max_message_bytes:
+            raise P2PUsageError(f"message of {len(packed)} bytes exceeds the peer's reassembly "
+                                f"limit of {self.limits.max_message_bytes}")
         if len(packed) <= CHUNKED_MTU:
             return [packed]
         total = -(-len(packed) // CHUNKED_MTU)
@@ -195,6 +200,7 @@ class DataCodec:
         self.expire(now)
         if len(frame) > self.limits.max_message_bytes:
             raise RemoteInputError("data message exceeds the size limit")
+        self.last_message_bytes = len(frame)
         if self.serialization is Serialization.RAW:
             return DataMessage(frame)
         if self.serialization is Serialization.JSON:
@@ -243,6 +249,7 @@ class DataCodec:
         if len(partial.parts) < total:
             return None
         self._drop(key)
+        self.last_message_bytes = partial.size
         return self._decode_binary(b"".join(partial.parts[i] for i in range(total)), now, nested=True)
 
     def _drop(self, key: int) -> None:

@@ -2,8 +2,9 @@
 
 Signaling follows peerjs 1.5.5's data-connection conventions (browser-interop-notes.md): the
 OFFER payload carries ``sdp``, ``type: "data"``, ``connectionId``, ``label`` (= connectionId),
-``serialization: "raw"``, ``reliable: true``; the ANSWER ``sdp`` + ``connectionId``; CANDIDATE
-``{candidate, sdpMid, sdpMLineIndex}``. Our SDP goes out without its candidates and they follow
+``serialization`` (``raw`` between our peers; ``binary`` or ``json`` on request or when a
+browser offers them, see ``_serialization.py``), ``reliable: true``; the ANSWER ``sdp`` +
+``connectionId``; CANDIDATE ``{candidate, sdpMid, sdpMLineIndex}``. Our SDP goes out without its candidates and they follow
 as CANDIDATE messages, ending with an empty candidate (end-of-candidates), so trickle ICE is the
 one path both directions use; candidates inside a peer's SDP or CANDIDATE messages pass
 :class:`~._ice.CandidatePolicy` before aiortc sees them.
@@ -41,6 +42,7 @@ from ..signaling._dataconn import new_connection_id
 from ._config import WebRTCSettings
 from ._ice import CandidatePolicy, filter_sdp_candidates, host_addresses, split_sdp_candidates
 from ._link import DataChannelLink
+from ._serialization import EarlyFrames, open_link
 
 _log = logging.getLogger("enkrypted.p2p.webrtc")
 _MID_RE = re.compile(r"^a=mid:(\S+)", re.MULTILINE)
@@ -57,6 +59,8 @@ class _Pending:
         self.unavailable = False
         self.remote_set = asyncio.Event()
         self.dropped_candidates = 0
+        self.serialization = Serialization.RAW  # what the OFFER names (docs/webrtc.md)
+        self.early: EarlyFrames | None = None  # frames before the link exists
 
 
 class WebRTCEndpoint:
@@ -105,7 +109,8 @@ class WebRTCEndpoint:
         return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
 
     async def _set_local(self, pc: RTCPeerConnection, description: RTCSessionDescription,
-                         peer: str, cid: str) -> None:
+                         peer: str, cid: str,
+                         serialization: Serialization = Serialization.RAW) -> None:
         """Set our description (gathering on the pinned addresses), send the bare SDP, then our
         candidates one CANDIDATE each, then end-of-candidates."""
         with host_addresses(self.settings.host_addresses):
@@ -114,7 +119,7 @@ class WebRTCEndpoint:
         bare, candidates, complete = split_sdp_candidates(local.sdp)
         sdp = {"type": local.type, "sdp": bare}
         if local.type == "offer":
-            await self._client.offer(peer, sdp, serialization=Serialization.RAW, reliable=True,
+            await self._client.offer(peer, sdp, serialization=serialization, reliable=True,
                                      connection_id=cid, label=cid)
         else:
             await self._client.answer(peer, cid, sdp)
@@ -168,21 +173,26 @@ class WebRTCEndpoint:
                       dropped, pending.peer)
 
     # ------------------------------------------------------------------ connect
-    async def connect(self, peer_id: str, timeout: float | None = None) -> DataChannelLink:
+    async def connect(self, peer_id: str, timeout: float | None = None, *,
+                      serialization: Serialization = Serialization.RAW) -> DataChannelLink:
         """Open a data connection to ``peer_id``. :class:`PeerUnavailable` if the broker does not
-        know the id or no channel opened within ``timeout`` (default ``connect_timeout``)."""
+        know the id or no channel opened within ``timeout`` (default ``connect_timeout``).
+        ``serialization`` other than ``raw`` (a browser peerjs peer) gives a
+        :class:`~._serialization.PeerJSLink`."""
         self._check_open()
         timeout = self.settings.connect_timeout if timeout is None else timeout
         pc = RTCPeerConnection(self._configuration())
         cid = new_connection_id("data")
         channel = pc.createDataChannel(cid, ordered=True)  # peerjs: label = connectionId
         pending = self._register(peer_id, cid, pc)
+        pending.serialization = serialization
+        pending.early = EarlyFrames(channel, self.settings.max_receive_backlog)
         opened = asyncio.Event()
         channel.on("open", opened.set)
         worker = self._spawn(self._handle_signals(pending))
         try:
             async with asyncio.timeout(timeout):
-                await self._set_local(pc, await pc.createOffer(), peer_id, cid)
+                await self._set_local(pc, await pc.createOffer(), peer_id, cid, serialization)
                 waiter = asyncio.ensure_future(opened.wait())
                 failed = asyncio.ensure_future(self._until_unavailable(pending))
                 try:
@@ -221,8 +231,8 @@ class WebRTCEndpoint:
             await pending.pc.close()
 
     def _adopt(self, pending: _Pending, channel: RTCDataChannel) -> DataChannelLink:
-        link = DataChannelLink(pending.peer, pending.connection_id, pending.pc, channel,
-                               self.settings, on_close=self._forget)
+        link = open_link(pending.peer, pending.connection_id, pending.pc, channel, self.settings,
+                         pending.serialization, on_close=self._forget, early=pending.early)
         self._links.add(link)
         return link
 
@@ -252,6 +262,9 @@ class WebRTCEndpoint:
 
         @pc.on("datachannel")
         def on_datachannel(channel: RTCDataChannel) -> None:
+            if pending.early is None:
+                pending.early = EarlyFrames(channel, self.settings.max_receive_backlog)
+
             def opened() -> None:
                 if not channel_ready.done():
                     channel_ready.set_result(channel)
@@ -310,6 +323,7 @@ class WebRTCEndpoint:
             except P2PNetworkError:
                 self.refused_offers += 1
                 return
+            pending.serialization = signal.offer.serialization
             self._spawn(self._handle_signals(pending))
         pending = self._pending.get(key)  # type: ignore[assignment]
         if pending is None:
