@@ -25,6 +25,7 @@ from typing import Final, Literal
 
 from enkrypted_shell.contracts import ProfileStore
 
+from .errors import BadInvite
 from .invite import check_peer_id
 
 Direction = Literal["in", "out", "note"]
@@ -83,7 +84,7 @@ class ChatStore:
                         doc["verified"] is True,
                     )
                 )
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, BadInvite):
                 self.skipped += 1
         return out
 
