@@ -68,7 +68,7 @@ class ChatApp(App[None]):
     ]
     CSS = """
     #body { height: 1fr; }
-    #contacts { width: 26; height: 100%; border: none; border-right: solid $primary; }
+    #contacts { width: 22; height: 100%; border: none; border-right: solid $primary; }
     #conv-box { width: 1fr; }
     #warning { background: $error; color: $text; text-style: bold; height: auto; display: none; }
     #conversation { height: 1fr; padding: 0 1; }

@@ -52,7 +52,7 @@ def safety_groups(number: str) -> str:
     return grouped(compact, 5, 6) if compact.isdigit() else grouped(compact)
 
 
-def contact_prompt(view: PeerView, width: int = 22) -> Text:
+def contact_prompt(view: PeerView, width: int = 20) -> Text:
     """``● ? bob      (3)``: connection, crypto state, name, unread count."""
     mark, style = STATE_MARK.get(view.state, ("?", ""))
     crypto, crypto_style = CRYPTO_MARK[view.crypto]
