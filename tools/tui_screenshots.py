@@ -43,7 +43,9 @@ async def settle(pilot: Pilot[None]) -> None:
         await pilot.pause()
 
 
-async def main_and_safety(app: ChatApp, pilot: Pilot[None], svc: FakeChatService, shot: Shot) -> None:
+async def main_and_safety(
+    app: ChatApp, pilot: Pilot[None], svc: FakeChatService, shot: Shot
+) -> None:
     svc.emit(svc.established("bob", BOB_FP))
     svc.emit(svc.established("carol", CAROL_FP))
     svc.emit(PeerStateChanged("dave", "disconnected", "peer closed the link"))
@@ -137,9 +139,13 @@ def to_png(svg: Path, chromium: str, profile: str) -> Path:
 
 def main(argv: list[str]) -> int:
     out = Path(argv[0] if argv else "docs/screenshots").resolve()
-    chromium = next((c for c in ("chromium", "chromium-browser", "google-chrome") if shutil.which(c)), None)
+    chromium = next(
+        (c for c in ("chromium", "chromium-browser", "google-chrome") if shutil.which(c)), None
+    )
     if chromium is None:
-        print("tui_screenshots: Chromium is needed for SVG -> PNG (make system-deps)", file=sys.stderr)
+        print(
+            "tui_screenshots: Chromium is needed for SVG -> PNG (make system-deps)", file=sys.stderr
+        )
         return 1
     os.environ["TZ"] = "UTC"
     time.tzset()

@@ -19,6 +19,7 @@ from enkrypted_shell.contracts import (
     SessionEstablished,
     implementation_problems,
 )
+from enkrypted_shell.errors import StoreBusyError
 from enkrypted_ui_cli.chatstore import ChatStore, Contact, MemoryProfileStore
 from enkrypted_ui_cli.invite import format_invite
 from enkrypted_ui_cli.tui.app import ChatApp
@@ -306,3 +307,30 @@ def test_history_and_contacts_are_shown_again_on_the_next_start() -> None:
 
     run(first, store=store)
     run(second, store=store)
+
+
+def test_the_status_bar_says_offline_when_the_service_stops() -> None:
+    async def scenario(app: ChatApp, pilot: Pilot[None], service: FakeChatService) -> None:
+        await service.aclose()
+        await settle(pilot)
+        assert "offline" in text_of(app, "#status")
+        assert text_of(app, "#notice") == "the chat service stopped"
+
+    run(scenario)
+
+
+def test_a_store_that_refuses_a_write_is_a_notice_not_a_crash() -> None:
+    class BusyStore(MemoryProfileStore):
+        def append(self, stream: bytes, value: bytes) -> int:
+            raise StoreBusyError("another process holds the profile store")
+
+    async def scenario(app: ChatApp, pilot: Pilot[None], service: FakeChatService) -> None:
+        await connect_bob(app, pilot)
+        service.emit(ChatMessage("bob", "x1", "hello", NOW))
+        await settle(pilot)
+        assert "not saved to the profile: another process" in text_of(app, "#notice")
+        service.emit(ChatMessage("bob", "x2", "still here", NOW))
+        await settle(pilot)
+        assert "bob: still here" in text_of(app, "#lines")
+
+    run(scenario, store=ChatStore(BusyStore()))

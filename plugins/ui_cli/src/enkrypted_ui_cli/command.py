@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = ["chat_commands", "chat_inputs", "run_chat"]
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -84,9 +85,12 @@ async def run_chat(
     try:
         await runner(ChatApp(service, store, initial=target))
     finally:
-        for peer in list(service.peers()):
-            store.save_session(peer, service.export_state(peer))
-        await service.aclose()
+        try:
+            for peer in list(service.peers()):
+                with contextlib.suppress(ContractError):  # one peer's state, not the others'
+                    store.save_session(peer, service.export_state(peer))
+        finally:
+            await service.aclose()
 
 
 def chat_commands(context: AppContext, transport: Callable[[], object]) -> list[click.Command]:

@@ -22,6 +22,7 @@ from textual.widgets import Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from enkrypted_shell.contracts import ChatService, ContractError
+from enkrypted_shell.errors import ShellError
 
 from ..chatstore import ChatStore
 from ..invite import Target
@@ -142,10 +143,18 @@ class ChatApp(App[None]):
 
     # ------------------------------------------------------------------------------ events
     async def _pump(self) -> None:
-        async for event in self.service.events():
-            self.model.apply(event, self.wall())
-            self.refresh_view()
-        self.model.note(None, "the chat service stopped", self.wall())
+        reason = "the chat service stopped"
+        try:
+            async for event in self.service.events():
+                try:
+                    self.model.apply(event, self.wall())
+                except ShellError as exc:  # the profile store refused a write: say so, go on
+                    self.model.note(None, f"not saved to the profile: {exc}", self.wall())
+                self.refresh_view()
+        except ContractError as exc:
+            reason = f"the chat service stopped: {exc}"
+        self.model.online = False
+        self.model.note(None, reason, self.wall())
         self.refresh_view()
 
     @on(OptionList.OptionSelected, "#contacts")
@@ -178,7 +187,10 @@ class ChatApp(App[None]):
             self.model.note(peer, f"not sent: {exc}", self.wall())
             self.query_one("#message", Input).value = text
         else:
-            self.model.sent(peer, message_id, text, self.wall())
+            try:
+                self.model.sent(peer, message_id, text, self.wall())
+            except ShellError as exc:
+                self.model.note(peer, f"sent, but not saved to the profile: {exc}", self.wall())
         self.refresh_view()
 
     @on(Input.Changed, "#message")

@@ -80,6 +80,8 @@ class ChatModel:
         self.peers: dict[str, PeerView] = {}
         self.active: str | None = None
         self.notice = ""
+        self.online = True
+        """False once the service's event stream ended."""
         for contact in store.contacts():
             self.peers[contact.peer_id] = PeerView(contact, lines=store.history(contact.peer_id))
         if self.peers:
@@ -160,9 +162,9 @@ class ChatModel:
         view.typing_at = None
         line = Line("in", event.text[:MAX_TEXT_CHARS], event.received_at, event.message_id, True)
         self._push(view, line)
-        self.store.append(view.peer_id, line)
         if view.peer_id != self.active:
             view.unread += 1
+        self.store.append(view.peer_id, line)  # last: a refused write loses nothing on screen
 
     def _receipt(self, view: PeerView, message_id: str) -> None:
         for i in range(len(view.lines) - 1, -1, -1):

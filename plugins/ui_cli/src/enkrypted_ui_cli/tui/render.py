@@ -88,7 +88,10 @@ def conversation(view: PeerView | None, model: ChatModel) -> Text:
 
 def status_line(model: ChatModel, view: PeerView | None) -> Text:
     """Connection state, wire profile and the active cascade layers of the open conversation."""
-    text = Text.assemble(("● ", "green"), ("online as ", "dim"), model.local_id)
+    if model.online:
+        text = Text.assemble(("● ", "green"), ("online as ", "dim"), model.local_id)
+    else:
+        text = Text.assemble(("○ offline", "bold red"), (" was ", "dim"), model.local_id)
     if view is not None:
         mark, style = STATE_MARK.get(view.state, ("?", ""))
         text.append(" │ ", "dim")
