@@ -185,6 +185,10 @@ def test_receive_shows_timestamps_unread_counts_and_typing() -> None:
         service.emit(ChatTyping("bob"))
         await settle(pilot)
         assert text_of(app, "#notice") == "bob is typing…"
+        app.wall = lambda: NOW + 6  # the hint expires with the clock, no event needed
+        app.refresh_notice()
+        assert text_of(app, "#notice") != "bob is typing…"
+        app.wall = lambda: NOW
         service.emit(ChatMessage("bob", "x1", "hello alice", NOW))
         service.emit(SessionEstablished("carol", "B1", ("aes",), MALLORY_FP, "2" * 60))
         service.emit(ChatMessage("carol", "c1", "psst", NOW))

@@ -48,6 +48,8 @@ def test_the_chat_survives_reopening_the_encrypted_profile_store(tmp_path: Path)
     with Vault.open(path, PW, upgrade_to=None) as reopened:
         store = ChatStore(SlotStore(reopened, "ui"))
         assert store.contacts() == [Contact("bob", "", BOB_FP, True)]
-        assert [(x.direction, x.text, x.delivered) for x in store.history("bob")] == [("out", "hi", True)]
+        assert [(x.direction, x.text, x.delivered) for x in store.history("bob")] == [
+            ("out", "hi", True)
+        ]
         assert store.saved_sessions() == {"bob": b"state"}
         assert SlotStore(reopened, "p2p").items("contacts") == []  # another slot sees none of it

@@ -112,6 +112,7 @@ class ChatApp(App[None]):
 
     def on_mount(self) -> None:
         self.run_worker(self._pump(), name="events", group="events", exit_on_error=False)
+        self.set_interval(1.0, self.refresh_notice)  # the typing hint expires without an event
         self.refresh_view()
         self.query_one("#message", Input).focus()
         if self.initial is not None:
@@ -135,11 +136,17 @@ class ChatApp(App[None]):
             warning.display = False
         self.query_one("#lines", Static).update(conversation(view, model))
         self.query_one("#conversation", VerticalScroll).scroll_end(animate=False)
+        self.refresh_notice()
+        self.query_one("#status", Static).update(status_line(model, view))
+
+    def refresh_notice(self) -> None:
+        """The notice line: "bob is typing…" for a few seconds, else the last notice."""
+        model = self.model
+        view = model.peers.get(model.active or "")
         notice = model.notice
         if view is not None and model.typing(view.peer_id, self.wall()):
             notice = f"{view.label} is typing…"
         self.query_one("#notice", Static).update(notice)
-        self.query_one("#status", Static).update(status_line(model, view))
 
     # ------------------------------------------------------------------------------ events
     async def _pump(self) -> None:
@@ -216,7 +223,12 @@ class ChatApp(App[None]):
     def _connect_to(self, target: Target | None) -> None:
         if target is None:
             return
-        self.model.add(target.peer_id, target.fingerprint)
+        try:
+            self.model.add(target.peer_id, target.fingerprint)
+        except OverflowError as exc:
+            self.model.note(None, f"not added: {exc}", self.wall())
+            self.refresh_view()
+            return
         self.model.select(target.peer_id)
         self.model.note(target.peer_id, f"connecting to {target.peer_id}…", self.wall())
         self.refresh_view()
