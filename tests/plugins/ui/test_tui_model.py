@@ -70,6 +70,24 @@ def test_the_invite_qr_code_fits_the_connect_screen() -> None:
     assert set(code) <= {" ", "\n", "▀", "▄", "█"}
 
 
+def test_the_terminal_qr_code_is_the_invite_matrix_light_blocks_on_dark() -> None:
+    """segno's compact output draws a light module pair as a full block: read back with the
+    connect screen's colours (white text on black) it is exactly the code's matrix."""
+    import segno
+
+    from enkrypted_ui_cli.tui.screens import ConnectScreen
+
+    invite = format_invite(ALICE_FP, "alice-7f3k9q")
+    rows = qr_text(invite).splitlines()
+    seen = []
+    for row in rows:
+        seen.append([0 if ch in "█▀" else 1 for ch in row])  # 1: dark module
+        seen.append([0 if ch in "█▄" else 1 for ch in row])
+    matrix = [list(r) for r in segno.make(invite, error="l", micro=False).matrix_iter(border=2)]
+    assert seen[: len(matrix)] == matrix
+    assert "color: white; background: black" in ConnectScreen.DEFAULT_CSS
+
+
 def test_fingerprints_and_safety_numbers_are_grouped_for_reading_aloud() -> None:
     assert grouped("ab" * 8, 4, 2) == "abab abab\nabab abab"
     assert safety_groups("12345 67890\n" * 6) == "12345 67890 12345 67890 12345 67890\n" * 1 + (
