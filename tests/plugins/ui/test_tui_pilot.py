@@ -338,3 +338,22 @@ def test_a_store_that_refuses_a_write_is_a_notice_not_a_crash() -> None:
         assert "bob: still here" in text_of(app, "#lines")
 
     run(scenario, store=ChatStore(BusyStore()))
+
+
+def test_hang_up_and_peers_already_running_at_start() -> None:
+    service = FakeChatService()
+    service.states["carol"] = "reconnecting"  # e.g. resumed by open_chat before the app started
+
+    async def scenario(app: ChatApp, pilot: Pilot[None], service: FakeChatService) -> None:
+        assert app.model.peers["carol"].state == "reconnecting"
+        await connect_bob(app, pilot)
+        await pilot.press("f8")
+        await settle(pilot)
+        assert app.model.peers["bob"].state == "disconnected"
+        assert "disconnected: closed by us" in text_of(app, "#lines")
+        await type_line(pilot, "late")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert service.sent == [] and "bob is disconnected" in text_of(app, "#notice")
+
+    run(scenario, service)

@@ -21,12 +21,12 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from enkrypted_shell.contracts import ChatService, ContractError
+from enkrypted_shell.contracts import ChatService, ContractError, PeerStateChanged
 from enkrypted_shell.errors import ShellError
 
 from ..chatstore import ChatStore
 from ..invite import Target
-from .model import MAX_TEXT_CHARS, ChatModel, InputHistory
+from .model import MAX_PEERS, MAX_TEXT_CHARS, ChatModel, InputHistory
 from .render import contact_prompt, conversation, status_line
 from .screens import ConnectScreen, HelpScreen, SafetyScreen
 
@@ -65,6 +65,7 @@ class ChatApp(App[None]):
         Binding("f3", "safety", "Safety no."),
         Binding("f6", "cycle(-1)", "Prev"),
         Binding("f7", "cycle(1)", "Next"),
+        Binding("f8", "disconnect", "Hang up"),
         Binding("ctrl+q", "quit", "Quit"),
     ]
     CSS = """
@@ -111,6 +112,8 @@ class ChatApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        for peer, state in list(self.service.peers().items())[:MAX_PEERS]:  # already running
+            self.model.apply(PeerStateChanged(peer, state), self.wall())
         self.run_worker(self._pump(), name="events", group="events", exit_on_error=False)
         self.set_interval(1.0, self.refresh_notice)  # the typing hint expires without an event
         self.refresh_view()
@@ -258,6 +261,19 @@ class ChatApp(App[None]):
             self.refresh_view()
 
         self.push_screen(SafetyScreen(view, self.service.fingerprint), done)
+
+    def action_disconnect(self) -> None:
+        peer = self.model.active
+        if peer is None or self.model.peers[peer].state == "disconnected":
+            return
+        self.run_worker(self._disconnect(peer), group="connect", exit_on_error=False)
+
+    async def _disconnect(self, peer: str) -> None:
+        try:
+            await self.service.disconnect(peer)
+        except ContractError as exc:
+            self.model.note(peer, f"could not hang up: {exc}", self.wall())
+            self.refresh_view()
 
     def action_cycle(self, step: int) -> None:
         self.model.cycle(step)

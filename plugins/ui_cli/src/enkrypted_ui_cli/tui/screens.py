@@ -24,6 +24,7 @@ HELP = """\
   F1         this help                F2   connect screen (QR, invite)
   F3         safety number: compare, mark verified, acknowledge a new key
   F6 / F7    previous / next contact  Tab  move between contacts and input
+  F8         hang up (the session is kept; F2 and the same id resume it)
   Ctrl+Q     quit (sessions are saved to resume next time)
 
 [b]Contacts[/b]  ● ready  ◐ connecting  ○ disconnected
