@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 OLD_CRYPTOGRAPHY := cryptography==45.0.7
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast bench lint typecheck clean system-deps
+.PHONY: demo test test-fast bench lint typecheck clean system-deps screenshots
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ test-fast: $(STAMP) wheelhouse/.fetched
 ## Benchmarks (JSON in benchmarks/results/); `make bench ONLY=startup` runs one.
 bench: $(STAMP) wheelhouse/.fetched
 	$(PY) benchmarks/run.py $(if $(ONLY),--only $(ONLY),)
+
+## Screenshots of the chat TUI in docs/screenshots/ (docs/tui.md): the app headless at 80x24 on the
+## tests' scripted chat service, Textual's SVG export turned into PNG by Chromium headless.
+screenshots: $(STAMP)
+	$(PY) tools/tui_screenshots.py docs/screenshots
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check shell plugins registry tests tools benchmarks

@@ -67,7 +67,7 @@ def test_ui_service_runs_the_conversation_over_real_services(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "alice -> bob: one more" in out and "4 messages delivered intact: True" in out
     commands = ui_plugin.plugin.enkrypted_cli_commands(AppContext(tmp_path))
-    assert [c.name for c in commands] == ["demo"]
+    assert [c.name for c in commands] == ["demo", "chat", "history"]
 
 
 class _Split:

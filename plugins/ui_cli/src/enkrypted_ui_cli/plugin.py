@@ -1,4 +1,7 @@
-"""Plugin object of enkrypted-ui-cli (slot ``ui``, contract 1.0; drives crypto contract 2.0)."""
+"""Plugin object of enkrypted-ui-cli (slot ``ui``, contract 1.0; drives crypto contract 2.0).
+
+Commands: ``demo`` (the scripted conversation), ``chat`` (the Textual TUI on a p2p 2.0
+:class:`ChatService`) and ``history`` (:mod:`.command`)."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from enkrypted_shell.contracts import (
 )
 from enkrypted_shell.hookspecs import hookimpl
 
+from .command import chat_commands
 from .conversation import ConversationFailed, converse
 
 DEMO_LINES = (
@@ -87,7 +91,7 @@ class UiCliPlugin:
             argv = [a for m in messages for a in ("-m", m)]
             raise SystemExit(service.run(argv))
 
-        return [demo]
+        return [demo, *chat_commands(context, lambda: None if service is None else service.transport)]
 
 
 plugin = UiCliPlugin()

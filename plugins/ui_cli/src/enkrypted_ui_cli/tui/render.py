@@ -1,0 +1,115 @@
+"""Rich text for the screens, from :mod:`.model` views (pure: no Textual, no I/O)."""
+
+from __future__ import annotations
+
+__all__ = [
+    "contact_prompt",
+    "conversation",
+    "grouped",
+    "qr_text",
+    "safety_groups",
+    "status_line",
+]
+
+import io
+import time
+from typing import Final
+
+from rich.text import Text
+
+from .model import ChatModel, PeerView
+
+STATE_MARK: Final = {
+    "ready": ("●", "green"),
+    "connecting": ("◐", "yellow"),
+    "handshaking": ("◐", "yellow"),
+    "reconnecting": ("◐", "yellow"),
+    "disconnected": ("○", "grey50"),
+}
+CRYPTO_MARK: Final = {
+    "verified": ("✓", "green"),
+    "unverified": ("?", "yellow"),
+    "changed": ("!", "bold white on red"),
+    "none": (" ", ""),
+}
+SHOWN_LINES: Final = 200
+
+
+def clock(at: float) -> str:
+    return time.strftime("%H:%M", time.localtime(at))
+
+
+def grouped(text: str, size: int = 4, per_line: int = 8) -> str:
+    """``text`` in groups of ``size``, ``per_line`` groups a line (fingerprints, safety numbers)."""
+    groups = [text[i : i + size] for i in range(0, len(text), size)]
+    return "\n".join(" ".join(groups[i : i + per_line]) for i in range(0, len(groups), per_line))
+
+
+def safety_groups(number: str) -> str:
+    """A safety number as people read it aloud: digits in fives, six groups a line (other
+    characters: in fours); whitespace in the service's string is ignored."""
+    compact = "".join(number.split())
+    return grouped(compact, 5, 6) if compact.isdigit() else grouped(compact)
+
+
+def contact_prompt(view: PeerView, width: int = 20) -> Text:
+    """``● ? bob      (3)``: connection, crypto state, name, unread count."""
+    mark, style = STATE_MARK.get(view.state, ("?", ""))
+    crypto, crypto_style = CRYPTO_MARK[view.crypto]
+    unread = f" ({view.unread})" if view.unread else ""
+    name = view.label[: max(1, width - 4 - len(unread))]
+    text = Text.assemble((mark, style), " ", (crypto, crypto_style), " ", name)
+    if unread:
+        text.append(unread, style="bold cyan")
+    return text
+
+
+def conversation(view: PeerView | None, model: ChatModel) -> Text:
+    """The active conversation: ``[hh:mm] who: text`` with ``✓`` once delivered, ``…`` before."""
+    if view is None:
+        return Text("No conversation yet. Press F2 to connect to a peer or paste an invite.", "dim")
+    out = Text()
+    for line in view.lines[-SHOWN_LINES:]:
+        stamp = f"[{clock(line.at)}] "
+        if line.direction == "note":
+            out.append(f"{stamp}— {line.text}\n", style="dim italic")
+        elif line.direction == "in":
+            out.append(stamp, "dim")
+            out.append(f"{view.label}: ", "bold cyan")
+            out.append(f"{line.text}\n")
+        else:
+            out.append(stamp, "dim")
+            out.append("me: ", "bold green")
+            out.append(line.text)
+            out.append(" ✓\n" if line.delivered else " …\n", "green" if line.delivered else "dim")
+    out.rstrip()
+    return out
+
+
+def status_line(model: ChatModel, view: PeerView | None) -> Text:
+    """Connection state, wire profile and the active cascade layers of the open conversation."""
+    if model.online:
+        text = Text.assemble(("● ", "green"), ("online as ", "dim"), model.local_id)
+    else:
+        text = Text.assemble(("○ offline", "bold red"), (" was ", "dim"), model.local_id)
+    if view is not None:
+        mark, style = STATE_MARK.get(view.state, ("?", ""))
+        text.append(" │ ", "dim")
+        text.append(f"{mark} {view.label} {view.state}", style)
+        if view.profile:
+            text.append(" │ ", "dim")
+            text.append(view.profile, "bold")
+            text.append(" │ ", "dim")
+            text.append(">".join(view.layers) or "no layers")
+    return text
+
+
+def qr_text(data: str) -> str:
+    """``data`` as a terminal QR code (segno, half-block characters, error level L).  A full block
+    is a *light* module pair, so the screen draws it white on black; the 2-module quiet zone keeps
+    it at 21 rows for a 100-character invite (version 5)."""
+    import segno  # imported when the connect screen opens: it is not needed before
+
+    out = io.StringIO()
+    segno.make(data, error="l", micro=False).terminal(out=out, compact=True, border=2)
+    return out.getvalue().rstrip("\n")

@@ -1,0 +1,166 @@
+"""Screenshots of the chat TUI for docs/tui.md (``make screenshots``).
+
+Runs :class:`ChatApp` headless at 80x24 on the scripted ``FakeChatService`` of the tests (no
+network, no profile), exports each screen as SVG (Textual) and converts it to PNG with Chromium
+headless (tools/setup/system-packages.txt).  The wall clock is fixed and the zone is UTC, so the
+images only change when the UI does.
+
+    python tools/tui_screenshots.py docs/screenshots
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+for part in ("shell/src", "plugins/ui_cli/src", ""):
+    if str(ROOT / part) not in sys.path:
+        sys.path.insert(0, str(ROOT / part))
+
+from textual.pilot import Pilot  # noqa: E402
+
+from enkrypted_shell.contracts import ChatMessage, ChatReceipt, ChatTyping, PeerStateChanged  # noqa: E402
+from enkrypted_ui_cli.chatstore import ChatStore, Contact, MemoryProfileStore  # noqa: E402
+from enkrypted_ui_cli.tui.app import ChatApp  # noqa: E402
+from tests.plugins.ui.fake_chat import BOB_FP, MALLORY_FP, FakeChatService  # noqa: E402
+
+T0 = 1_767_261_600.0  # 2026-01-01 10:00 UTC
+CAROL_FP = "c4e1" * 16
+Shot = Callable[[str], None]
+
+
+async def settle(pilot: Pilot[None]) -> None:
+    for _ in range(4):
+        await pilot.pause()
+
+
+async def main_and_safety(
+    app: ChatApp, pilot: Pilot[None], svc: FakeChatService, shot: Shot
+) -> None:
+    svc.emit(svc.established("bob", BOB_FP))
+    svc.emit(svc.established("carol", CAROL_FP))
+    svc.emit(PeerStateChanged("dave", "disconnected", "peer closed the link"))
+    await settle(pilot)
+    app.model.select("bob")
+    for i, (who, text) in enumerate(
+        [
+            ("bob", "hi alice! did the invite link work?"),
+            ("me", "it did: scanned the QR from your screen"),
+            ("me", "safety number matches what you read out"),
+            ("bob", "great, marking you verified on my side too"),
+            ("me", "see you at 6 then"),
+        ]
+    ):
+        app.wall = lambda i=i: T0 + 60 * i  # type: ignore[misc]
+        if who == "bob":
+            svc.emit(ChatMessage("bob", f"x{i}", text, T0 + 60 * i))
+            await settle(pilot)
+        else:
+            message_id = await svc.send_text("bob", text)
+            app.model.sent("bob", message_id, text, T0 + 60 * i)
+            if i < 4:
+                svc.emit(ChatReceipt("bob", message_id))
+            await settle(pilot)
+    app.model.mark_verified("bob")
+    svc.emit(ChatMessage("carol", "c1", "are you free tomorrow?", T0 + 120))
+    svc.emit(ChatMessage("carol", "c2", "ping", T0 + 180))
+    svc.emit(ChatTyping("bob"))
+    await settle(pilot)
+    app.query_one("#message").value = "bringing the"  # type: ignore[attr-defined]
+    app.refresh_view()
+    await settle(pilot)
+    shot("main")
+    await pilot.press("f7")
+    await pilot.press("f3")
+    await settle(pilot)
+    shot("safety")
+    await pilot.press("escape")
+    await pilot.press("f2")
+    await settle(pilot)
+    app.screen.query_one("#target").value = "enkrypted://peer/c4e1?id=carol"  # type: ignore[attr-defined]
+    await pilot.press("enter")
+    await settle(pilot)
+    shot("connect")
+    await pilot.press("escape")
+    await pilot.press("f1")
+    await settle(pilot)
+    shot("help")
+
+
+async def key_changed(app: ChatApp, pilot: Pilot[None], svc: FakeChatService, shot: Shot) -> None:
+    svc.emit(svc.established("bob", MALLORY_FP))
+    await settle(pilot)
+    app.query_one("#message").value = "the door code is"  # type: ignore[attr-defined]
+    await pilot.press("enter")
+    await settle(pilot)
+    shot("key-changed")
+    await pilot.press("f3")
+    await settle(pilot)
+    shot("key-changed-safety")
+
+
+async def run(scenario: Callable[..., Awaitable[None]], store: ChatStore, out: Path) -> list[Path]:
+    svc = FakeChatService()
+    app = ChatApp(svc, store, wall=lambda: T0 - 60)
+    svgs: list[Path] = []
+
+    def shot(name: str) -> None:
+        svgs.append(Path(app.save_screenshot(f"{name}.svg", str(out))))
+
+    async with app.run_test(size=(80, 24)) as pilot:
+        await scenario(app, pilot, svc, shot)
+        await svc.aclose()
+    return svgs
+
+
+def to_png(svg: Path, chromium: str, profile: str) -> Path:
+    """``svg`` rendered at its own size by Chromium headless, next to it as PNG."""
+    box = re.search(r'viewBox="0 0 ([\d.]+) ([\d.]+)"', svg.read_text("utf-8"))
+    assert box is not None, f"{svg}: no viewBox"
+    width, height = (int(float(v) + 0.999) for v in box.groups())
+    png = svg.with_suffix(".png")
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         f"--user-data-dir={profile}", f"--screenshot={png}", f"--window-size={width},{height}",
+         svg.as_uri()],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    return png
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[0] if argv else "docs/screenshots").resolve()
+    chromium = next(
+        (c for c in ("chromium", "chromium-browser", "google-chrome") if shutil.which(c)), None
+    )
+    if chromium is None:
+        print(
+            "tui_screenshots: Chromium is needed for SVG -> PNG (make system-deps)", file=sys.stderr
+        )
+        return 1
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    out.mkdir(parents=True, exist_ok=True)
+    changed = ChatStore(MemoryProfileStore())
+    changed.save_contact(Contact("bob", "", BOB_FP, True))
+    with tempfile.TemporaryDirectory() as tmp:
+        svgs = asyncio.run(run(main_and_safety, ChatStore(MemoryProfileStore()), Path(tmp)))
+        svgs += asyncio.run(run(key_changed, changed, Path(tmp)))
+        for svg in svgs:
+            png = to_png(svg, chromium, str(Path(tmp) / "chromium"))
+            shutil.copyfile(png, out / png.name)
+            print(f"wrote {out / png.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
