@@ -34,6 +34,7 @@ def safe_name(raw: str, max_bytes: int = MAX_NAME_BYTES) -> str:
     ``max_bytes`` of UTF-8, keeping a short extension.
     """
     text = unicodedata.normalize("NFKC", raw)
+    text = "".join(" " if c.isspace() else c for c in text)  # tab, newline: a space
     text = "".join(c for c in text if unicodedata.category(c) not in _DROP_CATEGORIES)
     text = "".join("_" if c in _FORBIDDEN else c for c in text)
     text = " ".join(text.split())  # every kind of whitespace run becomes one space
