@@ -109,8 +109,8 @@ class Pipe:
             if stop is not None and stop():
                 return
             moved = False
-            for sender, receiver, events in ((self.a, self.b, self.events_b),
-                                             (self.b, self.a, self.events_a)):
+            for sender, receiver, into in ((self.a, self.b, self.events_b),
+                                           (self.b, self.a, self.events_a)):
                 frame = sender.next_pdu(budget)
                 if frame is None:
                     continue
@@ -120,7 +120,7 @@ class Pipe:
                     frame = self.tamper(sender, frame)
                     if frame is None:
                         continue
-                events += receiver.pdu_received(frame, now)
+                into.extend(receiver.pdu_received(frame, now))
             self.events_a += self.a.take_events()
             self.events_b += self.b.take_events()
             if not moved:

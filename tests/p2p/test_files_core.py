@@ -67,15 +67,22 @@ def test_every_size_edge_arrives_whole_and_verified(crypto: CryptoService, size:
     assert not a.dropped and not b.dropped
 
 
-def test_fast_path_chunks_are_not_session_sealed_and_standard_ones_are(crypto: CryptoService
-                                                                       ) -> None:
+@pytest.mark.parametrize("fast", [False, True], ids=["standard", "fast"])
+def test_chunks_travel_as_their_path_says_and_never_in_clear(crypto: CryptoService,
+                                                             fast: bool) -> None:
     a, b, _ = core_pair(crypto, SMALL)
-    kinds: list[int] = []
-    pipe = Pipe(a, b, tamper=lambda s, f: kinds.append(f[0]) or f)
+    frames: list[bytes] = []
+
+    def record(sender: FileTransfers, frame: bytes) -> bytes:
+        frames.append(frame)
+        return frame
+
     data = os.urandom(5 * 8192)
-    transfer(a, b, data, fast=True, pipe=pipe)
-    assert kinds.count(FAST_FRAME) == 5
-    assert all(bytes(data[:64]) not in f for f in [bytes([k]) for k in kinds])
+    transfer(a, b, data, fast=fast, pipe=Pipe(a, b, tamper=record))
+    chunk_frames = [f for f in frames if len(f) > 8192]
+    assert len(chunk_frames) == 5
+    assert {f[0] for f in chunk_frames} == {FAST_FRAME if fast else 0x03}
+    assert not any(data[i:i + 32] in f for f in frames for i in range(0, len(data), 4096))
 
 
 def test_several_transfers_interleave_round_robin(crypto: CryptoService) -> None:
@@ -150,7 +157,7 @@ def test_corrupted_chunk_is_detected_and_re_requested(crypto: CryptoService, fas
                 return frame[:-40] + bytes(b ^ 0xFF for b in frame[-40:-20]) + frame[-20:]
         return frame
 
-    _, sink, pipe = transfer(a, b, data, fast=fast, pipe=Pipe(a, b, tamper=corrupt))
+    _, sink, _ = transfer(a, b, data, fast=fast, pipe=Pipe(a, b, tamper=corrupt))
     assert b"".join(sink.chunks) == data and sink.committed
     if fast:
         assert b.dropped["corrupt-chunk"] == 1  # the fast layer caught it, a RESUME asked again
@@ -176,7 +183,7 @@ def test_reordered_and_replayed_chunks_are_dropped_or_re_requested(crypto: Crypt
             return None  # chunk 2 held back: chunk 3 arrives first
         return frame
 
-    tid, sink, pipe = transfer(a, b, data, fast=fast, pipe=Pipe(a, b, tamper=reorder))
+    _, sink, _ = transfer(a, b, data, fast=fast, pipe=Pipe(a, b, tamper=reorder))
     assert b"".join(sink.chunks) == data and b.dropped["reordered"] == 1
     # replay the held (old-round) chunk and an already delivered one after the end: dropped
     for frame in (held[0], seen[0]):

@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 
-from enkrypted_p2p.files._fastpath import INFO, fast_key, fast_nonce, open_fast, parse_fast, seal_fast
+from enkrypted_p2p.files._fastpath import (
+    INFO,
+    fast_key,
+    fast_nonce,
+    open_fast,
+    parse_fast,
+    seal_fast,
+)
 from tests.vectors import vectors_dir
 
 

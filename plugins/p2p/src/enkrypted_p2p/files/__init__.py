@@ -24,8 +24,8 @@ from ._disk import (
     StoredFileDamaged,
     hash_file,
 )
-from ._scheduler import LinkScheduler
 from ._names import create_unique, safe_name
+from ._scheduler import LinkScheduler
 from ._state import FileStateError
 from ._wire import (
     FAST_FRAME,
