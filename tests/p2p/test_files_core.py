@@ -52,6 +52,19 @@ def transfer(a: FileTransfers, b: FileTransfers, data: bytes, *, fast: bool,
     return tid, sink, pipe
 
 
+def test_the_public_surface_is_pinned() -> None:
+    import enkrypted_p2p.files as files
+
+    assert sorted(files.__all__) == sorted([
+        "FAST_FRAME", "SEALED_FRAME", "ChunkSink", "ChunkSource", "EncryptedSink", "FileEvent",
+        "FileLimits", "FileSource", "FileStateError", "FileTransferError", "FileTransfers",
+        "FileUsageError", "FilesDirectory", "InsufficientSpace", "KeyTable", "LinkScheduler",
+        "MalformedFilePdu", "OfferReceived", "ReceivedFile", "StoredFileDamaged",
+        "TransferCancelled", "TransferComplete", "TransferFailed", "TransferRejected",
+        "TransferStarted", "create_unique", "hash_file", "safe_name"])
+    assert all(hasattr(files, name) for name in files.__all__)
+
+
 # ------------------------------------------------------------------------------ sizes, both paths
 @pytest.mark.parametrize("fast", [False, True], ids=["standard", "fast"])
 @pytest.mark.parametrize("size", [0, 1, 8191, 8192, 8193, 3 * 8192 + 5, 100_000])

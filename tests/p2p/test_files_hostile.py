@@ -12,7 +12,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from enkrypted_crypto.plugin import enkrypted_crypto_service
-from enkrypted_p2p.files import FileLimits, FileTransfers, OfferReceived, TransferFailed
+from enkrypted_p2p.files import (
+    FileLimits,
+    FileTransfers,
+    FileUsageError,
+    OfferReceived,
+    TransferFailed,
+)
 from enkrypted_p2p.files._fastpath import seal_fast
 from enkrypted_p2p.files._wire import (
     ACCEPT,
@@ -130,6 +136,19 @@ def test_forged_and_stale_grants_are_dropped(crypto: CryptoService) -> None:
     assert a.dropped["share-changed"] + a.dropped["malformed-grant"] + a.dropped["stale-ack"] == 4
     pipe.run()
     assert b"".join(sink.chunks) == data
+
+
+def test_local_misuse_is_refused_with_a_clear_error(crypto: CryptoService) -> None:
+    a, _, _ = core_pair(crypto, LIMITS)
+    source = MemorySource(b"x")
+    for kwargs in ({"name": "x" * 1025}, {"media_type": "not a type"}, {"size": -1},
+                   {"size": (1 << 30) + 1}, {"sha256": b"short"}):
+        args: dict[str, object] = {"name": "x", "size": 1, "sha256": bytes(32), **kwargs}
+        with pytest.raises(FileUsageError):
+            a.offer(source, **args)  # type: ignore[arg-type]
+    with pytest.raises(FileUsageError, match="no transfer"):
+        a.accept("00" * 16, MemorySink(), 1.0)
+    assert not a.has_pending()
 
 
 def test_done_before_every_chunk_was_sent_is_ignored(crypto: CryptoService) -> None:

@@ -39,12 +39,12 @@ from typing import Final, Protocol
 
 from ._fastpath import fast_key, open_fast, parse_fast, seal_fast
 from ._names import safe_name
+from ._state import parse_state
 from ._wire import (
     ACCEPT,
     CANCEL,
     DONE,
     FAST_FRAME,
-    MAX_NAME_BYTES,
     REJECT,
     RESUME,
     SEALED_FRAME,
@@ -214,8 +214,6 @@ class FileTransfers:
         if not 0 <= size <= self.limits.max_file_bytes or len(sha256) != 32:
             raise FileUsageError(f"a file is 0..{self.limits.max_file_bytes} bytes with a "
                                  "32-byte SHA-256")
-        if len(name.encode("utf-8")) > MAX_NAME_BYTES:
-            raise FileUsageError(f"a file name is at most {MAX_NAME_BYTES} bytes")
         tid = self._random(TID_BYTES)
         t = _Transfer(tid, True, size, self.limits.chunk_bytes, fast, sha256, name, media_type,
                       self._random(SHARE_BYTES), source=source)
@@ -567,8 +565,6 @@ class FileTransfers:
                 limits: FileLimits | None = None) -> FileTransfers:
         """A core from :meth:`export_state`, link down (call :meth:`link_restored`).
         ``sinks(descriptor, verified_chunks)`` must reopen a partial file at that count."""
-        from ._state import parse_state
-
         core = cls(seal, open_, limits)
         core.link_up = False
         items, finished = parse_state(state)

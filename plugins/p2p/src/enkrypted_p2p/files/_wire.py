@@ -161,8 +161,9 @@ def chunk_count(size: int, chunk_size: int) -> int:
 def encode(pdu: FilePdu) -> bytes:
     if isinstance(pdu, Offer):
         name, media = pdu.name.encode("utf-8"), pdu.media_type.encode("ascii")
-        if len(name) > MAX_NAME_BYTES or len(media) > MAX_MEDIA_TYPE:
-            raise FileUsageError("file name or media type too long for an offer")
+        if len(name) > MAX_NAME_BYTES or (media and not _MEDIA_TYPE.fullmatch(pdu.media_type)):
+            raise FileUsageError("an offer needs a name of at most 1024 bytes and a "
+                                 "type/subtype media type")
         head = _OFFER.pack(OFFER, pdu.tid, pdu.size, pdu.chunk_size, FLAG_FAST if pdu.fast else 0,
                            pdu.sha256, pdu.share, len(name))
         return head + name + bytes([len(media)]) + media
