@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 VECTORS_DIR = Path(__file__).resolve().parent
-FOLDERS = ("wycheproof", "cctv", "sigstore", "mls")
+FOLDERS = ("wycheproof", "cctv", "sigstore", "mls", "files")
 
 
 @functools.cache
