@@ -150,7 +150,7 @@ def test_a_replayed_resume_never_resumes(crypto: CryptoService) -> None:
         core.relink()
         core.channel_open()
     resume_ok = pdus(b2.pdu_received(pdus(a2.start_resume(NONCE, 2.0))[0], 2.0))[0]
-    at_a2, _ = pump(a2, b2, a2.pdu_received(resume_ok, 2.0), 2.0)
+    pump(a2, b2, a2.pdu_received(resume_ok, 2.0), 2.0)
     assert a2.state is S.READY and b2.state is S.READY
     drop_link(a2, b2)
     a2.relink()
