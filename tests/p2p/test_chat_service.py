@@ -418,3 +418,31 @@ def test_hostile_first_pdus_deliver_nothing_and_the_service_survives(
         await bob.close()
 
     run(scenario)
+
+
+def test_replays_chunk_floods_and_wrong_state_pdus_on_a_live_session_deliver_nothing(
+        crypto: CryptoService) -> None:
+    async def scenario() -> None:
+        board = Switchboard()
+        alice, bob = await open_peer(board, "alice", crypto), await open_peer(board, "bob", crypto)
+        await alice.chat.connect("bob")
+        await alice.chat.send_text("bob", "once")
+        await until(lambda: len(alice.of(ChatReceipt)) == 1)
+        to_bob = next(link for link in board.links if link.peer_id == "bob")
+        assert to_bob.other is not None
+        inbox = to_bob.other._inbox  # what bob's session reads
+        for pdu in to_bob.sent:  # replay the whole conversation, handshake and all
+            inbox.put_nowait(pdu)
+        for seq in range(200):  # a chunk flood: many partial messages (P8.4)
+            inbox.put_nowait(b"\x02" + seq.to_bytes(8, "big") + (0).to_bytes(4, "big")
+                             + (3).to_bytes(4, "big") + b"x" * 100)
+        for pdu in [b"\x03" + b"r" * 50, b"\x04", b'{"type":"hello"}', b"\x01" + b"\x00" * 99]:
+            inbox.put_nowait(pdu)
+        await alice.chat.send_text("bob", "still once")
+        await until(lambda: len(alice.of(ChatReceipt)) == 2)
+        assert bob.texts() == ["once", "still once"]
+        assert bob.chat.peers()["alice"] == "ready"
+        await alice.close()
+        await bob.close()
+
+    run(scenario)
