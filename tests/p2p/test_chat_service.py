@@ -446,3 +446,48 @@ def test_replays_chunk_floods_and_wrong_state_pdus_on_a_live_session_deliver_not
         await bob.close()
 
     run(scenario)
+
+
+def test_the_side_that_did_not_dial_may_redial_itself(crypto: CryptoService) -> None:
+    """bob accepted alice's link; it breaks and alice's next redial is far off: bob's own
+    connect stops waiting for her and resumes the kept session on its link."""
+    async def scenario() -> None:
+        board = Switchboard()
+        slow = ReconnectPolicy(base_s=30.0, max_delay_s=30.0, window_s=60.0)
+        alice = await open_peer(board, "alice", crypto, reconnect=slow)
+        bob = await open_peer(board, "bob", crypto)
+        await alice.chat.connect("bob")
+        board.kill_all()
+        await until(lambda: bob.chat.peers()["alice"] == "reconnecting")
+        established = await asyncio.wait_for(bob.chat.connect("alice"), 10)
+        assert established.resumed
+        await until(lambda: alice.chat.peers()["bob"] == "ready")
+        await bob.chat.send_text("alice", "bob dialled")
+        await until(lambda: alice.texts() == ["bob dialled"])
+        await alice.close()
+        await bob.close()
+
+    run(scenario)
+
+
+def test_the_peer_count_is_bounded(crypto: CryptoService, monkeypatch: pytest.MonkeyPatch
+                                   ) -> None:
+    import enkrypted_p2p.chat._service as service
+
+    monkeypatch.setattr(service, "MAX_PEERS", 2)
+
+    async def scenario() -> None:
+        board = Switchboard()
+        hub = await open_peer(board, "hub", crypto)
+        others = [await open_peer(board, f"p{i}", crypto) for i in range(3)]
+        await others[0].chat.connect("hub")
+        await others[1].chat.connect("hub")
+        with pytest.raises(Exception, match="no session|closed"):
+            await asyncio.wait_for(others[2].chat.connect("hub"), 10)
+        assert len(hub.chat.peers()) == 2 and hub.chat.refused_links == 1
+        with pytest.raises(P2PUsageError, match="at most 2 peers"):
+            await hub.chat.connect("p2")
+        for peer in [hub, *others]:
+            await peer.close()
+
+    run(scenario)

@@ -110,6 +110,7 @@ class _Peer:
         self.dialler = False  # we dialled: we redial after a lost link
         self.dialling = False  # a dial of ours is in flight right now (glare)
         self.closing = False
+        self.awaiting = False  # we wait for the peer to redial us (we did not dial)
         self.established: SessionEstablished | None = None
         self.waiter: asyncio.Future[SessionEstablished] | None = None
         self.task: asyncio.Task[Any] | None = None  # dialling, redialling or waiting for the peer
@@ -187,6 +188,9 @@ class EndpointChat:
             return peer.established
         waiter = peer.wait_ready()
         peer.closing, peer.dialler = False, True
+        if peer.awaiting and peer.task is not None:
+            peer.task.cancel()  # we stop waiting for the peer and dial it ourselves
+            peer.task, peer.awaiting = None, False
         if not peer.busy and peer.session is None:
             peer.task = self._spawn(self._dial(peer, timeout))
         return await asyncio.shield(waiter)
@@ -406,7 +410,11 @@ class EndpointChat:
         await self._set_state(peer, "disconnected", reason)
 
     async def _await_peer(self, peer: _Peer) -> None:
-        await self._sleep(self._policy.window_s)
+        peer.awaiting = True
+        try:
+            await self._sleep(self._policy.window_s)
+        finally:
+            peer.awaiting = False
         if peer.session is None and peer.state == "reconnecting":
             await self._set_state(peer, "disconnected",
                                   f"the peer did not come back within {self._policy.window_s:g} s")

@@ -54,6 +54,7 @@ class HandshakeError(P2PError, RemoteInputError):
 
 
 _END = object()
+_MAX_QUEUED_EVENTS = 1024
 
 
 class ChatSession:
@@ -68,7 +69,8 @@ class ChatSession:
         self._on_change = on_change
         self._crypto, self._identity, self._initiator = crypto, identity, initiator
         self._clock = clock
-        self._events: asyncio.Queue[Any] = asyncio.Queue()
+        self._events: asyncio.Queue[Any] = asyncio.Queue()  # bounded by _queue (backpressure)
+        self._room = asyncio.Event()
         self._ready: asyncio.Future[SessionReady] = asyncio.get_running_loop().create_future()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -125,14 +127,21 @@ class ChatSession:
             elif isinstance(out, SessionReady):
                 if not self._ready.done():
                     self._ready.set_result(out)
-                self._events.put_nowait(out)
+                await self._queue(out)
             elif isinstance(out, SessionFailed):
                 if not self._ready.done():
                     self._ready.set_exception(HandshakeError(out.reason))
-                self._events.put_nowait(out)
+                await self._queue(out)
             else:
-                self._events.put_nowait(out)
+                await self._queue(out)
         self._wake.set()
+
+    async def _queue(self, event: object) -> None:
+        """Queue an event; past 1024 unread ones wait (the link reader stops reading)."""
+        while self._events.qsize() >= _MAX_QUEUED_EVENTS:
+            self._room.clear()
+            await self._room.wait()
+        self._events.put_nowait(event)
 
     async def _reader(self) -> None:
         try:
@@ -176,6 +185,7 @@ class ChatSession:
         the LinkClosed that ended the session; the iterator ends with the link."""
         while True:
             event = await self._events.get()
+            self._room.set()
             if event is _END:
                 self._events.put_nowait(_END)
                 return
