@@ -491,3 +491,27 @@ def test_the_peer_count_is_bounded(crypto: CryptoService, monkeypatch: pytest.Mo
             await peer.close()
 
     run(scenario)
+
+
+def test_strangers_whose_handshake_failed_are_forgotten_and_half_open_links_bounded(
+        crypto: CryptoService, monkeypatch: pytest.MonkeyPatch) -> None:
+    import enkrypted_p2p.chat._service as service
+
+    monkeypatch.setattr(service, "MAX_INCOMING_SETUPS", 3)
+
+    async def scenario() -> None:
+        board = Switchboard()
+        alice = await open_peer(board, "alice", crypto)
+        links = []
+        for i in range(5):  # half-open: a junk first PDU, then silence (the handshake waits)
+            link = await board.open(f"m{i}").connect("alice")
+            await link.send(b"\x01junk")
+            links.append(link)
+        await until(lambda: alice.chat.refused_links == 2)
+        assert sorted(alice.chat.peers()) == ["m0", "m1", "m2"]
+        for link in links:
+            await link.close()
+        await until(lambda: not alice.chat.peers())  # failed strangers leave no trace
+        await alice.close()
+
+    run(scenario)

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -108,8 +109,10 @@ def test_a_killed_data_channel_resumes_with_nothing_lost_or_duplicated(
             for round_ in range(2):
                 sent += [await alice.chat.send_text(bob.chat.local_id, f"r{round_}-{i}")
                          for i in range(5)]
+                killed = time.monotonic()
                 await kill_data_channel(alice.endpoint)  # mid-conversation
                 await until(lambda n=round_ + 2: len(alice.of(SessionEstablished)) == n, 90)
+                print(f"data channel killed -> resumed in {time.monotonic() - killed:.2f} s")
             sent += [await alice.chat.send_text(bob.chat.local_id, "after") for _ in range(1)]
             await until(lambda: len(alice.of(ChatReceipt)) == len(sent), 60)
             await asyncio.sleep(0.5)

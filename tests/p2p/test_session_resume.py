@@ -84,7 +84,8 @@ def test_dedup_window_and_unacknowledged_survive_export_and_restore(
     for pdu in pdus(out):
         b.pdu_received(pdu, 1.0)  # delivered; the receipt never reaches a
     later = a.queue_text("queued while reconnecting")
-    a2, b2 = (restore_core(export_core(c) or b"", crypto) for c in (a, b))
+    assert a.export_state() == export_core(a)
+    a2, b2 = (restore_core(c.export_state() or b"", crypto) for c in (a, b))
     assert b2.seen_ids() == (mid,) and list(a2.unacknowledged) == [mid, later]
     at_a, at_b = relink_resume(a2, b2)
     assert [e.text for e in at_b if isinstance(e, MessageReceived)] == [

@@ -74,6 +74,8 @@ from ..session import (
 _log = logging.getLogger("enkrypted.p2p.chat")
 
 MAX_PEERS: Final = 256
+MAX_INCOMING_SETUPS: Final = 32
+"""Incoming links in set-up (resume or handshake) at once; more are refused (half-open floods)."""
 EVENT_QUEUE: Final = 4096
 FIRST_PDU_TIMEOUT_S: Final = 30.0
 SESSIONS_TABLE: Final = "sessions"
@@ -132,6 +134,9 @@ class _Peer:
     def busy(self) -> bool:
         return self.task is not None and not self.task.done()
 
+    def busy_elsewhere(self) -> bool:
+        return self.busy and self.task is not asyncio.current_task()
+
 
 class EndpointChat:
     """``chat = await EndpointChat.open(endpoint, crypto, identity, context=context)``."""
@@ -151,6 +156,7 @@ class EndpointChat:
         self._rng = random.Random()  # noqa: S311 - backoff jitter, not a secret
         self._closed = False
         self.refused_links = 0
+        self._incoming_setups = 0
 
     @classmethod
     async def open(cls, endpoint: Endpoint, crypto: CryptoService, identity: bytes, *,
@@ -385,6 +391,9 @@ class EndpointChat:
     async def _lost(self, peer: _Peer, reason: str) -> None:
         if self._closed or peer.closing or peer.core is None or not peer.core.can_resume:
             await self._set_state(peer, "disconnected", reason)
+            if not peer.dialler and (peer.core is None or not peer.core.can_resume) \
+                    and self._peers.get(peer.peer_id) is peer and not peer.busy_elsewhere():
+                del self._peers[peer.peer_id]  # a stranger whose handshake failed: forget it
             return
         await self._set_state(peer, "reconnecting", reason)
         redial = self._redial(peer) if peer.dialler else self._await_peer(peer)
@@ -440,6 +449,20 @@ class EndpointChat:
             self.refused_links += 1  # glare: our own dial wins (the smaller id's)
             await link.close()
             return
+        if self._incoming_setups >= MAX_INCOMING_SETUPS:
+            self.refused_links += 1
+            await link.close()
+            if peer.core is None and not peer.dialler and not peer.busy:
+                del self._peers[peer.peer_id]
+            return
+        self._incoming_setups += 1
+        try:
+            await self._take(peer, link, first)
+        finally:
+            self._incoming_setups -= 1
+
+    async def _take(self, peer: _Peer, link: LinkV2, first: bytes) -> None:
+        """Serve an accepted incoming link: it replaces our dial, our wait or a stale link."""
         if peer.busy and peer.task is not None:
             peer.task.cancel()  # the peer's link replaces our dial or our wait
         old, peer.session = peer.session, None

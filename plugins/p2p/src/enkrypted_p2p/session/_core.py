@@ -199,6 +199,13 @@ class SessionCore:
         self._partials.clear()
         self._refusals = 0
 
+    def export_state(self) -> bytes | None:
+        """This session as versioned bytes (:func:`~._state.export_core`); ``None`` before any
+        handshake completed.  Secret: store it encrypted."""
+        from ._state import export_core  # here: _state builds on this module
+
+        return export_core(self)
+
     def seen_ids(self) -> tuple[str, ...]:
         """The dedup window, oldest first (what :func:`export_core` keeps)."""
         return tuple(self._seen)
