@@ -515,3 +515,22 @@ def test_strangers_whose_handshake_failed_are_forgotten_and_half_open_links_boun
         await alice.close()
 
     run(scenario)
+
+
+def test_command_output_is_json_lines_or_plain_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from enkrypted_p2p.chat import _commands
+
+    _commands._print_event(ChatMessage("bob", "ab12", "hi ✓", 0.0))
+    _commands._print_event(PeerStateChanged("bob", "handshaking"))  # set-up states: not printed
+    _commands._PLAIN[0] = True
+    try:
+        _commands._print_event(ChatMessage("bob", "ab12", "hi ✓", 0.0))
+        _commands._print_event(ChatProblem("bob", "remote", "bad"))
+    finally:
+        _commands._PLAIN[0] = False
+    lines = capsys.readouterr().out.splitlines()
+    assert json.loads(lines[0]) == {"event": "message", "peer": "bob", "messageId": "ab12",
+                                    "text": "hi ✓"}
+    assert lines[1:] == ["bob> hi ✓", "[problem] peer=bob kind=remote message=bad"]

@@ -5,7 +5,7 @@ All print JSON lines on stdout (one object per line, ``event`` first; what scrip
 ``listening`` (with our ``peer_id``), ``ready`` (peer, profile, layers, peer fingerprint, safety
 number, resumed), ``message`` (peer, messageId, text), ``sent`` / ``receipt`` (messageId),
 ``reconnecting`` / ``closed`` (peer, reason), ``problem`` (peer, kind, message), ``error``.
-``chat-line --plain`` prints lines for people instead.
+``--json`` is the default; ``--plain`` prints lines for people instead.
 
 **Where the crypto service comes from.** Plugins never import each other. The shell creates the
 crypto service first and hands it to this plugin's ``enkrypted_transport_service(context,
@@ -214,6 +214,8 @@ def chat_commands(get_wiring: Callable[[], Wiring | None]) -> list[click.Command
                                    help="ICE on 127.0.0.1 only (one machine, tests).")
     receipt_option = click.option("--receipt-timeout", type=float, default=30.0,
                                   show_default=True)
+    json_option = click.option("--json/--plain", "as_json", default=True, show_default=True,
+                               help="JSON lines for scripts (default), or lines for people.")
 
     @click.command(name="listen", help="Wait for peers; print our peer id and their messages "
                                        "as JSON lines.")
@@ -221,8 +223,10 @@ def chat_commands(get_wiring: Callable[[], Wiring | None]) -> list[click.Command
     @loopback_option
     @click.option("--id", "peer_id", default=None, help="Peer id to register (else the broker's).")
     @click.option("--count", type=int, default=None, help="Exit after this many messages.")
+    @json_option
     def listen_command(broker: str | None, loopback: bool, peer_id: str | None,
-                       count: int | None) -> None:
+                       count: int | None, as_json: bool) -> None:
+        _PLAIN[0] = not as_json
         wiring = wiring_or_fail()
         settings = _settings(wiring, broker, loopback)
         _run(lambda: listen(wiring, settings, peer_id, count))
@@ -232,10 +236,12 @@ def chat_commands(get_wiring: Callable[[], Wiring | None]) -> list[click.Command
     @broker_option
     @loopback_option
     @receipt_option
+    @json_option
     @click.argument("peer")
     @click.argument("texts", nargs=-1, required=True)
-    def send_command(broker: str | None, loopback: bool, receipt_timeout: float, peer: str,
-                     texts: tuple[str, ...]) -> None:
+    def send_command(broker: str | None, loopback: bool, receipt_timeout: float, as_json: bool,
+                     peer: str, texts: tuple[str, ...]) -> None:
+        _PLAIN[0] = not as_json
         wiring = wiring_or_fail()
         settings = _settings(wiring, broker, loopback)
         sys.exit(_run(lambda: send(wiring, settings, peer, texts, receipt_timeout)))
@@ -245,13 +251,13 @@ def chat_commands(get_wiring: Callable[[], Wiring | None]) -> list[click.Command
     @broker_option
     @loopback_option
     @receipt_option
-    @click.option("--plain", is_flag=True, help="Lines for people instead of JSON.")
+    @json_option
     @click.argument("peer")
     def chat_line_command(broker: str | None, loopback: bool, receipt_timeout: float,
-                          plain: bool, peer: str) -> None:
+                          as_json: bool, peer: str) -> None:
+        _PLAIN[0] = not as_json
         wiring = wiring_or_fail()
         settings = _settings(wiring, broker, loopback)
-        _PLAIN[0] = plain
         sys.exit(_run(lambda: chat_line(wiring, settings, peer, receipt_timeout)))
 
     return [listen_command, send_command, chat_line_command]
