@@ -534,3 +534,26 @@ def test_command_output_is_json_lines_or_plain_lines(capsys: pytest.CaptureFixtu
     assert json.loads(lines[0]) == {"event": "message", "peer": "bob", "messageId": "ab12",
                                     "text": "hi ✓"}
     assert lines[1:] == ["bob> hi ✓", "[problem] peer=bob kind=remote message=bad"]
+
+
+def test_both_sides_redialling_at_once_resume_one_session(crypto: CryptoService) -> None:
+    async def scenario() -> None:
+        board = Switchboard()
+        alice, bob = await open_peer(board, "alice", crypto), await open_peer(board, "bob", crypto)
+        await asyncio.gather(alice.chat.connect("bob"), bob.chat.connect("alice"))  # both dial
+        for round_ in range(3):
+            ids = [await alice.chat.send_text("bob", f"a{round_}"),
+                   await bob.chat.send_text("alice", f"b{round_}")]
+            board.kill_all()  # both redial, each with a resume
+            await until(lambda n=round_ + 1: len(alice.of(ChatReceipt)) == n
+                        and len(bob.of(ChatReceipt)) == n
+                        and alice.chat.peers()["bob"] == bob.chat.peers()["alice"] == "ready")
+            assert ids[0] in [m.message_id for m in bob.of(ChatMessage)]
+        await asyncio.sleep(0.1)
+        assert bob.texts() == ["a0", "a1", "a2"] and alice.texts() == ["b0", "b1", "b2"]
+        assert all(e.resumed for e in alice.of(SessionEstablished)[1:])
+        assert len([link for link in board.links if link.close_reason is None]) == 2
+        await alice.close()
+        await bob.close()
+
+    run(scenario)
