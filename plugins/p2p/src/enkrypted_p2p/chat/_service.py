@@ -167,8 +167,11 @@ class EndpointChat:
         chat = cls(endpoint, crypto, identity, context, reconnect or ReconnectPolicy(), sleep)
         kept: dict[str, bytes] = {}
         if chat._store is not None:
-            kept.update((k.decode("utf-8", "replace"), v)
-                        for k, v in chat._store.items(SESSIONS_TABLE))
+            try:
+                kept.update((k.decode("utf-8", "replace"), v)
+                            for k, v in chat._store.items(SESSIONS_TABLE))
+            except Exception as exc:  # the store's errors belong to the shell
+                chat._events.put_nowait(ChatProblem("", "local", f"saved sessions: {exc}"))
         kept.update(saved or {})
         for peer_id, data in list(kept.items())[:MAX_PEERS]:
             try:
