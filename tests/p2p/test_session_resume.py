@@ -188,3 +188,26 @@ def test_saved_state_is_versioned_and_bounded(crypto: CryptoService, tmp_path: P
     for data in bad:
         with pytest.raises(SavedStateError):
             restore_core(data, crypto)
+
+
+def test_closing_a_replaced_session_again_leaves_the_kept_core_alone(
+        crypto: CryptoService) -> None:
+    """A chat service closes an old ChatSession, then its pump closes it once more while the
+    peer's kept core already serves the next link: the second close must not end that link."""
+    import asyncio
+
+    from enkrypted_p2p.session import ChatSession
+    from enkrypted_shell.testing import memory_link_pair
+
+    async def scenario() -> None:
+        a_core, _ = ready_pair(crypto)
+        old_link, _ = memory_link_pair("a", "b")
+        old = ChatSession(old_link, crypto, crypto.new_identity(), initiator=True, core=a_core)
+        await old.close()
+        a_core.relink()
+        a_core.channel_open()
+        a_core.start_resume(NONCE, 1.0)
+        await old.close()
+        assert a_core.state is S.RESUMING
+
+    asyncio.run(scenario())

@@ -76,6 +76,7 @@ class ChatSession:
         self._tasks: list[asyncio.Task[None]] = []
         self._send_lock = asyncio.Lock()
         self.info: SessionReady | None = None
+        self._closed = False
 
     @property
     def state(self) -> SessionState:
@@ -196,6 +197,11 @@ class ChatSession:
         self._wake.set()
 
     async def close(self) -> None:
+        """Close the link; idempotent.  Only the first call touches the core: a kept core may
+        already serve this peer's next link when a second close comes."""
+        if self._closed:
+            return
+        self._closed = True
         self.core.close()
         await self.link.close()
         for task in self._tasks:
