@@ -95,6 +95,32 @@ def test_two_processes_chat_through_npm_peer(npm_peer: Server) -> None:
     check(sent, got, TEXTS)
 
 
+def test_chat_line_sends_stdin_lines_and_waits_for_receipts(our_broker: Server) -> None:
+    url = f"ws://127.0.0.1:{our_broker.port}/"
+    listener = start("listen", "--broker", url, "--loopback", "--count", "2")
+    line: subprocess.Popen[str] | None = None
+    try:
+        peer_id = read_event(listener, 60)["peer_id"]
+        line = subprocess.Popen([sys.executable, "-m", "tests.p2p.chat_peer", "chat-line",
+                                 "--broker", url, "--loopback", peer_id],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+        out, err = line.communicate("first line\n\nsecond line\n", timeout=90)
+        assert line.returncode == 0, (out, err)
+        events = [json.loads(x) for x in out.splitlines()]
+        sent = [e["messageId"] for e in events if e["event"] == "sent"]
+        assert len(sent) == 2  # the empty line is not a message
+        assert sorted(e["messageId"] for e in events if e["event"] == "receipt") == sorted(sent)
+        got = [read_event(listener, 30) for _ in range(3)]
+        assert [e["event"] for e in got] == ["ready", "message", "message"]
+        assert [e["text"] for e in got[1:]] == ["first line", "second line"]
+        assert listener.wait(30) == 0
+    finally:
+        for proc in (listener, line):
+            if proc is not None:
+                stop(proc)  # type: ignore[arg-type]
+
+
 def test_send_to_an_absent_peer_fails_clearly(our_broker: Server) -> None:
     url = f"ws://127.0.0.1:{our_broker.port}/"
     proc = start("send", "--broker", url, "--loopback", "nobody", "hi")
@@ -176,6 +202,7 @@ def test_peer_process_killed_mid_conversation(our_broker: Server, tmp_path: Path
                             acked.add(event.message_id)
                             if acked == set(ids):
                                 break
+                await asyncio.sleep(0.5)  # a receipt leaves before the listener prints the line
                 os.kill(listener.pid, signal.SIGKILL)
                 listener.wait(10)
                 killed = time.monotonic()

@@ -11,6 +11,15 @@ carrier of Profile-v0 is not used on this transport):
 * ``0x02 || seq u64 || index u32 || total u32 || data`` - chunk ``index`` of ``total`` of the
   sealed message ``seq`` (data <= ``chunk_bytes``, 8192; total <= 4096 and <= the 16 MiB cap).
 
+**Resume (P7.4)**, the first PDUs on a new link when both sides kept the session (docs/protocol.md
+"Resume"): ``0x03 || sealed`` carries ``{"type": "resume", "nonce": N1}`` (dialler),
+``{"type": "resume-ok", "echo": N1, "nonce": N2}`` (acceptor) and ``{"type": "resume-confirm",
+"echo": N2}`` (dialler); both sides are Ready only once the other echoed their fresh nonce, so a
+replayed resume PDU never resumes anything.  ``0x04`` (plain, one byte) is ``resume-refused``: the
+acceptor kept nothing it can open the resume with, and a full handshake follows on the same link.
+Unacknowledged messages are resent after a resume or a new handshake; the receiver's dedup window
+(kept in :meth:`SessionCore.export_state`) delivers each once.
+
 **Inside the seal** (UTF-8 JSON, so the broker and any relay see only ciphertext):
 ``{"type": "message", "messageId": hex, "text": str}``, ``{"type": "receipt", "messageId": hex}``,
 ``{"type": "typing"}``. Messages are deduplicated by ``messageId`` (a replay or a resend is
@@ -26,6 +35,7 @@ from __future__ import annotations
 __all__ = [
     "MessageReceived",
     "ReceiptReceived",
+    "ResumeRefused",
     "SendPdu",
     "SessionCore",
     "SessionFailed",
@@ -62,9 +72,17 @@ _log = logging.getLogger("enkrypted.p2p.session")
 
 WHOLE: Final = 0x01
 CHUNK: Final = 0x02
+RESUME: Final = 0x03
+RESUME_REFUSED: Final = 0x04
 _CHUNK_HEADER: Final = struct.Struct(">BQII")
-_MAX_SEEN_IDS: Final = 65536
+MAX_SEEN_IDS: Final = 4096
+"""The dedup window: message ids delivered, newest kept (exported with the session)."""
+MAX_UNACKNOWLEDGED: Final = 256
+"""Messages sent (or queued while reconnecting) and not yet acknowledged, at most."""
+MAX_UNACKNOWLEDGED_BYTES: Final = 2 * 1024 * 1024
 _MAX_TEXT_BYTES: Final = 1024 * 1024
+RESUME_TIMEOUT_S: Final = 30.0
+_MAX_REFUSALS: Final = 4
 
 
 class SessionNotReady(P2PError, LocalMisuse):
@@ -87,6 +105,14 @@ class SessionReady:
     layers: tuple[str, ...]
     peer_fingerprint: str
     safety_number: str
+    resumed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRefused:
+    """The peer refused our resume (it kept no usable state): start a full handshake now."""
+
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +137,7 @@ class TypingReceived:
 
 
 SessionOutput = (SendPdu | SessionReady | SessionFailed | MessageReceived | ReceiptReceived
-                 | TypingReceived)
+                 | TypingReceived | ResumeRefused)
 
 
 @dataclass(slots=True)
@@ -140,6 +166,11 @@ class SessionCore:
         self._next_seq = 0
         self.unacknowledged: OrderedDict[str, str] = OrderedDict()
         """messageId -> text, sent and not yet acknowledged by a receipt (for resend on resume)."""
+        self.resumed = 0
+        self._nonce = b""  # our fresh resume nonce on this link
+        self._dialler = False  # we sent the resume on this link
+        self._resume_started = 0.0
+        self._refusals = 0
 
     @property
     def state(self) -> SessionState:
@@ -155,10 +186,51 @@ class SessionCore:
         return [SendPdu(p) for p in handshake.data_to_send()]
 
     def resume(self, session: SecureSession) -> list[SessionOutput]:
-        """P7.4: the data channel is back and both sides kept their crypto state."""
+        """P7.4 without the exchange (both sides known to be in step, e.g. in-process tests)."""
         self.fsm.fire(FsmEvent.RESUME)
         self.session = session
-        return [self._ready(session)]
+        return [self._ready(session, resumed=True)]
+
+    def relink(self) -> None:
+        """A new link is being set up for the kept session (after Disconnected)."""
+        if self.fsm.can(FsmEvent.CONNECT):
+            self.fsm.fire(FsmEvent.CONNECT)
+        self.handshake = None
+        self._partials.clear()
+        self._refusals = 0
+
+    def export_state(self) -> bytes | None:
+        """This session as versioned bytes (:func:`~._state.export_core`); ``None`` before any
+        handshake completed.  Secret: store it encrypted."""
+        from ._state import export_core  # here: _state builds on this module
+
+        return export_core(self)
+
+    def seen_ids(self) -> tuple[str, ...]:
+        """The dedup window, oldest first (what :func:`export_core` keeps)."""
+        return tuple(self._seen)
+
+    def remember(self, message_ids: list[str]) -> None:
+        """Restore a dedup window (oldest first), bounded to the newest ``MAX_SEEN_IDS``."""
+        for message_id in message_ids[-MAX_SEEN_IDS:]:
+            self._seen[message_id] = None
+
+    @property
+    def can_resume(self) -> bool:
+        return self.session is not None
+
+    def start_resume(self, nonce: bytes, now: float) -> list[SessionOutput]:
+        """Dialler, first PDU on a new link: the sealed ``resume`` with our fresh ``nonce``."""
+        if self.session is None:
+            raise SessionNotReady(self.state)
+        self.fsm.fire(FsmEvent.RESUME_START)
+        self._nonce, self._dialler, self._resume_started = nonce, True, now
+        return self._seal_resume({"type": "resume", "nonce": nonce.hex()})
+
+    def _seal_resume(self, inner: dict[str, str]) -> list[SessionOutput]:
+        assert self.session is not None
+        sealed = self.session.seal(json.dumps(inner, separators=(",", ":")).encode("utf-8"))
+        return [SendPdu(bytes([RESUME]) + sealed)]
 
     def link_lost(self) -> list[SessionOutput]:
         if self.fsm.can(FsmEvent.LINK_LOST):
@@ -173,9 +245,9 @@ class SessionCore:
             self.fsm.fire(FsmEvent.CLOSE)
         self._partials.clear()
 
-    def _ready(self, session: SecureSession) -> SessionReady:
+    def _ready(self, session: SecureSession, *, resumed: bool = False) -> SessionReady:
         return SessionReady(session.profile, tuple(session.layers), session.peer_fingerprint,
-                            session.safety_number)
+                            session.safety_number, resumed)
 
     # ------------------------------------------------------------------------- timers
     def next_deadline(self) -> float | None:
@@ -184,6 +256,8 @@ class SessionCore:
             deadline = self.handshake.next_deadline()
             if deadline is not None:
                 times.append(deadline)
+        if self.state is SessionState.RESUMING:
+            times.append(self._resume_started + RESUME_TIMEOUT_S)
         return min(times) if times else None
 
     def handle_timeout(self, now: float) -> list[SessionOutput]:
@@ -196,6 +270,9 @@ class SessionCore:
             deadline = self.handshake.next_deadline()
             if deadline is not None and now >= deadline:
                 return self._handshake_events(self.handshake.handle_timeout(now))
+        if self.state is SessionState.RESUMING and now >= self._resume_started + RESUME_TIMEOUT_S:
+            self.fsm.fire(FsmEvent.HANDSHAKE_FAILED)
+            return [SessionFailed(f"the resume was not completed within {RESUME_TIMEOUT_S:g} s")]
         return []
 
     # ------------------------------------------------------------------------- receiving
@@ -203,19 +280,72 @@ class SessionCore:
         if len(pdu) > self.limits.max_pdu_bytes:  # P8.1: before any parsing
             return self._drop("oversize")
         state = self.state
+        kind = pdu[0] if pdu else None
         if state is SessionState.CRYPTO_HANDSHAKING:
             assert self.handshake is not None
-            if pdu[:1] in (bytes([WHOLE]), bytes([CHUNK])):
+            if kind == RESUME and self._refusals < _MAX_REFUSALS:  # we kept nothing: say so
+                self._refusals += 1
+                return [SendPdu(bytes([RESUME_REFUSED]))]
+            if kind in (WHOLE, CHUNK, RESUME, RESUME_REFUSED):
                 return self._drop("wrong-state")
             return self._handshake_events(self.handshake.receive(pdu, now))
+        if state is SessionState.DATA_CHANNEL_OPEN and kind == RESUME:
+            return self._accept_resume(pdu[1:], now)
+        if state is SessionState.RESUMING:
+            return self._resume_step(pdu, now)
         if state is not SessionState.READY:
             return self._drop("wrong-state")
-        kind = pdu[0] if pdu else None
         if kind == WHOLE:
             return self._sealed(pdu[1:])
         if kind == CHUNK:
             return self._chunk(pdu, now)
         return self._drop("wrong-state" if pdu[:1] == b"{" else "malformed")
+
+    # ------------------------------------------------------------------------- resume (P7.4)
+    def _open_resume(self, sealed: bytes) -> dict[str, object] | None:
+        assert self.session is not None
+        try:
+            result = self.session.open(sealed)
+            inner = json.loads(result.plaintext) if isinstance(result, Delivered) else None
+        except (CryptoFailure, ValueError, RecursionError):
+            return None
+        return inner if isinstance(inner, dict) else None
+
+    def _accept_resume(self, sealed: bytes, now: float) -> list[SessionOutput]:
+        """Acceptor, first PDU of a new link: answer ``resume-ok`` or refuse (plain)."""
+        inner = self._open_resume(sealed) if self.session is not None else None
+        nonce = inner.get("nonce") if inner is not None else None
+        if inner is None or inner.get("type") != "resume" or not _valid_nonce(nonce):
+            self.dropped["resume-refused"] += 1
+            return [SendPdu(bytes([RESUME_REFUSED])),
+                    ResumeRefused("no kept session opens the peer's resume")]
+        assert isinstance(nonce, str)
+        self.fsm.fire(FsmEvent.RESUME_START)
+        self._nonce, self._dialler, self._resume_started = secrets.token_bytes(16), False, now
+        return self._seal_resume({"type": "resume-ok", "echo": nonce, "nonce": self._nonce.hex()})
+
+    def _resume_step(self, pdu: bytes, now: float) -> list[SessionOutput]:
+        kind = pdu[0] if pdu else None
+        if kind == RESUME_REFUSED and self._dialler:
+            self.fsm.fire(FsmEvent.RESUME_REFUSED)
+            return [ResumeRefused("the peer kept no session to resume")]
+        if kind != RESUME:
+            return self._drop("wrong-state")
+        inner = self._open_resume(pdu[1:])
+        if inner is None or inner.get("echo") != self._nonce.hex():
+            return self._drop("bad-resume")  # e.g. a replayed resume-ok: its echo is stale
+        if self._dialler and inner.get("type") == "resume-ok" and _valid_nonce(inner.get("nonce")):
+            confirm = self._seal_resume({"type": "resume-confirm", "echo": str(inner["nonce"])})
+            return [*confirm, *self._resumed()]
+        if not self._dialler and inner.get("type") == "resume-confirm":
+            return self._resumed()
+        return self._drop("bad-resume")
+
+    def _resumed(self) -> list[SessionOutput]:
+        assert self.session is not None
+        self.fsm.fire(FsmEvent.RESUME)
+        self.resumed += 1
+        return [self._ready(self.session, resumed=True), *self.resend_unacknowledged()]
 
     def _handshake_events(self, events: list[HandshakeComplete | HandshakeFailed]
                           ) -> list[SessionOutput]:
@@ -226,6 +356,7 @@ class SessionCore:
                 self.fsm.fire(FsmEvent.HANDSHAKE_COMPLETE)
                 self.session = event.session
                 out.append(self._ready(event.session))
+                out += self.resend_unacknowledged()
             elif isinstance(event, HandshakeFailed):
                 self.fsm.fire(FsmEvent.HANDSHAKE_FAILED)
                 _log.info("handshake failed: %s", event.reason)
@@ -286,7 +417,7 @@ class SessionCore:
             self.dropped["duplicate"] += 1
             return receipt  # the sender may not have had our receipt: acknowledge again
         self._seen[message_id] = None
-        if len(self._seen) > _MAX_SEEN_IDS:
+        if len(self._seen) > MAX_SEEN_IDS:
             self._seen.popitem(last=False)
         self.delivered += 1
         return [MessageReceived(message_id, inner["text"]), *receipt]
@@ -301,11 +432,27 @@ class SessionCore:
         """Seal one message; its id and the link PDUs. Only in Ready (else SessionNotReady)."""
         if self.state is not SessionState.READY:
             raise SessionNotReady(self.state)
-        if len(text.encode("utf-8")) > _MAX_TEXT_BYTES:
-            raise P2PUsageError(f"a message is at most {_MAX_TEXT_BYTES} bytes of text")
-        message_id = message_id or secrets.token_hex(16)
-        self.unacknowledged[message_id] = text
+        message_id = self._keep(text, message_id)
         return message_id, self._seal({"type": "message", "messageId": message_id, "text": text})
+
+    def queue_text(self, text: str, message_id: str | None = None) -> str:
+        """Keep a message for the next Ready (reconnecting); it is sent by the resend."""
+        return self._keep(text, message_id)
+
+    def _keep(self, text: str, message_id: str | None) -> str:
+        size = len(text.encode("utf-8"))
+        if size > _MAX_TEXT_BYTES:
+            raise P2PUsageError(f"a message is at most {_MAX_TEXT_BYTES} bytes of text")
+        pending = sum(len(t.encode("utf-8")) for t in self.unacknowledged.values())
+        if len(self.unacknowledged) >= MAX_UNACKNOWLEDGED \
+                or pending + size > MAX_UNACKNOWLEDGED_BYTES:
+            raise P2PUsageError(f"{len(self.unacknowledged)} messages ({pending} bytes) wait for "
+                                "a receipt already: wait for the peer before sending more")
+        message_id = message_id or secrets.token_hex(16)
+        if not _valid_id(message_id):
+            raise P2PUsageError("a message id is 1-64 ASCII letters or digits")
+        self.unacknowledged[message_id] = text
+        return message_id
 
     def send_typing(self) -> list[SessionOutput]:
         if self.state is not SessionState.READY:
@@ -329,6 +476,10 @@ class SessionCore:
         seq, self._next_seq = self._next_seq, self._next_seq + 1
         return [SendPdu(_CHUNK_HEADER.pack(CHUNK, seq, i, total) + sealed[off:off + size])
                 for i, off in enumerate(range(0, len(sealed), size))]
+
+
+def _valid_nonce(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdef" for c in value)
 
 
 def _valid_id(value: object) -> bool:

@@ -5,6 +5,13 @@ session.start()`` (returns once Ready; :class:`SessionFailed`-based :class:`Hand
 link's error otherwise), then :meth:`send_text` and ``async for event in session.events()``.
 The clock is the shell's (``AppContext.clock``) and the limits its ``AppContext.limits``; the
 handshake timeout (300 s) is the crypto handshake's own timer, fired through ``next_deadline``.
+
+A session kept from an earlier link (``core=``, e.g. :func:`~._state.restore_core`) resumes on the
+new one: the dialler (``initiator=True``) sends the sealed resume first; the acceptor passes the
+link's first PDU as ``start(first_pdu=...)`` so a resume and a new handshake are told apart.  A
+refused resume falls back to a full handshake on the same link.  ``on_change`` runs before any PDU
+leaves and before any event is queued whenever the session may have changed: the place to persist
+:meth:`export_state` (the crypto contract's "export again before releasing or acknowledging").
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ __all__ = ["ChatSession", "HandshakeError"]
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from enkrypted_shell.contracts import (
@@ -28,8 +36,17 @@ from enkrypted_shell.contracts import (
 )
 
 from ..errors import P2PError
-from ._core import SendPdu, SessionCore, SessionFailed, SessionOutput, SessionReady
+from ._core import (
+    RESUME,
+    ResumeRefused,
+    SendPdu,
+    SessionCore,
+    SessionFailed,
+    SessionOutput,
+    SessionReady,
+)
 from ._fsm import SessionState
+from ._state import export_core
 
 
 class HandshakeError(P2PError, RemoteInputError):
@@ -37,23 +54,29 @@ class HandshakeError(P2PError, RemoteInputError):
 
 
 _END = object()
+_MAX_QUEUED_EVENTS = 1024
 
 
 class ChatSession:
     """The session with the peer at the other end of ``link``."""
 
     def __init__(self, link: Link, crypto: CryptoService, identity: bytes, *, initiator: bool,
-                 clock: Clock = monotonic_clock, limits: WireLimits = WIRE_LIMITS) -> None:
+                 clock: Clock = monotonic_clock, limits: WireLimits = WIRE_LIMITS,
+                 core: SessionCore | None = None,
+                 on_change: Callable[[], None] | None = None) -> None:
         self.link = link
-        self.core = SessionCore(limits)
+        self.core = SessionCore(limits) if core is None else core
+        self._on_change = on_change
         self._crypto, self._identity, self._initiator = crypto, identity, initiator
         self._clock = clock
-        self._events: asyncio.Queue[Any] = asyncio.Queue()
+        self._events: asyncio.Queue[Any] = asyncio.Queue()  # bounded by _queue (backpressure)
+        self._room = asyncio.Event()
         self._ready: asyncio.Future[SessionReady] = asyncio.get_running_loop().create_future()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._send_lock = asyncio.Lock()
         self.info: SessionReady | None = None
+        self._closed = False
 
     @property
     def state(self) -> SessionState:
@@ -63,33 +86,63 @@ class ChatSession:
     def peer_id(self) -> str:
         return self.link.peer_id
 
-    async def start(self, timeout: float | None = None) -> SessionReady:
-        """Run the handshake; returns once Ready."""
-        self.core.channel_open()
-        handshake = self._crypto.handshake(self._identity, initiator=self._initiator,
-                                           now=self._clock())
-        await self._apply(self.core.start_handshake(handshake))
+    async def start(self, timeout: float | None = None, *,
+                    first_pdu: bytes | None = None) -> SessionReady:
+        """Resume the kept session or run the handshake; returns once Ready."""
+        core, now = self.core, self._clock()
+        if core.state is SessionState.DISCONNECTED:
+            core.relink()
+        core.channel_open()
+        if self._initiator and core.can_resume:
+            outputs = core.start_resume(secrets.token_bytes(16), now)
+        elif not self._initiator and first_pdu is not None and first_pdu[:1] == bytes([RESUME]):
+            outputs = core.pdu_received(first_pdu, now)
+        else:
+            outputs = core.start_handshake(self._new_handshake())
+            if first_pdu is not None:
+                outputs += core.pdu_received(first_pdu, now)
+        await self._apply(outputs)
         self._tasks = [asyncio.ensure_future(self._reader()), asyncio.ensure_future(self._timer())]
         async with asyncio.timeout(timeout):
             self.info = await asyncio.shield(self._ready)
         return self.info
 
+    def _new_handshake(self) -> Any:
+        return self._crypto.handshake(self._identity, initiator=self._initiator,
+                                      now=self._clock())
+
+    def export_state(self) -> bytes | None:
+        """The kept session as bytes (:mod:`._state`), ``None`` before any handshake completed."""
+        return export_core(self.core)
+
     async def _apply(self, outputs: list[SessionOutput]) -> None:
+        if outputs and self._on_change is not None:
+            self._on_change()
         for out in outputs:
-            if isinstance(out, SendPdu):
+            if isinstance(out, ResumeRefused):
+                self._events.put_nowait(out)
+                await self._apply(self.core.start_handshake(self._new_handshake()))
+            elif isinstance(out, SendPdu):
                 async with self._send_lock:
                     await self.link.send(out.pdu)
             elif isinstance(out, SessionReady):
                 if not self._ready.done():
                     self._ready.set_result(out)
-                self._events.put_nowait(out)
+                await self._queue(out)
             elif isinstance(out, SessionFailed):
                 if not self._ready.done():
                     self._ready.set_exception(HandshakeError(out.reason))
-                self._events.put_nowait(out)
+                await self._queue(out)
             else:
-                self._events.put_nowait(out)
+                await self._queue(out)
         self._wake.set()
+
+    async def _queue(self, event: object) -> None:
+        """Queue an event; past 1024 unread ones wait (the link reader stops reading)."""
+        while self._events.qsize() >= _MAX_QUEUED_EVENTS:
+            self._room.clear()
+            await self._room.wait()
+        self._events.put_nowait(event)
 
     async def _reader(self) -> None:
         try:
@@ -133,6 +186,7 @@ class ChatSession:
         the LinkClosed that ended the session; the iterator ends with the link."""
         while True:
             event = await self._events.get()
+            self._room.set()
             if event is _END:
                 self._events.put_nowait(_END)
                 return
@@ -143,6 +197,11 @@ class ChatSession:
         self._wake.set()
 
     async def close(self) -> None:
+        """Close the link; idempotent.  Only the first call touches the core: a kept core may
+        already serve this peer's next link when a second close comes."""
+        if self._closed:
+            return
+        self._closed = True
         self.core.close()
         await self.link.close()
         for task in self._tasks:

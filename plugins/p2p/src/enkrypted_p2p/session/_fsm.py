@@ -2,8 +2,9 @@
 
 Idle -> SignalingRegistered -> WebRTCConnecting -> DataChannelOpen -> CryptoHandshaking -> Ready
 -> Disconnected, plus the P7.4 edges: Disconnected -> WebRTCConnecting (reconnect),
-DataChannelOpen -> Ready (resume with both sides' crypto state intact), Ready -> CryptoHandshaking
-(session corrupt: a full handshake). Anything else is :class:`IllegalTransition`, which names the
+DataChannelOpen -> Resuming -> Ready (resume with both sides' crypto state intact: the sealed
+resume exchange of docs/protocol.md), Resuming -> DataChannelOpen (resume refused: a full handshake
+follows, visibly), Ready -> CryptoHandshaking (session corrupt: a full handshake). Anything else is :class:`IllegalTransition`, which names the
 state and the event (h11 style: the table is the whole truth).
 """
 
@@ -27,6 +28,7 @@ class SessionState(enum.Enum):
     WEBRTC_CONNECTING = "WebRTCConnecting"
     DATA_CHANNEL_OPEN = "DataChannelOpen"
     CRYPTO_HANDSHAKING = "CryptoHandshaking"
+    RESUMING = "Resuming"
     READY = "Ready"
     DISCONNECTED = "Disconnected"
 
@@ -38,7 +40,9 @@ class FsmEvent(enum.Enum):
     HANDSHAKE_START = "handshake-start"
     HANDSHAKE_COMPLETE = "handshake-complete"
     HANDSHAKE_FAILED = "handshake-failed"
-    RESUME = "resume"  # both kept their crypto state (P7.4)
+    RESUME_START = "resume-start"  # a resume PDU sent or received on a new link (P7.4)
+    RESUME = "resume"  # both kept their crypto state and proved it (P7.4)
+    RESUME_REFUSED = "resume-refused"  # the peer kept nothing usable: a full handshake follows
     SESSION_CORRUPT = "session-corrupt"
     LINK_LOST = "link-lost"
     CONNECT_FAILED = "connect-failed"
@@ -57,7 +61,7 @@ class IllegalTransition(P2PError, LocalMisuse):
 
 S, E = SessionState, FsmEvent
 _LIVE = (S.SIGNALING_REGISTERED, S.WEBRTC_CONNECTING, S.DATA_CHANNEL_OPEN,
-         S.CRYPTO_HANDSHAKING, S.READY)
+         S.CRYPTO_HANDSHAKING, S.RESUMING, S.READY)
 
 TRANSITIONS: Final[Mapping[tuple[SessionState, FsmEvent], SessionState]] = MappingProxyType({
     (S.IDLE, E.REGISTERED): S.SIGNALING_REGISTERED,
@@ -66,12 +70,16 @@ TRANSITIONS: Final[Mapping[tuple[SessionState, FsmEvent], SessionState]] = Mappi
     (S.WEBRTC_CONNECTING, E.CONNECT_FAILED): S.DISCONNECTED,
     (S.DATA_CHANNEL_OPEN, E.HANDSHAKE_START): S.CRYPTO_HANDSHAKING,
     (S.DATA_CHANNEL_OPEN, E.RESUME): S.READY,
+    (S.DATA_CHANNEL_OPEN, E.RESUME_START): S.RESUMING,
+    (S.RESUMING, E.RESUME): S.READY,
+    (S.RESUMING, E.RESUME_REFUSED): S.DATA_CHANNEL_OPEN,
+    (S.RESUMING, E.HANDSHAKE_FAILED): S.DISCONNECTED,  # the resume timed out
     (S.CRYPTO_HANDSHAKING, E.HANDSHAKE_COMPLETE): S.READY,
     (S.CRYPTO_HANDSHAKING, E.HANDSHAKE_FAILED): S.DISCONNECTED,
     (S.READY, E.SESSION_CORRUPT): S.CRYPTO_HANDSHAKING,
     (S.DISCONNECTED, E.CONNECT): S.WEBRTC_CONNECTING,
     **{(state, E.LINK_LOST): S.DISCONNECTED
-       for state in (S.DATA_CHANNEL_OPEN, S.CRYPTO_HANDSHAKING, S.READY)},
+       for state in (S.DATA_CHANNEL_OPEN, S.CRYPTO_HANDSHAKING, S.RESUMING, S.READY)},
     **{(state, E.CLOSE): S.DISCONNECTED for state in (S.IDLE, *_LIVE)},
 })
 

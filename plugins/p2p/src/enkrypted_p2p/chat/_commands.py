@@ -1,0 +1,263 @@
+"""``enkrypted listen``, ``enkrypted send PEER TEXT...`` and ``enkrypted chat-line PEER``:
+encrypted chat between two processes, over :class:`~._service.EndpointChat` on a WebRTC endpoint.
+
+All print JSON lines on stdout (one object per line, ``event`` first; what scripts read):
+``listening`` (with our ``peer_id``), ``ready`` (peer, profile, layers, peer fingerprint, safety
+number, resumed), ``message`` (peer, messageId, text), ``sent`` / ``receipt`` (messageId),
+``reconnecting`` / ``closed`` (peer, reason), ``problem`` (peer, kind, message), ``error``.
+``--json`` is the default; ``--plain`` prints lines for people instead.
+
+**Where the crypto service comes from.** Plugins never import each other. The shell creates the
+crypto service first and hands it to this plugin's ``enkrypted_transport_service(context,
+crypto)`` hook (the wiring table ``SLOT_SERVICES``); the plugin keeps what it was given in
+:class:`Wiring`, and these commands - which the shell runs only after that verified load - use it.
+The p2p ``AppContext`` it was given carries the ``[plugins.p2p]`` settings (``broker_url``, ICE
+servers, host addresses), the shell's clock, the P8 limits and (when a profile is unlocked) the
+store where :class:`EndpointChat` keeps its sessions.
+
+The identity is a fresh one per run: persisting it (encrypted at rest) is the persistence issue's.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Wiring", "chat_commands"]
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from enkrypted_shell.contracts import (
+    ChatEvent,
+    ChatMessage,
+    ChatProblem,
+    ChatReceipt,
+    ContractError,
+    PeerStateChanged,
+    SessionEstablished,
+)
+
+from .._wiring import Wiring
+from ..errors import P2PError
+from ..webrtc import WebRTCEndpoint, WebRTCSettings, client_config
+from ..webrtc._config import LOOPBACK
+from ._service import EndpointChat
+
+BROKER_ENV = "ENKRYPTED_BROKER"
+_PLAIN: list[bool] = [False]
+
+
+def _emit(event: str, **fields: Any) -> None:
+    if _PLAIN[0]:
+        line = fields.get("text") if event == "message" else None
+        text = f"{fields.get('peer', '')}> {line}" if line is not None else \
+            f"[{event}] " + " ".join(f"{k}={v}" for k, v in fields.items())
+        sys.stdout.write(text + "\n")
+    else:
+        sys.stdout.write(json.dumps({"event": event, **fields}, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _settings(wiring: Wiring, broker: str | None, loopback: bool) -> WebRTCSettings:
+    base = WebRTCSettings.from_mapping(wiring.context.settings)
+    url = broker or os.environ.get(BROKER_ENV)
+    signaling = client_config(url) if url else base.signaling
+    if loopback:
+        return WebRTCSettings(signaling=signaling, ice_servers=base.ice_servers,
+                              relay_only=base.relay_only, host_addresses=("127.0.0.1",),
+                              remote_networks=LOOPBACK, connect_timeout=base.connect_timeout)
+    return WebRTCSettings(signaling=signaling, ice_servers=base.ice_servers,
+                          relay_only=base.relay_only, host_addresses=base.host_addresses,
+                          remote_networks=base.remote_networks,
+                          connect_timeout=base.connect_timeout)
+
+
+def _ready_fields(info: SessionEstablished) -> dict[str, Any]:
+    return {"peer": info.peer_id, "profile": info.profile, "layers": list(info.layers),
+            "fingerprint": info.peer_fingerprint, "safety_number": info.safety_number,
+            "resumed": info.resumed}
+
+
+def _print_event(event: ChatEvent) -> None:
+    """The JSON line of one chat event (connecting/handshaking/ready states are not printed)."""
+    if isinstance(event, SessionEstablished):
+        _emit("ready", **_ready_fields(event))
+    elif isinstance(event, ChatMessage):
+        _emit("message", peer=event.peer_id, messageId=event.message_id, text=event.text)
+    elif isinstance(event, ChatReceipt):
+        _emit("receipt", peer=event.peer_id, messageId=event.message_id)
+    elif isinstance(event, PeerStateChanged) and event.state in ("reconnecting", "disconnected"):
+        _emit("closed" if event.state == "disconnected" else "reconnecting",
+              peer=event.peer_id, reason=event.reason)
+    elif isinstance(event, ChatProblem):
+        _emit("problem", peer=event.peer_id, kind=event.kind, message=event.message)
+
+
+async def _open(wiring: Wiring, settings: WebRTCSettings, peer_id: str | None = None
+                ) -> EndpointChat:
+    endpoint = await WebRTCEndpoint.open(settings, peer_id)
+    return await EndpointChat.open(endpoint, wiring.crypto, wiring.crypto.new_identity(),
+                                   context=wiring.context)
+
+
+async def listen(wiring: Wiring, settings: WebRTCSettings, peer_id: str | None,
+                 count: int | None) -> None:
+    chat = await _open(wiring, settings, peer_id)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, done.set)
+    _emit("listening", peer_id=chat.local_id)
+
+    async def printer() -> None:
+        received = 0
+        async for event in chat.events():
+            if isinstance(event, ChatReceipt):
+                continue
+            _print_event(event)
+            if isinstance(event, ChatMessage):
+                received += 1
+                if count is not None and received >= count:
+                    done.set()
+
+    task = asyncio.ensure_future(printer())
+    try:
+        await done.wait()
+        await asyncio.sleep(0.2)  # let the last receipt leave before the channel closes
+    finally:
+        task.cancel()
+        await chat.aclose()
+
+
+async def _await_receipts(chat: EndpointChat, waiting: set[str], timeout: float,
+                          more: asyncio.Event | None = None) -> None:
+    """Print events until every id in ``waiting`` has its receipt (and ``more`` is unset)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            async for event in chat.events():
+                _print_event(event)
+                if isinstance(event, ChatReceipt):
+                    waiting.discard(event.message_id)
+                if not waiting and (more is None or not more.is_set()):
+                    return
+
+
+async def send(wiring: Wiring, settings: WebRTCSettings, peer: str, texts: tuple[str, ...],
+               receipt_timeout: float) -> int:
+    """Send ``texts`` in order; 0 once every receipt arrived, 1 if some did not in time."""
+    chat = await _open(wiring, settings)
+    try:
+        _emit("ready", **_ready_fields(await chat.connect(peer)))
+        waiting = set()
+        for text in texts:
+            message_id = await chat.send_text(peer, text)
+            waiting.add(message_id)
+            _emit("sent", peer=peer, messageId=message_id)
+        await _await_receipts(chat, waiting, receipt_timeout)
+        return 0 if not waiting else 1
+    finally:
+        await chat.aclose()
+
+
+async def chat_line(wiring: Wiring, settings: WebRTCSettings, peer: str,
+                    receipt_timeout: float) -> int:
+    """stdin lines -> messages to ``peer``; its messages -> stdout; at EOF wait for receipts."""
+    chat = await _open(wiring, settings)
+    try:
+        _emit("ready", **_ready_fields(await chat.connect(peer)))
+        waiting: set[str] = set()
+        typing = asyncio.Event()
+        typing.set()
+        printer = asyncio.ensure_future(_await_receipts(chat, waiting, float("inf"), typing))
+        loop = asyncio.get_running_loop()
+        while line := await loop.run_in_executor(None, sys.stdin.readline):
+            text = line.rstrip("\n")
+            if text:
+                message_id = await chat.send_text(peer, text)
+                waiting.add(message_id)
+                _emit("sent", peer=peer, messageId=message_id)
+        typing.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(printer, receipt_timeout if waiting else 0.2)
+        return 0 if not waiting else 1
+    finally:
+        await chat.aclose()
+
+
+def _run(main: Callable[[], Any]) -> Any:
+    try:
+        return asyncio.run(main())
+    except (P2PError, ContractError) as exc:
+        _emit("error", error=type(exc).__name__, message=str(exc))
+        sys.exit(3)
+
+
+def chat_commands(get_wiring: Callable[[], Wiring | None]) -> list[click.Command]:
+    def wiring_or_fail() -> Wiring:
+        wiring = get_wiring()
+        if wiring is None:
+            raise click.UsageError("run this through `enkrypted`: it needs the crypto service "
+                                   "the shell wires into the p2p plugin")
+        return wiring
+
+    broker_option = click.option("--broker", default=None, metavar="URL",
+                                 help=f"ws[s]://host:port/path?key=K (else ${BROKER_ENV}, else "
+                                      "[plugins.p2p] broker_url)")
+    loopback_option = click.option("--loopback", is_flag=True,
+                                   help="ICE on 127.0.0.1 only (one machine, tests).")
+    receipt_option = click.option("--receipt-timeout", type=float, default=30.0,
+                                  show_default=True)
+    json_option = click.option("--json/--plain", "as_json", default=True, show_default=True,
+                               help="JSON lines for scripts (default), or lines for people.")
+
+    @click.command(name="listen", help="Wait for peers; print our peer id and their messages "
+                                       "as JSON lines.")
+    @broker_option
+    @loopback_option
+    @click.option("--id", "peer_id", default=None, help="Peer id to register (else the broker's).")
+    @click.option("--count", type=int, default=None, help="Exit after this many messages.")
+    @json_option
+    def listen_command(broker: str | None, loopback: bool, peer_id: str | None,
+                       count: int | None, as_json: bool) -> None:
+        _PLAIN[0] = not as_json
+        wiring = wiring_or_fail()
+        settings = _settings(wiring, broker, loopback)
+        _run(lambda: listen(wiring, settings, peer_id, count))
+
+    @click.command(name="send", help="Connect to PEER, send each TEXT encrypted, wait for "
+                                     "receipts (JSON lines).")
+    @broker_option
+    @loopback_option
+    @receipt_option
+    @json_option
+    @click.argument("peer")
+    @click.argument("texts", nargs=-1, required=True)
+    def send_command(broker: str | None, loopback: bool, receipt_timeout: float, as_json: bool,
+                     peer: str, texts: tuple[str, ...]) -> None:
+        _PLAIN[0] = not as_json
+        wiring = wiring_or_fail()
+        settings = _settings(wiring, broker, loopback)
+        sys.exit(_run(lambda: send(wiring, settings, peer, texts, receipt_timeout)))
+
+    @click.command(name="chat-line", help="Chat with PEER line by line: each stdin line is sent "
+                                          "encrypted; its messages are printed (JSON lines).")
+    @broker_option
+    @loopback_option
+    @receipt_option
+    @json_option
+    @click.argument("peer")
+    def chat_line_command(broker: str | None, loopback: bool, receipt_timeout: float,
+                          as_json: bool, peer: str) -> None:
+        _PLAIN[0] = not as_json
+        wiring = wiring_or_fail()
+        settings = _settings(wiring, broker, loopback)
+        sys.exit(_run(lambda: chat_line(wiring, settings, peer, receipt_timeout)))
+
+    return [listen_command, send_command, chat_line_command]
