@@ -113,15 +113,18 @@ class Plan(NamedTuple):
 
 
 def _check_libraries(lock: Lock, path: Path) -> None:
-    """Every library the lock pins, re-hashed - unless the launcher did exactly that for the same
-    lock bytes in this process, before any of them was imported (``_boot``)."""
+    """Every library the lock pins, re-hashed - unless the launcher, in this process and for the
+    same lock bytes, did that before any of them was imported (``plugins verify --locked``), or
+    checked up front what an import cannot and guards every import of them since (a start:
+    :mod:`.lazylock`)."""
     from .closure import check_libraries, verified_in_this_process
+    from .lazylock import guarded_in_this_process
 
     try:
-        already = verified_in_this_process(path.read_bytes())
+        data = path.read_bytes()
     except OSError:
-        already = False
-    if not already:
+        data = None
+    if data is None or not (verified_in_this_process(data) or guarded_in_this_process(data)):
         check_libraries(lock.libraries)
 
 
