@@ -174,7 +174,7 @@ def guard_locked(home: Path, path: Path, *, audit: bool = False) -> None:
     data = read_home_file(path)  # never blocks: a FIFO or a folder is a one-line refusal
     if data is None:
         return
-    lock = parse_lock(data, source=str(path))
+    lock = parse_lock(data, source=str(path), cache=home / "cache" / "locks")
     if audit:
         check_libraries(lock.libraries)
         remember_verified(data)

@@ -16,6 +16,7 @@ Plugin distributions are not listed here: they are pinned by their verified cont
 from __future__ import annotations
 
 __all__ = [
+    "LOADABLE",
     "LockedLibrary",
     "check_libraries",
     "drift",
@@ -175,7 +176,7 @@ def _rows(dist: metadata.Distribution, where: str, name: str) -> list[tuple[str,
     ]
 
 
-_LOADABLE = (".py", ".pyc", ".so", ".pyd", ".pth")
+LOADABLE = (".py", ".pyc", ".so", ".pyd", ".pth")
 
 
 def unlisted(base: str, known: Mapping[str, str]) -> list[str]:
@@ -190,7 +191,7 @@ def unlisted(base: str, known: Mapping[str, str]) -> list[str]:
         except OSError:
             continue
         extra.extend(
-            f"{folder}/{n}" for n in sorted(names) if n.endswith(_LOADABLE) and f"{folder}/{n}" not in known
+            f"{folder}/{n}" for n in sorted(names) if n.endswith(LOADABLE) and f"{folder}/{n}" not in known
         )
     return extra
 

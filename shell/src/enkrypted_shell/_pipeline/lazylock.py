@@ -43,20 +43,20 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
 from typing import NamedTuple
 
 from ..errors import LockMismatchError
-from .closure import LockedLibrary, drift, unlisted
+from .closure import LOADABLE, LockedLibrary, drift
 from .importer import VerifiedLoader
-from .skew import installed_version
 
 _EXTENSIONS = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 _SOURCES = tuple(importlib.machinery.SOURCE_SUFFIXES)
 _BYTECODE = tuple(importlib.machinery.BYTECODE_SUFFIXES)
+_MODULE_SUFFIXES = (*_EXTENSIONS, *_SOURCES, *_BYTECODE)
+_MODULE_ENDINGS = tuple({s.rpartition(".")[2] and "." + s.rpartition(".")[2] for s in _MODULE_SUFFIXES})
 
 
 class _File(NamedTuple):
@@ -95,9 +95,11 @@ def _hash_file(location: str, stats: GuardStats) -> tuple[str | None, int]:
 
 def _module_name(path: str) -> str | None:
     """The module a locked file would be imported as, or None if no import loads it."""
+    if not path.endswith(_MODULE_ENDINGS):
+        return None
     parts = path.split("/")
     name = parts[-1]
-    for suffix in (*_EXTENSIONS, *_SOURCES, *_BYTECODE):
+    for suffix in _MODULE_SUFFIXES:
         if name.endswith(suffix):
             stem = name[: -len(suffix)]
             break
@@ -108,14 +110,14 @@ def _module_name(path: str) -> str | None:
     return ".".join(parts[:-1] if stem == "__init__" else [*parts[:-1], stem])
 
 
-def _is_shared_library(path: str) -> bool:
+def _is_shared_library(path: str, module: str | None) -> bool:
     """A bundled shared library that extension modules ``dlopen`` (not importable itself)."""
     parts = path.split("/")
     name = parts[-1]
     return (
         parts[0].endswith(".libs")
         or ".dylibs" in parts
-        or (_module_name(path) is None and (".so." in name or name.endswith((".so", ".dylib", ".dll"))))
+        or (module is None and (".so." in name or name.endswith((".so", ".dylib", ".dll"))))
     )
 
 
@@ -127,35 +129,81 @@ class _Index(NamedTuple):
     shared: dict[str, list[_File]]  # library name -> its bundled shared libraries
 
 
-def _real_base(dist: metadata.Distribution) -> str:
-    return os.path.realpath(str(dist.locate_file("")))
+def _normal(name: str) -> str:
+    return "-".join(part for part in name.lower().replace("_", "-").replace(".", "-").split("-") if part)
 
 
-def _check_listing(entry: LockedLibrary, dist: metadata.Distribution, base: str) -> None:
-    """Nothing missing, nothing added: one ``listdir`` per folder, no hashing."""
+class _DistInfos:
+    """The ``.dist-info`` / ``.egg-info`` folders on ``sys.path``, first one per normalized name
+    (the one ``importlib.metadata`` finds: first path entry, as listed), from one ``listdir`` per
+    path entry instead of a metadata search (and METADATA parse) per locked library."""
+
+    def __init__(self) -> None:
+        self._found: dict[str, tuple[str, str]] = {}
+        for folder in sys.path:
+            try:
+                names = os.listdir(folder or ".")
+            except OSError:
+                continue
+            for name in names:
+                if name.endswith((".dist-info", ".egg-info")):
+                    stem = name.rpartition(".")[0].partition("-")[0]
+                    self._found.setdefault(_normal(stem), (folder or ".", name))
+
+    def get(self, name: str) -> tuple[str, str] | None:
+        return self._found.get(_normal(name))
+
+
+def _installed(entry: LockedLibrary, installed: _DistInfos) -> tuple[str, str]:
+    """(real install folder, RECORD text) of a locked library: the distribution the import system
+    sees must be the one the lock pins (same ``.dist-info`` folder, whose METADATA - with its
+    version - is hashed up front)."""
+    pinned = {p.split("/", 1)[0] for p in entry.files if p.split("/", 1)[0].endswith(".dist-info")}
+    found = installed.get(entry.name)
+    if found is None:
+        raise drift(entry, "is no longer installed")
+    folder, info = found
+    if info not in pinned:
+        version = info.rpartition(".")[0].partition("-")[2] or "unknown"
+        raise drift(entry, f"is now version {version} ({info})")
+    try:
+        with open(os.path.join(folder, info, "RECORD"), encoding="utf-8") as handle:
+            record = handle.read()
+    except (OSError, UnicodeDecodeError):
+        record = ""
+    return os.path.realpath(folder), record
+
+
+def _check_listing(entry: LockedLibrary, record: str, base: str) -> None:
+    """Nothing missing, nothing added: one ``listdir`` per folder holding locked files, no
+    hashing. Added means a RECORD row the lock does not list, or a loadable file (``.py``,
+    ``.pyc``, ``.so``, ``.pyd``, ``.pth``) in one of those folders (:func:`.closure.unlisted`)."""
     by_folder: dict[str, set[str]] = {}
     for path in entry.files:
         folder, _, name = path.rpartition("/")
         by_folder.setdefault(folder, set()).add(name)
+    added: list[str] = []
     for folder in sorted(by_folder):
-        try:
-            present = set(os.listdir(os.path.join(base, folder))) if folder else None
-        except OSError:
-            present = set()
-        for name in sorted(by_folder[folder]):
-            here = (name in present) if present is not None else os.path.exists(os.path.join(base, name))
-            if not here:
-                raise drift(entry, f"file {folder + '/' if folder else ''}{name} is missing")
-    added = sorted(_recorded(dist) - set(entry.files)) + unlisted(base, entry.files)
-    added = [p for p in added if os.path.lexists(os.path.join(base, p))]
+        if not folder:  # site-packages itself (top-level modules): shared, never listed
+            missing = sorted(n for n in by_folder[folder] if not os.path.exists(os.path.join(base, n)))
+        else:
+            try:
+                present = set(os.listdir(os.path.join(base, folder)))
+            except OSError:
+                present = set()
+            missing = sorted(by_folder[folder] - present)
+            added.extend(f"{folder}/{n}" for n in sorted(present - by_folder[folder]) if n.endswith(LOADABLE))
+        if missing:
+            raise drift(entry, f"file {folder + '/' if folder else ''}{missing[0]} is missing")
+    recorded = sorted(_recorded(record) - set(entry.files))
+    added = [p for p in recorded if os.path.lexists(os.path.join(base, p))] + added
     if added:
         raise drift(entry, f"has a file the lock does not list: {added[0]}")
 
 
-def _recorded(dist: metadata.Distribution) -> set[str]:
+def _recorded(text: str) -> set[str]:
     """RECORD paths inside the install folder (bytecode and RECORD itself left out), tolerant:
     a broken RECORD is no drift by itself (the lock holds the hashes)."""
-    text = dist.read_text("RECORD") or ""
     with contextlib.suppress(csv.Error):
         return {
             row[0]
@@ -172,23 +220,17 @@ def _index(locked: Mapping[str, LockedLibrary], stats: GuardStats) -> _Index:
     """Check everything an import cannot (module doc) and index what imports will check."""
     index = _Index({}, {}, frozenset(), {}, {})
     spaces: set[str] = set()
+    installed = _DistInfos()
     for key in sorted(locked):
         entry = locked[key]
-        try:
-            dist = metadata.distribution(entry.name)
-        except metadata.PackageNotFoundError:
-            raise drift(entry, "is no longer installed") from None
-        version = installed_version(entry.name)
-        if version != entry.version:
-            raise drift(entry, f"is now version {version}")
-        base = _real_base(dist)
-        _check_listing(entry, dist, base)
+        base, record = _installed(entry, installed)
+        _check_listing(entry, record, base)
         shared = index.shared.setdefault(entry.name, [])
         for path, expected in entry.files.items():
             location = os.path.join(base, path)
             item = _File(entry, path, expected, location)
             module = _module_name(path)
-            if _is_shared_library(path):
+            if _is_shared_library(path, module):
                 shared.append(item)
             elif module is not None:
                 index.files[location] = item

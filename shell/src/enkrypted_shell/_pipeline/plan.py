@@ -128,7 +128,7 @@ def _check_libraries(lock: Lock, path: Path) -> None:
         check_libraries(lock.libraries)
 
 
-def _read_lock(path: Path) -> Lock:
+def _read_lock(path: Path, home: Path) -> Lock:
     from .lock import parse_lock  # only --locked reads a lock
 
     try:
@@ -138,7 +138,7 @@ def _read_lock(path: Path) -> Lock:
             f"cannot read lock {path}: {exc.strerror}",
             fix="create one with `enkrypted plugins lock`",
         ) from exc
-    return parse_lock(text, source=str(path))
+    return parse_lock(text, source=str(path), cache=home / "cache" / "locks")
 
 
 def prepare(options: StartOptions, *, record: bool = True) -> Plan:
@@ -165,7 +165,7 @@ def _prepare(options: StartOptions, log: LoadLog | None) -> Plan:
     if log is not None:
         for item in found.ignored:
             log.append("ignored", plugin=item.plugin, distribution=item.distribution, reason=item.reason)
-    lock = _read_lock(options.lock_path) if options.lock_path else None
+    lock = _read_lock(options.lock_path, options.home) if options.lock_path else None
     chosen = select(found, SLOTS, choices=options.choices, locked=lock.dists() if lock else None)
     policy = options.policy()
     plugins = {
