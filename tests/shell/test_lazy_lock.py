@@ -20,7 +20,11 @@ import pytest
 from enkrypted_shell._pipeline import lazylock
 from enkrypted_shell._pipeline.closure import LockedLibrary, check_libraries, snapshot
 from enkrypted_shell._pipeline.integrity import record_hash
-from enkrypted_shell._pipeline.lazylock import LockedImportGuard, guard_imports, guarded_in_this_process
+from enkrypted_shell._pipeline.lazylock import (
+    LockedImportGuard,
+    guard_imports,
+    guarded_in_this_process,
+)
 from enkrypted_shell.errors import LockMismatchError
 
 
