@@ -270,3 +270,32 @@ def test_module_name_rules():
     assert lazylock._is_shared_library("av.libs/libavcodec-1a2b.so.61.3.100", None)
     assert lazylock._is_shared_library("pkg/.dylibs/libssl.3.dylib", None)
     assert not lazylock._is_shared_library("pkg/_rust.abi3.so", "pkg._rust")
+
+
+def test_the_parsed_lock_is_cached_by_the_sha256_of_its_bytes_and_checked_the_same(tmp_path):
+    import hashlib
+
+    from enkrypted_shell._pipeline import lock as lockmod
+    from enkrypted_shell.errors import ShellUsageError
+
+    files = {"pkg/__init__.py": "abc"}
+    library = LockedLibrary("pkg", "1.0", files)
+    text = (
+        'lock-version = "2.0"\ncreated-by = "test"\npackages = []\n\n[[libraries]]\nname = "pkg"\n'
+        f'version = "1.0"\nfiles-digest = "{library.files_digest}"\n[libraries.files]\n"pkg/__init__.py" = "abc"\n'
+    ).encode()
+    cache = tmp_path / "locks"
+    entry = cache / f"{hashlib.sha256(text).hexdigest()}.json"
+    lockmod._PARSED.clear()
+    first = lockmod.parse_lock(text, source="lock", cache=cache)
+    assert entry.exists() and first.libraries["pkg"].files == files
+    lockmod._PARSED.clear()
+    assert lockmod.parse_lock(text, source="lock", cache=cache).libraries["pkg"].version == "1.0"
+    entry.write_text("{not json")  # a damaged entry is a miss, never an error
+    lockmod._PARSED.clear()
+    assert lockmod.parse_lock(text, source="lock", cache=cache).libraries["pkg"].version == "1.0"
+    bad = text.replace(b'"abc"', b'"abd"')  # the files-digest check runs on every parse
+    lockmod._PARSED.clear()
+    with pytest.raises(ShellUsageError, match="files-digest does not match"):
+        lockmod.parse_lock(bad, source="lock", cache=cache)
+    lockmod._PARSED.clear()
