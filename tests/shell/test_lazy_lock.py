@@ -161,7 +161,7 @@ def test_a_module_planted_after_the_start_is_refused_on_import(lib, tmp_path):
     lib.guard()
     marker = tmp_path / "planted-ran"
     (lib.pkg / "planted.py").write_text(_marker_source(marker))
-    _refused("fakelib.planted", "fakelib/planted.py", "which the lock does not list")
+    _refused("fakelib.planted", "fakelib/planted.py", "a file the lock does not list")
     assert not marker.exists()
 
 
@@ -178,7 +178,7 @@ def test_a_shadowing_copy_earlier_on_sys_path_is_refused(lib, tmp_path):
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text(_marker_source(marker))
     sys.path.insert(0, str(shadow.parent))
-    _refused("fakelib", str(shadow / "__init__.py"), "which the lock does not list")
+    _refused("fakelib", str(shadow / "__init__.py"), "a file the lock does not list")
     assert not marker.exists()
 
 
@@ -188,7 +188,7 @@ def test_a_symlinked_module_is_refused(lib, tmp_path):
     target.write_text((lib.pkg / "core.py").read_text())
     (lib.pkg / "core.py").unlink()
     (lib.pkg / "core.py").symlink_to(target)
-    _refused("fakelib.core", "which the lock does not list")
+    _refused("fakelib.core", "fakelib/core.py, a symlink")
 
 
 @pytest.mark.skipif(EXTENSION is None, reason="no stdlib extension module file to copy here")
@@ -299,3 +299,38 @@ def test_the_parsed_lock_is_cached_by_the_sha256_of_its_bytes_and_checked_the_sa
     with pytest.raises(ShellUsageError, match="files-digest does not match"):
         lockmod.parse_lock(bad, source="lock", cache=cache)
     lockmod._PARSED.clear()
+
+
+def test_a_namespace_package_is_checked_only_in_the_locked_distributions_folders(tmp_path):
+    """A top-level folder without ``__init__.py`` (a namespace package) may hold other
+    distributions' portions: theirs import as usual, the locked one's modules are checked."""
+    site, other = tmp_path / "site", tmp_path / "other"
+    (site / "nsfake" / "locked").mkdir(parents=True)
+    (site / "nsfake" / "locked" / "__init__.py").write_text("X = 1\n")
+    (site / "nsfake" / "locked" / "mod.py").write_text("Y = 2\n")
+    (other / "nsfake" / "theirs").mkdir(parents=True)
+    (other / "nsfake" / "theirs" / "__init__.py").write_text("Z = 3\n")
+    info = site / "nsfake-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: nsfake\nVersion: 1.0\n")
+    rows = [f"{p.relative_to(site).as_posix()},sha256={record_hash(p.read_bytes())},1"
+            for p in sorted(site.rglob("*")) if p.is_file()]
+    (info / "RECORD").write_text("\n".join(rows) + "\n")
+    locked = {"nsfake": snapshot(metadata.Distribution.at(info))}
+    saved_path, saved_meta = list(sys.path), list(sys.meta_path)
+    sys.path[:0] = [str(site), str(other)]
+    importlib.invalidate_caches()
+    try:
+        guard = guard_imports(locked, b"ns lock", None)
+        assert importlib.import_module("nsfake.theirs").Z == 3  # another distribution's portion
+        assert importlib.import_module("nsfake.locked").X == 1
+        (site / "nsfake" / "locked" / "mod.py").write_text("Y = 'edited'\n")
+        importlib.invalidate_caches()
+        with pytest.raises(LockMismatchError, match="library nsfake 1.0 drifted.*nsfake/locked/mod.py changed"):
+            importlib.import_module("nsfake.locked.mod")
+        assert guard.stats.imported_files == 1
+    finally:
+        sys.path[:], sys.meta_path[:] = saved_path, saved_meta
+        for name in [n for n in sys.modules if n == "nsfake" or n.startswith("nsfake.")]:
+            del sys.modules[name]
+        importlib.invalidate_caches()

@@ -314,15 +314,14 @@ class LockedImportGuard(importlib.abc.MetaPathFinder):
                 raise self._refuse(drift(owner, f"{top} is no longer a package (found a namespace)"))
             return spec  # a namespace folder runs no code; its modules come through here again
         real = self.real(spec.origin)
-        item = None if os.path.islink(spec.origin) else self._index.files.get(real)
+        link = os.path.islink(spec.origin)
+        item = None if link else self._index.files.get(real)
         if item is None:
             library = owner or self._index.folders.get(os.path.dirname(real))
             if library is None:
                 return spec  # another distribution's portion of a shared namespace
-            raise self._refuse(drift(
-                library,
-                f"importing {fullname} would load {spec.origin}, which the lock does not list",
-            ))
+            what = "a symlink" if link else "a file the lock does not list"
+            raise self._refuse(drift(library, f"importing {fullname} would load {spec.origin}, {what}"))
         self._check_shared(item.library)
         return self._verified(fullname, spec, item)
 
