@@ -48,8 +48,13 @@ from pathlib import Path
 home = Path(sys.argv[1])
 if sys.argv[2:] == ["no-verdict"]:  # a first start after an install: no remembered skew verdict
     (home / "cache" / "skew-verdicts.json").unlink(missing_ok=True)
-lock = home / "plugins.lock.toml" if sys.argv[2:] == ["locked"] else None  # whole-closure check
+lock = home / "plugins.lock.toml" if "locked" in sys.argv[2:] else None  # whole-closure check
+listen = "listen" in sys.argv[2:]  # then also import what `listen` imports (aiortc)
 t0 = time.perf_counter()
+if lock is not None:  # what the launcher does before any third-party import (_boot.guard_locked)
+    from enkrypted_shell._boot import guard_locked
+    guard_locked(home, lock)
+t_guard = time.perf_counter()
 import enkrypted_shell._pipeline.plan as rt
 import enkrypted_shell._pipeline.wiring as wiring
 from enkrypted_shell._pipeline.plan import StartOptions, prepare
@@ -78,6 +83,9 @@ options = StartOptions(home=home, lock_path=lock)
 plan = prepare(options)
 t_prepared = time.perf_counter()
 services = load(plan, options)
+t_loaded = time.perf_counter()
+if listen:  # the p2p plugin's commands module: the webrtc transport, aiortc and what it imports
+    import enkrypted_p2p.chat
 t1 = time.perf_counter()
 
 assert services.crypto and services.transport and services.ui
@@ -85,8 +93,11 @@ plugins = {slot: p.candidate.name for slot, p in plan.plugins.items()}
 files = sum(p.integrity.files_checked for p in plan.plugins.values() if p.integrity)
 signed = all(getattr(p, "provenance", None) is not None for p in plan.plugins.values())
 wiring = (t1 - t_prepared) - spent.get("import_plugins", 0.0)
+from enkrypted_shell._pipeline.lazylock import LockedImportGuard
+guard = next((f for f in sys.meta_path if isinstance(f, LockedImportGuard)), None)
 breakdown = {
-    "import_shell": t_import - t0,
+    "libraries_up_front": t_guard - t0,
+    "import_shell": t_import - t_guard,
     "discover": spent.get("discover", 0.0),
     "verify": spent.get("verify", 0.0),
     "skew": spent.get("skew", 0.0),
@@ -94,8 +105,14 @@ breakdown = {
     "signature": spent.get("signature", 0.0),
     "libraries": spent.get("libraries", 0.0),
     "import_plugins": spent.get("import_plugins", 0.0),
+    "listen_imports": t1 - t_loaded,
 }
 breakdown["other"] = (t1 - t0) - (t_wrapped - t_import) - sum(breakdown.values())
+if guard is not None:  # part of the times above: hashing by the lock guard, and what it hashed
+    breakdown["guard_hashing"] = guard.stats.hash_seconds
+    breakdown["guard_files_up_front"] = guard.stats.up_front_files
+    breakdown["guard_files_at_import"] = guard.stats.imported_files + guard.stats.shared_files
+    breakdown["guard_mb_at_import"] = (guard.stats.imported_bytes + guard.stats.shared_bytes) / 1e6
 print(json.dumps({"seconds": (t1 - t0) - (t_wrapped - t_import), "plugins": plugins,
                   "files_hashed": files, "signed": signed, "breakdown": breakdown, "wiring": wiring}))
 '''
@@ -119,6 +136,8 @@ context = AppContext(home, {}, False)
 crypto = pm.hook.enkrypted_crypto_service(context=context)
 transport = pm.hook.enkrypted_transport_service(context=context, crypto=crypto)
 ui = pm.hook.enkrypted_ui_service(context=context, crypto=crypto, transport=transport)
+if sys.argv[2:] == ["listen"]:
+    import enkrypted_p2p.chat
 t1 = time.perf_counter()
 
 assert crypto and transport and ui
@@ -264,12 +283,19 @@ def measure(wheels: Sequence[Path], workdir: Path, runs: int, *, profile: bool |
     locked = _Driver(env.python, scripts / "verified_load.py", workdir / "home-locked", "locked")
     _provision_provenance(wheels, locked.home)
     lock_files = _lock(env.bin / "enkrypted", locked.home)
+    # The `listen` path: the same starts, then the p2p plugin's commands module (aiortc and all it
+    # imports, PyAV's bundled libraries included); locked vs. plain pluggy doing the same imports.
+    locked_listen = _Driver(env.python, scripts / "verified_load.py", locked.home, "locked", "listen")
+    plain_listen = _Driver(env.python, scripts / "pluggy_load.py", plain.home, "listen")
 
     timings = side_by_side(
         {"verified": verified, "pluggy": plain, "verified_no_verdict": cold, "verified_locked": locked},
         runs,
         warmup=1,
     )
+    listen_runs = max(3, runs // 3)
+    listening = side_by_side({"locked_listen": locked_listen, "pluggy_listen": plain_listen}, listen_runs, warmup=1)
+    ll, pl = listening["locked_listen"], listening["pluggy_listen"]
     v, p, c = timings["verified"], timings["pluggy"], timings["verified_no_verdict"]
     lk = timings["verified_locked"]
     signed = all(extra.get("signed") for extra in v.extras)
@@ -309,6 +335,12 @@ def measure(wheels: Sequence[Path], workdir: Path, runs: int, *, profile: bool |
         "target_ratio_locked": 2.0,
         "locked_library_files": lock_files,
         "locked_breakdown_s": medians_by_key(lk.extras, "breakdown"),
+        # --locked start that then imports what `listen` imports (aiortc, PyAV and its libraries).
+        "locked_listen_s": round(ll.median, 6),
+        "pluggy_listen_s": round(pl.median, 6),
+        "ratio_locked_listen": round(ll.median / pl.median, 3),
+        "listen_runs": listen_runs,
+        "locked_listen_breakdown_s": medians_by_key(ll.extras, "breakdown"),
         "verified_breakdown_s": medians_by_key(v.extras, "breakdown"),
         "pluggy_breakdown_s": medians_by_key(p.extras, "breakdown"),
         "verified_samples_s": [round(s, 6) for s in v.samples],

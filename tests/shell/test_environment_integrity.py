@@ -144,3 +144,56 @@ def test_the_default_home_is_platformdirs_user_data_dir(monkeypatch):
     assert str(default_home()) == platformdirs.user_data_dir("enkrypted")
     monkeypatch.setenv("XDG_DATA_HOME", "/srv/data")
     assert str(default_home()) == platformdirs.user_data_dir("enkrypted") == "/srv/data/enkrypted"
+
+
+def test_run_locked_refuses_each_edited_library_file_when_imported_before_it_runs(shell_env, tmp_path):
+    """`run --locked` checks library modules as they are imported (lazily; docs/trust-model.md):
+    an edited source (imported by the launcher, the CLI or deep inside a plugin's import), an edited
+    extension module and a planted module are each refused with exit 12, naming the distribution
+    and the file, logged, and the edited code never runs."""
+    sh = shell_env()
+    _locked(sh)
+    site = sh.site()
+    targets = [
+        ("click", "click/core.py"),
+        ("pluggy", "pluggy/_manager.py"),
+        ("cryptography", "cryptography/hazmat/primitives/ciphers/aead.py"),  # imported by the plugin
+    ]
+    for library, relative in targets:
+        target = site / relative
+        original = target.read_bytes()
+        marker = tmp_path / f"{library}-ran"
+        target.write_bytes(f"import pathlib; pathlib.Path({str(marker)!r}).write_text('x')\n".encode() + original)
+        res = sh.run("run", "--locked")
+        assert res.code == LOCK, (relative, res.err)
+        assert f"library {library} " in res.err and relative in res.err and "before it ran" in res.err
+        assert len(res.err.strip().splitlines()) <= 3, res.err  # warning, refusal, fix
+        assert not marker.exists(), relative
+        log = (sh.home / "load-log.jsonl").read_text("utf-8").splitlines()
+        assert '"refused"' in log[-1] and relative in log[-1]
+        target.write_bytes(original)
+    rust = next((site / "cryptography" / "hazmat" / "bindings").glob("_rust*.so"))
+    original = rust.read_bytes()
+    rust.write_bytes(original + b"\0")
+    res = sh.run("run", "--locked")
+    assert res.code == LOCK and f"cryptography/hazmat/bindings/{rust.name} changed" in res.err
+    rust.write_bytes(original)
+    planted = site / "pluggy" / "_planted.py"
+    planted.write_text("import os; os._exit(99)\n")
+    res = sh.run("run", "--locked")
+    assert res.code == LOCK and "pluggy/_planted.py" in res.err and "does not list" in res.err
+    planted.unlink()
+    assert sh.run("run", "--locked").code == 0
+
+
+def test_run_locked_defers_modules_it_never_imports_and_verify_locked_checks_everything(shell_env):
+    """What the lazy start does not import it does not hash (it cannot run either); the audit,
+    `plugins verify --locked`, still re-hashes every file of every locked library."""
+    sh = shell_env()
+    _locked(sh)
+    relative = "click/testing.py"  # the shell never imports click's test runner
+    target = sh.site() / relative
+    target.write_text(target.read_text("utf-8") + "\n# edited after the lock\n", "utf-8")
+    assert sh.run("run", "--locked").code == 0
+    res = sh.run("plugins", "verify", "--locked")
+    assert res.code == LOCK and relative in res.err

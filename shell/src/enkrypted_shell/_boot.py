@@ -135,34 +135,72 @@ def _private_bytecode(argv: list[str]) -> None:
     sys.pycache_prefix = str(_home(argv) / "cache" / "pycache")
 
 
+def _audit_command(argv: list[str]) -> bool:
+    """``plugins …`` commands (``verify --locked``, ``graph``, ``audit``) re-hash every locked file
+    up front; the commands that load plugins (``run``, plugin commands) check lazily. When in doubt
+    (``plugins`` anywhere among the shell's arguments), the full check."""
+    return "plugins" in (argv[: argv.index("--")] if "--" in argv else argv)
+
+
 def _check_locked_libraries(argv: list[str]) -> None:
-    """With ``--locked``: re-hash every library the lock pins *before* click, pluggy or any other
-    third-party module is imported (the CLI imports them), so an edited library is refused before
-    its code runs. The shell modules used here import only the standard library."""
+    """With ``--locked``, before click, pluggy or any other third-party module is imported (the
+    CLI imports them), so an edited library is refused before its code runs: ``plugins …``
+    re-hashes every file of every library the lock pins; a start checks up front what an import
+    cannot, then each locked module as it is imported (:mod:`._pipeline.lazylock`). The shell
+    modules used here import only the standard library."""
     if "--locked" not in (argv[: argv.index("--")] if "--" in argv else argv):
         return
     home = _home(argv)
     path = Path(_option(argv, "--lock") or home / "plugins.lock.toml")
+    try:
+        guard_locked(home, path, audit=_audit_command(argv))
+    except Exception as exc:
+        from enkrypted_shell.errors import ShellError
+
+        if not isinstance(exc, ShellError):
+            raise
+        _refuse(home, exc)
+
+
+def guard_locked(home: Path, path: Path, *, audit: bool = False) -> None:
+    """The launcher's lock step (also what the startup benchmark times): nothing if there is no
+    lock file (the pipeline reports that); raises ``ShellError`` on drift found now."""
     from enkrypted_shell._pipeline.closure import check_libraries, remember_verified
     from enkrypted_shell._pipeline.lock import parse_lock
     from enkrypted_shell._state.files import read_home_file
+    from enkrypted_shell._state.loadlog import LoadLog  # imported now: checked with the others
+
+    del LoadLog
+    data = read_home_file(path)  # never blocks: a FIFO or a folder is a one-line refusal
+    if data is None:
+        return
+    lock = parse_lock(data, source=str(path), cache=home / "cache" / "locks")
+    if audit:
+        check_libraries(lock.libraries)
+        remember_verified(data)
+        return
+    from enkrypted_shell._pipeline.lazylock import guard_imports
+
+    guard_imports(lock.libraries, data, home / "bytecode", on_drift=lambda exc: _refuse(home, exc))
+
+
+def _refuse(home: Path, exc: Exception) -> NoReturn:
+    """A lock refusal from the launcher or from an import anywhere later: logged, one line, exit 12
+    (``os._exit`` for the latter: no handler between the import and here may swallow it)."""
+    from enkrypted_shell._state.loadlog import LoadLog
     from enkrypted_shell.errors import ShellError
 
-    try:
-        data = read_home_file(path)  # never blocks: a FIFO or a folder is a one-line refusal
-        if data is None:
-            return  # the pipeline reports a missing lock with its usual refusal
-        check_libraries(parse_lock(data, source=str(path)).libraries)
-    except ShellError as exc:
-        from enkrypted_shell._state.loadlog import LoadLog
-
-        with contextlib.suppress(ShellError, OSError):  # the refusal must reach the user anyway
-            LoadLog(home / "load-log.jsonl").append(
-                "refused", plugin=exc.plugin, rule=exc.rule, reason=exc.message, dev=False
-            )
-        sys.stderr.write(f"enkrypted: refused ({exc.rule}): {exc}\n")
-        sys.exit(int(exc.exit_code))
-    remember_verified(data)
+    assert isinstance(exc, ShellError)
+    with contextlib.suppress(ShellError, OSError):  # the refusal must reach the user anyway
+        LoadLog(home / "load-log.jsonl").append(
+            "refused", plugin=exc.plugin, rule=exc.rule, reason=exc.message, dev=False
+        )
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+    sys.stderr.write(f"enkrypted: refused ({exc.rule}): {exc}\n")
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    os._exit(int(exc.exit_code))
 
 
 def _run_cli(argv: list[str]) -> NoReturn:

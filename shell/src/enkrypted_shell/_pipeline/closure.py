@@ -16,11 +16,14 @@ Plugin distributions are not listed here: they are pinned by their verified cont
 from __future__ import annotations
 
 __all__ = [
+    "LOADABLE",
     "LockedLibrary",
     "check_libraries",
+    "drift",
     "remember_verified",
     "runtime_closure",
     "snapshot",
+    "unlisted",
     "verified_in_this_process",
 ]
 
@@ -109,7 +112,7 @@ def snapshot(dist: metadata.Distribution) -> LockedLibrary:
                 fix=f"reinstall {name}=={version} before locking",
             )
         files[path] = actual
-    for path in _unlisted(base, files):  # a module installed outside RECORD is pinned as found
+    for path in unlisted(base, files):  # a module installed outside RECORD is pinned as found
         files[path] = _hash(os.path.join(base, path), where, name, path) or ""
     return LockedLibrary(name, version, MappingProxyType(files))
 
@@ -123,10 +126,10 @@ def check_libraries(locked: Mapping[str, LockedLibrary]) -> int:
         try:
             dist = metadata.distribution(entry.name)
         except metadata.PackageNotFoundError:
-            raise _drift(entry, "is no longer installed") from None
+            raise drift(entry, "is no longer installed") from None
         version = installed_version(entry.name)
         if version != entry.version:
-            raise _drift(entry, f"is now version {version}")
+            raise drift(entry, f"is now version {version}")
         count += _check_files(dist, entry)
     return count
 
@@ -150,13 +153,13 @@ def _check_files(dist: metadata.Distribution, entry: LockedLibrary) -> int:
     for path, expected in entry.files.items():
         actual = _hash(os.path.join(base, path), where, entry.name, path)
         if actual != expected:
-            raise _drift(entry, f"file {path} {'is missing' if actual is None else 'changed'}")
+            raise drift(entry, f"file {path} {'is missing' if actual is None else 'changed'}")
     rows = {path for path, _ in _rows(dist, where, entry.name)}
     added = sorted(
         (rows - set(entry.files)) - {p for p in rows if not os.path.exists(os.path.join(base, p))}
-    ) + _unlisted(base, entry.files)
+    ) + unlisted(base, entry.files)
     if added:
-        raise _drift(entry, f"has a file the lock does not list: {added[0]}")
+        raise drift(entry, f"has a file the lock does not list: {added[0]}")
     return len(entry.files)
 
 
@@ -173,10 +176,10 @@ def _rows(dist: metadata.Distribution, where: str, name: str) -> list[tuple[str,
     ]
 
 
-_LOADABLE = (".py", ".so", ".pth")
+LOADABLE = (".py", ".pyc", ".so", ".pyd", ".pth")
 
 
-def _unlisted(base: str, known: Mapping[str, str]) -> list[str]:
+def unlisted(base: str, known: Mapping[str, str]) -> list[str]:
     """Loadable files (sources, extension modules, .pth) in the distribution's own folders that
     ``known`` does not list: Python could import them. Only folders holding its files are listed,
     so a namespace folder shared with another distribution, or site-packages itself, is not."""
@@ -188,7 +191,7 @@ def _unlisted(base: str, known: Mapping[str, str]) -> list[str]:
         except OSError:
             continue
         extra.extend(
-            f"{folder}/{n}" for n in sorted(names) if n.endswith(_LOADABLE) and f"{folder}/{n}" not in known
+            f"{folder}/{n}" for n in sorted(names) if n.endswith(LOADABLE) and f"{folder}/{n}" not in known
         )
     return extra
 
@@ -203,7 +206,7 @@ def _hash(location: str, where: str, name: str, path: str) -> str | None:
         raise IntegrityError(f"{where}: cannot read {path}: {exc.strerror}", plugin=name) from exc
 
 
-def _drift(entry: LockedLibrary, what: str) -> LockMismatchError:
+def drift(entry: LockedLibrary, what: str) -> LockMismatchError:
     return LockMismatchError(
         f"library {entry.name} {entry.version} drifted from the lock: {what}",
         fix=f"reinstall {entry.name}=={entry.version} (pip install --force-reinstall), "

@@ -21,7 +21,7 @@ distributions that were discovered but not verified this start are refused outri
 
 from __future__ import annotations
 
-__all__ = ["VerifiedImporter", "install"]
+__all__ = ["VerifiedImporter", "VerifiedLoader", "install"]
 
 import contextlib
 import hashlib
@@ -44,7 +44,7 @@ from .integrity import IntegrityReport, inside
 _MAGIC = importlib.util.MAGIC_NUMBER
 
 
-class _VerifiedLoader(importlib.machinery.SourceFileLoader):
+class VerifiedLoader(importlib.machinery.SourceFileLoader):
     """A source loader whose source is the verified bytes, with a content-addressed code cache."""
 
     def __init__(self, fullname: str, path: str, source: bytes, cache: Path | None) -> None:
@@ -184,7 +184,7 @@ class VerifiedImporter(importlib.abc.MetaPathFinder):
                 "verification, or not a Python source file); it is not imported",
                 name=fullname,
             )
-        spec.loader = _VerifiedLoader(fullname, spec.origin, source, self._cache)
+        spec.loader = VerifiedLoader(fullname, spec.origin, source, self._cache)
         spec.cached = None
         return spec
 

@@ -113,19 +113,22 @@ class Plan(NamedTuple):
 
 
 def _check_libraries(lock: Lock, path: Path) -> None:
-    """Every library the lock pins, re-hashed - unless the launcher did exactly that for the same
-    lock bytes in this process, before any of them was imported (``_boot``)."""
+    """Every library the lock pins, re-hashed - unless the launcher, in this process and for the
+    same lock bytes, did that before any of them was imported (``plugins verify --locked``), or
+    checked up front what an import cannot and guards every import of them since (a start:
+    :mod:`.lazylock`)."""
     from .closure import check_libraries, verified_in_this_process
+    from .lazylock import guarded_in_this_process
 
     try:
-        already = verified_in_this_process(path.read_bytes())
+        data = path.read_bytes()
     except OSError:
-        already = False
-    if not already:
+        data = None
+    if data is None or not (verified_in_this_process(data) or guarded_in_this_process(data)):
         check_libraries(lock.libraries)
 
 
-def _read_lock(path: Path) -> Lock:
+def _read_lock(path: Path, home: Path) -> Lock:
     from .lock import parse_lock  # only --locked reads a lock
 
     try:
@@ -135,7 +138,7 @@ def _read_lock(path: Path) -> Lock:
             f"cannot read lock {path}: {exc.strerror}",
             fix="create one with `enkrypted plugins lock`",
         ) from exc
-    return parse_lock(text, source=str(path))
+    return parse_lock(text, source=str(path), cache=home / "cache" / "locks")
 
 
 def prepare(options: StartOptions, *, record: bool = True) -> Plan:
@@ -162,7 +165,7 @@ def _prepare(options: StartOptions, log: LoadLog | None) -> Plan:
     if log is not None:
         for item in found.ignored:
             log.append("ignored", plugin=item.plugin, distribution=item.distribution, reason=item.reason)
-    lock = _read_lock(options.lock_path) if options.lock_path else None
+    lock = _read_lock(options.lock_path, options.home) if options.lock_path else None
     chosen = select(found, SLOTS, choices=options.choices, locked=lock.dists() if lock else None)
     policy = options.policy()
     plugins = {
