@@ -4,8 +4,17 @@ Keys (prefix ``enkrypted:broker:``): ``p:ID`` = ``node\\ntoken`` with an expiry 
 refreshes (a dead process's ids are freed after ``presence_ttl``); ``q:ID`` (list) and ``qm:ID``
 (byte count) queue frames for an absent id; ``qexp`` (sorted set, score = creation time in ms)
 finds expired queues; ``qtotal`` bounds all queues together.  Every check-and-change is one Lua
-script, so the bounds and the id ownership hold across processes.  Frames for an id held by
-another process are published on that process's channel ``n:NODE``.
+script, so the bounds and the id ownership hold across processes.
+
+Relay between processes: each process subscribes to its channel ``n:NODE`` and to ``inv``.  The
+forwards of one event-loop tick leave in one pipeline (one round trip): frames for an id whose
+broker is in the :class:`~._store.PresenceCache` are published straight to that broker, one
+publication per broker; the rest go through the forward script, which looks presence up (and
+answers where each id lives, to fill the cache), publishes to the holder or queues with the bounds.
+A release or a takeover publishes the id on ``inv`` (every process forgets it); a publication
+nobody received (the broker died) makes the sender forget that broker and route the frames again
+through the script.  Ordering per (src, dst) holds: one flush at a time, one connection, and in
+one flush every frame for one dst takes the same path.
 """
 
 from __future__ import annotations
@@ -20,10 +29,18 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from ..errors import P2PNetworkError
-from ._store import ClaimOutcome, ForwardOutcome, Inbox, Kick, QueuedMessage, QueueLimits
+from ._store import (
+    ClaimOutcome,
+    ForwardOutcome,
+    Inbox,
+    Kick,
+    PresenceCache,
+    QueuedMessage,
+    QueueLimits,
+)
 
 LOG = logging.getLogger("enkrypted.broker")
 PREFIX: Final = "enkrypted:broker:"
@@ -43,6 +60,10 @@ local nl = string.find(v, '\\n', 1, true)
 local node = string.sub(v, 1, nl - 1)
 if string.sub(v, nl + 1) == ARGV[2] then
   redis.call('SET', KEYS[1], mine, 'PX', ARGV[3])
+  redis.call('PUBLISH', ARGV[4] .. 'inv', 'i\\n' .. ARGV[5])
+  if node ~= ARGV[1] then
+    redis.call('PUBLISH', ARGV[4] .. 'n:' .. node, 'k\\n' .. ARGV[5] .. '\\n' .. ARGV[2])
+  end
   return {'takeover', node}
 end
 return {'taken', node}
@@ -60,7 +81,10 @@ end
 """
 
 _RELEASE = _DROP_QUEUE + """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[4] .. 'inv', 'i\\n' .. ARGV[3])
+end
 if ARGV[2] == '1' then drop_queue(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[3]) end
 return 1
 """
@@ -120,6 +144,12 @@ end
 for node, list in pairs(pubs) do
   redis.call('PUBLISH', p .. 'n:' .. node, 'b\\30' .. table.concat(list, '\\30'))
 end
+for dst, node in pairs(nodes) do  -- where each id lives, for the senders' presence caches
+  if node then
+    table.insert(counts, dst)
+    table.insert(counts, node)
+  end
+end
 return counts
 """
 
@@ -145,14 +175,19 @@ def _entry(message: QueuedMessage) -> str:
 
 def _parse_entry(dst: str, raw: str) -> QueuedMessage:
     src, queueable, text = raw.split("\n", 2)
-    return QueuedMessage(src, dst, text, queueable == "1")
+    return QueuedMessage(src, dst, text, queueable == "1", routed=True)
+
+
+def _record(message: QueuedMessage) -> str:
+    return f"{message.dst}\n{_entry(message)}"
 
 
 class RedisStore:
     """:class:`~._store.SignalingStore` over one Redis server (redis-py asyncio)."""
 
     def __init__(self, url: str, limits: QueueLimits, node: str, presence_ttl: float = 30.0,
-                 backstop_ttl: float = 300.0, prefix: str = PREFIX) -> None:
+                 backstop_ttl: float = 300.0, prefix: str = PREFIX, cache_ttl: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.node = node
         self._limits = limits
         self._ttl_ms = int(presence_ttl * 1000)
@@ -162,9 +197,15 @@ class RedisStore:
         self._scripts = {name: self._redis.register_script(src) for name, src in (
             ("claim", _CLAIM), ("release", _RELEASE), ("forward", _FORWARD_MANY), ("drain", _DRAIN),
             ("expired", _TAKE_EXPIRED))}
+        self.cache = PresenceCache(cache_ttl)
+        self._clock = clock
         self._listener: asyncio.Task[None] | None = None
         self._batch: list[QueuedMessage] = []
         self._flusher: asyncio.Task[None] | None = None
+        self.published = 0
+        """Frames sent straight to their broker (presence cache hits), for the benchmark."""
+        self.scripted = 0
+        """Frames sent through the forward script (cache misses, queued, rerouted)."""
 
     async def _call(self, op: Callable[[], Awaitable[_T]]) -> _T:
         try:
@@ -180,8 +221,9 @@ class RedisStore:
 
     # ------------------------------------------------------------------------ lifecycle
     async def start(self, inbox: Inbox, kick: Kick) -> None:
+        await self._call(lambda: self._redis.script_load(_FORWARD_MANY))  # evalsha in pipelines
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await self._call(lambda: pubsub.subscribe(self._p + "n:" + self.node))
+        await self._call(lambda: pubsub.subscribe(self._p + "n:" + self.node, self._p + "inv"))
         self._listener = asyncio.create_task(self._listen(pubsub, inbox, kick))
 
     async def _listen(self, pubsub: Any, inbox: Inbox, kick: Kick) -> None:
@@ -206,7 +248,9 @@ class RedisStore:
                 await inbox(_parse_entry(dst, entry))
             return
         kind, _, rest = data.partition("\n")
-        if kind == "k":
+        if kind == "i":  # released or taken over: where it lived is no longer known
+            self.cache.forget(rest)
+        elif kind == "k":
             peer_id, _, token = rest.partition("\n")
             await kick(peer_id, token)
 
@@ -220,17 +264,16 @@ class RedisStore:
 
     # ------------------------------------------------------------------------ presence
     async def claim(self, peer_id: str, token: str, now: float) -> ClaimOutcome:
-        kind, node = await self._script("claim", [self._p + "p:" + peer_id],
-                                        [self.node, token, self._ttl_ms])
-        if kind == "takeover" and node and node != self.node:
-            channel = self._p + "n:" + node
-            await self._call(lambda: self._redis.publish(channel, f"k\n{peer_id}\n{token}"))
+        self.cache.forget(peer_id)  # it is about to live here, or it is someone else's
+        kind, _node = await self._script("claim", [self._p + "p:" + peer_id],
+                                         [self.node, token, self._ttl_ms, self._p, peer_id])
         return {"new": ClaimOutcome.NEW, "takeover": ClaimOutcome.TAKEOVER}.get(
             kind, ClaimOutcome.TAKEN)
 
     async def release(self, peer_id: str, token: str, clear_queue: bool) -> None:
         keys = [self._p + "p:" + peer_id, *self._queue_keys(peer_id)]
-        await self._script("release", keys, [f"{self.node}\n{token}", int(clear_queue), peer_id])
+        await self._script("release", keys, [f"{self.node}\n{token}", int(clear_queue), peer_id,
+                                             self._p])
 
     async def refresh(self, peer_ids: Sequence[str]) -> None:
         async def run() -> None:
@@ -250,10 +293,9 @@ class RedisStore:
             return out
         return await self._call(run)
 
-    # ------------------------------------------------------------------------ queues
+    # ------------------------------------------------------------------------ relay and queues
     async def forward(self, message: QueuedMessage, now: float) -> ForwardOutcome:
-        """Batched: every forward of one loop iteration goes to Redis in one script call (and one
-        PUBLISH per destination process); a round trip per frame capped the relay rate."""
+        """Batched: every forward of one loop iteration leaves in one pipeline (see the module)."""
         if len(self._batch) >= MAX_BATCHED:
             return ForwardOutcome.FULL
         self._batch.append(message)
@@ -264,16 +306,74 @@ class RedisStore:
     async def _flush(self) -> None:
         while self._batch:
             batch, self._batch = self._batch[:BATCH], self._batch[BATCH:]
-            lim = self._limits
-            records = "\x1e".join(f"{m.dst}\n{_entry(m)}" for m in batch)
-            args: list[Any] = [self._p, int(time.time() * 1000), lim.max_msgs_per_dst,
-                               lim.max_bytes_per_dst, lim.max_bytes_total, lim.max_queues,
-                               self._backstop_ms, records]
             try:
-                await self._script("forward", [], args)
+                await self._flush_batch(batch)
             except P2PNetworkError as exc:
                 LOG.warning('{"event": "store.error", "dropped": %d, "error": %r}', len(batch),
                             str(exc))
+
+    def _split(self, batch: list[QueuedMessage], now: float) -> tuple[list[str],
+                                                                    dict[str, list[QueuedMessage]]]:
+        """Frames for the forward script, and frames per broker known to hold their dst."""
+        scripted: list[str] = []
+        direct: dict[str, list[QueuedMessage]] = {}
+        decided: dict[str, str | None] = {}  # one path per dst in one flush (ordering)
+        for message in batch:
+            if message.dst not in decided:
+                node = None if message.routed else self.cache.get(message.dst, now)
+                decided[message.dst] = None if node == self.node else node
+            node = decided[message.dst]
+            if node is None:
+                scripted.append(_record(message))
+            else:
+                direct.setdefault(node, []).append(message)
+        return scripted, direct
+
+    async def _flush_batch(self, batch: list[QueuedMessage]) -> None:
+        now = self._clock()
+        scripted, direct = self._split(batch, now)
+        lim = self._limits
+        args: list[Any] = [self._p, int(time.time() * 1000), lim.max_msgs_per_dst,
+                           lim.max_bytes_per_dst, lim.max_bytes_total, lim.max_queues,
+                           self._backstop_ms, "\x1e".join(scripted)]
+
+        async def run(publish: bool) -> list[Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                if scripted:
+                    pipe.evalsha(self._scripts["forward"].sha, 0, *args)
+                for node, messages in direct.items() if publish else ():
+                    pipe.publish(self._p + "n:" + node,
+                                 "b\x1e" + "\x1e".join(map(_record, messages)))
+                return list(await pipe.execute(raise_on_error=False))
+
+        results = await self._call(lambda: run(True))
+        if scripted and isinstance(results[0], NoScriptError):  # Redis restarted: load, once more
+            await self._call(lambda: self._redis.script_load(_FORWARD_MANY))
+            results[0] = (await self._call(lambda: run(False)))[0]
+        for result in results:
+            if isinstance(result, Exception):
+                raise P2PNetworkError(f"redis: {result}")
+        self.scripted += len(scripted)
+        if scripted:
+            found = results.pop(0)[4:]
+            for dst, node in zip(found[::2], found[1::2], strict=True):
+                self.cache.learn(dst, node, now)
+        self._reroute_unheard(direct, results)
+
+    def _reroute_unheard(self, direct: dict[str, list[QueuedMessage]], receivers: list[Any]) -> None:
+        """A publication nobody received: that broker is gone; route its frames through the
+        script (presence decides: its successor, the queue, or nothing)."""
+        again: list[QueuedMessage] = []
+        for (node, messages), heard in zip(direct.items(), receivers, strict=True):
+            if heard:
+                self.published += len(messages)
+                continue
+            self.cache.forget_node(node)
+            again.extend(QueuedMessage(m.src, m.dst, m.text, m.queueable, routed=True)
+                         for m in messages)
+        if again:
+            LOG.warning('{"event": "store.node_gone", "rerouted": %d}', len(again))
+            self._batch[:0] = again
 
     async def drain(self, peer_id: str) -> list[QueuedMessage]:
         items = await self._script("drain", self._queue_keys(peer_id), [peer_id])

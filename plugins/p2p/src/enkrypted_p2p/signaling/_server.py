@@ -38,6 +38,7 @@ from ._broker import (
     SweepQueues,
 )
 from ._config import BrokerConfig
+from ._limits import client_address, parse_networks
 from ._store import MemoryStore, QueuedMessage, QueueLimits, SignalingStore
 
 LOG = logging.getLogger("enkrypted.broker")
@@ -74,6 +75,7 @@ class BrokerServer:
         self.store = store or MemoryStore(queue_limits(config))
         self.clock = clock
         self.core = BrokerCore(config, clock())
+        self._proxies = parse_networks(config.trusted_proxies)
         self._sockets: dict[int, web.WebSocketResponse] = {}
         self._transports: dict[int, asyncio.BaseTransport] = {}
         self._outq: dict[int, list[bytes]] = {}
@@ -146,7 +148,8 @@ class BrokerServer:
         self._sockets[conn] = ws
         if request.transport is not None:
             self._transports[conn] = request.transport
-        remote = request.remote or ""
+        remote = client_address(request.remote or "", request.headers.get("X-Forwarded-For"),
+                                self._proxies)
         try:
             await self._run(self.core.connect(conn, request.query, self.clock(), remote))
             async for msg in ws:
