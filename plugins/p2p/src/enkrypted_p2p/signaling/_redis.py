@@ -10,7 +10,8 @@ Relay between processes: each process subscribes to its channel ``n:NODE`` and t
 forwards of one event-loop tick leave in one pipeline (one round trip): frames for an id whose
 broker is in the :class:`~._store.PresenceCache` are published straight to that broker, one
 publication per broker; the rest go through the forward script, which looks presence up (and
-answers where each id lives, to fill the cache), publishes to the holder or queues with the bounds.
+answers where each id lives, to fill the cache), publishes to the holder or queues with the bounds
+(also when the holder's publication has no listener: its broker died before its presence expired).
 A release or a takeover publishes the id on ``inv`` (every process forgets it); a publication
 nobody received (the broker died) makes the sender forget that broker and route the frames again
 through the script.  Ordering per (src, dst) holds: one flush at a time, one connection, and in
@@ -47,6 +48,8 @@ PREFIX: Final = "enkrypted:broker:"
 BATCH: Final = 512
 MAX_BATCHED: Final = 20_000
 """Frames waiting for Redis; beyond it forwards are dropped (bounded memory if Redis stalls)."""
+MAX_CONNECTIONS: Final = 32
+"""Redis connections per broker process (the pub/sub listener has its own)."""
 _T = TypeVar("_T")
 
 _CLAIM = """
@@ -91,20 +94,48 @@ return 1
 
 _FORWARD_MANY = """
 -- ARGV[8]: records 'dst\\nsrc\\nqueueable\\ntext' joined by \\30 (JSON text escapes control
--- characters, ids are printable). One argument and four counts back: redis-py's per-argument
--- encoding and per-item reply parsing cost more than the work itself.
+-- characters, ids are printable). One argument and four counts back (then dst, node pairs for
+-- the presence caches): redis-py's per-argument encoding and per-item parsing cost more than
+-- the work itself.
 local p = ARGV[1]
 local now, max_msgs, max_dst, max_total = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local max_queues, backstop, batch = tonumber(ARGV[6]), ARGV[7], ARGV[8]
 local counts = {0, 0, 0, 0}  -- delivered, queued, full, dropped
-local pubs, nodes = {}, {}
+local pubs, nodes, dead = {}, {}, {}
+
+local function queue(rec)  -- for an absent id (or one whose broker has died): bounded
+  local nl = string.find(rec, '\\n', 1, true)
+  local dst, entry = string.sub(rec, 1, nl - 1), string.sub(rec, nl + 1)
+  local nl2 = string.find(entry, '\\n', 1, true)
+  if string.sub(entry, nl2 + 1, nl2 + 1) ~= '1' then
+    counts[4] = counts[4] + 1
+    return
+  end
+  local q, m, z, t = p .. 'q:' .. dst, p .. 'qm:' .. dst, p .. 'qexp', p .. 'qtotal'
+  local size = string.len(entry)
+  local count = redis.call('LLEN', q)
+  local qbytes = tonumber(redis.call('HGET', m, 'bytes') or '0')
+  local total = tonumber(redis.call('GET', t) or '0')
+  if (count == 0 and redis.call('ZCARD', z) >= max_queues) or count >= max_msgs
+     or qbytes + size > max_dst or total + size > max_total then
+    counts[3] = counts[3] + 1
+    return
+  end
+  redis.call('RPUSH', q, entry)
+  redis.call('HINCRBY', m, 'bytes', size)
+  redis.call('INCRBY', t, size)
+  if count == 0 then redis.call('ZADD', z, 'NX', now, dst) end
+  redis.call('PEXPIRE', q, backstop)
+  redis.call('PEXPIRE', m, backstop)
+  counts[2] = counts[2] + 1
+end
+
 local pos, len = 1, string.len(batch)
 while pos <= len do
   local stop = string.find(batch, '\\30', pos, true) or (len + 1)
   local rec = string.sub(batch, pos, stop - 1)
   pos = stop + 1
-  local nl = string.find(rec, '\\n', 1, true)
-  local dst = string.sub(rec, 1, nl - 1)
+  local dst = string.sub(rec, 1, string.find(rec, '\\n', 1, true) - 1)
   local node = nodes[dst]
   if node == nil then
     local v = redis.call('GET', p .. 'p:' .. dst)
@@ -114,38 +145,20 @@ while pos <= len do
   if node then
     if not pubs[node] then pubs[node] = {} end
     table.insert(pubs[node], rec)
-    counts[1] = counts[1] + 1
   else
-    local entry = string.sub(rec, nl + 1)
-    local nl2 = string.find(entry, '\\n', 1, true)
-    if string.sub(entry, nl2 + 1, nl2 + 1) ~= '1' then
-      counts[4] = counts[4] + 1
-    else
-      local q, m, z, t = p .. 'q:' .. dst, p .. 'qm:' .. dst, p .. 'qexp', p .. 'qtotal'
-      local size = string.len(entry)
-      local count = redis.call('LLEN', q)
-      local qbytes = tonumber(redis.call('HGET', m, 'bytes') or '0')
-      local total = tonumber(redis.call('GET', t) or '0')
-      if (count == 0 and redis.call('ZCARD', z) >= max_queues) or count >= max_msgs
-         or qbytes + size > max_dst or total + size > max_total then
-        counts[3] = counts[3] + 1
-      else
-        redis.call('RPUSH', q, entry)
-        redis.call('HINCRBY', m, 'bytes', size)
-        redis.call('INCRBY', t, size)
-        if count == 0 then redis.call('ZADD', z, 'NX', now, dst) end
-        redis.call('PEXPIRE', q, backstop)
-        redis.call('PEXPIRE', m, backstop)
-        counts[2] = counts[2] + 1
-      end
-    end
+    queue(rec)
   end
 end
 for node, list in pairs(pubs) do
-  redis.call('PUBLISH', p .. 'n:' .. node, 'b\\30' .. table.concat(list, '\\30'))
+  if redis.call('PUBLISH', p .. 'n:' .. node, 'b\\30' .. table.concat(list, '\\30')) > 0 then
+    counts[1] = counts[1] + #list
+  else  -- nobody listens: that broker died, its presence has not expired yet
+    dead[node] = true
+    for _, rec in ipairs(list) do queue(rec) end
+  end
 end
-for dst, node in pairs(nodes) do  -- where each id lives, for the senders' presence caches
-  if node then
+for dst, node in pairs(nodes) do
+  if node and not dead[node] then
     table.insert(counts, dst)
     table.insert(counts, node)
   end
@@ -193,7 +206,11 @@ class RedisStore:
         self._ttl_ms = int(presence_ttl * 1000)
         self._backstop_ms = int(backstop_ttl * 1000)
         self._p = prefix
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=True)
+        # Blocking: a burst of claims/releases (hundreds of sockets closing at once) waits for a
+        # connection instead of failing with "Too many connections" and losing a flush.
+        pool = aioredis.BlockingConnectionPool.from_url(url, decode_responses=True,
+                                                        max_connections=MAX_CONNECTIONS, timeout=10)
+        self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)  # closed with it
         self._scripts = {name: self._redis.register_script(src) for name, src in (
             ("claim", _CLAIM), ("release", _RELEASE), ("forward", _FORWARD_MANY), ("drain", _DRAIN),
             ("expired", _TAKE_EXPIRED))}
