@@ -177,8 +177,8 @@ class Node:
         self.kicks: list[tuple[str, str]] = []
 
     async def start(self) -> Node:
-        async def inbox(message: QueuedMessage) -> None:
-            self.inbox.append(message)
+        async def inbox(messages: list[QueuedMessage]) -> None:
+            self.inbox.extend(messages)
 
         async def kick(peer_id: str, token: str) -> None:
             self.kicks.append((peer_id, token))

@@ -260,9 +260,8 @@ class RedisStore:
 
     async def _dispatch(self, data: str, inbox: Inbox, kick: Kick) -> None:
         if data.startswith("b\x1e"):
-            for record in data[2:].split("\x1e"):  # JSON escapes control characters
-                dst, _, entry = record.partition("\n")
-                await inbox(_parse_entry(dst, entry))
+            records = data[2:].split("\x1e")  # JSON escapes control characters
+            await inbox([_parse_entry(*record.split("\n", 1)) for record in records])
             return
         kind, _, rest = data.partition("\n")
         if kind == "i":  # released or taken over: where it lived is no longer known

@@ -261,8 +261,9 @@ class BrokerServer:
                 _log("timer.error", error=repr(exc))
 
     # ------------------------------------------------------------------------ other brokers
-    async def _inbox(self, message: QueuedMessage) -> None:
-        await self._run(self.core.deliver(message))
+    async def _inbox(self, messages: list[QueuedMessage]) -> None:
+        deliver = self.core.deliver
+        await self._run([effect for message in messages for effect in deliver(message)])
 
     async def _kick(self, peer_id: str, token: str) -> None:
         await self._run(self.core.kick(peer_id, token))

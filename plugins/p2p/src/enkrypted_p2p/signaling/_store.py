@@ -63,8 +63,8 @@ class QueueLimits:
     max_queues: int
 
 
-Inbox = Callable[[QueuedMessage], Awaitable[None]]
-"""Called for a message another broker process routed to an id held here."""
+Inbox = Callable[[list[QueuedMessage]], Awaitable[None]]
+"""Called with the messages (in order) of one publication another broker process routed here."""
 Kick = Callable[[str, str], Awaitable[None]]
 """Called with ``(peer_id, token)`` when another process took over an id held here."""
 
