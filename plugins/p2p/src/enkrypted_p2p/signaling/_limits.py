@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = ["FailureThrottle", "client_address", "parse_networks"]
 
 import ipaddress
+import itertools
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ class FailureThrottle:
 
     def prune(self, now: float, limit: int = 1000) -> None:
         """Forget up to ``limit`` of the oldest keys whose bucket is full again (bounded work)."""
-        for key in list(self._buckets)[:limit]:
+        for key in list(itertools.islice(self._buckets, limit)):
             bucket = self._level(key, now)
             if bucket is not None and bucket.tokens >= self._burst:
                 del self._buckets[key]
