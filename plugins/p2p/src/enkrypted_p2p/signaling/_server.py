@@ -18,6 +18,7 @@ import json
 import logging
 import ssl
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Coroutine
 
@@ -42,6 +43,7 @@ from ._limits import client_address, parse_networks
 from ._store import MemoryStore, QueuedMessage, QueueLimits, SignalingStore
 
 LOG = logging.getLogger("enkrypted.broker")
+MAX_QUERY_FIELDS = 32
 SLOW_CONSUMER_BYTES = 1024 * 1024
 """A socket whose unsent output exceeds this is closed (1008): memory stays bounded."""
 _INFO = {
@@ -151,7 +153,8 @@ class BrokerServer:
         remote = client_address(request.remote or "", request.headers.get("X-Forwarded-For"),
                                 self._proxies)
         try:
-            await self._run(self.core.connect(conn, request.query, self.clock(), remote))
+            await self._run(self.core.connect(conn, _query(request.query_string), self.clock(),
+                                              remote))
             async for msg in ws:
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     await self._run(self.core.frame(conn, msg.data, self.clock()))
@@ -267,6 +270,19 @@ class BrokerServer:
 
     async def _kick(self, peer_id: str, token: str) -> None:
         await self._run(self.core.kick(peer_id, token))
+
+
+def _query(raw: str) -> dict[str, str]:
+    """The WebSocket URL's parameters, first value wins (as ``request.query.get``), parsed without
+    caching a MultiDict on the request for the socket's lifetime (about 0.5 KB per client)."""
+    out: dict[str, str] = {}
+    try:
+        pairs = urllib.parse.parse_qsl(raw, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
+    except ValueError:  # too many fields: answered like missing parameters
+        return out
+    for name, value in pairs:
+        out.setdefault(name, value)
+    return out
 
 
 def _text_frame(text: str) -> bytes:
