@@ -99,7 +99,7 @@ async def run_broker(config: BrokerConfig, host: str, port: int, tls: ssl.SSLCon
 @click.option("--ip-fail-rate", default=1.0, show_default=True, type=float,
               help="Failed attempts per second per address allowed in the long run.")
 @click.option("--presence-cache-ttl", default=None, type=float,
-              help="With --redis: seconds a broker trusts where an id lives [min(1, ttl/3)].")
+              help="With --redis: seconds a broker trusts where an id lives [min(5, ttl/3)].")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 def broker_command(host: str, port: int, path: str, key: str, tls_cert: Path | None,
@@ -116,7 +116,7 @@ def broker_command(host: str, port: int, path: str, key: str, tls_cert: Path | N
             max_frame_bytes=max_frame_bytes, rate_per_s=rate_per_s, rate_burst=rate_burst,
             presence_ttl=presence_ttl, presence_refresh=min(10.0, presence_ttl / 3),
             presence_cache_ttl=(presence_cache_ttl if presence_cache_ttl is not None
-                                else min(1.0, presence_ttl / 3)),
+                                else min(5.0, presence_ttl / 3)),
             max_conns_per_ip=max_conns_per_ip, trusted_proxies=trusted_proxies,
             id_fail_burst=id_fail_burst, id_fail_rate=id_fail_rate, ip_fail_burst=ip_fail_burst,
             ip_fail_rate=ip_fail_rate,

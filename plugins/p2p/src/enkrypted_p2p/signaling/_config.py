@@ -43,9 +43,10 @@ class BrokerConfig:
     presence_ttl: float = 30.0
     """Redis presence expiry: a dead broker's ids are freed after this long."""
     presence_refresh: float = 10.0
-    presence_cache_ttl: float = 1.0
+    presence_cache_ttl: float = 5.0
     """Redis: how long a broker trusts where an id lived (frames then skip the forward script).
-    Releases and takeovers are announced to every broker, so this bounds only missed news."""
+    Releases and takeovers are announced to every broker, so this bounds only missed news; a
+    stale entry costs a hop (the named broker routes the frame on by Redis's presence)."""
     max_discovery_ids: int = 10_000
     # --- abuse limits (ours; _limits.py) ---
     max_conns_per_ip: int = 64

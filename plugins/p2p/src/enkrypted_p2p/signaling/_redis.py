@@ -199,7 +199,7 @@ class RedisStore:
     """:class:`~._store.SignalingStore` over one Redis server (redis-py asyncio)."""
 
     def __init__(self, url: str, limits: QueueLimits, node: str, presence_ttl: float = 30.0,
-                 backstop_ttl: float = 300.0, prefix: str = PREFIX, cache_ttl: float = 1.0,
+                 backstop_ttl: float = 300.0, prefix: str = PREFIX, cache_ttl: float = 5.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.node = node
         self._limits = limits
@@ -223,6 +223,8 @@ class RedisStore:
         """Frames sent straight to their broker (presence cache hits), for the benchmark."""
         self.scripted = 0
         """Frames sent through the forward script (cache misses, queued, rerouted)."""
+        self.flushes = 0
+        """Pipelines sent (frames per pipeline = how well the forwards of a tick are batched)."""
 
     async def _call(self, op: Callable[[], Awaitable[_T]]) -> _T:
         try:
@@ -271,6 +273,8 @@ class RedisStore:
             await kick(peer_id, token)
 
     async def close(self) -> None:
+        LOG.info('{"event": "store.closed", "published": %d, "scripted": %d, "flushes": %d}',
+                 self.published, self.scripted, self.flushes)
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -362,6 +366,7 @@ class RedisStore:
                                  "b\x1e" + "\x1e".join(map(_record, messages)))
                 return list(await pipe.execute(raise_on_error=False))
 
+        self.flushes += 1
         results = await self._call(lambda: run(True))
         if scripted and isinstance(results[0], NoScriptError):  # Redis restarted: load, once more
             await self._call(lambda: self._redis.script_load(_FORWARD_MANY))
