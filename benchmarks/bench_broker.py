@@ -5,21 +5,28 @@ is bounded and can be raised through the environment variables below):
 
 * **connections** - one load process opens N WebSocket clients (200 handshakes in flight, ``OPEN``
   awaited), holds them ``HOLD`` s with ``HEARTBEAT`` every 5 s (random offset), then counts those
-  still open.  Server RSS (``/proc/PID/status`` VmRSS) before and after the ramp gives RSS per
-  client; both servers run with the concurrent limit raised to 20,000.
+  still open.  Levels: 5,000, 10,000 and as many as the open-files limit allows (the soft limit is
+  raised to the hard one in this process, its load clients and servers; the level is that limit
+  minus a margin for the processes' other files); the first refusal reasons are reported.  Server
+  RSS (``/proc/PID/status`` VmRSS) before the ramp and at the end of the hold gives RSS per client;
+  both servers run with the concurrent limit above the level (ours also with the per-IP limit
+  raised: every load client is 127.0.0.1).
 * **relay** - 200 sender/receiver pairs, ``CANDIDATE`` frames of ~330 bytes, at most 8 in flight
   per sender, 2 s warm-up then a ``WINDOW`` s measurement; msg/s = received in the window / window;
   server CPU (utime+stime) over the window / messages = µs per relayed message.  Paced at 10 msg/s
   per sender (~2,000 msg/s) it gives p50/p99 latency.  ``src`` of every frame is checked.
 * **redis** - two of our broker processes over one ``redis-server`` (all on loopback), senders on
-  A and receivers on B: every message crosses Redis.
+  A and receivers on B: every message crosses Redis.  The CPU of A, B and Redis is reported per
+  relayed message, and the rate they would reach with a core each (the 2-core machine also runs
+  the load client, so the measured total understates it).
 
 The load client is Python + aiohttp (the spec used ``websockets``, not installed here), the same
 for both servers.  Our broker runs with its per-connection rate limit raised (``--rate``/``--burst``)
 because the saturating senders exceed the default 100 msg/s on purpose.  Servers are started and
 stopped by PID; nothing leaves 127.0.0.1.
 
-Environment: ENKRYPTED_BENCH_BROKER_CONNS (5000), _HOLD (10), _WINDOW (8), _RUNS (3).
+Environment: ENKRYPTED_BENCH_BROKER_CONNS (levels, "5000,10000,max"), _HOLD (10), _WINDOW (8),
+_RUNS (3).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import asyncio
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import statistics
@@ -49,6 +57,24 @@ if str(ROOT) not in sys.path:  # also when run as the load-client subprocess
     sys.path.insert(0, str(ROOT))
 
 from tools.loopback import free_port, wait_port  # noqa: E402 - after the path above
+
+FD_MARGIN = 1000
+"""Files a process needs besides the client sockets (libraries, pipes, listening sockets)."""
+
+
+def _raise_fd_limit() -> int:
+    """Raise the soft open-files limit to the hard one (inherited by the processes we start)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _levels(fd_limit: int) -> list[int]:
+    raw = os.environ.get("ENKRYPTED_BENCH_BROKER_CONNS", "").strip() or "5000,10000,max"
+    top = max(1000, fd_limit - FD_MARGIN)
+    wanted = [top if part.strip() == "max" else int(part) for part in raw.split(",") if part.strip()]
+    return sorted({min(level, top) for level in wanted})
 
 
 def _env_int(name: str, default: int) -> int:
@@ -82,12 +108,12 @@ def _start(kind: str, tmp: Path, redis_port: int | None = None) -> tuple[subproc
         if node is None or not PEER_CLI.is_file():
             raise RuntimeError("node or tools/node/node_modules missing: run make test")
         cmd = [node, str(PEER_CLI), "--host", "127.0.0.1", "--port", str(port),
-               "--concurrent_limit", "20000"]
+               "--concurrent_limit", "100000"]
         env = dict(os.environ)
     else:
         cmd = [sys.executable, "-m", "enkrypted_p2p.signaling", "--port", str(port),
-               "--concurrent-limit", "20000", "--rate", "1000000", "--burst", "1000000",
-               "--log-level", "WARNING"]
+               "--concurrent-limit", "100000", "--max-conns-per-ip", "100000",
+               "--rate", "1000000", "--burst", "1000000", "--log-level", "WARNING"]
         if redis_port is not None:
             cmd += ["--redis", f"redis://127.0.0.1:{redis_port}/0"]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, SRC))}
@@ -115,6 +141,13 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
+def _hwm_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
 def _cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -138,33 +171,48 @@ async def _heartbeat(ws: Any, stop: asyncio.Event) -> None:
         await asyncio.sleep(5)
 
 
+RAMP_S = 180.0
+
+
 async def _load_conns(base: str, n: int, hold: float) -> dict[str, Any]:
     import aiohttp
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         gate = asyncio.Semaphore(200)
+        failures: dict[str, int] = {}
 
         async def one(i: int) -> Any:
             async with gate:
                 try:
                     return await _ws(session, base, f"c{i}-{os.getpid()}")
-                except Exception:
+                except Exception as exc:
+                    reason = f"{type(exc).__name__}: {exc}"[:120]
+                    failures[reason] = failures.get(reason, 0) + 1
                     return None
 
         start = time.monotonic()
-        async with asyncio.timeout(180):
-            sockets = [ws for ws in await asyncio.gather(*(one(i) for i in range(n))) if ws]
+        tasks = [asyncio.create_task(one(i)) for i in range(n)]
+        done, pending = await asyncio.wait(tasks, timeout=RAMP_S)
+        for task in pending:
+            task.cancel()
+        if pending:
+            failures[f"ramp over {RAMP_S:.0f} s"] = len(pending)
+        sockets = [ws for task in done if (ws := task.result()) is not None]
         ramp = time.monotonic() - start
         print("RAMPED", flush=True)
         stop = asyncio.Event()
         beats = [asyncio.create_task(_heartbeat(ws, stop)) for ws in sockets]
         await asyncio.sleep(hold)
-        stop.set()
         alive = sum(1 for ws in sockets if not ws.closed)
+        print("HELD", flush=True)
+        await asyncio.sleep(1.0)  # the orchestrator reads the server's RSS now
+        stop.set()
         for task in beats:
             task.cancel()
         await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-    return {"opened": len(sockets), "alive": alive, "ramp_s": round(ramp, 3)}
+    top = sorted(failures.items(), key=lambda kv: -kv[1])[:3]
+    return {"opened": len(sockets), "alive": alive, "ramp_s": round(ramp, 3),
+            "failures": dict(top), "client_fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}
 
 
 _CANDIDATE = {"candidate": "candidate:842163049 1 udp 1677729535 127.0.0.1 54321 typ srflx raddr "
@@ -240,6 +288,7 @@ def _load_main(argv: list[str]) -> None:
     parser.add_argument("--measure", type=float, default=8)
     parser.add_argument("--pace", type=float, default=0)
     args = parser.parse_args(argv)
+    _raise_fd_limit()
     if args.mode == "conns":
         result = asyncio.run(_load_conns(args.base, args.n, args.hold))
     else:
@@ -279,18 +328,24 @@ def _connections(kind: str, tmp: Path, n: int, hold: float) -> dict[str, Any]:
         time.sleep(0.5)
         idle = _rss_kb(server.pid)
         seen: dict[str, float] = {}
+
+        def held() -> None:
+            seen.update(rss=_rss_kb(server.pid), hwm=_hwm_kb(server.pid),
+                        hold_cpu=_cpu_s(server.pid) - seen.get("cpu", 0),
+                        hold_s=time.monotonic() - seen.get("t", time.monotonic()))
+
         result = _drive(["conns", "--base", f"ws://127.0.0.1:{port}", "--n", str(n), "--hold",
                          str(hold)],
-                        {"RAMPED": lambda: seen.update(rss=_rss_kb(server.pid), cpu=_cpu_s(server.pid),
-                                                       t=time.monotonic())})
-        end_rss, cpu = _rss_kb(server.pid), _cpu_s(server.pid) - seen.get("cpu", 0)
-        held = time.monotonic() - seen.get("t", time.monotonic())
+                        {"RAMPED": lambda: seen.update(cpu=_cpu_s(server.pid), t=time.monotonic()),
+                         "HELD": held})
     finally:
         _stop(server)
     opened = max(1, result.get("opened", 0))
-    return {**result, "rss_idle_kb": idle, "rss_end_kb": end_rss,
+    end_rss = int(seen.get("rss", 0))
+    return {**result, "target": n, "rss_idle_kb": idle, "rss_end_kb": end_rss,
+            "rss_peak_kb": int(seen.get("hwm", 0)),
             "rss_per_client_kb": round((end_rss - idle) / opened, 2),
-            "hold_cpu_pct": round(100 * cpu / max(held, 1e-9), 1)}
+            "hold_cpu_pct": round(100 * seen.get("hold_cpu", 0) / max(seen.get("hold_s", 0), 1e-9), 1)}
 
 
 def _relay(kinds: tuple[str, ...], tmp: Path, measure: float, pace: float = 0) -> dict[str, Any]:
@@ -302,25 +357,50 @@ def _relay(kinds: tuple[str, ...], tmp: Path, measure: float, pace: float = 0) -
             servers = [_start("ours", tmp, redis_port) for _ in kinds]
         else:
             servers = [_start(kinds[0], tmp)]
-        pids = [s.pid for s, _ in servers]
-        pids += [redis_proc.pid] if redis_proc else []
-        cpu: dict[str, float] = {}
+        names = ["broker_a", "broker_b"] if len(servers) == 2 else ["server"]
+        pids = dict(zip(names, (s.pid for s, _ in servers), strict=True))
+        if redis_proc is not None:
+            pids["redis"] = redis_proc.pid
+        cpu: dict[str, dict[str, float]] = {}
         args = ["relay", "--base", f"ws://127.0.0.1:{servers[0][1]}",
                 "--recv-base", f"ws://127.0.0.1:{servers[-1][1]}", "--measure", str(measure),
                 "--pace", str(pace)]
-        result = _drive(args, {
-            "WINDOW_START": lambda: cpu.update(start=sum(map(_cpu_s, pids))),
-            "WINDOW_END": lambda: cpu.update(end=sum(map(_cpu_s, pids))),
-        })
+
+        def mark(at: str) -> None:
+            cpu[at] = {name: _cpu_s(pid) for name, pid in pids.items()}
+            cpu[at]["machine"] = _machine_busy_s()
+
+        result = _drive(args, {"WINDOW_START": lambda: mark("start"),
+                               "WINDOW_END": lambda: mark("end")})
     finally:
         for server, _ in servers:
             _stop(server)
         if redis_proc is not None:
             _stop(redis_proc)
-    used = cpu.get("end", 0) - cpu.get("start", 0)
     received = max(1, result.get("received", 0))
-    return {**result, "server_cpu_pct": round(100 * used / measure, 1),
-            "server_cpu_us_per_msg": round(used * 1e6 / received, 2)}
+    used = {name: cpu.get("end", {}).get(name, 0.0) - cpu.get("start", {}).get(name, 0.0)
+            for name in [*pids, "machine"]}
+    servers_s = sum(v for k, v in used.items() if k != "machine")
+    out = {**result, "server_cpu_pct": round(100 * servers_s / measure, 1),
+           "server_cpu_us_per_msg": round(servers_s * 1e6 / received, 2),
+           "machine_busy_pct": round(100 * used["machine"] / measure, 1)}
+    if len(servers) == 2:
+        per = {name: round(used[name] * 1e6 / received, 2) for name in pids}
+        out["cpu_us_per_msg_by_process"] = per
+        # One core per broker (senders spread over both, so each does half the sends and half
+        # the receives) and Redis on a third: the slower of the two bounds the total.
+        brokers = per["broker_a"] + per["broker_b"]
+        out["projected_per_s_one_core_each"] = round(min(
+            2e6 / brokers if brokers else 0.0, 1e6 / per["redis"] if per["redis"] else 0.0))
+    return out
+
+
+def _machine_busy_s() -> float:
+    """CPU-seconds the whole machine was busy since boot (``/proc/stat``, all cores)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    ticks = [int(v) for v in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def _median(values: list[Any]) -> Any:
@@ -329,17 +409,20 @@ def _median(values: list[Any]) -> Any:
 
 
 def run() -> dict[str, object]:
-    n, hold = _env_int("CONNS", 5000), _env_int("HOLD", 10)
+    fd_limit = _raise_fd_limit()
+    levels, hold = _levels(fd_limit), _env_int("HOLD", 10)
     measure, runs = _env_int("WINDOW", 8), _env_int("RUNS", 3)
-    out: dict[str, object] = {"runs": runs, "connections_target": n, "hold_s": hold,
-                              "window_s": measure, "load_client": "python aiohttp, 1 process"}
+    out: dict[str, object] = {"runs": runs, "connection_levels": levels, "hold_s": hold,
+                              "window_s": measure, "fd_limit": fd_limit,
+                              "load_client": "python aiohttp, 1 process"}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         for kind in ("peerjs", "ours"):
-            conns = _connections(kind, tmp, n, hold)
-            out[f"{kind}_connections"] = conns["alive"]
-            out[f"{kind}_rss_per_client_kb"] = conns["rss_per_client_kb"]
-            out[f"{kind}_connections_detail"] = conns
+            detail = [_connections(kind, tmp, n, hold) for n in levels]
+            top = max(detail, key=lambda d: (d["alive"], d["target"]))
+            out[f"{kind}_connections"] = top["alive"]
+            out[f"{kind}_rss_per_client_kb"] = top["rss_per_client_kb"]
+            out[f"{kind}_connections_detail"] = detail
         relay: dict[str, list[dict[str, Any]]] = {"peerjs": [], "ours": []}
         for i in range(runs):  # interleaved, order flipped every run
             for kind in (("peerjs", "ours") if i % 2 == 0 else ("ours", "peerjs")):
@@ -351,11 +434,24 @@ def run() -> dict[str, object]:
             paced = _relay((kind,), tmp, measure, pace=10)
             out[f"{kind}_paced_2k"] = paced
             out[f"{kind}_p50_ms_2k"], out[f"{kind}_p99_ms_2k"] = paced["p50_ms"], paced["p99_ms"]
-        two = _relay(("ours", "ours"), tmp, measure)
-        out["redis_two_brokers_relay_per_s"] = two["per_s"]
+        two = [_relay(("ours", "ours"), tmp, measure) for _ in range(runs)]
+        out["redis_two_brokers_relay_per_s"] = _median([s["per_s"] for s in two])
+        out["redis_two_brokers_projected_per_s"] = _median(
+            [s["projected_per_s_one_core_each"] for s in two])
         out["redis_two_brokers_detail"] = two
-    out["ratio_relay"] = round(float(out["ours_relay_per_s"] or 0) / float(out["peerjs_relay_per_s"] or 1), 3)  # type: ignore[arg-type]
-    out["ratio_cpu_per_msg"] = round(float(out["ours_cpu_us_per_msg"] or 0) / float(out["peerjs_cpu_us_per_msg"] or 1), 3)  # type: ignore[arg-type]
+        two_paced = _relay(("ours", "ours"), tmp, measure, pace=10)
+        out["redis_p50_ms_2k"], out["redis_p99_ms_2k"] = two_paced["p50_ms"], two_paced["p99_ms"]
+    peer_rate = float(out["peerjs_relay_per_s"] or 1)  # type: ignore[arg-type]
+    peer_us = float(out["peerjs_cpu_us_per_msg"] or 1)  # type: ignore[arg-type]
+    out["ratio_relay"] = round(float(out["ours_relay_per_s"] or 0) / peer_rate, 3)  # type: ignore[arg-type]
+    out["ratio_cpu_per_msg"] = round(float(out["ours_cpu_us_per_msg"] or 0) / peer_us, 3)  # type: ignore[arg-type]
+    out["ratio_redis_two_vs_peerjs"] = round(
+        float(out["redis_two_brokers_relay_per_s"] or 0) / peer_rate, 3)  # type: ignore[arg-type]
+    out["peerjs_per_core_per_s"] = round(1e6 / peer_us)
+    out["ratio_redis_projected_vs_peerjs_per_core"] = round(
+        float(out["redis_two_brokers_projected_per_s"] or 0) / (1e6 / peer_us), 3)  # type: ignore[arg-type]
+    out["ratio_rss_per_client"] = round(
+        float(out["ours_rss_per_client_kb"]) / max(float(out["peerjs_rss_per_client_kb"]), 1e-9), 3)  # type: ignore[arg-type]
     return out
 
 

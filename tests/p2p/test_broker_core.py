@@ -24,7 +24,9 @@ from enkrypted_p2p.signaling._broker import (
     Send,
     SweepQueues,
 )
+from enkrypted_p2p.signaling._limits import FailureThrottle, client_address, parse_networks
 from enkrypted_p2p.signaling._server import queue_limits
+from enkrypted_p2p.signaling._store import PresenceCache
 
 
 def sync(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -70,8 +72,9 @@ class Harness:
             else:
                 assert isinstance(e, Refresh)
 
-    def connect(self, conn: int, peer_id: str, token: str = "t", key: str = "peerjs") -> list[dict[str, Any]]:
-        self.run(self.core.connect(conn, {"id": peer_id, "token": token, "key": key}, self.now, "127.0.0.1"))
+    def connect(self, conn: int, peer_id: str, token: str = "t", key: str = "peerjs",
+                remote: str = "127.0.0.1") -> list[dict[str, Any]]:
+        self.run(self.core.connect(conn, {"id": peer_id, "token": token, "key": key}, self.now, remote))
         return self.sent.get(conn, [])
 
     def send(self, conn: int, frame: Any) -> None:
@@ -247,3 +250,90 @@ def test_claim_answered_after_the_socket_closed_gives_the_id_back() -> None:
     h.run(h.core.disconnected(1, 0.0))
     h.run(h.core.claimed(1, outcome, 0.0))
     assert h.connect(2, "ann", token="other") == [{"type": "OPEN"}]
+
+
+# ---------------------------------------------------------------------------- abuse limits
+PER_IP = {"type": "ERROR", "payload": {"msg": "Too many connections from this address"}}
+THROTTLED = {"type": "ERROR", "payload": {"msg": "Too many failed attempts"}}
+TAKEN = {"type": "ID-TAKEN", "payload": {"msg": "ID is taken"}}
+
+
+def test_per_address_socket_limit_counts_loopback_and_frees_on_close() -> None:
+    h = Harness(max_conns_per_ip=3)
+    assert [h.connect(i, f"p{i}")[0]["type"] for i in range(1, 4)] == ["OPEN"] * 3
+    assert h.connect(4, "p4") == [PER_IP] and h.closed[4] == 1008
+    assert h.connect(5, "p5", remote="10.0.0.7") == [{"type": "OPEN"}]  # another address
+    h.disconnect(4)  # the refused socket is not counted once gone
+    assert h.connect(6, "p6") == [PER_IP]
+    h.disconnect(6)
+    h.disconnect(1)
+    assert h.connect(7, "p7") == [{"type": "OPEN"}]
+
+
+def test_wrong_tokens_for_a_held_id_are_throttled_per_id_then_refill() -> None:
+    h = Harness(id_fail_burst=3, id_fail_rate=0.5, ip_fail_burst=1000)
+    h.connect(1, "victim", token="secret")
+    answers = [h.connect(10 + i, "victim", token=f"guess{i}", remote=f"10.0.0.{i}")
+               for i in range(5)]
+    assert answers == [[TAKEN]] * 3 + [[THROTTLED]] * 2  # bounded per id, whatever the address
+    assert all(h.closed[10 + i] == (1000 if i < 3 else 1008) for i in range(5))
+    # Locked: even the right token waits (so a right guess cannot be told apart from a wrong one).
+    assert h.connect(20, "victim", token="secret", remote="10.9.9.9") == [THROTTLED]
+    assert h.core.stats.throttled == 3
+    h.advance(2.0)  # one failure refilled at 0.5/s
+    assert h.connect(21, "victim", token="guess9", remote="10.0.0.9") == [TAKEN]
+    assert h.connect(22, "victim", token="guess10", remote="10.0.0.10") == [THROTTLED]
+    h.advance(2.0)
+    h.connect(23, "victim", token="secret", remote="10.0.0.11")  # the owner's reconnect is served
+    assert 23 not in h.closed and h.closed[1] == CLOSE_TAKEN_OVER
+    h.send(23, {"type": "HEARTBEAT"})
+    assert h.connect(24, "other", remote="10.0.0.1") == [{"type": "OPEN"}]  # other ids untouched
+
+
+def test_an_address_that_keeps_failing_is_refused_until_its_bucket_refills() -> None:
+    h = Harness(id_fail_burst=100, ip_fail_burst=4, ip_fail_rate=1.0)
+    for i in range(4):
+        h.connect(i + 1, f"held{i}", token="mine", remote="10.1.1.1")
+    answers = [h.connect(10 + i, f"held{i % 4}", token="x", remote="192.0.2.9") for i in range(6)]
+    assert answers == [[TAKEN]] * 4 + [[THROTTLED]] * 2
+    assert h.connect(20, "fresh", remote="192.0.2.9") == [THROTTLED]  # every attempt from it
+    assert h.connect(21, "fresh", remote="192.0.2.10") == [{"type": "OPEN"}]  # its neighbour
+    h.advance(1.0)
+    assert h.connect(22, "fresh2", remote="192.0.2.9") == [{"type": "OPEN"}]
+
+
+def test_failure_throttle_keeps_a_bounded_number_of_keys() -> None:
+    throttle = FailureThrottle(burst=1, rate=1.0, max_keys=100)
+    for i in range(1000):
+        throttle.fail(f"id{i}", now=0.0)
+    assert len(throttle) == 100 and throttle.blocked("id999", 0.0) and not throttle.blocked("id0", 0.0)
+    throttle.prune(now=5.0)  # refilled buckets are forgotten
+    assert len(throttle) == 0
+
+
+def test_forwarded_for_is_trusted_only_from_configured_proxies() -> None:
+    proxies = parse_networks(["10.0.0.1", "192.168.0.0/16"])
+    assert client_address("203.0.113.5", "198.51.100.1", proxies) == "203.0.113.5"  # not a proxy
+    assert client_address("10.0.0.1", None, proxies) == "10.0.0.1"
+    assert client_address("10.0.0.1", "198.51.100.1", proxies) == "198.51.100.1"
+    # right-most hop that is not a proxy; the left entries are the client's own word
+    assert client_address("10.0.0.1", "6.6.6.6, 198.51.100.1, 192.168.3.4", proxies) == "198.51.100.1"
+    assert client_address("10.0.0.1", "198.51.100.1, not-an-ip", proxies) == "10.0.0.1"  # fail closed
+    assert client_address("10.0.0.1", "192.168.1.1", proxies) == "10.0.0.1"  # only proxies
+    assert client_address("::1", "2001:db8::1", parse_networks(["::1"])) == "2001:db8::1"
+    assert client_address("10.0.0.1", "1.2.3.4", ()) == "10.0.0.1"  # no proxies configured
+    with pytest.raises(P2PUsageError, match="trusted proxy"):
+        BrokerConfig(trusted_proxies=("proxy.example",))
+
+
+def test_presence_cache_expires_forgets_and_stays_bounded() -> None:
+    cache = PresenceCache(ttl=1.0, max_entries=3)
+    cache.learn("a", "n1", now=0.0)
+    cache.learn("b", "n2", now=0.0)
+    assert cache.get("a", 0.5) == "n1" and cache.get("a", 1.0) is None  # gone after ttl
+    cache.learn("c", "n2", now=0.5)
+    cache.learn("d", "n1", now=0.5)
+    cache.learn("e", "n1", now=0.5)  # over the bound: the oldest learned ("b") goes
+    assert cache.get("b", 0.6) is None and len(cache) == 3
+    cache.forget("d")
+    assert cache.forget_node("n1") == 1 and cache.get("e", 0.6) is None and cache.get("c", 0.6) == "n2"

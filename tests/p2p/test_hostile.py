@@ -35,9 +35,12 @@ def run(coro: Any, timeout: float = 60.0) -> Any:
 
 
 async def raw(session: aiohttp.ClientSession, port: int, peer_id: str, token: str = "t",
-              key: str = "peerjs") -> tuple[aiohttp.ClientWebSocketResponse, dict[str, Any]]:
+              key: str = "peerjs", forwarded_for: str | None = None,
+              ) -> tuple[aiohttp.ClientWebSocketResponse, dict[str, Any]]:
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
     ws = await session.ws_connect(
-        f"ws://127.0.0.1:{port}/peerjs?key={key}&id={peer_id}&token={token}", max_msg_size=0)
+        f"ws://127.0.0.1:{port}/peerjs?key={key}&id={peer_id}&token={token}", max_msg_size=0,
+        headers=headers)
     first = await ws.receive(timeout=5)
     return ws, json.loads(first.data) if first.type is aiohttp.WSMsgType.TEXT else {}
 
@@ -130,7 +133,8 @@ def test_message_flood_is_cut_off_by_the_rate_limit(broker: Server) -> None:
         next(e for e in events if e.get("id") == "flooder" and e["event"] == "client.closed").items()
 
 
-@pytest.mark.parametrize("broker", [("--concurrent-limit", "150")], indirect=True)
+@pytest.mark.parametrize("broker", [("--concurrent-limit", "150", "--max-conns-per-ip", "1000")],
+                         indirect=True)
 def test_connection_flood_hits_the_limit_and_legit_peers_keep_working(broker: Server) -> None:
     async def scenario() -> None:
         cfg = ClientConfig(port=broker.port)
@@ -162,17 +166,48 @@ def test_connection_flood_hits_the_limit_and_legit_peers_keep_working(broker: Se
     run(scenario())
 
 
-def test_id_squatting_and_guessed_tokens(broker: Server) -> None:
+@pytest.mark.parametrize("broker", [("--id-fail-burst", "5", "--ip-fail-burst", "1000")],
+                         indirect=True)
+def test_token_guessing_is_throttled_per_id_and_the_owner_keeps_working(broker: Server) -> None:
     async def scenario() -> None:
         async with aiohttp.ClientSession() as s, \
                 SignalingClient(ClientConfig(port=broker.port), "victim") as victim:
-            for _ in range(50):
+            answers = []
+            for _ in range(50):  # bounded; each socket is answered and closed
                 ws, first = await raw(s, broker.port, "victim", token=secrets.token_hex(4))
-                assert first == {"type": "ID-TAKEN", "payload": {"msg": "ID is taken"}}
+                answers.append(first)
                 await closed(ws)
+            assert answers[:5] == [{"type": "ID-TAKEN", "payload": {"msg": "ID is taken"}}] * 5
+            assert answers[5:] == [{"type": "ERROR", "payload": {"msg": "Too many failed attempts"}}] * 45
             async with SignalingClient(ClientConfig(port=broker.port), "friend") as friend:
                 await friend.offer("victim", {"type": "offer", "sdp": "v=0"})
                 assert (await victim.wait_for(Signal)).peer == "friend"
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("broker", [("--max-conns-per-ip", "5", "--trusted-proxy", "127.0.0.1")],
+                         indirect=True)
+def test_per_address_limit_counts_loopback_and_forwarded_clients_behind_a_trusted_proxy(
+    broker: Server,
+) -> None:
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as s:
+            mine = [await raw(s, broker.port, f"lo{i}") for i in range(5)]
+            assert [first for _, first in mine] == [{"type": "OPEN"}] * 5
+            ws, first = await raw(s, broker.port, "lo5")
+            assert first == {"type": "ERROR", "payload": {"msg": "Too many connections from this address"}}
+            await closed(ws)
+            # Behind the proxy (127.0.0.1 is trusted here): each forwarded client has its own count.
+            far = [await raw(s, broker.port, f"far{i}", forwarded_for=f"198.51.100.{i % 2}")
+                   for i in range(6)]
+            assert [first for _, first in far] == [{"type": "OPEN"}] * 6
+            await mine[0][0].close()
+            await asyncio.sleep(0.2)
+            back, first = await raw(s, broker.port, "lo6")
+            assert first == {"type": "OPEN"}  # a closed socket frees its place
+            for sock, _ in [*mine, *far, (back, {})]:
+                await sock.close()
 
     run(scenario())
 

@@ -9,7 +9,11 @@ parameters, a wrong key or the concurrent limit; ID-TAKEN for another token; a s
 reconnect rebinds without OPEN; ``src`` is always overwritten and only type/src/dst/payload are
 forwarded; OFFER/ANSWER/CANDIDATE for an absent id are queued, EXPIRE goes back once per src/dst
 pair; only HEARTBEAT keeps a client alive.  Beyond it: frame size, rate and invalid-frame limits per
-connection and queue bounds (kept by the store).  Log records never carry payloads (no SDP).
+connection and queue bounds (kept by the store); concurrent sockets per client address; and a
+throttle on failed attempts (ID-TAKEN answers) per id and per address: past its burst, every attempt
+on that id, or from that address, is refused with ERROR and closed (1008) until the bucket refills,
+so a token cannot be guessed faster than ``id_fail_rate`` per second.  Log records never carry
+payloads (no SDP).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from dataclasses import dataclass, field
 
 from ..errors import RemoteInputError
 from ._config import BrokerConfig
+from ._limits import FailureThrottle
 from ._protocol import QUEUED_TYPES, RELAYED_TYPES, Frame, MessageType, encode_frame, parse_frame
 from ._store import ClaimOutcome, ForwardOutcome, QueuedMessage
 
@@ -49,6 +54,8 @@ ERR_INVALID = "Too many invalid messages"
 ERR_OVERSIZE = "Message too big"
 ERR_BAD_ID = "Invalid id or token"
 ERR_UNAVAILABLE = "Server unavailable"
+ERR_PER_IP = "Too many connections from this address"
+ERR_THROTTLED = "Too many failed attempts"
 
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
@@ -144,6 +151,7 @@ class BrokerStats:
     invalid: int = 0
     refused: int = 0
     expired: int = 0
+    throttled: int = 0
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -165,6 +173,11 @@ class BrokerCore:
         self._next_alive = now + config.alive_check_interval
         self._next_sweep = now + config.cleanup_out_msgs
         self._next_refresh = now + config.presence_refresh
+        self._per_ip: dict[str, int] = {}  # client address -> sockets
+        self._id_fails = FailureThrottle(config.id_fail_burst, config.id_fail_rate,
+                                         config.max_throttled_keys)
+        self._ip_fails = FailureThrottle(config.ip_fail_burst, config.ip_fail_rate,
+                                         config.max_throttled_keys)
 
     # ------------------------------------------------------------------------ introspection
     @property
@@ -184,19 +197,37 @@ class BrokerCore:
         cfg = self.config
         state = _Conn(conn, remote, tokens=float(cfg.rate_burst), refilled=now)
         self._conns[conn] = state
+        refused = self._check_address(state, now)
+        if refused is not None:
+            return refused
         refusal = self._check_query(query)
         if refusal is not None:
             return self._refuse(state, MessageType.ERROR, refusal)
         state.peer_id, state.token = query["id"], query["token"]
+        return self._bind(state, now)
+
+    def _bind(self, state: _Conn, now: float) -> list[Effect]:
+        """A well-formed request for ``state.peer_id``: throttled, a reconnect, or a claim."""
+        if self._id_fails.blocked(state.peer_id, now):
+            return self._throttled(state, now)
         held = self._sessions.get(state.peer_id)
         if held is not None:
             return self._reconnect(state, held, now)
         if state.peer_id in self._claiming:
-            return self._refuse(state, MessageType.ID_TAKEN, ERR_ID_TAKEN)
-        if len(self._sessions) + len(self._claiming) >= cfg.concurrent_limit:
+            return self._id_taken(state, now)
+        if len(self._sessions) + len(self._claiming) >= self.config.concurrent_limit:
             return self._refuse(state, MessageType.ERROR, ERR_LIMIT)
-        self._claiming[state.peer_id] = conn
-        return [Claim(conn, state.peer_id, state.token)]
+        self._claiming[state.peer_id] = state.conn
+        return [Claim(state.conn, state.peer_id, state.token)]
+
+    def _check_address(self, state: _Conn, now: float) -> list[Effect] | None:
+        """The per-address socket limit and failure throttle (counted until ``disconnected``)."""
+        count = self._per_ip[state.remote] = self._per_ip.get(state.remote, 0) + 1
+        if count > self.config.max_conns_per_ip:
+            return self._refuse(state, MessageType.ERROR, ERR_PER_IP, CLOSE_POLICY)
+        if self._ip_fails.blocked(state.remote, now):
+            return self._throttled(state, now)
+        return None
 
     def _check_query(self, query: Mapping[str, str]) -> str | None:
         cfg = self.config
@@ -209,10 +240,22 @@ class BrokerCore:
             return ERR_BAD_ID
         return None
 
+    def _id_taken(self, state: _Conn, now: float) -> list[Effect]:
+        """ID-TAKEN, counted against the id and the address (a wrong token is a failed guess)."""
+        self._id_fails.fail(state.peer_id, now)
+        self._ip_fails.fail(state.remote, now)
+        return self._refuse(state, MessageType.ID_TAKEN, ERR_ID_TAKEN)
+
+    def _throttled(self, state: _Conn, now: float) -> list[Effect]:
+        """Refused before any check: the id or the address failed too often lately."""
+        self.stats.throttled += 1
+        self._ip_fails.fail(state.remote, now)
+        return self._refuse(state, MessageType.ERROR, ERR_THROTTLED, CLOSE_POLICY)
+
     def _reconnect(self, state: _Conn, held: int, now: float) -> list[Effect]:
         old = self._conns[held]
         if old.token != state.token:
-            return self._refuse(state, MessageType.ID_TAKEN, ERR_ID_TAKEN)
+            return self._id_taken(state, now)
         # Same token: the reconnect takes the session over.  peer rebinds without OPEN.
         old.state = _State.CLOSED
         self._alive.pop(held, None)
@@ -233,7 +276,7 @@ class BrokerCore:
             return []
         self._claiming.pop(state.peer_id, None)
         if outcome is ClaimOutcome.TAKEN:
-            return self._refuse(state, MessageType.ID_TAKEN, ERR_ID_TAKEN)
+            return self._id_taken(state, now)
         self._open(state, now)
         # A takeover through the store (the id was held by another process, or by one that died):
         # for this process it is a new registration, so OPEN is sent.
@@ -262,6 +305,11 @@ class BrokerCore:
         state = self._conns.pop(conn, None)
         if state is None:
             return []
+        left = self._per_ip.get(state.remote, 1) - 1
+        if left > 0:
+            self._per_ip[state.remote] = left
+        else:
+            self._per_ip.pop(state.remote, None)
         self._alive.pop(conn, None)
         out: list[Effect] = []
         if self._claiming.get(state.peer_id) == conn:
@@ -426,6 +474,8 @@ class BrokerCore:
         if now >= self._next_sweep:
             self._next_sweep = now + cfg.cleanup_out_msgs
             out.append(SweepQueues(now - cfg.expire_timeout))
+            self._id_fails.prune(now)
+            self._ip_fails.prune(now)
         if now >= self._next_refresh:
             self._next_refresh = now + cfg.presence_refresh
             if self._sessions:

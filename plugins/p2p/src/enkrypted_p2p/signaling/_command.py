@@ -43,7 +43,7 @@ def _store(config: BrokerConfig, redis_url: str | None) -> SignalingStore:
     from ._redis import RedisStore  # only brokers that scale out import redis
 
     return RedisStore(redis_url, queue_limits(config), node=uuid.uuid4().hex[:12],
-                      presence_ttl=config.presence_ttl)
+                      presence_ttl=config.presence_ttl, cache_ttl=config.presence_cache_ttl)
 
 
 async def run_broker(config: BrokerConfig, host: str, port: int, tls: ssl.SSLContext | None,
@@ -86,19 +86,40 @@ async def run_broker(config: BrokerConfig, host: str, port: int, tls: ssl.SSLCon
 @click.option("--burst", "rate_burst", default=200, show_default=True, type=int)
 @click.option("--presence-ttl", default=30.0, show_default=True, type=float,
               help="With --redis: seconds until a dead broker's ids are freed.")
+@click.option("--max-conns-per-ip", default=64, show_default=True, type=int,
+              help="Concurrent sockets per client address (loopback too).")
+@click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="ADDR[/BITS]",
+              help="A reverse proxy whose X-Forwarded-For names the client (repeatable).")
+@click.option("--id-fail-burst", default=10, show_default=True, type=int,
+              help="ID-TAKEN answers per id before attempts on it are refused for a while.")
+@click.option("--id-fail-rate", default=0.2, show_default=True, type=float,
+              help="Failed attempts per second per id allowed in the long run.")
+@click.option("--ip-fail-burst", default=30, show_default=True, type=int,
+              help="Failed attempts per address before its attempts are refused for a while.")
+@click.option("--ip-fail-rate", default=1.0, show_default=True, type=float,
+              help="Failed attempts per second per address allowed in the long run.")
+@click.option("--presence-cache-ttl", default=None, type=float,
+              help="With --redis: seconds a broker trusts where an id lives [min(5, ttl/3)].")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 def broker_command(host: str, port: int, path: str, key: str, tls_cert: Path | None,
                    tls_key: Path | None, allow_discovery: bool, redis_url: str | None,
                    alive_timeout: float, expire_timeout: float, concurrent_limit: int,
                    max_frame_bytes: int, rate_per_s: float, rate_burst: int,
-                   presence_ttl: float, log_level: str) -> None:
+                   presence_ttl: float, max_conns_per_ip: int, trusted_proxies: tuple[str, ...],
+                   id_fail_burst: int, id_fail_rate: float, ip_fail_burst: int,
+                   ip_fail_rate: float, presence_cache_ttl: float | None, log_level: str) -> None:
     try:
         config = BrokerConfig(
             key=key, path=path, alive_timeout=alive_timeout, expire_timeout=expire_timeout,
             concurrent_limit=concurrent_limit, allow_discovery=allow_discovery,
             max_frame_bytes=max_frame_bytes, rate_per_s=rate_per_s, rate_burst=rate_burst,
             presence_ttl=presence_ttl, presence_refresh=min(10.0, presence_ttl / 3),
+            presence_cache_ttl=(presence_cache_ttl if presence_cache_ttl is not None
+                                else min(5.0, presence_ttl / 3)),
+            max_conns_per_ip=max_conns_per_ip, trusted_proxies=trusted_proxies,
+            id_fail_burst=id_fail_burst, id_fail_rate=id_fail_rate, ip_fail_burst=ip_fail_burst,
+            ip_fail_rate=ip_fail_rate,
         )
         tls = _tls(tls_cert, tls_key)
     except (P2PUsageError, OSError, ssl.SSLError) as exc:

@@ -11,6 +11,7 @@ __all__ = ["BrokerConfig", "ClientConfig", "ReassemblyLimits"]
 from dataclasses import dataclass
 
 from ..errors import P2PUsageError
+from ._limits import parse_networks
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,19 +43,43 @@ class BrokerConfig:
     presence_ttl: float = 30.0
     """Redis presence expiry: a dead broker's ids are freed after this long."""
     presence_refresh: float = 10.0
+    presence_cache_ttl: float = 5.0
+    """Redis: how long a broker trusts where an id lived (frames then skip the forward script).
+    Releases and takeovers are announced to every broker, so this bounds only missed news; a
+    stale entry costs a hop (the named broker routes the frame on by Redis's presence)."""
     max_discovery_ids: int = 10_000
+    # --- abuse limits (ours; _limits.py) ---
+    max_conns_per_ip: int = 64
+    """Concurrent sockets per client address (loopback counts like any address)."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Reverse proxies (addresses or CIDR networks) whose ``X-Forwarded-For`` names the client."""
+    id_fail_burst: int = 10
+    """ID-TAKEN answers one id may cause before every attempt on it is refused for a while."""
+    id_fail_rate: float = 0.2
+    """Failed attempts per second per id allowed in the long run (one per 5 s)."""
+    ip_fail_burst: int = 30
+    """Failed or throttled attempts one address may make before its attempts are refused."""
+    ip_fail_rate: float = 1.0
+    max_throttled_keys: int = 100_000
+    """Ids and addresses tracked by the failure throttles, each (least recently failed go first)."""
 
     def __post_init__(self) -> None:
         if not self.key or not self.path.startswith("/"):
             raise P2PUsageError("key must be non-empty and path must start with '/'")
         for name in ("expire_timeout", "alive_timeout", "cleanup_out_msgs", "alive_check_interval",
-                     "rate_per_s", "presence_ttl", "presence_refresh"):
+                     "rate_per_s", "presence_ttl", "presence_refresh", "presence_cache_ttl",
+                     "id_fail_rate", "ip_fail_rate"):
             if getattr(self, name) <= 0:
                 raise P2PUsageError(f"{name} must be positive")
         if self.concurrent_limit < 1 or self.max_frame_bytes < 64 or self.rate_burst < 1:
             raise P2PUsageError("concurrent_limit, max_frame_bytes and rate_burst are too small")
-        if self.presence_refresh >= self.presence_ttl:
-            raise P2PUsageError("presence_refresh must be shorter than presence_ttl")
+        if min(self.max_conns_per_ip, self.id_fail_burst, self.ip_fail_burst,
+               self.max_throttled_keys) < 1:
+            raise P2PUsageError("max_conns_per_ip, the fail bursts and max_throttled_keys must be >= 1")
+        parse_networks(self.trusted_proxies)
+        if self.presence_refresh >= self.presence_ttl or self.presence_cache_ttl >= self.presence_ttl:
+            raise P2PUsageError("presence_refresh and presence_cache_ttl must be shorter than "
+                                "presence_ttl")
 
     @property
     def base_path(self) -> str:

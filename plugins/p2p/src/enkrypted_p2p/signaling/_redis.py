@@ -4,8 +4,18 @@ Keys (prefix ``enkrypted:broker:``): ``p:ID`` = ``node\\ntoken`` with an expiry 
 refreshes (a dead process's ids are freed after ``presence_ttl``); ``q:ID`` (list) and ``qm:ID``
 (byte count) queue frames for an absent id; ``qexp`` (sorted set, score = creation time in ms)
 finds expired queues; ``qtotal`` bounds all queues together.  Every check-and-change is one Lua
-script, so the bounds and the id ownership hold across processes.  Frames for an id held by
-another process are published on that process's channel ``n:NODE``.
+script, so the bounds and the id ownership hold across processes.
+
+Relay between processes: each process subscribes to its channel ``n:NODE`` and to ``inv``.  The
+forwards of one event-loop tick leave in one pipeline (one round trip): frames for an id whose
+broker is in the :class:`~._store.PresenceCache` are published straight to that broker, one
+publication per broker; the rest go through the forward script, which looks presence up (and
+answers where each id lives, to fill the cache), publishes to the holder or queues with the bounds
+(also when the holder's publication has no listener: its broker died before its presence expired).
+A release or a takeover publishes the id on ``inv`` (every process forgets it); a publication
+nobody received (the broker died) makes the sender forget that broker and route the frames again
+through the script.  Ordering per (src, dst) holds: one flush at a time, one connection, and in
+one flush every frame for one dst takes the same path.
 """
 
 from __future__ import annotations
@@ -20,16 +30,26 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from ..errors import P2PNetworkError
-from ._store import ClaimOutcome, ForwardOutcome, Inbox, Kick, QueuedMessage, QueueLimits
+from ._store import (
+    ClaimOutcome,
+    ForwardOutcome,
+    Inbox,
+    Kick,
+    PresenceCache,
+    QueuedMessage,
+    QueueLimits,
+)
 
 LOG = logging.getLogger("enkrypted.broker")
 PREFIX: Final = "enkrypted:broker:"
 BATCH: Final = 512
 MAX_BATCHED: Final = 20_000
 """Frames waiting for Redis; beyond it forwards are dropped (bounded memory if Redis stalls)."""
+MAX_CONNECTIONS: Final = 32
+"""Redis connections per broker process (the pub/sub listener has its own)."""
 _T = TypeVar("_T")
 
 _CLAIM = """
@@ -43,6 +63,10 @@ local nl = string.find(v, '\\n', 1, true)
 local node = string.sub(v, 1, nl - 1)
 if string.sub(v, nl + 1) == ARGV[2] then
   redis.call('SET', KEYS[1], mine, 'PX', ARGV[3])
+  redis.call('PUBLISH', ARGV[4] .. 'inv', 'i\\n' .. ARGV[5])
+  if node ~= ARGV[1] then
+    redis.call('PUBLISH', ARGV[4] .. 'n:' .. node, 'k\\n' .. ARGV[5] .. '\\n' .. ARGV[2])
+  end
   return {'takeover', node}
 end
 return {'taken', node}
@@ -60,27 +84,58 @@ end
 """
 
 _RELEASE = _DROP_QUEUE + """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[4] .. 'inv', 'i\\n' .. ARGV[3])
+end
 if ARGV[2] == '1' then drop_queue(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[3]) end
 return 1
 """
 
 _FORWARD_MANY = """
 -- ARGV[8]: records 'dst\\nsrc\\nqueueable\\ntext' joined by \\30 (JSON text escapes control
--- characters, ids are printable). One argument and four counts back: redis-py's per-argument
--- encoding and per-item reply parsing cost more than the work itself.
+-- characters, ids are printable). One argument and four counts back (then dst, node pairs for
+-- the presence caches): redis-py's per-argument encoding and per-item parsing cost more than
+-- the work itself.
 local p = ARGV[1]
 local now, max_msgs, max_dst, max_total = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local max_queues, backstop, batch = tonumber(ARGV[6]), ARGV[7], ARGV[8]
 local counts = {0, 0, 0, 0}  -- delivered, queued, full, dropped
-local pubs, nodes = {}, {}
+local pubs, nodes, dead = {}, {}, {}
+
+local function queue(rec)  -- for an absent id (or one whose broker has died): bounded
+  local nl = string.find(rec, '\\n', 1, true)
+  local dst, entry = string.sub(rec, 1, nl - 1), string.sub(rec, nl + 1)
+  local nl2 = string.find(entry, '\\n', 1, true)
+  if string.sub(entry, nl2 + 1, nl2 + 1) ~= '1' then
+    counts[4] = counts[4] + 1
+    return
+  end
+  local q, m, z, t = p .. 'q:' .. dst, p .. 'qm:' .. dst, p .. 'qexp', p .. 'qtotal'
+  local size = string.len(entry)
+  local count = redis.call('LLEN', q)
+  local qbytes = tonumber(redis.call('HGET', m, 'bytes') or '0')
+  local total = tonumber(redis.call('GET', t) or '0')
+  if (count == 0 and redis.call('ZCARD', z) >= max_queues) or count >= max_msgs
+     or qbytes + size > max_dst or total + size > max_total then
+    counts[3] = counts[3] + 1
+    return
+  end
+  redis.call('RPUSH', q, entry)
+  redis.call('HINCRBY', m, 'bytes', size)
+  redis.call('INCRBY', t, size)
+  if count == 0 then redis.call('ZADD', z, 'NX', now, dst) end
+  redis.call('PEXPIRE', q, backstop)
+  redis.call('PEXPIRE', m, backstop)
+  counts[2] = counts[2] + 1
+end
+
 local pos, len = 1, string.len(batch)
 while pos <= len do
   local stop = string.find(batch, '\\30', pos, true) or (len + 1)
   local rec = string.sub(batch, pos, stop - 1)
   pos = stop + 1
-  local nl = string.find(rec, '\\n', 1, true)
-  local dst = string.sub(rec, 1, nl - 1)
+  local dst = string.sub(rec, 1, string.find(rec, '\\n', 1, true) - 1)
   local node = nodes[dst]
   if node == nil then
     local v = redis.call('GET', p .. 'p:' .. dst)
@@ -90,35 +145,23 @@ while pos <= len do
   if node then
     if not pubs[node] then pubs[node] = {} end
     table.insert(pubs[node], rec)
-    counts[1] = counts[1] + 1
   else
-    local entry = string.sub(rec, nl + 1)
-    local nl2 = string.find(entry, '\\n', 1, true)
-    if string.sub(entry, nl2 + 1, nl2 + 1) ~= '1' then
-      counts[4] = counts[4] + 1
-    else
-      local q, m, z, t = p .. 'q:' .. dst, p .. 'qm:' .. dst, p .. 'qexp', p .. 'qtotal'
-      local size = string.len(entry)
-      local count = redis.call('LLEN', q)
-      local qbytes = tonumber(redis.call('HGET', m, 'bytes') or '0')
-      local total = tonumber(redis.call('GET', t) or '0')
-      if (count == 0 and redis.call('ZCARD', z) >= max_queues) or count >= max_msgs
-         or qbytes + size > max_dst or total + size > max_total then
-        counts[3] = counts[3] + 1
-      else
-        redis.call('RPUSH', q, entry)
-        redis.call('HINCRBY', m, 'bytes', size)
-        redis.call('INCRBY', t, size)
-        if count == 0 then redis.call('ZADD', z, 'NX', now, dst) end
-        redis.call('PEXPIRE', q, backstop)
-        redis.call('PEXPIRE', m, backstop)
-        counts[2] = counts[2] + 1
-      end
-    end
+    queue(rec)
   end
 end
 for node, list in pairs(pubs) do
-  redis.call('PUBLISH', p .. 'n:' .. node, 'b\\30' .. table.concat(list, '\\30'))
+  if redis.call('PUBLISH', p .. 'n:' .. node, 'b\\30' .. table.concat(list, '\\30')) > 0 then
+    counts[1] = counts[1] + #list
+  else  -- nobody listens: that broker died, its presence has not expired yet
+    dead[node] = true
+    for _, rec in ipairs(list) do queue(rec) end
+  end
+end
+for dst, node in pairs(nodes) do
+  if node and not dead[node] then
+    table.insert(counts, dst)
+    table.insert(counts, node)
+  end
 end
 return counts
 """
@@ -145,26 +188,43 @@ def _entry(message: QueuedMessage) -> str:
 
 def _parse_entry(dst: str, raw: str) -> QueuedMessage:
     src, queueable, text = raw.split("\n", 2)
-    return QueuedMessage(src, dst, text, queueable == "1")
+    return QueuedMessage(src, dst, text, queueable == "1", routed=True)
+
+
+def _record(message: QueuedMessage) -> str:
+    return f"{message.dst}\n{_entry(message)}"
 
 
 class RedisStore:
     """:class:`~._store.SignalingStore` over one Redis server (redis-py asyncio)."""
 
     def __init__(self, url: str, limits: QueueLimits, node: str, presence_ttl: float = 30.0,
-                 backstop_ttl: float = 300.0, prefix: str = PREFIX) -> None:
+                 backstop_ttl: float = 300.0, prefix: str = PREFIX, cache_ttl: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.node = node
         self._limits = limits
         self._ttl_ms = int(presence_ttl * 1000)
         self._backstop_ms = int(backstop_ttl * 1000)
         self._p = prefix
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=True)
+        # Blocking: a burst of claims/releases (hundreds of sockets closing at once) waits for a
+        # connection instead of failing with "Too many connections" and losing a flush.
+        pool = aioredis.BlockingConnectionPool.from_url(url, decode_responses=True,
+                                                        max_connections=MAX_CONNECTIONS, timeout=10)
+        self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)  # closed with it
         self._scripts = {name: self._redis.register_script(src) for name, src in (
             ("claim", _CLAIM), ("release", _RELEASE), ("forward", _FORWARD_MANY), ("drain", _DRAIN),
             ("expired", _TAKE_EXPIRED))}
+        self.cache = PresenceCache(cache_ttl)
+        self._clock = clock
         self._listener: asyncio.Task[None] | None = None
         self._batch: list[QueuedMessage] = []
         self._flusher: asyncio.Task[None] | None = None
+        self.published = 0
+        """Frames sent straight to their broker (presence cache hits), for the benchmark."""
+        self.scripted = 0
+        """Frames sent through the forward script (cache misses, queued, rerouted)."""
+        self.flushes = 0
+        """Pipelines sent (frames per pipeline = how well the forwards of a tick are batched)."""
 
     async def _call(self, op: Callable[[], Awaitable[_T]]) -> _T:
         try:
@@ -180,8 +240,9 @@ class RedisStore:
 
     # ------------------------------------------------------------------------ lifecycle
     async def start(self, inbox: Inbox, kick: Kick) -> None:
+        await self._call(lambda: self._redis.script_load(_FORWARD_MANY))  # evalsha in pipelines
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await self._call(lambda: pubsub.subscribe(self._p + "n:" + self.node))
+        await self._call(lambda: pubsub.subscribe(self._p + "n:" + self.node, self._p + "inv"))
         self._listener = asyncio.create_task(self._listen(pubsub, inbox, kick))
 
     async def _listen(self, pubsub: Any, inbox: Inbox, kick: Kick) -> None:
@@ -201,16 +262,19 @@ class RedisStore:
 
     async def _dispatch(self, data: str, inbox: Inbox, kick: Kick) -> None:
         if data.startswith("b\x1e"):
-            for record in data[2:].split("\x1e"):  # JSON escapes control characters
-                dst, _, entry = record.partition("\n")
-                await inbox(_parse_entry(dst, entry))
+            records = data[2:].split("\x1e")  # JSON escapes control characters
+            await inbox([_parse_entry(*record.split("\n", 1)) for record in records])
             return
         kind, _, rest = data.partition("\n")
-        if kind == "k":
+        if kind == "i":  # released or taken over: where it lived is no longer known
+            self.cache.forget(rest)
+        elif kind == "k":
             peer_id, _, token = rest.partition("\n")
             await kick(peer_id, token)
 
     async def close(self) -> None:
+        LOG.info('{"event": "store.closed", "published": %d, "scripted": %d, "flushes": %d}',
+                 self.published, self.scripted, self.flushes)
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -220,17 +284,16 @@ class RedisStore:
 
     # ------------------------------------------------------------------------ presence
     async def claim(self, peer_id: str, token: str, now: float) -> ClaimOutcome:
-        kind, node = await self._script("claim", [self._p + "p:" + peer_id],
-                                        [self.node, token, self._ttl_ms])
-        if kind == "takeover" and node and node != self.node:
-            channel = self._p + "n:" + node
-            await self._call(lambda: self._redis.publish(channel, f"k\n{peer_id}\n{token}"))
+        self.cache.forget(peer_id)  # it is about to live here, or it is someone else's
+        kind, _node = await self._script("claim", [self._p + "p:" + peer_id],
+                                         [self.node, token, self._ttl_ms, self._p, peer_id])
         return {"new": ClaimOutcome.NEW, "takeover": ClaimOutcome.TAKEOVER}.get(
             kind, ClaimOutcome.TAKEN)
 
     async def release(self, peer_id: str, token: str, clear_queue: bool) -> None:
         keys = [self._p + "p:" + peer_id, *self._queue_keys(peer_id)]
-        await self._script("release", keys, [f"{self.node}\n{token}", int(clear_queue), peer_id])
+        await self._script("release", keys, [f"{self.node}\n{token}", int(clear_queue), peer_id,
+                                             self._p])
 
     async def refresh(self, peer_ids: Sequence[str]) -> None:
         async def run() -> None:
@@ -250,10 +313,9 @@ class RedisStore:
             return out
         return await self._call(run)
 
-    # ------------------------------------------------------------------------ queues
+    # ------------------------------------------------------------------------ relay and queues
     async def forward(self, message: QueuedMessage, now: float) -> ForwardOutcome:
-        """Batched: every forward of one loop iteration goes to Redis in one script call (and one
-        PUBLISH per destination process); a round trip per frame capped the relay rate."""
+        """Batched: every forward of one loop iteration leaves in one pipeline (see the module)."""
         if len(self._batch) >= MAX_BATCHED:
             return ForwardOutcome.FULL
         self._batch.append(message)
@@ -264,16 +326,75 @@ class RedisStore:
     async def _flush(self) -> None:
         while self._batch:
             batch, self._batch = self._batch[:BATCH], self._batch[BATCH:]
-            lim = self._limits
-            records = "\x1e".join(f"{m.dst}\n{_entry(m)}" for m in batch)
-            args: list[Any] = [self._p, int(time.time() * 1000), lim.max_msgs_per_dst,
-                               lim.max_bytes_per_dst, lim.max_bytes_total, lim.max_queues,
-                               self._backstop_ms, records]
             try:
-                await self._script("forward", [], args)
+                await self._flush_batch(batch)
             except P2PNetworkError as exc:
                 LOG.warning('{"event": "store.error", "dropped": %d, "error": %r}', len(batch),
                             str(exc))
+
+    def _split(self, batch: list[QueuedMessage], now: float) -> tuple[list[str],
+                                                                    dict[str, list[QueuedMessage]]]:
+        """Frames for the forward script, and frames per broker known to hold their dst."""
+        scripted: list[str] = []
+        direct: dict[str, list[QueuedMessage]] = {}
+        decided: dict[str, str | None] = {}  # one path per dst in one flush (ordering)
+        for message in batch:
+            if message.dst not in decided:
+                node = None if message.routed else self.cache.get(message.dst, now)
+                decided[message.dst] = None if node == self.node else node
+            node = decided[message.dst]
+            if node is None:
+                scripted.append(_record(message))
+            else:
+                direct.setdefault(node, []).append(message)
+        return scripted, direct
+
+    async def _flush_batch(self, batch: list[QueuedMessage]) -> None:
+        now = self._clock()
+        scripted, direct = self._split(batch, now)
+        lim = self._limits
+        args: list[Any] = [self._p, int(time.time() * 1000), lim.max_msgs_per_dst,
+                           lim.max_bytes_per_dst, lim.max_bytes_total, lim.max_queues,
+                           self._backstop_ms, "\x1e".join(scripted)]
+
+        async def run(publish: bool) -> list[Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                if scripted:
+                    pipe.evalsha(self._scripts["forward"].sha, 0, *args)
+                for node, messages in direct.items() if publish else ():
+                    pipe.publish(self._p + "n:" + node,
+                                 "b\x1e" + "\x1e".join(map(_record, messages)))
+                return list(await pipe.execute(raise_on_error=False))
+
+        self.flushes += 1
+        results = await self._call(lambda: run(True))
+        if scripted and isinstance(results[0], NoScriptError):  # Redis restarted: load, once more
+            await self._call(lambda: self._redis.script_load(_FORWARD_MANY))
+            results[0] = (await self._call(lambda: run(False)))[0]
+        for result in results:
+            if isinstance(result, Exception):
+                raise P2PNetworkError(f"redis: {result}")
+        self.scripted += len(scripted)
+        if scripted:
+            found = results.pop(0)[4:]
+            for dst, node in zip(found[::2], found[1::2], strict=True):
+                self.cache.learn(dst, node, now)
+        self._reroute_unheard(direct, results)
+
+    def _reroute_unheard(self, direct: dict[str, list[QueuedMessage]], receivers: list[Any]) -> None:
+        """A publication nobody received: that broker is gone; route its frames through the
+        script (presence decides: its successor, the queue, or nothing)."""
+        again: list[QueuedMessage] = []
+        for (node, messages), heard in zip(direct.items(), receivers, strict=True):
+            if heard:
+                self.published += len(messages)
+                continue
+            self.cache.forget_node(node)
+            again.extend(QueuedMessage(m.src, m.dst, m.text, m.queueable, routed=True)
+                         for m in messages)
+        if again:
+            LOG.warning('{"event": "store.node_gone", "rerouted": %d}', len(again))
+            self._batch[:0] = again
 
     async def drain(self, peer_id: str) -> list[QueuedMessage]:
         items = await self._script("drain", self._queue_keys(peer_id), [peer_id])

@@ -13,6 +13,7 @@ __all__ = [
     "ForwardOutcome",
     "Inbox",
     "MemoryStore",
+    "PresenceCache",
     "QueueLimits",
     "QueuedMessage",
     "SignalingStore",
@@ -49,6 +50,9 @@ class QueuedMessage:
     dst: str
     text: str
     queueable: bool = True
+    routed: bool = False
+    """Another broker process sent it here: route it by Redis's presence, never by a cached guess
+    (two stale caches pointing at each other would otherwise bounce it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +63,49 @@ class QueueLimits:
     max_queues: int
 
 
-Inbox = Callable[[QueuedMessage], Awaitable[None]]
-"""Called for a message another broker process routed to an id held here."""
+Inbox = Callable[[list[QueuedMessage]], Awaitable[None]]
+"""Called with the messages (in order) of one publication another broker process routed here."""
 Kick = Callable[[str, str], Awaitable[None]]
 """Called with ``(peer_id, token)`` when another process took over an id held here."""
+
+
+class PresenceCache:
+    """Where ids live (id -> broker node), learned from the store's answers (sans-I/O, ``now``
+    passed in).  An entry lives ``ttl`` seconds at most; the store also forgets an id when Redis
+    announces that it left or was taken over, and a whole node when it has no subscriber (dead).
+    At most ``max_entries`` ids are kept (the oldest learned go first)."""
+
+    def __init__(self, ttl: float, max_entries: int = 65_536) -> None:
+        self._ttl = ttl
+        self._max = max_entries
+        self._where: dict[str, tuple[str, float]] = {}  # id -> (node, expires); learn order
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def get(self, peer_id: str, now: float) -> str | None:
+        hit = self._where.get(peer_id)
+        if hit is None:
+            return None
+        if hit[1] <= now:
+            del self._where[peer_id]
+            return None
+        return hit[0]
+
+    def learn(self, peer_id: str, node: str, now: float) -> None:
+        self._where.pop(peer_id, None)
+        while len(self._where) >= self._max:
+            del self._where[next(iter(self._where))]
+        self._where[peer_id] = (node, now + self._ttl)
+
+    def forget(self, peer_id: str) -> None:
+        self._where.pop(peer_id, None)
+
+    def forget_node(self, node: str) -> int:
+        gone = [peer_id for peer_id, (held, _) in self._where.items() if held == node]
+        for peer_id in gone:
+            del self._where[peer_id]
+        return len(gone)
 
 
 @runtime_checkable
