@@ -15,7 +15,9 @@ The p2p ``AppContext`` it was given carries the ``[plugins.p2p]`` settings (``br
 servers, host addresses), the shell's clock, the P8 limits and (when a profile is unlocked) the
 store where :class:`EndpointChat` keeps its sessions.
 
-The identity is a fresh one per run: persisting it (encrypted at rest) is the persistence issue's.
+The identity is the unlocked profile's (``AppContext.identity``, with ``--profile NAME``: the one
+``enkrypted id`` shows, so peers see the same fingerprint every run); without a profile it is a
+fresh, ephemeral one per run.
 """
 
 from __future__ import annotations
@@ -101,9 +103,11 @@ def _print_event(event: ChatEvent) -> None:
 
 async def _open(wiring: Wiring, settings: WebRTCSettings, peer_id: str | None = None
                 ) -> EndpointChat:
+    identity = getattr(wiring.context, "identity", None)
+    if not isinstance(identity, bytes) or not identity:
+        identity = wiring.crypto.new_identity()  # no unlocked profile: an ephemeral identity
     endpoint = await WebRTCEndpoint.open(settings, peer_id)
-    return await EndpointChat.open(endpoint, wiring.crypto, wiring.crypto.new_identity(),
-                                   context=wiring.context)
+    return await EndpointChat.open(endpoint, wiring.crypto, identity, context=wiring.context)
 
 
 async def listen(wiring: Wiring, settings: WebRTCSettings, peer_id: str | None,
