@@ -10,13 +10,19 @@ from ._config import IceServer, WebRTCSettings, client_config
 from ._endpoint import WebRTCEndpoint
 from ._ice import CandidatePolicy, host_addresses
 from ._link import DataChannelLink
+from ._tuning import DEFAULT_TUNING, STOCK, AppliedTuning, Tuning, applied_tuning
 
 __all__ = [
+    "DEFAULT_TUNING",
+    "STOCK",
+    "AppliedTuning",
     "CandidatePolicy",
     "DataChannelLink",
     "IceServer",
+    "Tuning",
     "WebRTCEndpoint",
     "WebRTCSettings",
+    "applied_tuning",
     "client_config",
     "host_addresses",
 ]

@@ -41,6 +41,7 @@ from ..signaling._dataconn import new_connection_id
 from ._config import WebRTCSettings
 from ._ice import CandidatePolicy, filter_sdp_candidates, host_addresses, split_sdp_candidates
 from ._link import DataChannelLink
+from ._tuning import apply_tuning
 
 _log = logging.getLogger("enkrypted.p2p.webrtc")
 _MID_RE = re.compile(r"^a=mid:(\S+)", re.MULTILINE)
@@ -221,6 +222,7 @@ class WebRTCEndpoint:
             await pending.pc.close()
 
     def _adopt(self, pending: _Pending, channel: RTCDataChannel) -> DataChannelLink:
+        apply_tuning(channel, self.settings.tuning)
         link = DataChannelLink(pending.peer, pending.connection_id, pending.pc, channel,
                                self.settings, on_close=self._forget)
         self._links.add(link)
