@@ -288,8 +288,8 @@ async def _measure(url: str, turn_port: int | None, peers: dict[str, str],
 @contextlib.contextmanager
 def _coturn(tmp: Path) -> Iterator[int | None]:
     """coturn on 127.0.0.1, long-term credentials u:p, relay on loopback; None if not installed."""
-    from tests.p2p.servers import free_port, stop
-    from tools.loopback import wait_port
+    from tests.p2p.servers import stop
+    from tools.loopback import free_port, wait_port
 
     binary = shutil.which("turnserver")
     if binary is None:
@@ -375,7 +375,7 @@ def _summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 
 def run() -> dict[str, Any]:
-    from common import bench_runs
+    from common import bench_runs  # type: ignore[import-not-found]  # benchmarks/ on sys.path
 
     from tests.p2p.servers import start_our_broker, stop
 
