@@ -76,6 +76,7 @@ def test_default_settings_tune_every_connection_and_bulk_data_still_arrives(
                 assert all(size > _default_rcvbuf() for size in applied.rcvbuf_bytes)
                 sctp = _sctp(link)
                 assert "_transmit" in vars(sctp) and "_update_rto" in vars(sctp)
+                sctp._srtt = None  # as if this were the first measurement (RFC 4960 §6.3.1 C1)
                 sctp._update_rto(0.001)  # a 1 ms round trip: RTO floor 50 ms, not 1 s
                 assert sctp._rto == pytest.approx(DEFAULT_TUNING.sctp_rto_min_s)
             await _bulk(ab, ba, 64)
@@ -95,6 +96,7 @@ def test_stock_leaves_aiortc_as_it_ships(broker: Server) -> None:
                 assert applied_tuning(link._channel) is None
                 sctp = _sctp(link)
                 assert "_transmit" not in vars(sctp) and "_update_rto" not in vars(sctp)
+                sctp._srtt = None
                 sctp._update_rto(0.001)
                 assert sctp._rto == 1  # aiortc's SCTP_RTO_MIN
             await _bulk(ab, ba, 16)
