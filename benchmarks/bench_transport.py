@@ -411,6 +411,8 @@ def run() -> dict[str, Any]:
         tuning={"sctp_burst_chunks": DEFAULT_TUNING.sctp_burst_chunks,
                 "sctp_rto_min_s": DEFAULT_TUNING.sctp_rto_min_s,
                 "udp_buffer_bytes": DEFAULT_TUNING.udp_buffer_bytes,
+                "sctp_sack_every": DEFAULT_TUNING.sctp_sack_every,
+                "sctp_sack_delay_s": DEFAULT_TUNING.sctp_sack_delay_s,
                 "raw_and_full_stock": "aiortc 1.16 as it ships"},
         targets={"rtt_p99_ratio_max": TARGET_RTT_P99_RATIO,
                  "throughput_ratio_min": TARGET_THROUGHPUT_RATIO},

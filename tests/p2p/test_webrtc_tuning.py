@@ -22,7 +22,7 @@ from enkrypted_p2p.webrtc import (
     WebRTCSettings,
     applied_tuning,
 )
-from enkrypted_p2p.webrtc._tuning import _wrap_transmit
+from enkrypted_p2p.webrtc._tuning import _wrap_send_sack, _wrap_transmit
 from tests.p2p.servers import Server, start_our_broker, stop
 
 
@@ -75,7 +75,7 @@ def test_default_settings_tune_every_connection_and_bulk_data_still_arrives(
                 # the kernel may cap the request at net.core.rmem_max, never below its default
                 assert all(size > _default_rcvbuf() for size in applied.rcvbuf_bytes)
                 sctp = _sctp(link)
-                assert "_transmit" in vars(sctp) and "_update_rto" in vars(sctp)
+                assert {"_transmit", "_update_rto", "_send_sack"} <= set(vars(sctp))
                 sctp._srtt = None  # as if this were the first measurement (RFC 4960 §6.3.1 C1)
                 sctp._update_rto(0.001)  # a 1 ms round trip: RTO floor 50 ms, not 1 s
                 assert sctp._rto == pytest.approx(DEFAULT_TUNING.sctp_rto_min_s)
@@ -95,7 +95,7 @@ def test_stock_leaves_aiortc_as_it_ships(broker: Server) -> None:
             for link in (ab, ba):
                 assert applied_tuning(link._channel) is None
                 sctp = _sctp(link)
-                assert "_transmit" not in vars(sctp) and "_update_rto" not in vars(sctp)
+                assert not {"_transmit", "_update_rto", "_send_sack"} & set(vars(sctp))
                 sctp._srtt = None
                 sctp._update_rto(0.001)
                 assert sctp._rto == 1  # aiortc's SCTP_RTO_MIN
@@ -126,9 +126,56 @@ def test_burst_runs_aiortc_transmit_until_the_window_is_full_never_in_fast_recov
     assert calls == [0]  # fast recovery keeps aiortc's own burst
 
 
+def test_sack_every_second_packet_at_once_on_gaps_and_the_odd_one_within_the_delay() -> None:
+    """RFC 4960 §6.2: at least every second packet, at once for out-of-order/duplicate data,
+    and never later than the delay (here 10 ms; the RFC's bound is 200 ms)."""
+
+    class FakeSctp:
+        class State:
+            ESTABLISHED = "established"
+
+        def __init__(self) -> None:
+            self._sack_needed = False
+            self._sack_misordered: set[int] = set()
+            self._sack_duplicates: list[int] = []
+            self._association_state = "established"
+            self.sent = 0
+
+        async def _send_sack(self) -> None:
+            self.sent += 1
+            self._sack_needed = False
+
+    async def scenario() -> None:
+        sctp: Any = FakeSctp()
+        _wrap_send_sack(sctp, 2, 0.01)
+        sctp._sack_needed = True
+        await sctp._send_sack()
+        assert sctp.sent == 0  # the first packet's SACK is deferred...
+        await sctp._send_sack()
+        assert sctp.sent == 1  # ...and goes out with the second
+        sctp._sack_needed = True
+        await sctp._send_sack()
+        assert sctp.sent == 1
+        for _ in range(100):  # bounded: the deferred SACK goes out by the timer
+            await asyncio.sleep(0.01)
+            if sctp.sent == 2:
+                break
+        assert sctp.sent == 2
+        sctp._sack_needed = True
+        await sctp._send_sack()  # 4th packet: even, sent
+        assert sctp.sent == 3
+        sctp._sack_needed = True
+        sctp._sack_misordered.add(7)
+        await sctp._send_sack()  # 5th (odd) but a gap: at once
+        assert sctp.sent == 4
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+
+
 @pytest.mark.parametrize("bad", [{"sctp_burst_chunks": 6}, {"sctp_burst_chunks": 128},
                                  {"sctp_rto_min_s": 0.0}, {"sctp_rto_min_s": 5.0},
-                                 {"udp_buffer_bytes": 0}])
+                                 {"udp_buffer_bytes": 0}, {"sctp_sack_every": 0},
+                                 {"sctp_sack_every": 8}, {"sctp_sack_delay_s": 0.5}])
 def test_out_of_range_knobs_are_refused(bad: dict[str, Any]) -> None:
     with pytest.raises(P2PUsageError):
         Tuning(**bad)
