@@ -12,14 +12,20 @@ from ._endpoint import WebRTCEndpoint
 from ._ice import CandidatePolicy, host_addresses
 from ._link import DataChannelLink
 from ._serialization import PeerJSLink
+from ._tuning import DEFAULT_TUNING, STOCK, AppliedTuning, Tuning, applied_tuning
 
 __all__ = [
+    "DEFAULT_TUNING",
+    "STOCK",
+    "AppliedTuning",
     "CandidatePolicy",
     "DataChannelLink",
     "IceServer",
     "PeerJSLink",
+    "Tuning",
     "WebRTCEndpoint",
     "WebRTCSettings",
+    "applied_tuning",
     "client_config",
     "host_addresses",
 ]

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from ..errors import P2PUsageError
 from ..signaling import ClientConfig
+from ._tuning import DEFAULT_TUNING, STOCK, Tuning
 
 LOOPBACK: Final = ("127.0.0.0/8", "::1/128")
 
@@ -52,6 +53,8 @@ class WebRTCSettings:
     max_receive_backlog: int = 32 * 1024 * 1024
     """Received bytes not yet read by the application; past this the peer floods us and the
     link is broken (the data channel cannot be paused on receive)."""
+    tuning: Tuning = DEFAULT_TUNING
+    """SCTP/UDP knobs applied to each connection (``_tuning.STOCK``: aiortc as it ships)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.low_water < self.high_water:
@@ -84,7 +87,7 @@ class WebRTCSettings:
     def from_mapping(cls, settings: Mapping[str, object]) -> WebRTCSettings:
         """From the ``[plugins.p2p]`` table: ``broker_url``, ``ice_servers`` (list of tables with
         ``urls``, ``username``, ``credential``), ``relay_only``, ``host_addresses``,
-        ``remote_networks``, ``connect_timeout``."""
+        ``remote_networks``, ``connect_timeout``, ``transport_tuning`` (bool, default true)."""
         url = settings.get("broker_url", "ws://127.0.0.1:9000/")
         if not isinstance(url, str):
             raise P2PUsageError("broker_url must be a string")
@@ -105,6 +108,7 @@ class WebRTCSettings:
             host_addresses=None if hosts is None else tuple(_strings(hosts, "host_addresses")),
             remote_networks=tuple(_strings(settings.get("remote_networks", []), "remote_networks")),
             connect_timeout=float(str(settings.get("connect_timeout", 15.0))),
+            tuning=DEFAULT_TUNING if settings.get("transport_tuning", True) is not False else STOCK,
         )
 
 

@@ -43,6 +43,7 @@ from ._config import WebRTCSettings
 from ._ice import CandidatePolicy, filter_sdp_candidates, host_addresses, split_sdp_candidates
 from ._link import DataChannelLink
 from ._serialization import EarlyFrames, open_link
+from ._tuning import apply_tuning
 
 _log = logging.getLogger("enkrypted.p2p.webrtc")
 _MID_RE = re.compile(r"^a=mid:(\S+)", re.MULTILINE)
@@ -231,6 +232,7 @@ class WebRTCEndpoint:
             await pending.pc.close()
 
     def _adopt(self, pending: _Pending, channel: RTCDataChannel) -> DataChannelLink:
+        apply_tuning(channel, self.settings.tuning)
         link = open_link(pending.peer, pending.connection_id, pending.pc, channel, self.settings,
                          pending.serialization, on_close=self._forget, early=pending.early)
         self._links.add(link)
