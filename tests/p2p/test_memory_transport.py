@@ -20,7 +20,11 @@ from enkrypted_shell.contracts import (
     SignalingFailed,
     TransportServiceV2,
 )
-from enkrypted_shell.testing import ConformanceError, check_endpoint_pair, check_transport_service_v2
+from enkrypted_shell.testing import (
+    ConformanceError,
+    check_endpoint_pair,
+    check_transport_service_v2,
+)
 
 
 def run(coro: object, timeout: float = 30) -> object:
