@@ -325,3 +325,16 @@ def test_the_shipped_p2p_plugins_declare_2_0_and_the_ui_requires_it() -> None:
         assert tomllib.loads((root / manifest).read_text("utf-8"))["plugin"]["contract"] == "2.0"
     ui = tomllib.loads((root / "plugins/ui_cli/src/enkrypted_ui_cli/enkrypted-plugin.toml").read_text("utf-8"))
     assert ui["requires"]["p2p"] == ">=2.0,<3"
+
+
+def test_skew_serves_p2p_1_0_beside_2_0_but_no_other_major() -> None:
+    from enkrypted_shell._pipeline.skew import check_skew
+    from tests.shell.test_shell_units import cand
+
+    for ok in ("1.0", "2.0"):
+        plan = {"p2p": cand("p", "p2p", contract=ok)}
+        check_skew(plan, shell_version="0.1.0", contracts=contracts.CONTRACT_VERSIONS, installed={}.get)
+    for bad in ("1.1", "3.0"):
+        plan = {"p2p": cand("p", "p2p", contract=bad)}
+        with pytest.raises(errors.SkewError, match=f"implements p2p contract {bad}, the shell speaks 2.0"):
+            check_skew(plan, shell_version="0.1.0", contracts=contracts.CONTRACT_VERSIONS, installed={}.get)

@@ -48,10 +48,10 @@ def test_happy_path_verify_graph_lock_run_audit(shell_env):
     log = report["log"]
     assert log["intact"] and [r["event"] for r in log["records"]].count("loaded") == 1
     assert {p["plugin"]: p["last_loaded"] is not None for p in report["plugins"]} == {
-        "crypto-pyca": True, "p2p-memory": True, "p2p-webrtc": False, "ui-cli": True}
+        "crypto-pyca": True, "p2p-memory": True, "ui-cli": True}
     bom = json.loads(sh.run("plugins", "audit", "--format", "cyclonedx").out)
     assert bom["bomFormat"] == "CycloneDX" and bom["specVersion"] == "1.5"
-    assert {c["name"] for c in bom["components"]} == {"enkrypted-crypto", "enkrypted-p2p", "enkrypted-ui-cli"}
+    assert {c["name"] for c in bom["components"]} == {"enkrypted-crypto", "enkrypted-p2p-memory", "enkrypted-ui-cli"}
 
 
 def test_plugin_listing_shows_each_candidate(shell_env):
@@ -121,7 +121,7 @@ def test_incompatible_contract_major_is_refused(shell_env, variant):
     sh.env.install(newer)
     res = sh.run("plugins", "verify")
     assert res.code == SKEW
-    assert "p2p-webrtc" in res.err and "3.0" in res.err and "speaks 1.0, 2.0" in res.err
+    assert "p2p-webrtc" in res.err and "3.0" in res.err and "the shell speaks 2.0" in res.err
     assert "same MAJOR" in res.err
 
 
@@ -259,18 +259,51 @@ def test_plugin_implementing_another_slots_hook_is_refused(shell_env, variant):
     assert res.code == 17 and "p2p plugin but implements enkrypted_ui_service" in res.err
 
 
+P2P_1_0 = {
+    "pyproject.toml": (
+        '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n'
+        '[project]\nname = "acme-p2p-loopback"\nversion = "1.0"\n'
+        'dependencies = ["enkrypted-shell>=0.1,<1"]\n'
+        '[project.entry-points."enkrypted.plugins"]\np2p-loopback = "acme_p2p_loopback.plugin"\n'
+        '[tool.hatch.build.targets.wheel]\npackages = ["src/acme_p2p_loopback"]\n'),
+    "src/acme_p2p_loopback/__init__.py": "",
+    "src/acme_p2p_loopback/enkrypted-plugin.toml": (
+        '[plugin]\nname = "p2p-loopback"\nslot = "p2p"\ncontract = "1.0"\nshell = ">=0.1,<1"\n'
+        'commands = []\n'),
+    "src/acme_p2p_loopback/plugin.py": (
+        "from enkrypted_shell.hookspecs import hookimpl\n\n"
+        "class Loopback:\n"
+        "    name = 'loopback'\n"
+        "    capabilities = frozenset({'loopback'})\n\n"
+        "    async def loopback_pair(self, first, second):\n"
+        "        raise NotImplementedError('ui-echo never asks')\n\n"
+        "@hookimpl\n"
+        "def enkrypted_transport_service(context, crypto):\n"
+        "    return Loopback()\n"),
+}
+"""A third-party p2p plugin still built against contract 1.0 (``loopback_pair``)."""
+
+
 def test_plugin_written_from_the_manual_by_an_outsider_loads_and_runs(shell_env, tmp_path):
-    """tests/shell/outsider_plugin was written by someone who had only docs/hooks.md."""
+    """tests/shell/outsider_plugin was written by someone who had only docs/hooks.md, against
+    p2p 1.0 (``[requires] p2p = ">=1.0,<2"``): it runs with a p2p 1.0 plugin, which the shell
+    still loads beside the 2.0 ones (contracts.PUBLISHED keeps 1.0), and is refused with a 2.0 one."""
     from tools.workspace import build_wheels
 
-    wheel = build_wheels([Path(__file__).parent / "outsider_plugin"], tmp_path / "outsider")[0]
+    project = tmp_path / "p2p-loopback"
+    for rel, text in P2P_1_0.items():
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text(text)
+    wheel, old_p2p = build_wheels([Path(__file__).parent / "outsider_plugin", project], tmp_path / "outsider")
     sh = shell_env()
-    sh.env.install(wheel)
+    sh.env.install(wheel, old_p2p)
     assert sh.run("plugins", "verify").code == AMBIGUOUS  # two ui plugins, no choice
-    res = sh.run("--ui", "ui-echo", "run", "a", "b")
+    refused = sh.run("--ui", "ui-echo", "run", "a", "b")  # config.toml chooses p2p-memory (2.0)
+    assert refused.code == SKEW and "requires p2p contract <2,>=1.0" in refused.err
+    res = sh.run("--ui", "ui-echo", "--p2p", "p2p-loopback", "run", "a", "b")
     assert res.code == 0, res.err
-    assert res.out.strip() == "echo-ui: backend=pyca transport=memory args=a b"
-    hello = sh.run("--ui", "ui-echo", "echo-hello")
+    assert res.out.strip() == "echo-ui: backend=pyca transport=loopback args=a b"
+    hello = sh.run("--ui", "ui-echo", "--p2p", "p2p-loopback", "echo-hello")
     assert hello.code == 0 and hello.out.strip() == "hello from echo"
     other = sh.run("--ui", "ui-cli", "echo-hello")
     assert other.code == NO_PLUGIN and "--ui ui-echo" in other.err
