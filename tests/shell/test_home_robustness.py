@@ -35,7 +35,8 @@ LIST, VERIFY, RUN = ("plugins", "list"), ("plugins", "verify"), ("run",)
 COMMANDS = (LIST, VERIFY, RUN)
 IS_ROOT = os.geteuid() == 0
 STORE_ENV = {"ENKRYPTED_PASSPHRASE": "pw", "ENKRYPTED_INSECURE_TEST_KDF": "1"}
-CORE = ["enkrypted-shell", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto"]
+CORE = ["enkrypted-shell", "enkrypted-p2p", "enkrypted-p2p-memory", "enkrypted-ui-cli",
+        "enkrypted-crypto"]
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def good_home(env: Env, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A HOME where every listed path exists and every command passes."""
     home = tmp_path_factory.mktemp("good") / "home"
     home.mkdir()
-    (home / "config.toml").write_text('[settings.ui]\n')
+    (home / "config.toml").write_text('[plugins]\np2p = "p2p-memory"\n\n[settings.ui]\n')
     (home / "trust.toml").write_text("version = 1\n")
     for args in (VERIFY, RUN, ("plugins", "lock"), ("run", "--locked")):
         res = _enkrypted(env, home, args)
