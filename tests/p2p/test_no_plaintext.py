@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import enkrypted_p2p.plugin as p2p_plugin
 import enkrypted_ui_cli.plugin as ui_plugin
 from enkrypted_crypto.backends.pyca import PycaPrimitives
 from enkrypted_crypto.service import CascadeCryptoService
@@ -24,7 +24,8 @@ from enkrypted_p2p.signaling import (
     Signal,
     SignalingClient,
 )
-from enkrypted_shell.contracts import AppContext, Link
+from enkrypted_p2p_memory.plugin import MemoryTransport
+from enkrypted_shell.contracts import AppContext, Endpoint
 
 PLAINTEXT = "meet me at the old mill at noon"
 
@@ -48,13 +49,36 @@ class RecordingLink:
         await self._inner.close()
 
 
-class RecordingTransport(p2p_plugin.MemoryTransport):
+class RecordingEndpoint:
+    def __init__(self, inner: Endpoint, sent: list[bytes]) -> None:
+        self._inner, self._sent = inner, sent
+
+    @property
+    def local_id(self) -> str:
+        return self._inner.local_id
+
+    async def connect(self, peer_id: str, timeout: float | None = None) -> RecordingLink:
+        return RecordingLink(await self._inner.connect(peer_id, timeout), self._sent)
+
+    async def incoming(self) -> AsyncIterator[RecordingLink]:
+        async for link in self._inner.incoming():
+            yield RecordingLink(link, self._sent)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class RecordingTransport(MemoryTransport):
+    """The in-memory p2p 2.0 transport, recording every PDU its links send."""
+
     def __init__(self) -> None:
+        super().__init__()
         self.pdus: list[bytes] = []
 
-    async def loopback_pair(self, first: str, second: str) -> tuple[Link, Link]:
-        a, b = await super().loopback_pair(first, second)
-        return RecordingLink(a, self.pdus), RecordingLink(b, self.pdus)  # type: ignore[return-value]
+    async def open_endpoint(self, settings: Mapping[str, object] | None = None, *,
+                            peer_id: str | None = None) -> Endpoint:
+        inner = await super().open_endpoint(settings, peer_id=peer_id)
+        return RecordingEndpoint(inner, self.pdus)  # type: ignore[return-value]
 
 
 def test_broker_sees_no_plaintext_and_no_pdu(tmp_path: Path) -> None:
