@@ -108,3 +108,15 @@ def test_an_id_taken_at_the_broker_is_signaling_failed(broker: Server, tmp_path:
             await alice.aclose()
 
     run(scenario())
+
+
+@pytest.mark.parametrize("package", ["enkrypted_p2p", "enkrypted_p2p_memory"])
+def test_the_manifest_states_the_capabilities_the_service_has(package: str, tmp_path: Path) -> None:
+    import importlib
+    import tomllib
+
+    plugin = importlib.import_module(f"{package}.plugin")
+    manifest = tomllib.loads((Path(plugin.__file__).parent / "enkrypted-plugin.toml").read_text("utf-8"))
+    service = plugin.enkrypted_transport_service(AppContext(tmp_path), crypto=None)
+    assert manifest["plugin"]["contract"] == "2.0"
+    assert frozenset(manifest["capabilities"]["transport"]) == service.capabilities
