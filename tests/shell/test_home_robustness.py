@@ -37,6 +37,7 @@ IS_ROOT = os.geteuid() == 0
 STORE_ENV = {"ENKRYPTED_PASSPHRASE": "pw", "ENKRYPTED_INSECURE_TEST_KDF": "1"}
 CORE = ["enkrypted-shell", "enkrypted-p2p", "enkrypted-p2p-memory", "enkrypted-ui-cli",
         "enkrypted-crypto"]
+P2P = ("--p2p", "p2p-memory")  # two p2p plugins; the offline run uses the in-process one
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def _enkrypted(
     environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ENKRYPTED_DEV")}
     environ.update(ENKRYPTED_HOME=str(home), ENKRYPTED_ALLOW_UNSIGNED="1", **(extra or {}))
     return subprocess.run(
-        [str(env.bin / "enkrypted"), *args],
+        [str(env.bin / "enkrypted"), *P2P, *args],
         capture_output=True, text=True, env=environ, timeout=120,
     )
 
@@ -62,7 +63,7 @@ def good_home(env: Env, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A HOME where every listed path exists and every command passes."""
     home = tmp_path_factory.mktemp("good") / "home"
     home.mkdir()
-    (home / "config.toml").write_text('[plugins]\np2p = "p2p-memory"\n\n[settings.ui]\n')
+    (home / "config.toml").write_text('[settings.ui]\n')
     (home / "trust.toml").write_text("version = 1\n")
     for args in (VERIFY, RUN, ("plugins", "lock"), ("run", "--locked")):
         res = _enkrypted(env, home, args)
