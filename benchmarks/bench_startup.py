@@ -37,7 +37,7 @@ from common import TIMED_SNIPPET, bench_runs, median, medians_by_key, side_by_si
 from tools.workspace import DISTS, ROOT, build_wheels, make_env
 
 CORE = ("enkrypted-shell", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto")
-EXPECTED = {"crypto": "crypto-pyca", "p2p": "p2p-memory", "ui": "ui-cli"}
+EXPECTED = {"crypto": "crypto-pyca", "p2p": "p2p-webrtc", "ui": "ui-cli"}
 TARGET_RATIO = 1.5
 DEFAULT_RUNS = 31
 

@@ -3,8 +3,11 @@
 - No distribution imports another distribution's private module (any ``_``-prefixed component).
 - A plugin imports of the shell only what plugin authors are given: the package root,
   ``contracts``, ``hookspecs`` and ``errors`` (``testing`` is for their tests, not their code).
-- Plugins never import each other; the one exception DESIGN.md §2 allows is
-  ``enkrypted-crypto-nacl`` reusing ``enkrypted-crypto``'s backend-agnostic protocol code.
+- Plugins never import each other; the exceptions DESIGN.md §2 allows are a plugin reusing
+  another distribution's backend-agnostic protocol code, which it depends on in its pyproject:
+  ``enkrypted-crypto-nacl`` runs ``enkrypted-crypto``'s protocols over PyNaCl, and
+  ``enkrypted-p2p-memory`` runs ``enkrypted-p2p``'s chat service (``enkrypted_p2p.chat``, public
+  modules only) over its in-process endpoints.  Never the other way round.
 - The registry imports of the shell only public modules (in practice ``release``, ``contracts``,
   ``errors``).
 Checked on the source (AST), including imports inside functions and ``TYPE_CHECKING`` blocks.
@@ -24,16 +27,19 @@ DISTRIBUTIONS = {
     "enkrypted_crypto": ROOT / "plugins/cryptography/src/enkrypted_crypto",
     "enkrypted_crypto_nacl": ROOT / "plugins/cryptography_nacl/src/enkrypted_crypto_nacl",
     "enkrypted_p2p": ROOT / "plugins/p2p/src/enkrypted_p2p",
+    "enkrypted_p2p_memory": ROOT / "plugins/p2p_memory/src/enkrypted_p2p_memory",
     "enkrypted_ui_cli": ROOT / "plugins/ui_cli/src/enkrypted_ui_cli",
 }
-PLUGINS = {"enkrypted_crypto", "enkrypted_crypto_nacl", "enkrypted_p2p", "enkrypted_ui_cli"}
+PLUGINS = {"enkrypted_crypto", "enkrypted_crypto_nacl", "enkrypted_p2p", "enkrypted_p2p_memory",
+           "enkrypted_ui_cli"}
 PLUGIN_SHELL_MODULES = {
     "enkrypted_shell",
     "enkrypted_shell.contracts",
     "enkrypted_shell.hookspecs",
     "enkrypted_shell.errors",
 }
-ALLOWED_PLUGIN_PAIRS = {("enkrypted_crypto_nacl", "enkrypted_crypto")}
+ALLOWED_PLUGIN_PAIRS = {("enkrypted_crypto_nacl", "enkrypted_crypto"),
+                        ("enkrypted_p2p_memory", "enkrypted_p2p")}
 
 
 def imported_modules(path: Path, package: str) -> list[tuple[int, str]]:
@@ -110,3 +116,19 @@ def test_the_rule_catches_a_private_import(tmp_path: Path, monkeypatch: pytest.M
     assert any("enkrypted_shell.release" in v for v in found)
     assert any("never import each other" in v for v in found)
     assert not any("contracts" in v for v in found)
+
+
+def test_the_reuse_exception_is_one_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """enkrypted-p2p-memory may reuse enkrypted-p2p's public chat code; never the reverse."""
+    plugin = tmp_path / "enkrypted_p2p"
+    plugin.mkdir()
+    (plugin / "bad.py").write_text("from enkrypted_p2p_memory.endpoint import MemoryEndpoint\n")
+    monkeypatch.setitem(DISTRIBUTIONS, "enkrypted_p2p", plugin)
+    assert any("never import each other" in v for v in violations("enkrypted_p2p"))
+    memory = tmp_path / "enkrypted_p2p_memory"
+    memory.mkdir()
+    (memory / "ok.py").write_text("from enkrypted_p2p.chat import EndpointChat\n"
+                                  "from enkrypted_p2p.session._core import x\n")
+    monkeypatch.setitem(DISTRIBUTIONS, "enkrypted_p2p_memory", memory)
+    assert [v.split(" (")[1] for v in violations("enkrypted_p2p_memory")] == [
+        "another distribution's private module)", "another distribution's private module)"]

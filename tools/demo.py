@@ -7,7 +7,10 @@
 4. `plugins verify` (and what it did not select, and why), `plugins lock` (the plugins and every
    file of every library they run on), `plugins graph`, then `run --locked`: the isolated shell
    verifies, loads and hands over to the ui plugin, which runs a scripted conversation between two
-   peers through the p2p and crypto plugins (cascade MLS -> Signal -> ML-KEM -> AES);
+   peers through the p2p and crypto plugins (cascade MLS -> Signal -> ML-KEM -> AES).  Two p2p
+   plugins are installed (p2p contract 2.0): ``p2p-webrtc`` (enkrypted-p2p: WebRTC through a
+   broker) and ``p2p-memory`` (enkrypted-p2p-memory: in-process); the offline scripted run chooses
+   the memory one explicitly in the profile's config.toml, as a user swaps transports;
 5. a refusal on purpose: a library file edited after the lock is refused, named, before it runs;
 6. `plugins audit`: who published what, and the hash-chained record of what was loaded.
 """
@@ -26,8 +29,9 @@ from tools.demo_chat import two_peer_chat
 from tools.workspace import DISTS, ROOT, build_wheels, make_env, plugin_libraries
 
 DEMO = ROOT / ".demo"
-PLUGINS = {"enkrypted-p2p": "p2p", "enkrypted-ui-cli": "ui", "enkrypted-crypto": "crypto",
-           "enkrypted-crypto-nacl": "crypto"}
+PLUGINS = {"enkrypted-p2p": "p2p", "enkrypted-p2p-memory": "p2p", "enkrypted-ui-cli": "ui",
+           "enkrypted-crypto": "crypto", "enkrypted-crypto-nacl": "crypto"}
+CHOICE = '[plugins]\np2p = "p2p-memory"  # the in-process transport: the scripted run is offline\n'
 
 
 def step(title: str) -> None:
@@ -66,8 +70,14 @@ def main() -> int:
         step("user: the plugins' third-party libraries (aiohttp, redis, aiortc, ...), as pip installs them")
         env.install_requirements(*plugin_libraries())
         step("user: install the plugins from the index (TUF + signed provenance + hash-pinned pip)")
-        sh(user, "plugins", "install", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto",
-           "--index", url, env=environ)
+        sh(user, "plugins", "install", "enkrypted-p2p", "enkrypted-p2p-memory", "enkrypted-ui-cli",
+           "enkrypted-crypto", "--index", url, env=environ)
+        step("user: two p2p plugins fill one slot; the offline scripted run uses the in-memory one")
+        print("p2p-webrtc (enkrypted-p2p) needs a broker: `enkrypted broker`, `listen`, `send`;")
+        print("this demo runs offline, so .demo/home/config.toml chooses p2p-memory:")
+        print(CHOICE, end="", flush=True)
+        (DEMO / "home").mkdir(parents=True, exist_ok=True)
+        (DEMO / "home" / "config.toml").write_text(CHOICE, encoding="utf-8")
         for args in (["plugins", "verify"], ["plugins", "lock"], ["plugins", "graph"],
                      ["run", "--locked"]):
             step("enkrypted " + " ".join(args))

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DISTS = {
     "enkrypted-shell": ROOT / "shell",
     "enkrypted-p2p": ROOT / "plugins" / "p2p",
+    "enkrypted-p2p-memory": ROOT / "plugins" / "p2p_memory",
     "enkrypted-ui-cli": ROOT / "plugins" / "ui_cli",
     "enkrypted-crypto": ROOT / "plugins" / "cryptography",
     "enkrypted-crypto-nacl": ROOT / "plugins" / "cryptography_nacl",
@@ -97,7 +98,8 @@ class Env:
         self.pip("uninstall", "-y", *names)
 
 
-PLUGINS = ("enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto", "enkrypted-crypto-nacl")
+PLUGINS = ("enkrypted-p2p", "enkrypted-p2p-memory", "enkrypted-ui-cli", "enkrypted-crypto",
+           "enkrypted-crypto-nacl")
 
 
 def plugin_libraries() -> tuple[str, ...]:

@@ -10,19 +10,24 @@ import pytest
 
 import enkrypted_p2p
 import enkrypted_p2p.plugin as p2p_plugin
+import enkrypted_p2p_memory.plugin as memory_plugin
 import enkrypted_ui_cli
 import enkrypted_ui_cli.plugin as ui_plugin
 from enkrypted_crypto.backends.pyca import PycaPrimitives
 from enkrypted_crypto.plugin import enkrypted_crypto_service
 from enkrypted_crypto.profiles import PROFILE_B1, PROFILE_V0
 from enkrypted_crypto.service import CascadeCryptoService
-from enkrypted_p2p.memory import MAX_PDU_BYTES
+from enkrypted_p2p_memory.memory import MAX_PDU_BYTES
 from enkrypted_shell.contracts import (
     AppContext,
     CryptoService,
     Handshake,
+    LinkBroken,
     LinkClosed,
+    LinkClosedLocally,
+    LocalMisuse,
     TransportService,
+    TransportServiceV2,
     UIService,
     WireLimits,
 )
@@ -31,36 +36,57 @@ from enkrypted_shell.testing import FakeClock
 
 def test_public_surfaces_are_pinned():
     assert enkrypted_p2p.__all__ == ["__version__"] and enkrypted_ui_cli.__all__ == ["__version__"]
-    assert sorted(p2p_plugin.__all__) == ["MemoryTransport", "enkrypted_cli_commands", "enkrypted_transport_service"]
+    assert sorted(p2p_plugin.__all__) == ["WebRTCTransport", "enkrypted_cli_commands", "enkrypted_transport_service"]
+    assert sorted(memory_plugin.__all__) == ["MemoryTransport", "enkrypted_transport_service"]
     assert sorted(ui_plugin.__all__) == ["CliUI", "plugin"]
 
 
 def test_memory_links_are_ordered_bounded_and_close_both_ways(tmp_path):
-    transport = p2p_plugin.enkrypted_transport_service(AppContext(tmp_path), crypto=None)  # type: ignore[arg-type]
-    assert isinstance(transport, TransportService) and transport.capabilities == {"loopback"}
+    transport = memory_plugin.enkrypted_transport_service(AppContext(tmp_path), crypto=None)  # type: ignore[arg-type]
+    assert isinstance(transport, TransportServiceV2) and transport.capabilities == {"in-process"}
 
     async def scenario():
-        a, b = await transport.loopback_pair("alice", "bob")
-        assert (a.peer_id, b.peer_id) == ("bob", "alice")
+        alice = await transport.open_endpoint(peer_id="alice")
+        bob = await transport.open_endpoint(peer_id="bob")
+        a = await alice.connect("bob")
+        b = await anext(bob.incoming())
+        assert (a.peer_id, b.peer_id) == ("bob", "alice") and a.max_pdu_bytes == MAX_PDU_BYTES
         for i in range(5):
             await a.send(bytes([i]))
         assert [await b.receive() for _ in range(5)] == [bytes([i]) for i in range(5)]
-        with pytest.raises(ValueError, match="cap"):
+        with pytest.raises(LocalMisuse, match="cap"):
             await a.send(b"x" * (MAX_PDU_BYTES + 1))
         await a.close()
         await a.close()  # idempotent
-        with pytest.raises(LinkClosed):
+        with pytest.raises(LinkBroken):
             await b.receive()
-        with pytest.raises(LinkClosed):
+        with pytest.raises(LinkClosedLocally):
             await a.send(b"late")
+        assert isinstance(LinkBroken("x"), LinkClosed)
+        await alice.aclose()
+        await bob.aclose()
 
     asyncio.run(scenario())
+
+
+def test_the_ui_refuses_a_1_0_transport_in_one_line(tmp_path, capsys):
+    class OneDotOh:
+        name, capabilities = "old", frozenset()
+
+        async def loopback_pair(self, first, second):
+            raise AssertionError("not reached")
+
+    assert isinstance(OneDotOh(), TransportService)
+    crypto = CascadeCryptoService(PycaPrimitives())
+    ui = ui_plugin.plugin.enkrypted_ui_service(AppContext(tmp_path), crypto, OneDotOh())
+    assert ui.run([]) == 1
+    assert "speaks contract 1.0; this ui needs 2.0" in capsys.readouterr().err
 
 
 def test_ui_service_runs_the_conversation_over_real_services(tmp_path, capsys):
     crypto = CascadeCryptoService(PycaPrimitives())
     assert isinstance(crypto, CryptoService)
-    transport = p2p_plugin.MemoryTransport()
+    transport = memory_plugin.MemoryTransport()
     ui = ui_plugin.plugin.enkrypted_ui_service(AppContext(tmp_path), crypto, transport)
     assert isinstance(ui, UIService)
     assert ui.run(["-m", "one more"]) == 0
@@ -111,7 +137,7 @@ def test_conversation_reports_a_refused_handshake_on_both_sides(tmp_path, capsys
     """The refusing side's protocol-error reaches the other side (no wait for the timeout)."""
     crypto = _Split(CascadeCryptoService(PycaPrimitives()))
     ui = ui_plugin.plugin.enkrypted_ui_service(
-        AppContext(tmp_path), crypto, p2p_plugin.MemoryTransport()
+        AppContext(tmp_path), crypto, memory_plugin.MemoryTransport()
     )
     started = time.monotonic()
     assert ui.run([]) == 1
@@ -123,7 +149,7 @@ def test_conversation_times_out_on_a_silent_peer(tmp_path, capsys):
     limits = WireLimits(handshake_timeout_s=0.3)
     context = AppContext(tmp_path, limits=limits)
     crypto = _Silent(enkrypted_crypto_service(context))  # type: ignore[arg-type]
-    ui = ui_plugin.plugin.enkrypted_ui_service(context, crypto, p2p_plugin.MemoryTransport())
+    ui = ui_plugin.plugin.enkrypted_ui_service(context, crypto, memory_plugin.MemoryTransport())
     started = time.monotonic()
     assert ui.run([]) == 1
     assert 0.25 < time.monotonic() - started < 5
@@ -134,7 +160,7 @@ def test_conversation_takes_now_from_the_context_clock(tmp_path, capsys):
     clock = FakeClock(1000.0)
     crypto = CascadeCryptoService(PycaPrimitives(), clock=clock)
     ui = ui_plugin.plugin.enkrypted_ui_service(
-        AppContext(tmp_path, clock=clock), crypto, p2p_plugin.MemoryTransport()
+        AppContext(tmp_path, clock=clock), crypto, memory_plugin.MemoryTransport()
     )
     assert ui.run([]) == 0
     out = capsys.readouterr().out

@@ -37,7 +37,8 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "docs" / "examples" / "nginx-registry.conf"
-SLOT_OF = {"enkrypted-p2p": "p2p", "enkrypted-ui-cli": "ui", "enkrypted-crypto": "crypto"}
+SLOT_OF = {"enkrypted-p2p": "p2p", "enkrypted-p2p-memory": "p2p", "enkrypted-ui-cli": "ui",
+           "enkrypted-crypto": "crypto"}
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 PIP_ACCEPT = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, "
@@ -175,7 +176,7 @@ def media(headers: dict[str, str]) -> str:
 def test_nginx_serves_what_the_registry_serves(
     nginx: Nginx, served: str, registry: Repository
 ) -> None:
-    wheel = next((registry.public / "plugins" / "p2p").glob("*.whl")).relative_to(registry.public)
+    wheel = next((registry.public / "plugins" / "p2p").glob("enkrypted_p2p-*.whl")).relative_to(registry.public)
     paths = [
         ("simple/", None),
         ("simple/", JSON_TYPE),
@@ -225,7 +226,7 @@ def test_stock_pip_installs_from_nginx(nginx: Nginx, registry: Repository, tmp_p
     (dist_info,) = env.site_packages.glob("enkrypted_p2p-*.dist-info")
     assert (env.site_packages / "enkrypted_p2p" / "enkrypted-plugin.toml").is_file()
     # pip fetched the file the registry published (pip checks the index's #sha256= too)
-    wheel = next((registry.public / "plugins" / "p2p").glob("*.whl"))
+    wheel = next((registry.public / "plugins" / "p2p").glob("enkrypted_p2p-*.whl"))
     assert dist_info.name.startswith(wheel.name.split("-py3")[0])
     assert hashlib.sha256(wheel.read_bytes()).hexdigest() in get(f"{nginx.url}simple/enkrypted-p2p/")[2].decode()
     assert "GET /simple/enkrypted-p2p/" in (nginx.log.parent / "access.log").read_text()
@@ -254,10 +255,11 @@ def test_enkrypted_plugins_install_from_nginx(
     records = {p.stem: json.loads(p.read_text()) for p in (home / "provenance").glob("*.json")}
     assert set(records) == set(SLOT_OF)
     assert all(r["index"] == nginx.url + "simple/" or r["index"] == nginx.url for r in records.values())
-    verify = enkrypted("plugins", "verify", "--json")  # signed provenance, no downgrade
+    # two p2p plugins: the offline scripted run chooses the in-process one
+    verify = enkrypted("--p2p", "p2p-memory", "plugins", "verify", "--json")  # signed, no downgrade
     assert verify.returncode == 0, verify.stderr
     assert {p["slot"] for p in json.loads(verify.stdout)["plugins"]} == set(SLOT_OF.values())
-    assert enkrypted("run").returncode == 0
+    assert enkrypted("--p2p", "p2p-memory", "run").returncode == 0
     refresh = enkrypted("plugins", "refresh")  # TUF refresh against nginx too
     assert refresh.returncode == 0, refresh.stderr
     access = (nginx.log.parent / "access.log").read_text()

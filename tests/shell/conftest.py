@@ -13,7 +13,11 @@ import pytest
 
 from tools.workspace import DISTS, Env, build_wheels, fresh_copy, make_env
 
-CORE = ["enkrypted-shell", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto"]
+CORE = ["enkrypted-shell", "enkrypted-p2p", "enkrypted-p2p-memory", "enkrypted-ui-cli",
+        "enkrypted-crypto"]
+P2P_CHOICE = '[plugins]\np2p = "p2p-memory"\n'
+"""Two p2p plugins are installed (p2p-webrtc, and p2p-memory, which depends on it): the offline
+``run`` (ui-cli's scripted conversation) chooses the in-process one, as tools/demo.py does."""
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +61,11 @@ def shell_env(tmp_path: Path, wheels: dict[str, Path]) -> Callable[..., Shell]:
     def make(*names: str) -> Shell:
         env = make_env(tmp_path / "env")
         env.install(*(wheels[n] for n in (names or CORE)))
-        return Shell(env, tmp_path / "home")
+        home = tmp_path / "home"
+        if "enkrypted-p2p-memory" in (names or CORE):
+            home.mkdir(parents=True, exist_ok=True)
+            (home / "config.toml").write_text(P2P_CHOICE, "utf-8")
+        return Shell(env, home)
 
     return make
 

@@ -258,3 +258,83 @@ def test_wiring_checks_a_crypto_plugin_against_the_version_it_declares() -> None
     with pytest.raises(errors.LoadError) as info:
         wiring._service(manager, _planned("crypto", "2.1"), context, {})
     assert "does not implement the crypto contract 2.1 it declares: missing method 'create_group'" in str(info.value)
+
+
+# ------------------------------------------------------------------ p2p 2.0 (endpoints), 1.0 kept
+class P2P10:
+    """A p2p service built against 1.0: in-process links only."""
+
+    name = "old-memory"
+    capabilities = frozenset({"loopback"})
+
+    async def loopback_pair(self, first: str, second: str):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+
+class P2P20:
+    name = "new"
+    capabilities = frozenset({"in-process"})
+
+    async def open_endpoint(self, settings=None, *, peer_id=None):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+    async def open_chat(self, identity, settings=None, *, peer_id=None, saved=None):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+
+def test_p2p_publishes_2_0_and_keeps_1_0() -> None:
+    versions = contracts.PUBLISHED["p2p"]
+    assert set(versions) == {"1.0", "2.0"} and contracts.CONTRACT_VERSIONS["p2p"] == "2.0"
+    assert versions["1.0"] is contracts.TransportService and versions["2.0"] is contracts.TransportServiceV2
+    v20 = sorted(m.name for m in contracts.contract_members(versions["2.0"]))
+    assert v20 == ["capabilities", "name", "open_chat", "open_endpoint"]  # loopback_pair is gone
+    assert sorted(m.name for m in contracts.contract_members(contracts.Endpoint)) == [
+        "aclose", "connect", "incoming", "local_id"]
+    link = sorted(m.name for m in contracts.contract_members(contracts.LinkV2))
+    assert link == ["close", "close_reason", "max_pdu_bytes", "peer_id", "receive", "send"]
+
+
+def test_a_p2p_1_0_plugin_still_loads_and_a_ui_tells_the_versions_apart() -> None:
+    class Plugin:
+        def __init__(self, service: object) -> None:
+            self.service = service
+
+        @hookimpl
+        def enkrypted_transport_service(self, context, crypto):  # type: ignore[no-untyped-def]
+            return self.service
+
+    context = contracts.AppContext(home=Path("."))
+    for service, declared in ((P2P10(), "1.0"), (P2P20(), "2.0")):
+        manager = wiring.new_manager()
+        manager.register(Plugin(service))
+        assert wiring._service(manager, _planned("p2p", declared), context, {"crypto": object()}) is service
+    assert not supports(P2P10(), contracts.TransportServiceV2) and supports(P2P20(), contracts.TransportServiceV2)
+    manager = wiring.new_manager()
+    manager.register(Plugin(P2P10()))
+    with pytest.raises(errors.LoadError) as info:
+        wiring._service(manager, _planned("p2p", "2.0"), context, {"crypto": object()})
+    assert "does not implement the p2p contract 2.0 it declares: missing coroutine 'open_chat'" in str(info.value)
+
+
+def test_the_shipped_p2p_plugins_declare_2_0_and_the_ui_requires_it() -> None:
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    for manifest in ("plugins/p2p/src/enkrypted_p2p/enkrypted-plugin.toml",
+                     "plugins/p2p_memory/src/enkrypted_p2p_memory/enkrypted-plugin.toml"):
+        assert tomllib.loads((root / manifest).read_text("utf-8"))["plugin"]["contract"] == "2.0"
+    ui = tomllib.loads((root / "plugins/ui_cli/src/enkrypted_ui_cli/enkrypted-plugin.toml").read_text("utf-8"))
+    assert ui["requires"]["p2p"] == ">=2.0,<3"
+
+
+def test_skew_serves_p2p_1_0_beside_2_0_but_no_other_major() -> None:
+    from enkrypted_shell._pipeline.skew import check_skew
+    from tests.shell.test_shell_units import cand
+
+    for ok in ("1.0", "2.0"):
+        plan = {"p2p": cand("p", "p2p", contract=ok)}
+        check_skew(plan, shell_version="0.1.0", contracts=contracts.CONTRACT_VERSIONS, installed={}.get)
+    for bad in ("1.1", "3.0"):
+        plan = {"p2p": cand("p", "p2p", contract=bad)}
+        with pytest.raises(errors.SkewError, match=f"implements p2p contract {bad}, the shell speaks 2.0"):
+            check_skew(plan, shell_version="0.1.0", contracts=contracts.CONTRACT_VERSIONS, installed={}.get)

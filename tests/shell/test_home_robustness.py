@@ -35,7 +35,9 @@ LIST, VERIFY, RUN = ("plugins", "list"), ("plugins", "verify"), ("run",)
 COMMANDS = (LIST, VERIFY, RUN)
 IS_ROOT = os.geteuid() == 0
 STORE_ENV = {"ENKRYPTED_PASSPHRASE": "pw", "ENKRYPTED_INSECURE_TEST_KDF": "1"}
-CORE = ["enkrypted-shell", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto"]
+CORE = ["enkrypted-shell", "enkrypted-p2p", "enkrypted-p2p-memory", "enkrypted-ui-cli",
+        "enkrypted-crypto"]
+P2P = ("--p2p", "p2p-memory")  # two p2p plugins; the offline run uses the in-process one
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +53,7 @@ def _enkrypted(
     environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ENKRYPTED_DEV")}
     environ.update(ENKRYPTED_HOME=str(home), ENKRYPTED_ALLOW_UNSIGNED="1", **(extra or {}))
     return subprocess.run(
-        [str(env.bin / "enkrypted"), *args],
+        [str(env.bin / "enkrypted"), *P2P, *args],
         capture_output=True, text=True, env=environ, timeout=120,
     )
 

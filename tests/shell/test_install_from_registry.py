@@ -35,6 +35,7 @@ PROVENANCE, USAGE, NETWORK = 16, 2, 19
 CORE = ("enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto")
 SLOT_OF = {
     "enkrypted-p2p": "p2p",
+    "enkrypted-p2p-memory": "p2p",
     "enkrypted-ui-cli": "ui",
     "enkrypted-crypto": "crypto",
     "enkrypted-crypto-nacl": "crypto",
@@ -216,7 +217,9 @@ def test_install_verify_run_then_revoke_and_refresh(client: Client, registry: Re
 
     verify = client.run("plugins", "verify")
     assert verify.code == 0, verify.err
-    run = client.run("run")
+    # the scripted run is offline: it needs the in-process transport (p2p-webrtc needs a broker)
+    assert client.install("enkrypted-p2p-memory").code == 0
+    run = client.run("--p2p", "p2p-memory", "run")
     assert run.code == 0, run.err
     assert "messages delivered intact: True" in run.out
 
@@ -246,16 +249,16 @@ def test_install_verify_run_then_revoke_and_refresh(client: Client, registry: Re
     ]
     twice = client.run("plugins", "refresh")
     assert twice.code == 0 and "0 newly revoked, 1 already revoked" in twice.out
-    refused(client.run("plugins", "verify"), PROVENANCE, "revoked")
+    refused(client.run("--p2p", "p2p-webrtc", "plugins", "verify"), PROVENANCE, "revoked")
 
 
 def test_two_crypto_backends_lock_and_run_locked(client: Client, registry: Registry) -> None:
     """Three plugins and two crypto backends from the registry; the lock pins the wheel digest,
     index and signer; `run --locked` enforces them; tampering after install is refused."""
-    res = client.install(*CORE, "enkrypted-crypto-nacl")
+    res = client.install(*CORE, "enkrypted-p2p-memory", "enkrypted-crypto-nacl")
     assert res.code == 0, res.err
-    refused(client.run("plugins", "lock"), 14, "crypto-pyca", "crypto-nacl")
-    locked = client.run("--crypto", "crypto-nacl", "plugins", "lock")
+    refused(client.run("--p2p", "p2p-memory", "plugins", "lock"), 14, "crypto-pyca", "crypto-nacl")
+    locked = client.run("--crypto", "crypto-nacl", "--p2p", "p2p-memory", "plugins", "lock")
     assert locked.code == 0, locked.err
     lock = tomllib.loads((client.home / "plugins.lock.toml").read_text("utf-8"))
     rows = {row["slot"]: row for row in lock["packages"]}
@@ -279,9 +282,9 @@ def test_two_crypto_backends_lock_and_run_locked(client: Client, registry: Regis
     assert signers["crypto-nacl"][1] == "crypto" and signers["ui-cli"][1] == "ui"
     assert len({signer for signer, _ in signers.values()}) == 3  # one key per slot
 
-    memory = client.site / "enkrypted_p2p" / "memory.py"
+    memory = client.site / "enkrypted_p2p_memory" / "memory.py"
     memory.write_text(memory.read_text("utf-8") + "\n# altered after install\n", "utf-8")
-    refused(client.run("run", "--locked"), 10, "enkrypted_p2p/memory.py")
+    refused(client.run("run", "--locked"), 10, "enkrypted_p2p_memory/memory.py")
 
 
 def test_edited_provenance_record_is_refused_at_load(client: Client, registry: Registry) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.shell.conftest import P2P_CHOICE
 from tools.workspace import WHEELHOUSE, plugin_libraries
 
 pytestmark = pytest.mark.e2e
@@ -15,11 +16,12 @@ pytestmark = pytest.mark.e2e
 INTEGRITY, SKEW, LOCK, NO_PLUGIN, AMBIGUOUS, LOG_CORRUPT = 10, 11, 12, 13, 14, 18
 
 SIDE_EFFECT = (
-    '__version__ = "0.2.0"\n',
-    '__version__ = "0.2.0"\n'
+    '__version__ = "0.1.0"\n',
+    '__version__ = "0.1.0"\n'
     "import os, pathlib\n"
     "pathlib.Path(os.environ['ENKRYPTED_HOME'], 'p2p-was-imported').write_text('yes')\n",
 )
+MEMORY_PY = "enkrypted_p2p_memory/memory.py"  # the selected p2p plugin's (the in-process one)
 
 
 def test_happy_path_verify_graph_lock_run_audit(shell_env):
@@ -49,7 +51,7 @@ def test_happy_path_verify_graph_lock_run_audit(shell_env):
         "crypto-pyca": True, "p2p-memory": True, "ui-cli": True}
     bom = json.loads(sh.run("plugins", "audit", "--format", "cyclonedx").out)
     assert bom["bomFormat"] == "CycloneDX" and bom["specVersion"] == "1.5"
-    assert {c["name"] for c in bom["components"]} == {"enkrypted-crypto", "enkrypted-p2p", "enkrypted-ui-cli"}
+    assert {c["name"] for c in bom["components"]} == {"enkrypted-crypto", "enkrypted-p2p-memory", "enkrypted-ui-cli"}
 
 
 def test_plugin_listing_shows_each_candidate(shell_env):
@@ -57,22 +59,24 @@ def test_plugin_listing_shows_each_candidate(shell_env):
     res = sh.run("plugins", "list", "--json")
     assert res.code == 0, res.err
     listed = {r["plugin"]: r for r in json.loads(res.out)["plugins"]}
-    assert set(listed) == {"crypto-pyca", "p2p-memory", "ui-cli"}
-    assert all(r["selected"] and r["state"] == "files verified, no provenance" for r in listed.values())
+    assert set(listed) == {"crypto-pyca", "p2p-memory", "p2p-webrtc", "ui-cli"}
+    assert {name for name, r in listed.items() if r["selected"]} == {"crypto-pyca", "p2p-memory", "ui-cli"}
+    assert all(r["state"] == "files verified, no provenance" for r in listed.values())
 
 
 def test_nothing_is_imported_before_verification(shell_env, wheels, variant):
-    marked = variant("enkrypted-p2p", {"src/enkrypted_p2p/__init__.py": SIDE_EFFECT})
-    sh = shell_env("enkrypted-shell", "enkrypted-ui-cli", "enkrypted-crypto")
+    marked = variant("enkrypted-p2p-memory", {"src/enkrypted_p2p_memory/__init__.py": SIDE_EFFECT})
+    sh = shell_env("enkrypted-shell", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto")
     sh.env.install(marked)
     marker = sh.home / "p2p-was-imported"
     sh.home.mkdir(parents=True, exist_ok=True)
+    (sh.home / "config.toml").write_text(P2P_CHOICE)
 
     for args in (["plugins", "list"], ["plugins", "verify"], ["plugins", "graph"], ["plugins", "lock"]):
         assert sh.run(*args).code == 0
         assert not marker.exists(), f"{args} imported the plugin"
 
-    memory = sh.site() / "enkrypted_p2p" / "memory.py"
+    memory = sh.site() / MEMORY_PY
     original, stat = memory.read_bytes(), memory.stat()
     memory.write_bytes(original + b"\n# tampered\n")
     res = sh.run("run")
@@ -87,11 +91,11 @@ def test_nothing_is_imported_before_verification(shell_env, wheels, variant):
 
 def test_tampered_file_is_refused_and_named(shell_env):
     sh = shell_env()
-    target = sh.site() / "enkrypted_p2p" / "memory.py"
+    target = sh.site() / MEMORY_PY
     target.write_text(target.read_text() + "\nMAX_PDU_BYTES = 1 << 40  # tampered\n")
     res = sh.run("plugins", "verify")
     assert res.code == INTEGRITY
-    assert "enkrypted_p2p/memory.py" in res.err and "changed" in res.err
+    assert MEMORY_PY in res.err and "changed" in res.err
     assert sh.run("run").code == INTEGRITY
 
 
@@ -112,12 +116,12 @@ def test_removed_file_is_refused_and_named(shell_env):
 
 
 def test_incompatible_contract_major_is_refused(shell_env, variant):
-    newer = variant("enkrypted-p2p", {"src/enkrypted_p2p/enkrypted-plugin.toml": ('contract = "1.0"', 'contract = "2.0"')})
+    newer = variant("enkrypted-p2p", {"src/enkrypted_p2p/enkrypted-plugin.toml": ('contract = "2.0"', 'contract = "3.0"')})
     sh = shell_env("enkrypted-shell", "enkrypted-ui-cli", "enkrypted-crypto")
     sh.env.install(newer)
     res = sh.run("plugins", "verify")
     assert res.code == SKEW
-    assert "p2p-memory" in res.err and "2.0" in res.err and "speaks 1.0" in res.err
+    assert "p2p-webrtc" in res.err and "3.0" in res.err and "the shell speaks 2.0" in res.err
     assert "same MAJOR" in res.err
 
 
@@ -147,8 +151,8 @@ def test_downgraded_shared_library_is_refused(shell_env):
 
 
 def test_two_crypto_backends_need_a_choice(shell_env):
-    sh = shell_env("enkrypted-shell", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto",
-                   "enkrypted-crypto-nacl")
+    sh = shell_env("enkrypted-shell", "enkrypted-p2p", "enkrypted-p2p-memory", "enkrypted-ui-cli",
+                   "enkrypted-crypto", "enkrypted-crypto-nacl")
     res = sh.run("plugins", "verify")
     assert res.code == AMBIGUOUS
     assert "crypto-pyca" in res.err and "crypto-nacl" in res.err and "--crypto" in res.err
@@ -160,7 +164,7 @@ def test_two_crypto_backends_need_a_choice(shell_env):
     assert sh.run("--crypto", "enkrypted-crypto", "plugins", "verify").code == 0
     assert sh.run("--crypto", "nope", "plugins", "verify").code == NO_PLUGIN
 
-    (sh.home / "config.toml").write_text('[plugins]\ncrypto = "crypto-nacl"\n')
+    (sh.home / "config.toml").write_text(P2P_CHOICE + 'crypto = "crypto-nacl"\n')
     run = sh.run("run")
     assert run.code == 0, run.err
     assert "crypto backend: pynacl" in run.out and "delivered intact: True" in run.out
@@ -170,28 +174,30 @@ def test_lock_drift_after_installing_another_version(shell_env, variant):
     sh = shell_env()
     assert sh.run("plugins", "lock").code == 0
     assert sh.run("plugins", "verify", "--locked").code == 0
-    bumped = variant("enkrypted-p2p", {"src/enkrypted_p2p/__init__.py": ('"0.2.0"', '"0.2.1"')})
-    sh.env.install(bumped)
+    bumped = variant("enkrypted-p2p-memory", {"src/enkrypted_p2p_memory/__init__.py": ('"0.1.0"', '"0.1.1"')})
+    sh.env.install(bumped, no_deps=True)
     res = sh.run("plugins", "verify", "--locked")
     assert res.code == LOCK
-    assert "enkrypted-p2p" in res.err and "version 0.2.1 (locked 0.2.0)" in res.err
+    assert "enkrypted-p2p-memory" in res.err and "version 0.1.1 (locked 0.1.0)" in res.err
     assert sh.run("run", "--locked").code == LOCK
 
 
 def test_same_version_rebuilt_with_other_content_drifts_from_lock(shell_env, variant):
     sh = shell_env()
     assert sh.run("plugins", "lock").code == 0
-    other = variant("enkrypted-p2p", {"src/enkrypted_p2p/memory.py": ("_QUEUE_DEPTH: Final = 1024", "_QUEUE_DEPTH: Final = 4096")})
+    other = variant("enkrypted-p2p-memory", {"src/enkrypted_p2p_memory/memory.py": ("QUEUE_DEPTH: Final = 1024", "QUEUE_DEPTH: Final = 4096")})
     sh.env.pip("install", "-q", "--no-deps", "--no-index", "--force-reinstall", str(other))
     res = sh.run("plugins", "verify", "--locked")
     assert res.code == LOCK and "content digest" in res.err
 
 
 def test_editable_install_needs_dev_mode_and_is_logged(shell_env):
-    sh = shell_env("enkrypted-shell", "enkrypted-ui-cli", "enkrypted-crypto")
+    sh = shell_env("enkrypted-shell", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto")
     from tools.workspace import DISTS
 
-    sh.env.pip("install", "-q", "--no-deps", "--no-index", "--find-links", str(WHEELHOUSE), "-e", str(DISTS["enkrypted-p2p"]))
+    sh.env.pip("install", "-q", "--no-deps", "--no-index", "--find-links", str(WHEELHOUSE), "-e", str(DISTS["enkrypted-p2p-memory"]))
+    sh.home.mkdir(parents=True, exist_ok=True)
+    (sh.home / "config.toml").write_text(P2P_CHOICE)
     sh.env.install_requirements(*plugin_libraries())
     res = sh.run("plugins", "verify")
     assert res.code == INTEGRITY and "editable" in res.err and "--dev" in res.err
@@ -218,7 +224,7 @@ def test_tampered_load_log_is_reported(shell_env):
 
 def test_refusals_are_logged(shell_env):
     sh = shell_env()
-    (sh.site() / "enkrypted_p2p" / "extra.py").write_text("")
+    (sh.site() / "enkrypted_p2p_memory" / "extra.py").write_text("")
     assert sh.run("plugins", "verify").code == INTEGRITY
     records = json.loads(sh.run("plugins", "audit", "--json").out)["log"]["records"]
     assert records[-1]["event"] == "refused" and records[-1]["rule"] == "IntegrityError"
@@ -253,18 +259,51 @@ def test_plugin_implementing_another_slots_hook_is_refused(shell_env, variant):
     assert res.code == 17 and "p2p plugin but implements enkrypted_ui_service" in res.err
 
 
+P2P_1_0 = {
+    "pyproject.toml": (
+        '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n'
+        '[project]\nname = "acme-p2p-loopback"\nversion = "1.0"\n'
+        'dependencies = ["enkrypted-shell>=0.1,<1"]\n'
+        '[project.entry-points."enkrypted.plugins"]\np2p-loopback = "acme_p2p_loopback.plugin"\n'
+        '[tool.hatch.build.targets.wheel]\npackages = ["src/acme_p2p_loopback"]\n'),
+    "src/acme_p2p_loopback/__init__.py": "",
+    "src/acme_p2p_loopback/enkrypted-plugin.toml": (
+        '[plugin]\nname = "p2p-loopback"\nslot = "p2p"\ncontract = "1.0"\nshell = ">=0.1,<1"\n'
+        'commands = []\n'),
+    "src/acme_p2p_loopback/plugin.py": (
+        "from enkrypted_shell.hookspecs import hookimpl\n\n"
+        "class Loopback:\n"
+        "    name = 'loopback'\n"
+        "    capabilities = frozenset({'loopback'})\n\n"
+        "    async def loopback_pair(self, first, second):\n"
+        "        raise NotImplementedError('ui-echo never asks')\n\n"
+        "@hookimpl\n"
+        "def enkrypted_transport_service(context, crypto):\n"
+        "    return Loopback()\n"),
+}
+"""A third-party p2p plugin still built against contract 1.0 (``loopback_pair``)."""
+
+
 def test_plugin_written_from_the_manual_by_an_outsider_loads_and_runs(shell_env, tmp_path):
-    """tests/shell/outsider_plugin was written by someone who had only docs/hooks.md."""
+    """tests/shell/outsider_plugin was written by someone who had only docs/hooks.md, against
+    p2p 1.0 (``[requires] p2p = ">=1.0,<2"``): it runs with a p2p 1.0 plugin, which the shell
+    still loads beside the 2.0 ones (contracts.PUBLISHED keeps 1.0), and is refused with a 2.0 one."""
     from tools.workspace import build_wheels
 
-    wheel = build_wheels([Path(__file__).parent / "outsider_plugin"], tmp_path / "outsider")[0]
+    project = tmp_path / "p2p-loopback"
+    for rel, text in P2P_1_0.items():
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text(text)
+    wheel, old_p2p = build_wheels([Path(__file__).parent / "outsider_plugin", project], tmp_path / "outsider")
     sh = shell_env()
-    sh.env.install(wheel)
+    sh.env.install(wheel, old_p2p)
     assert sh.run("plugins", "verify").code == AMBIGUOUS  # two ui plugins, no choice
-    res = sh.run("--ui", "ui-echo", "run", "a", "b")
+    refused = sh.run("--ui", "ui-echo", "run", "a", "b")  # config.toml chooses p2p-memory (2.0)
+    assert refused.code == SKEW and "requires p2p contract <2,>=1.0" in refused.err
+    res = sh.run("--ui", "ui-echo", "--p2p", "p2p-loopback", "run", "a", "b")
     assert res.code == 0, res.err
-    assert res.out.strip() == "echo-ui: backend=pyca transport=memory args=a b"
-    hello = sh.run("--ui", "ui-echo", "echo-hello")
+    assert res.out.strip() == "echo-ui: backend=pyca transport=loopback args=a b"
+    hello = sh.run("--ui", "ui-echo", "--p2p", "p2p-loopback", "echo-hello")
     assert hello.code == 0 and hello.out.strip() == "hello from echo"
     other = sh.run("--ui", "ui-cli", "echo-hello")
     assert other.code == NO_PLUGIN and "--ui ui-echo" in other.err
@@ -295,12 +334,12 @@ def test_backend_refuses_layers_it_cannot_serve_at_start_up(shell_env):
 def test_a_shadowing_copy_on_pythonpath_is_never_seen(shell_env, tmp_path):
     """The launcher re-executes under ``python -I -S``: PYTHONPATH copies of a plugin, of a plugin
     dependency, of the shell itself or of its libraries are not on sys.path at all."""
-    sh = shell_env("enkrypted-shell", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto",
-                   "enkrypted-crypto-nacl")
+    sh = shell_env("enkrypted-shell", "enkrypted-p2p", "enkrypted-p2p-memory", "enkrypted-ui-cli",
+                   "enkrypted-crypto", "enkrypted-crypto-nacl")
     sh.env.install_requirements("pynacl")
     shadow = tmp_path / "shadow"
     marker = tmp_path / "shadow-ran"
-    for package in ("enkrypted_p2p", "enkrypted_crypto", "enkrypted_shell", "pluggy", "click", "cryptography", "nacl"):
+    for package in ("enkrypted_p2p", "enkrypted_p2p_memory", "enkrypted_crypto", "enkrypted_shell", "pluggy", "click", "cryptography", "nacl"):
         (shadow / package).mkdir(parents=True)
         (shadow / package / "__init__.py").write_text(
             f"import pathlib; pathlib.Path({str(marker)!r}).write_text({package!r})\n"
@@ -354,22 +393,22 @@ def test_a_pth_recorded_by_its_distribution_is_not_a_startup_hook_problem(shell_
 
 def test_a_flipped_direct_url_does_not_make_a_wheel_install_editable(shell_env):
     sh = shell_env()
-    info = next(sh.site().glob("enkrypted_p2p-*.dist-info"))
+    info = next(sh.site().glob("enkrypted_p2p_memory-*.dist-info"))
     (info / "direct_url.json").write_text(json.dumps({"url": "file:///x", "dir_info": {"editable": True}}))
-    target = sh.site() / "enkrypted_p2p" / "memory.py"
+    target = sh.site() / MEMORY_PY
     target.write_text(target.read_text() + "\n# tampered\n")
     res = sh.run("--dev", "run")
     assert res.code == INTEGRITY, res.err  # verified like any wheel install (dev or not): refused
-    assert "enkrypted-p2p" in res.err and "changed after install" in res.err
+    assert "enkrypted-p2p-memory" in res.err and "changed after install" in res.err
 
 
 def test_a_changed_manifest_is_refused_before_it_is_believed(shell_env):
     sh = shell_env()
-    manifest = sh.site() / "enkrypted_p2p" / "enkrypted-plugin.toml"
+    manifest = sh.site() / "enkrypted_p2p_memory" / "enkrypted-plugin.toml"
     manifest.write_text(manifest.read_text().replace('slot = "p2p"', 'slot = "p2p"\n# edited'))
     res = sh.run("plugins", "verify")
     assert res.code == INTEGRITY, res.err
-    assert "enkrypted_p2p/enkrypted-plugin.toml" in res.err and "changed" in res.err
+    assert "enkrypted_p2p_memory/enkrypted-plugin.toml" in res.err and "changed" in res.err
 
 
 def test_unreadable_entry_point_data_of_another_distribution_is_listed_not_fatal(shell_env):
@@ -382,7 +421,7 @@ def test_unreadable_entry_point_data_of_another_distribution_is_listed_not_fatal
 
 
 def test_an_editable_plugin_in_dev_mode_uses_its_verified_wheel_dependency(shell_env):
-    sh = shell_env(*("enkrypted-shell", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto"))
+    sh = shell_env(*("enkrypted-shell", "enkrypted-p2p", "enkrypted-p2p-memory", "enkrypted-ui-cli", "enkrypted-crypto"))
     from tools.workspace import DISTS
 
     sh.env.pip("install", "-q", "--no-deps", "--no-index", "--find-links", str(WHEELHOUSE), "-e",

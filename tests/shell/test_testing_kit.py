@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from enkrypted_p2p.plugin import MemoryTransport
+from enkrypted_p2p_memory.plugin import MemoryTransport
 from enkrypted_shell.contracts import (
     WIRE_LIMITS,
     LinkBroken,
@@ -18,9 +18,21 @@ from enkrypted_shell.testing import (
     ConformanceError,
     FakeClock,
     check_crypto_service,
+    check_endpoint_pair,
     check_transport_service,
+    check_transport_service_v2,
     memory_link_pair,
 )
+
+
+class LoopbackTransport:
+    """A p2p 1.0 service (``loopback_pair``) built from the kit's memory links."""
+
+    name = "loopback"
+    capabilities = frozenset({"loopback"})
+
+    async def loopback_pair(self, first: str, second: str):  # type: ignore[no-untyped-def]
+        return memory_link_pair(first, second)
 
 
 def test_fake_clock_moves_only_forward_when_told() -> None:
@@ -59,12 +71,12 @@ def test_memory_links_enforce_the_pdu_cap() -> None:
     asyncio.run(run())
 
 
-def test_the_in_memory_p2p_plugin_passes_the_transport_kit() -> None:
-    check_transport_service(MemoryTransport())
+def test_a_1_0_transport_passes_the_1_0_transport_kit() -> None:
+    check_transport_service(LoopbackTransport(), version="1.0")
 
 
 def test_the_transport_kit_catches_a_reordering_link() -> None:
-    class Shuffling(MemoryTransport):
+    class Shuffling(LoopbackTransport):
         async def loopback_pair(self, first, second):
             a, b = await super().loopback_pair(first, second)
             original = b.receive
@@ -80,7 +92,75 @@ def test_the_transport_kit_catches_a_reordering_link() -> None:
             return a, b
 
     with pytest.raises(ConformanceError, match="reordered"):
-        check_transport_service(Shuffling())
+        check_transport_service(Shuffling(), version="1.0")
+
+
+def test_the_2_0_kit_passes_the_memory_plugin_and_refuses_a_1_0_service() -> None:
+    check_transport_service_v2(MemoryTransport())
+    with pytest.raises(ConformanceError) as info:
+        check_transport_service_v2(LoopbackTransport())
+    assert "missing coroutine 'open_endpoint'" in str(info.value)
+    assert "missing coroutine 'open_chat'" in str(info.value)
+
+
+def _reordering(endpoint):  # type: ignore[no-untyped-def]
+    """``endpoint`` whose accepted links hand PDUs over pairwise swapped."""
+    class Reordering:
+        local_id = endpoint.local_id
+        connect = endpoint.connect
+        aclose = endpoint.aclose
+
+        async def incoming(self):  # type: ignore[no-untyped-def]
+            async for link in endpoint.incoming():
+                original, buffer = link.receive, []
+
+                async def receive(original=original, buffer=buffer):  # type: ignore[no-untyped-def]
+                    if not buffer:
+                        buffer.extend([await original(), await original()])
+                        buffer.reverse()
+                    return buffer.pop(0)
+
+                link.receive = receive
+                yield link
+
+    return Reordering()
+
+
+def test_the_endpoint_kit_catches_a_reordering_link() -> None:
+    async def run() -> None:
+        first = await MemoryTransport().open_endpoint(peer_id="kit-a")
+        second = await MemoryTransport().open_endpoint(peer_id="kit-b")
+        with pytest.raises(ConformanceError, match="reordered"):
+            await check_endpoint_pair(first, _reordering(second), timeout=5)
+
+    asyncio.run(asyncio.wait_for(run(), 30))
+
+
+def test_the_endpoint_kit_catches_a_peer_close_that_is_not_link_broken() -> None:
+    async def run() -> None:
+        first = await MemoryTransport().open_endpoint(peer_id="kit-c")
+        second = await MemoryTransport().open_endpoint(peer_id="kit-d")
+        real_connect = first.connect
+
+        async def connect(peer_id, timeout=None):  # type: ignore[no-untyped-def]
+            link = await real_connect(peer_id, timeout)
+            real_close = link.close
+
+            async def close():  # type: ignore[no-untyped-def]
+                await real_close()
+                link._other._broken = None  # the peer never learns it
+                link._other._closed_here = False
+                link._other._inbox.append(b"ghost")
+                link._other._readable.set()
+
+            link.close = close
+            return link
+
+        first.connect = connect  # type: ignore[method-assign]
+        with pytest.raises(ConformanceError, match="did not raise LinkBroken"):
+            await check_endpoint_pair(first, second, timeout=5)
+
+    asyncio.run(asyncio.wait_for(run(), 30))
 
 
 def test_the_crypto_kit_refuses_a_service_without_the_2_0_members() -> None:

@@ -1,6 +1,10 @@
 """A scripted two-peer conversation over the contracts: both peers in one process, the bytes
 between them going through the p2p plugin's link and the crypto plugin's handshake and session.
 
+The link comes from p2p contract 2.0: two endpoints (``alice`` and ``bob``), alice dials bob and
+bob accepts from ``incoming()``.  A p2p plugin of contract 1.0 is detected (it has no
+``open_endpoint``) and refused with one line.
+
 The handshake is driven as crypto contract 2.0 says: PDUs and ``now`` (from the shell's clock) in,
 events out; its own timer (``next_deadline`` / ``handle_timeout``, the 300 s handshake timeout)
 bounds the wait for the peer, and a :class:`HandshakeFailed` ends the conversation after its
@@ -16,8 +20,10 @@ from dataclasses import dataclass
 
 from enkrypted_shell.contracts import (
     Clock,
+    ContractError,
     CryptoService,
     Delivered,
+    Endpoint,
     Handshake,
     HandshakeComplete,
     HandshakeEvent,
@@ -25,8 +31,13 @@ from enkrypted_shell.contracts import (
     Link,
     SecureSession,
     TransportService,
+    TransportServiceV2,
     monotonic_clock,
+    supports,
 )
+
+CONNECT_TIMEOUT_S = 30.0
+"""Dialling and accepting the link, at most (the memory transport needs no time at all)."""
 
 
 class ConversationFailed(Exception):
@@ -78,13 +89,54 @@ async def _drive(handshake: Handshake, link: Link, clock: Clock) -> SecureSessio
 
 async def converse(
     crypto: CryptoService,
-    transport: TransportService,
+    transport: TransportService | TransportServiceV2,
     lines: Sequence[tuple[str, str]],
     show: Callable[[str], None],
     clock: Clock = monotonic_clock,
 ) -> Transcript:
     """Handshake alice and bob, then deliver ``lines`` of (sender, text) through seal/open."""
-    to_bob, to_alice = await transport.loopback_pair("alice", "bob")
+    if not supports(transport, TransportServiceV2):
+        raise ConversationFailed("the p2p plugin speaks contract 1.0; this ui needs 2.0 (open_endpoint)")
+    assert isinstance(transport, TransportServiceV2)
+    try:
+        alice_end = await transport.open_endpoint(peer_id="alice")
+    except ContractError as exc:
+        raise ConversationFailed(f"cannot open alice's endpoint: {exc}") from exc
+    try:
+        bob_end = await transport.open_endpoint(peer_id="bob")
+    except ContractError as exc:
+        await alice_end.aclose()
+        raise ConversationFailed(f"cannot open bob's endpoint: {exc}") from exc
+    try:
+        return await _over_endpoints(crypto, alice_end, bob_end, lines, show, clock)
+    finally:
+        await alice_end.aclose()
+        await bob_end.aclose()
+
+
+async def _link(alice_end: Endpoint, bob_end: Endpoint) -> tuple[Link, Link]:
+    """Alice dials bob by id; bob's end comes from ``incoming()``."""
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            accepted = asyncio.ensure_future(anext(bob_end.incoming()))
+            try:
+                to_bob = await alice_end.connect(bob_end.local_id, CONNECT_TIMEOUT_S)
+                return to_bob, await accepted
+            finally:
+                accepted.cancel()
+    except (ContractError, TimeoutError, StopAsyncIteration) as exc:
+        raise ConversationFailed(f"no link from alice to bob: {exc or type(exc).__name__}") from exc
+
+
+async def _over_endpoints(
+    crypto: CryptoService,
+    alice_end: Endpoint,
+    bob_end: Endpoint,
+    lines: Sequence[tuple[str, str]],
+    show: Callable[[str], None],
+    clock: Clock,
+) -> Transcript:
+    to_bob, to_alice = await _link(alice_end, bob_end)
     alice_hs = crypto.handshake(crypto.new_identity(), initiator=True, now=clock())
     bob_hs = crypto.handshake(crypto.new_identity(), initiator=False, now=clock())
     alice, bob = await asyncio.gather(

@@ -154,13 +154,29 @@ class SkewVerdicts:
             write_atomic(self.path, data)
 
 
+def _spoken(slot: str, newest: ContractVersion) -> list[ContractVersion]:
+    """``newest``, and the newest MINOR of every older MAJOR the shell still publishes for the
+    slot (``contracts.PUBLISHED``: p2p keeps 1.0 beside 2.0, so a 1.0 p2p plugin still loads)."""
+    from ..contracts import PUBLISHED
+
+    published = PUBLISHED.get(slot, {})
+    if str(newest) not in published:  # not this shell's table (a hypothetical shell in a test)
+        return [newest]
+    older: dict[int, ContractVersion] = {}
+    for text in published:
+        version = ContractVersion.parse(text)
+        if version.major < newest.major and version.minor >= older.get(version.major, version).minor:
+            older[version.major] = version
+    return [newest, *older.values()]
+
+
 def _shell_rules(
     slot: str, cand: Candidate, shell_version: str, contracts: Mapping[str, str]
 ) -> list[str]:
     out: list[str] = []
     need = ContractVersion.parse(contracts[slot])
     have = cand.manifest.contract
-    if not have.served_by(need):
+    if not any(have.served_by(spoken) for spoken in _spoken(slot, need)):
         if have.major < need.major:
             change = f"a newer {cand.dist_name} built for {slot} contract {need.major}.x"
         else:

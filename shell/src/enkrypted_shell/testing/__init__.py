@@ -5,7 +5,9 @@ slot contract (in the spirit of ``trio.testing``).
     def test_my_backend_conforms():
         check_crypto_service(lambda: MyCryptoService())
 
-A check raises :class:`ConformanceError` naming the first rule the implementation breaks.
+p2p 2.0 transports run :func:`check_endpoint_pair` (async) on two endpoints of theirs and
+:func:`check_transport_service_v2` on the service.  A check raises :class:`ConformanceError`
+naming the first rule the implementation breaks.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ __all__ = [
     "FakeClock",
     "MemoryLink",
     "check_crypto_service",
+    "check_endpoint_pair",
     "check_group_service",
     "check_transport_service",
+    "check_transport_service_v2",
     "check_ui_service",
     "memory_link_pair",
 ]
@@ -29,4 +33,5 @@ from ._checks import (
     check_ui_service,
 )
 from ._clock import FakeClock
+from ._endpoints import check_endpoint_pair, check_transport_service_v2
 from ._links import MemoryLink, memory_link_pair

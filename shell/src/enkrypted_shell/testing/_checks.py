@@ -320,8 +320,10 @@ def _group_export_restore(service: GroupCryptoService, alice: GroupSession, bob:
 
 # ------------------------------------------------------------------------------------------ p2p / ui
 def check_transport_service(service: TransportService, *, version: str | None = None) -> None:
-    """The transport's links are ordered, carry bytes unchanged and end with :class:`LinkClosed`."""
-    _shape("p2p", service, version)
+    """A p2p 1.0 transport's links are ordered, carry bytes unchanged and end with
+    :class:`LinkClosed`. The shape is checked against ``version`` (``None``: 1.0, whose
+    ``loopback_pair`` this check drives); p2p 2.0 has :func:`check_endpoint_pair`."""
+    _shape("p2p", service, version or "1.0")
 
     async def run() -> None:
         first, second = await service.loopback_pair("alice", "bob")

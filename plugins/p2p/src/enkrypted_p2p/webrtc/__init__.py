@@ -1,10 +1,10 @@
 """Real peers: aiortc WebRTC data channels signaled through the PeerJS-compatible broker.
 
-The plugin's own API for now (p2p contract 1.0 is unchanged; the endpoint shape becomes p2p 2.0
-once the shell publishes it): :class:`WebRTCEndpoint` (``open``, ``local_id``, ``connect``,
-``incoming``, ``aclose``) and :class:`DataChannelLink` (a contract ``Link`` plus
-``max_pdu_bytes`` and ``close_reason``); :class:`PeerJSLink` when the OFFER names peerjs's
-``binary`` or ``json`` serialization (a browser peer).
+p2p contract 2.0: :class:`WebRTCEndpoint` (``open``, ``local_id``, ``connect``, ``incoming``,
+``aclose``) is the contract's ``Endpoint`` and :class:`DataChannelLink` its ``LinkV2``
+(``max_pdu_bytes``, ``close_reason``); the plugin's ``WebRTCTransport.open_endpoint`` opens one.
+:class:`PeerJSLink` serves a connection whose OFFER names peerjs's ``binary`` or ``json``
+serialization (a browser peer).
 """
 
 from ._config import IceServer, WebRTCSettings, client_config
