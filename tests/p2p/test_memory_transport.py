@@ -188,3 +188,41 @@ def test_the_kit_catches_a_transport_that_does_not_refuse_oversize_pdus() -> Non
             await check_endpoint_pair(Lax(first), second, timeout=5)  # type: ignore[arg-type]
 
     run(scenario())
+
+
+def test_open_chat_two_people_talk_end_to_end_through_the_contract(tmp_path: Path) -> None:
+    """``open_chat`` (p2p 2.0) from the transport the shell wires: two chat services on one
+    network, connect by peer id, a sealed message both ways with receipts, the same safety number."""
+    from enkrypted_crypto.plugin import enkrypted_crypto_service
+    from enkrypted_shell.contracts import ChatMessage, ChatReceipt, SessionEstablished
+
+    async def scenario() -> None:
+        context = AppContext(tmp_path, settings={"network": "open-chat-test"})
+        crypto = enkrypted_crypto_service(context)
+        transport = memory_plugin.enkrypted_transport_service(context, crypto)
+        alice = await transport.open_chat(crypto.new_identity(), peer_id="alice")
+        bob = await transport.open_chat(crypto.new_identity(), peer_id="bob")
+        try:
+            established = await bob.connect("alice", timeout=20)
+            sent = await bob.send_text("alice", "hello through open_chat")
+            seen: dict[str, list[object]] = {"alice": [], "bob": []}
+
+            async def collect(name: str, chat: object, until: type) -> object:
+                async for event in chat.events():  # type: ignore[attr-defined]
+                    seen[name].append(event)
+                    if isinstance(event, until):
+                        return event
+                raise AssertionError(f"{name}'s events ended")
+
+            message = await collect("alice", alice, ChatMessage)
+            receipt = await collect("bob", bob, ChatReceipt)
+            assert isinstance(message, ChatMessage) and message.text == "hello through open_chat"
+            assert isinstance(receipt, ChatReceipt) and receipt.message_id == sent
+            theirs = next(e for e in seen["alice"] if isinstance(e, SessionEstablished))
+            assert theirs.safety_number == established.safety_number
+            assert established.peer_fingerprint == alice.fingerprint
+        finally:
+            await alice.aclose()
+            await bob.aclose()
+
+    run(scenario(), 60)

@@ -81,7 +81,7 @@ class WebRTCTransport:
         saved: Mapping[str, bytes] | None = None,
     ) -> ChatService:
         """The chat service for ``identity`` on a fresh endpoint (closed again if it fails)."""
-        from .chat import EndpointChat  # type: ignore[attr-defined]  # the chat package
+        from .chat import EndpointChat  # the chat package: imported only when a chat opens
 
         endpoint = await self.open_endpoint(settings, peer_id=peer_id)
         try:

@@ -68,7 +68,7 @@ class MemoryTransport:
         """enkrypted-p2p's chat service for ``identity`` on a fresh endpoint of ours."""
         if self._context is None or self._crypto is None:
             raise MemoryUsageError("open_chat needs the context and crypto service of a load")
-        from enkrypted_p2p.chat import EndpointChat  # type: ignore[attr-defined]  # the chat package
+        from enkrypted_p2p.chat import EndpointChat  # imported only when a chat opens
 
         endpoint = await self.open_endpoint(settings, peer_id=peer_id)
         try:
