@@ -25,13 +25,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.demo_chat import two_peer_chat
+from tools.demo_chat import Broker, swap_backends, two_peer_chat
+from tools.loopback import free_port
 from tools.workspace import DISTS, ROOT, build_wheels, make_env, plugin_libraries
 
 DEMO = ROOT / ".demo"
 PLUGINS = {"enkrypted-p2p": "p2p", "enkrypted-p2p-memory": "p2p", "enkrypted-ui-cli": "ui",
            "enkrypted-crypto": "crypto", "enkrypted-crypto-nacl": "crypto"}
-CHOICE = '[plugins]\np2p = "p2p-memory"  # the in-process transport: the scripted run is offline\n'
+
+
+def choice(broker_port: int) -> str:
+    """The demo's config.toml: which plugin fills each slot, and the p2p settings (ICE pinned to
+    loopback, the embedded broker), so nothing leaves the machine."""
+    return ('[plugins]\np2p = "p2p-webrtc"\ncrypto = "crypto-pyca"\n\n[settings.p2p]\n'
+            f'broker_url = "ws://127.0.0.1:{broker_port}/"\n'
+            'host_addresses = ["127.0.0.1"]\nremote_networks = ["127.0.0.0/8"]\n')
 
 
 def step(title: str) -> None:
@@ -71,20 +79,24 @@ def main() -> int:
         env.install_requirements(*plugin_libraries())
         step("user: install the plugins from the index (TUF + signed provenance + hash-pinned pip)")
         sh(user, "plugins", "install", "enkrypted-p2p", "enkrypted-p2p-memory", "enkrypted-ui-cli",
-           "enkrypted-crypto", "--index", url, env=environ)
-        step("user: two p2p plugins fill one slot; the offline scripted run uses the in-memory one")
-        print("p2p-webrtc (enkrypted-p2p) needs a broker: `enkrypted broker`, `listen`, `send`;")
-        print("this demo runs offline, so .demo/home/config.toml chooses p2p-memory:")
-        print(CHOICE, end="", flush=True)
+           "enkrypted-crypto", "enkrypted-crypto-nacl", "--index", url, env=environ)
+        step("user: two plugins fill the p2p slot and two the crypto slot; config.toml chooses")
+        port = free_port()
         (DEMO / "home").mkdir(parents=True, exist_ok=True)
-        (DEMO / "home" / "config.toml").write_text(CHOICE, encoding="utf-8")
-        for args in (["plugins", "verify"], ["plugins", "lock"], ["plugins", "graph"],
-                     ["run", "--locked"]):
+        (DEMO / "home" / "config.toml").write_text(choice(port), encoding="utf-8")
+        print(choice(port), end="", flush=True)
+        for args in (["plugins", "verify"], ["plugins", "lock"], ["plugins", "graph"]):
             step("enkrypted " + " ".join(args))
             sh(user, *args, env=environ)
-        step("two people: a broker and two peers in separate processes, over WebRTC on loopback")
-        two_peer_chat(user, environ, ["--locked"])
-        _refusal_on_purpose(env.site_packages, user, environ)
+        with Broker(user, environ, port, ["--locked"]):
+            step("enkrypted run --locked: the ui's scripted conversation, alice and bob over WebRTC")
+            sh(user, "run", "--locked", env=environ)
+            step("two people: separate processes, each with its own encrypted profile, --locked")
+            two_peer_chat(user, environ, port, ["--locked"])
+            step("swap: the PyNaCl backend (--crypto crypto-nacl; the lock pins pyca, so these "
+                 "runs are verified but not --locked)")
+            swap_backends(user, environ)
+            _refusal_on_purpose(env.site_packages, user, environ)
         step("enkrypted plugins audit")
         sh(user, "plugins", "audit", env=environ)
     finally:

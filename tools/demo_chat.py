@@ -1,10 +1,11 @@
 """The demo's two-peer part: two `enkrypted` processes chat end to end encrypted over WebRTC.
 
-Each peer is its own verified, locked shell process (`enkrypted --p2p enkrypted-p2p ...`): a
-broker (`enkrypted broker`) on a free loopback port, Alice listening (`enkrypted listen`), Bob
-connecting by her peer id and sending (`enkrypted send`). Both print JSON lines; the demo shows
-them, checks both sides computed the same safety number, and stops every process by its PID.
-ICE is pinned to loopback (`--loopback`), so nothing leaves the machine.
+Each peer is its own verified, locked shell process with its own encrypted profile (`enkrypted
+--profile alice ...`): the broker (`enkrypted broker`) on a loopback port, Alice listening
+(`enkrypted listen`), Bob connecting by her peer id and sending (`enkrypted send`). Both print
+JSON lines; the demo shows them, checks both sides computed the same safety number and that each
+side saw the other's profile fingerprint, and stops every process by its PID. ICE is pinned to
+loopback by the demo's config.toml, so nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
+from tools.loopback import wait_port
+
 _TIMEOUT = 90.0
-_MESSAGES = ("hello Alice - this left Bob's process sealed by MLS, Signal, ML-KEM and AES",
+PASSPHRASE = "demo passphrase - use a real one"  # noqa: S105 (the demo profiles)
+_MESSAGES = ("hello Alice - this left Bob's process sealed by every layer of the cascade",
              "and the broker saw only SDP and ICE candidates")
 
 
@@ -31,6 +36,35 @@ def _stop(proc: subprocess.Popen[str]) -> None:
             proc.wait(timeout=10)
 
 
+class Broker:
+    """``with Broker(user, environ, port, shell_args):`` the embedded broker, stopped by PID."""
+
+    def __init__(self, user: Path, environ: dict[str, str], port: int,
+                 command_args: Sequence[str] = ()) -> None:
+        self.argv = [str(user), "broker", *command_args, "--port", str(port)]
+        self.environ, self.port = environ, port
+        self.proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> Broker:
+        print("$", " ".join(self.argv[1:]).join(["enkrypted ", " &"]), flush=True)
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, text=True,
+                                     stderr=subprocess.DEVNULL, env=self.environ)
+        try:
+            wait_port(self.port, self.proc, 60)  # type: ignore[arg-type]
+        except BaseException:
+            _stop(self.proc)
+            raise
+        print(f"broker listening on ws://127.0.0.1:{self.port}/peerjs (pid {self.proc.pid})",
+              flush=True)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            print(f"broker stopped (pid {self.proc.pid})", flush=True)
+
+
 def _json_lines(text: str) -> list[dict[str, Any]]:
     stripped = (line.strip() for line in text.splitlines())
     return [json.loads(line) for line in stripped if line.startswith("{")]
@@ -41,57 +75,100 @@ def _show(who: str, events: Sequence[dict[str, Any]]) -> None:
         print(f"  {who}: {json.dumps(event, ensure_ascii=False)}", flush=True)
 
 
-def two_peer_chat(user: Path, environ: dict[str, str], shell_args: Sequence[str] = ()) -> None:
-    """Broker + Alice (listen) + Bob (send) as separate processes; raises SystemExit on failure."""
-    base = [str(user), *shell_args, "--p2p", "enkrypted-p2p"]
-    broker = subprocess.Popen([*base, "broker", "--port", "0"], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True, env=environ)
-    alice: subprocess.Popen[str] | None = None
+def _profile(user: Path, environ: dict[str, str], name: str) -> str:
+    """Create ``name``'s encrypted profile; its identity fingerprint."""
+    subprocess.run([str(user), "profile", "create", name], env=environ, check=True,
+                   capture_output=True, timeout=120)
+    out = subprocess.run([str(user), "--profile", name, "id", "--json"], env=environ, check=True,
+                         capture_output=True, text=True, timeout=120).stdout
+    fingerprint = str(json.loads(out)["fingerprint"])
+    print(f"$ enkrypted profile create {name}   -> identity {fingerprint[:16]}…", flush=True)
+    return fingerprint
+
+
+def _conversation(alice_argv: list[str], bob_argv: list[str], environ: dict[str, str],
+                  command_args: Sequence[str] = ()
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], float, int]:
+    """Alice listens, Bob sends to her peer id: both sides' events, Bob's time to the last
+    receipt and his exit code (Alice is stopped once Bob is done, if she has not ended)."""
+    alice = subprocess.Popen([*alice_argv, "listen", *command_args, "--count",
+                              str(len(_MESSAGES))], stdout=subprocess.PIPE, text=True, env=environ)
     try:
-        assert broker.stdout is not None
-        line = broker.stdout.readline()
-        if "listening on" not in line:
-            raise SystemExit(f"demo failed: the broker did not start ({line.strip()!r})")
-        url = line.split()[-1].removesuffix("peerjs")
-        print(f"$ enkrypted broker --port 0   -> {url}peerjs (pid {broker.pid})", flush=True)
-        alice = subprocess.Popen([*base, "listen", "--broker", url, "--loopback", "--count",
-                                  str(len(_MESSAGES))], stdout=subprocess.PIPE, text=True,
-                                 env=environ)
         assert alice.stdout is not None
         first = _json_lines(alice.stdout.readline())
         if not first or first[0].get("event") != "listening":
             raise SystemExit(f"demo failed: alice did not register ({first!r})")
         peer_id = first[0]["peer_id"]
-        print(f"$ enkrypted listen --loopback   -> Alice is {peer_id} (pid {alice.pid})", flush=True)
-        print(f"$ enkrypted send --loopback {peer_id} ...", flush=True)
+        print(f"$ enkrypted listen   -> Alice is {peer_id} (pid {alice.pid})", flush=True)
+        print(f"$ enkrypted send {peer_id} ...", flush=True)
         started = time.monotonic()
-        bob = subprocess.run([*base, "send", "--broker", url, "--loopback", peer_id, *_MESSAGES],
+        bob = subprocess.run([*bob_argv, "send", *command_args, peer_id, *_MESSAGES],
                              capture_output=True, text=True, env=environ, timeout=_TIMEOUT,
                              check=False)
+        took = time.monotonic() - started
         bob_events = _json_lines(bob.stdout)
         _show("bob  ", bob_events)
         if bob.returncode != 0:
-            raise SystemExit(f"demo failed: send exited {bob.returncode}: {bob.stderr[-400:]}")
+            alice.terminate()
         rest, _ = alice.communicate(timeout=_TIMEOUT)
         alice_events = first + _json_lines(rest)
         _show("alice", alice_events)
-        _check(alice_events, bob_events, time.monotonic() - started)
+        return alice_events, bob_events, took, bob.returncode
     finally:
-        if alice is not None:
-            _stop(alice)
-        _stop(broker)
+        _stop(alice)
 
 
-def _check(alice: Sequence[dict[str, Any]], bob: Sequence[dict[str, Any]], took: float) -> None:
+def two_peer_chat(user: Path, environ: dict[str, str], port: int,
+                  command_args: Sequence[str] = ()) -> None:
+    """Alice and Bob, each with a profile, chat through the broker on ``port``."""
+    keys = {name: _profile(user, {**environ, "ENKRYPTED_PASSPHRASE": PASSPHRASE}, name)
+            for name in ("alice", "bob")}
+    unlocked = {**environ, "ENKRYPTED_PASSPHRASE": PASSPHRASE}
+    argv = {name: [str(user), "--profile", name] for name in keys}
+    alice, bob, took, code = _conversation(argv["alice"], argv["bob"], unlocked, command_args)
+    if code != 0:
+        raise SystemExit(f"demo failed: send exited {code}")
+    layers, safety = _check(alice, bob)
+    ready = {side: _ready(events) for side, events in (("alice", alice), ("bob", bob))}
+    if ready["alice"]["fingerprint"] != keys["bob"] or ready["bob"]["fingerprint"] != keys["alice"]:
+        raise SystemExit("demo failed: a peer did not see the other's profile identity")
+    print(f"two processes, {len(_MESSAGES)} messages delivered once each and receipted in "
+          f"{took:.1f} s; layers {layers}; both sides show safety number {safety}; each saw the "
+          "other's profile fingerprint", flush=True)
+
+
+def swap_backends(user: Path, environ: dict[str, str]) -> None:
+    """Bob swaps his crypto plugin for the PyNaCl backend. Against Alice's pyca default, which
+    requires the MLS layer PyNaCl cannot serve (no HPKE), the handshake is refused on both sides -
+    never a silent downgrade; with both on PyNaCl the negotiated layers are the ones PyNaCl serves."""
+    nacl = [str(user), "--crypto", "crypto-nacl"]
+    alice, bob, _, code = _conversation([str(user)], nacl, environ)
+    if code == 0 or any(e.get("event") == "message" for e in alice):
+        raise SystemExit("demo failed: pyca (MLS required) and PyNaCl agreed on something")
+    print("refused as it must be: pyca's default cascade requires MLS, which PyNaCl cannot "
+          "serve; nothing was delivered", flush=True)
+    alice, bob, took, code = _conversation(nacl, nacl, environ)
+    if code != 0:
+        raise SystemExit(f"demo failed: send exited {code}")
+    layers, safety = _check(alice, bob)
+    print(f"swap: both on PyNaCl: {len(_MESSAGES)} messages in {took:.1f} s; negotiated layers "
+          f"{layers} (was MLS -> Signal -> ML-KEM -> AES on pyca); safety number {safety}",
+          flush=True)
+
+
+def _ready(events: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    ready = next((e for e in events if e.get("event") == "ready"), None)
+    if ready is None:
+        raise SystemExit(f"demo failed: no session was established ({events!r})")
+    return ready
+
+
+def _check(alice: Sequence[dict[str, Any]], bob: Sequence[dict[str, Any]]) -> tuple[str, str]:
     got = [e["text"] for e in alice if e.get("event") == "message"]
     receipts = [e for e in bob if e.get("event") == "receipt"]
-    ready = {side: next((e for e in events if e.get("event") == "ready"), None)
-             for side, events in (("alice", alice), ("bob", bob))}
     if got != list(_MESSAGES) or len(receipts) != len(_MESSAGES):
         raise SystemExit(f"demo failed: delivered {got!r}, {len(receipts)} receipts")
-    if None in ready.values() or ready["alice"]["safety_number"] != ready["bob"]["safety_number"]:  # type: ignore[index]
-        raise SystemExit("demo failed: the two sides disagree on the safety number")
-    layers = " -> ".join(ready["bob"]["layers"])  # type: ignore[index]
-    print(f"two processes, {len(got)} messages delivered once each and receipted in {took:.1f} s; "
-          f"layers {layers}; both sides show safety number {ready['bob']['safety_number']}",  # type: ignore[index]
-          flush=True)
+    ours, theirs = _ready(alice), _ready(bob)
+    if ours["safety_number"] != theirs["safety_number"] or ours["layers"] != theirs["layers"]:
+        raise SystemExit("demo failed: the two sides disagree on the safety number or layers")
+    return " -> ".join(theirs["layers"]), str(theirs["safety_number"])

@@ -141,12 +141,15 @@ async def listen(wiring: Wiring, settings: WebRTCSettings, peer_id: str | None,
 
 
 async def _await_receipts(chat: EndpointChat, waiting: set[str], timeout: float,
-                          more: asyncio.Event | None = None) -> None:
-    """Print events until every id in ``waiting`` has its receipt (and ``more`` is unset)."""
+                          more: asyncio.Event | None = None,
+                          shown: SessionEstablished | None = None) -> None:
+    """Print events until every id in ``waiting`` has its receipt (and ``more`` is unset);
+    ``shown`` is the session ``connect`` returned, already printed (not printed twice)."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(timeout):
             async for event in chat.events():
-                _print_event(event)
+                if event != shown:
+                    _print_event(event)
                 if isinstance(event, ChatReceipt):
                     waiting.discard(event.message_id)
                 if not waiting and (more is None or not more.is_set()):
@@ -158,13 +161,14 @@ async def send(wiring: Wiring, settings: WebRTCSettings, peer: str, texts: tuple
     """Send ``texts`` in order; 0 once every receipt arrived, 1 if some did not in time."""
     chat = await _open(wiring, settings)
     try:
-        _emit("ready", **_ready_fields(await chat.connect(peer)))
+        established = await chat.connect(peer)
+        _emit("ready", **_ready_fields(established))
         waiting = set()
         for text in texts:
             message_id = await chat.send_text(peer, text)
             waiting.add(message_id)
             _emit("sent", peer=peer, messageId=message_id)
-        await _await_receipts(chat, waiting, receipt_timeout)
+        await _await_receipts(chat, waiting, receipt_timeout, shown=established)
         return 0 if not waiting else 1
     finally:
         await chat.aclose()
@@ -175,11 +179,13 @@ async def chat_line(wiring: Wiring, settings: WebRTCSettings, peer: str,
     """stdin lines -> messages to ``peer``; its messages -> stdout; at EOF wait for receipts."""
     chat = await _open(wiring, settings)
     try:
-        _emit("ready", **_ready_fields(await chat.connect(peer)))
+        established = await chat.connect(peer)
+        _emit("ready", **_ready_fields(established))
         waiting: set[str] = set()
         typing = asyncio.Event()
         typing.set()
-        printer = asyncio.ensure_future(_await_receipts(chat, waiting, float("inf"), typing))
+        printer = asyncio.ensure_future(_await_receipts(chat, waiting, float("inf"), typing,
+                                                        shown=established))
         loop = asyncio.get_running_loop()
         while line := await loop.run_in_executor(None, sys.stdin.readline):
             text = line.rstrip("\n")
