@@ -1,0 +1,61 @@
+"""`make demo` end to end, non-interactively: the README's first command must show the mission.
+
+Runs ``tools/demo.py`` as a user would and asserts on its outcome: every step ran, the two peer
+processes delivered every message once with receipts and agreed on the safety number, the refusal
+on purpose was refused, the audit names every installed plugin with its signer, and no process the
+demo started is left running.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _processes_under(folder: Path) -> list[str]:
+    """Command lines of live processes that run something inside ``folder``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        line = " ".join(part.decode(errors="replace") for part in argv if part)
+        if str(folder) in line:
+            found.append(line)
+    return found
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(600)
+def test_the_demo_shows_two_processes_chatting_and_leaves_nothing_running() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ENKRYPTED_HOME")}
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "demo.py")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=540, check=False)
+    out = proc.stdout
+    assert proc.returncode == 0, (out + proc.stderr)[-4000:]
+    assert "demo complete" in out
+    chat = re.search(r"two processes, (\d+) messages delivered once each and receipted in "
+                     r"[\d.]+ s; layers (.+?); both sides show safety number (\d+); each saw the "
+                     r"other's profile fingerprint", out)
+    assert chat is not None, out[-4000:]
+    assert int(chat.group(1)) >= 2
+    assert "MLS" in chat.group(2) and "AES" in chat.group(2)
+    assert "refused as it must be" in out  # pyca requires MLS; PyNaCl cannot serve it
+    swap = re.search(r"swap: both on PyNaCl: \d+ messages in [\d.]+ s; negotiated layers (.+?) \(", out)
+    assert swap is not None and "MLS" not in swap.group(1)
+    assert "drifted from the lock: file pluggy/_hooks.py changed" in out
+    audit = out[out.rindex("=== enkrypted plugins audit"):]
+    assert "configuration: verified" in audit
+    for dist in ("enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto"):
+        assert re.search(rf" {dist} [\d.]+ .*signer [0-9a-f]{{64}}", audit), (dist, audit[:3000])
+    assert _processes_under(ROOT / ".demo") == []
