@@ -157,9 +157,9 @@ async def _await_receipts(chat: EndpointChat, waiting: set[str], timeout: float,
 
 
 async def send(wiring: Wiring, settings: WebRTCSettings, peer: str, texts: tuple[str, ...],
-               receipt_timeout: float) -> int:
+               receipt_timeout: float, peer_id: str | None = None) -> int:
     """Send ``texts`` in order; 0 once every receipt arrived, 1 if some did not in time."""
-    chat = await _open(wiring, settings)
+    chat = await _open(wiring, settings, peer_id)
     try:
         established = await chat.connect(peer)
         _emit("ready", **_ready_fields(established))
@@ -175,9 +175,9 @@ async def send(wiring: Wiring, settings: WebRTCSettings, peer: str, texts: tuple
 
 
 async def chat_line(wiring: Wiring, settings: WebRTCSettings, peer: str,
-                    receipt_timeout: float) -> int:
+                    receipt_timeout: float, peer_id: str | None = None) -> int:
     """stdin lines -> messages to ``peer``; its messages -> stdout; at EOF wait for receipts."""
-    chat = await _open(wiring, settings)
+    chat = await _open(wiring, settings, peer_id)
     try:
         established = await chat.connect(peer)
         _emit("ready", **_ready_fields(established))
@@ -226,12 +226,15 @@ def chat_commands(get_wiring: Callable[[], Wiring | None]) -> list[click.Command
                                   show_default=True)
     json_option = click.option("--json/--plain", "as_json", default=True, show_default=True,
                                help="JSON lines for scripts (default), or lines for people.")
+    id_option = click.option("--id", "peer_id", default=None,
+                             help="Peer id to register (else the broker's); a stable id lets a "
+                                  "profile's kept sessions resume without a new handshake.")
 
     @click.command(name="listen", help="Wait for peers; print our peer id and their messages "
                                        "as JSON lines.")
     @broker_option
     @loopback_option
-    @click.option("--id", "peer_id", default=None, help="Peer id to register (else the broker's).")
+    @id_option
     @click.option("--count", type=int, default=None, help="Exit after this many messages.")
     @json_option
     def listen_command(broker: str | None, loopback: bool, peer_id: str | None,
@@ -247,14 +250,15 @@ def chat_commands(get_wiring: Callable[[], Wiring | None]) -> list[click.Command
     @loopback_option
     @receipt_option
     @json_option
+    @id_option
     @click.argument("peer")
     @click.argument("texts", nargs=-1, required=True)
     def send_command(broker: str | None, loopback: bool, receipt_timeout: float, as_json: bool,
-                     peer: str, texts: tuple[str, ...]) -> None:
+                     peer_id: str | None, peer: str, texts: tuple[str, ...]) -> None:
         _PLAIN[0] = not as_json
         wiring = wiring_or_fail()
         settings = _settings(wiring, broker, loopback)
-        sys.exit(_run(lambda: send(wiring, settings, peer, texts, receipt_timeout)))
+        sys.exit(_run(lambda: send(wiring, settings, peer, texts, receipt_timeout, peer_id)))
 
     @click.command(name="chat-line", help="Chat with PEER line by line: each stdin line is sent "
                                           "encrypted; its messages are printed (JSON lines).")
@@ -262,12 +266,13 @@ def chat_commands(get_wiring: Callable[[], Wiring | None]) -> list[click.Command
     @loopback_option
     @receipt_option
     @json_option
+    @id_option
     @click.argument("peer")
     def chat_line_command(broker: str | None, loopback: bool, receipt_timeout: float,
-                          as_json: bool, peer: str) -> None:
+                          as_json: bool, peer_id: str | None, peer: str) -> None:
         _PLAIN[0] = not as_json
         wiring = wiring_or_fail()
         settings = _settings(wiring, broker, loopback)
-        sys.exit(_run(lambda: chat_line(wiring, settings, peer, receipt_timeout)))
+        sys.exit(_run(lambda: chat_line(wiring, settings, peer, receipt_timeout, peer_id)))
 
     return [listen_command, send_command, chat_line_command]
