@@ -1,6 +1,6 @@
 """File transfers with one peer, sans-I/O: link frames and ``now`` in, events and frames out.
 
-The session core hands every ``0x03`` / ``0x04`` link frame to :meth:`FileTransfers.pdu_received`
+The session core hands every ``0x05`` / ``0x06`` link frame to :meth:`FileTransfers.pdu_received`
 and, whenever no chat PDU is waiting and the channel has room, asks :meth:`FileTransfers.next_pdu`
 for one more frame (at most one chunk), so a chat message never waits behind more than one chunk.
 Sealing is a parameter (``seal`` / ``open_``, the session's), so this module knows no crypto
@@ -311,7 +311,7 @@ class FileTransfers:
 
     # ------------------------------------------------------------------------- receiving
     def pdu_received(self, frame: bytes, now: float) -> list[FileEvent]:
-        """One ``0x03`` or ``0x04`` link frame. Never raises for the peer's fault: what cannot
+        """One ``0x05`` or ``0x06`` link frame. Never raises for the peer's fault: what cannot
         be used is dropped and counted in :attr:`dropped`."""
         if frame[:1] == bytes([FAST_FRAME]):
             self._fast_chunk(frame, now)
