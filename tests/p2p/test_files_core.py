@@ -61,7 +61,7 @@ def test_the_public_surface_is_pinned() -> None:
         "FileLimits", "FileSource", "FileStateError", "FileTransferError", "FileTransfers",
         "FileUsageError", "FilesDirectory", "InsufficientSpace", "KeyTable", "LinkScheduler",
         "MalformedFilePdu", "OfferReceived", "ReceivedFile", "StoredFileDamaged",
-        "TransferCancelled", "TransferComplete", "TransferFailed", "TransferRejected",
+        "TransferCancelled", "TransferComplete", "TransferFailed", "TransferInfo", "TransferRejected",
         "TransferStarted", "create_unique", "hash_file", "safe_name"])
     assert all(hasattr(files, name) for name in files.__all__)
 

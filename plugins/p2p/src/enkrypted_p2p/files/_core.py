@@ -25,6 +25,7 @@ __all__ = [
     "TransferCancelled",
     "TransferComplete",
     "TransferFailed",
+    "TransferInfo",
     "TransferRejected",
     "TransferStarted",
 ]
@@ -144,6 +145,23 @@ class TransferFailed:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class TransferInfo:
+    """A live transfer as the application sees it (progress bars, listings)."""
+
+    transfer_id: str
+    outgoing: bool
+    name: str
+    size: int
+    sha256: str
+    media_type: str
+    fast: bool
+    chunk_size: int
+    running: bool
+    done_bytes: int
+    """Bytes sent (outgoing) or verified (incoming) so far."""
+
+
 FileEvent = (OfferReceived | TransferStarted | TransferRejected | TransferCancelled
              | TransferComplete | TransferFailed)
 
@@ -251,6 +269,13 @@ class FileTransfers:
         """``(verified or sent chunks, total chunks)`` of a live transfer."""
         t = self._local(transfer_id, outgoing=None)
         return t.next, t.total
+
+    def transfers(self) -> list[TransferInfo]:
+        """Every live transfer (offered, running or waiting for a resume)."""
+        return [TransferInfo(t.tid.hex(), t.outgoing, t.name, t.size, t.sha256.hex(),
+                             t.media_type, t.fast, t.chunk_size, t.running,
+                             min(t.size, t.next * t.chunk_size))
+                for t in self._transfers.values()]
 
     def _local(self, transfer_id: str, *, outgoing: bool | None) -> _Transfer:
         try:
