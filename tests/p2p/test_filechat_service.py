@@ -23,7 +23,6 @@ from enkrypted_shell.contracts import (
     FileCompleted,
     FileFailed,
     FileOffered,
-    FileProgress,
     StoredFile,
     supports,
 )
@@ -123,10 +122,14 @@ def test_a_killed_link_resumes_the_transfer_from_the_last_verified_chunk(
         tmp_path: Path, crypto: CryptoService, fast: bool) -> None:
     async def scenario() -> None:
         board, alice, bob, _ = await pair(tmp_path, crypto, accept_files=True)
-        sha = make_file(tmp_path / "big.bin", 6 * 1024 * 1024)
+        sha = make_file(tmp_path / "big.bin", 16 * 1024 * 1024)
         await alice.chat.send_file("bob", tmp_path / "big.bin", fast=fast)
-        await until(lambda: any(p.bytes > 1024 * 1024 for p in bob.of(FileProgress)))
+        core = bob.chat._peers["alice"].core
+        assert core is not None
+        await until(lambda: core.files is not None and any(
+            t.done_bytes > 1024 * 1024 for t in core.files.transfers()))
         assert board.kill_all() >= 1
+        await until(lambda: bool(alice.chat._peers["bob"].core.resumed))  # type: ignore[union-attr]
         await until(lambda: bool(bob.of(FileCompleted)), 60)
         assert bob.of(FileCompleted)[0].sha256 == sha
         out = bob.chat.export_file(bob.of(FileCompleted)[0].transfer_id, tmp_path / "out.bin")
