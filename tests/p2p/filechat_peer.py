@@ -35,6 +35,16 @@ from enkrypted_shell.contracts import AppContext
 from tests.p2p.chat_peer import FileStore
 
 
+def vmhwm_kb() -> int:
+    """This process's peak resident set (``VmHWM``), in KiB (0 where /proc is missing)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return 0
+    line = next((x for x in status.splitlines() if x.startswith("VmHWM:")), "VmHWM: 0 kB")
+    return int(line.split()[1])
+
+
 def emit(**fields: Any) -> None:
     sys.stdout.write(json.dumps(fields) + "\n")
     sys.stdout.flush()
@@ -98,7 +108,8 @@ async def peer(args: argparse.Namespace) -> None:
                 emit(event="sent", sent_at=sent_at, at_bytes=event.bytes)
         elif isinstance(event, FileCompleted):
             fields: dict[str, Any] = {"transferId": event.transfer_id, "sha256": event.sha256,
-                                      "size": event.size, "fast": event.fast}
+                                      "size": event.size, "fast": event.fast,
+                                      "vmhwm_kb": vmhwm_kb()}
             if event.outgoing:
                 emit(event="file-sent", **fields)
             else:

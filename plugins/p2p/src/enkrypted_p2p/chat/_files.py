@@ -59,6 +59,9 @@ from ..session import FilesFactory
 _log = logging.getLogger("enkrypted.p2p.chat.files")
 
 PROGRESS_INTERVAL_S: Final = 0.25
+WINDOW_CHUNKS: Final = 8
+"""Chunks we let a peer have in flight to us (512 KiB): a text message sent during a transfer
+arrives behind at most this much, whatever the link's speed (the core's default is 32)."""
 _RATE_WEIGHT: Final = 0.3
 NO_STORE: Final = ("cannot receive files without an unlocked profile store "
                    "(their keys are never kept in clear)")
@@ -87,7 +90,7 @@ class FileDesk:
                  limits: FileLimits | None = None) -> None:
         self._context, self._store, self._emit = context, store, emit
         self.accept_files = accept_files
-        self.limits = limits or FileLimits()
+        self.limits = limits or FileLimits(window_chunks=WINDOW_CHUNKS)
         self.directory: FilesDirectory | None = None
         if store is not None:
             self.directory = FilesDirectory(Path(context.home) / "files", store, self.limits)
