@@ -76,10 +76,14 @@ async def peer(args: argparse.Namespace) -> None:
         reconnect=ReconnectPolicy(base_s=0.2, max_delay_s=1.0, max_attempts=60, window_s=120))
     loop = asyncio.get_running_loop()
 
+    cutting: set[asyncio.Task[None]] = set()
+
     def cut() -> None:
         for p in list(chat._peers.values()):
             if p.session is not None:
-                asyncio.ensure_future(p.session.link.close())
+                task = asyncio.ensure_future(p.session.link.close())
+                cutting.add(task)
+                task.add_done_callback(cutting.discard)
         emit(event="cut")
 
     loop.add_signal_handler(signal.SIGUSR1, cut)
