@@ -525,6 +525,9 @@ class FileTransfers:
         del self._transfers[t.tid]
         if discard and t.sink is not None:
             t.sink.discard()
+        close = getattr(t.source, "close", None)  # FileSource: the file stays open until here
+        if callable(close):
+            close()
         if not t.outgoing:
             self._finished[t.tid] = reason
             while len(self._finished) > _FINISHED_KEPT:
