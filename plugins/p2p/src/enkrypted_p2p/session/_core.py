@@ -327,7 +327,7 @@ class SessionCore:
             if kind == RESUME and self._refusals < _MAX_REFUSALS:  # we kept nothing: say so
                 self._refusals += 1
                 return [SendPdu(bytes([RESUME_REFUSED]))]
-            if kind in (WHOLE, CHUNK, RESUME, RESUME_REFUSED):
+            if kind in (WHOLE, CHUNK, RESUME, RESUME_REFUSED, SEALED_FRAME, FAST_FRAME):
                 return self._drop("wrong-state")
             return self._handshake_events(self.handshake.receive(pdu, now))
         if state is SessionState.DATA_CHANNEL_OPEN and kind == RESUME:
