@@ -1,7 +1,7 @@
 """Files between two separate processes over real aiortc data channels on loopback, through our
 broker (docs/protocol.md "File transfer"; the issue's checks): 0, 1, 8191, 8192, 8193 B and
 >= 50 MB on both paths with the SHA-256 verified on the receiving side; the connection killed
-mid-way and the receiving process killed mid-way, both resumed with nothing lost or duplicated; a
+mid-way and either process killed mid-way and restarted, each resumed with nothing lost or duplicated; a
 text message during a big transfer arrives within a bound; the ``sendfile`` / ``listen
 --accept-files`` / ``files`` commands.  Every process is stopped by its PID."""
 
@@ -250,3 +250,25 @@ def test_sendfile_listen_accept_files_and_files_commands(our_broker: Server,
                               check=True)
     assert json.loads(exported.stdout)["path"] == str(tmp_path / "x")
     assert hash_of(tmp_path / "x") == sha
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["standard", "fast"])
+def test_the_sending_process_killed_mid_way_resumes_after_restart(
+        our_broker: Server, tmp_path: Path, fast: bool) -> None:
+    path = tmp_path / "big.bin"
+    sha = make_file(path, 24 * MB)
+    state = tmp_path / "alice"
+    with processes() as procs:
+        procs.append(bob := receiver(our_broker, tmp_path / "bob", "--exit-after", "1"))
+        procs.append(alice := sender(our_broker, state, "--send-fast" if fast else "--send",
+                                     str(path)))
+        seen: list[dict[str, Any]] = []
+        wait_for(bob, lambda e: e["event"] == "progress" and e["bytes"] >= 6 * MB, 120, seen)
+        alice.kill()
+        alice.wait(10)
+        procs.append(alice := sender(our_broker, state, "--exit-after", "1"))
+        done = wait_for(bob, lambda e: e["event"] in ("file-received", "file-failed"), 180, seen)
+        assert done["event"] == "file-received", done
+        check_received(seen, {"big": sha})
+        sent = wait_for(alice, lambda e: e["event"] == "file-sent", 60)
+        assert sent["sha256"] == sha
