@@ -156,3 +156,18 @@ def test_hostile_file_frames_never_end_the_chat_session(tmp_path: Path,
         for p in (alice, bob):
             await p.close()
     run(scenario)
+
+
+def test_the_accept_files_setting_accepts_without_asking(tmp_path: Path,
+                                                         crypto: CryptoService) -> None:
+    async def scenario() -> None:
+        context = AppContext(tmp_path / "bob", settings={"accept_files": True},
+                             store=DictStore())  # type: ignore[arg-type]
+        _, alice, bob, _ = await pair(tmp_path, crypto, context=context)
+        sha = make_file(tmp_path / "a.txt", 3000)
+        await alice.chat.send_file("bob", tmp_path / "a.txt")
+        await until(lambda: bool(bob.of(FileCompleted)))
+        assert bob.of(FileOffered) == [] and bob.of(FileCompleted)[0].sha256 == sha
+        for p in (alice, bob):
+            await p.close()
+    run(scenario)

@@ -175,7 +175,9 @@ class EndpointChat:
                    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                    accept_files: bool = False) -> EndpointChat:
         """The chat service on ``endpoint``; kept sessions from the store and ``saved``.
-        ``accept_files``: accept every offered file (scripts); else :class:`FileOffered` asks."""
+        ``accept_files`` (or the ``[plugins.p2p] accept_files = true`` setting): accept every
+        offered file (scripts); else a :class:`FileOffered` event asks (the default)."""
+        accept_files = accept_files or context.settings.get("accept_files") is True
         chat = cls(endpoint, crypto, identity, context, reconnect or ReconnectPolicy(), sleep,
                    accept_files=accept_files)
         kept: dict[str, bytes] = {}
