@@ -13,6 +13,7 @@ import pytest
 from enkrypted_crypto.plugin import enkrypted_crypto_service
 from enkrypted_p2p.files import (
     FAST_FRAME,
+    SEALED_FRAME,
     FileLimits,
     FileTransfers,
     LinkScheduler,
@@ -60,7 +61,7 @@ def test_the_public_surface_is_pinned() -> None:
         "FileLimits", "FileSource", "FileStateError", "FileTransferError", "FileTransfers",
         "FileUsageError", "FilesDirectory", "InsufficientSpace", "KeyTable", "LinkScheduler",
         "MalformedFilePdu", "OfferReceived", "ReceivedFile", "StoredFileDamaged",
-        "TransferCancelled", "TransferComplete", "TransferFailed", "TransferRejected",
+        "TransferCancelled", "TransferComplete", "TransferFailed", "TransferInfo", "TransferRejected",
         "TransferStarted", "create_unique", "hash_file", "safe_name"])
     assert all(hasattr(files, name) for name in files.__all__)
 
@@ -94,7 +95,7 @@ def test_chunks_travel_as_their_path_says_and_never_in_clear(crypto: CryptoServi
     transfer(a, b, data, fast=fast, pipe=Pipe(a, b, tamper=record))
     chunk_frames = [f for f in frames if len(f) > 8192]
     assert len(chunk_frames) == 5
-    assert {f[0] for f in chunk_frames} == {FAST_FRAME if fast else 0x03}
+    assert {f[0] for f in chunk_frames} == {FAST_FRAME if fast else SEALED_FRAME}
     assert not any(data[i:i + 32] in f for f in frames for i in range(0, len(data), 4096))
 
 

@@ -25,6 +25,7 @@ from enkrypted_p2p.files._wire import (
     CANCEL,
     DONE,
     RESUME,
+    SEALED_FRAME,
     Ack,
     Chunk,
     FilePdu,
@@ -48,7 +49,7 @@ def crypto(tmp_path_factory: pytest.TempPathFactory) -> CryptoService:
 
 
 def sealed(session: SecureSession, pdu: FilePdu) -> bytes:
-    return b"\x03" + session.seal(encode(pdu))
+    return bytes([SEALED_FRAME]) + session.seal(encode(pdu))
 
 
 def hostile_offer(tid: bytes, *, name: str = "x", size: int = 10, fast: bool = False) -> Offer:
@@ -175,7 +176,7 @@ _FLOOD = FileTransfers(lambda b: b, lambda b: b, LIMITS)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=200), st.sampled_from([b"\x03", b"\x04", b"", b"\x01"]))
+@given(st.binary(max_size=200), st.sampled_from([b"\x05", b"\x06", b"", b"\x01"]))
 def test_any_frame_is_dropped_or_used_never_raised(data: bytes, prefix: bytes) -> None:
     # an identity "seal" lets garbage through to the decoder: the core must still not raise
     _FLOOD.pdu_received(prefix + data, 1.0)

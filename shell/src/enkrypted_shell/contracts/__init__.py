@@ -38,6 +38,12 @@ __all__ = [
     "CryptoServiceV21",
     "Delivered",
     "Endpoint",
+    "FileChatEvent",
+    "FileChatService",
+    "FileCompleted",
+    "FileFailed",
+    "FileOffered",
+    "FileProgress",
     "GroupCommit",
     "GroupCommitApplied",
     "GroupCryptoService",
@@ -71,8 +77,10 @@ __all__ = [
     "SessionEstablished",
     "SignalingFailed",
     "StateError",
+    "StoredFile",
     "TransportService",
     "TransportServiceV2",
+    "TransportServiceV21",
     "UIService",
     "WireLimits",
     "contract_members",
@@ -133,6 +141,12 @@ from .p2p import (
     ChatService,
     ChatTyping,
     Endpoint,
+    FileChatEvent,
+    FileChatService,
+    FileCompleted,
+    FileFailed,
+    FileOffered,
+    FileProgress,
     Link,
     LinkBroken,
     LinkClosed,
@@ -142,8 +156,10 @@ from .p2p import (
     PeerUnavailable,
     SessionEstablished,
     SignalingFailed,
+    StoredFile,
     TransportService,
     TransportServiceV2,
+    TransportServiceV21,
 )
 from .store import STORE_CONTRACT, ProfileStore
 from .ui import UIService
@@ -154,7 +170,9 @@ SLOTS: Final = ("crypto", "p2p", "ui")
 PUBLISHED: Final[Mapping[str, Mapping[str, type]]] = MappingProxyType(
     {
         "crypto": MappingProxyType({"2.0": CryptoService, "2.1": CryptoServiceV21}),
-        "p2p": MappingProxyType({"1.0": TransportService, "2.0": TransportServiceV2}),
+        "p2p": MappingProxyType(
+            {"1.0": TransportService, "2.0": TransportServiceV2, "2.1": TransportServiceV21}
+        ),
         "ui": MappingProxyType({"1.0": UIService}),
     }
 )

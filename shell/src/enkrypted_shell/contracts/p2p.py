@@ -1,9 +1,12 @@
-"""Slot ``p2p``: links between peers (1.0) and endpoints + the chat service (2.0).
+"""Slot ``p2p``: links between peers (1.0), endpoints + the chat service (2.0), files (2.1).
 
 1.0 is the in-process shape (``loopback_pair``).  2.0 (a MAJOR) is the transport as an
 :class:`Endpoint` — ``open_endpoint`` / ``connect`` / ``incoming`` / ``aclose`` — plus the
 :class:`ChatService` the ui slot builds on (connect by peer id, sessions, receipts, resume).
 Both stay published: a 1.0 plugin still loads, and a ui detects which one it was given.
+2.1 (a MINOR: it only adds) is 2.0 plus an optional feature of the chat service,
+:class:`FileChatService` (send, accept, store and export files; detected with
+``supports(chat, FileChatService)``) and its events.
 """
 
 from __future__ import annotations
@@ -17,6 +20,12 @@ __all__ = [
     "ChatService",
     "ChatTyping",
     "Endpoint",
+    "FileChatEvent",
+    "FileChatService",
+    "FileCompleted",
+    "FileFailed",
+    "FileOffered",
+    "FileProgress",
     "Link",
     "LinkBroken",
     "LinkClosed",
@@ -26,12 +35,15 @@ __all__ = [
     "PeerUnavailable",
     "SessionEstablished",
     "SignalingFailed",
+    "StoredFile",
     "TransportService",
     "TransportServiceV2",
+    "TransportServiceV21",
 ]
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final, Protocol, runtime_checkable
 
 from ._common import ContractError, LocalMisuse, NetworkError
@@ -209,7 +221,78 @@ class ChatProblem:
     message: str
 
 
-ChatEvent = PeerStateChanged | SessionEstablished | ChatMessage | ChatReceipt | ChatTyping | ChatProblem
+# ------------------------------------------------------------------------------- 2.1: files
+@dataclass(frozen=True, slots=True)
+class FileOffered:
+    """``peer_id`` offers a file: answer with :meth:`FileChatService.accept_file` or
+    ``reject_file`` (unless an auto-accept policy did).  ``name`` is already a safe file name;
+    ``fast`` means the peer chose the reduced-protection fast path (show it)."""
+
+    peer_id: str
+    transfer_id: str
+    name: str
+    size: int
+    sha256: str
+    fast: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FileProgress:
+    """A running transfer: ``bytes`` of ``total`` sent (``outgoing``) or verified, ``rate`` in
+    bytes/s (recent), ``eta`` in seconds (``None`` while unknown)."""
+
+    peer_id: str
+    transfer_id: str
+    outgoing: bool
+    bytes: int
+    total: int
+    rate: float
+    eta: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class FileCompleted:
+    """A transfer finished and the receiver verified the whole file's ``sha256`` (hex).  For an
+    incoming one, ``transfer_id`` is also the stored file's id (:meth:`FileChatService.files`)."""
+
+    peer_id: str
+    transfer_id: str
+    outgoing: bool
+    name: str
+    size: int
+    sha256: str
+    fast: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FileFailed:
+    """A transfer ended without a verified file: rejected, cancelled (either side), a hash
+    mismatch, too many retries, our disk; ``reason`` is one line."""
+
+    peer_id: str
+    transfer_id: str
+    outgoing: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """A received, verified file kept encrypted at rest in the profile (``id`` for export)."""
+
+    id: str
+    name: str
+    size: int
+    sha256: str
+    peer_id: str
+    fast: bool
+
+
+FileChatEvent = FileOffered | FileProgress | FileCompleted | FileFailed
+
+ChatEvent = (PeerStateChanged | SessionEstablished | ChatMessage | ChatReceipt | ChatTyping
+             | ChatProblem | FileOffered | FileProgress | FileCompleted | FileFailed)
+"""Every event of :meth:`ChatService.events`; the file events (2.1) come only from a
+:class:`FileChatService` (a 2.0 ui ignores event types it does not know)."""
 
 
 @runtime_checkable
@@ -268,6 +351,46 @@ class ChatService(Protocol):
 
 
 @runtime_checkable
+class FileChatService(ChatService, Protocol):
+    """2.1, optional (``supports(chat, FileChatService)``): files with a connected peer.
+
+    A file goes over the session's link next to the chat, never ahead of a text message, with
+    resume after a lost link or a restart (from the last verified chunk).  The standard path seals
+    every chunk through the whole session; ``fast=True`` uses one AES-256-GCM layer keyed from the
+    session instead (reduced protection: show it).  Received files are kept encrypted in the
+    profile; without an unlocked profile store a service refuses to receive (one-line reason).
+    Events: :class:`FileOffered`, :class:`FileProgress`, :class:`FileCompleted`,
+    :class:`FileFailed`.
+    """
+
+    async def send_file(self, peer_id: str, path: Path, *, fast: bool = False) -> str:
+        """Offer the file at ``path`` to a connected peer; the transfer id.  Raises
+        :class:`LocalMisuse` (no session, unreadable file, too many transfers)."""
+        ...
+
+    async def accept_file(self, peer_id: str, transfer_id: str) -> None:
+        """Accept an offered file into the profile (checks free disk first)."""
+        ...
+
+    async def reject_file(self, peer_id: str, transfer_id: str) -> None:
+        """Decline an offered file; the peer sees :class:`FileFailed` ``declined``."""
+        ...
+
+    async def cancel_file(self, peer_id: str, transfer_id: str) -> None:
+        """Stop a transfer in either direction; a partial file is deleted."""
+        ...
+
+    def files(self) -> Sequence[StoredFile]:
+        """The received, verified files kept in the profile."""
+        ...
+
+    def export_file(self, file_id: str, destination: Path) -> Path:
+        """Decrypt a stored file to ``destination`` (into it if a directory, never over an
+        existing file; the SHA-256 is checked); the path written."""
+        ...
+
+
+@runtime_checkable
 class TransportServiceV2(Protocol):
     """What a p2p 2.0 plugin provides."""
 
@@ -302,3 +425,9 @@ class TransportServiceV2(Protocol):
         fresh endpoint.  ``saved`` maps peer ids to :meth:`ChatService.export_state` bytes kept
         from an earlier run, so those sessions resume without a new handshake."""
         ...
+
+
+@runtime_checkable
+class TransportServiceV21(TransportServiceV2, Protocol):
+    """What a p2p 2.1 plugin provides: 2.0's members unchanged; its chat services may implement
+    the optional :class:`FileChatService` (detect it with ``supports``)."""

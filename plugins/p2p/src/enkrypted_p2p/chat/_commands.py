@@ -4,8 +4,11 @@ encrypted chat between two processes, over :class:`~._service.EndpointChat` on a
 All print JSON lines on stdout (one object per line, ``event`` first; what scripts read):
 ``listening`` (with our ``peer_id``), ``ready`` (peer, profile, layers, peer fingerprint, safety
 number, resumed), ``message`` (peer, messageId, text), ``sent`` / ``receipt`` (messageId),
-``reconnecting`` / ``closed`` (peer, reason), ``problem`` (peer, kind, message), ``error``.
-``--json`` is the default; ``--plain`` prints lines for people instead.
+``reconnecting`` / ``closed`` (peer, reason), ``problem`` (peer, kind, message), ``error``;
+with files (``listen --accept-files DIR``, ``sendfile``): ``file-offered``, ``file-received``
+(the exported path, sha256, protection), ``file-sent``, ``file-failed``, ``progress``.
+``--json`` is the default; ``--plain`` prints lines for people instead.  ``sendfile`` and
+``files list|export`` are in :mod:`._file_commands`.
 
 **Where the crypto service comes from.** Plugins never import each other. The shell creates the
 crypto service first and hands it to this plugin's ``enkrypted_transport_service(context,
@@ -31,6 +34,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -41,6 +45,9 @@ from enkrypted_shell.contracts import (
     ChatProblem,
     ChatReceipt,
     ContractError,
+    FileCompleted,
+    FileFailed,
+    FileOffered,
     PeerStateChanged,
     SessionEstablished,
 )
@@ -49,6 +56,7 @@ from .._wiring import Wiring
 from ..errors import P2PError
 from ..webrtc import WebRTCEndpoint, WebRTCSettings, client_config
 from ..webrtc._config import LOOPBACK
+from ._files import NO_STORE
 from ._service import EndpointChat
 
 BROKER_ENV = "ENKRYPTED_BROKER"
@@ -99,20 +107,44 @@ def _print_event(event: ChatEvent) -> None:
               peer=event.peer_id, reason=event.reason)
     elif isinstance(event, ChatProblem):
         _emit("problem", peer=event.peer_id, kind=event.kind, message=event.message)
+    elif isinstance(event, FileOffered):
+        _emit("file-offered", peer=event.peer_id, transferId=event.transfer_id, name=event.name,
+              size=event.size, sha256=event.sha256, protection=protection(event.fast))
+    elif isinstance(event, FileFailed):
+        _emit("file-failed", peer=event.peer_id, transferId=event.transfer_id,
+              outgoing=event.outgoing, reason=event.reason)
 
 
-async def _open(wiring: Wiring, settings: WebRTCSettings, peer_id: str | None = None
-                ) -> EndpointChat:
+def protection(fast: bool) -> str:
+    """How a transfer is protected, as ``--json`` shows it (the fast path is reduced)."""
+    return "reduced (fast path: one AES-256-GCM layer)" if fast else "standard (full session)"
+
+
+def _received(chat: EndpointChat, event: FileCompleted, accept_dir: Path | None) -> None:
+    fields: dict[str, Any] = {"peer": event.peer_id, "transferId": event.transfer_id,
+                              "name": event.name, "size": event.size, "sha256": event.sha256,
+                              "protection": protection(event.fast)}
+    if accept_dir is not None:
+        try:
+            fields["path"] = str(chat.export_file(event.transfer_id, accept_dir))
+        except (P2PError, OSError) as exc:
+            _emit("problem", peer=event.peer_id, kind="local", message=f"export failed: {exc}")
+    _emit("file-received", **fields)
+
+
+async def _open(wiring: Wiring, settings: WebRTCSettings, peer_id: str | None = None, *,
+                accept_files: bool = False) -> EndpointChat:
     identity = getattr(wiring.context, "identity", None)
     if not isinstance(identity, bytes) or not identity:
         identity = wiring.crypto.new_identity()  # no unlocked profile: an ephemeral identity
     endpoint = await WebRTCEndpoint.open(settings, peer_id)
-    return await EndpointChat.open(endpoint, wiring.crypto, identity, context=wiring.context)
+    return await EndpointChat.open(endpoint, wiring.crypto, identity, context=wiring.context,
+                                   accept_files=accept_files)
 
 
 async def listen(wiring: Wiring, settings: WebRTCSettings, peer_id: str | None,
-                 count: int | None) -> None:
-    chat = await _open(wiring, settings, peer_id)
+                 count: int | None, accept_dir: Path | None = None) -> None:
+    chat = await _open(wiring, settings, peer_id, accept_files=accept_dir is not None)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -125,8 +157,11 @@ async def listen(wiring: Wiring, settings: WebRTCSettings, peer_id: str | None,
         async for event in chat.events():
             if isinstance(event, ChatReceipt):
                 continue
-            _print_event(event)
-            if isinstance(event, ChatMessage):
+            if isinstance(event, FileCompleted) and not event.outgoing:
+                _received(chat, event, accept_dir)
+            else:
+                _print_event(event)
+            if isinstance(event, ChatMessage | FileCompleted):
                 received += 1
                 if count is not None and received >= count:
                     done.set()
@@ -235,14 +270,25 @@ def chat_commands(get_wiring: Callable[[], Wiring | None]) -> list[click.Command
     @broker_option
     @loopback_option
     @id_option
-    @click.option("--count", type=int, default=None, help="Exit after this many messages.")
+    @click.option("--count", type=int, default=None,
+                  help="Exit after this many messages and received files.")
+    @click.option("--accept-files", "accept_dir", default=None, metavar="DIR",
+                  type=click.Path(file_okay=False, dir_okay=True, writable=True, path_type=Path),
+                  help="Accept every offered file (kept encrypted in the profile) and export a "
+                       "copy into DIR once verified. Needs an unlocked profile. Default: offers "
+                       "are printed and declined by nobody (they wait).")
     @json_option
     def listen_command(broker: str | None, loopback: bool, peer_id: str | None,
-                       count: int | None, as_json: bool) -> None:
+                       count: int | None, accept_dir: Path | None, as_json: bool) -> None:
         _PLAIN[0] = not as_json
         wiring = wiring_or_fail()
         settings = _settings(wiring, broker, loopback)
-        _run(lambda: listen(wiring, settings, peer_id, count))
+        if accept_dir is not None:
+            if getattr(wiring.context, "store", None) is None:
+                _emit("error", error="FileUsageError", message=NO_STORE)
+                sys.exit(2)
+            accept_dir.mkdir(parents=True, exist_ok=True)
+        _run(lambda: listen(wiring, settings, peer_id, count, accept_dir))
 
     @click.command(name="send", help="Connect to PEER, send each TEXT encrypted, wait for "
                                      "receipts (JSON lines).")
@@ -275,4 +321,7 @@ def chat_commands(get_wiring: Callable[[], Wiring | None]) -> list[click.Command
         settings = _settings(wiring, broker, loopback)
         sys.exit(_run(lambda: chat_line(wiring, settings, peer, receipt_timeout, peer_id)))
 
-    return [listen_command, send_command, chat_line_command]
+    from ._file_commands import file_commands
+
+    return [listen_command, send_command, chat_line_command,
+            *file_commands(wiring_or_fail, broker_option, loopback_option)]

@@ -18,6 +18,10 @@ messages), so a new link resumes it (P7.4).  The rules (docs/protocol.md "Chat s
   is written to table ``sessions`` under the peer id *before* any PDU leaves or any event is
   emitted, and loaded at :meth:`open`; ``saved=`` (peer id -> :meth:`export_state`) too.
 
+* **Files** (contract 2.1, :class:`FileChatService`): each peer's session core owns its file
+  transfers (:mod:`enkrypted_p2p.files`), built and restored through :class:`~._files.FileDesk`
+  (received files encrypted at rest in the profile, progress events, the auto-accept policy).
+
 Peer input never raises here: it becomes a :class:`ChatProblem` or is dropped and counted.
 """
 
@@ -32,6 +36,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -53,12 +58,15 @@ from enkrypted_shell.contracts import (
     ProfileStore,
     RemoteInputError,
     SessionEstablished,
+    StoredFile,
     supports,
 )
 
 from ..errors import P2PUsageError
+from ..files import FileTransfers, FileUsageError
 from ..session import (
     ChatSession,
+    FileOutput,
     HandshakeError,
     MessageReceived,
     ReceiptReceived,
@@ -70,6 +78,7 @@ from ..session import (
     export_core,
     restore_core,
 )
+from ._files import PROGRESS_INTERVAL_S, FileDesk
 
 _log = logging.getLogger("enkrypted.p2p.chat")
 
@@ -143,7 +152,7 @@ class EndpointChat:
 
     def __init__(self, endpoint: Endpoint, crypto: CryptoService, identity: bytes,
                  context: AppContext, reconnect: ReconnectPolicy,
-                 sleep: Callable[[float], Awaitable[None]]) -> None:
+                 sleep: Callable[[float], Awaitable[None]], *, accept_files: bool = False) -> None:
         self._endpoint, self._crypto, self._identity = endpoint, crypto, identity
         self._context, self._policy, self._sleep = context, reconnect, sleep
         self._fingerprint = crypto.fingerprint(identity)
@@ -157,14 +166,20 @@ class EndpointChat:
         self._closed = False
         self.refused_links = 0
         self._incoming_setups = 0
+        self._desk = FileDesk(context, self._store, self._emit, accept_files=accept_files)
 
     @classmethod
     async def open(cls, endpoint: Endpoint, crypto: CryptoService, identity: bytes, *,
                    context: AppContext, saved: Mapping[str, bytes] | None = None,
                    reconnect: ReconnectPolicy | None = None,
-                   sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> EndpointChat:
-        """The chat service on ``endpoint``; kept sessions from the store and ``saved``."""
-        chat = cls(endpoint, crypto, identity, context, reconnect or ReconnectPolicy(), sleep)
+                   sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                   accept_files: bool = False) -> EndpointChat:
+        """The chat service on ``endpoint``; kept sessions from the store and ``saved``.
+        ``accept_files`` (or the ``[plugins.p2p] accept_files = true`` setting): accept every
+        offered file (scripts); else a :class:`FileOffered` event asks (the default)."""
+        accept_files = accept_files or context.settings.get("accept_files") is True
+        chat = cls(endpoint, crypto, identity, context, reconnect or ReconnectPolicy(), sleep,
+                   accept_files=accept_files)
         kept: dict[str, bytes] = {}
         if chat._store is not None:
             try:
@@ -179,6 +194,7 @@ class EndpointChat:
             except SavedStateError as exc:
                 chat._events.put_nowait(ChatProblem(peer_id, "local", str(exc)))
         chat._spawn(chat._accept_loop())
+        chat._spawn(chat._progress_loop())
         return chat
 
     # ------------------------------------------------------------------ ChatService
@@ -270,6 +286,59 @@ class EndpointChat:
             self._events.get_nowait()
         self._events.put_nowait(None)
 
+    # ------------------------------------------------------------------ FileChatService (2.1)
+    def _files_of(self, peer_id: str) -> tuple[_Peer, FileTransfers]:
+        peer = self._peers.get(peer_id)
+        if peer is None or peer.core is None or peer.core.files is None:
+            raise FileUsageError(f"no session with {peer_id!r} yet: connect first")
+        return peer, peer.core.files
+
+    def _after_command(self, peer: _Peer) -> None:
+        self._persist(peer)
+        if peer.session is not None:
+            peer.session.kick_files()
+
+    async def send_file(self, peer_id: str, path: Path, *, fast: bool = False) -> str:
+        self._check_open()
+        peer, files = self._files_of(peer_id)
+        transfer_id = await self._desk.offer(peer_id, files, Path(path), fast=fast)
+        self._after_command(peer)
+        return transfer_id
+
+    async def accept_file(self, peer_id: str, transfer_id: str) -> None:
+        peer, files = self._files_of(peer_id)
+        events = self._desk.accept(peer_id, files, transfer_id, self._context.clock())
+        for event in events:
+            await self._desk.on_event(peer_id, files, event, self._context.clock())
+        self._after_command(peer)
+
+    async def reject_file(self, peer_id: str, transfer_id: str) -> None:
+        peer, files = self._files_of(peer_id)
+        self._desk.check_peer(peer_id, transfer_id)
+        files.reject(transfer_id)
+        self._desk.forget(transfer_id)
+        self._after_command(peer)
+
+    async def cancel_file(self, peer_id: str, transfer_id: str) -> None:
+        peer, files = self._files_of(peer_id)
+        self._desk.check_peer(peer_id, transfer_id)
+        files.cancel(transfer_id)
+        self._desk.forget(transfer_id)
+        self._after_command(peer)
+
+    def files(self) -> list[StoredFile]:
+        return self._desk.files()
+
+    def export_file(self, file_id: str, destination: Path) -> Path:
+        return self._desk.export(file_id, destination)
+
+    async def _progress_loop(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(PROGRESS_INTERVAL_S)
+            cores = [(p.peer_id, p.core.files) for p in list(self._peers.values())
+                     if p.core is not None and p.core.files is not None]
+            await self._desk.progress(cores, self._context.clock())
+
     def wake(self) -> None:
         """Re-read the clock in every session (tests that advance a fake clock call this)."""
         for peer in self._peers.values():
@@ -349,6 +418,8 @@ class EndpointChat:
                               clock=self._context.clock, limits=limits, core=peer.core,
                               on_change=lambda: self._persist(peer))
         peer.session, peer.core = session, session.core
+        if session.core.files_factory is None:
+            session.core.files_factory = self._desk.factory(peer.peer_id)
         await self._set_state(peer, "handshaking")
         try:
             info = await session.start(limits.handshake_timeout_s + 5, first_pdu=first_pdu)
@@ -384,6 +455,11 @@ class EndpointChat:
                 await self._emit(ChatTyping(peer.peer_id))
             elif isinstance(event, SessionFailed):
                 await self._emit(ChatProblem(peer.peer_id, "remote", event.reason))
+            elif isinstance(event, FileOutput) and session.core.files is not None:
+                if await self._desk.on_event(peer.peer_id, session.core.files, event.event,
+                                             self._context.clock()):
+                    self._persist(peer)
+                    session.kick_files()
             elif isinstance(event, LinkClosed):
                 reason = str(event)
         await session.close()

@@ -12,6 +12,7 @@ from ._core import (
     TransferCancelled,
     TransferComplete,
     TransferFailed,
+    TransferInfo,
     TransferRejected,
     TransferStarted,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "TransferCancelled",
     "TransferComplete",
     "TransferFailed",
+    "TransferInfo",
     "TransferRejected",
     "TransferStarted",
     "create_unique",

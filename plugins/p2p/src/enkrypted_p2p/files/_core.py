@@ -1,6 +1,6 @@
 """File transfers with one peer, sans-I/O: link frames and ``now`` in, events and frames out.
 
-The session core hands every ``0x03`` / ``0x04`` link frame to :meth:`FileTransfers.pdu_received`
+The session core hands every ``0x05`` / ``0x06`` link frame to :meth:`FileTransfers.pdu_received`
 and, whenever no chat PDU is waiting and the channel has room, asks :meth:`FileTransfers.next_pdu`
 for one more frame (at most one chunk), so a chat message never waits behind more than one chunk.
 Sealing is a parameter (``seal`` / ``open_``, the session's), so this module knows no crypto
@@ -25,6 +25,7 @@ __all__ = [
     "TransferCancelled",
     "TransferComplete",
     "TransferFailed",
+    "TransferInfo",
     "TransferRejected",
     "TransferStarted",
 ]
@@ -144,6 +145,23 @@ class TransferFailed:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class TransferInfo:
+    """A live transfer as the application sees it (progress bars, listings)."""
+
+    transfer_id: str
+    outgoing: bool
+    name: str
+    size: int
+    sha256: str
+    media_type: str
+    fast: bool
+    chunk_size: int
+    running: bool
+    done_bytes: int
+    """Bytes sent (outgoing) or verified (incoming) so far."""
+
+
 FileEvent = (OfferReceived | TransferStarted | TransferRejected | TransferCancelled
              | TransferComplete | TransferFailed)
 
@@ -252,6 +270,13 @@ class FileTransfers:
         t = self._local(transfer_id, outgoing=None)
         return t.next, t.total
 
+    def transfers(self) -> list[TransferInfo]:
+        """Every live transfer (offered, running or waiting for a resume)."""
+        return [TransferInfo(t.tid.hex(), t.outgoing, t.name, t.size, t.sha256.hex(),
+                             t.media_type, t.fast, t.chunk_size, t.running,
+                             min(t.size, t.next * t.chunk_size))
+                for t in self._transfers.values()]
+
     def _local(self, transfer_id: str, *, outgoing: bool | None) -> _Transfer:
         try:
             t = self._transfers[bytes.fromhex(transfer_id)]
@@ -311,7 +336,7 @@ class FileTransfers:
 
     # ------------------------------------------------------------------------- receiving
     def pdu_received(self, frame: bytes, now: float) -> list[FileEvent]:
-        """One ``0x03`` or ``0x04`` link frame. Never raises for the peer's fault: what cannot
+        """One ``0x05`` or ``0x06`` link frame. Never raises for the peer's fault: what cannot
         be used is dropped and counted in :attr:`dropped`."""
         if frame[:1] == bytes([FAST_FRAME]):
             self._fast_chunk(frame, now)
@@ -500,6 +525,9 @@ class FileTransfers:
         del self._transfers[t.tid]
         if discard and t.sink is not None:
             t.sink.discard()
+        close = getattr(t.source, "close", None)  # FileSource: the file stays open until here
+        if callable(close):
+            close()
         if not t.outgoing:
             self._finished[t.tid] = reason
             while len(self._finished) > _FINISHED_KEPT:

@@ -197,13 +197,16 @@ class FilesDirectory:
                                     f"{needed} needed with the reserve")
 
     def open_sink(self, transfer_id: str, *, name: str, size: int, chunk_size: int,
-                  sha256: str, media_type: str) -> EncryptedSink:
-        """Check the space, keep a fresh key and the metadata, create ``<tid>.part``."""
+                  sha256: str, media_type: str, peer_id: str = "",
+                  fast: bool = False) -> EncryptedSink:
+        """Check the space, keep a fresh key and the metadata (with the sending ``peer_id`` and
+        whether it came over the fast path), create ``<tid>.part``."""
         tid = _tid(transfer_id)
         self.check_space(size)
         key = secrets.token_bytes(32)
         record = {"key": key.hex(), "name": safe_name(name), "size": size, "cs": chunk_size,
-                  "sha256": sha256, "mt": media_type, "complete": False}
+                  "sha256": sha256, "mt": media_type, "complete": False, "peer": peer_id,
+                  "fast": fast}
         self._store.put(TABLE, tid, json.dumps(record).encode())
         return EncryptedSink(self, tid, key, size, chunk_size)
 
@@ -226,6 +229,22 @@ class FilesDirectory:
         record = self._record(_tid(transfer_id))
         return ReceivedFile(transfer_id, record["name"], record["size"], record["sha256"],
                             record["mt"], record["complete"])
+
+    def stored(self, records: list[tuple[bytes, bytes]]) -> list[tuple[ReceivedFile, str, bool]]:
+        """The complete files among ``records`` (the store's ``files`` table rows), with the peer
+        each came from and whether it came over the fast path."""
+        out = []
+        for tid, raw in records:
+            try:
+                record = json.loads(raw)
+                info = ReceivedFile(tid.hex(), str(record["name"]), int(record["size"]),
+                                    str(record["sha256"]), str(record["mt"]),
+                                    bool(record["complete"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+            if info.complete and len(tid) == TID_BYTES:
+                out.append((info, str(record.get("peer", "")), bool(record.get("fast", False))))
+        return out
 
     def _record(self, tid: bytes) -> dict[str, Any]:
         raw = self._store.get(TABLE, tid)

@@ -6,7 +6,7 @@ that travel inside the *sealed* OFFER and ACCEPT (the full cascade protects them
     key(round) = HKDF-SHA256(ikm = offer_share || accept_share, salt = tid,
                              info = "enkrypted-p2p files fast v1" || round u32, L = 32)
     nonce      = tid[0:8] || index u32
-    frame      = 0x04 || tid || round u32 || index u32 || AES-256-GCM(key, nonce, chunk, aad=header)
+    frame      = 0x06 || tid || round u32 || index u32 || AES-256-GCM(key, nonce, chunk, aad=header)
 
 A (key, nonce) pair is never reused: the key is new per transfer and per round, and within a
 round the sender sends each index at most once (a re-request opens a new round).

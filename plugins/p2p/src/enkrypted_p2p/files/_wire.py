@@ -1,10 +1,11 @@
 """File-transfer PDUs: limits, errors, and the compact binary encoding (docs/protocol.md,
 "File transfer").
 
-Two link frames carry them next to the chat's ``0x01`` / ``0x02``:
+Two link frames carry them next to the chat's ``0x01`` / ``0x02`` (and the session's resume
+``0x03`` / ``0x04``):
 
-* ``0x03 || seal(pdu)`` - a control PDU or a standard-path chunk, sealed by the session;
-* ``0x04 || tid(16) || round u32 || index u32 || AES-256-GCM(ct || tag)`` - a fast-path chunk.
+* ``0x05 || seal(pdu)`` - a control PDU or a standard-path chunk, sealed by the session;
+* ``0x06 || tid(16) || round u32 || index u32 || AES-256-GCM(ct || tag)`` - a fast-path chunk.
 
 Every field is bounded and checked here, before the core looks at it: a PDU that does not decode
 raises :class:`MalformedFilePdu` (the core drops and counts it).
@@ -21,8 +22,8 @@ from enkrypted_shell.contracts import LocalMisuse
 
 from ..errors import P2PError, P2PUsageError, RemoteInputError
 
-SEALED_FRAME: Final = 0x03
-FAST_FRAME: Final = 0x04
+SEALED_FRAME: Final = 0x05
+FAST_FRAME: Final = 0x06
 
 OFFER: Final = 0x10
 ACCEPT: Final = 0x11
@@ -177,7 +178,7 @@ def encode(pdu: FilePdu) -> bytes:
 
 
 def decode(data: bytes) -> FilePdu:
-    """One PDU from the plaintext of a ``0x03`` frame; :class:`MalformedFilePdu` if it is not."""
+    """One PDU from the plaintext of a ``0x05`` frame; :class:`MalformedFilePdu` if it is not."""
     kind = data[0] if data else -1
     try:
         if kind == OFFER:

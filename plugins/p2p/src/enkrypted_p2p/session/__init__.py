@@ -3,6 +3,8 @@ the crypto 2.0 handshake, then sealed messages with ids, receipts, dedup and the
 P7.4 resume of a kept session on a new link, and the session as bytes (:mod:`._state`)."""
 
 from ._core import (
+    FileOutput,
+    FilesFactory,
     MessageReceived,
     ReceiptReceived,
     ResumeRefused,
@@ -23,6 +25,8 @@ __all__ = [
     "TRANSITIONS",
     "ChatSession",
     "ConnectionFSM",
+    "FileOutput",
+    "FilesFactory",
     "FsmEvent",
     "HandshakeError",
     "IllegalTransition",

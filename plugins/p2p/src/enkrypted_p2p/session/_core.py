@@ -25,6 +25,12 @@ Unacknowledged messages are resent after a resume or a new handshake; the receiv
 ``{"type": "typing"}``. Messages are deduplicated by ``messageId`` (a replay or a resend is
 acknowledged again but delivered once).
 
+**Files** (docs/protocol.md "File transfer"): once Ready the core owns a
+:class:`~enkrypted_p2p.files.FileTransfers` (built by :attr:`SessionCore.files_factory` when set,
+kept across links and restored with the session), hands it every ``0x05`` / ``0x06`` frame, and
+gives the driver :meth:`SessionCore.next_file_pdu` to call only when no chat PDU waits and the link
+has room.  Its events come out as :class:`FileOutput`.
+
 Peer input never raises: a PDU above the 16 MiB cap (checked before parsing), a malformed frame,
 a chunk flood past the P8 limits, an undecryptable message, an unknown inner ``type`` or a frame
 in the wrong state is dropped, logged and counted in :attr:`SessionCore.dropped`.
@@ -33,6 +39,8 @@ in the wrong state is dropped, logged and counted in :attr:`SessionCore.dropped`
 from __future__ import annotations
 
 __all__ = [
+    "FileOutput",
+    "FilesFactory",
     "MessageReceived",
     "ReceiptReceived",
     "ResumeRefused",
@@ -50,6 +58,7 @@ import logging
 import secrets
 import struct
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -66,6 +75,7 @@ from enkrypted_shell.contracts import (
 )
 
 from ..errors import P2PError, P2PUsageError
+from ..files import FAST_FRAME, SEALED_FRAME, FileEvent, FileTransfers
 from ._fsm import ConnectionFSM, FsmEvent, SessionState
 
 _log = logging.getLogger("enkrypted.p2p.session")
@@ -136,8 +146,19 @@ class TypingReceived:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class FileOutput:
+    """An event of the file transfers (offer, started, complete, failed, ...)."""
+
+    event: FileEvent
+
+
 SessionOutput = (SendPdu | SessionReady | SessionFailed | MessageReceived | ReceiptReceived
-                 | TypingReceived | ResumeRefused)
+                 | TypingReceived | ResumeRefused | FileOutput)
+
+FilesFactory = Callable[[Callable[[bytes], bytes], Callable[[bytes], "bytes | None"], "bytes | None"],
+                        FileTransfers]
+"""``(seal, open_, saved_state)`` -> the file core (``saved_state``: a restored session's)."""
 
 
 @dataclass(slots=True)
@@ -171,6 +192,11 @@ class SessionCore:
         self._dialler = False  # we sent the resume on this link
         self._resume_started = 0.0
         self._refusals = 0
+        self.files: FileTransfers | None = None
+        self.files_saved: bytes | None = None
+        """The file core's exported state from a restored session, until the core is built."""
+        self.files_factory: FilesFactory | None = None
+        self._now = 0.0
 
     @property
     def state(self) -> SessionState:
@@ -238,14 +264,19 @@ class SessionCore:
         elif self.fsm.can(FsmEvent.CONNECT_FAILED):
             self.fsm.fire(FsmEvent.CONNECT_FAILED)
         self._partials.clear()
+        if self.files is not None:
+            self.files.link_lost()
         return []
 
     def close(self) -> None:
         if self.fsm.can(FsmEvent.CLOSE):
             self.fsm.fire(FsmEvent.CLOSE)
         self._partials.clear()
+        if self.files is not None:
+            self.files.link_lost()
 
     def _ready(self, session: SecureSession, *, resumed: bool = False) -> SessionReady:
+        self._files_up()
         return SessionReady(session.profile, tuple(session.layers), session.peer_fingerprint,
                             session.safety_number, resumed)
 
@@ -258,9 +289,18 @@ class SessionCore:
                 times.append(deadline)
         if self.state is SessionState.RESUMING:
             times.append(self._resume_started + RESUME_TIMEOUT_S)
+        if self.state is SessionState.READY and self.files is not None:
+            deadline = self.files.next_deadline()
+            if deadline is not None:
+                times.append(deadline)
         return min(times) if times else None
 
     def handle_timeout(self, now: float) -> list[SessionOutput]:
+        self._now = now
+        if self.state is SessionState.READY and self.files is not None:
+            deadline = self.files.next_deadline()
+            if deadline is not None and now >= deadline:
+                self.files.handle_timeout(now)
         stale = [k for k, p in self._partials.items()
                  if now >= p.started + self.limits.reassembly_timeout_s]
         for key in stale:
@@ -279,6 +319,7 @@ class SessionCore:
     def pdu_received(self, pdu: bytes, now: float) -> list[SessionOutput]:  # noqa: PLR0911
         if len(pdu) > self.limits.max_pdu_bytes:  # P8.1: before any parsing
             return self._drop("oversize")
+        self._now = now
         state = self.state
         kind = pdu[0] if pdu else None
         if state is SessionState.CRYPTO_HANDSHAKING:
@@ -286,7 +327,7 @@ class SessionCore:
             if kind == RESUME and self._refusals < _MAX_REFUSALS:  # we kept nothing: say so
                 self._refusals += 1
                 return [SendPdu(bytes([RESUME_REFUSED]))]
-            if kind in (WHOLE, CHUNK, RESUME, RESUME_REFUSED):
+            if kind in (WHOLE, CHUNK, RESUME, RESUME_REFUSED, SEALED_FRAME, FAST_FRAME):
                 return self._drop("wrong-state")
             return self._handshake_events(self.handshake.receive(pdu, now))
         if state is SessionState.DATA_CHANNEL_OPEN and kind == RESUME:
@@ -299,7 +340,60 @@ class SessionCore:
             return self._sealed(pdu[1:])
         if kind == CHUNK:
             return self._chunk(pdu, now)
+        if kind in (SEALED_FRAME, FAST_FRAME):
+            return self._file_frame(pdu, now)
         return self._drop("wrong-state" if pdu[:1] == b"{" else "malformed")
+
+    # ------------------------------------------------------------------------- files
+    def _files_up(self) -> None:
+        """Ready (first time, after a resume or a new handshake): the file core, built once and
+        told the link is back (it re-offers, re-requests and repeats its DONEs)."""
+        if self.files is None:
+            saved, self.files_saved = self.files_saved, None
+            if self.files_factory is not None:
+                self.files = self.files_factory(self._file_seal, self._file_open, saved)
+            else:
+                self.files = FileTransfers(self._file_seal, self._file_open)
+        if not self.files.link_up:
+            self.files.link_restored(self._now)
+
+    def _file_seal(self, plaintext: bytes) -> bytes:
+        assert self.session is not None
+        return self.session.seal(plaintext)
+
+    def _file_open(self, sealed: bytes) -> bytes | None:
+        if self.session is None:
+            return None
+        try:
+            result = self.session.open(sealed)
+        except CryptoFailure:
+            return None
+        return result.plaintext if isinstance(result, Delivered) else None
+
+    def _file_frame(self, pdu: bytes, now: float) -> list[SessionOutput]:
+        if self.files is None:
+            return self._drop("no-file-core")
+        try:
+            events = self.files.pdu_received(pdu, now)
+        except (OSError, P2PError) as exc:  # our disk or sink, never the chat session's end
+            _log.warning("a file frame could not be handled: %s", exc)
+            return self._drop("file-error")
+        return [FileOutput(e) for e in events]
+
+    def file_events(self) -> list[SessionOutput]:
+        """Events the file core queued on a local command (cancel, a failed read)."""
+        return [] if self.files is None else [FileOutput(e) for e in self.files.take_events()]
+
+    def next_file_pdu(self, budget: int) -> bytes | None:
+        """One file frame of at most ``budget`` bytes for the link, only in Ready. The driver
+        calls it only when no chat PDU waits and the link has room (the fairness rule)."""
+        if self.state is not SessionState.READY or self.files is None:
+            return None
+        return self.files.next_pdu(budget)
+
+    def has_file_pdu(self) -> bool:
+        return (self.state is SessionState.READY and self.files is not None
+                and self.files.has_pending())
 
     # ------------------------------------------------------------------------- resume (P7.4)
     def _open_resume(self, sealed: bytes) -> dict[str, object] | None:

@@ -12,6 +12,13 @@ link's first PDU as ``start(first_pdu=...)`` so a resume and a new handshake are
 refused resume falls back to a full handshake on the same link.  ``on_change`` runs before any PDU
 leaves and before any event is queued whenever the session may have changed: the place to persist
 :meth:`export_state` (the crypto contract's "export again before releasing or acknowledging").
+
+**Files.**  A file pump task sends the file core's frames (:meth:`SessionCore.next_file_pdu`):
+one frame at a time under the same FIFO send lock as the chat PDUs, so a chat PDU waits for at most
+one file frame, and only while the link's ``buffered_amount`` (when it has one: the WebRTC
+channel's ``bufferedAmount``) is below :data:`FILE_HIGH_WATER`, so the channel's own buffer never
+holds more than that ahead of a chat message.  ``on_change`` runs before every sealed file frame
+(it advanced the crypto session); fast-path chunks do not touch it.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from enkrypted_shell.contracts import (
 )
 
 from ..errors import P2PError
+from ..files import FAST_FRAME
 from ._core import (
     RESUME,
     ResumeRefused,
@@ -55,6 +63,12 @@ class HandshakeError(P2PError, RemoteInputError):
 
 _END = object()
 _MAX_QUEUED_EVENTS = 1024
+FILE_HIGH_WATER = 512 * 1024
+"""File frames go out only while the channel buffers less than this (a chat PDU then waits behind
+at most this much: ~50 ms at 10 MB/s)."""
+_FILE_POLL_S = 0.002
+_PDU_MARGIN = 1024
+"""Bytes of a link PDU kept for the frame header and the session's seal."""
 
 
 class ChatSession:
@@ -77,6 +91,7 @@ class ChatSession:
         self._send_lock = asyncio.Lock()
         self.info: SessionReady | None = None
         self._closed = False
+        self._files_wake = asyncio.Event()
 
     @property
     def state(self) -> SessionState:
@@ -102,7 +117,8 @@ class ChatSession:
             if first_pdu is not None:
                 outputs += core.pdu_received(first_pdu, now)
         await self._apply(outputs)
-        self._tasks = [asyncio.ensure_future(self._reader()), asyncio.ensure_future(self._timer())]
+        self._tasks = [asyncio.ensure_future(self._reader()), asyncio.ensure_future(self._timer()),
+                       asyncio.ensure_future(self._file_pump())]
         async with asyncio.timeout(timeout):
             self.info = await asyncio.shield(self._ready)
         return self.info
@@ -136,6 +152,7 @@ class ChatSession:
             else:
                 await self._queue(out)
         self._wake.set()
+        self._files_wake.set()
 
     async def _queue(self, event: object) -> None:
         """Queue an event; past 1024 unread ones wait (the link reader stops reading)."""
@@ -157,6 +174,7 @@ class ChatSession:
         finally:
             self._events.put_nowait(_END)
             self._wake.set()
+            self._files_wake.set()
 
     async def _timer(self) -> None:
         while self.core.state is not SessionState.DISCONNECTED:
@@ -171,6 +189,42 @@ class ChatSession:
             if deadline is not None and now >= deadline:
                 with contextlib.suppress(LinkClosed):
                     await self._apply(self.core.handle_timeout(now))
+
+    def kick_files(self) -> None:
+        """The file core has something new to send (an offer, an accept, a cancel)."""
+        self._files_wake.set()
+
+    async def file_events(self) -> None:
+        """Queue the events a local file command produced in the core."""
+        await self._apply(self.core.file_events())
+
+    def _file_room(self) -> bool:
+        buffered = getattr(self.link, "buffered_amount", None)
+        return not isinstance(buffered, int) or buffered < FILE_HIGH_WATER
+
+    async def _file_pump(self) -> None:
+        """Send file frames while there are any and the link has room; chat PDUs go first."""
+        budget = getattr(self.link, "max_pdu_bytes", 64 * 1024 + 2 * _PDU_MARGIN) - _PDU_MARGIN
+        with contextlib.suppress(LinkClosed):
+            while self.core.state is not SessionState.DISCONNECTED:
+                if not self.core.has_file_pdu():
+                    self._files_wake.clear()
+                    await self._files_wake.wait()
+                    continue
+                if not self._file_room():
+                    await asyncio.sleep(_FILE_POLL_S)
+                    continue
+                async with self._send_lock:
+                    frame = self.core.next_file_pdu(budget)
+                    if frame is not None and frame[0] != FAST_FRAME and self._on_change is not None:
+                        self._on_change()  # the crypto session advanced: persist before it leaves
+                    if frame is not None:
+                        await self.link.send(frame)
+                events = self.core.file_events()
+                if events:
+                    await self._apply(events)
+                if frame is None:
+                    await asyncio.sleep(_FILE_POLL_S)
 
     async def send_text(self, text: str) -> str:
         """Seal and send one message; its ``messageId`` (a receipt event follows later)."""
@@ -195,6 +249,7 @@ class ChatSession:
     def wake(self) -> None:
         """Re-read the clock now (tests with a fake clock advance it, then call this)."""
         self._wake.set()
+        self._files_wake.set()
 
     async def close(self) -> None:
         """Close the link; idempotent.  Only the first call touches the core: a kept core may

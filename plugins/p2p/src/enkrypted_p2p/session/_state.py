@@ -3,7 +3,9 @@ window and the unacknowledged messages, versioned and bounded.
 
 Layout: ``b"EKSESS" || version u8 (1) || UTF-8 JSON`` with ``session`` (base64 of
 :meth:`SecureSession.export_state`), ``seen`` (the dedup window, oldest first) and
-``unacknowledged`` (``[messageId, text]`` pairs, in send order).  It holds key material: the caller
+``unacknowledged`` (``[messageId, text]`` pairs, in send order) and, when file transfers exist,
+``files`` (base64 of :meth:`FileTransfers.export_state`, bounded by the file limits: at most 80
+live transfers and 256 finished ids, so a few tens of KiB).  It holds key material: the caller
 stores it encrypted (the profile store), never in clear.
 """
 
@@ -41,16 +43,19 @@ def export_core(core: SessionCore) -> bytes | None:
     """The kept session of ``core`` as bytes (``None`` before any handshake completed)."""
     if core.session is None:
         return None
-    body = {"session": base64.b64encode(core.session.export_state()).decode("ascii"),
+    body: dict[str, object] = {"session": base64.b64encode(core.session.export_state()).decode("ascii"),
             "seen": list(core.seen_ids()),
             "unacknowledged": [[mid, text] for mid, text in core.unacknowledged.items()]}
+    files = core.files.export_state() if core.files is not None else core.files_saved
+    if files is not None:
+        body["files"] = base64.b64encode(files).decode("ascii")
     return MAGIC + bytes([VERSION]) + json.dumps(body, separators=(",", ":")).encode("utf-8")
 
 
 def restore_core(data: bytes, crypto: CryptoService, limits: WireLimits = WIRE_LIMITS
                  ) -> SessionCore:
     """A :class:`SessionCore` in Disconnected holding the saved session, ready to resume."""
-    encoded, seen, unacknowledged = _parse(data)
+    encoded, seen, unacknowledged, files = _parse(data)
     try:
         session = crypto.restore(base64.b64decode(encoded, validate=True))
     except (StateError, binascii.Error, ValueError) as exc:
@@ -61,10 +66,11 @@ def restore_core(data: bytes, crypto: CryptoService, limits: WireLimits = WIRE_L
     core.remember(seen)
     for message_id, text in unacknowledged:
         core.unacknowledged[message_id] = text
+    core.files_saved = files
     return core
 
 
-def _parse(data: bytes) -> tuple[str, list[str], list[tuple[str, str]]]:
+def _parse(data: bytes) -> tuple[str, list[str], list[tuple[str, str]], bytes | None]:
     if len(data) > MAX_STATE_BYTES:
         raise SavedStateError(f"saved session of {len(data)} bytes (at most {MAX_STATE_BYTES})")
     if not data.startswith(MAGIC) or len(data) <= len(MAGIC):
@@ -84,4 +90,9 @@ def _parse(data: bytes) -> tuple[str, list[str], list[tuple[str, str]]]:
             isinstance(p, list) and len(p) == 2 and _valid_id(p[0]) and isinstance(p[1], str)
             for p in unacked):
         raise SavedStateError("the saved unacknowledged messages are malformed or too many")
-    return body["session"], seen, [(p[0], p[1]) for p in unacked]
+    files = body.get("files")
+    try:
+        saved_files = None if files is None else base64.b64decode(files, validate=True)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise SavedStateError("the saved file transfers are not base64") from exc
+    return body["session"], seen, [(p[0], p[1]) for p in unacked], saved_files
