@@ -1,0 +1,828 @@
+"""One member's sans-I/O core of one group (``docs/protocol.md`` "Group chat").
+
+PDUs from peers, local commands and ``now`` go in; :class:`SendTo` frames and events come out.
+Commit ordering is the *sequencer rule*: the member at the lowest leaf index of the current epoch
+(``members[0]``) makes every commit; the others send it intents (add, remove, update, rejoin)
+and retransmit them until the group shows them done. One committer per epoch means one commit
+per epoch, so every member that applies the commits in epoch order reaches the same state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import Any, Final
+
+from enkrypted_shell.contracts import (
+    GroupCommit,
+    GroupCommitApplied,
+    GroupCryptoService,
+    GroupInputRejected,
+    GroupJoined,
+    GroupMessage,
+    GroupSession,
+    RemovedFromGroup,
+)
+
+from ..errors import P2PUsageError, RemoteInputError
+from ._events import (
+    ForkDetected,
+    GroupConfig,
+    GroupLeft,
+    GroupMessageDelivered,
+    GroupOutput,
+    GroupRenamed,
+    MembershipChanged,
+    PduRejected,
+    ReceiptFromMember,
+    RejoinStarted,
+    SendTo,
+)
+from ._memory import History, SeenIds
+from ._wire import (
+    HOP_LIMIT,
+    MAX_BODY,
+    GroupPdu,
+    Kind,
+    b64,
+    decode_json,
+    decode_pdu,
+    encode_json,
+    pack_list,
+    unb64,
+    unpack_list,
+)
+
+__all__ = ["GroupCore", "fork_check"]
+
+_FORK_LABEL: Final = b"EnkryptedChat-group-fork-check-v1\x00"
+_KEEP_EPOCHS: Final = 64
+_MAX_INTENT_TRIES: Final = 30
+
+
+def fork_check(group_id: bytes, epoch: int, authenticator: bytes) -> str:
+    """What members exchange to compare epochs: a hash of the epoch authenticator (the
+    authenticator itself stays secret), 16 bytes hex."""
+    data = _FORK_LABEL + len(group_id).to_bytes(1, "big") + group_id + epoch.to_bytes(8, "big")
+    return hashlib.sha256(data + authenticator).hexdigest()[:32]
+
+
+def _new_id() -> bytes:
+    return os.urandom(16)
+
+
+class GroupCore:
+    """One member's view of one group. Not thread-safe; one driver calls it."""
+
+    def __init__(
+        self,
+        service: GroupCryptoService,
+        identity: bytes,
+        session: GroupSession,
+        peer_id: str,
+        roster: dict[str, str],
+        config: GroupConfig | None = None,
+        name: str = "",
+    ) -> None:
+        self._service = service
+        self._identity = identity
+        self._session = session
+        self.peer_id = peer_id
+        self.config = config or GroupConfig()
+        self._roster = dict(roster)
+        self._roster[session.own_fingerprint] = peer_id
+        self._links: set[str] = set()
+        self._reach: dict[str, frozenset[str]] = {}
+        self.name = name
+        self._name_version: tuple[int, str] = (0, "")
+        self._seen = SeenIds(self.config.seen_ids)
+        self._relayed = SeenIds(self.config.seen_ids)
+        self._history = History(self.config.history_max_items, self.config.history_max_bytes)
+        self._commit_hashes: dict[int, bytes] = {}
+        self._fork_checks: dict[int, str] = {}
+        self._future: deque[tuple[str, GroupPdu]] = deque()
+        self._intents: dict[str, tuple[dict[str, object], float, int]] = {}
+        self._queue: deque[tuple[str, dict[str, object]]] = deque()
+        self._retired = False
+        self._left = False
+        self._awaiting: dict[bytes, set[str]] = {}
+        self._invites: set[str] = set()
+        self._rejoin_kp: bytes | None = None
+        self._history_asked = -1.0
+        self._next_heartbeat = 0.0
+        self._relay_budget = self.config.relay_queue
+        self._used_key_packages = SeenIds(self.config.max_intents)
+        self._remember_epoch()
+
+    # ------------------------------------------------------------------ views
+    @property
+    def group_id(self) -> bytes:
+        return self._session.group_id
+
+    @property
+    def epoch(self) -> int:
+        return self._session.epoch
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        return self._session.members
+
+    @property
+    def own_fingerprint(self) -> str:
+        return self._session.own_fingerprint
+
+    @property
+    def epoch_authenticator(self) -> bytes:
+        return self._session.epoch_authenticator
+
+    @property
+    def active(self) -> bool:
+        return not self._left
+
+    @property
+    def roster(self) -> dict[str, str]:
+        """Member fingerprint → peer id, for the current members."""
+        return {fp: self._roster[fp] for fp in self.members if fp in self._roster}
+
+    @property
+    def sequencer(self) -> str:
+        """The fingerprint of this epoch's committer: the member at the lowest leaf index."""
+        return self.members[0]
+
+    def pending_intents(self) -> int:
+        return len(self._intents)
+
+    # ------------------------------------------------------------------ local commands
+    def send_text(self, text: str, now: float) -> tuple[bytes, list[GroupOutput]]:
+        """Seal ``text`` for the current members and fan it out; returns its message id."""
+        self._require_active()
+        if len(text.encode()) > self.config.max_text:
+            raise P2PUsageError(f"a group message is at most {self.config.max_text} bytes")
+        msg_id = _new_id()
+        inner = encode_json({"t": "msg", "id": msg_id.hex(), "text": text})
+        out = self._broadcast_application(msg_id, inner)
+        others = {fp for fp in self.members if fp != self.own_fingerprint}
+        if len(self._awaiting) >= self.config.max_pending_receipts:
+            self._awaiting.pop(next(iter(self._awaiting)))
+        self._awaiting[msg_id] = others
+        return msg_id, out
+
+    def rename(self, name: str, now: float) -> list[GroupOutput]:
+        """Rename the group: last writer wins by (counter, fingerprint), a sealed control."""
+        self._require_active()
+        if not 0 < len(name) <= self.config.max_name or not name.isprintable():
+            raise P2PUsageError(f"a group name is 1 to {self.config.max_name} printable chars")
+        version = (self._name_version[0] + 1, self.own_fingerprint)
+        self._name_version, self.name = version, name
+        inner = encode_json({"t": "name", "id": "", "name": name, "v": version[0]})
+        out: list[GroupOutput] = [GroupRenamed(self.group_id, name, self.own_fingerprint)]
+        return out + self._broadcast_application(_new_id(), inner)
+
+    def invite(self, peer_id: str, now: float) -> list[GroupOutput]:
+        """Ask ``peer_id`` (a peer we have a link to) for a key package; an Add follows."""
+        self._require_active()
+        if peer_id in self.roster.values():
+            raise P2PUsageError(f"{peer_id} is already a member")
+        if len(self.members) >= self.config.max_members:
+            raise P2PUsageError(f"a group has at most {self.config.max_members} members")
+        self._invites.add(peer_id)
+        pdu = self._pdu(Kind.KEY_PACKAGE_REQUEST, b"", target=peer_id)
+        return [SendTo(peer_id, pdu.encode())]
+
+    def remove(self, fingerprints: Iterable[str], now: float) -> list[GroupOutput]:
+        self._require_active()
+        fps = sorted(set(fingerprints))
+        if not fps or any(fp not in self.members for fp in fps):
+            raise P2PUsageError("remove names current members only")
+        if self.own_fingerprint in fps:
+            raise P2PUsageError("use leave() to leave the group")
+        return self._intend({"op": "remove", "fps": fps}, now)
+
+    def leave(self, now: float) -> list[GroupOutput]:
+        self._require_active()
+        return self._intend({"op": "remove", "fps": [self.own_fingerprint]}, now)
+
+    def update(self, now: float) -> list[GroupOutput]:
+        """Ask for a key update commit (new epoch secrets)."""
+        self._require_active()
+        return self._intend({"op": "update", "at": self.epoch}, now)
+
+    def set_links(self, peers: Iterable[str], now: float) -> list[GroupOutput]:
+        """The driver's current direct links; new links get our status at once."""
+        new = set(peers) - {self.peer_id}
+        added = new - self._links
+        self._links = new
+        return [self._status_to(p) for p in sorted(added)] if self.active else []
+
+    def _require_active(self) -> None:
+        if self._left:
+            raise P2PUsageError("we are no longer a member of this group")
+
+    # ------------------------------------------------------------------ timers
+    def next_deadline(self) -> float:
+        retry = [t for _, t, _ in self._intents.values()]
+        return min([self._next_heartbeat, *retry])
+
+    def handle_timeout(self, now: float) -> list[GroupOutput]:
+        out: list[GroupOutput] = []
+        if self._left:
+            return out
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + self.config.heartbeat_s
+            self._relay_budget = self.config.relay_queue
+            out += [self._status_to(p) for p in sorted(self._links)]
+        for key, (intent, due, tries) in list(self._intents.items()):
+            if now < due:
+                continue
+            if tries >= _MAX_INTENT_TRIES:
+                del self._intents[key]
+                out.append(PduRejected(self.group_id, self.peer_id, f"gave up on {intent['op']}"))
+                continue
+            self._intents[key] = (intent, now + self.config.retry_s, tries + 1)
+            out += self._dispatch_intent(intent, now)
+        return out
+
+    # ------------------------------------------------------------------ intents
+    def _intend(self, intent: dict[str, object], now: float) -> list[GroupOutput]:
+        if len(self._intents) >= self.config.max_intents:
+            raise P2PUsageError("too many membership changes in flight")
+        key = _new_id().hex()
+        intent = {**intent, "id": key}
+        self._intents[key] = (intent, now + self.config.retry_s, 0)
+        return self._dispatch_intent(intent, now)
+
+    def _dispatch_intent(self, intent: dict[str, object], now: float) -> list[GroupOutput]:
+        if self._intent_done(intent):
+            self._intents.pop(str(intent["id"]), None)
+            return []
+        if self._is_sequencer():
+            return self._execute(self.peer_id, intent, now)
+        target = self._roster.get(self.sequencer, "")
+        if not target:
+            return []
+        pdu = self._pdu(Kind.INTENT, encode_json(intent), target=target)
+        return self._route(pdu)
+
+    def _intent_done(self, intent: dict[str, object]) -> bool:
+        op = intent.get("op")
+        if self._left:
+            return True
+        if op == "add":
+            return intent.get("peer") in self.roster.values()
+        if op == "remove":
+            fps = intent.get("fps")
+            return isinstance(fps, list) and not any(fp in self.members for fp in fps)
+        if op == "update":
+            return isinstance(intent.get("at"), int) and self.epoch > int(str(intent["at"]))
+        return op == "rejoin" and self._rejoin_kp is None
+
+    def _is_sequencer(self) -> bool:
+        return not self._left and not self._retired and self.sequencer == self.own_fingerprint
+
+    def _settle_intents(self, now: float) -> list[GroupOutput]:
+        """After an epoch change: drop what is done, resend the rest, run the queue."""
+        out: list[GroupOutput] = []
+        for key, (intent, _, _) in list(self._intents.items()):
+            if self._intent_done(intent):
+                del self._intents[key]
+            elif self._is_sequencer():
+                out += self._execute(self.peer_id, intent, now)
+        if self._is_sequencer() or self._queue:
+            queued, self._queue = list(self._queue), deque()
+            for origin, intent in queued:
+                out += self._execute(origin, intent, now)
+        return out
+
+    # ------------------------------------------------------------------ the sequencer
+    def _execute(self, origin: str, intent: dict[str, object], now: float) -> list[GroupOutput]:
+        """Commit one intent (we are the sequencer, or it is the sequencer's hand-off)."""
+        op = intent.get("op")
+        if op == "handoff":
+            return self._take_handoff(origin, intent)
+        if not self._is_sequencer():
+            if len(self._queue) < self.config.max_intents:
+                self._queue.append((origin, intent))
+            return []
+        if self._intent_done(intent) and op != "rejoin":
+            return []
+        try:
+            return self._commit_intent(origin, op, intent)
+        except (KeyError, RemoteInputError) as exc:
+            return [PduRejected(self.group_id, origin, f"bad intent: {exc}")]
+
+    def _commit_intent(
+        self, origin: str, op: object, intent: dict[str, object]
+    ) -> list[GroupOutput]:
+        if op == "add":
+            return self._commit_add(str(intent["peer"]), unb64(intent["kp"], MAX_BODY))
+        if op == "remove":
+            return self._commit_remove(origin, intent)
+        if op == "update":
+            return self._commit(set(self.members), self._session.update(), {})
+        if op == "rejoin":
+            return self._commit_rejoin(origin, unb64(intent["kp"], MAX_BODY))
+        return [PduRejected(self.group_id, origin, f"unknown intent {op!r}")]
+
+    def _commit_add(self, peer: str, key_package: bytes) -> list[GroupOutput]:
+        if peer in self.roster.values() or len(self.members) >= self.config.max_members:
+            return []
+        before = set(self.members)
+        result = self._session.add([key_package])
+        if isinstance(result, GroupInputRejected):
+            return [PduRejected(self.group_id, peer, f"key package refused: {result.reason}")]
+        added = [fp for fp in self.members if fp not in before]
+        self._roster.update({fp: peer for fp in added})
+        out = self._commit(before, result, {fp: peer for fp in added})
+        if result.welcome is not None:
+            body = pack_list([result.welcome, self._welcome_info()])
+            out += self._route(self._pdu(Kind.WELCOME, body, target=peer))
+        return out
+
+    def _welcome_info(self) -> bytes:
+        return encode_json({"roster": self.roster, "name": self.name, "v": self._name_version[0]})
+
+    def _commit_remove(self, origin: str, intent: dict[str, object]) -> list[GroupOutput]:
+        fps = intent.get("fps")
+        if not isinstance(fps, list):
+            raise RemoteInputError("remove intent without fingerprints")
+        if self.own_fingerprint in fps:
+            # a member cannot remove itself (RFC 9420 §12.1.3): the next member commits it,
+            # at this epoch, and we commit nothing more
+            self._retired = True
+            return self._handoff()
+        wanted = [fp for fp in fps if fp in self.members]
+        if not wanted:
+            return []
+        return self._commit(set(self.members), self._session.remove(wanted), {})
+
+    def _handoff(self) -> list[GroupOutput]:
+        if len(self.members) < 2:
+            return []
+        successor = self._roster.get(self.members[1], "")
+        intent = {"op": "handoff", "at": self.epoch, "id": _new_id().hex()}
+        return self._route(self._pdu(Kind.INTENT, encode_json(intent), target=successor))
+
+    def _take_handoff(self, origin: str, intent: dict[str, object]) -> list[GroupOutput]:
+        at = intent.get("at")
+        owner = self.members[0]
+        if self._roster.get(owner) != origin or len(self.members) < 2 or not isinstance(at, int):
+            return []
+        if self.members[1] != self.own_fingerprint or at < self.epoch:
+            return []
+        if at > self.epoch:  # we have not seen all of the old sequencer's commits yet
+            if len(self._queue) < self.config.max_intents:
+                self._queue.append((origin, intent))
+            return []
+        return self._commit(set(self.members), self._session.remove([owner]), {})
+
+    def _commit_rejoin(self, origin: str, key_package: bytes) -> list[GroupOutput]:
+        token = hashlib.sha256(key_package).digest()
+        if token in self._used_key_packages:  # a retransmitted rejoin: done once already
+            return []
+        old = [fp for fp, peer in self.roster.items() if peer == origin]
+        if not old and origin not in self._roster.values():
+            return [
+                PduRejected(self.group_id, origin, "rejoin from a peer that never was a member")
+            ]
+        self._used_key_packages.add(token)
+        out: list[GroupOutput] = []
+        if old and old[0] != self.own_fingerprint:
+            out += self._commit(set(self.members), self._session.remove(old), {})
+        self._roster = {fp: p for fp, p in self._roster.items() if p != origin}
+        return out + self._commit_add(origin, key_package)
+
+    def _commit(
+        self, before: set[str], result: GroupCommit, added: dict[str, str]
+    ) -> list[GroupOutput]:
+        """Our commit was applied by the session: send it to every member of the old epoch
+        (the removed ones too: the commit tells them)."""
+        old_epoch = self.epoch - 1
+        old_members = before
+        body = pack_list([result.commit, encode_json({"added": added})])
+        pdu = self._pdu(Kind.COMMIT, body, epoch=old_epoch)
+        self._history.add(pdu)
+        self._commit_hashes[old_epoch] = hashlib.sha256(result.commit).digest()
+        removed = tuple(fp for fp in old_members if fp in self._roster and fp not in self.members)
+        out: list[GroupOutput] = []
+        for fp in sorted(old_members):
+            peer = self._roster.get(fp)
+            if peer and peer != self.peer_id and fp not in added:
+                out += self._route(_addressed(pdu, peer))
+        for fp in removed:
+            self._roster.pop(fp, None)
+        self._remember_epoch()
+        change = MembershipChanged(
+            self.group_id, self.epoch, self.members, tuple(added), removed, self.own_fingerprint
+        )
+        return [change, *out]
+
+    # ------------------------------------------------------------------ input
+    def receive(self, peer_id: str, data: bytes, now: float) -> list[GroupOutput]:
+        """One PDU from the link to ``peer_id``. Never raises for the peer's fault: a bad PDU
+        is a :class:`PduRejected` and changes nothing."""
+        try:
+            pdu = decode_pdu(data)
+            if pdu.group_id != self.group_id:
+                raise RemoteInputError("a PDU of another group")
+            if pdu.hops == 0 and pdu.origin != peer_id:
+                raise RemoteInputError("a direct PDU whose origin is not the link's peer")
+            if pdu.target and pdu.target != self.peer_id:
+                return self._relay(pdu)
+            return self._dispatch(peer_id, pdu, now)
+        except RemoteInputError as exc:
+            return [PduRejected(self._session.group_id, peer_id, str(exc))]
+
+    def _dispatch(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
+        if pdu.kind is Kind.STATUS:
+            return self._on_status(peer_id, pdu, now)
+        if pdu.kind is Kind.HISTORY_REQUEST:
+            return self._on_history_request(peer_id, pdu, now)
+        if self._left and pdu.kind is not Kind.WELCOME:
+            raise RemoteInputError("we are no longer a member of this group")
+        handlers = {
+            Kind.COMMIT: self._on_commit,
+            Kind.APPLICATION: self._on_application,
+            Kind.RECEIPT: self._on_receipt,
+            Kind.INTENT: self._on_intent,
+            Kind.HISTORY_RESPONSE: self._on_history_response,
+            Kind.WELCOME: self._on_welcome,
+            Kind.KEY_PACKAGE_RESPONSE: self._on_key_package,
+        }
+        handler = handlers.get(pdu.kind)
+        if handler is None:
+            raise RemoteInputError(f"a member core does not take {pdu.kind.name}")
+        return handler(peer_id, pdu, now)
+
+    def _member_peer(self, pdu: GroupPdu) -> str:
+        if pdu.origin not in self.roster.values():
+            raise RemoteInputError(f"{pdu.kind.name} from {pdu.origin!r}, not a member")
+        return pdu.origin
+
+    def _is_future(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput] | None:
+        """Keep a PDU of a later epoch until we caught up, and ask for the history."""
+        if pdu.epoch <= self.epoch:
+            return None
+        if len(self._future) >= self.config.future_buffer:
+            self._future.popleft()
+        self._future.append((peer_id, pdu))
+        return self._ask_history(peer_id, now)
+
+    def _ask_history(self, peer_id: str, now: float) -> list[GroupOutput]:
+        if self._rejoin_kp is not None or now < self._history_asked + self.config.retry_s:
+            return []
+        self._history_asked = now
+        pdu = self._pdu(Kind.HISTORY_REQUEST, b"", target=peer_id)
+        return [SendTo(peer_id, pdu.encode())] if peer_id in self._links else self._route(pdu)
+
+    def _on_commit(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
+        parts = unpack_list(pdu.body, 2)
+        if len(parts) != 2:
+            raise RemoteInputError("a commit PDU is (commit, added)")
+        commit, info = parts
+        digest = hashlib.sha256(commit).digest()
+        if pdu.epoch < self.epoch:
+            known = self._commit_hashes.get(pdu.epoch)
+            if known is not None and known != digest:
+                return self._fork(peer_id, pdu.epoch, "two different commits for one epoch", now)
+            return []
+        future = self._is_future(peer_id, pdu, now)
+        if future is not None:
+            return future
+        added = decode_json(info).get("added", {})
+        events = self._session.receive(commit)
+        return self._after_commit(peer_id, pdu, digest, added, events, now)
+
+    def _after_commit(
+        self,
+        peer_id: str,
+        pdu: GroupPdu,
+        digest: bytes,
+        added: object,
+        events: Sequence[object],
+        now: float,
+    ) -> list[GroupOutput]:
+        event = events[0] if events else None
+        if isinstance(event, GroupInputRejected):
+            return [PduRejected(self.group_id, peer_id, f"commit refused: {event.reason}")]
+        self._history.add(pdu)
+        self._commit_hashes[pdu.epoch] = digest
+        if isinstance(event, RemovedFromGroup):
+            if self._rejoin_kp is not None:  # our old leaf goes; the Welcome brings us back
+                return []
+            self._left = True
+            self._intents.clear()
+            return [GroupLeft(self.group_id, event.epoch, event.committer)]
+        assert isinstance(event, GroupCommitApplied)
+        mapping = added if isinstance(added, dict) else {}
+        for fp in event.added:
+            peer = mapping.get(fp)
+            if isinstance(peer, str) and 0 < len(peer) <= 64:
+                self._roster[fp] = peer
+        for fp in event.removed:
+            self._roster.pop(fp, None)
+        self._remember_epoch()
+        change = MembershipChanged(
+            self.group_id, event.epoch, event.members, event.added, event.removed, event.committer
+        )
+        return [change, *self._settle_intents(now), *self._drain_future(now)]
+
+    def _drain_future(self, now: float) -> list[GroupOutput]:
+        out: list[GroupOutput] = []
+        ready = [(p, f) for p, f in self._future if f.epoch <= self.epoch]
+        self._future = deque((p, f) for p, f in self._future if f.epoch > self.epoch)
+        ready.sort(key=lambda item: (item[1].epoch, item[1].kind != Kind.COMMIT))
+        for peer, pdu in ready:
+            out += self._dispatch(peer, pdu, now)
+        return out
+
+    def _on_application(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
+        origin = self._member_peer(pdu) if pdu.epoch <= self.epoch else pdu.origin
+        if pdu.msg_id in self._seen:
+            return self._receipt_for(origin, [pdu.msg_id])
+        future = self._is_future(peer_id, pdu, now)
+        if future is not None:
+            return future
+        events = self._session.receive(pdu.body)
+        event = events[0] if events else None
+        if not isinstance(event, GroupMessage):
+            reason = event.reason if isinstance(event, GroupInputRejected) else "not a message"
+            return [PduRejected(self.group_id, peer_id, f"application refused: {reason}")]
+        self._seen.add(pdu.msg_id)
+        self._history.add(pdu)
+        out = self._inner(pdu, event)
+        return out + self._receipt_for(origin, [pdu.msg_id])
+
+    def _inner(self, pdu: GroupPdu, message: GroupMessage) -> list[GroupOutput]:
+        """The sealed control inside an application message (authenticated by MLS)."""
+        try:
+            inner = decode_json(message.plaintext)
+        except RemoteInputError as exc:
+            return [PduRejected(self.group_id, pdu.origin, f"sealed content: {exc}")]
+        sender_peer = self._roster.get(message.sender, pdu.origin)
+        kind = inner.get("t")
+        if kind == "msg" and inner.get("id") == pdu.msg_id.hex():
+            text = inner.get("text")
+            if isinstance(text, str) and len(text.encode()) <= self.config.max_text:
+                return [
+                    GroupMessageDelivered(
+                        self.group_id, pdu.msg_id, message.sender, sender_peer, text, pdu.epoch
+                    )
+                ]
+        if kind == "name":
+            name, version = inner.get("name"), inner.get("v")
+            if isinstance(name, str) and isinstance(version, int) and 0 < len(name) <= 128:
+                if (version, message.sender) > self._name_version:
+                    self._name_version, self.name = (version, message.sender), name
+                    return [GroupRenamed(self.group_id, name, message.sender)]
+                return []
+        return [PduRejected(self.group_id, pdu.origin, "sealed content of an unknown kind")]
+
+    def _receipt_for(self, origin: str, ids: list[bytes]) -> list[GroupOutput]:
+        if origin == self.peer_id or origin not in self.roster.values():
+            return []
+        body = encode_json({"ids": [i.hex() for i in ids], "e": self.epoch, "f": self._check()})
+        return self._route(self._pdu(Kind.RECEIPT, body, target=origin))
+
+    def _on_receipt(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
+        origin = self._member_peer(pdu)
+        body = decode_json(pdu.body)
+        ids, epoch, check = body.get("ids"), body.get("e"), body.get("f")
+        if not isinstance(ids, list) or len(ids) > 64 or not isinstance(epoch, int):
+            raise RemoteInputError("a receipt is {ids (at most 64), e, f}")
+        out = self._compare(origin, epoch, check, now)
+        member = next(fp for fp, p in self.roster.items() if p == origin)
+        for raw in ids:
+            msg_id = bytes.fromhex(raw) if isinstance(raw, str) and len(raw) == 32 else b""
+            waiting = self._awaiting.get(msg_id)
+            if waiting is not None and member in waiting:
+                waiting.discard(member)
+                out.append(ReceiptFromMember(self.group_id, msg_id, member, origin))
+        return out
+
+    def _on_intent(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
+        intent = decode_json(pdu.body)
+        if intent.get("op") != "rejoin":
+            self._member_peer(pdu)
+        if intent.get("op") in ("handoff", None) or self._is_sequencer():
+            return self._execute(pdu.origin, intent, now)
+        target = self._roster.get(self.sequencer, "")
+        if pdu.hops < HOP_LIMIT and target and target != self.peer_id:
+            return self._route_relayed(pdu.relayed(target))
+        return self._execute(pdu.origin, intent, now)
+
+    def _on_key_package(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
+        if pdu.hops != 0 or peer_id not in self._invites:
+            raise RemoteInputError("a key package nobody asked for")
+        self._invites.discard(peer_id)
+        return self._intend({"op": "add", "peer": peer_id, "kp": b64(pdu.body)}, now)
+
+    # ------------------------------------------------------------------ status, forks, catch-up
+    def _check(self) -> str:
+        return self._fork_checks[self.epoch]
+
+    def _remember_epoch(self) -> None:
+        self._fork_checks[self.epoch] = fork_check(
+            self.group_id, self.epoch, self._session.epoch_authenticator
+        )
+        for old in [e for e in self._fork_checks if e < self.epoch - _KEEP_EPOCHS]:
+            del self._fork_checks[old]
+        for old in [e for e in self._commit_hashes if e < self.epoch - _KEEP_EPOCHS]:
+            del self._commit_hashes[old]
+
+    def _status_to(self, peer: str) -> SendTo:
+        links = sorted(self._links)[: self.config.max_members]
+        body = encode_json({"e": self.epoch, "f": self._check(), "links": links})
+        return SendTo(peer, self._pdu(Kind.STATUS, body, target=peer).encode())
+
+    def _on_status(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
+        if pdu.hops != 0:
+            raise RemoteInputError("a status is never relayed")
+        body = decode_json(pdu.body)
+        epoch, links = body.get("e"), body.get("links")
+        if not isinstance(epoch, int) or not isinstance(links, list):
+            raise RemoteInputError("a status is {e, f, links}")
+        if len(links) > self.config.max_members:
+            raise RemoteInputError("a status lists too many links")
+        self._reach[peer_id] = frozenset(p for p in links if isinstance(p, str))
+        if self._left or peer_id not in self.roster.values():
+            return []
+        return self._compare(peer_id, epoch, body.get("f"), now)
+
+    def _compare(self, peer: str, epoch: int, check: object, now: float) -> list[GroupOutput]:
+        if epoch > self.epoch:
+            return self._ask_history(peer, now)
+        mine = self._fork_checks.get(epoch)
+        if mine is not None and check != mine:
+            return self._fork(peer, epoch, "epoch authenticators differ", now)
+        return []
+
+    def _fork(self, peer: str, epoch: int, reason: str, now: float) -> list[GroupOutput]:
+        """Never silent: the event, then a re-join through ``peer`` (a Welcome puts us back on
+        the epoch the other members are on)."""
+        out: list[GroupOutput] = [ForkDetected(self.group_id, epoch, peer, reason)]
+        if self._rejoin_kp is None and not self._is_sequencer():
+            out += self._rejoin(peer, f"fork at epoch {epoch}", now)
+        return out
+
+    def _on_history_request(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
+        if pdu.hops != 0 and pdu.origin not in self._roster.values():
+            raise RemoteInputError("a relayed history request from a non-member")
+        if pdu.epoch < self.epoch and not self._history.has_commit_from(pdu.epoch):
+            body = b"\x00"  # gone: the asker re-joins by a Welcome
+        else:
+            budget = min(self.config.history_max_bytes, MAX_BODY - 16)
+            body = b"\x01" + pack_list(self._history.since(pdu.epoch, budget))
+        reply = self._pdu(Kind.HISTORY_RESPONSE, body, target=pdu.origin)
+        return [SendTo(peer_id, reply.encode())] if pdu.hops == 0 else self._route(reply)
+
+    def _on_history_response(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
+        if pdu.body[:1] == b"\x00":
+            if self._rejoin_kp is not None or pdu.origin not in self.roster.values():
+                return []
+            return self._rejoin(pdu.origin, "the history we missed is gone", now)
+        if pdu.body[:1] != b"\x01":
+            raise RemoteInputError("a history response starts with 0 or 1")
+        out: list[GroupOutput] = []
+        for raw in unpack_list(pdu.body[1:], self.config.history_max_items):
+            item = decode_pdu(raw)
+            if item.kind not in (Kind.COMMIT, Kind.APPLICATION) or item.group_id != self.group_id:
+                raise RemoteInputError("a history item is a commit or an application message")
+            out += self._dispatch(peer_id, item, now)
+        return out
+
+    def _rejoin(self, peer: str, reason: str, now: float) -> list[GroupOutput]:
+        kp = self._service.new_key_package(self._identity)
+        self._rejoin_kp = kp.private
+        intent: dict[str, object] = {"op": "rejoin", "kp": b64(kp.public), "id": _new_id().hex()}
+        self._intents[str(intent["id"])] = (intent, now + self.config.retry_s, 0)
+        pdu = self._pdu(Kind.INTENT, encode_json(intent), target=peer)
+        return [RejoinStarted(self.group_id, self.epoch, reason), *self._route(pdu)]
+
+    def _on_welcome(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
+        if self._rejoin_kp is None:
+            raise RemoteInputError("a Welcome we did not ask for")
+        welcome, info = unpack_list(pdu.body, 2)
+        result = self._service.join_group(self._identity, self._rejoin_kp, welcome)
+        if not isinstance(result, GroupJoined) or result.session.group_id != self.group_id:
+            raise RemoteInputError("the Welcome was refused")
+        roster = decode_json(info).get("roster")
+        self._session = result.session
+        self._rejoin_kp = None
+        self._left = self._retired = False
+        self._future.clear()
+        if isinstance(roster, dict):
+            self._roster.update({k: v for k, v in roster.items() if isinstance(v, str)})
+        self._remember_epoch()
+        out: list[GroupOutput] = [MembershipChanged(self.group_id, self.epoch, self.members)]
+        return out + self._settle_intents(now)
+
+    # ------------------------------------------------------------------ persistence
+    def export_state(self) -> bytes:
+        """Everything to resume after a restart (secret: the MLS state; store it encrypted)."""
+        state = {
+            "v": 1,
+            "peer": self.peer_id,
+            "session": b64(self._session.export_state()),
+            "roster": self._roster,
+            "name": [self.name, self._name_version[0], self._name_version[1]],
+            "seen": [i.hex() for i in self._seen.export()],
+            "history": [b64(p) for p in self._history.export()],
+            "commits": {str(e): h.hex() for e, h in self._commit_hashes.items()},
+            "checks": {str(e): c for e, c in self._fork_checks.items()},
+            "intents": [i for i, _, _ in self._intents.values()],
+            "flags": [self._left, self._retired],
+            "rejoin": b64(self._rejoin_kp) if self._rejoin_kp is not None else "",
+        }
+        return encode_json(state)
+
+    @classmethod
+    def restore(
+        cls,
+        service: GroupCryptoService,
+        identity: bytes,
+        state: bytes,
+        config: GroupConfig | None = None,
+        now: float = 0.0,
+    ) -> GroupCore:
+        """A core from :meth:`export_state`; :class:`P2PUsageError` if the state is unusable."""
+        try:
+            data: dict[str, Any] = decode_json(state) if len(state) <= MAX_BODY else {}
+            session = service.restore_group(unb64(data["session"], MAX_BODY))
+            name, version, by = data["name"]
+            core = cls(service, identity, session, str(data["peer"]), dict(data["roster"]), config)
+            core.name, core._name_version = str(name), (int(version), str(by))
+            core._load(data, now)
+        except (KeyError, TypeError, ValueError, RemoteInputError) as exc:
+            raise P2PUsageError(f"damaged group core state: {exc}") from None
+        return core
+
+    def _load(self, data: dict[str, Any], now: float) -> None:
+        for raw in data["seen"]:
+            self._seen.add(bytes.fromhex(raw))
+        for raw in data["history"]:
+            self._history.add(decode_pdu(unb64(raw, MAX_BODY)))
+        self._commit_hashes = {int(e): bytes.fromhex(h) for e, h in data["commits"].items()}
+        self._fork_checks.update({int(e): str(c) for e, c in data["checks"].items()})
+        for intent in data["intents"]:
+            self._intents[str(intent["id"])] = (dict(intent), now, 0)
+        left, retired = data["flags"]
+        self._left, self._retired = bool(left), bool(retired)
+        self._rejoin_kp = unb64(data["rejoin"], MAX_BODY) or None
+
+    # ------------------------------------------------------------------ fan-out and relay
+    def _pdu(
+        self, kind: Kind, body: bytes, *, target: str = "", epoch: int | None = None
+    ) -> GroupPdu:
+        epoch = self.epoch if epoch is None else epoch
+        return GroupPdu(kind, self.group_id, epoch, _new_id(), self.peer_id, body, target)
+
+    def _broadcast_application(self, msg_id: bytes, inner: bytes) -> list[GroupOutput]:
+        wire = self._session.seal(inner)
+        pdu = GroupPdu(Kind.APPLICATION, self.group_id, self.epoch, msg_id, self.peer_id, wire)
+        self._seen.add(msg_id)
+        self._history.add(pdu)
+        out: list[GroupOutput] = []
+        for fp, peer in sorted(self.roster.items()):
+            if fp != self.own_fingerprint:
+                out += self._route(_addressed(pdu, peer))
+        return out
+
+    def _route(self, pdu: GroupPdu) -> list[GroupOutput]:
+        """Directly where we have a link; else through one member that says it reaches the
+        target; else through up to two linked members (they relay once more at most)."""
+        target = pdu.target
+        if target in self._links:
+            return [SendTo(target, pdu.encode())]
+        relays = sorted(p for p in self._links if target in self._reach.get(p, ()))[:1]
+        if not relays:
+            relays = sorted(p for p in self._links if p in self._roster.values())[:2]
+        return [SendTo(p, pdu.encode()) for p in relays]
+
+    def _relay(self, pdu: GroupPdu) -> list[GroupOutput]:
+        if pdu.hops >= HOP_LIMIT:
+            raise RemoteInputError("hop limit reached")
+        if pdu.target not in self._roster.values() and pdu.origin not in self._roster.values():
+            raise RemoteInputError("relay between non-members")
+        key = pdu.msg_id + pdu.target.encode()
+        if key in self._relayed:
+            return []
+        if self._relay_budget <= 0:
+            raise RemoteInputError("relay budget exhausted for this period")
+        self._relay_budget -= 1
+        self._relayed.add(key)
+        return self._route_relayed(pdu.relayed(pdu.target))
+
+    def _route_relayed(self, pdu: GroupPdu) -> list[GroupOutput]:
+        if pdu.target in self._links:
+            return [SendTo(pdu.target, pdu.encode())]
+        if pdu.hops >= HOP_LIMIT:
+            return []
+        relays = sorted(p for p in self._links if pdu.target in self._reach.get(p, ()))[:1]
+        return [SendTo(p, pdu.encode()) for p in relays]
+
+
+def _addressed(pdu: GroupPdu, target: str) -> GroupPdu:
+    return replace(pdu, target=target)
