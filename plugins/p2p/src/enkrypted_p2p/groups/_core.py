@@ -109,6 +109,7 @@ class GroupCore:
         self._retired = False
         self._left = False
         self._awaiting: dict[bytes, set[str]] = {}
+        self._outbox: dict[bytes, tuple[GroupPdu, float, int]] = {}
         self._invites: set[str] = set()
         self._rejoin_kp: bytes | None = None
         self._history_asked = -1.0
@@ -163,11 +164,14 @@ class GroupCore:
             raise P2PUsageError(f"a group message is at most {self.config.max_text} bytes")
         msg_id = _new_id()
         inner = encode_json({"t": "msg", "id": msg_id.hex(), "text": text})
-        out = self._broadcast_application(msg_id, inner)
+        pdu, out = self._broadcast_application(msg_id, inner)
         others = {fp for fp in self.members if fp != self.own_fingerprint}
         if len(self._awaiting) >= self.config.max_pending_receipts:
-            self._awaiting.pop(next(iter(self._awaiting)))
+            oldest = next(iter(self._awaiting))
+            self._awaiting.pop(oldest)
+            self._outbox.pop(oldest, None)
         self._awaiting[msg_id] = others
+        self._outbox[msg_id] = (pdu, now + self.config.retry_s, 0)
         return msg_id, out
 
     def rename(self, name: str, now: float) -> list[GroupOutput]:
@@ -179,7 +183,7 @@ class GroupCore:
         self._name_version, self.name = version, name
         inner = encode_json({"t": "name", "id": "", "name": name, "v": version[0]})
         out: list[GroupOutput] = [GroupRenamed(self.group_id, name, self.own_fingerprint)]
-        return out + self._broadcast_application(_new_id(), inner)
+        return out + self._broadcast_application(_new_id(), inner)[1]
 
     def invite(self, peer_id: str, now: float) -> list[GroupOutput]:
         """Ask ``peer_id`` (a peer we have a link to) for a key package; an Add follows."""
@@ -215,7 +219,8 @@ class GroupCore:
         new = set(peers) - {self.peer_id}
         added = new - self._links
         self._links = new
-        return [self._status_to(p) for p in sorted(added)] if self.active else []
+        members = self._roster.values()
+        return [self._status_to(p) for p in sorted(added) if p in members] if self.active else []
 
     def _require_active(self) -> None:
         if self._left:
@@ -224,7 +229,8 @@ class GroupCore:
     # ------------------------------------------------------------------ timers
     def next_deadline(self) -> float:
         retry = [t for _, t, _ in self._intents.values()]
-        return min([self._next_heartbeat, *retry])
+        resend = [t for _, t, _ in self._outbox.values()]
+        return min([self._next_heartbeat, *retry, *resend])
 
     def handle_timeout(self, now: float) -> list[GroupOutput]:
         out: list[GroupOutput] = []
@@ -233,7 +239,8 @@ class GroupCore:
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.config.heartbeat_s
             self._relay_budget = self.config.relay_queue
-            out += [self._status_to(p) for p in sorted(self._links)]
+            members = self.roster.values()
+            out += [self._status_to(p) for p in sorted(self._links) if p in members]
         for key, (intent, due, tries) in list(self._intents.items()):
             if now < due:
                 continue
@@ -243,7 +250,7 @@ class GroupCore:
                 continue
             self._intents[key] = (intent, now + self.config.retry_s, tries + 1)
             out += self._dispatch_intent(intent, now)
-        return out
+        return out + self._retransmit(now)
 
     # ------------------------------------------------------------------ intents
     def _intend(self, intent: dict[str, object], now: float) -> list[GroupOutput]:
@@ -600,6 +607,8 @@ class GroupCore:
             if waiting is not None and member in waiting:
                 waiting.discard(member)
                 out.append(ReceiptFromMember(self.group_id, msg_id, member, origin))
+                if not waiting:
+                    self._outbox.pop(msg_id, None)
         return out
 
     def _on_intent(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
@@ -779,7 +788,9 @@ class GroupCore:
         epoch = self.epoch if epoch is None else epoch
         return GroupPdu(kind, self.group_id, epoch, _new_id(), self.peer_id, body, target)
 
-    def _broadcast_application(self, msg_id: bytes, inner: bytes) -> list[GroupOutput]:
+    def _broadcast_application(
+        self, msg_id: bytes, inner: bytes
+    ) -> tuple[GroupPdu, list[GroupOutput]]:
         wire = self._session.seal(inner)
         pdu = GroupPdu(Kind.APPLICATION, self.group_id, self.epoch, msg_id, self.peer_id, wire)
         self._seen.add(msg_id)
@@ -788,6 +799,23 @@ class GroupCore:
         for fp, peer in sorted(self.roster.items()):
             if fp != self.own_fingerprint:
                 out += self._route(_addressed(pdu, peer))
+        return pdu, out
+
+    def _retransmit(self, now: float) -> list[GroupOutput]:
+        """Our messages not yet receipted by a member go to it again (the links are reliable
+        while up; this covers frames lost when a link or a relay went down)."""
+        out: list[GroupOutput] = []
+        roster = self.roster
+        for msg_id, (pdu, due, tries) in list(self._outbox.items()):
+            waiting = self._awaiting.get(msg_id, set()) & roster.keys()
+            if not waiting or tries >= _MAX_INTENT_TRIES:
+                del self._outbox[msg_id]
+                continue
+            if now < due:
+                continue
+            self._outbox[msg_id] = (pdu, now + self.config.retry_s, tries + 1)
+            for fp in sorted(waiting):
+                out += self._route(_addressed(pdu, roster[fp]))
         return out
 
     def _route(self, pdu: GroupPdu) -> list[GroupOutput]:

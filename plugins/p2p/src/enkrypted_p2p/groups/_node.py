@@ -88,6 +88,8 @@ class GroupNode:
                 return self._key_package_for(peer_id, pdu)
             if pdu.kind is Kind.WELCOME and pdu.target == self.peer_id:
                 return self._join(peer_id, pdu, now)
+            if pdu.kind is Kind.STATUS:  # a member's heartbeat that overtook our Welcome
+                return []
             raise RemoteInputError(f"{pdu.kind.name} for a group we are not in")
         except RemoteInputError as exc:
             return [PduRejected(pdu.group_id, peer_id, str(exc))]
