@@ -110,7 +110,9 @@ class GroupCore:
         self._left = False
         self._awaiting: dict[bytes, set[str]] = {}
         self._outbox: dict[bytes, tuple[GroupPdu, float, int]] = {}
+        self._plain: dict[bytes, bytes] = {}  # our unreceipted messages, to re-seal if needed
         self._invites: set[str] = set()
+        self._resend: dict[str, tuple[GroupPdu, float, int]] = {}
         self._rejoin_kp: bytes | None = None
         self._history_asked = -1.0
         self._next_heartbeat = 0.0
@@ -170,8 +172,10 @@ class GroupCore:
             oldest = next(iter(self._awaiting))
             self._awaiting.pop(oldest)
             self._outbox.pop(oldest, None)
+            self._plain.pop(oldest, None)
         self._awaiting[msg_id] = others
         self._outbox[msg_id] = (pdu, now + self.config.retry_s, 0)
+        self._plain[msg_id] = inner
         return msg_id, out
 
     def rename(self, name: str, now: float) -> list[GroupOutput]:
@@ -194,6 +198,7 @@ class GroupCore:
             raise P2PUsageError(f"a group has at most {self.config.max_members} members")
         self._invites.add(peer_id)
         pdu = self._pdu(Kind.KEY_PACKAGE_REQUEST, b"", target=peer_id)
+        self._resend["invite:" + peer_id] = (pdu, now + self.config.retry_s, 0)
         return [SendTo(peer_id, pdu.encode())]
 
     def remove(self, fingerprints: Iterable[str], now: float) -> list[GroupOutput]:
@@ -229,7 +234,7 @@ class GroupCore:
     # ------------------------------------------------------------------ timers
     def next_deadline(self) -> float:
         retry = [t for _, t, _ in self._intents.values()]
-        resend = [t for _, t, _ in self._outbox.values()]
+        resend = [t for _, t, _ in [*self._outbox.values(), *self._resend.values()]]
         return min([self._next_heartbeat, *retry, *resend])
 
     def handle_timeout(self, now: float) -> list[GroupOutput]:
@@ -250,7 +255,7 @@ class GroupCore:
                 continue
             self._intents[key] = (intent, now + self.config.retry_s, tries + 1)
             out += self._dispatch_intent(intent, now)
-        return out + self._retransmit(now)
+        return out + self._retransmit(now) + self._resend_due(now)
 
     # ------------------------------------------------------------------ intents
     def _intend(self, intent: dict[str, object], now: float) -> list[GroupOutput]:
@@ -265,6 +270,8 @@ class GroupCore:
         if self._intent_done(intent):
             self._intents.pop(str(intent["id"]), None)
             return []
+        if self._retired:  # our own removal is the next member's to commit: remind it
+            return self._handoff()
         if self._is_sequencer():
             return self._execute(self.peer_id, intent, now)
         target = self._roster.get(self.sequencer, "")
@@ -316,24 +323,24 @@ class GroupCore:
         if self._intent_done(intent) and op != "rejoin":
             return []
         try:
-            return self._commit_intent(origin, op, intent)
+            return self._commit_intent(origin, op, intent, now)
         except (KeyError, RemoteInputError) as exc:
             return [PduRejected(self.group_id, origin, f"bad intent: {exc}")]
 
     def _commit_intent(
-        self, origin: str, op: object, intent: dict[str, object]
+        self, origin: str, op: object, intent: dict[str, object], now: float
     ) -> list[GroupOutput]:
         if op == "add":
-            return self._commit_add(str(intent["peer"]), unb64(intent["kp"], MAX_BODY))
+            return self._commit_add(str(intent["peer"]), unb64(intent["kp"], MAX_BODY), now)
         if op == "remove":
             return self._commit_remove(origin, intent)
         if op == "update":
             return self._commit(set(self.members), self._session.update(), {})
         if op == "rejoin":
-            return self._commit_rejoin(origin, unb64(intent["kp"], MAX_BODY))
+            return self._commit_rejoin(origin, unb64(intent["kp"], MAX_BODY), now)
         return [PduRejected(self.group_id, origin, f"unknown intent {op!r}")]
 
-    def _commit_add(self, peer: str, key_package: bytes) -> list[GroupOutput]:
+    def _commit_add(self, peer: str, key_package: bytes, now: float) -> list[GroupOutput]:
         if peer in self.roster.values() or len(self.members) >= self.config.max_members:
             return []
         before = set(self.members)
@@ -345,7 +352,9 @@ class GroupCore:
         out = self._commit(before, result, {fp: peer for fp in added})
         if result.welcome is not None:
             body = pack_list([result.welcome, self._welcome_info()])
-            out += self._route(self._pdu(Kind.WELCOME, body, target=peer))
+            welcome = self._pdu(Kind.WELCOME, body, target=peer)
+            self._resend["welcome:" + peer] = (welcome, now + self.config.retry_s, 0)
+            out += self._route(welcome)
         return out
 
     def _welcome_info(self) -> bytes:
@@ -385,7 +394,7 @@ class GroupCore:
             return []
         return self._commit(set(self.members), self._session.remove([owner]), {})
 
-    def _commit_rejoin(self, origin: str, key_package: bytes) -> list[GroupOutput]:
+    def _commit_rejoin(self, origin: str, key_package: bytes, now: float) -> list[GroupOutput]:
         token = hashlib.sha256(key_package).digest()
         if token in self._used_key_packages:  # a retransmitted rejoin: done once already
             return []
@@ -399,7 +408,7 @@ class GroupCore:
         if old and old[0] != self.own_fingerprint:
             out += self._commit(set(self.members), self._session.remove(old), {})
         self._roster = {fp: p for fp, p in self._roster.items() if p != origin}
-        return out + self._commit_add(origin, key_package)
+        return out + self._commit_add(origin, key_package, now)
 
     def _commit(
         self, before: set[str], result: GroupCommit, added: dict[str, str]
@@ -438,6 +447,9 @@ class GroupCore:
                 raise RemoteInputError("a direct PDU whose origin is not the link's peer")
             if pdu.target and pdu.target != self.peer_id:
                 return self._relay(pdu)
+            welcome = self._resend.get("welcome:" + pdu.origin)
+            if welcome is not None and pdu.epoch >= welcome[0].epoch:
+                del self._resend["welcome:" + pdu.origin]  # the new member is in
             return self._dispatch(peer_id, pdu, now)
         except RemoteInputError as exc:
             return [PduRejected(self._session.group_id, peer_id, str(exc))]
@@ -546,7 +558,7 @@ class GroupCore:
         return out
 
     def _on_application(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
-        origin = self._member_peer(pdu) if pdu.epoch <= self.epoch else pdu.origin
+        origin = pdu.origin  # MLS names and authenticates the sender, at the message's epoch
         if pdu.msg_id in self._seen:
             return self._receipt_for(origin, [pdu.msg_id])
         future = self._is_future(peer_id, pdu, now)
@@ -609,6 +621,7 @@ class GroupCore:
                 out.append(ReceiptFromMember(self.group_id, msg_id, member, origin))
                 if not waiting:
                     self._outbox.pop(msg_id, None)
+                    self._plain.pop(msg_id, None)
         return out
 
     def _on_intent(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
@@ -626,6 +639,7 @@ class GroupCore:
         if pdu.hops != 0 or peer_id not in self._invites:
             raise RemoteInputError("a key package nobody asked for")
         self._invites.discard(peer_id)
+        self._resend.pop("invite:" + peer_id, None)
         return self._intend({"op": "add", "peer": peer_id, "kp": b64(pdu.body)}, now)
 
     # ------------------------------------------------------------------ status, forks, catch-up
@@ -656,8 +670,11 @@ class GroupCore:
         if len(links) > self.config.max_members:
             raise RemoteInputError("a status lists too many links")
         self._reach[peer_id] = frozenset(p for p in links if isinstance(p, str))
-        if self._left or peer_id not in self.roster.values():
+        if self._left:
             return []
+        if peer_id not in self.roster.values():
+            # a former member behind us: our status makes it fetch the commit that removed it
+            return [self._status_to(peer_id)] if epoch < self.epoch else []
         return self._compare(peer_id, epoch, body.get("f"), now)
 
     def _compare(self, peer: str, epoch: int, check: object, now: float) -> list[GroupOutput]:
@@ -801,18 +818,36 @@ class GroupCore:
                 out += self._route(_addressed(pdu, peer))
         return pdu, out
 
+    def _resend_due(self, now: float) -> list[GroupOutput]:
+        """Key-package requests and Welcomes go again until the peer answers (bounded tries)."""
+        out: list[GroupOutput] = []
+        for key, (pdu, due, tries) in list(self._resend.items()):
+            if tries >= _MAX_INTENT_TRIES:
+                del self._resend[key]
+            elif now >= due:
+                self._resend[key] = (pdu, now + self.config.retry_s, tries + 1)
+                out += self._route(pdu)
+        return out
+
     def _retransmit(self, now: float) -> list[GroupOutput]:
         """Our messages not yet receipted by a member go to it again (the links are reliable
         while up; this covers frames lost when a link or a relay went down)."""
         out: list[GroupOutput] = []
         roster = self.roster
-        for msg_id, (pdu, due, tries) in list(self._outbox.items()):
+        for msg_id, (sent, due, tries) in list(self._outbox.items()):
+            pdu = sent
             waiting = self._awaiting.get(msg_id, set()) & roster.keys()
             if not waiting or tries >= _MAX_INTENT_TRIES:
                 del self._outbox[msg_id]
+                self._plain.pop(msg_id, None)
                 continue
             if now < due:
                 continue
+            if pdu.epoch != self.epoch:
+                # members keep only recent epochs' keys (RFC 9420 §14): a message sealed some
+                # commits ago is sealed again, same id, for those of its audience still here
+                pdu = replace(pdu, epoch=self.epoch, body=self._session.seal(self._plain[msg_id]))
+                self._history.add(pdu)
             self._outbox[msg_id] = (pdu, now + self.config.retry_s, tries + 1)
             for fp in sorted(waiting):
                 out += self._route(_addressed(pdu, roster[fp]))

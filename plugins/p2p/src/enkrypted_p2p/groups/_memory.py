@@ -50,18 +50,19 @@ class History:
         self._ids: set[bytes] = set()
 
     def add(self, pdu: GroupPdu) -> None:
-        if pdu.msg_id in self._ids:
+        key = pdu.msg_id + pdu.epoch.to_bytes(8, "big")  # a re-sealed message is a new entry
+        if key in self._ids:
             return
         wire = pdu.encode()
         self._entries.append(HistoryEntry(pdu.epoch, pdu.kind, pdu.msg_id, wire))
-        self._ids.add(pdu.msg_id)
+        self._ids.add(key)
         self._bytes += len(wire)
         while self._entries and (
             len(self._entries) > self._max_items or self._bytes > self._max_bytes
         ):
             old = self._entries.popleft()
             self._bytes -= len(old.pdu)
-            self._ids.discard(old.msg_id)
+            self._ids.discard(old.msg_id + old.epoch.to_bytes(8, "big"))
 
     def has_commit_from(self, epoch: int) -> bool:
         return any(e.kind is Kind.COMMIT and e.epoch == epoch for e in self._entries)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
-from enkrypted_shell.contracts import GroupCryptoService, GroupJoined
+from enkrypted_shell.contracts import GroupCryptoService, GroupJoined, GroupKeyPackage
 
 from ..errors import P2PUsageError, RemoteInputError
 from ._core import GroupCore
@@ -40,7 +40,7 @@ class GroupNode:
         self.config = config or GroupConfig()
         self.groups: dict[bytes, GroupCore] = {}
         self._accept_invite = accept_invite
-        self._key_packages: OrderedDict[bytes, bytes] = OrderedDict()
+        self._key_packages: OrderedDict[bytes, GroupKeyPackage] = OrderedDict()
         self._links: set[str] = set()
 
     def create_group(self, name: str = "", group_id: bytes | None = None) -> GroupCore:
@@ -99,8 +99,10 @@ class GroupNode:
             raise RemoteInputError("a key package request comes over the asker's own link")
         if not self._accept_invite(peer_id, pdu.group_id):
             raise RemoteInputError("invitation declined")
-        key_package = self.service.new_key_package(self.identity)
-        self._key_packages[pdu.group_id] = key_package.private
+        key_package = self._key_packages.get(pdu.group_id)  # a repeated request: the same one
+        if key_package is None:
+            key_package = self.service.new_key_package(self.identity)
+            self._key_packages[pdu.group_id] = key_package
         while len(self._key_packages) > _MAX_PENDING_INVITES:
             self._key_packages.popitem(last=False)
         reply = GroupPdu(
@@ -115,13 +117,13 @@ class GroupNode:
         return [SendTo(peer_id, reply.encode())]
 
     def _join(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
-        private = self._key_packages.get(pdu.group_id)
-        if private is None:
+        key_package = self._key_packages.get(pdu.group_id)
+        if key_package is None:
             raise RemoteInputError("a Welcome for a key package we did not give")
         parts = unpack_list(pdu.body, 2)
         if len(parts) != 2:
             raise RemoteInputError("a Welcome PDU is (welcome, info)")
-        result = self.service.join_group(self.identity, private, parts[0])
+        result = self.service.join_group(self.identity, key_package.private, parts[0])
         if not isinstance(result, GroupJoined) or result.session.group_id != pdu.group_id:
             raise RemoteInputError("the Welcome was refused")
         del self._key_packages[pdu.group_id]
