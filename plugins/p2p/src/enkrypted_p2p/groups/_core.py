@@ -25,6 +25,7 @@ from enkrypted_shell.contracts import (
     GroupMessage,
     GroupSession,
     RemovedFromGroup,
+    StateError,
 )
 
 from ..errors import P2PUsageError, RemoteInputError
@@ -505,14 +506,27 @@ class GroupCore:
         if pdu.epoch < self.epoch:
             known = self._commit_hashes.get(pdu.epoch)
             if known is not None and known != digest:
-                return self._fork(peer_id, pdu.epoch, "two different commits for one epoch", now)
+                # unverifiable now (that epoch's keys are gone): the fork checks decide
+                raise RemoteInputError(f"another commit for the past epoch {pdu.epoch}")
             return []
         future = self._is_future(peer_id, pdu, now)
         if future is not None:
             return future
         added = decode_json(info).get("added", {})
         events = self._session.receive(commit)
+        if (
+            events
+            and isinstance(events[0], GroupInputRejected)
+            and self._from_sequencer(peer_id, pdu)
+        ):
+            # the committer's own commit for our epoch does not apply: we are on another branch
+            return self._fork(
+                peer_id, pdu.epoch, f"the sequencer's commit: {events[0].reason}", now
+            )
         return self._after_commit(peer_id, pdu, digest, added, events, now)
+
+    def _from_sequencer(self, peer_id: str, pdu: GroupPdu) -> bool:
+        return pdu.hops == 0 and pdu.origin == peer_id == self._roster.get(self.sequencer)
 
     def _after_commit(
         self,
@@ -611,7 +625,7 @@ class GroupCore:
         ids, epoch, check = body.get("ids"), body.get("e"), body.get("f")
         if not isinstance(ids, list) or len(ids) > 64 or not isinstance(epoch, int):
             raise RemoteInputError("a receipt is {ids (at most 64), e, f}")
-        out = self._compare(origin, epoch, check, now)
+        out = self._compare(origin, epoch, check, now, direct=pdu.hops == 0)
         member = next(fp for fp, p in self.roster.items() if p == origin)
         for raw in ids:
             msg_id = bytes.fromhex(raw) if isinstance(raw, str) and len(raw) == 32 else b""
@@ -626,6 +640,8 @@ class GroupCore:
 
     def _on_intent(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
         intent = decode_json(pdu.body)
+        if intent.get("op") not in ("add", "remove", "update", "rejoin", "handoff"):
+            raise RemoteInputError(f"an intent of unknown kind {intent.get('op')!r}")
         if intent.get("op") != "rejoin":
             self._member_peer(pdu)
         if intent.get("op") in ("handoff", None) or self._is_sequencer():
@@ -675,19 +691,25 @@ class GroupCore:
         if peer_id not in self.roster.values():
             # a former member behind us: our status makes it fetch the commit that removed it
             return [self._status_to(peer_id)] if epoch < self.epoch else []
-        return self._compare(peer_id, epoch, body.get("f"), now)
+        return self._compare(peer_id, epoch, body.get("f"), now, direct=True)
 
-    def _compare(self, peer: str, epoch: int, check: object, now: float) -> list[GroupOutput]:
+    def _compare(
+        self, peer: str, epoch: int, check: object, now: float, direct: bool
+    ) -> list[GroupOutput]:
         if epoch > self.epoch:
             return self._ask_history(peer, now)
         mine = self._fork_checks.get(epoch)
-        if mine is not None and check != mine:
-            return self._fork(peer, epoch, "epoch authenticators differ", now)
-        return []
+        if mine is None or check == mine:
+            return []
+        if direct and peer == self._roster.get(self.sequencer):
+            return self._fork(
+                peer, epoch, "our epoch authenticator differs from the sequencer's", now
+            )
+        return [ForkDetected(self.group_id, epoch, peer, "epoch authenticators differ")]
 
     def _fork(self, peer: str, epoch: int, reason: str, now: float) -> list[GroupOutput]:
-        """Never silent: the event, then a re-join through ``peer`` (a Welcome puts us back on
-        the epoch the other members are on)."""
+        """Never silent: the event, then — we are off the sequencer's branch, which is the
+        group by definition — a re-join through it (a Welcome puts us on its epoch)."""
         out: list[GroupOutput] = [ForkDetected(self.group_id, epoch, peer, reason)]
         if self._rejoin_kp is None and not self._is_sequencer():
             out += self._rejoin(peer, f"fork at epoch {epoch}", now)
@@ -781,7 +803,7 @@ class GroupCore:
             core = cls(service, identity, session, str(data["peer"]), dict(data["roster"]), config)
             core.name, core._name_version = str(name), (int(version), str(by))
             core._load(data, now)
-        except (KeyError, TypeError, ValueError, RemoteInputError) as exc:
+        except (KeyError, TypeError, ValueError, RemoteInputError, StateError) as exc:
             raise P2PUsageError(f"damaged group core state: {exc}") from None
         return core
 
