@@ -6,7 +6,8 @@ Sans-I/O: a :class:`GroupNode` per member holds a :class:`GroupCore` per group; 
 
 from __future__ import annotations
 
-from ._core import GroupCore, fork_check
+from ._base import fork_check
+from ._core import GroupCore
 from ._events import (
     ForkDetected,
     GroupConfig,

@@ -10,28 +10,22 @@ per epoch, so every member that applies the commits in epoch order reaches the s
 from __future__ import annotations
 
 import hashlib
-import os
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
-from typing import Any, Final
 
 from enkrypted_shell.contracts import (
     GroupCommit,
     GroupCommitApplied,
-    GroupCryptoService,
     GroupInputRejected,
     GroupJoined,
     GroupMessage,
-    GroupSession,
     RemovedFromGroup,
-    StateError,
 )
 
 from ..errors import P2PUsageError, RemoteInputError
+from ._base import MAX_TRIES, GroupCoreBase, addressed, new_id
 from ._events import (
     ForkDetected,
-    GroupConfig,
     GroupLeft,
     GroupMessageDelivered,
     GroupOutput,
@@ -42,7 +36,6 @@ from ._events import (
     RejoinStarted,
     SendTo,
 )
-from ._memory import History, SeenIds
 from ._wire import (
     HOP_LIMIT,
     MAX_BODY,
@@ -57,107 +50,11 @@ from ._wire import (
     unpack_list,
 )
 
-__all__ = ["GroupCore", "fork_check"]
-
-_FORK_LABEL: Final = b"EnkryptedChat-group-fork-check-v1\x00"
-_KEEP_EPOCHS: Final = 64
-_MAX_INTENT_TRIES: Final = 30
+__all__ = ["GroupCore"]
 
 
-def fork_check(group_id: bytes, epoch: int, authenticator: bytes) -> str:
-    """What members exchange to compare epochs: a hash of the epoch authenticator (the
-    authenticator itself stays secret), 16 bytes hex."""
-    data = _FORK_LABEL + len(group_id).to_bytes(1, "big") + group_id + epoch.to_bytes(8, "big")
-    return hashlib.sha256(data + authenticator).hexdigest()[:32]
-
-
-def _new_id() -> bytes:
-    return os.urandom(16)
-
-
-class GroupCore:
+class GroupCore(GroupCoreBase):
     """One member's view of one group. Not thread-safe; one driver calls it."""
-
-    def __init__(
-        self,
-        service: GroupCryptoService,
-        identity: bytes,
-        session: GroupSession,
-        peer_id: str,
-        roster: dict[str, str],
-        config: GroupConfig | None = None,
-        name: str = "",
-    ) -> None:
-        self._service = service
-        self._identity = identity
-        self._session = session
-        self.peer_id = peer_id
-        self.config = config or GroupConfig()
-        self._roster = dict(roster)
-        self._roster[session.own_fingerprint] = peer_id
-        self._links: set[str] = set()
-        self._reach: dict[str, frozenset[str]] = {}
-        self.name = name
-        self._name_version: tuple[int, str] = (0, "")
-        self._seen = SeenIds(self.config.seen_ids)
-        self._relayed = SeenIds(self.config.seen_ids)
-        self._history = History(self.config.history_max_items, self.config.history_max_bytes)
-        self._commit_hashes: dict[int, bytes] = {}
-        self._fork_checks: dict[int, str] = {}
-        self._future: deque[tuple[str, GroupPdu]] = deque()
-        self._intents: dict[str, tuple[dict[str, object], float, int]] = {}
-        self._queue: deque[tuple[str, dict[str, object]]] = deque()
-        self._retired = False
-        self._left = False
-        self._awaiting: dict[bytes, set[str]] = {}
-        self._outbox: dict[bytes, tuple[GroupPdu, float, int]] = {}
-        self._plain: dict[bytes, bytes] = {}  # our unreceipted messages, to re-seal if needed
-        self._invites: set[str] = set()
-        self._resend: dict[str, tuple[GroupPdu, float, int]] = {}
-        self._rejoin_kp: bytes | None = None
-        self._history_asked = -1.0
-        self._next_heartbeat = 0.0
-        self._relay_budget = self.config.relay_queue
-        self._used_key_packages = SeenIds(self.config.max_intents)
-        self._remember_epoch()
-
-    # ------------------------------------------------------------------ views
-    @property
-    def group_id(self) -> bytes:
-        return self._session.group_id
-
-    @property
-    def epoch(self) -> int:
-        return self._session.epoch
-
-    @property
-    def members(self) -> tuple[str, ...]:
-        return self._session.members
-
-    @property
-    def own_fingerprint(self) -> str:
-        return self._session.own_fingerprint
-
-    @property
-    def epoch_authenticator(self) -> bytes:
-        return self._session.epoch_authenticator
-
-    @property
-    def active(self) -> bool:
-        return not self._left
-
-    @property
-    def roster(self) -> dict[str, str]:
-        """Member fingerprint → peer id, for the current members."""
-        return {fp: self._roster[fp] for fp in self.members if fp in self._roster}
-
-    @property
-    def sequencer(self) -> str:
-        """The fingerprint of this epoch's committer: the member at the lowest leaf index."""
-        return self.members[0]
-
-    def pending_intents(self) -> int:
-        return len(self._intents)
 
     # ------------------------------------------------------------------ local commands
     def send_text(self, text: str, now: float) -> tuple[bytes, list[GroupOutput]]:
@@ -165,7 +62,7 @@ class GroupCore:
         self._require_active()
         if len(text.encode()) > self.config.max_text:
             raise P2PUsageError(f"a group message is at most {self.config.max_text} bytes")
-        msg_id = _new_id()
+        msg_id = new_id()
         inner = encode_json({"t": "msg", "id": msg_id.hex(), "text": text})
         pdu, out = self._broadcast_application(msg_id, inner)
         others = {fp for fp in self.members if fp != self.own_fingerprint}
@@ -188,7 +85,7 @@ class GroupCore:
         self._name_version, self.name = version, name
         inner = encode_json({"t": "name", "id": "", "name": name, "v": version[0]})
         out: list[GroupOutput] = [GroupRenamed(self.group_id, name, self.own_fingerprint)]
-        return out + self._broadcast_application(_new_id(), inner)[1]
+        return out + self._broadcast_application(new_id(), inner)[1]
 
     def invite(self, peer_id: str, now: float) -> list[GroupOutput]:
         """Ask ``peer_id`` (a peer we have a link to) for a key package; an Add follows."""
@@ -228,10 +125,6 @@ class GroupCore:
         members = self._roster.values()
         return [self._status_to(p) for p in sorted(added) if p in members] if self.active else []
 
-    def _require_active(self) -> None:
-        if self._left:
-            raise P2PUsageError("we are no longer a member of this group")
-
     # ------------------------------------------------------------------ timers
     def next_deadline(self) -> float:
         retry = [t for _, t, _ in self._intents.values()]
@@ -250,7 +143,7 @@ class GroupCore:
         for key, (intent, due, tries) in list(self._intents.items()):
             if now < due:
                 continue
-            if tries >= _MAX_INTENT_TRIES:
+            if tries >= MAX_TRIES:
                 del self._intents[key]
                 out.append(PduRejected(self.group_id, self.peer_id, f"gave up on {intent['op']}"))
                 continue
@@ -262,7 +155,7 @@ class GroupCore:
     def _intend(self, intent: dict[str, object], now: float) -> list[GroupOutput]:
         if len(self._intents) >= self.config.max_intents:
             raise P2PUsageError("too many membership changes in flight")
-        key = _new_id().hex()
+        key = new_id().hex()
         intent = {**intent, "id": key}
         self._intents[key] = (intent, now + self.config.retry_s, 0)
         return self._dispatch_intent(intent, now)
@@ -293,9 +186,6 @@ class GroupCore:
         if op == "update":
             return isinstance(intent.get("at"), int) and self.epoch > int(str(intent["at"]))
         return op == "rejoin" and self._rejoin_kp is None
-
-    def _is_sequencer(self) -> bool:
-        return not self._left and not self._retired and self.sequencer == self.own_fingerprint
 
     def _settle_intents(self, now: float) -> list[GroupOutput]:
         """After an epoch change: drop what is done, resend the rest, run the queue."""
@@ -379,7 +269,7 @@ class GroupCore:
         if len(self.members) < 2:
             return []
         successor = self._roster.get(self.members[1], "")
-        intent = {"op": "handoff", "at": self.epoch, "id": _new_id().hex()}
+        intent = {"op": "handoff", "at": self.epoch, "id": new_id().hex()}
         return self._route(self._pdu(Kind.INTENT, encode_json(intent), target=successor))
 
     def _take_handoff(self, origin: str, intent: dict[str, object]) -> list[GroupOutput]:
@@ -427,7 +317,7 @@ class GroupCore:
         for fp in sorted(old_members):
             peer = self._roster.get(fp)
             if peer and peer != self.peer_id and fp not in added:
-                out += self._route(_addressed(pdu, peer))
+                out += self._route(addressed(pdu, peer))
         for fp in removed:
             self._roster.pop(fp, None)
         self._remember_epoch()
@@ -658,24 +548,6 @@ class GroupCore:
         self._resend.pop("invite:" + peer_id, None)
         return self._intend({"op": "add", "peer": peer_id, "kp": b64(pdu.body)}, now)
 
-    # ------------------------------------------------------------------ status, forks, catch-up
-    def _check(self) -> str:
-        return self._fork_checks[self.epoch]
-
-    def _remember_epoch(self) -> None:
-        self._fork_checks[self.epoch] = fork_check(
-            self.group_id, self.epoch, self._session.epoch_authenticator
-        )
-        for old in [e for e in self._fork_checks if e < self.epoch - _KEEP_EPOCHS]:
-            del self._fork_checks[old]
-        for old in [e for e in self._commit_hashes if e < self.epoch - _KEEP_EPOCHS]:
-            del self._commit_hashes[old]
-
-    def _status_to(self, peer: str) -> SendTo:
-        links = sorted(self._links)[: self.config.max_members]
-        body = encode_json({"e": self.epoch, "f": self._check(), "links": links})
-        return SendTo(peer, self._pdu(Kind.STATUS, body, target=peer).encode())
-
     def _on_status(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
         if pdu.hops != 0:
             raise RemoteInputError("a status is never relayed")
@@ -744,7 +616,7 @@ class GroupCore:
     def _rejoin(self, peer: str, reason: str, now: float) -> list[GroupOutput]:
         kp = self._service.new_key_package(self._identity)
         self._rejoin_kp = kp.private
-        intent: dict[str, object] = {"op": "rejoin", "kp": b64(kp.public), "id": _new_id().hex()}
+        intent: dict[str, object] = {"op": "rejoin", "kp": b64(kp.public), "id": new_id().hex()}
         self._intents[str(intent["id"])] = (intent, now + self.config.retry_s, 0)
         pdu = self._pdu(Kind.INTENT, encode_json(intent), target=peer)
         return [RejoinStarted(self.group_id, self.epoch, reason), *self._route(pdu)]
@@ -766,148 +638,3 @@ class GroupCore:
         self._remember_epoch()
         out: list[GroupOutput] = [MembershipChanged(self.group_id, self.epoch, self.members)]
         return out + self._settle_intents(now)
-
-    # ------------------------------------------------------------------ persistence
-    def export_state(self) -> bytes:
-        """Everything to resume after a restart (secret: the MLS state; store it encrypted)."""
-        state = {
-            "v": 1,
-            "peer": self.peer_id,
-            "session": b64(self._session.export_state()),
-            "roster": self._roster,
-            "name": [self.name, self._name_version[0], self._name_version[1]],
-            "seen": [i.hex() for i in self._seen.export()],
-            "history": [b64(p) for p in self._history.export()],
-            "commits": {str(e): h.hex() for e, h in self._commit_hashes.items()},
-            "checks": {str(e): c for e, c in self._fork_checks.items()},
-            "intents": [i for i, _, _ in self._intents.values()],
-            "flags": [self._left, self._retired],
-            "rejoin": b64(self._rejoin_kp) if self._rejoin_kp is not None else "",
-        }
-        return encode_json(state)
-
-    @classmethod
-    def restore(
-        cls,
-        service: GroupCryptoService,
-        identity: bytes,
-        state: bytes,
-        config: GroupConfig | None = None,
-        now: float = 0.0,
-    ) -> GroupCore:
-        """A core from :meth:`export_state`; :class:`P2PUsageError` if the state is unusable."""
-        try:
-            data: dict[str, Any] = decode_json(state) if len(state) <= MAX_BODY else {}
-            session = service.restore_group(unb64(data["session"], MAX_BODY))
-            name, version, by = data["name"]
-            core = cls(service, identity, session, str(data["peer"]), dict(data["roster"]), config)
-            core.name, core._name_version = str(name), (int(version), str(by))
-            core._load(data, now)
-        except (KeyError, TypeError, ValueError, RemoteInputError, StateError) as exc:
-            raise P2PUsageError(f"damaged group core state: {exc}") from None
-        return core
-
-    def _load(self, data: dict[str, Any], now: float) -> None:
-        for raw in data["seen"]:
-            self._seen.add(bytes.fromhex(raw))
-        for raw in data["history"]:
-            self._history.add(decode_pdu(unb64(raw, MAX_BODY)))
-        self._commit_hashes = {int(e): bytes.fromhex(h) for e, h in data["commits"].items()}
-        self._fork_checks.update({int(e): str(c) for e, c in data["checks"].items()})
-        for intent in data["intents"]:
-            self._intents[str(intent["id"])] = (dict(intent), now, 0)
-        left, retired = data["flags"]
-        self._left, self._retired = bool(left), bool(retired)
-        self._rejoin_kp = unb64(data["rejoin"], MAX_BODY) or None
-
-    # ------------------------------------------------------------------ fan-out and relay
-    def _pdu(
-        self, kind: Kind, body: bytes, *, target: str = "", epoch: int | None = None
-    ) -> GroupPdu:
-        epoch = self.epoch if epoch is None else epoch
-        return GroupPdu(kind, self.group_id, epoch, _new_id(), self.peer_id, body, target)
-
-    def _broadcast_application(
-        self, msg_id: bytes, inner: bytes
-    ) -> tuple[GroupPdu, list[GroupOutput]]:
-        wire = self._session.seal(inner)
-        pdu = GroupPdu(Kind.APPLICATION, self.group_id, self.epoch, msg_id, self.peer_id, wire)
-        self._seen.add(msg_id)
-        self._history.add(pdu)
-        out: list[GroupOutput] = []
-        for fp, peer in sorted(self.roster.items()):
-            if fp != self.own_fingerprint:
-                out += self._route(_addressed(pdu, peer))
-        return pdu, out
-
-    def _resend_due(self, now: float) -> list[GroupOutput]:
-        """Key-package requests and Welcomes go again until the peer answers (bounded tries)."""
-        out: list[GroupOutput] = []
-        for key, (pdu, due, tries) in list(self._resend.items()):
-            if tries >= _MAX_INTENT_TRIES:
-                del self._resend[key]
-            elif now >= due:
-                self._resend[key] = (pdu, now + self.config.retry_s, tries + 1)
-                out += self._route(pdu)
-        return out
-
-    def _retransmit(self, now: float) -> list[GroupOutput]:
-        """Our messages not yet receipted by a member go to it again (the links are reliable
-        while up; this covers frames lost when a link or a relay went down)."""
-        out: list[GroupOutput] = []
-        roster = self.roster
-        for msg_id, (sent, due, tries) in list(self._outbox.items()):
-            pdu = sent
-            waiting = self._awaiting.get(msg_id, set()) & roster.keys()
-            if not waiting or tries >= _MAX_INTENT_TRIES:
-                del self._outbox[msg_id]
-                self._plain.pop(msg_id, None)
-                continue
-            if now < due:
-                continue
-            if pdu.epoch != self.epoch:
-                # members keep only recent epochs' keys (RFC 9420 §14): a message sealed some
-                # commits ago is sealed again, same id, for those of its audience still here
-                pdu = replace(pdu, epoch=self.epoch, body=self._session.seal(self._plain[msg_id]))
-                self._history.add(pdu)
-            self._outbox[msg_id] = (pdu, now + self.config.retry_s, tries + 1)
-            for fp in sorted(waiting):
-                out += self._route(_addressed(pdu, roster[fp]))
-        return out
-
-    def _route(self, pdu: GroupPdu) -> list[GroupOutput]:
-        """Directly where we have a link; else through one member that says it reaches the
-        target; else through up to two linked members (they relay once more at most)."""
-        target = pdu.target
-        if target in self._links:
-            return [SendTo(target, pdu.encode())]
-        relays = sorted(p for p in self._links if target in self._reach.get(p, ()))[:1]
-        if not relays:
-            relays = sorted(p for p in self._links if p in self._roster.values())[:2]
-        return [SendTo(p, pdu.encode()) for p in relays]
-
-    def _relay(self, pdu: GroupPdu) -> list[GroupOutput]:
-        if pdu.hops >= HOP_LIMIT:
-            raise RemoteInputError("hop limit reached")
-        if pdu.target not in self._roster.values() and pdu.origin not in self._roster.values():
-            raise RemoteInputError("relay between non-members")
-        key = pdu.msg_id + pdu.target.encode()
-        if key in self._relayed:
-            return []
-        if self._relay_budget <= 0:
-            raise RemoteInputError("relay budget exhausted for this period")
-        self._relay_budget -= 1
-        self._relayed.add(key)
-        return self._route_relayed(pdu.relayed(pdu.target))
-
-    def _route_relayed(self, pdu: GroupPdu) -> list[GroupOutput]:
-        if pdu.target in self._links:
-            return [SendTo(pdu.target, pdu.encode())]
-        if pdu.hops >= HOP_LIMIT:
-            return []
-        relays = sorted(p for p in self._links if pdu.target in self._reach.get(p, ()))[:1]
-        return [SendTo(p, pdu.encode()) for p in relays]
-
-
-def _addressed(pdu: GroupPdu, target: str) -> GroupPdu:
-    return replace(pdu, target=target)

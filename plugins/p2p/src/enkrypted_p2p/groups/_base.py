@@ -1,0 +1,309 @@
+"""What every part of a member's group core shares: its state and views, fan-out and relay,
+retransmission, the fork checks and persistence. The protocol handlers (commands, intents, the
+sequencer, input) are :class:`~enkrypted_p2p.groups._core.GroupCore`'s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import deque
+from dataclasses import replace
+from typing import Any, Final, Self
+
+from enkrypted_shell.contracts import (
+    GroupCryptoService,
+    GroupSession,
+    StateError,
+)
+
+from ..errors import P2PUsageError, RemoteInputError
+from ._events import (
+    GroupConfig,
+    GroupOutput,
+    SendTo,
+)
+from ._memory import History, SeenIds
+from ._wire import (
+    HOP_LIMIT,
+    MAX_BODY,
+    GroupPdu,
+    Kind,
+    b64,
+    decode_json,
+    decode_pdu,
+    encode_json,
+    unb64,
+)
+
+__all__ = ["MAX_TRIES", "GroupCoreBase", "addressed", "fork_check", "new_id"]
+
+_FORK_LABEL: Final = b"EnkryptedChat-group-fork-check-v1\x00"
+_KEEP_EPOCHS: Final = 64
+MAX_TRIES: Final = 30
+
+
+def fork_check(group_id: bytes, epoch: int, authenticator: bytes) -> str:
+    """What members exchange to compare epochs: a hash of the epoch authenticator (the
+    authenticator itself stays secret), 16 bytes hex."""
+    data = _FORK_LABEL + len(group_id).to_bytes(1, "big") + group_id + epoch.to_bytes(8, "big")
+    return hashlib.sha256(data + authenticator).hexdigest()[:32]
+
+
+def new_id() -> bytes:
+    return os.urandom(16)
+
+
+class GroupCoreBase:
+    """What every part of a member's group core shares: state, views, routing, persistence."""
+
+    def __init__(
+        self,
+        service: GroupCryptoService,
+        identity: bytes,
+        session: GroupSession,
+        peer_id: str,
+        roster: dict[str, str],
+        config: GroupConfig | None = None,
+        name: str = "",
+    ) -> None:
+        self._service = service
+        self._identity = identity
+        self._session = session
+        self.peer_id = peer_id
+        self.config = config or GroupConfig()
+        self._roster = dict(roster)
+        self._roster[session.own_fingerprint] = peer_id
+        self._links: set[str] = set()
+        self._reach: dict[str, frozenset[str]] = {}
+        self.name = name
+        self._name_version: tuple[int, str] = (0, "")
+        self._seen = SeenIds(self.config.seen_ids)
+        self._relayed = SeenIds(self.config.seen_ids)
+        self._history = History(self.config.history_max_items, self.config.history_max_bytes)
+        self._commit_hashes: dict[int, bytes] = {}
+        self._fork_checks: dict[int, str] = {}
+        self._future: deque[tuple[str, GroupPdu]] = deque()
+        self._intents: dict[str, tuple[dict[str, object], float, int]] = {}
+        self._queue: deque[tuple[str, dict[str, object]]] = deque()
+        self._retired = False
+        self._left = False
+        self._awaiting: dict[bytes, set[str]] = {}
+        self._outbox: dict[bytes, tuple[GroupPdu, float, int]] = {}
+        self._plain: dict[bytes, bytes] = {}  # our unreceipted messages, to re-seal if needed
+        self._invites: set[str] = set()
+        self._resend: dict[str, tuple[GroupPdu, float, int]] = {}
+        self._rejoin_kp: bytes | None = None
+        self._history_asked = -1.0
+        self._next_heartbeat = 0.0
+        self._relay_budget = self.config.relay_queue
+        self._used_key_packages = SeenIds(self.config.max_intents)
+        self._remember_epoch()
+
+    # ------------------------------------------------------------------ views
+    @property
+    def group_id(self) -> bytes:
+        return self._session.group_id
+
+    @property
+    def epoch(self) -> int:
+        return self._session.epoch
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        return self._session.members
+
+    @property
+    def own_fingerprint(self) -> str:
+        return self._session.own_fingerprint
+
+    @property
+    def epoch_authenticator(self) -> bytes:
+        return self._session.epoch_authenticator
+
+    @property
+    def active(self) -> bool:
+        return not self._left
+
+    @property
+    def roster(self) -> dict[str, str]:
+        """Member fingerprint → peer id, for the current members."""
+        return {fp: self._roster[fp] for fp in self.members if fp in self._roster}
+
+    @property
+    def sequencer(self) -> str:
+        """The fingerprint of this epoch's committer: the member at the lowest leaf index."""
+        return self.members[0]
+
+    def pending_intents(self) -> int:
+        return len(self._intents)
+
+    def _require_active(self) -> None:
+        if self._left:
+            raise P2PUsageError("we are no longer a member of this group")
+
+    def _is_sequencer(self) -> bool:
+        return not self._left and not self._retired and self.sequencer == self.own_fingerprint
+
+    # ------------------------------------------------------------------ status, forks, catch-up
+    def _check(self) -> str:
+        return self._fork_checks[self.epoch]
+
+    def _remember_epoch(self) -> None:
+        self._fork_checks[self.epoch] = fork_check(
+            self.group_id, self.epoch, self._session.epoch_authenticator
+        )
+        for old in [e for e in self._fork_checks if e < self.epoch - _KEEP_EPOCHS]:
+            del self._fork_checks[old]
+        for old in [e for e in self._commit_hashes if e < self.epoch - _KEEP_EPOCHS]:
+            del self._commit_hashes[old]
+
+    def _status_to(self, peer: str) -> SendTo:
+        links = sorted(self._links)[: self.config.max_members]
+        body = encode_json({"e": self.epoch, "f": self._check(), "links": links})
+        return SendTo(peer, self._pdu(Kind.STATUS, body, target=peer).encode())
+
+    # ------------------------------------------------------------------ persistence
+    def export_state(self) -> bytes:
+        """Everything to resume after a restart (secret: the MLS state; store it encrypted)."""
+        state = {
+            "v": 1,
+            "peer": self.peer_id,
+            "session": b64(self._session.export_state()),
+            "roster": self._roster,
+            "name": [self.name, self._name_version[0], self._name_version[1]],
+            "seen": [i.hex() for i in self._seen.export()],
+            "history": [b64(p) for p in self._history.export()],
+            "commits": {str(e): h.hex() for e, h in self._commit_hashes.items()},
+            "checks": {str(e): c for e, c in self._fork_checks.items()},
+            "intents": [i for i, _, _ in self._intents.values()],
+            "flags": [self._left, self._retired],
+            "rejoin": b64(self._rejoin_kp) if self._rejoin_kp is not None else "",
+        }
+        return encode_json(state)
+
+    @classmethod
+    def restore(
+        cls,
+        service: GroupCryptoService,
+        identity: bytes,
+        state: bytes,
+        config: GroupConfig | None = None,
+        now: float = 0.0,
+    ) -> Self:
+        """A core from :meth:`export_state`; :class:`P2PUsageError` if the state is unusable."""
+        try:
+            data: dict[str, Any] = decode_json(state) if len(state) <= MAX_BODY else {}
+            session = service.restore_group(unb64(data["session"], MAX_BODY))
+            name, version, by = data["name"]
+            core = cls(service, identity, session, str(data["peer"]), dict(data["roster"]), config)
+            core.name, core._name_version = str(name), (int(version), str(by))
+            core._load(data, now)
+        except (KeyError, TypeError, ValueError, RemoteInputError, StateError) as exc:
+            raise P2PUsageError(f"damaged group core state: {exc}") from None
+        return core
+
+    def _load(self, data: dict[str, Any], now: float) -> None:
+        for raw in data["seen"]:
+            self._seen.add(bytes.fromhex(raw))
+        for raw in data["history"]:
+            self._history.add(decode_pdu(unb64(raw, MAX_BODY)))
+        self._commit_hashes = {int(e): bytes.fromhex(h) for e, h in data["commits"].items()}
+        self._fork_checks.update({int(e): str(c) for e, c in data["checks"].items()})
+        for intent in data["intents"]:
+            self._intents[str(intent["id"])] = (dict(intent), now, 0)
+        left, retired = data["flags"]
+        self._left, self._retired = bool(left), bool(retired)
+        self._rejoin_kp = unb64(data["rejoin"], MAX_BODY) or None
+
+    # ------------------------------------------------------------------ fan-out and relay
+    def _pdu(
+        self, kind: Kind, body: bytes, *, target: str = "", epoch: int | None = None
+    ) -> GroupPdu:
+        epoch = self.epoch if epoch is None else epoch
+        return GroupPdu(kind, self.group_id, epoch, new_id(), self.peer_id, body, target)
+
+    def _broadcast_application(
+        self, msg_id: bytes, inner: bytes
+    ) -> tuple[GroupPdu, list[GroupOutput]]:
+        wire = self._session.seal(inner)
+        pdu = GroupPdu(Kind.APPLICATION, self.group_id, self.epoch, msg_id, self.peer_id, wire)
+        self._seen.add(msg_id)
+        self._history.add(pdu)
+        out: list[GroupOutput] = []
+        for fp, peer in sorted(self.roster.items()):
+            if fp != self.own_fingerprint:
+                out += self._route(addressed(pdu, peer))
+        return pdu, out
+
+    def _resend_due(self, now: float) -> list[GroupOutput]:
+        """Key-package requests and Welcomes go again until the peer answers (bounded tries)."""
+        out: list[GroupOutput] = []
+        for key, (pdu, due, tries) in list(self._resend.items()):
+            if tries >= MAX_TRIES:
+                del self._resend[key]
+            elif now >= due:
+                self._resend[key] = (pdu, now + self.config.retry_s, tries + 1)
+                out += self._route(pdu)
+        return out
+
+    def _retransmit(self, now: float) -> list[GroupOutput]:
+        """Our messages not yet receipted by a member go to it again (the links are reliable
+        while up; this covers frames lost when a link or a relay went down)."""
+        out: list[GroupOutput] = []
+        roster = self.roster
+        for msg_id, (sent, due, tries) in list(self._outbox.items()):
+            pdu = sent
+            waiting = self._awaiting.get(msg_id, set()) & roster.keys()
+            if not waiting or tries >= MAX_TRIES:
+                del self._outbox[msg_id]
+                self._plain.pop(msg_id, None)
+                continue
+            if now < due:
+                continue
+            if pdu.epoch != self.epoch:
+                # members keep only recent epochs' keys (RFC 9420 §14): a message sealed some
+                # commits ago is sealed again, same id, for those of its audience still here
+                pdu = replace(pdu, epoch=self.epoch, body=self._session.seal(self._plain[msg_id]))
+                self._history.add(pdu)
+            self._outbox[msg_id] = (pdu, now + self.config.retry_s, tries + 1)
+            for fp in sorted(waiting):
+                out += self._route(addressed(pdu, roster[fp]))
+        return out
+
+    def _route(self, pdu: GroupPdu) -> list[GroupOutput]:
+        """Directly where we have a link; else through one member that says it reaches the
+        target; else through up to two linked members (they relay once more at most)."""
+        target = pdu.target
+        if target in self._links:
+            return [SendTo(target, pdu.encode())]
+        relays = sorted(p for p in self._links if target in self._reach.get(p, ()))[:1]
+        if not relays:
+            relays = sorted(p for p in self._links if p in self._roster.values())[:2]
+        return [SendTo(p, pdu.encode()) for p in relays]
+
+    def _relay(self, pdu: GroupPdu) -> list[GroupOutput]:
+        if pdu.hops >= HOP_LIMIT:
+            raise RemoteInputError("hop limit reached")
+        if pdu.target not in self._roster.values() and pdu.origin not in self._roster.values():
+            raise RemoteInputError("relay between non-members")
+        key = pdu.msg_id + pdu.target.encode()
+        if key in self._relayed:
+            return []
+        if self._relay_budget <= 0:
+            raise RemoteInputError("relay budget exhausted for this period")
+        self._relay_budget -= 1
+        self._relayed.add(key)
+        return self._route_relayed(pdu.relayed(pdu.target))
+
+    def _route_relayed(self, pdu: GroupPdu) -> list[GroupOutput]:
+        if pdu.target in self._links:
+            return [SendTo(pdu.target, pdu.encode())]
+        if pdu.hops >= HOP_LIMIT:
+            return []
+        relays = sorted(p for p in self._links if pdu.target in self._reach.get(p, ()))[:1]
+        return [SendTo(p, pdu.encode()) for p in relays]
+
+
+def addressed(pdu: GroupPdu, target: str) -> GroupPdu:
+    return replace(pdu, target=target)
