@@ -94,9 +94,15 @@ class GroupCoreBase:
         self._invites: set[str] = set()
         self._resend: dict[str, tuple[GroupPdu, float, int]] = {}
         self._rejoin_kp: bytes | None = None
+        self._rejoin_via = ""
         self._history_asked = -1.0
         self._next_heartbeat = 0.0
         self._relay_budget = self.config.relay_queue
+        self._term = 0  # takeovers so far: the branch of the higher term is the group
+        self._rejoinable: set[str] = set()  # peers a takeover removed: they may re-join
+        self._heard: dict[str, float] = {}
+        self._peer_terms: dict[str, int] = {}
+        self._started: float | None = None
         self._used_key_packages = SeenIds(self.config.max_intents)
         self._remember_epoch()
 
@@ -143,7 +149,9 @@ class GroupCoreBase:
             raise P2PUsageError("we are no longer a member of this group")
 
     def _is_sequencer(self) -> bool:
-        return not self._left and not self._retired and self.sequencer == self.own_fingerprint
+        if self._left or self._retired or self._rejoin_kp is not None:
+            return False  # off the group's branch while re-joining: we commit nothing
+        return self.sequencer == self.own_fingerprint
 
     # ------------------------------------------------------------------ status, forks, catch-up
     def _check(self) -> str:
@@ -160,7 +168,7 @@ class GroupCoreBase:
 
     def _status_to(self, peer: str) -> SendTo:
         links = sorted(self._links)[: self.config.max_members]
-        body = encode_json({"e": self.epoch, "f": self._check(), "links": links})
+        body = encode_json({"e": self.epoch, "f": self._check(), "links": links, "t": self._term})
         return SendTo(peer, self._pdu(Kind.STATUS, body, target=peer).encode())
 
     # ------------------------------------------------------------------ persistence
@@ -178,6 +186,8 @@ class GroupCoreBase:
             "checks": {str(e): c for e, c in self._fork_checks.items()},
             "intents": [i for i, _, _ in self._intents.values()],
             "flags": [self._left, self._retired],
+            "term": self._term,
+            "rejoinable": sorted(self._rejoinable),
             "rejoin": b64(self._rejoin_kp) if self._rejoin_kp is not None else "",
         }
         return encode_json(state)
@@ -215,6 +225,8 @@ class GroupCoreBase:
         left, retired = data["flags"]
         self._left, self._retired = bool(left), bool(retired)
         self._rejoin_kp = unb64(data["rejoin"], MAX_BODY) or None
+        self._term = int(data["term"])
+        self._rejoinable = {str(p) for p in data["rejoinable"]}
 
     # ------------------------------------------------------------------ fan-out and relay
     def _pdu(

@@ -149,7 +149,7 @@ class GroupCore(GroupCoreBase):
                 continue
             self._intents[key] = (intent, now + self.config.retry_s, tries + 1)
             out += self._dispatch_intent(intent, now)
-        return out + self._retransmit(now) + self._resend_due(now)
+        return out + self._retransmit(now) + self._resend_due(now) + self._take_over(now)
 
     # ------------------------------------------------------------------ intents
     def _intend(self, intent: dict[str, object], now: float) -> list[GroupOutput]:
@@ -166,13 +166,28 @@ class GroupCore(GroupCoreBase):
             return []
         if self._retired:  # our own removal is the next member's to commit: remind it
             return self._handoff()
-        if self._is_sequencer():
+        if intent.get("op") == "rejoin":
+            target = self._rejoin_via
+        elif self._is_sequencer():
             return self._execute(self.peer_id, intent, now)
-        target = self._roster.get(self.sequencer, "")
-        if not target:
+        else:
+            target = self._intent_target(now)
+        if not target or target == self.peer_id:
             return []
         pdu = self._pdu(Kind.INTENT, encode_json(intent), target=target)
         return self._route(pdu)
+
+    def _silent(self, fp: str, now: float) -> bool:
+        heard = self._heard.get(self._roster.get(fp, ""), self._started or now)
+        return now - heard >= self.config.failover_after_s
+
+    def _intent_target(self, now: float) -> str:
+        """The sequencer; while it is silent, the first member after it that is not (the one
+        that will take over, :meth:`_take_over`)."""
+        for fp in self.members:
+            if fp == self.own_fingerprint or not self._silent(fp, now):
+                return self._roster.get(fp, "")
+        return ""
 
     def _intent_done(self, intent: dict[str, object]) -> bool:
         op = intent.get("op")
@@ -248,8 +263,48 @@ class GroupCore(GroupCoreBase):
             out += self._route(welcome)
         return out
 
+    def _take_over(self, now: float) -> list[GroupOutput]:
+        """Failover: when every member ahead of us in leaf order has been silent for
+        ``failover_after_s`` times our position and we have changes waiting, we remove them
+        (they may re-join) and become the sequencer of a new term."""
+        if self._started is None:
+            self._started = now
+        waiting = self._intents or self._queue
+        if self._left or self._rejoin_kp is not None or self._is_sequencer() or not waiting:
+            return []
+        position = self.members.index(self.own_fingerprint)
+        wait = self.config.failover_after_s * position
+        ahead = self.members[:position]
+        if position == 0 or any(
+            now - self._heard.get(self._roster.get(fp, ""), self._started) < wait for fp in ahead
+        ):
+            return []
+        self._term += 1
+        self._rejoinable |= {self._roster[fp] for fp in ahead if fp in self._roster}
+        before = set(self.members)
+        out = self._commit(before, self._session.remove(list(ahead)), {})
+        return out + self._settle_intents(now)
+
     def _welcome_info(self) -> bytes:
-        return encode_json({"roster": self.roster, "name": self.name, "v": self._name_version[0]})
+        version, by = self._name_version
+        info = {"roster": self.roster, "name": self.name, "v": version, "by": by, "t": self._term}
+        return encode_json({**info, "r": sorted(self._rejoinable)[: self.config.max_members]})
+
+    def load_welcome_info(self, info: dict[str, object]) -> None:
+        """What the committer sent with a Welcome: the peer ids, the name, the term."""
+        roster, name, version, by, term = (info.get(k) for k in ("roster", "name", "v", "by", "t"))
+        if isinstance(roster, dict):
+            self._roster = {k: v for k, v in roster.items() if isinstance(v, str) and len(v) <= 64}
+            self._roster[self.own_fingerprint] = self.peer_id
+        if isinstance(name, str) and isinstance(version, int) and isinstance(by, str):
+            self.name, self._name_version = name[: self.config.max_name], (version, by)
+        if isinstance(term, int):
+            self._term = term
+        rejoinable = info.get("r")
+        if isinstance(rejoinable, list):
+            limit = self.config.max_members
+            self._rejoinable = {p for p in rejoinable[:limit] if isinstance(p, str)}
+        self._remember_epoch()
 
     def _commit_remove(self, origin: str, intent: dict[str, object]) -> list[GroupOutput]:
         fps = intent.get("fps")
@@ -290,11 +345,12 @@ class GroupCore(GroupCoreBase):
         if token in self._used_key_packages:  # a retransmitted rejoin: done once already
             return []
         old = [fp for fp, peer in self.roster.items() if peer == origin]
-        if not old and origin not in self._roster.values():
+        if not old and origin not in self._rejoinable:
             return [
                 PduRejected(self.group_id, origin, "rejoin from a peer that never was a member")
             ]
         self._used_key_packages.add(token)
+        self._rejoinable.discard(origin)
         out: list[GroupOutput] = []
         if old and old[0] != self.own_fingerprint:
             out += self._commit(set(self.members), self._session.remove(old), {})
@@ -308,7 +364,7 @@ class GroupCore(GroupCoreBase):
         (the removed ones too: the commit tells them)."""
         old_epoch = self.epoch - 1
         old_members = before
-        body = pack_list([result.commit, encode_json({"added": added})])
+        body = pack_list([result.commit, encode_json({"added": added, "term": self._term})])
         pdu = self._pdu(Kind.COMMIT, body, epoch=old_epoch)
         self._history.add(pdu)
         self._commit_hashes[old_epoch] = hashlib.sha256(result.commit).digest()
@@ -336,6 +392,7 @@ class GroupCore(GroupCoreBase):
                 raise RemoteInputError("a PDU of another group")
             if pdu.hops == 0 and pdu.origin != peer_id:
                 raise RemoteInputError("a direct PDU whose origin is not the link's peer")
+            self._heard[peer_id] = self._heard[pdu.origin] = now
             if pdu.target and pdu.target != self.peer_id:
                 return self._relay(pdu)
             welcome = self._resend.get("welcome:" + pdu.origin)
@@ -402,20 +459,19 @@ class GroupCore(GroupCoreBase):
         future = self._is_future(peer_id, pdu, now)
         if future is not None:
             return future
-        added = decode_json(info).get("added", {})
+        details = decode_json(info)
         events = self._session.receive(commit)
-        if (
-            events
-            and isinstance(events[0], GroupInputRejected)
-            and self._from_sequencer(peer_id, pdu)
-        ):
-            # the committer's own commit for our epoch does not apply: we are on another branch
-            return self._fork(
-                peer_id, pdu.epoch, f"the sequencer's commit: {events[0].reason}", now
-            )
-        return self._after_commit(peer_id, pdu, digest, added, events, now)
+        if events and isinstance(events[0], GroupInputRejected) and self._wins(peer_id, pdu):
+            # a commit for our epoch from the group's branch does not apply: we are off it
+            reason = f"its commit for our epoch: {events[0].reason}"
+            return self._fork(peer_id, pdu.epoch, reason, now)
+        return self._after_commit(peer_id, pdu, digest, details, events, now)
 
-    def _from_sequencer(self, peer_id: str, pdu: GroupPdu) -> bool:
+    def _wins(self, peer_id: str, pdu: GroupPdu) -> bool:
+        """``peer_id`` (a direct link) is on the branch that wins over ours: our sequencer's
+        (it sent its own commit), or one of a later takeover term."""
+        if self._peer_terms.get(peer_id, -1) > self._term:
+            return True
         return pdu.hops == 0 and pdu.origin == peer_id == self._roster.get(self.sequencer)
 
     def _after_commit(
@@ -423,7 +479,7 @@ class GroupCore(GroupCoreBase):
         peer_id: str,
         pdu: GroupPdu,
         digest: bytes,
-        added: object,
+        details: dict[str, object],
         events: Sequence[object],
         now: float,
     ) -> list[GroupOutput]:
@@ -439,7 +495,11 @@ class GroupCore(GroupCoreBase):
             self._intents.clear()
             return [GroupLeft(self.group_id, event.epoch, event.committer)]
         assert isinstance(event, GroupCommitApplied)
+        added, term = details.get("added"), details.get("term")
         mapping = added if isinstance(added, dict) else {}
+        if isinstance(term, int) and term > self._term:
+            self._term = term  # a takeover commit: the members it removed may re-join
+            self._rejoinable |= {p for fp, p in self._roster.items() if fp in event.removed}
         for fp in event.added:
             peer = mapping.get(fp)
             if isinstance(peer, str) and 0 < len(peer) <= 64:
@@ -453,13 +513,10 @@ class GroupCore(GroupCoreBase):
         return [change, *self._settle_intents(now), *self._drain_future(now)]
 
     def _drain_future(self, now: float) -> list[GroupOutput]:
-        out: list[GroupOutput] = []
         ready = [(p, f) for p, f in self._future if f.epoch <= self.epoch]
         self._future = deque((p, f) for p, f in self._future if f.epoch > self.epoch)
         ready.sort(key=lambda item: (item[1].epoch, item[1].kind != Kind.COMMIT))
-        for peer, pdu in ready:
-            out += self._dispatch(peer, pdu, now)
-        return out
+        return self._dispatch_each(ready, now)
 
     def _on_application(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
         origin = pdu.origin  # MLS names and authenticates the sender, at the message's epoch
@@ -536,10 +593,10 @@ class GroupCore(GroupCoreBase):
             self._member_peer(pdu)
         if intent.get("op") in ("handoff", None) or self._is_sequencer():
             return self._execute(pdu.origin, intent, now)
-        target = self._roster.get(self.sequencer, "")
+        target = self._intent_target(now)
         if pdu.hops < HOP_LIMIT and target and target != self.peer_id:
             return self._route_relayed(pdu.relayed(target))
-        return self._execute(pdu.origin, intent, now)
+        return self._execute(pdu.origin, intent, now)  # kept: we may be the one to take over
 
     def _on_key_package(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
         if pdu.hops != 0 or peer_id not in self._invites:
@@ -558,6 +615,9 @@ class GroupCore(GroupCoreBase):
         if len(links) > self.config.max_members:
             raise RemoteInputError("a status lists too many links")
         self._reach[peer_id] = frozenset(p for p in links if isinstance(p, str))
+        term = body.get("t")
+        if isinstance(term, int):
+            self._peer_terms[peer_id] = term
         if self._left:
             return []
         if peer_id not in self.roster.values():
@@ -573,7 +633,9 @@ class GroupCore(GroupCoreBase):
         mine = self._fork_checks.get(epoch)
         if mine is None or check == mine:
             return []
-        if direct and peer == self._roster.get(self.sequencer):
+        if direct and self._peer_terms.get(peer, -1) > self._term:
+            return self._fork(peer, epoch, "the branch of a later takeover term differs", now)
+        if direct and peer == self._roster.get(self.sequencer) and not self._is_sequencer():
             return self._fork(
                 peer, epoch, "our epoch authenticator differs from the sequencer's", now
             )
@@ -583,7 +645,7 @@ class GroupCore(GroupCoreBase):
         """Never silent: the event, then — we are off the sequencer's branch, which is the
         group by definition — a re-join through it (a Welcome puts us on its epoch)."""
         out: list[GroupOutput] = [ForkDetected(self.group_id, epoch, peer, reason)]
-        if self._rejoin_kp is None and not self._is_sequencer():
+        if self._rejoin_kp is None:
             out += self._rejoin(peer, f"fork at epoch {epoch}", now)
         return out
 
@@ -605,17 +667,32 @@ class GroupCore(GroupCoreBase):
             return self._rejoin(pdu.origin, "the history we missed is gone", now)
         if pdu.body[:1] != b"\x01":
             raise RemoteInputError("a history response starts with 0 or 1")
+        items = [
+            decode_pdu(raw) for raw in unpack_list(pdu.body[1:], self.config.history_max_items)
+        ]
+        if any(
+            i.kind not in (Kind.COMMIT, Kind.APPLICATION) or i.group_id != self.group_id
+            for i in items
+        ):
+            raise RemoteInputError("a history item is a commit or an application message")
+        return self._dispatch_each([(peer_id, item) for item in items], now)
+
+    def _dispatch_each(self, items: list[tuple[str, GroupPdu]], now: float) -> list[GroupOutput]:
+        """Several PDUs in order; one bad PDU is rejected alone, and a removal stops the rest."""
         out: list[GroupOutput] = []
-        for raw in unpack_list(pdu.body[1:], self.config.history_max_items):
-            item = decode_pdu(raw)
-            if item.kind not in (Kind.COMMIT, Kind.APPLICATION) or item.group_id != self.group_id:
-                raise RemoteInputError("a history item is a commit or an application message")
-            out += self._dispatch(peer_id, item, now)
+        for peer_id, pdu in items:
+            if self._left:
+                break
+            try:
+                out += self._dispatch(peer_id, pdu, now)
+            except RemoteInputError as exc:
+                out.append(PduRejected(self.group_id, peer_id, str(exc)))
         return out
 
     def _rejoin(self, peer: str, reason: str, now: float) -> list[GroupOutput]:
         kp = self._service.new_key_package(self._identity)
         self._rejoin_kp = kp.private
+        self._rejoin_via = peer
         intent: dict[str, object] = {"op": "rejoin", "kp": b64(kp.public), "id": new_id().hex()}
         self._intents[str(intent["id"])] = (intent, now + self.config.retry_s, 0)
         pdu = self._pdu(Kind.INTENT, encode_json(intent), target=peer)
@@ -628,13 +705,12 @@ class GroupCore(GroupCoreBase):
         result = self._service.join_group(self._identity, self._rejoin_kp, welcome)
         if not isinstance(result, GroupJoined) or result.session.group_id != self.group_id:
             raise RemoteInputError("the Welcome was refused")
-        roster = decode_json(info).get("roster")
         self._session = result.session
         self._rejoin_kp = None
         self._left = self._retired = False
         self._future.clear()
-        if isinstance(roster, dict):
-            self._roster.update({k: v for k, v in roster.items() if isinstance(v, str)})
-        self._remember_epoch()
+        self._fork_checks.clear()  # the old branch's epochs are not the group's
+        self._commit_hashes.clear()
+        self.load_welcome_info(decode_json(info))
         out: list[GroupOutput] = [MembershipChanged(self.group_id, self.epoch, self.members)]
         return out + self._settle_intents(now)

@@ -127,23 +127,8 @@ class GroupNode:
         if not isinstance(result, GroupJoined) or result.session.group_id != pdu.group_id:
             raise RemoteInputError("the Welcome was refused")
         del self._key_packages[pdu.group_id]
-        info = decode_json(parts[1])
-        roster = info.get("roster")
-        members = (
-            {k: v for k, v in roster.items() if isinstance(v, str)}
-            if isinstance(roster, dict)
-            else {}
-        )
-        name = info.get("name")
-        core = GroupCore(
-            self.service,
-            self.identity,
-            result.session,
-            self.peer_id,
-            members,
-            self.config,
-            name if isinstance(name, str) else "",
-        )
+        core = GroupCore(self.service, self.identity, result.session, self.peer_id, {}, self.config)
+        core.load_welcome_info(decode_json(parts[1]))
         self.groups[core.group_id] = core
         out: list[GroupOutput] = [MembershipChanged(core.group_id, core.epoch, core.members)]
         return out + core.set_links(self._links, now)
