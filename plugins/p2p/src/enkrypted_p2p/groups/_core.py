@@ -177,18 +177,6 @@ class GroupCore(GroupCoreBase):
         pdu = self._pdu(Kind.INTENT, encode_json(intent), target=target)
         return self._route(pdu)
 
-    def _silent(self, fp: str, now: float) -> bool:
-        heard = self._heard.get(self._roster.get(fp, ""), self._started or now)
-        return now - heard >= self.config.failover_after_s
-
-    def _intent_target(self, now: float) -> str:
-        """The sequencer; while it is silent, the first member after it that is not (the one
-        that will take over, :meth:`_take_over`)."""
-        for fp in self.members:
-            if fp == self.own_fingerprint or not self._silent(fp, now):
-                return self._roster.get(fp, "")
-        return ""
-
     def _intent_done(self, intent: dict[str, object]) -> bool:
         op = intent.get("op")
         if self._left:
@@ -284,27 +272,6 @@ class GroupCore(GroupCoreBase):
         before = set(self.members)
         out = self._commit(before, self._session.remove(list(ahead)), {})
         return out + self._settle_intents(now)
-
-    def _welcome_info(self) -> bytes:
-        version, by = self._name_version
-        info = {"roster": self.roster, "name": self.name, "v": version, "by": by, "t": self._term}
-        return encode_json({**info, "r": sorted(self._rejoinable)[: self.config.max_members]})
-
-    def load_welcome_info(self, info: dict[str, object]) -> None:
-        """What the committer sent with a Welcome: the peer ids, the name, the term."""
-        roster, name, version, by, term = (info.get(k) for k in ("roster", "name", "v", "by", "t"))
-        if isinstance(roster, dict):
-            self._roster = {k: v for k, v in roster.items() if isinstance(v, str) and len(v) <= 64}
-            self._roster[self.own_fingerprint] = self.peer_id
-        if isinstance(name, str) and isinstance(version, int) and isinstance(by, str):
-            self.name, self._name_version = name[: self.config.max_name], (version, by)
-        if isinstance(term, int):
-            self._term = term
-        rejoinable = info.get("r")
-        if isinstance(rejoinable, list):
-            limit = self.config.max_members
-            self._rejoinable = {p for p in rejoinable[:limit] if isinstance(p, str)}
-        self._remember_epoch()
 
     def _commit_remove(self, origin: str, intent: dict[str, object]) -> list[GroupOutput]:
         fps = intent.get("fps")
