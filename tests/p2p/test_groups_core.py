@@ -11,6 +11,7 @@ from enkrypted_p2p.groups import (
     ForkDetected,
     GroupCore,
     GroupLeft,
+    GroupNode,
     GroupRenamed,
     MembershipChanged,
     PduRejected,
@@ -245,3 +246,65 @@ def test_membership_events_name_who_changed() -> None:
     changes = [e for e in net.events["peer-1"] if isinstance(e, MembershipChanged)]
     assert changes[-1].added == (net.fingerprints["peer-2"],)
     assert changes[-1].committer == net.fingerprints["peer-0"]
+
+
+def test_a_message_crosses_two_relays_when_no_neighbour_reaches_the_target() -> None:
+    net = Net(8, seed=12)
+    gid = net.form_group(net.peers)
+    for peer in net.peers[:6]:
+        net.cut("peer-7", peer)  # peer-7 keeps peer-6 only
+    net.cut("peer-0", "peer-6")  # and peer-0 has no link to peer-6
+    net.run(1.5)
+    _send(net, "peer-0", gid, "two hops")
+    net.run(2.0)
+    assert _texts(net, "peer-7") == ["two hops"]
+    receipts = [e for e in net.events["peer-0"] if isinstance(e, ReceiptFromMember)]
+    assert net.fingerprints["peer-7"] in {r.member for r in receipts}
+
+
+def test_a_node_declines_invitations_its_policy_refuses_and_unasked_welcomes() -> None:
+    net = Net(3, seed=13)
+    declined = GroupNode(
+        net.service, net.service.new_identity(), "peer-2", accept_invite=lambda p, g: False
+    )
+    net.nodes["peer-2"] = declined
+    net.refresh_links()
+    core = net.nodes["peer-0"].create_group("g")
+    core.set_links(["peer-1", "peer-2"], net.now)
+    net.feed("peer-0", core.invite("peer-2", net.now))
+    net.run(1.0)
+    assert core.group_id not in declined.groups
+    assert any(isinstance(e, PduRejected) and "declined" in e.reason for e in net.events["peer-2"])
+    welcome = GroupPdu(
+        Kind.WELCOME, b"w" * 32, 1, b"\x02" * 16, "peer-0", pack_list([b"x", b"{}"]), "peer-1"
+    )
+    out = net.nodes["peer-1"].receive("peer-0", welcome.encode(), net.now)
+    assert [type(o) for o in out] == [PduRejected]
+
+
+def test_the_public_surface_is_pinned() -> None:
+    import enkrypted_p2p.groups as groups
+
+    assert sorted(groups.__all__) == sorted(
+        [
+            "HOP_LIMIT",
+            "ForkDetected",
+            "GroupConfig",
+            "GroupCore",
+            "GroupEvent",
+            "GroupLeft",
+            "GroupMessageDelivered",
+            "GroupNode",
+            "GroupOutput",
+            "GroupPdu",
+            "GroupRenamed",
+            "Kind",
+            "MembershipChanged",
+            "PduRejected",
+            "ReceiptFromMember",
+            "RejoinStarted",
+            "SendTo",
+            "decode_pdu",
+            "fork_check",
+        ]
+    )

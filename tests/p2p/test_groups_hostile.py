@@ -119,6 +119,7 @@ def test_hostile_pdus_leave_the_member_state_unchanged(
     hostile = {
         "garbage": os.urandom(200),
         "empty": b"",
+        "oversize": b"EG\x01" + bytes(WIRE_LIMITS.max_pdu_bytes),
         "other group": replace(valid, group_id=b"x" * 32).encode(),
         "replayed message": captured[0],
         "replayed message, new id": replace(valid, msg_id=b"\x99" * 16).encode(),

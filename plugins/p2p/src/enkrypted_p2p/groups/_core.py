@@ -359,7 +359,9 @@ class GroupCore(GroupCoreBase):
                 raise RemoteInputError("a PDU of another group")
             if pdu.hops == 0 and pdu.origin != peer_id:
                 raise RemoteInputError("a direct PDU whose origin is not the link's peer")
-            self._heard[peer_id] = self._heard[pdu.origin] = now
+            members = self._roster.values()
+            for peer in {peer_id, pdu.origin} & set(members):  # bounded: members only
+                self._heard[peer] = now
             if pdu.target and pdu.target != self.peer_id:
                 return self._relay(pdu)
             welcome = self._resend.get("welcome:" + pdu.origin)
