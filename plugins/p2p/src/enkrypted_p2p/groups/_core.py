@@ -186,7 +186,7 @@ class GroupCore(GroupCoreBase):
         if op == "remove":
             fps = intent.get("fps")
             return isinstance(fps, list) and not any(fp in self.members for fp in fps)
-        if op == "update":
+        if op in ("update", "handoff"):
             return isinstance(intent.get("at"), int) and self.epoch > int(str(intent["at"]))
         return op == "rejoin" and self._rejoin_kp is None
 
@@ -211,8 +211,7 @@ class GroupCore(GroupCoreBase):
         if op == "handoff":
             return self._take_handoff(origin, intent)
         if not self._is_sequencer():
-            if len(self._queue) < self.config.max_intents:
-                self._queue.append((origin, intent))
+            self._keep(origin, intent)
             return []
         if self._intent_done(intent) and op != "rejoin":
             return []
@@ -220,6 +219,12 @@ class GroupCore(GroupCoreBase):
             return self._commit_intent(origin, op, intent, now)
         except (KeyError, RemoteInputError) as exc:
             return [PduRejected(self.group_id, origin, f"bad intent: {exc}")]
+
+    def _keep(self, origin: str, intent: dict[str, object]) -> None:
+        """Hold another member's intent until we are the one to commit it (bounded, once)."""
+        known = {str(i.get("id")) for _, i in self._queue}
+        if str(intent.get("id")) not in known and len(self._queue) < self.config.max_intents:
+            self._queue.append((origin, intent))
 
     def _commit_intent(
         self, origin: str, op: object, intent: dict[str, object], now: float
@@ -257,6 +262,7 @@ class GroupCore(GroupCoreBase):
         (they may re-join) and become the sequencer of a new term."""
         if self._started is None:
             self._started = now
+        self._queue = deque(i for i in self._queue if not self._intent_done(i[1]))
         waiting = self._intents or self._queue
         if self._left or self._rejoin_kp is not None or self._is_sequencer() or not waiting:
             return []
@@ -302,8 +308,7 @@ class GroupCore(GroupCoreBase):
         if self.members[1] != self.own_fingerprint or at < self.epoch:
             return []
         if at > self.epoch:  # we have not seen all of the old sequencer's commits yet
-            if len(self._queue) < self.config.max_intents:
-                self._queue.append((origin, intent))
+            self._keep(origin, intent)
             return []
         return self._commit(set(self.members), self._session.remove([owner]), {})
 
