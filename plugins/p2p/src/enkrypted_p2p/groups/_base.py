@@ -272,6 +272,8 @@ class GroupCoreBase:
     def _broadcast_application(
         self, msg_id: bytes, inner: bytes
     ) -> tuple[GroupPdu, list[GroupOutput]]:
+        if self._rejoin_kp is not None:
+            raise P2PUsageError("re-joining the group (a fork or a gap): send again once back")
         wire = self._session.seal(inner)
         pdu = GroupPdu(Kind.APPLICATION, self.group_id, self.epoch, msg_id, self.peer_id, wire)
         self._seen.add(msg_id)
@@ -297,6 +299,8 @@ class GroupCoreBase:
         """Our messages not yet receipted by a member go to it again (the links are reliable
         while up; this covers frames lost when a link or a relay went down)."""
         out: list[GroupOutput] = []
+        if self._rejoin_kp is not None:  # our session may be gone until the Welcome
+            return out
         roster = self.roster
         for msg_id, (sent, due, tries) in list(self._outbox.items()):
             pdu = sent

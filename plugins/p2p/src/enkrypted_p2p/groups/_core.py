@@ -638,6 +638,11 @@ class GroupCore(GroupCoreBase):
         if pdu.body[:1] == b"\x00":
             if self._rejoin_kp is not None or pdu.origin not in self.roster.values():
                 return []
+            sequencer = self._roster.get(self.sequencer, "")
+            if sequencer not in ("", pdu.origin, self.peer_id):
+                # that member may have joined after our gap: the sequencer has seen every commit
+                self._history_asked = -1.0
+                return self._ask_history(sequencer, now)
             return self._rejoin(pdu.origin, "the history we missed is gone", now)
         if pdu.body[:1] != b"\x01":
             raise RemoteInputError("a history response starts with 0 or 1")
