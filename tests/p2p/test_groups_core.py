@@ -197,7 +197,7 @@ def test_a_fork_is_detected_shown_and_healed_by_a_rejoin() -> None:
         epoch,
         b"\x01" * 16,
         "peer-0",
-        pack_list([clone.update().commit, encode_json({"added": {}})]),
+        pack_list([clone.update().commit, encode_json({"added": {}}), b""]),
         "peer-4",
         hops=1,
     )

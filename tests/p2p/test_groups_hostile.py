@@ -125,10 +125,10 @@ def test_hostile_pdus_leave_the_member_state_unchanged(
         "replayed message, new id": replace(valid, msg_id=b"\x99" * 16).encode(),
         "forged direct origin": replace(valid, origin="peer-6", hops=0).encode(),
         "stale commit": replace(
-            valid, kind=Kind.COMMIT, epoch=epoch - 1, body=pack_list([b"junk", b"{}"])
+            valid, kind=Kind.COMMIT, epoch=epoch - 1, body=pack_list([b"junk", b"{}", b""])
         ).encode(),
         "current-epoch junk commit": replace(
-            valid, kind=Kind.COMMIT, epoch=epoch, body=pack_list([b"junk", b"{}"])
+            valid, kind=Kind.COMMIT, epoch=epoch, body=pack_list([b"junk", b"{}", b""])
         ).encode(),
         "commit without parts": replace(
             valid, kind=Kind.COMMIT, epoch=epoch, body=b"\x00"

@@ -91,7 +91,7 @@ class GroupCoreBase:
         self._awaiting: dict[bytes, set[str]] = {}
         self._outbox: dict[bytes, tuple[GroupPdu, float, int]] = {}
         self._plain: dict[bytes, bytes] = {}  # our unreceipted messages, to re-seal if needed
-        self._invites: set[str] = set()
+        self._invites: dict[str, bytes] = {}  # peer id -> the msg_id of our request
         self._resend: dict[str, tuple[GroupPdu, float, int]] = {}
         self._rejoin_kp: bytes | None = None
         self._rejoin_via = ""
@@ -101,9 +101,10 @@ class GroupCoreBase:
         self._term = 0  # takeovers so far: the branch of the higher term is the group
         self._rejoinable: set[str] = set()  # peers a takeover removed: they may re-join
         self._heard: dict[str, float] = {}
-        self._peer_terms: dict[str, int] = {}
+        self._taker = ""  # who took over in this term ("" in term 0)
+        self._peer_terms: dict[str, tuple[int, str]] = {}
         self._started: float | None = None
-        self._used_key_packages = SeenIds(self.config.max_intents)
+        self._used_key_packages = SeenIds(self.config.seen_ids)
         self._remember_epoch()
 
     # ------------------------------------------------------------------ views
@@ -168,7 +169,8 @@ class GroupCoreBase:
 
     def _status_to(self, peer: str) -> SendTo:
         links = sorted(self._links)[: self.config.max_members]
-        body = encode_json({"e": self.epoch, "f": self._check(), "links": links, "t": self._term})
+        status = {"e": self.epoch, "f": self._check(), "links": links}
+        body = encode_json({**status, "t": self._term, "tb": self._taker})
         return SendTo(peer, self._pdu(Kind.STATUS, body, target=peer).encode())
 
     # ------------------------------------------------------------------ roster and sequencer
@@ -187,6 +189,7 @@ class GroupCoreBase:
     def _welcome_info(self) -> bytes:
         version, by = self._name_version
         info = {"roster": self.roster, "name": self.name, "v": version, "by": by, "t": self._term}
+        info["tb"] = self._taker
         return encode_json({**info, "r": sorted(self._rejoinable)[: self.config.max_members]})
 
     def load_welcome_info(self, info: dict[str, object]) -> None:
@@ -199,11 +202,24 @@ class GroupCoreBase:
             self.name, self._name_version = name[: self.config.max_name], (version, by)
         if isinstance(term, int):
             self._term = term
+            taker = info.get("tb")
+            self._taker = taker[:64] if isinstance(taker, str) else ""
         rejoinable = info.get("r")
         if isinstance(rejoinable, list):
             limit = self.config.max_members
             self._rejoinable = {p for p in rejoinable[:limit] if isinstance(p, str)}
         self._remember_epoch()
+
+    def remember_delivered(self, earlier: GroupCoreBase) -> None:
+        """Take over the delivered message ids of our earlier membership of this group."""
+        for msg_id in earlier._seen.export():
+            self._seen.add(msg_id)
+
+    def _beaten_by(self, peer: str) -> bool:
+        """The branch ``peer`` reported (its last STATUS) wins over ours: a later takeover
+        term, or the same term taken over by a member of a lower fingerprint."""
+        term, taker = self._peer_terms.get(peer, (-1, ""))
+        return term > self._term or (term == self._term > 0 and taker < self._taker)
 
     # ------------------------------------------------------------------ persistence
     def export_state(self) -> bytes:
@@ -220,7 +236,7 @@ class GroupCoreBase:
             "checks": {str(e): c for e, c in self._fork_checks.items()},
             "intents": [i for i, _, _ in self._intents.values()],
             "flags": [self._left, self._retired],
-            "term": self._term,
+            "term": [self._term, self._taker],
             "rejoinable": sorted(self._rejoinable),
             "rejoin": b64(self._rejoin_kp) if self._rejoin_kp is not None else "",
         }
@@ -259,7 +275,8 @@ class GroupCoreBase:
         left, retired = data["flags"]
         self._left, self._retired = bool(left), bool(retired)
         self._rejoin_kp = unb64(data["rejoin"], MAX_BODY) or None
-        self._term = int(data["term"])
+        term, taker = data["term"]
+        self._term, self._taker = int(term), str(taker)
         self._rejoinable = {str(p) for p in data["rejoinable"]}
 
     # ------------------------------------------------------------------ fan-out and relay
@@ -300,6 +317,8 @@ class GroupCoreBase:
         while up; this covers frames lost when a link or a relay went down)."""
         out: list[GroupOutput] = []
         if self._rejoin_kp is not None:  # our session may be gone until the Welcome
+            later = now + self.config.retry_s
+            self._outbox = {k: (p, max(d, later), t) for k, (p, d, t) in self._outbox.items()}
             return out
         roster = self.roster
         for msg_id, (sent, due, tries) in list(self._outbox.items()):

@@ -94,8 +94,8 @@ class GroupCore(GroupCoreBase):
             raise P2PUsageError(f"{peer_id} is already a member")
         if len(self.members) >= self.config.max_members:
             raise P2PUsageError(f"a group has at most {self.config.max_members} members")
-        self._invites.add(peer_id)
         pdu = self._pdu(Kind.KEY_PACKAGE_REQUEST, b"", target=peer_id)
+        self._invites[peer_id] = pdu.msg_id
         self._resend["invite:" + peer_id] = (pdu, now + self.config.retry_s, 0)
         return [SendTo(peer_id, pdu.encode())]
 
@@ -146,6 +146,7 @@ class GroupCore(GroupCoreBase):
             if tries >= MAX_TRIES:
                 del self._intents[key]
                 out.append(PduRejected(self.group_id, self.peer_id, f"gave up on {intent['op']}"))
+                out += self._gave_up_rejoin() if intent.get("op") == "rejoin" else []
                 continue
             self._intents[key] = (intent, now + self.config.retry_s, tries + 1)
             out += self._dispatch_intent(intent, now)
@@ -242,19 +243,24 @@ class GroupCore(GroupCoreBase):
     def _commit_add(self, peer: str, key_package: bytes, now: float) -> list[GroupOutput]:
         if peer in self.roster.values() or len(self.members) >= self.config.max_members:
             return []
+        token = hashlib.sha256(key_package).digest()
+        if token in self._used_key_packages:  # one use (a late retransmitted add intent)
+            return [PduRejected(self.group_id, peer, "that key package was used already")]
         before = set(self.members)
         result = self._session.add([key_package])
         if isinstance(result, GroupInputRejected):
             return [PduRejected(self.group_id, peer, f"key package refused: {result.reason}")]
+        self._used_key_packages.add(token)
         added = [fp for fp in self.members if fp not in before]
         self._roster.update({fp: peer for fp in added})
-        out = self._commit(before, result, {fp: peer for fp in added})
-        if result.welcome is not None:
-            body = pack_list([result.welcome, self._welcome_info()])
-            welcome = self._pdu(Kind.WELCOME, body, target=peer)
-            self._resend["welcome:" + peer] = (welcome, now + self.config.retry_s, 0)
-            out += self._route(welcome)
-        return out
+        assert result.welcome is not None  # an Add always has a Welcome
+        body = pack_list([result.welcome, self._welcome_info()])
+        welcome = self._pdu(Kind.WELCOME, body, target=peer, epoch=self.epoch)
+        self._resend["welcome:" + peer] = (welcome, now + self.config.retry_s, 0)
+        # the Welcome rides in the commit too: members linked to the new one resend it if we
+        # cannot (we left, or our link is down)
+        out = self._commit(before, result, {fp: peer for fp in added}, welcome.encode())
+        return out + self._route(welcome)
 
     def _take_over(self, now: float) -> list[GroupOutput]:
         """Failover: when every member ahead of us in leaf order has been silent for
@@ -273,7 +279,7 @@ class GroupCore(GroupCoreBase):
             now - self._heard.get(self._roster.get(fp, ""), self._started) < wait for fp in ahead
         ):
             return []
-        self._term += 1
+        self._term, self._taker = self._term + 1, self.own_fingerprint
         self._rejoinable |= {self._roster[fp] for fp in ahead if fp in self._roster}
         before = set(self.members)
         out = self._commit(before, self._session.remove(list(ahead)), {})
@@ -321,7 +327,6 @@ class GroupCore(GroupCoreBase):
             return [
                 PduRejected(self.group_id, origin, "rejoin from a peer that never was a member")
             ]
-        self._used_key_packages.add(token)
         self._rejoinable.discard(origin)
         out: list[GroupOutput] = []
         if old and old[0] != self.own_fingerprint:
@@ -330,13 +335,16 @@ class GroupCore(GroupCoreBase):
         return out + self._commit_add(origin, key_package, now)
 
     def _commit(
-        self, before: set[str], result: GroupCommit, added: dict[str, str]
+        self, before: set[str], result: GroupCommit, added: dict[str, str], welcome: bytes = b""
     ) -> list[GroupOutput]:
         """Our commit was applied by the session: send it to every member of the old epoch
         (the removed ones too: the commit tells them)."""
         old_epoch = self.epoch - 1
         old_members = before
-        body = pack_list([result.commit, encode_json({"added": added, "term": self._term})])
+        details = {"added": added, "term": self._term, "taker": self._taker}
+        if added:  # every member (a later sequencer too) knows these key packages are used
+            details["kps"] = [t.hex() for t in self._used_key_packages.export()[-len(added) :]]
+        body = pack_list([result.commit, encode_json(details), welcome])
         pdu = self._pdu(Kind.COMMIT, body, epoch=old_epoch)
         self._history.add(pdu)
         self._commit_hashes[old_epoch] = hashlib.sha256(result.commit).digest()
@@ -419,10 +427,10 @@ class GroupCore(GroupCoreBase):
         return [SendTo(peer_id, pdu.encode())] if peer_id in self._links else self._route(pdu)
 
     def _on_commit(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
-        parts = unpack_list(pdu.body, 2)
-        if len(parts) != 2:
-            raise RemoteInputError("a commit PDU is (commit, added)")
-        commit, info = parts
+        parts = unpack_list(pdu.body, 3)
+        if len(parts) != 3:
+            raise RemoteInputError("a commit PDU is (commit, details, welcome or empty)")
+        commit, info, welcome = parts
         digest = hashlib.sha256(commit).digest()
         if pdu.epoch < self.epoch:
             known = self._commit_hashes.get(pdu.epoch)
@@ -439,12 +447,26 @@ class GroupCore(GroupCoreBase):
             # a commit for our epoch from the group's branch does not apply: we are off it
             reason = f"its commit for our epoch: {events[0].reason}"
             return self._fork(peer_id, pdu.epoch, reason, now)
-        return self._after_commit(peer_id, pdu, digest, details, events, now)
+        out = self._after_commit(peer_id, pdu, digest, details, events, now)
+        if welcome and events and isinstance(events[0], GroupCommitApplied):
+            self._relay_welcome(welcome, events[0], now)
+        return out
+
+    def _relay_welcome(self, data: bytes, applied: GroupCommitApplied, now: float) -> None:
+        """Keep resending the Welcome a commit carried to an added peer we have a link to."""
+        try:
+            welcome = decode_pdu(data)
+        except RemoteInputError:
+            return
+        added = {self._roster.get(fp) for fp in applied.added}
+        ours = welcome.kind is Kind.WELCOME and welcome.group_id == self.group_id
+        if ours and welcome.target in added and welcome.target in self._links:
+            self._resend["welcome:" + welcome.target] = (welcome, now, 0)
 
     def _wins(self, peer_id: str, pdu: GroupPdu) -> bool:
         """``peer_id`` (a direct link) is on the branch that wins over ours: our sequencer's
         (it sent its own commit), or one of a later takeover term."""
-        if self._peer_terms.get(peer_id, -1) > self._term:
+        if self._beaten_by(peer_id):
             return True
         return pdu.hops == 0 and pdu.origin == peer_id == self._roster.get(self.sequencer)
 
@@ -471,8 +493,14 @@ class GroupCore(GroupCoreBase):
         assert isinstance(event, GroupCommitApplied)
         added, term = details.get("added"), details.get("term")
         mapping = added if isinstance(added, dict) else {}
-        if isinstance(term, int) and term > self._term:
-            self._term = term  # a takeover commit: the members it removed may re-join
+        taker = details.get("taker")
+        used = details.get("kps")
+        for token in used[:8] if isinstance(used, list) else []:
+            if isinstance(token, str) and len(token) == 64:
+                self._used_key_packages.add(bytes.fromhex(token))
+        if isinstance(term, int) and isinstance(taker, str) and term > self._term:
+            self._term, self._taker = term, taker[:64]  # a takeover commit: the members it
+            # removed may re-join
             self._rejoinable |= {p for fp, p in self._roster.items() if fp in event.removed}
         for fp in event.added:
             peer = mapping.get(fp)
@@ -573,9 +601,9 @@ class GroupCore(GroupCoreBase):
         return self._execute(pdu.origin, intent, now)  # kept: we may be the one to take over
 
     def _on_key_package(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
-        if pdu.hops != 0 or peer_id not in self._invites:
+        if pdu.hops != 0 or self._invites.get(peer_id) != pdu.msg_id:  # only our latest ask's
             raise RemoteInputError("a key package nobody asked for")
-        self._invites.discard(peer_id)
+        del self._invites[peer_id]
         self._resend.pop("invite:" + peer_id, None)
         return self._intend({"op": "add", "peer": peer_id, "kp": b64(pdu.body)}, now)
 
@@ -591,12 +619,15 @@ class GroupCore(GroupCoreBase):
         self._reach[peer_id] = frozenset(p for p in links if isinstance(p, str))
         term = body.get("t")
         if isinstance(term, int):
-            self._peer_terms[peer_id] = term
+            taker = body.get("tb")
+            self._peer_terms[peer_id] = (term, taker[:64] if isinstance(taker, str) else "")
         if self._left:
             return []
         if peer_id not in self.roster.values():
-            # a former member behind us: our status makes it fetch the commit that removed it
-            return [self._status_to(peer_id)] if epoch < self.epoch else []
+            # a former member behind us (our status makes it fetch the commit that removed it),
+            # or one on another branch (our status shows it the fork)
+            differs = body.get("f") != self._fork_checks.get(epoch)
+            return [self._status_to(peer_id)] if epoch < self.epoch or differs else []
         return self._compare(peer_id, epoch, body.get("f"), now, direct=True)
 
     def _compare(
@@ -607,7 +638,7 @@ class GroupCore(GroupCoreBase):
         mine = self._fork_checks.get(epoch)
         if mine is None or check == mine:
             return []
-        if direct and self._peer_terms.get(peer, -1) > self._term:
+        if direct and self._beaten_by(peer):
             return self._fork(peer, epoch, "the branch of a later takeover term differs", now)
         if direct and peer == self._roster.get(self.sequencer) and not self._is_sequencer():
             return self._fork(
@@ -676,6 +707,13 @@ class GroupCore(GroupCoreBase):
         self._intents[str(intent["id"])] = (intent, now + self.config.retry_s, 0)
         pdu = self._pdu(Kind.INTENT, encode_json(intent), target=peer)
         return [RejoinStarted(self.group_id, self.epoch, reason), *self._route(pdu)]
+
+    def _gave_up_rejoin(self) -> list[GroupOutput]:
+        """No Welcome came (the group's sequencer refused us or is unreachable): we are out of
+        the group, and shown it; another member can invite us again."""
+        self._rejoin_kp = None
+        self._left = True
+        return [GroupLeft(self.group_id, self.epoch, "")]
 
     def _on_welcome(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
         if self._rejoin_kp is None:

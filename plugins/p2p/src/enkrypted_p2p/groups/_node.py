@@ -81,18 +81,34 @@ class GroupNode:
         except RemoteInputError as exc:
             return [PduRejected(b"", peer_id, str(exc))]
         core = self.groups.get(pdu.group_id)
-        if core is not None:
-            return core.receive(peer_id, data, now)
+        if core is not None and pdu.kind is not Kind.KEY_PACKAGE_REQUEST:
+            # a Welcome for the key package we gave is a new start (invited again after we
+            # left); anything else, and a Welcome for the core's re-join, is the core's
+            joined = self._try_join(peer_id, pdu, now)
+            return joined if joined is not None else core.receive(peer_id, data, now)
         try:
-            if pdu.kind is Kind.KEY_PACKAGE_REQUEST:
-                return self._key_package_for(peer_id, pdu)
-            if pdu.kind is Kind.WELCOME and pdu.target == self.peer_id:
-                return self._join(peer_id, pdu, now)
-            if pdu.kind is Kind.STATUS:  # a member's heartbeat that overtook our Welcome
-                return []
-            raise RemoteInputError(f"{pdu.kind.name} for a group we are not in")
+            return self._outside(peer_id, pdu, now)
         except RemoteInputError as exc:
             return [PduRejected(pdu.group_id, peer_id, str(exc))]
+
+    def _try_join(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput] | None:
+        if pdu.kind is not Kind.WELCOME or pdu.group_id not in self._key_packages:
+            return None
+        try:
+            return self._join(peer_id, pdu, now)
+        except RemoteInputError:
+            return None
+
+    def _outside(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
+        """A PDU of a group we have no core for: key packages are always ours to give (a member
+        that asks sees us outside the group: we left, or were removed and do not know yet)."""
+        if pdu.kind is Kind.KEY_PACKAGE_REQUEST:
+            return self._key_package_for(peer_id, pdu)
+        if pdu.kind is Kind.WELCOME and pdu.target == self.peer_id:
+            return self._join(peer_id, pdu, now)
+        if pdu.kind is Kind.STATUS:  # a member's heartbeat that overtook our Welcome
+            return []
+        raise RemoteInputError(f"{pdu.kind.name} for a group we are not in")
 
     def _key_package_for(self, peer_id: str, pdu: GroupPdu) -> list[GroupOutput]:
         if pdu.hops != 0 or pdu.origin != peer_id:
@@ -129,6 +145,9 @@ class GroupNode:
         del self._key_packages[pdu.group_id]
         core = GroupCore(self.service, self.identity, result.session, self.peer_id, {}, self.config)
         core.load_welcome_info(decode_json(parts[1]))
+        old = self.groups.get(core.group_id)
+        if old is not None:  # invited again after leaving: what we delivered stays delivered
+            core.remember_delivered(old)
         self.groups[core.group_id] = core
         out: list[GroupOutput] = [MembershipChanged(core.group_id, core.epoch, core.members)]
         return out + core.set_links(self._links, now)
