@@ -134,3 +134,25 @@ def test_messages_sent_during_a_race_reach_each_member_that_stays_exactly_once(s
             stays = sender_peer in final
             if stays and peer in final and peer in audience and peer != sender_peer:
                 assert msg_id in ids, (peer, sender_peer)
+
+
+@pytest.mark.parametrize("seed", [300, 301, 302])
+def test_races_with_members_going_offline_and_back_converge(seed: int) -> None:
+    """Churn: members (the sequencer too) go offline and come back during the race; changes
+    wait for the sequencer (no takeover within the default failover time) and everything
+    converges once all are back — catch-up from history, or a re-join by a Welcome."""
+    rng = random.Random(seed)
+    net = Net(9, seed=seed, delay=(0.001, 0.2), ordered=False)
+    gid = net.form_group(net.peers[:8])
+    net.drop = 0.05
+    for _ in range(16):
+        _act(net, gid, rng)
+        if rng.random() < 0.3:
+            peer = rng.choice(net.peers)
+            (net.set_offline if peer in net.online else net.set_online)(peer)
+        net.run(rng.choice([0.0, 0.5, 2.0, 4.0]))
+    net.drop = 0.0
+    for peer in net.peers:
+        net.set_online(peer)
+    net.run(40.0)
+    _check_converged(net, gid)

@@ -36,7 +36,7 @@ class GroupConfig:
     max_pending_receipts: int = 1024
     retry_s: float = 2.0
     heartbeat_s: float = 5.0
-    failover_after_s: float = 30.0
+    failover_after_s: float = 300.0
     max_text: int = 64 * 1024
     max_name: int = 128
 
