@@ -237,6 +237,7 @@ class GroupCoreBase:
             "intents": [i for i, _, _ in self._intents.values()],
             "flags": [self._left, self._retired],
             "term": [self._term, self._taker],
+            "kps": [t.hex() for t in self._used_key_packages.export()],
             "rejoinable": sorted(self._rejoinable),
             "rejoin": b64(self._rejoin_kp) if self._rejoin_kp is not None else "",
         }
@@ -275,6 +276,8 @@ class GroupCoreBase:
         left, retired = data["flags"]
         self._left, self._retired = bool(left), bool(retired)
         self._rejoin_kp = unb64(data["rejoin"], MAX_BODY) or None
+        for token in data["kps"]:
+            self._used_key_packages.add(bytes.fromhex(token))
         term, taker = data["term"]
         self._term, self._taker = int(term), str(taker)
         self._rejoinable = {str(p) for p in data["rejoinable"]}

@@ -460,8 +460,9 @@ class GroupCore(GroupCoreBase):
             return
         added = {self._roster.get(fp) for fp in applied.added}
         ours = welcome.kind is Kind.WELCOME and welcome.group_id == self.group_id
-        if ours and welcome.target in added and welcome.target in self._links:
-            self._resend["welcome:" + welcome.target] = (welcome, now, 0)
+        if ours and welcome.target in added and welcome.target in self._links and welcome.hops == 0:
+            # we are not its origin: it goes on as relayed (hops 1), straight to the new member
+            self._resend["welcome:" + welcome.target] = (welcome.relayed(welcome.target), now, 0)
 
     def _wins(self, peer_id: str, pdu: GroupPdu) -> bool:
         """``peer_id`` (a direct link) is on the branch that wins over ours: our sequencer's
