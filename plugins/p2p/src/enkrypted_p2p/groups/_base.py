@@ -1,0 +1,381 @@
+"""What every part of a member's group core shares: its state and views, fan-out and relay,
+retransmission, the fork checks and persistence. The protocol handlers (commands, intents, the
+sequencer, input) are :class:`~enkrypted_p2p.groups._core.GroupCore`'s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import deque
+from dataclasses import replace
+from typing import Any, Final, Self
+
+from enkrypted_shell.contracts import (
+    GroupCryptoService,
+    GroupSession,
+    StateError,
+)
+
+from ..errors import P2PUsageError, RemoteInputError
+from ._events import (
+    GroupConfig,
+    GroupOutput,
+    SendTo,
+)
+from ._memory import History, SeenIds
+from ._wire import (
+    HOP_LIMIT,
+    MAX_BODY,
+    GroupPdu,
+    Kind,
+    b64,
+    decode_json,
+    decode_pdu,
+    encode_json,
+    unb64,
+)
+
+__all__ = ["MAX_TRIES", "GroupCoreBase", "addressed", "fork_check", "new_id"]
+
+_FORK_LABEL: Final = b"EnkryptedChat-group-fork-check-v1\x00"
+_KEEP_EPOCHS: Final = 64
+MAX_TRIES: Final = 30
+
+
+def fork_check(group_id: bytes, epoch: int, authenticator: bytes) -> str:
+    """What members exchange to compare epochs: a hash of the epoch authenticator (the
+    authenticator itself stays secret), 16 bytes hex."""
+    data = _FORK_LABEL + len(group_id).to_bytes(1, "big") + group_id + epoch.to_bytes(8, "big")
+    return hashlib.sha256(data + authenticator).hexdigest()[:32]
+
+
+def new_id() -> bytes:
+    return os.urandom(16)
+
+
+class GroupCoreBase:
+    """What every part of a member's group core shares: state, views, routing, persistence."""
+
+    def __init__(
+        self,
+        service: GroupCryptoService,
+        identity: bytes,
+        session: GroupSession,
+        peer_id: str,
+        roster: dict[str, str],
+        config: GroupConfig | None = None,
+        name: str = "",
+    ) -> None:
+        self._service = service
+        self._identity = identity
+        self._session = session
+        self.peer_id = peer_id
+        self.config = config or GroupConfig()
+        self._roster = dict(roster)
+        self._roster[session.own_fingerprint] = peer_id
+        self._links: set[str] = set()
+        self._reach: dict[str, frozenset[str]] = {}
+        self.name = name
+        self._name_version: tuple[int, str] = (0, "")
+        self._seen = SeenIds(self.config.seen_ids)
+        self._relayed = SeenIds(self.config.seen_ids)
+        self._history = History(self.config.history_max_items, self.config.history_max_bytes)
+        self._commit_hashes: dict[int, bytes] = {}
+        self._fork_checks: dict[int, str] = {}
+        self._future: deque[tuple[str, GroupPdu]] = deque()
+        self._intents: dict[str, tuple[dict[str, object], float, int]] = {}
+        self._queue: deque[tuple[str, dict[str, object]]] = deque()
+        self._retired = False
+        self._left = False
+        self._awaiting: dict[bytes, set[str]] = {}
+        self._outbox: dict[bytes, tuple[GroupPdu, float, int]] = {}
+        self._plain: dict[bytes, bytes] = {}  # our unreceipted messages, to re-seal if needed
+        self._invites: dict[str, bytes] = {}  # peer id -> the msg_id of our request
+        self._resend: dict[str, tuple[GroupPdu, float, int]] = {}
+        self._rejoin_kp: bytes | None = None
+        self._rejoin_via = ""
+        self._history_asked = -1.0
+        self._next_heartbeat = 0.0
+        self._relay_budget = self.config.relay_queue
+        self._term = 0  # takeovers so far: the branch of the higher term is the group
+        self._rejoinable: set[str] = set()  # peers a takeover removed: they may re-join
+        self._heard: dict[str, float] = {}
+        self._taker = ""  # who took over in this term ("" in term 0)
+        self._peer_terms: dict[str, tuple[int, str]] = {}
+        self._started: float | None = None
+        self._used_key_packages = SeenIds(self.config.seen_ids)
+        self._remember_epoch()
+
+    # ------------------------------------------------------------------ views
+    @property
+    def group_id(self) -> bytes:
+        return self._session.group_id
+
+    @property
+    def epoch(self) -> int:
+        return self._session.epoch
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        return self._session.members
+
+    @property
+    def own_fingerprint(self) -> str:
+        return self._session.own_fingerprint
+
+    @property
+    def epoch_authenticator(self) -> bytes:
+        return self._session.epoch_authenticator
+
+    @property
+    def active(self) -> bool:
+        return not self._left
+
+    @property
+    def roster(self) -> dict[str, str]:
+        """Member fingerprint → peer id, for the current members."""
+        return {fp: self._roster[fp] for fp in self.members if fp in self._roster}
+
+    @property
+    def sequencer(self) -> str:
+        """The fingerprint of this epoch's committer: the member at the lowest leaf index."""
+        return self.members[0]
+
+    def pending_intents(self) -> int:
+        return len(self._intents)
+
+    def _require_active(self) -> None:
+        if self._left:
+            raise P2PUsageError("we are no longer a member of this group")
+
+    def _is_sequencer(self) -> bool:
+        if self._left or self._retired or self._rejoin_kp is not None:
+            return False  # off the group's branch while re-joining: we commit nothing
+        return self.sequencer == self.own_fingerprint
+
+    # ------------------------------------------------------------------ status, forks, catch-up
+    def _check(self) -> str:
+        return self._fork_checks[self.epoch]
+
+    def _remember_epoch(self) -> None:
+        self._fork_checks[self.epoch] = fork_check(
+            self.group_id, self.epoch, self._session.epoch_authenticator
+        )
+        for old in [e for e in self._fork_checks if e < self.epoch - _KEEP_EPOCHS]:
+            del self._fork_checks[old]
+        for old in [e for e in self._commit_hashes if e < self.epoch - _KEEP_EPOCHS]:
+            del self._commit_hashes[old]
+
+    def _status_to(self, peer: str) -> SendTo:
+        links = sorted(self._links)[: self.config.max_members]
+        status = {"e": self.epoch, "f": self._check(), "links": links}
+        body = encode_json({**status, "t": self._term, "tb": self._taker})
+        return SendTo(peer, self._pdu(Kind.STATUS, body, target=peer).encode())
+
+    # ------------------------------------------------------------------ roster and sequencer
+    def _silent(self, fp: str, now: float) -> bool:
+        heard = self._heard.get(self._roster.get(fp, ""), self._started or now)
+        return now - heard >= self.config.failover_after_s
+
+    def _intent_target(self, now: float) -> str:
+        """The sequencer; while it is silent, the first member after it that is not (the one
+        that will take over, :meth:`_take_over`)."""
+        for fp in self.members:
+            if fp == self.own_fingerprint or not self._silent(fp, now):
+                return self._roster.get(fp, "")
+        return ""
+
+    def _welcome_info(self) -> bytes:
+        version, by = self._name_version
+        info = {"roster": self.roster, "name": self.name, "v": version, "by": by, "t": self._term}
+        info["tb"] = self._taker
+        return encode_json({**info, "r": sorted(self._rejoinable)[: self.config.max_members]})
+
+    def load_welcome_info(self, info: dict[str, object]) -> None:
+        """What the committer sent with a Welcome: the peer ids, the name, the term."""
+        roster, name, version, by, term = (info.get(k) for k in ("roster", "name", "v", "by", "t"))
+        if isinstance(roster, dict):
+            self._roster = {k: v for k, v in roster.items() if isinstance(v, str) and len(v) <= 64}
+            self._roster[self.own_fingerprint] = self.peer_id
+        if isinstance(name, str) and isinstance(version, int) and isinstance(by, str):
+            self.name, self._name_version = name[: self.config.max_name], (version, by)
+        if isinstance(term, int):
+            self._term = term
+            taker = info.get("tb")
+            self._taker = taker[:64] if isinstance(taker, str) else ""
+        rejoinable = info.get("r")
+        if isinstance(rejoinable, list):
+            limit = self.config.max_members
+            self._rejoinable = {p for p in rejoinable[:limit] if isinstance(p, str)}
+        self._remember_epoch()
+
+    def remember_delivered(self, earlier: GroupCoreBase) -> None:
+        """Take over the delivered message ids of our earlier membership of this group."""
+        for msg_id in earlier._seen.export():
+            self._seen.add(msg_id)
+
+    def _beaten_by(self, peer: str) -> bool:
+        """The branch ``peer`` reported (its last STATUS) wins over ours: a later takeover
+        term, or the same term taken over by a member of a lower fingerprint."""
+        term, taker = self._peer_terms.get(peer, (-1, ""))
+        return term > self._term or (term == self._term > 0 and taker < self._taker)
+
+    # ------------------------------------------------------------------ persistence
+    def export_state(self) -> bytes:
+        """Everything to resume after a restart (secret: the MLS state; store it encrypted)."""
+        state = {
+            "v": 1,
+            "peer": self.peer_id,
+            "session": b64(self._session.export_state()),
+            "roster": self._roster,
+            "name": [self.name, self._name_version[0], self._name_version[1]],
+            "seen": [i.hex() for i in self._seen.export()],
+            "history": [b64(p) for p in self._history.export()],
+            "commits": {str(e): h.hex() for e, h in self._commit_hashes.items()},
+            "checks": {str(e): c for e, c in self._fork_checks.items()},
+            "intents": [i for i, _, _ in self._intents.values()],
+            "flags": [self._left, self._retired],
+            "term": [self._term, self._taker],
+            "kps": [t.hex() for t in self._used_key_packages.export()],
+            "rejoinable": sorted(self._rejoinable),
+            "rejoin": b64(self._rejoin_kp) if self._rejoin_kp is not None else "",
+        }
+        return encode_json(state)
+
+    @classmethod
+    def restore(
+        cls,
+        service: GroupCryptoService,
+        identity: bytes,
+        state: bytes,
+        config: GroupConfig | None = None,
+        now: float = 0.0,
+    ) -> Self:
+        """A core from :meth:`export_state`; :class:`P2PUsageError` if the state is unusable."""
+        try:
+            data: dict[str, Any] = decode_json(state) if len(state) <= MAX_BODY else {}
+            session = service.restore_group(unb64(data["session"], MAX_BODY))
+            name, version, by = data["name"]
+            core = cls(service, identity, session, str(data["peer"]), dict(data["roster"]), config)
+            core.name, core._name_version = str(name), (int(version), str(by))
+            core._load(data, now)
+        except (KeyError, TypeError, ValueError, RemoteInputError, StateError) as exc:
+            raise P2PUsageError(f"damaged group core state: {exc}") from None
+        return core
+
+    def _load(self, data: dict[str, Any], now: float) -> None:
+        for raw in data["seen"]:
+            self._seen.add(bytes.fromhex(raw))
+        for raw in data["history"]:
+            self._history.add(decode_pdu(unb64(raw, MAX_BODY)))
+        self._commit_hashes = {int(e): bytes.fromhex(h) for e, h in data["commits"].items()}
+        self._fork_checks.update({int(e): str(c) for e, c in data["checks"].items()})
+        for intent in data["intents"]:
+            self._intents[str(intent["id"])] = (dict(intent), now, 0)
+        left, retired = data["flags"]
+        self._left, self._retired = bool(left), bool(retired)
+        self._rejoin_kp = unb64(data["rejoin"], MAX_BODY) or None
+        for token in data["kps"]:
+            self._used_key_packages.add(bytes.fromhex(token))
+        term, taker = data["term"]
+        self._term, self._taker = int(term), str(taker)
+        self._rejoinable = {str(p) for p in data["rejoinable"]}
+
+    # ------------------------------------------------------------------ fan-out and relay
+    def _pdu(
+        self, kind: Kind, body: bytes, *, target: str = "", epoch: int | None = None
+    ) -> GroupPdu:
+        epoch = self.epoch if epoch is None else epoch
+        return GroupPdu(kind, self.group_id, epoch, new_id(), self.peer_id, body, target)
+
+    def _broadcast_application(
+        self, msg_id: bytes, inner: bytes
+    ) -> tuple[GroupPdu, list[GroupOutput]]:
+        if self._rejoin_kp is not None:
+            raise P2PUsageError("re-joining the group (a fork or a gap): send again once back")
+        wire = self._session.seal(inner)
+        pdu = GroupPdu(Kind.APPLICATION, self.group_id, self.epoch, msg_id, self.peer_id, wire)
+        self._seen.add(msg_id)
+        self._history.add(pdu)
+        out: list[GroupOutput] = []
+        for fp, peer in sorted(self.roster.items()):
+            if fp != self.own_fingerprint:
+                out += self._route(addressed(pdu, peer))
+        return pdu, out
+
+    def _resend_due(self, now: float) -> list[GroupOutput]:
+        """Key-package requests and Welcomes go again until the peer answers (bounded tries)."""
+        out: list[GroupOutput] = []
+        for key, (pdu, due, tries) in list(self._resend.items()):
+            if tries >= MAX_TRIES:
+                del self._resend[key]
+            elif now >= due:
+                self._resend[key] = (pdu, now + self.config.retry_s, tries + 1)
+                out += self._route(pdu)
+        return out
+
+    def _retransmit(self, now: float) -> list[GroupOutput]:
+        """Our messages not yet receipted by a member go to it again (the links are reliable
+        while up; this covers frames lost when a link or a relay went down)."""
+        out: list[GroupOutput] = []
+        if self._rejoin_kp is not None:  # our session may be gone until the Welcome
+            later = now + self.config.retry_s
+            self._outbox = {k: (p, max(d, later), t) for k, (p, d, t) in self._outbox.items()}
+            return out
+        roster = self.roster
+        for msg_id, (sent, due, tries) in list(self._outbox.items()):
+            pdu = sent
+            waiting = self._awaiting.get(msg_id, set()) & roster.keys()
+            if not waiting or tries >= MAX_TRIES:
+                del self._outbox[msg_id]
+                self._plain.pop(msg_id, None)
+                continue
+            if now < due:
+                continue
+            if pdu.epoch != self.epoch:
+                # members keep only recent epochs' keys (RFC 9420 §14): a message sealed some
+                # commits ago is sealed again, same id, for those of its audience still here
+                pdu = replace(pdu, epoch=self.epoch, body=self._session.seal(self._plain[msg_id]))
+                self._history.add(pdu)
+            self._outbox[msg_id] = (pdu, now + self.config.retry_s, tries + 1)
+            for fp in sorted(waiting):
+                out += self._route(addressed(pdu, roster[fp]))
+        return out
+
+    def _route(self, pdu: GroupPdu) -> list[GroupOutput]:
+        """Directly where we have a link; else through one member that says it reaches the
+        target; else through up to two linked members (they relay once more at most)."""
+        target = pdu.target
+        if target in self._links:
+            return [SendTo(target, pdu.encode())]
+        relays = sorted(p for p in self._links if target in self._reach.get(p, ()))[:1]
+        if not relays:
+            relays = sorted(p for p in self._links if p in self._roster.values())[:2]
+        return [SendTo(p, pdu.encode()) for p in relays]
+
+    def _relay(self, pdu: GroupPdu) -> list[GroupOutput]:
+        if pdu.hops >= HOP_LIMIT:
+            raise RemoteInputError("hop limit reached")
+        if pdu.target not in self._roster.values() and pdu.origin not in self._roster.values():
+            raise RemoteInputError("relay between non-members")
+        key = pdu.msg_id + pdu.target.encode()
+        if key in self._relayed:
+            return []
+        if self._relay_budget <= 0:
+            raise RemoteInputError("relay budget exhausted for this period")
+        self._relay_budget -= 1
+        self._relayed.add(key)
+        return self._route_relayed(pdu.relayed(pdu.target))
+
+    def _route_relayed(self, pdu: GroupPdu) -> list[GroupOutput]:
+        if pdu.target in self._links:
+            return [SendTo(pdu.target, pdu.encode())]
+        if pdu.hops >= HOP_LIMIT:
+            return []
+        relays = sorted(p for p in self._links if pdu.target in self._reach.get(p, ()))[:1]
+        return [SendTo(p, pdu.encode()) for p in relays]
+
+
+def addressed(pdu: GroupPdu, target: str) -> GroupPdu:
+    return replace(pdu, target=target)

@@ -1,0 +1,734 @@
+"""One member's sans-I/O core of one group (``docs/protocol.md`` "Group chat").
+
+PDUs from peers, local commands and ``now`` go in; :class:`SendTo` frames and events come out.
+Commit ordering is the *sequencer rule*: the member at the lowest leaf index of the current epoch
+(``members[0]``) makes every commit; the others send it intents (add, remove, update, rejoin)
+and retransmit them until the group shows them done. One committer per epoch means one commit
+per epoch, so every member that applies the commits in epoch order reaches the same state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Iterable, Sequence
+
+from enkrypted_shell.contracts import (
+    GroupCommit,
+    GroupCommitApplied,
+    GroupInputRejected,
+    GroupJoined,
+    GroupMessage,
+    RemovedFromGroup,
+)
+
+from ..errors import P2PUsageError, RemoteInputError
+from ._base import MAX_TRIES, GroupCoreBase, addressed, new_id
+from ._events import (
+    ForkDetected,
+    GroupLeft,
+    GroupMessageDelivered,
+    GroupOutput,
+    GroupRenamed,
+    MembershipChanged,
+    PduRejected,
+    ReceiptFromMember,
+    RejoinStarted,
+    SendTo,
+)
+from ._wire import (
+    HOP_LIMIT,
+    MAX_BODY,
+    GroupPdu,
+    Kind,
+    b64,
+    decode_json,
+    decode_pdu,
+    encode_json,
+    pack_list,
+    unb64,
+    unpack_list,
+)
+
+__all__ = ["GroupCore"]
+
+
+class GroupCore(GroupCoreBase):
+    """One member's view of one group. Not thread-safe; one driver calls it."""
+
+    # ------------------------------------------------------------------ local commands
+    def send_text(self, text: str, now: float) -> tuple[bytes, list[GroupOutput]]:
+        """Seal ``text`` for the current members and fan it out; returns its message id."""
+        self._require_active()
+        if len(text.encode()) > self.config.max_text:
+            raise P2PUsageError(f"a group message is at most {self.config.max_text} bytes")
+        msg_id = new_id()
+        inner = encode_json({"t": "msg", "id": msg_id.hex(), "text": text})
+        pdu, out = self._broadcast_application(msg_id, inner)
+        others = {fp for fp in self.members if fp != self.own_fingerprint}
+        if len(self._awaiting) >= self.config.max_pending_receipts:
+            oldest = next(iter(self._awaiting))
+            self._awaiting.pop(oldest)
+            self._outbox.pop(oldest, None)
+            self._plain.pop(oldest, None)
+        self._awaiting[msg_id] = others
+        self._outbox[msg_id] = (pdu, now + self.config.retry_s, 0)
+        self._plain[msg_id] = inner
+        return msg_id, out
+
+    def rename(self, name: str, now: float) -> list[GroupOutput]:
+        """Rename the group: last writer wins by (counter, fingerprint), a sealed control."""
+        self._require_active()
+        if not 0 < len(name) <= self.config.max_name or not name.isprintable():
+            raise P2PUsageError(f"a group name is 1 to {self.config.max_name} printable chars")
+        version = (self._name_version[0] + 1, self.own_fingerprint)
+        self._name_version, self.name = version, name
+        inner = encode_json({"t": "name", "id": "", "name": name, "v": version[0]})
+        out: list[GroupOutput] = [GroupRenamed(self.group_id, name, self.own_fingerprint)]
+        return out + self._broadcast_application(new_id(), inner)[1]
+
+    def invite(self, peer_id: str, now: float) -> list[GroupOutput]:
+        """Ask ``peer_id`` (a peer we have a link to) for a key package; an Add follows."""
+        self._require_active()
+        if peer_id in self.roster.values():
+            raise P2PUsageError(f"{peer_id} is already a member")
+        if len(self.members) >= self.config.max_members:
+            raise P2PUsageError(f"a group has at most {self.config.max_members} members")
+        pdu = self._pdu(Kind.KEY_PACKAGE_REQUEST, b"", target=peer_id)
+        self._invites[peer_id] = pdu.msg_id
+        self._resend["invite:" + peer_id] = (pdu, now + self.config.retry_s, 0)
+        return [SendTo(peer_id, pdu.encode())]
+
+    def remove(self, fingerprints: Iterable[str], now: float) -> list[GroupOutput]:
+        self._require_active()
+        fps = sorted(set(fingerprints))
+        if not fps or any(fp not in self.members for fp in fps):
+            raise P2PUsageError("remove names current members only")
+        if self.own_fingerprint in fps:
+            raise P2PUsageError("use leave() to leave the group")
+        return self._intend({"op": "remove", "fps": fps}, now)
+
+    def leave(self, now: float) -> list[GroupOutput]:
+        self._require_active()
+        return self._intend({"op": "remove", "fps": [self.own_fingerprint]}, now)
+
+    def update(self, now: float) -> list[GroupOutput]:
+        """Ask for a key update commit (new epoch secrets)."""
+        self._require_active()
+        return self._intend({"op": "update", "at": self.epoch}, now)
+
+    def set_links(self, peers: Iterable[str], now: float) -> list[GroupOutput]:
+        """The driver's current direct links; new links get our status at once."""
+        new = set(peers) - {self.peer_id}
+        added = new - self._links
+        self._links = new
+        members = self._roster.values()
+        return [self._status_to(p) for p in sorted(added) if p in members] if self.active else []
+
+    # ------------------------------------------------------------------ timers
+    def next_deadline(self) -> float:
+        retry = [t for _, t, _ in self._intents.values()]
+        resend = [t for _, t, _ in [*self._outbox.values(), *self._resend.values()]]
+        return min([self._next_heartbeat, *retry, *resend])
+
+    def handle_timeout(self, now: float) -> list[GroupOutput]:
+        out: list[GroupOutput] = []
+        if self._left:
+            return out
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + self.config.heartbeat_s
+            self._relay_budget = self.config.relay_queue
+            members = self.roster.values()
+            out += [self._status_to(p) for p in sorted(self._links) if p in members]
+        for key, (intent, due, tries) in list(self._intents.items()):
+            if now < due:
+                continue
+            if tries >= MAX_TRIES:
+                del self._intents[key]
+                out.append(PduRejected(self.group_id, self.peer_id, f"gave up on {intent['op']}"))
+                out += self._gave_up_rejoin() if intent.get("op") == "rejoin" else []
+                continue
+            self._intents[key] = (intent, now + self.config.retry_s, tries + 1)
+            out += self._dispatch_intent(intent, now)
+        return out + self._retransmit(now) + self._resend_due(now) + self._take_over(now)
+
+    # ------------------------------------------------------------------ intents
+    def _intend(self, intent: dict[str, object], now: float) -> list[GroupOutput]:
+        if len(self._intents) >= self.config.max_intents:
+            raise P2PUsageError("too many membership changes in flight")
+        key = new_id().hex()
+        intent = {**intent, "id": key}
+        self._intents[key] = (intent, now + self.config.retry_s, 0)
+        return self._dispatch_intent(intent, now)
+
+    def _dispatch_intent(self, intent: dict[str, object], now: float) -> list[GroupOutput]:
+        if self._intent_done(intent):
+            self._intents.pop(str(intent["id"]), None)
+            return []
+        if self._retired:  # our own removal is the next member's to commit: remind it
+            return self._handoff()
+        if intent.get("op") == "rejoin":
+            target = self._rejoin_via
+        elif self._is_sequencer():
+            return self._execute(self.peer_id, intent, now)
+        else:
+            target = self._intent_target(now)
+        if not target or target == self.peer_id:
+            return []
+        pdu = self._pdu(Kind.INTENT, encode_json(intent), target=target)
+        return self._route(pdu)
+
+    def _intent_done(self, intent: dict[str, object]) -> bool:
+        op = intent.get("op")
+        if self._left:
+            return True
+        if op == "add":
+            return intent.get("peer") in self.roster.values()
+        if op == "remove":
+            fps = intent.get("fps")
+            return isinstance(fps, list) and not any(fp in self.members for fp in fps)
+        if op in ("update", "handoff"):
+            return isinstance(intent.get("at"), int) and self.epoch > int(str(intent["at"]))
+        return op == "rejoin" and self._rejoin_kp is None
+
+    def _settle_intents(self, now: float) -> list[GroupOutput]:
+        """After an epoch change: drop what is done, resend the rest, run the queue."""
+        out: list[GroupOutput] = []
+        for key, (intent, _, _) in list(self._intents.items()):
+            if self._intent_done(intent):
+                del self._intents[key]
+            elif self._is_sequencer():
+                out += self._execute(self.peer_id, intent, now)
+        if self._is_sequencer() or self._queue:
+            queued, self._queue = list(self._queue), deque()
+            for origin, intent in queued:
+                out += self._execute(origin, intent, now)
+        return out
+
+    # ------------------------------------------------------------------ the sequencer
+    def _execute(self, origin: str, intent: dict[str, object], now: float) -> list[GroupOutput]:
+        """Commit one intent (we are the sequencer, or it is the sequencer's hand-off)."""
+        op = intent.get("op")
+        if op == "handoff":
+            return self._take_handoff(origin, intent)
+        if not self._is_sequencer():
+            self._keep(origin, intent)
+            return []
+        if self._intent_done(intent) and op != "rejoin":
+            return []
+        try:
+            return self._commit_intent(origin, op, intent, now)
+        except (KeyError, RemoteInputError) as exc:
+            return [PduRejected(self.group_id, origin, f"bad intent: {exc}")]
+
+    def _keep(self, origin: str, intent: dict[str, object]) -> None:
+        """Hold another member's intent until we are the one to commit it (bounded, once)."""
+        known = {str(i.get("id")) for _, i in self._queue}
+        if str(intent.get("id")) not in known and len(self._queue) < self.config.max_intents:
+            self._queue.append((origin, intent))
+
+    def _commit_intent(
+        self, origin: str, op: object, intent: dict[str, object], now: float
+    ) -> list[GroupOutput]:
+        if op == "add":
+            return self._commit_add(str(intent["peer"]), unb64(intent["kp"], MAX_BODY), now)
+        if op == "remove":
+            return self._commit_remove(origin, intent)
+        if op == "update":
+            return self._commit(set(self.members), self._session.update(), {})
+        if op == "rejoin":
+            return self._commit_rejoin(origin, unb64(intent["kp"], MAX_BODY), now)
+        return [PduRejected(self.group_id, origin, f"unknown intent {op!r}")]
+
+    def _commit_add(self, peer: str, key_package: bytes, now: float) -> list[GroupOutput]:
+        if peer in self.roster.values() or len(self.members) >= self.config.max_members:
+            return []
+        token = hashlib.sha256(key_package).digest()
+        if token in self._used_key_packages:  # one use (a late retransmitted add intent)
+            return [PduRejected(self.group_id, peer, "that key package was used already")]
+        before = set(self.members)
+        result = self._session.add([key_package])
+        if isinstance(result, GroupInputRejected):
+            return [PduRejected(self.group_id, peer, f"key package refused: {result.reason}")]
+        self._used_key_packages.add(token)
+        added = [fp for fp in self.members if fp not in before]
+        self._roster.update({fp: peer for fp in added})
+        assert result.welcome is not None  # an Add always has a Welcome
+        body = pack_list([result.welcome, self._welcome_info()])
+        welcome = self._pdu(Kind.WELCOME, body, target=peer, epoch=self.epoch)
+        self._resend["welcome:" + peer] = (welcome, now + self.config.retry_s, 0)
+        # the Welcome rides in the commit too: members linked to the new one resend it if we
+        # cannot (we left, or our link is down)
+        out = self._commit(before, result, {fp: peer for fp in added}, welcome.encode())
+        return out + self._route(welcome)
+
+    def _take_over(self, now: float) -> list[GroupOutput]:
+        """Failover: when every member ahead of us in leaf order has been silent for
+        ``failover_after_s`` times our position and we have changes waiting, we remove them
+        (they may re-join) and become the sequencer of a new term."""
+        if self._started is None:
+            self._started = now
+        self._queue = deque(i for i in self._queue if not self._intent_done(i[1]))
+        waiting = self._intents or self._queue
+        if self._left or self._rejoin_kp is not None or self._is_sequencer() or not waiting:
+            return []
+        position = self.members.index(self.own_fingerprint)
+        wait = self.config.failover_after_s * position
+        ahead = self.members[:position]
+        if position == 0 or any(
+            now - self._heard.get(self._roster.get(fp, ""), self._started) < wait for fp in ahead
+        ):
+            return []
+        self._term, self._taker = self._term + 1, self.own_fingerprint
+        self._rejoinable |= {self._roster[fp] for fp in ahead if fp in self._roster}
+        before = set(self.members)
+        out = self._commit(before, self._session.remove(list(ahead)), {})
+        return out + self._settle_intents(now)
+
+    def _commit_remove(self, origin: str, intent: dict[str, object]) -> list[GroupOutput]:
+        fps = intent.get("fps")
+        if not isinstance(fps, list):
+            raise RemoteInputError("remove intent without fingerprints")
+        if self.own_fingerprint in fps:
+            # a member cannot remove itself (RFC 9420 §12.1.3): the next member commits it,
+            # at this epoch, and we commit nothing more
+            self._retired = True
+            return self._handoff()
+        wanted = [fp for fp in fps if fp in self.members]
+        if not wanted:
+            return []
+        return self._commit(set(self.members), self._session.remove(wanted), {})
+
+    def _handoff(self) -> list[GroupOutput]:
+        if len(self.members) < 2:
+            return []
+        successor = self._roster.get(self.members[1], "")
+        intent = {"op": "handoff", "at": self.epoch, "id": new_id().hex()}
+        return self._route(self._pdu(Kind.INTENT, encode_json(intent), target=successor))
+
+    def _take_handoff(self, origin: str, intent: dict[str, object]) -> list[GroupOutput]:
+        at = intent.get("at")
+        owner = self.members[0]
+        if self._roster.get(owner) != origin or len(self.members) < 2 or not isinstance(at, int):
+            return []
+        if self.members[1] != self.own_fingerprint or at < self.epoch:
+            return []
+        if at > self.epoch:  # we have not seen all of the old sequencer's commits yet
+            self._keep(origin, intent)
+            return []
+        return self._commit(set(self.members), self._session.remove([owner]), {})
+
+    def _commit_rejoin(self, origin: str, key_package: bytes, now: float) -> list[GroupOutput]:
+        token = hashlib.sha256(key_package).digest()
+        if token in self._used_key_packages:  # a retransmitted rejoin: done once already
+            return []
+        old = [fp for fp, peer in self.roster.items() if peer == origin]
+        if not old and origin not in self._rejoinable:
+            return [
+                PduRejected(self.group_id, origin, "rejoin from a peer that never was a member")
+            ]
+        self._rejoinable.discard(origin)
+        out: list[GroupOutput] = []
+        if old and old[0] != self.own_fingerprint:
+            out += self._commit(set(self.members), self._session.remove(old), {})
+        self._roster = {fp: p for fp, p in self._roster.items() if p != origin}
+        return out + self._commit_add(origin, key_package, now)
+
+    def _commit(
+        self, before: set[str], result: GroupCommit, added: dict[str, str], welcome: bytes = b""
+    ) -> list[GroupOutput]:
+        """Our commit was applied by the session: send it to every member of the old epoch
+        (the removed ones too: the commit tells them)."""
+        old_epoch = self.epoch - 1
+        old_members = before
+        details = {"added": added, "term": self._term, "taker": self._taker}
+        if added:  # every member (a later sequencer too) knows these key packages are used
+            details["kps"] = [t.hex() for t in self._used_key_packages.export()[-len(added) :]]
+        body = pack_list([result.commit, encode_json(details), welcome])
+        pdu = self._pdu(Kind.COMMIT, body, epoch=old_epoch)
+        self._history.add(pdu)
+        self._commit_hashes[old_epoch] = hashlib.sha256(result.commit).digest()
+        removed = tuple(fp for fp in old_members if fp in self._roster and fp not in self.members)
+        out: list[GroupOutput] = []
+        for fp in sorted(old_members):
+            peer = self._roster.get(fp)
+            if peer and peer != self.peer_id and fp not in added:
+                out += self._route(addressed(pdu, peer))
+        for fp in removed:
+            self._roster.pop(fp, None)
+        self._remember_epoch()
+        change = MembershipChanged(
+            self.group_id, self.epoch, self.members, tuple(added), removed, self.own_fingerprint
+        )
+        return [change, *out]
+
+    # ------------------------------------------------------------------ input
+    def receive(self, peer_id: str, data: bytes, now: float) -> list[GroupOutput]:
+        """One PDU from the link to ``peer_id``. Never raises for the peer's fault: a bad PDU
+        is a :class:`PduRejected` and changes nothing."""
+        try:
+            pdu = decode_pdu(data)
+            if pdu.group_id != self.group_id:
+                raise RemoteInputError("a PDU of another group")
+            if pdu.hops == 0 and pdu.origin != peer_id:
+                raise RemoteInputError("a direct PDU whose origin is not the link's peer")
+            members = self._roster.values()
+            for peer in {peer_id, pdu.origin} & set(members):  # bounded: members only
+                self._heard[peer] = now
+            if pdu.target and pdu.target != self.peer_id:
+                return self._relay(pdu)
+            welcome = self._resend.get("welcome:" + pdu.origin)
+            if welcome is not None and pdu.epoch >= welcome[0].epoch:
+                del self._resend["welcome:" + pdu.origin]  # the new member is in
+            return self._dispatch(peer_id, pdu, now)
+        except RemoteInputError as exc:
+            return [PduRejected(self._session.group_id, peer_id, str(exc))]
+
+    def _dispatch(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
+        if pdu.kind is Kind.STATUS:
+            return self._on_status(peer_id, pdu, now)
+        if pdu.kind is Kind.HISTORY_REQUEST:
+            return self._on_history_request(peer_id, pdu, now)
+        if self._left and pdu.kind is not Kind.WELCOME:
+            raise RemoteInputError("we are no longer a member of this group")
+        handlers = {
+            Kind.COMMIT: self._on_commit,
+            Kind.APPLICATION: self._on_application,
+            Kind.RECEIPT: self._on_receipt,
+            Kind.INTENT: self._on_intent,
+            Kind.HISTORY_RESPONSE: self._on_history_response,
+            Kind.WELCOME: self._on_welcome,
+            Kind.KEY_PACKAGE_RESPONSE: self._on_key_package,
+        }
+        handler = handlers.get(pdu.kind)
+        if handler is None:
+            raise RemoteInputError(f"a member core does not take {pdu.kind.name}")
+        return handler(peer_id, pdu, now)
+
+    def _member_peer(self, pdu: GroupPdu) -> str:
+        if pdu.origin not in self.roster.values():
+            raise RemoteInputError(f"{pdu.kind.name} from {pdu.origin!r}, not a member")
+        return pdu.origin
+
+    def _is_future(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput] | None:
+        """Keep a PDU of a later epoch until we caught up, and ask for the history."""
+        if pdu.epoch <= self.epoch:
+            return None
+        if len(self._future) >= self.config.future_buffer:
+            self._future.popleft()
+        self._future.append((peer_id, pdu))
+        return self._ask_history(peer_id, now)
+
+    def _ask_history(self, peer_id: str, now: float) -> list[GroupOutput]:
+        if self._rejoin_kp is not None or now < self._history_asked + self.config.retry_s:
+            return []
+        self._history_asked = now
+        pdu = self._pdu(Kind.HISTORY_REQUEST, b"", target=peer_id)
+        return [SendTo(peer_id, pdu.encode())] if peer_id in self._links else self._route(pdu)
+
+    def _on_commit(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
+        parts = unpack_list(pdu.body, 3)
+        if len(parts) != 3:
+            raise RemoteInputError("a commit PDU is (commit, details, welcome or empty)")
+        commit, info, welcome = parts
+        digest = hashlib.sha256(commit).digest()
+        if pdu.epoch < self.epoch:
+            known = self._commit_hashes.get(pdu.epoch)
+            if known is not None and known != digest:
+                # unverifiable now (that epoch's keys are gone): the fork checks decide
+                raise RemoteInputError(f"another commit for the past epoch {pdu.epoch}")
+            return []
+        future = self._is_future(peer_id, pdu, now)
+        if future is not None:
+            return future
+        details = decode_json(info)
+        events = self._session.receive(commit)
+        if events and isinstance(events[0], GroupInputRejected) and self._wins(peer_id, pdu):
+            # a commit for our epoch from the group's branch does not apply: we are off it
+            reason = f"its commit for our epoch: {events[0].reason}"
+            return self._fork(peer_id, pdu.epoch, reason, now)
+        out = self._after_commit(peer_id, pdu, digest, details, events, now)
+        if welcome and events and isinstance(events[0], GroupCommitApplied):
+            self._relay_welcome(welcome, events[0], now)
+        return out
+
+    def _relay_welcome(self, data: bytes, applied: GroupCommitApplied, now: float) -> None:
+        """Keep resending the Welcome a commit carried to an added peer we have a link to."""
+        try:
+            welcome = decode_pdu(data)
+        except RemoteInputError:
+            return
+        added = {self._roster.get(fp) for fp in applied.added}
+        ours = welcome.kind is Kind.WELCOME and welcome.group_id == self.group_id
+        if ours and welcome.target in added and welcome.target in self._links and welcome.hops == 0:
+            # we are not its origin: it goes on as relayed (hops 1), straight to the new member
+            self._resend["welcome:" + welcome.target] = (welcome.relayed(welcome.target), now, 0)
+
+    def _wins(self, peer_id: str, pdu: GroupPdu) -> bool:
+        """``peer_id`` (a direct link) is on the branch that wins over ours: our sequencer's
+        (it sent its own commit), or one of a later takeover term."""
+        if self._beaten_by(peer_id):
+            return True
+        return pdu.hops == 0 and pdu.origin == peer_id == self._roster.get(self.sequencer)
+
+    def _after_commit(
+        self,
+        peer_id: str,
+        pdu: GroupPdu,
+        digest: bytes,
+        details: dict[str, object],
+        events: Sequence[object],
+        now: float,
+    ) -> list[GroupOutput]:
+        event = events[0] if events else None
+        if isinstance(event, GroupInputRejected):
+            return [PduRejected(self.group_id, peer_id, f"commit refused: {event.reason}")]
+        self._history.add(pdu)
+        self._commit_hashes[pdu.epoch] = digest
+        if isinstance(event, RemovedFromGroup):
+            if self._rejoin_kp is not None:  # our old leaf goes; the Welcome brings us back
+                return []
+            self._left = True
+            self._intents.clear()
+            return [GroupLeft(self.group_id, event.epoch, event.committer)]
+        assert isinstance(event, GroupCommitApplied)
+        added, term = details.get("added"), details.get("term")
+        mapping = added if isinstance(added, dict) else {}
+        taker = details.get("taker")
+        used = details.get("kps")
+        for token in used[:8] if isinstance(used, list) else []:
+            if isinstance(token, str) and len(token) == 64:
+                self._used_key_packages.add(bytes.fromhex(token))
+        if isinstance(term, int) and isinstance(taker, str) and term > self._term:
+            self._term, self._taker = term, taker[:64]  # a takeover commit: the members it
+            # removed may re-join
+            self._rejoinable |= {p for fp, p in self._roster.items() if fp in event.removed}
+        for fp in event.added:
+            peer = mapping.get(fp)
+            if isinstance(peer, str) and 0 < len(peer) <= 64:
+                self._roster[fp] = peer
+        for fp in event.removed:
+            self._roster.pop(fp, None)
+        self._remember_epoch()
+        change = MembershipChanged(
+            self.group_id, event.epoch, event.members, event.added, event.removed, event.committer
+        )
+        return [change, *self._settle_intents(now), *self._drain_future(now)]
+
+    def _drain_future(self, now: float) -> list[GroupOutput]:
+        ready = [(p, f) for p, f in self._future if f.epoch <= self.epoch]
+        self._future = deque((p, f) for p, f in self._future if f.epoch > self.epoch)
+        ready.sort(key=lambda item: (item[1].epoch, item[1].kind != Kind.COMMIT))
+        return self._dispatch_each(ready, now)
+
+    def _on_application(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
+        origin = pdu.origin  # MLS names and authenticates the sender, at the message's epoch
+        if pdu.msg_id in self._seen:
+            return self._receipt_for(origin, [pdu.msg_id])
+        future = self._is_future(peer_id, pdu, now)
+        if future is not None:
+            return future
+        events = self._session.receive(pdu.body)
+        event = events[0] if events else None
+        if not isinstance(event, GroupMessage):
+            reason = event.reason if isinstance(event, GroupInputRejected) else "not a message"
+            return [PduRejected(self.group_id, peer_id, f"application refused: {reason}")]
+        self._seen.add(pdu.msg_id)
+        self._history.add(pdu)
+        out = self._inner(pdu, event)
+        return out + self._receipt_for(origin, [pdu.msg_id])
+
+    def _inner(self, pdu: GroupPdu, message: GroupMessage) -> list[GroupOutput]:
+        """The sealed control inside an application message (authenticated by MLS)."""
+        try:
+            inner = decode_json(message.plaintext)
+        except RemoteInputError as exc:
+            return [PduRejected(self.group_id, pdu.origin, f"sealed content: {exc}")]
+        sender_peer = self._roster.get(message.sender, pdu.origin)
+        kind = inner.get("t")
+        if kind == "msg" and inner.get("id") == pdu.msg_id.hex():
+            text = inner.get("text")
+            if isinstance(text, str) and len(text.encode()) <= self.config.max_text:
+                return [
+                    GroupMessageDelivered(
+                        self.group_id, pdu.msg_id, message.sender, sender_peer, text, pdu.epoch
+                    )
+                ]
+        if kind == "name":
+            name, version = inner.get("name"), inner.get("v")
+            if isinstance(name, str) and isinstance(version, int) and 0 < len(name) <= 128:
+                if (version, message.sender) > self._name_version:
+                    self._name_version, self.name = (version, message.sender), name
+                    return [GroupRenamed(self.group_id, name, message.sender)]
+                return []
+        return [PduRejected(self.group_id, pdu.origin, "sealed content of an unknown kind")]
+
+    def _receipt_for(self, origin: str, ids: list[bytes]) -> list[GroupOutput]:
+        if origin == self.peer_id or origin not in self.roster.values():
+            return []
+        body = encode_json({"ids": [i.hex() for i in ids], "e": self.epoch, "f": self._check()})
+        return self._route(self._pdu(Kind.RECEIPT, body, target=origin))
+
+    def _on_receipt(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
+        origin = self._member_peer(pdu)
+        body = decode_json(pdu.body)
+        ids, epoch, check = body.get("ids"), body.get("e"), body.get("f")
+        if not isinstance(ids, list) or len(ids) > 64 or not isinstance(epoch, int):
+            raise RemoteInputError("a receipt is {ids (at most 64), e, f}")
+        out = self._compare(origin, epoch, check, now, direct=pdu.hops == 0)
+        member = next(fp for fp, p in self.roster.items() if p == origin)
+        for raw in ids:
+            msg_id = bytes.fromhex(raw) if isinstance(raw, str) and len(raw) == 32 else b""
+            waiting = self._awaiting.get(msg_id)
+            if waiting is not None and member in waiting:
+                waiting.discard(member)
+                out.append(ReceiptFromMember(self.group_id, msg_id, member, origin))
+                if not waiting:
+                    self._outbox.pop(msg_id, None)
+                    self._plain.pop(msg_id, None)
+        return out
+
+    def _on_intent(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
+        intent = decode_json(pdu.body)
+        if intent.get("op") not in ("add", "remove", "update", "rejoin", "handoff"):
+            raise RemoteInputError(f"an intent of unknown kind {intent.get('op')!r}")
+        if intent.get("op") != "rejoin":
+            self._member_peer(pdu)
+        if intent.get("op") in ("handoff", None) or self._is_sequencer():
+            return self._execute(pdu.origin, intent, now)
+        target = self._intent_target(now)
+        if pdu.hops < HOP_LIMIT and target and target != self.peer_id:
+            return self._route_relayed(pdu.relayed(target))
+        return self._execute(pdu.origin, intent, now)  # kept: we may be the one to take over
+
+    def _on_key_package(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
+        if pdu.hops != 0 or self._invites.get(peer_id) != pdu.msg_id:  # only our latest ask's
+            raise RemoteInputError("a key package nobody asked for")
+        del self._invites[peer_id]
+        self._resend.pop("invite:" + peer_id, None)
+        return self._intend({"op": "add", "peer": peer_id, "kp": b64(pdu.body)}, now)
+
+    def _on_status(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
+        if pdu.hops != 0:
+            raise RemoteInputError("a status is never relayed")
+        body = decode_json(pdu.body)
+        epoch, links = body.get("e"), body.get("links")
+        if not isinstance(epoch, int) or not isinstance(links, list):
+            raise RemoteInputError("a status is {e, f, links}")
+        if len(links) > self.config.max_members:
+            raise RemoteInputError("a status lists too many links")
+        self._reach[peer_id] = frozenset(p for p in links if isinstance(p, str))
+        term = body.get("t")
+        if isinstance(term, int):
+            taker = body.get("tb")
+            self._peer_terms[peer_id] = (term, taker[:64] if isinstance(taker, str) else "")
+        if self._left:
+            return []
+        if peer_id not in self.roster.values():
+            # a former member behind us (our status makes it fetch the commit that removed it),
+            # or one on another branch (our status shows it the fork)
+            differs = body.get("f") != self._fork_checks.get(epoch)
+            return [self._status_to(peer_id)] if epoch < self.epoch or differs else []
+        return self._compare(peer_id, epoch, body.get("f"), now, direct=True)
+
+    def _compare(
+        self, peer: str, epoch: int, check: object, now: float, direct: bool
+    ) -> list[GroupOutput]:
+        if epoch > self.epoch:
+            return self._ask_history(peer, now)
+        mine = self._fork_checks.get(epoch)
+        if mine is None or check == mine:
+            return []
+        if direct and self._beaten_by(peer):
+            return self._fork(peer, epoch, "the branch of a later takeover term differs", now)
+        if direct and peer == self._roster.get(self.sequencer) and not self._is_sequencer():
+            return self._fork(
+                peer, epoch, "our epoch authenticator differs from the sequencer's", now
+            )
+        return [ForkDetected(self.group_id, epoch, peer, "epoch authenticators differ")]
+
+    def _fork(self, peer: str, epoch: int, reason: str, now: float) -> list[GroupOutput]:
+        """Never silent: the event, then — we are off the sequencer's branch, which is the
+        group by definition — a re-join through it (a Welcome puts us on its epoch)."""
+        out: list[GroupOutput] = [ForkDetected(self.group_id, epoch, peer, reason)]
+        if self._rejoin_kp is None:
+            out += self._rejoin(peer, f"fork at epoch {epoch}", now)
+        return out
+
+    def _on_history_request(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
+        if pdu.hops != 0 and pdu.origin not in self._roster.values():
+            raise RemoteInputError("a relayed history request from a non-member")
+        if pdu.epoch < self.epoch and not self._history.has_commit_from(pdu.epoch):
+            body = b"\x00"  # gone: the asker re-joins by a Welcome
+        else:
+            budget = min(self.config.history_max_bytes, MAX_BODY - 16)
+            body = b"\x01" + pack_list(self._history.since(pdu.epoch, budget))
+        reply = self._pdu(Kind.HISTORY_RESPONSE, body, target=pdu.origin)
+        return [SendTo(peer_id, reply.encode())] if pdu.hops == 0 else self._route(reply)
+
+    def _on_history_response(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
+        if pdu.body[:1] == b"\x00":
+            if self._rejoin_kp is not None or pdu.origin not in self.roster.values():
+                return []
+            sequencer = self._roster.get(self.sequencer, "")
+            if sequencer not in ("", pdu.origin, self.peer_id):
+                # that member may have joined after our gap: the sequencer has seen every commit
+                self._history_asked = -1.0
+                return self._ask_history(sequencer, now)
+            return self._rejoin(pdu.origin, "the history we missed is gone", now)
+        if pdu.body[:1] != b"\x01":
+            raise RemoteInputError("a history response starts with 0 or 1")
+        items = [
+            decode_pdu(raw) for raw in unpack_list(pdu.body[1:], self.config.history_max_items)
+        ]
+        if any(
+            i.kind not in (Kind.COMMIT, Kind.APPLICATION) or i.group_id != self.group_id
+            for i in items
+        ):
+            raise RemoteInputError("a history item is a commit or an application message")
+        return self._dispatch_each([(peer_id, item) for item in items], now)
+
+    def _dispatch_each(self, items: list[tuple[str, GroupPdu]], now: float) -> list[GroupOutput]:
+        """Several PDUs in order; one bad PDU is rejected alone, and a removal stops the rest."""
+        out: list[GroupOutput] = []
+        for peer_id, pdu in items:
+            if self._left:
+                break
+            try:
+                out += self._dispatch(peer_id, pdu, now)
+            except RemoteInputError as exc:
+                out.append(PduRejected(self.group_id, peer_id, str(exc)))
+        return out
+
+    def _rejoin(self, peer: str, reason: str, now: float) -> list[GroupOutput]:
+        kp = self._service.new_key_package(self._identity)
+        self._rejoin_kp = kp.private
+        self._rejoin_via = peer
+        intent: dict[str, object] = {"op": "rejoin", "kp": b64(kp.public), "id": new_id().hex()}
+        self._intents[str(intent["id"])] = (intent, now + self.config.retry_s, 0)
+        pdu = self._pdu(Kind.INTENT, encode_json(intent), target=peer)
+        return [RejoinStarted(self.group_id, self.epoch, reason), *self._route(pdu)]
+
+    def _gave_up_rejoin(self) -> list[GroupOutput]:
+        """No Welcome came (the group's sequencer refused us or is unreachable): we are out of
+        the group, and shown it; another member can invite us again."""
+        self._rejoin_kp = None
+        self._left = True
+        return [GroupLeft(self.group_id, self.epoch, "")]
+
+    def _on_welcome(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
+        if self._rejoin_kp is None:
+            raise RemoteInputError("a Welcome we did not ask for")
+        welcome, info = unpack_list(pdu.body, 2)
+        result = self._service.join_group(self._identity, self._rejoin_kp, welcome)
+        if not isinstance(result, GroupJoined) or result.session.group_id != self.group_id:
+            raise RemoteInputError("the Welcome was refused")
+        self._session = result.session
+        self._rejoin_kp = None
+        self._left = self._retired = False
+        self._future.clear()
+        self._fork_checks.clear()  # the old branch's epochs are not the group's
+        self._commit_hashes.clear()
+        self.load_welcome_info(decode_json(info))
+        out: list[GroupOutput] = [MembershipChanged(self.group_id, self.epoch, self.members)]
+        return out + self._settle_intents(now)

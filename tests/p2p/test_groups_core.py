@@ -1,0 +1,310 @@
+"""Group chat core (docs/protocol.md "Group chat"): 8+ members in-process over a simulated network
+with the pyca crypto plugin's group service — formation, exactly-once delivery with per-member
+receipts, membership changes, relay, catch-up, re-join, forks shown, persistence."""
+
+from __future__ import annotations
+
+import pytest
+
+from enkrypted_p2p.errors import P2PUsageError
+from enkrypted_p2p.groups import (
+    ForkDetected,
+    GroupCore,
+    GroupLeft,
+    GroupNode,
+    GroupRenamed,
+    MembershipChanged,
+    PduRejected,
+    ReceiptFromMember,
+    RejoinStarted,
+    decode_pdu,
+)
+from enkrypted_p2p.groups._wire import GroupPdu, Kind, encode_json, pack_list
+from enkrypted_shell.contracts import GroupInputRejected
+from tests.p2p.groups_net import CONFIG, Net
+
+
+def _send(net: Net, peer: str, gid: bytes, text: str) -> bytes:
+    msg_id, out = net.core(peer, gid).send_text(text, net.now)
+    net.feed(peer, out)
+    return msg_id
+
+
+def _texts(net: Net, peer: str) -> list[str]:
+    return [m.text for m in net.delivered(peer)]
+
+
+def test_eight_members_form_a_group_and_every_message_reaches_every_member_once() -> None:
+    net = Net(8, seed=1)
+    gid = net.form_group(net.peers, name="team")
+    net.converged(gid, net.peers)
+    assert len(net.core("peer-5", gid).members) == 8
+    assert net.core("peer-7", gid).name == "team"
+    ids = [_send(net, p, gid, f"hi from {p}") for p in net.peers]
+    net.run(3.0)
+    for peer in net.peers:
+        got = net.delivered(peer)
+        assert sorted(m.text for m in got) == sorted(f"hi from {p}" for p in net.peers if p != peer)
+        assert len({m.msg_id for m in got}) == len(got) == 7
+        for m in got:
+            assert m.sender == net.fingerprints[m.sender_peer]
+    receipts = [e for e in net.events["peer-2"] if isinstance(e, ReceiptFromMember)]
+    mine = {(r.msg_id, r.member) for r in receipts if r.msg_id == ids[2]}
+    assert len(mine) == 7  # one receipt per other member, no duplicates
+
+
+def test_removed_member_cannot_read_later_messages_and_added_member_sees_only_new_ones() -> None:
+    net = Net(9, seed=2)
+    gid = net.form_group(net.peers[:8])
+    _send(net, "peer-1", gid, "before")
+    net.run(1.0)
+    net.feed("peer-4", net.core("peer-4", gid).remove([net.fingerprints["peer-6"]], net.now))
+    net.feed("peer-3", net.core("peer-3", gid).invite("peer-8", net.now))
+    net.run(3.0)
+    current = [p for p in net.peers if p != "peer-6"]
+    net.converged(gid, current)
+    assert net.fingerprints["peer-6"] not in net.core("peer-0", gid).members
+    assert any(isinstance(e, GroupLeft) for e in net.events["peer-6"])
+    _send(net, "peer-2", gid, "after")
+    net.run(2.0)
+    assert "after" not in _texts(net, "peer-6")
+    assert _texts(net, "peer-8") == ["after"]
+    for peer in current:
+        if peer not in ("peer-2", "peer-8"):
+            assert _texts(net, peer).count("after") == 1
+
+
+def test_a_removed_member_cannot_decrypt_later_ciphertext_even_with_its_old_state() -> None:
+    net = Net(4, seed=3)
+    gid = net.form_group(net.peers)
+    removed = net.core("peer-3", gid)
+    kept = removed._session.export_state()  # what a removed member could hoard
+    net.feed("peer-1", net.core("peer-1", gid).remove([net.fingerprints["peer-3"]], net.now))
+    net.run(2.0)
+    assert not removed.active
+    _, out = net.core("peer-0", gid).send_text("secret", net.now)
+    frame = next(o.pdu for o in out if getattr(o, "peer_id", "") == "peer-1")
+    ciphertext = decode_pdu(frame).body
+    for session in (removed._session, net.service.restore_group(kept)):
+        events = session.receive(ciphertext)
+        assert [type(e) for e in events] == [GroupInputRejected]
+    before = removed.export_state()
+    result = removed.receive("peer-0", frame.replace(b"peer-1", b"peer-3"), net.now)
+    assert result and all(isinstance(e, PduRejected) for e in result)
+    assert removed.export_state() == before
+
+
+def test_rename_converges_on_the_last_writer_and_leave_is_committed_by_the_sequencer() -> None:
+    net = Net(8, seed=4)
+    gid = net.form_group(net.peers)
+    net.feed("peer-2", net.core("peer-2", gid).rename("alpha", net.now))
+    net.feed("peer-5", net.core("peer-5", gid).rename("beta", net.now))
+    net.run(2.0)
+    names = {net.core(p, gid).name for p in net.peers}
+    assert len(names) == 1
+    assert any(isinstance(e, GroupRenamed) for e in net.events["peer-7"])
+    net.feed("peer-3", net.core("peer-3", gid).leave(net.now))
+    net.run(3.0)
+    assert not net.core("peer-3", gid).active
+    rest = [p for p in net.peers if p != "peer-3"]
+    net.converged(gid, rest)
+    assert len(net.core("peer-0", gid).members) == 7
+
+
+def test_the_sequencer_leaving_hands_off_to_the_next_member() -> None:
+    net = Net(8, seed=5)
+    gid = net.form_group(net.peers)
+    assert net.core("peer-4", gid).sequencer == net.fingerprints["peer-0"]
+    net.feed("peer-0", net.core("peer-0", gid).leave(net.now))
+    net.run(3.0)
+    rest = net.peers[1:]
+    net.converged(gid, rest)
+    assert net.core("peer-4", gid).sequencer == net.fingerprints["peer-1"]
+    assert not net.core("peer-0", gid).active
+    net.feed("peer-6", net.core("peer-6", gid).update(net.now))
+    net.run(3.0)
+    net.converged(gid, rest)
+    assert net.core("peer-6", gid).epoch == 9  # 7 adds, the hand-off removal, the update
+
+
+def test_messages_are_relayed_as_ciphertext_when_links_are_missing() -> None:
+    net = Net(8, seed=6)
+    gid = net.form_group(net.peers)
+    # peer-7 keeps a link to peer-6 only: everything to and from it is relayed (hop limit 2)
+    for peer in net.peers[:6]:
+        net.cut("peer-7", peer)
+    net.run(1.5)  # link adverts go out with the next status
+    _send(net, "peer-0", gid, "to all")
+    _send(net, "peer-7", gid, "from the edge")
+    net.run(3.0)
+    assert _texts(net, "peer-7") == ["to all"]
+    for peer in net.peers[:7]:
+        assert _texts(net, peer).count("from the edge") == 1
+    net.feed("peer-2", net.core("peer-2", gid).update(net.now))
+    net.run(3.0)
+    net.converged(gid, net.peers)
+
+
+def test_an_offline_member_catches_up_on_missed_commits_and_messages() -> None:
+    net = Net(8, seed=7)
+    gid = net.form_group(net.peers)
+    net.set_offline("peer-5")
+    _send(net, "peer-1", gid, "while away 1")
+    net.run(1.0)
+    net.feed("peer-2", net.core("peer-2", gid).update(net.now))
+    net.run(1.0)
+    net.feed("peer-3", net.core("peer-3", gid).remove([net.fingerprints["peer-4"]], net.now))
+    net.run(1.0)
+    _send(net, "peer-6", gid, "while away 2")
+    net.run(1.0)
+    net.set_online("peer-5")
+    net.run(5.0)
+    rest = [p for p in net.peers if p != "peer-4"]
+    net.converged(gid, rest)
+    assert sorted(_texts(net, "peer-5")) == ["while away 1", "while away 2"]
+
+
+def test_a_member_whose_missed_history_is_gone_rejoins_by_a_new_welcome() -> None:
+    net = Net(6, seed=8, config=CONFIG.__class__(retry_s=0.5, heartbeat_s=1.0, history_max_items=4))
+    gid = net.form_group(net.peers)
+    net.set_offline("peer-4")
+    for i in range(6):
+        net.feed("peer-1", net.core("peer-1", gid).update(net.now))
+        _send(net, "peer-2", gid, f"lost {i}")
+        net.run(1.0)
+    net.set_online("peer-4")
+    net.run(8.0)
+    assert any(isinstance(e, RejoinStarted) for e in net.events["peer-4"])
+    net.converged(gid, net.peers)
+    _send(net, "peer-3", gid, "welcome back")
+    net.run(2.0)
+    assert "welcome back" in _texts(net, "peer-4")
+
+
+def test_a_fork_is_detected_shown_and_healed_by_a_rejoin() -> None:
+    net = Net(5, seed=9)
+    gid = net.form_group(net.peers)
+    epoch = net.core("peer-0", gid).epoch
+    # a second, valid commit for the same epoch, signed by the sequencer's leaf (a cloned
+    # state), reaches only peer-4 while it is away from the real one: two branches
+    clone = net.service.restore_group(net.core("peer-0", gid)._session.export_state())
+    net.set_offline("peer-4")
+    net.feed("peer-0", net.core("peer-0", gid).update(net.now))
+    net.run(1.0)
+    rogue = GroupPdu(
+        Kind.COMMIT,
+        gid,
+        epoch,
+        b"\x01" * 16,
+        "peer-0",
+        pack_list([clone.update().commit, encode_json({"added": {}}), b""]),
+        "peer-4",
+        hops=1,
+    )
+    forked = net.core("peer-4", gid)
+    net.feed("peer-4", forked.receive("peer-1", rogue.encode(), net.now))
+    assert forked.epoch == epoch + 1
+    assert forked.epoch_authenticator != net.core("peer-0", gid).epoch_authenticator
+    net.set_online("peer-4")
+    net.run(6.0)
+    forks = [e for e in net.events["peer-4"] if isinstance(e, ForkDetected)]
+    assert forks and forks[0].epoch == epoch + 1
+    assert any(isinstance(e, RejoinStarted) for e in net.events["peer-4"])
+    net.converged(gid, net.peers)
+    assert len(net.core("peer-0", gid).members) == 5
+    _send(net, "peer-2", gid, "healed")
+    net.run(2.0)
+    assert _texts(net, "peer-4") == ["healed"]
+
+
+def test_state_is_persisted_and_resumed_after_a_restart() -> None:
+    net = Net(8, seed=10)
+    gid = net.form_group(net.peers)
+    _, out = net.core("peer-1", gid).send_text("one", net.now)
+    replay = next(o.pdu for o in out if getattr(o, "peer_id", "") == "peer-3")
+    net.feed("peer-1", out)
+    net.run(1.0)
+    node = net.nodes["peer-3"]
+    saved = net.core("peer-3", gid).export_state()
+    node.groups.clear()
+    restored = GroupCore.restore(net.service, node.identity, saved, CONFIG, net.now)
+    node.adopt(restored)
+    net.refresh_links()
+    assert restored.epoch == 7 and restored.members == net.core("peer-0", gid).members
+    # a replay of "one" after the restart is not delivered again; new messages are
+    net.feed("peer-3", restored.receive("peer-1", replay, net.now))
+    _send(net, "peer-1", gid, "two")
+    net.run(2.0)
+    assert _texts(net, "peer-3") == ["one", "two"]
+    with pytest.raises(P2PUsageError):
+        GroupCore.restore(net.service, node.identity, saved[:-5], CONFIG)
+
+
+def test_membership_events_name_who_changed() -> None:
+    net = Net(3, seed=11)
+    net.form_group(net.peers)
+    changes = [e for e in net.events["peer-1"] if isinstance(e, MembershipChanged)]
+    assert changes[-1].added == (net.fingerprints["peer-2"],)
+    assert changes[-1].committer == net.fingerprints["peer-0"]
+
+
+def test_a_message_crosses_two_relays_when_no_neighbour_reaches_the_target() -> None:
+    net = Net(8, seed=12)
+    gid = net.form_group(net.peers)
+    for peer in net.peers[:6]:
+        net.cut("peer-7", peer)  # peer-7 keeps peer-6 only
+    net.cut("peer-0", "peer-6")  # and peer-0 has no link to peer-6
+    net.run(1.5)
+    _send(net, "peer-0", gid, "two hops")
+    net.run(2.0)
+    assert _texts(net, "peer-7") == ["two hops"]
+    receipts = [e for e in net.events["peer-0"] if isinstance(e, ReceiptFromMember)]
+    assert net.fingerprints["peer-7"] in {r.member for r in receipts}
+
+
+def test_a_node_declines_invitations_its_policy_refuses_and_unasked_welcomes() -> None:
+    net = Net(3, seed=13)
+    declined = GroupNode(
+        net.service, net.service.new_identity(), "peer-2", accept_invite=lambda p, g: False
+    )
+    net.nodes["peer-2"] = declined
+    net.refresh_links()
+    core = net.nodes["peer-0"].create_group("g")
+    core.set_links(["peer-1", "peer-2"], net.now)
+    net.feed("peer-0", core.invite("peer-2", net.now))
+    net.run(1.0)
+    assert core.group_id not in declined.groups
+    assert any(isinstance(e, PduRejected) and "declined" in e.reason for e in net.events["peer-2"])
+    welcome = GroupPdu(
+        Kind.WELCOME, b"w" * 32, 1, b"\x02" * 16, "peer-0", pack_list([b"x", b"{}"]), "peer-1"
+    )
+    out = net.nodes["peer-1"].receive("peer-0", welcome.encode(), net.now)
+    assert [type(o) for o in out] == [PduRejected]
+
+
+def test_the_public_surface_is_pinned() -> None:
+    import enkrypted_p2p.groups as groups
+
+    assert sorted(groups.__all__) == sorted(
+        [
+            "HOP_LIMIT",
+            "ForkDetected",
+            "GroupConfig",
+            "GroupCore",
+            "GroupEvent",
+            "GroupLeft",
+            "GroupMessageDelivered",
+            "GroupNode",
+            "GroupOutput",
+            "GroupPdu",
+            "GroupRenamed",
+            "Kind",
+            "MembershipChanged",
+            "PduRejected",
+            "ReceiptFromMember",
+            "RejoinStarted",
+            "SendTo",
+            "decode_pdu",
+            "fork_check",
+        ]
+    )

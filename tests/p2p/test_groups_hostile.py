@@ -1,0 +1,187 @@
+"""Hostile group PDUs (docs/protocol.md "Group chat", wire format and P8 limits): malformed,
+oversize, of another group, of a stale epoch, replayed, forged or mutated frames are dropped with
+a one-line reason and leave the member's state exactly as it was."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from enkrypted_p2p.errors import P2PUsageError, RemoteInputError
+from enkrypted_p2p.groups import (
+    GroupCore,
+    GroupMessageDelivered,
+    GroupPdu,
+    Kind,
+    MembershipChanged,
+    PduRejected,
+    SendTo,
+    decode_pdu,
+)
+from enkrypted_p2p.groups._wire import MAX_BODY, encode_json, pack_list
+from enkrypted_shell.contracts import WIRE_LIMITS
+from tests.p2p.groups_net import Net
+
+GID = b"g" * 32
+
+
+def _pdu(**changes: object) -> GroupPdu:
+    base = GroupPdu(Kind.APPLICATION, GID, 3, b"\x07" * 16, "peer-1", b"body", "peer-2", 1)
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------ the envelope
+def test_envelope_round_trips_every_kind() -> None:
+    for kind in Kind:
+        pdu = _pdu(kind=kind)
+        assert decode_pdu(pdu.encode()) == pdu
+
+
+def test_every_truncation_and_extension_of_a_pdu_is_refused() -> None:
+    wire = _pdu().encode()
+    for cut in range(len(wire)):
+        with pytest.raises(RemoteInputError):
+            decode_pdu(wire[:cut])
+    with pytest.raises(RemoteInputError):
+        decode_pdu(wire + b"\x00")
+
+
+@pytest.mark.parametrize(
+    ("offset", "value", "reason"),
+    [
+        (0, b"X", "not a group PDU"),
+        (2, b"\x02", "not a group PDU"),
+        (3, b"\x63", "unknown group PDU kind"),
+        (4, b"\x03", "relayed 3 times"),
+        (29, b"\x00", "group id length 0"),
+        (29, b"\x41", "group id length 65"),
+    ],
+)
+def test_bad_envelope_fields_are_refused_with_a_reason(
+    offset: int, value: bytes, reason: str
+) -> None:
+    wire = bytearray(_pdu().encode())
+    wire[offset : offset + 1] = value
+    with pytest.raises(RemoteInputError, match=reason):
+        decode_pdu(bytes(wire))
+
+
+def test_a_pdu_over_the_p8_cap_is_refused_before_parsing() -> None:
+    with pytest.raises(RemoteInputError, match="PDU cap"):
+        decode_pdu(b"EG" + b"\x00" * WIRE_LIMITS.max_pdu_bytes)
+    with pytest.raises(P2PUsageError):
+        _pdu(body=b"\x00" * (MAX_BODY + 1)).encode()
+
+
+def test_non_utf8_or_unprintable_peer_ids_are_refused() -> None:
+    wire = _pdu(origin="peer-1").encode().replace(b"peer-1", b"peer\xff1")
+    with pytest.raises(RemoteInputError, match="UTF-8"):
+        decode_pdu(wire)
+    wire = _pdu(origin="peer-1").encode().replace(b"peer-1", b"peer\n1")
+    with pytest.raises(RemoteInputError, match="printable"):
+        decode_pdu(wire)
+
+
+# ------------------------------------------------------------------------------ a member's core
+@pytest.fixture(scope="module")
+def world() -> tuple[Net, bytes, list[bytes]]:
+    """An 8-member group; frames peer-3 received (commits, messages) kept for replays."""
+    net = Net(8, seed=21)
+    gid = net.form_group(net.peers)
+    captured: list[bytes] = []
+    for sender in ("peer-1", "peer-5"):
+        _, out = net.core(sender, gid).send_text(f"from {sender}", net.now)
+        captured += [o.pdu for o in out if isinstance(o, SendTo) and o.peer_id == "peer-3"]
+        net.feed(sender, out)
+    net.run(2.0)
+    return net, gid, captured
+
+
+def _unchanged(core: GroupCore, peer: str, data: bytes, now: float) -> list[object]:
+    before = core.export_state()
+    out = core.receive(peer, data, now)
+    assert core.export_state() == before
+    assert not any(isinstance(o, GroupMessageDelivered | MembershipChanged) for o in out)
+    return list(out)
+
+
+def test_hostile_pdus_leave_the_member_state_unchanged(
+    world: tuple[Net, bytes, list[bytes]],
+) -> None:
+    net, gid, captured = world
+    core = net.core("peer-3", gid)
+    epoch = core.epoch
+    valid = decode_pdu(captured[0])
+    hostile = {
+        "garbage": os.urandom(200),
+        "empty": b"",
+        "oversize": b"EG\x01" + bytes(WIRE_LIMITS.max_pdu_bytes),
+        "other group": replace(valid, group_id=b"x" * 32).encode(),
+        "replayed message": captured[0],
+        "replayed message, new id": replace(valid, msg_id=b"\x99" * 16).encode(),
+        "forged direct origin": replace(valid, origin="peer-6", hops=0).encode(),
+        "stale commit": replace(
+            valid, kind=Kind.COMMIT, epoch=epoch - 1, body=pack_list([b"junk", b"{}", b""])
+        ).encode(),
+        "current-epoch junk commit": replace(
+            valid, kind=Kind.COMMIT, epoch=epoch, body=pack_list([b"junk", b"{}", b""])
+        ).encode(),
+        "commit without parts": replace(
+            valid, kind=Kind.COMMIT, epoch=epoch, body=b"\x00"
+        ).encode(),
+        "junk message": replace(valid, body=b"\x00" * 64, msg_id=b"\x55" * 16).encode(),
+        "future junk message": replace(valid, epoch=epoch + 5, msg_id=b"\x56" * 16).encode(),
+        "key package request": replace(valid, kind=Kind.KEY_PACKAGE_REQUEST).encode(),
+        "unasked key package": replace(valid, kind=Kind.KEY_PACKAGE_RESPONSE, hops=0).encode(),
+        "unasked welcome": replace(
+            valid, kind=Kind.WELCOME, body=pack_list([b"w", b"{}"])
+        ).encode(),
+        "huge receipt": replace(
+            valid,
+            kind=Kind.RECEIPT,
+            body=encode_json({"ids": ["00" * 16] * 65, "e": epoch, "f": ""}),
+        ).encode(),
+        "receipt not json": replace(valid, kind=Kind.RECEIPT, body=b"\xff{").encode(),
+        "intent not json": replace(valid, kind=Kind.INTENT, body=b"[1,2]").encode(),
+        "intent of no kind": replace(valid, kind=Kind.INTENT, body=b'{"op":"explode"}').encode(),
+        "relayed status": replace(valid, kind=Kind.STATUS, body=b"{}").encode(),
+        "history of junk": replace(
+            valid, kind=Kind.HISTORY_RESPONSE, body=b"\x01" + pack_list([b"x"])
+        ).encode(),
+        "history bad flag": replace(valid, kind=Kind.HISTORY_RESPONSE, body=b"\x07").encode(),
+        "relay past the hop limit": replace(valid, target="peer-6", hops=2).encode(),
+    }
+    for name, data in hostile.items():
+        out = _unchanged(core, "peer-1", data, net.now)
+        rejected = [o for o in out if isinstance(o, PduRejected)]
+        assert rejected or name in ("replayed message", "future junk message"), name
+        assert all(r.reason and "\n" not in r.reason for r in rejected), name
+    assert core.epoch == epoch
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_mutated_frames_never_deliver_or_change_state(
+    world: tuple[Net, bytes, list[bytes]], data: st.DataObject
+) -> None:
+    net, gid, captured = world
+    core = net.core("peer-3", gid)
+    frame = bytearray(data.draw(st.sampled_from(captured)))
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(frame) - 1))
+        frame[at] ^= data.draw(st.integers(1, 255))
+    _unchanged(core, "peer-1", bytes(frame), net.now)
+
+
+def test_restore_refuses_damaged_state(world: tuple[Net, bytes, list[bytes]]) -> None:
+    net, gid, _ = world
+    core = net.core("peer-2", gid)
+    for bad in (b"", b"{}", b"[]", core.export_state().replace(b'"session":"', b'"session":"AA')):
+        with pytest.raises(P2PUsageError, match="damaged group core state"):
+            GroupCore.restore(net.service, net.nodes["peer-2"].identity, bad)
