@@ -126,7 +126,7 @@ def test_two_people_chat_in_real_terminals(installed: Path, broker: str, tmp_pat
     started: list[int] = []
     try:
         for name, environ in people.items():
-            command = [str(installed), "--profile", name, "chat", "--peer-id", name]
+            command = [str(installed), "chat", "--profile", name, "--peer-id", name]
             if name == "bob":
                 command += ["--connect", "alice"]
                 tmux.wait_for("alice", lambda s: "alice" in s and "F2" in s, 90)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 __all__ = ["cli", "main"]
 
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -39,6 +40,19 @@ if TYPE_CHECKING:
 DEV_ENV = "ENKRYPTED_DEV"
 UNSIGNED_ENV = "ENKRYPTED_ALLOW_UNSIGNED"
 PROFILE_ENV = "ENKRYPTED_PROFILE"
+
+
+command_profile_option = click.option(
+    "--profile", "command_profile", default=None, metavar="NAME",
+    help="Unlock this profile for the plugins (the same as the global --profile).",
+)
+
+
+def with_profile(inv: Invocation, name: str | None) -> Invocation:
+    """``enkrypted chat --profile alice`` means ``enkrypted --profile alice chat``."""
+    if name is None:
+        return inv
+    return dataclasses.replace(inv, profile=name, profile_selected=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +120,14 @@ def _plugin_command(name: str, owners: list[Candidate]) -> click.Command:
     )
     @click.option("--locked", is_flag=True, help="Enforce the lock.")
     @passphrase_fd_option
+    @command_profile_option
     @click.pass_context
-    def proxy(ctx: click.Context, locked: bool, passphrase_fd: int | None) -> None:
+    def proxy(ctx: click.Context, locked: bool, passphrase_fd: int | None,
+              command_profile: str | None) -> None:
         from .._pipeline.plan import prepare
         from .._pipeline.wiring import load
 
-        inv: Invocation = ctx.obj
+        inv: Invocation = with_profile(ctx.obj, command_profile)
         options = inv.options(locked=locked)
         plan = prepare(options)
         owner = next((o for o in owners if plan.plugins[o.slot].candidate.name == o.name), None)
@@ -405,11 +421,13 @@ for _store_command in (profile, passwd, contacts, id_command):
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--locked", is_flag=True, help="Refuse anything that differs from the lock.")
 @passphrase_fd_option
+@command_profile_option
 @click.pass_context
-def run(ctx: click.Context, locked: bool, passphrase_fd: int | None) -> None:
+def run(ctx: click.Context, locked: bool, passphrase_fd: int | None,
+        command_profile: str | None) -> None:
     """Verify, load and hand over to the ui plugin (extra arguments go to it).  With --profile
     (or ENKRYPTED_PROFILE) the profile is unlocked first and handed to the plugins."""
-    inv: Invocation = ctx.obj
+    inv: Invocation = with_profile(ctx.obj, command_profile)
     options = inv.options(locked=locked)
     from .._pipeline.plan import prepare
     from .._pipeline.wiring import load
