@@ -1,7 +1,8 @@
 """`make demo` end to end, non-interactively: the README's first command must show the mission.
 
 Runs ``tools/demo.py`` as a user would and asserts on its outcome: every step ran, the two peer
-processes delivered every message once with receipts and agreed on the safety number, the refusal
+processes delivered every message once with receipts and agreed on the safety number, a file
+arrived with its hash verified by the receiving process, the refusal
 on purpose was refused, the audit names every installed plugin with its signer, and no process the
 demo started is left running.
 """
@@ -50,6 +51,8 @@ def test_the_demo_shows_two_processes_chatting_and_leaves_nothing_running() -> N
     assert chat is not None, out[-4000:]
     assert int(chat.group(1)) >= 2
     assert "MLS" in chat.group(2) and "AES" in chat.group(2)
+    assert re.search(r"file: 3 MiB in [\d.]+ s, standard .*verified by Alice's process and again "
+                     r"on the exported copy", out), out[-4000:]
     assert "refused as it must be" in out  # pyca requires MLS; PyNaCl cannot serve it
     swap = re.search(r"swap: both on PyNaCl: \d+ messages in [\d.]+ s; negotiated layers (.+?) \(", out)
     assert swap is not None and "MLS" not in swap.group(1)

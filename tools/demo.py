@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.demo_chat import Broker, swap_backends, two_peer_chat
+from tools.demo_chat import Broker, file_transfer, swap_backends, two_peer_chat
 from tools.loopback import free_port
 from tools.workspace import DISTS, ROOT, build_wheels, make_env, plugin_libraries
 
@@ -93,6 +93,8 @@ def main() -> int:
             sh(user, "run", "--locked", env=environ)
             step("two people: separate processes, each with its own encrypted profile, --locked")
             two_peer_chat(user, environ, port, ["--locked"])
+            step("a file: Bob sends, Alice keeps it encrypted in her profile and exports a copy")
+            file_transfer(user, environ, DEMO / "files", ["--locked"])
             step("swap: the PyNaCl backend (--crypto crypto-nacl; the lock pins pyca, so these "
                  "runs are verified but not --locked)")
             swap_backends(user, environ)
