@@ -308,14 +308,15 @@ def test_a_restarted_peer_resumes_from_saved_state(crypto: CryptoService) -> Non
 def test_a_peer_that_lost_its_state_gets_a_full_handshake_visibly(crypto: CryptoService) -> None:
     async def scenario() -> None:
         board = Switchboard()
+        bob_identity = crypto.new_identity()
         alice = await open_peer(board, "alice", crypto)
-        bob = await open_peer(board, "bob", crypto)
+        bob = await open_peer(board, "bob", crypto, bob_identity)
         await alice.chat.connect("bob")
         board.refuse = True
         board.kill_all()
         await bob.close()
         pending = await alice.chat.send_text("bob", "sent while bob was gone")
-        bob2 = await open_peer(board, "bob", crypto)  # no saved state, a new identity
+        bob2 = await open_peer(board, "bob", crypto, bob_identity)  # no saved state, same key
         board.refuse = False
         await until(lambda: len(alice.of(ChatReceipt)) == 1)
         latest = alice.of(SessionEstablished)[-1]

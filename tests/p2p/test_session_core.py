@@ -93,12 +93,14 @@ def pump(a: SessionCore, b: SessionCore, out_a: list[SessionOutput], now: float,
     return events_a, events_b
 
 
-def ready_pair(crypto: CryptoService, now: float = 0.0) -> tuple[SessionCore, SessionCore]:
+def ready_pair(crypto: CryptoService, now: float = 0.0,
+               identities: tuple[bytes, bytes] | None = None) -> tuple[SessionCore, SessionCore]:
     a, b = SessionCore(), SessionCore()
     a.channel_open()
     b.channel_open()
-    b.start_handshake(crypto.handshake(crypto.new_identity(), initiator=False, now=now))
-    out = a.start_handshake(crypto.handshake(crypto.new_identity(), initiator=True, now=now))
+    id_a, id_b = identities or (crypto.new_identity(), crypto.new_identity())
+    b.start_handshake(crypto.handshake(id_b, initiator=False, now=now))
+    out = a.start_handshake(crypto.handshake(id_a, initiator=True, now=now))
     events_a, events_b = pump(a, b, out, now)
     assert a.state is S.READY and b.state is S.READY
     assert isinstance(events_a[0], SessionReady) and isinstance(events_b[0], SessionReady)

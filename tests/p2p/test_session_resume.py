@@ -12,6 +12,7 @@ import pytest
 from enkrypted_crypto.plugin import enkrypted_crypto_service
 from enkrypted_p2p.session import (
     MAX_STATE_BYTES,
+    IdentityChanged,
     MessageReceived,
     ReceiptReceived,
     ResumeRefused,
@@ -93,9 +94,12 @@ def test_dedup_window_and_unacknowledged_survive_export_and_restore(
     assert {e.message_id for e in at_a if isinstance(e, ReceiptReceived)} == {mid, later}
 
 
-def test_a_peer_that_kept_nothing_refuses_and_a_full_handshake_follows(
-        crypto: CryptoService) -> None:
-    a, _ = ready_pair(crypto)
+def _refused_then_handshake(crypto: CryptoService, fresh_identity: bool
+                            ) -> tuple[list[SessionOutput], list[SessionOutput]]:
+    """``b`` lost its session state (kept its identity, or not): a's resume is refused and a
+    full handshake follows on the same link."""
+    ids = (crypto.new_identity(), crypto.new_identity())
+    a, _ = ready_pair(crypto, identities=ids)
     a.queue_text("resent after the new handshake")
     a.link_lost()
     fresh = SessionCore()  # b lost its state
@@ -105,14 +109,32 @@ def test_a_peer_that_kept_nothing_refuses_and_a_full_handshake_follows(
     out = fresh.pdu_received(pdus(a.start_resume(NONCE, 1.0))[0], 1.0)
     assert pdus(out) == [b"\x04"] and isinstance(out[-1], ResumeRefused)
     assert fresh.state is S.DATA_CHANNEL_OPEN
-    fresh.start_handshake(crypto.handshake(crypto.new_identity(), initiator=False, now=1.0))
+    b_identity = crypto.new_identity() if fresh_identity else ids[1]
+    fresh.start_handshake(crypto.handshake(b_identity, initiator=False, now=1.0))
     refused = a.pdu_received(b"\x04", 1.0)
     assert isinstance(refused[0], ResumeRefused) and a.state is S.DATA_CHANNEL_OPEN
-    start = a.start_handshake(crypto.handshake(crypto.new_identity(), initiator=True, now=1.0))
-    at_a, at_b = pump(a, fresh, start, 1.0)
+    start = a.start_handshake(crypto.handshake(ids[0], initiator=True, now=1.0))
+    return pump(a, fresh, start, 1.0)
+
+
+def test_a_peer_that_kept_nothing_refuses_and_a_full_handshake_follows(
+        crypto: CryptoService) -> None:
+    at_a, at_b = _refused_then_handshake(crypto, fresh_identity=False)
     assert isinstance(at_a[0], SessionReady) and not at_a[0].resumed
     assert [e.text for e in at_b if isinstance(e, MessageReceived)] == [
         "resent after the new handshake"]
+
+
+def test_a_full_handshake_with_another_identity_withholds_what_was_queued(
+        crypto: CryptoService) -> None:
+    """A peer id is routing, not identity: a kept session re-established with a different
+    identity key reports the change and sends nothing queued for the old identity."""
+    at_a, at_b = _refused_then_handshake(crypto, fresh_identity=True)
+    assert isinstance(at_a[0], SessionReady) and not at_a[0].resumed
+    changed = [e for e in at_a if isinstance(e, IdentityChanged)]
+    assert len(changed) == 1 and len(changed[0].withheld) == 1
+    assert changed[0].peer_fingerprint == at_a[0].peer_fingerprint != changed[0].previous_fingerprint
+    assert [e for e in at_b if isinstance(e, MessageReceived)] == []
 
 
 def test_a_handshaking_acceptor_answers_a_resume_with_a_refusal(crypto: CryptoService) -> None:

@@ -68,6 +68,7 @@ from ..session import (
     ChatSession,
     FileOutput,
     HandshakeError,
+    IdentityChanged,
     MessageReceived,
     ReceiptReceived,
     SavedStateError,
@@ -455,6 +456,13 @@ class EndpointChat:
                 await self._emit(ChatTyping(peer.peer_id))
             elif isinstance(event, SessionFailed):
                 await self._emit(ChatProblem(peer.peer_id, "remote", event.reason))
+            elif isinstance(event, IdentityChanged):
+                await self._emit(ChatProblem(
+                    peer.peer_id, "remote",
+                    f"{peer.peer_id} now answers with a different identity key "
+                    f"({event.previous_fingerprint[:16]}… -> {event.peer_fingerprint[:16]}…): "
+                    f"{len(event.withheld)} queued message(s) were not sent to it; compare the "
+                    "safety number before sending again"))
             elif isinstance(event, FileOutput) and session.core.files is not None:
                 if await self._desk.on_event(peer.peer_id, session.core.files, event.event,
                                              self._context.clock()):

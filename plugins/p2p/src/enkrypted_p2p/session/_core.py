@@ -43,6 +43,7 @@ __all__ = [
     "FilesFactory",
     "MessageReceived",
     "ReceiptReceived",
+    "IdentityChanged",
     "ResumeRefused",
     "SendPdu",
     "SessionCore",
@@ -131,6 +132,18 @@ class SessionFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class IdentityChanged:
+    """A full handshake on a kept session completed with a *different* identity key: whoever
+    answers for this peer id now is not who we talked to. Nothing queued for the old identity is
+    sent (``withheld``: those message ids), its file transfers are dropped, and the new identity
+    starts unverified - the ui must show it before the user sends again."""
+
+    previous_fingerprint: str
+    peer_fingerprint: str
+    withheld: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class MessageReceived:
     message_id: str
     text: str
@@ -154,7 +167,7 @@ class FileOutput:
 
 
 SessionOutput = (SendPdu | SessionReady | SessionFailed | MessageReceived | ReceiptReceived
-                 | TypingReceived | ResumeRefused | FileOutput)
+                 | TypingReceived | ResumeRefused | FileOutput | IdentityChanged)
 
 FilesFactory = Callable[[Callable[[bytes], bytes], Callable[[bytes], "bytes | None"], "bytes | None"],
                         FileTransfers]
@@ -448,7 +461,11 @@ class SessionCore:
         for event in events:
             if isinstance(event, HandshakeComplete):
                 self.fsm.fire(FsmEvent.HANDSHAKE_COMPLETE)
+                previous = None if self.session is None else self.session.peer_fingerprint
                 self.session = event.session
+                if previous is not None and previous != event.session.peer_fingerprint:
+                    out += self._identity_changed(previous, event.session)
+                    continue
                 out.append(self._ready(event.session))
                 out += self.resend_unacknowledged()
             elif isinstance(event, HandshakeFailed):
@@ -456,6 +473,17 @@ class SessionCore:
                 _log.info("handshake failed: %s", event.reason)
                 out.append(SessionFailed(event.reason))
         return out
+
+    def _identity_changed(self, previous: str, session: SecureSession) -> list[SessionOutput]:
+        """The peer id now answers with another identity key (a new install, or someone who took
+        the id over): never hand it what was meant for the old one."""
+        withheld = tuple(self.unacknowledged)
+        self.unacknowledged.clear()
+        self.files, self.files_saved = None, None  # transfers of the old identity end here
+        _log.warning("the peer's identity key changed (%s... -> %s...): %d queued message(s) "
+                     "withheld", previous[:16], session.peer_fingerprint[:16], len(withheld))
+        return [self._ready(session),
+                IdentityChanged(previous, session.peer_fingerprint, withheld)]
 
     def _chunk(self, pdu: bytes, now: float) -> list[SessionOutput]:
         limits = self.limits
