@@ -282,9 +282,10 @@ class P2P20:
         raise NotImplementedError
 
 
-def test_p2p_publishes_2_0_and_keeps_1_0() -> None:
+def test_p2p_publishes_2_0_and_2_1_and_keeps_1_0() -> None:
     versions = contracts.PUBLISHED["p2p"]
-    assert set(versions) == {"1.0", "2.0"} and contracts.CONTRACT_VERSIONS["p2p"] == "2.0"
+    assert set(versions) == {"1.0", "2.0", "2.1"} and contracts.CONTRACT_VERSIONS["p2p"] == "2.1"
+    assert versions["2.1"] is contracts.TransportServiceV21  # 2.0 + the FileChatService feature
     assert versions["1.0"] is contracts.TransportService and versions["2.0"] is contracts.TransportServiceV2
     v20 = sorted(m.name for m in contracts.contract_members(versions["2.0"]))
     assert v20 == ["capabilities", "name", "open_chat", "open_endpoint"]  # loopback_pair is gone
@@ -322,7 +323,7 @@ def test_the_shipped_p2p_plugins_declare_2_0_and_the_ui_requires_it() -> None:
     root = Path(__file__).resolve().parents[2]
     for manifest in ("plugins/p2p/src/enkrypted_p2p/enkrypted-plugin.toml",
                      "plugins/p2p_memory/src/enkrypted_p2p_memory/enkrypted-plugin.toml"):
-        assert tomllib.loads((root / manifest).read_text("utf-8"))["plugin"]["contract"] == "2.0"
+        assert tomllib.loads((root / manifest).read_text("utf-8"))["plugin"]["contract"] == "2.1"
     ui = tomllib.loads((root / "plugins/ui_cli/src/enkrypted_ui_cli/enkrypted-plugin.toml").read_text("utf-8"))
     assert ui["requires"]["p2p"] == ">=2.0,<3"
 
@@ -331,10 +332,10 @@ def test_skew_serves_p2p_1_0_beside_2_0_but_no_other_major() -> None:
     from enkrypted_shell._pipeline.skew import check_skew
     from tests.shell.test_shell_units import cand
 
-    for ok in ("1.0", "2.0"):
+    for ok in ("1.0", "2.0", "2.1"):
         plan = {"p2p": cand("p", "p2p", contract=ok)}
         check_skew(plan, shell_version="0.1.0", contracts=contracts.CONTRACT_VERSIONS, installed={}.get)
     for bad in ("1.1", "3.0"):
         plan = {"p2p": cand("p", "p2p", contract=bad)}
-        with pytest.raises(errors.SkewError, match=f"implements p2p contract {bad}, the shell speaks 2.0"):
+        with pytest.raises(errors.SkewError, match=f"implements p2p contract {bad}, the shell speaks 2.1"):
             check_skew(plan, shell_version="0.1.0", contracts=contracts.CONTRACT_VERSIONS, installed={}.get)

@@ -116,7 +116,7 @@ def test_removed_file_is_refused_and_named(shell_env):
 
 
 def test_incompatible_contract_major_is_refused(shell_env, variant):
-    newer = variant("enkrypted-p2p", {"src/enkrypted_p2p/enkrypted-plugin.toml": ('contract = "2.0"', 'contract = "3.0"')})
+    newer = variant("enkrypted-p2p", {"src/enkrypted_p2p/enkrypted-plugin.toml": ('contract = "2.1"', 'contract = "3.0"')})
     sh = shell_env("enkrypted-shell", "enkrypted-ui-cli", "enkrypted-crypto")
     sh.env.install(newer)
     res = sh.run("plugins", "verify")
