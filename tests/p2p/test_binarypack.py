@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from enkrypted_p2p.errors import P2PUsageError, RemoteInputError
-from enkrypted_p2p.signaling._binarypack import MAX_DEPTH, MAX_OBJECTS
 from enkrypted_p2p.signaling import (
     CHUNKED_MTU,
     BinaryPackError,
@@ -26,6 +25,7 @@ from enkrypted_p2p.signaling import (
     pack,
     unpack,
 )
+from enkrypted_p2p.signaling._binarypack import MAX_DEPTH, MAX_OBJECTS
 from tests.p2p.servers import NODE_MODULES, require_node_modules
 
 ORACLE = Path(__file__).parent / "js" / "binarypack_oracle.cjs"
