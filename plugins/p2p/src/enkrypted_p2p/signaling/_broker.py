@@ -9,11 +9,12 @@ parameters, a wrong key or the concurrent limit; ID-TAKEN for another token; a s
 reconnect rebinds without OPEN; ``src`` is always overwritten and only type/src/dst/payload are
 forwarded; OFFER/ANSWER/CANDIDATE for an absent id are queued, EXPIRE goes back once per src/dst
 pair; only HEARTBEAT keeps a client alive.  Beyond it: frame size, rate and invalid-frame limits per
-connection and queue bounds (kept by the store); concurrent sockets per client address; and a
-throttle on failed attempts (ID-TAKEN answers) per id and per address: past its burst, every attempt
-on that id, or from that address, is refused with ERROR and closed (1008) until the bucket refills,
-so a token cannot be guessed faster than ``id_fail_rate`` per second.  Log records never carry
-payloads (no SDP).
+connection and queue bounds (kept by the store); concurrent sockets per client address (an IPv6
+client's /64); and a throttle on failed attempts (ID-TAKEN answers) per id and per address: past
+its burst, every wrong token for that id, and every attempt from that address, is refused with ERROR
+and closed (1008) until the bucket refills.  The token is compared (in constant time) before the
+per-id throttle, so the owner's right token is never refused for others' failures; a wrong guess on
+a throttled id empties its address's bucket.  Log records never carry payloads (no SDP).
 """
 
 from __future__ import annotations
