@@ -25,6 +25,7 @@ from enkrypted_p2p.signaling import (
     pack,
     unpack,
 )
+from enkrypted_p2p.signaling._binarypack import MAX_DEPTH, MAX_OBJECTS
 from tests.p2p.servers import NODE_MODULES, require_node_modules
 
 ORACLE = Path(__file__).parent / "js" / "binarypack_oracle.cjs"
@@ -167,3 +168,79 @@ def test_json_raw_and_close_conventions() -> None:
     assert raw.encode(b"\x00pdu") == [b"\x00pdu"] and raw.decode("text", now=0.0) == DataMessage("text")
     with pytest.raises(P2PUsageError):
         raw.encode({"not": "bytes"})
+
+
+# ---------------------------------------------------------------- decoding is bounded in memory
+def test_array_of_empty_arrays_is_refused_at_its_header_in_bounded_memory() -> None:
+    """An empty array is one input byte but ~64 bytes decoded: a count past the object budget is
+    refused before any element is built (quickly, with memory a small multiple of the input)."""
+    import struct
+    import time
+    import tracemalloc
+
+    count = 2_000_000
+    frame = b"\xdd" + struct.pack(">I", count) + b"\x90" * count
+    tracemalloc.start()
+    try:
+        started = time.perf_counter()
+        with pytest.raises(RemoteInputError, match="decoded values"):
+            unpack(frame)
+        elapsed = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert elapsed < 0.5
+    assert peak < 2 * len(frame)  # the copy of the input, nothing per element
+
+
+def test_object_budget_counts_every_value_including_nested_ones() -> None:
+    assert unpack(pack([[0] * 9] * 9), max_objects=91) == [[0] * 9] * 9  # 1 + 9 + 81
+    with pytest.raises(BinaryPackError, match="decoded values"):
+        unpack(pack([[0] * 9] * 9), max_objects=90)
+    assert unpack(pack({"a": [1, 2]}), max_objects=5) == {"a": [1, 2]}  # map, key, list, 1, 2
+    with pytest.raises(BinaryPackError, match="decoded values"):
+        unpack(pack({"a": [1, 2]}), max_objects=4)
+    assert MAX_OBJECTS == 65_536
+    unpack(pack(list(range(MAX_OBJECTS - 1))))  # a full budget is fine
+    with pytest.raises(BinaryPackError, match="decoded values"):
+        unpack(pack(list(range(MAX_OBJECTS))))
+
+
+def test_many_small_containers_exhaust_the_budget_not_the_memory() -> None:
+    """Nested rather than flat: 300 arrays of 300 empty arrays each (90,301 values)."""
+    inner = b"\xdc" + (300).to_bytes(2, "big") + b"\x90" * 300
+    frame = b"\xdc" + (300).to_bytes(2, "big") + inner * 300
+    with pytest.raises(BinaryPackError, match="decoded values"):
+        unpack(frame)
+
+
+def test_nesting_deeper_than_the_limit_is_refused() -> None:
+    unpack(b"\x91" * MAX_DEPTH + b"\x90")
+    with pytest.raises(BinaryPackError, match="nested deeper"):
+        unpack(b"\x91" * (MAX_DEPTH + 1) + b"\x90")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"\x90", b"\x91", b"\x92", b"\x9f", b"\x80", b"\x81", b"\x8f",
+                                 b"\xdc\xff\xff", b"\xdd\x00\x01\x00\x00", b"\xde\x00\x10",
+                                 b"\xa1x", b"\x01", b"\xc0"]),
+                max_size=400),
+       st.integers(1, 200))
+def test_fuzzed_nested_containers_decode_within_the_budget_or_are_refused(
+        parts: list[bytes], budget: int) -> None:
+    """Any container soup either decodes to at most ``budget`` values or raises BinaryPackError."""
+    data = b"".join(parts)
+    try:
+        value = unpack(data, max_objects=budget)
+    except BinaryPackError:
+        return
+    assert _count_values(value) <= budget
+    assert unpack(pack(value)) == value
+
+
+def _count_values(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + sum(_count_values(item) for item in value)
+    if isinstance(value, dict):
+        return 1 + sum(1 + _count_values(item) for item in value.values())
+    return 1

@@ -24,7 +24,12 @@ from enkrypted_p2p.signaling._broker import (
     Send,
     SweepQueues,
 )
-from enkrypted_p2p.signaling._limits import FailureThrottle, client_address, parse_networks
+from enkrypted_p2p.signaling._limits import (
+    FailureThrottle,
+    address_key,
+    client_address,
+    parse_networks,
+)
 from enkrypted_p2p.signaling._server import queue_limits
 from enkrypted_p2p.signaling._store import PresenceCache
 
@@ -277,17 +282,74 @@ def test_wrong_tokens_for_a_held_id_are_throttled_per_id_then_refill() -> None:
                for i in range(5)]
     assert answers == [[TAKEN]] * 3 + [[THROTTLED]] * 2  # bounded per id, whatever the address
     assert all(h.closed[10 + i] == (1000 if i < 3 else 1008) for i in range(5))
-    # Locked: even the right token waits (so a right guess cannot be told apart from a wrong one).
-    assert h.connect(20, "victim", token="secret", remote="10.9.9.9") == [THROTTLED]
-    assert h.core.stats.throttled == 3
+    assert h.core.stats.throttled == 2
     h.advance(2.0)  # one failure refilled at 0.5/s
     assert h.connect(21, "victim", token="guess9", remote="10.0.0.9") == [TAKEN]
     assert h.connect(22, "victim", token="guess10", remote="10.0.0.10") == [THROTTLED]
-    h.advance(2.0)
-    h.connect(23, "victim", token="secret", remote="10.0.0.11")  # the owner's reconnect is served
-    assert 23 not in h.closed and h.closed[1] == CLOSE_TAKEN_OVER
-    h.send(23, {"type": "HEARTBEAT"})
     assert h.connect(24, "other", remote="10.0.0.1") == [{"type": "OPEN"}]  # other ids untouched
+
+
+def test_the_owners_token_is_never_throttled_by_failures_on_its_id() -> None:
+    """Only failures meet the per-id bucket: the token is compared first, so guessers cannot lock
+    the owner out of its own id (its reconnect with the right token takes the session over)."""
+    h = Harness(id_fail_burst=3, id_fail_rate=0.2, ip_fail_burst=1000)
+    h.connect(1, "victim", token="secret", remote="10.0.0.1")
+    for i in range(11):  # the review's attack: wrong tokens from many addresses
+        h.connect(100 + i, "victim", token=f"guess{i}", remote=f"2001:db8:{i}::1")
+    assert h.connect(111, "victim", token="guess", remote="192.0.2.1") == [THROTTLED]
+    h.connect(2, "victim", token="secret", remote="10.0.0.1")  # at once, no refill
+    assert 2 not in h.closed and h.closed[1] == CLOSE_TAKEN_OVER
+    h.send(2, {"type": "HEARTBEAT"})
+    # the owner's socket drops for good and the id is released: its reconnect is a new claim
+    h.disconnect(2)
+    assert h.connect(3, "victim", token="secret", remote="198.51.100.7") == [{"type": "OPEN"}]
+    assert h.connect(112, "victim", token="guess", remote="192.0.2.2") == [THROTTLED]  # still
+
+
+def test_the_owners_token_wins_through_the_store_while_its_id_is_throttled() -> None:
+    """The id held by another broker process: the store compares the token, and only a TAKEN
+    answer is a failure."""
+    elsewhere = Harness(id_fail_burst=2, ip_fail_burst=1000)
+    h = Harness(id_fail_burst=2, ip_fail_burst=1000)
+    h.store = elsewhere.store
+    elsewhere.connect(1, "victim", token="secret")
+    answers = [h.connect(10 + i, "victim", token=f"g{i}", remote=f"10.0.1.{i}") for i in range(4)]
+    assert answers == [[TAKEN]] * 2 + [[THROTTLED]] * 2
+    assert h.connect(20, "victim", token="secret", remote="10.0.0.1") == [{"type": "OPEN"}]
+
+
+def test_a_wrong_guess_on_a_throttled_id_empties_the_address_bucket() -> None:
+    """While an id is throttled each address gets one guess per 1/ip_fail_rate seconds, so many
+    addresses cannot keep guessing at the per-id bucket's refill rate each."""
+    h = Harness(id_fail_burst=1, id_fail_rate=0.01, ip_fail_burst=50, ip_fail_rate=1.0)
+    h.connect(1, "victim", token="secret")
+    assert h.connect(10, "victim", token="g0", remote="192.0.2.9") == [TAKEN]
+    assert h.connect(11, "victim", token="g1", remote="192.0.2.9") == [THROTTLED]
+    assert h.connect(12, "fresh", remote="192.0.2.9") == [THROTTLED]  # the address, for anything
+    assert h.connect(13, "fresh", remote="192.0.2.10") == [{"type": "OPEN"}]
+    h.advance(1.0)
+    assert h.connect(14, "fresh2", remote="192.0.2.9") == [{"type": "OPEN"}]
+
+
+def test_ipv6_clients_are_counted_per_64_and_ipv4_per_address() -> None:
+    assert address_key("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:2::9") == address_key("2001:db8:1:2:ffff::1")
+    assert address_key("2001:db8:1:3::1") == "2001:db8:1:3::/64"
+    assert address_key("fe80::1%eth0") == "fe80::/64"
+    assert address_key("::ffff:192.0.2.1") == "192.0.2.1"
+    assert address_key("192.0.2.1") == "192.0.2.1" and address_key("192.0.2.2") == "192.0.2.2"
+    assert address_key("") == "" and address_key("not-an-ip") == "not-an-ip"
+    h = Harness(max_conns_per_ip=2, id_fail_burst=1000, ip_fail_burst=2)
+    assert h.connect(1, "a", remote="2001:db8::1") == [{"type": "OPEN"}]
+    assert h.connect(2, "b", remote="2001:db8::2") == [{"type": "OPEN"}]
+    assert h.connect(3, "c", remote="2001:db8::3") == [PER_IP]  # the same /64
+    assert h.connect(4, "c", remote="2001:db8:0:1::3") == [{"type": "OPEN"}]  # the next /64
+    h.connect(5, "x", token="mine", remote="10.1.1.1")
+    for i in range(2):
+        assert h.connect(10 + i, "x", remote=f"2001:db8:0:2::{i + 1}") == [TAKEN]
+        h.disconnect(10 + i)  # the refused socket closes: no longer counted against the /64
+    assert h.connect(12, "fresh", remote="2001:db8:0:2::99") == [THROTTLED]  # failures too
+    assert h.connect(13, "fresh", remote="2001:db8:0:3::99") == [{"type": "OPEN"}]
 
 
 def test_an_address_that_keeps_failing_is_refused_until_its_bucket_refills() -> None:

@@ -84,6 +84,13 @@ def test_binary_link_carries_pdus_and_drops_hostile_frames(broker: Server) -> No
                                           "a text frame", b""]
             for frame in hostile:
                 channel.send(frame)
+            # 200,000 empty arrays (one byte each) in __peerData chunks: reassembled, then refused
+            # by the decoded-value budget (MAX_OBJECTS) before anything is built; one drop.
+            amplifier = b"\xdd" + (200_000).to_bytes(4, "big") + b"\x90" * 200_000
+            pieces = [amplifier[i:i + CHUNKED_MTU] for i in range(0, len(amplifier), CHUNKED_MTU)]
+            for n, piece in enumerate(pieces):
+                channel.send(pack({"__peerData": 7, "n": n, "data": piece, "total": len(pieces)}))
+            hostile.append(b"(the amplifier)")
             await ab.send_value("not a PDU")  # a value, but not bytes: receive() skips it
             pdu = bytes(range(256)) * 300  # 76,800 bytes: chunked
             await ab.send(pdu)

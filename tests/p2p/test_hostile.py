@@ -169,9 +169,13 @@ def test_connection_flood_hits_the_limit_and_legit_peers_keep_working(broker: Se
 @pytest.mark.parametrize("broker", [("--id-fail-burst", "5", "--ip-fail-burst", "1000")],
                          indirect=True)
 def test_token_guessing_is_throttled_per_id_and_the_owner_keeps_working(broker: Server) -> None:
+    """The guesser (127.0.0.2) is throttled per id; meanwhile the owner (127.0.0.1) reconnects
+    with its own token at once and takes its session over: the right token is never throttled."""
     async def scenario() -> None:
-        async with aiohttp.ClientSession() as s, \
-                SignalingClient(ClientConfig(port=broker.port), "victim") as victim:
+        cfg = ClientConfig(port=broker.port)
+        attacker = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+        async with aiohttp.ClientSession(connector=attacker) as s, \
+                SignalingClient(cfg, "victim") as victim:
             answers = []
             for _ in range(50):  # bounded; each socket is answered and closed
                 ws, first = await raw(s, broker.port, "victim", token=secrets.token_hex(4))
@@ -179,9 +183,13 @@ def test_token_guessing_is_throttled_per_id_and_the_owner_keeps_working(broker: 
                 await closed(ws)
             assert answers[:5] == [{"type": "ID-TAKEN", "payload": {"msg": "ID is taken"}}] * 5
             assert answers[5:] == [{"type": "ERROR", "payload": {"msg": "Too many failed attempts"}}] * 45
-            async with SignalingClient(ClientConfig(port=broker.port), "friend") as friend:
+            async with SignalingClient(cfg, "victim", token=victim.token) as owner, \
+                    SignalingClient(cfg, "friend") as friend:
                 await friend.offer("victim", {"type": "offer", "sdp": "v=0"})
-                assert (await victim.wait_for(Signal)).peer == "friend"
+                assert (await owner.wait_for(Signal)).peer == "friend"
+                ws, first = await raw(s, broker.port, "victim", token=secrets.token_hex(4))
+                assert first == {"type": "ERROR", "payload": {"msg": "Too many failed attempts"}}
+                await closed(ws)
 
     run(scenario())
 

@@ -7,11 +7,17 @@ float packs as an integer, as it does there.  The decoder is strict where the Ja
 lenient: truncated input, unknown type bytes, trailing bytes, invalid UTF-8, container counts larger
 than the input could hold and nesting deeper than :data:`MAX_DEPTH` raise
 :class:`~enkrypted_p2p.errors.RemoteInputError` instead of yielding ``undefined`` or garbage.
+
+Decoding is bounded in memory, not only in time: a browser peer's frame is decoded before any
+handshake, and an empty array is one input byte but ~64 bytes of Python objects.  So every value
+decoded counts against :data:`MAX_OBJECTS` per :func:`unpack` call, and a container's declared count
+is reserved against that budget (and against the bytes left, one byte per element at least) *before*
+any element is built: a hostile count is refused at its header, with nothing allocated for it.
 """
 
 from __future__ import annotations
 
-__all__ = ["MAX_DEPTH", "BinaryPackError", "pack", "unpack"]
+__all__ = ["MAX_DEPTH", "MAX_OBJECTS", "BinaryPackError", "pack", "unpack"]
 
 import math
 import struct
@@ -20,6 +26,9 @@ from typing import Any, Final
 from ..errors import P2PUsageError, RemoteInputError
 
 MAX_DEPTH: Final = 64
+MAX_OBJECTS: Final = 65_536
+"""Values (scalars, strings, containers, map keys) one :func:`unpack` call may build: bounds the
+decoded size to a few MiB whatever the input (PeerJS traffic carries bytes in ``bin``, one value)."""
 
 
 class BinaryPackError(RemoteInputError):
@@ -118,9 +127,12 @@ def _pack_integer(num: int, out: bytearray) -> None:
     raise P2PUsageError("Invalid integer")
 
 
-def unpack(data: bytes | bytearray | memoryview) -> Any:
-    """Exactly one value from ``data``; :class:`BinaryPackError` for anything else."""
-    reader = _Reader(bytes(data))
+def unpack(data: bytes | bytearray | memoryview, *, max_objects: int = MAX_OBJECTS) -> Any:
+    """Exactly one value from ``data``, of at most ``max_objects`` values in all;
+    :class:`BinaryPackError` for anything else."""
+    if max_objects < 1:
+        raise P2PUsageError("max_objects must be >= 1")
+    reader = _Reader(bytes(data), max_objects)
     value = reader.value(0)
     if reader.pos != len(reader.data):
         raise BinaryPackError(f"{len(reader.data) - reader.pos} trailing bytes")
@@ -141,11 +153,24 @@ _CONSTANTS: Final = {0xC0: None, 0xC1: None, 0xC2: False, 0xC3: True,
 
 
 class _Reader:
-    __slots__ = ("data", "pos")
+    __slots__ = ("budget", "data", "limit", "pos")
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, limit: int) -> None:
         self.data = data
         self.pos = 0
+        self.limit = limit
+        self.budget = limit - 1  # values still allowed: the top-level value is the first
+
+    def reserve(self, kind: str, length: int, per_item: int) -> None:
+        """Refuse a container whose count the input or the object budget cannot hold, before
+        building any of it; otherwise take its values from the budget."""
+        # Every element takes at least one byte: a count beyond the input is a lie.
+        if length > len(self.data) - self.pos:
+            raise BinaryPackError(f"{kind} of {length} items cannot fit the input")
+        if length * per_item > self.budget:
+            raise BinaryPackError(f"{kind} of {length} items exceeds the limit of "
+                                  f"{self.limit} decoded values per message")
+        self.budget -= length * per_item
 
     def take(self, size: int) -> bytes:
         end = self.pos + size
@@ -184,9 +209,7 @@ class _Reader:
                 return self.take(length).decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise BinaryPackError("string is not UTF-8") from exc
-        # Every element takes at least one byte: a count beyond the input is a lie.
-        if length > len(self.data) - self.pos:
-            raise BinaryPackError(f"{kind} of {length} items cannot fit the input")
+        self.reserve(kind, length, 1 if kind == "array" else 2)
         if kind == "array":
             return [self.value(depth + 1) for _ in range(length)]
         out: dict[str, Any] = {}

@@ -9,11 +9,12 @@ parameters, a wrong key or the concurrent limit; ID-TAKEN for another token; a s
 reconnect rebinds without OPEN; ``src`` is always overwritten and only type/src/dst/payload are
 forwarded; OFFER/ANSWER/CANDIDATE for an absent id are queued, EXPIRE goes back once per src/dst
 pair; only HEARTBEAT keeps a client alive.  Beyond it: frame size, rate and invalid-frame limits per
-connection and queue bounds (kept by the store); concurrent sockets per client address; and a
-throttle on failed attempts (ID-TAKEN answers) per id and per address: past its burst, every attempt
-on that id, or from that address, is refused with ERROR and closed (1008) until the bucket refills,
-so a token cannot be guessed faster than ``id_fail_rate`` per second.  Log records never carry
-payloads (no SDP).
+connection and queue bounds (kept by the store); concurrent sockets per client address (an IPv6
+client's /64); and a throttle on failed attempts (ID-TAKEN answers) per id and per address: past
+its burst, every wrong token for that id, and every attempt from that address, is refused with ERROR
+and closed (1008) until the bucket refills.  The token is compared (in constant time) before the
+per-id throttle, so the owner's right token is never refused for others' failures; a wrong guess on
+a throttled id empties its address's bucket.  Log records never carry payloads (no SDP).
 """
 
 from __future__ import annotations
@@ -33,13 +34,14 @@ __all__ = [
 ]
 
 import enum
+import hmac
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..errors import RemoteInputError
 from ._config import BrokerConfig
-from ._limits import FailureThrottle
+from ._limits import FailureThrottle, address_key
 from ._protocol import QUEUED_TYPES, RELAYED_TYPES, Frame, MessageType, encode_frame, parse_frame
 from ._store import ClaimOutcome, ForwardOutcome, QueuedMessage
 
@@ -133,6 +135,7 @@ class _State(enum.Enum):
 class _Conn:
     conn: int
     remote: str
+    addr_key: str  # what the per-address limits count: the address, or its /64 for IPv6
     peer_id: str = ""
     token: str = ""
     state: _State = _State.CLAIMING
@@ -153,6 +156,12 @@ class BrokerStats:
     expired: int = 0
     throttled: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+
+
+def _same_token(held: str, offered: str) -> bool:
+    """Token comparison in constant time (a timing side channel would leak the owner's token)."""
+    return hmac.compare_digest(held.encode("utf-8", "surrogatepass"),
+                               offered.encode("utf-8", "surrogatepass"))
 
 
 def _valid_name(value: str, limit: int) -> bool:
@@ -195,7 +204,8 @@ class BrokerCore:
     def connect(self, conn: int, query: Mapping[str, str], now: float, remote: str = "") -> list[Effect]:
         """A WebSocket was accepted on ``{path}peerjs`` with these query parameters."""
         cfg = self.config
-        state = _Conn(conn, remote, tokens=float(cfg.rate_burst), refilled=now)
+        state = _Conn(conn, remote, address_key(remote), tokens=float(cfg.rate_burst),
+                      refilled=now)
         self._conns[conn] = state
         refused = self._check_address(state, now)
         if refused is not None:
@@ -207,14 +217,17 @@ class BrokerCore:
         return self._bind(state, now)
 
     def _bind(self, state: _Conn, now: float) -> list[Effect]:
-        """A well-formed request for ``state.peer_id``: throttled, a reconnect, or a claim."""
-        if self._id_fails.blocked(state.peer_id, now):
-            return self._throttled(state, now)
+        """A well-formed request for ``state.peer_id``: a reconnect, a failed guess, or a claim.
+
+        The token is compared before any per-id throttle: the owner's correct token is never
+        refused because others guessed wrong on its id (only failures meet the per-id bucket)."""
         held = self._sessions.get(state.peer_id)
         if held is not None:
-            return self._reconnect(state, held, now)
+            if _same_token(self._conns[held].token, state.token):
+                return self._reconnect(state, held, now)
+            return self._failed_guess(state, now)
         if state.peer_id in self._claiming:
-            return self._id_taken(state, now)
+            return self._failed_guess(state, now)
         if len(self._sessions) + len(self._claiming) >= self.config.concurrent_limit:
             return self._refuse(state, MessageType.ERROR, ERR_LIMIT)
         self._claiming[state.peer_id] = state.conn
@@ -222,10 +235,10 @@ class BrokerCore:
 
     def _check_address(self, state: _Conn, now: float) -> list[Effect] | None:
         """The per-address socket limit and failure throttle (counted until ``disconnected``)."""
-        count = self._per_ip[state.remote] = self._per_ip.get(state.remote, 0) + 1
+        count = self._per_ip[state.addr_key] = self._per_ip.get(state.addr_key, 0) + 1
         if count > self.config.max_conns_per_ip:
             return self._refuse(state, MessageType.ERROR, ERR_PER_IP, CLOSE_POLICY)
-        if self._ip_fails.blocked(state.remote, now):
+        if self._ip_fails.blocked(state.addr_key, now):
             return self._throttled(state, now)
         return None
 
@@ -240,22 +253,30 @@ class BrokerCore:
             return ERR_BAD_ID
         return None
 
+    def _failed_guess(self, state: _Conn, now: float) -> list[Effect]:
+        """A wrong token for a held (or being claimed) id.  Past the id's burst the answer is
+        ERROR "Too many failed attempts" and the address's bucket is emptied: while an id is
+        throttled, each address (IPv6: each /64) gets one guess per ``1 / ip_fail_rate`` s."""
+        if self._id_fails.blocked(state.peer_id, now):
+            self.stats.throttled += 1
+            self._ip_fails.exhaust(state.addr_key, now)
+            return self._refuse(state, MessageType.ERROR, ERR_THROTTLED, CLOSE_POLICY)
+        return self._id_taken(state, now)
+
     def _id_taken(self, state: _Conn, now: float) -> list[Effect]:
         """ID-TAKEN, counted against the id and the address (a wrong token is a failed guess)."""
         self._id_fails.fail(state.peer_id, now)
-        self._ip_fails.fail(state.remote, now)
+        self._ip_fails.fail(state.addr_key, now)
         return self._refuse(state, MessageType.ID_TAKEN, ERR_ID_TAKEN)
 
     def _throttled(self, state: _Conn, now: float) -> list[Effect]:
-        """Refused before any check: the id or the address failed too often lately."""
+        """Refused before any check: the address failed too often lately."""
         self.stats.throttled += 1
-        self._ip_fails.fail(state.remote, now)
+        self._ip_fails.fail(state.addr_key, now)
         return self._refuse(state, MessageType.ERROR, ERR_THROTTLED, CLOSE_POLICY)
 
     def _reconnect(self, state: _Conn, held: int, now: float) -> list[Effect]:
         old = self._conns[held]
-        if old.token != state.token:
-            return self._id_taken(state, now)
         # Same token: the reconnect takes the session over.  peer rebinds without OPEN.
         old.state = _State.CLOSED
         self._alive.pop(held, None)
@@ -275,8 +296,8 @@ class BrokerCore:
         if state.state is not _State.CLAIMING:
             return []
         self._claiming.pop(state.peer_id, None)
-        if outcome is ClaimOutcome.TAKEN:
-            return self._id_taken(state, now)
+        if outcome is ClaimOutcome.TAKEN:  # the store compared the token: a wrong one
+            return self._failed_guess(state, now)
         self._open(state, now)
         # A takeover through the store (the id was held by another process, or by one that died):
         # for this process it is a new registration, so OPEN is sent.
@@ -305,11 +326,11 @@ class BrokerCore:
         state = self._conns.pop(conn, None)
         if state is None:
             return []
-        left = self._per_ip.get(state.remote, 1) - 1
+        left = self._per_ip.get(state.addr_key, 1) - 1
         if left > 0:
-            self._per_ip[state.remote] = left
+            self._per_ip[state.addr_key] = left
         else:
-            self._per_ip.pop(state.remote, None)
+            self._per_ip.pop(state.addr_key, None)
         self._alive.pop(conn, None)
         out: list[Effect] = []
         if self._claiming.get(state.peer_id) == conn:

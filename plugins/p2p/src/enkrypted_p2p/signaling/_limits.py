@@ -5,13 +5,16 @@ client address behind trusted reverse proxies.
   takes a token, tokens come back at ``rate`` per second up to ``burst``; a key without a token is
   throttled.  The broker counts ID-TAKEN answers (a wrong token for a held id) per id and per
   address, so guessing a token is bounded to ``rate`` guesses per second per id.
-* :func:`client_address` - the address the per-address limits count: the socket's peer, or, when
-  that peer is a configured proxy, the right-most ``X-Forwarded-For`` hop that is not a proxy.
+* :func:`client_address` - the client's address: the socket's peer, or, when that peer is a
+  configured proxy, the right-most ``X-Forwarded-For`` hop that is not a proxy.
+* :func:`address_key` - what the per-address limits count for that address: an IPv4 address
+  itself, an IPv6 address's /64 (one subscriber usually holds a whole /64, so per-address limits
+  keyed on full IPv6 addresses would be no limit at all); an IPv4-mapped IPv6 address as IPv4.
 """
 
 from __future__ import annotations
 
-__all__ = ["FailureThrottle", "client_address", "parse_networks"]
+__all__ = ["IPV6_PREFIX", "FailureThrottle", "address_key", "client_address", "parse_networks"]
 
 import ipaddress
 import itertools
@@ -24,6 +27,8 @@ from ..errors import P2PUsageError
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_FORWARDED_HOPS = 32
 """``X-Forwarded-For`` entries looked at, from the right (the left ones are the client's word)."""
+IPV6_PREFIX = 64
+"""IPv6 clients are counted per network of this prefix length by the per-address limits."""
 
 
 @dataclass(slots=True)
@@ -71,6 +76,12 @@ class FailureThrottle:
             self._buckets.move_to_end(key)
         bucket.tokens = max(0.0, bucket.tokens - 1.0)
 
+    def exhaust(self, key: str, now: float) -> None:
+        """``key`` is refused until its bucket refills one token (a failure that costs it all)."""
+        self.fail(key, now)
+        bucket = self._buckets[key]
+        bucket.tokens = 0.0
+
     def prune(self, now: float, limit: int = 1000) -> None:
         """Forget up to ``limit`` of the oldest keys whose bucket is full again (bounded work)."""
         for key in list(itertools.islice(self._buckets, limit)):
@@ -113,3 +124,17 @@ def client_address(peer: str, forwarded_for: str | None, proxies: tuple[Network,
         if not any(ip in net for net in proxies):
             return str(ip)
     return peer  # every hop is a proxy: the request came from the proxies themselves
+
+
+def address_key(address: str) -> str:
+    """The key the per-address limits count ``address`` under (see the module); an address that
+    does not parse (a test's empty string, a Unix socket) is its own key."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False))
+    return str(ip)
