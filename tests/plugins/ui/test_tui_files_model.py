@@ -38,8 +38,15 @@ def test_an_offer_waits_for_the_user_and_is_a_notice_and_a_conversation_line() -
     m = model()
     m.apply(FileOffered("bob", "t1", "report.pdf", 3 * MIB, SHA, False), 1.0)
     (row,) = m.files.offers()
-    assert (row.state, row.outgoing, row.name, row.size) == ("offered", False, "report.pdf", 3 * MIB)
-    assert "report.pdf (3.0 MiB, standard protection) offered" in m.notice
+    assert (row.state, row.outgoing, row.name, row.size) == (
+        "offered",
+        False,
+        "report.pdf",
+        3 * MIB,
+    )
+    assert (
+        m.notice == "bob offers report.pdf (3.0 MiB, standard protection): F4 to accept or reject"
+    )
     assert "F4" in m.peers["bob"].lines[-1].text
 
 

@@ -103,12 +103,13 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def file_line(t: Transfer) -> str:
+def file_line(t: Transfer, who: str = "the peer") -> str:
     """The transfer as one conversation/notice line: name, size, protection, state."""
     arrow = "sending" if t.outgoing else "receiving"
-    head = f"file {t.name or t.transfer_id} ({human_size(t.size)}, {protection(t.fast)})"
+    what = f"{t.name or t.transfer_id} ({human_size(t.size)}, {protection(t.fast)})"
+    head = f"file {what}"
     if t.state == "offered":
-        return f"{head} offered: accept or reject on the files screen (F4)"
+        return f"{who} offers {what}: F4 to accept or reject"
     if t.state == "waiting":
         return f"{head} offered, waiting for the peer"
     if t.state == "done":

@@ -23,6 +23,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import (
     Button,
@@ -45,7 +46,7 @@ from .model import ChatModel
 
 MAX_PATH_CHARS = 4096
 MAX_ROWS_SHOWN = 50
-FAST_LABEL = "Fast path: REDUCED PROTECTION (one AES-GCM layer, not the cascade)"
+FAST_LABEL = "Fast path: REDUCED PROTECTION (one AES layer)"
 
 
 def _stat_file(raw: str) -> tuple[Path, int]:
@@ -89,9 +90,10 @@ class TransferRow(Vertical):
     DEFAULT_CSS = """
     TransferRow { height: auto; margin-bottom: 1; }
     TransferRow > Horizontal { height: 1; }
-    TransferRow ProgressBar { width: 34; }
+    TransferRow ProgressBar { width: 28; }
+    TransferRow Bar { width: 22; }
     TransferRow .rate { width: 1fr; }
-    TransferRow Button { margin-left: 1; }
+    TransferRow Button { margin-left: 1; width: auto; min-width: 8; }
     """
 
     def __init__(self, transfer: Transfer, label: str) -> None:
@@ -132,10 +134,13 @@ class FilesScreen(ModalScreen[None]):
     FilesScreen { align: center middle; }
     #files-box { width: 100%; height: 100%; background: $surface; }
     #files-title { height: 1; padding: 0 1; text-style: bold; }
+    #tabs { height: 1fr; }
+    #tabs TabPane { height: 1fr; padding: 0; }
     #tree { height: 1fr; }
     #send-path, #export-dest { height: 3; }
     #send-row, #export-row { height: 3; }
-    #fast { width: 1fr; }
+    #fast, #export-dest { width: 1fr; }
+    #send, #export { width: auto; min-width: 10; }
     #send-error, #export-error { height: 1; color: $error; padding: 0 1; }
     #stored { height: 1fr; }
     #transfers { height: 1fr; }
@@ -156,6 +161,7 @@ class FilesScreen(ModalScreen[None]):
         self.changed = changed
         self.wall = wall
         self.peer = model.active
+        self._stored_ids: tuple[str, ...] | None = None
 
     # ---------------------------------------------------------------------------- layout
     def compose(self) -> ComposeResult:
@@ -209,19 +215,30 @@ class FilesScreen(ModalScreen[None]):
         else:  # a row came, went or changed state (its buttons change): rebuild, in order
             box.remove_children()
             box.mount_all(TransferRow(t, self._label(t.peer_id)) for t in rows)
-        stored = self.query_one("#stored", OptionList)
+        self._refresh_stored()
+
+    def _refresh_stored(self) -> None:
+        """The received files, redrawn only when the list changed (the highlight is kept)."""
         files = self.model.files.stored
+        ids = tuple(f.id for f in files)
+        if ids == self._stored_ids:
+            return
+        self._stored_ids = ids
+        stored = self.query_one("#stored", OptionList)
+        at = stored.highlighted
         stored.set_options(
             [
                 Option(
-                    f"{f.name[:MAX_NAME_CHARS]}  {human_size(f.size)}  from {f.peer_id}"
-                    f"{'  (fast)' if f.fast else ''}",
+                    f"{f.name[:MAX_NAME_CHARS]}  {human_size(f.size)}  from {self._label(f.peer_id)}"
+                    f"{'  (fast path)' if f.fast else ''}",
                     id=f"f{i}",
                 )
                 for i, f in enumerate(files)
             ]
             or [Option("no received files yet", disabled=True)]
         )
+        if files:
+            stored.highlighted = min(at or 0, len(files) - 1)
 
     def _label(self, peer_id: str) -> str:
         view = self.model.peers.get(peer_id)
@@ -238,7 +255,7 @@ class FilesScreen(ModalScreen[None]):
             self.refresh_files()
 
     def _error(self, selector: str, text: str) -> None:
-        with contextlib.suppress(Exception):  # the screen may be gone: the notice keeps it
+        with contextlib.suppress(NoMatches):  # the screen may be gone: the notice keeps it
             self.query_one(selector, Static).update(text.splitlines()[0][:200] if text else "")
         if text:
             self.model.notice = text.splitlines()[0][:200]
@@ -341,7 +358,7 @@ class FilesScreen(ModalScreen[None]):
             return
         self._error("#export-error", "")
         self.model.notice = f"exported to {written}"[:200]
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(NoMatches):
             self.query_one("#export-error", Static).update(Text(f"exported to {written}", "green"))
         self.changed()
 

@@ -166,7 +166,7 @@ class ChatModel:
             self._note(view, f"ignored a file event: {exc}", now)
             return
         if not isinstance(event, FileProgress):
-            self._note(view, file_line(row), now)
+            self._note(view, file_line(row, view.label), now)
 
     def file_sent(
         self, peer_id: str, transfer_id: str, name: str, size: int, fast: bool, now: float
