@@ -72,7 +72,7 @@ class ChatApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f1", "help", "Help"),
         Binding("f2", "connect", "Connect"),
-        Binding("f3", "safety", "Safety no."),
+        Binding("f3", "safety", "Safety"),
         Binding("f4", "files", "Files"),
         Binding("f6", "cycle(-1)", "Prev"),
         Binding("f7", "cycle(1)", "Next"),
