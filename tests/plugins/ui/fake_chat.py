@@ -8,6 +8,7 @@ scripted peers; ``send_text`` records what was sent and returns ``m1``, ``m2``, 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,10 +129,21 @@ class FakeFileChatService(FakeChatService):
         self.answers.append(("cancel", peer_id, transfer_id))
         self.emit(FileFailed(peer_id, transfer_id, True, "cancelled"))
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.thread = threading.get_ident()
+
+    def _same_thread(self) -> None:
+        """Like the real service, whose profile store is an SQLite connection of one thread."""
+        if threading.get_ident() != self.thread:
+            raise AssertionError("the profile store was used from another thread")
+
     def files(self) -> Sequence[StoredFile]:
+        self._same_thread()
         return list(self.stored)
 
     def export_file(self, file_id: str, destination: Path) -> Path:
+        self._same_thread()
         stored = next((f for f in self.stored if f.id == file_id), None)
         if stored is None:
             raise LocalMisuse(f"no stored file {file_id!r}")

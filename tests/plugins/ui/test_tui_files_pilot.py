@@ -74,7 +74,18 @@ def text_of(app: ChatApp, selector: str) -> str:
 
 
 def rows(app: ChatApp) -> list[str]:
-    return [str(r.query_one(".label", Static).render()) for r in app.screen.query(TransferRow)]
+    """The transfer rows' labels as drawn (rows still being mounted are skipped)."""
+    return [
+        str(label.render())
+        for row in app.screen.query(TransferRow)
+        for label in row.query(".label").results(Static)
+    ]
+
+
+async def click(app: ChatApp, pilot: Pilot[None], selector: str) -> None:
+    await until(pilot, lambda: bool(app.screen.query(selector)), selector)
+    await settle(pilot)
+    await pilot.click(selector)
 
 
 async def send(app: ChatApp, pilot: Pilot[None], path: Path, *, fast: bool) -> None:
@@ -177,7 +188,7 @@ def test_an_incoming_offer_is_a_notice_and_waits_for_accept(tmp_path: Path) -> N
         await settle(pilot)
         assert app.screen.query_one("#tabs", TabbedContent).active == "tab-transfers"
         assert "offered: accept?" in rows(app)[0]
-        await pilot.click("#accept-1")
+        await click(app, pilot, "#accept-1")
         await until(pilot, lambda: bool(svc.answers), "accept_file")
         assert svc.answers == [("accept", "bob", "in1")]
         svc.emit(FileProgress("bob", "in1", False, MIB, 2 * MIB, MIB, 1.0))
@@ -203,7 +214,7 @@ def test_an_offer_rejected_ends_failed_declined(tmp_path: Path) -> None:
         assert "FAST: reduced protection" in text_of(app, "#notice")
         await pilot.press("f4")
         await settle(pilot)
-        await pilot.click("#reject-1")
+        await click(app, pilot, "#reject-1")
         await until(pilot, lambda: "failed: declined" in "".join(rows(app)), "declined")
         assert svc.answers == [("reject", "bob", "in1")]
         assert not app.screen.query(Button).filter("#accept-1")

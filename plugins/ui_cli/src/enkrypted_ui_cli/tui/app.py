@@ -9,7 +9,6 @@ from __future__ import annotations
 
 __all__ = ["ChatApp"]
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Callable
@@ -180,7 +179,7 @@ class ChatApp(App[None]):
                 except ShellError as exc:  # the profile store refused a write: say so, go on
                     self.model.note(None, f"not saved to the profile: {exc}", self.wall())
                 if isinstance(event, FileCompleted) and not event.outgoing:
-                    self.run_worker(self._load_stored(), group="files", exit_on_error=False)
+                    self._load_stored()
                 self.refresh_view()
         except ContractError as exc:
             reason = f"the chat service stopped: {exc}"
@@ -292,12 +291,13 @@ class ChatApp(App[None]):
         screen = FilesScreen(self.file_service, self.model, root, self.refresh_view, self.wall)
         self.push_screen(screen)
 
-    async def _load_stored(self) -> None:
-        """The received files again (a new one was verified): listed in a thread."""
+    def _load_stored(self) -> None:
+        """The received files again (a new one was verified), read on the UI thread: the service
+        reads the profile store, whose SQLite connection belongs to it."""
         if self.file_service is None:
             return
         try:
-            files = await asyncio.to_thread(self.file_service.files)
+            files = self.file_service.files()
         except ContractError as exc:
             self.model.note(None, f"cannot list received files: {exc}", self.wall())
         else:

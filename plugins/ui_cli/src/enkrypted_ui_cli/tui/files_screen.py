@@ -3,9 +3,10 @@
 Three tabs: *Send* (a :class:`DirectoryTree` rooted at the chosen directory, a path input and the
 fast-path toggle, labelled reduced protection), *Transfers* (every row of :class:`FileBook`,
 newest first, with a :class:`ProgressBar`, rate and ETA; Accept / Reject on an offer, Cancel on
-a running transfer) and *Received* (``files()``, exported to a chosen directory).  Every call to
-the service and every file-system access beyond the tree's own loading runs in an app worker
-(blocking ones in a thread), so the UI loop only draws; errors are one line on the screen.
+a running transfer) and *Received* (``files()``, exported to a chosen directory).  The async
+service calls run in app workers and the checks of the file to send in a thread; ``files()`` and
+``export_file`` run on the UI thread because the service reads the profile store, whose SQLite
+connection belongs to it.  Errors are one line on the screen.
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ class TransferRow(Vertical):
                 yield Button("Cancel", id=f"cancel-{key}", compact=True)
 
     def update_from(self, t: Transfer) -> None:
+        if not self.children:
+            return  # not composed yet: compose draws the row as it is then
         self.query_one(".label", Static).update(row_label(t, self.label))
         self.query_one(ProgressBar).update(progress=100 * t.fraction)
         self.query_one(".rate", Static).update(rate_text(t))
@@ -201,7 +204,7 @@ class FilesScreen(ModalScreen[None]):
         if self.model.files.offers():
             self.query_one("#tabs", TabbedContent).active = "tab-transfers"
         self.refresh_files()
-        self.app.run_worker(self._load_stored(), group="files", exit_on_error=False)
+        self._load_stored()
 
     def refresh_files(self) -> None:
         """Rows follow the model: new ones mounted, changed states rebuilt, progress updated."""
@@ -244,9 +247,11 @@ class FilesScreen(ModalScreen[None]):
         view = self.model.peers.get(peer_id)
         return view.label if view is not None else peer_id
 
-    async def _load_stored(self) -> None:
+    def _load_stored(self) -> None:
+        """``files()`` on the UI thread: the service reads the profile store, whose SQLite
+        connection belongs to this thread (a short read, like the ui's own store writes)."""
         try:
-            files = await asyncio.to_thread(self.service.files)
+            files = self.service.files()
         except ContractError as exc:
             self._error("#export-error", f"cannot list received files: {exc}")
             return
@@ -344,15 +349,14 @@ class FilesScreen(ModalScreen[None]):
         if not dest:
             self._error("#export-error", "type the directory to export into")
             return
-        self.app.run_worker(
-            self._do_export(files[at].id, Path(dest).expanduser()),
-            group="files",
-            exit_on_error=False,
-        )
+        self.query_one("#export-error", Static).update(f"exporting {files[at].name}…")
+        self.call_after_refresh(self._do_export, files[at].id, Path(dest).expanduser())
 
-    async def _do_export(self, file_id: str, dest: Path) -> None:
+    def _do_export(self, file_id: str, dest: Path) -> None:
+        """On the UI thread, once "exporting…" is drawn: ``export_file`` reads the profile store
+        (its SQLite connection belongs to this thread), then decrypts and hashes the file."""
         try:
-            written = await asyncio.to_thread(self.service.export_file, file_id, dest)
+            written = self.service.export_file(file_id, dest)
         except (ContractError, OSError) as exc:
             self._error("#export-error", f"not exported: {exc}")
             return
