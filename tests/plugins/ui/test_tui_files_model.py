@@ -131,3 +131,12 @@ def test_sizes_and_etas_read_as_people_say_them() -> None:
     ]  # fmt: skip
     book = FileBook()
     assert "waiting for the peer" in file_line(book.sent("bob", "t1", "a", 1, False))
+
+
+def test_an_offer_the_service_auto_accepted_becomes_active_without_the_user() -> None:
+    m = model()
+    m.apply(FileOffered("bob", "t1", "a.bin", 100, SHA, False), 1.0)
+    m.apply(FileProgress("bob", "t1", False, 50, 100, 10.0, 5.0), 2.0)
+    assert m.files.offers() == []
+    row = m.files.get("bob", "t1")
+    assert row is not None and row.state == "active" and row.fraction == 0.5

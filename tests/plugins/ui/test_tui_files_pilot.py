@@ -261,3 +261,20 @@ def test_a_2_0_service_without_files_says_so_in_one_line(tmp_path: Path) -> None
         assert "F4" in text_of(app, "#help")
 
     run(scenario, tmp_path, service=FakeChatService())
+
+
+def test_cancel_a_running_transfer(tmp_path: Path) -> None:
+    doc = tmp_path / "big.iso"
+    doc.write_bytes(b"x" * 10)
+
+    async def scenario(app: ChatApp, pilot: Pilot[None], svc: FakeFileChatService) -> None:
+        await send(app, pilot, doc, fast=False)
+        await until(pilot, lambda: bool(svc.offered), "send_file")
+        svc.emit(FileProgress("bob", "t1", True, 3, 10, 1.0, 7.0))
+        await settle(pilot)
+        await click(app, pilot, "#cancel-1")
+        await until(pilot, lambda: "failed: cancelled" in "".join(rows(app)), "cancelled")
+        assert svc.answers == [("cancel", "bob", "t1")]
+        assert not app.screen.query("#cancel-1")
+
+    run(scenario, tmp_path)
