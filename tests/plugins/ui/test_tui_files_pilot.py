@@ -21,6 +21,7 @@ from enkrypted_shell.contracts import (
     implementation_problems,
     supports,
 )
+from enkrypted_shell.errors import StoreBusyError
 from enkrypted_ui_cli.chatstore import ChatStore, MemoryProfileStore
 from enkrypted_ui_cli.tui.app import ChatApp
 from enkrypted_ui_cli.tui.files_screen import FilesScreen, TransferRow
@@ -278,3 +279,33 @@ def test_cancel_a_running_transfer(tmp_path: Path) -> None:
         assert not app.screen.query("#cancel-1")
 
     run(scenario, tmp_path)
+
+
+def test_a_store_refusing_the_fast_default_is_one_line_and_the_toggle_still_counts(
+    tmp_path: Path,
+) -> None:
+    class BusyContacts(MemoryProfileStore):
+        busy = False
+
+        def put(self, table: str, key: bytes, value: bytes) -> None:
+            if self.busy:
+                raise StoreBusyError("another process holds the profile store")
+            super().put(table, key, value)
+
+    doc = tmp_path / "a.txt"
+    doc.write_text("a")
+    store = BusyContacts()
+
+    async def scenario(app: ChatApp, pilot: Pilot[None], svc: FakeFileChatService) -> None:
+        store.busy = True
+        await pilot.press("f4")
+        await settle(pilot)
+        app.screen.query_one("#fast", Checkbox).value = True
+        await settle(pilot)
+        assert "default not saved to the profile: another" in text_of(app, "#send-error")
+        app.screen.query_one("#send-path", Input).value = str(doc)
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: bool(svc.offered), "send_file")
+        assert svc.offered == [("bob", doc, True)]
+
+    run(scenario, tmp_path, store=ChatStore(store))

@@ -41,6 +41,7 @@ from textual.widgets import (
 from textual.widgets.option_list import Option
 
 from enkrypted_shell.contracts import ContractError, FileChatService
+from enkrypted_shell.errors import ShellError
 
 from .files import MAX_NAME_CHARS, Transfer, eta_text, human_size, protection
 from .model import ChatModel
@@ -274,7 +275,10 @@ class FilesScreen(ModalScreen[None]):
     @on(Checkbox.Changed, "#fast")
     def _fast_toggled(self, event: Checkbox.Changed) -> None:
         if self.peer is not None:
-            self.model.set_fast_default(self.peer, event.value)
+            try:
+                self.model.set_fast_default(self.peer, event.value)
+            except ShellError as exc:  # the profile store refused the write: say so, go on
+                self._error("#send-error", f"default not saved to the profile: {exc}")
 
     @on(Input.Submitted, "#send-path")
     def _path_submitted(self) -> None:
@@ -298,7 +302,11 @@ class FilesScreen(ModalScreen[None]):
         except (ValueError, ContractError) as exc:
             self._error("#send-error", f"not sent: {exc}")
             return
-        self.model.file_sent(peer, transfer_id, path.name, size, fast, self.wall())
+        try:
+            self.model.file_sent(peer, transfer_id, path.name, size, fast, self.wall())
+        except OverflowError as exc:  # sent, but the table is full of running transfers
+            self._error("#send-error", f"offered {path.name}, not shown: {exc}")
+            return
         self.model.notice = f"offered {path.name} ({protection(fast)})"
         if self.is_attached:
             self.query_one("#tabs", TabbedContent).active = "tab-transfers"
