@@ -28,10 +28,24 @@ for part in ("shell/src", "plugins/ui_cli/src", ""):
 
 from textual.pilot import Pilot  # noqa: E402
 
-from enkrypted_shell.contracts import ChatMessage, ChatReceipt, ChatTyping, PeerStateChanged  # noqa: E402
+from enkrypted_shell.contracts import (  # noqa: E402
+    ChatMessage,
+    ChatReceipt,
+    ChatTyping,
+    FileCompleted,
+    FileOffered,
+    FileProgress,
+    PeerStateChanged,
+    StoredFile,
+)
 from enkrypted_ui_cli.chatstore import ChatStore, Contact, MemoryProfileStore  # noqa: E402
 from enkrypted_ui_cli.tui.app import ChatApp  # noqa: E402
-from tests.plugins.ui.fake_chat import BOB_FP, MALLORY_FP, FakeChatService  # noqa: E402
+from tests.plugins.ui.fake_chat import (  # noqa: E402
+    BOB_FP,
+    MALLORY_FP,
+    FakeChatService,
+    FakeFileChatService,
+)
 
 T0 = 1_767_261_600.0  # 2026-01-01 10:00 UTC
 CAROL_FP = "c4e1" * 16
@@ -108,9 +122,46 @@ async def key_changed(app: ChatApp, pilot: Pilot[None], svc: FakeChatService, sh
     shot("key-changed-safety")
 
 
+async def files(app: ChatApp, pilot: Pilot[None], svc: FakeChatService, shot: Shot) -> None:
+    """The files screen: an offer waiting, a fast transfer running, a verified one; the tree."""
+    mib = 1024 * 1024
+    svc.emit(svc.established("bob", BOB_FP))
+    await settle(pilot)
+    app.model.select("bob")
+    app.model.file_sent("bob", "t1", "holiday.mkv", 700 * mib, True, T0 - 60)
+    svc.emit(FileProgress("bob", "t1", True, 260 * mib, 700 * mib, 4.2 * mib, 105.0))
+    app.model.file_sent("bob", "t2", "report.pdf", 3 * mib, False, T0 - 60)
+    svc.emit(FileCompleted("bob", "t2", True, "report.pdf", 3 * mib, "5e" * 32, False))
+    svc.emit(FileOffered("bob", "t9", "slides.odp", 12 * mib, "a7" * 32, False))
+    await settle(pilot)
+    shot("files-notice")
+    await pilot.press("f4")
+    await settle(pilot)
+    shot("files")
+    app.screen.query_one("#tabs").active = "tab-send"  # type: ignore[attr-defined]
+    await settle(pilot)
+    for _ in range(50):  # the tree lists its directory in a thread
+        if len(app.screen.query_one("#tree").root.children) >= 3:  # type: ignore[attr-defined]
+            break
+        await pilot.pause(0.05)
+    app.screen.query_one("#send-path").value = "~/Documents/report.pdf"  # type: ignore[attr-defined]
+    await settle(pilot)
+    shot("files-send")
+    app.screen.query_one("#tabs").active = "tab-received"  # type: ignore[attr-defined]
+    await settle(pilot)
+    app.screen.query_one("#export-dest").value = "~/Downloads"  # type: ignore[attr-defined]
+    await settle(pilot)
+    shot("files-received")
+
+
 async def run(scenario: Callable[..., Awaitable[None]], store: ChatStore, out: Path) -> list[Path]:
-    svc = FakeChatService()
-    app = ChatApp(svc, store, wall=lambda: T0 - 60)
+    svc = FakeFileChatService()
+    svc.stored = [StoredFile("s1", "cat.jpg", 245_000, "c4" * 32, "bob", False)]
+    root = out / "alice"
+    for name in ("Documents", "Music", "Pictures"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+    (root / "notes.txt").write_text("notes")
+    app = ChatApp(svc, store, wall=lambda: T0 - 60, files_root=root)
     svgs: list[Path] = []
 
     def shot(name: str) -> None:
@@ -155,6 +206,7 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         svgs = asyncio.run(run(main_and_safety, ChatStore(MemoryProfileStore()), Path(tmp)))
         svgs += asyncio.run(run(key_changed, changed, Path(tmp)))
+        svgs += asyncio.run(run(files, ChatStore(MemoryProfileStore()), Path(tmp)))
         for svg in svgs:
             png = to_png(svg, chromium, str(Path(tmp) / "chromium"))
             shutil.copyfile(png, out / png.name)

@@ -1,4 +1,5 @@
-"""A scripted :class:`ChatService` for the TUI tests and screenshots (contract p2p 2.0).
+"""A scripted :class:`ChatService` for the TUI tests and screenshots (contract p2p 2.0), and
+:class:`FakeFileChatService`, the same with the p2p 2.1 file feature (``FileChatService``).
 
 Events are pushed by the test (:meth:`FakeChatService.emit`); ``connect`` answers from a table of
 scripted peers; ``send_text`` records what was sent and returns ``m1``, ``m2``, ...
@@ -7,15 +8,20 @@ scripted peers; ``send_text`` records what was sent and returns ``m1``, ``m2``, 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+import threading
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from enkrypted_shell.contracts import (
     ChatEvent,
+    FileFailed,
     LinkClosedLocally,
+    LocalMisuse,
     PeerStateChanged,
     PeerUnavailable,
     SessionEstablished,
+    StoredFile,
 )
 
 ALICE_FP = "a1" * 32
@@ -93,3 +99,58 @@ class FakeChatService:
         if not self.closed:
             self.closed = True
             self.queue.put_nowait(None)
+
+
+@dataclass
+class FakeFileChatService(FakeChatService):
+    """The fake with p2p 2.1 files: ``send_file`` returns ``t1``, ``t2``, ... and records the call;
+    the test drives progress with :meth:`emit`; ``stored`` is what ``files()`` lists and
+    ``export_file`` writes ``contents[id]`` into a directory (never over a file)."""
+
+    offered: list[tuple[str, Path, bool]] = field(default_factory=list)
+    answers: list[tuple[str, str, str]] = field(default_factory=list)
+    stored: list[StoredFile] = field(default_factory=list)
+    contents: dict[str, bytes] = field(default_factory=dict)
+
+    async def send_file(self, peer_id: str, path: Path, *, fast: bool = False) -> str:
+        if self.states.get(peer_id) not in ("ready", "reconnecting"):
+            raise LocalMisuse(f"{peer_id} is not connected")
+        self.offered.append((peer_id, path, fast))
+        return f"t{len(self.offered)}"
+
+    async def accept_file(self, peer_id: str, transfer_id: str) -> None:
+        self.answers.append(("accept", peer_id, transfer_id))
+
+    async def reject_file(self, peer_id: str, transfer_id: str) -> None:
+        self.answers.append(("reject", peer_id, transfer_id))
+        self.emit(FileFailed(peer_id, transfer_id, False, "declined"))
+
+    async def cancel_file(self, peer_id: str, transfer_id: str) -> None:
+        self.answers.append(("cancel", peer_id, transfer_id))
+        self.emit(FileFailed(peer_id, transfer_id, True, "cancelled"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.thread = threading.get_ident()
+
+    def _same_thread(self) -> None:
+        """Like the real service, whose profile store is an SQLite connection of one thread."""
+        if threading.get_ident() != self.thread:
+            raise AssertionError("the profile store was used from another thread")
+
+    def files(self) -> Sequence[StoredFile]:
+        self._same_thread()
+        return list(self.stored)
+
+    def export_file(self, file_id: str, destination: Path) -> Path:
+        self._same_thread()
+        stored = next((f for f in self.stored if f.id == file_id), None)
+        if stored is None:
+            raise LocalMisuse(f"no stored file {file_id!r}")
+        if not destination.is_dir():
+            raise LocalMisuse(f"not a directory: {destination}")
+        target = destination / stored.name
+        if target.exists():
+            raise LocalMisuse(f"already exists: {target}")
+        target.write_bytes(self.contents.get(file_id, b""))
+        return target

@@ -79,7 +79,10 @@ def test_main_screen_fits_80x24_with_help_keys_and_status_bar() -> None:
         assert "F2 to connect" in text_of(app, "#lines")
         await settle(pilot)
         footer = [getattr(key, "description", "") for key in app.screen.query("FooterKey")]
-        assert {"Help", "Connect", "Safety no.", "Quit"} <= set(footer)
+        assert {"Help", "Connect", "Safety", "Files", "Hang up", "Quit"} <= set(footer)
+        keys = list(app.screen.query("FooterKey"))
+        # the whole key bar fits 80 columns (only the last key's right padding cell may not)
+        assert max(key.region.right for key in keys) <= 81
 
     run(scenario)
 

@@ -3,9 +3,10 @@
 :class:`ChatStore` sits on the store contract (:class:`ProfileStore`, ``context.store``, namespace
 ``slot:ui``) and is the only place the TUI and the ``history`` command read or write it:
 
-- table ``contacts``: peer id -> ``{"name", "pinned", "verified"}``; ``pinned`` is the identity
-  fingerprint first seen (or taken from an invite link), ``verified`` whether the user compared
-  the safety number for that fingerprint;
+- table ``contacts``: peer id -> ``{"name", "pinned", "verified", "fast"}``; ``pinned`` is the
+  identity fingerprint first seen (or taken from an invite link), ``verified`` whether the user
+  compared the safety number for that fingerprint, ``fast`` the contact's default for the file
+  fast path (reduced protection; absent in older records: off);
 - stream ``history:<peer id>``: one JSON record per message in or out and per receipt;
 - table ``sessions``: peer id -> :meth:`ChatService.export_state` bytes, to resume after a restart.
 
@@ -44,6 +45,8 @@ class Contact:
     name: str = ""
     pinned: str = ""
     verified: bool = False
+    fast: bool = False
+    """Send files to this contact on the fast path (reduced protection) by default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,7 @@ class ChatStore:
                         str(doc["name"]),
                         str(doc["pinned"]),
                         doc["verified"] is True,
+                        doc.get("fast") is True,
                     )
                 )
             except (ValueError, KeyError, TypeError, BadInvite):
@@ -89,7 +93,12 @@ class ChatStore:
         return out
 
     def save_contact(self, contact: Contact) -> None:
-        doc = {"name": contact.name, "pinned": contact.pinned, "verified": contact.verified}
+        doc = {
+            "name": contact.name,
+            "pinned": contact.pinned,
+            "verified": contact.verified,
+            "fast": contact.fast,
+        }
         self.store.put(CONTACTS, contact.peer_id.encode(), json.dumps(doc).encode())
 
     # history ----------------------------------------------------------------------------------

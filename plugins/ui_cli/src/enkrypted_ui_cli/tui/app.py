@@ -1,4 +1,4 @@
-"""The chat app: contacts, conversation, input with history, status bar; screens on F1-F3.
+"""The chat app: contacts, conversation, input with history, status bar; screens on F1-F4.
 
 Everything the service does runs in a Textual worker (``connect``/``send_text``/``send_typing``
 and the event pump), so the UI loop only draws; :class:`ChatModel` decides what is shown and
@@ -12,6 +12,7 @@ __all__ = ["ChatApp"]
 import contextlib
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import ClassVar
 
 from textual import on
@@ -21,11 +22,19 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from enkrypted_shell.contracts import ChatService, ContractError, PeerStateChanged
+from enkrypted_shell.contracts import (
+    ChatService,
+    ContractError,
+    FileChatService,
+    FileCompleted,
+    PeerStateChanged,
+    supports,
+)
 from enkrypted_shell.errors import ShellError
 
 from ..chatstore import ChatStore
 from ..invite import Target
+from .files_screen import FilesScreen
 from .model import MAX_PEERS, MAX_TEXT_CHARS, ChatModel, InputHistory
 from .render import contact_prompt, conversation, status_line
 from .screens import ConnectScreen, HelpScreen, SafetyScreen
@@ -62,7 +71,8 @@ class ChatApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f1", "help", "Help"),
         Binding("f2", "connect", "Connect"),
-        Binding("f3", "safety", "Safety no."),
+        Binding("f3", "safety", "Safety"),
+        Binding("f4", "files", "Files"),
         Binding("f6", "cycle(-1)", "Prev"),
         Binding("f7", "cycle(1)", "Next"),
         Binding("f8", "disconnect", "Hang up"),
@@ -86,9 +96,15 @@ class ChatApp(App[None]):
         *,
         wall: Callable[[], float] = time.time,
         initial: Target | None = None,
+        files_root: Path | None = None,
     ) -> None:
         super().__init__()
         self.service = service
+        self.file_service: FileChatService | None = (
+            service if supports(service, FileChatService) else None  # type: ignore[assignment]
+        )
+        """The same service when it implements p2p 2.1 files; ``None`` for a 2.0 one."""
+        self.files_root = files_root
         self.initial = initial
         self.wall = wall
         self.model = ChatModel(store, local_id=service.local_id, fingerprint=service.fingerprint)
@@ -141,6 +157,8 @@ class ChatApp(App[None]):
         self.query_one("#conversation", VerticalScroll).scroll_end(animate=False)
         self.refresh_notice()
         self.query_one("#status", Static).update(status_line(model, view))
+        if isinstance(self.screen, FilesScreen):
+            self.screen.refresh_files()
 
     def refresh_notice(self) -> None:
         """The notice line: "bob is typing…" for a few seconds, else the last notice."""
@@ -160,6 +178,8 @@ class ChatApp(App[None]):
                     self.model.apply(event, self.wall())
                 except ShellError as exc:  # the profile store refused a write: say so, go on
                     self.model.note(None, f"not saved to the profile: {exc}", self.wall())
+                if isinstance(event, FileCompleted) and not event.outgoing:
+                    self._load_stored()
                 self.refresh_view()
         except ContractError as exc:
             reason = f"the chat service stopped: {exc}"
@@ -261,6 +281,28 @@ class ChatApp(App[None]):
             self.refresh_view()
 
         self.push_screen(SafetyScreen(view, self.service.fingerprint), done)
+
+    def action_files(self) -> None:
+        if self.file_service is None:
+            self.model.note(None, "this p2p plugin has no file transfer", self.wall())
+            self.refresh_view()
+            return
+        root = self.files_root or Path.cwd()
+        screen = FilesScreen(self.file_service, self.model, root, self.refresh_view, self.wall)
+        self.push_screen(screen)
+
+    def _load_stored(self) -> None:
+        """The received files again (a new one was verified), read on the UI thread: the service
+        reads the profile store, whose SQLite connection belongs to it."""
+        if self.file_service is None:
+            return
+        try:
+            files = self.file_service.files()
+        except ContractError as exc:
+            self.model.note(None, f"cannot list received files: {exc}", self.wall())
+        else:
+            self.model.files.set_stored(list(files))
+        self.refresh_view()
 
     def action_disconnect(self) -> None:
         peer = self.model.active

@@ -20,11 +20,16 @@ from enkrypted_shell.contracts import (
     ChatProblem,
     ChatReceipt,
     ChatTyping,
+    FileCompleted,
+    FileFailed,
+    FileOffered,
+    FileProgress,
     PeerStateChanged,
     SessionEstablished,
 )
 
 from ..chatstore import ChatStore, Contact, Line
+from .files import FileBook, file_line
 
 MAX_LINES: Final = 500
 """Lines kept per conversation in memory (older ones stay in the store)."""
@@ -82,6 +87,8 @@ class ChatModel:
         self.notice = ""
         self.online = True
         """False once the service's event stream ended."""
+        self.files = FileBook()
+        """File transfers (p2p 2.1; stays empty with a 2.0 service)."""
         for contact in store.contacts():
             self.peers[contact.peer_id] = PeerView(contact, lines=store.history(contact.peer_id))
         if self.peers:
@@ -141,7 +148,39 @@ class ChatModel:
             self._receipt(view, event.message_id)
         elif isinstance(event, ChatTyping):
             view.typing_at = now
+        elif isinstance(event, FileOffered | FileProgress | FileCompleted | FileFailed):
+            self._file_event(view, event, now)
         return view.peer_id
+
+    def _file_event(
+        self,
+        view: PeerView,
+        event: FileOffered | FileProgress | FileCompleted | FileFailed,
+        now: float,
+    ) -> None:
+        """A transfer row changes; offers, completions and failures are also conversation lines
+        (progress is not: it would flood the conversation)."""
+        try:
+            row = self.files.apply(event)
+        except OverflowError as exc:
+            self._note(view, f"ignored a file event: {exc}", now)
+            return
+        if not isinstance(event, FileProgress):
+            self._note(view, file_line(row, view.label), now)
+
+    def file_sent(
+        self, peer_id: str, transfer_id: str, name: str, size: int, fast: bool, now: float
+    ) -> None:
+        """``send_file`` returned ``transfer_id``: a row and a conversation line."""
+        row = self.files.sent(peer_id, transfer_id, name, size, fast)
+        if peer_id in self.peers and not row.finished:
+            self._note(self.peers[peer_id], file_line(row), now)
+
+    def set_fast_default(self, peer_id: str, fast: bool) -> None:
+        """The contact's default for the file fast path (kept in the contact record)."""
+        view = self.peers.get(peer_id)
+        if view is not None and view.contact.fast != fast:
+            self._set_contact(view, replace(view.contact, fast=fast))
 
     def _established(self, view: PeerView, event: SessionEstablished, now: float) -> None:
         view.state, view.profile, view.layers = "ready", event.profile, event.layers

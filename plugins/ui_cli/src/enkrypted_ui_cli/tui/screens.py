@@ -23,6 +23,8 @@ HELP = """\
   Enter      send the line in the input (Up/Down: earlier lines)
   F1         this help                F2   connect screen (QR, invite)
   F3         safety number: compare, mark verified, acknowledge a new key
+  F4         files: send one (fast path = reduced protection), accept or
+             reject offers, transfers with progress, export received files
   F6 / F7    previous / next contact  Tab  move between contacts and input
   F8         hang up (the session is kept; F2 and the same id resume it)
   Ctrl+Q     quit (sessions are saved to resume next time)
