@@ -181,7 +181,9 @@ def guard_locked(home: Path, path: Path, *, audit: bool = False) -> None:
         return
     from enkrypted_shell._pipeline.lazylock import guard_imports
 
-    guard_imports(lock.libraries, data, home / "bytecode", on_drift=lambda exc: _refuse(home, exc))
+    guard_imports(
+        lock.libraries, data, home / "bytecode", sites=site_folders(), on_drift=lambda exc: _refuse(home, exc)
+    )
 
 
 def _refuse(home: Path, exc: Exception) -> NoReturn:
