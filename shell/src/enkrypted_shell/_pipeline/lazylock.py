@@ -290,28 +290,45 @@ def _check_roots(listed: dict[str, set[str]]) -> dict[str, frozenset[str]]:
         except OSError:
             continue
         names = set(locked_names)
-        leftover = sorted(n for n in present if n not in names and _importable(root, n))
+        leftover = {n for n in present if n not in names and _importable(root, n)}
         if leftover:
-            names |= _recorded_tops(root, present)
-            unlisted = [n for n in leftover if n not in names]
+            names |= _recorded_tops(root, present, leftover)
+            unlisted = sorted(leftover - names)
             if unlisted:
                 raise _unlisted(os.path.join(root, unlisted[0]))
         found[root] = frozenset(names)
     return found
 
 
-def _recorded_tops(root: str, present: list[str]) -> set[str]:
-    """First path components of every RECORD row of the ``.dist-info`` folders in ``root``."""
+def _recorded_tops(root: str, present: list[str], wanted: set[str]) -> set[str]:
+    """First path components of the RECORD rows of the ``.dist-info`` folders in ``root``, read
+    until every ``wanted`` entry is found (the ones named like a wanted entry first: usually one
+    RECORD per plugin, not every distribution's)."""
+    stems = {_normal(n.partition(".")[0]) for n in wanted}
+    infos = sorted(
+        (n for n in present if n.endswith(".dist-info")),
+        key=lambda n: (_normal(n.partition("-")[0]) not in stems, n),
+    )
     tops: set[str] = set()
-    for info in present:
-        if not info.endswith(".dist-info"):
-            continue
+    for info in infos:
         try:
             with open(os.path.join(root, info, "RECORD"), encoding="utf-8") as handle:
                 text = handle.read()
         except (OSError, UnicodeDecodeError):
             continue  # an unreadable RECORD lists nothing
-        tops.update(path.partition("/")[0] for path in _recorded(text))
+        tops.update(_record_tops(text))
+        if wanted <= tops:
+            break
+    return tops
+
+
+def _record_tops(text: str) -> set[str]:
+    """First path components of a RECORD's rows (quoted rows through ``csv``, the rest split)."""
+    tops = {line.partition(",")[0].partition("/")[0] for line in text.splitlines() if not line.startswith('"')}
+    quoted = [line for line in text.splitlines() if line.startswith('"')]
+    if quoted:
+        tops.update(path.partition("/")[0] for path in _recorded("\n".join(quoted)))
+    tops.discard("")
     return tops
 
 
