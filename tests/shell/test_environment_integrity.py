@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import subprocess
 import tomllib
 
 import pytest
@@ -81,7 +83,6 @@ def test_a_planted_bytecode_file_never_runs_in_the_shell(shell_env, tmp_path):
     loads instead of the source. The shell's process reads bytecode only from HOME/cache/pycache
     (sys.pycache_prefix), so the planted file never runs, locked or not."""
     import importlib._bootstrap_external as bootstrap
-    import subprocess
 
     sh = shell_env()
     _locked(sh)
@@ -197,3 +198,56 @@ def test_run_locked_defers_modules_it_never_imports_and_verify_locked_checks_eve
     assert sh.run("run", "--locked").code == 0
     res = sh.run("plugins", "verify", "--locked")
     assert res.code == LOCK and relative in res.err
+
+
+@pytest.mark.parametrize("planted", ["aiodns.py", "hiredis/__init__.py"])
+def test_a_locked_start_refuses_an_unlisted_module_in_site_packages_before_it_runs(shell_env, tmp_path, planted):
+    """Locked libraries import optional dependencies (aiohttp ``import aiodns``, redis ``import
+    hiredis``) that are usually absent: a module or package planted under such a name, listed by no
+    locked library and no installed distribution, is refused by ``run --locked`` (exit 12, one
+    line naming it) before anything could import it."""
+    sh = shell_env()
+    _locked(sh)
+    marker = tmp_path / "planted-ran"
+    target = sh.site() / planted
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(f"import pathlib; pathlib.Path({str(marker)!r}).write_text('x')\n")
+    entry = sh.site() / planted.partition("/")[0]
+    res = sh.run("run", "--locked")
+    assert res.code == LOCK, res.err
+    refusal = [line for line in res.err.splitlines() if line.startswith("enkrypted: refused")]
+    assert len(refusal) == 1 and f"site-packages holds {entry}," in refusal[0], res.err
+    assert not marker.exists()
+    log = (sh.home / "load-log.jsonl").read_text("utf-8").splitlines()
+    assert '"refused"' in log[-1] and str(entry) in log[-1]
+
+
+def test_no_pth_file_runs_in_any_process_the_launcher_starts(shell_env, tmp_path):
+    """The ``enkrypted`` script is a ``#!/bin/sh`` script that runs itself with the environment's
+    Python as ``python -I -S``: a ``.pth`` file (which could delete itself after running) never runs,
+    not even in the first process, for any command; the unrecorded ``.pth`` is still refused
+    (exit 10), locked or not. A symlink to the script starts it the same way."""
+    sh = shell_env()
+    _locked(sh)
+    assert (sh.env.bin / "enkrypted").read_bytes().startswith(b"#!/bin/sh\n")
+    marker = tmp_path / "pth-ran"
+    (sh.site() / "zz-evil.pth").write_text(
+        f"import pathlib; pathlib.Path({str(marker)!r}).write_text('ran')\n"
+    )
+    link = tmp_path / "elsewhere" / "enkrypted"
+    link.parent.mkdir()
+    link.symlink_to(sh.env.bin / "enkrypted")
+    res = sh.run("plugins", "list")  # lists, loads nothing: no refusal, and the .pth never ran
+    assert res.code == 0 and "enkrypted-crypto" in res.out, res.err
+    assert not marker.exists()
+    for args in (["run", "--locked"], ["run"]):
+        res = sh.run(*args)
+        assert res.code == 10, (args, res.err)
+        assert "zz-evil.pth" in res.err and "compromised" in res.err
+        assert not marker.exists(), args
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ENKRYPTED_DEV")}
+    environ["ENKRYPTED_HOME"] = str(sh.home)
+    environ["ENKRYPTED_ALLOW_UNSIGNED"] = "1"
+    proc = subprocess.run([str(link), "run"], capture_output=True, text=True, env=environ, timeout=120)
+    assert proc.returncode == 10 and "zz-evil.pth" in proc.stderr, proc.stderr
+    assert not marker.exists()

@@ -334,3 +334,101 @@ def test_a_namespace_package_is_checked_only_in_the_locked_distributions_folders
         for name in [n for n in sys.modules if n == "nsfake" or n.startswith("nsfake.")]:
             del sys.modules[name]
         importlib.invalidate_caches()
+
+
+@pytest.mark.parametrize("planted", ["optdep.py", "optdep/__init__.py", "optdep/mod.py"])
+def test_a_locked_start_refuses_an_importable_entry_of_a_site_folder_no_distribution_lists(lib, tmp_path, planted):
+    """A top-level module, package or namespace folder in site-packages that no locked library and
+    no installed distribution's RECORD lists (what a locked library's optional ``import optdep``
+    would run) is refused: up front if it is there at the start, on import if planted since, and
+    its code never runs. An optional dependency that is simply absent still raises ImportError."""
+    marker = tmp_path / "planted-ran"
+    target = lib.site / planted
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(_marker_source(marker))
+    with pytest.raises(LockMismatchError, match=f"site-packages holds {lib.site / 'optdep'}") as caught:
+        lib.guard()
+    assert "no locked or installed distribution lists" in str(caught.value)
+    (lib.site / "optdep.py").unlink(missing_ok=True)
+    shutil.rmtree(lib.site / "optdep", ignore_errors=True)
+    lib.guard()
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("optdep")  # absent: the optional import falls back as usual
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(_marker_source(marker))
+    importlib.invalidate_caches()
+    try:
+        with pytest.raises(LockMismatchError, match="site-packages holds .*optdep"):
+            importlib.import_module("optdep.mod" if planted == "optdep/mod.py" else "optdep")
+    finally:
+        for name in [n for n in sys.modules if n == "optdep" or n.startswith("optdep.")]:
+            del sys.modules[name]
+    assert not marker.exists()
+
+
+def test_a_locked_start_admits_top_level_entries_another_distribution_records(lib, tmp_path):
+    """What an installed distribution's RECORD lists (a plugin, pip) is not refused by the
+    listing; an extension module or bytecode file no one lists is."""
+    (lib.site / "other.py").write_text("OTHER = 1\n")
+    info = lib.site / "other-2.0.dist-info"
+    info.mkdir()
+    (info / "RECORD").write_text("other.py,sha256=x,10\nother-2.0.dist-info/RECORD,,\n")
+    lib.guard()
+    importlib.invalidate_caches()
+    try:
+        assert importlib.import_module("other").OTHER == 1
+    finally:
+        sys.modules.pop("other", None)
+    for name in ("evil.cpython-311-x86_64-linux-gnu.so", "evil.pyc"):
+        (lib.site / name).write_bytes(b"not loaded")
+        with pytest.raises(LockMismatchError, match=f"site-packages holds .*{name}"):
+            lib.guard()
+        (lib.site / name).unlink()
+    (lib.site / "not-a-module.txt").write_text("data\n")
+    (lib.site / "zz.pth").write_text("# start-up hooks: environment.py's check (exit 10)\n")
+    lib.guard()
+
+
+def _namespace_library(site: Path) -> dict[str, LockedLibrary]:
+    (site / "nsfake" / "locked").mkdir(parents=True)
+    (site / "nsfake" / "locked" / "__init__.py").write_text("X = 1\n")
+    info = site / "nsfake-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: nsfake\nVersion: 1.0\n")
+    rows = [f"{p.relative_to(site).as_posix()},sha256={record_hash(p.read_bytes())},1"
+            for p in sorted(site.rglob("*")) if p.is_file()]
+    (info / "RECORD").write_text("\n".join(rows) + "\n")
+    return {"nsfake": snapshot(metadata.Distribution.at(info))}
+
+
+@pytest.mark.parametrize("when", ["before the start", "after the start"])
+@pytest.mark.parametrize("planted", ["nsfake/__init__.py", "nsfake.py"])
+def test_a_module_turning_a_locked_namespace_folder_into_a_package_never_runs(tmp_path, when, planted):
+    """A locked library's namespace folder (no ``__init__.py``) runs no code; an ``__init__.py``
+    dropped into it (or an ``nsfake.py`` beside it, which the import system prefers) would run
+    before any locked module below it: refused unless the lock lists that file."""
+    site = tmp_path / "site"
+    locked = _namespace_library(site)
+    marker = tmp_path / "namespace-init-ran"
+    saved_path, saved_meta = list(sys.path), list(sys.meta_path)
+    sys.path.insert(0, str(site))
+    importlib.invalidate_caches()
+    try:
+        if when == "before the start":
+            (site / planted).write_text(_marker_source(marker))
+            if planted == "nsfake.py":  # a new top-level entry: the listing sees it
+                with pytest.raises(LockMismatchError, match="site-packages holds .*nsfake.py"):
+                    guard_imports(locked, b"ns lock", None)
+                return
+        guard_imports(locked, b"ns lock", None)
+        (site / planted).write_text(_marker_source(marker))
+        importlib.invalidate_caches()
+        with pytest.raises(LockMismatchError, match="library nsfake 1.0 drifted.*importing nsfake would load"):
+            importlib.import_module("nsfake.locked")
+        assert not marker.exists()
+    finally:
+        sys.path[:], sys.meta_path[:] = saved_path, saved_meta
+        for name in [n for n in sys.modules if n == "nsfake" or n.startswith("nsfake.")]:
+            del sys.modules[name]
+        importlib.invalidate_caches()
+    assert not marker.exists()

@@ -351,15 +351,25 @@ def test_a_shadowing_copy_on_pythonpath_is_never_seen(shell_env, tmp_path):
 
 
 def test_a_sitecustomize_that_ran_before_the_shell_is_a_compromised_environment(shell_env, tmp_path):
-    """A sitecustomize on PYTHONPATH runs when the launcher's Python starts, before any of our
-    code: the launcher says so and stops (exit 10)."""
+    """The ``enkrypted`` script starts isolated (``#!/bin/sh``, then ``python -I -S``): a
+    sitecustomize on PYTHONPATH never runs. Started by a normal Python instead (``python
+    bin/enkrypted``) it runs before any of our code: the launcher says so and stops (exit 10)."""
+    import subprocess
+
     sh = shell_env()
     hooks = tmp_path / "hooks"
     hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text("X = 1\n")
+    marker = tmp_path / "sitecustomize-ran"
+    (hooks / "sitecustomize.py").write_text(f"import pathlib; pathlib.Path({str(marker)!r}).write_text('x')\n")
     res = sh.run("run", extra_env={"PYTHONPATH": str(hooks)})
-    assert res.code == INTEGRITY
-    assert "sitecustomize ran from" in res.err and "compromised" in res.err
+    assert res.code == 0, res.err
+    assert not marker.exists()
+    environ = {k: v for k, v in os.environ.items() if k != "ENKRYPTED_DEV"}
+    environ.update(PYTHONPATH=str(hooks), ENKRYPTED_HOME=str(sh.home), ENKRYPTED_ALLOW_UNSIGNED="1")
+    proc = subprocess.run([str(sh.env.python), str(sh.env.bin / "enkrypted"), "run"],
+                          capture_output=True, text=True, env=environ, timeout=120)
+    assert proc.returncode == INTEGRITY, proc.stderr
+    assert "sitecustomize ran from" in proc.stderr and "compromised" in proc.stderr
 
 
 def test_an_unrecorded_pth_in_site_packages_is_refused_and_never_runs_in_the_shell(shell_env, tmp_path):

@@ -1,9 +1,11 @@
 """Start the shell isolated, before any third-party code runs.
 
-The ``enkrypted`` script (``shell/scripts/enkrypted``) and ``python -m enkrypted_shell`` start in a
-Python that started normally: ``PYTHONPATH``, the user site, the current directory and every
-``.pth`` file of site-packages were honoured. So they re-execute the same interpreter as
-``python -I -S <this file>`` (the script finds this file by path, never through ``sys.path``):
+``python -m enkrypted_shell`` starts in a Python that started normally: ``PYTHONPATH``, the user
+site, the current directory and every ``.pth`` file of site-packages were honoured. The
+``enkrypted`` script (``shell/scripts/enkrypted``) does not: a ``#!/bin/sh`` script, it runs itself
+with the Python beside it as ``python -I -S`` (so not even its first process runs a ``.pth``). Both
+re-execute the same interpreter as ``python -I -S <this file>`` (the script finds this file by path,
+never through ``sys.path``):
 
 * ``-I`` (isolated): no ``PYTHONPATH``/``PYTHON*`` variables, no user site, no script or current
   directory on ``sys.path`` — a copy of ``pluggy`` or ``enkrypted_shell`` there is never seen;
@@ -181,7 +183,9 @@ def guard_locked(home: Path, path: Path, *, audit: bool = False) -> None:
         return
     from enkrypted_shell._pipeline.lazylock import guard_imports
 
-    guard_imports(lock.libraries, data, home / "bytecode", on_drift=lambda exc: _refuse(home, exc))
+    guard_imports(
+        lock.libraries, data, home / "bytecode", sites=site_folders(), on_drift=lambda exc: _refuse(home, exc)
+    )
 
 
 def _refuse(home: Path, exc: Exception) -> NoReturn:

@@ -127,6 +127,8 @@ class _Index(NamedTuple):
     spaces: frozenset[str]  # top-level names of namespace folders holding locked files
     folders: dict[str, LockedLibrary]  # real folders holding locked modules
     shared: dict[str, list[_File]]  # library name -> its bundled shared libraries
+    namespaces: dict[str, LockedLibrary]  # dotted names of namespace folders above locked modules
+    roots: dict[str, frozenset[str]]  # real site folder -> the entries a distribution lists there
 
 
 def _normal(name: str) -> str:
@@ -216,15 +218,17 @@ def _recorded(text: str) -> set[str]:
     return set()
 
 
-def _index(locked: Mapping[str, LockedLibrary], stats: GuardStats) -> _Index:
+def _index(locked: Mapping[str, LockedLibrary], stats: GuardStats, sites: Sequence[str] = ()) -> _Index:
     """Check everything an import cannot (module doc) and index what imports will check."""
-    index = _Index({}, {}, frozenset(), {}, {})
+    index = _Index({}, {}, frozenset(), {}, {}, {}, {})
     spaces: set[str] = set()
     installed = _DistInfos()
+    listed: dict[str, set[str]] = {os.path.realpath(site): set() for site in sites}
     for key in sorted(locked):
         entry = locked[key]
         base, record = _installed(entry, installed)
         _check_listing(entry, record, base)
+        listed.setdefault(base, set()).update(path.partition("/")[0] for path in entry.files)
         shared = index.shared.setdefault(entry.name, [])
         for path, expected in entry.files.items():
             location = os.path.join(base, path)
@@ -239,11 +243,102 @@ def _index(locked: Mapping[str, LockedLibrary], stats: GuardStats) -> _Index:
                     index.tops.setdefault(top, entry)
                 else:
                     spaces.add(top)
+                    _add_namespaces(index.namespaces, entry, module)
                 index.folders.setdefault(os.path.dirname(location), entry)
             else:
                 stats.up_front_bytes += _check_now(item, location, stats)
                 stats.up_front_files += 1
+    for name in list(index.namespaces):
+        if name in index.tops or any(_module_name(p) == name for p in index.namespaces[name].files):
+            del index.namespaces[name]  # a regular package after all: its __init__ is a locked file
+    index.roots.update(_check_roots(listed))
     return index._replace(spaces=frozenset(spaces - set(index.tops)))
+
+
+def _add_namespaces(namespaces: dict[str, LockedLibrary], entry: LockedLibrary, module: str) -> None:
+    """The dotted names above a locked module of a namespace library (``nsx`` for ``nsx.sub``);
+    the ones a locked ``__init__`` turns into packages are dropped once all files are indexed."""
+    parts = module.split(".")
+    for depth in range(1, len(parts)):
+        namespaces.setdefault(".".join(parts[:depth]), entry)
+
+
+def _importable(folder: str, name: str) -> bool:
+    """Whether a site folder entry is something ``import`` loads: a module (source, bytecode,
+    extension), a package or a namespace folder. Start-up hooks (``.pth``, ``sitecustomize``) are
+    :mod:`.environment`'s (exit 10); metadata and ``*.libs`` folders are not importable."""
+    if name == "__pycache__" or name.endswith((".dist-info", ".egg-info", ".pth")):
+        return False
+    stem = name.partition(".")[0]
+    if stem in ("sitecustomize", "usercustomize") or not stem.isidentifier():
+        return False
+    if stem == name:
+        return os.path.isdir(os.path.join(folder, name))
+    return name.endswith(_MODULE_SUFFIXES) and _module_name(name) == stem
+
+
+def _check_roots(listed: dict[str, set[str]]) -> dict[str, frozenset[str]]:
+    """Every importable entry of every site folder must be listed by a locked library or by the
+    RECORD of a distribution installed there: one ``listdir`` per folder (and the RECORDs only if
+    something the lock does not list is there, e.g. the plugins). An unlisted ``aiodns.py`` is what
+    a locked library's optional ``import aiodns`` would run. Returns the listed entries per folder
+    (the guard refuses an import of anything else found there later)."""
+    found: dict[str, frozenset[str]] = {}
+    for root, locked_names in listed.items():
+        try:
+            present = os.listdir(root)
+        except OSError:
+            continue
+        names = set(locked_names)
+        leftover = {n for n in present if n not in names and _importable(root, n)}
+        if leftover:
+            names |= _recorded_tops(root, present, leftover)
+            unlisted = sorted(leftover - names)
+            if unlisted:
+                raise _unlisted(os.path.join(root, unlisted[0]))
+        found[root] = frozenset(names)
+    return found
+
+
+def _recorded_tops(root: str, present: list[str], wanted: set[str]) -> set[str]:
+    """First path components of the RECORD rows of the ``.dist-info`` folders in ``root``, read
+    until every ``wanted`` entry is found (the ones named like a wanted entry first: usually one
+    RECORD per plugin, not every distribution's)."""
+    stems = {_normal(n.partition(".")[0]) for n in wanted}
+    infos = sorted(
+        (n for n in present if n.endswith(".dist-info")),
+        key=lambda n: (_normal(n.partition("-")[0]) not in stems, n),
+    )
+    tops: set[str] = set()
+    for info in infos:
+        try:
+            with open(os.path.join(root, info, "RECORD"), encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError):
+            continue  # an unreadable RECORD lists nothing
+        tops.update(_record_tops(text))
+        if wanted <= tops:
+            break
+    return tops
+
+
+def _record_tops(text: str) -> set[str]:
+    """First path components of a RECORD's rows (quoted rows through ``csv``, the rest split)."""
+    tops = {line.partition(",")[0].partition("/")[0] for line in text.splitlines() if not line.startswith('"')}
+    quoted = [line for line in text.splitlines() if line.startswith('"')]
+    if quoted:
+        tops.update(path.partition("/")[0] for path in _recorded("\n".join(quoted)))
+    tops.discard("")
+    return tops
+
+
+def _unlisted(location: str) -> LockMismatchError:
+    return LockMismatchError(
+        f"site-packages holds {location}, which no locked or installed distribution lists: "
+        "an import (a library's optional dependency) could run it",
+        fix="remove it (and treat what it could reach as exposed), or install what provides it "
+        "with pip and re-lock with `enkrypted plugins lock`",
+    )
 
 
 def _check_now(item: _File, location: str, stats: GuardStats, *, when: str = "") -> int:
@@ -305,6 +400,8 @@ class LockedImportGuard(importlib.abc.MetaPathFinder):
         top = fullname.partition(".")[0]
         owner = self._index.tops.get(top)
         if owner is None and top not in self._index.spaces:
+            if path is None and fullname == top:
+                self._check_unowned(fullname)
             return None  # not a locked library's name: the import system goes on as usual
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None:
@@ -317,13 +414,32 @@ class LockedImportGuard(importlib.abc.MetaPathFinder):
         link = os.path.islink(spec.origin)
         item = None if link else self._index.files.get(real)
         if item is None:
-            library = owner or self._index.folders.get(os.path.dirname(real))
+            library = (
+                owner or self._index.folders.get(os.path.dirname(real)) or self._index.namespaces.get(fullname)
+            )  # the last: an __init__.py (or module) dropped where a locked namespace folder was
             if library is None:
                 return spec  # another distribution's portion of a shared namespace
             what = "a symlink" if link else "a file the lock does not list"
             raise self._refuse(drift(library, f"importing {fullname} would load {spec.origin}, {what}"))
         self._check_shared(item.library)
         return self._verified(fullname, spec, item)
+
+    def _check_unowned(self, fullname: str) -> None:
+        """A top-level module no locked library owns, found in a site folder, must be an entry
+        some distribution listed when the guard was installed (one planted since is refused); one
+        found nowhere is left to the import system (an optional dependency's ImportError)."""
+        spec = importlib.machinery.PathFinder.find_spec(fullname)
+        if spec is None:
+            return
+        if spec.origin is not None and spec.has_location:
+            locations = [os.path.dirname(spec.origin) if spec.submodule_search_locations else spec.origin]
+        else:
+            locations = list(spec.submodule_search_locations or ())
+        for location in locations:
+            folder, name = os.path.split(self.real(location))
+            listed = self._index.roots.get(folder)
+            if listed is not None and name not in listed:
+                raise self._refuse(_unlisted(location))
 
     def _check_shared(self, library: LockedLibrary) -> None:
         if library.name in self._started:
@@ -404,15 +520,18 @@ def guard_imports(
     lock_bytes: bytes,
     cache: Path | None,
     *,
+    sites: Sequence[str] = (),
     on_drift: Callable[[LockMismatchError], None] | None = None,
 ) -> LockedImportGuard:
     """The up-front part of a lazy locked start (module doc), then a :class:`LockedImportGuard`
     first on ``sys.meta_path`` (replacing one installed before); raises
     :class:`LockMismatchError` on drift. ``cache``: the content-addressed code cache
-    (``HOME/bytecode``). ``on_drift`` is called with a drift found at import time before it is
+    (``HOME/bytecode``); ``sites``: the site-packages folders (each listed up front, with the
+    install folders of the locked libraries: every importable entry must be a listed one).
+    ``on_drift`` is called with a drift found at import time before it is
     raised (the launcher exits there)."""
     stats = GuardStats()
-    index = _index(locked, stats)
+    index = _index(locked, stats, sites)
     guard = LockedImportGuard(index, cache, stats, lock_sha256=_lock_digest(lock_bytes), on_drift=on_drift)
     _check_imported(guard, index, stats)
     sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, LockedImportGuard)]
