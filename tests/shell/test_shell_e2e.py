@@ -121,7 +121,7 @@ def test_incompatible_contract_major_is_refused(shell_env, variant):
     sh.env.install(newer)
     res = sh.run("plugins", "verify")
     assert res.code == SKEW
-    assert "p2p-webrtc" in res.err and "3.0" in res.err and "the shell speaks 2.0" in res.err
+    assert "p2p-webrtc" in res.err and "3.0" in res.err and "the shell speaks 2.1" in res.err
     assert "same MAJOR" in res.err
 
 
