@@ -106,6 +106,9 @@ ACK_DELAY_S: Final = 0.015
 sent earlier, else in one standalone receipt)."""
 MAX_ACK_DELAY_S: Final = 1.0
 """The bound on a configured ``ack_delay`` (the peer's resend waits for receipts)."""
+ACK_AFTER_BYTES: Final = 256 * 1024
+"""Pending acks go out at once when the messages they acknowledge reach this many sealed bytes: a
+bulk sender (bounded by MAX_UNACKNOWLEDGED_BYTES) is never held up by the ack delay."""
 MAX_ACKS_PER_PDU: Final = 64
 """Message ids one PDU acknowledges at most (``acks`` or a receipt's ``messageIds``); a longer
 list from the peer is dropped and counted, and this many pending ids are flushed at once."""
@@ -198,6 +201,7 @@ class SessionCore:
         self._to_ack: dict[str, None] = {}
         """Ids delivered (or delivered again) and not yet acknowledged, oldest first."""
         self._ack_due: float | None = None
+        self._ack_bytes = 0  # sealed bytes of the messages pending acknowledgement
         self.receipt_pdus = 0
         """Standalone receipt PDUs sealed (the rest rode on messages)."""
         self.fsm = ConnectionFSM()
@@ -371,6 +375,12 @@ class SessionCore:
             return self._resume_step(pdu, now)
         if state is not SessionState.READY:
             return self._drop("wrong-state")
+        out = self._ready_pdu(pdu, kind, now)
+        if self._ack_due is not None and now >= self._ack_due:  # even if the timer is starved
+            out += self._flush_acks()
+        return out
+
+    def _ready_pdu(self, pdu: bytes, kind: int | None, now: float) -> list[SessionOutput]:
         if kind == WHOLE:
             return self._sealed(pdu[1:])
         if kind == CHUNK:
@@ -539,9 +549,10 @@ class SessionCore:
         assert isinstance(message_id, str)
         if kind != "message" or not isinstance(inner.get("text"), str):
             return self._drop("unknown-type")
-        return self._message(message_id, inner)
+        return self._message(message_id, inner, len(sealed))
 
-    def _message(self, message_id: str, inner: dict[str, object]) -> list[SessionOutput]:
+    def _message(self, message_id: str, inner: dict[str, object], size: int
+                 ) -> list[SessionOutput]:
         """Deliver once (dedup), then the ack work: the peer's acks, ours pending with a timer."""
         out: list[SessionOutput] = []
         if message_id in self._seen:
@@ -554,9 +565,10 @@ class SessionCore:
             out.append(MessageReceived(message_id, str(inner["text"])))  # before any ack work
         out += self._acked(inner.get("acks"))
         self._to_ack[message_id] = None
+        self._ack_bytes += size
         if self._ack_due is None:
             self._ack_due = self._now + self.ack_delay
-        if len(self._to_ack) >= MAX_ACKS_PER_PDU:
+        if len(self._to_ack) >= MAX_ACKS_PER_PDU or self._ack_bytes >= ACK_AFTER_BYTES:
             out += self._flush_acks()
         return out
 
@@ -643,7 +655,7 @@ class SessionCore:
         for message_id in taken:
             del self._to_ack[message_id]
         if not self._to_ack:
-            self._ack_due = None
+            self._ack_due, self._ack_bytes = None, 0
         return taken
 
     def _flush_acks(self) -> list[SessionOutput]:
