@@ -613,6 +613,12 @@ class SessionCore:
         return message_id, self._seal({"type": "message", "messageId": message_id, "text": text},
                                       acks=True)
 
+    def has_room(self, text: str) -> bool:
+        """Whether :meth:`send_text` of ``text`` fits the unacknowledged window now."""
+        pending = sum(len(t.encode("utf-8")) for t in self.unacknowledged.values())
+        return len(self.unacknowledged) < MAX_UNACKNOWLEDGED \
+            and pending + len(text.encode("utf-8")) <= MAX_UNACKNOWLEDGED_BYTES
+
     def queue_text(self, text: str, message_id: str | None = None) -> str:
         """Keep a message for the next Ready (reconnecting); it is sent by the resend."""
         return self._keep(text, message_id)
