@@ -193,6 +193,24 @@ def test_receipts_come_within_ack_delay_coalesced_or_on_a_reply(crypto: CryptoSe
     run(scenario)
 
 
+def test_a_bulk_sender_waits_for_receipts_when_the_window_is_full(crypto: CryptoService) -> None:
+    """In Ready, send_text past the unacknowledged window (2 MiB) waits for the peer's receipts
+    instead of failing; every message is delivered once and acknowledged."""
+    async def scenario() -> None:
+        board = Switchboard()
+        alice, bob = await open_peer(board, "alice", crypto), await open_peer(board, "bob", crypto)
+        await alice.chat.connect("bob")
+        body = "b" * (64 * 1024)
+        ids = [await alice.chat.send_text("bob", f"{i:03d}{body}") for i in range(48)]  # 3 MiB
+        await until(lambda: len(alice.of(ChatReceipt)) == 48)
+        assert [r.message_id for r in alice.of(ChatReceipt)] == ids
+        assert [t[:3] for t in bob.texts()] == [f"{i:03d}" for i in range(48)]
+        await alice.close()
+        await bob.close()
+
+    run(scenario)
+
+
 def test_connect_to_an_absent_peer_raises_peer_unavailable(crypto: CryptoService) -> None:
     async def scenario() -> None:
         board = Switchboard()
