@@ -19,7 +19,7 @@ from enkrypted_p2p.chat import EndpointChat, ReconnectPolicy
 from enkrypted_p2p.chat._service import SESSIONS_TABLE
 from enkrypted_p2p.errors import P2PUsageError
 from enkrypted_p2p.session import MAX_STATE_BYTES
-from enkrypted_p2p.session._core import MAX_UNACKNOWLEDGED
+from enkrypted_p2p.session._core import ACK_DELAY_S, MAX_UNACKNOWLEDGED
 from enkrypted_shell.contracts import (
     AppContext,
     ChatEvent,
@@ -151,6 +151,60 @@ def test_connect_send_receipts_and_events(crypto: CryptoService) -> None:
         assert alice.chat.peers()["bob"] == "disconnected"
         assert alice.chat.export_state("bob") is not None  # kept for a later resume
         assert alice.chat.export_state("nobody") is None
+        await alice.close()
+        await bob.close()
+
+    run(scenario)
+
+
+def test_receipts_come_within_ack_delay_coalesced_or_on_a_reply(crypto: CryptoService) -> None:
+    """docs/protocol.md §7: on a fake clock no receipt leaves before ``ack_delay``; then ten
+    deliveries are acknowledged by ONE receipt PDU; a reply carries the ack (no receipt PDU)."""
+    async def scenario() -> None:
+        board = Switchboard()
+        clock = FakeClock(1000.0)
+        context = AppContext(Path("/nonexistent"), clock=clock)
+        alice = await open_peer(board, "alice", crypto, context=context)
+        bob = await open_peer(board, "bob", crypto, context=context)
+        await alice.chat.connect("bob")
+        await until(lambda: bob.of(SessionEstablished) != [])
+        bob_link = next(link for link in board.links if link.peer_id == "alice")
+        await asyncio.sleep(0.05)
+        before = len(bob_link.sent)
+        ids = [await alice.chat.send_text("bob", f"m{i}") for i in range(10)]
+        await until(lambda: len(bob.of(ChatMessage)) == 10)
+        await asyncio.sleep(0.05)  # real time passes, the session clock does not
+        assert alice.of(ChatReceipt) == [] and len(bob_link.sent) == before
+        clock.advance(ACK_DELAY_S)
+        bob.chat.wake()
+        await until(lambda: len(alice.of(ChatReceipt)) == 10)
+        assert [r.message_id for r in alice.of(ChatReceipt)] == ids
+        assert len(bob_link.sent) == before + 1  # ten messages, one receipt PDU
+        ping = await alice.chat.send_text("bob", "ping")
+        await until(lambda: "ping" in bob.texts())
+        sent = len(bob_link.sent)
+        await bob.chat.send_text("alice", "pong")
+        await until(lambda: len(alice.of(ChatReceipt)) == 11 and "pong" in alice.texts())
+        assert alice.of(ChatReceipt)[-1].message_id == ping
+        assert len(bob_link.sent) == sent + 1  # the reply carried the receipt
+        await alice.close()
+        await bob.close()
+
+    run(scenario)
+
+
+def test_a_bulk_sender_waits_for_receipts_when_the_window_is_full(crypto: CryptoService) -> None:
+    """In Ready, send_text past the unacknowledged window (2 MiB) waits for the peer's receipts
+    instead of failing; every message is delivered once and acknowledged."""
+    async def scenario() -> None:
+        board = Switchboard()
+        alice, bob = await open_peer(board, "alice", crypto), await open_peer(board, "bob", crypto)
+        await alice.chat.connect("bob")
+        body = "b" * (64 * 1024)
+        ids = [await alice.chat.send_text("bob", f"{i:03d}{body}") for i in range(48)]  # 3 MiB
+        await until(lambda: len(alice.of(ChatReceipt)) == 48)
+        assert [r.message_id for r in alice.of(ChatReceipt)] == ids
+        assert [t[:3] for t in bob.texts()] == [f"{i:03d}" for i in range(48)]
         await alice.close()
         await bob.close()
 

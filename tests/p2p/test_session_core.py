@@ -119,12 +119,15 @@ def test_messages_receipts_and_dedup(crypto: CryptoService) -> None:
     mid, out = a.send_text("hello bob")
     assert a.unacknowledged == {mid: "hello bob"}
     at_a, at_b = deliver(a, b, out)
-    assert at_b == [MessageReceived(mid, "hello bob")]
+    assert at_b == [MessageReceived(mid, "hello bob")] and at_a == []  # the ack waits
+    _, at_a = deliver(b, a, b.handle_timeout(b.next_deadline() or 0.0))
     assert at_a == [ReceiptReceived(mid)] and not a.unacknowledged
     # a resend of the same id (what resume does) is acknowledged again, delivered once
     a.unacknowledged[mid] = "hello bob"
     at_a, at_b = deliver(a, b, a.resend_unacknowledged())
-    assert at_b == [] and b.dropped["duplicate"] == 1 and at_a == [ReceiptReceived(mid)]
+    assert at_b == [] and b.dropped["duplicate"] == 1 and b.pending_acks() == (mid,)
+    _, at_a = deliver(b, a, b.handle_timeout(b.next_deadline() or 0.0))
+    assert at_a == [ReceiptReceived(mid)]
     _, at_a = deliver(b, a, b.send_typing())
     assert at_a == [TypingReceived()]
     assert b.delivered == 1

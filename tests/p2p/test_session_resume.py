@@ -58,6 +58,13 @@ def relink_resume(a: SessionCore, b: SessionCore, now: float = 2.0
     return pump(a, b, a.start_resume(NONCE, now), now)
 
 
+def flush_acks(sender: SessionCore, receiver: SessionCore) -> list[SessionOutput]:
+    """The sender's ack timer fires (at most ack_delay after delivery): the receiver's events."""
+    deadline = sender.next_deadline()
+    assert deadline is not None
+    return pump(sender, receiver, sender.handle_timeout(deadline), deadline)[1]
+
+
 def test_resume_resends_unacknowledged_and_delivers_each_once(crypto: CryptoService) -> None:
     a, b = ready_pair(crypto)
     first, out1 = a.send_text("delivered, receipt lost")
@@ -72,6 +79,7 @@ def test_resume_resends_unacknowledged_and_delivers_each_once(crypto: CryptoServ
     assert isinstance(at_b[0], SessionReady) and at_b[0].resumed
     assert [e for e in at_b if isinstance(e, MessageReceived)] == [
         MessageReceived(lost, "lost with the link")]  # the first one deduplicated
+    at_a += flush_acks(b, a)  # both acknowledged in one receipt
     assert sorted(e.message_id for e in at_a if isinstance(e, ReceiptReceived)) == sorted(
         [first, lost])
     assert a.unacknowledged == {} and b.dropped["duplicate"] == 1
@@ -91,6 +99,7 @@ def test_dedup_window_and_unacknowledged_survive_export_and_restore(
     at_a, at_b = relink_resume(a2, b2)
     assert [e.text for e in at_b if isinstance(e, MessageReceived)] == [
         "queued while reconnecting"]
+    at_a += flush_acks(b2, a2)
     assert {e.message_id for e in at_a if isinstance(e, ReceiptReceived)} == {mid, later}
 
 

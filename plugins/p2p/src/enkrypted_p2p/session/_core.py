@@ -21,9 +21,17 @@ Unacknowledged messages are resent after a resume or a new handshake; the receiv
 (kept in :meth:`SessionCore.export_state`) delivers each once.
 
 **Inside the seal** (UTF-8 JSON, so the broker and any relay see only ciphertext):
-``{"type": "message", "messageId": hex, "text": str}``, ``{"type": "receipt", "messageId": hex}``,
-``{"type": "typing"}``. Messages are deduplicated by ``messageId`` (a replay or a resend is
-acknowledged again but delivered once).
+``{"type": "message", "messageId": hex, "text": str}``, ``{"type": "receipt", "messageIds":
+[hex, ...]}`` (a single ``"messageId"`` is accepted too), ``{"type": "typing"}``; a message or a
+typing PDU may carry ``"acks": [hex, ...]``. Messages are deduplicated by ``messageId`` (a replay or
+a resend is acknowledged again but delivered once).
+
+**Receipts after delivery, coalesced** (docs/protocol.md §7): :meth:`SessionCore.pdu_received`
+hands a message up and only records its id "to acknowledge", with a timer at ``now + ack_delay``
+(:data:`ACK_DELAY_S`) in :meth:`SessionCore.next_deadline`.  Any message or typing PDU sealed
+before then carries the pending ids in ``"acks"`` (at most :data:`MAX_ACKS_PER_PDU`); at the
+deadline (or once that many wait) the rest leave in ONE standalone receipt.  Pending acks are not
+exported: a lost one makes the peer resend after a resume and the dedup acknowledges again.
 
 **Files** (docs/protocol.md "File transfer"): once Ready the core owns a
 :class:`~enkrypted_p2p.files.FileTransfers` (built by :attr:`SessionCore.files_factory` when set,
@@ -54,6 +62,7 @@ __all__ = [
     "TypingReceived",
 ]
 
+import itertools
 import json
 import logging
 import secrets
@@ -93,6 +102,17 @@ MAX_UNACKNOWLEDGED: Final = 256
 MAX_UNACKNOWLEDGED_BYTES: Final = 2 * 1024 * 1024
 _MAX_TEXT_BYTES: Final = 1024 * 1024
 RESUME_TIMEOUT_S: Final = 30.0
+ACK_DELAY_S: Final = 0.015
+"""A delivered message is acknowledged at most this long after delivery (piggybacked on a reply
+sent earlier, else in one standalone receipt)."""
+MAX_ACK_DELAY_S: Final = 1.0
+"""The bound on a configured ``ack_delay`` (the peer's resend waits for receipts)."""
+ACK_AFTER_BYTES: Final = 256 * 1024
+"""Pending acks go out at once when the messages they acknowledge reach this many sealed bytes: a
+bulk sender (bounded by MAX_UNACKNOWLEDGED_BYTES) is never held up by the ack delay."""
+MAX_ACKS_PER_PDU: Final = 64
+"""Message ids one PDU acknowledges at most (``acks`` or a receipt's ``messageIds``); a longer
+list from the peer is dropped and counted, and this many pending ids are flushed at once."""
 _MAX_REFUSALS: Final = 4
 
 
@@ -185,8 +205,18 @@ class SessionCore:
     """Drive with :meth:`channel_open`, :meth:`start_handshake`, :meth:`pdu_received`,
     :meth:`send_text`, :meth:`handle_timeout` at :meth:`next_deadline`, :meth:`link_lost`."""
 
-    def __init__(self, limits: WireLimits = WIRE_LIMITS, *, connecting: bool = True) -> None:
+    def __init__(self, limits: WireLimits = WIRE_LIMITS, *, connecting: bool = True,
+                 ack_delay: float = ACK_DELAY_S) -> None:
+        if not 0.0 <= ack_delay <= MAX_ACK_DELAY_S:
+            raise P2PUsageError(f"ack_delay is 0-{MAX_ACK_DELAY_S:g} s, not {ack_delay!r}")
         self.limits = limits
+        self.ack_delay = ack_delay
+        self._to_ack: dict[str, None] = {}
+        """Ids delivered (or delivered again) and not yet acknowledged, oldest first."""
+        self._ack_due: float | None = None
+        self._ack_bytes = 0  # sealed bytes of the messages pending acknowledgement
+        self.receipt_pdus = 0
+        """Standalone receipt PDUs sealed (the rest rode on messages)."""
         self.fsm = ConnectionFSM()
         if connecting:  # the endpoint registered and the link is being set up
             self.fsm.fire(FsmEvent.REGISTERED)
@@ -302,14 +332,23 @@ class SessionCore:
                 times.append(deadline)
         if self.state is SessionState.RESUMING:
             times.append(self._resume_started + RESUME_TIMEOUT_S)
-        if self.state is SessionState.READY and self.files is not None:
-            deadline = self.files.next_deadline()
-            if deadline is not None:
-                times.append(deadline)
+        if self.state is SessionState.READY:
+            if self._ack_due is not None:
+                times.append(self._ack_due)
+            if self.files is not None:
+                deadline = self.files.next_deadline()
+                if deadline is not None:
+                    times.append(deadline)
         return min(times) if times else None
 
     def handle_timeout(self, now: float) -> list[SessionOutput]:
         self._now = now
+        out: list[SessionOutput] = []
+        if self.state is SessionState.READY and self._ack_due is not None and now >= self._ack_due:
+            out = self._flush_acks()
+        return out + self._other_timeouts(now)
+
+    def _other_timeouts(self, now: float) -> list[SessionOutput]:
         if self.state is SessionState.READY and self.files is not None:
             deadline = self.files.next_deadline()
             if deadline is not None and now >= deadline:
@@ -349,6 +388,12 @@ class SessionCore:
             return self._resume_step(pdu, now)
         if state is not SessionState.READY:
             return self._drop("wrong-state")
+        out = self._ready_pdu(pdu, kind, now)
+        if self._ack_due is not None and now >= self._ack_due:  # even if the timer is starved
+            out += self._flush_acks()
+        return out
+
+    def _ready_pdu(self, pdu: bytes, kind: int | None, now: float) -> list[SessionOutput]:
         if kind == WHOLE:
             return self._sealed(pdu[1:])
         if kind == CHUNK:
@@ -524,25 +569,63 @@ class SessionCore:
             return self._drop("malformed-inner")
         kind, message_id = inner.get("type"), inner.get("messageId")
         if kind == "typing":
-            return [TypingReceived()]
+            return [TypingReceived(), *self._acked(inner.get("acks"))]
+        if kind == "receipt":
+            return self._receipt(inner)
         if not _valid_id(message_id):
             return self._drop("malformed-inner")
         assert isinstance(message_id, str)
-        if kind == "receipt":
-            if self.unacknowledged.pop(message_id, None) is None:
-                return self._drop("unknown-receipt")
-            return [ReceiptReceived(message_id)]
         if kind != "message" or not isinstance(inner.get("text"), str):
             return self._drop("unknown-type")
-        receipt = self._seal({"type": "receipt", "messageId": message_id})
+        return self._message(message_id, inner, len(sealed))
+
+    def _message(self, message_id: str, inner: dict[str, object], size: int
+                 ) -> list[SessionOutput]:
+        """Deliver once (dedup), then the ack work: the peer's acks, ours pending with a timer."""
+        out: list[SessionOutput] = []
         if message_id in self._seen:
-            self.dropped["duplicate"] += 1
-            return receipt  # the sender may not have had our receipt: acknowledge again
-        self._seen[message_id] = None
-        if len(self._seen) > MAX_SEEN_IDS:
-            self._seen.popitem(last=False)
-        self.delivered += 1
-        return [MessageReceived(message_id, inner["text"]), *receipt]
+            self.dropped["duplicate"] += 1  # the sender may not have had our ack: ack again
+        else:
+            self._seen[message_id] = None
+            if len(self._seen) > MAX_SEEN_IDS:
+                self._seen.popitem(last=False)
+            self.delivered += 1
+            out.append(MessageReceived(message_id, str(inner["text"])))  # before any ack work
+        out += self._acked(inner.get("acks"))
+        self._to_ack[message_id] = None
+        self._ack_bytes += size
+        if self._ack_due is None:
+            self._ack_due = self._now + self.ack_delay
+        if len(self._to_ack) >= MAX_ACKS_PER_PDU or self._ack_bytes >= ACK_AFTER_BYTES:
+            out += self._flush_acks()
+        return out
+
+    def _receipt(self, inner: dict[str, object]) -> list[SessionOutput]:
+        """A standalone receipt: ``messageIds`` (several) or the single ``messageId``."""
+        ids = inner.get("messageIds")
+        if ids is None and "messageId" in inner:
+            ids = [inner["messageId"]]
+        if ids is None:
+            return self._drop("malformed-inner")
+        return self._acked(ids)
+
+    def _acked(self, ids: object) -> list[SessionOutput]:
+        """One :class:`ReceiptReceived` per id we wait a receipt for; the rest dropped, counted."""
+        if ids is None:
+            return []
+        if not isinstance(ids, list) or not ids:
+            return self._drop("malformed-acks")
+        if len(ids) > MAX_ACKS_PER_PDU:
+            return self._drop("oversize-acks")
+        out: list[SessionOutput] = []
+        for message_id in ids:
+            if not _valid_id(message_id):
+                self._drop("malformed-acks")
+            elif self.unacknowledged.pop(message_id, None) is None:
+                self._drop("unknown-receipt")  # unknown, already acknowledged or repeated
+            else:
+                out.append(ReceiptReceived(message_id))
+        return out
 
     def _drop(self, why: str) -> list[SessionOutput]:
         self.dropped[why] += 1
@@ -555,7 +638,14 @@ class SessionCore:
         if self.state is not SessionState.READY:
             raise SessionNotReady(self.state)
         message_id = self._keep(text, message_id)
-        return message_id, self._seal({"type": "message", "messageId": message_id, "text": text})
+        return message_id, self._seal({"type": "message", "messageId": message_id, "text": text},
+                                      acks=True)
+
+    def has_room(self, text: str) -> bool:
+        """Whether :meth:`send_text` of ``text`` fits the unacknowledged window now."""
+        pending = sum(len(t.encode("utf-8")) for t in self.unacknowledged.values())
+        return len(self.unacknowledged) < MAX_UNACKNOWLEDGED \
+            and pending + len(text.encode("utf-8")) <= MAX_UNACKNOWLEDGED_BYTES
 
     def queue_text(self, text: str, message_id: str | None = None) -> str:
         """Keep a message for the next Ready (reconnecting); it is sent by the resend."""
@@ -579,17 +669,41 @@ class SessionCore:
     def send_typing(self) -> list[SessionOutput]:
         if self.state is not SessionState.READY:
             raise SessionNotReady(self.state)
-        return self._seal({"type": "typing"})
+        return self._seal({"type": "typing"}, acks=True)
 
     def resend_unacknowledged(self) -> list[SessionOutput]:
         """After a resume: every message without a receipt again (the peer dedups by id)."""
         out: list[SessionOutput] = []
         for message_id, text in list(self.unacknowledged.items()):
-            out += self._seal({"type": "message", "messageId": message_id, "text": text})
+            out += self._seal({"type": "message", "messageId": message_id, "text": text},
+                              acks=True)
+        return out + self._flush_acks()
+
+    def pending_acks(self) -> tuple[str, ...]:
+        """Ids delivered and not yet acknowledged to the peer, oldest first (not exported)."""
+        return tuple(self._to_ack)
+
+    def _take_acks(self) -> list[str]:
+        """Up to :data:`MAX_ACKS_PER_PDU` pending ids, oldest first, no longer pending."""
+        taken = list(itertools.islice(self._to_ack, MAX_ACKS_PER_PDU))
+        for message_id in taken:
+            del self._to_ack[message_id]
+        if not self._to_ack:
+            self._ack_due, self._ack_bytes = None, 0
+        return taken
+
+    def _flush_acks(self) -> list[SessionOutput]:
+        """Every pending id in standalone receipts (one PDU per :data:`MAX_ACKS_PER_PDU`)."""
+        out: list[SessionOutput] = []
+        while self._to_ack and self.state is SessionState.READY:
+            self.receipt_pdus += 1
+            out += self._seal({"type": "receipt", "messageIds": self._take_acks()})
         return out
 
-    def _seal(self, inner: dict[str, str]) -> list[SessionOutput]:
+    def _seal(self, inner: dict[str, object], *, acks: bool = False) -> list[SessionOutput]:
         assert self.session is not None
+        if acks and self._to_ack:
+            inner["acks"] = self._take_acks()
         sealed = self.session.seal(json.dumps(inner, separators=(",", ":")).encode("utf-8"))
         size = self.limits.chunk_bytes
         if len(sealed) <= size:

@@ -46,6 +46,7 @@ from ..errors import P2PError
 from ..files import FAST_FRAME
 from ._core import (
     RESUME,
+    ReceiptReceived,
     ResumeRefused,
     SendPdu,
     SessionCore,
@@ -68,6 +69,9 @@ FILE_HIGH_WATER = 512 * 1024
 at most this much: ~50 ms at 10 MB/s)."""
 _FILE_POLL_S = 0.002
 _PDU_MARGIN = 1024
+SEND_WINDOW_WAIT_S = 30.0
+"""How long :meth:`ChatSession.send_text` waits for receipts when the unacknowledged window is full
+(a bulk sender ahead of its peer)."""
 """Bytes of a link PDU kept for the frame header and the session's seal."""
 
 
@@ -92,6 +96,7 @@ class ChatSession:
         self.info: SessionReady | None = None
         self._closed = False
         self._files_wake = asyncio.Event()
+        self._acked = asyncio.Event()  # a receipt came (or the link ended): the window may have room
 
     @property
     def state(self) -> SessionState:
@@ -150,6 +155,8 @@ class ChatSession:
                     self._ready.set_exception(HandshakeError(out.reason))
                 await self._queue(out)
             else:
+                if isinstance(out, ReceiptReceived):
+                    self._acked.set()
                 await self._queue(out)
         self._wake.set()
         self._files_wake.set()
@@ -173,6 +180,7 @@ class ChatSession:
             self._events.put_nowait(exc)
         finally:
             self._events.put_nowait(_END)
+            self._acked.set()
             self._wake.set()
             self._files_wake.set()
 
@@ -227,7 +235,14 @@ class ChatSession:
                     await asyncio.sleep(_FILE_POLL_S)
 
     async def send_text(self, text: str) -> str:
-        """Seal and send one message; its ``messageId`` (a receipt event follows later)."""
+        """Seal and send one message; its ``messageId`` (a receipt event follows later).  While
+        the unacknowledged window (256 messages, 2 MiB) is full it waits for receipts, at most
+        :data:`SEND_WINDOW_WAIT_S`; then (or once the link is gone) the core's error."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SEND_WINDOW_WAIT_S):
+                while not self.core.has_room(text) and self.core.state is SessionState.READY:
+                    self._acked.clear()
+                    await self._acked.wait()
         message_id, outputs = self.core.send_text(text)
         await self._apply(outputs)
         return message_id
