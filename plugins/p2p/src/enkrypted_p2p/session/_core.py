@@ -524,6 +524,8 @@ class SessionCore:
         the id over): never hand it what was meant for the old one."""
         withheld = tuple(self.unacknowledged)
         self.unacknowledged.clear()
+        self._to_ack.clear()  # acknowledgements owed to the old identity are not the new one's
+        self._ack_due, self._ack_bytes = None, 0
         self.files, self.files_saved = None, None  # transfers of the old identity end here
         _log.warning("the peer's identity key changed (%s... -> %s...): %d queued message(s) "
                      "withheld", previous[:16], session.peer_fingerprint[:16], len(withheld))
