@@ -339,3 +339,14 @@ def test_skew_serves_p2p_1_0_beside_2_0_but_no_other_major() -> None:
         plan = {"p2p": cand("p", "p2p", contract=bad)}
         with pytest.raises(errors.SkewError, match=f"implements p2p contract {bad}, the shell speaks 2.1"):
             check_skew(plan, shell_version="0.1.0", contracts=contracts.CONTRACT_VERSIONS, installed={}.get)
+
+
+def test_loaded_services_hand_out_a_p2p_2_service_as_the_transport(tmp_path: Path) -> None:
+    """``Services.transport`` serves whichever p2p contract the plugin declared (1.0 or 2.x)."""
+    from enkrypted_p2p_memory.plugin import MemoryTransport
+    from enkrypted_shell._pipeline.wiring import Services
+
+    service = MemoryTransport()
+    loaded = Services(manager=pluggy.PluginManager("enkrypted"), context=contracts.AppContext(tmp_path),
+                      by_slot={"p2p": service}, contexts={})
+    assert loaded.transport is service

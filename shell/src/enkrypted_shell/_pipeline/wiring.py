@@ -29,6 +29,7 @@ from ..contracts import (
     AppContext,
     CryptoService,
     TransportService,
+    TransportServiceV2,
     UIService,
     monotonic_clock,
     service_problems,
@@ -59,9 +60,11 @@ class Services(NamedTuple):
         return service
 
     @property
-    def transport(self) -> TransportService:
+    def transport(self) -> TransportService | TransportServiceV2:
+        """The p2p service: a 1.0 ``TransportService`` or a 2.x ``TransportServiceV2`` (the
+        version the plugin declared was checked at load; ``supports`` tells them apart)."""
         service = self.by_slot["p2p"]
-        assert isinstance(service, TransportService)
+        assert isinstance(service, TransportService | TransportServiceV2)
         return service
 
     @property
