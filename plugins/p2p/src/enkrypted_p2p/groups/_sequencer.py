@@ -1,0 +1,248 @@
+"""The commit side of a group core: intents and the sequencer rule (``docs/protocol.md`` §9.2).
+
+Members send intents (add, remove, update, rejoin) to the sequencer - the member at the lowest
+leaf index of the current epoch - and retransmit them until the group shows them done; the
+sequencer turns them into the epoch's one commit, hands the job over when it leaves, and a later
+member takes over (a new term) when everyone ahead of it is silent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+
+from enkrypted_shell.contracts import (
+    GroupCommit,
+    GroupInputRejected,
+)
+
+from ..errors import P2PUsageError, RemoteInputError
+from ._base import GroupCoreBase, addressed, new_id
+from ._events import (
+    GroupOutput,
+    MembershipChanged,
+    PduRejected,
+)
+from ._wire import (
+    MAX_BODY,
+    Kind,
+    encode_json,
+    pack_list,
+    unb64,
+)
+
+__all__ = ["SequencerCore"]
+
+
+class SequencerCore(GroupCoreBase):
+    """Intents and commits; :class:`~._core.GroupCore` adds input handling on top."""
+
+    # ------------------------------------------------------------------ intents
+    def _intend(self, intent: dict[str, object], now: float) -> list[GroupOutput]:
+        if len(self._intents) >= self.config.max_intents:
+            raise P2PUsageError("too many membership changes in flight")
+        key = new_id().hex()
+        intent = {**intent, "id": key}
+        self._intents[key] = (intent, now + self.config.retry_s, 0)
+        return self._dispatch_intent(intent, now)
+
+    def _dispatch_intent(self, intent: dict[str, object], now: float) -> list[GroupOutput]:
+        if self._intent_done(intent):
+            self._intents.pop(str(intent["id"]), None)
+            return []
+        if self._retired:  # our own removal is the next member's to commit: remind it
+            return self._handoff()
+        if intent.get("op") == "rejoin":
+            target = self._rejoin_via
+        elif self._is_sequencer():
+            return self._execute(self.peer_id, intent, now)
+        else:
+            target = self._intent_target(now)
+        if not target or target == self.peer_id:
+            return []
+        pdu = self._pdu(Kind.INTENT, encode_json(intent), target=target)
+        return self._route(pdu)
+
+    def _intent_done(self, intent: dict[str, object]) -> bool:
+        op = intent.get("op")
+        if self._left:
+            return True
+        if op == "add":
+            return intent.get("peer") in self.roster.values()
+        if op == "remove":
+            fps = intent.get("fps")
+            return isinstance(fps, list) and not any(fp in self.members for fp in fps)
+        if op in ("update", "handoff"):
+            return isinstance(intent.get("at"), int) and self.epoch > int(str(intent["at"]))
+        return op == "rejoin" and self._rejoin_kp is None
+
+    def _settle_intents(self, now: float) -> list[GroupOutput]:
+        """After an epoch change: drop what is done, resend the rest, run the queue."""
+        out: list[GroupOutput] = []
+        for key, (intent, _, _) in list(self._intents.items()):
+            if self._intent_done(intent):
+                del self._intents[key]
+            elif self._is_sequencer():
+                out += self._execute(self.peer_id, intent, now)
+        if self._is_sequencer() or self._queue:
+            queued, self._queue = list(self._queue), deque()
+            for origin, intent in queued:
+                out += self._execute(origin, intent, now)
+        return out
+
+    # ------------------------------------------------------------------ the sequencer
+    def _execute(self, origin: str, intent: dict[str, object], now: float) -> list[GroupOutput]:
+        """Commit one intent (we are the sequencer, or it is the sequencer's hand-off)."""
+        op = intent.get("op")
+        if op == "handoff":
+            return self._take_handoff(origin, intent)
+        if not self._is_sequencer():
+            self._keep(origin, intent)
+            return []
+        if self._intent_done(intent) and op != "rejoin":
+            return []
+        try:
+            return self._commit_intent(origin, op, intent, now)
+        except (KeyError, RemoteInputError) as exc:
+            return [PduRejected(self.group_id, origin, f"bad intent: {exc}")]
+
+    def _keep(self, origin: str, intent: dict[str, object]) -> None:
+        """Hold another member's intent until we are the one to commit it (bounded, once)."""
+        known = {str(i.get("id")) for _, i in self._queue}
+        if str(intent.get("id")) not in known and len(self._queue) < self.config.max_intents:
+            self._queue.append((origin, intent))
+
+    def _commit_intent(
+        self, origin: str, op: object, intent: dict[str, object], now: float
+    ) -> list[GroupOutput]:
+        if op == "add":
+            return self._commit_add(str(intent["peer"]), unb64(intent["kp"], MAX_BODY), now)
+        if op == "remove":
+            return self._commit_remove(origin, intent)
+        if op == "update":
+            return self._commit(set(self.members), self._session.update(), {})
+        if op == "rejoin":
+            return self._commit_rejoin(origin, unb64(intent["kp"], MAX_BODY), now)
+        return [PduRejected(self.group_id, origin, f"unknown intent {op!r}")]
+
+    def _commit_add(self, peer: str, key_package: bytes, now: float) -> list[GroupOutput]:
+        if peer in self.roster.values() or len(self.members) >= self.config.max_members:
+            return []
+        token = hashlib.sha256(key_package).digest()
+        if token in self._used_key_packages:  # one use (a late retransmitted add intent)
+            return [PduRejected(self.group_id, peer, "that key package was used already")]
+        before = set(self.members)
+        result = self._session.add([key_package])
+        if isinstance(result, GroupInputRejected):
+            return [PduRejected(self.group_id, peer, f"key package refused: {result.reason}")]
+        self._used_key_packages.add(token)
+        added = [fp for fp in self.members if fp not in before]
+        self._roster.update({fp: peer for fp in added})
+        assert result.welcome is not None  # an Add always has a Welcome
+        body = pack_list([result.welcome, self._welcome_info()])
+        welcome = self._pdu(Kind.WELCOME, body, target=peer, epoch=self.epoch)
+        self._resend["welcome:" + peer] = (welcome, now + self.config.retry_s, 0)
+        # the Welcome rides in the commit too: members linked to the new one resend it if we
+        # cannot (we left, or our link is down)
+        out = self._commit(before, result, {fp: peer for fp in added}, welcome.encode())
+        return out + self._route(welcome)
+
+    def _take_over(self, now: float) -> list[GroupOutput]:
+        """Failover: when every member ahead of us in leaf order has been silent for
+        ``failover_after_s`` times our position and we have changes waiting, we remove them
+        (they may re-join) and become the sequencer of a new term."""
+        if self._started is None:
+            self._started = now
+        self._queue = deque(i for i in self._queue if not self._intent_done(i[1]))
+        waiting = self._intents or self._queue
+        if self._left or self._rejoin_kp is not None or self._is_sequencer() or not waiting:
+            return []
+        position = self.members.index(self.own_fingerprint)
+        wait = self.config.failover_after_s * position
+        ahead = self.members[:position]
+        if position == 0 or any(
+            now - self._heard.get(self._roster.get(fp, ""), self._started) < wait for fp in ahead
+        ):
+            return []
+        self._term, self._taker = self._term + 1, self.own_fingerprint
+        self._rejoinable |= {self._roster[fp] for fp in ahead if fp in self._roster}
+        before = set(self.members)
+        out = self._commit(before, self._session.remove(list(ahead)), {})
+        return out + self._settle_intents(now)
+
+    def _commit_remove(self, origin: str, intent: dict[str, object]) -> list[GroupOutput]:
+        fps = intent.get("fps")
+        if not isinstance(fps, list):
+            raise RemoteInputError("remove intent without fingerprints")
+        if self.own_fingerprint in fps:
+            # a member cannot remove itself (RFC 9420 §12.1.3): the next member commits it,
+            # at this epoch, and we commit nothing more
+            self._retired = True
+            return self._handoff()
+        wanted = [fp for fp in fps if fp in self.members]
+        if not wanted:
+            return []
+        return self._commit(set(self.members), self._session.remove(wanted), {})
+
+    def _handoff(self) -> list[GroupOutput]:
+        if len(self.members) < 2:
+            return []
+        successor = self._roster.get(self.members[1], "")
+        intent = {"op": "handoff", "at": self.epoch, "id": new_id().hex()}
+        return self._route(self._pdu(Kind.INTENT, encode_json(intent), target=successor))
+
+    def _take_handoff(self, origin: str, intent: dict[str, object]) -> list[GroupOutput]:
+        at = intent.get("at")
+        owner = self.members[0]
+        if self._roster.get(owner) != origin or len(self.members) < 2 or not isinstance(at, int):
+            return []
+        if self.members[1] != self.own_fingerprint or at < self.epoch:
+            return []
+        if at > self.epoch:  # we have not seen all of the old sequencer's commits yet
+            self._keep(origin, intent)
+            return []
+        return self._commit(set(self.members), self._session.remove([owner]), {})
+
+    def _commit_rejoin(self, origin: str, key_package: bytes, now: float) -> list[GroupOutput]:
+        token = hashlib.sha256(key_package).digest()
+        if token in self._used_key_packages:  # a retransmitted rejoin: done once already
+            return []
+        old = [fp for fp, peer in self.roster.items() if peer == origin]
+        if not old and origin not in self._rejoinable:
+            return [
+                PduRejected(self.group_id, origin, "rejoin from a peer that never was a member")
+            ]
+        self._rejoinable.discard(origin)
+        out: list[GroupOutput] = []
+        if old and old[0] != self.own_fingerprint:
+            out += self._commit(set(self.members), self._session.remove(old), {})
+        self._roster = {fp: p for fp, p in self._roster.items() if p != origin}
+        return out + self._commit_add(origin, key_package, now)
+
+    def _commit(
+        self, before: set[str], result: GroupCommit, added: dict[str, str], welcome: bytes = b""
+    ) -> list[GroupOutput]:
+        """Our commit was applied by the session: send it to every member of the old epoch
+        (the removed ones too: the commit tells them)."""
+        old_epoch = self.epoch - 1
+        old_members = before
+        details = {"added": added, "term": self._term, "taker": self._taker}
+        if added:  # every member (a later sequencer too) knows these key packages are used
+            details["kps"] = [t.hex() for t in self._used_key_packages.export()[-len(added) :]]
+        body = pack_list([result.commit, encode_json(details), welcome])
+        pdu = self._pdu(Kind.COMMIT, body, epoch=old_epoch)
+        self._history.add(pdu)
+        self._commit_hashes[old_epoch] = hashlib.sha256(result.commit).digest()
+        removed = tuple(fp for fp in old_members if fp in self._roster and fp not in self.members)
+        out: list[GroupOutput] = []
+        for fp in sorted(old_members):
+            peer = self._roster.get(fp)
+            if peer and peer != self.peer_id and fp not in added:
+                out += self._route(addressed(pdu, peer))
+        for fp in removed:
+            self._roster.pop(fp, None)
+        self._remember_epoch()
+        change = MembershipChanged(
+            self.group_id, self.epoch, self.members, tuple(added), removed, self.own_fingerprint
+        )
+        return [change, *out]
