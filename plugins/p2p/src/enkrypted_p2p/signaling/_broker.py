@@ -34,7 +34,6 @@ __all__ = [
 ]
 
 import enum
-import hmac
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ from ..errors import RemoteInputError
 from ._config import BrokerConfig
 from ._limits import FailureThrottle, address_key
 from ._protocol import QUEUED_TYPES, RELAYED_TYPES, Frame, MessageType, encode_frame, parse_frame
-from ._store import ClaimOutcome, ForwardOutcome, QueuedMessage
+from ._store import ClaimOutcome, ForwardOutcome, QueuedMessage, same_token
 
 # Messages of npm peer's Errors enum, verbatim (clients match on them).
 ERR_PARAMETERS = "No id, token, or key supplied to websocket server"
@@ -158,12 +157,6 @@ class BrokerStats:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def _same_token(held: str, offered: str) -> bool:
-    """Token comparison in constant time (a timing side channel would leak the owner's token)."""
-    return hmac.compare_digest(held.encode("utf-8", "surrogatepass"),
-                               offered.encode("utf-8", "surrogatepass"))
-
-
 def _valid_name(value: str, limit: int) -> bool:
     return 0 < len(value) <= limit and value.isprintable()
 
@@ -223,7 +216,7 @@ class BrokerCore:
         refused because others guessed wrong on its id (only failures meet the per-id bucket)."""
         held = self._sessions.get(state.peer_id)
         if held is not None:
-            if _same_token(self._conns[held].token, state.token):
+            if same_token(self._conns[held].token, state.token):
                 return self._reconnect(state, held, now)
             return self._failed_guess(state, now)
         if state.peer_id in self._claiming:
@@ -346,7 +339,7 @@ class BrokerCore:
     def kick(self, peer_id: str, token: str) -> list[Effect]:
         """Another broker process took ``peer_id`` over with its token: drop our socket."""
         conn = self._sessions.get(peer_id)
-        if conn is None or self._conns[conn].token != token:
+        if conn is None or not same_token(self._conns[conn].token, token):
             return []
         state = self._conns[conn]
         del self._sessions[peer_id]

@@ -17,13 +17,20 @@ __all__ = [
     "QueueLimits",
     "QueuedMessage",
     "SignalingStore",
+    "same_token",
 ]
 
 import enum
+import hmac
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+
+def same_token(held: str, offered: str) -> bool:
+    """Token comparison in constant time (a timing side channel would leak the owner's token)."""
+    return hmac.compare_digest(held.encode("utf-8", "surrogatepass"),
+                               offered.encode("utf-8", "surrogatepass"))
 
 class ClaimOutcome(enum.Enum):
     NEW = "new"
@@ -157,10 +164,11 @@ class MemoryStore:
         if held is None:
             self._presence[peer_id] = token
             return ClaimOutcome.NEW
-        return ClaimOutcome.TAKEOVER if held == token else ClaimOutcome.TAKEN
+        return ClaimOutcome.TAKEOVER if same_token(held, token) else ClaimOutcome.TAKEN
 
     async def release(self, peer_id: str, token: str, clear_queue: bool) -> None:
-        if self._presence.get(peer_id) == token:
+        held = self._presence.get(peer_id)
+        if held is not None and same_token(held, token):
             del self._presence[peer_id]
         if clear_queue:
             self._drop_queue(peer_id)
