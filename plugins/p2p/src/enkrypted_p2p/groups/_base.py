@@ -133,6 +133,15 @@ class GroupCoreBase:
         return not self._left
 
     @property
+    def rejoining(self) -> bool:
+        """We asked to be re-added (a fork we lost, or history gone) and wait for the Welcome."""
+        return self._rejoin_kp is not None and not self._left
+
+    def invited(self, peer_id: str) -> bool:
+        """We asked ``peer_id`` for a key package and wait for its answer."""
+        return peer_id in self._invites
+
+    @property
     def roster(self) -> dict[str, str]:
         """Member fingerprint → peer id, for the current members."""
         return {fp: self._roster[fp] for fp in self.members if fp in self._roster}
