@@ -6,7 +6,12 @@ All print JSON lines on stdout (one object per line, ``event`` first; what scrip
 number, resumed), ``message`` (peer, messageId, text), ``sent`` / ``receipt`` (messageId),
 ``reconnecting`` / ``closed`` (peer, reason), ``problem`` (peer, kind, message), ``error``;
 with files (``listen --accept-files DIR``, ``sendfile``): ``file-offered``, ``file-received``
-(the exported path, sha256, protection), ``file-sent``, ``file-failed``, ``progress``.
+(the exported path, sha256, protection), ``file-sent``, ``file-failed``, ``progress``;
+with groups (``group ...``, :mod:`._group_commands`): ``group-message`` (group, messageId, peer,
+fingerprint, text, epoch), ``group-receipt``, ``group-membership`` (group, name, epoch, members,
+added, removed, committer), ``group-renamed``, ``group-forked``, ``group-left``,
+``group-problem``.  With an unlocked profile ``listen`` also serves the profile's ``group``
+commands (:mod:`._control`).
 ``--json`` is the default; ``--plain`` prints lines for people instead.  ``sendfile`` and
 ``files list|export`` are in :mod:`._file_commands`.
 
@@ -35,7 +40,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 
@@ -48,7 +53,15 @@ from enkrypted_shell.contracts import (
     FileCompleted,
     FileFailed,
     FileOffered,
+    GroupChatForked,
+    GroupChatLeft,
+    GroupChatMembership,
+    GroupChatMessage,
+    GroupChatProblem,
+    GroupChatReceipt,
+    GroupChatRenamed,
     PeerStateChanged,
+    ProfileStore,
     SessionEstablished,
 )
 
@@ -56,6 +69,7 @@ from .._wiring import Wiring
 from ..errors import P2PError
 from ..webrtc import WebRTCEndpoint, WebRTCSettings, client_config
 from ..webrtc._config import LOOPBACK
+from ._control import ControlServer
 from ._files import NO_STORE
 from ._service import EndpointChat
 
@@ -113,6 +127,31 @@ def _print_event(event: ChatEvent) -> None:
     elif isinstance(event, FileFailed):
         _emit("file-failed", peer=event.peer_id, transferId=event.transfer_id,
               outgoing=event.outgoing, reason=event.reason)
+    else:
+        _print_group_event(event)
+
+
+def _print_group_event(event: ChatEvent) -> None:
+    if isinstance(event, GroupChatMessage):
+        _emit("group-message", group=event.group_id, messageId=event.message_id,
+              peer=event.peer_id, fingerprint=event.fingerprint, text=event.text,
+              epoch=event.epoch)
+    elif isinstance(event, GroupChatReceipt):
+        _emit("group-receipt", group=event.group_id, messageId=event.message_id,
+              peer=event.peer_id, fingerprint=event.fingerprint)
+    elif isinstance(event, GroupChatMembership):
+        _emit("group-membership", group=event.group_id, name=event.name, epoch=event.epoch,
+              members=[{"peer": m.peer_id, "fingerprint": m.fingerprint} for m in event.members],
+              added=list(event.added), removed=list(event.removed), committer=event.committer)
+    elif isinstance(event, GroupChatRenamed):
+        _emit("group-renamed", group=event.group_id, name=event.name, by=event.by)
+    elif isinstance(event, GroupChatForked):
+        _emit("group-forked", group=event.group_id, epoch=event.epoch, peer=event.peer_id,
+              reason=event.reason, rejoining=event.rejoining)
+    elif isinstance(event, GroupChatLeft):
+        _emit("group-left", group=event.group_id, epoch=event.epoch, by=event.by)
+    elif isinstance(event, GroupChatProblem):
+        _emit("group-problem", group=event.group_id, kind=event.kind, message=event.message)
 
 
 def protection(fast: bool) -> str:
@@ -150,6 +189,10 @@ async def listen(wiring: Wiring, settings: WebRTCSettings, peer_id: str | None,
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, done.set)
+    store = getattr(wiring.context, "store", None)
+    control = ControlServer(chat, cast(ProfileStore, store)) if store is not None else None
+    if control is not None:
+        await control.start()  # the profile's `group` commands reach this process
     _emit("listening", peer_id=chat.local_id)
 
     async def printer() -> None:
@@ -172,6 +215,8 @@ async def listen(wiring: Wiring, settings: WebRTCSettings, peer_id: str | None,
         await asyncio.sleep(0.2)  # let the last receipt leave before the channel closes
     finally:
         task.cancel()
+        if control is not None:
+            await control.aclose()
         await chat.aclose()
 
 
@@ -322,6 +367,8 @@ def chat_commands(get_wiring: Callable[[], Wiring | None]) -> list[click.Command
         sys.exit(_run(lambda: chat_line(wiring, settings, peer, receipt_timeout, peer_id)))
 
     from ._file_commands import file_commands
+    from ._group_commands import group_commands
 
     return [listen_command, send_command, chat_line_command,
-            *file_commands(wiring_or_fail, broker_option, loopback_option)]
+            *file_commands(wiring_or_fail, broker_option, loopback_option),
+            *group_commands(wiring_or_fail)]
