@@ -7,6 +7,7 @@ only members (with the fingerprint the session authenticated) reach a group
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,13 @@ import pytest
 
 from enkrypted_crypto.plugin import enkrypted_crypto_service
 from enkrypted_p2p.chat import EndpointChat
+from enkrypted_p2p.chat._control import (
+    CONTROL_KEY,
+    CONTROL_TABLE,
+    ControlServer,
+    NoRunningPeer,
+    control_call,
+)
 from enkrypted_p2p.chat._groups import GROUPS_TABLE
 from enkrypted_p2p.errors import P2PUsageError
 from enkrypted_p2p.groups import GroupConfig, GroupPdu, Kind
@@ -136,9 +144,13 @@ def test_a_group_forms_by_invites_and_every_member_gets_each_message_once(
         joined = [m for m in carol.of(GroupChatMembership) if m.group_id == gid]
         assert joined and {m.fingerprint for m in joined[-1].members} == {
             p.fingerprint for p in peers}
+        big = "x" * 30_000  # sealed above 8192 bytes: 0x08 chunks, reassembled
+        await carol.chat.send_group_text(gid, big)
+        await until(lambda: big in alice.texts(gid) and big in bob.texts(gid))
         await bob.chat.rename(gid, "best friends")
         await until(lambda: [r.name for r in carol.of(GroupChatRenamed)] == ["best friends"])
         assert alice.store.tables[GROUPS_TABLE].keys() == {bytes.fromhex(gid)}  # persisted
+        assert all(p.texts(gid).count(t) <= 1 for p in peers for t in p.texts(gid))
         for peer in peers:
             await peer.stop()
 
@@ -217,5 +229,35 @@ def test_group_frames_from_strangers_and_unknown_groups_are_dropped_and_counted(
             await alice.chat.remove(gid, "mallory")
         for peer in (*peers, mallory):
             await peer.stop()
+
+    run(scenario)
+
+
+def test_the_control_endpoint_serves_its_profile_s_token_only(crypto: CryptoService,
+                                                              tmp_path: Path) -> None:
+    async def scenario() -> None:
+        alice = await Member(Switchboard(), "alice", crypto, tmp_path / "a").start()
+        assert alice.chat is not None
+        with pytest.raises(NoRunningPeer, match="no running peer"):
+            await control_call(alice.store, {"op": "list"})  # type: ignore[arg-type]
+        server = ControlServer(alice.chat, alice.store)  # type: ignore[arg-type]
+        port = await server.start()
+        created = await control_call(alice.store, {"op": "create", "name": "g"})  # type: ignore[arg-type]
+        assert created["event"] == "group-created"
+        listed = await control_call(alice.store, {"op": "list"})  # type: ignore[arg-type]
+        assert [g["group"] for g in listed["groups"]] == [created["group"]]
+        sent = await control_call(alice.store, {"op": "send", "group": created["group"],  # type: ignore[arg-type]
+                                                "text": "only me"})
+        assert sent["event"] == "group-sent" and len(sent["messageId"]) == 32
+        refused = await control_call(alice.store, {"op": "leave", "group": "00"})  # type: ignore[arg-type]
+        assert refused == {"event": "error", "error": "P2PUsageError", "message": "no group '00'"}
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b'{"token": "' + b"00" * 32 + b'", "op": "list"}\n')
+        answer = json.loads(await reader.readline())
+        writer.close()
+        assert answer["message"] == "wrong control token"
+        await server.aclose()
+        assert CONTROL_KEY not in alice.store.tables.get(CONTROL_TABLE, {})
+        await alice.stop()
 
     run(scenario)

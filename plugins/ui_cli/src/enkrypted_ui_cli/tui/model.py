@@ -24,6 +24,13 @@ from enkrypted_shell.contracts import (
     FileFailed,
     FileOffered,
     FileProgress,
+    GroupChatForked,
+    GroupChatLeft,
+    GroupChatMembership,
+    GroupChatMessage,
+    GroupChatProblem,
+    GroupChatReceipt,
+    GroupChatRenamed,
     PeerStateChanged,
     SessionEstablished,
 )
@@ -125,6 +132,9 @@ class ChatModel:
     # ------------------------------------------------------------------------------ events
     def apply(self, event: ChatEvent, now: float) -> str | None:
         """Fold one event in; the peer it concerns (``None``: the service as a whole)."""
+        if isinstance(event, GroupChatMessage | GroupChatReceipt | GroupChatMembership
+                      | GroupChatRenamed | GroupChatForked | GroupChatLeft | GroupChatProblem):
+            return None  # group events (p2p 2.2) are not 1:1 conversations; no group view yet
         if isinstance(event, ChatProblem):
             self.notice = f"{event.kind} problem: {event.message}"[:MAX_NOTICE_CHARS]
             if event.peer_id in self.peers:
