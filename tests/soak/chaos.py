@@ -145,7 +145,7 @@ class Soak:
     def __init__(self, tmp: Path, settings: SoakSettings, broker_extra: tuple[str, ...] = (),
                  brokers: int = 1) -> None:
         self.tmp, self.settings, self.broker_extra = tmp, settings, broker_extra
-        self.rng = random.Random(settings.seed)  # noqa: S311 - a replayable chaos schedule
+        self.rng = random.Random(settings.seed)  # a replayable chaos schedule
         self.brokers: list[Server] = [start_our_broker(tmp, extra=broker_extra)
                                       for _ in range(brokers)]
         self.actions: list[dict[str, Any]] = []

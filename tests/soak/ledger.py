@@ -19,6 +19,7 @@ import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ class Direction:
     delivered: list[tuple[str, int, float]] = field(default_factory=list)  # id, seq, time
     receipts: set[str] = field(default_factory=set)
     refused: int = 0
+    again: int = 0  # handed up again after a restart, already in the receiver's history
     lost: list[str] = field(default_factory=list)
     duplicated: list[str] = field(default_factory=list)
     phantom: list[str] = field(default_factory=list)
@@ -93,6 +95,8 @@ def direction(sender: str, s_events: list[dict[str, Any]], receiver: str,
     for e in r_events:
         if e["e"] == "msg" and e["text"].startswith(prefix):
             d.delivered.append((e["id"], _seq_of(e["text"]), e["t"]))
+        elif e["e"] == "again" and e["id"] in d.confirmed:
+            d.again += 1
     counts = Counter(mid for mid, _, _ in d.delivered)
     d.duplicated = sorted(mid for mid, n in counts.items() if n > 1)
     d.lost = sorted(mid for mid in d.confirmed if mid not in counts)
@@ -100,7 +104,7 @@ def direction(sender: str, s_events: list[dict[str, Any]], receiver: str,
     d.phantom = sorted(mid for mid, seq, _ in d.delivered
                        if mid not in d.confirmed and seq not in d.intended - confirmed_seqs)
     seqs = [seq for _, seq, _ in d.delivered]
-    d.out_of_order = [(a, b) for a, b in zip(seqs, seqs[1:], strict=False) if b <= a]
+    d.out_of_order = [(a, b) for a, b in pairwise(seqs) if b <= a]
     still = set(s_final_unacked)
     for mid in d.confirmed:
         if mid in d.receipts:
@@ -124,6 +128,7 @@ def summary(directions: list[Direction]) -> dict[str, Any]:
     latencies = [x for d in directions for x in d.latencies]
     return {
         "messages_sent": sum(len(d.confirmed) for d in directions),
+        "handed_up_again": sum(d.again for d in directions),
         "messages_delivered": sum(len(d.delivered) for d in directions),
         "sends_refused": sum(d.refused for d in directions),
         "lost": sum(len(d.lost) for d in directions),

@@ -13,7 +13,9 @@ loses nothing written):
 * ``{"e": "intent", "seq": n}`` before ``send_text`` (the message *may* exist from here on: it is
   persisted before its PDU leaves), then ``{"e": "sent", "seq": n, "id": ..., "t": ...}`` once
   ``send_text`` returned (it *does* exist: kept until acknowledged), or ``{"e": "refused", ...}``;
-* ``{"e": "msg", "id": ..., "text": ..., "t": ...}``, ``{"e": "receipt", "id": ...}``,
+* ``{"e": "msg", "id": ..., "text": ..., "t": ...}`` (``{"e": "again", "id": ...}`` when the
+  service hands up a message this peer already recorded: its application's history, keyed by
+  message id, shows it once), ``{"e": "receipt", "id": ...}``,
   ``{"e": "state", "state": ...}``, ``{"e": "ready", "resumed": ...}``, ``{"e": "problem", ...}``.
 
 Commands on stdin, one a line: ``drop`` (kill the link's transport as a crash of the path would:
@@ -51,6 +53,7 @@ from enkrypted_shell.contracts import (
     SessionEstablished,
 )
 from tests.p2p.chat_peer import FileStore
+from tests.soak import ledger
 
 LONG_TEXT_EVERY = 25
 """One message in this many is 20 kB (sealed and chunked over several link frames)."""
@@ -83,7 +86,7 @@ class SoakPeer:
         self.log = EventLog(self.state / "events.jsonl")
         self.seq = next_seq(self.state / "events.jsonl")
         self.sending = True
-        self.rng = random.Random()  # noqa: S311 - message sizes, not secrets
+        self.rng = random.Random()  # message sizes, not secrets
         self.chat: EndpointChat | None = None
         self.endpoint: WebRTCEndpoint | None = None
         self.stop = asyncio.Event()
@@ -108,18 +111,33 @@ class SoakPeer:
                                                     self.send_loop(chat))]
         if self.args.dial:
             tasks.append(asyncio.ensure_future(self.keep_dialling(chat)))
+        for task in tasks:
+            task.add_done_callback(self.crashed)
         await self.stop.wait()
-        for task in tasks:
+        for task in tasks[1:]:
             task.cancel()
-        for task in tasks:
+        for task in tasks[1:]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await asyncio.wait_for(chat.aclose(), 30)
+        await asyncio.wait_for(tasks[0], 30)  # every event up to the close is recorded
         self.log("stopped")
 
+    def crashed(self, task: asyncio.Task[None]) -> None:
+        """A loop of ours ended by itself: log why and stop (the ledger then shows the gap)."""
+        if not task.cancelled() and task.exception() is not None:
+            self.log("crashed", error=repr(task.exception())[:300])
+            self.stop.set()
+
     async def record(self, chat: EndpointChat) -> None:
+        seen = {e["id"] for e in ledger.read_events(self.state) if e["e"] == "msg"}
         async for event in chat.events():
-            if isinstance(event, ChatMessage):
+            if isinstance(event, ChatMessage) and event.message_id in seen:
+                # Handed up again after a restart (it stayed with the session until taken):
+                # a history keyed by message id shows it once.
+                self.log("again", id=event.message_id, t=time.time())
+            elif isinstance(event, ChatMessage):
+                seen.add(event.message_id)
                 self.log("msg", id=event.message_id, text=event.text[:64], t=time.time())
             elif isinstance(event, ChatReceipt):
                 self.log("receipt", id=event.message_id, t=time.time())
@@ -128,7 +146,7 @@ class SoakPeer:
             elif isinstance(event, PeerStateChanged):
                 self.log("state", state=event.state, reason=event.reason[:200], t=time.time())
             elif isinstance(event, ChatProblem):
-                self.log("problem", kind=event.kind, text=event.text[:300], t=time.time())
+                self.log("problem", kind=event.kind, text=event.message[:300], t=time.time())
 
     async def keep_dialling(self, chat: EndpointChat) -> None:
         """The dialler (re)connects whenever the service gave up (``disconnected``)."""
