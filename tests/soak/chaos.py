@@ -159,6 +159,7 @@ class Soak:
             self.peers.append(PeerProcess(b, a, False, self._url(brokers - 1), tmp / b,
                                           settings.rate))
         self.sampler = RssSampler(self._targets)
+        self.died: list[str] = []
 
     def _url(self, index: int) -> Callable[[], str]:
         return lambda: f"ws://127.0.0.1:{self.brokers[index].port}/"
@@ -193,6 +194,7 @@ class Soak:
         drained = self.drain(s.drain)
         self.log("drained" if drained else "drain-timeout")
         end = time.monotonic()
+        self.died = [p.name for p in self.peers if p.proc is not None and p.proc.poll() is not None]
         for peer in self.peers:
             peer.stop()
         self.sampler.halt.set()
@@ -322,7 +324,8 @@ class Soak:
             "reconnections": sum(e["e"] == "ready" for e in events) - 2 * self.settings.pairs,
             "resumed": sum(e["e"] == "ready" and e["resumed"] for e in events),
             "rss": self.rss(warm, end),
-            "failures": ledger.failures(directions),
+            "failures": ledger.failures(directions) + [
+                f"{name} exited by itself (see its stderr.log)" for name in self.died],
         }
 
     def close(self) -> None:

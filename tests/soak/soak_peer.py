@@ -99,8 +99,17 @@ class SoakPeer:
         store = FileStore(self.state / "sessions.json")
         saved = {k.decode(): v for k, v in store.items(SESSIONS_TABLE)}
         context = AppContext(self.state, store=store)  # type: ignore[arg-type]
-        self.endpoint = await WebRTCEndpoint.open(WebRTCSettings.loopback(self.args.broker),
-                                                  self.args.id)
+        for attempt in range(30):  # the broker may be restarting right now: bounded retries
+            try:
+                self.endpoint = await WebRTCEndpoint.open(
+                    WebRTCSettings.loopback(self.args.broker), self.args.id)
+                break
+            except (NetworkError, TimeoutError) as exc:
+                self.log("broker-unreachable", attempt=attempt, why=str(exc)[:200])
+                await asyncio.sleep(1.0)
+        else:
+            raise RuntimeError("the broker stayed unreachable for 30 attempts")
+        assert self.endpoint is not None
         return await EndpointChat.open(self.endpoint, crypto, identity_file.read_bytes(),
                                        context=context, saved=saved, reconnect=POLICY)
 
