@@ -656,3 +656,29 @@ def test_a_message_the_app_had_not_taken_when_the_process_died_is_handed_up_agai
         await alice.close()
 
     run(scenario)
+
+
+def test_a_message_sent_between_the_sessions_ready_and_the_services_ready_goes_out_at_once(
+        crypto: CryptoService) -> None:
+    """Found by the soak: send_text in that window queued the message in the core, whose resend
+    had already run, so it left only at the next reconnection (late and out of order)."""
+    async def scenario() -> None:
+        board = Switchboard()
+        alice, bob = await open_peer(board, "alice", crypto), await open_peer(board, "bob", crypto)
+        original = alice.chat._set_state
+        early: list[str] = []
+
+        async def set_state(peer: Any, state: str, reason: str = "") -> None:
+            if state == "ready" and not early:  # the session is Ready, the service not yet
+                early.append(await alice.chat.send_text("bob", "early"))
+            await original(peer, state, reason)
+
+        alice.chat._set_state = set_state  # type: ignore[method-assign]
+        await alice.chat.connect("bob")
+        later = await alice.chat.send_text("bob", "later")
+        await until(lambda: len(bob.of(ChatMessage)) == 2)
+        assert [m.message_id for m in bob.of(ChatMessage)] == [*early, later]
+        await alice.close()
+        await bob.close()
+
+    run(scenario)

@@ -79,6 +79,7 @@ from ..session import (
     SessionCore,
     SessionFailed,
     SessionReady,
+    SessionState,
     TypingReceived,
     export_core,
     restore_core,
@@ -231,9 +232,12 @@ class EndpointChat:
         if peer is None or peer.core is None or (peer.state == "disconnected"
                                                  and peer.core.session is None):
             raise P2PUsageError(f"no session with {peer_id!r}: connect first")
-        if peer.state == "ready" and peer.session is not None:
+        session = peer.session
+        # The session's own state, not ours: between its Ready (which resent the queue) and our
+        # "ready" a queued message would wait for the next resume (found by the soak).
+        if session is not None and session.state is SessionState.READY:
             try:
-                return await peer.session.send_text(text)
+                return await session.send_text(text)
             except LinkClosed:  # kept as unacknowledged: the resend after reconnecting sends it
                 return next(reversed(peer.core.unacknowledged))
         message_id = peer.core.queue_text(text)
