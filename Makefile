@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 OLD_CRYPTOGRAPHY := cryptography==45.0.7
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast bench lint typecheck clean system-deps screenshots
+.PHONY: demo test test-fast bench soak lint typecheck clean system-deps screenshots
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,15 @@ test-fast: $(STAMP) wheelhouse/.fetched
 ## Benchmarks (JSON in benchmarks/results/); `make bench ONLY=startup` runs one.
 bench: $(STAMP) wheelhouse/.fetched
 	$(PY) benchmarks/run.py $(if $(ONLY),--only $(ONLY),)
+
+## The long soak (docs/operations.md "Soak run"): peer pairs over real WebRTC with link drops, peer
+## kills and broker restarts, on one broker and on two over Redis; `make soak SOAK_SECONDS=1800`.
+## The JSON reports are appended to benchmarks/results/soak.jsonl.
+SOAK_SECONDS ?= 600
+soak: $(STAMP) $(NODE_STAMP) system-deps
+	mkdir -p benchmarks/results
+	ENKRYPTED_SOAK_SECONDS=$(SOAK_SECONDS) ENKRYPTED_SOAK_REPORT=benchmarks/results/soak.jsonl \
+		$(PY) -m pytest -m soak -s tests/soak $(PYTEST_ARGS)
 
 ## Screenshots of the chat TUI in docs/screenshots/ (docs/tui.md): the app headless at 80x24 on the
 ## tests' scripted chat service, Textual's SVG export turned into PNG by Chromium headless.

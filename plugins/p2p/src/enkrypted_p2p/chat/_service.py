@@ -17,6 +17,10 @@ messages), so a new link resumes it (P7.4).  The rules (docs/protocol.md "Chat s
 * **Persistence**: with ``AppContext.store`` (store contract 1.0) every change of a peer's session
   is written to table ``sessions`` under the peer id *before* any PDU leaves or any event is
   emitted, and loaded at :meth:`open`; ``saved=`` (peer id -> :meth:`export_state`) too.
+* **Taken messages**: a :class:`ChatMessage` counts as taken by the application once it asks
+  :meth:`events` for the next event (or stops iterating).  Until then the message is kept with
+  the session, so one the process died holding (already acknowledged to the peer) is handed up
+  again, with the same ``message_id``, after :meth:`open`.
 
 * **Files** (contract 2.1, :class:`FileChatService`): each peer's session core owns its file
   transfers (:mod:`enkrypted_p2p.files`), built and restored through :class:`~._files.FileDesk`
@@ -85,6 +89,7 @@ from ..session import (
     SessionFailed,
     SessionNotReady,
     SessionReady,
+    SessionState,
     TypingReceived,
     export_core,
     restore_core,
@@ -208,6 +213,7 @@ class EndpointChat:
                 chat._peer(peer_id).core = restore_core(data, crypto, context.limits)
             except SavedStateError as exc:
                 chat._events.put_nowait(ChatProblem(peer_id, "local", str(exc)))
+        chat._spawn(chat._hand_up_again())
         chat._spawn(chat._accept_loop())
         chat._spawn(chat._progress_loop())
         if supports(crypto, GroupCryptoService):
@@ -251,9 +257,12 @@ class EndpointChat:
         if peer is None or peer.core is None or (peer.state == "disconnected"
                                                  and peer.core.session is None):
             raise P2PUsageError(f"no session with {peer_id!r}: connect first")
-        if peer.state == "ready" and peer.session is not None:
+        session = peer.session
+        # The session's own state, not ours: between its Ready (which resent the queue) and our
+        # "ready" a queued message would wait for the next resume (found by the soak).
+        if session is not None and session.state is SessionState.READY:
             try:
-                return await peer.session.send_text(text)
+                return await session.send_text(text)
             except LinkClosed:  # kept as unacknowledged: the resend after reconnecting sends it
                 return next(reversed(peer.core.unacknowledged))
         message_id = peer.core.queue_text(text)
@@ -273,7 +282,11 @@ class EndpointChat:
                 with contextlib.suppress(asyncio.QueueFull):
                     self._events.put_nowait(None)
                 return
-            yield event
+            try:
+                yield event
+            finally:  # the application asks for the next event (or stopped): it took this one
+                if isinstance(event, ChatMessage):
+                    self._taken(event)
 
     def peers(self) -> Mapping[str, str]:
         return MappingProxyType({p.peer_id: p.state for p in self._peers.values()})
@@ -425,6 +438,17 @@ class EndpointChat:
                 peer.session.wake()
 
     # ------------------------------------------------------------------ peers and events
+    async def _hand_up_again(self) -> None:
+        """Messages a previous process handed up that its application never took."""
+        for peer in list(self._peers.values()):
+            for message_id, text in list(peer.core.inbox.items() if peer.core else ()):
+                await self._emit(ChatMessage(peer.peer_id, message_id, text, time.time()))
+
+    def _taken(self, message: ChatMessage) -> None:
+        peer = self._peers.get(message.peer_id)
+        if peer is not None and peer.core is not None and peer.core.taken(message.message_id):
+            self._persist(peer)
+
     def _check_open(self) -> None:
         if self._closed:
             raise LinkClosedLocally("the chat service is closed")

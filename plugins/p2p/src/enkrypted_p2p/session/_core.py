@@ -122,6 +122,9 @@ MAX_UNACKNOWLEDGED: Final = 256
 """Messages sent (or queued while reconnecting) and not yet acknowledged, at most."""
 MAX_UNACKNOWLEDGED_BYTES: Final = 2 * 1024 * 1024
 _MAX_TEXT_BYTES: Final = 1024 * 1024
+MAX_INBOX: Final = 1024
+MAX_INBOX_BYTES: Final = 2 * 1024 * 1024
+"""Messages handed up but not yet taken by the application, at most (the oldest go first)."""
 RESUME_TIMEOUT_S: Final = 30.0
 ACK_DELAY_S: Final = 0.015
 """A delivered message is acknowledged at most this long after delivery (piggybacked on a reply
@@ -183,6 +186,11 @@ class SessionCore:
         self.dropped: Counter[str] = Counter()
         self.delivered = 0
         self._seen: OrderedDict[str, None] = OrderedDict()
+        self.inbox: OrderedDict[str, str] = OrderedDict()
+        """messageId -> text, handed up and not yet :meth:`taken` by the application: exported
+        with the session, so a process that dies before the application saw a message it
+        already acknowledged hands it up again after the restart (the dedup window drops the
+        peer's resend)."""
         self._partials: dict[int, _Partial] = {}
         self._next_seq = 0
         self.unacknowledged: OrderedDict[str, str] = OrderedDict()
@@ -563,6 +571,7 @@ class SessionCore:
             if len(self._seen) > MAX_SEEN_IDS:
                 self._seen.popitem(last=False)
             self.delivered += 1
+            self._keep_for_app(message_id, str(inner["text"]))
             out.append(MessageReceived(message_id, str(inner["text"])))  # before any ack work
         out += self._acked(inner.get("acks"))
         self._to_ack[message_id] = None
@@ -572,6 +581,17 @@ class SessionCore:
         if len(self._to_ack) >= MAX_ACKS_PER_PDU or self._ack_bytes >= ACK_AFTER_BYTES:
             out += self._flush_acks()
         return out
+
+    def _keep_for_app(self, message_id: str, text: str) -> None:
+        self.inbox[message_id] = text
+        size = sum(len(t.encode("utf-8")) for t in self.inbox.values())
+        while len(self.inbox) > MAX_INBOX or (size > MAX_INBOX_BYTES and len(self.inbox) > 1):
+            size -= len(self.inbox.popitem(last=False)[1].encode("utf-8"))
+
+    def taken(self, message_id: str) -> bool:
+        """The application took the message (no hand-up again after a restart); ``False`` if it
+        was not waiting."""
+        return self.inbox.pop(message_id, None) is not None
 
     def _receipt(self, inner: dict[str, object]) -> list[SessionOutput]:
         """A standalone receipt: ``messageIds`` (several) or the single ``messageId``."""
