@@ -59,7 +59,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check shell plugins registry tests tools benchmarks
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy shell/src plugins/p2p/src plugins/p2p_memory/src plugins/ui_cli/src plugins/cryptography/src plugins/cryptography_nacl/src registry/src
+	$(VENV)/bin/mypy shell/src plugins/p2p/src plugins/p2p_memory/src plugins/ui_cli/src plugins/ui_web/src plugins/cryptography/src plugins/cryptography_nacl/src registry/src
 
 clean:
 	rm -rf $(VENV) .demo wheelhouse benchmarks/results tools/node/node_modules
