@@ -63,6 +63,9 @@ class Browser:
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self.requests: list[str] = []
+        self.blocked: list[tuple[str, str]] = []
+        """(url, reason) of requests the browser itself refused (``csp``, ``mixed-content``...)."""
+        self._urls: dict[str, str] = {}
         self.console: list[str] = []
         self.exceptions: list[str] = []
         self.csp_issues: list[dict[str, Any]] = []
@@ -134,6 +137,9 @@ class Browser:
     def _event(self, method: str, params: dict[str, Any]) -> None:
         if method == "Network.requestWillBeSent":
             self.requests.append(params["request"]["url"])
+            self._urls[params["requestId"]] = params["request"]["url"]
+        elif method == "Network.loadingFailed" and params.get("blockedReason"):
+            self.blocked.append((self._urls.get(params["requestId"], "?"), params["blockedReason"]))
         elif method == "Network.webSocketCreated":
             self.requests.append(params["url"])
         elif method == "Log.entryAdded":
