@@ -51,9 +51,11 @@ bench: $(STAMP) wheelhouse/.fetched
 	$(PY) benchmarks/run.py $(if $(ONLY),--only $(ONLY),)
 
 ## Screenshots of the chat TUI in docs/screenshots/ (docs/tui.md): the app headless at 80x24 on the
-## tests' scripted chat service, Textual's SVG export turned into PNG by Chromium headless.
+## tests' scripted chat service, Textual's SVG export turned into PNG by Chromium headless; and of
+## the web chat (docs/webui.md, web-*.png): the page on the same service in headless Chromium.
 screenshots: $(STAMP)
 	$(PY) tools/tui_screenshots.py docs/screenshots
+	$(PY) tools/webui_screenshots.py docs/screenshots
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check shell plugins registry tests tools benchmarks
