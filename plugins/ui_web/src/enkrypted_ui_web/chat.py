@@ -30,7 +30,7 @@ from enkrypted_shell.contracts import (
 from enkrypted_shell.errors import ShellError
 from enkrypted_ui_cli.chatstore import ChatStore
 from enkrypted_ui_cli.errors import UiError
-from enkrypted_ui_cli.invite import check_peer_id, parse_target
+from enkrypted_ui_cli.invite import Target, check_peer_id, parse_target
 from enkrypted_ui_cli.tui.model import MAX_PEERS, MAX_TEXT_CHARS, ChatModel
 
 MAX_REQUEST_FIELD: Final = MAX_TEXT_CHARS
@@ -122,7 +122,10 @@ class WebChat:
         self.model.select(self._peer(request))
 
     def connect(self, request: dict[str, Any]) -> None:
-        target = parse_target(_text(request, "target"))
+        self.dial(parse_target(_text(request, "target")))
+
+    def dial(self, target: Target) -> None:
+        """Add (pinning an invite's fingerprint), open and dial ``target`` in the background."""
         self.model.add(target.peer_id, target.fingerprint)
         self.model.select(target.peer_id)
         self.model.note(target.peer_id, f"connecting to {target.peer_id}…", self.wall())

@@ -24,7 +24,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
-from enkrypted_shell.contracts import AppContext, ContractError, TransportServiceV2
+from enkrypted_shell.contracts import AppContext, ChatService, ContractError, TransportServiceV2
 from enkrypted_ui_cli.chatstore import ChatStore
 from enkrypted_ui_cli.command import chat_inputs
 from enkrypted_ui_cli.invite import Target, check_peer_id, parse_target
@@ -65,12 +65,9 @@ async def run_web(
 
 
 async def _serve(
-    service: object, store: ChatStore, assets: VerifiedAssets, scratch: Path,
+    service: ChatService, store: ChatStore, assets: VerifiedAssets, scratch: Path,
     target: Target | None, port: int, announce: Callable[[str], None], open_browser: bool,
 ) -> None:
-    from enkrypted_shell.contracts import ChatService
-
-    assert isinstance(service, ChatService)
     chat = WebChat(service, store)
     sock = bind_loopback(port)
     access = Access(sock.getsockname()[1])
@@ -89,8 +86,7 @@ async def _serve(
         if open_browser:
             loop.run_in_executor(None, webbrowser.open, access.url)
         if target is not None:
-            chat.handle({"op": "connect", "target": target.peer_id if target.fingerprint is None
-                         else f"enkrypted://peer/{target.fingerprint}?id={target.peer_id}"})
+            chat.dial(target)
         await server.stopped.wait()
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
