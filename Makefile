@@ -60,15 +60,17 @@ soak: $(STAMP) $(NODE_STAMP) system-deps
 		$(PY) -m pytest -m soak -s tests/soak $(PYTEST_ARGS)
 
 ## Screenshots of the chat TUI in docs/screenshots/ (docs/tui.md): the app headless at 80x24 on the
-## tests' scripted chat service, Textual's SVG export turned into PNG by Chromium headless.
+## tests' scripted chat service, Textual's SVG export turned into PNG by Chromium headless; and of
+## the web chat (docs/webui.md, web-*.png): the page on the same service in headless Chromium.
 screenshots: $(STAMP)
 	$(PY) tools/tui_screenshots.py docs/screenshots
+	$(PY) tools/webui_screenshots.py docs/screenshots
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check shell plugins registry tests tools benchmarks
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy shell/src plugins/p2p/src plugins/p2p_memory/src plugins/ui_cli/src plugins/cryptography/src plugins/cryptography_nacl/src registry/src
+	$(VENV)/bin/mypy shell/src plugins/p2p/src plugins/p2p_memory/src plugins/ui_cli/src plugins/ui_web/src plugins/cryptography/src plugins/cryptography_nacl/src registry/src
 
 clean:
 	rm -rf $(VENV) .demo wheelhouse benchmarks/results tools/node/node_modules

@@ -10,7 +10,9 @@
    peers through the p2p and crypto plugins (cascade MLS -> Signal -> ML-KEM -> AES).  Two p2p
    plugins are installed (p2p contract 2.0): ``p2p-webrtc`` (enkrypted-p2p: WebRTC through a
    broker) and ``p2p-memory`` (enkrypted-p2p-memory: in-process); the offline scripted run chooses
-   the memory one explicitly in the profile's config.toml, as a user swaps transports;
+   the memory one explicitly in the profile's config.toml, as a user swaps transports.  Two ui
+   plugins too: the terminal ``ui-cli`` (chosen) and the browser ``ui-web`` (its graph shows the
+   digests of the page files it would serve; `enkrypted --ui ui-web chat` starts it);
 5. a refusal on purpose: a library file edited after the lock is refused, named, before it runs;
 6. `plugins audit`: who published what, and the hash-chained record of what was loaded.
 """
@@ -31,13 +33,13 @@ from tools.workspace import DISTS, ROOT, build_wheels, make_env, plugin_librarie
 
 DEMO = ROOT / ".demo"
 PLUGINS = {"enkrypted-p2p": "p2p", "enkrypted-p2p-memory": "p2p", "enkrypted-ui-cli": "ui",
-           "enkrypted-crypto": "crypto", "enkrypted-crypto-nacl": "crypto"}
+           "enkrypted-ui-web": "ui", "enkrypted-crypto": "crypto", "enkrypted-crypto-nacl": "crypto"}
 
 
 def choice(broker_port: int) -> str:
     """The demo's config.toml: which plugin fills each slot, and the p2p settings (ICE pinned to
     loopback, the embedded broker), so nothing leaves the machine."""
-    return ('[plugins]\np2p = "p2p-webrtc"\ncrypto = "crypto-pyca"\n\n[settings.p2p]\n'
+    return ('[plugins]\np2p = "p2p-webrtc"\ncrypto = "crypto-pyca"\nui = "ui-cli"\n\n[settings.p2p]\n'
             f'broker_url = "ws://127.0.0.1:{broker_port}/"\n'
             'host_addresses = ["127.0.0.1"]\nremote_networks = ["127.0.0.0/8"]\n')
 
@@ -79,13 +81,15 @@ def main() -> int:
         env.install_requirements(*plugin_libraries())
         step("user: install the plugins from the index (TUF + signed provenance + hash-pinned pip)")
         sh(user, "plugins", "install", "enkrypted-p2p", "enkrypted-p2p-memory", "enkrypted-ui-cli",
-           "enkrypted-crypto", "enkrypted-crypto-nacl", "--index", url, env=environ)
+           "enkrypted-ui-web", "enkrypted-crypto", "enkrypted-crypto-nacl", "--index", url,
+           env=environ)
         step("user: two plugins fill the p2p slot and two the crypto slot; config.toml chooses")
         port = free_port()
         (DEMO / "home").mkdir(parents=True, exist_ok=True)
         (DEMO / "home" / "config.toml").write_text(choice(port), encoding="utf-8")
         print(choice(port), end="", flush=True)
-        for args in (["plugins", "verify"], ["plugins", "lock"], ["plugins", "graph"]):
+        for args in (["plugins", "verify"], ["plugins", "lock"], ["plugins", "graph"],
+                     ["--ui", "ui-web", "plugins", "graph"]):
             step("enkrypted " + " ".join(args))
             sh(user, *args, env=environ)
         with Broker(user, environ, port, ["--locked"]):

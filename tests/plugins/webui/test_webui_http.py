@@ -1,0 +1,119 @@
+"""The web chat's HTTP surface against a real server on 127.0.0.1 (aiohttp's client): only its
+user gets in (Host, Origin, the per-start secret, the cookie), no GET changes anything, every
+response carries the strict headers, and only the verified page files are served."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+
+from enkrypted_ui_web.access import COOKIE
+from enkrypted_ui_web.server import CSP, WebServer
+from tests.plugins.ui.fake_chat import FakeFileChatService
+from tests.plugins.webui.harness import running, source_assets
+
+
+def scenario(body: Callable[[WebServer, aiohttp.ClientSession, str], Awaitable[None]]) -> None:
+    async def run() -> None:
+        async with running(FakeFileChatService()) as server:
+            jar = aiohttp.CookieJar(unsafe=True)  # keep cookies for an IP address host
+            async with aiohttp.ClientSession(cookie_jar=jar) as client:
+                await body(server, client, server.access.origin)
+
+    asyncio.run(run())
+
+
+async def sign_in(server: WebServer, client: aiohttp.ClientSession, origin: str) -> None:
+    async with client.post(f"{origin}/api/session", json={"secret": server.access.secret},
+                           headers={"Origin": origin}) as res:
+        assert res.status == 204
+        cookie = res.cookies[COOKIE]
+        assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/"
+        assert cookie.value != server.access.secret
+
+
+def test_page_files_are_served_from_the_verified_bytes_with_strict_headers() -> None:
+    async def body(server: WebServer, client: aiohttp.ClientSession, origin: str) -> None:
+        given, _ = source_assets()
+        for path, name in (("/", "index.html"), ("/app.js", "app.js"), ("/style.css", "style.css")):
+            async with client.get(origin + path) as res:
+                assert res.status == 200 and await res.read() == given[name]
+                assert res.headers["Content-Security-Policy"] == CSP
+                assert res.headers["X-Content-Type-Options"] == "nosniff"
+                assert res.headers["Cache-Control"] == "no-store"
+                assert res.headers["X-Frame-Options"] == "DENY"
+        assert "script-src 'self';" in CSP and "'unsafe" not in CSP and "connect-src 'self'" in CSP
+        for path in ("/enkrypted-plugin.toml", "/..%2fplugin.py", "/static/app.js", "/plugin.py"):
+            async with client.get(origin + path) as res:
+                assert res.status in (401, 404), path  # never a file of the package
+                assert res.headers["Content-Security-Policy"] == CSP
+
+    scenario(body)
+
+
+def test_a_wrong_or_missing_secret_is_refused_and_the_right_one_gives_a_strict_cookie() -> None:
+    async def body(server: WebServer, client: aiohttp.ClientSession, origin: str) -> None:
+        for payload in ({"secret": "wrong"}, {}, {"secret": ""}, {"secret": 7}):
+            async with client.post(f"{origin}/api/session", json=payload,
+                                   headers={"Origin": origin}) as res:
+                assert res.status == 403 and COOKIE not in res.cookies
+        for path in ("/api/qr.svg", "/api/file/0"):
+            async with client.get(origin + path) as res:
+                assert res.status == 401, path
+        async with client.get(f"{origin}/ws", headers={"Origin": origin}) as res:
+            assert res.status == 401
+        await sign_in(server, client, origin)
+        async with client.get(f"{origin}/api/qr.svg") as res:
+            assert res.status == 200 and res.content_type == "image/svg+xml"
+            assert b"<script" not in await res.read()
+        async with client.ws_connect(f"{origin.replace('http', 'ws')}/ws", origin=origin) as ws:
+            state = await ws.receive_json(timeout=10)
+            assert state["type"] == "state" and state["me"]["peer_id"] == "alice-7f3k9q"
+
+    scenario(body)
+
+
+def test_another_origin_or_a_rebinding_host_cannot_use_the_chat_even_with_the_cookie() -> None:
+    async def body(server: WebServer, client: aiohttp.ClientSession, origin: str) -> None:
+        await sign_in(server, client, origin)
+        ws_url = f"{origin.replace('http', 'ws')}/ws"
+        for evil in ("http://evil.example", f"http://localhost:{server.access.port}",
+                     "http://127.0.0.1:1", "null"):
+            try:
+                async with client.ws_connect(ws_url, origin=evil):
+                    raise AssertionError(f"{evil} opened the WebSocket")
+            except aiohttp.WSServerHandshakeError as exc:
+                assert exc.status == 403
+            async with client.post(f"{origin}/api/upload?peer=bob&name=x", data=b"x",
+                                   headers={"Origin": evil}) as res:
+                assert res.status == 403
+            async with client.post(f"{origin}/api/session", json={"secret": server.access.secret},
+                                   headers={"Origin": evil}) as res:
+                assert res.status == 403
+        async with client.post(f"{origin}/api/upload?peer=bob&name=x", data=b"x") as res:
+            assert res.status == 403  # a change without an Origin: not from the page
+        for host in ("evil.example", f"evil.example:{server.access.port}", f"localhost:{server.access.port}"):
+            async with client.get(f"{origin}/", headers={"Host": host}) as res:
+                assert res.status == 421, host
+            async with client.get(f"{origin}/api/qr.svg", headers={"Host": host}) as res:
+                assert res.status == 421, host
+
+    scenario(body)
+
+
+def test_no_get_changes_state() -> None:
+    async def body(server: WebServer, client: aiohttp.ClientSession, origin: str) -> None:
+        await sign_in(server, client, origin)
+        before = server.chat.model.peers.copy(), server.chat.model.notice
+        for path in ("/api/session", "/api/upload?peer=bob&name=x", "/ws?op=connect&target=bob",
+                     "/?op=quit", "/api/qr.svg?connect=bob"):
+            async with client.get(origin + path, headers={"Origin": origin}) as res:
+                assert res.status in (200, 400, 404, 405), (path, res.status)
+        assert (server.chat.model.peers, server.chat.model.notice) == before
+        assert not server.stopped.is_set()
+        async with client.post(f"{origin}/api/file/0", headers={"Origin": origin}) as res:
+            assert res.status == 405
+
+    scenario(body)
