@@ -34,7 +34,7 @@ from ..errors import BadInvite
 from ..invite import MAX_INPUT_CHARS, parse_target
 from .groups import MAX_NAME_CHARS, GroupView, one_line
 from .model import ChatModel
-from .render import GROUP_MARK, grouped, receipt_mark, safety_groups
+from .render import GROUP_MARK, grouped, members, receipt_mark, safety_groups
 
 RunOp = Callable[[str, str, str], None]
 """``run_op(op, group_id, argument)``: ``create`` / ``invite`` / ``remove`` / ``leave`` /
@@ -100,9 +100,9 @@ def receipts_text(view: GroupView) -> Text:
     names = {m.fingerprint: m.peer_id for m in view.members}
     out = Text()
     for line in reversed(lines):
-        mark, style = receipt_mark(len(line.received), len(line.recipients))
+        _, style = receipt_mark(len(line.received), len(line.recipients))
         out.append(one_line(line.text, 40), "bold")
-        out.append(f"  received by{mark.replace('✓', '').replace('…', '')}\n", style)
+        out.append(f"  received by {len(line.received)}/{len(line.recipients)}\n", style)
         for fp in line.recipients:
             got = fp in line.received
             out.append(f"   {'✓' if got else '…'} ", "green" if got else "dim")
@@ -126,9 +126,11 @@ class GroupScreen(ModalScreen[None]):
     #group-title { height: 1; padding: 0 1; text-style: bold; }
     #group-tabs { height: 1fr; }
     #group-tabs TabPane { height: 1fr; padding: 0; }
-    #members { height: 7; }
+    #members { height: auto; max-height: 8; border: none; }
     #member-detail { height: 1fr; padding: 0 1; }
-    #member-buttons, .manage-row { height: 3; }
+    #member-buttons { height: 1; }
+    #member-buttons Button { margin-right: 1; width: auto; }
+    .manage-row { height: 3; }
     .manage-row Input { width: 1fr; }
     .manage-row Button { width: auto; min-width: 12; }
     #group-error { height: 1; color: $error; padding: 0 1; }
@@ -156,8 +158,9 @@ class GroupScreen(ModalScreen[None]):
                     with VerticalScroll(id="member-detail"):
                         yield Static("", id="member-text")
                     with Horizontal(id="member-buttons"):
-                        yield Button("Acknowledge new key (A)", id="acknowledge", variant="error")
-                        yield Button("Remove from group", id="remove")
+                        yield Button("Acknowledge new key (A)", id="acknowledge", variant="error",
+                                     compact=True)
+                        yield Button("Remove from group", id="remove", compact=True)
                 with TabPane("Receipts", id="tab-receipts"), VerticalScroll():
                     yield Static("", id="receipts")
                 with TabPane("Manage", id="tab-manage"):
@@ -197,17 +200,17 @@ class GroupScreen(ModalScreen[None]):
             return
         mark, style = GROUP_MARK.get(view.state, ("?", ""))
         title.update(Text.assemble((mark, style), " ", (view.label, "bold cyan"),
-                                   (f" · {len(view.members)} members · epoch {view.epoch} · "
+                                   (f" · {members(len(view.members))} · epoch {view.epoch} · "
                                     f"{view.state}", "dim")))
-        members = self.query_one("#members", OptionList)
+        options = self.query_one("#members", OptionList)
         shown = (view.members, tuple(sorted(view.changed)), view.state)
         if shown != self._shown:
             self._shown = shown
-            at = members.highlighted
-            members.set_options([Option(member_prompt(self.model, view, m), id=f"m{i}")
+            at = options.highlighted
+            options.set_options([Option(member_prompt(self.model, view, m), id=f"m{i}")
                                  for i, m in enumerate(view.members)])
             if view.members:
-                members.highlighted = min(at or 0, len(view.members) - 1)
+                options.highlighted = min(at or 0, len(view.members) - 1)
         self._show_member()
         self.query_one("#receipts", Static).update(receipts_text(view))
         left = view.state == "left"
@@ -229,6 +232,14 @@ class GroupScreen(ModalScreen[None]):
         self.query_one("#member-text", Static).update(text)
         ack = self.query_one("#acknowledge", Button)
         ack.display = bool(view and member and member.peer_id in view.changed)
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """**A** is offered only on a member whose key changed."""
+        if action == "acknowledge":
+            view, member = self.view, self._member()
+            return bool(view and member and member.peer_id in view.changed)
+        return True
 
     @on(OptionList.OptionHighlighted, "#members")
     def _highlighted(self) -> None:

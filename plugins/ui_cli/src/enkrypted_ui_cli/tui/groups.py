@@ -174,8 +174,9 @@ class GroupBook:
         came = [names.get(fp) or self.who(view, fp) for fp in event.added[:8]]
         went = [names.get(fp) or self.who(view, fp) for fp in event.removed[:8]]
         if not before:
-            self.note(view, f"joined “{view.label}” at epoch {view.epoch}: "
-                            f"{len(view.members)} members", now)
+            count = len(view.members)
+            self.note(view, f"joined “{view.label}” at epoch {view.epoch}: {count} member"
+                            f"{'' if count == 1 else 's'}", now)
         if came:
             self.note(view, f"{', '.join(came)} joined (epoch {view.epoch})", now)
         if went:

@@ -9,6 +9,8 @@ __all__ = [
     "group_conversation",
     "group_prompt",
     "group_status",
+    "members",
+    "receipt_mark",
     "grouped",
     "qr_text",
     "safety_groups",
@@ -114,7 +116,7 @@ def status_line(model: ChatModel, view: PeerView | None) -> Text:
     return text
 
 
-def group_prompt(view: GroupView, width: int = 20) -> Text:
+def group_prompt(view: GroupView, width: int = 18) -> Text:
     """``● friends 4 e12 (2)``: state, name, member count, epoch, unread; a fork or a changed
     member key is a red ``!``."""
     mark, style = GROUP_MARK.get(view.state, ("?", ""))
@@ -127,6 +129,10 @@ def group_prompt(view: GroupView, width: int = 20) -> Text:
     if unread:
         text.append(unread, style="bold cyan")
     return text
+
+
+def members(count: int) -> str:
+    return f"{count} member" if count == 1 else f"{count} members"
 
 
 def receipt_mark(received: int, recipients: int) -> tuple[str, str]:
@@ -168,7 +174,7 @@ def group_banner(view: GroupView, left_text: str) -> str | None:
         return f"⚠ {who}'s IDENTITY KEY CHANGED in this group — sending blocked. Press F5."
     if view.fork is not None:
         how = "re-joining (new Welcome)" if view.fork.rejoining else "we stay on ours"
-        return f"⑂ FORK at epoch {view.fork.epoch}: members disagree — {how}. F5 for members."
+        return f"⚠ FORK at epoch {view.fork.epoch}: members disagree — {how}. F5 for members."
     if view.state == "left":
         return f"✕ {left_text}"
     if view.state == "rejoining":
@@ -182,7 +188,7 @@ def group_status(model: ChatModel, view: GroupView) -> Text:
     mark, style = GROUP_MARK.get(view.state, ("?", ""))
     text.append(" │ ", "dim")
     text.append(f"{mark} {view.label}", style)
-    text.append(f" │ {len(view.members)} members │ epoch {view.epoch} │ {view.state}", "dim")
+    text.append(f" │ {members(len(view.members))} │ epoch {view.epoch} │ {view.state}", "dim")
     return text
 
 
