@@ -116,7 +116,7 @@ def status_line(model: ChatModel, view: PeerView | None) -> Text:
     return text
 
 
-def group_prompt(view: GroupView, width: int = 18) -> Text:
+def group_prompt(view: GroupView, width: int = 19) -> Text:
     """``● friends 4 e12 (2)``: state, name, member count, epoch, unread; a fork or a changed
     member key is a red ``!``."""
     mark, style = GROUP_MARK.get(view.state, ("?", ""))
@@ -124,7 +124,8 @@ def group_prompt(view: GroupView, width: int = 18) -> Text:
         mark, style = "!", "bold white on red"
     unread = f" ({view.unread})" if view.unread else ""
     tail = "left" if view.state == "left" else f"{len(view.members)} e{view.epoch}"
-    name = view.label[: max(1, width - 3 - len(tail) - len(unread))]
+    room = max(1, width - 3 - len(tail) - len(unread))
+    name = view.label if len(view.label) <= room else view.label[: room - 1] + "…"
     text = Text.assemble((mark, style), " ", name, " ", (tail, "dim"))
     if unread:
         text.append(unread, style="bold cyan")

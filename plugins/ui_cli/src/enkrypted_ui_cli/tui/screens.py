@@ -26,7 +26,7 @@ HELP = """\
   F3         safety number: compare, mark verified, acknowledge a new key
   F4         files: send one (fast path = reduced protection), accept or
              reject offers, transfers with progress, export received files
-  F5         group: members, safety numbers, receipts; add, remove, rename,
+  F5         group: members, safety numbers, receipts, add/remove, rename,
              leave, create (F2 in a group: Ctrl+G adds, Ctrl+R removes)
   F6 / F7    previous / next contact or group  Tab  list / input
   F8         hang up (the session is kept; F2 and the same id resume it)
