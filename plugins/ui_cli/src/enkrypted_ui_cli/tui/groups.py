@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from enkrypted_shell.contracts import (
+    GROUP_STATES,
     GroupChatForked,
     GroupChatLeft,
     GroupChatMembership,
@@ -100,7 +101,7 @@ class GroupBook:
             if view is None:
                 continue
             view.lines = self.store.group_history(view.group_id)
-            view.state = info.state if info.state in ("active", "rejoining", "left") else "active"
+            view.state = info.state if info.state in GROUP_STATES else "active"
             self._members(view, info.name, info.epoch, info.members, now)
 
     def _view(self, group_id: str) -> GroupView | None:
