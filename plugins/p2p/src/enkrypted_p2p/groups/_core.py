@@ -291,7 +291,7 @@ class GroupCore(SequencerCore):
         if isinstance(term, int) and isinstance(taker, str) and term > self._term:
             self._term, self._taker = term, taker[:64]  # a takeover commit: the members it
             # removed may re-join
-            self._rejoinable |= {p for fp, p in self._roster.items() if fp in event.removed}
+            self._rejoinable.update({p: fp for fp, p in self._roster.items() if fp in event.removed})
         for fp in event.added:
             peer = mapping.get(fp)
             if isinstance(peer, str) and 0 < len(peer) <= 64:
