@@ -56,6 +56,7 @@ from ..groups import (
     GroupMessageDelivered,
     GroupNode,
     GroupOutput,
+    GroupPdu,
     GroupRenamed,
     Kind,
     MembershipChanged,
@@ -191,7 +192,7 @@ class GroupDesk:
         except RemoteInputError:
             self.dropped["malformed"] += 1
             return
-        why = self._refusal(peer_id, pdu.group_id, pdu.kind, fingerprint)
+        why = self._refusal(peer_id, pdu, fingerprint)
         if why:
             self.dropped[why] += 1
             _log.info("dropped a group frame from %s: %s", peer_id[:64], why)
@@ -202,17 +203,24 @@ class GroupDesk:
 
         await self._jobs.put(job)
 
-    def _refusal(self, peer_id: str, group_id: bytes, kind: Kind, fingerprint: str | None) -> str:
+    def _refusal(self, peer_id: str, pdu: GroupPdu, fingerprint: str | None) -> str:
         """Why a frame may not reach the node ('' if it may)."""
-        core = self.node.groups.get(group_id)
+        kind = pdu.kind
+        core = self.node.groups.get(pdu.group_id)
         if core is None:
-            return "" if kind in (Kind.KEY_PACKAGE_REQUEST, Kind.WELCOME, Kind.STATUS) \
-                else "unknown-group"
+            if kind not in (Kind.KEY_PACKAGE_REQUEST, Kind.WELCOME, Kind.STATUS):
+                return "unknown-group"
+            return ""
         member = next((fp for fp, p in core.roster.items() if p == peer_id), None)
         if member is not None:
             return "" if member == fingerprint else "identity-mismatch"
         if core.invited(peer_id) or kind in _OUTSIDER_KINDS:
-            return ""
+            # an outsider speaks for itself, to us: it names no other origin (a relay's origin
+            # is not authenticated) and asks us to relay nothing (only a Welcome is relayed to
+            # us, by members the re-joining outsider may not know yet; MLS checks it)
+            relayed = pdu.hops != 0 and kind is not Kind.WELCOME
+            return "outsider-relay" if relayed or pdu.target not in ("", self.node.peer_id) \
+                else ""
         return "not-a-member"
 
     def links_changed(self, ready: set[str]) -> None:
