@@ -4,12 +4,20 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+import pytest
+
+from enkrypted_crypto.plugin import enkrypted_crypto_service
+from enkrypted_p2p.chat import _groups, _service
 from enkrypted_p2p.chat._groups import GroupDesk
 from enkrypted_p2p.groups import GroupPdu, Kind, MembershipChanged, PduRejected
 from enkrypted_p2p.groups._base import new_id
 from enkrypted_p2p.groups._wire import b64, encode_json
+from enkrypted_p2p_memory.endpoint import Switchboard
+from enkrypted_shell.contracts import AppContext
 from tests.p2p.groups_net import Net
+from tests.p2p.test_groupchat_service import Member, run
 
 
 def _rejoin_intent(origin: str, target: str, key_package: bytes, group_id: bytes, *,
@@ -86,3 +94,65 @@ def test_a_non_member_speaks_only_for_itself_directly_to_us() -> None:
         assert desk._jobs.qsize() == 1
 
     asyncio.run(scenario())
+
+
+def test_a_stranger_cannot_make_us_join_groups_past_the_bound(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anyone may invite us, but the groups we hold (and persist, heartbeat and dial for) are
+    bounded: past MAX_GROUPS an invitation (its key-package request or Welcome) is dropped."""
+    monkeypatch.setattr(_groups, "MAX_GROUPS", 1)
+    net = Net(2, seed=6)
+    net.form_group(["peer-0"])
+    desk = _desk(net, "peer-1", _Dials())
+    net.nodes["peer-1"].create_group("mine")
+    ask = GroupPdu(Kind.KEY_PACKAGE_REQUEST, b"g" * 32, 0, new_id(), "peer-0", b"",
+                   "peer-1").encode()
+
+    async def scenario() -> None:
+        await desk.frame_received("peer-0", ask, net.fingerprints["peer-0"])
+        assert desk.dropped["too-many-groups"] == 1
+        assert desk._jobs.empty()
+
+    asyncio.run(scenario())
+
+
+def test_group_dials_are_bounded_whatever_the_rosters_name() -> None:
+    """The peers a group core wants reached come from rosters other members wrote: at most
+    DIALS_PER_WINDOW dials per REDIAL_S window, however many peers or commits there are (a
+    hostile roster cannot turn us into a dial amplifier; the mesh dials share the budget)."""
+    net = Net(1, seed=7)
+    dials = _Dials()
+    desk = _desk(net, "peer-0", dials)
+
+    async def scenario() -> None:
+        for n in range(_groups.QUEUED_PEERS):
+            await desk._send_to(f"victim-{n:03}", b"frame")
+        assert len(dials.dialled) == _groups.DIALS_PER_WINDOW
+        assert desk.dropped["dial-budget"] == _groups.QUEUED_PEERS - _groups.DIALS_PER_WINDOW
+        dials.now += _groups.REDIAL_S
+        await desk._send_to("victim-020", b"frame")  # a retransmission dials it now
+        assert len(dials.dialled) == _groups.DIALS_PER_WINDOW + 1
+
+    asyncio.run(scenario())
+
+
+def test_failed_group_dials_leave_no_peer_behind(monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    """A group dial to a peer id nobody answers (a roster can name any) must not keep a peer
+    entry: else rosters fill the chat service's MAX_PEERS and every new 1:1 peer is refused."""
+    monkeypatch.setattr(_service, "MAX_PEERS", 4)
+    crypto = enkrypted_crypto_service(AppContext(tmp_path / "crypto"))
+
+    async def scenario() -> None:
+        board = Switchboard()
+        alice = await Member(board, "alice", crypto, tmp_path / "alice").start()
+        bob = await Member(board, "bob", crypto, tmp_path / "bob").start()
+        assert alice.chat is not None and bob.chat is not None
+        for n in range(8):  # what the desk's dial callback spawns, one after the other
+            await alice.chat._group_dial(f"ghost-{n}")
+        assert not [p for p in alice.chat.peers() if p.startswith("ghost-")]
+        await bob.chat.connect("alice", 20)
+        await bob.stop()
+        await alice.stop()
+
+    run(scenario)

@@ -73,6 +73,9 @@ GROUPS_TABLE: Final = "groups"
 MESH_LINKS: Final = 16
 """Members a service dials on its own (the smaller peer id dials); others reach us or relay."""
 REDIAL_S: Final = 5.0
+DIALS_PER_WINDOW: Final = MESH_LINKS
+"""Group dials at most per :data:`REDIAL_S`, all peers together: the peer ids come from rosters
+other members wrote, so a hostile roster must not turn us into a dial amplifier."""
 QUEUED_FRAMES: Final = 64
 """Frames kept per peer without a ready session (the oldest go first; the core retransmits)."""
 QUEUED_PEERS: Final = 64
@@ -105,6 +108,7 @@ class GroupDesk:
         self._waiting: dict[str, deque[bytes]] = {}
         self._ready: set[str] = set()
         self._dialled: dict[str, float] = {}
+        self._recent_dials: deque[float] = deque()
         self.dropped: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ start and persistence
@@ -210,7 +214,8 @@ class GroupDesk:
         if core is None:
             if kind not in (Kind.KEY_PACKAGE_REQUEST, Kind.WELCOME, Kind.STATUS):
                 return "unknown-group"
-            return ""
+            joins = kind is not Kind.STATUS  # anyone may invite us, into a bounded number
+            return "too-many-groups" if joins and len(self.node.groups) >= MAX_GROUPS else ""
         member = next((fp for fp, p in core.roster.items() if p == peer_id), None)
         if member is not None:
             return "" if member == fingerprint else "identity-mismatch"
@@ -253,6 +258,12 @@ class GroupDesk:
         now = self._clock()
         if not force and now < self._dialled.get(peer, -REDIAL_S) + REDIAL_S:
             return
+        while self._recent_dials and self._recent_dials[0] <= now - REDIAL_S:
+            self._recent_dials.popleft()
+        if len(self._recent_dials) >= DIALS_PER_WINDOW:
+            self.dropped["dial-budget"] += 1  # the core retransmits: a later try dials it
+            return
+        self._recent_dials.append(now)
         self._dialled[peer] = now
         while len(self._dialled) > QUEUED_PEERS * 4:
             del self._dialled[next(iter(self._dialled))]
