@@ -11,7 +11,14 @@ import pytest
 from enkrypted_crypto.plugin import enkrypted_crypto_service
 from enkrypted_p2p.chat import _groups, _service
 from enkrypted_p2p.chat._groups import GroupDesk
-from enkrypted_p2p.groups import GroupPdu, Kind, MembershipChanged, PduRejected
+from enkrypted_p2p.groups import (
+    GroupMessageDelivered,
+    GroupPdu,
+    Kind,
+    MembershipChanged,
+    PduRejected,
+    SendTo,
+)
 from enkrypted_p2p.groups._base import new_id
 from enkrypted_p2p.groups._wire import b64, encode_json
 from enkrypted_p2p_memory.endpoint import Switchboard
@@ -156,3 +163,16 @@ def test_failed_group_dials_leave_no_peer_behind(monkeypatch: pytest.MonkeyPatch
         await alice.stop()
 
     run(scenario)
+
+
+def test_a_member_text_with_a_lone_surrogate_never_raises() -> None:
+    """A member's sealed JSON may carry ``\\ud800``: delivered as is, never an exception."""
+    net = Net(2, seed=8)
+    gid = net.form_group(net.peers)
+    sender = net.core("peer-0", gid)
+    msg_id = new_id()
+    _, out = sender._broadcast_application(
+        msg_id, encode_json({"t": "msg", "id": msg_id.hex(), "text": "a\ud800"}))
+    frames = [o.pdu for o in out if isinstance(o, SendTo)]
+    got = [e for f in frames for e in net.core("peer-1", gid).receive("peer-0", f, net.now)]
+    assert [e.text for e in got if isinstance(e, GroupMessageDelivered)] == ["a\ud800"]

@@ -337,7 +337,8 @@ class GroupCore(SequencerCore):
         kind = inner.get("t")
         if kind == "msg" and inner.get("id") == pdu.msg_id.hex():
             text = inner.get("text")
-            if isinstance(text, str) and len(text.encode()) <= self.config.max_text:
+            if isinstance(text, str) and len(text.encode("utf-8", "surrogatepass")) <= (
+                    self.config.max_text):  # a member's JSON may carry a lone surrogate
                 return [
                     GroupMessageDelivered(
                         self.group_id, pdu.msg_id, message.sender, sender_peer, text, pdu.epoch
