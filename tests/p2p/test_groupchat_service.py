@@ -252,12 +252,43 @@ def test_the_control_endpoint_serves_its_profile_s_token_only(crypto: CryptoServ
         refused = await control_call(alice.store, {"op": "leave", "group": "00"})  # type: ignore[arg-type]
         assert refused == {"event": "error", "error": "P2PUsageError", "message": "no group '00'"}
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b'{"token": "' + b"00" * 32 + b'", "op": "list"}\n')
+        writer.write(b'{"hello": "' + b"11" * 32 + b'"}\n')
+        challenge = json.loads(await reader.readline())
+        assert set(challenge) == {"nonce", "proof"}  # the token itself never crosses the socket
+        writer.write(b'{"proof": "' + b"00" * 32 + b'", "op": "list"}\n')
         answer = json.loads(await reader.readline())
         writer.close()
         assert answer["message"] == "wrong control token"
         await server.aclose()
         assert CONTROL_KEY not in alice.store.tables.get(CONTROL_TABLE, {})
+        await alice.stop()
+
+    run(scenario)
+
+
+def test_a_command_sends_nothing_to_a_process_that_took_a_dead_peer_s_control_port(
+        crypto: CryptoService, tmp_path: Path) -> None:
+    """A crashed ``listen`` leaves its record; whoever binds that port next must not receive the
+    request (a group message, say) — it cannot prove it holds the profile's control token."""
+    async def scenario() -> None:
+        alice = await Member(Switchboard(), "alice", crypto, tmp_path / "a").start()
+        received: list[bytes] = []
+
+        async def impostor(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            received.append(await reader.readline())
+            writer.write(b'{"nonce": "' + b"22" * 32 + b'", "proof": "' + b"33" * 32 + b'"}\n')
+            await writer.drain()
+            received.append(await reader.readline())
+            writer.close()
+
+        server = await asyncio.start_server(impostor, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        record = {"port": port, "token": "44" * 32, "pid": 1}
+        alice.store.put(CONTROL_TABLE, CONTROL_KEY, json.dumps(record).encode())
+        with pytest.raises(NoRunningPeer, match="could not prove"):
+            await control_call(alice.store, {"op": "send", "group": "00", "text": "secret plan"})  # type: ignore[arg-type]
+        server.close()
+        assert b"secret plan" not in b"".join(received) and b"44" * 32 not in b"".join(received)
         await alice.stop()
 
     run(scenario)

@@ -6,8 +6,13 @@ the other used, or fork the group).  ``enkrypted listen`` (with an unlocked prof
 process: it serves a **control endpoint** on ``127.0.0.1`` (an ephemeral port) and writes
 ``{"port", "token", "pid"}`` into the profile store (table ``control``; the store is encrypted, so
 reading the 32-byte token takes the passphrase).  A command opens the same profile, reads the
-record, connects, and sends one JSON line ``{"token", "op", ...}``; the peer answers one JSON line
-(the result, or ``{"error", "message"}``).  Without a running peer the command says so (exit 2).
+record and connects.  Both sides then prove they hold the token without sending it: the command
+sends ``{"hello": nonce_c}``, the peer answers ``{"nonce": nonce_s, "proof": HMAC(token, "server" |
+nonce_c | nonce_s)}``, and only if that proof is right does the command send its one request line
+``{"op", ..., "proof": HMAC(token, "client" | nonce_c | nonce_s)}`` (so a process that took the
+port of a crashed peer, whose record is still in the profile, learns neither the token nor the
+request — a group message, say).  The peer answers one JSON line (the result, or ``{"error",
+"message"}``).  Without a running peer the command says so (exit 2).
 
 Bounds: a request is one line of at most :data:`MAX_REQUEST` bytes, read within
 :data:`REQUEST_TIMEOUT_S`; at most :data:`MAX_CLIENTS` at once; a wrong token is refused (compared
@@ -37,6 +42,23 @@ CONTROL_KEY: Final = b"listen"
 MAX_REQUEST: Final = 128 * 1024
 REQUEST_TIMEOUT_S: Final = 10.0
 MAX_CLIENTS: Final = 16
+_NONCE_BYTES: Final = 32
+
+
+def _proof(token: bytes, role: bytes, client_nonce: bytes, server_nonce: bytes) -> str:
+    message = b"enkrypted-control-v1\0" + role + b"\0" + client_nonce + server_nonce
+    return hmac.new(token, message, "sha256").hexdigest()
+
+
+def _nonce(message: object, key: str) -> bytes:
+    value = message.get(key) if isinstance(message, dict) else None
+    try:
+        nonce = bytes.fromhex(value) if isinstance(value, str) else b""
+    except ValueError:
+        nonce = b""
+    if len(nonce) != _NONCE_BYTES:
+        raise ValueError(f"the control handshake needs a {_NONCE_BYTES}-byte {key!r}")
+    return nonce
 
 
 class NoRunningPeer(P2PUsageError):
@@ -111,24 +133,30 @@ class ControlServer:
             if self._clients > MAX_CLIENTS:
                 return
             async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                client_nonce = _nonce(json.loads(await reader.readline()), "hello")
+                server_nonce = secrets.token_bytes(_NONCE_BYTES)
+                proof = _proof(self._token, b"server", client_nonce, server_nonce)
+                writer.write(json.dumps({"nonce": server_nonce.hex(), "proof": proof}).encode()
+                             + b"\n")
+                await writer.drain()
                 line = await reader.readline()
-            answer = await self._answer(line)
+            expected = _proof(self._token, b"client", client_nonce, server_nonce)
+            answer = await self._answer(line, expected)
             writer.write(json.dumps(answer, ensure_ascii=False).encode() + b"\n")
             await writer.drain()
-        except (TimeoutError, ValueError, ConnectionError):
-            pass  # a slow, oversized or vanished client: nothing to answer
+        except (TimeoutError, ValueError, RecursionError, ConnectionError):
+            pass  # a slow, oversized, malformed or vanished client: nothing to answer
         finally:
             self._clients -= 1
             writer.close()
 
-    async def _answer(self, line: bytes) -> dict[str, Any]:
+    async def _answer(self, line: bytes, expected: str) -> dict[str, Any]:
         try:
             request = json.loads(line)
         except (ValueError, RecursionError):
             return {"event": "error", "error": "P2PUsageError", "message": "not a JSON request"}
-        token = request.get("token") if isinstance(request, dict) else None
-        if not isinstance(token, str) or not hmac.compare_digest(token.encode(),
-                                                                 self._token.hex().encode()):
+        proof = request.get("proof") if isinstance(request, dict) else None
+        if not isinstance(proof, str) or not hmac.compare_digest(proof.encode(), expected.encode()):
             return {"event": "error", "error": "P2PUsageError", "message": "wrong control token"}
         try:
             return await _dispatch(self._chat, request)
@@ -145,17 +173,17 @@ async def control_call(store: ProfileStore, request: dict[str, Any],
                             "with it first (it keeps the groups online)")
     try:
         record = json.loads(raw)
-        port, token = int(record["port"]), str(record["token"])
+        port, token = int(record["port"]), bytes.fromhex(str(record["token"]))
     except (ValueError, KeyError, TypeError):
         raise NoRunningPeer("the profile's control record is damaged: restart `enkrypted listen`"
                             ) from None
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=16 * 1024 * 1024)
-            writer.write(json.dumps({**request, "token": token}).encode() + b"\n")
-            await writer.drain()
-            line = await reader.readline()
-            writer.close()
+            try:
+                line = await _exchange(reader, writer, token, request)
+            finally:
+                writer.close()
     except (OSError, TimeoutError) as exc:
         raise NoRunningPeer(f"the profile's running peer does not answer ({exc}): is `enkrypted "
                             "listen` still running?") from None
@@ -166,3 +194,26 @@ async def control_call(store: ProfileStore, request: dict[str, Any],
     if not isinstance(answer, dict):
         raise NoRunningPeer("the running peer answered nonsense")
     return answer
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, token: bytes,
+                    request: dict[str, Any]) -> bytes:
+    """The handshake, then the request: sent only to a process that proved it holds the token."""
+    client_nonce = secrets.token_bytes(_NONCE_BYTES)
+    writer.write(json.dumps({"hello": client_nonce.hex()}).encode() + b"\n")
+    await writer.drain()
+    try:
+        hello = json.loads(await reader.readline())
+        server_nonce = _nonce(hello, "nonce")
+    except (ValueError, RecursionError):
+        raise NoRunningPeer("the process on the profile's control port is not its running peer "
+                            "(no control handshake): restart `enkrypted listen`") from None
+    expected = _proof(token, b"server", client_nonce, server_nonce)
+    proof = hello.get("proof")
+    if not isinstance(proof, str) or not hmac.compare_digest(proof.encode(), expected.encode()):
+        raise NoRunningPeer("the process on the profile's control port could not prove it is the "
+                            "profile's peer; nothing was sent: restart `enkrypted listen`")
+    client_proof = _proof(token, b"client", client_nonce, server_nonce)
+    writer.write(json.dumps({**request, "proof": client_proof}).encode() + b"\n")
+    await writer.drain()
+    return await reader.readline()
