@@ -27,6 +27,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -63,6 +64,7 @@ def sh(*args: str | Path, env: dict[str, str], expect: int = 0) -> None:
 def main() -> int:
     # a SIGTERM unwinds like Ctrl-C: the `finally` blocks stop every process the demo started
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+    started = time.monotonic()
     shutil.rmtree(DEMO, ignore_errors=True)
     step("building wheels")
     names = ["enkrypted-shell", "enkrypted-registry", *PLUGINS]
@@ -98,27 +100,33 @@ def main() -> int:
             step("enkrypted " + " ".join(args))
             sh(user, *args, env=environ)
         with Broker(user, environ, port, ["--locked"]):
-            step("enkrypted run --locked: the ui's scripted conversation, alice and bob over WebRTC")
-            sh(user, "run", "--locked", env=environ)
-            step("two people: separate processes, each with its own encrypted profile, --locked")
-            keys = two_peer_chat(user, environ, port, ["--locked"])
-            step("a file: Bob sends, Alice keeps it encrypted in her profile and exports a copy")
-            file_transfer(user, environ, DEMO / "files", ["--locked"])
-            step("a group of three: Carol joins; each keeps `listen --id` running, --locked")
-            group_chat(user, environ, keys, DEMO / "group", ["--locked"])
-            step("swap: the PyNaCl backend (--crypto crypto-nacl), locked by a second lock")
-            nacl_lock = DEMO / "home" / "plugins-nacl.lock.toml"
-            sh(user, "--crypto", "crypto-nacl", "--lock", nacl_lock, "plugins", "lock",
-               env=environ)
-            swap_backends(user, environ, nacl_lock)
-            _refusal_on_purpose(env.site_packages, user, environ)
+            _people(user, environ, port, env.site_packages)
         step("enkrypted plugins audit")
         sh(user, "plugins", "audit", env=environ)
     finally:
         server.terminate()
         server.wait(timeout=10)
-    print("\ndemo complete: try `.demo/env/bin/enkrypted --help` with ENKRYPTED_HOME=.demo/home")
+    print(f"\ndemo complete in {time.monotonic() - started:.0f} s: try `.demo/env/bin/enkrypted "
+          "--help` with ENKRYPTED_HOME=.demo/home")
     return 0
+
+
+def _people(user: Path, environ: dict[str, str], port: int, site: Path) -> None:
+    """Everything that talks through the broker on ``port``: the scripted run, two people, a
+    file, a group of three, the crypto swap, and the refusal on purpose."""
+    step("enkrypted run --locked: the ui's scripted conversation, alice and bob over WebRTC")
+    sh(user, "run", "--locked", env=environ)
+    step("two people: separate processes, each with its own encrypted profile, --locked")
+    keys = two_peer_chat(user, environ, port, ["--locked"])
+    step("a file: Bob sends, Alice keeps it encrypted in her profile and exports a copy")
+    file_transfer(user, environ, DEMO / "files", ["--locked"])
+    step("a group of three: Carol joins; each keeps `listen --id` running, --locked")
+    group_chat(user, environ, keys, DEMO / "group", ["--locked"])
+    step("swap: the PyNaCl backend (--crypto crypto-nacl), locked by a second lock")
+    nacl_lock = DEMO / "home" / "plugins-nacl.lock.toml"
+    sh(user, "--crypto", "crypto-nacl", "--lock", nacl_lock, "plugins", "lock", env=environ)
+    swap_backends(user, environ, nacl_lock)
+    _refusal_on_purpose(site, user, environ)
 
 
 def _refusal_on_purpose(site: Path, user: Path, environ: dict[str, str]) -> None:

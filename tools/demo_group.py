@@ -56,6 +56,10 @@ class Member:
             if line.startswith("{"):
                 self.lines.append(json.loads(line))
 
+    def terminate(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+
     def stop(self) -> None:
         if self.proc is not None:
             _stop(self.proc)
@@ -147,18 +151,21 @@ def group_chat(user: Path, environ: dict[str, str], fingerprints: dict[str, str]
     """Carol joins Alice and Bob (whose identities are ``fingerprints``) in a group of three."""
     unlocked = {**environ, "ENKRYPTED_PASSPHRASE": PASSPHRASE}
     started = time.monotonic()
-    keys = {**fingerprints, "carol": _profile(user, unlocked, "carol")}
     folder.mkdir(parents=True, exist_ok=True)
     members = {name: Member(user, name, unlocked, folder) for name in _NAMES}
     commands = GroupCommands(user, unlocked, command_args)
     try:
-        for member in members.values():
-            member.start(command_args)
+        members["alice"].start(command_args)
+        members["bob"].start(command_args)
+        keys = {**fingerprints, "carol": _profile(user, unlocked, "carol")}  # while they start
+        members["carol"].start(command_args)
         _until(lambda: all(m.of("listening") for m in members.values()), "all three listening",
                list(members.values()))
         _scenario(commands, members, keys)
     finally:
         commands.stop()
+        for member in members.values():  # all at once: each takes a moment to close its links
+            member.terminate()
         for member in members.values():
             member.stop()
         print("listeners stopped (pids "
@@ -171,8 +178,9 @@ def _scenario(group: GroupCommands, members: dict[str, Member], keys: dict[str, 
     everyone = list(members.values())
     gid = group.gid = str(group.run("alice", "create", "friends")["group"])
     print(f"  (GROUP={gid})", flush=True)
-    for name in ("bob", "carol"):
-        group.run("alice", "add", gid, name)
+    adding = [group.start("alice", "add", gid, name) for name in ("bob", "carol")]  # at once
+    for proc in adding:
+        group.answer(proc)
     epoch = _converged(gid, everyone, frozenset(_NAMES))
     _show_membership(group.answers(group.start("bob", "list")), gid, keys, epoch)
 
@@ -204,7 +212,7 @@ def _scenario(group: GroupCommands, members: dict[str, Member], keys: dict[str, 
     group.run("bob", "send", gid, _AFTER)
     _until(lambda: members["alice"].texts(gid)[_AFTER] >= 1, "alice reads bob's last message",
            everyone)
-    time.sleep(1.5)  # a late copy, or a duplicate, would show up now
+    time.sleep(1.0)  # a late copy, or a duplicate, would show up now
     _check_once(gid, members, removed_at)
 
 
