@@ -86,6 +86,8 @@ def _assert_the_group_part(out: str) -> None:
         others = ", ".join(sorted({"alice", "bob", "carol"} - {name}))
         assert f"  {name:<5} got receipts from {others}" in part
     assert "carol's listen: group-left at epoch" in part
+    assert "$ enkrypted --profile carol group --locked list" in part
+    assert "carol -> group 'friends': state left" in part
     summary = re.search(r"group: 3 processes, 3 messages each read exactly once by the two other "
                         r"members and receipted by both; carol removed at epoch (\d+), the next "
                         r"message read by alice, not by carol", part)

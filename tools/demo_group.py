@@ -5,10 +5,13 @@ id, ``enkrypted --profile NAME listen --locked --id NAME`` in the background, an
 short ``enkrypted --profile NAME group --locked ...`` commands (they reach the running peer through
 its token-checked control endpoint).  Alice creates the group and adds Bob and Carol by peer id;
 the demo waits on the three ``listen`` outputs until all show the same epoch and members, shows
-the membership (peer ids and fingerprints, checked against each profile's identity), has each
-member send a message and checks that the two others read it exactly once and that the sender got
-both receipts; then Alice removes Carol, Bob writes again, and Carol's process, still running, never
-reads it.  Every wait is bounded; every process is stopped by its PID, on failure and Ctrl-C too.
+the membership as Bob's ``listen`` printed it (peer ids and fingerprints, checked against each
+profile's identity), has each member send a message and checks that the two others read it
+exactly once and that the sender got both receipts; then Alice removes Carol, Bob writes again
+while Carol's ``group list`` shows the group as ``left``, and Carol's process, still running,
+never reads Bob's message.  Every wait is bounded; every process is stopped by its PID, on
+failure, Ctrl-C and SIGTERM too.  Independent steps run at once (two adds, three sends) to keep
+the demo short: each command is a whole verified, locked start of the shell.
 """
 
 from __future__ import annotations
@@ -153,17 +156,18 @@ def group_chat(user: Path, environ: dict[str, str], fingerprints: dict[str, str]
     started = time.monotonic()
     folder.mkdir(parents=True, exist_ok=True)
     members = {name: Member(user, name, unlocked, folder) for name in _NAMES}
-    commands = GroupCommands(user, unlocked, command_args)
+    group = GroupCommands(user, unlocked, command_args)
     try:
         members["alice"].start(command_args)
         members["bob"].start(command_args)
         keys = {**fingerprints, "carol": _profile(user, unlocked, "carol")}  # while they start
         members["carol"].start(command_args)
-        _until(lambda: all(m.of("listening") for m in members.values()), "all three listening",
-               list(members.values()))
-        _scenario(commands, members, keys)
+        gid = _form(group, members, keys)
+        sent = _talk(group, gid, members)
+        _remove_carol(group, gid, members, keys)
+        _check_once(gid, members, sent)
     finally:
-        commands.stop()
+        group.stop()
         for member in members.values():  # all at once: each takes a moment to close its links
             member.terminate()
         for member in members.values():
@@ -174,16 +178,24 @@ def group_chat(user: Path, environ: dict[str, str], fingerprints: dict[str, str]
     print(f"group part: {time.monotonic() - started:.1f} s", flush=True)
 
 
-def _scenario(group: GroupCommands, members: dict[str, Member], keys: dict[str, str]) -> None:
+def _form(group: GroupCommands, members: dict[str, Member], keys: dict[str, str]) -> str:
+    """Alice creates the group (once her peer is up) and adds Bob and Carol by peer id."""
     everyone = list(members.values())
+    _until(lambda: bool(members["alice"].of("listening")), "alice listening", everyone)
     gid = group.gid = str(group.run("alice", "create", "friends")["group"])
     print(f"  (GROUP={gid})", flush=True)
+    _until(lambda: all(m.of("listening") for m in everyone), "bob and carol listening", everyone)
     adding = [group.start("alice", "add", gid, name) for name in ("bob", "carol")]  # at once
     for proc in adding:
         group.answer(proc)
-    epoch = _converged(gid, everyone, frozenset(_NAMES))
-    _show_membership(group.answers(group.start("bob", "list")), gid, keys, epoch)
+    _converged(gid, everyone, frozenset(_NAMES))
+    _show_membership(members["bob"].of("group-membership", gid)[-1], keys)
+    return gid
 
+
+def _talk(group: GroupCommands, gid: str, members: dict[str, Member]) -> dict[str, str]:
+    """Everyone writes at once; each reads the two others once, each gets both receipts."""
+    everyone = list(members.values())
     print("each member sends one message, all three at once:", flush=True)
     sending = {name: group.start(name, "send", gid, text) for name, text in _SAID.items()}
     sent = {name: str(group.answer(proc, f"{name} ")["messageId"])
@@ -200,20 +212,40 @@ def _scenario(group: GroupCommands, members: dict[str, Member], keys: dict[str, 
                   f"{event['fingerprint'][:16]}…): {event['text']}", flush=True)
         print(f"  {name:<5} got receipts from {', '.join(sorted(_receipted(member, gid, sent[name])))}",
               flush=True)
+    return sent
 
+
+def _remove_carol(group: GroupCommands, gid: str, members: dict[str, Member],
+                  keys: dict[str, str]) -> None:
+    """Alice removes Carol; Bob writes again while Carol lists her groups from her own peer."""
+    everyone, carol = list(members.values()), members["carol"]
     print("Alice removes Carol; Bob writes again; Carol's process keeps running:", flush=True)
     group.run("alice", "remove", gid, "carol")
-    pair, carol = [members["alice"], members["bob"]], members["carol"]
-    removed_at = _converged(gid, pair, frozenset({"alice", "bob"}))
+    removed_at = _converged(gid, everyone[:2], frozenset({"alice", "bob"}))
     _until(lambda: bool(carol.of("group-left", gid)), "carol told she was removed", everyone)
     left = carol.of("group-left", gid)[-1]
-    print(f"  carol's listen: group-left at epoch {left['epoch']}, by {left['by'][:16]}… "
-          f"({'alice' if left['by'] == keys['alice'] else left['by'][:16]})", flush=True)
-    group.run("bob", "send", gid, _AFTER)
+    print(f"  carol's listen: group-left at epoch {left['epoch']}, by {_who(left['by'], keys)}",
+          flush=True)
+    sending, listing = group.start("bob", "send", gid, _AFTER), group.start("carol", "list")
+    group.answer(sending, "bob ")
+    view = next((g for g in group.answers(listing) if g.get("group") == gid), None)
+    if view is None or view["state"] != "left":
+        raise SystemExit(f"demo failed: carol's own view of the group is not 'left' ({view!r})")
+    print(f"  carol -> group {view['name']!r}: state {view['state']} (her own peer's view)",
+          flush=True)
     _until(lambda: members["alice"].texts(gid)[_AFTER] >= 1, "alice reads bob's last message",
            everyone)
     time.sleep(1.0)  # a late copy, or a duplicate, would show up now
-    _check_once(gid, members, removed_at)
+    if _AFTER in carol.texts(gid):
+        raise SystemExit("demo failed: carol read a message sent after her removal")
+    print(f"  alice reads bob: {_AFTER}", flush=True)
+    print(f"  carol's listen, still running, read nothing more: that message was sealed with "
+          f"epoch {removed_at}'s keys, which the commit removing her never gave her", flush=True)
+
+
+def _who(fingerprint: str, keys: dict[str, str]) -> str:
+    names = [name for name, key in keys.items() if key == fingerprint]
+    return f"{names[0]} ({fingerprint[:16]}…)" if names else f"{fingerprint[:16]}…"
 
 
 def _receipted(member: Member, gid: str, message_id: str) -> set[str]:
@@ -242,32 +274,24 @@ def _converged(gid: str, members: Sequence[Member], expected: frozenset[str]) ->
     return epoch
 
 
-def _show_membership(listed: list[dict[str, Any]], gid: str, keys: dict[str, str],
-                     epoch: int) -> None:
-    info = next((g for g in listed if g["event"] == "group" and g["group"] == gid), None)
-    if info is None or info["epoch"] != epoch or info["state"] != "active":
-        raise SystemExit(f"demo failed: bob's group list disagrees ({listed!r})")
-    print(f"  -> group {info['name']!r}, epoch {info['epoch']}, {info['state']}, members:",
+def _show_membership(change: dict[str, Any], keys: dict[str, str]) -> None:
+    """The membership as Bob's ``listen`` printed it: peer ids, fingerprints, epoch."""
+    by = f", committed by {_who(change['committer'], keys)}" if change.get("committer") else ""
+    print(f"  bob's listen: group-membership {change['name']!r}, epoch {change['epoch']}{by}:",
           flush=True)
-    for member in info["members"]:
+    for member in change["members"]:
         peer, fingerprint = member["peer"], member["fingerprint"]
         if keys.get(peer) != fingerprint:
             raise SystemExit(f"demo failed: {peer}'s fingerprint in the group is not her profile's")
         print(f"       {peer:<5} {fingerprint}  (= {peer}'s profile identity)", flush=True)
 
 
-def _check_once(gid: str, members: dict[str, Member], removed_at: int) -> None:
+def _check_once(gid: str, members: dict[str, Member], sent: dict[str, str]) -> None:
     for name, member in members.items():
         counts = member.texts(gid)
         if any(n != 1 for n in counts.values()):
             raise SystemExit(f"demo failed: {name} read a group message twice ({counts})")
-    carol = members["carol"].texts(gid)
-    if _AFTER in carol:
-        raise SystemExit("demo failed: carol read a message sent after her removal")
-    print(f"  alice reads bob: {_AFTER}", flush=True)
-    print(f"  carol's listen, still running, read nothing more: that message was sealed with "
-          f"epoch {removed_at}'s keys, which the commit removing her never gave her "
-          f"({sum(carol.values())} group messages in her output, all from before)", flush=True)
-    print(f"group: 3 processes, {len(_SAID)} messages each read exactly once by the two other "
+    removed_at = members["alice"].view(gid)[0]
+    print(f"group: 3 processes, {len(sent)} messages each read exactly once by the two other "
           f"members and receipted by both; carol removed at epoch {removed_at}, the next message "
           "read by alice, not by carol", flush=True)
