@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from enkrypted_shell.contracts import (
+    GroupChatForked,
     GroupChatLeft,
     GroupChatMembership,
     GroupChatMessage,
@@ -104,6 +105,19 @@ class FakeGroupChatService(FakeFileChatService):
         fp = next(m.fingerprint for m in info.members if m.peer_id == peer_id)
         self.group_infos[group_id] = replace(info, name=name)
         self.emit(GroupChatRenamed(group_id, name, fp))
+
+    def fork(self, group_id: str, peer_id: str, reason: str) -> None:
+        """``peer_id`` reports another branch and we are on the losing one: re-joining."""
+        info = self.group_infos[group_id]
+        self.group_infos[group_id] = replace(info, state="rejoining")
+        self.emit(GroupChatForked(group_id, info.epoch, peer_id, reason, rejoining=True))
+
+    def welcome(self, group_id: str) -> None:
+        """The re-join's Welcome: active again, two epochs on."""
+        info = self.group_infos[group_id]
+        new = replace(info, state="active", epoch=info.epoch + 2)
+        self.group_infos[group_id] = new
+        self.emit(GroupChatMembership(group_id, new.name, new.epoch, new.members))
 
     def member_key(self, group_id: str, peer_id: str, fingerprint: str) -> None:
         """A commit lists ``peer_id`` with another identity key."""
