@@ -36,11 +36,12 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import click
 
@@ -77,14 +78,25 @@ BROKER_ENV = "ENKRYPTED_BROKER"
 _PLAIN: list[bool] = [False]
 
 
+_UNSAFE: Final = re.compile(
+    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+"""What a peer's text must not bring raw to the terminal: controls (escape sequences), bidi
+overrides, and lone surrogates (a strict UTF-8 stdout cannot write them: the command would die)."""
+
+
+def _escaped(text: str) -> str:
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def _emit(event: str, **fields: Any) -> None:
     if _PLAIN[0]:
         line = fields.get("text") if event == "message" else None
         text = f"{fields.get('peer', '')}> {line}" if line is not None else \
             f"[{event}] " + " ".join(f"{k}={v}" for k, v in fields.items())
-        sys.stdout.write(text + "\n")
-    else:
-        sys.stdout.write(json.dumps({"event": event, **fields}, ensure_ascii=False) + "\n")
+        sys.stdout.write(_escaped(text) + "\n")
+    else:  # only inside JSON strings: the escapes keep the same JSON value
+        sys.stdout.write(_escaped(json.dumps({"event": event, **fields}, ensure_ascii=False))
+                         + "\n")
     sys.stdout.flush()
 
 

@@ -56,6 +56,7 @@ from ..groups import (
     GroupMessageDelivered,
     GroupNode,
     GroupOutput,
+    GroupPdu,
     GroupRenamed,
     Kind,
     MembershipChanged,
@@ -72,6 +73,9 @@ GROUPS_TABLE: Final = "groups"
 MESH_LINKS: Final = 16
 """Members a service dials on its own (the smaller peer id dials); others reach us or relay."""
 REDIAL_S: Final = 5.0
+DIALS_PER_WINDOW: Final = MESH_LINKS
+"""Group dials at most per :data:`REDIAL_S`, all peers together: the peer ids come from rosters
+other members wrote, so a hostile roster must not turn us into a dial amplifier."""
 QUEUED_FRAMES: Final = 64
 """Frames kept per peer without a ready session (the oldest go first; the core retransmits)."""
 QUEUED_PEERS: Final = 64
@@ -104,6 +108,7 @@ class GroupDesk:
         self._waiting: dict[str, deque[bytes]] = {}
         self._ready: set[str] = set()
         self._dialled: dict[str, float] = {}
+        self._recent_dials: deque[float] = deque()
         self.dropped: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ start and persistence
@@ -191,7 +196,7 @@ class GroupDesk:
         except RemoteInputError:
             self.dropped["malformed"] += 1
             return
-        why = self._refusal(peer_id, pdu.group_id, pdu.kind, fingerprint)
+        why = self._refusal(peer_id, pdu, fingerprint)
         if why:
             self.dropped[why] += 1
             _log.info("dropped a group frame from %s: %s", peer_id[:64], why)
@@ -202,17 +207,25 @@ class GroupDesk:
 
         await self._jobs.put(job)
 
-    def _refusal(self, peer_id: str, group_id: bytes, kind: Kind, fingerprint: str | None) -> str:
+    def _refusal(self, peer_id: str, pdu: GroupPdu, fingerprint: str | None) -> str:
         """Why a frame may not reach the node ('' if it may)."""
-        core = self.node.groups.get(group_id)
+        kind = pdu.kind
+        core = self.node.groups.get(pdu.group_id)
         if core is None:
-            return "" if kind in (Kind.KEY_PACKAGE_REQUEST, Kind.WELCOME, Kind.STATUS) \
-                else "unknown-group"
+            if kind not in (Kind.KEY_PACKAGE_REQUEST, Kind.WELCOME, Kind.STATUS):
+                return "unknown-group"
+            joins = kind is not Kind.STATUS  # anyone may invite us, into a bounded number
+            return "too-many-groups" if joins and len(self.node.groups) >= MAX_GROUPS else ""
         member = next((fp for fp, p in core.roster.items() if p == peer_id), None)
         if member is not None:
             return "" if member == fingerprint else "identity-mismatch"
         if core.invited(peer_id) or kind in _OUTSIDER_KINDS:
-            return ""
+            # an outsider speaks for itself, to us: it names no other origin (a relay's origin
+            # is not authenticated) and asks us to relay nothing (only a Welcome is relayed to
+            # us, by members the re-joining outsider may not know yet; MLS checks it)
+            relayed = pdu.hops != 0 and kind is not Kind.WELCOME
+            return "outsider-relay" if relayed or pdu.target not in ("", self.node.peer_id) \
+                else ""
         return "not-a-member"
 
     def links_changed(self, ready: set[str]) -> None:
@@ -245,6 +258,12 @@ class GroupDesk:
         now = self._clock()
         if not force and now < self._dialled.get(peer, -REDIAL_S) + REDIAL_S:
             return
+        while self._recent_dials and self._recent_dials[0] <= now - REDIAL_S:
+            self._recent_dials.popleft()
+        if len(self._recent_dials) >= DIALS_PER_WINDOW:
+            self.dropped["dial-budget"] += 1  # the core retransmits: a later try dials it
+            return
+        self._recent_dials.append(now)
         self._dialled[peer] = now
         while len(self._dialled) > QUEUED_PEERS * 4:
             del self._dialled[next(iter(self._dialled))]

@@ -423,6 +423,11 @@ class EndpointChat:
             await self.connect(peer_id, self._policy.connect_timeout_s)
         except (ContractError, P2PError, TimeoutError) as exc:
             _log.info("group member %s not reached: %s", peer_id[:64], exc)
+            peer = self._peers.get(peer_id)
+            if peer is not None and peer.core is None and peer.session is None \
+                    and not peer.busy and peer.state == "disconnected":
+                # a roster may name any peer id: one never reached keeps no entry (MAX_PEERS)
+                del self._peers[peer_id]
 
     async def _progress_loop(self) -> None:
         while not self._closed:

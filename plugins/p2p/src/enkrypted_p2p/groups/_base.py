@@ -99,7 +99,8 @@ class GroupCoreBase:
         self._next_heartbeat = 0.0
         self._relay_budget = self.config.relay_queue
         self._term = 0  # takeovers so far: the branch of the higher term is the group
-        self._rejoinable: set[str] = set()  # peers a takeover removed: they may re-join
+        self._rejoinable: dict[str, str] = {}  # peer -> fingerprint a takeover removed: it
+        # may re-join, with a key package of that identity only
         self._heard: dict[str, float] = {}
         self._taker = ""  # who took over in this term ("" in term 0)
         self._peer_terms: dict[str, tuple[int, str]] = {}
@@ -199,7 +200,8 @@ class GroupCoreBase:
         version, by = self._name_version
         info = {"roster": self.roster, "name": self.name, "v": version, "by": by, "t": self._term}
         info["tb"] = self._taker
-        return encode_json({**info, "r": sorted(self._rejoinable)[: self.config.max_members]})
+        rejoinable = dict(sorted(self._rejoinable.items())[: self.config.max_members])
+        return encode_json({**info, "r": rejoinable})
 
     def load_welcome_info(self, info: dict[str, object]) -> None:
         """What the committer sent with a Welcome: the peer ids, the name, the term."""
@@ -214,9 +216,10 @@ class GroupCoreBase:
             taker = info.get("tb")
             self._taker = taker[:64] if isinstance(taker, str) else ""
         rejoinable = info.get("r")
-        if isinstance(rejoinable, list):
+        if isinstance(rejoinable, dict):  # {peer id: fingerprint}
             limit = self.config.max_members
-            self._rejoinable = {p for p in rejoinable[:limit] if isinstance(p, str)}
+            self._rejoinable = {p: fp for p, fp in list(rejoinable.items())[:limit]
+                                if isinstance(fp, str) and len(p) <= 64}
         self._remember_epoch()
 
     def remember_delivered(self, earlier: GroupCoreBase) -> None:
@@ -247,7 +250,7 @@ class GroupCoreBase:
             "flags": [self._left, self._retired],
             "term": [self._term, self._taker],
             "kps": [t.hex() for t in self._used_key_packages.export()],
-            "rejoinable": sorted(self._rejoinable),
+            "rejoinable": dict(sorted(self._rejoinable.items())),
             "rejoin": b64(self._rejoin_kp) if self._rejoin_kp is not None else "",
         }
         return encode_json(state)
@@ -289,7 +292,9 @@ class GroupCoreBase:
             self._used_key_packages.add(bytes.fromhex(token))
         term, taker = data["term"]
         self._term, self._taker = int(term), str(taker)
-        self._rejoinable = {str(p) for p in data["rejoinable"]}
+        saved = data["rejoinable"]  # a list (no fingerprints) is of an older version: nobody
+        self._rejoinable = {str(p): str(fp) for p, fp in saved.items()} if isinstance(
+            saved, dict) else {}
 
     # ------------------------------------------------------------------ fan-out and relay
     def _pdu(

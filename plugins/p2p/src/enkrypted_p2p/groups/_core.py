@@ -291,7 +291,7 @@ class GroupCore(SequencerCore):
         if isinstance(term, int) and isinstance(taker, str) and term > self._term:
             self._term, self._taker = term, taker[:64]  # a takeover commit: the members it
             # removed may re-join
-            self._rejoinable |= {p for fp, p in self._roster.items() if fp in event.removed}
+            self._rejoinable.update({p: fp for fp, p in self._roster.items() if fp in event.removed})
         for fp in event.added:
             peer = mapping.get(fp)
             if isinstance(peer, str) and 0 < len(peer) <= 64:
@@ -337,7 +337,8 @@ class GroupCore(SequencerCore):
         kind = inner.get("t")
         if kind == "msg" and inner.get("id") == pdu.msg_id.hex():
             text = inner.get("text")
-            if isinstance(text, str) and len(text.encode()) <= self.config.max_text:
+            if isinstance(text, str) and len(text.encode("utf-8", "surrogatepass")) <= (
+                    self.config.max_text):  # a member's JSON may carry a lone surrogate
                 return [
                     GroupMessageDelivered(
                         self.group_id, pdu.msg_id, message.sender, sender_peer, text, pdu.epoch

@@ -12,6 +12,7 @@ import hashlib
 from collections import deque
 
 from enkrypted_shell.contracts import (
+    ContractError,
     GroupCommit,
     GroupInputRejected,
 )
@@ -165,7 +166,7 @@ class SequencerCore(GroupCoreBase):
         ):
             return []
         self._term, self._taker = self._term + 1, self.own_fingerprint
-        self._rejoinable |= {self._roster[fp] for fp in ahead if fp in self._roster}
+        self._rejoinable.update({self._roster[fp]: fp for fp in ahead if fp in self._roster})
         before = set(self.members)
         out = self._commit(before, self._session.remove(list(ahead)), {})
         return out + self._settle_intents(now)
@@ -208,16 +209,37 @@ class SequencerCore(GroupCoreBase):
         if token in self._used_key_packages:  # a retransmitted rejoin: done once already
             return []
         old = [fp for fp, peer in self.roster.items() if peer == origin]
-        if not old and origin not in self._rejoinable:
+        expected = old[0] if old else self._rejoinable.get(origin)
+        if expected is None:
             return [
                 PduRejected(self.group_id, origin, "rejoin from a peer that never was a member")
             ]
-        self._rejoinable.discard(origin)
+        if self._identity_of(key_package, old) != expected:
+            # the intent's origin is not authenticated (a relay names it): only the identity
+            # that was the member may take its place, never another key (docs/protocol.md §9.4)
+            return [PduRejected(self.group_id, origin, "a rejoin key package of another identity")]
+        self._rejoinable.pop(origin, None)
         out: list[GroupOutput] = []
         if old and old[0] != self.own_fingerprint:
             out += self._commit(set(self.members), self._session.remove(old), {})
         self._roster = {fp: p for fp, p in self._roster.items() if p != origin}
         return out + self._commit_add(origin, key_package, now)
+
+    def _identity_of(self, key_package: bytes, replacing: list[str]) -> str | None:
+        """The fingerprint ``key_package`` would add once ``replacing`` is removed (tried on a
+        copy of our session: nothing is committed), ``None`` if it would not add exactly one."""
+        try:
+            trial = self._service.restore_group(self._session.export_state())
+            if replacing and replacing[0] != self.own_fingerprint:
+                trial.remove(replacing[:1])
+            before = set(trial.members)
+            result = trial.add([key_package])
+        except ContractError:
+            return None
+        if isinstance(result, GroupInputRejected):
+            return None
+        added = [fp for fp in trial.members if fp not in before]
+        return added[0] if len(added) == 1 else None
 
     def _commit(
         self, before: set[str], result: GroupCommit, added: dict[str, str], welcome: bytes = b""

@@ -123,8 +123,12 @@ MAX_UNACKNOWLEDGED: Final = 256
 MAX_UNACKNOWLEDGED_BYTES: Final = 2 * 1024 * 1024
 _MAX_TEXT_BYTES: Final = 1024 * 1024
 MAX_INBOX: Final = 1024
-MAX_INBOX_BYTES: Final = 2 * 1024 * 1024
-"""Messages handed up but not yet taken by the application, at most (the oldest go first)."""
+MAX_INBOX_BYTES: Final = 1024 * 1024
+"""Messages handed up but not yet taken by the application, at most (the oldest go first; one
+larger than this alone is handed up but not kept).  Both windows count a text at its size in the
+saved session (:func:`saved_size`): unacknowledged + inbox + the rest stay under the profile
+store's 4 MiB record, whatever characters a peer sends (a record the store refuses would leave an
+older session state on disk, whose keys a restart would reuse)."""
 RESUME_TIMEOUT_S: Final = 30.0
 ACK_DELAY_S: Final = 0.015
 """A delivered message is acknowledged at most this long after delivery (piggybacked on a reply
@@ -584,9 +588,9 @@ class SessionCore:
 
     def _keep_for_app(self, message_id: str, text: str) -> None:
         self.inbox[message_id] = text
-        size = sum(len(t.encode("utf-8")) for t in self.inbox.values())
-        while len(self.inbox) > MAX_INBOX or (size > MAX_INBOX_BYTES and len(self.inbox) > 1):
-            size -= len(self.inbox.popitem(last=False)[1].encode("utf-8"))
+        size = sum(map(saved_size, self.inbox.values()))
+        while self.inbox and (len(self.inbox) > MAX_INBOX or size > MAX_INBOX_BYTES):
+            size -= saved_size(self.inbox.popitem(last=False)[1])
 
     def taken(self, message_id: str) -> bool:
         """The application took the message (no hand-up again after a restart); ``False`` if it
@@ -636,9 +640,9 @@ class SessionCore:
 
     def has_room(self, text: str) -> bool:
         """Whether :meth:`send_text` of ``text`` fits the unacknowledged window now."""
-        pending = sum(len(t.encode("utf-8")) for t in self.unacknowledged.values())
+        pending = sum(map(saved_size, self.unacknowledged.values()))
         return len(self.unacknowledged) < MAX_UNACKNOWLEDGED \
-            and pending + len(text.encode("utf-8")) <= MAX_UNACKNOWLEDGED_BYTES
+            and pending + saved_size(text) <= MAX_UNACKNOWLEDGED_BYTES
 
     def queue_text(self, text: str, message_id: str | None = None) -> str:
         """Keep a message for the next Ready (reconnecting); it is sent by the resend."""
@@ -646,11 +650,13 @@ class SessionCore:
 
     def _keep(self, text: str, message_id: str | None) -> str:
         size = len(text.encode("utf-8"))
-        if size > _MAX_TEXT_BYTES:
-            raise P2PUsageError(f"a message is at most {_MAX_TEXT_BYTES} bytes of text")
-        pending = sum(len(t.encode("utf-8")) for t in self.unacknowledged.values())
+        if size > _MAX_TEXT_BYTES or saved_size(text) > MAX_UNACKNOWLEDGED_BYTES:
+            raise P2PUsageError(f"a message is at most {_MAX_TEXT_BYTES} bytes of text (and "
+                                f"{MAX_UNACKNOWLEDGED_BYTES} as saved: a control character "
+                                "counts six)")
+        pending = sum(map(saved_size, self.unacknowledged.values()))
         if len(self.unacknowledged) >= MAX_UNACKNOWLEDGED \
-                or pending + size > MAX_UNACKNOWLEDGED_BYTES:
+                or pending + saved_size(text) > MAX_UNACKNOWLEDGED_BYTES:
             raise P2PUsageError(f"{len(self.unacknowledged)} messages ({pending} bytes) wait for "
                                 "a receipt already: wait for the peer before sending more")
         message_id = message_id or secrets.token_hex(16)
@@ -722,6 +728,12 @@ class SessionCore:
 
 def _valid_nonce(value: object) -> bool:
     return isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+
+
+def saved_size(text: str) -> int:
+    """The bytes ``text`` takes in a saved session (an ASCII JSON string, see ``_state.py``;
+    never ``str.encode``: a peer's JSON may carry a lone surrogate)."""
+    return len(json.dumps(text))
 
 
 def _valid_id(value: object) -> bool:
