@@ -232,3 +232,35 @@ def test_group_changes_go_only_over_the_websocket_with_the_session() -> None:
         assert service.calls == [("create", "over ws")]
 
     scenario(body)
+
+
+def test_group_history_is_kept_in_the_profile_and_shown_after_a_restart() -> None:
+    async def body() -> None:
+        store = ChatStore(MemoryProfileStore())
+        service = FakeGroupChatService(reachable={"bob": BOB_FP})
+        chat = chat_on(service, store)
+        pump = asyncio.ensure_future(chat.pump())
+        chat.handle({"op": "group-create", "name": "kept"})
+        await settle()
+        (gid,) = service.group_infos
+        chat.handle({"op": "group-add", "group": gid, "peer": "bob"})
+        await settle()
+        chat.handle({"op": "group-send", "group": gid, "text": "ours"})
+        await settle()
+        service.emit(GroupChatReceipt(gid, "g1", "bob", BOB_FP))
+        service.member_says(gid, "bob", "theirs", "b1")
+        await settle()
+        await service.aclose()
+        await pump
+        # the next run: the same profile, the service restores the group
+        again = FakeGroupChatService(reachable={"bob": BOB_FP}, group_infos=service.group_infos)
+        later = chat_on(again, store)
+        assert later.groups is not None
+        later.groups.select(gid)
+        lines = snapshot(later.model, now=1.0, files=True, groups=later.groups)["group"]["lines"]
+        said = [(x["dir"], x["text"]) for x in lines if x["dir"] != "note"]
+        assert said == [("out", "ours"), ("in", "theirs")]
+        assert next(x for x in lines if x["dir"] == "out")["receipts"] == [
+            {"who": "bob", "done": True}]
+
+    scenario(body)

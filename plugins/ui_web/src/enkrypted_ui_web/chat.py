@@ -110,13 +110,27 @@ class WebChat:
             self.model.note(None, f"cannot list received files: {exc}", self.wall())
 
     def sync_groups(self) -> None:
-        """Take the service's view of the groups; the book's latest notice becomes the page's."""
+        """Take the service's view of the groups; the book's latest notice becomes the page's.
+
+        The shared presenter keeps each group's history in the profile store (the TUI's
+        ``ChatStore`` group stream, written as it folds the events); a group this book sees
+        for the first time starts from that stored history."""
         if self.groups is None or self.group_service is None:
             return
         try:
-            self.groups.sync(self.group_service.groups(), self.wall())
+            infos = self.group_service.groups()
+            self.model.groups.load(infos, self.wall())
         except ContractError as exc:
             self.groups.notice = f"cannot list the groups: {exc}"
+            infos = []
+        except ShellError as exc:
+            self.groups.notice = f"cannot read the stored group history: {exc}"
+        fresh = [i.group_id for i in infos if i.group_id not in self.groups.views]
+        self.groups.sync(infos, self.wall())
+        for group_id in fresh:
+            stored = self.model.groups.views.get(group_id)
+            if stored is not None and group_id in self.groups.views:
+                self.groups.seed(group_id, stored.lines)
         if self.groups.notice:
             self.model.notice, self.groups.notice = self.groups.notice, ""
 
@@ -374,6 +388,11 @@ class WebChat:
             self._group_note(group_id, f"not sent: {exc}")
         else:
             book.sent(group_id, message_id, text, recipients, self.wall())
+            if group_id in self.model.groups.views:  # kept in the profile with the TUI's history
+                try:
+                    self.model.groups.sent(group_id, message_id, text, self.wall(), recipients)
+                except ShellError as exc:
+                    self._group_note(group_id, f"sent, but not saved to the profile: {exc}")
         self.changed()
 
     def group_acknowledge(self, request: dict[str, Any]) -> None:

@@ -10,8 +10,9 @@ The sending rule of 1:1 chats holds per member (docs/webui.md, "Groups"): the fi
 member's peer id is pinned — the contact's pinned key when the member is a contact, else the
 first one this run saw in the group; a membership listing that peer id with another fingerprint
 marks it *changed* and :meth:`GroupBook.send_blocked` refuses to send to the group until
-:meth:`GroupBook.acknowledge` takes the new key.  Group history lives in memory only (the last
-``MAX_LINES`` lines per group, this run): the service keeps the groups, not their texts.
+:meth:`GroupBook.acknowledge` takes the new key.  A group's conversation (the last
+``MAX_LINES`` lines) starts from its stored history (:meth:`GroupBook.seed`: the TUI's
+``ChatStore`` group stream, which the shared presenter writes for the web chat too).
 Everything here is raw; :mod:`.view` makes every peer-chosen string inert for the page.
 """
 
@@ -34,6 +35,7 @@ from enkrypted_shell.contracts import (
     GroupInfo,
     GroupMember,
 )
+from enkrypted_ui_cli.chatstore import GroupLine as StoredLine
 from enkrypted_ui_cli.errors import UiError
 
 GroupEvent = (GroupChatMessage | GroupChatReceipt | GroupChatMembership | GroupChatRenamed
@@ -129,6 +131,14 @@ class GroupBook:
                     view.left_by = ""
                 elif info.state != "left":
                     view.left_by = None
+
+    def seed(self, group_id: str, stored: Sequence[StoredLine]) -> None:
+        """Start a group's conversation from its stored history (oldest first)."""
+        view = self.view(group_id)
+        old = [GroupLine(x.direction, x.text, x.at, x.message_id, x.sender, x.sender_fp,
+                         x.recipients, set(x.received)) for x in list(stored)[-MAX_LINES:]]
+        view.lines[:0] = old
+        del view.lines[: max(0, len(view.lines) - MAX_LINES)]
 
     def select(self, group_id: str | None) -> None:
         if group_id is not None:

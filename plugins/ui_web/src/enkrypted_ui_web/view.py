@@ -32,6 +32,7 @@ MAX_RECEIPTS_NAMED: Final = 8
 _HINTS: Final = (
     ("(F3)", "(Safety number)"),
     ("(F2)", "(Connect)"),
+    ("(F5)", "(Members)"),
     ("F4 to accept or reject", "accept or reject it under Files"),
 )
 
