@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 for part in ("shell/src", "plugins/ui_cli/src", "plugins/ui_web/src", ""):
@@ -26,15 +27,18 @@ from enkrypted_shell.contracts import (  # noqa: E402
     FileCompleted,
     FileOffered,
     FileProgress,
+    GroupChatReceipt,
     PeerStateChanged,
     StoredFile,
 )
-from tests.plugins.ui.fake_chat import BOB_FP, MALLORY_FP, FakeFileChatService  # noqa: E402
+from tests.plugins.ui.fake_chat import BOB_FP, MALLORY_FP  # noqa: E402
+from tests.plugins.webui.fake_groups import FakeGroupChatService  # noqa: E402
 from tests.plugins.webui.harness import running  # noqa: E402
 from tools.browser import Browser  # noqa: E402
 
 WALL = 1_767_225_600.0 + 9 * 3600 + 41 * 60  # 2026-01-01 09:41 UTC
 CAROL_FP = "c4" * 32
+DAVE_FP = "da7e" * 16
 
 
 async def settle(browser: Browser) -> None:
@@ -43,7 +47,7 @@ async def settle(browser: Browser) -> None:
 
 
 async def shoot(out: Path) -> list[Path]:
-    service = FakeFileChatService(reachable={"bob": BOB_FP, "carol": CAROL_FP})
+    service = FakeGroupChatService(reachable={"bob": BOB_FP, "carol": CAROL_FP, "dave": DAVE_FP})
     saved: list[Path] = []
     async with running(service, wall=lambda: WALL) as server, Browser((1100, 680)) as b:
         await b.call("Emulation.setTimezoneOverride", timezoneId="UTC")
@@ -86,11 +90,44 @@ async def shoot(out: Path) -> list[Path]:
         await b.click("open-files")
         await save("files")
         await b.evaluate("document.querySelector('#panel-files .close').click()")
+        await shoot_groups(service, b, save)
+        await b.evaluate("document.querySelector('#contacts li[data-peer=bob] button').click()")
         service.emit(service.established("bob", MALLORY_FP))
         await save("key-changed")
         await b.click("open-safety")
         await save("key-changed-safety")
     return saved
+
+
+async def shoot_groups(service: FakeGroupChatService, b: Browser, save: Any) -> None:
+    """A group made from the page with bob, carol and dave; messages with per-member receipts;
+    the members panel; a fork being re-joined."""
+    await b.click("open-new-group")
+    await b.type_into("new-group-name", "project x")
+    await b.click("group-create")
+    await b.wait_for("document.querySelector('#groups li.active') !== null")
+    (gid,) = service.group_infos
+    await b.click("open-group")
+    for peer in ("bob", "carol", "dave"):
+        await b.type_into("group-peer", peer)
+        await b.click("group-add")
+        await b.wait_for(f"document.querySelector('#group-members tr[data-peer={peer}]') !== null")
+    await b.evaluate("document.querySelector('#panel-group .close').click()")
+    service.member_says(gid, "carol", "draft is in the shared folder", "c1", WALL - 240)
+    service.member_says(gid, "bob", "<b>reviewing now</b> \u202egnp.exe", "b1", WALL - 60)
+    await b.type_into("message", "thanks both, let's ship on friday")
+    await b.click("send")
+    await settle(b)
+    service.emit(GroupChatReceipt(gid, "g1", "bob", BOB_FP))
+    service.emit(GroupChatReceipt(gid, "g1", "carol", CAROL_FP))
+    await save("group")
+    await b.click("open-group")
+    await save("group-members")
+    await b.evaluate("document.querySelector('#panel-group .close').click()")
+    service.fork(gid, "dave", "fork check differs at epoch 3")
+    await save("group-fork")
+    service.welcome(gid)
+    await settle(b)
 
 
 def main(argv: list[str]) -> int:

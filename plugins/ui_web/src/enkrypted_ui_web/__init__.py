@@ -6,4 +6,4 @@ The plugin object is :data:`enkrypted_ui_web.plugin.plugin` (entry point ``ui-we
 
 __all__ = ["__version__"]
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -5,7 +5,10 @@ One :class:`WebChat` per run.  It pumps :meth:`ChatService.events` into the pres
 the page's requests (:meth:`WebChat.handle`, one JSON object from the WebSocket) as background
 tasks, like the TUI's workers.  Every change calls ``changed()`` so the server pushes a new
 snapshot.  Store writes stay on this loop (the profile store belongs to the thread that opened
-it); file uploads are written to a private temporary folder before ``send_file``.
+it); file uploads are written to a private temporary folder before ``send_file``.  With a
+``GroupChatService`` (p2p 2.2, detected with ``supports``) the group events also go to the web's
+own :class:`~.groups.GroupBook`, re-synced from ``groups()`` after each, and the ``group-*``
+requests create, rename, leave, add and remove members, send, and acknowledge a changed key.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from enkrypted_shell.contracts import (
     ContractError,
     FileChatService,
     FileCompleted,
+    GroupChatService,
     PeerStateChanged,
     supports,
 )
@@ -32,6 +36,8 @@ from enkrypted_ui_cli.chatstore import ChatStore
 from enkrypted_ui_cli.errors import UiError
 from enkrypted_ui_cli.invite import Target, check_peer_id, parse_target
 from enkrypted_ui_cli.tui.model import MAX_PEERS, MAX_TEXT_CHARS, ChatModel
+
+from .groups import GROUP_EVENTS, MAX_NAME_CHARS, GroupBook
 
 MAX_REQUEST_FIELD: Final = MAX_TEXT_CHARS
 MAX_TASKS: Final = 64
@@ -55,12 +61,23 @@ class WebChat:
         )
         self.wall = wall
         self.model = ChatModel(store, local_id=service.local_id, fingerprint=service.fingerprint)
+        self.group_service: GroupChatService | None = (
+            service if supports(service, GroupChatService) else None  # type: ignore[assignment]
+        )
+        self.groups: GroupBook | None = None
+        if self.group_service is not None:
+            self.groups = GroupBook(service.fingerprint, self._pinned)
         self.changed: Callable[[], None] = lambda: None
         self._tasks: set[asyncio.Task[None]] = set()
         self._typing_sent = 0.0
         for peer, state in list(service.peers().items())[:MAX_PEERS]:  # sessions already running
             self.model.apply(PeerStateChanged(peer, state), wall())
         self.load_stored()
+        self.sync_groups()
+
+    def _pinned(self, peer_id: str) -> str:
+        view = self.model.peers.get(peer_id)
+        return view.contact.pinned if view is not None else ""
 
     # ---------------------------------------------------------------------------- events
     async def pump(self) -> None:
@@ -72,6 +89,9 @@ class WebChat:
                     self.model.apply(event, self.wall())
                 except ShellError as exc:  # the profile store refused a write: say so, go on
                     self.model.note(None, f"not saved to the profile: {exc}", self.wall())
+                if self.groups is not None and isinstance(event, GROUP_EVENTS):
+                    self.groups.apply(event, self.wall())
+                    self.sync_groups()
                 if isinstance(event, FileCompleted) and not event.outgoing:
                     self.load_stored()
                 self.changed()
@@ -88,6 +108,31 @@ class WebChat:
             self.model.files.set_stored(list(self.files.files()))
         except ContractError as exc:
             self.model.note(None, f"cannot list received files: {exc}", self.wall())
+
+    def sync_groups(self) -> None:
+        """Take the service's view of the groups; the book's latest notice becomes the page's.
+
+        The shared presenter keeps each group's history in the profile store (the TUI's
+        ``ChatStore`` group stream, written as it folds the events); a group this book sees
+        for the first time starts from that stored history."""
+        if self.groups is None or self.group_service is None:
+            return
+        try:
+            infos = self.group_service.groups()
+            self.model.groups.load(infos, self.wall())
+        except ContractError as exc:
+            self.groups.notice = f"cannot list the groups: {exc}"
+            infos = []
+        except ShellError as exc:
+            self.groups.notice = f"cannot read the stored group history: {exc}"
+        fresh = [i.group_id for i in infos if i.group_id not in self.groups.views]
+        self.groups.sync(infos, self.wall())
+        for group_id in fresh:
+            stored = self.model.groups.views.get(group_id)
+            if stored is not None and group_id in self.groups.views:
+                self.groups.seed(group_id, stored.lines)
+        if self.groups.notice:
+            self.model.notice, self.groups.notice = self.groups.notice, ""
 
     # ---------------------------------------------------------------------------- requests
     def handle(self, request: dict[str, Any]) -> None:
@@ -120,6 +165,8 @@ class WebChat:
 
     def select(self, request: dict[str, Any]) -> None:
         self.model.select(self._peer(request))
+        if self.groups is not None:
+            self.groups.select(None)
 
     def connect(self, request: dict[str, Any]) -> None:
         self.dial(parse_target(_text(request, "target")))
@@ -128,6 +175,8 @@ class WebChat:
         """Add (pinning an invite's fingerprint), open and dial ``target`` in the background."""
         self.model.add(target.peer_id, target.fingerprint)
         self.model.select(target.peer_id)
+        if self.groups is not None:
+            self.groups.select(None)
         self.model.note(target.peer_id, f"connecting to {target.peer_id}…", self.wall())
         self._spawn(self._connect(target.peer_id))
 
@@ -244,12 +293,125 @@ class WebChat:
         """A received file decrypted into ``folder`` (on this loop: the store's thread)."""
         return self._file_service().export_file(file_id, folder)
 
+    # ------------------------------------------------------------------------------ groups
+    def _book(self) -> tuple[GroupBook, GroupChatService]:
+        if self.groups is None or self.group_service is None:
+            raise UiError("this p2p plugin has no group chat (p2p contract 2.2)")
+        return self.groups, self.group_service
+
+    def _group(self, request: dict[str, Any]) -> str:
+        book, _ = self._book()
+        return book.view(_text(request, "group")).group_id
+
+    def _group_note(self, group_id: str, text: str) -> None:
+        if self.groups is not None and group_id in self.groups.views:
+            self.groups.note(self.groups.views[group_id], text, self.wall())
+        self.model.notice = text[:300]
+
+    def _group_job(self, group_id: str, doing: str, job: Coroutine[Any, Any, object]) -> None:
+        """Run a service call for the page; a refusal is a note in the group."""
+
+        async def run() -> None:
+            try:
+                await job
+            except ContractError as exc:
+                self._group_note(group_id, f"could not {doing}: {exc}")
+            self.sync_groups()
+            self.changed()
+
+        try:
+            self._spawn(run())
+        except OverflowError:
+            job.close()
+            raise
+
+    def group_select(self, request: dict[str, Any]) -> None:
+        book, _ = self._book()
+        book.select(self._group(request))
+
+    def group_create(self, request: dict[str, Any]) -> None:
+        _, service = self._book()
+        self._spawn(self._create(service, _name(request)))
+
+    async def _create(self, service: GroupChatService, name: str) -> None:
+        try:
+            group_id = await service.create_group(name)
+        except ContractError as exc:
+            self.model.note(None, f"could not create the group: {exc}", self.wall())
+        else:
+            self.sync_groups()
+            if self.groups is not None and group_id in self.groups.views:
+                self.groups.select(group_id)
+                self._group_note(group_id, "created the group; add members by peer id")
+        self.changed()
+
+    def group_rename(self, request: dict[str, Any]) -> None:
+        group_id, name = self._group(request), _name(request)
+        _, service = self._book()
+        self._group_job(group_id, "rename the group", service.rename(group_id, name))
+
+    def group_leave(self, request: dict[str, Any]) -> None:
+        group_id = self._group(request)
+        _, service = self._book()
+        self._group_note(group_id, "leaving the group…")
+        self._group_job(group_id, "leave the group", service.leave(group_id))
+
+    def group_add(self, request: dict[str, Any]) -> None:
+        group_id, peer = self._group(request), check_peer_id(_text(request, "peer"))
+        _, service = self._book()
+        self._group_note(group_id, f"inviting {peer}: it joins once the sequencer commits…")
+        self._group_job(group_id, f"add {peer}", service.invite(group_id, peer))
+
+    def group_remove(self, request: dict[str, Any]) -> None:
+        group_id, peer = self._group(request), check_peer_id(_text(request, "peer"))
+        _, service = self._book()
+        self._group_note(group_id, f"removing {peer}…")
+        self._group_job(group_id, f"remove {peer}", service.remove(group_id, peer))
+
+    def group_send(self, request: dict[str, Any]) -> None:
+        group_id, text = self._group(request), _text(request, "text")
+        book, service = self._book()
+        if not text.strip():
+            return
+        blocked = book.send_blocked(group_id)
+        if blocked is not None:
+            raise UiError(blocked)
+        self._spawn(self._group_send(book, service, group_id, text))
+
+    async def _group_send(
+        self, book: GroupBook, service: GroupChatService, group_id: str, text: str
+    ) -> None:
+        recipients = book.recipients(group_id)  # the members this text is sealed for
+        try:
+            message_id = await service.send_group_text(group_id, text)
+        except ContractError as exc:
+            self._group_note(group_id, f"not sent: {exc}")
+        else:
+            book.sent(group_id, message_id, text, recipients, self.wall())
+            if group_id in self.model.groups.views:  # kept in the profile with the TUI's history
+                try:
+                    self.model.groups.sent(group_id, message_id, text, self.wall(), recipients)
+                except ShellError as exc:
+                    self._group_note(group_id, f"sent, but not saved to the profile: {exc}")
+        self.changed()
+
+    def group_acknowledge(self, request: dict[str, Any]) -> None:
+        book, _ = self._book()
+        book.acknowledge(self._group(request), check_peer_id(_text(request, "peer")), self.wall())
+
     async def aclose(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def _name(request: dict[str, Any]) -> str:
+    name = " ".join(_text(request, "name").split())
+    if not 0 < len(name) <= MAX_NAME_CHARS:
+        raise UiError(f"a group name is 1 to {MAX_NAME_CHARS} characters")
+    return name
 
 
 def _text(request: dict[str, Any], key: str) -> str:
@@ -271,4 +433,12 @@ _OPS: Final[dict[str, Callable[[WebChat, dict[str, Any]], None]]] = {
     "hangup": WebChat.hangup,
     "transfer": WebChat.transfer,
     "fast": WebChat.set_fast,
+    "group-select": WebChat.group_select,
+    "group-create": WebChat.group_create,
+    "group-rename": WebChat.group_rename,
+    "group-leave": WebChat.group_leave,
+    "group-add": WebChat.group_add,
+    "group-remove": WebChat.group_remove,
+    "group-send": WebChat.group_send,
+    "group-acknowledge": WebChat.group_acknowledge,
 }

@@ -6,6 +6,7 @@ Routes (every one behind :class:`~.access.Access`; docs/webui.md, "Access"):
 ``GET /``, ``/NAME``   public      the verified page files (:mod:`.assets`), nothing else
 ``POST /api/session``  secret      ``{"secret": ...}`` -> the session cookie (HttpOnly, Strict)
 ``GET /ws``            session     the WebSocket: snapshots out, requests (``{"op": ...}``) in
+                                   (1:1 chat, files, groups: every change goes this way)
 ``GET /api/qr.svg``    session     our invite link as a QR code (segno)
 ``POST /api/upload``   session     a file to offer (``?peer=&name=&fast=``), streamed to disk
 ``GET /api/file/N``    session     received file number N (of the snapshot), decrypted, downloaded
@@ -213,7 +214,8 @@ class WebServer:
 
     # -------------------------------------------------------------------------------- push
     def _state(self) -> str:
-        doc = snapshot(self.chat.model, now=time.time(), files=self.chat.files is not None)
+        doc = snapshot(self.chat.model, now=time.time(), files=self.chat.files is not None,
+                       groups=self.chat.groups)
         return json.dumps(doc, ensure_ascii=False)
 
     def push(self) -> None:

@@ -77,14 +77,17 @@ function render() {
   $("online").textContent = s.online ? "" : "chat service stopped";
   $("online").className = s.online ? "" : "off";
   renderContacts(s);
-  renderConversation(s.conversation);
+  renderGroups(s);
+  if (s.group) renderGroupConversation(s.group); else renderConversation(s.conversation);
   setText("notice", noticeText(s));
   renderConnect(s);
   renderSafety(s);
   renderFiles(s);
+  renderGroupPanel(s.group);
 }
 
 function noticeText(s) {
+  if (s.group) return s.notice;
   const active = s.contacts.find((c) => c.peer_id === s.active);
   return active && active.typing ? `${active.label} is typing…` : s.notice;
 }
@@ -100,7 +103,7 @@ function renderContacts(s) {
       el("span", {class: "label", text: c.label}),
       el("span", {class: `crypto ${c.crypto}`, text: CRYPTO_MARK[c.crypto] ?? ""}));
     if (c.unread) button.append(el("span", {class: "unread", text: String(c.unread)}));
-    return el("li", {class: c.peer_id === s.active ? "active" : "",
+    return el("li", {class: c.peer_id === s.active && !s.group ? "active" : "",
                      dataset: {peer: c.peer_id, state: c.state, crypto: c.crypto}}, button);
   }));
 }
@@ -132,6 +135,102 @@ function renderConversation(conv) {
   $("send").disabled = blocked;
   $("send").title = conv && conv.blocked ? clean(conv.blocked) : "";
   $("hangup").disabled = !conv || conv.state === "disconnected";
+  $("hangup").hidden = false;
+  $("open-group").hidden = true;
+}
+
+// ---------------------------------------------------------------------------------- groups
+function renderGroups(s) {
+  $("groups-box").hidden = !s.groups_supported;
+  $("groups").replaceChildren(...s.groups.map((g) => {
+    const flag = g.fork ? "fork" : g.changed ? "key changed" : g.state === "active" ? "" : g.state;
+    const button = el("button", {type: "button", title: `${g.state}; epoch ${g.epoch}`,
+      on: {click: () => send({op: "group-select", group: g.group_id})}},
+      el("span", {class: "label", text: g.label}),
+      el("span", {class: "meta", text: `${g.members} · e${g.epoch}`}));
+    if (flag) button.append(el("span", {class: `flag ${g.state}`, text: flag}));
+    if (g.unread) button.append(el("span", {class: "unread", text: String(g.unread)}));
+    return el("li", {class: g.group_id === s.active_group ? "active" : "",
+                     dataset: {group: g.group_id, state: g.state, fork: String(g.fork)}}, button);
+  }));
+}
+
+function receiptMarks(line) {
+  const marks = el("span", {class: "receipts", title: `received by ${line.got} of ${line.of}`});
+  for (const r of line.receipts)
+    marks.append(el("span", {class: `rcpt${r.done ? " done" : ""}`, dataset: {who: r.who},
+                             text: `${r.done ? "✓" : "…"}${r.who}`}));
+  if (line.of > line.receipts.length || !line.of)
+    marks.append(el("span", {class: "count", text: `${line.got}/${line.of}`}));
+  return marks;
+}
+
+function groupBanner(g) {
+  if (g.fork) return `⚠ ${g.fork}`;
+  if (g.left) return `${g.left}`;
+  if (g.changed) return `⚠ ${g.blocked}`;
+  return "";
+}
+
+function renderGroupConversation(g) {
+  const list = $("conversation");
+  const atEnd = list.scrollTop + list.clientHeight >= list.scrollHeight - 8;
+  const banner = groupBanner(g);
+  $("banner").hidden = !banner;
+  $("banner").className = g.state === "left" && !g.fork ? "muted" : "";
+  setText("banner", banner);
+  setText("conv-title", g.label);
+  setText("conv-status", [`${g.members.length} members`, `epoch ${g.epoch}`, g.state].join(" · "));
+  list.replaceChildren(...g.lines.map((line) => {
+    const item = el("li", {class: line.dir, dataset: {dir: line.dir}},
+      el("span", {class: "at", text: clock(line.at)}));
+    if (line.dir !== "note") item.append(el("span", {class: "who", text: line.dir === "out" ? "me:" : `${line.sender}:`}));
+    item.append(el("span", {class: "text", text: line.text}));
+    if (line.dir === "out") item.append(receiptMarks(line));
+    return item;
+  }));
+  if (atEnd) list.scrollTop = list.scrollHeight;
+  $("send").disabled = !!g.blocked;
+  $("send").title = g.blocked ? clean(g.blocked) : "";
+  $("hangup").hidden = true;
+  $("open-group").hidden = false;
+}
+
+const KEY_STATE = {me: "us", verified: "✓ verified", unverified: "? not verified", changed: "! CHANGED"};
+
+function memberRow(g, m) {
+  const actions = el("td");
+  if (m.crypto === "changed")
+    actions.append(el("button", {type: "button", text: "Acknowledge the new key", dataset: {action: "acknowledge"},
+      on: {click: () => send({op: "group-acknowledge", group: g.group_id, peer: m.peer_id})}}));
+  if (!m.me && g.state === "active")
+    actions.append(el("button", {type: "button", text: "Remove", dataset: {action: "remove"},
+      on: {click: () => send({op: "group-remove", group: g.group_id, peer: m.peer_id})}}));
+  const fp = el("td", {class: "fp"}, el("code", {text: m.fingerprint}));
+  if (m.crypto === "changed") fp.append(el("div", {class: "error", text: `pinned: ${m.pinned}`}));
+  return el("tr", {dataset: {peer: m.peer_id, crypto: m.crypto}},
+    el("td", {class: "label", text: `${m.peer_id || "(peer id unknown)"}${m.me ? " (us)" : ""}${m.sequencer ? " ★" : ""}`,
+              title: m.sequencer ? "the sequencer: commits this epoch's changes" : ""}),
+    fp,
+    el("td", {class: "sn-small", text: m.safety_number ? groups(m.safety_number) : m.me ? "" : "no 1:1 session with this key"}),
+    el("td", {class: `crypto ${m.crypto}`, text: KEY_STATE[m.crypto] ?? m.crypto}),
+    actions);
+}
+
+function renderGroupPanel(g) {
+  if (panel !== "panel-group") return;
+  if (!g) { closePanels(); return; }
+  setText("pg-name", g.label);
+  setText("pg-state", `${g.members.length} members · epoch ${g.epoch} · ${g.state}` +
+    " · ★ the sequencer commits changes; an added member joins once it commits");
+  $("pg-fork").hidden = !g.fork;
+  setText("pg-fork", g.fork || "");
+  $("pg-left").hidden = !g.left;
+  setText("pg-left", g.left || "");
+  $("pg-changed").hidden = !g.changed;
+  const active = g.state === "active";
+  for (const id of ["group-rename", "group-add", "group-leave", "group-name", "group-peer"]) $(id).disabled = !active;
+  $("group-members").tBodies[0].replaceChildren(...g.members.map((m) => memberRow(g, m)));
 }
 
 function renderConnect(s) {
@@ -204,6 +303,7 @@ function openPanel(id) {
   panel = id;
   panelTouched = false;
   if (id === "panel-connect") { $("qr").src = `/api/qr.svg?t=${Date.now()}`; $("target").focus(); }
+  if (id === "panel-new-group") $("new-group-name").focus();
   if (state) render();
 }
 
@@ -215,6 +315,14 @@ function closePanels() {
 
 function sendMessage() {
   const box = $("message");
+  const g = state && state.group;
+  if (g) {
+    if (!box.value.trim()) return;
+    if (g.blocked) { setText("notice", g.blocked); return; }
+    send({op: "group-send", group: g.group_id, text: box.value});
+    box.value = "";
+    return;
+  }
   const c = state && state.conversation;
   if (!c || !box.value.trim()) return;
   if (c.blocked) { setText("notice", c.blocked); return; }
@@ -251,7 +359,7 @@ function wire() {
     if (ev.key === "Enter" && !ev.shiftKey) { ev.preventDefault(); sendMessage(); }
   });
   $("message").addEventListener("input", () => {
-    const c = state && state.conversation;
+    const c = state && !state.group && state.conversation;
     if (c && !c.blocked && Date.now() - lastTyping > 3000) { lastTyping = Date.now(); send({op: "typing", peer: c.peer_id}); }
   });
   $("hangup").addEventListener("click", () => state && state.conversation && send({op: "hangup", peer: state.conversation.peer_id}));
@@ -268,6 +376,36 @@ function wire() {
   $("acknowledge").addEventListener("click", () => send({op: "acknowledge", peer: state.conversation.peer_id}));
   $("file-fast").addEventListener("change", () => { panelTouched = true; });
   $("file-send").addEventListener("click", uploadFile);
+  wireGroups();
+}
+
+function wireGroups() {
+  const group = () => state && state.group;
+  const onEnter = (id, fn) => $(id).addEventListener("keydown", (ev) => { if (ev.key === "Enter") fn(); });
+  $("open-new-group").addEventListener("click", () => openPanel("panel-new-group"));
+  $("open-group").addEventListener("click", () => openPanel("panel-group"));
+  const create = () => {
+    const name = $("new-group-name").value.trim();
+    if (!name) return;
+    send({op: "group-create", name});
+    $("new-group-name").value = "";
+    closePanels();
+  };
+  $("group-create").addEventListener("click", create);
+  onEnter("new-group-name", create);
+  const rename = () => {
+    const name = $("group-name").value.trim();
+    if (name && group()) { send({op: "group-rename", group: group().group_id, name}); $("group-name").value = ""; }
+  };
+  $("group-rename").addEventListener("click", rename);
+  onEnter("group-name", rename);
+  const add = () => {
+    const peer = $("group-peer").value.trim();
+    if (peer && group()) { send({op: "group-add", group: group().group_id, peer}); $("group-peer").value = ""; }
+  };
+  $("group-add").addEventListener("click", add);
+  onEnter("group-peer", add);
+  $("group-leave").addEventListener("click", () => group() && send({op: "group-leave", group: group().group_id}));
 }
 
 wire();
