@@ -87,7 +87,9 @@ def test_chat_and_receipts_with_hostile_text_inert_no_csp_violation_only_loopbac
         assert browser.csp_issues == [] and browser.exceptions == [], (browser.csp_issues, browser.exceptions)
         assert not [c for c in browser.console if "Refused" in c or "error" in c.lower()], browser.console
         origin, ws = server.access.origin, server.access.origin.replace("http", "ws")
-        assert browser.requests and all(u.startswith((origin + "/", ws + "/")) for u in browser.requests), browser.requests
+        assert browser.requests and all(
+            u.startswith((origin + "/", ws + "/", f"blob:{origin}/")) for u in browser.requests
+        ), browser.requests  # blob: our own QR code and downloads, made in the page
         # the CSP is enforced, not just sent: an inline script is refused and reported
         with pytest.raises(Exception, match="TrustedScript|Trusted"):
             await browser.evaluate("const s = document.createElement('script'); "
@@ -154,12 +156,13 @@ def test_files_offer_accept_progress_receive_download_and_send(tmp_path: Path) -
         service.contents["t9"] = data
         service.emit(FileCompleted("bob", "t9", False, "report.pdf", len(data), digest, False))
         await browser.wait_for(f"{row}.dataset.state === 'done'")
-        await browser.wait_for("document.querySelectorAll('#received a').length === 1")
+        await browser.wait_for("document.querySelectorAll('#received button').length === 1")
         got = await browser.evaluate(
-            "fetch(document.querySelector('#received a').href).then(r => r.arrayBuffer())"
+            "receivedFile(0).then(b => b.arrayBuffer())"
             ".then(b => crypto.subtle.digest('SHA-256', b)).then(h => [...new Uint8Array(h)]"
             ".map(x => x.toString(16).padStart(2, '0')).join(''))", await_promise=True)
         assert got == digest
+        await browser.evaluate("document.querySelector('#received button').click()")  # the page's way
         upload = tmp_path / "notes.txt"
         upload.write_bytes(b"x" * 300_000)
         await browser.set_file("file-pick", upload)
@@ -211,5 +214,31 @@ def test_a_page_of_another_local_origin_cannot_open_the_websocket_or_post() -> N
         assert report["ws"] == "error", report
         assert report["read"] == "blocked", report  # no CORS: the page cannot read our answers
         assert service.offered == [] and len(server.sockets) == 0
+
+    in_browser(body)
+
+
+def test_the_page_keeps_its_capability_out_of_cookies_and_the_cookie_alone_opens_nothing() -> None:
+    async def body(server: WebServer, service: FakeFileChatService, browser: Browser) -> None:
+        capability = await browser.evaluate("sessionStorage.getItem('enkrypted-capability')")
+        assert capability and await browser.evaluate("document.cookie") == ""  # HttpOnly cookie
+        cookies = (await browser.call("Network.getCookies"))["cookies"]
+        assert [c["name"] for c in cookies] == ["enkrypted-web"]
+        assert capability not in {c["value"] for c in cookies}
+        await browser.click("open-connect")  # the QR code: read with the capability, drawn as blob:
+        await browser.wait_for("document.getElementById('qr').naturalWidth > 0")
+        assert browser.csp_issues == [] and browser.exceptions == []
+        await browser.call("Page.reload")  # same tab: the capability survives in sessionStorage
+        await browser.wait_for("!document.getElementById('body').hidden && "
+                               "document.getElementById('me').textContent === 'alice-7f3k9q'")
+        # a fresh page of the same origin with the cookie but without the capability: the gate
+        await browser.evaluate("sessionStorage.clear()")
+        await browser.call("Page.reload")
+        await browser.wait_for("!document.getElementById('gate').hidden")
+        status = await browser.evaluate(
+            "fetch('/api/qr.svg', {credentials: 'same-origin'}).then(r => r.status)", await_promise=True)
+        assert status == 401
+        await asyncio.sleep(0.5)
+        assert len(server.sockets) == 0
 
     in_browser(body)

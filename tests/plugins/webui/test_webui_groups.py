@@ -21,6 +21,7 @@ from enkrypted_shell.contracts import (
     GroupMember,
 )
 from enkrypted_ui_cli.chatstore import ChatStore, Contact, MemoryProfileStore
+from enkrypted_ui_web.access import PROTOCOL
 from enkrypted_ui_web.chat import WebChat
 from enkrypted_ui_web.groups import MAX_GROUPS, MAX_LINES, GroupBook
 from enkrypted_ui_web.view import snapshot
@@ -218,9 +219,10 @@ def test_group_changes_go_only_over_the_websocket_with_the_session() -> None:
             assert service.calls == [] and service.group_infos == {}
             async with http.post(origin + "/api/session", json={"secret": server.access.secret},
                                  headers={"Origin": origin}) as res:
-                assert res.status == 204
-            async with http.ws_connect(origin.replace("http", "ws") + "/ws",
-                                       headers={"Origin": origin}) as ws:
+                assert res.status == 200
+                capability = (await res.json())["capability"]
+            async with http.ws_connect(origin.replace("http", "ws") + "/ws", headers={"Origin": origin},
+                                       protocols=(PROTOCOL, f"enkrypted.cap.{capability}")) as ws:
                 first = json.loads((await ws.receive()).data)
                 assert first["groups_supported"] is True and first["groups"] == []
                 await ws.send_json({"op": "group-create", "name": "over ws"})

@@ -118,7 +118,7 @@ async def _scenario(broker: Server, peers: list[Peer], home: Path) -> None:
             assert b.csp_issues == [] and b.exceptions == [], (b.csp_issues, b.exceptions)
             origin = server.access.origin
             ws = origin.replace("http", "ws")
-            assert all(u.startswith((origin + "/", ws + "/")) for u in b.requests), b.requests
+            assert all(u.startswith((origin + "/", ws + "/", f"blob:{origin}/")) for u in b.requests), b.requests
     finally:
         with contextlib.suppress(Exception):
             await service.aclose()

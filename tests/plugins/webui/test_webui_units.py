@@ -13,7 +13,7 @@ import enkrypted_ui_web.plugin as web_plugin
 from enkrypted_shell.contracts import AppContext, ChatMessage, FileOffered
 from enkrypted_shell.testing import check_ui_service
 from enkrypted_ui_cli.chatstore import ChatStore, MemoryProfileStore
-from enkrypted_ui_web.access import Access
+from enkrypted_ui_web.access import MAX_PAGES, PROTOCOL, Access, capability_from_protocols
 from enkrypted_ui_web.assets import FOLDER, check_assets, sri
 from enkrypted_ui_web.chat import WebChat
 from enkrypted_ui_web.errors import AssetsRefused
@@ -45,32 +45,71 @@ def test_markup_emoji_joiners_and_newlines_stay_as_they_are() -> None:
 def test_only_our_host_and_origin_get_in_and_changes_need_the_origin() -> None:
     access = Access(8123)
     me = "http://127.0.0.1:8123"
-    ok = access.check("GET", "127.0.0.1:8123", None, cookie=None, needs_session=False)
+    ok = access.check("GET", "127.0.0.1:8123", None, cookie=None, capability=None,
+                          needs_session=False)
     assert ok.allowed
     for host in ("evil.example:8123", "localhost:8123", "127.0.0.1:8124", None):
-        verdict = access.check("GET", host, None, cookie=None, needs_session=False)
+        verdict = access.check("GET", host, None, cookie=None, capability=None,
+                          needs_session=False)
         assert (verdict.status, verdict.allowed) == (421, False), host
     for origin in ("http://evil.example", "http://127.0.0.1:9999", "null", "http://localhost:8123"):
-        verdict = access.check("POST", "127.0.0.1:8123", origin, cookie=None, needs_session=False)
+        verdict = access.check("POST", "127.0.0.1:8123", origin, cookie=None, capability=None,
+                          needs_session=False)
         assert verdict.status == 403, origin
-    assert access.check("POST", "127.0.0.1:8123", None, cookie=None, needs_session=False).status == 403
-    assert access.check("WEBSOCKET", "127.0.0.1:8123", None, cookie=None, needs_session=False).status == 403
-    assert access.check("POST", "127.0.0.1:8123", me, cookie=None, needs_session=False).allowed
+    assert access.check("POST", "127.0.0.1:8123", None, cookie=None, capability=None,
+                          needs_session=False).status == 403
+    assert access.check("WEBSOCKET", "127.0.0.1:8123", None, cookie=None, capability=None,
+                          needs_session=False).status == 403
+    assert access.check("POST", "127.0.0.1:8123", me, cookie=None, capability=None,
+                          needs_session=False).allowed
 
 
-def test_the_secret_buys_a_separate_session_token_and_nothing_else_does() -> None:
+def test_the_secret_buys_a_session_and_a_page_capability_and_nothing_else_does() -> None:
     access = Access(8123)
     me = "http://127.0.0.1:8123"
     assert access.url == f"{me}/#s={access.secret}" and len(access.secret) >= 43
     assert access.exchange("wrong") is None and access.exchange("") is None
-    token = access.exchange(access.secret)
-    assert token is not None and token != access.secret
-    assert access.check("WEBSOCKET", "127.0.0.1:8123", me, cookie=token, needs_session=True).allowed
-    for cookie in (None, "", access.secret, token + "x"):
-        verdict = access.check("GET", "127.0.0.1:8123", me, cookie=cookie, needs_session=True)
-        assert verdict.status == 401, cookie
+    grant = access.exchange(access.secret)
+    assert grant is not None and access.secret not in (grant.session, grant.capability)
+    assert grant.session != grant.capability and repr(grant) == "Grant()"  # kept out of logs
+
+    def verdict(cookie: str | None, capability: str | None) -> int:
+        return access.check("WEBSOCKET", "127.0.0.1:8123", me, cookie=cookie,
+                            capability=capability, needs_session=True).status
+
+    assert verdict(grant.session, grant.capability) == 200
+    for cookie, capability in ((None, None), ("", grant.capability), (access.secret, grant.capability),
+                               (grant.session + "x", grant.capability), (grant.capability, grant.session)):
+        assert verdict(cookie, capability) == 401, (cookie, capability)
     tokens = [access.exchange(access.secret) for _ in range(20)]  # bounded: oldest forgotten
-    assert not access.has_session(token) and access.has_session(tokens[-1])
+    assert tokens[-1] is not None
+    assert not access.has_session(grant.session, grant.capability)
+    assert access.has_session(tokens[-1].session, tokens[-1].capability)
+
+
+def test_the_cookie_alone_is_not_enough_a_capability_works_only_with_its_own_session() -> None:
+    access = Access(8123)
+    first, other = access.exchange(access.secret), access.exchange(access.secret)
+    assert first is not None and other is not None
+    assert not access.has_session(first.session, None)  # the cookie another port received
+    assert not access.has_session(first.session, "")
+    assert not access.has_session(first.session, other.capability)  # another browser's page
+    assert not access.has_session(None, first.capability)
+    # a second tab of the same browser: same session, its own capability, the first still works
+    tab = access.exchange(access.secret, first.session)
+    assert tab is not None and tab.session == first.session and tab.capability != first.capability
+    assert access.has_session(first.session, first.capability)
+    assert access.has_session(first.session, tab.capability)
+    tabs = [access.exchange(access.secret, first.session) for _ in range(MAX_PAGES)]
+    assert not access.has_session(first.session, first.capability)  # bounded: oldest forgotten
+    assert all(t is not None and access.has_session(first.session, t.capability) for t in tabs)
+    assert access.exchange(access.secret, "not-a-session") not in (None, first)
+
+
+def test_the_websocket_capability_rides_in_the_subprotocol_list() -> None:
+    assert capability_from_protocols(f"{PROTOCOL}, enkrypted.cap.abc_-9") == "abc_-9"
+    assert capability_from_protocols(PROTOCOL) is None
+    assert capability_from_protocols(None) is None and capability_from_protocols("") is None
 
 
 # ------------------------------------------------------------------------------ assets

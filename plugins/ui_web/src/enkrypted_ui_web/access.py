@@ -9,15 +9,22 @@ reach that port.  So (docs/webui.md, "Access"):
   change something (POST, the WebSocket) must carry it.  Another local page, another port or a
   rebinding name is refused before anything happens;
 * a **per-start secret** (32 random bytes, in the printed URL's fragment, so it reaches neither
-  server logs nor ``Referer``) is exchanged once per browser for a session cookie (``HttpOnly;
-  SameSite=Strict``, a separate random value); everything but the page's static files needs that
-  cookie;
+  server logs nor ``Referer``) is exchanged for a session cookie (``HttpOnly; SameSite=Strict``, a
+  separate random value) **and** a per-page capability (random, bound to that cookie's session)
+  that the page keeps in ``sessionStorage`` and presents on every request beyond the page files:
+  the ``X-Enkrypted-Capability`` header, or on the WebSocket the ``Sec-WebSocket-Protocol`` entry
+  ``enkrypted.cap.<capability>``.  Cookies are per host, not per port, so another server on
+  127.0.0.1 that the browser visits receives the cookie; it never sees the capability, and the
+  cookie alone opens nothing;
 * **GET never changes state**: actions go over the WebSocket or a POST.
 """
 
 from __future__ import annotations
 
-__all__ = ["COOKIE", "Access", "Verdict"]
+__all__ = [
+    "CAPABILITY_HEADER", "COOKIE", "PROTOCOL", "Access", "Grant", "Verdict",
+    "capability_from_protocols",
+]
 
 import hmac
 import secrets
@@ -26,8 +33,15 @@ from dataclasses import dataclass, field
 from typing import Final
 
 COOKIE: Final = "enkrypted-web"
+"""Not ``__Host-enkrypted-web``: that prefix needs ``Secure``, which needs https (docs/webui.md)."""
+CAPABILITY_HEADER: Final = "X-Enkrypted-Capability"
+PROTOCOL: Final = "enkrypted.v1"
+"""The WebSocket subprotocol the server selects; the capability rides beside it."""
+CAPABILITY_PROTOCOL: Final = "enkrypted.cap."
 MAX_SESSIONS: Final = 16
 """Browsers (cookies) remembered at once; the oldest is forgotten first."""
+MAX_PAGES: Final = 8
+"""Capabilities per session (tabs signed in with the secret); the oldest is forgotten first."""
 READS: Final = frozenset({"GET", "HEAD"})
 
 
@@ -46,13 +60,30 @@ class Verdict:
 ALLOWED: Final = Verdict()
 
 
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a right secret buys: the cookie's session token and this page's capability."""
+
+    session: str = field(repr=False)
+    capability: str = field(repr=False)
+
+
+def capability_from_protocols(header: str | None) -> str | None:
+    """The capability offered in a ``Sec-WebSocket-Protocol`` header (browsers cannot set other
+    headers on a WebSocket), else ``None``."""
+    for entry in (e.strip() for e in (header or "").split(",")):
+        if entry.startswith(CAPABILITY_PROTOCOL):
+            return entry[len(CAPABILITY_PROTOCOL):]
+    return None
+
+
 @dataclass(slots=True)
 class Access:
     """The rules for one server run on ``port`` with one ``secret``."""
 
     port: int
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
-    _sessions: OrderedDict[str, None] = field(default_factory=OrderedDict, repr=False)
+    _sessions: OrderedDict[str, list[str]] = field(default_factory=OrderedDict, repr=False)
 
     @property
     def origin(self) -> str:
@@ -65,7 +96,7 @@ class Access:
 
     def check(
         self, method: str, host: str | None, origin: str | None, *, cookie: str | None,
-        needs_session: bool,
+        capability: str | None, needs_session: bool,
     ) -> Verdict:
         """The verdict for one request (``method`` ``"WEBSOCKET"`` for the upgrade)."""
         if host != f"127.0.0.1:{self.port}":
@@ -74,21 +105,44 @@ class Access:
             return Verdict(403, "another origin may not use this chat")
         if origin is None and method not in READS:
             return Verdict(403, "a request that changes something must come from the chat page")
-        if needs_session and not self.has_session(cookie):
+        if needs_session and not self.has_session(cookie, capability):
             return Verdict(401, "no session: open the URL `enkrypted chat` printed")
         return ALLOWED
 
-    def exchange(self, offered: str) -> str | None:
-        """A new session token for the right secret (constant-time compare), else ``None``."""
+    def exchange(self, offered: str, cookie: str | None = None) -> Grant | None:
+        """A capability for the right secret (constant-time compare), else ``None``.
+
+        A browser that already holds a live session cookie keeps it (another tab of the same
+        browser must not cut off the first); otherwise a new session is made."""
         if not hmac.compare_digest(offered.encode(), self.secret.encode()):
             return None
-        token = secrets.token_urlsafe(32)
-        self._sessions[token] = None
-        while len(self._sessions) > MAX_SESSIONS:
-            self._sessions.popitem(last=False)
-        return token
+        session = self._find(cookie)
+        if session is None:
+            session = secrets.token_urlsafe(32)
+            self._sessions[session] = []
+            while len(self._sessions) > MAX_SESSIONS:
+                self._sessions.popitem(last=False)
+        self._sessions.move_to_end(session)
+        pages = self._sessions[session]
+        pages.append(secrets.token_urlsafe(32))
+        del pages[:-MAX_PAGES]
+        return Grant(session, pages[-1])
 
-    def has_session(self, cookie: str | None) -> bool:
-        if not cookie:
+    def has_session(self, cookie: str | None, capability: str | None) -> bool:
+        """Both halves, and of the same session: the cookie alone (or the capability alone) is
+        not enough."""
+        session = self._find(cookie)
+        if session is None or not capability:
             return False
-        return any(hmac.compare_digest(cookie.encode(), t.encode()) for t in self._sessions)
+        offered = capability.encode()
+        return any(hmac.compare_digest(offered, page.encode()) for page in self._sessions[session])
+
+    def _find(self, cookie: str | None) -> str | None:
+        if not cookie:
+            return None
+        offered = cookie.encode()
+        found = None
+        for token in self._sessions:  # every entry compared: the time says nothing about which
+            if hmac.compare_digest(offered, token.encode()):
+                found = token
+        return found

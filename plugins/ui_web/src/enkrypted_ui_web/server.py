@@ -5,12 +5,16 @@ Routes (every one behind :class:`~.access.Access`; docs/webui.md, "Access"):
 =====================  ==========  ================================================================
 ``GET /``, ``/NAME``   public      the verified page files (:mod:`.assets`), nothing else
 ``POST /api/session``  secret      ``{"secret": ...}`` -> the session cookie (HttpOnly, Strict)
+                                   and ``{"capability": ...}`` for this page
 ``GET /ws``            session     the WebSocket: snapshots out, requests (``{"op": ...}``) in
                                    (1:1 chat, files, groups: every change goes this way)
 ``GET /api/qr.svg``    session     our invite link as a QR code (segno)
 ``POST /api/upload``   session     a file to offer (``?peer=&name=&fast=``), streamed to disk
 ``GET /api/file/N``    session     received file number N (of the snapshot), decrypted, downloaded
 =====================  ==========  ================================================================
+
+"session" is the cookie *and* the page's capability of the same session (the
+``X-Enkrypted-Capability`` header; on the WebSocket a ``Sec-WebSocket-Protocol`` entry).
 
 Every response carries a strict Content-Security-Policy (no inline script, no ``eval``, Trusted
 Types required, ``connect-src 'self'``), ``nosniff``, no referrer, no framing, no caching.
@@ -38,14 +42,20 @@ from aiohttp import WSMsgType, web
 from enkrypted_shell.contracts import ContractError
 from enkrypted_ui_cli.errors import UiError
 
-from .access import COOKIE, Access
+from .access import (
+    CAPABILITY_HEADER,
+    COOKIE,
+    PROTOCOL,
+    Access,
+    capability_from_protocols,
+)
 from .assets import INDEX, VerifiedAssets
 from .chat import WebChat
 from .text import one_line
 from .view import snapshot
 
 CSP: Final = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
     "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; "
     "frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types 'none'"
 )
@@ -97,11 +107,16 @@ class WebServer:
         public = request.path == "/" or (
             request.path.count("/") == 1 and not request.path.startswith("/ws")
         )
+        websocket = request.path == "/ws"
         verdict = self.access.check(
-            "WEBSOCKET" if request.path == "/ws" else request.method,
+            "WEBSOCKET" if websocket else request.method,
             request.headers.get("Host"),
             request.headers.get("Origin"),
             cookie=request.cookies.get(COOKIE),
+            capability=(
+                capability_from_protocols(request.headers.get("Sec-WebSocket-Protocol"))
+                if websocket else request.headers.get(CAPABILITY_HEADER)
+            ),
             needs_session=not public and request.path != "/api/session",
         )
         if not verdict.allowed:
@@ -123,11 +138,14 @@ class WebServer:
             offered = (await request.json()).get("secret")
         except (ValueError, AttributeError):
             offered = None
-        token = self.access.exchange(offered) if isinstance(offered, str) else None
-        if token is None:
+        grant = (
+            self.access.exchange(offered, request.cookies.get(COOKIE))
+            if isinstance(offered, str) else None
+        )
+        if grant is None:
             return web.Response(status=403, text="wrong secret: open the URL the chat printed\n")
-        response = web.Response(status=204)
-        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/")
+        response = web.json_response({"capability": grant.capability})
+        response.set_cookie(COOKIE, grant.session, httponly=True, samesite="Strict", path="/")
         return response
 
     async def _qr(self, request: web.Request) -> web.Response:
@@ -143,7 +161,9 @@ class WebServer:
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
         if len(self.sockets) >= MAX_SOCKETS:
             raise web.HTTPServiceUnavailable(text="too many pages open\n")
-        ws = web.WebSocketResponse(max_msg_size=MAX_WS_MESSAGE, heartbeat=30)
+        ws = web.WebSocketResponse(
+            max_msg_size=MAX_WS_MESSAGE, heartbeat=30, protocols=(PROTOCOL,)
+        )
         await ws.prepare(request)
         self.sockets.add(ws)
         try:

@@ -8,6 +8,12 @@ let state = null;
 let socket = null;
 let panel = null;
 let lastTyping = 0;
+// This page's capability (docs/webui.md, "Access"): given for the URL's secret, kept in this tab's
+// sessionStorage (never a cookie: cookies reach every port of 127.0.0.1) and shown on every request.
+const CAPABILITY_KEY = "enkrypted-capability";
+const CAPABILITY_FORM = /^[A-Za-z0-9_-]{16,128}$/;
+let capability = null;
+let qrUrl = null;
 
 // Bidi overrides/isolates/marks, invisible and control characters -> a visible marker (the
 // server does the same; see text.py).
@@ -45,8 +51,43 @@ async function signIn() {
       method: "POST", headers: {"Content-Type": "application/json"},
       body: JSON.stringify({secret: match[1]}), credentials: "same-origin"});
     if (!res.ok) return gate("The secret in that URL is wrong (or from an earlier run).");
+    const given = (await res.json()).capability;
+    if (!CAPABILITY_FORM.test(String(given))) return gate("The chat answered without a capability.");
+    sessionStorage.setItem(CAPABILITY_KEY, given);
   }
+  capability = sessionStorage.getItem(CAPABILITY_KEY);
+  if (!capability || !CAPABILITY_FORM.test(capability)) return gate();
   connectSocket();
+}
+
+// A read that needs the session (QR code, a received file): the capability as a header.
+async function fetchWithCapability(path) {
+  const res = await fetch(path, {headers: {"X-Enkrypted-Capability": capability}, credentials: "same-origin"});
+  if (!res.ok) throw new Error(`${path}: ${res.status} ${(await res.text()).slice(0, 200)}`);
+  return res.blob();
+}
+
+function receivedFile(index) { return fetchWithCapability(`/api/file/${Number(index)}`); }
+
+async function download(index, name) {
+  try {
+    const url = URL.createObjectURL(await receivedFile(index));
+    el("a", {href: url, download: name}).click();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  } catch (err) {
+    setText("file-status", `not downloaded: ${err.message}`);
+  }
+}
+
+async function loadQr() {
+  try {
+    const url = URL.createObjectURL(await fetchWithCapability("/api/qr.svg"));
+    if (qrUrl) URL.revokeObjectURL(qrUrl);
+    qrUrl = url;
+    $("qr").src = url;
+  } catch (err) {
+    $("qr").alt = clean(`no QR code: ${err.message}`);
+  }
 }
 
 function gate(reason) {
@@ -56,7 +97,7 @@ function gate(reason) {
 }
 
 function connectSocket() {
-  socket = new WebSocket(`ws://${location.host}/ws`);
+  socket = new WebSocket(`ws://${location.host}/ws`, ["enkrypted.v1", `enkrypted.cap.${capability}`]);
   let opened = false;
   socket.addEventListener("open", () => { opened = true; $("gate").hidden = true; $("body").hidden = false; });
   socket.addEventListener("message", (ev) => {
@@ -292,7 +333,8 @@ function renderFiles(s) {
   }));
   $("received").replaceChildren(...s.received.map((f, i) => el("li", {},
     el("span", {class: "name", text: `${f.name} (${size(f.size)}) from ${f.peer_id} sha256 ${f.sha256.slice(0, 16)}… `}),
-    el("a", {href: `/api/file/${i}`, download: "", text: "Download"}))));
+    el("button", {type: "button", text: "Download", dataset: {index: String(i)},
+                  on: {click: () => download(i, clean(f.name))}}))));
 }
 
 // --------------------------------------------------------------------------------- actions
@@ -302,7 +344,7 @@ function openPanel(id) {
   for (const p of document.querySelectorAll(".panel")) p.hidden = p.id !== id;
   panel = id;
   panelTouched = false;
-  if (id === "panel-connect") { $("qr").src = `/api/qr.svg?t=${Date.now()}`; $("target").focus(); }
+  if (id === "panel-connect") { loadQr(); $("target").focus(); }
   if (id === "panel-new-group") $("new-group-name").focus();
   if (state) render();
 }
@@ -339,6 +381,7 @@ function uploadFile() {
   const query = new URLSearchParams({peer: c.peer_id, name: file.name, fast: fast ? "1" : "0"});
   const xhr = new XMLHttpRequest();
   xhr.open("POST", `/api/upload?${query}`);
+  xhr.setRequestHeader("X-Enkrypted-Capability", capability);
   xhr.upload.addEventListener("progress", (ev) => {
     if (ev.lengthComputable) setText("file-status", `handing ${file.name} to the chat: ${Math.round(100 * ev.loaded / ev.total)}%`);
   });
