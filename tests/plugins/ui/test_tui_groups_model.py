@@ -141,6 +141,36 @@ def test_a_fork_is_shown_until_a_later_epoch_and_rejoining_is_a_state() -> None:
     assert view.fork is None and view.state == "active" and group_banner(view, "") is None
 
 
+def test_sending_is_blocked_while_re_joining_after_a_fork_until_the_welcome() -> None:
+    m = model()
+    joined(m, BOB, epoch=4)
+    m.apply(GroupChatForked(G, 4, "bob", "another commit won", rejoining=True), NOW)
+    assert "re-joining “friends” after a fork" in (m.groups.send_blocked(G) or "")
+    joined(m, BOB, epoch=6)  # the new Welcome
+    assert m.groups.send_blocked(G) is None
+    m.apply(GroupChatForked(G, 6, "carol", "we stay", rejoining=False), NOW)
+    assert m.groups.send_blocked(G) is None  # a fork we stay on does not block
+
+
+def test_load_takes_the_services_word_on_a_group_already_shown() -> None:
+    m = model()
+    joined(m, BOB, epoch=2)
+    m.groups.load([GroupInfo(G, "renamed", 3, (ME, BOB, CAROL), "rejoining")], NOW)
+    view = m.groups.views[G]
+    assert (view.name, view.epoch, len(view.members), view.state) == ("renamed", 3, 3, "rejoining")
+    assert m.groups.send_blocked(G) is not None
+    m.groups.load([GroupInfo(G, "renamed", 5, (ME, GroupMember("bob", MALLORY_FP)), "active")], NOW)
+    assert view.changed == {"bob": MALLORY_FP}  # the member-key rule holds here too
+
+
+def test_a_member_without_a_peer_id_pins_nothing_and_a_problem_without_a_group_is_a_notice() -> None:
+    m = model()
+    joined(m, GroupMember("", BOB_FP), GroupMember("", CAROL_FP))
+    assert m.groups.views[G].changed == {} and m.groups.send_blocked(G) is None
+    m.apply(GroupChatProblem("", "local", "saved groups: damaged"), NOW)
+    assert "" not in m.groups.views and "problem with the saved groups" in m.notice
+
+
 def test_peer_supplied_names_and_texts_are_one_line_plain_text() -> None:
     m = model()
     joined(m, BOB, name="[bold red]evil[/]\nsecond line\x1b[2J")

@@ -6,9 +6,11 @@ the page's requests (:meth:`WebChat.handle`, one JSON object from the WebSocket)
 tasks, like the TUI's workers.  Every change calls ``changed()`` so the server pushes a new
 snapshot.  Store writes stay on this loop (the profile store belongs to the thread that opened
 it); file uploads are written to a private temporary folder before ``send_file``.  With a
-``GroupChatService`` (p2p 2.2, detected with ``supports``) the group events also go to the web's
-own :class:`~.groups.GroupBook`, re-synced from ``groups()`` after each, and the ``group-*``
-requests create, rename, leave, add and remove members, send, and acknowledge a changed key.
+``GroupChatService`` (p2p 2.2, detected with ``supports``) the groups are the presenter's too
+(``ChatModel.groups``, the TUI's ``GroupBook``: the same member-key, fork and left rules, the same
+stored history and acknowledged keys), re-synced from ``groups()`` after each group event and
+action, and the ``group-*`` requests create, rename, leave, add and remove members, send, and
+acknowledge a changed key.
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ from enkrypted_shell.contracts import (
     ContractError,
     FileChatService,
     FileCompleted,
+    GroupChatForked,
+    GroupChatLeft,
+    GroupChatMembership,
+    GroupChatMessage,
+    GroupChatProblem,
+    GroupChatReceipt,
+    GroupChatRenamed,
     GroupChatService,
     PeerStateChanged,
     supports,
@@ -35,14 +44,15 @@ from enkrypted_shell.errors import ShellError
 from enkrypted_ui_cli.chatstore import ChatStore
 from enkrypted_ui_cli.errors import UiError
 from enkrypted_ui_cli.invite import Target, check_peer_id, parse_target
+from enkrypted_ui_cli.tui.groups import MAX_NAME_CHARS, GroupBook, GroupView
 from enkrypted_ui_cli.tui.model import MAX_PEERS, MAX_TEXT_CHARS, ChatModel
-
-from .groups import GROUP_EVENTS, MAX_NAME_CHARS, GroupBook
 
 MAX_REQUEST_FIELD: Final = MAX_TEXT_CHARS
 MAX_TASKS: Final = 64
 """Service calls running at once on behalf of the page; more are refused with a notice."""
 TYPING_EVERY_S: Final = 3.0
+GROUP_EVENTS: Final = (GroupChatMessage, GroupChatReceipt, GroupChatMembership, GroupChatRenamed,
+                       GroupChatForked, GroupChatLeft, GroupChatProblem)
 
 
 class WebChat:
@@ -64,9 +74,6 @@ class WebChat:
         self.group_service: GroupChatService | None = (
             service if supports(service, GroupChatService) else None  # type: ignore[assignment]
         )
-        self.groups: GroupBook | None = None
-        if self.group_service is not None:
-            self.groups = GroupBook(service.fingerprint, self._pinned)
         self.changed: Callable[[], None] = lambda: None
         self._tasks: set[asyncio.Task[None]] = set()
         self._typing_sent = 0.0
@@ -75,9 +82,10 @@ class WebChat:
         self.load_stored()
         self.sync_groups()
 
-    def _pinned(self, peer_id: str) -> str:
-        view = self.model.peers.get(peer_id)
-        return view.contact.pinned if view is not None else ""
+    @property
+    def groups(self) -> GroupBook | None:
+        """The presenter's group book, or ``None`` without a group service."""
+        return self.model.groups if self.group_service is not None else None
 
     # ---------------------------------------------------------------------------- events
     async def pump(self) -> None:
@@ -89,8 +97,7 @@ class WebChat:
                     self.model.apply(event, self.wall())
                 except ShellError as exc:  # the profile store refused a write: say so, go on
                     self.model.note(None, f"not saved to the profile: {exc}", self.wall())
-                if self.groups is not None and isinstance(event, GROUP_EVENTS):
-                    self.groups.apply(event, self.wall())
+                if isinstance(event, GROUP_EVENTS):
                     self.sync_groups()
                 if isinstance(event, FileCompleted) and not event.outgoing:
                     self.load_stored()
@@ -110,29 +117,17 @@ class WebChat:
             self.model.note(None, f"cannot list received files: {exc}", self.wall())
 
     def sync_groups(self) -> None:
-        """Take the service's view of the groups; the book's latest notice becomes the page's.
-
-        The shared presenter keeps each group's history in the profile store (the TUI's
-        ``ChatStore`` group stream, written as it folds the events); a group this book sees
-        for the first time starts from that stored history."""
-        if self.groups is None or self.group_service is None:
+        """Take the service's word on the groups (name, epoch, members, state); a group seen for
+        the first time starts from its stored history (the profile's ``ChatStore``, shared with
+        the TUI)."""
+        if self.group_service is None:
             return
         try:
-            infos = self.group_service.groups()
-            self.model.groups.load(infos, self.wall())
+            self.model.groups.load(self.group_service.groups(), self.wall())
         except ContractError as exc:
-            self.groups.notice = f"cannot list the groups: {exc}"
-            infos = []
+            self.model.note(None, f"cannot list the groups: {exc}", self.wall())
         except ShellError as exc:
-            self.groups.notice = f"cannot read the stored group history: {exc}"
-        fresh = [i.group_id for i in infos if i.group_id not in self.groups.views]
-        self.groups.sync(infos, self.wall())
-        for group_id in fresh:
-            stored = self.model.groups.views.get(group_id)
-            if stored is not None and group_id in self.groups.views:
-                self.groups.seed(group_id, stored.lines)
-        if self.groups.notice:
-            self.model.notice, self.groups.notice = self.groups.notice, ""
+            self.model.note(None, f"not saved to the profile: {exc}", self.wall())
 
     # ---------------------------------------------------------------------------- requests
     def handle(self, request: dict[str, Any]) -> None:
@@ -165,8 +160,6 @@ class WebChat:
 
     def select(self, request: dict[str, Any]) -> None:
         self.model.select(self._peer(request))
-        if self.groups is not None:
-            self.groups.select(None)
 
     def connect(self, request: dict[str, Any]) -> None:
         self.dial(parse_target(_text(request, "target")))
@@ -175,8 +168,6 @@ class WebChat:
         """Add (pinning an invite's fingerprint), open and dial ``target`` in the background."""
         self.model.add(target.peer_id, target.fingerprint)
         self.model.select(target.peer_id)
-        if self.groups is not None:
-            self.groups.select(None)
         self.model.note(target.peer_id, f"connecting to {target.peer_id}…", self.wall())
         self._spawn(self._connect(target.peer_id))
 
@@ -295,18 +286,27 @@ class WebChat:
 
     # ------------------------------------------------------------------------------ groups
     def _book(self) -> tuple[GroupBook, GroupChatService]:
-        if self.groups is None or self.group_service is None:
+        if self.group_service is None:
             raise UiError("this p2p plugin has no group chat (p2p contract 2.2)")
-        return self.groups, self.group_service
+        return self.model.groups, self.group_service
+
+    def _view(self, request: dict[str, Any]) -> GroupView:
+        book, _ = self._book()
+        group_id = _text(request, "group")
+        view = book.views.get(group_id)
+        if view is None:
+            raise UiError(f"no group {group_id[:64]!r}")
+        return view
 
     def _group(self, request: dict[str, Any]) -> str:
-        book, _ = self._book()
-        return book.view(_text(request, "group")).group_id
+        return self._view(request).group_id
 
     def _group_note(self, group_id: str, text: str) -> None:
-        if self.groups is not None and group_id in self.groups.views:
-            self.groups.note(self.groups.views[group_id], text, self.wall())
-        self.model.notice = text[:300]
+        view = self.model.groups.views.get(group_id)
+        if view is not None:
+            self.model.groups.note(view, text, self.wall())
+        else:
+            self.model.note(None, text, self.wall())
 
     def _group_job(self, group_id: str, doing: str, job: Coroutine[Any, Any, object]) -> None:
         """Run a service call for the page; a refusal is a note in the group."""
@@ -326,8 +326,7 @@ class WebChat:
             raise
 
     def group_select(self, request: dict[str, Any]) -> None:
-        book, _ = self._book()
-        book.select(self._group(request))
+        self.model.select_group(self._group(request))
 
     def group_create(self, request: dict[str, Any]) -> None:
         _, service = self._book()
@@ -340,8 +339,8 @@ class WebChat:
             self.model.note(None, f"could not create the group: {exc}", self.wall())
         else:
             self.sync_groups()
-            if self.groups is not None and group_id in self.groups.views:
-                self.groups.select(group_id)
+            if group_id in self.model.groups.views:
+                self.model.select_group(group_id)
                 self._group_note(group_id, "created the group; add members by peer id")
         self.changed()
 
@@ -387,17 +386,18 @@ class WebChat:
         except ContractError as exc:
             self._group_note(group_id, f"not sent: {exc}")
         else:
-            book.sent(group_id, message_id, text, recipients, self.wall())
-            if group_id in self.model.groups.views:  # kept in the profile with the TUI's history
-                try:
-                    self.model.groups.sent(group_id, message_id, text, self.wall(), recipients)
-                except ShellError as exc:
-                    self._group_note(group_id, f"sent, but not saved to the profile: {exc}")
+            try:  # shown, then kept in the profile with the TUI's history
+                book.sent(group_id, message_id, text, self.wall(), recipients)
+            except ShellError as exc:
+                self._group_note(group_id, f"sent, but not saved to the profile: {exc}")
         self.changed()
 
     def group_acknowledge(self, request: dict[str, Any]) -> None:
-        book, _ = self._book()
-        book.acknowledge(self._group(request), check_peer_id(_text(request, "peer")), self.wall())
+        """Take a member's changed key for this group (unverified; kept in the profile)."""
+        view, peer = self._view(request), check_peer_id(_text(request, "peer"))
+        if peer not in view.changed:
+            raise UiError(f"{peer}'s key did not change in this group")
+        self.model.groups.acknowledge(view.group_id, peer, self.wall())
 
     async def aclose(self) -> None:
         for task in list(self._tasks):

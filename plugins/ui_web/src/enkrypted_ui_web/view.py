@@ -6,8 +6,9 @@ page.  Every string a peer could have chosen (message text, names, file names, r
 quoting them) goes through :func:`~.text.inert`; sizes are bounded: the open conversation's last
 ``MAX_LINES`` lines, ``MAX_TRANSFERS_SHOWN`` transfers, ``MAX_STORED_SHOWN`` received files.
 The TUI's key hints in presenter notes ("(F3)") are reworded for the page.  Groups (p2p 2.2) come
-from the web's own :class:`~.groups.GroupBook`: the list, and the open group with its members
-(fingerprints, the 1:1 safety number where a session shows the same key) and per-member receipts.
+from the presenter's group book too (``ChatModel.groups``): the list, and the open group
+(``ChatModel.active_group``) with its members (fingerprints, the 1:1 safety number where a
+session shows the same key) and per-member receipts.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ __all__ = ["snapshot", "transfer_doc"]
 
 from typing import Any, Final
 
+from enkrypted_shell.contracts import GroupChatForked
+from enkrypted_ui_cli.chatstore import GroupLine
 from enkrypted_ui_cli.errors import UiError
 from enkrypted_ui_cli.invite import format_invite
 from enkrypted_ui_cli.tui.files import Transfer
+from enkrypted_ui_cli.tui.groups import GroupBook, GroupView
 from enkrypted_ui_cli.tui.model import ChatModel, PeerView
 
-from .groups import GroupBook, GroupLine, GroupView, fork_text
 from .text import inert, one_line
 
 MAX_LINES: Final = 500
@@ -140,8 +143,16 @@ def _member(view: GroupView, book: GroupBook, model: ChatModel, index: int) -> d
     }
 
 
+def fork_text(event: GroupChatForked) -> str:
+    """The red banner of a fork, until the group moves past its epoch."""
+    then = "re-joining through a new Welcome" if event.rejoining else "we stay on our branch"
+    return (f"FORK at epoch {event.epoch}, reported by {event.peer_id}: {event.reason} "
+            f"({then})")
+
+
 def _group_line(line: GroupLine, view: GroupView, book: GroupBook) -> dict[str, Any]:
-    doc: dict[str, Any] = {"dir": line.direction, "text": inert(line.text), "at": line.at}
+    text = _hints(inert(line.text)) if line.direction == "note" else inert(line.text)
+    doc: dict[str, Any] = {"dir": line.direction, "text": text, "at": line.at}
     if line.direction == "in":
         doc["sender"] = inert(line.sender or book.who(view, line.sender_fp), 256)
     elif line.direction == "out":
@@ -159,7 +170,7 @@ def _group(view: GroupView, book: GroupBook, model: ChatModel) -> dict[str, Any]
         "name": one_line(view.name, 128),
         "fork": inert(fork_text(view.fork), 400) if view.fork is not None else None,
         "left": inert(book.left_text(view), 400) if view.state == "left" else None,
-        "blocked": inert(book.send_blocked(view.group_id) or "", 400) or None,
+        "blocked": _hints(inert(book.send_blocked(view.group_id) or "", 400)) or None,
         "members": [_member(view, book, model, i) for i in range(len(view.members))],
         "lines": [_group_line(x, view, book) for x in view.lines[-MAX_LINES:]],
     }
@@ -169,7 +180,8 @@ def groups_doc(book: GroupBook | None, model: ChatModel) -> dict[str, Any]:
     """The groups part of the snapshot (``groups_supported`` false without a group service)."""
     if book is None:
         return {"groups_supported": False, "groups": [], "active_group": None, "group": None}
-    view = book.views.get(book.active) if book.active is not None else None
+    active = model.active_group
+    view = book.views.get(active) if active is not None else None
     return {
         "groups_supported": True,
         "groups": [_group_item(v) for v in book.views.values()],
@@ -181,8 +193,8 @@ def groups_doc(book: GroupBook | None, model: ChatModel) -> dict[str, Any]:
 def snapshot(
     model: ChatModel, *, now: float, files: bool, groups: GroupBook | None = None
 ) -> dict[str, Any]:
-    """The whole view (every open page shows the presenter's active conversation, or the
-    group book's active group)."""
+    """The whole view (every open page shows the presenter's active conversation, or its
+    active group)."""
     active = model.active
     view = model.peers.get(active) if active is not None else None
     try:

@@ -1,15 +1,21 @@
 """Groups as the screens show them (p2p 2.2, ``GroupChatService``; pure, no Textual, no I/O
-besides :class:`ChatStore`).
+besides :class:`ChatStore`).  The one group view-model of both uis: the TUI draws it, and the web
+chat (``enkrypted_ui_web``) serves it to its page.
 
-:class:`GroupBook` folds the group events into one :class:`GroupView` per group: name, epoch,
-members, state (``active`` / ``rejoining`` / ``left``, plus a fork notice), unread count, the
-conversation with per-member receipts, and the member keys.  The sending rule of 1:1 chats holds
-per member (docs/tui.md, "Changed identity key"): the first fingerprint seen for a peer id in a
-group (or the contact's pinned one) is kept in the store (``group_keys``); a membership listing that
-peer id with another fingerprint marks it changed and :meth:`GroupBook.send_blocked` refuses to
-send to the group until :meth:`GroupBook.acknowledge` takes the new key.  Names and texts come
-from peers: they are clipped and made one line here, and drawn as plain :class:`rich.text.Text`
-(never markup) by the screens.
+:class:`GroupBook` folds the group events, and the service's word on the groups (``groups()``,
+:meth:`GroupBook.load`), into one :class:`GroupView` per group: name, epoch, members, state
+(``active`` / ``rejoining`` / ``left``, plus a fork notice), unread count, the conversation with
+per-member receipts, and the member keys.  The sending rules (docs/tui.md, "Groups"):
+
+* the 1:1 changed-key rule holds per member: the first fingerprint seen for a peer id in a group
+  (or the contact's pinned one) is kept in the store (``group_keys``); a membership listing that
+  peer id with another fingerprint marks it changed and :meth:`GroupBook.send_blocked` refuses to
+  send to the group until :meth:`GroupBook.acknowledge` takes the new key (kept in the store too);
+* nothing is sent to a group we left (read-only) or while we are re-joining it after a fork (the
+  new Welcome has not come: a message would be sealed for the branch we are leaving).
+
+Names and texts come from peers: they are clipped and made one line here, and drawn as plain
+text (never markup) by the screens.
 """
 
 from __future__ import annotations
@@ -92,16 +98,19 @@ class GroupBook:
 
     # ---------------------------------------------------------------------------- the list
     def load(self, infos: Sequence[GroupInfo], now: float) -> None:
-        """The service's groups (``groups()``) not shown yet, with their stored history (those
-        already shown follow their events)."""
+        """The service's word on its groups (``groups()``): a group not shown yet starts with its
+        stored history and member keys; every listed group takes the service's name, epoch,
+        members (through the member-key rule) and state."""
         for info in list(infos)[:MAX_GROUPS]:
-            if info.group_id[:MAX_ID_CHARS] in self.views:
-                continue
+            known = info.group_id[:MAX_ID_CHARS] in self.views
             view = self._view(info.group_id)
             if view is None:
                 continue
-            view.lines = self.store.group_history(view.group_id)
+            if not known:
+                view.lines = self.store.group_history(view.group_id)
             view.state = info.state if info.state in GROUP_STATES else "active"
+            if view.state != "left":
+                view.left_by = ""
             self._members(view, info.name, info.epoch, info.members, now)
 
     def _view(self, group_id: str) -> GroupView | None:
@@ -118,6 +127,9 @@ class GroupBook:
     # ------------------------------------------------------------------------------ events
     def apply(self, event: GroupEvent, now: float, active: str | None) -> str | None:
         """Fold one group event in; the group it concerns (``None``: ignored)."""
+        if isinstance(event, GroupChatProblem) and not event.group_id:
+            self.say(f"{event.kind} problem with the saved groups: {event.message}")
+            return None
         view = self._view(event.group_id)
         if view is None:
             return None
@@ -192,8 +204,8 @@ class GroupBook:
             for m in list(members)[:MAX_GROUP_MEMBERS])
         pins = dict(view.keys)
         for m in view.members:
-            if m.fingerprint == self.fingerprint:
-                continue
+            if m.fingerprint == self.fingerprint or not m.peer_id:
+                continue  # a member without a peer id has nothing to pin against
             first = pins.setdefault(m.peer_id, self.pinned(m.peer_id) or m.fingerprint)
             if first != m.fingerprint and view.changed.get(m.peer_id) != m.fingerprint:
                 view.changed[m.peer_id] = m.fingerprint
@@ -213,6 +225,8 @@ class GroupBook:
             return "no such group"
         if view.state == "left":
             return f"you are no longer in “{view.label}” (read-only)"
+        if view.state == "rejoining":
+            return f"re-joining “{view.label}” after a fork: wait for the new Welcome"
         if view.changed:
             who = ", ".join(sorted(view.changed)[:3])
             return f"{who}'s identity key changed in “{view.label}”: review it (F5)"
@@ -234,7 +248,8 @@ class GroupBook:
             self.store.append_group_receipt(group_id, message_id, fingerprint)
 
     def acknowledge(self, group_id: str, peer_id: str, now: float) -> None:
-        """Accept a member's changed key: kept as its key in this group, sending unblocked."""
+        """Accept a member's changed key: kept as its key in this group (in the store, so it
+        holds after a restart and in the other ui), sending unblocked."""
         view = self.views[group_id]
         new = view.changed.pop(peer_id, None)
         if new is None:
