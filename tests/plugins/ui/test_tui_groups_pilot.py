@@ -312,6 +312,10 @@ def test_a_fork_is_shown_in_the_list_banner_and_conversation() -> None:
         assert "re-joining" in text_of(app, "#warning")
         assert "rejoining" in text_of(app, "#status")
         assert "bob is on another branch" in text_of(app, "#lines")
+        await type_in(pilot, "still there?")  # re-joining: the shared model holds it back
+        await pilot.press("enter")
+        await settle(pilot)
+        assert svc.group_sent == [] and "re-joining" in text_of(app, "#notice")
 
     run(scenario)
 

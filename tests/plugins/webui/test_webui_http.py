@@ -154,6 +154,20 @@ def test_a_client_holding_only_the_cookie_is_refused_even_with_a_forged_origin_a
     scenario(body)
 
 
+def test_undecodable_cookie_or_capability_bytes_are_refused_not_a_server_error() -> None:
+    async def body(server: WebServer, client: aiohttp.ClientSession, origin: str) -> None:
+        port = server.access.port
+        for extra in (b"Cookie: enkrypted-web=\xff\xfe\r\n", b"X-Enkrypted-Capability: \xed\xa0\x80\r\n"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /api/qr.svg HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % port + extra
+                         + b"Connection: close\r\n\r\n")
+            answer = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            assert answer.startswith(b"HTTP/1.1 401 "), (extra, answer[:60])
+
+    scenario(body)
+
+
 def test_a_second_tab_signing_in_keeps_the_first_tabs_capability() -> None:
     async def body(server: WebServer, client: aiohttp.ClientSession, origin: str) -> None:
         first = await sign_in(server, client, origin)

@@ -104,6 +104,10 @@ def test_the_cookie_alone_is_not_enough_a_capability_works_only_with_its_own_ses
     assert not access.has_session(first.session, first.capability)  # bounded: oldest forgotten
     assert all(t is not None and access.has_session(first.session, t.capability) for t in tabs)
     assert access.exchange(access.secret, "not-a-session") not in (None, first)
+    # undecodable header bytes (surrogate-escaped) and lone surrogates compare unequal, no error
+    assert access.exchange("\ud800") is None and access.exchange(access.secret, "\udcff") is not None
+    assert not access.has_session("\udcff\udcfe", first.capability)
+    assert not access.has_session(first.session, "\ud800")
 
 
 def test_the_websocket_capability_rides_in_the_subprotocol_list() -> None:

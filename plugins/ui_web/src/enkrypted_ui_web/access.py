@@ -114,7 +114,7 @@ class Access:
 
         A browser that already holds a live session cookie keeps it (another tab of the same
         browser must not cut off the first); otherwise a new session is made."""
-        if not hmac.compare_digest(offered.encode(), self.secret.encode()):
+        if not hmac.compare_digest(_raw(offered), _raw(self.secret)):
             return None
         session = self._find(cookie)
         if session is None:
@@ -134,15 +134,21 @@ class Access:
         session = self._find(cookie)
         if session is None or not capability:
             return False
-        offered = capability.encode()
-        return any(hmac.compare_digest(offered, page.encode()) for page in self._sessions[session])
+        offered = _raw(capability)
+        return any(hmac.compare_digest(offered, _raw(page)) for page in self._sessions[session])
 
     def _find(self, cookie: str | None) -> str | None:
         if not cookie:
             return None
-        offered = cookie.encode()
+        offered = _raw(cookie)
         found = None
         for token in self._sessions:  # every entry compared: the time says nothing about which
-            if hmac.compare_digest(offered, token.encode()):
+            if hmac.compare_digest(offered, _raw(token)):
                 found = token
         return found
+
+
+def _raw(text: str) -> bytes:
+    """Bytes to compare; a header or JSON string may carry lone surrogates (undecodable bytes,
+    ``\\ud800``): they compare unequal instead of failing."""
+    return text.encode("utf-8", "surrogatepass")
