@@ -116,7 +116,7 @@ def test_changed_member_key_fork_rename_remove_and_leave_are_shown() -> None:
         await browser.wait_for(f"document.querySelector('{ROW}[data-peer=bob]').dataset.crypto === 'changed'")
         assert not await browser.evaluate("document.getElementById('pg-changed').hidden")
         assert await browser.evaluate("document.getElementById('send').disabled")
-        assert "identity key of bob changed" in await browser.evaluate(
+        assert "bob's identity key changed" in await browser.evaluate(
             "document.getElementById('banner').textContent")
         await browser.type_into("message", "who is this?")
         await browser.evaluate("document.getElementById('send').click()")
@@ -125,6 +125,7 @@ def test_changed_member_key_fork_rename_remove_and_leave_are_shown() -> None:
         await browser.evaluate(f"document.querySelector('{ROW}[data-peer=bob] button[data-action=acknowledge]').click()")
         await browser.wait_for(f"document.querySelector('{ROW}[data-peer=bob]').dataset.crypto === 'unverified'")
         assert not await browser.evaluate("document.getElementById('send').disabled")
+        assert server.chat.model.store.group_keys(gid)["bob"] == MALLORY_FP  # kept in the profile
         service.fork(gid, "carol", "fork check differs at epoch 3")
         await browser.wait_for("document.querySelector('#groups li').dataset.state === 'rejoining'")
         assert "FORK at epoch 3, reported by carol" in await browser.evaluate(
@@ -140,7 +141,7 @@ def test_changed_member_key_fork_rename_remove_and_leave_are_shown() -> None:
         await browser.wait_for(f"document.querySelectorAll('{ROW}').length === 2")
         await browser.click("group-leave")
         await browser.wait_for("document.querySelector('#groups li').dataset.state === 'left'")
-        assert "we left the group" in await browser.evaluate("document.getElementById('pg-left').textContent")
+        assert "you left “renamed”: read-only" in await browser.evaluate("document.getElementById('pg-left').textContent")
         assert await browser.evaluate("document.getElementById('group-add').disabled")
         assert await browser.evaluate("document.getElementById('send').disabled")
         assert [c[0] for c in service.calls] == ["create", "invite", "invite", "rename", "remove",
