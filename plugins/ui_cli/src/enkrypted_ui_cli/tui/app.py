@@ -21,6 +21,7 @@ from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.widgets import Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -226,7 +227,11 @@ class ChatApp(App[None]):
             view.peer_id, self.wall()
         ):
             notice = f"{view.label} is typing…"
-        self.query_one("#notice", Static).update(Text(notice))  # may quote a peer: never markup
+        try:
+            line = self.query_one("#notice", Static)
+        except NoMatches:  # the 1 s timer fired while the main screen is mounting or torn down
+            return
+        line.update(Text(notice))  # may quote a peer: never markup
 
     # ------------------------------------------------------------------------------ events
     async def _pump(self) -> None:
