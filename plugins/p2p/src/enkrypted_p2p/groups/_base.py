@@ -112,6 +112,7 @@ class GroupCoreBase:
         self._resumed = 0.0  # when we last came back from not running (silence counts after)
         self._forks_shown: dict[str, int] = {}  # peer -> the fork epoch last shown for it
         self._out_answered: dict[str, float] = {}  # peer -> when we last told it we are out
+        self._former: dict[str, None] = {}  # peers removed from our roster, the latest last
         self._remember_epoch()
 
     # ------------------------------------------------------------------ views
@@ -207,6 +208,16 @@ class GroupCoreBase:
             return float("inf")
         heard = self._heard.get(peer, now if self._started is None else self._started)
         return now - max(heard, self._resumed)
+
+    def _drop_member(self, fp: str) -> None:
+        """``fp`` was removed: out of the roster, remembered as a former member (bounded)."""
+        peer = self._roster.pop(fp, None)
+        self._added_at.pop(fp, None)
+        if peer is not None and peer != self.peer_id:
+            self._former.pop(peer, None)
+            self._former[peer] = None
+            while len(self._former) > 2 * self.config.max_members:
+                del self._former[next(iter(self._former))]
 
     def _silent(self, fp: str, now: float) -> bool:
         return self._quiet(fp, now) >= self.config.failover_after_s

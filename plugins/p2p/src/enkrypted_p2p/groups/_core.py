@@ -292,8 +292,7 @@ class GroupCore(ForkCore):
             if isinstance(peer, str) and 0 < len(peer) <= 64:
                 self._roster[fp] = peer
         for fp in event.removed:
-            self._roster.pop(fp, None)
-            self._added_at.pop(fp, None)
+            self._drop_member(fp)
         self._remember_epoch()
         change = MembershipChanged(
             self.group_id, event.epoch, event.members, event.added, event.removed, event.committer

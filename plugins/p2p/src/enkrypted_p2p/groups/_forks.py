@@ -69,13 +69,20 @@ class ForkCore(SequencerCore):
         if isinstance(term, int):
             taker = body.get("tb")
             self._peer_terms[peer_id] = (term, taker[:64] if isinstance(taker, str) else "")
-        if peer_id not in self.roster.values():
-            # a former member behind us (our status makes it fetch the commit that removed it),
-            # or one on another branch (our status shows it the fork)
-            differs = checks.get(epoch) != self._fork_checks.get(epoch)
-            behind = epoch < self.epoch
-            return [self._status_to(peer_id)] if behind or differs or self._mismatch(checks) else []
-        return self._compare(peer_id, epoch, checks, now, direct=True)
+        if peer_id in self.roster.values():
+            return self._compare(peer_id, epoch, checks, now, direct=True)
+        # a former member behind us (our status makes it fetch the commit that removed it),
+        # or one on another branch (our status shows it the fork)
+        differs = checks.get(epoch) != self._fork_checks.get(epoch)
+        behind = epoch < self.epoch
+        out: list[GroupOutput] = []
+        if behind or differs or self._mismatch(checks) is not None:
+            out.append(self._status_to(peer_id))
+        if peer_id in self._former and epoch <= self.epoch:
+            # the branch it is on may be the group's (it went on without the commit that
+            # removed it here, under a later term): compared like a member's
+            out += self._compare(peer_id, epoch, checks, now, direct=True)
+        return out
 
     def _answer_out(self, peer_id: str, now: float) -> list[GroupOutput]:
         """We are out, but ``peer_id`` still sends us its status (it lists us): tell it, at most

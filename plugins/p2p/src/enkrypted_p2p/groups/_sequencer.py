@@ -256,8 +256,7 @@ class SequencerCore(GroupCoreBase):
             if peer and peer != self.peer_id and fp not in added:
                 out += self._route(addressed(pdu, peer))
         for fp in removed:
-            self._roster.pop(fp, None)
-            self._added_at.pop(fp, None)
+            self._drop_member(fp)
         self._added_at.update({fp: self.epoch for fp in added})
         self._remember_epoch()
         change = MembershipChanged(
