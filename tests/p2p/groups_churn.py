@@ -31,8 +31,7 @@ from enkrypted_p2p.groups import (
     MembershipChanged,
     RejoinStarted,
 )
-from tests.p2p.groups_net import CONFIG, Net
-from tests.p2p.test_groups_races import _act
+from tests.p2p.groups_net import CONFIG, Net, random_change
 
 FAST_FAILOVER = replace(CONFIG, failover_after_s=3.0)
 
@@ -108,7 +107,7 @@ def churn_run(
     gid = net.form_group(net.peers[:8])
     net.drop = 0.05
     for _ in range(ops):
-        _act(net, gid, rng)
+        random_change(net, gid, rng)
         if rng.random() < 0.3:
             peer = rng.choice(net.peers)
             (net.set_offline if peer in net.online else net.set_online)(peer)
