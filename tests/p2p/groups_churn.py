@@ -48,15 +48,19 @@ class ChurnOutcome:
     """Off the winning branch and never told."""
     stale: tuple[str, ...]
     """Peers the winning branch still lists that are not on it."""
+    forks_shown: tuple[str, ...] = ()
+    """Members shown a ``ForkDetected`` at some point of the run."""
 
     @property
     def converged(self) -> bool:
-        return not self.shown and not self.silent and not self.stale
+        return bool(self.on_branch) and not self.shown and not self.silent and not self.stale
 
     @property
     def verdict(self) -> str:
         if self.silent:
             return "silent-fork"
+        if not self.on_branch:
+            return "all-out"
         if self.converged:
             return "converged"
         return "fork-shown" if not self.stale else "stale-roster"
@@ -83,6 +87,9 @@ def _told_since_join(net: Net, peer: str) -> bool:
 def classify(net: Net, gid: bytes, seed: int = 0) -> ChurnOutcome:
     cores = [c for p in net.peers if (c := net.nodes[p].groups.get(gid))]
     active = [c for c in cores if c.active]
+    if not active:  # every member is out: nobody is left to be silently forked
+        gone = tuple(c.peer_id for c in cores)
+        return ChurnOutcome(seed, (), gone, (), (), ())
     head = _head(active)
     on, out, shown, silent = [], [], [], []
     for core in cores:
@@ -96,7 +103,9 @@ def classify(net: Net, gid: bytes, seed: int = 0) -> ChurnOutcome:
         else:
             silent.append(core.peer_id)
     stale = [p for fp, p in head.roster.items() if p not in on or net.fingerprints[p] != fp]
-    return ChurnOutcome(seed, tuple(on), tuple(out), tuple(shown), tuple(silent), tuple(stale))
+    forked = [p for p in net.peers if any(isinstance(e, ForkDetected) for e in net.events[p])]
+    outcome = (tuple(on), tuple(out), tuple(shown), tuple(silent), tuple(stale), tuple(forked))
+    return ChurnOutcome(seed, *outcome)
 
 
 def churn_run(
@@ -127,6 +136,9 @@ def main(argv: list[str]) -> None:
     for seed in range(first, first + runs):
         outcome = churn_run(seed)
         counts[outcome.verdict] += 1
+        counts["runs with a fork shown"] += bool(outcome.forks_shown)
+        counts["members on the branch"] += len(outcome.on_branch)
+        counts["members out"] += len(outcome.out)
         if not outcome.converged:
             print(seed, outcome.verdict, outcome, flush=True)
     took = time.monotonic() - started

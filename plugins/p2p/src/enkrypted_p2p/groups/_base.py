@@ -233,7 +233,7 @@ class GroupCoreBase:
     def _welcome_info(self) -> bytes:
         version, by = self._name_version
         info = {"roster": self.roster, "name": self.name, "v": version, "by": by, "t": self._term}
-        info["tb"] = self._taker
+        info["tb"], info["ad"] = self._taker, self._added_at
         return encode_json({**info, "r": sorted(self._rejoinable)[: self.config.max_members]})
 
     def load_welcome_info(self, info: dict[str, object]) -> None:
@@ -252,6 +252,11 @@ class GroupCoreBase:
         if isinstance(rejoinable, list):
             limit = self.config.max_members
             self._rejoinable = {p for p in rejoinable[:limit] if isinstance(p, str)}
+        added = info.get("ad")
+        members = set(self.members)
+        if isinstance(added, dict):  # when each member's leaf came in (§9.5, removals by "at")
+            self._added_at = {k: v for k, v in added.items() if k in members and isinstance(v, int)}
+        self._added_at[self.own_fingerprint] = self.epoch
         self._remember_epoch()
 
     def remember_delivered(self, earlier: GroupCoreBase) -> None:

@@ -452,6 +452,8 @@ class GroupCore(ForkCore):
         self._future.clear()
         self._fork_checks.clear()  # the old branch's epochs are not the group's
         self._commit_hashes.clear()
+        self._gone.clear()
+        self._forks_shown.clear()
         self.load_welcome_info(decode_json(info))
         out: list[GroupOutput] = [MembershipChanged(self.group_id, self.epoch, self.members)]
         return out + self._settle_intents(now)
