@@ -231,3 +231,21 @@ def test_under_heavy_churn_with_fast_failover_no_member_stays_silently_on_a_losi
     assert outcome.silent == (), outcome
     assert outcome.stale == (), outcome
     assert outcome.on_branch, outcome
+
+
+def test_a_rejoin_that_gets_no_welcome_ends_in_group_left_with_messages_still_unreceipted() -> None:
+    net = Net(4, seed=39)
+    gid = net.form_group(net.peers)
+    net.set_offline("peer-1")  # so our message waits for its receipt
+    _, out = net.core("peer-3", gid).send_text("waiting for peer-1", net.now)
+    net.feed("peer-3", out)
+    net.run(1.0)
+    core = net.core("peer-3", gid)
+    # a commit (the message now needs sealing again), then removed while it re-joins (as after
+    # a fork it lost): the sequencer refuses the re-join of a member it removed, no Welcome
+    net.feed("peer-0", net.core("peer-0", gid).update(net.now))
+    net.feed("peer-0", net.core("peer-0", gid).remove([core.own_fingerprint], net.now))
+    net.feed("peer-3", core._rejoin("peer-0", "a fork", net.now))
+    net.run(40.0)
+    assert not core.active
+    assert any(isinstance(e, GroupLeft) for e in net.events["peer-3"])

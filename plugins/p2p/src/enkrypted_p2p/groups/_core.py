@@ -149,6 +149,8 @@ class GroupCore(ForkCore):
                 continue
             self._intents[key] = (intent, now + self.config.retry_s, tries + 1)
             out += self._dispatch_intent(intent, now)
+        if self._left:  # a re-join given up: our session may be removed, nothing to reseal
+            return out
         return out + self._retransmit(now) + self._resend_due(now) + self._take_over(now)
 
     # ------------------------------------------------------------------ input
