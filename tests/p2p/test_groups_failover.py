@@ -249,3 +249,21 @@ def test_a_rejoin_that_gets_no_welcome_ends_in_group_left_with_messages_still_un
     net.run(40.0)
     assert not core.active
     assert any(isinstance(e, GroupLeft) for e in net.events["peer-3"])
+
+
+def test_a_state_saved_before_the_fork_window_restores_and_the_new_one_keeps_leaf_epochs() -> None:
+    net = Net(3, seed=40)
+    gid = net.form_group(net.peers)
+    core = net.core("peer-1", gid)
+    saved = decode_json(core.export_state())
+    assert saved["added"] == {net.fingerprints["peer-1"]: 1, net.fingerprints["peer-2"]: 2}
+    del saved["added"]  # what a core saved before this key existed holds
+    node = net.nodes["peer-1"]
+    restored = GroupCore.restore(net.service, node.identity, encode_json(saved), CONFIG, net.now)
+    assert (restored.epoch, restored.members) == (core.epoch, core.members)
+    node.groups.clear()
+    node.adopt(restored)
+    net.refresh_links()
+    net.feed("peer-0", net.core("peer-0", gid).update(net.now))
+    net.run(2.0)
+    net.converged(gid, net.peers)
