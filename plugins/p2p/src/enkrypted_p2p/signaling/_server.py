@@ -59,7 +59,7 @@ _INFO = json.dumps({
     "description": "A server side element to broker connections between PeerJS clients.",
     "website": "https://peerjs.com/",
 }).encode()
-_REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found"}
+_REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 503: "Service Unavailable"}
 
 
 def queue_limits(config: BrokerConfig) -> QueueLimits:
@@ -135,25 +135,20 @@ class BrokerServer:
         """The connection's HTTP request: a WebSocket upgrade on ``{path}peerjs``, or a route."""
         path, _, query = request.path.partition("?")
         base = self.config.base_path
-        if path == base + "peerjs":
+        route = path[len(base):] if path.startswith(base) else None
+        if route == "peerjs":
             self._upgrade(sock, request, query)
-            return
-        status, body, kind = 404, b"Not Found", "text/plain"
-        if path == base:
-            status, body, kind = 200, _INFO, "application/json"
-        elif path.startswith(base) and path.endswith("/id") and path.count("/") == base.count("/") + 1:
-            status, body, kind = 200, str(uuid.uuid4()).encode(), "text/html"
-        elif path.startswith(base) and path.endswith("/peers") and path.count("/") == base.count("/") + 1:
-            status, body, kind = self._peers_answer()
-            if status == 0:
+        elif route == "":
+            self._respond(sock, request, 200, _INFO, "application/json")
+        elif route is not None and route.count("/") == 1 and route.endswith("/id"):
+            self._respond(sock, request, 200, str(uuid.uuid4()).encode(), "text/html")
+        elif route is not None and route.count("/") == 1 and route.endswith("/peers"):
+            if self.config.allow_discovery:
                 self._spawn(self._peers(sock, request))
-                return
-        self._respond(sock, request, status, body, kind)
-
-    def _peers_answer(self) -> tuple[int, bytes, str]:
-        if not self.config.allow_discovery:
-            return 401, b"Unauthorized", "text/plain"
-        return 0, b"", ""
+            else:
+                self._respond(sock, request, 401, b"Unauthorized", "text/plain")
+        else:
+            self._respond(sock, request, 404, b"Not Found", "text/plain")
 
     async def _peers(self, sock: BrokerSocket, request: Request) -> None:
         try:

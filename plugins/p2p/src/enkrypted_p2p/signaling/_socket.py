@@ -65,6 +65,8 @@ class BrokerSocket(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         ws = self.ws
+        if ws.state is State.CONNECTING and self.conn == 0:
+            data = _as_http11(data)
         ws.receive_data(data)
         for event in ws.events_received():
             if isinstance(event, Frame):
@@ -160,3 +162,13 @@ class BrokerSocket(asyncio.Protocol):
         self.busy = False
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
+
+
+def _as_http11(data: bytes) -> bytes:
+    """A request line ending in HTTP/1.0 (a proxy's default upstream, e.g. nginx's, for ``/id``
+    and ``/peers``) read as HTTP/1.1, which the library requires; every plain HTTP answer closes
+    the connection, as HTTP/1.0 expects."""
+    end = data.find(b"\r\n")
+    if end >= 9 and data[end - 9:end] == b" HTTP/1.0":
+        return data[:end - 1] + b"1" + data[end:]
+    return data
