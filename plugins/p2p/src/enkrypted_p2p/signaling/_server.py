@@ -11,7 +11,7 @@ token: it is never logged).
 Effects that need no waiting (a frame to send, a forward, which every store accepts at once, a
 log record, a close) run synchronously inside ``data_received``: relaying a frame takes no task
 switch.  A claim or a drain waits on the store: that connection's reading pauses until it is done,
-so its frames keep their order (docs/adr/0011-broker-websocket-driver.md).
+so its frames keep their order (docs/adr/0013-broker-websocket-driver.md).
 """
 
 from __future__ import annotations

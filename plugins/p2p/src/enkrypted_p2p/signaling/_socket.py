@@ -5,7 +5,7 @@ parsing, the RFC 6455 handshake, framing, masking, ping/pong, close, the message
 No task and no stream per connection: bytes arrive in :meth:`BrokerSocket.data_received`, the
 protocol turns them into a request or frames, and the server (``_server.py``) routes them
 synchronously through the core.  What an idle WebSocket costs is this object, the protocol object
-and the transport (docs/adr/0011-broker-websocket-driver.md has the measurements).  Frames of one
+and the transport (docs/adr/0013-broker-websocket-driver.md has the measurements).  Frames of one
 connection are handled in order: while the server waits on storage for this connection (a claim,
 a drain), reading is paused and frames already parsed wait in ``backlog``.
 """
