@@ -262,8 +262,10 @@ async def _load_relay(send_base: str, recv_base: str, pairs: int, window: int, w
         await asyncio.sleep(warmup)
         print("WINDOW_START", flush=True)
         state["in_window"] = True
+        cpu = time.process_time()
         await asyncio.sleep(measure)
         state["in_window"] = False
+        cpu = time.process_time() - cpu
         print("WINDOW_END", flush=True)
         stop.set()
         for task in tasks + beats:
@@ -273,7 +275,9 @@ async def _load_relay(send_base: str, recv_base: str, pairs: int, window: int, w
     pick = (lambda q: round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 3)
             ) if latencies else (lambda q: None)
     return {"received": state["count"], "per_s": round(state["count"] / measure, 1),
-            "p50_ms": pick(0.50), "p99_ms": pick(0.99), "misaddressed": state["bad"]}
+            "p50_ms": pick(0.50), "p99_ms": pick(0.99), "misaddressed": state["bad"],
+            "client_cpu_pct": round(100 * cpu / measure, 1),
+            "client_cpu_us_per_msg": round(cpu * 1e6 / max(1, state["count"]), 2)}
 
 
 def _load_main(argv: list[str]) -> None:

@@ -291,8 +291,9 @@ class BrokerServer:
             self._spawn(self._run(rest))
 
     def _enqueue(self, conn: int, text: str) -> bool:
-        """Queue one text frame; all frames queued in this loop iteration leave in one write per
-        socket (a send syscall per frame was most of the relay cost)."""
+        """Queue one text frame; the frames one read produced leave in one write per socket when
+        that read is handled (:meth:`flush`), others at the end of the loop iteration (a send
+        syscall per frame was most of the relay cost)."""
         sock = self._sockets.get(conn)
         if sock is None or not sock.open:
             return False
@@ -305,6 +306,12 @@ class BrokerServer:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
         return True
+
+    def flush(self) -> None:
+        """Write every queued frame now (a socket's read is done: its frames need not wait for the
+        rest of the loop iteration, where other sockets' reads could be delayed by preemption)."""
+        if self._outq:
+            self._flush()
 
     def _flush(self, only: int | None = None) -> None:
         if only is None:

@@ -38,6 +38,7 @@ class SocketOwner(Protocol):
 
     def request(self, sock: BrokerSocket, request: Request) -> None: ...
     def message(self, sock: BrokerSocket, data: bytes) -> None: ...
+    def flush(self) -> None: ...
     def lost(self, sock: BrokerSocket) -> None: ...
 
 
@@ -78,6 +79,7 @@ class BrokerSocket(asyncio.Protocol):
                 self._cancel_timer()
                 self._owner.request(self, event)
         self.flush_protocol()
+        self._owner.flush()  # what this read produced leaves now, one write per destination
 
     def eof_received(self) -> bool | None:
         self.ws.receive_eof()
