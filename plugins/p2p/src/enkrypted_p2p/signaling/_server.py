@@ -16,7 +16,7 @@ so its frames keep their order (docs/adr/0013-broker-websocket-driver.md).
 
 from __future__ import annotations
 
-__all__ = ["BrokerServer"]
+__all__ = ["BrokerServer", "queue_limits"]
 
 import asyncio
 import contextlib
@@ -45,10 +45,10 @@ from ._broker import (
     Send,
     SweepQueues,
 )
-from ._config import BrokerConfig
+from ._config import BrokerConfig, queue_limits
 from ._limits import client_address, parse_networks
 from ._socket import BrokerSocket
-from ._store import MemoryStore, QueuedMessage, QueueLimits, SignalingStore
+from ._store import MemoryStore, QueuedMessage, SignalingStore
 
 LOG = logging.getLogger("enkrypted.broker")
 MAX_QUERY_FIELDS = 32
@@ -60,11 +60,6 @@ _INFO = json.dumps({
     "website": "https://peerjs.com/",
 }).encode()
 _REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 503: "Service Unavailable"}
-
-
-def queue_limits(config: BrokerConfig) -> QueueLimits:
-    return QueueLimits(config.max_queued_msgs_per_dst, config.max_queued_bytes_per_dst,
-                       config.max_queued_bytes_total, config.max_queues)
 
 
 class BrokerServer:
