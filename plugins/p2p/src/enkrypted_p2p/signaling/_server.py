@@ -348,6 +348,7 @@ class BrokerServer:
     async def _inbox(self, messages: list[QueuedMessage]) -> None:
         deliver = self.core.deliver
         await self._run([effect for message in messages for effect in deliver(message)])
+        self.flush()  # one publication's frames leave now, as a socket read's do
 
     async def _kick(self, peer_id: str, token: str) -> None:
         await self._run(self.core.kick(peer_id, token))
