@@ -68,7 +68,7 @@ from enkrypted_shell.contracts import (
 
 from .._wiring import Wiring
 from ..errors import P2PError
-from ..webrtc import WebRTCEndpoint, WebRTCSettings, client_config
+from ..webrtc import WebRTCSettings, client_config
 from ..webrtc._config import LOOPBACK
 from ._control import ControlServer
 from ._files import NO_STORE
@@ -188,6 +188,8 @@ async def _open(wiring: Wiring, settings: WebRTCSettings, peer_id: str | None = 
     identity = getattr(wiring.context, "identity", None)
     if not isinstance(identity, bytes) or not identity:
         identity = wiring.crypto.new_identity()  # no unlocked profile: an ephemeral identity
+    from ..webrtc import WebRTCEndpoint  # aiortc: only for the commands that go online
+
     endpoint = await WebRTCEndpoint.open(settings, peer_id)
     return await EndpointChat.open(endpoint, wiring.crypto, identity, context=wiring.context,
                                    accept_files=accept_files)

@@ -23,11 +23,11 @@ from ._client import (
 from ._command import broker_command
 from ._config import BrokerConfig, ClientConfig, ReassemblyLimits
 from ._dataconn import CHUNKED_MTU, CloseRequested, DataCodec, DataMessage, OfferInfo, Serialization
-from ._peer import SignalingClient
 from ._protocol import Frame, MessageType
 from ._store import MemoryStore, SignalingStore
 
 if TYPE_CHECKING:
+    from ._peer import SignalingClient
     from ._server import BrokerServer
 
 __all__ = [
@@ -63,8 +63,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    """The drivers (aiohttp's client, websockets' server) are imported on first use, so a command
+    that needs neither (``enkrypted group ...``) starts without them."""
     if name == "BrokerServer":
         from ._server import BrokerServer
 
         return BrokerServer
+    if name == "SignalingClient":
+        from ._peer import SignalingClient
+
+        return SignalingClient
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

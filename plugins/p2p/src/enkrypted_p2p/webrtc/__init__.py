@@ -7,12 +7,25 @@ p2p contract 2.0: :class:`WebRTCEndpoint` (``open``, ``local_id``, ``connect``, 
 serialization (a browser peer).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._config import IceServer, WebRTCSettings, client_config
-from ._endpoint import WebRTCEndpoint
-from ._ice import CandidatePolicy, host_addresses
-from ._link import DataChannelLink
-from ._serialization import PeerJSLink
 from ._tuning import DEFAULT_TUNING, STOCK, AppliedTuning, Tuning, applied_tuning
+
+if TYPE_CHECKING:
+    from ._endpoint import WebRTCEndpoint
+    from ._ice import CandidatePolicy, host_addresses
+    from ._link import DataChannelLink
+    from ._serialization import PeerJSLink
+
+# aiortc, aioice and PyAV are imported on first use of these (settings need none of them)
+_LAZY = {
+    "WebRTCEndpoint": "._endpoint",
+    "CandidatePolicy": "._ice",
+    "host_addresses": "._ice",
+    "DataChannelLink": "._link",
+    "PeerJSLink": "._serialization",
+}
 
 __all__ = [
     "DEFAULT_TUNING",
@@ -29,3 +42,12 @@ __all__ = [
     "client_config",
     "host_addresses",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module, __name__), name)
