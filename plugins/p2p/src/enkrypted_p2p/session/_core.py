@@ -592,19 +592,21 @@ class SessionCore:
 
     def has_room(self, text: str) -> bool:
         """Whether :meth:`send_text` of ``text`` fits the unacknowledged window now."""
-        pending = sum(len(t.encode("utf-8")) for t in self.unacknowledged.values())
         return len(self.unacknowledged) < MAX_UNACKNOWLEDGED \
-            and pending + len(text.encode("utf-8")) <= MAX_UNACKNOWLEDGED_BYTES
+            and self._pending_bytes() + _utf8_len(text) <= MAX_UNACKNOWLEDGED_BYTES
+
+    def _pending_bytes(self) -> int:
+        return sum(_utf8_len(t) for t in self.unacknowledged.values())
 
     def queue_text(self, text: str, message_id: str | None = None) -> str:
         """Keep a message for the next Ready (reconnecting); it is sent by the resend."""
         return self._keep(text, message_id)
 
     def _keep(self, text: str, message_id: str | None) -> str:
-        size = len(text.encode("utf-8"))
+        size = _utf8_len(text)
         if size > _MAX_TEXT_BYTES:
             raise P2PUsageError(f"a message is at most {_MAX_TEXT_BYTES} bytes of text")
-        pending = sum(len(t.encode("utf-8")) for t in self.unacknowledged.values())
+        pending = self._pending_bytes()
         if len(self.unacknowledged) >= MAX_UNACKNOWLEDGED \
                 or pending + size > MAX_UNACKNOWLEDGED_BYTES:
             raise P2PUsageError(f"{len(self.unacknowledged)} messages ({pending} bytes) wait for "
@@ -661,6 +663,12 @@ class SessionCore:
         seq, self._next_seq = self._next_seq, self._next_seq + 1
         return [SendPdu(_CHUNK_HEADER.pack(CHUNK, seq, i, total) + sealed[off:off + size])
                 for i, off in enumerate(range(0, len(sealed), size))]
+
+
+def _utf8_len(text: str) -> int:
+    """UTF-8 size of ``text``; ASCII (a flag CPython keeps per string) is not encoded to count it:
+    the window check runs over every unacknowledged message on each send."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def _valid_nonce(value: object) -> bool:
