@@ -227,7 +227,11 @@ class SessionCore:
         return tuple(self._seen)
 
     def remember(self, message_ids: list[str]) -> None:
-        """Restore a dedup window (oldest first), bounded to the newest ``MAX_SEEN_IDS``."""
+        """Restore a dedup window (oldest first), bounded to the newest ``MAX_SEEN_IDS``.  Like
+        every id the window holds, each is 1-64 ASCII letters or digits (what the export relies
+        on to write them without escaping)."""
+        if not all(map(_valid_id, message_ids)):
+            raise P2PUsageError("a message id is 1-64 ASCII letters or digits")
         for message_id in message_ids[-MAX_SEEN_IDS:]:
             self._seen[message_id] = None
 
