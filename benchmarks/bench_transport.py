@@ -312,25 +312,79 @@ def _coturn(tmp: Path) -> Iterator[int | None]:
 
 
 # --------------------------------------------------------------------------------------- summary
-def _cascade_cost() -> dict[str, Any]:
-    """Seal + open of one message in one process (the session's crypto, no transport)."""
+def _ready_cores() -> tuple[Any, Any]:
+    """Two Ready session cores after a real handshake, each with its own crypto service (as the
+    two processes have: the pyca backend's X25519 key reuse is per service)."""
     from enkrypted_p2p.session._core import SendPdu, SessionCore
 
-    crypto = _crypto()
     a, b = SessionCore(), SessionCore()
-    for core in (a, b):
+    queues = []
+    for core, initiator in ((a, True), (b, False)):
+        crypto = _crypto()
         core.channel_open()
-    qa = [o.pdu for o in a.start_handshake(crypto.handshake(crypto.new_identity(), initiator=True,
-                                                             now=0.0)) if isinstance(o, SendPdu)]
-    qb = [o.pdu for o in b.start_handshake(crypto.handshake(crypto.new_identity(),
-                                                             initiator=False, now=0.0))
-          if isinstance(o, SendPdu)]
+        handshake = crypto.handshake(crypto.new_identity(), initiator=initiator, now=0.0)
+        queues.append([o.pdu for o in core.start_handshake(handshake) if isinstance(o, SendPdu)])
+    qa, qb = queues
     for _ in range(20):
         if not qa and not qb:
             break
         na = [o.pdu for p in qb for o in a.pdu_received(p, 0.0) if isinstance(o, SendPdu)]
         qb = [o.pdu for p in qa for o in b.pdu_received(p, 0.0) if isinstance(o, SendPdu)]
         qa = na
+    return a, b
+
+
+def _timed_layers(cores: tuple[Any, ...], spent: dict[str, float]) -> None:
+    """Wrap every cascade layer's seal/open (and the wire codec) of ``cores`` with CPU timers."""
+    def timed(fn: Callable[..., Any], key: str) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            start = time.process_time()
+            try:
+                return fn(*args)
+            finally:
+                spent[key] = spent.get(key, 0.0) + time.process_time() - start
+        return call
+
+    for core in cores:
+        session = core.session
+        for layer in session._manager.layers:  # a benchmark looks inside
+            for op in ("seal", "open"):
+                setattr(layer, op, timed(getattr(layer, op), f"{layer.name}.{op}"))
+        for op in ("encode", "decode"):
+            setattr(session._codec, op, timed(getattr(session._codec, op), f"codec.{op}"))
+
+
+def _ping_pong_cost(n: int = 400) -> dict[str, Any]:
+    """What one RTT of the benchmark costs in CPU without a transport: a seals, b opens, b seals
+    its echo, a opens (the sending direction changes every message, as in the ping-pong: each
+    open is a Double Ratchet DH step), acks piggybacked. Then the same with per-layer timers."""
+    a, b = _ready_cores()
+
+    def rounds(count: int) -> float:
+        start = time.process_time()
+        for _ in range(count):
+            for x, y in ((a, b), (b, a)):
+                for out in x.send_text("p" * 200)[1]:
+                    y.pdu_received(out.pdu, 0.0)
+        return time.process_time() - start
+
+    rounds(50)
+    cpu = rounds(n)
+    spent: dict[str, float] = {}
+    _timed_layers((a, b), spent)
+    timed_total = rounds(n)
+    per_message = {k: round(v / (2 * n) * 1e6, 1) for k, v in sorted(spent.items())}
+    per_message["session_and_cascade_rest"] = round(
+        (timed_total - sum(spent.values())) / (2 * n) * 1e6, 1)
+    return {"ping_pong_200b_cpu_ms": round(cpu / n * 1000, 3),
+            "per_message_cpu_us": per_message}
+
+
+def _cascade_cost() -> dict[str, Any]:
+    """Seal + open of one message in one process (the session's crypto, no transport)."""
+    from enkrypted_p2p.session._core import SendPdu
+
+    a, b = _ready_cores()
     out: dict[str, Any] = {}
     for name, text, n in (("200b", "p" * 200, 200), ("64k", "b" * CHUNK, 30)):
         start = time.perf_counter()
@@ -344,7 +398,7 @@ def _cascade_cost() -> dict[str, Any]:
                         a.pdu_received(reply.pdu, 0.0)
         out[f"message_and_receipt_{name}_ms"] = (time.perf_counter() - start) / n * 1000
         out[f"pdus_per_message_{name}"] = pdus
-    return out
+    return out | _ping_pong_cost()
 
 
 def _summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
