@@ -57,12 +57,13 @@ MB = int(os.environ.get("ENKRYPTED_BENCH_TRANSPORT_MB", "16"))
 PROFILE = os.environ.get("ENKRYPTED_BENCH_TRANSPORT_PROFILE") == "1"
 CHUNK = 64 * 1024
 WARMUP_PINGS = 50
-CASES = ("raw_stock", "raw_tuned", "full", "full_stock")
+CASES = ("raw_stock", "raw_tuned", "full", "full_stock", "paired")
 NETWORKS = ("loopback", "coturn")
 RUN_TIMEOUT_S = 300.0
 CHILD_LIFETIME_S = 3600.0
 MAX_PDUS_PER_LINK = 10_000_000
 TARGET_RTT_P99_RATIO = 3.0
+PAIRED_GAP_S = 0.006
 TARGET_THROUGHPUT_RATIO = 0.8
 
 
@@ -237,9 +238,57 @@ async def _full_run(link: Any, crypto: Any, pings: int, total: int,
     return out
 
 
+async def _paired_run(endpoints: dict[str, Any], peers: dict[str, str], crypto: Any,
+                      network: str, pings: int) -> dict[str, Any]:
+    """RTT only, raw stock and full (tuned) on two links open at once, one ping of each in turn
+    (order swapped every ping): both sides see the machine's load at the same moments.  Each
+    ping starts after :data:`PAIRED_GAP_S` of quiet, so the other link's trailing work (its
+    SACKs, at most 5 ms late when tuned) is not charged to the ping that follows."""
+    from enkrypted_p2p.session import ChatSession, MessageReceived
+
+    prefix = "relay" if network == "coturn" else "direct"
+    raw = await endpoints[f"{prefix}-stock"].connect(peers[f"{prefix}-stock"], timeout=30)
+    link = await endpoints[f"{prefix}-tuned"].connect(peers[f"{prefix}-tuned"], timeout=30)
+    try:
+        async with asyncio.timeout(RUN_TIMEOUT_S):
+            await raw.send(b"raw")
+            await link.send(b"session")
+            session = ChatSession(link, crypto, crypto.new_identity(), initiator=True)
+            await session.start(60)
+            events = session.events()
+
+            async def full_ping() -> None:
+                await session.send_text("p" * 200)
+                async for event in events:
+                    if isinstance(event, MessageReceived):
+                        return
+                raise RuntimeError("the session ended")
+
+            async def raw_ping() -> None:
+                await raw.send(b"p" * 200)
+                await raw.receive()
+
+            samples: dict[str, list[float]] = {"raw": [], "full": []}
+            for i in range(WARMUP_PINGS + pings):
+                order = (("raw", raw_ping), ("full", full_ping))
+                for name, ping in order if i % 2 == 0 else order[::-1]:
+                    await asyncio.sleep(PAIRED_GAP_S)
+                    start = time.perf_counter()
+                    await ping()
+                    if i >= WARMUP_PINGS:
+                        samples[name].append(time.perf_counter() - start)
+            await session.close()
+    finally:
+        await raw.close()
+        await link.close()
+    return {f"{name}_{k}": v for name, got in samples.items() for k, v in _rtt(got).items()}
+
+
 async def _one(endpoints: dict[str, Any], peers: dict[str, str], crypto: Any, case: str,
                network: str, pings: int, total: int,
                profile: cProfile.Profile | None) -> dict[str, Any]:
+    if case == "paired":
+        return await _paired_run(endpoints, peers, crypto, network, pings)
     key = f"{'relay' if network == 'coturn' else 'direct'}-{'stock' if 'stock' in case else 'tuned'}"
     link = await endpoints[key].connect(peers[key], timeout=30)
     try:
@@ -401,12 +450,33 @@ def _cascade_cost() -> dict[str, Any]:
     return out | _ping_pong_cost()
 
 
+def _summarise_paired(items: list[dict[str, Any]], suffix: str) -> dict[str, Any]:
+    """Medians over rounds of the paired case, its ratio, and the ratio of each round."""
+    out: dict[str, Any] = {}
+    for side in ("raw", "full"):
+        for metric in ("rtt_p50_ms", "rtt_p99_ms"):
+            key = f"paired_{side}_{metric}{suffix}"
+            out[key] = round(statistics.median(r[f"{side}_{metric}"] for r in items), 3)
+            out.setdefault("samples_paired", {})[key] = [
+                round(r[f"{side}_{metric}"], 3) for r in items]
+    out[f"rtt_p99_ratio_paired{suffix}"] = round(
+        out[f"paired_full_rtt_p99_ms{suffix}"] / out[f"paired_raw_rtt_p99_ms{suffix}"], 3)
+    out[f"rtt_p99_ratio_paired_by_round{suffix}"] = [
+        round(r["full_rtt_p99_ms"] / r["raw_rtt_p99_ms"], 3) for r in items]
+    return out
+
+
 def _summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     names = {"raw_stock": "raw_", "raw_tuned": "raw_tuned_", "full": "", "full_stock": "full_stock_"}
     for label, items in runs.items():
         case, network = label.split("@")
         suffix = "" if network == "loopback" else "_coturn"
+        if case == "paired":
+            paired = _summarise_paired(items, suffix)
+            out.setdefault("samples_paired", {}).update(paired.pop("samples_paired"))
+            out.update(paired)
+            continue
         for metric in ("rtt_p50_ms", "rtt_p99_ms", "throughput_mb_s"):
             values = [r[metric] for r in items]
             out[f"{names[case]}{metric}{suffix}"] = round(statistics.median(values), 3)
