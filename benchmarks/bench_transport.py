@@ -57,12 +57,13 @@ MB = int(os.environ.get("ENKRYPTED_BENCH_TRANSPORT_MB", "16"))
 PROFILE = os.environ.get("ENKRYPTED_BENCH_TRANSPORT_PROFILE") == "1"
 CHUNK = 64 * 1024
 WARMUP_PINGS = 50
-CASES = ("raw_stock", "raw_tuned", "full", "full_stock")
+CASES = ("raw_stock", "raw_tuned", "full", "full_stock", "paired")
 NETWORKS = ("loopback", "coturn")
 RUN_TIMEOUT_S = 300.0
 CHILD_LIFETIME_S = 3600.0
 MAX_PDUS_PER_LINK = 10_000_000
 TARGET_RTT_P99_RATIO = 3.0
+PAIRED_GAP_S = 0.006
 TARGET_THROUGHPUT_RATIO = 0.8
 
 
@@ -237,9 +238,57 @@ async def _full_run(link: Any, crypto: Any, pings: int, total: int,
     return out
 
 
+async def _paired_run(endpoints: dict[str, Any], peers: dict[str, str], crypto: Any,
+                      network: str, pings: int) -> dict[str, Any]:
+    """RTT only, raw stock and full (tuned) on two links open at once, one ping of each in turn
+    (order swapped every ping): both sides see the machine's load at the same moments.  Each
+    ping starts after :data:`PAIRED_GAP_S` of quiet, so the other link's trailing work (its
+    SACKs, at most 5 ms late when tuned) is not charged to the ping that follows."""
+    from enkrypted_p2p.session import ChatSession, MessageReceived
+
+    prefix = "relay" if network == "coturn" else "direct"
+    raw = await endpoints[f"{prefix}-stock"].connect(peers[f"{prefix}-stock"], timeout=30)
+    link = await endpoints[f"{prefix}-tuned"].connect(peers[f"{prefix}-tuned"], timeout=30)
+    try:
+        async with asyncio.timeout(RUN_TIMEOUT_S):
+            await raw.send(b"raw")
+            await link.send(b"session")
+            session = ChatSession(link, crypto, crypto.new_identity(), initiator=True)
+            await session.start(60)
+            events = session.events()
+
+            async def full_ping() -> None:
+                await session.send_text("p" * 200)
+                async for event in events:
+                    if isinstance(event, MessageReceived):
+                        return
+                raise RuntimeError("the session ended")
+
+            async def raw_ping() -> None:
+                await raw.send(b"p" * 200)
+                await raw.receive()
+
+            samples: dict[str, list[float]] = {"raw": [], "full": []}
+            for i in range(WARMUP_PINGS + pings):
+                order = (("raw", raw_ping), ("full", full_ping))
+                for name, ping in order if i % 2 == 0 else order[::-1]:
+                    await asyncio.sleep(PAIRED_GAP_S)
+                    start = time.perf_counter()
+                    await ping()
+                    if i >= WARMUP_PINGS:
+                        samples[name].append(time.perf_counter() - start)
+            await session.close()
+    finally:
+        await raw.close()
+        await link.close()
+    return {f"{name}_{k}": v for name, got in samples.items() for k, v in _rtt(got).items()}
+
+
 async def _one(endpoints: dict[str, Any], peers: dict[str, str], crypto: Any, case: str,
                network: str, pings: int, total: int,
                profile: cProfile.Profile | None) -> dict[str, Any]:
+    if case == "paired":
+        return await _paired_run(endpoints, peers, crypto, network, pings)
     key = f"{'relay' if network == 'coturn' else 'direct'}-{'stock' if 'stock' in case else 'tuned'}"
     link = await endpoints[key].connect(peers[key], timeout=30)
     try:
@@ -312,25 +361,79 @@ def _coturn(tmp: Path) -> Iterator[int | None]:
 
 
 # --------------------------------------------------------------------------------------- summary
-def _cascade_cost() -> dict[str, Any]:
-    """Seal + open of one message in one process (the session's crypto, no transport)."""
+def _ready_cores() -> tuple[Any, Any]:
+    """Two Ready session cores after a real handshake, each with its own crypto service (as the
+    two processes have: the pyca backend's X25519 key reuse is per service)."""
     from enkrypted_p2p.session._core import SendPdu, SessionCore
 
-    crypto = _crypto()
     a, b = SessionCore(), SessionCore()
-    for core in (a, b):
+    queues = []
+    for core, initiator in ((a, True), (b, False)):
+        crypto = _crypto()
         core.channel_open()
-    qa = [o.pdu for o in a.start_handshake(crypto.handshake(crypto.new_identity(), initiator=True,
-                                                             now=0.0)) if isinstance(o, SendPdu)]
-    qb = [o.pdu for o in b.start_handshake(crypto.handshake(crypto.new_identity(),
-                                                             initiator=False, now=0.0))
-          if isinstance(o, SendPdu)]
+        handshake = crypto.handshake(crypto.new_identity(), initiator=initiator, now=0.0)
+        queues.append([o.pdu for o in core.start_handshake(handshake) if isinstance(o, SendPdu)])
+    qa, qb = queues
     for _ in range(20):
         if not qa and not qb:
             break
         na = [o.pdu for p in qb for o in a.pdu_received(p, 0.0) if isinstance(o, SendPdu)]
         qb = [o.pdu for p in qa for o in b.pdu_received(p, 0.0) if isinstance(o, SendPdu)]
         qa = na
+    return a, b
+
+
+def _timed_layers(cores: tuple[Any, ...], spent: dict[str, float]) -> None:
+    """Wrap every cascade layer's seal/open (and the wire codec) of ``cores`` with CPU timers."""
+    def timed(fn: Callable[..., Any], key: str) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            start = time.process_time()
+            try:
+                return fn(*args)
+            finally:
+                spent[key] = spent.get(key, 0.0) + time.process_time() - start
+        return call
+
+    for core in cores:
+        session = core.session
+        for layer in session._manager.layers:  # a benchmark looks inside
+            for op in ("seal", "open"):
+                setattr(layer, op, timed(getattr(layer, op), f"{layer.name}.{op}"))
+        for op in ("encode", "decode"):
+            setattr(session._codec, op, timed(getattr(session._codec, op), f"codec.{op}"))
+
+
+def _ping_pong_cost(n: int = 400) -> dict[str, Any]:
+    """What one RTT of the benchmark costs in CPU without a transport: a seals, b opens, b seals
+    its echo, a opens (the sending direction changes every message, as in the ping-pong: each
+    open is a Double Ratchet DH step), acks piggybacked. Then the same with per-layer timers."""
+    a, b = _ready_cores()
+
+    def rounds(count: int) -> float:
+        start = time.process_time()
+        for _ in range(count):
+            for x, y in ((a, b), (b, a)):
+                for out in x.send_text("p" * 200)[1]:
+                    y.pdu_received(out.pdu, 0.0)
+        return time.process_time() - start
+
+    rounds(50)
+    cpu = rounds(n)
+    spent: dict[str, float] = {}
+    _timed_layers((a, b), spent)
+    timed_total = rounds(n)
+    per_message = {k: round(v / (2 * n) * 1e6, 1) for k, v in sorted(spent.items())}
+    per_message["session_and_cascade_rest"] = round(
+        (timed_total - sum(spent.values())) / (2 * n) * 1e6, 1)
+    return {"ping_pong_200b_cpu_ms": round(cpu / n * 1000, 3),
+            "per_message_cpu_us": per_message}
+
+
+def _cascade_cost() -> dict[str, Any]:
+    """Seal + open of one message in one process (the session's crypto, no transport)."""
+    from enkrypted_p2p.session._core import SendPdu
+
+    a, b = _ready_cores()
     out: dict[str, Any] = {}
     for name, text, n in (("200b", "p" * 200, 200), ("64k", "b" * CHUNK, 30)):
         start = time.perf_counter()
@@ -344,6 +447,22 @@ def _cascade_cost() -> dict[str, Any]:
                         a.pdu_received(reply.pdu, 0.0)
         out[f"message_and_receipt_{name}_ms"] = (time.perf_counter() - start) / n * 1000
         out[f"pdus_per_message_{name}"] = pdus
+    return out | _ping_pong_cost()
+
+
+def _summarise_paired(items: list[dict[str, Any]], suffix: str) -> dict[str, Any]:
+    """Medians over rounds of the paired case, its ratio, and the ratio of each round."""
+    out: dict[str, Any] = {}
+    for side in ("raw", "full"):
+        for metric in ("rtt_p50_ms", "rtt_p99_ms"):
+            key = f"paired_{side}_{metric}{suffix}"
+            out[key] = round(statistics.median(r[f"{side}_{metric}"] for r in items), 3)
+            out.setdefault("samples_paired", {})[key] = [
+                round(r[f"{side}_{metric}"], 3) for r in items]
+    out[f"rtt_p99_ratio_paired{suffix}"] = round(
+        out[f"paired_full_rtt_p99_ms{suffix}"] / out[f"paired_raw_rtt_p99_ms{suffix}"], 3)
+    out[f"rtt_p99_ratio_paired_by_round{suffix}"] = [
+        round(r["full_rtt_p99_ms"] / r["raw_rtt_p99_ms"], 3) for r in items]
     return out
 
 
@@ -353,6 +472,11 @@ def _summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     for label, items in runs.items():
         case, network = label.split("@")
         suffix = "" if network == "loopback" else "_coturn"
+        if case == "paired":
+            paired = _summarise_paired(items, suffix)
+            out.setdefault("samples_paired", {}).update(paired.pop("samples_paired"))
+            out.update(paired)
+            continue
         for metric in ("rtt_p50_ms", "rtt_p99_ms", "throughput_mb_s"):
             values = [r[metric] for r in items]
             out[f"{names[case]}{metric}{suffix}"] = round(statistics.median(values), 3)

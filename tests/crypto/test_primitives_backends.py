@@ -13,6 +13,7 @@ from enkrypted_crypto.errors import (
     CryptoError,
     CryptoUsageError,
     DecryptionFailed,
+    MalformedKey,
     UnsupportedPrimitive,
 )
 from enkrypted_crypto.primitives import CAPABILITIES, Primitives
@@ -178,3 +179,24 @@ def test_randomness_is_injected() -> None:
         assert prims.ed25519_generate()[0] == b"\x07" * 32
         with pytest.raises(CryptoUsageError):
             prims.random(-1)
+
+
+def test_x25519_reused_key_object_gives_the_same_results() -> None:
+    """The pyca backend keeps the last private key object it loaded (the ratchet's three uses
+    of one key load it once): interleaved keys, repeats and copies give what a fresh load gives."""
+    pyca, reference = PycaPrimitives(), NaclPrimitives()
+    keys = [os.urandom(32) for _ in range(3)]
+    peer = reference.x25519_public(os.urandom(32))
+    for private in [keys[0], keys[0], keys[1], keys[0], bytearray(keys[2]), keys[2], keys[1]]:
+        assert pyca.x25519_public(private) == reference.x25519_public(bytes(private))
+        assert pyca.x25519(private, peer) == reference.x25519(bytes(private), peer)
+
+
+def test_x25519_checks_sizes_with_a_key_object_kept() -> None:
+    pyca = PycaPrimitives()
+    private = os.urandom(32)
+    pyca.x25519_public(private)
+    with pytest.raises(CryptoUsageError):
+        pyca.x25519(private[:31], pyca.x25519_public(private))
+    with pytest.raises(MalformedKey):
+        pyca.x25519(private, b"\x09" * 31)

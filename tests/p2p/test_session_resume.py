@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from enkrypted_crypto.plugin import enkrypted_crypto_service
+from enkrypted_p2p.errors import P2PUsageError
 from enkrypted_p2p.session import (
     MAX_STATE_BYTES,
     IdentityChanged,
@@ -101,6 +102,40 @@ def test_dedup_window_and_unacknowledged_survive_export_and_restore(
         "queued while reconnecting"]
     at_a += flush_acks(b2, a2)
     assert {e.message_id for e in at_a if isinstance(e, ReceiptReceived)} == {mid, later}
+
+
+def test_the_export_is_the_json_it_always_was(crypto: CryptoService) -> None:
+    """export_core writes the dedup window without json.dumps (it runs before every PDU in the
+    chat service); the bytes are still exactly json.dumps of the documented body."""
+    import base64
+    import json
+
+    a, b = ready_pair(crypto)
+    for text in ("plain", 'quote " backslash \\ é \u2028 \U0001f600', ""):
+        for pdu in pdus(a.send_text(text)[1]):
+            b.pdu_received(pdu, 1.0)
+        a.queue_text(text)
+    for core in (a, b, ready_pair(crypto)[0]):  # a: unacknowledged texts; b: a window; fresh
+        assert core.session is not None
+        body = {"session": base64.b64encode(core.session.export_state()).decode("ascii"),
+                "seen": list(core.seen_ids()),
+                "unacknowledged": [[m, t] for m, t in core.unacknowledged.items()]}
+        if core.inbox:  # messages not yet taken by the application
+            body["inbox"] = [[m, t] for m, t in core.inbox.items()]
+        files = core.files.export_state() if core.files is not None else core.files_saved
+        if files is not None:
+            body["files"] = base64.b64encode(files).decode("ascii")
+        expected = MAGIC + bytes([VERSION]) + json.dumps(body, separators=(",", ":")).encode()
+        assert export_core(core) == expected
+    assert len(b.seen_ids()) == 3
+
+
+def test_a_restored_dedup_window_holds_only_valid_ids() -> None:
+    core = SessionCore()
+    for bad in (["ok", "not ok"], [""], ["x" * 65], ['a"b']):
+        with pytest.raises(P2PUsageError):
+            core.remember(bad)
+    assert core.seen_ids() == ()
 
 
 def _refused_then_handshake(crypto: CryptoService, fresh_identity: bool

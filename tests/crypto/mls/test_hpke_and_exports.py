@@ -107,3 +107,41 @@ def test_mls_exports_pinned() -> None:
 def test_kem_public_key_sizes(suite_id: int) -> None:
     cs = suite(suite_id)
     assert len(cs.kem_keypair()[1]) == cs.kem.n_pk
+
+
+@pytest.mark.parametrize("suite_id", sorted(SUITES))
+def test_a_signing_key_loaded_once_signs_as_the_bytes_do(suite_id: int) -> None:
+    """A group loads its signature key once (``signing_key``); signatures made with the loaded
+    key verify like those made from the bytes (EdDSA: the very same bytes)."""
+    cs = suite(suite_id)
+    priv, pub = cs.signature_keypair()
+    loaded = cs.signing_key(priv)
+    for content in (b"", b"x" * 300):
+        by_key = cs.sign_with_label(loaded, b"FramedContentTBS", content)
+        assert cs.verify_with_label(pub, b"FramedContentTBS", content, by_key)
+        if cs.signature in ("ed25519", "ed448"):
+            assert by_key == cs.sign_with_label(priv, b"FramedContentTBS", content)
+
+
+@pytest.mark.parametrize("suite_id", sorted(SUITES))
+def test_expand_with_label_is_rfc9420_kdflabel(suite_id: int) -> None:
+    """``expand_with_label`` (one-shot HMAC, label built without a Writer) against pyca's
+    HKDF-Expand over KDFLabel written field by field (RFC 9420 §8)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
+    from enkrypted_crypto.mls._codec import Writer
+
+    cs = suite(suite_id)
+    algorithm = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}[
+        cs.hash_name
+    ]()
+    secret = os.urandom(cs.n_h)
+    for label, context, length in ((b"key", b"", cs.n_k), (b"tree", b"left", cs.n_h),
+                                   (b"x" * 70, os.urandom(300), 3 * cs.n_h + 5)):
+        w = Writer()
+        w.u16(length)
+        w.opaque(b"MLS 1.0 " + label)
+        w.opaque(context)
+        expected = HKDFExpand(algorithm, length, w.getvalue()).derive(secret)
+        assert cs.expand_with_label(secret, label, context, length) == expected

@@ -13,12 +13,19 @@ Prepared keys (:meth:`PycaPrimitives.aead_key`, ``mlkem768_*_key``) hold the pyc
 an ``AESGCM``/``ChaCha20Poly1305`` instance (its OpenSSL context is reused), a parsed
 ``MLKEM768PublicKey`` (our modulus check and pyca's import check ran once), an expanded
 ``MLKEM768PrivateKey``.  AEAD inputs may be ``memoryview`` slices; pyca reads them in place.
+
+X25519 keeps the one private key object it used last: OpenSSL computes the public key (a scalar
+multiplication, as dear as the exchange) whenever a private key is loaded from bytes, and the
+Double Ratchet uses each of its keys three times in a row (public key, exchange, and the next
+step's exchange), so the step costs one load instead of three.  It holds no key the caller does
+not hold too (the ratchet state keeps the same bytes until its next step replaces them).
 """
 
 from __future__ import annotations
 
 __all__ = ["PycaPrimitives"]
 
+import hmac
 import struct
 from typing import Final, Literal
 
@@ -189,6 +196,7 @@ class PycaPrimitives:
 
     def __init__(self, random: Random | None = None) -> None:
         self._random: Random = random if random is not None else urandom
+        self._x25519_last: tuple[bytes, X25519PrivateKey] | None = None
 
     # AEAD -------------------------------------------------------------------------------------
     def _aead(
@@ -232,17 +240,27 @@ class PycaPrimitives:
         private = self._random(X25519_SIZE)
         return private, self.x25519_public(private)
 
-    def x25519_public(self, private: bytes) -> bytes:
+    def _x25519_private(self, private: bytes) -> X25519PrivateKey:
+        """The key object of ``private``: the one used last when it is the same key (see the
+        module docstring), else loaded from the bytes and kept in its place."""
         check_size("X25519 private key", private, X25519_SIZE)
-        return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
+        last = self._x25519_last
+        if last is not None and hmac.compare_digest(last[0], private):
+            return last[1]
+        key = X25519PrivateKey.from_private_bytes(private)
+        self._x25519_last = (bytes(private), key)
+        return key
+
+    def x25519_public(self, private: bytes) -> bytes:
+        return self._x25519_private(private).public_key().public_bytes_raw()
 
     def x25519(self, private: bytes, public: bytes) -> bytes:
-        check_size("X25519 private key", private, X25519_SIZE)
+        key = self._x25519_private(private)
         if len(public) != X25519_SIZE:
             raise MalformedKey("X25519 public key must be 32 bytes")
         peer = X25519PublicKey.from_public_bytes(public)
         try:
-            shared = X25519PrivateKey.from_private_bytes(private).exchange(peer)
+            shared = key.exchange(peer)
         except ValueError:  # OpenSSL refuses the all-zero output itself
             raise MalformedKey("X25519 public key is of low order") from None
         return reject_zero_shared_secret(shared)

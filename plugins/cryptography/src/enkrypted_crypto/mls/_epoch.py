@@ -80,10 +80,11 @@ class Epoch:
     confirmation_tag: bytes
     my_leaf: int
     keys: NodeKeys = field(default_factory=dict)
+    context_bytes: bytes = field(init=False, repr=False, compare=False)
+    """The encoded ``context``, once per epoch: every message signs and verifies over it."""
 
-    @property
-    def context_bytes(self) -> bytes:
-        return to_bytes(self.context)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "context_bytes", to_bytes(self.context))
 
 
 @dataclass(frozen=True, slots=True)

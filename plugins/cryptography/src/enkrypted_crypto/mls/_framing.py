@@ -48,7 +48,7 @@ from enkrypted_crypto.mls._messages import (
     Remove,
 )
 from enkrypted_crypto.mls._schedule import SecretTree
-from enkrypted_crypto.mls._suite import CipherSuite
+from enkrypted_crypto.mls._suite import CipherSuite, SigningKey
 from enkrypted_crypto.mls._tree import RatchetTree
 
 
@@ -98,7 +98,11 @@ def content_tbs(wire_format: int, content: FramedContent, group_context: bytes) 
 
 
 def sign_content(
-    cs: CipherSuite, wire_format: int, content: FramedContent, priv: bytes, group_context: bytes
+    cs: CipherSuite,
+    wire_format: int,
+    content: FramedContent,
+    priv: bytes | SigningKey,
+    group_context: bytes,
 ) -> bytes:
     return cs.sign_with_label(
         priv, b"FramedContentTBS", content_tbs(wire_format, content, group_context)

@@ -105,7 +105,7 @@ from enkrypted_crypto.mls._schedule import (
     secrets_from_epoch_secret,
 )
 from enkrypted_crypto.mls._state import GroupParts, decode_parts, encode_parts
-from enkrypted_crypto.mls._suite import CipherSuite, suite
+from enkrypted_crypto.mls._suite import CipherSuite, SigningKey, suite
 from enkrypted_crypto.mls._tree import RatchetTree
 from enkrypted_crypto.mls._treekem import NodeKeys
 from enkrypted_crypto.mls._welcome import build_welcome, open_welcome, sign_group_info
@@ -129,6 +129,7 @@ class Group:
     ) -> None:
         self._epoch = epoch
         self._sig = signature_priv
+        self._signer: SigningKey | None = None  # _sig loaded once, on the first signature
         self._config = config
         self._secret_tree = SecretTree(
             epoch.cs, epoch.secrets.encryption_secret, epoch.tree.n_leaves
@@ -386,7 +387,9 @@ class Group:
 
     def _sign(self, wire_format: int, content: FramedContent) -> bytes:
         ep = self._epoch
-        return sign_content(ep.cs, wire_format, content, self._sig, ep.context_bytes)
+        if self._signer is None:  # the suite and the key are the group's for its whole life
+            self._signer = ep.cs.signing_key(self._sig)
+        return sign_content(ep.cs, wire_format, content, self._signer, ep.context_bytes)
 
     # -- application data ------------------------------------------------------------------------
     def protect(self, data: bytes, authenticated_data: bytes = b"") -> bytes:
@@ -619,7 +622,7 @@ class Group:
         msg = from_bytes(data, MLSMessage.decode)
         if not isinstance(msg.body, PrivateMessage) or msg.body.content_type != APPLICATION:
             raise MalformedInput("not an application message")
-        return self._application(*self._authenticate(data))
+        return self._application(*self._authenticate(data, msg))
 
     def _application(
         self, ac: AuthenticatedContent, secret_tree: SecretTree
@@ -636,13 +639,16 @@ class Group:
         sender, aad = ac.content.sender.index, ac.content.authenticated_data
         return ApplicationMessage(sender, content, aad, epoch), accept
 
-    def _authenticate(self, data: bytes) -> tuple[AuthenticatedContent, SecretTree]:
-        """Decode, decrypt or check the membership tag, and verify the signature (§6.2, §6.3).
+    def _authenticate(
+        self, data: bytes, decoded: MLSMessage | None = None
+    ) -> tuple[AuthenticatedContent, SecretTree]:
+        """Decode (unless the caller did: ``decoded``), decrypt or check the membership tag, and
+        verify the signature (§6.2, §6.3).
 
         Returns the content and the secret tree as it will be once the message is accepted.
         """
         self._require_active()
-        msg = from_bytes(data, MLSMessage.decode)
+        msg = from_bytes(data, MLSMessage.decode) if decoded is None else decoded
         late = open_late_application(self._past, msg.body, self.group_id)
         if late is not None:
             return late

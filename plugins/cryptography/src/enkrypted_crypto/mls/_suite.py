@@ -15,12 +15,12 @@ HPKE is implemented here in base mode (RFC 9180 §5.1) over DHKEM (§4.1) becaus
 
 from __future__ import annotations
 
-__all__ = ["SUITES", "CipherSuite", "HpkeCiphertext", "suite"]
+__all__ = ["SUITES", "CipherSuite", "HpkeCiphertext", "SigningKey", "suite"]
 
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeAlias
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -32,12 +32,16 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from enkrypted_crypto.errors import (
+    CryptoUsageError,
     DecryptionFailed,
     MalformedInput,
     MalformedKey,
     UnsupportedPrimitive,
 )
-from enkrypted_crypto.mls._codec import Writer
+from enkrypted_crypto.mls._codec import Writer, encode_varint
+
+SigningKey: TypeAlias = Ed25519PrivateKey | Ed448PrivateKey | ec.EllipticCurvePrivateKey
+"""A member's signature private key loaded once (:meth:`CipherSuite.signing_key`)."""
 
 _RAW = serialization.Encoding.Raw
 _RAW_PUB = serialization.PublicFormat.Raw
@@ -110,21 +114,32 @@ _KEMS: Final = {
 }
 
 
+_DIGEST_SIZES: Final = {"sha256": 32, "sha384": 48, "sha512": 64}
+
+
+def _digest_size(hash_name: str) -> int:
+    size = _DIGEST_SIZES.get(hash_name)
+    return size if size is not None else hashlib.new(hash_name).digest_size
+
+
 def _extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
     """HKDF-Extract (RFC 5869 §2.2); an empty salt is HashLen zeros, which HMAC pads to."""
-    return hmac.new(salt, ikm, hash_name).digest()
+    return hmac.digest(salt, ikm, hash_name)
 
 
 def _expand(hash_name: str, prk: bytes, info: bytes, length: int) -> bytes:
-    """HKDF-Expand (RFC 5869 §2.3)."""
-    n_h = hashlib.new(hash_name).digest_size
+    """HKDF-Expand (RFC 5869 §2.3).  ``hmac.digest`` is the one-shot HMAC (OpenSSL's, no
+    Python ``HMAC`` object per block): the secret tree runs this five times per message."""
+    n_h = _digest_size(hash_name)
     if length > 255 * n_h:
         raise MalformedInput("HKDF output too long")
+    if length <= n_h:
+        return hmac.digest(prk, info + b"\x01", hash_name)[:length]
     out = b""
     block = b""
     counter = 1
     while len(out) < length:
-        block = hmac.new(prk, block + info + bytes([counter]), hash_name).digest()
+        block = hmac.digest(prk, block + info + bytes([counter]), hash_name)
         out += block
         counter += 1
     return out[:length]
@@ -154,7 +169,7 @@ class CipherSuite:
     # -- sizes -----------------------------------------------------------------------------
     @property
     def n_h(self) -> int:
-        return hashlib.new(self.hash_name).digest_size
+        return _digest_size(self.hash_name)
 
     @property
     def n_k(self) -> int:
@@ -173,7 +188,7 @@ class CipherSuite:
         return hashlib.new(self.hash_name, data).digest()
 
     def mac(self, key: bytes, data: bytes) -> bytes:
-        return hmac.new(key, data, self.hash_name).digest()
+        return hmac.digest(key, data, self.hash_name)
 
     def extract(self, salt: bytes, ikm: bytes) -> bytes:
         return _extract(self.hash_name, salt, ikm)
@@ -206,11 +221,14 @@ class CipherSuite:
         return self.hash(w.getvalue())
 
     def expand_with_label(self, secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
-        w = Writer()
-        w.u16(length)
-        w.opaque(b"MLS 1.0 " + label)
-        w.opaque(context)
-        return self.expand(secret, w.getvalue(), length)
+        """``KDFLabel`` = ``uint16 length || opaque label<V> || opaque context<V>`` (§8), built
+        in one expression (the secret tree derives five per message)."""
+        if not 0 <= length <= 0xFFFF:
+            raise CryptoUsageError(f"{length} does not fit uint16")
+        full = b"MLS 1.0 " + label
+        info = b"".join((length.to_bytes(2, "big"), encode_varint(len(full)), full,
+                         encode_varint(len(context)), context))
+        return _expand(self.hash_name, secret, info, length)
 
     def derive_secret(self, secret: bytes, label: bytes) -> bytes:
         return self.expand_with_label(secret, label, b"", self.n_h)
@@ -227,7 +245,7 @@ class CipherSuite:
         w.opaque(content)
         return w.getvalue()
 
-    def sign_with_label(self, private: bytes, label: bytes, content: bytes) -> bytes:
+    def sign_with_label(self, private: bytes | SigningKey, label: bytes, content: bytes) -> bytes:
         return self.sign(private, self._labelled(label, content))
 
     def verify_with_label(self, public: bytes, label: bytes, content: bytes, sig: bytes) -> bool:
@@ -250,11 +268,18 @@ class CipherSuite:
         key = self._ec_priv(self.signature, private)
         return key.public_key().public_bytes(_X962, _UNCOMPRESSED)
 
-    def sign(self, private: bytes, message: bytes) -> bytes:
+    def signing_key(self, private: bytes) -> SigningKey:
+        """``private`` loaded once (loading derives the public key: a scalar multiplication),
+        for a member that signs many messages; :meth:`sign` takes it in place of the bytes."""
         if self.signature in _EDWARDS:
-            return self._ed_priv(private).sign(message)
-        key = self._ec_priv(self.signature, private)
-        return key.sign(message, ec.ECDSA(_ECDSA_HASH[self.signature]()))
+            return self._ed_priv(private)
+        return self._ec_priv(self.signature, private)
+
+    def sign(self, private: bytes | SigningKey, message: bytes) -> bytes:
+        key = self.signing_key(private) if isinstance(private, bytes) else private
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            return key.sign(message, ec.ECDSA(_ECDSA_HASH[self.signature]()))
+        return key.sign(message)
 
     def verify(self, public: bytes, message: bytes, sig: bytes) -> bool:
         try:

@@ -249,7 +249,11 @@ class SessionCore:
         return tuple(self._seen)
 
     def remember(self, message_ids: list[str]) -> None:
-        """Restore a dedup window (oldest first), bounded to the newest ``MAX_SEEN_IDS``."""
+        """Restore a dedup window (oldest first), bounded to the newest ``MAX_SEEN_IDS``.  Like
+        every id the window holds, each is 1-64 ASCII letters or digits (what the export relies
+        on to write them without escaping)."""
+        if not all(map(_valid_id, message_ids)):
+            raise P2PUsageError("a message id is 1-64 ASCII letters or digits")
         for message_id in message_ids[-MAX_SEEN_IDS:]:
             self._seen[message_id] = None
 
@@ -640,21 +644,23 @@ class SessionCore:
 
     def has_room(self, text: str) -> bool:
         """Whether :meth:`send_text` of ``text`` fits the unacknowledged window now."""
-        pending = sum(map(saved_size, self.unacknowledged.values()))
         return len(self.unacknowledged) < MAX_UNACKNOWLEDGED \
-            and pending + saved_size(text) <= MAX_UNACKNOWLEDGED_BYTES
+            and self._pending_bytes() + saved_size(text) <= MAX_UNACKNOWLEDGED_BYTES
+
+    def _pending_bytes(self) -> int:
+        return sum(map(saved_size, self.unacknowledged.values()))
 
     def queue_text(self, text: str, message_id: str | None = None) -> str:
         """Keep a message for the next Ready (reconnecting); it is sent by the resend."""
         return self._keep(text, message_id)
 
     def _keep(self, text: str, message_id: str | None) -> str:
-        size = len(text.encode("utf-8"))
+        size = _utf8_len(text)
         if size > _MAX_TEXT_BYTES or saved_size(text) > MAX_UNACKNOWLEDGED_BYTES:
             raise P2PUsageError(f"a message is at most {_MAX_TEXT_BYTES} bytes of text (and "
                                 f"{MAX_UNACKNOWLEDGED_BYTES} as saved: a control character "
                                 "counts six)")
-        pending = sum(map(saved_size, self.unacknowledged.values()))
+        pending = self._pending_bytes()
         if len(self.unacknowledged) >= MAX_UNACKNOWLEDGED \
                 or pending + saved_size(text) > MAX_UNACKNOWLEDGED_BYTES:
             raise P2PUsageError(f"{len(self.unacknowledged)} messages ({pending} bytes) wait for "
@@ -726,13 +732,23 @@ class SessionCore:
                 for i, off in enumerate(range(0, len(sealed), size))]
 
 
+def _utf8_len(text: str) -> int:
+    """UTF-8 size of ``text``; ASCII (a flag CPython keeps per string) is not encoded to count it:
+    the window check runs over every unacknowledged message on each send."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
 def _valid_nonce(value: object) -> bool:
     return isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdef" for c in value)
 
 
 def saved_size(text: str) -> int:
     """The bytes ``text`` takes in a saved session (an ASCII JSON string, see ``_state.py``;
-    never ``str.encode``: a peer's JSON may carry a lone surrogate)."""
+    never ``str.encode``: a peer's JSON may carry a lone surrogate).  Printable ASCII without a
+    quote or backslash is written as it is (the common case, counted without encoding: the window
+    check runs over every unacknowledged message on each send)."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return len(text) + 2
     return len(json.dumps(text))
 
 

@@ -91,6 +91,7 @@ class ChatSession:
         self._room = asyncio.Event()
         self._ready: asyncio.Future[SessionReady] = asyncio.get_running_loop().create_future()
         self._wake = asyncio.Event()
+        self._sleeping_until: float | None = None  # the deadline the timer task waits for
         self._tasks: list[asyncio.Task[None]] = []
         self._send_lock = asyncio.Lock()
         self.info: SessionReady | None = None
@@ -158,8 +159,18 @@ class ChatSession:
                 if isinstance(out, ReceiptReceived):
                     self._acked.set()
                 await self._queue(out)
-        self._wake.set()
-        self._files_wake.set()
+        self._nudge()
+
+    def _nudge(self) -> None:
+        """Wake the timer task only if the core's next deadline is now earlier than the one it
+        sleeps until (a later one it finds when it wakes), and the file pump only if a frame
+        waits: not two task switches for every message."""
+        deadline = self.core.next_deadline()
+        if deadline is not None and (self._sleeping_until is None
+                                     or deadline < self._sleeping_until):
+            self._wake.set()
+        if self.core.has_file_pdu() or self.core.state is SessionState.DISCONNECTED:
+            self._files_wake.set()
 
     async def _queue(self, event: object) -> None:
         """Queue an event; past 1024 unread ones wait (the link reader stops reading)."""
@@ -188,6 +199,7 @@ class ChatSession:
         while self.core.state is not SessionState.DISCONNECTED:
             deadline = self.core.next_deadline()
             self._wake.clear()
+            self._sleeping_until = deadline
             delay = 3600.0 if deadline is None else max(0.0, deadline - self._clock())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
@@ -238,11 +250,12 @@ class ChatSession:
         """Seal and send one message; its ``messageId`` (a receipt event follows later).  While
         the unacknowledged window (256 messages, 2 MiB) is full it waits for receipts, at most
         :data:`SEND_WINDOW_WAIT_S`; then (or once the link is gone) the core's error."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(SEND_WINDOW_WAIT_S):
-                while not self.core.has_room(text) and self.core.state is SessionState.READY:
-                    self._acked.clear()
-                    await self._acked.wait()
+        if not self.core.has_room(text):  # no timer armed for the common case: there is room
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SEND_WINDOW_WAIT_S):
+                    while not self.core.has_room(text) and self.core.state is SessionState.READY:
+                        self._acked.clear()
+                        await self._acked.wait()
         message_id, outputs = self.core.send_text(text)
         await self._apply(outputs)
         return message_id

@@ -45,15 +45,27 @@ def export_core(core: SessionCore) -> bytes | None:
     """The kept session of ``core`` as bytes (``None`` before any handshake completed)."""
     if core.session is None:
         return None
-    body: dict[str, object] = {"session": base64.b64encode(core.session.export_state()).decode("ascii"),
-            "seen": list(core.seen_ids()),
-            "unacknowledged": [[mid, text] for mid, text in core.unacknowledged.items()]}
+    # The same bytes as json.dumps(body, separators=(",", ":")), built by hand where nothing needs
+    # escaping (base64, message ids): the chat service exports before every PDU and event, and
+    # json.dumps of a full 4096-id dedup window costs ~0.5 ms where the join costs ~0.02 ms.
+    parts = ['{"session":"', base64.b64encode(core.session.export_state()).decode("ascii"),
+             '","seen":', _id_array(core.seen_ids()), ',"unacknowledged":',
+             json.dumps([[mid, text] for mid, text in core.unacknowledged.items()],
+                        separators=(",", ":"))]
     if core.inbox:
-        body["inbox"] = [[mid, text] for mid, text in core.inbox.items()]
+        parts += [',"inbox":', json.dumps([[mid, text] for mid, text in core.inbox.items()],
+                                          separators=(",", ":"))]
     files = core.files.export_state() if core.files is not None else core.files_saved
     if files is not None:
-        body["files"] = base64.b64encode(files).decode("ascii")
-    return MAGIC + bytes([VERSION]) + json.dumps(body, separators=(",", ":")).encode("utf-8")
+        parts += [',"files":"', base64.b64encode(files).decode("ascii"), '"']
+    parts.append("}")
+    return MAGIC + bytes([VERSION]) + "".join(parts).encode("utf-8")
+
+
+def _id_array(ids: tuple[str, ...]) -> str:
+    """A JSON array of the dedup window's ids: the core keeps only ids of ASCII letters and
+    digits (``_valid_id`` on delivery and in ``remember``), which JSON writes unescaped."""
+    return '["' + '","'.join(ids) + '"]' if ids else "[]"
 
 
 def restore_core(data: bytes, crypto: CryptoService, limits: WireLimits = WIRE_LIMITS
