@@ -45,6 +45,14 @@ class SoakSettings:
     rss_bound_ratio: float = 0.25
     """A process may grow by max(rss_bound_kb, ratio x its warm RSS) between warm-up and end."""
     seed: int = 0
+    group_size: int = 3
+    """Members of the one group (a0, b0, a1, ... in that order; a0 creates it before the chaos)."""
+    group_rate: float = 0.5
+    """Group messages per second each member sends."""
+    files: int = 3
+    """Files each dialler sends its partner, one every ``file_every`` s from its first session."""
+    file_every: float = 12.0
+    file_size: tuple[int, int] = (256 * 1024, 2 * 1024 * 1024)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> SoakSettings:
@@ -63,9 +71,9 @@ class PeerProcess:
     """One soak peer and its restarts; the state dir (identity, sessions, events) outlives them."""
 
     def __init__(self, name: str, partner: str, dial: bool, broker: Callable[[], str],
-                 state: Path, rate: float) -> None:
+                 state: Path, rate: float, extra: tuple[str, ...] = ()) -> None:
         self.name, self.partner, self.dial, self.broker = name, partner, dial, broker
-        self.state, self.rate = state, rate
+        self.state, self.rate, self.extra = state, rate, extra
         state.mkdir(parents=True, exist_ok=True)
         self.proc: subprocess.Popen[bytes] | None = None
         self.kills: list[float] = []  # when it was SIGKILLed (wall clock)
@@ -74,7 +82,7 @@ class PeerProcess:
     def start(self) -> None:
         argv = [sys.executable, "-m", "tests.soak.soak_peer", "--broker", self.broker(),
                 "--id", self.name, "--partner", self.partner, "--state-dir", str(self.state),
-                "--rate", str(self.rate), "--max-seconds", "3600"]
+                "--rate", str(self.rate), "--max-seconds", "3600", *self.extra]
         if self.dial:
             argv.append("--dial")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in PATHS)}
@@ -151,15 +159,29 @@ class Soak:
         self.actions: list[dict[str, Any]] = []
         self.t0 = time.monotonic()
         self.peers: list[PeerProcess] = []
+        names = [n for i in range(settings.pairs) for n in (f"a{i}", f"b{i}")]
+        self.group = names[:settings.group_size] if settings.group_size > 1 else []
+        self.drops: dict[str, list[float]] = {}  # peer -> when its pair's link was dropped
         for i in range(settings.pairs):
             a, b = f"a{i}", f"b{i}"
             # With two brokers the dialler registers on the first, its partner on the second:
             # every conversation's signaling crosses Redis.
-            self.peers.append(PeerProcess(a, b, True, self._url(0), tmp / a, settings.rate))
+            self.peers.append(PeerProcess(a, b, True, self._url(0), tmp / a, settings.rate,
+                                          self._extra(a, files=True)))
             self.peers.append(PeerProcess(b, a, False, self._url(brokers - 1), tmp / b,
-                                          settings.rate))
+                                          settings.rate, self._extra(b, files=False)))
         self.sampler = RssSampler(self._targets)
         self.died: list[str] = []
+
+    def _extra(self, name: str, files: bool) -> tuple[str, ...]:
+        s = self.settings
+        out: tuple[str, ...] = ("--group-rate", str(s.group_rate))
+        if self.group and name == self.group[0]:
+            out += ("--group-create", ",".join(self.group))
+        if files and s.files:
+            out += ("--files", str(s.files), "--file-every", str(s.file_every),
+                    "--file-size", f"{s.file_size[0]},{s.file_size[1]}")
+        return out
 
     def _url(self, index: int) -> Callable[[], str]:
         return lambda: f"ws://127.0.0.1:{self.brokers[index].port}/"
@@ -203,8 +225,9 @@ class Soak:
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(any(e["e"] == "ready" for e in p.events()) for p in self.peers):
-                self.log("all-ready")
+            if all(any(e["e"] == "ready" for e in p.events()) for p in self.peers) \
+                    and self.group_formed():
+                self.log("all-ready", group=self.group)
                 return
             for p in self.peers:
                 if p.proc is not None and p.proc.poll() is not None:
@@ -212,6 +235,12 @@ class Soak:
                                        f"{(p.state / 'stderr.log').read_text()[-2000:]}")
             time.sleep(0.5)
         raise TimeoutError(f"the pairs were not all ready within {timeout:g} s")
+
+    def group_formed(self) -> bool:
+        """Every member saw the whole group (before any chaos)."""
+        by_name = {p.name: p for p in self.peers}
+        return all(any(e["e"] == "gmembers" and set(e["members"]) == set(self.group)
+                       for e in by_name[name].events()) for name in self.group)
 
     def chaos(self, until: float) -> None:
         kinds = list(CHAOS)
@@ -226,6 +255,8 @@ class Soak:
     def _drop(self) -> None:
         peer = self.rng.choice(self.peers)
         self.log("drop", peer=peer.name)
+        for name in (peer.name, peer.partner):
+            self.drops.setdefault(name, []).append(time.time())
         peer.command("drop")
 
     def _kill(self) -> None:
@@ -271,7 +302,12 @@ class Soak:
             got = {e["id"] for e in events[p.partner] if e["e"] == "msg"}
             acked = {e["id"] for e in events[p.name] if e["e"] == "receipt"}
             waiting += len(sent - got) + len(sent - acked)
-        return waiting
+            offered = {e["tid"] for e in events[p.name] if e["e"] == "foffer"}
+            sent_files = {e["tid"] for e in events[p.name] if e["e"] == "fdone" and e["outgoing"]}
+            got_files = {e["tid"] for e in events[p.partner] if e["e"] == "fdone"}
+            waiting += len(offered - sent_files) + len(offered - got_files)
+        g = ledger.group(events, {p.name: p.kills for p in self.peers})
+        return waiting + len(g.lost) + len(g.missing_receipts)
 
     # ------------------------------------------------------------------ the verdict
     def directions(self) -> list[ledger.Direction]:
@@ -283,6 +319,11 @@ class Soak:
                 p.name, p.events(), r.name, r.events(), s_kills=p.kills,
                 s_final_unacked=ledger.unacknowledged(p.state, p.partner)))
         return out
+
+    def files(self) -> list[ledger.FileLedger]:
+        by_name = {p.name: p for p in self.peers}
+        return [ledger.files(p.name, p.events(), p.partner, by_name[p.partner].events(),
+                             self.drops.get(p.name, [])) for p in self.peers if p.dial]
 
     def rss(self, warm: float, end: float) -> dict[str, Any]:
         """Growth of each incarnation that lived from warm-up (its own, after a restart) to end."""
@@ -312,6 +353,9 @@ class Soak:
     def report(self, warm: float, end: float) -> dict[str, Any]:
         directions = self.directions()
         events = [e for p in self.peers for e in p.events()]
+        group = ledger.group({p.name: p.events() for p in self.peers},
+                             {p.name: p.kills for p in self.peers})
+        files = self.files()
         counts = {kind: sum(a["action"] == kind for a in self.actions) for kind in CHAOS}
         return {
             "seed": self.settings.seed,
@@ -321,10 +365,15 @@ class Soak:
             "wall_seconds": round(end - self.t0, 1),
             "chaos": counts,
             **ledger.summary(directions),
+            "group_members": self.group,
+            **ledger.group_summary(group),
+            **ledger.file_summary(files),
             "reconnections": sum(e["e"] == "ready" for e in events) - 2 * self.settings.pairs,
             "resumed": sum(e["e"] == "ready" and e["resumed"] for e in events),
             "rss": self.rss(warm, end),
-            "failures": ledger.failures(directions) + [
+            "failures": ledger.failures(directions)
+            + ledger.group_failures(group, bool(self.group))
+            + [x for f in files for x in f.failures] + [
                 f"{name} exited by itself (see its stderr.log)" for name in self.died],
         }
 
