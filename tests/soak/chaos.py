@@ -26,7 +26,7 @@ from tests.p2p.servers import ROOT, SRC, Server, rss_kb, start_our_broker, stop
 from tests.soak import ledger
 
 PATHS = [*SRC, ROOT / "plugins" / "cryptography" / "src", ROOT]
-CHAOS = ("drop", "kill", "restart", "broker")
+CHAOS = ("drop", "kill", "restart", "broker", "midfile")
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class SoakSettings:
     files: int = 3
     """Files each dialler sends its partner, one every ``file_every`` s from its first session."""
     file_every: float = 12.0
+    """The first file goes ``warmup`` + 3 s after the pair's first session (in the chaos)."""
     file_size: tuple[int, int] = (256 * 1024, 2 * 1024 * 1024)
 
     @classmethod
@@ -180,6 +181,7 @@ class Soak:
             out += ("--group-create", ",".join(self.group))
         if files and s.files:
             out += ("--files", str(s.files), "--file-every", str(s.file_every),
+                    "--file-start", str(s.warmup + 3.0),
                     "--file-size", f"{s.file_size[0]},{s.file_size[1]}")
         return out
 
@@ -273,6 +275,29 @@ class Soak:
         peer.stop(sig)
         time.sleep(down)
         peer.start()
+
+    def _midfile(self) -> None:
+        """SIGKILL the sender or the receiver of a file just offered (restart 0.2-3 s later)."""
+        sender = self.rng.choice([p for p in self.peers if p.dial])
+        victim = self.rng.choice([p for p in self.peers if p.name in (sender.name, sender.partner)])
+        delay, down = self.rng.uniform(0.0, 0.5), self.rng.uniform(0.2, 3.0)
+
+        def offers() -> int:
+            return sum(e["e"] == "foffer" for e in sender.events())
+
+        before = offers()
+        if before >= self.settings.files:
+            self._restart_peer(signal.SIGKILL)  # its files are all sent: a plain kill
+            return
+        deadline = time.monotonic() + self.settings.file_every + 15.0
+        while offers() == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(delay)
+        self.log("midfile", sender=sender.name, peer=victim.name, pid=victim.pid,
+                 file=before, down_s=round(down, 2))
+        victim.stop(signal.SIGKILL)
+        time.sleep(down)
+        victim.start()
 
     def _broker(self) -> None:
         index = self.rng.randrange(len(self.brokers))

@@ -256,6 +256,8 @@ class FileLedger:
     """Transfers during which the sender or the receiver process was restarted (killed or not)."""
     across_link_drops: int = 0
     """Transfers during which a link of that pair was dropped (the chaos's ``drop``)."""
+    seconds: list[float] = field(default_factory=list)
+    """From the offer to the receiver's verified file."""
     failures: list[str] = field(default_factory=list)
 
 
@@ -291,6 +293,7 @@ def files(sender: str, s_events: list[dict[str, Any]], receiver: str,
         if tid not in sent_done:
             f.failures.append(f"{name}: file {offer['n']} ({tid}) never completed at the sender")
         window = (offer["t"], got["t"])
+        f.seconds.append(got["t"] - offer["t"])
         f.resumed_after_restart += any(window[0] < t < window[1] for t in restarts)
         f.across_link_drops += any(window[0] < t < window[1] for t in drops)
     for tid, got in received.items():
@@ -306,4 +309,7 @@ def file_summary(ledgers: list[FileLedger]) -> dict[str, Any]:
         "file_bytes_verified": sum(f.bytes for f in ledgers),
         "transfers_resumed_after_restart": sum(f.resumed_after_restart for f in ledgers),
         "transfers_across_link_drops": sum(f.across_link_drops for f in ledgers),
+        "file_seconds_p50": round(percentile([x for f in ledgers for x in f.seconds], 0.5), 2),
+        "file_seconds_max": round(max((x for f in ledgers for x in f.seconds), default=math.nan),
+                                  2),
     }

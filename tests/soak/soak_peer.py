@@ -201,7 +201,12 @@ class SoakPeer:
             fields: dict[str, Any] = {"tid": event.transfer_id, "outgoing": event.outgoing,
                                       "sha256": event.sha256, "size": event.size}
             if not event.outgoing:
-                out = chat.export_file(event.transfer_id, self.state / "in" / event.transfer_id)
+                out = self.state / "in" / event.transfer_id
+                if not out.is_file():  # else: completed again after a restart, exported before
+                    part = out.with_suffix(".part")  # a kill mid-export leaves no whole-looking file
+                    part.parent.mkdir(exist_ok=True)
+                    part.unlink(missing_ok=True)
+                    os.replace(chat.export_file(event.transfer_id, part), out)
                 fields["exported_sha256"] = hashlib.sha256(out.read_bytes()).hexdigest()
             self.log("fdone", **fields, t=time.time())
         elif isinstance(event, FileFailed):
@@ -261,9 +266,12 @@ class SoakPeer:
             number = len(offered)
             if number >= self.args.files or not self.sending:
                 continue
-            since = offered[-1]["t"] if offered else min(
-                (e["t"] for e in events if e["e"] == "ready"), default=time.time())
-            if time.time() - since < self.args.file_every:
+            if offered:
+                due = offered[-1]["t"] + self.args.file_every
+            else:
+                due = min((e["t"] for e in events if e["e"] == "ready"),
+                          default=time.time()) + self.args.file_start
+            if time.time() < due:
                 continue
             path = self.state / "outbox" / f"{number}.bin"
             data = file_content(self.args.id, number, sizes)
@@ -349,6 +357,8 @@ def main(argv: list[str]) -> None:
                         help="group messages per second")
     parser.add_argument("--files", type=int, default=0, help="files to send to the partner")
     parser.add_argument("--file-every", type=float, default=12.0)
+    parser.add_argument("--file-start", type=float, default=12.0,
+                        help="seconds from the first session to the first file")
     parser.add_argument("--file-size", type=lambda v: [int(x) for x in v.split(",")],
                         default=[256 * 1024, 2 * 1024 * 1024], help="MIN,MAX bytes")
     peer = SoakPeer(parser.parse_args(argv))
