@@ -280,7 +280,7 @@ class Soak:
         """SIGKILL the sender or the receiver of a file just offered (restart 0.2-3 s later)."""
         sender = self.rng.choice([p for p in self.peers if p.dial])
         victim = self.rng.choice([p for p in self.peers if p.name in (sender.name, sender.partner)])
-        delay, down = self.rng.uniform(0.0, 0.5), self.rng.uniform(0.2, 3.0)
+        delay, down = self.rng.uniform(0.0, 0.1), self.rng.uniform(0.2, 3.0)
 
         def offers() -> int:
             return sum(e["e"] == "foffer" for e in sender.events())
@@ -291,7 +291,7 @@ class Soak:
             return
         deadline = time.monotonic() + self.settings.file_every + 15.0
         while offers() == before and time.monotonic() < deadline:
-            time.sleep(0.05)
+            time.sleep(0.02)  # a 2 MiB file takes ~0.5 s on loopback: be there before its end
         time.sleep(delay)
         self.log("midfile", sender=sender.name, peer=victim.name, pid=victim.pid,
                  file=before, down_s=round(down, 2))
