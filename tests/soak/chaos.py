@@ -245,8 +245,9 @@ class Soak:
                        for e in by_name[name].events()) for name in self.group)
 
     def chaos(self, until: float) -> None:
-        kinds = list(CHAOS)
+        kinds = [k for k in CHAOS if k != "midfile"]
         self.rng.shuffle(kinds)  # each kind at least once, then at random
+        kinds.append("midfile")  # first, while every pair has files left to send
         while True:
             time.sleep(self.rng.uniform(*self.settings.gap))
             if time.monotonic() >= until:
