@@ -240,6 +240,25 @@ def test_state_is_persisted_and_resumed_after_a_restart() -> None:
         GroupCore.restore(net.service, node.identity, saved[:-5], CONFIG)
 
 
+def test_unreceipted_messages_survive_the_senders_restart_and_reach_the_member_later() -> None:
+    # found by the soak (docs/operations.md §11): a member unreachable when a message was sent,
+    # and the sender restarted before it came back, never got it
+    net = Net(3, seed=13)
+    gid = net.form_group(net.peers)
+    net.set_offline("peer-2")
+    _send(net, "peer-1", gid, "while you were away")
+    net.run(1.0)
+    node = net.nodes["peer-1"]
+    saved = net.core("peer-1", gid).export_state()
+    node.groups.clear()
+    node.adopt(GroupCore.restore(net.service, node.identity, saved, CONFIG, net.now))
+    net.refresh_links()
+    net.set_online("peer-2")
+    net.run(2 * CONFIG.retry_s + 1.0)
+    assert _texts(net, "peer-2") == ["while you were away"]
+    assert _texts(net, "peer-0") == ["while you were away"]
+
+
 def test_membership_events_name_who_changed() -> None:
     net = Net(3, seed=11)
     net.form_group(net.peers)

@@ -26,7 +26,7 @@ from tests.p2p.servers import ROOT, SRC, Server, rss_kb, start_our_broker, stop
 from tests.soak import ledger
 
 PATHS = [*SRC, ROOT / "plugins" / "cryptography" / "src", ROOT]
-CHAOS = ("drop", "kill", "restart", "broker")
+CHAOS = ("drop", "kill", "restart", "broker", "midfile")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,15 @@ class SoakSettings:
     rss_bound_ratio: float = 0.25
     """A process may grow by max(rss_bound_kb, ratio x its warm RSS) between warm-up and end."""
     seed: int = 0
+    group_size: int = 3
+    """Members of the one group (a0, b0, a1, ... in that order; a0 creates it before the chaos)."""
+    group_rate: float = 0.5
+    """Group messages per second each member sends."""
+    files: int = 3
+    """Files each dialler sends its partner, one every ``file_every`` s from its first session."""
+    file_every: float = 12.0
+    """The first file goes ``warmup`` + 3 s after the pair's first session (in the chaos)."""
+    file_size: tuple[int, int] = (256 * 1024, 2 * 1024 * 1024)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> SoakSettings:
@@ -63,9 +72,9 @@ class PeerProcess:
     """One soak peer and its restarts; the state dir (identity, sessions, events) outlives them."""
 
     def __init__(self, name: str, partner: str, dial: bool, broker: Callable[[], str],
-                 state: Path, rate: float) -> None:
+                 state: Path, rate: float, extra: tuple[str, ...] = ()) -> None:
         self.name, self.partner, self.dial, self.broker = name, partner, dial, broker
-        self.state, self.rate = state, rate
+        self.state, self.rate, self.extra = state, rate, extra
         state.mkdir(parents=True, exist_ok=True)
         self.proc: subprocess.Popen[bytes] | None = None
         self.kills: list[float] = []  # when it was SIGKILLed (wall clock)
@@ -74,7 +83,7 @@ class PeerProcess:
     def start(self) -> None:
         argv = [sys.executable, "-m", "tests.soak.soak_peer", "--broker", self.broker(),
                 "--id", self.name, "--partner", self.partner, "--state-dir", str(self.state),
-                "--rate", str(self.rate), "--max-seconds", "3600"]
+                "--rate", str(self.rate), "--max-seconds", "3600", *self.extra]
         if self.dial:
             argv.append("--dial")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in PATHS)}
@@ -151,15 +160,30 @@ class Soak:
         self.actions: list[dict[str, Any]] = []
         self.t0 = time.monotonic()
         self.peers: list[PeerProcess] = []
+        names = [n for i in range(settings.pairs) for n in (f"a{i}", f"b{i}")]
+        self.group = names[:settings.group_size] if settings.group_size > 1 else []
+        self.drops: dict[str, list[float]] = {}  # peer -> when its pair's link was dropped
         for i in range(settings.pairs):
             a, b = f"a{i}", f"b{i}"
             # With two brokers the dialler registers on the first, its partner on the second:
             # every conversation's signaling crosses Redis.
-            self.peers.append(PeerProcess(a, b, True, self._url(0), tmp / a, settings.rate))
+            self.peers.append(PeerProcess(a, b, True, self._url(0), tmp / a, settings.rate,
+                                          self._extra(a, files=True)))
             self.peers.append(PeerProcess(b, a, False, self._url(brokers - 1), tmp / b,
-                                          settings.rate))
+                                          settings.rate, self._extra(b, files=False)))
         self.sampler = RssSampler(self._targets)
         self.died: list[str] = []
+
+    def _extra(self, name: str, files: bool) -> tuple[str, ...]:
+        s = self.settings
+        out: tuple[str, ...] = ("--group-rate", str(s.group_rate))
+        if self.group and name == self.group[0]:
+            out += ("--group-create", ",".join(self.group))
+        if files and s.files:
+            out += ("--files", str(s.files), "--file-every", str(s.file_every),
+                    "--file-start", str(s.warmup + 3.0),
+                    "--file-size", f"{s.file_size[0]},{s.file_size[1]}")
+        return out
 
     def _url(self, index: int) -> Callable[[], str]:
         return lambda: f"ws://127.0.0.1:{self.brokers[index].port}/"
@@ -203,8 +227,9 @@ class Soak:
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(any(e["e"] == "ready" for e in p.events()) for p in self.peers):
-                self.log("all-ready")
+            if all(any(e["e"] == "ready" for e in p.events()) for p in self.peers) \
+                    and self.group_formed():
+                self.log("all-ready", group=self.group)
                 return
             for p in self.peers:
                 if p.proc is not None and p.proc.poll() is not None:
@@ -213,9 +238,16 @@ class Soak:
             time.sleep(0.5)
         raise TimeoutError(f"the pairs were not all ready within {timeout:g} s")
 
+    def group_formed(self) -> bool:
+        """Every member saw the whole group (before any chaos)."""
+        by_name = {p.name: p for p in self.peers}
+        return all(any(e["e"] == "gmembers" and set(e["members"]) == set(self.group)
+                       for e in by_name[name].events()) for name in self.group)
+
     def chaos(self, until: float) -> None:
-        kinds = list(CHAOS)
+        kinds = [k for k in CHAOS if k != "midfile"]
         self.rng.shuffle(kinds)  # each kind at least once, then at random
+        kinds.append("midfile")  # first, while every pair has files left to send
         while True:
             time.sleep(self.rng.uniform(*self.settings.gap))
             if time.monotonic() >= until:
@@ -226,6 +258,8 @@ class Soak:
     def _drop(self) -> None:
         peer = self.rng.choice(self.peers)
         self.log("drop", peer=peer.name)
+        for name in (peer.name, peer.partner):
+            self.drops.setdefault(name, []).append(time.time())
         peer.command("drop")
 
     def _kill(self) -> None:
@@ -242,6 +276,29 @@ class Soak:
         peer.stop(sig)
         time.sleep(down)
         peer.start()
+
+    def _midfile(self) -> None:
+        """SIGKILL the sender or the receiver of a file just offered (restart 0.2-3 s later)."""
+        sender = self.rng.choice([p for p in self.peers if p.dial])
+        victim = self.rng.choice([p for p in self.peers if p.name in (sender.name, sender.partner)])
+        delay, down = self.rng.uniform(0.0, 0.1), self.rng.uniform(0.2, 3.0)
+
+        def offers() -> int:
+            return sum(e["e"] == "foffer" for e in sender.events())
+
+        before = offers()
+        if before >= self.settings.files:
+            self._restart_peer(signal.SIGKILL)  # its files are all sent: a plain kill
+            return
+        deadline = time.monotonic() + self.settings.file_every + 15.0
+        while offers() == before and time.monotonic() < deadline:
+            time.sleep(0.02)  # a 2 MiB file takes ~0.5 s on loopback: be there before its end
+        time.sleep(delay)
+        self.log("midfile", sender=sender.name, peer=victim.name, pid=victim.pid,
+                 file=before, down_s=round(down, 2))
+        victim.stop(signal.SIGKILL)
+        time.sleep(down)
+        victim.start()
 
     def _broker(self) -> None:
         index = self.rng.randrange(len(self.brokers))
@@ -271,7 +328,12 @@ class Soak:
             got = {e["id"] for e in events[p.partner] if e["e"] == "msg"}
             acked = {e["id"] for e in events[p.name] if e["e"] == "receipt"}
             waiting += len(sent - got) + len(sent - acked)
-        return waiting
+            offered = {e["tid"] for e in events[p.name] if e["e"] == "foffer"}
+            sent_files = {e["tid"] for e in events[p.name] if e["e"] == "fdone" and e["outgoing"]}
+            got_files = {e["tid"] for e in events[p.partner] if e["e"] == "fdone"}
+            waiting += len(offered - sent_files) + len(offered - got_files)
+        g = ledger.group(events, {p.name: p.kills for p in self.peers})
+        return waiting + len(g.lost) + len(g.missing_receipts)
 
     # ------------------------------------------------------------------ the verdict
     def directions(self) -> list[ledger.Direction]:
@@ -283,6 +345,11 @@ class Soak:
                 p.name, p.events(), r.name, r.events(), s_kills=p.kills,
                 s_final_unacked=ledger.unacknowledged(p.state, p.partner)))
         return out
+
+    def files(self) -> list[ledger.FileLedger]:
+        by_name = {p.name: p for p in self.peers}
+        return [ledger.files(p.name, p.events(), p.partner, by_name[p.partner].events(),
+                             self.drops.get(p.name, [])) for p in self.peers if p.dial]
 
     def rss(self, warm: float, end: float) -> dict[str, Any]:
         """Growth of each incarnation that lived from warm-up (its own, after a restart) to end."""
@@ -312,6 +379,9 @@ class Soak:
     def report(self, warm: float, end: float) -> dict[str, Any]:
         directions = self.directions()
         events = [e for p in self.peers for e in p.events()]
+        group = ledger.group({p.name: p.events() for p in self.peers},
+                             {p.name: p.kills for p in self.peers})
+        files = self.files()
         counts = {kind: sum(a["action"] == kind for a in self.actions) for kind in CHAOS}
         return {
             "seed": self.settings.seed,
@@ -321,10 +391,15 @@ class Soak:
             "wall_seconds": round(end - self.t0, 1),
             "chaos": counts,
             **ledger.summary(directions),
+            "group_members": self.group,
+            **ledger.group_summary(group),
+            **ledger.file_summary(files),
             "reconnections": sum(e["e"] == "ready" for e in events) - 2 * self.settings.pairs,
             "resumed": sum(e["e"] == "ready" and e["resumed"] for e in events),
             "rss": self.rss(warm, end),
-            "failures": ledger.failures(directions) + [
+            "failures": ledger.failures(directions)
+            + ledger.group_failures(group, bool(self.group))
+            + [x for f in files for x in f.failures] + [
                 f"{name} exited by itself (see its stderr.log)" for name in self.died],
         }
 

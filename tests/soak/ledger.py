@@ -155,3 +155,161 @@ def failures(directions: list[Direction]) -> list[str]:
         if not d.confirmed:
             out.append(f"{name}: nothing was sent")
     return out
+
+
+# ---------------------------------------------------------------------------------- the group
+@dataclass
+class GroupLedger:
+    """Every group message against every member it was for (docs/protocol.md §9.3: delivered once
+    to each member of its audience, receipted to its sender; no order is promised, none checked)."""
+
+    sent: int = 0
+    refused: int = 0
+    deliveries_expected: int = 0
+    delivered: int = 0
+    again: int = 0
+    lost: list[str] = field(default_factory=list)  # "id->member"
+    duplicated: list[str] = field(default_factory=list)
+    phantom: list[str] = field(default_factory=list)
+    missing_receipts: list[str] = field(default_factory=list)
+    receipts_excused: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+
+def group(logs: dict[str, list[dict[str, Any]]], kills: dict[str, list[float]]) -> GroupLedger:
+    """``logs``: every peer's events by name; ``kills``: when each was SIGKILLed."""
+    g = GroupLedger()
+    sent: dict[str, tuple[str, int, float, list[str]]] = {}  # id -> sender, seq, t, audience
+    maybe: set[tuple[str, int]] = set()  # (sender, seq) intended but never confirmed
+    receipts: set[tuple[str, str]] = set()
+    for name, events in logs.items():
+        intents = {e["seq"] for e in events if e["e"] == "gintent"}
+        confirmed = {e["seq"] for e in events if e["e"] in ("gsent", "grefused")}
+        maybe |= {(name, seq) for seq in intents - confirmed}
+        for e in events:
+            if e["e"] == "gsent":
+                sent[e["id"]] = (name, e["seq"], e["t"], e["members"])
+            elif e["e"] == "grefused":
+                g.refused += 1
+            elif e["e"] == "greceipt":
+                receipts.add((e["id"], e["member"]))
+    g.sent = len(sent)
+    got: Counter[tuple[str, str]] = Counter()
+    for name, events in logs.items():
+        for e in events:
+            if e["e"] == "gagain":
+                g.again += 1
+            if e["e"] != "gmsg":
+                continue
+            got[(e["id"], name)] += 1
+            g.delivered += 1
+            if e["id"] in sent:
+                g.latencies.append(e["t"] - sent[e["id"]][2])
+            elif (e["sender"], _seq_of(e["text"].replace("@g#", "#"))) not in maybe:
+                g.phantom.append(f"{e['id']}->{name}")
+    for mid, (sender, _, t, audience) in sent.items():
+        for member in audience:
+            g.deliveries_expected += 1
+            key = f"{mid}->{member}"
+            if got[(mid, member)] == 0:
+                g.lost.append(key)
+            elif got[(mid, member)] > 1:
+                g.duplicated.append(key)
+            if (mid, member) in receipts:
+                continue
+            if any(k > t for k in kills.get(sender, [])):
+                g.receipts_excused += 1  # the sender died after sending: its event may be gone
+            else:
+                g.missing_receipts.append(key)
+    return g
+
+
+def group_summary(g: GroupLedger) -> dict[str, Any]:
+    return {
+        "group_messages_sent": g.sent, "group_sends_refused": g.refused,
+        "group_deliveries_expected": g.deliveries_expected, "group_delivered": g.delivered,
+        "group_handed_up_again": g.again, "group_lost": len(g.lost),
+        "group_duplicated": len(g.duplicated), "group_phantom": len(g.phantom),
+        "group_missing_receipts": len(g.missing_receipts),
+        "group_receipts_lost_with_a_killed_sender": g.receipts_excused,
+        "group_latency_p50_s": round(percentile(g.latencies, 0.50), 3),
+        "group_latency_p99_s": round(percentile(g.latencies, 0.99), 3),
+    }
+
+
+def group_failures(g: GroupLedger, expected: bool) -> list[str]:
+    out = [f"group: {len(getattr(g, what))} {what}: {getattr(g, what)[:5]}"
+           for what in ("lost", "duplicated", "phantom", "missing_receipts")
+           if getattr(g, what)]
+    if expected and not g.sent:
+        out.append("group: nothing was sent")
+    return out
+
+
+# ---------------------------------------------------------------------------------- files
+@dataclass
+class FileLedger:
+    offered: int = 0
+    completed: int = 0
+    bytes: int = 0
+    resumed_after_restart: int = 0
+    """Transfers during which the sender or the receiver process was restarted (killed or not)."""
+    across_link_drops: int = 0
+    """Transfers during which a link of that pair was dropped (the chaos's ``drop``)."""
+    seconds: list[float] = field(default_factory=list)
+    """From the offer to the receiver's verified file."""
+    failures: list[str] = field(default_factory=list)
+
+
+def _starts(events: list[dict[str, Any]]) -> list[float]:
+    return [e["t"] for e in events if e["e"] == "start" and "t" in e][1:]  # restarts only
+
+
+def files(sender: str, s_events: list[dict[str, Any]], receiver: str,
+          r_events: list[dict[str, Any]], drops: list[float]) -> FileLedger:
+    """Each file ``sender`` offered completes at ``receiver`` with the offered sha256 (its
+    exported bytes too) and at ``sender``; none fails; nothing arrives that was not meant."""
+    f = FileLedger()
+    offers = {e["tid"]: e for e in s_events if e["e"] == "foffer"}
+    meant = {e["sha256"] for e in s_events if e["e"] == "fintent"}
+    f.offered = len(offers)
+    received = {e["tid"]: e for e in r_events if e["e"] == "fdone" and not e["outgoing"]}
+    sent_done = {e["tid"] for e in s_events if e["e"] == "fdone" and e["outgoing"]}
+    restarts = _starts(s_events) + _starts(r_events)
+    name = f"{sender}->{receiver}"
+    for e in s_events + r_events:
+        if e["e"] == "ffailed":
+            f.failures.append(f"{name}: file {e['tid']} failed: {e['reason']}")
+    for tid, offer in offers.items():
+        got = received.get(tid)
+        if got is None:
+            f.failures.append(f"{name}: file {offer['n']} ({tid}) never completed")
+            continue
+        if not got["sha256"] == got["exported_sha256"] == offer["sha256"]:
+            f.failures.append(f"{name}: file {offer['n']} ({tid}) has a wrong hash")
+            continue
+        f.completed += 1
+        f.bytes += offer["size"]
+        if tid not in sent_done:
+            f.failures.append(f"{name}: file {offer['n']} ({tid}) never completed at the sender")
+        window = (offer["t"], got["t"])
+        f.seconds.append(got["t"] - offer["t"])
+        f.resumed_after_restart += any(window[0] < t < window[1] for t in restarts)
+        f.across_link_drops += any(window[0] < t < window[1] for t in drops)
+    for tid, got in received.items():
+        if tid not in offers and got["sha256"] not in meant:
+            f.failures.append(f"{name}: a file nobody offered arrived ({tid})")
+    return f
+
+
+def file_summary(ledgers: list[FileLedger]) -> dict[str, Any]:
+    return {
+        "files_offered": sum(f.offered for f in ledgers),
+        "files_completed_verified": sum(f.completed for f in ledgers),
+        "file_bytes_verified": sum(f.bytes for f in ledgers),
+        "transfers_resumed_after_restart": sum(f.resumed_after_restart for f in ledgers),
+        "transfers_across_link_drops": sum(f.across_link_drops for f in ledgers),
+        "file_seconds_p50": round(percentile([x for f in ledgers for x in f.seconds], 0.5), 2),
+        "file_seconds_max": round(max((x for f in ledgers for x in f.seconds), default=math.nan),
+                                  2),
+    }

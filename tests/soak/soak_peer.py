@@ -16,7 +16,16 @@ loses nothing written):
 * ``{"e": "msg", "id": ..., "text": ..., "t": ...}`` (``{"e": "again", "id": ...}`` when the
   service hands up a message this peer already recorded: its application's history, keyed by
   message id, shows it once), ``{"e": "receipt", "id": ...}``,
-  ``{"e": "state", "state": ...}``, ``{"e": "ready", "resumed": ...}``, ``{"e": "problem", ...}``.
+  ``{"e": "state", "state": ...}``, ``{"e": "ready", "resumed": ...}``, ``{"e": "problem", ...}``;
+* the group (``--group-create a0,b0,a1`` on its creator; every member sends once it is in one):
+  ``gcreated``, ``gmembers`` (a membership change), ``gintent`` / ``gsent`` (with the members the
+  message is for: the group's members at send time but us) / ``grefused``, ``gmsg`` / ``gagain``,
+  ``greceipt``;
+* files (``--files N``: one every ``--file-every`` s to the partner, sizes within
+  ``--file-size MIN,MAX``, the content fixed by the peer id and the file's number):
+  ``fintent`` (number, sha256) / ``foffer`` (transfer id) / ``frefused``; ``fdone`` (``outgoing``,
+  the sha256 the service reported and, for a received file, the sha256 of its exported bytes),
+  ``ffailed``.  Files are accepted automatically.
 
 Commands on stdin, one a line: ``drop`` (kill the link's transport as a crash of the path would:
 both sides see the link break and the dialler redials), ``quiet`` (stop sending), ``stats``
@@ -29,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import random
@@ -47,6 +57,11 @@ from enkrypted_shell.contracts import (
     ChatMessage,
     ChatProblem,
     ChatReceipt,
+    FileCompleted,
+    FileFailed,
+    GroupChatMembership,
+    GroupChatMessage,
+    GroupChatReceipt,
     LocalMisuse,
     NetworkError,
     PeerStateChanged,
@@ -70,13 +85,20 @@ class EventLog:
         self._out.write(json.dumps({"e": event, **fields}) + "\n")
 
 
-def next_seq(path: Path) -> int:
+def next_seq(path: Path, kind: str = "intent") -> int:
     """The first sequence number no earlier run of this peer may have used."""
     if not path.is_file():
         return 0
     seqs = [json.loads(line).get("seq", -1) for line in path.read_text().splitlines()
-            if line.startswith('{"e": "intent"')]
+            if line.startswith(f'{{"e": "{kind}"')]
     return max(seqs, default=-1) + 1
+
+
+def file_content(peer_id: str, number: int, sizes: tuple[int, int]) -> bytes:
+    """File ``number`` of ``peer_id``: the same bytes in every incarnation (a restart re-offers
+    one it may not have logged)."""
+    rng = random.Random(f"{peer_id}/{number}")
+    return rng.randbytes(rng.randrange(sizes[0], sizes[1] + 1))
 
 
 class SoakPeer:
@@ -85,6 +107,7 @@ class SoakPeer:
         self.state = Path(args.state_dir)
         self.log = EventLog(self.state / "events.jsonl")
         self.seq = next_seq(self.state / "events.jsonl")
+        self.gseq = next_seq(self.state / "events.jsonl", "gintent")
         self.sending = True
         self.rng = random.Random()  # message sizes, not secrets
         self.chat: EndpointChat | None = None
@@ -111,13 +134,15 @@ class SoakPeer:
             raise RuntimeError("the broker stayed unreachable for 30 attempts")
         assert self.endpoint is not None
         return await EndpointChat.open(self.endpoint, crypto, identity_file.read_bytes(),
-                                       context=context, saved=saved, reconnect=POLICY)
+                                       context=context, saved=saved, reconnect=POLICY,
+                                       accept_files=True)
 
     async def run(self) -> None:
-        self.log("start", pid=os.getpid(), next_seq=self.seq)
+        self.log("start", pid=os.getpid(), next_seq=self.seq, t=time.time())
         self.chat = chat = await self.open()
         tasks = [asyncio.ensure_future(c) for c in (self.record(chat), self.commands(),
-                                                    self.send_loop(chat))]
+                                                    self.send_loop(chat), self.group_loop(chat),
+                                                    self.file_loop(chat))]
         if self.args.dial:
             tasks.append(asyncio.ensure_future(self.keep_dialling(chat)))
         for task in tasks:
@@ -139,9 +164,12 @@ class SoakPeer:
             self.stop.set()
 
     async def record(self, chat: EndpointChat) -> None:
-        seen = {e["id"] for e in ledger.read_events(self.state) if e["e"] == "msg"}
+        seen = {e["id"] for e in ledger.read_events(self.state) if e["e"] in ("msg", "gmsg")}
         async for event in chat.events():
-            if isinstance(event, ChatMessage) and event.message_id in seen:
+            if isinstance(event, (GroupChatMessage, GroupChatReceipt, GroupChatMembership,
+                                  FileCompleted, FileFailed)):
+                self.record_extra(chat, event, seen)
+            elif isinstance(event, ChatMessage) and event.message_id in seen:
                 # Handed up again after a restart (it stayed with the session until taken):
                 # a history keyed by message id shows it once.
                 self.log("again", id=event.message_id, t=time.time())
@@ -156,6 +184,107 @@ class SoakPeer:
                 self.log("state", state=event.state, reason=event.reason[:200], t=time.time())
             elif isinstance(event, ChatProblem):
                 self.log("problem", kind=event.kind, text=event.message[:300], t=time.time())
+
+    def record_extra(self, chat: EndpointChat, event: Any, seen: set[str]) -> None:
+        """The group's and the files' events (see the module's docstring)."""
+        if isinstance(event, GroupChatMessage):
+            kind = "gagain" if event.message_id in seen else "gmsg"
+            seen.add(event.message_id)
+            self.log(kind, id=event.message_id, group=event.group_id, sender=event.peer_id,
+                     text=event.text[:64], t=time.time())
+        elif isinstance(event, GroupChatReceipt):
+            self.log("greceipt", id=event.message_id, member=event.peer_id, t=time.time())
+        elif isinstance(event, GroupChatMembership):
+            self.log("gmembers", group=event.group_id, epoch=event.epoch,
+                     members=[m.peer_id for m in event.members], t=time.time())
+        elif isinstance(event, FileCompleted):
+            fields: dict[str, Any] = {"tid": event.transfer_id, "outgoing": event.outgoing,
+                                      "sha256": event.sha256, "size": event.size}
+            if not event.outgoing:
+                out = self.state / "in" / event.transfer_id
+                if not out.is_file():  # else: completed again after a restart, exported before
+                    part = out.with_suffix(".part")  # a kill mid-export leaves no whole-looking file
+                    part.parent.mkdir(exist_ok=True)
+                    part.unlink(missing_ok=True)
+                    os.replace(chat.export_file(event.transfer_id, part), out)
+                fields["exported_sha256"] = hashlib.sha256(out.read_bytes()).hexdigest()
+            self.log("fdone", **fields, t=time.time())
+        elif isinstance(event, FileFailed):
+            self.log("ffailed", tid=event.transfer_id, outgoing=event.outgoing,
+                     reason=event.reason[:200], t=time.time())
+
+    async def group_loop(self, chat: EndpointChat) -> None:
+        """Form the group (its creator, once), then send numbered group messages."""
+        members = [m for m in self.args.group_create.split(",") if m]
+        if members and not chat.groups() and not any(
+                e["e"] == "gcreated" for e in ledger.read_events(self.state)):
+            await self.form_group(chat, members)
+        period = 1.0 / self.args.group_rate
+        while True:
+            await asyncio.sleep(period * self.rng.uniform(0.5, 1.5))
+            groups = chat.groups()
+            if not self.sending or not groups:
+                continue
+            info = groups[0]
+            seq = self.gseq
+            self.log("gintent", seq=seq)
+            self.gseq += 1
+            others = [m.peer_id for m in info.members if m.peer_id != self.args.id]
+            try:
+                message_id = await chat.send_group_text(
+                    info.group_id, f"{self.args.id}@g#{seq} " + "g" * self.rng.randrange(400))
+            except (LocalMisuse, NetworkError) as exc:
+                self.log("grefused", seq=seq, why=str(exc)[:200])
+                continue
+            self.log("gsent", seq=seq, id=message_id, members=others, t=time.time())
+
+    async def form_group(self, chat: EndpointChat, members: list[str]) -> None:
+        while chat.peers().get(self.args.partner) != "ready":  # bounded by --max-seconds
+            await asyncio.sleep(0.5)
+        group_id = await chat.create_group("soak")
+        self.log("gcreated", group=group_id, t=time.time())
+        for member in members:
+            if member == self.args.id:
+                continue
+            await chat.invite(group_id, member)
+            for _ in range(240):  # the invitee is dialled by the group driver: bounded wait
+                info = next(g for g in chat.groups() if g.group_id == group_id)
+                if member in {m.peer_id for m in info.members}:
+                    break
+                await asyncio.sleep(0.5)
+            else:
+                raise RuntimeError(f"{member} did not join the group within 120 s")
+
+    async def file_loop(self, chat: EndpointChat) -> None:
+        """Offer file 0, 1, ... ``--files`` - 1 to the partner, one every ``--file-every`` s."""
+        sizes = (self.args.file_size[0], self.args.file_size[1])
+        (self.state / "outbox").mkdir(exist_ok=True)
+        while True:
+            await asyncio.sleep(1.0)
+            events = ledger.read_events(self.state)
+            offered = [e for e in events if e["e"] == "foffer"]
+            number = len(offered)
+            if number >= self.args.files or not self.sending:
+                continue
+            if offered:
+                due = offered[-1]["t"] + self.args.file_every
+            else:
+                due = min((e["t"] for e in events if e["e"] == "ready"),
+                          default=time.time()) + self.args.file_start
+            if time.time() < due:
+                continue
+            path = self.state / "outbox" / f"{number}.bin"
+            data = file_content(self.args.id, number, sizes)
+            if not path.is_file():
+                path.write_bytes(data)
+            sha = hashlib.sha256(data).hexdigest()
+            self.log("fintent", n=number, sha256=sha, size=len(data))
+            try:
+                tid = await chat.send_file(self.args.partner, path)
+            except (LocalMisuse, NetworkError) as exc:
+                self.log("frefused", n=number, why=str(exc)[:200])
+                continue
+            self.log("foffer", n=number, tid=tid, sha256=sha, size=len(data), t=time.time())
 
     async def keep_dialling(self, chat: EndpointChat) -> None:
         """The dialler (re)connects whenever the service gave up (``disconnected``)."""
@@ -223,6 +352,15 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--dial", action="store_true")
     parser.add_argument("--rate", type=float, default=2.0, help="messages per second")
     parser.add_argument("--max-seconds", type=float, default=3600.0)
+    parser.add_argument("--group-create", default="", help="members to invite (creator only)")
+    parser.add_argument("--group-rate", type=float, default=0.5,
+                        help="group messages per second")
+    parser.add_argument("--files", type=int, default=0, help="files to send to the partner")
+    parser.add_argument("--file-every", type=float, default=12.0)
+    parser.add_argument("--file-start", type=float, default=12.0,
+                        help="seconds from the first session to the first file")
+    parser.add_argument("--file-size", type=lambda v: [int(x) for x in v.split(",")],
+                        default=[256 * 1024, 2 * 1024 * 1024], help="MIN,MAX bytes")
     peer = SoakPeer(parser.parse_args(argv))
 
     async def body() -> None:

@@ -1,7 +1,9 @@
-"""Soak: pairs of peer processes chat over real WebRTC through our broker for a bounded time while a
-seeded chaos driver drops links, SIGKILLs and restarts peers (they come back from their persisted
-sessions) and restarts the broker; then nothing may be lost, duplicated, reordered or left
-unacknowledged, and no process may grow its RSS past the bound (docs/operations.md "Soak run").
+"""Soak: pairs of peer processes chat over real WebRTC through our broker for a bounded time, three
+of them in a group as well, each pair sending files, while a seeded chaos driver drops links,
+SIGKILLs and restarts peers (they come back from their persisted sessions, groups and transfers;
+one kill lands right after a file offer) and restarts the broker; then nothing may be lost,
+duplicated, reordered (1:1) or left unacknowledged, every file must arrive with its hash, and no
+process may grow its RSS past the bound (docs/operations.md "Soak run").
 
 The CI variant's chaos phase is 45 s per run; ``ENKRYPTED_SOAK_SECONDS`` makes it longer
 (``make soak``), ``ENKRYPTED_SOAK_SEED`` replays a schedule, ``ENKRYPTED_SOAK_REPORT`` names a

@@ -41,6 +41,8 @@ __all__ = ["FORK_WINDOW", "MAX_TRIES", "GroupCoreBase", "addressed", "fork_check
 _FORK_LABEL: Final = b"EnkryptedChat-group-fork-check-v1\x00"
 _KEEP_EPOCHS: Final = 64
 MAX_TRIES: Final = 30
+OUTBOX_STATE_BYTES: Final = 4 * 1024 * 1024
+"""Our unreceipted messages kept in the saved state (oldest first) up to this many bytes."""
 FORK_WINDOW: Final = 8
 """Epochs whose fork checks a STATUS or RECEIPT carries: its own and the 7 before it."""
 
@@ -293,8 +295,24 @@ class GroupCoreBase:
             "rejoinable": dict(sorted(self._rejoinable.items())),
             "rejoin": b64(self._rejoin_kp) if self._rejoin_kp is not None else "",
             "added": self._added_at,
+            "outbox": self._export_outbox(),
         }
         return encode_json(state)
+
+    def _export_outbox(self) -> list[list[Any]]:
+        """Our messages some member has not receipted yet: a restart resends them (§9.3)."""
+        out: list[list[Any]] = []
+        budget = OUTBOX_STATE_BYTES
+        for msg_id, (pdu, _, _) in self._outbox.items():
+            plain, waiting = self._plain.get(msg_id), self._awaiting.get(msg_id)
+            if plain is None or not waiting:
+                continue
+            entry = [msg_id.hex(), b64(pdu.encode()), b64(plain), sorted(waiting)]
+            budget -= len(entry[1]) + len(entry[2])
+            if budget < 0:
+                break
+            out.append(entry)
+        return out
 
     @classmethod
     def restore(
@@ -338,6 +356,11 @@ class GroupCoreBase:
             saved, dict) else {}
         added = data.get("added", {})  # absent in states saved before the fork window
         self._added_at = {str(fp): int(e) for fp, e in added.items() if fp in self.members}
+        for raw_id, pdu, plain, waiting in data.get("outbox", [])[:self.config.max_pending_receipts]:
+            msg_id = bytes.fromhex(raw_id)  # absent in states saved before it was kept: none
+            self._outbox[msg_id] = (decode_pdu(unb64(pdu, MAX_BODY)), now, 0)
+            self._plain[msg_id] = unb64(plain, MAX_BODY)
+            self._awaiting[msg_id] = {str(fp) for fp in waiting}
 
     # ------------------------------------------------------------------ fan-out and relay
     def _pdu(
