@@ -19,7 +19,7 @@ from enkrypted_p2p.chat import EndpointChat, ReconnectPolicy
 from enkrypted_p2p.chat._service import SESSIONS_TABLE
 from enkrypted_p2p.errors import P2PUsageError
 from enkrypted_p2p.session import MAX_STATE_BYTES
-from enkrypted_p2p.session._core import ACK_DELAY_S, MAX_UNACKNOWLEDGED
+from enkrypted_p2p.session._framing import ACK_DELAY_S, MAX_UNACKNOWLEDGED
 from enkrypted_shell.contracts import (
     AppContext,
     ChatEvent,

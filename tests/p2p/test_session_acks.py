@@ -21,7 +21,7 @@ from enkrypted_p2p.session import (
     TypingReceived,
     restore_core,
 )
-from enkrypted_p2p.session._core import (
+from enkrypted_p2p.session._framing import (
     ACK_AFTER_BYTES,
     ACK_DELAY_S,
     MAX_ACK_DELAY_S,

@@ -45,7 +45,6 @@ from enkrypted_shell.contracts import (
 from ..errors import P2PError
 from ..files import FAST_FRAME
 from ._core import (
-    RESUME,
     ReceiptReceived,
     ResumeRefused,
     SendPdu,
@@ -54,6 +53,7 @@ from ._core import (
     SessionOutput,
     SessionReady,
 )
+from ._framing import RESUME
 from ._fsm import SessionState
 from ._state import export_core
 

@@ -29,7 +29,8 @@ from enkrypted_shell.contracts import (
 )
 
 from ..errors import P2PError
-from ._core import MAX_INBOX, MAX_SEEN_IDS, MAX_UNACKNOWLEDGED, SessionCore, _valid_id
+from ._core import SessionCore
+from ._framing import MAX_INBOX, MAX_SEEN_IDS, MAX_UNACKNOWLEDGED, _valid_id
 from ._fsm import ConnectionFSM, SessionState
 
 MAGIC: Final = b"EKSESS"
