@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 3
 PYTEST_PARALLEL := $(if $(filter 0,$(PYTEST_WORKERS)),-p no:xdist,-n $(PYTEST_WORKERS) --dist worksteal)
 
-.PHONY: demo test test-fast bench lint typecheck clean system-deps screenshots
+.PHONY: demo test test-fast bench soak lint typecheck clean system-deps screenshots
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -55,16 +55,27 @@ test-fast: $(STAMP) wheelhouse/.fetched
 bench: $(STAMP) wheelhouse/.fetched
 	$(PY) benchmarks/run.py $(if $(ONLY),--only $(ONLY),)
 
+## The long soak (docs/operations.md "Soak run"): peer pairs over real WebRTC with link drops, peer
+## kills and broker restarts, on one broker and on two over Redis; `make soak SOAK_SECONDS=1800`.
+## The JSON reports are appended to benchmarks/results/soak.jsonl.
+SOAK_SECONDS ?= 600
+soak: $(STAMP) $(NODE_STAMP) system-deps
+	mkdir -p benchmarks/results
+	ENKRYPTED_SOAK_SECONDS=$(SOAK_SECONDS) ENKRYPTED_SOAK_REPORT=benchmarks/results/soak.jsonl \
+		$(PY) -m pytest -m soak -s tests/soak $(PYTEST_ARGS)
+
 ## Screenshots of the chat TUI in docs/screenshots/ (docs/tui.md): the app headless at 80x24 on the
-## tests' scripted chat service, Textual's SVG export turned into PNG by Chromium headless.
+## tests' scripted chat service, Textual's SVG export turned into PNG by Chromium headless; and of
+## the web chat (docs/webui.md, web-*.png): the page on the same service in headless Chromium.
 screenshots: $(STAMP)
 	$(PY) tools/tui_screenshots.py docs/screenshots
+	$(PY) tools/webui_screenshots.py docs/screenshots
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check shell plugins registry tests tools benchmarks
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy shell/src plugins/p2p/src plugins/p2p_memory/src plugins/ui_cli/src plugins/cryptography/src plugins/cryptography_nacl/src registry/src
+	$(VENV)/bin/mypy shell/src plugins/p2p/src plugins/p2p_memory/src plugins/ui_cli/src plugins/ui_web/src plugins/cryptography/src plugins/cryptography_nacl/src registry/src
 
 clean:
 	rm -rf $(VENV) .demo wheelhouse benchmarks/results tools/node/node_modules

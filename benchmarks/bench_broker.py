@@ -20,8 +20,8 @@ is bounded and can be raised through the environment variables below):
   relayed message, and the rate they would reach with a core each (the 2-core machine also runs
   the load client, so the measured total understates it).
 
-The load client is Python + aiohttp (the spec used ``websockets``, not installed here), the same
-for both servers.  Our broker runs with its per-connection rate limit raised (``--rate``/``--burst``)
+The load client is Python + aiohttp (the spec used ``websockets``' asyncio client), the same for
+both servers.  Our broker runs with its per-connection rate limit raised (``--rate``/``--burst``)
 because the saturating senders exceed the default 100 msg/s on purpose.  Servers are started and
 stopped by PID; nothing leaves 127.0.0.1.
 
@@ -262,8 +262,10 @@ async def _load_relay(send_base: str, recv_base: str, pairs: int, window: int, w
         await asyncio.sleep(warmup)
         print("WINDOW_START", flush=True)
         state["in_window"] = True
+        cpu = time.process_time()
         await asyncio.sleep(measure)
         state["in_window"] = False
+        cpu = time.process_time() - cpu
         print("WINDOW_END", flush=True)
         stop.set()
         for task in tasks + beats:
@@ -273,7 +275,9 @@ async def _load_relay(send_base: str, recv_base: str, pairs: int, window: int, w
     pick = (lambda q: round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 3)
             ) if latencies else (lambda q: None)
     return {"received": state["count"], "per_s": round(state["count"] / measure, 1),
-            "p50_ms": pick(0.50), "p99_ms": pick(0.99), "misaddressed": state["bad"]}
+            "p50_ms": pick(0.50), "p99_ms": pick(0.99), "misaddressed": state["bad"],
+            "client_cpu_pct": round(100 * cpu / measure, 1),
+            "client_cpu_us_per_msg": round(cpu * 1e6 / max(1, state["count"]), 2)}
 
 
 def _load_main(argv: list[str]) -> None:
@@ -414,7 +418,8 @@ def run() -> dict[str, object]:
     measure, runs = _env_int("WINDOW", 8), _env_int("RUNS", 3)
     out: dict[str, object] = {"runs": runs, "connection_levels": levels, "hold_s": hold,
                               "window_s": measure, "fd_limit": fd_limit,
-                              "load_client": "python aiohttp, 1 process"}
+                              "load_client": "python aiohttp, 1 process",
+                              "loadavg_start": [round(v, 2) for v in os.getloadavg()]}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         for kind in ("peerjs", "ours"):
@@ -441,6 +446,7 @@ def run() -> dict[str, object]:
         out["redis_two_brokers_detail"] = two
         two_paced = _relay(("ours", "ours"), tmp, measure, pace=10)
         out["redis_p50_ms_2k"], out["redis_p99_ms_2k"] = two_paced["p50_ms"], two_paced["p99_ms"]
+    out["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]  # other work on the machine
     peer_rate = float(out["peerjs_relay_per_s"] or 1)  # type: ignore[arg-type]
     peer_us = float(out["peerjs_cpu_us_per_msg"] or 1)  # type: ignore[arg-type]
     out["ratio_relay"] = round(float(out["ours_relay_per_s"] or 0) / peer_rate, 3)  # type: ignore[arg-type]

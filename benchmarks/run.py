@@ -51,12 +51,17 @@ CONTRACT: dict[str, tuple[str, ...]] = {
         "peerjs_cpu_us_per_msg", "redis_two_brokers_relay_per_s",
     ),
     "registry": ("verified_install_s", "pip_install_s", "ratio"),
+    "groups": ("results",),
 }
 """Keys each benchmark must report (DESIGN.md §12), besides ``machine`` and ``runs``."""
 
 RESULT_ITEM_KEYS: dict[str, tuple[str, ...]] = {
     "cascade": ("profile", "backend", "msg_1k_per_s", "mb_per_s_1m"),
     "mls": ("members", "commit_ms", "process_ms", "pairwise_ms"),
+    "groups": (
+        "members", "delivery_ms_p50", "delivery_ms_p99", "wire_bytes_per_msg",
+        "pairwise_delivery_ms_p50",
+    ),
 }
 
 

@@ -7,7 +7,8 @@
   another distribution's backend-agnostic protocol code, which it depends on in its pyproject:
   ``enkrypted-crypto-nacl`` runs ``enkrypted-crypto``'s protocols over PyNaCl, and
   ``enkrypted-p2p-memory`` runs ``enkrypted-p2p``'s chat service (``enkrypted_p2p.chat``, public
-  modules only) over its in-process endpoints.  Never the other way round.
+  modules only) over its in-process endpoints, and ``enkrypted-ui-web`` draws ``enkrypted-ui-cli``'s
+  chat presenter, contact store and invite format in a browser.  Never the other way round.
 - The registry imports of the shell only public modules (in practice ``release``, ``contracts``,
   ``errors``).
 Checked on the source (AST), including imports inside functions and ``TYPE_CHECKING`` blocks.
@@ -29,9 +30,10 @@ DISTRIBUTIONS = {
     "enkrypted_p2p": ROOT / "plugins/p2p/src/enkrypted_p2p",
     "enkrypted_p2p_memory": ROOT / "plugins/p2p_memory/src/enkrypted_p2p_memory",
     "enkrypted_ui_cli": ROOT / "plugins/ui_cli/src/enkrypted_ui_cli",
+    "enkrypted_ui_web": ROOT / "plugins/ui_web/src/enkrypted_ui_web",
 }
 PLUGINS = {"enkrypted_crypto", "enkrypted_crypto_nacl", "enkrypted_p2p", "enkrypted_p2p_memory",
-           "enkrypted_ui_cli"}
+           "enkrypted_ui_cli", "enkrypted_ui_web"}
 PLUGIN_SHELL_MODULES = {
     "enkrypted_shell",
     "enkrypted_shell.contracts",
@@ -39,7 +41,8 @@ PLUGIN_SHELL_MODULES = {
     "enkrypted_shell.errors",
 }
 ALLOWED_PLUGIN_PAIRS = {("enkrypted_crypto_nacl", "enkrypted_crypto"),
-                        ("enkrypted_p2p_memory", "enkrypted_p2p")}
+                        ("enkrypted_p2p_memory", "enkrypted_p2p"),
+                        ("enkrypted_ui_web", "enkrypted_ui_cli")}
 
 
 def imported_modules(path: Path, package: str) -> list[tuple[int, str]]:

@@ -121,8 +121,9 @@ def _conversation(alice_argv: list[str], bob_argv: list[str], environ: dict[str,
 
 
 def two_peer_chat(user: Path, environ: dict[str, str], port: int,
-                  command_args: Sequence[str] = ()) -> None:
-    """Alice and Bob, each with a profile, chat through the broker on ``port``."""
+                  command_args: Sequence[str] = ()) -> dict[str, str]:
+    """Alice and Bob, each with a profile, chat through the broker on ``port``; their profiles'
+    identity fingerprints."""
     keys = {name: _profile(user, {**environ, "ENKRYPTED_PASSPHRASE": PASSPHRASE}, name)
             for name in ("alice", "bob")}
     unlocked = {**environ, "ENKRYPTED_PASSPHRASE": PASSPHRASE}
@@ -137,6 +138,7 @@ def two_peer_chat(user: Path, environ: dict[str, str], port: int,
     print(f"two processes, {len(_MESSAGES)} messages delivered once each and receipted in "
           f"{took:.1f} s; layers {layers}; both sides show safety number {safety}; each saw the "
           "other's profile fingerprint", flush=True)
+    return keys
 
 
 def file_transfer(user: Path, environ: dict[str, str], folder: Path,
@@ -184,17 +186,21 @@ def file_transfer(user: Path, environ: dict[str, str], folder: Path,
           "verified by Alice's process and again on the exported copy", flush=True)
 
 
-def swap_backends(user: Path, environ: dict[str, str]) -> None:
+def swap_backends(user: Path, environ: dict[str, str], nacl_lock: Path) -> None:
     """Bob swaps his crypto plugin for the PyNaCl backend. Against Alice's pyca default, which
     requires the MLS layer PyNaCl cannot serve (no HPKE), the handshake is refused on both sides -
-    never a silent downgrade; with both on PyNaCl the negotiated layers are the ones PyNaCl serves."""
-    nacl = [str(user), "--crypto", "crypto-nacl"]
-    alice, bob, _, code = _conversation([str(user)], nacl, environ)
+    never a silent downgrade; with both on PyNaCl the negotiated layers are the ones PyNaCl serves.
+    Every run is ``--locked``: pyca against the main lock, PyNaCl against ``nacl_lock`` (a second
+    lock of the same environment with the other crypto plugin chosen)."""
+    nacl = [str(user), "--crypto", "crypto-nacl", "--lock", str(nacl_lock)]
+    print(f"(PyNaCl side: enkrypted --crypto crypto-nacl --lock {nacl_lock.name} ... --locked)",
+          flush=True)
+    alice, bob, _, code = _conversation([str(user)], nacl, environ, ["--locked"])
     if code == 0 or any(e.get("event") == "message" for e in alice):
         raise SystemExit("demo failed: pyca (MLS required) and PyNaCl agreed on something")
     print("refused as it must be: pyca's default cascade requires MLS, which PyNaCl cannot "
           "serve; nothing was delivered", flush=True)
-    alice, bob, took, code = _conversation(nacl, nacl, environ)
+    alice, bob, took, code = _conversation(nacl, nacl, environ, ["--locked"])
     if code != 0:
         raise SystemExit(f"demo failed: send exited {code}")
     layers, safety = _check(alice, bob)

@@ -35,6 +35,10 @@ from enkrypted_shell.contracts import (  # noqa: E402
     FileCompleted,
     FileOffered,
     FileProgress,
+    GroupChatForked,
+    GroupChatMessage,
+    GroupChatReceipt,
+    GroupMember,
     PeerStateChanged,
     StoredFile,
 )
@@ -44,11 +48,12 @@ from tests.plugins.ui.fake_chat import (  # noqa: E402
     BOB_FP,
     MALLORY_FP,
     FakeChatService,
-    FakeFileChatService,
+    FakeGroupChatService,
 )
 
 T0 = 1_767_261_600.0  # 2026-01-01 10:00 UTC
 CAROL_FP = "c4e1" * 16
+DAVE_FP = "da7e" * 16
 Shot = Callable[[str], None]
 
 
@@ -154,8 +159,87 @@ async def files(app: ChatApp, pilot: Pilot[None], svc: FakeChatService, shot: Sh
     shot("files-received")
 
 
+async def group_chat(app: ChatApp, pilot: Pilot[None], svc: FakeGroupChatService) -> tuple[str, str]:
+    """A group of four with receipts, a second group with unread messages, a group we left."""
+    svc.reachable.update({"carol": CAROL_FP, "dave": DAVE_FP})
+    for peer, fp in (("bob", BOB_FP), ("carol", CAROL_FP)):
+        svc.emit(svc.established(peer, fp))
+    await settle(pilot)
+    app.model.mark_verified("bob")
+    friends = await svc.create_group("friends")
+    for peer in ("bob", "carol", "dave"):
+        await svc.invite(friends, peer)
+    club = await svc.create_group("book club")
+    await svc.invite(club, "bob")
+    old = await svc.create_group("old team")
+    await svc.leave(old)
+    await settle(pilot)
+    app.model.select_group(friends)
+    for i, (who, text) in enumerate([
+        ("bob", "dinner on friday? I booked the usual place"),
+        ("me", "yes! 7pm works for me"),
+        ("carol", "count me in [bold]not markup[/bold]"),
+        ("me", "dave, are you coming?"),
+    ]):
+        at = T0 + 60 * i
+        if who == "me":
+            message_id = await svc.send_group_text(friends, text)
+            app.model.groups.sent(friends, message_id, text, at,
+                                  app.model.groups.recipients(friends))
+            for fp in (BOB_FP, CAROL_FP, DAVE_FP)[: 3 - i // 2]:
+                peer = {BOB_FP: "bob", CAROL_FP: "carol", DAVE_FP: "dave"}[fp]
+                svc.emit(GroupChatReceipt(friends, message_id, peer, fp))
+        else:
+            fp = {"bob": BOB_FP, "carol": CAROL_FP}[who]
+            svc.emit(GroupChatMessage(friends, f"x{i}", who, fp, text, 3, at))
+        await settle(pilot)
+    svc.emit(GroupChatMessage(club, "c1", "bob", BOB_FP, "chapter 3 by sunday?", 1, T0))
+    await settle(pilot)
+    return friends, club
+
+
+async def groups(app: ChatApp, pilot: Pilot[None], svc: FakeChatService, shot: Shot) -> None:
+    """The group list and conversation; the group screen's tabs; a member whose key changed;
+    a fork."""
+    assert isinstance(svc, FakeGroupChatService)
+    friends, club = await group_chat(app, pilot, svc)
+    app.query_one("#message").value = "see you there"  # type: ignore[attr-defined]
+    app.refresh_view()
+    await settle(pilot)
+    shot("groups")
+    await pilot.press("f5")
+    await settle(pilot)
+    app.screen.query_one("#members").highlighted = 1  # type: ignore[attr-defined]
+    await settle(pilot)
+    shot("groups-members")
+    app.screen.query_one("#group-tabs").active = "tab-receipts"  # type: ignore[attr-defined]
+    await settle(pilot)
+    shot("groups-receipts")
+    app.screen.query_one("#group-tabs").active = "tab-manage"  # type: ignore[attr-defined]
+    await settle(pilot)
+    app.screen.query_one("#add-target").value = "erin"  # type: ignore[attr-defined]
+    await settle(pilot)
+    shot("groups-manage")
+    await pilot.press("escape")
+    info = svc.infos[friends]
+    svc.commit(friends, tuple(GroupMember(m.peer_id, MALLORY_FP if m.peer_id == "dave"
+                                          else m.fingerprint) for m in info.members))
+    await settle(pilot)
+    shot("groups-key-changed")
+    await pilot.press("f5")
+    await settle(pilot)
+    app.screen.query_one("#members").highlighted = 3  # type: ignore[attr-defined]
+    await settle(pilot)
+    shot("groups-key-changed-members")
+    await pilot.press("escape")
+    app.model.select_group(club)
+    svc.emit(GroupChatForked(club, 4, "bob", "another commit for epoch 4 won", rejoining=True))
+    await settle(pilot)
+    shot("groups-fork")
+
+
 async def run(scenario: Callable[..., Awaitable[None]], store: ChatStore, out: Path) -> list[Path]:
-    svc = FakeFileChatService()
+    svc = FakeGroupChatService()
     svc.stored = [StoredFile("s1", "cat.jpg", 245_000, "c4" * 32, "bob", False)]
     root = out / "alice"
     for name in ("Documents", "Music", "Pictures"):
@@ -190,6 +274,7 @@ def to_png(svg: Path, chromium: str, profile: str) -> Path:
 
 def main(argv: list[str]) -> int:
     out = Path(argv[0] if argv else "docs/screenshots").resolve()
+    only = argv[1] if len(argv) > 1 else ""  # e.g. "groups": only the shots of that scenario
     chromium = next(
         (c for c in ("chromium", "chromium-browser", "google-chrome") if shutil.which(c)), None
     )
@@ -207,7 +292,10 @@ def main(argv: list[str]) -> int:
         svgs = asyncio.run(run(main_and_safety, ChatStore(MemoryProfileStore()), Path(tmp)))
         svgs += asyncio.run(run(key_changed, changed, Path(tmp)))
         svgs += asyncio.run(run(files, ChatStore(MemoryProfileStore()), Path(tmp)))
+        svgs += asyncio.run(run(groups, ChatStore(MemoryProfileStore()), Path(tmp)))
         for svg in svgs:
+            if only and not svg.stem.startswith(only):
+                continue
             png = to_png(svg, chromium, str(Path(tmp) / "chromium"))
             shutil.copyfile(png, out / png.name)
             print(f"wrote {out / png.name}")

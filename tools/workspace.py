@@ -25,6 +25,7 @@ DISTS = {
     "enkrypted-p2p": ROOT / "plugins" / "p2p",
     "enkrypted-p2p-memory": ROOT / "plugins" / "p2p_memory",
     "enkrypted-ui-cli": ROOT / "plugins" / "ui_cli",
+    "enkrypted-ui-web": ROOT / "plugins" / "ui_web",
     "enkrypted-crypto": ROOT / "plugins" / "cryptography",
     "enkrypted-crypto-nacl": ROOT / "plugins" / "cryptography_nacl",
     "enkrypted-registry": ROOT / "registry",
@@ -100,8 +101,8 @@ class Env:
         self.pip("uninstall", "-y", *names)
 
 
-PLUGINS = ("enkrypted-p2p", "enkrypted-p2p-memory", "enkrypted-ui-cli", "enkrypted-crypto",
-           "enkrypted-crypto-nacl")
+PLUGINS = ("enkrypted-p2p", "enkrypted-p2p-memory", "enkrypted-ui-cli", "enkrypted-ui-web",
+           "enkrypted-crypto", "enkrypted-crypto-nacl")
 
 
 def plugin_libraries() -> tuple[str, ...]:

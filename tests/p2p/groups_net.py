@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from enkrypted_crypto.backends.pyca import PycaPrimitives
 from enkrypted_crypto.service import GroupCryptoService
+from enkrypted_p2p.errors import P2PUsageError
 from enkrypted_p2p.groups import (
     GroupConfig,
     GroupCore,
@@ -152,3 +153,29 @@ class Net:
             assert (core.peer_id, core.epoch) == (core.peer_id, first.epoch)
             assert core.members == first.members, core.peer_id
             assert core.epoch_authenticator == first.epoch_authenticator, core.peer_id
+
+
+_OPS = ("update", "remove", "invite", "leave", "text", "text")
+
+
+def random_change(net: Net, gid: bytes, rng: random.Random) -> None:
+    """One random change or message from a random active member (the race tests' step)."""
+    cores = [c for p in net.peers if (c := net.nodes[p].groups.get(gid)) and c.active]
+    core = rng.choice(cores)
+    op = rng.choice(_OPS)
+    others = [fp for fp in core.members if fp != core.own_fingerprint]
+    outsiders = [p for p in net.peers if p not in core.roster.values()]
+    try:
+        if op == "update":
+            out = core.update(net.now)
+        elif op == "remove" and len(others) > 2:
+            out = core.remove([rng.choice(others)], net.now)
+        elif op == "invite" and outsiders:
+            out = core.invite(rng.choice(outsiders), net.now)
+        elif op == "leave" and len(others) > 2:
+            out = core.leave(net.now)
+        else:
+            out = core.send_text(f"m{rng.random()}", net.now)[1]
+    except P2PUsageError:
+        return
+    net.feed(core.peer_id, out)

@@ -81,12 +81,14 @@ def start_npm_peer(tmp: Path, *, key: str = "peerjs", path: str = "/",
 
 
 def start_our_broker(tmp: Path, *, key: str = "peerjs", path: str = "/",
-                     extra: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Server:
-    port = free_port()
+                     extra: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                     port: int | None = None) -> Server:
+    """Our broker on ``port`` (a free one by default; a restart passes the old one)."""
+    port = free_port() if port is None else port
     log = tmp / f"broker-{port}.log"
     environ = {**os.environ, **(env or {}),
                "PYTHONPATH": os.pathsep.join(str(p) for p in SRC)}
-    with log.open("wb") as err:
+    with log.open("ab") as err:  # a restart on the same port appends
         proc = subprocess.Popen([sys.executable, "-m", "enkrypted_p2p.signaling", "--port",
                                  str(port), "--key", key, "--path", path, *extra],
                                 stdout=subprocess.DEVNULL, stderr=err, env=environ)

@@ -28,9 +28,10 @@ MANIFEST = Path(p2p_plugin.__file__).parent / "enkrypted-plugin.toml"
 
 def test_manifest_and_hook_declare_the_broker_command(tmp_path: Path) -> None:
     manifest = tomllib.loads(MANIFEST.read_text())
-    assert manifest["plugin"]["commands"] == ["broker", "listen", "send", "chat-line", "sendfile", "files"]
+    declared = ["broker", "listen", "send", "chat-line", "sendfile", "files", "group"]
+    assert manifest["plugin"]["commands"] == declared  # the shell finds a command by its manifest
     commands = p2p_plugin.enkrypted_cli_commands(AppContext(tmp_path))
-    assert [c.name for c in commands] == ["broker", "listen", "send", "chat-line", "sendfile", "files"]
+    assert [c.name for c in commands] == declared
     options = {p.name for p in commands[0].params}
     assert {"host", "port", "path", "key", "tls_cert", "tls_key", "allow_discovery",
             "redis_url"} <= options

@@ -21,7 +21,7 @@ from tests.p2p.test_chat_service import DictStore
 
 def files_group(context: AppContext) -> click.Command:
     commands = {c.name: c for c in chat_commands(lambda: Wiring(context, None))}  # type: ignore[arg-type]
-    assert list(commands) == ["listen", "send", "chat-line", "sendfile", "files"]
+    assert list(commands) == ["listen", "send", "chat-line", "sendfile", "files", "group"]
     return commands["files"]
 
 

@@ -7,10 +7,25 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from enkrypted_p2p.groups import ForkDetected, GroupLeft, RejoinStarted
+import pytest
+
+from enkrypted_p2p.groups import (
+    ForkDetected,
+    GroupCore,
+    GroupLeft,
+    GroupPdu,
+    Kind,
+    PduRejected,
+    RejoinStarted,
+    SendTo,
+    decode_pdu,
+)
+from enkrypted_p2p.groups._wire import decode_json, encode_json, pack_list
+from tests.p2p.groups_churn import churn_run
 from tests.p2p.groups_net import CONFIG, Net
 
 FAST = replace(CONFIG, failover_after_s=3.0)
+CHURN_SEEDS = list(range(1000, 1016))
 
 
 def test_an_unreachable_sequencer_is_replaced_and_waiting_changes_go_through() -> None:
@@ -72,3 +87,183 @@ def test_after_a_partition_the_later_term_wins_and_the_others_rejoin() -> None:
     net.run(2.0)
     for peer in net.peers[1:]:
         assert [m.text for m in net.delivered(peer)] == ["together again"], peer
+
+
+def _statuses(outputs: list[object]) -> list[GroupPdu]:
+    return [
+        p for o in outputs if isinstance(o, SendTo) and (p := decode_pdu(o.pdu)).kind is Kind.STATUS
+    ]
+
+
+def _forked_behind(net: Net, gid: bytes) -> tuple[GroupCore, int]:
+    """peer-4 applies a second, valid commit for epoch E (a cloned sequencer state) while the
+    group goes on 4 epochs: peer-4 is at E + 1 on another branch, the group at E + 4."""
+    epoch = net.core("peer-0", gid).epoch
+    clone = net.service.restore_group(net.core("peer-0", gid)._session.export_state())
+    net.set_offline("peer-4")
+    for _ in range(4):
+        net.feed("peer-0", net.core("peer-0", gid).update(net.now))
+        net.run(1.0)
+    details = encode_json({"added": {}})
+    body = pack_list([clone.update().commit, details, b""])
+    rogue = GroupPdu(Kind.COMMIT, gid, epoch, b"\x01" * 16, "peer-0", body, "peer-4", hops=1)
+    forked = net.core("peer-4", gid)
+    forked.receive("peer-1", rogue.encode(), net.now)
+    assert forked.epoch == epoch + 1 == net.core("peer-1", gid).epoch - 3
+    return forked, epoch + 1
+
+
+def test_a_status_from_a_member_epochs_ahead_shows_a_fork_at_an_epoch_both_know() -> None:
+    net = Net(5, seed=34)
+    gid = net.form_group(net.peers)
+    forked, at = _forked_behind(net, gid)
+    status = net.core("peer-1", gid)._status_to("peer-4").pdu
+    out = forked.receive("peer-1", status, net.now)
+    # the window of fork checks in the status covers our epoch: a fork, not a catch-up
+    assert [e.epoch for e in out if isinstance(e, ForkDetected)] == [at]
+    assert not [o for o in out if isinstance(o, SendTo)]
+    # a status without the window (an older peer) is a catch-up: we ask for the history
+    old = decode_pdu(status)
+    body = decode_json(old.body)
+    del body["w"]
+    out = forked.receive("peer-1", replace(old, body=encode_json(body)).encode(), net.now)
+    assert not [e for e in out if isinstance(e, ForkDetected)]
+    asked = [decode_pdu(o.pdu).kind for o in out if isinstance(o, SendTo)]
+    assert asked == [Kind.HISTORY_REQUEST]
+
+
+def test_a_fork_window_longer_than_eight_epochs_is_refused() -> None:
+    net = Net(3, seed=35)
+    gid = net.form_group(net.peers)
+    core = net.core("peer-1", gid)
+    status = decode_pdu(net.core("peer-2", gid)._status_to("peer-1").pdu)
+    body = decode_json(status.body)
+    body["w"] = ["00" * 16] * 8
+    before = core.export_state()
+    out = core.receive("peer-2", replace(status, body=encode_json(body)).encode(), net.now)
+    assert [type(o) for o in out] == [PduRejected]
+    assert core.export_state() == before
+
+
+def test_a_member_out_on_a_losing_branch_is_removed_from_the_group() -> None:
+    """After a partition the group (the later term) still lists a member the other side
+    removed: that member says it is out and the group removes it; invited back later, a late
+    copy of that removal does not remove it again."""
+    net = Net(6, seed=36, config=FAST)
+    gid = net.form_group(net.peers)
+    minority, majority = ["peer-0", "peer-5"], ["peer-1", "peer-2", "peer-3", "peer-4"]
+    saved = set(net.links)
+    for a in minority:
+        for b in majority:
+            net.cut(a, b)
+    net.feed("peer-0", net.core("peer-0", gid).remove([net.fingerprints["peer-5"]], net.now))
+    net.feed("peer-4", net.core("peer-4", gid).update(net.now))
+    net.run(10.0)
+    assert not net.core("peer-5", gid).active
+    assert "peer-5" in net.core("peer-2", gid).roster.values()  # the group's branch lists it
+    net.links = saved
+    net.refresh_links()
+    net.run(20.0)
+    group = net.core("peer-1", gid)
+    assert "peer-5" not in group.roster.values()
+    net.converged(gid, net.peers[:5])
+    assert not net.core("peer-5", gid).active
+    # invited back: a late removal made before that (its "at" is older) spares it
+    late_at = group.epoch - 1
+    net.feed("peer-2", net.core("peer-2", gid).invite("peer-5", net.now))
+    net.run(5.0)
+    net.converged(gid, net.peers)
+    sequencer = net.core(group.roster[group.sequencer], gid)
+    intent = {"op": "remove", "fps": [net.fingerprints["peer-5"]], "at": late_at, "id": "00" * 16}
+    late = GroupPdu(
+        Kind.INTENT, gid, 0, b"\x02" * 16, "peer-3", encode_json(intent), sequencer.peer_id
+    )
+    net.feed(sequencer.peer_id, sequencer.receive("peer-3", late.encode(), net.now))
+    net.run(3.0)
+    assert "peer-5" in net.core("peer-1", gid).roster.values()
+    net.converged(gid, net.peers)
+
+
+def test_a_member_back_from_a_pause_listens_before_it_takes_over() -> None:
+    net = Net(4, seed=37, config=FAST)
+    gid = net.form_group(net.peers)
+    net.set_offline("peer-3")  # paused: its timers do not run, it hears nothing
+    net.feed("peer-3", net.core("peer-3", gid).update(net.now))
+    net.run(20.0)
+    net.set_online("peer-3")
+    net.run(10.0)
+    core = net.core("peer-3", gid)
+    assert core._term == 0 and core.sequencer == net.fingerprints["peer-0"]
+    assert core.pending_intents() == 0  # its update went through the sequencer
+    net.converged(gid, net.peers)
+
+
+def test_a_member_that_reaches_few_of_the_members_it_would_keep_does_not_take_over() -> None:
+    """peer-2 has a change waiting and reaches only peer-5 ({peer-2, peer-5} are cut off from
+    the rest): a takeover would keep peer-2..5, of which it hears 2 of 4 — no takeover."""
+    net = Net(6, seed=38, config=FAST)
+    gid = net.form_group(net.peers)
+    saved = set(net.links)
+    for a in ["peer-2", "peer-5"]:
+        for b in ["peer-0", "peer-1", "peer-3", "peer-4"]:
+            net.cut(a, b)
+    net.feed("peer-2", net.core("peer-2", gid).update(net.now))
+    net.run(30.0)
+    assert net.core("peer-2", gid)._term == 0
+    assert len(net.core("peer-2", gid).members) == 6
+    net.links = saved
+    net.refresh_links()
+    net.run(10.0)
+    net.converged(gid, net.peers)
+    assert not any(
+        isinstance(e, GroupLeft | ForkDetected) for p in net.peers for e in net.events[p]
+    )
+
+
+@pytest.mark.parametrize("seed", CHURN_SEEDS)
+def test_under_heavy_churn_with_fast_failover_no_member_stays_silently_on_a_losing_branch(
+    seed: int,
+) -> None:
+    """docs/protocol.md §9.2: 9 peers, random changes and messages, 5 % drops, members
+    toggling offline, failover after 3 s. Every member ends on the group's branch, or out, or
+    shown the fork; the group lists no member that is not on its branch."""
+    outcome = churn_run(seed)
+    assert outcome.silent == (), outcome
+    assert outcome.stale == (), outcome
+    assert outcome.on_branch, outcome
+
+
+def test_a_rejoin_that_gets_no_welcome_ends_in_group_left_with_messages_still_unreceipted() -> None:
+    net = Net(4, seed=39)
+    gid = net.form_group(net.peers)
+    net.set_offline("peer-1")  # so our message waits for its receipt
+    _, out = net.core("peer-3", gid).send_text("waiting for peer-1", net.now)
+    net.feed("peer-3", out)
+    net.run(1.0)
+    core = net.core("peer-3", gid)
+    # a commit (the message now needs sealing again), then removed while it re-joins (as after
+    # a fork it lost): the sequencer refuses the re-join of a member it removed, no Welcome
+    net.feed("peer-0", net.core("peer-0", gid).update(net.now))
+    net.feed("peer-0", net.core("peer-0", gid).remove([core.own_fingerprint], net.now))
+    net.feed("peer-3", core._rejoin("peer-0", "a fork", net.now))
+    net.run(40.0)
+    assert not core.active
+    assert any(isinstance(e, GroupLeft) for e in net.events["peer-3"])
+
+
+def test_a_state_saved_before_the_fork_window_restores_and_the_new_one_keeps_leaf_epochs() -> None:
+    net = Net(3, seed=40)
+    gid = net.form_group(net.peers)
+    core = net.core("peer-1", gid)
+    saved = decode_json(core.export_state())
+    assert saved["added"] == {net.fingerprints["peer-1"]: 1, net.fingerprints["peer-2"]: 2}
+    del saved["added"]  # what a core saved before this key existed holds
+    node = net.nodes["peer-1"]
+    restored = GroupCore.restore(net.service, node.identity, encode_json(saved), CONFIG, net.now)
+    assert (restored.epoch, restored.members) == (core.epoch, core.members)
+    node.groups.clear()
+    node.adopt(restored)
+    net.refresh_links()
+    net.feed("peer-0", net.core("peer-0", gid).update(net.now))
+    net.run(2.0)
+    net.converged(gid, net.peers)

@@ -14,31 +14,7 @@ from hypothesis import strategies as st
 
 from enkrypted_p2p.errors import P2PUsageError
 from enkrypted_p2p.groups import ForkDetected, GroupCore, GroupLeft
-from tests.p2p.groups_net import Net
-
-_OPS = ("update", "remove", "invite", "leave", "text", "text")
-
-
-def _act(net: Net, gid: bytes, rng: random.Random) -> None:
-    cores = [c for p in net.peers if (c := net.nodes[p].groups.get(gid)) and c.active]
-    core = rng.choice(cores)
-    op = rng.choice(_OPS)
-    others = [fp for fp in core.members if fp != core.own_fingerprint]
-    outsiders = [p for p in net.peers if p not in core.roster.values()]
-    try:
-        if op == "update":
-            out = core.update(net.now)
-        elif op == "remove" and len(others) > 2:
-            out = core.remove([rng.choice(others)], net.now)
-        elif op == "invite" and outsiders:
-            out = core.invite(rng.choice(outsiders), net.now)
-        elif op == "leave" and len(others) > 2:
-            out = core.leave(net.now)
-        else:
-            out = core.send_text(f"m{rng.random()}", net.now)[1]
-    except P2PUsageError:
-        return
-    net.feed(core.peer_id, out)
+from tests.p2p.groups_net import Net, random_change
 
 
 def _check_converged(net: Net, gid: bytes) -> GroupCore:
@@ -59,7 +35,7 @@ def _race(seed: int, *, drop: float, ordered: bool, ops: int) -> None:
     gid = net.form_group(net.peers[:7])
     net.drop = drop
     for _ in range(ops):
-        _act(net, gid, rng)
+        random_change(net, gid, rng)
         net.run(rng.choice([0.0, 0.0, 0.05, 0.3]))
     net.drop = 0.0
     net.run(25.0)
@@ -106,7 +82,7 @@ def test_messages_sent_during_a_race_reach_each_member_that_stays_exactly_once(s
     net.drop = 0.1
     sent: list[tuple[bytes, str, set[str]]] = []
     for _ in range(24):
-        _act(net, gid, rng)
+        random_change(net, gid, rng)
         cores = [c for p in net.peers if (c := net.nodes[p].groups.get(gid)) and c.active]
         sender = rng.choice(cores)
         try:
@@ -146,7 +122,7 @@ def test_races_with_members_going_offline_and_back_converge(seed: int) -> None:
     gid = net.form_group(net.peers[:8])
     net.drop = 0.05
     for _ in range(16):
-        _act(net, gid, rng)
+        random_change(net, gid, rng)
         if rng.random() < 0.3:
             peer = rng.choice(net.peers)
             (net.set_offline if peer in net.online else net.set_online)(peer)

@@ -265,3 +265,33 @@ def test_no_common_profile_is_a_clear_local_error(crypto: CryptoService, tmp_pat
     events_a, events_b = pump(a, b, out, 0.0)
     assert any(isinstance(e, SessionFailed) for e in events_a + events_b)
     assert a.state is S.DISCONNECTED or b.state is S.DISCONNECTED
+
+
+# ----------------------------------------------------------------------------------- group frames
+def test_group_frames_are_sealed_chunked_and_opened_only_in_ready(crypto: CryptoService) -> None:
+    """0x07 / 0x08 (docs/protocol.md §9.7): a group envelope sealed like a message, chunked above
+    8192 bytes; before Ready dropped (``wrong-state``), a chunk of the other kind breaks its
+    reassembly (``inconsistent-chunk``), a forged sealed frame is ``undecryptable``."""
+    from enkrypted_p2p.session import GroupFrameReceived
+
+    early = SessionCore()
+    with pytest.raises(SessionNotReady):
+        early.send_group(b"EG..")
+    early.channel_open()
+    early.start_handshake(crypto.handshake(crypto.new_identity(), initiator=False, now=0.0))
+    assert early.pdu_received(b"\x07abc", 0.0) == [] and early.dropped["wrong-state"] == 1
+    a, b = ready_pair(crypto)
+    small = a.send_group(b"a group envelope")
+    assert [o.pdu[0] for o in small if isinstance(o, SendPdu)] == [0x07]
+    assert deliver(a, b, small)[1] == [GroupFrameReceived(b"a group envelope")]
+    big = b"g" * 50_000
+    out = a.send_group(big)
+    pdus = [o.pdu for o in out if isinstance(o, SendPdu)]
+    assert len(pdus) > 6 and {p[0] for p in pdus} == {0x08}
+    assert deliver(a, b, out)[1] == [GroupFrameReceived(big)]
+    first = next(o.pdu for o in a.send_group(big) if isinstance(o, SendPdu))
+    _, seq, _, total = struct.unpack(">BQII", first[:17])
+    assert b.pdu_received(first, 2.0) == []
+    assert b.pdu_received(struct.pack(">BQII", 0x02, seq, 1, total) + b"z", 2.0) == []
+    assert b.dropped["inconsistent-chunk"] == 1  # a message chunk in a group reassembly
+    assert b.pdu_received(b"\x07" + b"\x00" * 64, 2.0) == [] and b.dropped["undecryptable"] == 1

@@ -118,5 +118,5 @@ def test_the_manifest_states_the_capabilities_the_service_has(package: str, tmp_
     plugin = importlib.import_module(f"{package}.plugin")
     manifest = tomllib.loads((Path(plugin.__file__).parent / "enkrypted-plugin.toml").read_text("utf-8"))
     service = plugin.enkrypted_transport_service(AppContext(tmp_path), crypto=None)
-    assert manifest["plugin"]["contract"] == "2.1"
+    assert manifest["plugin"]["contract"] == "2.2"
     assert frozenset(manifest["capabilities"]["transport"]) == service.capabilities

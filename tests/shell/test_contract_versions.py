@@ -282,10 +282,11 @@ class P2P20:
         raise NotImplementedError
 
 
-def test_p2p_publishes_2_0_and_2_1_and_keeps_1_0() -> None:
+def test_p2p_publishes_2_0_to_2_2_and_keeps_1_0() -> None:
     versions = contracts.PUBLISHED["p2p"]
-    assert set(versions) == {"1.0", "2.0", "2.1"} and contracts.CONTRACT_VERSIONS["p2p"] == "2.1"
+    assert set(versions) == {"1.0", "2.0", "2.1", "2.2"} and contracts.CONTRACT_VERSIONS["p2p"] == "2.2"
     assert versions["2.1"] is contracts.TransportServiceV21  # 2.0 + the FileChatService feature
+    assert versions["2.2"] is contracts.TransportServiceV22  # 2.1 + the GroupChatService feature
     assert versions["1.0"] is contracts.TransportService and versions["2.0"] is contracts.TransportServiceV2
     v20 = sorted(m.name for m in contracts.contract_members(versions["2.0"]))
     assert v20 == ["capabilities", "name", "open_chat", "open_endpoint"]  # loopback_pair is gone
@@ -323,7 +324,7 @@ def test_the_shipped_p2p_plugins_declare_2_0_and_the_ui_requires_it() -> None:
     root = Path(__file__).resolve().parents[2]
     for manifest in ("plugins/p2p/src/enkrypted_p2p/enkrypted-plugin.toml",
                      "plugins/p2p_memory/src/enkrypted_p2p_memory/enkrypted-plugin.toml"):
-        assert tomllib.loads((root / manifest).read_text("utf-8"))["plugin"]["contract"] == "2.1"
+        assert tomllib.loads((root / manifest).read_text("utf-8"))["plugin"]["contract"] == "2.2"
     ui = tomllib.loads((root / "plugins/ui_cli/src/enkrypted_ui_cli/enkrypted-plugin.toml").read_text("utf-8"))
     assert ui["requires"]["p2p"] == ">=2.0,<3"
 
@@ -332,12 +333,12 @@ def test_skew_serves_p2p_1_0_beside_2_0_but_no_other_major() -> None:
     from enkrypted_shell._pipeline.skew import check_skew
     from tests.shell.test_shell_units import cand
 
-    for ok in ("1.0", "2.0", "2.1"):
+    for ok in ("1.0", "2.0", "2.1", "2.2"):
         plan = {"p2p": cand("p", "p2p", contract=ok)}
         check_skew(plan, shell_version="0.1.0", contracts=contracts.CONTRACT_VERSIONS, installed={}.get)
     for bad in ("1.1", "3.0"):
         plan = {"p2p": cand("p", "p2p", contract=bad)}
-        with pytest.raises(errors.SkewError, match=f"implements p2p contract {bad}, the shell speaks 2.1"):
+        with pytest.raises(errors.SkewError, match=f"implements p2p contract {bad}, the shell speaks 2.2"):
             check_skew(plan, shell_version="0.1.0", contracts=contracts.CONTRACT_VERSIONS, installed={}.get)
 
 
@@ -350,3 +351,22 @@ def test_loaded_services_hand_out_a_p2p_2_service_as_the_transport(tmp_path: Pat
     loaded = Services(manager=pluggy.PluginManager("enkrypted"), context=contracts.AppContext(tmp_path),
                       by_slot={"p2p": service}, contexts={})
     assert loaded.transport is service
+
+
+def test_p2p_2_2_group_chat_is_an_optional_feature_of_the_file_chat_service() -> None:
+    """2.2 only adds: ``GroupChatService`` extends ``FileChatService`` with the group members, a
+    2.1 chat service is still a ``FileChatService`` and not a ``GroupChatService``, and every group
+    event is a frozen dataclass in ``ChatEvent``."""
+    import dataclasses
+    import typing
+
+    files = {m.name for m in contracts.contract_members(contracts.FileChatService)}
+    groups = {m.name for m in contracts.contract_members(contracts.GroupChatService)}
+    assert groups - files == {"create_group", "invite", "remove", "leave", "rename", "groups",
+                              "send_group_text"}
+    assert files < groups
+    events = typing.get_args(contracts.GroupChatEvent)
+    assert set(events) <= set(typing.get_args(contracts.ChatEvent)) and len(events) == 7
+    for event in (*events, contracts.GroupInfo, contracts.GroupMember):
+        assert dataclasses.is_dataclass(event) and event.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    assert contracts.GROUP_STATES == ("active", "rejoining", "left")

@@ -116,12 +116,12 @@ def test_removed_file_is_refused_and_named(shell_env):
 
 
 def test_incompatible_contract_major_is_refused(shell_env, variant):
-    newer = variant("enkrypted-p2p", {"src/enkrypted_p2p/enkrypted-plugin.toml": ('contract = "2.1"', 'contract = "3.0"')})
+    newer = variant("enkrypted-p2p", {"src/enkrypted_p2p/enkrypted-plugin.toml": ('contract = "2.2"', 'contract = "3.0"')})
     sh = shell_env("enkrypted-shell", "enkrypted-ui-cli", "enkrypted-crypto")
     sh.env.install(newer)
     res = sh.run("plugins", "verify")
     assert res.code == SKEW
-    assert "p2p-webrtc" in res.err and "3.0" in res.err and "the shell speaks 2.1" in res.err
+    assert "p2p-webrtc" in res.err and "3.0" in res.err and "the shell speaks 2.2" in res.err
     assert "same MAJOR" in res.err
 
 

@@ -29,6 +29,8 @@ class ShellLimits(NamedTuple):
     """A distribution's RECORD (~100,000 rows), checked before it is parsed."""
     installed_file_bytes: int = 256 * MiB
     """One installed file hashed at load time."""
+    asset_bytes: int = 16 * MiB
+    """All files of a plugin's declared asset folder together (kept in memory, served by it)."""
     provenance_bytes: int = 8 * MiB
     """A release's provenance object (DSSE envelopes and Sigstore bundles)."""
     provenance_envelopes: int = 16

@@ -1,5 +1,6 @@
-"""A scripted :class:`ChatService` for the TUI tests and screenshots (contract p2p 2.0), and
-:class:`FakeFileChatService`, the same with the p2p 2.1 file feature (``FileChatService``).
+"""A scripted :class:`ChatService` for the TUI tests and screenshots (contract p2p 2.0),
+:class:`FakeFileChatService`, the same with the p2p 2.1 file feature (``FileChatService``), and
+:class:`FakeGroupChatService`, with the p2p 2.2 groups (``GroupChatService``) too.
 
 Events are pushed by the test (:meth:`FakeChatService.emit`); ``connect`` answers from a table of
 scripted peers; ``send_text`` records what was sent and returns ``m1``, ``m2``, ...
@@ -16,6 +17,11 @@ from pathlib import Path
 from enkrypted_shell.contracts import (
     ChatEvent,
     FileFailed,
+    GroupChatLeft,
+    GroupChatMembership,
+    GroupChatRenamed,
+    GroupInfo,
+    GroupMember,
     LinkClosedLocally,
     LocalMisuse,
     PeerStateChanged,
@@ -154,3 +160,79 @@ class FakeFileChatService(FakeChatService):
             raise LocalMisuse(f"already exists: {target}")
         target.write_bytes(self.contents.get(file_id, b""))
         return target
+
+
+@dataclass
+class FakeGroupChatService(FakeFileChatService):
+    """The fake with p2p 2.2 groups: ``create_group`` returns ``"0a" * 16``, ``"0b" * 16``, ...
+    with us as the only member; ``invite`` of a reachable peer commits at once (a
+    :class:`GroupChatMembership` listing it, its key from ``reachable``); ``remove`` and
+    ``rename`` commit at once; ``leave`` emits :class:`GroupChatLeft`; ``send_group_text``
+    records the text and returns ``g1``, ``g2``, ...  Every call is recorded in ``ops``."""
+
+    infos: dict[str, GroupInfo] = field(default_factory=dict)
+    group_sent: list[tuple[str, str]] = field(default_factory=list)
+    ops: list[tuple[str, ...]] = field(default_factory=list)
+
+    def _info(self, group_id: str) -> GroupInfo:
+        info = self.infos.get(group_id)
+        if info is None:
+            raise LocalMisuse(f"no group {group_id!r}")
+        if info.state == "left":
+            raise LocalMisuse(f"we left the group {group_id!r}")
+        return info
+
+    def commit(self, group_id: str, members: tuple[GroupMember, ...], *, name: str | None = None,
+               added: tuple[str, ...] = (), removed: tuple[str, ...] = ()) -> None:
+        """A new epoch of ``group_id`` with ``members`` (and its membership event)."""
+        old = self.infos[group_id]
+        info = GroupInfo(group_id, name or old.name, old.epoch + 1, members, "active")
+        self.infos[group_id] = info
+        self.emit(GroupChatMembership(group_id, info.name, info.epoch, members, added, removed,
+                                      self.fingerprint))
+
+    async def create_group(self, name: str) -> str:
+        group_id = f"{10 + len(self.infos):02x}" * 16
+        self.ops.append(("create", name))
+        me = GroupMember(self.local_id, self.fingerprint)
+        self.infos[group_id] = GroupInfo(group_id, name, 0, (me,), "active")
+        self.emit(GroupChatMembership(group_id, name, 0, (me,), (), (), self.fingerprint))
+        return group_id
+
+    async def invite(self, group_id: str, peer_id: str) -> None:
+        info = self._info(group_id)
+        self.ops.append(("invite", group_id, peer_id))
+        if peer_id not in self.reachable:
+            raise PeerUnavailable(f"peer {peer_id!r} is not known to the broker")
+        member = GroupMember(peer_id, self.reachable[peer_id])
+        self.commit(group_id, (*info.members, member), added=(member.fingerprint,))
+
+    async def remove(self, group_id: str, peer_id: str) -> None:
+        info = self._info(group_id)
+        self.ops.append(("remove", group_id, peer_id))
+        gone = tuple(m.fingerprint for m in info.members if m.peer_id == peer_id)
+        if not gone:
+            raise LocalMisuse(f"{peer_id!r} is not a member")
+        self.commit(group_id, tuple(m for m in info.members if m.peer_id != peer_id),
+                    removed=gone)
+
+    async def leave(self, group_id: str) -> None:
+        info = self._info(group_id)
+        self.ops.append(("leave", group_id))
+        self.infos[group_id] = GroupInfo(group_id, info.name, info.epoch + 1, info.members,
+                                         "left")
+        self.emit(GroupChatLeft(group_id, info.epoch + 1, self.fingerprint))
+
+    async def rename(self, group_id: str, name: str) -> None:
+        info = self._info(group_id)
+        self.ops.append(("rename", group_id, name))
+        self.infos[group_id] = GroupInfo(group_id, name, info.epoch, info.members, info.state)
+        self.emit(GroupChatRenamed(group_id, name, self.fingerprint))
+
+    def groups(self) -> Sequence[GroupInfo]:
+        return list(self.infos.values())
+
+    async def send_group_text(self, group_id: str, text: str) -> str:
+        self._info(group_id)
+        self.group_sent.append((group_id, text))
+        return f"g{len(self.group_sent)}"

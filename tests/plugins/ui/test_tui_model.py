@@ -231,3 +231,13 @@ def test_input_history_recalls_sent_lines_and_keeps_the_draft() -> None:
     assert history.older("two") == "two"  # the oldest kept (limit 2)
     assert history.newer() == "three"
     assert history.newer() == "draft"
+
+
+def test_group_events_of_a_2_2_chat_service_never_become_1_to_1_conversations() -> None:
+    from enkrypted_shell.contracts import GroupChatMembership, GroupChatMessage, GroupMember
+
+    model = ChatModel(ChatStore(MemoryProfileStore()), local_id="alice", fingerprint=ALICE_FP)
+    members = (GroupMember("alice", ALICE_FP), GroupMember("bob", BOB_FP))
+    assert model.apply(GroupChatMembership("ab" * 16, "g", 1, members), NOW) is None
+    assert model.apply(GroupChatMessage("ab" * 16, "01" * 16, "bob", BOB_FP, "hi", 1, NOW), NOW) is None
+    assert dict(model.peers) == {}

@@ -108,8 +108,8 @@ def enkrypted_transport_service(context: AppContext, crypto: CryptoService) -> W
 
 @hookimpl
 def enkrypted_cli_commands(context: AppContext) -> list[click.Command]:
-    """``enkrypted broker``, ``listen``, ``send`` (manifest ``commands``); imported only when the
-    shell asks."""
+    """``enkrypted broker``, ``listen``, ``send``, ..., ``group`` (manifest ``commands``: the shell
+    finds a plugin's command by it); imported only when the shell asks."""
     from .chat import chat_commands
     from .signaling import broker_command
 

@@ -8,7 +8,11 @@
   compared the safety number for that fingerprint, ``fast`` the contact's default for the file
   fast path (reduced protection; absent in older records: off);
 - stream ``history:<peer id>``: one JSON record per message in or out and per receipt;
-- table ``sessions``: peer id -> :meth:`ChatService.export_state` bytes, to resume after a restart.
+- table ``sessions``: peer id -> :meth:`ChatService.export_state` bytes, to resume after a restart;
+- stream ``group:<group id>``: one JSON record per group message in or out (with the sender's peer
+  id and fingerprint, or the recipients' fingerprints) and per member receipt (p2p 2.2);
+- table ``group_keys``: group id -> ``{peer id: fingerprint}``, the member keys first seen (a
+  later membership with another key for the same peer id is a changed key).
 
 :class:`MemoryProfileStore` implements the store contract in memory, for tests and screenshots.
 Records are our own (sealed by the store), but still decoded defensively: a malformed one is
@@ -17,11 +21,11 @@ skipped and counted, never fatal.
 
 from __future__ import annotations
 
-__all__ = ["ChatStore", "Contact", "Line", "MemoryProfileStore"]
+__all__ = ["ChatStore", "Contact", "GroupLine", "Line", "MemoryProfileStore"]
 
 import json
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
 from enkrypted_shell.contracts import ProfileStore
@@ -32,6 +36,8 @@ from .invite import check_peer_id
 Direction = Literal["in", "out", "note"]
 CONTACTS: Final = "contacts"
 SESSIONS: Final = "sessions"
+GROUP_KEYS: Final = "group_keys"
+MAX_GROUP_MEMBERS: Final = 256
 PAGE: Final = 10_000
 MAX_PAGES: Final = 20
 """A history stream is scanned for its tail at most 200,000 records deep."""
@@ -61,8 +67,28 @@ class Line:
     delivered: bool = False
 
 
+@dataclass(slots=True)
+class GroupLine:
+    """One line of a group conversation: a member's message (``sender``: its peer id, ``sender_fp``
+    its fingerprint), ours (``recipients``: the members' fingerprints when it was sent;
+    ``received``: those whose receipt came), or a note of the ui (never stored)."""
+
+    direction: Direction
+    text: str
+    at: float
+    message_id: str = ""
+    sender: str = ""
+    sender_fp: str = ""
+    recipients: tuple[str, ...] = ()
+    received: set[str] = field(default_factory=set)
+
+
 def _stream(peer_id: str) -> bytes:
     return b"history:" + peer_id.encode()
+
+
+def _group_stream(group_id: str) -> bytes:
+    return b"group:" + group_id.encode()
 
 
 class ChatStore:
@@ -138,6 +164,63 @@ class ChatStore:
                 raise ValueError(kind)
         except (ValueError, KeyError, TypeError):
             self.skipped += 1
+
+    # groups (p2p 2.2) ------------------------------------------------------------------------
+    def append_group(self, group_id: str, line: GroupLine) -> int:
+        """Store a group message line; its sequence number in the group's stream."""
+        doc = {"k": line.direction, "id": line.message_id, "t": line.text, "at": line.at,
+               "from": line.sender, "fp": line.sender_fp, "to": list(line.recipients)}
+        return self.store.append(_group_stream(group_id), json.dumps(doc).encode())
+
+    def append_group_receipt(self, group_id: str, message_id: str, fingerprint: str) -> int:
+        doc = {"k": "receipt", "id": message_id, "fp": fingerprint}
+        return self.store.append(_group_stream(group_id), json.dumps(doc).encode())
+
+    def group_history(self, group_id: str, limit: int = 200) -> list[GroupLine]:
+        """The last ``limit`` messages of the group, oldest first, receipts folded in."""
+        tail: deque[GroupLine] = deque(maxlen=max(1, limit))
+        receipts: dict[str, set[str]] = {}
+        after = 0
+        for _ in range(MAX_PAGES):
+            page = self.store.read(_group_stream(group_id), after=after, limit=PAGE)
+            for seq, value in page:
+                after = seq
+                self._fold_group(value, tail, receipts)
+            if len(page) < PAGE:
+                break
+        for line in tail:
+            line.received = receipts.get(line.message_id, set()) & set(line.recipients)
+        return list(tail)
+
+    def _fold_group(self, value: bytes, tail: deque[GroupLine],
+                    receipts: dict[str, set[str]]) -> None:
+        try:
+            doc = json.loads(value)
+            kind, message_id = doc["k"], str(doc["id"])
+            if kind == "receipt":
+                if len(receipts) < PAGE:
+                    receipts.setdefault(message_id, set()).add(str(doc["fp"]))
+            elif kind in ("in", "out"):
+                to = tuple(str(x) for x in doc["to"][:MAX_GROUP_MEMBERS])
+                tail.append(GroupLine(kind, str(doc["t"]), float(doc["at"]), message_id,
+                                      str(doc["from"]), str(doc["fp"]), to))
+            else:
+                raise ValueError(kind)
+        except (ValueError, KeyError, TypeError):
+            self.skipped += 1
+
+    def group_keys(self, group_id: str) -> dict[str, str]:
+        """The member keys first seen in the group: peer id -> fingerprint."""
+        raw = self.store.get(GROUP_KEYS, group_id.encode())
+        try:
+            doc = json.loads(raw) if raw is not None else {}
+            return {str(k): str(v) for k, v in list(doc.items())[:MAX_GROUP_MEMBERS]}
+        except (ValueError, AttributeError):
+            self.skipped += 1
+            return {}
+
+    def save_group_keys(self, group_id: str, keys: dict[str, str]) -> None:
+        self.store.put(GROUP_KEYS, group_id.encode(), json.dumps(keys).encode())
 
     # sessions ---------------------------------------------------------------------------------
     def saved_sessions(self) -> dict[str, bytes]:

@@ -80,6 +80,7 @@ def graph_report(plan: Plan) -> tuple[dict[str, Any], str]:
             "sigstore_signers": list(planned.sigstore_signers),
             "index": planned.stored.index if planned.stored else None,
             "dependencies": list(planned.dependency_pins),
+            "assets": planned.integrity.asset_digests() if planned.integrity else {},
         }
         lines.append(
             f"{row['slot']}: {cand.label} contract {row['contract']} "
@@ -94,6 +95,10 @@ def graph_report(plan: Plan) -> tuple[dict[str, Any], str]:
         elif planned.integrity:
             lines.append("    UNSIGNED: admitted by --allow-unsigned")
         lines += [f"    imports plugin code of {d}" for d in planned.dependency_pins]
+        lines += [
+            f"    serves asset {name} {digest}"
+            for name, digest in data["slots"][row["slot"]]["assets"].items()
+        ]
         lines.append(
             f"    shell range {cand.manifest.shell or 'any'}; requires "
             + (", ".join(f"{k} {v}" for k, v in requires.items()) or "no other contracts")
@@ -129,7 +134,7 @@ def audit_report(
     log: LoadLog, plan: Plan | None, store: ProvenanceStore, refusal: ShellError | None
 ) -> AuditReport:
     state = log.read()
-    plugins = []
+    plugins: list[dict[str, Any]] = []
     for slot, p in plan.plugins.items() if plan else ():
         stored, proof = p.stored, p.provenance
         plugins.append(
@@ -146,6 +151,7 @@ def audit_report(
                 "index": stored.index if stored else None,
                 "installed_at": stored.installed_at if stored else None,
                 "last_loaded": _last_loaded(state.records, p.candidate.name),
+                "assets": p.integrity.asset_digests() if p.integrity else {},
             }
         )
     data = {
@@ -169,6 +175,7 @@ def audit_report(
             f"role {row['tuf_role'] or '-'}  installed {row['installed_at'] or '-'}  "
             f"last loaded {row['last_loaded'] or 'never'}"
         )
+        lines += [f"    serves asset {n} {d}" for n, d in row["assets"].items()]
     lines.append(
         f"load log {log.path}: "
         + ("chain intact" if state.intact else f"CHAIN BROKEN ({state.problem})")

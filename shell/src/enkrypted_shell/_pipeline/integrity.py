@@ -49,6 +49,16 @@ class IntegrityReport(NamedTuple):
     sources: Mapping[str, bytes] = MappingProxyType({})
     roots: tuple[str, ...] = ()
     top_level: tuple[str, ...] = ()
+    assets: Mapping[str, bytes] = MappingProxyType({})
+    """The verified bytes of every file under the asset folder the caller named (its manifest's
+    ``plugin.assets``), by path relative to that folder: what the plugin may serve."""
+
+    def asset_digests(self) -> dict[str, str]:
+        """``{path: "sha256:<hex>"}`` of :attr:`assets`, for the load log and the reports."""
+        return {
+            name: "sha256:" + hashlib.sha256(data).hexdigest()
+            for name, data in sorted(self.assets.items())
+        }
 
 
 def _in_digest(path: str) -> bool:
@@ -140,8 +150,12 @@ def verify_distribution(
     name: str | None = None,
     version: str | None = None,
     record: str | None = None,
+    assets: str | None = None,
 ) -> IntegrityReport:
     """Check every recorded file and look for unrecorded ones; raise :class:`IntegrityError`.
+
+    ``assets`` (``"<package>/<folder>/"``) keeps the verified bytes of the files below that folder
+    in the report, at most ``LIMITS.asset_bytes`` in all.
 
     ``name`` and ``version`` (for messages and the report) are read from METADATA unless given by a
     caller that has already parsed it; ``record`` is the RECORD text that caller read (so one
@@ -177,6 +191,7 @@ def verify_distribution(
     hashed: dict[str, str] = {}  # real location -> RECORD hash, of files inside and outside roots
     entries: list[tuple[str, str]] = []
     sources: dict[str, bytes] = {}
+    kept: dict[str, bytes] = {}
     for path, hash_field in rows:
         _check_row_path(where, name, path, hash_field)
         if not hash_field:  # RECORD itself or bytecode (checked above): nothing to hash
@@ -197,6 +212,13 @@ def verify_distribution(
             entries.append((path, value))
             if path.endswith(".py") and _in_digest(path):  # importable only if signed
                 sources[location] = data
+            if assets and path.startswith(assets) and "__pycache__" not in path.split("/"):
+                kept[path[len(assets) :]] = data
+                if sum(map(len, kept.values())) > LIMITS.asset_bytes:
+                    raise IntegrityError(
+                        f"{where}: the files of {assets} exceed {LIMITS.asset_bytes} bytes",
+                        plugin=name,
+                    )
     for top, root in roots.items():
         _check_folder(where, name, top, root, hashed)
     return IntegrityReport(
@@ -207,6 +229,7 @@ def verify_distribution(
         MappingProxyType(sources),
         tuple(root for top, root in roots.items() if not top.endswith(".dist-info")),
         _top_level(rows),
+        MappingProxyType(kept),
     )
 
 

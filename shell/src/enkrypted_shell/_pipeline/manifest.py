@@ -8,6 +8,8 @@ Example::
     contract = "1.0"          # slot contract version implemented (MAJOR.MINOR)
     shell = ">=0.1,<1"        # enkrypted-shell versions it runs under (PEP 440 specifiers)
     commands = []             # CLI commands it contributes through enkrypted_cli_commands
+    assets = "static"         # optional: a folder of the package whose verified bytes the
+                              # plugin serves (AppContext.assets; a ui plugin's web assets)
 
     [requires]                # contract ranges it needs from other slots
     p2p = ">=1.0,<2"
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 MANIFEST_FILENAME = "enkrypted-plugin.toml"
 _CONTRACT_RE = re.compile(r"^(0|[1-9]\d{0,3})\.(0|[1-9]\d{0,3})$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_ASSETS_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 class ContractVersion(NamedTuple):
@@ -78,6 +81,9 @@ class PluginManifest(NamedTuple):
     requires: Mapping[str, str]
     capabilities: Mapping[str, frozenset[str]]
     commands: tuple[str, ...]
+    assets: str = ""
+    """A folder directly inside the plugin's package whose files the shell hands the plugin as
+    verified bytes (:attr:`AppContext.assets`); empty: none."""
 
 
 def parse_manifest(data: bytes, *, source: str, ranges: bool = True) -> PluginManifest:
@@ -121,6 +127,7 @@ def parse_manifest(data: bytes, *, source: str, ranges: bool = True) -> PluginMa
         requires=requires,
         capabilities=_capabilities(_table(doc, "capabilities", source), source),
         commands=tuple(_string_list(plugin.get("commands", []), "plugin.commands", source)),
+        assets=_assets(plugin, source),
     )
     if ranges:
         check_ranges(manifest, source=source)
@@ -171,6 +178,18 @@ def _string_list(value: object, key: str, source: str) -> list[str]:
 def _range(value: object, key: str, source: str) -> str:
     if not isinstance(value, str):
         raise ManifestError(f"{source}: {key} must be a version specifier string")
+    return value
+
+
+def _assets(plugin: Mapping[str, object], source: str) -> str:
+    value = plugin.get("assets", "")
+    if value == "":
+        return ""
+    if not isinstance(value, str) or not _ASSETS_RE.match(value):
+        raise ManifestError(
+            f"{source}: plugin.assets must name one folder of the package ([a-z0-9_-], "
+            f"e.g. \"static\"), not {value!r}"
+        )
     return value
 
 

@@ -343,8 +343,13 @@ def _verify(
         deps = _verify_plugin_deps(cand, others, options.store)
         _verify_dep_signatures(deps, others, options, policy, SigstoreVerdicts(options.home))
         return PlannedPlugin(slot, cand, reason, None, deps)
+    package = cand.entry_point.module.split(".")[0]
     report = verify_distribution(
-        cand.distribution, name=cand.dist_name, version=cand.version, record=cand.record
+        cand.distribution,
+        name=cand.dist_name,
+        version=cand.version,
+        record=cand.record,
+        assets=f"{package}/{cand.manifest.assets}/" if cand.manifest.assets else None,
     )
     deps = _verify_plugin_deps(cand, others, options.store)
     stored = options.store.get(cand.dist_name)
@@ -542,7 +547,14 @@ def _accept_record(
         skew=skew,
         locked=locked,
         dev=dev,
+        **_assets_record(planned),
     )
+
+
+def _assets_record(planned: PlannedPlugin) -> dict[str, object]:
+    """The digests of the asset bytes handed to the plugin (what a ui plugin serves), if any."""
+    report = planned.integrity
+    return {"assets": report.asset_digests()} if report is not None and report.assets else {}
 
 
 def check_import_sources(plan: Plan) -> None:

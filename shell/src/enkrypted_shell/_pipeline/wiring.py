@@ -103,6 +103,7 @@ def load(plan: Plan, options: StartOptions, *, profile: PluginProfile | None = N
         contexts[slot] = AppContext(
             options.home, dict(options.settings.get(slot, {})), options.dev, monotonic_clock,
             store=profile.store(slot) if profile is not None else None, identity=identity,
+            assets=_assets(plan.plugins[slot]),
         )
         services[slot] = _service(manager, plan.plugins[slot], contexts[slot], services)
         if slot == "crypto":
@@ -113,6 +114,11 @@ def load(plan: Plan, options: StartOptions, *, profile: PluginProfile | None = N
                 identity = profile.identity(crypto)
     options.log.append("loaded", plugins={s: p.candidate.name for s, p in plan.plugins.items()})
     return Services(manager, contexts["ui"], services, contexts)
+
+
+def _assets(planned: PlannedPlugin) -> Mapping[str, bytes]:
+    """The verified bytes of the plugin's declared asset folder (none for a dev-mode plugin)."""
+    return planned.integrity.assets if planned.integrity is not None else {}
 
 
 def _service(

@@ -17,6 +17,7 @@ from __future__ import annotations
 __all__ = [
     "CONTRACT_VERSIONS",
     "PEER_STATES",
+    "GROUP_STATES",
     "PUBLISHED",
     "SLOTS",
     "SLOT_HOOKS",
@@ -44,6 +45,17 @@ __all__ = [
     "FileFailed",
     "FileOffered",
     "FileProgress",
+    "GroupChatEvent",
+    "GroupChatForked",
+    "GroupChatLeft",
+    "GroupChatMembership",
+    "GroupChatMessage",
+    "GroupChatProblem",
+    "GroupChatReceipt",
+    "GroupChatRenamed",
+    "GroupChatService",
+    "GroupInfo",
+    "GroupMember",
     "GroupCommit",
     "GroupCommitApplied",
     "GroupCryptoService",
@@ -81,6 +93,7 @@ __all__ = [
     "TransportService",
     "TransportServiceV2",
     "TransportServiceV21",
+    "TransportServiceV22",
     "UIService",
     "WireLimits",
     "contract_members",
@@ -133,6 +146,7 @@ from .crypto import (
     StateError,
 )
 from .p2p import (
+    GROUP_STATES,
     PEER_STATES,
     ChatEvent,
     ChatMessage,
@@ -147,6 +161,17 @@ from .p2p import (
     FileFailed,
     FileOffered,
     FileProgress,
+    GroupChatEvent,
+    GroupChatForked,
+    GroupChatLeft,
+    GroupChatMembership,
+    GroupChatMessage,
+    GroupChatProblem,
+    GroupChatReceipt,
+    GroupChatRenamed,
+    GroupChatService,
+    GroupInfo,
+    GroupMember,
     Link,
     LinkBroken,
     LinkClosed,
@@ -160,6 +185,7 @@ from .p2p import (
     TransportService,
     TransportServiceV2,
     TransportServiceV21,
+    TransportServiceV22,
 )
 from .store import STORE_CONTRACT, ProfileStore
 from .ui import UIService
@@ -171,7 +197,12 @@ PUBLISHED: Final[Mapping[str, Mapping[str, type]]] = MappingProxyType(
     {
         "crypto": MappingProxyType({"2.0": CryptoService, "2.1": CryptoServiceV21}),
         "p2p": MappingProxyType(
-            {"1.0": TransportService, "2.0": TransportServiceV2, "2.1": TransportServiceV21}
+            {
+                "1.0": TransportService,
+                "2.0": TransportServiceV2,
+                "2.1": TransportServiceV21,
+                "2.2": TransportServiceV22,
+            }
         ),
         "ui": MappingProxyType({"1.0": UIService}),
     }

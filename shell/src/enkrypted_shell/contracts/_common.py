@@ -101,7 +101,10 @@ class AppContext:
     never log, print or send it.  It is ``None`` when no profile is unlocked, and always in the
     crypto slot's own context (that service makes identities and takes them as arguments).  Read
     both with ``getattr(context, "store", None)`` / ``getattr(context, "identity", None)``: older
-    shells have no such fields.
+    shells have no such fields.  ``assets`` holds, for a plugin whose manifest names an asset
+    folder (``plugin.assets``), the bytes of each file in it as the shell hashed them against the
+    verified RECORD, by path relative to that folder (empty otherwise, and for a plugin admitted
+    unverified by ``--dev``): serve these, never the files on disk.  Read it with ``getattr`` too.
     """
 
     home: Path
@@ -111,3 +114,4 @@ class AppContext:
     limits: WireLimits = WIRE_LIMITS
     store: ProfileStore | None = None
     identity: bytes | None = field(default=None, repr=False)
+    assets: Mapping[str, bytes] = field(default_factory=dict, repr=False)

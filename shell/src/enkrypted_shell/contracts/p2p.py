@@ -1,4 +1,5 @@
-"""Slot ``p2p``: links between peers (1.0), endpoints + the chat service (2.0), files (2.1).
+"""Slot ``p2p``: links between peers (1.0), endpoints + the chat service (2.0), files (2.1),
+groups (2.2).
 
 1.0 is the in-process shape (``loopback_pair``).  2.0 (a MAJOR) is the transport as an
 :class:`Endpoint` — ``open_endpoint`` / ``connect`` / ``incoming`` / ``aclose`` — plus the
@@ -7,6 +8,9 @@ Both stay published: a 1.0 plugin still loads, and a ui detects which one it was
 2.1 (a MINOR: it only adds) is 2.0 plus an optional feature of the chat service,
 :class:`FileChatService` (send, accept, store and export files; detected with
 ``supports(chat, FileChatService)``) and its events.
+2.2 (a MINOR) adds the optional :class:`GroupChatService` (MLS groups carried over the 1:1
+sessions: create, invite, remove, leave, rename, send; detected with
+``supports(chat, GroupChatService)``), :class:`GroupInfo` and the group events.
 """
 
 from __future__ import annotations
@@ -26,6 +30,18 @@ __all__ = [
     "FileFailed",
     "FileOffered",
     "FileProgress",
+    "GROUP_STATES",
+    "GroupChatEvent",
+    "GroupChatForked",
+    "GroupChatLeft",
+    "GroupChatMembership",
+    "GroupChatMessage",
+    "GroupChatProblem",
+    "GroupChatReceipt",
+    "GroupChatRenamed",
+    "GroupChatService",
+    "GroupInfo",
+    "GroupMember",
     "Link",
     "LinkBroken",
     "LinkClosed",
@@ -39,6 +55,7 @@ __all__ = [
     "TransportService",
     "TransportServiceV2",
     "TransportServiceV21",
+    "TransportServiceV22",
 ]
 
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -289,10 +306,123 @@ class StoredFile:
 
 FileChatEvent = FileOffered | FileProgress | FileCompleted | FileFailed
 
+
+# ------------------------------------------------------------------------------- 2.2: groups
+GROUP_STATES: Final = ("active", "rejoining", "left")
+"""``active`` (a member), ``rejoining`` (off the group's branch or behind its history: a new
+Welcome is on its way), ``left`` (we left or were removed; the group stays listed, read-only)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    """One member: its peer id (routing) and identity ``fingerprint`` (authenticated by MLS)."""
+
+    peer_id: str
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """A group as we see it now.  ``group_id`` is hex; ``members`` in leaf order (the first
+    makes the commits: the sequencer); ``state`` one of :data:`GROUP_STATES`."""
+
+    group_id: str
+    name: str
+    epoch: int
+    members: tuple[GroupMember, ...]
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupChatMessage:
+    """A member's text in ``group_id``, delivered once (deduplicated by ``message_id``);
+    ``fingerprint`` is the sender's identity as MLS authenticated it, ``peer_id`` its peer."""
+
+    group_id: str
+    message_id: str
+    peer_id: str
+    fingerprint: str
+    text: str
+    epoch: int
+    received_at: float
+    """Wall-clock seconds (``time.time()``) when it was delivered here."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupChatReceipt:
+    """Member ``fingerprint`` (at ``peer_id``) received our group message ``message_id``."""
+
+    group_id: str
+    message_id: str
+    peer_id: str
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupChatMembership:
+    """We joined ``group_id`` or a commit changed it: the whole membership at ``epoch`` (a ui
+    redraws from this alone), who came and went (fingerprints) and who committed."""
+
+    group_id: str
+    name: str
+    epoch: int
+    members: tuple[GroupMember, ...]
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    committer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupChatRenamed:
+    """``by`` (a member's fingerprint) renamed ``group_id`` to ``name``."""
+
+    group_id: str
+    name: str
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupChatForked:
+    """Members disagree on ``group_id`` at ``epoch`` (a fork, shown, never silent): ``peer_id``
+    reported the other branch; ``rejoining`` when we are on the losing one and re-join."""
+
+    group_id: str
+    epoch: int
+    peer_id: str
+    reason: str
+    rejoining: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GroupChatLeft:
+    """We are no longer a member of ``group_id`` at ``epoch``: we left, or ``by`` (a member's
+    fingerprint; ours for our own leave) removed us.  Later messages are unreadable to us."""
+
+    group_id: str
+    epoch: int
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupChatProblem:
+    """Something about ``group_id`` the user should see (``kind`` local / remote / network, like
+    :class:`ChatProblem`): an operation given up, a re-join started, a damaged saved group."""
+
+    group_id: str
+    kind: str
+    message: str
+
+
+GroupChatEvent = (GroupChatMessage | GroupChatReceipt | GroupChatMembership | GroupChatRenamed
+                  | GroupChatForked | GroupChatLeft | GroupChatProblem)
+
 ChatEvent = (PeerStateChanged | SessionEstablished | ChatMessage | ChatReceipt | ChatTyping
-             | ChatProblem | FileOffered | FileProgress | FileCompleted | FileFailed)
+             | ChatProblem | FileOffered | FileProgress | FileCompleted | FileFailed
+             | GroupChatMessage | GroupChatReceipt | GroupChatMembership | GroupChatRenamed
+             | GroupChatForked | GroupChatLeft | GroupChatProblem)
 """Every event of :meth:`ChatService.events`; the file events (2.1) come only from a
-:class:`FileChatService` (a 2.0 ui ignores event types it does not know)."""
+:class:`FileChatService`, the group events (2.2) only from a :class:`GroupChatService` (a 2.0 ui
+ignores event types it does not know)."""
 
 
 @runtime_checkable
@@ -391,6 +521,53 @@ class FileChatService(ChatService, Protocol):
 
 
 @runtime_checkable
+class GroupChatService(FileChatService, Protocol):
+    """2.2, optional (``supports(chat, GroupChatService)``): MLS groups with the peers we reach.
+
+    Group PDUs travel over the 1:1 sessions (sealed by each session like a chat message), the MLS
+    ciphertext inside is end to end between members; a member we have no session with is dialled,
+    and a message reaches a member we cannot reach through another member (ciphertext only).
+    One member commits per epoch (the sequencer); the others' changes go to it and show up as a
+    :class:`GroupChatMembership` once committed.  Groups are kept in the profile store and resume
+    after a restart.  Ids are hex strings; peers are named by peer id.  Raises
+    :class:`LocalMisuse` for an unknown group, a non-member, a group we left, a bad name or text.
+    Events: :class:`GroupChatMessage`, :class:`GroupChatReceipt`, :class:`GroupChatMembership`,
+    :class:`GroupChatRenamed`, :class:`GroupChatForked`, :class:`GroupChatLeft`,
+    :class:`GroupChatProblem`.
+    """
+
+    async def create_group(self, name: str) -> str:
+        """A new group with us as its only member; its id (hex)."""
+        ...
+
+    async def invite(self, group_id: str, peer_id: str) -> None:
+        """Ask ``peer_id`` for a key package (dialling it if needed); the Add commit and its
+        Welcome follow, shown as a :class:`GroupChatMembership` listing it."""
+        ...
+
+    async def remove(self, group_id: str, peer_id: str) -> None:
+        """Remove the member at ``peer_id``; it cannot read anything sent after the commit."""
+        ...
+
+    async def leave(self, group_id: str) -> None:
+        """Leave the group (another member commits our removal): a :class:`GroupChatLeft`."""
+        ...
+
+    async def rename(self, group_id: str, name: str) -> None:
+        """Rename the group for every member (last writer wins)."""
+        ...
+
+    def groups(self) -> Sequence[GroupInfo]:
+        """Every group we are or were in, as we see it now."""
+        ...
+
+    async def send_group_text(self, group_id: str, text: str) -> str:
+        """Seal ``text`` once for the current members and send it to each; its message id
+        (one :class:`GroupChatReceipt` per member follows)."""
+        ...
+
+
+@runtime_checkable
 class TransportServiceV2(Protocol):
     """What a p2p 2.0 plugin provides."""
 
@@ -431,3 +608,9 @@ class TransportServiceV2(Protocol):
 class TransportServiceV21(TransportServiceV2, Protocol):
     """What a p2p 2.1 plugin provides: 2.0's members unchanged; its chat services may implement
     the optional :class:`FileChatService` (detect it with ``supports``)."""
+
+
+@runtime_checkable
+class TransportServiceV22(TransportServiceV21, Protocol):
+    """What a p2p 2.2 plugin provides: 2.1's members unchanged; its chat services may implement
+    the optional :class:`GroupChatService` (detect it with ``supports``)."""

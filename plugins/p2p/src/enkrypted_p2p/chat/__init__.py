@@ -1,9 +1,9 @@
-"""Chat over the p2p contract 2.1: :class:`EndpointChat` (the contract's ``ChatService`` and its
-optional ``FileChatService`` over any ``Endpoint``) and the commands ``listen``, ``send``,
-``chat-line``, ``sendfile`` and ``files`` built on it.
+"""Chat over the p2p contract 2.2: :class:`EndpointChat` (the contract's ``ChatService`` and its
+optional ``FileChatService`` and ``GroupChatService`` over any ``Endpoint``) and the commands
+``listen``, ``send``, ``chat-line``, ``sendfile``, ``files`` and ``group`` built on it.
 
-The commands live in :mod:`._commands` / :mod:`._file_commands` and are imported only when asked
-(they import aiortc)."""
+The commands live in :mod:`._commands` / :mod:`._file_commands` / :mod:`._group_commands` and are
+imported only when asked (they import aiortc)."""
 
 from __future__ import annotations
 

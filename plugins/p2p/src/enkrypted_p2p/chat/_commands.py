@@ -6,7 +6,12 @@ All print JSON lines on stdout (one object per line, ``event`` first; what scrip
 number, resumed), ``message`` (peer, messageId, text), ``sent`` / ``receipt`` (messageId),
 ``reconnecting`` / ``closed`` (peer, reason), ``problem`` (peer, kind, message), ``error``;
 with files (``listen --accept-files DIR``, ``sendfile``): ``file-offered``, ``file-received``
-(the exported path, sha256, protection), ``file-sent``, ``file-failed``, ``progress``.
+(the exported path, sha256, protection), ``file-sent``, ``file-failed``, ``progress``;
+with groups (``group ...``, :mod:`._group_commands`): ``group-message`` (group, messageId, peer,
+fingerprint, text, epoch), ``group-receipt``, ``group-membership`` (group, name, epoch, members,
+added, removed, committer), ``group-renamed``, ``group-forked``, ``group-left``,
+``group-problem``.  With an unlocked profile ``listen`` also serves the profile's ``group``
+commands (:mod:`._control`).
 ``--json`` is the default; ``--plain`` prints lines for people instead.  ``sendfile`` and
 ``files list|export`` are in :mod:`._file_commands`.
 
@@ -31,11 +36,12 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, cast
 
 import click
 
@@ -48,7 +54,15 @@ from enkrypted_shell.contracts import (
     FileCompleted,
     FileFailed,
     FileOffered,
+    GroupChatForked,
+    GroupChatLeft,
+    GroupChatMembership,
+    GroupChatMessage,
+    GroupChatProblem,
+    GroupChatReceipt,
+    GroupChatRenamed,
     PeerStateChanged,
+    ProfileStore,
     SessionEstablished,
 )
 
@@ -56,6 +70,7 @@ from .._wiring import Wiring
 from ..errors import P2PError
 from ..webrtc import WebRTCEndpoint, WebRTCSettings, client_config
 from ..webrtc._config import LOOPBACK
+from ._control import ControlServer
 from ._files import NO_STORE
 from ._service import EndpointChat
 
@@ -63,14 +78,25 @@ BROKER_ENV = "ENKRYPTED_BROKER"
 _PLAIN: list[bool] = [False]
 
 
+_UNSAFE: Final = re.compile(
+    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+"""What a peer's text must not bring raw to the terminal: controls (escape sequences), bidi
+overrides, and lone surrogates (a strict UTF-8 stdout cannot write them: the command would die)."""
+
+
+def _escaped(text: str) -> str:
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def _emit(event: str, **fields: Any) -> None:
     if _PLAIN[0]:
         line = fields.get("text") if event == "message" else None
         text = f"{fields.get('peer', '')}> {line}" if line is not None else \
             f"[{event}] " + " ".join(f"{k}={v}" for k, v in fields.items())
-        sys.stdout.write(text + "\n")
-    else:
-        sys.stdout.write(json.dumps({"event": event, **fields}, ensure_ascii=False) + "\n")
+        sys.stdout.write(_escaped(text) + "\n")
+    else:  # only inside JSON strings: the escapes keep the same JSON value
+        sys.stdout.write(_escaped(json.dumps({"event": event, **fields}, ensure_ascii=False))
+                         + "\n")
     sys.stdout.flush()
 
 
@@ -113,6 +139,31 @@ def _print_event(event: ChatEvent) -> None:
     elif isinstance(event, FileFailed):
         _emit("file-failed", peer=event.peer_id, transferId=event.transfer_id,
               outgoing=event.outgoing, reason=event.reason)
+    else:
+        _print_group_event(event)
+
+
+def _print_group_event(event: ChatEvent) -> None:
+    if isinstance(event, GroupChatMessage):
+        _emit("group-message", group=event.group_id, messageId=event.message_id,
+              peer=event.peer_id, fingerprint=event.fingerprint, text=event.text,
+              epoch=event.epoch)
+    elif isinstance(event, GroupChatReceipt):
+        _emit("group-receipt", group=event.group_id, messageId=event.message_id,
+              peer=event.peer_id, fingerprint=event.fingerprint)
+    elif isinstance(event, GroupChatMembership):
+        _emit("group-membership", group=event.group_id, name=event.name, epoch=event.epoch,
+              members=[{"peer": m.peer_id, "fingerprint": m.fingerprint} for m in event.members],
+              added=list(event.added), removed=list(event.removed), committer=event.committer)
+    elif isinstance(event, GroupChatRenamed):
+        _emit("group-renamed", group=event.group_id, name=event.name, by=event.by)
+    elif isinstance(event, GroupChatForked):
+        _emit("group-forked", group=event.group_id, epoch=event.epoch, peer=event.peer_id,
+              reason=event.reason, rejoining=event.rejoining)
+    elif isinstance(event, GroupChatLeft):
+        _emit("group-left", group=event.group_id, epoch=event.epoch, by=event.by)
+    elif isinstance(event, GroupChatProblem):
+        _emit("group-problem", group=event.group_id, kind=event.kind, message=event.message)
 
 
 def protection(fast: bool) -> str:
@@ -150,6 +201,10 @@ async def listen(wiring: Wiring, settings: WebRTCSettings, peer_id: str | None,
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, done.set)
+    store = getattr(wiring.context, "store", None)
+    control = ControlServer(chat, cast(ProfileStore, store)) if store is not None else None
+    if control is not None:
+        await control.start()  # the profile's `group` commands reach this process
     _emit("listening", peer_id=chat.local_id)
 
     async def printer() -> None:
@@ -172,6 +227,8 @@ async def listen(wiring: Wiring, settings: WebRTCSettings, peer_id: str | None,
         await asyncio.sleep(0.2)  # let the last receipt leave before the channel closes
     finally:
         task.cancel()
+        if control is not None:
+            await control.aclose()
         await chat.aclose()
 
 
@@ -322,6 +379,8 @@ def chat_commands(get_wiring: Callable[[], Wiring | None]) -> list[click.Command
         sys.exit(_run(lambda: chat_line(wiring, settings, peer, receipt_timeout, peer_id)))
 
     from ._file_commands import file_commands
+    from ._group_commands import group_commands
 
     return [listen_command, send_command, chat_line_command,
-            *file_commands(wiring_or_fail, broker_option, loopback_option)]
+            *file_commands(wiring_or_fail, broker_option, loopback_option),
+            *group_commands(wiring_or_fail)]

@@ -17,10 +17,18 @@ messages), so a new link resumes it (P7.4).  The rules (docs/protocol.md "Chat s
 * **Persistence**: with ``AppContext.store`` (store contract 1.0) every change of a peer's session
   is written to table ``sessions`` under the peer id *before* any PDU leaves or any event is
   emitted, and loaded at :meth:`open`; ``saved=`` (peer id -> :meth:`export_state`) too.
+* **Taken messages**: a :class:`ChatMessage` counts as taken by the application once it asks
+  :meth:`events` for the next event (or stops iterating).  Until then the message is kept with
+  the session, so one the process died holding (already acknowledged to the peer) is handed up
+  again, with the same ``message_id``, after :meth:`open`.
 
 * **Files** (contract 2.1, :class:`FileChatService`): each peer's session core owns its file
   transfers (:mod:`enkrypted_p2p.files`), built and restored through :class:`~._files.FileDesk`
   (received files encrypted at rest in the profile, progress events, the auto-accept policy).
+* **Groups** (contract 2.2, :class:`GroupChatService`, when the crypto service has the 2.1 group
+  API): one :class:`~enkrypted_p2p.groups.GroupNode` driven by :class:`~._groups.GroupDesk`; its
+  frames ride the sessions (``0x07`` / ``0x08``), members are dialled as the node needs them, and
+  the node is told which sessions are ready (its links).
 
 Peer input never raises here: it becomes a :class:`ChatProblem` or is dropped and counted.
 """
@@ -38,7 +46,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from enkrypted_shell.contracts import (
     AppContext,
@@ -47,8 +55,11 @@ from enkrypted_shell.contracts import (
     ChatProblem,
     ChatReceipt,
     ChatTyping,
+    ContractError,
     CryptoService,
     Endpoint,
+    GroupCryptoService,
+    GroupInfo,
     LinkBroken,
     LinkClosed,
     LinkClosedLocally,
@@ -62,11 +73,13 @@ from enkrypted_shell.contracts import (
     supports,
 )
 
-from ..errors import P2PUsageError
+from ..errors import P2PError, P2PUsageError
 from ..files import FileTransfers, FileUsageError
+from ..groups import GroupConfig
 from ..session import (
     ChatSession,
     FileOutput,
+    GroupFrameReceived,
     HandshakeError,
     IdentityChanged,
     MessageReceived,
@@ -74,12 +87,15 @@ from ..session import (
     SavedStateError,
     SessionCore,
     SessionFailed,
+    SessionNotReady,
     SessionReady,
+    SessionState,
     TypingReceived,
     export_core,
     restore_core,
 )
 from ._files import PROGRESS_INTERVAL_S, FileDesk
+from ._groups import DRIVER_CONFIG, GroupDesk
 
 _log = logging.getLogger("enkrypted.p2p.chat")
 
@@ -168,16 +184,19 @@ class EndpointChat:
         self.refused_links = 0
         self._incoming_setups = 0
         self._desk = FileDesk(context, self._store, self._emit, accept_files=accept_files)
+        self._groups: GroupDesk | None = None
 
     @classmethod
     async def open(cls, endpoint: Endpoint, crypto: CryptoService, identity: bytes, *,
                    context: AppContext, saved: Mapping[str, bytes] | None = None,
                    reconnect: ReconnectPolicy | None = None,
                    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                   accept_files: bool = False) -> EndpointChat:
+                   accept_files: bool = False,
+                   group_config: GroupConfig | None = None) -> EndpointChat:
         """The chat service on ``endpoint``; kept sessions from the store and ``saved``.
         ``accept_files`` (or the ``[plugins.p2p] accept_files = true`` setting): accept every
-        offered file (scripts); else a :class:`FileOffered` event asks (the default)."""
+        offered file (scripts); else a :class:`FileOffered` event asks (the default).
+        ``group_config``: the group cores' bounds and timers (tests shorten them)."""
         accept_files = accept_files or context.settings.get("accept_files") is True
         chat = cls(endpoint, crypto, identity, context, reconnect or ReconnectPolicy(), sleep,
                    accept_files=accept_files)
@@ -194,9 +213,21 @@ class EndpointChat:
                 chat._peer(peer_id).core = restore_core(data, crypto, context.limits)
             except SavedStateError as exc:
                 chat._events.put_nowait(ChatProblem(peer_id, "local", str(exc)))
+        chat._spawn(chat._hand_up_again())
         chat._spawn(chat._accept_loop())
         chat._spawn(chat._progress_loop())
+        if supports(crypto, GroupCryptoService):
+            chat._open_groups(cast(GroupCryptoService, crypto), group_config or DRIVER_CONFIG)
         return chat
+
+    def _open_groups(self, service: GroupCryptoService, config: GroupConfig) -> None:
+        self._groups = GroupDesk(service, self._identity, self.local_id, store=self._store,
+                                 emit=self._emit, send=self._send_group_frame,
+                                 dial=self._dial_for_groups, clock=self._context.clock,
+                                 config=config)
+        for problem in self._groups.restore():
+            self._events.put_nowait(problem)
+        self._spawn(self._groups.run())
 
     # ------------------------------------------------------------------ ChatService
     @property
@@ -226,9 +257,12 @@ class EndpointChat:
         if peer is None or peer.core is None or (peer.state == "disconnected"
                                                  and peer.core.session is None):
             raise P2PUsageError(f"no session with {peer_id!r}: connect first")
-        if peer.state == "ready" and peer.session is not None:
+        session = peer.session
+        # The session's own state, not ours: between its Ready (which resent the queue) and our
+        # "ready" a queued message would wait for the next resume (found by the soak).
+        if session is not None and session.state is SessionState.READY:
             try:
-                return await peer.session.send_text(text)
+                return await session.send_text(text)
             except LinkClosed:  # kept as unacknowledged: the resend after reconnecting sends it
                 return next(reversed(peer.core.unacknowledged))
         message_id = peer.core.queue_text(text)
@@ -248,7 +282,11 @@ class EndpointChat:
                 with contextlib.suppress(asyncio.QueueFull):
                     self._events.put_nowait(None)
                 return
-            yield event
+            try:
+                yield event
+            finally:  # the application asks for the next event (or stopped): it took this one
+                if isinstance(event, ChatMessage):
+                    self._taken(event)
 
     def peers(self) -> Mapping[str, str]:
         return MappingProxyType({p.peer_id: p.state for p in self._peers.values()})
@@ -333,6 +371,64 @@ class EndpointChat:
     def export_file(self, file_id: str, destination: Path) -> Path:
         return self._desk.export(file_id, destination)
 
+    # ------------------------------------------------------------------ GroupChatService (2.2)
+    def _group_desk(self) -> GroupDesk:
+        self._check_open()
+        if self._groups is None:
+            raise P2PUsageError("the crypto service has no group API (crypto contract 2.1)")
+        return self._groups
+
+    async def create_group(self, name: str) -> str:
+        return await self._group_desk().create(name)
+
+    async def invite(self, group_id: str, peer_id: str) -> None:
+        await self._group_desk().invite(group_id, peer_id)
+
+    async def remove(self, group_id: str, peer_id: str) -> None:
+        await self._group_desk().remove(group_id, peer_id)
+
+    async def leave(self, group_id: str) -> None:
+        await self._group_desk().leave(group_id)
+
+    async def rename(self, group_id: str, name: str) -> None:
+        await self._group_desk().rename(group_id, name)
+
+    def groups(self) -> list[GroupInfo]:
+        return [] if self._groups is None else self._groups.infos()
+
+    async def send_group_text(self, group_id: str, text: str) -> str:
+        return await self._group_desk().send_text(group_id, text)
+
+    async def _send_group_frame(self, peer_id: str, pdu: bytes) -> bool:
+        """One group frame over the ready session to ``peer_id``; ``False``: not sent."""
+        peer = self._peers.get(peer_id)
+        if peer is None or peer.state != "ready" or peer.session is None:
+            return False
+        try:
+            await peer.session.send_group(pdu)
+        except (LinkClosed, SessionNotReady):
+            return False
+        except P2PUsageError as exc:  # larger than the link's cap: it never fits, dropped
+            _log.warning("a group frame to %s was dropped: %s", peer_id[:64], exc)
+        return True
+
+    def _dial_for_groups(self, peer_id: str) -> None:
+        peer = self._peers.get(peer_id)
+        if self._closed or (peer is not None and (peer.busy or peer.state != "disconnected")):
+            return
+        self._spawn(self._group_dial(peer_id))
+
+    async def _group_dial(self, peer_id: str) -> None:
+        try:
+            await self.connect(peer_id, self._policy.connect_timeout_s)
+        except (ContractError, P2PError, TimeoutError) as exc:
+            _log.info("group member %s not reached: %s", peer_id[:64], exc)
+            peer = self._peers.get(peer_id)
+            if peer is not None and peer.core is None and peer.session is None \
+                    and not peer.busy and peer.state == "disconnected":
+                # a roster may name any peer id: one never reached keeps no entry (MAX_PEERS)
+                del self._peers[peer_id]
+
     async def _progress_loop(self) -> None:
         while not self._closed:
             await asyncio.sleep(PROGRESS_INTERVAL_S)
@@ -347,6 +443,17 @@ class EndpointChat:
                 peer.session.wake()
 
     # ------------------------------------------------------------------ peers and events
+    async def _hand_up_again(self) -> None:
+        """Messages a previous process handed up that its application never took."""
+        for peer in list(self._peers.values()):
+            for message_id, text in list(peer.core.inbox.items() if peer.core else ()):
+                await self._emit(ChatMessage(peer.peer_id, message_id, text, time.time()))
+
+    def _taken(self, message: ChatMessage) -> None:
+        peer = self._peers.get(message.peer_id)
+        if peer is not None and peer.core is not None and peer.core.taken(message.message_id):
+            self._persist(peer)
+
     def _check_open(self) -> None:
         if self._closed:
             raise LinkClosedLocally("the chat service is closed")
@@ -370,6 +477,9 @@ class EndpointChat:
             peer.settle(LinkBroken(f"no session with {peer.peer_id}: {reason or 'disconnected'}"))
         if peer.state != state:
             peer.state = state
+            if self._groups is not None:
+                self._groups.links_changed({p.peer_id for p in self._peers.values()
+                                            if p.state == "ready"})
             await self._emit(PeerStateChanged(peer.peer_id, state, reason))
 
     def _persist(self, peer: _Peer) -> None:
@@ -468,6 +578,9 @@ class EndpointChat:
                                              self._context.clock()):
                     self._persist(peer)
                     session.kick_files()
+            elif isinstance(event, GroupFrameReceived) and self._groups is not None:
+                fingerprint = peer.established.peer_fingerprint if peer.established else None
+                await self._groups.frame_received(peer.peer_id, event.pdu, fingerprint)
             elif isinstance(event, LinkClosed):
                 reason = str(event)
         await session.close()

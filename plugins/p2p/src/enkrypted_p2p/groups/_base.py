@@ -36,11 +36,13 @@ from ._wire import (
     unb64,
 )
 
-__all__ = ["MAX_TRIES", "GroupCoreBase", "addressed", "fork_check", "new_id"]
+__all__ = ["FORK_WINDOW", "MAX_TRIES", "GroupCoreBase", "addressed", "fork_check", "new_id"]
 
 _FORK_LABEL: Final = b"EnkryptedChat-group-fork-check-v1\x00"
 _KEEP_EPOCHS: Final = 64
 MAX_TRIES: Final = 30
+FORK_WINDOW: Final = 8
+"""Epochs whose fork checks a STATUS or RECEIPT carries: its own and the 7 before it."""
 
 
 def fork_check(group_id: bytes, epoch: int, authenticator: bytes) -> str:
@@ -99,12 +101,19 @@ class GroupCoreBase:
         self._next_heartbeat = 0.0
         self._relay_budget = self.config.relay_queue
         self._term = 0  # takeovers so far: the branch of the higher term is the group
-        self._rejoinable: set[str] = set()  # peers a takeover removed: they may re-join
+        self._rejoinable: dict[str, str] = {}  # peer -> fingerprint a takeover removed: it
+        # may re-join, with a key package of that identity only
         self._heard: dict[str, float] = {}
         self._taker = ""  # who took over in this term ("" in term 0)
         self._peer_terms: dict[str, tuple[int, str]] = {}
         self._started: float | None = None
         self._used_key_packages = SeenIds(self.config.seen_ids)
+        self._added_at: dict[str, int] = {}  # member -> the epoch its current leaf came in
+        self._gone: set[str] = set()  # members that told us they are out (never alive again)
+        self._resumed = 0.0  # when we last came back from not running (silence counts after)
+        self._forks_shown: dict[str, int] = {}  # peer -> the fork epoch last shown for it
+        self._out_answered: dict[str, float] = {}  # peer -> when we last told it we are out
+        self._former: dict[str, None] = {}  # peers removed from our roster, the latest last
         self._remember_epoch()
 
     # ------------------------------------------------------------------ views
@@ -131,6 +140,15 @@ class GroupCoreBase:
     @property
     def active(self) -> bool:
         return not self._left
+
+    @property
+    def rejoining(self) -> bool:
+        """We asked to be re-added (a fork we lost, or history gone) and wait for the Welcome."""
+        return self._rejoin_kp is not None and not self._left
+
+    def invited(self, peer_id: str) -> bool:
+        """We asked ``peer_id`` for a key package and wait for its answer."""
+        return peer_id in self._invites
 
     @property
     def roster(self) -> dict[str, str]:
@@ -167,16 +185,43 @@ class GroupCoreBase:
         for old in [e for e in self._commit_hashes if e < self.epoch - _KEEP_EPOCHS]:
             del self._commit_hashes[old]
 
-    def _status_to(self, peer: str) -> SendTo:
-        links = sorted(self._links)[: self.config.max_members]
-        status = {"e": self.epoch, "f": self._check(), "links": links}
-        body = encode_json({**status, "t": self._term, "tb": self._taker})
+    def _window(self) -> list[str]:
+        """The fork checks of the epochs before ours, newest first ("" where we have none)."""
+        back = range(1, min(FORK_WINDOW - 1, self.epoch) + 1)
+        return [self._fork_checks.get(self.epoch - i, "") for i in back]
+
+    def _status_to(self, peer: str, *, out: bool = False) -> SendTo:
+        links = [] if out else sorted(self._links)[: self.config.max_members]
+        status: dict[str, object] = {"e": self.epoch, "f": self._check(), "w": self._window()}
+        status |= {"links": links, "t": self._term, "tb": self._taker}
+        if out:
+            status["out"] = True
+        body = encode_json(status)
         return SendTo(peer, self._pdu(Kind.STATUS, body, target=peer).encode())
 
     # ------------------------------------------------------------------ roster and sequencer
+    def _quiet(self, fp: str, now: float) -> float:
+        """How long member ``fp`` has been silent to us: since its last frame, counted from when
+        we started or last came back (a member that was not running heard nothing); forever
+        once it told us it is out."""
+        peer = self._roster.get(fp, "")
+        if peer in self._gone:
+            return float("inf")
+        heard = self._heard.get(peer, now if self._started is None else self._started)
+        return now - max(heard, self._resumed)
+
+    def _drop_member(self, fp: str) -> None:
+        """``fp`` was removed: out of the roster, remembered as a former member (bounded)."""
+        peer = self._roster.pop(fp, None)
+        self._added_at.pop(fp, None)
+        if peer is not None and peer != self.peer_id:
+            self._former.pop(peer, None)
+            self._former[peer] = None
+            while len(self._former) > 2 * self.config.max_members:
+                del self._former[next(iter(self._former))]
+
     def _silent(self, fp: str, now: float) -> bool:
-        heard = self._heard.get(self._roster.get(fp, ""), self._started or now)
-        return now - heard >= self.config.failover_after_s
+        return self._quiet(fp, now) >= self.config.failover_after_s
 
     def _intent_target(self, now: float) -> str:
         """The sequencer; while it is silent, the first member after it that is not (the one
@@ -189,8 +234,9 @@ class GroupCoreBase:
     def _welcome_info(self) -> bytes:
         version, by = self._name_version
         info = {"roster": self.roster, "name": self.name, "v": version, "by": by, "t": self._term}
-        info["tb"] = self._taker
-        return encode_json({**info, "r": sorted(self._rejoinable)[: self.config.max_members]})
+        info["tb"], info["ad"] = self._taker, self._added_at
+        rejoinable = dict(sorted(self._rejoinable.items())[: self.config.max_members])
+        return encode_json({**info, "r": rejoinable})
 
     def load_welcome_info(self, info: dict[str, object]) -> None:
         """What the committer sent with a Welcome: the peer ids, the name, the term."""
@@ -205,9 +251,15 @@ class GroupCoreBase:
             taker = info.get("tb")
             self._taker = taker[:64] if isinstance(taker, str) else ""
         rejoinable = info.get("r")
-        if isinstance(rejoinable, list):
+        if isinstance(rejoinable, dict):  # {peer id: fingerprint}
             limit = self.config.max_members
-            self._rejoinable = {p for p in rejoinable[:limit] if isinstance(p, str)}
+            self._rejoinable = {p: fp for p, fp in list(rejoinable.items())[:limit]
+                                if isinstance(fp, str) and len(p) <= 64}
+        added = info.get("ad")
+        members = set(self.members)
+        if isinstance(added, dict):  # when each member's leaf came in (§9.5, removals by "at")
+            self._added_at = {k: v for k, v in added.items() if k in members and isinstance(v, int)}
+        self._added_at[self.own_fingerprint] = self.epoch
         self._remember_epoch()
 
     def remember_delivered(self, earlier: GroupCoreBase) -> None:
@@ -238,8 +290,9 @@ class GroupCoreBase:
             "flags": [self._left, self._retired],
             "term": [self._term, self._taker],
             "kps": [t.hex() for t in self._used_key_packages.export()],
-            "rejoinable": sorted(self._rejoinable),
+            "rejoinable": dict(sorted(self._rejoinable.items())),
             "rejoin": b64(self._rejoin_kp) if self._rejoin_kp is not None else "",
+            "added": self._added_at,
         }
         return encode_json(state)
 
@@ -280,7 +333,11 @@ class GroupCoreBase:
             self._used_key_packages.add(bytes.fromhex(token))
         term, taker = data["term"]
         self._term, self._taker = int(term), str(taker)
-        self._rejoinable = {str(p) for p in data["rejoinable"]}
+        saved = data["rejoinable"]  # a list (no fingerprints) is of an older version: nobody
+        self._rejoinable = {str(p): str(fp) for p, fp in saved.items()} if isinstance(
+            saved, dict) else {}
+        added = data.get("added", {})  # absent in states saved before the fork window
+        self._added_at = {str(fp): int(e) for fp, e in added.items() if fp in self.members}
 
     # ------------------------------------------------------------------ fan-out and relay
     def _pdu(

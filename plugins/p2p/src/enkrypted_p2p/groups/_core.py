@@ -24,7 +24,6 @@ from enkrypted_shell.contracts import (
 from ..errors import P2PUsageError, RemoteInputError
 from ._base import MAX_TRIES, new_id
 from ._events import (
-    ForkDetected,
     GroupLeft,
     GroupMessageDelivered,
     GroupOutput,
@@ -32,10 +31,9 @@ from ._events import (
     MembershipChanged,
     PduRejected,
     ReceiptFromMember,
-    RejoinStarted,
     SendTo,
 )
-from ._sequencer import SequencerCore
+from ._forks import ForkCore, peer_checks
 from ._wire import (
     HOP_LIMIT,
     MAX_BODY,
@@ -52,7 +50,7 @@ from ._wire import (
 __all__ = ["GroupCore"]
 
 
-class GroupCore(SequencerCore):
+class GroupCore(ForkCore):
     """One member's view of one group. Not thread-safe; one driver calls it."""
 
     # ------------------------------------------------------------------ local commands
@@ -134,6 +132,8 @@ class GroupCore(SequencerCore):
         out: list[GroupOutput] = []
         if self._left:
             return out
+        if now - self._next_heartbeat > self.config.heartbeat_s:
+            self._resumed = now  # our timers fired late: we were not running, heard nothing
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.config.heartbeat_s
             self._relay_budget = self.config.relay_queue
@@ -149,6 +149,8 @@ class GroupCore(SequencerCore):
                 continue
             self._intents[key] = (intent, now + self.config.retry_s, tries + 1)
             out += self._dispatch_intent(intent, now)
+        if self._left:  # a re-join given up: our session may be removed, nothing to reseal
+            return out
         return out + self._retransmit(now) + self._resend_due(now) + self._take_over(now)
 
     # ------------------------------------------------------------------ input
@@ -164,6 +166,7 @@ class GroupCore(SequencerCore):
             members = self._roster.values()
             for peer in {peer_id, pdu.origin} & set(members):  # bounded: members only
                 self._heard[peer] = now
+                self._gone.discard(peer)
             if pdu.target and pdu.target != self.peer_id:
                 return self._relay(pdu)
             welcome = self._resend.get("welcome:" + pdu.origin)
@@ -207,13 +210,6 @@ class GroupCore(SequencerCore):
             self._future.popleft()
         self._future.append((peer_id, pdu))
         return self._ask_history(peer_id, now)
-
-    def _ask_history(self, peer_id: str, now: float) -> list[GroupOutput]:
-        if self._rejoin_kp is not None or now < self._history_asked + self.config.retry_s:
-            return []
-        self._history_asked = now
-        pdu = self._pdu(Kind.HISTORY_REQUEST, b"", target=peer_id)
-        return [SendTo(peer_id, pdu.encode())] if peer_id in self._links else self._route(pdu)
 
     def _on_commit(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
         parts = unpack_list(pdu.body, 3)
@@ -291,13 +287,14 @@ class GroupCore(SequencerCore):
         if isinstance(term, int) and isinstance(taker, str) and term > self._term:
             self._term, self._taker = term, taker[:64]  # a takeover commit: the members it
             # removed may re-join
-            self._rejoinable |= {p for fp, p in self._roster.items() if fp in event.removed}
+            self._rejoinable.update({p: fp for fp, p in self._roster.items() if fp in event.removed})
         for fp in event.added:
+            self._added_at[fp] = event.epoch
             peer = mapping.get(fp)
             if isinstance(peer, str) and 0 < len(peer) <= 64:
                 self._roster[fp] = peer
         for fp in event.removed:
-            self._roster.pop(fp, None)
+            self._drop_member(fp)
         self._remember_epoch()
         change = MembershipChanged(
             self.group_id, event.epoch, event.members, event.added, event.removed, event.committer
@@ -337,7 +334,8 @@ class GroupCore(SequencerCore):
         kind = inner.get("t")
         if kind == "msg" and inner.get("id") == pdu.msg_id.hex():
             text = inner.get("text")
-            if isinstance(text, str) and len(text.encode()) <= self.config.max_text:
+            if isinstance(text, str) and len(text.encode("utf-8", "surrogatepass")) <= (
+                    self.config.max_text):  # a member's JSON may carry a lone surrogate
                 return [
                     GroupMessageDelivered(
                         self.group_id, pdu.msg_id, message.sender, sender_peer, text, pdu.epoch
@@ -355,16 +353,18 @@ class GroupCore(SequencerCore):
     def _receipt_for(self, origin: str, ids: list[bytes]) -> list[GroupOutput]:
         if origin == self.peer_id or origin not in self.roster.values():
             return []
-        body = encode_json({"ids": [i.hex() for i in ids], "e": self.epoch, "f": self._check()})
+        receipt = {"ids": [i.hex() for i in ids], "e": self.epoch, "f": self._check()}
+        body = encode_json({**receipt, "w": self._window()})
         return self._route(self._pdu(Kind.RECEIPT, body, target=origin))
 
     def _on_receipt(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
         origin = self._member_peer(pdu)
         body = decode_json(pdu.body)
-        ids, epoch, check = body.get("ids"), body.get("e"), body.get("f")
+        ids, epoch = body.get("ids"), body.get("e")
         if not isinstance(ids, list) or len(ids) > 64 or not isinstance(epoch, int):
             raise RemoteInputError("a receipt is {ids (at most 64), e, f}")
-        out = self._compare(origin, epoch, check, now, direct=pdu.hops == 0)
+        checks = peer_checks(epoch, body)
+        out = self._compare(origin, epoch, checks, now, direct=pdu.hops == 0)
         member = next(fp for fp, p in self.roster.items() if p == origin)
         for raw in ids:
             msg_id = bytes.fromhex(raw) if isinstance(raw, str) and len(raw) == 32 else b""
@@ -397,53 +397,6 @@ class GroupCore(SequencerCore):
         self._resend.pop("invite:" + peer_id, None)
         return self._intend({"op": "add", "peer": peer_id, "kp": b64(pdu.body)}, now)
 
-    def _on_status(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
-        if pdu.hops != 0:
-            raise RemoteInputError("a status is never relayed")
-        body = decode_json(pdu.body)
-        epoch, links = body.get("e"), body.get("links")
-        if not isinstance(epoch, int) or not isinstance(links, list):
-            raise RemoteInputError("a status is {e, f, links}")
-        if len(links) > self.config.max_members:
-            raise RemoteInputError("a status lists too many links")
-        self._reach[peer_id] = frozenset(p for p in links if isinstance(p, str))
-        term = body.get("t")
-        if isinstance(term, int):
-            taker = body.get("tb")
-            self._peer_terms[peer_id] = (term, taker[:64] if isinstance(taker, str) else "")
-        if self._left:
-            return []
-        if peer_id not in self.roster.values():
-            # a former member behind us (our status makes it fetch the commit that removed it),
-            # or one on another branch (our status shows it the fork)
-            differs = body.get("f") != self._fork_checks.get(epoch)
-            return [self._status_to(peer_id)] if epoch < self.epoch or differs else []
-        return self._compare(peer_id, epoch, body.get("f"), now, direct=True)
-
-    def _compare(
-        self, peer: str, epoch: int, check: object, now: float, direct: bool
-    ) -> list[GroupOutput]:
-        if epoch > self.epoch:
-            return self._ask_history(peer, now)
-        mine = self._fork_checks.get(epoch)
-        if mine is None or check == mine:
-            return []
-        if direct and self._beaten_by(peer):
-            return self._fork(peer, epoch, "the branch of a later takeover term differs", now)
-        if direct and peer == self._roster.get(self.sequencer) and not self._is_sequencer():
-            return self._fork(
-                peer, epoch, "our epoch authenticator differs from the sequencer's", now
-            )
-        return [ForkDetected(self.group_id, epoch, peer, "epoch authenticators differ")]
-
-    def _fork(self, peer: str, epoch: int, reason: str, now: float) -> list[GroupOutput]:
-        """Never silent: the event, then — we are off the sequencer's branch, which is the
-        group by definition — a re-join through it (a Welcome puts us on its epoch)."""
-        out: list[GroupOutput] = [ForkDetected(self.group_id, epoch, peer, reason)]
-        if self._rejoin_kp is None:
-            out += self._rejoin(peer, f"fork at epoch {epoch}", now)
-        return out
-
     def _on_history_request(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
         if pdu.hops != 0 and pdu.origin not in self._roster.values():
             raise RemoteInputError("a relayed history request from a non-member")
@@ -460,7 +413,7 @@ class GroupCore(SequencerCore):
             if self._rejoin_kp is not None or pdu.origin not in self.roster.values():
                 return []
             sequencer = self._roster.get(self.sequencer, "")
-            if sequencer not in ("", pdu.origin, self.peer_id):
+            if sequencer not in ("", pdu.origin, self.peer_id) and not self._beaten_by(pdu.origin):
                 # that member may have joined after our gap: the sequencer has seen every commit
                 self._history_asked = -1.0
                 return self._ask_history(sequencer, now)
@@ -489,22 +442,6 @@ class GroupCore(SequencerCore):
                 out.append(PduRejected(self.group_id, peer_id, str(exc)))
         return out
 
-    def _rejoin(self, peer: str, reason: str, now: float) -> list[GroupOutput]:
-        kp = self._service.new_key_package(self._identity)
-        self._rejoin_kp = kp.private
-        self._rejoin_via = peer
-        intent: dict[str, object] = {"op": "rejoin", "kp": b64(kp.public), "id": new_id().hex()}
-        self._intents[str(intent["id"])] = (intent, now + self.config.retry_s, 0)
-        pdu = self._pdu(Kind.INTENT, encode_json(intent), target=peer)
-        return [RejoinStarted(self.group_id, self.epoch, reason), *self._route(pdu)]
-
-    def _gave_up_rejoin(self) -> list[GroupOutput]:
-        """No Welcome came (the group's sequencer refused us or is unreachable): we are out of
-        the group, and shown it; another member can invite us again."""
-        self._rejoin_kp = None
-        self._left = True
-        return [GroupLeft(self.group_id, self.epoch, "")]
-
     def _on_welcome(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
         if self._rejoin_kp is None:
             raise RemoteInputError("a Welcome we did not ask for")
@@ -518,6 +455,8 @@ class GroupCore(SequencerCore):
         self._future.clear()
         self._fork_checks.clear()  # the old branch's epochs are not the group's
         self._commit_hashes.clear()
+        self._gone.clear()
+        self._forks_shown.clear()
         self.load_welcome_info(decode_json(info))
         out: list[GroupOutput] = [MembershipChanged(self.group_id, self.epoch, self.members)]
         return out + self._settle_intents(now)

@@ -12,6 +12,7 @@ import hashlib
 from collections import deque
 
 from enkrypted_shell.contracts import (
+    ContractError,
     GroupCommit,
     GroupInputRejected,
 )
@@ -53,7 +54,7 @@ class SequencerCore(GroupCoreBase):
         if self._retired:  # our own removal is the next member's to commit: remind it
             return self._handoff()
         if intent.get("op") == "rejoin":
-            target = self._rejoin_via
+            target = self._rejoin_target()
         elif self._is_sequencer():
             return self._execute(self.peer_id, intent, now)
         else:
@@ -70,11 +71,24 @@ class SequencerCore(GroupCoreBase):
         if op == "add":
             return intent.get("peer") in self.roster.values()
         if op == "remove":
-            fps = intent.get("fps")
-            return isinstance(fps, list) and not any(fp in self.members for fp in fps)
+            return not self._to_remove(intent)
         if op in ("update", "handoff"):
             return isinstance(intent.get("at"), int) and self.epoch > int(str(intent["at"]))
         return op == "rejoin" and self._rejoin_kp is None
+
+    def _to_remove(self, intent: dict[str, object]) -> list[str]:
+        """The members a remove intent still removes. One made at epoch ``at`` because a member
+        was out spares it if it came back in (a re-join, a new invitation) after ``at``."""
+        fps, at = intent.get("fps"), intent.get("at")
+        if not isinstance(fps, list):
+            return []
+        wanted = [fp for fp in fps if isinstance(fp, str) and fp in self.members]
+        if isinstance(at, int):
+            wanted = [fp for fp in wanted if self._added_at.get(fp, 0) <= at]
+        return wanted
+
+    def _rejoin_target(self) -> str:
+        return self._rejoin_via
 
     def _settle_intents(self, now: float) -> list[GroupOutput]:
         """After an epoch change: drop what is done, resend the rest, run the queue."""
@@ -159,13 +173,16 @@ class SequencerCore(GroupCoreBase):
             return []
         position = self.members.index(self.own_fingerprint)
         wait = self.config.failover_after_s * position
-        ahead = self.members[:position]
-        if position == 0 or any(
-            now - self._heard.get(self._roster.get(fp, ""), self._started) < wait for fp in ahead
-        ):
+        ahead, rest = self.members[:position], self.members[position + 1 :]
+        if position == 0 or not self._links or any(self._quiet(fp, now) < wait for fp in ahead):
+            return []
+        # and most of the members we keep are alive to us: a member cut off from the group
+        # (its links down, back from a pause) does not make a branch of its own
+        alive = 1 + sum(self._quiet(fp, now) < self.config.failover_after_s for fp in rest)
+        if 2 * alive <= 1 + len(rest):
             return []
         self._term, self._taker = self._term + 1, self.own_fingerprint
-        self._rejoinable |= {self._roster[fp] for fp in ahead if fp in self._roster}
+        self._rejoinable.update({self._roster[fp]: fp for fp in ahead if fp in self._roster})
         before = set(self.members)
         out = self._commit(before, self._session.remove(list(ahead)), {})
         return out + self._settle_intents(now)
@@ -174,12 +191,12 @@ class SequencerCore(GroupCoreBase):
         fps = intent.get("fps")
         if not isinstance(fps, list):
             raise RemoteInputError("remove intent without fingerprints")
-        if self.own_fingerprint in fps:
+        if self.own_fingerprint in fps and not isinstance(intent.get("at"), int):
             # a member cannot remove itself (RFC 9420 §12.1.3): the next member commits it,
             # at this epoch, and we commit nothing more
             self._retired = True
             return self._handoff()
-        wanted = [fp for fp in fps if fp in self.members]
+        wanted = [fp for fp in self._to_remove(intent) if fp != self.own_fingerprint]
         if not wanted:
             return []
         return self._commit(set(self.members), self._session.remove(wanted), {})
@@ -208,16 +225,37 @@ class SequencerCore(GroupCoreBase):
         if token in self._used_key_packages:  # a retransmitted rejoin: done once already
             return []
         old = [fp for fp, peer in self.roster.items() if peer == origin]
-        if not old and origin not in self._rejoinable:
+        expected = old[0] if old else self._rejoinable.get(origin)
+        if expected is None:
             return [
                 PduRejected(self.group_id, origin, "rejoin from a peer that never was a member")
             ]
-        self._rejoinable.discard(origin)
+        if self._identity_of(key_package, old) != expected:
+            # the intent's origin is not authenticated (a relay names it): only the identity
+            # that was the member may take its place, never another key (docs/protocol.md §9.4)
+            return [PduRejected(self.group_id, origin, "a rejoin key package of another identity")]
+        self._rejoinable.pop(origin, None)
         out: list[GroupOutput] = []
         if old and old[0] != self.own_fingerprint:
             out += self._commit(set(self.members), self._session.remove(old), {})
         self._roster = {fp: p for fp, p in self._roster.items() if p != origin}
         return out + self._commit_add(origin, key_package, now)
+
+    def _identity_of(self, key_package: bytes, replacing: list[str]) -> str | None:
+        """The fingerprint ``key_package`` would add once ``replacing`` is removed (tried on a
+        copy of our session: nothing is committed), ``None`` if it would not add exactly one."""
+        try:
+            trial = self._service.restore_group(self._session.export_state())
+            if replacing and replacing[0] != self.own_fingerprint:
+                trial.remove(replacing[:1])
+            before = set(trial.members)
+            result = trial.add([key_package])
+        except ContractError:
+            return None
+        if isinstance(result, GroupInputRejected):
+            return None
+        added = [fp for fp in trial.members if fp not in before]
+        return added[0] if len(added) == 1 else None
 
     def _commit(
         self, before: set[str], result: GroupCommit, added: dict[str, str], welcome: bytes = b""
@@ -240,7 +278,8 @@ class SequencerCore(GroupCoreBase):
             if peer and peer != self.peer_id and fp not in added:
                 out += self._route(addressed(pdu, peer))
         for fp in removed:
-            self._roster.pop(fp, None)
+            self._drop_member(fp)
+        self._added_at.update({fp: self.epoch for fp in added})
         self._remember_epoch()
         change = MembershipChanged(
             self.group_id, self.epoch, self.members, tuple(added), removed, self.own_fingerprint

@@ -5,6 +5,7 @@ P7.4 resume of a kept session on a new link, and the session as bytes (:mod:`._s
 from ._core import (
     FileOutput,
     FilesFactory,
+    GroupFrameReceived,
     IdentityChanged,
     MessageReceived,
     ReceiptReceived,
@@ -29,6 +30,7 @@ __all__ = [
     "FileOutput",
     "FilesFactory",
     "FsmEvent",
+    "GroupFrameReceived",
     "HandshakeError",
     "IdentityChanged",
     "IllegalTransition",

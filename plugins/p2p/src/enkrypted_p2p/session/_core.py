@@ -39,6 +39,11 @@ kept across links and restored with the session), hands it every ``0x05`` / ``0x
 gives the driver :meth:`SessionCore.next_file_pdu` to call only when no chat PDU waits and the link
 has room.  Its events come out as :class:`FileOutput`.
 
+**Groups** (docs/protocol.md "Group chat"): ``0x07 || sealed`` / ``0x08 || seq || index || total ||
+data`` carry one group envelope sealed by the session like a message (chunked the same way, under
+the same P8 bounds), only in Ready; :meth:`SessionCore.send_group` seals one, a received one comes
+out as :class:`GroupFrameReceived` (the chat service's group node judges it).
+
 Peer input never raises: a PDU above the 16 MiB cap (checked before parsing), a malformed frame,
 a chunk flood past the P8 limits, an undecryptable message, an unknown inner ``type`` or a frame
 in the wrong state is dropped, logged and counted in :attr:`SessionCore.dropped`.
@@ -49,6 +54,7 @@ from __future__ import annotations
 __all__ = [
     "FileOutput",
     "FilesFactory",
+    "GroupFrameReceived",
     "MessageReceived",
     "ReceiptReceived",
     "IdentityChanged",
@@ -89,6 +95,7 @@ from ..files import FAST_FRAME, SEALED_FRAME, FileTransfers
 from ._fsm import ConnectionFSM, FsmEvent, SessionState
 from ._outputs import (
     FileOutput,
+    GroupFrameReceived,
     IdentityChanged,
     MessageReceived,
     ReceiptReceived,
@@ -106,6 +113,8 @@ WHOLE: Final = 0x01
 CHUNK: Final = 0x02
 RESUME: Final = 0x03
 RESUME_REFUSED: Final = 0x04
+GROUP_WHOLE: Final = 0x07
+GROUP_CHUNK: Final = 0x08
 _CHUNK_HEADER: Final = struct.Struct(">BQII")
 MAX_SEEN_IDS: Final = 4096
 """The dedup window: message ids delivered, newest kept (exported with the session)."""
@@ -113,6 +122,13 @@ MAX_UNACKNOWLEDGED: Final = 256
 """Messages sent (or queued while reconnecting) and not yet acknowledged, at most."""
 MAX_UNACKNOWLEDGED_BYTES: Final = 2 * 1024 * 1024
 _MAX_TEXT_BYTES: Final = 1024 * 1024
+MAX_INBOX: Final = 1024
+MAX_INBOX_BYTES: Final = 1024 * 1024
+"""Messages handed up but not yet taken by the application, at most (the oldest go first; one
+larger than this alone is handed up but not kept).  Both windows count a text at its size in the
+saved session (:func:`saved_size`): unacknowledged + inbox + the rest stay under the profile
+store's 4 MiB record, whatever characters a peer sends (a record the store refuses would leave an
+older session state on disk, whose keys a restart would reuse)."""
 RESUME_TIMEOUT_S: Final = 30.0
 ACK_DELAY_S: Final = 0.015
 """A delivered message is acknowledged at most this long after delivery (piggybacked on a reply
@@ -146,6 +162,7 @@ class _Partial:
     started: float
     total: int
     parts: dict[int, bytes] = field(default_factory=dict)
+    group: bool = False  # the chunks of a group frame (0x08), not of a message (0x02)
 
 
 class SessionCore:
@@ -173,6 +190,11 @@ class SessionCore:
         self.dropped: Counter[str] = Counter()
         self.delivered = 0
         self._seen: OrderedDict[str, None] = OrderedDict()
+        self.inbox: OrderedDict[str, str] = OrderedDict()
+        """messageId -> text, handed up and not yet :meth:`taken` by the application: exported
+        with the session, so a process that dies before the application saw a message it
+        already acknowledged hands it up again after the restart (the dedup window drops the
+        peer's resend)."""
         self._partials: dict[int, _Partial] = {}
         self._next_seq = 0
         self.unacknowledged: OrderedDict[str, str] = OrderedDict()
@@ -326,7 +348,8 @@ class SessionCore:
             if kind == RESUME and self._refusals < _MAX_REFUSALS:  # we kept nothing: say so
                 self._refusals += 1
                 return [SendPdu(bytes([RESUME_REFUSED]))]
-            if kind in (WHOLE, CHUNK, RESUME, RESUME_REFUSED, SEALED_FRAME, FAST_FRAME):
+            if kind in (WHOLE, CHUNK, RESUME, RESUME_REFUSED, SEALED_FRAME, FAST_FRAME,
+                        GROUP_WHOLE, GROUP_CHUNK):
                 return self._drop("wrong-state")
             return self._handshake_events(self.handshake.receive(pdu, now))
         if state is SessionState.DATA_CHANNEL_OPEN and kind == RESUME:
@@ -343,8 +366,10 @@ class SessionCore:
     def _ready_pdu(self, pdu: bytes, kind: int | None, now: float) -> list[SessionOutput]:
         if kind == WHOLE:
             return self._sealed(pdu[1:])
-        if kind == CHUNK:
+        if kind in (CHUNK, GROUP_CHUNK):
             return self._chunk(pdu, now)
+        if kind == GROUP_WHOLE:
+            return self._group_sealed(pdu[1:])
         if kind in (SEALED_FRAME, FAST_FRAME):
             return self._file_frame(pdu, now)
         return self._drop("wrong-state" if pdu[:1] == b"{" else "malformed")
@@ -483,7 +508,7 @@ class SessionCore:
         limits = self.limits
         if len(pdu) < _CHUNK_HEADER.size:
             return self._drop("malformed")
-        _, seq, index, total = _CHUNK_HEADER.unpack_from(pdu)
+        kind, seq, index, total = _CHUNK_HEADER.unpack_from(pdu)
         data = pdu[_CHUNK_HEADER.size:]
         max_total = min(limits.max_chunks_per_message, -(-limits.max_pdu_bytes // limits.chunk_bytes))
         if not (1 < total <= max_total and index < total and 0 < len(data) <= limits.chunk_bytes):
@@ -492,15 +517,26 @@ class SessionCore:
         if partial is None:
             if len(self._partials) >= limits.max_reassemblies_per_peer:
                 return self._drop("too-many-reassemblies")
-            partial = self._partials[seq] = _Partial(now, total)
-        if partial.total != total or index in partial.parts:
+            partial = self._partials[seq] = _Partial(now, total, group=kind == GROUP_CHUNK)
+        if partial.total != total or index in partial.parts or partial.group != (kind == GROUP_CHUNK):
             del self._partials[seq]
             return self._drop("inconsistent-chunk")
         partial.parts[index] = data
         if len(partial.parts) < total:
             return []
         del self._partials[seq]
-        return self._sealed(b"".join(partial.parts[i] for i in range(total)))
+        sealed = b"".join(partial.parts[i] for i in range(total))
+        return self._group_sealed(sealed) if partial.group else self._sealed(sealed)
+
+    def _group_sealed(self, sealed: bytes) -> list[SessionOutput]:
+        assert self.session is not None
+        try:
+            result = self.session.open(sealed)
+        except CryptoFailure:
+            return self._drop("undecryptable")
+        if not isinstance(result, Delivered):
+            return []  # a control PDU (key rotation) was applied
+        return [GroupFrameReceived(result.plaintext)]
 
     def _sealed(self, sealed: bytes) -> list[SessionOutput]:  # noqa: PLR0911
         assert self.session is not None
@@ -539,6 +575,7 @@ class SessionCore:
             if len(self._seen) > MAX_SEEN_IDS:
                 self._seen.popitem(last=False)
             self.delivered += 1
+            self._keep_for_app(message_id, str(inner["text"]))
             out.append(MessageReceived(message_id, str(inner["text"])))  # before any ack work
         out += self._acked(inner.get("acks"))
         self._to_ack[message_id] = None
@@ -548,6 +585,17 @@ class SessionCore:
         if len(self._to_ack) >= MAX_ACKS_PER_PDU or self._ack_bytes >= ACK_AFTER_BYTES:
             out += self._flush_acks()
         return out
+
+    def _keep_for_app(self, message_id: str, text: str) -> None:
+        self.inbox[message_id] = text
+        size = sum(map(saved_size, self.inbox.values()))
+        while self.inbox and (len(self.inbox) > MAX_INBOX or size > MAX_INBOX_BYTES):
+            size -= saved_size(self.inbox.popitem(last=False)[1])
+
+    def taken(self, message_id: str) -> bool:
+        """The application took the message (no hand-up again after a restart); ``False`` if it
+        was not waiting."""
+        return self.inbox.pop(message_id, None) is not None
 
     def _receipt(self, inner: dict[str, object]) -> list[SessionOutput]:
         """A standalone receipt: ``messageIds`` (several) or the single ``messageId``."""
@@ -592,9 +640,9 @@ class SessionCore:
 
     def has_room(self, text: str) -> bool:
         """Whether :meth:`send_text` of ``text`` fits the unacknowledged window now."""
-        pending = sum(len(t.encode("utf-8")) for t in self.unacknowledged.values())
+        pending = sum(map(saved_size, self.unacknowledged.values()))
         return len(self.unacknowledged) < MAX_UNACKNOWLEDGED \
-            and pending + len(text.encode("utf-8")) <= MAX_UNACKNOWLEDGED_BYTES
+            and pending + saved_size(text) <= MAX_UNACKNOWLEDGED_BYTES
 
     def queue_text(self, text: str, message_id: str | None = None) -> str:
         """Keep a message for the next Ready (reconnecting); it is sent by the resend."""
@@ -602,11 +650,13 @@ class SessionCore:
 
     def _keep(self, text: str, message_id: str | None) -> str:
         size = len(text.encode("utf-8"))
-        if size > _MAX_TEXT_BYTES:
-            raise P2PUsageError(f"a message is at most {_MAX_TEXT_BYTES} bytes of text")
-        pending = sum(len(t.encode("utf-8")) for t in self.unacknowledged.values())
+        if size > _MAX_TEXT_BYTES or saved_size(text) > MAX_UNACKNOWLEDGED_BYTES:
+            raise P2PUsageError(f"a message is at most {_MAX_TEXT_BYTES} bytes of text (and "
+                                f"{MAX_UNACKNOWLEDGED_BYTES} as saved: a control character "
+                                "counts six)")
+        pending = sum(map(saved_size, self.unacknowledged.values()))
         if len(self.unacknowledged) >= MAX_UNACKNOWLEDGED \
-                or pending + size > MAX_UNACKNOWLEDGED_BYTES:
+                or pending + saved_size(text) > MAX_UNACKNOWLEDGED_BYTES:
             raise P2PUsageError(f"{len(self.unacknowledged)} messages ({pending} bytes) wait for "
                                 "a receipt already: wait for the peer before sending more")
         message_id = message_id or secrets.token_hex(16)
@@ -614,6 +664,16 @@ class SessionCore:
             raise P2PUsageError("a message id is 1-64 ASCII letters or digits")
         self.unacknowledged[message_id] = text
         return message_id
+
+    def send_group(self, pdu: bytes) -> list[SessionOutput]:
+        """Seal one group envelope for the link (0x07, or 0x08 chunks). Only in Ready."""
+        if self.state is not SessionState.READY:
+            raise SessionNotReady(self.state)
+        assert self.session is not None
+        sealed = self.session.seal(pdu)
+        if len(sealed) > self.limits.max_pdu_bytes - _CHUNK_HEADER.size:
+            raise P2PUsageError(f"a group frame is at most {self.limits.max_pdu_bytes} bytes sealed")
+        return self._frame(sealed, GROUP_WHOLE, GROUP_CHUNK)
 
     def send_typing(self) -> list[SessionOutput]:
         if self.state is not SessionState.READY:
@@ -654,17 +714,26 @@ class SessionCore:
         if acks and self._to_ack:
             inner["acks"] = self._take_acks()
         sealed = self.session.seal(json.dumps(inner, separators=(",", ":")).encode("utf-8"))
+        return self._frame(sealed, WHOLE, CHUNK)
+
+    def _frame(self, sealed: bytes, whole: int, chunk: int) -> list[SessionOutput]:
         size = self.limits.chunk_bytes
         if len(sealed) <= size:
-            return [SendPdu(bytes([WHOLE]) + sealed)]
+            return [SendPdu(bytes([whole]) + sealed)]
         total = -(-len(sealed) // size)
         seq, self._next_seq = self._next_seq, self._next_seq + 1
-        return [SendPdu(_CHUNK_HEADER.pack(CHUNK, seq, i, total) + sealed[off:off + size])
+        return [SendPdu(_CHUNK_HEADER.pack(chunk, seq, i, total) + sealed[off:off + size])
                 for i, off in enumerate(range(0, len(sealed), size))]
 
 
 def _valid_nonce(value: object) -> bool:
     return isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+
+
+def saved_size(text: str) -> int:
+    """The bytes ``text`` takes in a saved session (an ASCII JSON string, see ``_state.py``;
+    never ``str.encode``: a peer's JSON may carry a lone surrogate)."""
+    return len(json.dumps(text))
 
 
 def _valid_id(value: object) -> bool:

@@ -250,6 +250,10 @@ class ChatSession:
     async def send_typing(self) -> None:
         await self._apply(self.core.send_typing())
 
+    async def send_group(self, pdu: bytes) -> None:
+        """Seal and send one group envelope (``on_change`` persists before it leaves)."""
+        await self._apply(self.core.send_group(pdu))
+
     async def events(self) -> AsyncIterator[Any]:
         """MessageReceived, ReceiptReceived, TypingReceived, SessionReady, SessionFailed, then
         the LinkClosed that ended the session; the iterator ends with the link."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "FileOutput",
+    "GroupFrameReceived",
     "IdentityChanged",
     "MessageReceived",
     "ReceiptReceived",
@@ -81,5 +82,13 @@ class FileOutput:
     event: FileEvent
 
 
+@dataclass(frozen=True, slots=True)
+class GroupFrameReceived:
+    """A group envelope the peer sent over this session (opened; not yet judged)."""
+
+    pdu: bytes
+
+
 SessionOutput = (SendPdu | SessionReady | SessionFailed | MessageReceived | ReceiptReceived
-                 | TypingReceived | ResumeRefused | FileOutput | IdentityChanged)
+                 | TypingReceived | ResumeRefused | FileOutput | IdentityChanged
+                 | GroupFrameReceived)

@@ -2,7 +2,11 @@
 
 Sans-I/O cores (:class:`BrokerCore`, :class:`ClientCore`, :class:`DataCodec`) and one asyncio
 driver each (:class:`BrokerServer`, :class:`SignalingClient`).  See ``docs/broker.md``.
+:class:`BrokerServer` is imported on first use: it loads the ``websockets`` library, which peers
+that only connect to a broker never need.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from ._binarypack import BinaryPackError, pack, unpack
 from ._broker import BrokerCore
@@ -21,8 +25,10 @@ from ._config import BrokerConfig, ClientConfig, ReassemblyLimits
 from ._dataconn import CHUNKED_MTU, CloseRequested, DataCodec, DataMessage, OfferInfo, Serialization
 from ._peer import SignalingClient
 from ._protocol import Frame, MessageType
-from ._server import BrokerServer
 from ._store import MemoryStore, SignalingStore
+
+if TYPE_CHECKING:
+    from ._server import BrokerServer
 
 __all__ = [
     "CHUNKED_MTU",
@@ -54,3 +60,11 @@ __all__ = [
     "pack",
     "unpack",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BrokerServer":
+        from ._server import BrokerServer
+
+        return BrokerServer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

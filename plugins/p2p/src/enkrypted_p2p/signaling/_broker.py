@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 import enum
+import json
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,7 +42,14 @@ from dataclasses import dataclass, field
 from ..errors import RemoteInputError
 from ._config import BrokerConfig
 from ._limits import FailureThrottle, address_key
-from ._protocol import QUEUED_TYPES, RELAYED_TYPES, Frame, MessageType, encode_frame, parse_frame
+from ._protocol import (
+    QUEUED_TYPES,
+    RELAYED_TYPES,
+    Frame,
+    MessageType,
+    encode_frame,
+    parse_client_frame,
+)
 from ._store import ClaimOutcome, ForwardOutcome, QueuedMessage, same_token
 
 # Messages of npm peer's Errors enum, verbatim (clients match on them).
@@ -63,6 +71,8 @@ CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_TAKEN_OVER = 4001
 """Ours: a reconnect with the same id and token replaced this socket; do not reconnect."""
+_HEARTBEAT = frozenset({'{"type":"HEARTBEAT"}', b'{"type":"HEARTBEAT"}'})
+"""The PeerJS client's heartbeat, byte for byte: taken without a JSON parse (most frames are)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +147,7 @@ class _Conn:
     addr_key: str  # what the per-address limits count: the address, or its /64 for IPv6
     peer_id: str = ""
     token: str = ""
+    src_prefix: str = ""  # '{"src":ID,' - put in front of a frame forwarded as it came
     state: _State = _State.CLAIMING
     tokens: float = 0.0
     refilled: float = 0.0
@@ -311,6 +322,7 @@ class BrokerCore:
 
     def _open(self, state: _Conn, now: float) -> None:
         state.state = _State.OPEN
+        state.src_prefix = '{"src":' + json.dumps(state.peer_id, ensure_ascii=False) + ","
         self._sessions[state.peer_id] = state.conn
         self._alive[state.conn] = now
 
@@ -369,15 +381,19 @@ class BrokerCore:
         refusal = self._admit(state, data, now)
         if refusal is not None:
             return refusal
+        if data in _HEARTBEAT:
+            self._alive[conn] = now
+            self._alive.move_to_end(conn)
+            return []
         try:
-            message = parse_frame(data, self.config.max_frame_bytes)
+            message, text = parse_client_frame(data, self.config.max_frame_bytes)
         except RemoteInputError as exc:
             return self._invalid(state, str(exc))
         if message.type == MessageType.HEARTBEAT:
             self._alive[conn] = now
             self._alive.move_to_end(conn)
             return []
-        return self._relay(state, message)
+        return self._relay(state, message, text)
 
     def _admit(self, state: _Conn, data: str | bytes, now: float) -> list[Effect] | None:
         """Rate (token bucket) and size limits; the effects that close the socket, or None."""
@@ -391,7 +407,9 @@ class BrokerCore:
             return self._close_session(state, ERR_OVERSIZE, CLOSE_TOO_BIG)
         return None
 
-    def _relay(self, state: _Conn, message: Frame) -> list[Effect]:
+    def _relay(self, state: _Conn, message: Frame, text: str | None) -> list[Effect]:
+        """Forward a client's frame with ``src`` set to its id: as it came with ``src`` put in
+        front when :func:`parse_client_frame` allows it (no JSON re-encoding), else re-encoded."""
         kind = message.type
         if kind not in RELAYED_TYPES:
             return self._invalid(state, "unknown type")
@@ -401,7 +419,10 @@ class BrokerCore:
             return self._invalid(state, "no dst")
         if not _valid_name(message.dst, self.config.max_id_length):
             return self._invalid(state, "bad dst")
-        text = encode_frame(Frame(kind, state.peer_id, message.dst, message.payload))
+        if text is None:
+            text = encode_frame(Frame(kind, state.peer_id, message.dst, message.payload))
+        else:
+            text = state.src_prefix + text[1:]
         return self.route(QueuedMessage(state.peer_id, message.dst, text, kind in QUEUED_TYPES))
 
     def route(self, message: QueuedMessage) -> list[Effect]:

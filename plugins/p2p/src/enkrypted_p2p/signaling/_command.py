@@ -21,8 +21,7 @@ from pathlib import Path
 import click
 
 from ..errors import P2PUsageError
-from ._config import BrokerConfig
-from ._server import BrokerServer, queue_limits
+from ._config import BrokerConfig, queue_limits
 from ._store import MemoryStore, SignalingStore
 
 
@@ -49,6 +48,8 @@ def _store(config: BrokerConfig, redis_url: str | None) -> SignalingStore:
 async def run_broker(config: BrokerConfig, host: str, port: int, tls: ssl.SSLContext | None,
                      redis_url: str | None) -> None:
     """Serve until SIGTERM or SIGINT."""
+    from ._server import BrokerServer  # websockets is loaded by the broker only
+
     server = BrokerServer(config, _store(config, redis_url))
     bound = await server.start(host, port, tls)
     scheme = "wss" if tls else "ws"

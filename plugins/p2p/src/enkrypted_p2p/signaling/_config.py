@@ -6,12 +6,13 @@ ours: bounds the npm server does not have.
 
 from __future__ import annotations
 
-__all__ = ["BrokerConfig", "ClientConfig", "ReassemblyLimits"]
+__all__ = ["BrokerConfig", "ClientConfig", "ReassemblyLimits", "queue_limits"]
 
 from dataclasses import dataclass
 
 from ..errors import P2PUsageError
 from ._limits import parse_networks
+from ._store import QueueLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,12 @@ class BrokerConfig:
     def base_path(self) -> str:
         """``path`` with exactly one trailing slash (``/`` stays ``/``)."""
         return self.path if self.path.endswith("/") else self.path + "/"
+
+
+def queue_limits(config: BrokerConfig) -> QueueLimits:
+    """The store's queue bounds from the broker's settings."""
+    return QueueLimits(config.max_queued_msgs_per_dst, config.max_queued_bytes_per_dst,
+                       config.max_queued_bytes_total, config.max_queues)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ __all__ = [
     "Frame",
     "MessageType",
     "encode_frame",
+    "parse_client_frame",
     "parse_frame",
 ]
 
@@ -71,8 +72,13 @@ class Frame:
         return out
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python's json accepts NaN/Infinity; JSON does not
+
+
 _ENCODE: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_DECODE: Final = json.JSONDecoder().decode
+_DECODE: Final = json.JSONDecoder(parse_constant=_no_constant).decode
+_PLAIN_KEYS: Final = frozenset({"type", "dst", "payload"})
 
 
 def encode_frame(frame: Frame) -> str:
@@ -89,17 +95,39 @@ def _optional_str(obj: dict[str, Any], key: str) -> str | None:
     return value
 
 
-def parse_frame(data: str | bytes, max_bytes: int) -> Frame:
-    """One frame from text or binary WebSocket data, at most ``max_bytes`` long."""
+def _decode(data: str | bytes, max_bytes: int) -> tuple[dict[str, Any], str]:
     if len(data) > max_bytes:  # str length <= UTF-8 length, so this is a lower bound
         raise RemoteInputError(f"frame of {len(data)} bytes exceeds {max_bytes}")
     try:
-        obj = _DECODE(data if isinstance(data, str) else data.decode("utf-8"))
+        text = data if isinstance(data, str) else data.decode("utf-8")
+        obj = _DECODE(text)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise RemoteInputError("frame is not JSON") from exc
     if not isinstance(obj, dict):
         raise RemoteInputError("frame is not a JSON object")
+    return obj, text
+
+
+def _frame(obj: dict[str, Any]) -> Frame:
     kind = obj.get("type")
     if not isinstance(kind, str):
         raise RemoteInputError("frame has no string 'type'")
     return Frame(kind, _optional_str(obj, "src"), _optional_str(obj, "dst"), obj.get("payload"))
+
+
+def parse_frame(data: str | bytes, max_bytes: int) -> Frame:
+    """One frame from text or binary WebSocket data, at most ``max_bytes`` long."""
+    return _frame(_decode(data, max_bytes)[0])
+
+
+def parse_client_frame(data: str | bytes, max_bytes: int) -> tuple[Frame, str | None]:
+    """:func:`parse_frame`, and the frame's text when the broker may forward it as it came with
+    only ``{"src":ID,`` put in front of it: a text that starts with ``{`` and whose object has no
+    key but ``type``, ``dst`` and ``payload`` (as decoded, so an escaped ``"\\u0073rc"`` counts
+    as ``src``).  No ``src`` key anywhere at its top level means the one the broker puts in is the
+    only one a reader sees; otherwise (a ``src``, other keys, leading white space) ``None``: the
+    broker re-encodes the four keys, as npm ``peer`` does."""
+    obj, text = _decode(data, max_bytes)
+    frame = _frame(obj)
+    plain = text[:1] == "{" and obj.keys() <= _PLAIN_KEYS
+    return frame, text if plain else None

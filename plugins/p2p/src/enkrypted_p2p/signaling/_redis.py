@@ -315,6 +315,9 @@ class RedisStore:
 
     # ------------------------------------------------------------------------ relay and queues
     async def forward(self, message: QueuedMessage, now: float) -> ForwardOutcome:
+        return self.submit(message, now)
+
+    def submit(self, message: QueuedMessage, now: float) -> ForwardOutcome:
         """Batched: every forward of one loop iteration leaves in one pipeline (see the module)."""
         if len(self._batch) >= MAX_BATCHED:
             return ForwardOutcome.FULL

@@ -24,12 +24,20 @@ from enkrypted_shell.contracts import (
     FileFailed,
     FileOffered,
     FileProgress,
+    GroupChatForked,
+    GroupChatLeft,
+    GroupChatMembership,
+    GroupChatMessage,
+    GroupChatProblem,
+    GroupChatReceipt,
+    GroupChatRenamed,
     PeerStateChanged,
     SessionEstablished,
 )
 
 from ..chatstore import ChatStore, Contact, Line
 from .files import FileBook, file_line
+from .groups import GroupBook
 
 MAX_LINES: Final = 500
 """Lines kept per conversation in memory (older ones stay in the store)."""
@@ -89,6 +97,10 @@ class ChatModel:
         """False once the service's event stream ended."""
         self.files = FileBook()
         """File transfers (p2p 2.1; stays empty with a 2.0 service)."""
+        self.groups = GroupBook(store, fingerprint, pinned=self._pinned, say=self._say)
+        """Groups (p2p 2.2; stays empty without a ``GroupChatService``)."""
+        self.active_group: str | None = None
+        """The open group conversation (it takes the place of ``active`` while set)."""
         for contact in store.contacts():
             self.peers[contact.peer_id] = PeerView(contact, lines=store.history(contact.peer_id))
         if self.peers:
@@ -109,14 +121,33 @@ class ChatModel:
 
     def select(self, peer_id: str) -> None:
         if peer_id in self.peers:
-            self.active = peer_id
+            self.active, self.active_group = peer_id, None
             self.peers[peer_id].unread = 0
 
+    def select_group(self, group_id: str) -> None:
+        view = self.groups.views.get(group_id)
+        if view is not None:
+            self.active_group = group_id
+            view.unread = 0
+
     def cycle(self, step: int) -> None:
-        order = list(self.peers)
+        """The next contact or group (contacts first, then groups)."""
+        order = [("p", p) for p in self.peers] + [("g", g) for g in self.groups.views]
         if order:
-            at = order.index(self.active) if self.active in order else 0
-            self.select(order[(at + step) % len(order)])
+            current = ("g", self.active_group) if self.active_group else ("p", self.active)
+            at = order.index(current) if current in order else 0
+            kind, key = order[(at + step) % len(order)]
+            if kind == "p" and key is not None:
+                self.select(key)
+            elif key is not None:
+                self.select_group(key)
+
+    def _pinned(self, peer_id: str) -> str:
+        view = self.peers.get(peer_id)
+        return view.contact.pinned if view is not None else ""
+
+    def _say(self, text: str) -> None:
+        self.notice = text[:MAX_NOTICE_CHARS]
 
     def _set_contact(self, view: PeerView, contact: Contact) -> None:
         view.contact = contact
@@ -125,6 +156,10 @@ class ChatModel:
     # ------------------------------------------------------------------------------ events
     def apply(self, event: ChatEvent, now: float) -> str | None:
         """Fold one event in; the peer it concerns (``None``: the service as a whole)."""
+        if isinstance(event, GroupChatMessage | GroupChatReceipt | GroupChatMembership
+                      | GroupChatRenamed | GroupChatForked | GroupChatLeft | GroupChatProblem):
+            self.groups.apply(event, now, self.active_group)
+            return None  # a group's, not a contact's (docs/tui.md "Groups")
         if isinstance(event, ChatProblem):
             self.notice = f"{event.kind} problem: {event.message}"[:MAX_NOTICE_CHARS]
             if event.peer_id in self.peers:

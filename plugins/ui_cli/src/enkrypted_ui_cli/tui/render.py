@@ -5,6 +5,12 @@ from __future__ import annotations
 __all__ = [
     "contact_prompt",
     "conversation",
+    "group_banner",
+    "group_conversation",
+    "group_prompt",
+    "group_status",
+    "members",
+    "receipt_mark",
     "grouped",
     "qr_text",
     "safety_groups",
@@ -17,6 +23,7 @@ from typing import Final
 
 from rich.text import Text
 
+from .groups import GroupView
 from .model import ChatModel, PeerView
 
 STATE_MARK: Final = {
@@ -31,6 +38,11 @@ CRYPTO_MARK: Final = {
     "unverified": ("?", "yellow"),
     "changed": ("!", "bold white on red"),
     "none": (" ", ""),
+}
+GROUP_MARK: Final = {
+    "active": ("●", "green"),
+    "rejoining": ("◐", "yellow"),
+    "left": ("✕", "grey50"),
 }
 SHOWN_LINES: Final = 200
 
@@ -101,6 +113,83 @@ def status_line(model: ChatModel, view: PeerView | None) -> Text:
             text.append(view.profile, "bold")
             text.append(" │ ", "dim")
             text.append(">".join(view.layers) or "no layers")
+    return text
+
+
+def group_prompt(view: GroupView, width: int = 19) -> Text:
+    """``● friends 4 e12 (2)``: state, name, member count, epoch, unread; a fork or a changed
+    member key is a red ``!``."""
+    mark, style = GROUP_MARK.get(view.state, ("?", ""))
+    if view.fork is not None or view.changed:
+        mark, style = "!", "bold white on red"
+    unread = f" ({view.unread})" if view.unread else ""
+    tail = "left" if view.state == "left" else f"{len(view.members)} e{view.epoch}"
+    room = max(1, width - 3 - len(tail) - len(unread))
+    name = view.label if len(view.label) <= room else view.label[: room - 1] + "…"
+    text = Text.assemble((mark, style), " ", name, " ", (tail, "dim"))
+    if unread:
+        text.append(unread, style="bold cyan")
+    return text
+
+
+def members(count: int) -> str:
+    return f"{count} member" if count == 1 else f"{count} members"
+
+
+def receipt_mark(received: int, recipients: int) -> tuple[str, str]:
+    """`` ✓ 3/7`` (received by 3 of the 7 members it went to), `` … 0/7`` before any receipt."""
+    if recipients == 0:
+        return " ✓", "green"
+    if received == 0:
+        return f" … 0/{recipients}", "dim"
+    return f" ✓ {received}/{recipients}", "green" if received == recipients else "yellow"
+
+
+def group_conversation(view: GroupView) -> Text:
+    """A group's conversation: ``[hh:mm] bob: text``, ours with ``✓ received/recipients``."""
+    out = Text()
+    for line in view.lines[-SHOWN_LINES:]:
+        stamp = f"[{clock(line.at)}] "
+        if line.direction == "note":
+            out.append(f"{stamp}— {line.text}\n", style="dim italic")
+        elif line.direction == "in":
+            out.append(stamp, "dim")
+            out.append(f"{line.sender or line.sender_fp[:12]}: ", "bold cyan")
+            out.append(f"{line.text}\n")
+        else:
+            out.append(stamp, "dim")
+            out.append("me: ", "bold green")
+            out.append(line.text)
+            mark, style = receipt_mark(len(line.received), len(line.recipients))
+            out.append(f"{mark}\n", style)
+    out.rstrip()
+    if not out:
+        return Text(f"No messages in “{view.label}” yet. F5: members, add, rename, leave.", "dim")
+    return out
+
+
+def group_banner(view: GroupView, left_text: str) -> str | None:
+    """The red line above a group conversation: changed key, fork, or left (else ``None``)."""
+    if view.changed:
+        who = ", ".join(sorted(view.changed)[:3])
+        return f"⚠ {who}'s IDENTITY KEY CHANGED in this group — sending blocked. Press F5."
+    if view.fork is not None:
+        how = "re-joining (new Welcome)" if view.fork.rejoining else "we stay on ours"
+        return f"⚠ FORK at epoch {view.fork.epoch}: members disagree — {how}. F5 for members."
+    if view.state == "left":
+        return f"✕ {left_text}"
+    if view.state == "rejoining":
+        return "◐ re-joining the group: a new Welcome is on its way"
+    return None
+
+
+def group_status(model: ChatModel, view: GroupView) -> Text:
+    """Our id, then the group: name, members, epoch, state."""
+    text = status_line(model, None)
+    mark, style = GROUP_MARK.get(view.state, ("?", ""))
+    text.append(" │ ", "dim")
+    text.append(f"{mark} {view.label}", style)
+    text.append(f" │ {members(len(view.members))} │ epoch {view.epoch} │ {view.state}", "dim")
     return text
 
 

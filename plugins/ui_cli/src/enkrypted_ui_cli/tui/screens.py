@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["ConnectScreen", "HelpScreen", "SafetyScreen"]
+__all__ = ["ConnectScreen", "GroupChange", "HelpScreen", "SafetyScreen"]
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.text import Text
@@ -25,22 +26,40 @@ HELP = """\
   F3         safety number: compare, mark verified, acknowledge a new key
   F4         files: send one (fast path = reduced protection), accept or
              reject offers, transfers with progress, export received files
-  F6 / F7    previous / next contact  Tab  move between contacts and input
+  F5         group: members, safety numbers, receipts, add/remove, rename,
+             leave, create (F2 in a group: Ctrl+G adds, Ctrl+R removes)
+  F6 / F7    previous / next contact or group  Tab  list / input
   F8         hang up (the session is kept; F2 and the same id resume it)
   Ctrl+Q     quit (sessions are saved to resume next time)
 
 [b]Contacts[/b]  ● ready  ◐ connecting  ○ disconnected
              ✓ verified  ? not verified  [white on red]![/] identity key CHANGED
+[b]Groups[/b]    ● active  ◐ re-joining  ✕ left  [white on red]![/] fork or changed key
+             `4 e12`: members, epoch;  `✓ 3/7`: received by 3 of 7
 
 A changed identity key blocks sending to that contact until you review it
 on the safety-number screen (F3) and acknowledge it (A).
 Invite links: enkrypted://peer/<fingerprint>?id=<peer-id>"""
 
 
-class ConnectScreen(ModalScreen[Target | None]):
-    """Our peer id and fingerprint (text and QR of our invite link); a peer id or invite in."""
+@dataclass(frozen=True, slots=True)
+class GroupChange:
+    """From the connect screen: add (``invite``) or ``remove`` ``target`` in ``group_id``."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss_none", "Back")]
+    action: str
+    target: Target
+    group_id: str
+
+
+class ConnectScreen(ModalScreen[Target | GroupChange | None]):
+    """Our peer id and fingerprint (text and QR of our invite link); a peer id or invite in.
+    With an open group (p2p 2.2), Ctrl+G adds the peer to it and Ctrl+R removes it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss_none", "Back"),
+        Binding("ctrl+g", "group('invite')", "Add to group", show=False),
+        Binding("ctrl+r", "group('remove')", "Remove from group", show=False),
+    ]
     DEFAULT_CSS = """
     ConnectScreen { align: center middle; }
     #connect-box { width: 80; height: 100%; background: $surface; }
@@ -50,10 +69,14 @@ class ConnectScreen(ModalScreen[Target | None]):
     #connect-error { color: $error; height: auto; }
     """
 
-    def __init__(self, local_id: str, fingerprint: str) -> None:
+    def __init__(
+        self, local_id: str, fingerprint: str, group: tuple[str, str] | None = None
+    ) -> None:
         super().__init__()
         self.local_id = local_id
         self.fingerprint = fingerprint
+        self.group = group
+        """``(group id, name)`` of the open group, when the service has groups."""
 
     def compose(self) -> ComposeResult:
         try:
@@ -77,6 +100,15 @@ class ConnectScreen(ModalScreen[Target | None]):
                     max_length=MAX_INPUT_CHARS,
                     id="target",
                 )
+                if self.group is not None:
+                    yield Static(
+                        Text.assemble(
+                            ("Enter: connect · Ctrl+G: add to ", "dim"),
+                            (self.group[1], "bold cyan"),
+                            (" · Ctrl+R: remove from it", "dim"),
+                        ),
+                        id="connect-group",
+                    )
                 yield Static("", id="connect-error")
         yield Footer()
 
@@ -85,12 +117,23 @@ class ConnectScreen(ModalScreen[Target | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
+        target = self._target()
+        if target is not None:
+            self.dismiss(target)
+
+    def _target(self) -> Target | None:
         try:
-            target = parse_target(event.value)
+            return parse_target(self.query_one("#target", Input).value)
         except BadInvite as exc:
-            self.query_one("#connect-error", Static).update(str(exc))
-            return  # the input keeps what was typed: nothing is lost
-        self.dismiss(target)
+            self.query_one("#connect-error", Static).update(Text(str(exc)))
+            return None  # the input keeps what was typed: nothing is lost
+
+    def action_group(self, action: str) -> None:
+        if self.group is None:
+            return
+        target = self._target()
+        if target is not None:
+            self.dismiss(GroupChange(action, target, self.group[0]))
 
     def action_dismiss_none(self) -> None:
         self.dismiss(None)
