@@ -31,12 +31,16 @@ def environments(tmp_path_factory: pytest.TempPathFactory) -> Environments:
     return Environments(tmp_path_factory.mktemp("environments"))
 
 
+LONG_MARKERS = ("e2e", "soak", "slow")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """In parallel runs (pytest-xdist), the modules with end-to-end tests go first, each kept
-    whole and in its order: the longest tests start early and the many short ones fill the
-    workers at the end, instead of one long test starting last and running alone.  A serial run
-    keeps pytest's order."""
+    """In parallel runs (pytest-xdist), the modules with long tests (marked e2e, soak or slow) go
+    first, each kept whole and in its order: the longest tests start early and the many short
+    ones fill the workers at the end, instead of one long test starting last and running alone.
+    A serial run keeps pytest's order."""
     if not getattr(config.option, "numprocesses", None):
         return
-    e2e = {item.path for item in items if item.get_closest_marker("e2e") is not None}
-    items.sort(key=lambda item: item.path not in e2e)
+    long = {item.path for item in items
+            if any(item.get_closest_marker(name) is not None for name in LONG_MARKERS)}
+    items.sort(key=lambda item: item.path not in long)
