@@ -31,16 +31,18 @@ def environments(tmp_path_factory: pytest.TempPathFactory) -> Environments:
     return Environments(tmp_path_factory.mktemp("environments"))
 
 
-LONG_MARKERS = ("e2e", "soak", "slow")
+LONG_MARKERS = ("soak", "e2e", "slow")  # longest first
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """In parallel runs (pytest-xdist), the modules with long tests (marked e2e, soak or slow) go
-    first, each kept whole and in its order: the longest tests start early and the many short
-    ones fill the workers at the end, instead of one long test starting last and running alone.
-    A serial run keeps pytest's order."""
+    """In parallel runs (pytest-xdist), modules go in the order of their longest kind of test:
+    soak, then e2e, then slow, then the rest, each module kept whole and in its order.  The
+    longest tests start early and the many short ones fill the workers at the end, instead of
+    one long test starting last and running alone.  A serial run keeps pytest's order."""
     if not getattr(config.option, "numprocesses", None):
         return
-    long = {item.path for item in items
-            if any(item.get_closest_marker(name) is not None for name in LONG_MARKERS)}
-    items.sort(key=lambda item: item.path not in long)
+    rank: dict[Path, int] = {}
+    for item in items:
+        kinds = [i for i, name in enumerate(LONG_MARKERS) if item.get_closest_marker(name)]
+        rank[item.path] = min([rank.get(item.path, len(LONG_MARKERS)), *kinds])
+    items.sort(key=lambda item: rank[item.path])
