@@ -5,6 +5,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 OLD_CRYPTOGRAPHY := cryptography==45.0.7
 PYTEST_ARGS ?=
+# pytest-xdist worker processes for `make test` / `make test-fast` (0: one process, serially).
+# Three on two cores: most end-to-end time is spent waiting on subprocesses, servers and disk.
+PYTEST_WORKERS ?= 3
+PYTEST_PARALLEL := $(if $(filter 0,$(PYTEST_WORKERS)),-p no:xdist,-n $(PYTEST_WORKERS) --dist worksteal)
 
 .PHONY: demo test test-fast bench soak lint typecheck clean system-deps screenshots
 
@@ -39,12 +43,13 @@ demo: $(STAMP) wheelhouse/.fetched
 
 ## The whole test suite (long end-to-end tests included; they are marked `e2e`), after lint and
 ## strict type checks of every distribution.
+## In parallel (PYTEST_WORKERS, above); `make test PYTEST_WORKERS=0` runs it serially.
 test: $(STAMP) wheelhouse/.fetched $(NODE_STAMP) system-deps lint typecheck
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 ## Quick loop while developing: everything but the e2e tests.
 test-fast: $(STAMP) wheelhouse/.fetched
-	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_PARALLEL) -m "not e2e" $(PYTEST_ARGS)
 
 ## Benchmarks (JSON in benchmarks/results/); `make bench ONLY=startup` runs one.
 bench: $(STAMP) wheelhouse/.fetched

@@ -10,6 +10,8 @@ are built with ``--no-build-isolation`` and installed with ``--no-index``.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import shutil
 import subprocess
@@ -127,6 +129,52 @@ def make_env(path: Path, *, with_pip: bool = False) -> Env:
             raise RuntimeError(f"no pip wheel in {WHEELHOUSE}: run `make test`")
         env.install(pips[-1], no_deps=True)
     return env
+
+
+def clone_env(template: Env, dest: Path) -> Env:
+    """A copy of ``template`` at ``dest``, byte for byte what installing the same wheels at
+    ``dest`` gives (bytecode aside: its recorded source path is corrected on import); the tests'
+    cheap stand-in for another :func:`make_env` and :meth:`Env.install`.
+
+    A venv is relocatable but for its own path, which ``venv`` writes into ``pyvenv.cfg`` and the
+    ``activate`` scripts (with its name as the prompt), and pip into the ``#!`` line of each script
+    it generates in ``bin/``: those are rewritten, and each rewritten script's hash and size in
+    its distribution's ``RECORD``.  ``enkrypted`` itself is a ``#!/bin/sh`` script, copied as is."""
+    if dest.exists():  # as make_env's clear=True
+        shutil.rmtree(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # cp -a: a third of copytree's time on the ~4,000 files of an environment
+    subprocess.run(["cp", "-a", str(template.path), str(dest)], check=True)
+    swaps = [(str(template.path).encode(), str(dest).encode()),
+             (f"({template.path.name}) ".encode(), f"({dest.name}) ".encode())]
+    rewritten: dict[bytes, bytes] = {}
+    for path in [dest / "pyvenv.cfg", *(dest / "bin").iterdir()]:
+        if path.is_symlink() or not path.is_file():
+            continue
+        data = original = path.read_bytes()
+        for old, new in swaps:
+            data = data.replace(old, new)
+        if data != original:
+            path.write_bytes(data)
+            rewritten[f"../../../bin/{path.name}".encode()] = data
+    clone = Env(dest)
+    for record in clone.site_packages.glob("*.dist-info/RECORD") if rewritten else ():
+        lines = record.read_bytes().split(b"\n")
+        fixed = [_record_line(line, rewritten) for line in lines]
+        if fixed != lines:
+            record.write_bytes(b"\n".join(fixed))
+    return clone
+
+
+def _record_line(line: bytes, rewritten: dict[bytes, bytes]) -> bytes:
+    """``line`` of a RECORD (its ``\\r`` kept) with the hash and size of ``rewritten[path]``."""
+    path = line.rsplit(b",", 2)[0]
+    if path not in rewritten:
+        return line
+    data = rewritten[path]
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+    end = b"\r" if line.endswith(b"\r") else b""
+    return b"%s,sha256=%s,%d%s" % (path, digest, len(data), end)
 
 
 def fresh_copy(project: Path, dest: Path) -> Path:

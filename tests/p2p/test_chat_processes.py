@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.environments import Environments
 from tests.p2p.servers import ROOT, SRC, Server, stop
 
 pytestmark = pytest.mark.slow
@@ -134,16 +135,14 @@ def test_send_to_an_absent_peer_fails_clearly(our_broker: Server) -> None:
 
 
 @pytest.mark.e2e
-def test_listen_and_send_through_the_real_shell(tmp_path: Path, our_broker: Server) -> None:
+def test_listen_and_send_through_the_real_shell(
+    tmp_path: Path, our_broker: Server, dist_wheels: dict[str, Path], environments: Environments
+) -> None:
     """Wheels built from this tree (aiortc and its dependencies from wheelhouse/), installed into
     a throw-away environment; the shell verifies and loads the plugin set and runs the p2p
     plugin's commands, which reach the crypto service the shell wired into the p2p plugin."""
-    from tools.workspace import DISTS, build_wheels, make_env
-
     core = ["enkrypted-shell", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto"]
-    wheels = build_wheels([DISTS[n] for n in core], tmp_path / "wheels")
-    env = make_env(tmp_path / "env")
-    env.install(*wheels)
+    env = environments.make(tmp_path / "env", *(dist_wheels[n] for n in core))
     base = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ENKRYPTED_DEV")}
     url = f"ws://127.0.0.1:{our_broker.port}/"
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.environments import Environments
 from tests.p2p.servers import Server
 
 PASSPHRASE = "resume from disk"
@@ -28,13 +29,11 @@ def _events(text: str) -> list[dict[str, Any]]:
 
 @pytest.mark.e2e
 @pytest.mark.timeout(600)
-def test_both_peers_restart_and_resume_from_their_profiles(tmp_path: Path,
-                                                           our_broker: Server) -> None:
-    from tools.workspace import DISTS, build_wheels, make_env
-
+def test_both_peers_restart_and_resume_from_their_profiles(
+    tmp_path: Path, our_broker: Server, dist_wheels: dict[str, Path], environments: Environments
+) -> None:
     core = ["enkrypted-shell", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto"]
-    env = make_env(tmp_path / "env")
-    env.install(*build_wheels([DISTS[n] for n in core], tmp_path / "wheels"))
+    env = environments.make(tmp_path / "env", *(dist_wheels[n] for n in core))
     home = tmp_path / "home"
     home.mkdir()
     (home / "config.toml").write_text(

@@ -14,17 +14,17 @@ from pathlib import Path
 import pytest
 
 from enkrypted_p2p.signaling import ClientConfig, Opened, SignalingClient
-from tools.workspace import DISTS, build_wheels, make_env
+from tests.environments import Environments
 
 CORE = ["enkrypted-shell", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto"]
 
 
 @pytest.mark.e2e
 @pytest.mark.slow
-def test_enkrypted_broker_runs_through_the_shell(tmp_path: Path) -> None:
-    wheels = build_wheels([DISTS[n] for n in CORE], tmp_path / "wheels")
-    env = make_env(tmp_path / "env")
-    env.install(*wheels)
+def test_enkrypted_broker_runs_through_the_shell(
+    tmp_path: Path, dist_wheels: dict[str, Path], environments: Environments
+) -> None:
+    env = environments.make(tmp_path / "env", *(dist_wheels[n] for n in CORE))
     environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ENKRYPTED_DEV")}
     environ.update(ENKRYPTED_HOME=str(tmp_path / "home"), ENKRYPTED_ALLOW_UNSIGNED="1")
     listed = subprocess.run([str(env.bin / "enkrypted"), "--help"], capture_output=True,

@@ -29,9 +29,10 @@ from pathlib import Path
 import pytest
 
 from enkrypted_registry import Repository, publish
+from tests.environments import Environments
 from tests.registry.support import PYTHON, pip_env, start_process
 from tools.loopback import free_port
-from tools.workspace import DISTS, build_wheels, make_env, plugin_libraries
+from tools.workspace import make_env, plugin_libraries
 
 pytestmark = pytest.mark.e2e
 
@@ -120,10 +121,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 # ------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("nginx-wheels")
-    names = ["enkrypted-shell", *SLOT_OF]
-    return dict(zip(names, build_wheels([DISTS[n] for n in names], out), strict=True))
+def built(dist_wheels: dict[str, Path]) -> dict[str, Path]:
+    return {n: dist_wheels[n] for n in ["enkrypted-shell", *SLOT_OF]}
 
 
 @pytest.fixture(scope="module")
@@ -233,11 +232,11 @@ def test_stock_pip_installs_from_nginx(nginx: Nginx, registry: Repository, tmp_p
 
 
 def test_enkrypted_plugins_install_from_nginx(
-    nginx: Nginx, built: dict[str, Path], tmp_path: Path
+    nginx: Nginx, built: dict[str, Path], tmp_path: Path, environments: Environments
 ) -> None:
-    env = make_env(tmp_path / "env", with_pip=True)  # `plugins install` runs this env's pip
-    env.install(built["enkrypted-shell"])
-    env.install_requirements(*plugin_libraries())
+    # the shell and the plugins' libraries; pip too: `plugins install` runs this env's pip
+    env = environments.make(tmp_path / "env", built["enkrypted-shell"],
+                            requirements=plugin_libraries(), with_pip=True)
     home = tmp_path / "home"
     drop = ("PYTHONPATH", "ENKRYPTED_DEV", "ENKRYPTED_ALLOW_UNSIGNED", "ENKRYPTED_INDEX")
     environ = {k: v for k, v in os.environ.items() if k not in drop} | {"ENKRYPTED_HOME": str(home)}

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.workspace import DISTS, Env, build_wheels, fresh_copy, make_env
+from tests.environments import Environments
+from tools.workspace import DISTS, Env, build_wheels, fresh_copy
 
 CORE = ["enkrypted-shell", "enkrypted-p2p", "enkrypted-p2p-memory", "enkrypted-ui-cli",
         "enkrypted-crypto"]
@@ -21,10 +22,8 @@ P2P_CHOICE = '[plugins]\np2p = "p2p-memory"\n'
 
 
 @pytest.fixture(scope="session")
-def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("wheels")
-    names = [*CORE, "enkrypted-crypto-nacl"]
-    return dict(zip(names, build_wheels([DISTS[n] for n in names], out), strict=True))
+def wheels(dist_wheels: dict[str, Path]) -> dict[str, Path]:
+    return {n: dist_wheels[n] for n in [*CORE, "enkrypted-crypto-nacl"]}
 
 
 @dataclass
@@ -57,10 +56,11 @@ class Shell:
 
 
 @pytest.fixture
-def shell_env(tmp_path: Path, wheels: dict[str, Path]) -> Callable[..., Shell]:
+def shell_env(
+    tmp_path: Path, wheels: dict[str, Path], environments: Environments
+) -> Callable[..., Shell]:
     def make(*names: str) -> Shell:
-        env = make_env(tmp_path / "env")
-        env.install(*(wheels[n] for n in (names or CORE)))
+        env = environments.make(tmp_path / "env", *(wheels[n] for n in (names or CORE)))
         home = tmp_path / "home"
         if "enkrypted-p2p-memory" in (names or CORE):
             home.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 
 from enkrypted_shell._state.home import HOME_LAYOUT
-from tools.workspace import Env, make_env
+from tests.environments import Environments
+from tools.workspace import Env
 
 pytestmark = pytest.mark.e2e
 
@@ -41,10 +42,10 @@ P2P = ("--p2p", "p2p-memory")  # two p2p plugins; the offline run uses the in-pr
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory, wheels: dict[str, Path]) -> Env:
-    env = make_env(tmp_path_factory.mktemp("robust") / "env")
-    env.install(*(wheels[n] for n in CORE))
-    return env
+def env(
+    tmp_path_factory: pytest.TempPathFactory, wheels: dict[str, Path], environments: Environments
+) -> Env:
+    return environments.make(tmp_path_factory.mktemp("robust") / "env", *(wheels[n] for n in CORE))
 
 
 def _enkrypted(

@@ -26,8 +26,9 @@ import pytest
 from enkrypted_registry import Repository, inspect_wheel, publish
 from enkrypted_registry.attestation import provenance_document
 from enkrypted_registry.index import ReleaseStore, write_index
+from tests.environments import Environments
 from tests.registry.support import PYTHON, pip_env, start_process
-from tools.workspace import DISTS, Env, build_wheels, fresh_copy, make_env, plugin_libraries
+from tools.workspace import DISTS, Env, build_wheels, fresh_copy, plugin_libraries
 
 pytestmark = pytest.mark.e2e
 
@@ -46,10 +47,8 @@ OUTSIDER = Path(__file__).resolve().parents[1] / "shell" / "outsider_plugin"
 
 # ------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("install-wheels")
-    names = ["enkrypted-shell", *SLOT_OF]
-    return dict(zip(names, build_wheels([DISTS[n] for n in names], out), strict=True))
+def built(dist_wheels: dict[str, Path]) -> dict[str, Path]:
+    return {n: dist_wheels[n] for n in ["enkrypted-shell", *SLOT_OF]}
 
 
 @dataclass
@@ -175,12 +174,14 @@ class Client:
 
 
 @pytest.fixture
-def client(tmp_path: Path, built: dict[str, Path], registry: Registry) -> Client:
-    env = make_env(tmp_path / "env", with_pip=True)
-    env.install(built["enkrypted-shell"])
-    # The plugins' third-party libraries, as their user has them (`plugins install` installs them
-    # only with --deps-index): pynacl for the nacl backend, aiohttp and redis for the p2p plugin.
-    env.install_requirements(*plugin_libraries())
+def client(
+    tmp_path: Path, built: dict[str, Path], registry: Registry, environments: Environments
+) -> Client:
+    # The shell, and the plugins' third-party libraries as their user has them (`plugins install`
+    # installs them only with --deps-index): pynacl for the nacl backend, aiohttp and redis for
+    # the p2p plugin.  pip too: `plugins install` runs this environment's pip.
+    env = environments.make(tmp_path / "env", built["enkrypted-shell"],
+                            requirements=plugin_libraries(), with_pip=True)
     return Client(env, tmp_path / "home", registry)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.environments import Environments
 from tools.loopback import free_port, wait_port
 
 PASSPHRASE = "correct horse battery staple"
@@ -73,12 +74,9 @@ def _stop(pid: int) -> None:
 
 
 @pytest.fixture
-def installed(tmp_path: Path) -> Path:
-    from tools.workspace import DISTS, build_wheels, make_env
-
+def installed(tmp_path: Path, dist_wheels: dict[str, Path], environments: Environments) -> Path:
     core = ["enkrypted-shell", "enkrypted-p2p", "enkrypted-ui-cli", "enkrypted-crypto"]
-    env = make_env(tmp_path / "env")
-    env.install(*build_wheels([DISTS[n] for n in core], tmp_path / "wheels"))
+    env = environments.make(tmp_path / "env", *(dist_wheels[n] for n in core))
     return env.bin / "enkrypted"
 
 

@@ -24,11 +24,12 @@ from pathlib import Path
 import pytest
 
 from enkrypted_registry import Repository, publish
+from tests.environments import Environments
 from tests.plugins.webui.harness import STATIC
 from tests.registry.support import PYTHON, start_process
 from tools.browser import CHROMIUM, Browser
 from tools.loopback import free_port, wait_port
-from tools.workspace import DISTS, Env, build_wheels, make_env, plugin_libraries
+from tools.workspace import Env, plugin_libraries
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PASSPHRASE = "correct horse battery staple"
@@ -97,22 +98,22 @@ def stopping(*procs: subprocess.Popen[str]) -> Iterator[list[subprocess.Popen[st
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[tuple[Person, Person]]:
+def world(
+    tmp_path: Path, dist_wheels: dict[str, Path], environments: Environments
+) -> Iterator[tuple[Person, Person]]:
     """A registry with the plugins, an environment with them installed (Bob's HOME holds their
     signed provenance), a broker, and Alice's and Bob's profiles."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run make test (tools/setup/system-packages.sh)")
-    names = ["enkrypted-shell", *SLOT_OF]
-    wheels = dict(zip(names, build_wheels([DISTS[n] for n in names], tmp_path / "wheels"), strict=True))
+    wheels = {n: dist_wheels[n] for n in ["enkrypted-shell", *SLOT_OF]}
     repo = Repository.init(tmp_path / "registry")
     for dist, slot in SLOT_OF.items():
         publish(repo, [wheels[dist]], repo.key(slot))
     registry, url = start_process([PYTHON, "-m", "enkrypted_registry", "serve", str(repo.root),
                                    "--port", "0"], r"^serving (http://127\.0\.0\.1:\d+/)$")
     with stopping(registry) as started:
-        env = make_env(tmp_path / "env", with_pip=True)
-        env.install(wheels["enkrypted-shell"])
-        env.install_requirements(*plugin_libraries())
+        env = environments.make(tmp_path / "env", wheels["enkrypted-shell"],
+                                requirements=plugin_libraries(), with_pip=True)
         port = free_port()
         broker_url = f"ws://127.0.0.1:{port}/"
         bob = Person(env, tmp_path / "bob", "bob", "ui-web", broker_url, signed=True)
