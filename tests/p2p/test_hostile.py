@@ -78,7 +78,10 @@ def test_malformed_json_and_unknown_types(broker: Server) -> None:
             with pytest.raises(TimeoutError):
                 await victim.wait_for(Signal, timeout=0.5)  # nothing forged reached the victim
             for _ in range(20):
-                await ws.send_str("{nope")
+                try:
+                    await ws.send_str("{nope")
+                except (ConnectionError, aiohttp.ClientError):
+                    break  # the broker cuts an abusive socket right after its ERROR and close frame
             assert (await closed(ws))[0] == {"type": "ERROR", "payload": {"msg": "Too many invalid messages"}}
             await legit_works(broker.port)
 
