@@ -395,16 +395,9 @@ class GroupCoreBase:
                 out += self._route(pdu)
         return out
 
-    def _reachable(self, peer_id: str) -> bool:
-        """A direct link to ``peer_id``, or a linked member whose STATUS says it has one."""
-        return peer_id in self._links or any(peer_id in self._reach.get(p, ()) for p in self._links)
-
     def _retransmit(self, now: float) -> list[GroupOutput]:
         """Our messages not yet receipted by a member go to it again (the links are reliable
-        while up; this covers frames lost when a link or a relay went down).  A try counts only
-        while one of the members still owing a receipt is reachable: a member away for longer
-        than ``MAX_TRIES x retry_s`` gets the message when it is back (the outbox stays bounded
-        by ``max_pending_receipts``, oldest dropped first)."""
+        while up; this covers frames lost when a link or a relay went down)."""
         out: list[GroupOutput] = []
         if self._rejoin_kp is not None:  # our session may be gone until the Welcome
             later = now + self.config.retry_s
@@ -425,8 +418,7 @@ class GroupCoreBase:
                 # commits ago is sealed again, same id, for those of its audience still here
                 pdu = replace(pdu, epoch=self.epoch, body=self._session.seal(self._plain[msg_id]))
                 self._history.add(pdu)
-            counted = any(self._reachable(roster[fp]) for fp in waiting)
-            self._outbox[msg_id] = (pdu, now + self.config.retry_s, tries + counted)
+            self._outbox[msg_id] = (pdu, now + self.config.retry_s, tries + 1)
             for fp in sorted(waiting):
                 out += self._route(addressed(pdu, roster[fp]))
         return out
