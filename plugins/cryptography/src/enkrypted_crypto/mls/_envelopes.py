@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from enkrypted_crypto.errors import MalformedInput
 from enkrypted_crypto.mls._codec import Reader, Writer
@@ -37,6 +38,7 @@ from enkrypted_crypto.mls._messages import (
     _put_opaque,
     decode_proposal,
     encode_proposal,
+    from_bytes,
 )
 from enkrypted_crypto.mls._suite import HpkeCiphertext
 
@@ -55,6 +57,7 @@ __all__ = [
     "Welcome",
     "decode_content",
     "encode_content",
+    "message_body",
 ]
 
 
@@ -311,3 +314,14 @@ class MLSMessage:
         if decoder is None:
             raise MalformedInput("unknown wire format")
         return MLSMessage(wire_format, decoder(r), version)
+
+
+B = TypeVar("B", KeyPackage, Welcome, GroupInfo)
+
+
+def message_body(data: bytes, kind: type[B]) -> B:
+    """The body of an MLSMessage that must be of ``kind``."""
+    body = from_bytes(data, MLSMessage.decode).body
+    if not isinstance(body, kind):
+        raise MalformedInput(f"not a {kind.__name__}")
+    return body

@@ -13,7 +13,6 @@ __all__ = ["Group"]
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from enkrypted_crypto.errors import CryptoUsageError, DecryptionFailed, MalformedInput
 from enkrypted_crypto.mls._envelopes import (
@@ -25,6 +24,7 @@ from enkrypted_crypto.mls._envelopes import (
     PublicMessage,
     Sender,
     Welcome,
+    message_body,
 )
 from enkrypted_crypto.mls._epoch import (
     Epoch,
@@ -182,7 +182,7 @@ class Group:
         """Join from a Welcome MLSMessage (§12.4.3.1); ``resuming`` is our copy of the old
         group when the Welcome re-initialises or branches it (§11.2, §11.3)."""
         config = config or GroupConfig()
-        body = _body(welcome, Welcome)
+        body = message_body(welcome, Welcome)
         known = dict(resuming._resumption) if resuming is not None else {}
         lookup = welcome_psk_lookup(config.external_psks, known, resuming is not None)
         cs = suite(body.cipher_suite)
@@ -229,7 +229,7 @@ class Group:
         psk = resumption_psk_id(
             self.group_id, self.epoch, usage, new.cipher_suite.n_h, self._config.random
         )
-        proposals: list[Proposal] = [Add(_key_package(data)) for data in key_packages]
+        proposals: list[Proposal] = [Add(message_body(data, KeyPackage)) for data in key_packages]
         return new, new.commit([*proposals, PreSharedKey(psk)])
 
     @staticmethod
@@ -243,7 +243,7 @@ class Group:
         """Join by external commit from a GroupInfo MLSMessage carrying ``external_pub``
         (§12.4.3.2).  Returns the group and the commit to send to its members."""
         config = config or GroupConfig()
-        info = _body(group_info, GroupInfo)
+        info = message_body(group_info, GroupInfo)
         epoch, commit = join_external(
             suite(info.group_context.cipher_suite), info, ratchet_tree, bundle, config.validate_credential, config.random,
             resync_leaf,
@@ -254,7 +254,7 @@ class Group:
     def propose_join(group_info: bytes, bundle: KeyPackageBundle) -> bytes:
         """A would-be member's own Add proposal (``new_member_proposal``, §12.1.8) for the group
         of a GroupInfo MLSMessage; a member commits it and sends the Welcome."""
-        return new_member_proposal(_body(group_info, GroupInfo), bundle)
+        return new_member_proposal(message_body(group_info, GroupInfo), bundle)
 
     def group_info(self) -> bytes:
         """A signed GroupInfo MLSMessage with ``external_pub`` (and the ratchet tree when
@@ -535,7 +535,7 @@ class Group:
 
     def add(self, key_packages: list[bytes]) -> CommitOutput:
         """Commit Add proposals for these KeyPackage MLSMessages."""
-        return self.commit([Add(_key_package(data)) for data in key_packages])
+        return self.commit([Add(message_body(data, KeyPackage)) for data in key_packages])
 
     def remove(self, leaf_indices: list[int]) -> CommitOutput:
         return self.commit([Remove(i) for i in leaf_indices])
@@ -689,17 +689,3 @@ class Group:
         self._enter(got.epoch, got.reinit)
         return CommitApplied(self.epoch, got.committer, False, got.reinit is not None)
 
-
-B = TypeVar("B", KeyPackage, Welcome, GroupInfo)
-
-
-def _body(data: bytes, kind: type[B]) -> B:
-    """The body of an MLSMessage that must be of ``kind``."""
-    body = from_bytes(data, MLSMessage.decode).body
-    if not isinstance(body, kind):
-        raise MalformedInput(f"not a {kind.__name__}")
-    return body
-
-
-def _key_package(data: bytes) -> KeyPackage:
-    return _body(data, KeyPackage)
