@@ -63,7 +63,6 @@ import logging
 import secrets
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from enkrypted_shell.contracts import (
     WIRE_LIMITS,
@@ -99,10 +98,12 @@ from ._framing import (
     RESUME_REFUSED,
     RESUME_TIMEOUT_S,
     WHOLE,
+    Reassembly,
     _utf8_len,
     _valid_id,
     _valid_nonce,
     saved_size,
+    split,
 )
 from ._fsm import ConnectionFSM, FsmEvent, SessionState
 from ._outputs import (
@@ -136,14 +137,6 @@ FilesFactory = Callable[[Callable[[bytes], bytes], Callable[[bytes], "bytes | No
 """``(seal, open_, saved_state)`` -> the file core (``saved_state``: a restored session's)."""
 
 
-@dataclass(slots=True)
-class _Partial:
-    started: float
-    total: int
-    parts: dict[int, bytes] = field(default_factory=dict)
-    group: bool = False  # the chunks of a group frame (0x08), not of a message (0x02)
-
-
 class SessionCore:
     """Drive with :meth:`channel_open`, :meth:`start_handshake`, :meth:`pdu_received`,
     :meth:`send_text`, :meth:`handle_timeout` at :meth:`next_deadline`, :meth:`link_lost`."""
@@ -174,7 +167,7 @@ class SessionCore:
         with the session, so a process that dies before the application saw a message it
         already acknowledged hands it up again after the restart (the dedup window drops the
         peer's resend)."""
-        self._partials: dict[int, _Partial] = {}
+        self._reassembly = Reassembly(limits)
         self._next_seq = 0
         self.unacknowledged: OrderedDict[str, str] = OrderedDict()
         """messageId -> text, sent and not yet acknowledged by a receipt (for resend on resume)."""
@@ -213,7 +206,7 @@ class SessionCore:
         if self.fsm.can(FsmEvent.CONNECT):
             self.fsm.fire(FsmEvent.CONNECT)
         self.handshake = None
-        self._partials.clear()
+        self._reassembly.clear()
         self._refusals = 0
 
     def export_state(self) -> bytes | None:
@@ -258,7 +251,7 @@ class SessionCore:
             self.fsm.fire(FsmEvent.LINK_LOST)
         elif self.fsm.can(FsmEvent.CONNECT_FAILED):
             self.fsm.fire(FsmEvent.CONNECT_FAILED)
-        self._partials.clear()
+        self._reassembly.clear()
         if self.files is not None:
             self.files.link_lost()
         return []
@@ -266,7 +259,7 @@ class SessionCore:
     def close(self) -> None:
         if self.fsm.can(FsmEvent.CLOSE):
             self.fsm.fire(FsmEvent.CLOSE)
-        self._partials.clear()
+        self._reassembly.clear()
         if self.files is not None:
             self.files.link_lost()
 
@@ -277,7 +270,8 @@ class SessionCore:
 
     # ------------------------------------------------------------------------- timers
     def next_deadline(self) -> float | None:
-        times = [p.started + self.limits.reassembly_timeout_s for p in self._partials.values()]
+        reassembly = self._reassembly.next_deadline()
+        times = [] if reassembly is None else [reassembly]
         if self.state is SessionState.CRYPTO_HANDSHAKING and self.handshake is not None:
             deadline = self.handshake.next_deadline()
             if deadline is not None:
@@ -305,10 +299,7 @@ class SessionCore:
             deadline = self.files.next_deadline()
             if deadline is not None and now >= deadline:
                 self.files.handle_timeout(now)
-        stale = [k for k, p in self._partials.items()
-                 if now >= p.started + self.limits.reassembly_timeout_s]
-        for key in stale:
-            del self._partials[key]
+        for _ in range(self._reassembly.expire(now)):
             self._drop("reassembly-timeout")
         if self.state is SessionState.CRYPTO_HANDSHAKING and self.handshake is not None:
             deadline = self.handshake.next_deadline()
@@ -488,28 +479,13 @@ class SessionCore:
                 IdentityChanged(previous, session.peer_fingerprint, withheld)]
 
     def _chunk(self, pdu: bytes, now: float) -> list[SessionOutput]:
-        limits = self.limits
-        if len(pdu) < _CHUNK_HEADER.size:
-            return self._drop("malformed")
-        kind, seq, index, total = _CHUNK_HEADER.unpack_from(pdu)
-        data = pdu[_CHUNK_HEADER.size:]
-        max_total = min(limits.max_chunks_per_message, -(-limits.max_pdu_bytes // limits.chunk_bytes))
-        if not (1 < total <= max_total and index < total and 0 < len(data) <= limits.chunk_bytes):
-            return self._drop("malformed-chunk")
-        partial = self._partials.get(seq)
-        if partial is None:
-            if len(self._partials) >= limits.max_reassemblies_per_peer:
-                return self._drop("too-many-reassemblies")
-            partial = self._partials[seq] = _Partial(now, total, group=kind == GROUP_CHUNK)
-        if partial.total != total or index in partial.parts or partial.group != (kind == GROUP_CHUNK):
-            del self._partials[seq]
-            return self._drop("inconsistent-chunk")
-        partial.parts[index] = data
-        if len(partial.parts) < total:
+        result = self._reassembly.add(pdu, now)
+        if isinstance(result, str):
+            return self._drop(result)
+        if result is None:
             return []
-        del self._partials[seq]
-        sealed = b"".join(partial.parts[i] for i in range(total))
-        return self._group_sealed(sealed) if partial.group else self._sealed(sealed)
+        sealed, group = result
+        return self._group_sealed(sealed) if group else self._sealed(sealed)
 
     def _group_sealed(self, sealed: bytes) -> list[SessionOutput]:
         assert self.session is not None
@@ -702,11 +678,8 @@ class SessionCore:
         return self._frame(sealed, WHOLE, CHUNK)
 
     def _frame(self, sealed: bytes, whole: int, chunk: int) -> list[SessionOutput]:
-        size = self.limits.chunk_bytes
-        if len(sealed) <= size:
-            return [SendPdu(bytes([whole]) + sealed)]
-        total = -(-len(sealed) // size)
-        seq, self._next_seq = self._next_seq, self._next_seq + 1
-        return [SendPdu(_CHUNK_HEADER.pack(chunk, seq, i, total) + sealed[off:off + size])
-                for i, off in enumerate(range(0, len(sealed), size))]
+        frames = split(sealed, whole, chunk, self._next_seq, self.limits.chunk_bytes)
+        if len(frames) > 1:  # a chunked frame used its sequence number
+            self._next_seq += 1
+        return [SendPdu(frame) for frame in frames]
 

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import dataclass, field
 from typing import Final
+
+from enkrypted_shell.contracts import WireLimits
 
 WHOLE: Final = 0x01
 CHUNK: Final = 0x02
@@ -76,3 +79,71 @@ def saved_size(text: str) -> int:
 
 def _valid_id(value: object) -> bool:
     return isinstance(value, str) and 0 < len(value) <= 64 and value.isascii() and value.isalnum()
+
+
+@dataclass(slots=True)
+class _Partial:
+    started: float
+    total: int
+    parts: dict[int, bytes] = field(default_factory=dict)
+    group: bool = False  # the chunks of a group frame (0x08), not of a message (0x02)
+
+
+class Reassembly:
+    """The chunked frames (``0x02`` / ``0x08``) of one link put back together, within the P8
+    bounds: at most ``max_reassemblies_per_peer`` at once, ``max_chunks_per_message`` chunks of
+    at most ``chunk_bytes``, ``reassembly_timeout_s`` each.  Sans-I/O: ``now`` is passed in."""
+
+    def __init__(self, limits: WireLimits) -> None:
+        self.limits = limits
+        self._partials: dict[int, _Partial] = {}
+
+    def clear(self) -> None:
+        self._partials.clear()
+
+    def add(self, pdu: bytes, now: float) -> tuple[bytes, bool] | str | None:
+        """One chunk: the whole sealed frame and whether it is a group frame once complete, a
+        drop reason for a bad chunk, or ``None`` while parts are missing."""
+        limits = self.limits
+        if len(pdu) < _CHUNK_HEADER.size:
+            return "malformed"
+        kind, seq, index, total = _CHUNK_HEADER.unpack_from(pdu)
+        data = pdu[_CHUNK_HEADER.size:]
+        max_total = min(limits.max_chunks_per_message, -(-limits.max_pdu_bytes // limits.chunk_bytes))
+        if not (1 < total <= max_total and index < total and 0 < len(data) <= limits.chunk_bytes):
+            return "malformed-chunk"
+        group = kind == GROUP_CHUNK
+        partial = self._partials.get(seq)
+        if partial is None:
+            if len(self._partials) >= limits.max_reassemblies_per_peer:
+                return "too-many-reassemblies"
+            partial = self._partials[seq] = _Partial(now, total, group=group)
+        if partial.total != total or index in partial.parts or partial.group != group:
+            del self._partials[seq]
+            return "inconsistent-chunk"
+        partial.parts[index] = data
+        if len(partial.parts) < total:
+            return None
+        del self._partials[seq]
+        return b"".join(partial.parts[i] for i in range(total)), partial.group
+
+    def next_deadline(self) -> float | None:
+        timeout = self.limits.reassembly_timeout_s
+        return min((p.started + timeout for p in self._partials.values()), default=None)
+
+    def expire(self, now: float) -> int:
+        """Drop the reassemblies older than the timeout; how many."""
+        timeout = self.limits.reassembly_timeout_s
+        stale = [k for k, p in self._partials.items() if now >= p.started + timeout]
+        for key in stale:
+            del self._partials[key]
+        return len(stale)
+
+
+def split(sealed: bytes, whole: int, chunk: int, seq: int, size: int) -> list[bytes]:
+    """``sealed`` as one ``whole`` frame, or as chunk frames of sealed message ``seq``."""
+    if len(sealed) <= size:
+        return [bytes([whole]) + sealed]
+    total = -(-len(sealed) // size)
+    return [_CHUNK_HEADER.pack(chunk, seq, i, total) + sealed[off:off + size]
+            for i, off in enumerate(range(0, len(sealed), size))]
