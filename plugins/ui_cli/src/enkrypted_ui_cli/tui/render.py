@@ -82,17 +82,7 @@ def conversation(view: PeerView | None, model: ChatModel) -> Text:
         return Text("No conversation yet. Press F2 to connect to a peer or paste an invite.", "dim")
     out = Text()
     for line in view.lines[-SHOWN_LINES:]:
-        stamp = f"[{clock(line.at)}] "
-        if line.direction == "note":
-            out.append(f"{stamp}— {line.text}\n", style="dim italic")
-        elif line.direction == "in":
-            out.append(stamp, "dim")
-            out.append(f"{view.label}: ", "bold cyan")
-            out.append(f"{line.text}\n")
-        else:
-            out.append(stamp, "dim")
-            out.append("me: ", "bold green")
-            out.append(line.text)
+        if not _line(out, line.at, line.direction, view.label, line.text):
             out.append(" ✓\n" if line.delivered else " …\n", "green" if line.delivered else "dim")
     out.rstrip()
     return out
@@ -145,21 +135,28 @@ def receipt_mark(received: int, recipients: int) -> tuple[str, str]:
     return f" ✓ {received}/{recipients}", "green" if received == recipients else "yellow"
 
 
+def _line(out: Text, at: float, direction: str, sender: str, text: str) -> bool:
+    """``[hh:mm] sender: text`` (or a note) appended to ``out``; ``False`` for our own line,
+    whose delivery mark the caller appends.  Peer text is appended as plain text, never markup."""
+    stamp = f"[{clock(at)}] "
+    if direction == "note":
+        out.append(f"{stamp}— {text}\n", style="dim italic")
+        return True
+    out.append(stamp, "dim")
+    if direction == "in":
+        out.append(f"{sender}: ", "bold cyan")
+        out.append(f"{text}\n")
+        return True
+    out.append("me: ", "bold green")
+    out.append(text)
+    return False
+
+
 def group_conversation(view: GroupView) -> Text:
     """A group's conversation: ``[hh:mm] bob: text``, ours with ``✓ received/recipients``."""
     out = Text()
     for line in view.lines[-SHOWN_LINES:]:
-        stamp = f"[{clock(line.at)}] "
-        if line.direction == "note":
-            out.append(f"{stamp}— {line.text}\n", style="dim italic")
-        elif line.direction == "in":
-            out.append(stamp, "dim")
-            out.append(f"{line.sender or line.sender_fp[:12]}: ", "bold cyan")
-            out.append(f"{line.text}\n")
-        else:
-            out.append(stamp, "dim")
-            out.append("me: ", "bold green")
-            out.append(line.text)
+        if not _line(out, line.at, line.direction, line.sender or line.sender_fp[:12], line.text):
             mark, style = receipt_mark(len(line.received), len(line.recipients))
             out.append(f"{mark}\n", style)
     out.rstrip()
