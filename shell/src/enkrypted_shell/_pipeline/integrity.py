@@ -192,6 +192,7 @@ def verify_distribution(
     entries: list[tuple[str, str]] = []
     sources: dict[str, bytes] = {}
     kept: dict[str, bytes] = {}
+    kept_bytes = 0
     for path, hash_field in rows:
         _check_row_path(where, name, path, hash_field)
         if not hash_field:  # RECORD itself or bytecode (checked above): nothing to hash
@@ -212,9 +213,10 @@ def verify_distribution(
             entries.append((path, value))
             if path.endswith(".py") and _in_digest(path):  # importable only if signed
                 sources[location] = data
-            if assets and path.startswith(assets) and "__pycache__" not in path.split("/"):
+            if assets and path.startswith(assets):
                 kept[path[len(assets) :]] = data
-                if sum(map(len, kept.values())) > LIMITS.asset_bytes:
+                kept_bytes += len(data)
+                if kept_bytes > LIMITS.asset_bytes:
                     raise IntegrityError(
                         f"{where}: the files of {assets} exceed {LIMITS.asset_bytes} bytes",
                         plugin=name,
