@@ -259,22 +259,6 @@ def test_unreceipted_messages_survive_the_senders_restart_and_reach_the_member_l
     assert _texts(net, "peer-0") == ["while you were away"]
 
 
-def test_a_member_away_longer_than_every_retry_catches_up_from_history_when_back() -> None:
-    # the sender stops retrying after MAX_TRIES x retry_s; a member whose link comes back asks a
-    # member for the history of its epoch (§9.4) and gets what it missed there
-    net = Net(3, seed=14)
-    gid = net.form_group(net.peers)
-    net.cut("peer-2", "peer-0")
-    net.cut("peer-2", "peer-1")  # peer-2 runs on, unreachable
-    _send(net, "peer-1", gid, "a long absence")
-    net.run(40 * CONFIG.retry_s)
-    assert _texts(net, "peer-0") == ["a long absence"] and _texts(net, "peer-2") == []
-    net.links |= {frozenset(("peer-2", p)) for p in ("peer-0", "peer-1")}
-    net.refresh_links()
-    net.run(3 * CONFIG.retry_s)
-    assert _texts(net, "peer-2") == ["a long absence"]
-
-
 def test_membership_events_name_who_changed() -> None:
     net = Net(3, seed=11)
     net.form_group(net.peers)

@@ -115,18 +115,12 @@ class GroupCore(ForkCore):
         return self._intend({"op": "update", "at": self.epoch}, now)
 
     def set_links(self, peers: Iterable[str], now: float) -> list[GroupOutput]:
-        """The driver's current direct links; new links get our status at once, and the first
-        new member link is asked for the history of our epoch (§9.4): what was sent while we
-        could not be reached, after its sender stopped retrying, comes back that way."""
+        """The driver's current direct links; new links get our status at once."""
         new = set(peers) - {self.peer_id}
         added = new - self._links
         self._links = new
-        if not self.active:
-            return []
         members = self._roster.values()
-        fresh = [p for p in sorted(added) if p in members]
-        out: list[GroupOutput] = [self._status_to(p) for p in fresh]
-        return out + self._ask_history(fresh[0], now) if fresh else out
+        return [self._status_to(p) for p in sorted(added) if p in members] if self.active else []
 
     # ------------------------------------------------------------------ timers
     def next_deadline(self) -> float:
