@@ -7,12 +7,17 @@ import asyncio
 import contextlib
 import json
 import secrets
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from websockets.client import ClientProtocol
+from websockets.frames import Close, Frame, Opcode
+from websockets.uri import parse_uri
 
 from enkrypted_p2p.errors import BrokerRefused
 from enkrypted_p2p.signaling import ClientConfig, Signal, SignalingClient
@@ -268,3 +273,36 @@ def test_queue_exhaustion_for_one_destination(broker: Server) -> None:
             await sleeper.close()
 
     run(scenario())
+
+
+def test_a_client_cut_off_for_abuse_still_reads_why(broker: Server) -> None:
+    """A policy close ends the broker's side of TCP after the ERROR and close frames and drops
+    what the client still sends: the client reads both frames even when it reads only after
+    sending much more (closing with unread bytes would reset the connection and could destroy
+    the frames before the client reads them)."""
+    proto = ClientProtocol(parse_uri(f"ws://127.0.0.1:{broker.port}/peerjs?key=peerjs&id=cutoff&token=t"))
+    with socket.create_connection(("127.0.0.1", broker.port), timeout=5) as sock:
+        proto.send_request(proto.connect())
+        sock.sendall(b"".join(proto.data_to_send()))
+        events: list[Any] = []
+        while not any(isinstance(e, Frame) for e in events):  # the handshake answer, then OPEN
+            proto.receive_data(sock.recv(65536))
+            events += proto.events_received()
+        for _ in range(200):  # far past the invalid-frame limit, in a few large writes
+            proto.send_text(b"{nope")
+        burst = b"".join(proto.data_to_send())
+        with contextlib.suppress(OSError):
+            for _ in range(20):
+                sock.sendall(burst)
+        time.sleep(0.5)  # the broker has cut us off by now; only then do we read
+        data = b""
+        with contextlib.suppress(TimeoutError):
+            while chunk := sock.recv(65536):  # a reset here would raise ConnectionResetError
+                data += chunk
+        proto.receive_data(data)
+        frames = [e for e in proto.events_received() if isinstance(e, Frame)]
+    texts = [json.loads(f.data) for f in frames if f.opcode is Opcode.TEXT]
+    assert texts[-1] == {"type": "ERROR", "payload": {"msg": "Too many invalid messages"}}
+    closes = [Close.parse(f.data) for f in frames if f.opcode is Opcode.CLOSE]
+    assert [c.code for c in closes] == [1008]
+    asyncio.run(legit_works(broker.port))

@@ -45,7 +45,8 @@ class SocketOwner(Protocol):
 class BrokerSocket(asyncio.Protocol):
     """One TCP connection: HTTP request, then (after an upgrade) WebSocket messages."""
 
-    __slots__ = ("_owner", "_partial", "_timer", "backlog", "busy", "conn", "transport", "ws")
+    __slots__ = ("_lingering", "_owner", "_partial", "_timer", "backlog", "busy", "conn", "transport",
+                 "ws")
 
     def __init__(self, owner: SocketOwner, max_message: int) -> None:
         self._owner = owner
@@ -57,6 +58,7 @@ class BrokerSocket(asyncio.Protocol):
         self.backlog: deque[bytes] | None = None
         self._partial: list[bytes] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._lingering = False
 
     # ------------------------------------------------------------------------ asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -65,6 +67,8 @@ class BrokerSocket(asyncio.Protocol):
         self._timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self.abort)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # after our close frame and FIN: read and dropped, never parsed
         ws = self.ws
         if ws.state is State.CONNECTING and self.conn == 0:
             data = _as_http11(data)
@@ -82,6 +86,8 @@ class BrokerSocket(asyncio.Protocol):
         self._owner.flush()  # what this read produced leaves now, one write per destination
 
     def eof_received(self) -> bool | None:
+        if self._lingering:
+            return None  # both sides are done: asyncio closes the transport
         self.ws.receive_eof()
         self.flush_protocol()
         return None
@@ -122,8 +128,8 @@ class BrokerSocket(asyncio.Protocol):
         for chunk in self.ws.data_to_send():
             if chunk:
                 transport.write(chunk)
-            else:  # SEND_EOF: the server closes the TCP connection (RFC 6455 §7.1.1)
-                transport.close()
+            else:  # SEND_EOF: the server closes the TCP connection first (RFC 6455 §7.1.1)
+                self._linger()
                 return
         if self.ws.close_expected() and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
@@ -136,13 +142,35 @@ class BrokerSocket(asyncio.Protocol):
 
     def close(self, code: int) -> None:
         """Send a close frame.  A normal close waits for the client's answer (or a timeout); a
-        policy close (an abusive client: rate, size, invalid frames, slow reader) closes the TCP
-        connection right after the frame, without reading what it still sends."""
+        policy close (an abusive client: rate, size, invalid frames, slow reader) ends our side of
+        the TCP connection right after the frame and no longer parses what the client sends."""
         if self.ws.state is State.OPEN:
             self.ws.send_close(code)
             self.flush_protocol()
         if self.transport is not None and (code in _HARD_CLOSE or self.ws.state is not State.CLOSING):
-            self.transport.close()
+            self._linger()
+
+    def _linger(self) -> None:
+        """Half-close: our FIN follows what is written (the ERROR and close frames); what the
+        client still sends is read and dropped until it closes its side or ``CLOSE_TIMEOUT``
+        passes, then the connection is cut.  Closing a socket with unread bytes in its receive
+        buffer makes the kernel send a reset, and a reset can destroy the frames still waiting
+        in the client's receive buffer: the client would never learn why it was cut off."""
+        transport = self.transport
+        if transport is None or self._lingering:
+            return
+        self._lingering = True
+        self.backlog = None
+        self._partial = None
+        if transport.is_closing():
+            return
+        if not transport.can_write_eof():  # TLS: no half-close; close after the buffer drains
+            transport.close()
+            return
+        transport.write_eof()
+        transport.resume_reading()
+        self._cancel_timer()
+        self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
 
     def abort(self) -> None:
         self._timer = None
@@ -157,7 +185,7 @@ class BrokerSocket(asyncio.Protocol):
     def pause(self) -> None:
         """Stop reading while the server waits on storage for this connection."""
         self.busy = True
-        if self.transport is not None and not self.transport.is_closing():
+        if self.transport is not None and not self.transport.is_closing() and not self._lingering:
             self.transport.pause_reading()
 
     def resume(self) -> None:
