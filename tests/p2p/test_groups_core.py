@@ -259,6 +259,36 @@ def test_unreceipted_messages_survive_the_senders_restart_and_reach_the_member_l
     assert _texts(net, "peer-0") == ["while you were away"]
 
 
+def test_a_member_removed_without_knowing_and_invited_again_keeps_what_it_sent() -> None:
+    """The commit that removed peer-2 never reached it and the group moved on; invited again,
+    its new membership seals again what nobody had receipted (same id) for the members still
+    here: delivered once each, receipted, not lost."""
+    net = Net(3, seed=14)
+    gid = net.form_group(net.peers)
+    old = net.core("peer-2", gid)
+    net.cut("peer-2", "peer-0")
+    net.cut("peer-2", "peer-1")
+    msg_id = _send(net, "peer-2", gid, "sent while cut off")
+    net.feed("peer-0", net.core("peer-0", gid).remove([net.fingerprints["peer-2"]], net.now))
+    net.run(1.0)
+    for _ in range(3):  # past the epochs whose keys members keep (RFC 9420 §14): only a seal
+        net.feed("peer-1", net.core("peer-1", gid).update(net.now))  # at the new epoch reads
+        net.run(1.0)
+    assert net.fingerprints["peer-2"] not in net.core("peer-1", gid).members
+    assert old.active and not any(isinstance(e, GroupLeft) for e in net.events["peer-2"])
+    net.links |= {frozenset(("peer-2", "peer-0")), frozenset(("peer-2", "peer-1"))}
+    net.refresh_links()
+    net.feed("peer-0", net.core("peer-0", gid).invite("peer-2", net.now))
+    net.run(4.0)
+    assert net.core("peer-2", gid) is not old  # a new member, with a new core
+    net.converged(gid, net.peers)
+    for peer in ("peer-0", "peer-1"):
+        assert [m.msg_id for m in net.delivered(peer)] == [msg_id]
+    receipts = {e.peer_id for e in net.events["peer-2"]
+                if isinstance(e, ReceiptFromMember) and e.msg_id == msg_id}
+    assert receipts == {"peer-0", "peer-1"}
+
+
 def test_membership_events_name_who_changed() -> None:
     net = Net(3, seed=11)
     net.form_group(net.peers)

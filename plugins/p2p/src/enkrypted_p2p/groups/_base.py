@@ -264,10 +264,25 @@ class GroupCoreBase:
         self._added_at[self.own_fingerprint] = self.epoch
         self._remember_epoch()
 
-    def remember_delivered(self, earlier: GroupCoreBase) -> None:
-        """Take over the delivered message ids of our earlier membership of this group."""
+    def remember_delivered(self, earlier: GroupCoreBase, now: float = 0.0) -> None:
+        """Take over from our earlier membership of this group the message ids delivered, and
+        our messages some member has not receipted: sealed again at our epoch (same id) for
+        those of their audience who are members now — the re-seal rule of :meth:`_retransmit`.
+        A member removed without knowing it (the commit never reached it) and invited again
+        keeps what it sent while it was still a member."""
         for msg_id in earlier._seen.export():
             self._seen.add(msg_id)
+        for msg_id, (sent, _, tries) in earlier._outbox.items():
+            plain, waiting = earlier._plain.get(msg_id), earlier._awaiting.get(msg_id)
+            if plain is None or not waiting or msg_id in self._outbox:
+                continue
+            if len(self._awaiting) >= self.config.max_pending_receipts:
+                break
+            pdu = replace(sent, epoch=self.epoch, body=self._session.seal(plain))
+            self._history.add(pdu)
+            self._outbox[msg_id] = (pdu, now, tries)
+            self._plain[msg_id] = plain
+            self._awaiting[msg_id] = set(waiting)
 
     def _beaten_by(self, peer: str) -> bool:
         """The branch ``peer`` reported (its last STATUS) wins over ours: a later takeover

@@ -146,8 +146,8 @@ class GroupNode:
         core = GroupCore(self.service, self.identity, result.session, self.peer_id, {}, self.config)
         core.load_welcome_info(decode_json(parts[1]))
         old = self.groups.get(core.group_id)
-        if old is not None:  # invited again after leaving: what we delivered stays delivered
-            core.remember_delivered(old)
+        if old is not None:  # invited again after leaving (or a removal we never heard of):
+            core.remember_delivered(old, now)  # delivered stays delivered, unreceipted goes again
         self.groups[core.group_id] = core
         out: list[GroupOutput] = [MembershipChanged(core.group_id, core.epoch, core.members)]
         return out + core.set_links(self._links, now)
