@@ -259,6 +259,40 @@ def test_unreceipted_messages_survive_the_senders_restart_and_reach_the_member_l
     assert _texts(net, "peer-0") == ["while you were away"]
 
 
+def test_a_member_away_longer_than_every_retry_gets_the_message_when_it_is_back() -> None:
+    """§9.3: after MAX_TRIES x retry_s the sender parks the message (kept, saved) instead of
+    dropping it; when a member it waits for is back (its link comes up) it goes again."""
+    net = Net(3, seed=15)
+    gid = net.form_group(net.peers)
+    net.cut("peer-2", "peer-0")
+    net.cut("peer-2", "peer-1")  # peer-2 runs on, unreachable
+    msg_id = _send(net, "peer-1", gid, "a long absence")
+    net.run(40 * CONFIG.retry_s)
+    assert _texts(net, "peer-0") == ["a long absence"] and _texts(net, "peer-2") == []
+    sender = net.core("peer-1", gid)
+    assert msg_id in sender._outbox  # parked: kept
+    saved = GroupCore.restore(net.service, net.nodes["peer-1"].identity, sender.export_state())
+    assert msg_id in saved._outbox  # and saved
+    net.links |= {frozenset(("peer-2", p)) for p in ("peer-0", "peer-1")}
+    net.refresh_links()
+    net.run(3 * CONFIG.retry_s)
+    assert _texts(net, "peer-2") == ["a long absence"]
+    assert msg_id not in sender._outbox  # receipted by everyone: gone
+
+
+def test_a_parked_message_goes_when_the_member_it_waits_for_is_removed() -> None:
+    net = Net(3, seed=16)
+    gid = net.form_group(net.peers)
+    net.cut("peer-2", "peer-0")
+    net.cut("peer-2", "peer-1")
+    msg_id = _send(net, "peer-1", gid, "never for peer-2")
+    net.run(40 * CONFIG.retry_s)
+    assert msg_id in net.core("peer-1", gid)._outbox
+    net.feed("peer-0", net.core("peer-0", gid).remove([net.fingerprints["peer-2"]], net.now))
+    net.run(3 * CONFIG.retry_s)
+    assert msg_id not in net.core("peer-1", gid)._outbox
+
+
 def test_a_member_removed_without_knowing_and_invited_again_keeps_what_it_sent() -> None:
     """The commit that removed peer-2 never reached it and the group moved on; invited again,
     its new membership seals again what nobody had receipted (same id) for the members still

@@ -220,6 +220,28 @@ def test_a_member_that_reaches_few_of_the_members_it_would_keep_does_not_take_ov
     )
 
 
+def test_a_member_that_said_it_was_out_and_is_invited_again_is_not_taken_over_from() -> None:
+    """peer-0 (the sequencer) leaves and peer-1 heard its "out" status (§9.5: never alive
+    again — as that membership). Invited again, peer-0 takes the lowest free leaf, the
+    sequencer's: its new membership is heard from now on, so peer-1's waiting change goes to
+    it — no takeover, no new term."""
+    net = Net(4, seed=40)
+    gid = net.form_group(net.peers)
+    net.feed("peer-0", net.core("peer-0", gid).leave(net.now))
+    net.run(3.0)
+    assert any(isinstance(e, GroupLeft) for e in net.events["peer-0"])
+    net.cut("peer-0", "peer-1")  # peer-1 hears peer-0 only through relays from now on
+    net.core("peer-1", gid)._gone.add("peer-0")  # what an "out" status from peer-0 left behind
+    net.feed("peer-2", net.core("peer-2", gid).invite("peer-0", net.now))  # peer-1 commits it
+    net.run(1.0)
+    assert net.core("peer-1", gid).sequencer == net.fingerprints["peer-0"]
+    net.feed("peer-1", net.core("peer-1", gid).update(net.now))
+    net.run(5.0)
+    net.converged(gid, net.peers)
+    assert [net.core(p, gid)._term for p in net.peers] == [0, 0, 0, 0]
+    assert net.core("peer-1", gid).pending_intents() == 0
+
+
 @pytest.mark.parametrize("seed", CHURN_SEEDS)
 def test_under_heavy_churn_with_fast_failover_no_member_stays_silently_on_a_losing_branch(
     seed: int,

@@ -41,6 +41,11 @@ __all__ = ["FORK_WINDOW", "MAX_TRIES", "GroupCoreBase", "addressed", "fork_check
 _FORK_LABEL: Final = b"EnkryptedChat-group-fork-check-v1\x00"
 _KEEP_EPOCHS: Final = 64
 MAX_TRIES: Final = 30
+REVIVE_TRIES: Final = 5
+"""Tries a parked message gets again when a member it waits for is back."""
+_PARKED: Final = float("inf")
+"""The due time of a message parked after ``MAX_TRIES``: kept (and saved) until a member it
+waits for is back, every member receipted it, or newer messages push it out."""
 OUTBOX_STATE_BYTES: Final = 4 * 1024 * 1024
 """Our unreceipted messages kept in the saved state (oldest first) up to this many bytes."""
 FORK_WINDOW: Final = 8
@@ -221,6 +226,14 @@ class GroupCoreBase:
             self._former[peer] = None
             while len(self._former) > 2 * self.config.max_members:
                 del self._former[next(iter(self._former))]
+
+    def _admitted(self, peer: str, now: float) -> None:
+        """``peer`` came in by a commit (invited, perhaps again): what it said while it was out
+        ("out" statuses, its silence) is over — its silence counts from now. A member that left
+        and is invited again takes the lowest free leaf, often the sequencer's: left "gone", it
+        would look silent forever and the next member would take over at once."""
+        self._gone.discard(peer)
+        self._heard[peer] = now
 
     def _silent(self, fp: str, now: float) -> bool:
         return self._quiet(fp, now) >= self.config.failover_after_s
@@ -422,9 +435,13 @@ class GroupCoreBase:
         for msg_id, (sent, due, tries) in list(self._outbox.items()):
             pdu = sent
             waiting = self._awaiting.get(msg_id, set()) & roster.keys()
-            if not waiting or tries >= MAX_TRIES:
+            if not waiting:
                 del self._outbox[msg_id]
                 self._plain.pop(msg_id, None)
+                continue
+            if tries >= MAX_TRIES:  # parked until a member it waits for is back (_revive)
+                if due != _PARKED:
+                    self._outbox[msg_id] = (pdu, _PARKED, tries)
                 continue
             if now < due:
                 continue
@@ -437,6 +454,17 @@ class GroupCoreBase:
             for fp in sorted(waiting):
                 out += self._route(addressed(pdu, roster[fp]))
         return out
+
+    def _revive(self, peer: str, now: float) -> None:
+        """``peer`` is back (a link came up, or it spoke after a silence): our messages parked
+        after every retry, that it still owes a receipt for, get ``REVIVE_TRIES`` more tries
+        (to every member still waiting), starting now."""
+        fp = next((f for f, p in self.roster.items() if p == peer), None)
+        if fp is None:
+            return
+        for msg_id, (pdu, due, _) in self._outbox.items():
+            if due == _PARKED and fp in self._awaiting.get(msg_id, ()):
+                self._outbox[msg_id] = (pdu, now, MAX_TRIES - REVIVE_TRIES)
 
     def _route(self, pdu: GroupPdu) -> list[GroupOutput]:
         """Directly where we have a link; else through one member that says it reaches the

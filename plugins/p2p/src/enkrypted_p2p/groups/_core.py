@@ -120,6 +120,8 @@ class GroupCore(ForkCore):
         added = new - self._links
         self._links = new
         members = self._roster.values()
+        for peer in added:
+            self._revive(peer, now)
         return [self._status_to(p) for p in sorted(added) if p in members] if self.active else []
 
     # ------------------------------------------------------------------ timers
@@ -165,6 +167,9 @@ class GroupCore(ForkCore):
                 raise RemoteInputError("a direct PDU whose origin is not the link's peer")
             members = self._roster.values()
             for peer in {peer_id, pdu.origin} & set(members):  # bounded: members only
+                last = self._heard.get(peer)
+                if last is None or now - last > 2 * self.config.heartbeat_s:
+                    self._revive(peer, now)  # it speaks after a silence: it may be back
                 self._heard[peer] = now
                 self._gone.discard(peer)
             if pdu.target and pdu.target != self.peer_id:
@@ -293,6 +298,7 @@ class GroupCore(ForkCore):
             peer = mapping.get(fp)
             if isinstance(peer, str) and 0 < len(peer) <= 64:
                 self._roster[fp] = peer
+                self._admitted(peer, now)
         for fp in event.removed:
             self._drop_member(fp)
         self._remember_epoch()

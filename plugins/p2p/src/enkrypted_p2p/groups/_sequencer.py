@@ -152,6 +152,7 @@ class SequencerCore(GroupCoreBase):
         self._used_key_packages.add(token)
         added = [fp for fp in self.members if fp not in before]
         self._roster.update({fp: peer for fp in added})
+        self._admitted(peer, now)
         assert result.welcome is not None  # an Add always has a Welcome
         body = pack_list([result.welcome, self._welcome_info()])
         welcome = self._pdu(Kind.WELCOME, body, target=peer, epoch=self.epoch)
