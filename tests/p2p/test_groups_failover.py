@@ -242,6 +242,25 @@ def test_a_member_that_said_it_was_out_and_is_invited_again_is_not_taken_over_fr
     assert net.core("peer-1", gid).pending_intents() == 0
 
 
+def test_a_late_out_status_of_a_former_membership_does_not_remove_the_member_invited_again() -> None:
+    """peer-3 leaves; its "out" status (§9.5) is delayed past its new invitation. A status of
+    an epoch before its current leaf came in speaks of the former membership: ignored."""
+    net = Net(4, seed=41)
+    gid = net.form_group(net.peers)
+    net.feed("peer-3", net.core("peer-3", gid).leave(net.now))
+    net.run(3.0)
+    assert not net.core("peer-3", gid).active
+    late = net.core("peer-3", gid)._status_to("peer-1", out=True)
+    net.feed("peer-1", net.core("peer-1", gid).invite("peer-3", net.now))
+    net.run(3.0)
+    assert net.core("peer-3", gid).active
+    net.feed("peer-1", net.nodes["peer-1"].receive("peer-3", late.pdu, net.now))
+    net.run(5.0)
+    net.converged(gid, net.peers)
+    assert net.fingerprints["peer-3"] in net.core("peer-0", gid).members
+    assert net.core("peer-1", gid).pending_intents() == 0
+
+
 @pytest.mark.parametrize("seed", CHURN_SEEDS)
 def test_under_heavy_churn_with_fast_failover_no_member_stays_silently_on_a_losing_branch(
     seed: int,

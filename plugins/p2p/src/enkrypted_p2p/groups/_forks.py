@@ -103,13 +103,17 @@ class ForkCore(SequencerCore):
         removed it is in its history; else (our epoch or before, or another branch) it goes."""
         listed = [
             fp for fp, p in self.roster.items() if p == peer_id and fp != self.own_fingerprint
-        ]
+            and self._added_at.get(fp, 0) <= epoch
+        ]  # a status of an epoch before its leaf came in is of a former membership (late)
         if not listed or self._rejoin_kp is not None:
             return []
+        if epoch > self.epoch and self._mismatch(checks) is None:
+            # ahead of us on our branch: the commit that took it out comes with the history;
+            # until then it is not "gone" (a gone sequencer is silent at once: a takeover
+            # racing that history would split the group)
+            return self._ask_history(peer_id, now)
         if len(self._gone) < 2 * self.config.max_members:
             self._gone.add(peer_id)  # never heard again as alive: its silence is final
-        if epoch > self.epoch and self._mismatch(checks) is None:
-            return self._ask_history(peer_id, now)
         intents = [i for i, _, _ in self._intents.values()]
         if any(i.get("op") == "remove" and i.get("fps") == listed for i in intents):
             return []
