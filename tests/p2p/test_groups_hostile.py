@@ -146,6 +146,9 @@ def test_hostile_pdus_leave_the_member_state_unchanged(
             body=encode_json({"ids": ["00" * 16] * 65, "e": epoch, "f": ""}),
         ).encode(),
         "receipt not json": replace(valid, kind=Kind.RECEIPT, body=b"\xff{").encode(),
+        "receipt id not hex": replace(
+            valid, kind=Kind.RECEIPT, body=encode_json({"ids": ["zz" * 16], "e": epoch, "f": ""})
+        ).encode(),
         "intent not json": replace(valid, kind=Kind.INTENT, body=b"[1,2]").encode(),
         "intent of no kind": replace(valid, kind=Kind.INTENT, body=b'{"op":"explode"}').encode(),
         "relayed status": replace(valid, kind=Kind.STATUS, body=b"{}").encode(),

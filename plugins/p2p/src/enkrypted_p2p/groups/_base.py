@@ -33,6 +33,7 @@ from ._wire import (
     decode_json,
     decode_pdu,
     encode_json,
+    hex_token,
     unb64,
 )
 
@@ -48,6 +49,8 @@ _PARKED: Final = float("inf")
 waits for is back, every member receipted it, or newer messages push it out."""
 OUTBOX_STATE_BYTES: Final = 4 * 1024 * 1024
 """Our unreceipted messages kept in the saved state (oldest first) up to this many bytes."""
+_WELCOME_KPS: Final = 64
+"""The latest used key packages a Welcome tells the new member (it may be the next sequencer)."""
 FORK_WINDOW: Final = 8
 """Epochs whose fork checks a STATUS or RECEIPT carries: its own and the 7 before it."""
 
@@ -229,11 +232,20 @@ class GroupCoreBase:
 
     def _admitted(self, peer: str, now: float) -> None:
         """``peer`` came in by a commit (invited, perhaps again): what it said while it was out
-        ("out" statuses, its silence) is over — its silence counts from now. A member that left
+        ("out" statuses, its silence) is over — its silence counts from now, and any add of it
+        still waiting is done. A member that left
         and is invited again takes the lowest free leaf, often the sequencer's: left "gone", it
         would look silent forever and the next member would take over at once."""
         self._gone.discard(peer)
         self._heard[peer] = now
+        # an add of it still waiting (ours, or kept for the sequencer) is done: its key package
+        # is used. Kept, it could add it again after a later removal with that used package
+        self._queue = deque(
+            (o, i) for o, i in self._queue if not (i.get("op") == "add" and i.get("peer") == peer)
+        )
+        for key in [k for k, (i, _, _) in self._intents.items()
+                    if i.get("op") == "add" and i.get("peer") == peer]:
+            del self._intents[key]
 
     def _silent(self, fp: str, now: float) -> bool:
         return self._quiet(fp, now) >= self.config.failover_after_s
@@ -251,7 +263,8 @@ class GroupCoreBase:
         info = {"roster": self.roster, "name": self.name, "v": version, "by": by, "t": self._term}
         info["tb"], info["ad"] = self._taker, self._added_at
         rejoinable = dict(sorted(self._rejoinable.items())[: self.config.max_members])
-        return encode_json({**info, "r": rejoinable})
+        used = [t.hex() for t in self._used_key_packages.export()[-_WELCOME_KPS:]]
+        return encode_json({**info, "r": rejoinable, "kps": used})
 
     def load_welcome_info(self, info: dict[str, object]) -> None:
         """What the committer sent with a Welcome: the peer ids, the name, the term."""
@@ -270,6 +283,10 @@ class GroupCoreBase:
             limit = self.config.max_members
             self._rejoinable = {p: fp for p, fp in list(rejoinable.items())[:limit]
                                 if isinstance(fp, str) and len(p) <= 64}
+        used = info.get("kps")  # key packages the group used: a late add of one is refused
+        for raw in used[:_WELCOME_KPS] if isinstance(used, list) else []:
+            if (token := hex_token(raw, 32)) is not None:
+                self._used_key_packages.add(token)
         added = info.get("ad")
         members = set(self.members)
         if isinstance(added, dict):  # when each member's leaf came in (§9.5, removals by "at")

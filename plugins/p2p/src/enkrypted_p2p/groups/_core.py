@@ -43,6 +43,7 @@ from ._wire import (
     decode_json,
     decode_pdu,
     encode_json,
+    hex_token,
     pack_list,
     unpack_list,
 )
@@ -286,9 +287,9 @@ class GroupCore(ForkCore):
         mapping = added if isinstance(added, dict) else {}
         taker = details.get("taker")
         used = details.get("kps")
-        for token in used[:8] if isinstance(used, list) else []:
-            if isinstance(token, str) and len(token) == 64:
-                self._used_key_packages.add(bytes.fromhex(token))
+        for raw in used[:8] if isinstance(used, list) else []:
+            if (token := hex_token(raw, 32)) is not None:
+                self._used_key_packages.add(token)
         if isinstance(term, int) and isinstance(taker, str) and term > self._term:
             self._term, self._taker = term, taker[:64]  # a takeover commit: the members it
             # removed may re-join
@@ -369,11 +370,13 @@ class GroupCore(ForkCore):
         ids, epoch = body.get("ids"), body.get("e")
         if not isinstance(ids, list) or len(ids) > 64 or not isinstance(epoch, int):
             raise RemoteInputError("a receipt is {ids (at most 64), e, f}")
+        msg_ids = [token for raw in ids if (token := hex_token(raw, 16)) is not None]
+        if len(msg_ids) != len(ids):
+            raise RemoteInputError("a receipt id is 16 bytes in hex")
         checks = peer_checks(epoch, body)
         out = self._compare(origin, epoch, checks, now, direct=pdu.hops == 0)
         member = next(fp for fp, p in self.roster.items() if p == origin)
-        for raw in ids:
-            msg_id = bytes.fromhex(raw) if isinstance(raw, str) and len(raw) == 32 else b""
+        for msg_id in msg_ids:
             waiting = self._awaiting.get(msg_id)
             if waiting is not None and member in waiting:
                 waiting.discard(member)

@@ -37,6 +37,7 @@ __all__ = [
     "decode_json",
     "decode_pdu",
     "encode_json",
+    "hex_token",
     "pack_list",
     "unpack_list",
 ]
@@ -207,3 +208,13 @@ def unb64(value: object, limit: int) -> bytes:
         return b64decode(value, validate=True)
     except ValueError:
         raise RemoteInputError("bad base64") from None
+
+
+def hex_token(value: object, size: int) -> bytes | None:
+    """``size`` bytes from a peer's hex string; ``None`` for anything else (never raises)."""
+    if not isinstance(value, str) or len(value) != 2 * size:
+        return None
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        return None
