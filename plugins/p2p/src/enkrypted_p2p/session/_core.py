@@ -99,6 +99,7 @@ from ._framing import (
     RESUME_TIMEOUT_S,
     WHOLE,
     Reassembly,
+    SavedTexts,
     _utf8_len,
     _valid_id,
     _valid_nonce,
@@ -162,14 +163,14 @@ class SessionCore:
         self.dropped: Counter[str] = Counter()
         self.delivered = 0
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self.inbox: OrderedDict[str, str] = OrderedDict()
+        self.inbox = SavedTexts()
         """messageId -> text, handed up and not yet :meth:`taken` by the application: exported
         with the session, so a process that dies before the application saw a message it
         already acknowledged hands it up again after the restart (the dedup window drops the
         peer's resend)."""
         self._reassembly = Reassembly(limits)
         self._next_seq = 0
-        self.unacknowledged: OrderedDict[str, str] = OrderedDict()
+        self.unacknowledged = SavedTexts()
         """messageId -> text, sent and not yet acknowledged by a receipt (for resend on resume)."""
         self.resumed = 0
         self._nonce = b""  # our fresh resume nonce on this link
@@ -547,9 +548,8 @@ class SessionCore:
 
     def _keep_for_app(self, message_id: str, text: str) -> None:
         self.inbox[message_id] = text
-        size = sum(map(saved_size, self.inbox.values()))
-        while self.inbox and (len(self.inbox) > MAX_INBOX or size > MAX_INBOX_BYTES):
-            size -= saved_size(self.inbox.popitem(last=False)[1])
+        while self.inbox and (len(self.inbox) > MAX_INBOX or self.inbox.saved_bytes > MAX_INBOX_BYTES):
+            self.inbox.pop_oldest()
 
     def taken(self, message_id: str) -> bool:
         """The application took the message (no hand-up again after a restart); ``False`` if it
@@ -603,27 +603,27 @@ class SessionCore:
             and self._pending_bytes() + saved_size(text) <= MAX_UNACKNOWLEDGED_BYTES
 
     def _pending_bytes(self) -> int:
-        return sum(map(saved_size, self.unacknowledged.values()))
+        return self.unacknowledged.saved_bytes
 
     def queue_text(self, text: str, message_id: str | None = None) -> str:
         """Keep a message for the next Ready (reconnecting); it is sent by the resend."""
         return self._keep(text, message_id)
 
     def _keep(self, text: str, message_id: str | None) -> str:
-        size = _utf8_len(text)
-        if size > _MAX_TEXT_BYTES or saved_size(text) > MAX_UNACKNOWLEDGED_BYTES:
+        size, saved = _utf8_len(text), saved_size(text)
+        if size > _MAX_TEXT_BYTES or saved > MAX_UNACKNOWLEDGED_BYTES:
             raise P2PUsageError(f"a message is at most {_MAX_TEXT_BYTES} bytes of text (and "
                                 f"{MAX_UNACKNOWLEDGED_BYTES} as saved: a control character "
                                 "counts six)")
         pending = self._pending_bytes()
         if len(self.unacknowledged) >= MAX_UNACKNOWLEDGED \
-                or pending + saved_size(text) > MAX_UNACKNOWLEDGED_BYTES:
+                or pending + saved > MAX_UNACKNOWLEDGED_BYTES:
             raise P2PUsageError(f"{len(self.unacknowledged)} messages ({pending} bytes) wait for "
                                 "a receipt already: wait for the peer before sending more")
         message_id = message_id or secrets.token_hex(16)
         if not _valid_id(message_id):
             raise P2PUsageError("a message id is 1-64 ASCII letters or digits")
-        self.unacknowledged[message_id] = text
+        self.unacknowledged.put(message_id, text, saved)
         return message_id
 
     def send_group(self, pdu: bytes) -> list[SessionOutput]:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import struct
+from collections import OrderedDict
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -75,6 +77,52 @@ def saved_size(text: str) -> int:
     if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
         return len(text) + 2
     return len(json.dumps(text))
+
+
+class SavedTexts(MutableMapping[str, str]):
+    """messageId -> text in insertion order, with the running total of their :func:`saved_size`
+    (``saved_bytes``): each text is measured once, when it comes in, so the window checks on every
+    send and delivery cost O(1) - summing the window each time was quadratic in a bulk transfer
+    (a 64 KiB text takes ~0.2 ms to measure)."""
+
+    __slots__ = ("_texts", "saved_bytes")
+
+    def __init__(self) -> None:
+        self._texts: OrderedDict[str, tuple[str, int]] = OrderedDict()
+        self.saved_bytes = 0
+
+    def __getitem__(self, key: str) -> str:
+        return self._texts[key][0]
+
+    def __setitem__(self, key: str, text: str) -> None:
+        self.put(key, text, saved_size(text))
+
+    def put(self, key: str, text: str, size: int) -> None:
+        """Set ``key`` to ``text`` whose :func:`saved_size` the caller measured already."""
+        self.pop(key, None)
+        self._texts[key] = (text, size)
+        self.saved_bytes += size
+
+    def __delitem__(self, key: str) -> None:
+        self.saved_bytes -= self._texts.pop(key)[1]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._texts)
+
+    def __reversed__(self) -> Iterator[str]:
+        return reversed(self._texts)
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    def __repr__(self) -> str:
+        return f"SavedTexts({dict(self.items())!r})"
+
+    def pop_oldest(self) -> tuple[str, str]:
+        """The oldest entry, removed."""
+        key, (text, size) = self._texts.popitem(last=False)
+        self.saved_bytes -= size
+        return key, text
 
 
 def _valid_id(value: object) -> bool:
