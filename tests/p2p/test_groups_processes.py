@@ -2,7 +2,8 @@
 broker (docs/protocol.md "Group chat"; issue 15's checks):
 
 * every member receives every message exactly once across membership changes (adds, removes);
-* concurrent commits asked by different members converge (same epoch and membership everywhere);
+* concurrent commits asked by different members converge (same epoch and membership everywhere):
+  two removals, then an add and a removal with a message sent meanwhile;
 * a member killed (SIGKILL) and restarted from its profile catches up;
 * a removed member cannot read later messages (asserted on its own output).
 
@@ -168,13 +169,30 @@ def test_eight_processes_group_chat_across_membership_changes_kills_and_races(
     until(lambda: all(x.texts()["m4 from p7"] == 1 for x in p if x.peer_id in back - {"p7"}),
           "m4 everywhere")
 
-    time.sleep(1.0)  # late duplicates would show up now
     for peer in p[6:]:
         got = peer.texts()
         assert "m2 after removals" not in got and "m3 while p4 was down" not in got
     assert "m4 from p7" not in p[6].texts()
-    for peer in p:
-        assert all(n == 1 for n in peer.texts().values()), (peer.peer_id, peer.texts())
     listed = p[6].cli("list")
     assert [g["state"] for g in listed if g["group"] == gid] == ["left"]
+
+    # an add and a removal asked at once by two other members, a message sent meanwhile:
+    # one commit per epoch, everyone converges, the message reaches each member that stays
+    p[1].call(op="add", group=gid, peer="p6")
+    p[3].call(op="remove", group=gid, peer="p5")
+    p[2].call(op="send", group=gid, text="m5 during a race")
+    final = back - {"p5"} | {"p6"}
+    stayed = [x for x in p if x.peer_id in final]
+    until(lambda: converged(gid, stayed, final), "the add and the removal converged")
+    until(lambda: bool(p[5].of("group-left")), "p5 told")
+    until(lambda: all(x.texts()["m5 during a race"] == 1 for x in stayed
+                      if x.peer_id not in {"p2", "p6"}), "m5 at every member that stayed")
+    p[6].call(op="send", group=gid, text="m6 from p6")
+    until(lambda: all(x.texts()["m6 from p6"] == 1 for x in stayed if x is not p[6]),
+          "m6 everywhere")
+    assert "m6 from p6" not in p[5].texts()
+
+    time.sleep(1.0)  # late duplicates would show up now
+    for peer in p:
+        assert all(n == 1 for n in peer.texts().values()), (peer.peer_id, peer.texts())
     print(f"8 members formed in {formed:.1f} s; whole scenario {time.monotonic() - started:.1f} s")
