@@ -83,3 +83,14 @@ def test_the_windows_count_each_text_once_as_messages_come_and_go(
     assert sender.unacknowledged.saved_bytes == sum(map(real, sender.unacknowledged.values()))
     sender.unacknowledged.clear()
     assert sender.unacknowledged.saved_bytes == 0 and not sender.unacknowledged
+
+
+def test_a_text_set_again_keeps_its_place_and_is_counted_once() -> None:
+    from enkrypted_p2p.session._framing import SavedTexts, saved_size
+
+    texts = SavedTexts()
+    texts["a"], texts["b"] = "one", "two"
+    texts["a"] = "\x01" * 10
+    assert list(texts) == ["a", "b"] and texts["a"] == "\x01" * 10
+    assert texts.saved_bytes == saved_size("\x01" * 10) + saved_size("two")
+    assert texts.pop_oldest() == ("a", "\x01" * 10) and texts.saved_bytes == saved_size("two")

@@ -98,8 +98,11 @@ class SavedTexts(MutableMapping[str, str]):
         self.put(key, text, saved_size(text))
 
     def put(self, key: str, text: str, size: int) -> None:
-        """Set ``key`` to ``text`` whose :func:`saved_size` the caller measured already."""
-        self.pop(key, None)
+        """Set ``key`` to ``text`` whose :func:`saved_size` the caller measured already (a key
+        already there keeps its place, as in a dict)."""
+        earlier = self._texts.get(key)
+        if earlier is not None:
+            self.saved_bytes -= earlier[1]
         self._texts[key] = (text, size)
         self.saved_bytes += size
 
