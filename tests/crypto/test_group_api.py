@@ -64,15 +64,42 @@ def test_pyca_service_passes_the_group_conformance_check() -> None:
     check_group_service(_service)
 
 
-def test_pyca_plugin_hook_is_crypto_2_1_with_groups(tmp_path: Path) -> None:
+def test_pyca_plugin_hook_is_crypto_2_2_with_groups_and_control_signatures(tmp_path: Path) -> None:
     context = AppContext(home=tmp_path, clock=FakeClock(5.0))
     service = pyca_hook(context)
-    assert contracts.CONTRACT_VERSIONS["crypto"] == "2.1"
-    assert service_problems("crypto", "2.1", service) == []
+    assert contracts.CONTRACT_VERSIONS["crypto"] == "2.2"
+    assert service_problems("crypto", "2.2", service) == []
     assert supports(service, contracts.GroupCryptoService)
-    check_group_service(lambda: pyca_hook(context), version="2.1")
+    check_group_service(lambda: pyca_hook(context), version="2.2")
+    check_group_service(lambda: pyca_hook(context), version="2.1")  # 2.1's checks alone pass too
     manifest = (PLUGINS / "cryptography/src/enkrypted_crypto/enkrypted-plugin.toml").read_text()
-    assert 'contract = "2.1"' in manifest
+    assert 'contract = "2.2"' in manifest
+
+
+def test_a_control_signature_is_the_members_own_and_survives_epochs(tmp_path: Path) -> None:
+    """Signed with the leaf key of the member's identity: it verifies after later commits,
+    not once the signer is removed, and a removed member can no longer sign."""
+    services = [_service() for _ in range(3)]
+    ids = [s.new_identity() for s in services]
+    fps = [s.fingerprint(i) for s, i in zip(services, ids, strict=True)]
+    alice = services[0].create_group(ids[0])
+    kps = [services[i].new_key_package(ids[i]) for i in (1, 2)]
+    added = alice.add([kp.public for kp in kps])
+    assert isinstance(added, contracts.GroupCommit) and added.welcome is not None
+    joined = [services[i].join_group(ids[i], kps[i - 1].private, added.welcome) for i in (1, 2)]
+    bob, carol = (j.session for j in joined if isinstance(j, contracts.GroupJoined))
+    assert supports(bob, contracts.GroupControlSigner) and isinstance(bob, MlsGroupSession)
+    assert isinstance(alice, MlsGroupSession) and isinstance(carol, MlsGroupSession)
+    signature = carol.sign_control(b"ids")
+    update = bob.update().commit
+    for member in (alice, carol):
+        assert isinstance(member.receive(update)[0], contracts.GroupCommitApplied)
+    assert alice.epoch == 2 and alice.verify_control(fps[2], b"ids", signature)  # signed at 1
+    removal = alice.remove([fps[2]]).commit
+    assert not alice.verify_control(fps[2], b"ids", signature)  # no longer a member
+    assert isinstance(carol.receive(removal)[0], contracts.RemovedFromGroup)
+    with pytest.raises(contracts.LocalMisuse):
+        carol.sign_control(b"ids")
 
 
 def test_nacl_stays_on_2_0_without_the_group_feature(tmp_path: Path) -> None:

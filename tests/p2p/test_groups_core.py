@@ -4,6 +4,9 @@ receipts, membership changes, relay, catch-up, re-join, forks shown, persistence
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import pytest
 
 from enkrypted_p2p.errors import P2PUsageError
@@ -343,6 +346,58 @@ def test_a_message_crosses_two_relays_when_no_neighbour_reaches_the_target() -> 
     assert _texts(net, "peer-7") == ["two hops"]
     receipts = [e for e in net.events["peer-0"] if isinstance(e, ReceiptFromMember)]
     assert net.fingerprints["peer-7"] in {r.member for r in receipts}
+
+
+def test_a_relaying_member_cannot_forge_or_alter_another_members_receipt() -> None:
+    """A receipt relayed for another member counts only with that member's control signature
+    (crypto 2.2, docs/protocol.md §9.3): the link authenticates the relay, not the member it
+    relays for, so the relay can neither make one up nor change what it says."""
+    net = Net(8, seed=6)
+    gid = net.form_group(net.peers)
+    for peer in net.peers[:6]:
+        net.cut("peer-7", peer)  # peer-7 keeps peer-6 only: its receipts to peer-0 are relayed
+    net.run(1.5)
+    node = net.nodes["peer-0"]
+    withheld: list[bytes] = []
+
+    def keep_relayed_receipts(peer_id: str, data: bytes, now: float) -> list[object]:
+        pdu = decode_pdu(data)
+        if pdu.kind is Kind.RECEIPT and pdu.origin == "peer-7":
+            withheld.append(data)
+            return []
+        return GroupNode.receive(node, peer_id, data, now)
+
+    node.receive = keep_relayed_receipts  # type: ignore[method-assign,assignment]
+    _send(net, "peer-0", gid, "to all")
+    net.run(1.0)
+    del node.receive  # type: ignore[method-assign]
+    assert withheld
+    genuine = decode_pdu(withheld[0])
+    body = json.loads(genuine.body)
+    assert genuine.hops >= 1 and "s" in body
+
+    def with_body(**changes: object) -> bytes:
+        return replace(genuine, body=encode_json({**body, **changes})).encode()
+
+    unsigned = {k: v for k, v in body.items() if k != "s"}
+    flipped = bytes.fromhex(body["s"])
+    forged = {
+        "unsigned": replace(genuine, body=encode_json(unsigned)).encode(),
+        "signature altered": with_body(s=(bytes([flipped[0] ^ 1]) + flipped[1:]).hex()),
+        "signature not hex": with_body(s="zz" * 64),
+        "signature oversize": with_body(s="00" * 4096),
+        "epoch altered": with_body(e=body["e"] + 1),
+        "fork check altered": with_body(f="00" * 16),
+        "another message's id": with_body(ids=["11" * 16]),
+        "relabelled as another member's": replace(genuine, origin="peer-5").encode(),
+    }
+    core = net.core("peer-0", gid)
+    for name, data in forged.items():
+        out = core.receive("peer-6", data, net.now)
+        assert any(isinstance(o, PduRejected) for o in out), name
+        assert not any(isinstance(o, ReceiptFromMember) for o in out), name
+    out = core.receive("peer-6", withheld[0], net.now)
+    assert [o.member for o in out if isinstance(o, ReceiptFromMember)] == [net.fingerprints["peer-7"]]
 
 
 def test_a_node_declines_invitations_its_policy_refuses_and_unasked_welcomes() -> None:

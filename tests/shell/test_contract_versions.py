@@ -216,7 +216,7 @@ GROUP_MEMBERS = ["create_group", "join_group", "new_key_package", "restore_group
 
 def test_crypto_2_0_keeps_its_protocol_and_2_1_only_adds_the_group_api() -> None:
     versions = contracts.PUBLISHED["crypto"]
-    assert set(versions) == {"2.0", "2.1"} and contracts.CONTRACT_VERSIONS["crypto"] == "2.1"
+    assert set(versions) == {"2.0", "2.1", "2.2"} and contracts.CONTRACT_VERSIONS["crypto"] == "2.2"
     assert versions["2.0"] is contracts.CryptoService
     v20 = {m.name: m for m in contracts.contract_members(versions["2.0"])}
     v21 = {m.name: m for m in contracts.contract_members(versions["2.1"])}
@@ -224,6 +224,16 @@ def test_crypto_2_0_keeps_its_protocol_and_2_1_only_adds_the_group_api() -> None
     assert {name: v21[name] for name in v20} == v20  # nothing of 2.0 changed
     assert sorted(set(v21) - set(v20)) == GROUP_MEMBERS
     assert sorted(m.name for m in contracts.contract_members(contracts.GroupCryptoService)) == GROUP_MEMBERS
+
+
+def test_crypto_2_2_adds_control_signatures_on_group_sessions_only() -> None:
+    """2.2 changes no service method (a 2.1 service's shape fits it); its sessions sign."""
+    versions = contracts.PUBLISHED["crypto"]
+    v21 = {m.name: m for m in contracts.contract_members(versions["2.1"])}
+    v22 = {m.name: m for m in contracts.contract_members(versions["2.2"])}
+    assert v22 == v21
+    signer = sorted(m.name for m in contracts.contract_members(contracts.GroupControlSigner))
+    assert signer == ["sign_control", "verify_control"]
 
 
 def test_a_crypto_2_0_plugin_loads_on_the_2_1_shell_without_the_group_feature() -> None:

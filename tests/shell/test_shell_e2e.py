@@ -126,13 +126,13 @@ def test_incompatible_contract_major_is_refused(shell_env, variant):
 
 
 def test_plugin_requiring_newer_minor_of_another_slot_is_refused(shell_env, variant):
-    needy = variant("enkrypted-ui-cli", {"src/enkrypted_ui_cli/enkrypted-plugin.toml": ('crypto = ">=2.0,<3"', 'crypto = ">=2.2,<3"')})
+    needy = variant("enkrypted-ui-cli", {"src/enkrypted_ui_cli/enkrypted-plugin.toml": ('crypto = ">=2.0,<3"', 'crypto = ">=2.3,<3"')})
     sh = shell_env("enkrypted-shell", "enkrypted-p2p", "enkrypted-crypto")
     sh.env.install(needy)
     res = sh.run("plugins", "verify")
     assert res.code == SKEW
-    assert "refused [ui-cli]" in res.err and "requires crypto contract" in res.err and ">=2.2" in res.err
-    assert "crypto-pyca" in res.err and "implements 2.1" in res.err
+    assert "refused [ui-cli]" in res.err and "requires crypto contract" in res.err and ">=2.3" in res.err
+    assert "crypto-pyca" in res.err and "implements 2.2" in res.err
 
 
 def test_downgraded_shared_library_is_refused(shell_env):

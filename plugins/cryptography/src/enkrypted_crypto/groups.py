@@ -1,4 +1,4 @@
-"""The crypto contract 2.1 group API over the MLS engine (``docs/mls.md`` "The contract's group
+"""The crypto contract 2.1 group API (and 2.2's control signatures) over the MLS engine (``docs/mls.md`` "The contract's group
 API", ``docs/hooks.md`` §4).
 
 A :class:`MlsGroupSession` wraps one :class:`~enkrypted_crypto.mls.Group` and turns every failure a
@@ -16,7 +16,10 @@ Profile of MLS used here (what peers of this API send and accept):
   value (with a path, as we always send); proposals by reference, external commits and every
   other proposal type are refused; application messages are PrivateMessages;
 * KeyPackage lifetimes are written ``0 .. 2^64-1`` and not checked: the sans-I/O API reads no
-  wall clock (key packages are one-use; the application retires published ones).
+  wall clock (key packages are one-use; the application retires published ones);
+* control signatures (2.2, :meth:`MlsGroupSession.sign_control`): ``SignWithLabel`` with the
+  leaf's signature key, label ``"EnkryptedChat group control"``, content ``u16 len || group id ||
+  the caller's bytes`` — the MLS labels keep them apart from every signature of the framing.
 """
 
 from __future__ import annotations
@@ -78,6 +81,8 @@ _KEY: Final = 32
 _NEVER_EXPIRES: Final = 2**64 - 1
 _GROUP_ID_BYTES: Final = 32
 _MAX_GROUP_ID: Final = 256
+CONTROL_LABEL: Final = b"EnkryptedChat group control"
+MAX_CONTROL_SIGNATURE: Final = 128  # Ed25519's is 64; longer is refused before any parsing
 
 
 def bound_identity_validator(credential: Credential, signature_key: bytes) -> bool:
@@ -271,6 +276,25 @@ class MlsGroupSession:
 
     def export_state(self) -> bytes:
         return GROUP_STATE_MAGIC + self._group.export_state()
+
+    # ------------------------------------------------------------------ control signatures (2.2)
+    def sign_control(self, content: bytes) -> bytes:
+        self._require_member()
+        return self._group.sign_with_label(CONTROL_LABEL, self._control(content))
+
+    def verify_control(self, fingerprint: str, content: bytes, signature: bytes) -> bool:
+        leaf_index = self._leaves().get(fingerprint)
+        leaf = self._group.tree.leaf(leaf_index) if leaf_index is not None else None
+        if leaf is None or len(signature) > MAX_CONTROL_SIGNATURE:
+            return False
+        return self._group.cipher_suite.verify_with_label(
+            leaf.signature_key, CONTROL_LABEL, self._control(content), bytes(signature))
+
+    def _control(self, content: bytes) -> bytes:
+        """The signed content: the group id (length-prefixed) then the caller's bytes, so a
+        signature of one group never verifies in another."""
+        group_id = self._group.group_id
+        return len(group_id).to_bytes(2, "big") + group_id + bytes(content)
 
     # ------------------------------------------------------------------ peers' messages
     def receive(self, message: bytes) -> list[GroupEvent]:

@@ -37,6 +37,7 @@ __all__ = [
     "CryptoFailure",
     "CryptoService",
     "CryptoServiceV21",
+    "CryptoServiceV22",
     "Delivered",
     "Endpoint",
     "FileChatEvent",
@@ -58,6 +59,7 @@ __all__ = [
     "GroupMember",
     "GroupCommit",
     "GroupCommitApplied",
+    "GroupControlSigner",
     "GroupCryptoService",
     "GroupEvent",
     "GroupInputRejected",
@@ -124,9 +126,11 @@ from .crypto import (
     CryptoFailure,
     CryptoService,
     CryptoServiceV21,
+    CryptoServiceV22,
     Delivered,
     GroupCommit,
     GroupCommitApplied,
+    GroupControlSigner,
     GroupCryptoService,
     GroupEvent,
     GroupInputRejected,
@@ -195,7 +199,9 @@ SLOTS: Final = ("crypto", "p2p", "ui")
 
 PUBLISHED: Final[Mapping[str, Mapping[str, type]]] = MappingProxyType(
     {
-        "crypto": MappingProxyType({"2.0": CryptoService, "2.1": CryptoServiceV21}),
+        "crypto": MappingProxyType(
+            {"2.0": CryptoService, "2.1": CryptoServiceV21, "2.2": CryptoServiceV22}
+        ),
         "p2p": MappingProxyType(
             {
                 "1.0": TransportService,

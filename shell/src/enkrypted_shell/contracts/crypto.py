@@ -1,5 +1,5 @@
-"""Slot ``crypto``, contracts 2.0 and 2.1: identities, the peer handshake, the end-to-end session
-and (2.1) MLS groups.
+"""Slot ``crypto``, contracts 2.0, 2.1 and 2.2: identities, the peer handshake, the end-to-end
+session, (2.1) MLS groups and (2.2) members' signatures on the group's control data.
 
 Sans-I/O in the h11 / aioquic style: nothing here reads a clock or touches a socket. The driver
 (the p2p plugin's session) feeds received PDUs and ``now`` in, sends what :meth:`Handshake.data_to_send`
@@ -15,6 +15,12 @@ update producing a commit and a Welcome, ``receive`` returning events, ``seal``,
 export). A plugin declaring 2.1 implements :class:`CryptoServiceV21` (2.0 plus the group API);
 one declaring 2.0 is still checked against 2.0's :class:`CryptoService`, unchanged. Callers
 feature-detect the group API with ``supports(service, GroupCryptoService)``.
+
+2.2 (a MINOR: it only adds): every :class:`GroupSession` of a 2.2 service is also a
+:class:`GroupControlSigner` — a member signs data the application sends beside the MLS messages
+(receipts, requests) with its leaf's signature key, and any member verifies it against the
+signer's leaf, so a member that relays it for another cannot forge or alter it. Callers
+feature-detect it on the session: ``supports(session, GroupControlSigner)``.
 """
 
 from __future__ import annotations
@@ -24,9 +30,11 @@ __all__ = [
     "CryptoFailure",
     "CryptoService",
     "CryptoServiceV21",
+    "CryptoServiceV22",
     "Delivered",
     "GroupCommit",
     "GroupCommitApplied",
+    "GroupControlSigner",
     "GroupCryptoService",
     "GroupEvent",
     "GroupInputRejected",
@@ -397,6 +405,25 @@ class GroupSession(Protocol):
 
 
 @runtime_checkable
+class GroupControlSigner(Protocol):
+    """2.2: signatures of a member on the group's control data (detect with ``supports``).
+
+    Signed with the member's leaf signature key under a label of the implementation's own
+    (never valid as an MLS message signature), bound to the group id. The signer's key stays the
+    member's for the life of its leaf, so a signature made at one epoch verifies at the next."""
+
+    def sign_control(self, content: bytes) -> bytes:
+        """Our signature on ``content``; raises :class:`LocalMisuse` after :class:`RemovedFromGroup`."""
+        ...
+
+    def verify_control(self, fingerprint: str, content: bytes, signature: bytes) -> bool:
+        """Whether ``signature`` is the member ``fingerprint``'s (a member of the current epoch)
+        on ``content`` in this group. Never raises for the peer's fault: anything else is
+        ``False``."""
+        ...
+
+
+@runtime_checkable
 class GroupCryptoService(Protocol):
     """The 2.1 group feature of a crypto service (detect it with ``supports``)."""
 
@@ -425,3 +452,9 @@ class GroupCryptoService(Protocol):
 @runtime_checkable
 class CryptoServiceV21(CryptoService, GroupCryptoService, Protocol):
     """Crypto contract 2.1: 2.0's :class:`CryptoService` and the group API."""
+
+
+@runtime_checkable
+class CryptoServiceV22(CryptoServiceV21, Protocol):
+    """Crypto contract 2.2: 2.1, and every :class:`GroupSession` it returns (created, joined or
+    restored) is also a :class:`GroupControlSigner`."""

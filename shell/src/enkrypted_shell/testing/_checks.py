@@ -31,6 +31,7 @@ from ..contracts import (
     Delivered,
     GroupCommit,
     GroupCommitApplied,
+    GroupControlSigner,
     GroupCryptoService,
     GroupEvent,
     GroupInputRejected,
@@ -178,9 +179,12 @@ def check_group_service(make: Callable[[], CryptoService], *, version: str | Non
     key package and Welcome; messages go every way; an update, a removal (the removed member can
     no longer read, even from its state before the removal); tampered, replayed, foreign and
     malformed input gives :class:`GroupInputRejected` with ``export_state()`` unchanged; export /
-    restore continue the group. ``version``: your manifest's (``None``: 2.1)."""
+    restore continue the group; from 2.2, control signatures (made by one member, verified by
+    the others, refused when altered, of another member, group or length). ``version``: your
+    manifest's (``None``: the newest the shell speaks)."""
+    version = version or CONTRACT_VERSIONS["crypto"]
     services = [make(), make(), make()]
-    _shape("crypto", services[0], version or "2.1")
+    _shape("crypto", services[0], version)
     _require(supports(services[0], GroupCryptoService), "the service does not support GroupCryptoService")
     svc = [s for s in services if isinstance(s, CryptoServiceV21)]
     ids = [s.new_identity() for s in svc]
@@ -195,6 +199,8 @@ def check_group_service(make: Callable[[], CryptoService], *, version: str | Non
     bob, carol = (_joined(svc[i], ids[i], kps[i - 1].private, out.welcome) for i in (1, 2))
     group = [alice, bob, carol]
     _agree(group, 1, fps)
+    if tuple(map(int, version.split("."))) >= (2, 2):
+        _group_control_signatures(group, fps, svc[0].create_group(ids[0]))
     _group_messages(group, fps)
     _group_hostile(svc[1], ids[1], group, fps)
     commit = bob.update().commit
@@ -203,6 +209,20 @@ def check_group_service(make: Callable[[], CryptoService], *, version: str | Non
     _agree(group, bob.epoch, fps)
     _group_removal(svc[2], group, fps)
     _group_export_restore(svc[1], alice, bob)
+
+
+def _group_control_signatures(group: list[GroupSession], fps: list[str], other: GroupSession) -> None:
+    signers = [m for m in [*group, other] if isinstance(m, GroupControlSigner)]
+    _require(len(signers) == 4, "a 2.2 group session does not implement GroupControlSigner")
+    alice, bob, carol, elsewhere = signers
+    signature = alice.sign_control(b"receipt 1")
+    for member in (bob, carol, alice):
+        _require(member.verify_control(fps[0], b"receipt 1", signature), "a member's control signature did not verify")
+    for fp, content, sig in ((fps[0], b"receipt 2", signature), (fps[1], b"receipt 1", signature),
+                             ("not-a-member", b"receipt 1", signature), (fps[0], b"receipt 1", signature[:-1]),
+                             (fps[0], b"receipt 1", b""), (fps[0], b"receipt 1", signature * 100)):
+        _require(not bob.verify_control(fp, content, sig), "an altered or misattributed control signature verified")
+    _require(not elsewhere.verify_control(fps[0], b"receipt 1", signature), "a control signature verified in another group")
 
 
 def _joined(service: GroupCryptoService, identity: bytes, key_package: bytes, welcome: bytes) -> GroupSession:

@@ -391,6 +391,13 @@ class Group:
             self._signer = ep.cs.signing_key(self._sig)
         return sign_content(ep.cs, wire_format, content, self._signer, ep.context_bytes)
 
+    def sign_with_label(self, label: bytes, content: bytes) -> bytes:
+        """SignWithLabel (§5.1.2) with our leaf's signature key: data of the application signed
+        outside the MLS framing (a member verifies it with our leaf's ``signature_key``)."""
+        if self._signer is None:
+            self._signer = self._epoch.cs.signing_key(self._sig)
+        return self._epoch.cs.sign_with_label(self._signer, label, content)
+
     # -- application data ------------------------------------------------------------------------
     def protect(self, data: bytes, authenticated_data: bytes = b"") -> bytes:
         """Encrypt application data as a PrivateMessage (§6.3)."""

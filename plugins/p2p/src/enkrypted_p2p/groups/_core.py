@@ -10,11 +10,13 @@ per epoch, so every member that applies the commits in epoch order reaches the s
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import deque
 from collections.abc import Iterable, Sequence
 
 from enkrypted_shell.contracts import (
     GroupCommitApplied,
+    GroupControlSigner,
     GroupInputRejected,
     GroupJoined,
     GroupMessage,
@@ -360,9 +362,12 @@ class GroupCore(ForkCore):
     def _receipt_for(self, origin: str, ids: list[bytes]) -> list[GroupOutput]:
         if origin == self.peer_id or origin not in self.roster.values():
             return []
-        receipt = {"ids": [i.hex() for i in ids], "e": self.epoch, "f": self._check()}
-        body = encode_json({**receipt, "w": self._window()})
-        return self._route(self._pdu(Kind.RECEIPT, body, target=origin))
+        receipt: dict[str, object] = {"ids": [i.hex() for i in ids], "e": self.epoch,
+                                      "f": self._check(), "w": self._window()}
+        if isinstance(self._session, GroupControlSigner):  # a relay cannot forge or alter it
+            signed = _receipt_content(self.peer_id, origin, receipt)
+            receipt["s"] = self._session.sign_control(signed).hex()
+        return self._route(self._pdu(Kind.RECEIPT, encode_json(receipt), target=origin))
 
     def _on_receipt(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
         origin = self._member_peer(pdu)
@@ -373,9 +378,11 @@ class GroupCore(ForkCore):
         msg_ids = [token for raw in ids if (token := hex_token(raw, 16)) is not None]
         if len(msg_ids) != len(ids):
             raise RemoteInputError("a receipt id is 16 bytes in hex")
+        member = next(fp for fp, p in self.roster.items() if p == origin)
+        if pdu.hops and not self._signed_by(member, pdu, body):
+            raise RemoteInputError("a relayed receipt without its origin's signature")
         checks = peer_checks(epoch, body)
         out = self._compare(origin, epoch, checks, now, direct=pdu.hops == 0)
-        member = next(fp for fp, p in self.roster.items() if p == origin)
         for msg_id in msg_ids:
             waiting = self._awaiting.get(msg_id)
             if waiting is not None and member in waiting:
@@ -385,6 +392,16 @@ class GroupCore(ForkCore):
                     self._outbox.pop(msg_id, None)
                     self._plain.pop(msg_id, None)
         return out
+
+    def _signed_by(self, member: str, pdu: GroupPdu, body: dict[str, object]) -> bool:
+        """A relayed receipt must carry its origin's control signature (crypto 2.2): the link
+        authenticates only the relaying member. Without the feature nothing relayed verifies."""
+        signature = body.get("s")
+        if not isinstance(self._session, GroupControlSigner) or not isinstance(signature, str):
+            return False
+        raw = hex_token(signature, len(signature) // 2) if len(signature) <= 256 else None
+        content = _receipt_content(pdu.origin, pdu.target, body)
+        return raw is not None and self._session.verify_control(member, content, raw)
 
     def _on_intent(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
         intent = decode_json(pdu.body)
@@ -469,3 +486,10 @@ class GroupCore(ForkCore):
         self.load_welcome_info(decode_json(info))
         out: list[GroupOutput] = [MembershipChanged(self.group_id, self.epoch, self.members)]
         return out + self._settle_intents(now)
+
+
+def _receipt_content(origin: str, target: str, body: dict[str, object]) -> bytes:
+    """What a receipt's ``s`` signs: who sends it to whom, its ids, epoch and fork checks."""
+    fields = ["receipt", origin, target, body.get("ids"), body.get("e"), body.get("f"),
+              body.get("w")]
+    return json.dumps(fields, separators=(",", ":")).encode()  # ASCII: surrogates escaped
