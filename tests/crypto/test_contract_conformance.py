@@ -1,7 +1,8 @@
 """Both crypto backends pass the shell's conformance kit for crypto contract 2.0
 (``enkrypted_shell.testing.check_crypto_service``), with their default layers and restricted to
 each wire profile, and through the plugin hooks as the shell calls them. The pyca plugin declares
-2.1 (2.0 plus the group API, ``test_group_api.py``); the nacl plugin stays on 2.0."""
+2.2 (2.0 plus the group API and its control signatures, ``test_group_api.py``); the nacl plugin
+stays on 2.0."""
 
 from __future__ import annotations
 
@@ -69,11 +70,11 @@ def test_every_mls_layer_set_conforms(profile: str, layers: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("hook", "declared"), [(pyca_hook, "2.1"), (nacl_hook, "2.0")], ids=["pyca", "nacl"]
+    ("hook", "declared"), [(pyca_hook, "2.2"), (nacl_hook, "2.0")], ids=["pyca", "nacl"]
 )
 def test_plugin_hooks_conform_with_the_shell_context(hook, declared: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     context = AppContext(home=tmp_path, clock=FakeClock(5.0))
     service = hook(context)
     assert service_problems("crypto", declared, service) == []
-    assert CONTRACT_VERSIONS["crypto"] == "2.1"
+    assert CONTRACT_VERSIONS["crypto"] == "2.2"
     check_crypto_service(lambda: hook(context), version=declared)

@@ -296,6 +296,37 @@ def test_an_unanswered_offer_is_repeated_after_reconnect(crypto: CryptoService) 
     assert any(isinstance(e, OfferReceived) for e in pipe.events_b)
 
 
+def test_an_offer_saved_before_the_application_answered_is_asked_again_after_a_restart(
+        crypto: CryptoService) -> None:
+    """The receiver saved its state with the offer in it and stopped before its application
+    accepted: after the restart the sender's repeated offer asks the new process's application
+    (once), and the file then arrives; in one process a repeated offer stays a duplicate."""
+    a, b, (_, sb) = core_pair(crypto, SMALL)
+    data = os.urandom(3 * 8192 + 5)
+    tid = offer(a, data, fast=False)
+    pipe = Pipe(a, b)
+    pipe.run()
+    assert [e.transfer_id for e in pipe.events_b if isinstance(e, OfferReceived)] == [tid]
+    a.link_lost()
+    a.link_restored(2.0)  # the sender repeats the offer: this process was told already
+    pipe.run()
+    assert len([e for e in pipe.events_b if isinstance(e, OfferReceived)]) == 1
+    assert b.dropped["duplicate-offer"] == 1
+    b = FileTransfers.restore(b.export_state(), *sealing(sb), sources=_no_source,
+                              sinks=_no_sink, limits=SMALL)  # stopped before accepting
+    b.link_restored(3.0)
+    a.link_lost()
+    a.link_restored(3.0)
+    pipe = Pipe(a, b)
+    pipe.run()
+    again = [e for e in pipe.events_b if isinstance(e, OfferReceived)]
+    assert [(e.transfer_id, e.size, e.name) for e in again] == [(tid, len(data), "f.bin")]
+    sink = MemorySink()
+    pipe.events_b += b.accept(tid, sink, 4.0)
+    pipe.run()
+    assert b"".join(sink.chunks) == data and TransferComplete(tid, True) in pipe.events_a
+
+
 def test_a_stalled_transfer_is_re_requested_at_the_deadline(crypto: CryptoService) -> None:
     a, b, _ = core_pair(crypto, SMALL)
     tid = offer(a, os.urandom(10 * 8192), fast=True)

@@ -219,6 +219,7 @@ class FileTransfers:
         self._rotation: deque[bytes] = deque()
         self._finished: OrderedDict[bytes, str] = OrderedDict()
         self._events: list[FileEvent] = []
+        self._announced: set[bytes] = set()  # incoming offers told to this process's application
         self.dropped: Counter[str] = Counter()
         self.link_up = True
 
@@ -376,8 +377,14 @@ class FileTransfers:
         if o.tid in self._finished:
             self._queue(Reason(DONE, o.tid, self._finished[o.tid]))
             return
-        if o.tid in self._transfers:
-            self._drop("duplicate-offer")
+        known = self._transfers.get(o.tid)
+        if known is not None:
+            if not known.outgoing and not known.running and o.tid not in self._announced:
+                # restored from a state saved before the application answered it (the process
+                # stopped in between): the sender's repeat asks this application again
+                self._announce(known)
+            else:
+                self._drop("duplicate-offer")
             return
         incoming = sum(not t.outgoing for t in self._transfers.values())
         if incoming >= self.limits.max_incoming or o.size > self.limits.max_file_bytes:
@@ -388,9 +395,13 @@ class FileTransfers:
         t = _Transfer(o.tid, False, o.size, o.chunk_size, o.fast, o.sha256, safe_name(o.name),
                       o.media_type, self._random(SHARE_BYTES), peer_share=o.share)
         self._transfers[o.tid] = t
-        self._events.append(OfferReceived(o.tid.hex(), t.name, o.size, o.sha256.hex(),
-                                          o.media_type or "application/octet-stream", o.fast,
-                                          o.chunk_size))
+        self._announce(t)
+
+    def _announce(self, t: _Transfer) -> None:
+        self._announced.add(t.tid)
+        self._events.append(OfferReceived(t.tid.hex(), t.name, t.size, t.sha256.hex(),
+                                          t.media_type or "application/octet-stream", t.fast,
+                                          t.chunk_size))
 
     def _peer(self, tid: bytes, *, outgoing: bool) -> _Transfer | None:
         t = self._transfers.get(tid)
@@ -523,6 +534,7 @@ class FileTransfers:
 
     def _forget(self, t: _Transfer, reason: str, *, discard: bool = True) -> None:
         del self._transfers[t.tid]
+        self._announced.discard(t.tid)
         if discard and t.sink is not None:
             t.sink.discard()
         close = getattr(t.source, "close", None)  # FileSource: the file stays open until here
