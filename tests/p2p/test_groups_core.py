@@ -20,10 +20,11 @@ from enkrypted_p2p.groups import (
     PduRejected,
     ReceiptFromMember,
     RejoinStarted,
+    SendTo,
     decode_pdu,
 )
 from enkrypted_p2p.groups._wire import GroupPdu, Kind, encode_json, pack_list
-from enkrypted_shell.contracts import GroupInputRejected
+from enkrypted_shell.contracts import GroupInputRejected, LocalMisuse
 from tests.p2p.groups_net import CONFIG, Net
 
 
@@ -398,6 +399,28 @@ def test_a_relaying_member_cannot_forge_or_alter_another_members_receipt() -> No
         assert not any(isinstance(o, ReceiptFromMember) for o in out), name
     out = core.receive("peer-6", withheld[0], net.now)
     assert [o.member for o in out if isinstance(o, ReceiptFromMember)] == [net.fingerprints["peer-7"]]
+
+
+def test_a_member_whose_session_cannot_sign_any_more_still_answers_unsigned() -> None:
+    """Removed by a commit in the same batch of frames, a member's session refuses to sign: the
+    receipt goes unsigned (counted only over a direct link) instead of raising in the core."""
+    net = Net(3, seed=14)
+    gid = net.form_group(net.peers)
+    receiver = net.core("peer-2", gid)
+
+    def removed(content: bytes) -> bytes:
+        raise LocalMisuse("we were removed from this group")
+
+    receiver._session.sign_control = removed  # type: ignore[attr-defined]
+    _, out = net.core("peer-0", gid).send_text("hi", net.now)
+    frame = next(o.pdu for o in out if isinstance(o, SendTo) and o.peer_id == "peer-2")
+    answer = receiver.receive("peer-0", frame, net.now)
+    sent = [o.pdu for o in answer if isinstance(o, SendTo)]
+    receipts = [decode_pdu(pdu) for pdu in sent]
+    assert [p.kind for p in receipts] == [Kind.RECEIPT]
+    assert "s" not in json.loads(receipts[0].body)
+    got = net.core("peer-0", gid).receive("peer-2", sent[0], net.now)
+    assert any(isinstance(o, ReceiptFromMember) for o in got)  # direct: the link vouches for it
 
 
 def test_a_node_declines_invitations_its_policy_refuses_and_unasked_welcomes() -> None:

@@ -9,6 +9,7 @@ per epoch, so every member that applies the commits in epoch order reaches the s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections import deque
@@ -20,6 +21,7 @@ from enkrypted_shell.contracts import (
     GroupInputRejected,
     GroupJoined,
     GroupMessage,
+    LocalMisuse,
     RemovedFromGroup,
 )
 
@@ -366,7 +368,8 @@ class GroupCore(ForkCore):
                                       "f": self._check(), "w": self._window()}
         if isinstance(self._session, GroupControlSigner):  # a relay cannot forge or alter it
             signed = _receipt_content(self.peer_id, origin, receipt)
-            receipt["s"] = self._session.sign_control(signed).hex()
+            with contextlib.suppress(LocalMisuse):  # removed meanwhile: unsigned, direct only
+                receipt["s"] = self._session.sign_control(signed).hex()
         return self._route(self._pdu(Kind.RECEIPT, encode_json(receipt), target=origin))
 
     def _on_receipt(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
