@@ -391,6 +391,8 @@ def test_a_relaying_member_cannot_forge_or_alter_another_members_receipt() -> No
         "fork check altered": with_body(f="00" * 16),
         "another message's id": with_body(ids=["11" * 16]),
         "relabelled as another member's": replace(genuine, origin="peer-5").encode(),
+        "fork window nested deep": with_body(w=[json.loads("[" * 900 + "]" * 900)]),
+        "fork check not a string": with_body(f={"x": 1}),
     }
     core = net.core("peer-0", gid)
     for name, data in forged.items():

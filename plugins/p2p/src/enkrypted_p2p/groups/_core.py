@@ -399,8 +399,11 @@ class GroupCore(ForkCore):
     def _signed_by(self, member: str, pdu: GroupPdu, body: dict[str, object]) -> bool:
         """A relayed receipt must carry its origin's control signature (crypto 2.2): the link
         authenticates only the relaying member. Without the feature nothing relayed verifies."""
-        signature = body.get("s")
+        signature, check, window = body.get("s"), body.get("f"), body.get("w")
         if not isinstance(self._session, GroupControlSigner) or not isinstance(signature, str):
+            return False
+        if not isinstance(check, str) or not isinstance(window, list) or not all(
+                isinstance(c, str) for c in window):  # what we sign: nothing nested to encode
             return False
         raw = hex_token(signature, len(signature) // 2) if len(signature) <= 256 else None
         content = _receipt_content(pdu.origin, pdu.target, body)
