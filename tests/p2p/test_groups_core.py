@@ -403,6 +403,39 @@ def test_a_relaying_member_cannot_forge_or_alter_another_members_receipt() -> No
     assert [o.member for o in out if isinstance(o, ReceiptFromMember)] == [net.fingerprints["peer-7"]]
 
 
+def test_a_relaying_member_cannot_ask_a_change_in_another_members_name() -> None:
+    """A request (INTENT) relayed for another member counts only with that member's control
+    signature over its body (docs/protocol.md §9.3); a genuine relayed one is committed."""
+    net = Net(8, seed=15)
+    gid = net.form_group(net.peers)
+    for peer in net.peers[:6]:
+        net.cut("peer-7", peer)  # peer-7 reaches the sequencer (peer-0) through peer-6 only
+    net.run(1.5)
+    sequencer = net.core("peer-0", gid)
+    victim = net.fingerprints["peer-3"]
+    genuine = decode_pdu(next(
+        o.pdu for o in net.core("peer-7", gid).remove([victim], net.now) if isinstance(o, SendTo)))
+    assert genuine.kind is Kind.INTENT and "s" in json.loads(genuine.body)
+    body = json.loads(genuine.body)
+    relayed = replace(genuine, hops=1, target="peer-0")
+    unsigned = {k: v for k, v in body.items() if k != "s"}
+    forged = {
+        "unsigned": replace(relayed, body=encode_json(unsigned)).encode(),
+        "another member removed": replace(
+            relayed, body=encode_json({**body, "fps": [net.fingerprints["peer-4"]]})).encode(),
+        "relabelled as another member's": replace(relayed, origin="peer-5").encode(),
+        "signature not hex": replace(relayed, body=encode_json({**body, "s": "zz"})).encode(),
+    }
+    for name, data in forged.items():
+        out = sequencer.receive("peer-6", data, net.now)
+        assert any(isinstance(o, PduRejected) for o in out), name
+        assert victim in sequencer.members, name
+    out = sequencer.receive("peer-6", relayed.encode(), net.now)
+    net.feed("peer-0", out)
+    net.run(3.0)
+    assert victim not in sequencer.members
+
+
 def test_a_member_whose_session_cannot_sign_any_more_still_answers_unsigned() -> None:
     """Removed by a commit in the same batch of frames, a member's session refuses to sign: the
     receipt goes unsigned (counted only over a direct link) instead of raising in the core."""

@@ -415,6 +415,9 @@ class GroupCore(ForkCore):
             raise RemoteInputError(f"an intent of unknown kind {intent.get('op')!r}")
         if intent.get("op") != "rejoin":
             self._member_peer(pdu)
+            if pdu.hops and not self._signed_by_origin("intent", pdu.origin, intent):
+                raise RemoteInputError("a relayed request without its origin's signature")
+        intent.pop("s", None)
         if intent.get("op") in ("handoff", None) or self._is_sequencer():
             return self._execute(pdu.origin, intent, now)
         target = self._intent_target(now)

@@ -17,7 +17,7 @@ from ._events import (
     SendTo,
 )
 from ._sequencer import SequencerCore
-from ._wire import GroupPdu, Kind, b64, decode_json, encode_json
+from ._wire import GroupPdu, Kind, b64, decode_json
 
 __all__ = ["ForkCore", "peer_checks"]
 
@@ -174,7 +174,7 @@ class ForkCore(SequencerCore):
         self._rejoin_via = peer
         intent: dict[str, object] = {"op": "rejoin", "kp": b64(kp.public), "id": new_id().hex()}
         self._intents[str(intent["id"])] = (intent, now + self.config.retry_s, 0)
-        pdu = self._pdu(Kind.INTENT, encode_json(intent), target=peer)
+        pdu = self._pdu(Kind.INTENT, self._signed("intent", intent), target=peer)
         return [RejoinStarted(self.group_id, self.epoch, reason), *self._route(pdu)]
 
     def _rejoin_target(self) -> str:

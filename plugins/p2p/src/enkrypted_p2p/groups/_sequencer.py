@@ -61,7 +61,7 @@ class SequencerCore(GroupCoreBase):
             target = self._intent_target(now)
         if not target or target == self.peer_id:
             return []
-        pdu = self._pdu(Kind.INTENT, encode_json(intent), target=target)
+        pdu = self._pdu(Kind.INTENT, self._signed("intent", intent), target=target)
         return self._route(pdu)
 
     def _intent_done(self, intent: dict[str, object]) -> bool:
@@ -207,7 +207,7 @@ class SequencerCore(GroupCoreBase):
             return []
         successor = self._roster.get(self.members[1], "")
         intent = {"op": "handoff", "at": self.epoch, "id": new_id().hex()}
-        return self._route(self._pdu(Kind.INTENT, encode_json(intent), target=successor))
+        return self._route(self._pdu(Kind.INTENT, self._signed("intent", intent), target=successor))
 
     def _take_handoff(self, origin: str, intent: dict[str, object]) -> list[GroupOutput]:
         at = intent.get("at")
