@@ -12,6 +12,7 @@ import contextlib
 import functools
 import time
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -133,3 +134,15 @@ def test_mutated_saved_state_raises_only_crypto_errors(
         data = _mutate(data, kind, a, b) or b"\x00"
     with contextlib.suppress(CryptoError):
         Group.restore_state(data, scenario.config)
+
+
+def test_a_saved_secret_tree_without_leaves_is_refused_as_malformed() -> None:
+    """A saved state whose secret tree claims 0 leaves (every group has at least its own) is a
+    crypto error, not an arithmetic one (the fuzz test above found ``negative shift count``)."""
+    from enkrypted_crypto.errors import MalformedInput
+    from enkrypted_crypto.mls._codec import Reader
+    from enkrypted_crypto.mls._schedule import SecretTree
+    from enkrypted_crypto.mls._suite import suite
+
+    with pytest.raises(MalformedInput):
+        SecretTree.decode(suite(1), Reader(bytes(4) + bytes(8)))

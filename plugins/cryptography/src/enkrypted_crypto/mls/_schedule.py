@@ -226,8 +226,8 @@ class SecretTree:
     @staticmethod
     def decode(cs: CipherSuite, r: Reader) -> SecretTree:
         n_leaves = r.u32()
-        if n_leaves > LIMITS.max_tree_nodes:
-            raise MalformedInput("saved secret tree too large")
+        if not 0 < n_leaves <= LIMITS.max_tree_nodes:  # a group has at least its own leaf
+            raise MalformedInput("saved secret tree empty or too large")
         tree = SecretTree(cs, b"", n_leaves)
         tree._nodes = dict(r.vector(lambda x: (x.u32(), x.opaque()), LIMITS.max_tree_nodes))
         tree._ratchets = dict(r.vector(_get_ratchet, LIMITS.max_tree_nodes))
