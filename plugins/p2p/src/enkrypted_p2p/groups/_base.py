@@ -412,16 +412,18 @@ class GroupCoreBase:
             self._awaiting[msg_id] = {str(fp) for fp in waiting}
 
     # ------------------------------------------------------------------ fan-out and relay
-    def _signed(self, label: str, body: dict[str, object]) -> bytes:
+    def _signed(self, label: str, body: dict[str, object], target: str = "") -> bytes:
         """``body`` as JSON with ``s``, our control signature over :func:`control_content`
         (crypto 2.2), when our session can sign; without it (or once removed) unsigned."""
-        content = control_content(label, self.peer_id, body)
-        if isinstance(self._session, GroupControlSigner) and content is not None:
+        if isinstance(self._session, GroupControlSigner):
+            content = control_content(label, self.peer_id, target, body)
             with contextlib.suppress(LocalMisuse):
-                body = {**body, "s": self._session.sign_control(content).hex()}
+                if content is not None:
+                    body = {**body, "s": self._session.sign_control(content).hex()}
         return encode_json(body)
 
-    def _signed_by_origin(self, label: str, origin: str, body: dict[str, object]) -> bool:
+    def _signed_by_origin(self, label: str, origin: str, body: dict[str, object],
+                          target: str = "") -> bool:
         """``body`` carries the control signature of ``origin``, a member of our epoch."""
         member = next((fp for fp, peer in self._roster.items() if peer == origin), None)
         signature = body.get("s")
@@ -429,7 +431,7 @@ class GroupCoreBase:
                 or not isinstance(signature, str) or len(signature) > 256:
             return False
         raw = hex_token(signature, len(signature) // 2)
-        content = control_content(label, origin, body)
+        content = control_content(label, origin, target, body)
         return raw is not None and content is not None and self._session.verify_control(
             member, content, raw)
 
@@ -546,11 +548,12 @@ def addressed(pdu: GroupPdu, target: str) -> GroupPdu:
     return replace(pdu, target=target)
 
 
-def control_content(label: str, origin: str, body: dict[str, object]) -> bytes | None:
-    """What a control signature signs: the kind, the origin and the body without ``s``
-    (canonical JSON, ASCII); ``None`` if a peer's body cannot be encoded (nested too deep)."""
+def control_content(label: str, origin: str, target: str, body: dict[str, object]) -> bytes | None:
+    """What a control signature signs: the kind, the origin, the target ("" where relays may
+    re-address it) and the body without ``s`` (canonical JSON, ASCII); ``None`` if a peer's body
+    cannot be encoded (nested too deep)."""
     try:
-        fields = [label, origin, {k: v for k, v in body.items() if k != "s"}]
+        fields = [label, origin, target, {k: v for k, v in body.items() if k != "s"}]
         return json.dumps(fields, separators=(",", ":"), sort_keys=True).encode()
     except (ValueError, TypeError, RecursionError):
         return None

@@ -9,19 +9,15 @@ per epoch, so every member that applies the commits in epoch order reaches the s
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 from collections import deque
 from collections.abc import Iterable, Sequence
 
 from enkrypted_shell.contracts import (
     GroupCommitApplied,
-    GroupControlSigner,
     GroupInputRejected,
     GroupJoined,
     GroupMessage,
-    LocalMisuse,
     RemovedFromGroup,
 )
 
@@ -366,11 +362,8 @@ class GroupCore(ForkCore):
             return []
         receipt: dict[str, object] = {"ids": [i.hex() for i in ids], "e": self.epoch,
                                       "f": self._check(), "w": self._window()}
-        if isinstance(self._session, GroupControlSigner):  # a relay cannot forge or alter it
-            signed = _receipt_content(self.peer_id, origin, receipt)
-            with contextlib.suppress(LocalMisuse):  # removed meanwhile: unsigned, direct only
-                receipt["s"] = self._session.sign_control(signed).hex()
-        return self._route(self._pdu(Kind.RECEIPT, encode_json(receipt), target=origin))
+        body = self._signed("receipt", receipt, target=origin)  # a relay cannot forge or alter it
+        return self._route(self._pdu(Kind.RECEIPT, body, target=origin))
 
     def _on_receipt(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
         origin = self._member_peer(pdu)
@@ -382,7 +375,7 @@ class GroupCore(ForkCore):
         if len(msg_ids) != len(ids):
             raise RemoteInputError("a receipt id is 16 bytes in hex")
         member = next(fp for fp, p in self.roster.items() if p == origin)
-        if pdu.hops and not self._signed_by(member, pdu, body):
+        if pdu.hops and not self._signed_by_origin("receipt", origin, body, target=pdu.target):
             raise RemoteInputError("a relayed receipt without its origin's signature")
         checks = peer_checks(epoch, body)
         out = self._compare(origin, epoch, checks, now, direct=pdu.hops == 0)
@@ -395,19 +388,6 @@ class GroupCore(ForkCore):
                     self._outbox.pop(msg_id, None)
                     self._plain.pop(msg_id, None)
         return out
-
-    def _signed_by(self, member: str, pdu: GroupPdu, body: dict[str, object]) -> bool:
-        """A relayed receipt must carry its origin's control signature (crypto 2.2): the link
-        authenticates only the relaying member. Without the feature nothing relayed verifies."""
-        signature, check, window = body.get("s"), body.get("f"), body.get("w")
-        if not isinstance(self._session, GroupControlSigner) or not isinstance(signature, str):
-            return False
-        if not isinstance(check, str) or not isinstance(window, list) or not all(
-                isinstance(c, str) for c in window):  # what we sign: nothing nested to encode
-            return False
-        raw = hex_token(signature, len(signature) // 2) if len(signature) <= 256 else None
-        content = _receipt_content(pdu.origin, pdu.target, body)
-        return raw is not None and self._session.verify_control(member, content, raw)
 
     def _on_intent(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
         intent = decode_json(pdu.body)
@@ -496,9 +476,3 @@ class GroupCore(ForkCore):
         out: list[GroupOutput] = [MembershipChanged(self.group_id, self.epoch, self.members)]
         return out + self._settle_intents(now)
 
-
-def _receipt_content(origin: str, target: str, body: dict[str, object]) -> bytes:
-    """What a receipt's ``s`` signs: who sends it to whom, its ids, epoch and fork checks."""
-    fields = ["receipt", origin, target, body.get("ids"), body.get("e"), body.get("f"),
-              body.get("w")]
-    return json.dumps(fields, separators=(",", ":")).encode()  # ASCII: surrogates escaped
