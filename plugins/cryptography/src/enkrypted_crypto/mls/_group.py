@@ -385,18 +385,19 @@ class Group:
             )
         return to_bytes(MLSMessage(ac.wire_format, body))
 
+    def _signing_key(self) -> SigningKey:
+        if self._signer is None:  # the suite and the key are the group's for its whole life
+            self._signer = self._epoch.cs.signing_key(self._sig)
+        return self._signer
+
     def _sign(self, wire_format: int, content: FramedContent) -> bytes:
         ep = self._epoch
-        if self._signer is None:  # the suite and the key are the group's for its whole life
-            self._signer = ep.cs.signing_key(self._sig)
-        return sign_content(ep.cs, wire_format, content, self._signer, ep.context_bytes)
+        return sign_content(ep.cs, wire_format, content, self._signing_key(), ep.context_bytes)
 
     def sign_with_label(self, label: bytes, content: bytes) -> bytes:
         """SignWithLabel (§5.1.2) with our leaf's signature key: data of the application signed
         outside the MLS framing (a member verifies it with our leaf's ``signature_key``)."""
-        if self._signer is None:
-            self._signer = self._epoch.cs.signing_key(self._sig)
-        return self._epoch.cs.sign_with_label(self._signer, label, content)
+        return self._epoch.cs.sign_with_label(self._signing_key(), label, content)
 
     # -- application data ------------------------------------------------------------------------
     def protect(self, data: bytes, authenticated_data: bytes = b"") -> bytes:
