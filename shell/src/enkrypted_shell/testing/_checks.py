@@ -181,8 +181,8 @@ def check_group_service(make: Callable[[], CryptoService], *, version: str | Non
     malformed input gives :class:`GroupInputRejected` with ``export_state()`` unchanged; export /
     restore continue the group; from 2.2, control signatures (made by one member, verified by
     the others, refused when altered, of another member, group or length). ``version``: your
-    manifest's (``None``: the newest the shell speaks)."""
-    version = version or CONTRACT_VERSIONS["crypto"]
+    manifest's (``None``: 2.1, the version that brought groups — a 2.1 plugin keeps passing)."""
+    version = version or "2.1"
     services = [make(), make(), make()]
     _shape("crypto", services[0], version)
     _require(supports(services[0], GroupCryptoService), "the service does not support GroupCryptoService")
