@@ -292,6 +292,61 @@ def test_a_rejoin_that_gets_no_welcome_ends_in_group_left_with_messages_still_un
     assert any(isinstance(e, GroupLeft) for e in net.events["peer-3"])
 
 
+def test_a_member_removed_and_invited_again_at_once_is_not_removed_by_the_first_request() -> None:
+    """docs/protocol.md §9.2: a removal request is carried out once (every member learns its
+    key from the commit); the sequencer's own request still pending when the member is invited
+    back, and a late copy of another member's, remove nobody."""
+    net = Net(4, seed=42)
+    gid = net.form_group(net.peers)
+    sequencer = net.core("peer-0", gid)
+    net.feed("peer-0", sequencer.remove([net.fingerprints["peer-3"]], net.now))
+    net.run(0.2)
+    assert "peer-3" not in sequencer.roster.values()
+    net.feed("peer-0", sequencer.invite("peer-3", net.now))
+    net.run(5.0)
+    assert sequencer.roster.get(net.fingerprints["peer-3"]) == "peer-3"
+    net.converged(gid, net.peers)
+    # another member's removal: a copy that arrives after the member was invited back is over
+    asked = net.core("peer-1", gid).remove([net.fingerprints["peer-2"]], net.now)
+    copies = [o.pdu for o in asked if isinstance(o, SendTo)]
+    net.feed("peer-1", asked)
+    net.run(0.5)
+    assert "peer-2" not in sequencer.roster.values()
+    net.feed("peer-0", sequencer.invite("peer-2", net.now))
+    net.run(3.0)
+    for data in copies:
+        net.feed("peer-0", net.nodes["peer-0"].receive("peer-1", data, net.now))
+    net.run(3.0)
+    assert sequencer.roster.get(net.fingerprints["peer-2"]) == "peer-2"
+    net.converged(gid, net.peers)
+
+
+def test_a_rejoin_request_overtaken_by_an_invitation_does_not_replace_the_new_membership() -> None:
+    """docs/protocol.md §9.4: a re-join names the key package its leaf came in with ("was");
+    once the group has let that peer in again by an invitation, a late copy of the request is
+    over. Carried out, it would replace the new leaf with one for a key package whose holder
+    (the old membership) is gone: the group would list a member that can never join."""
+    net = Net(4, seed=41, config=replace(CONFIG, retry_s=5.0))
+    gid = net.form_group(net.peers)
+    old = net.core("peer-3", gid)
+    started = old._rejoin("peer-0", "a fork", net.now)
+    late = [o.pdu for o in started if isinstance(o, SendTo)]  # delayed on the link
+    net.feed("peer-3", [o for o in started if not isinstance(o, SendTo)])
+    assert late
+    # meanwhile the group removes peer-3 and invites it again: a new membership
+    net.feed("peer-0", net.core("peer-0", gid).remove([old.own_fingerprint], net.now))
+    net.run(1.0)
+    net.feed("peer-0", net.core("peer-0", gid).invite("peer-3", net.now))
+    net.run(2.0)
+    assert net.core("peer-3", gid) is not old and net.core("peer-3", gid).active
+    for data in late:  # the old request arrives at last
+        net.feed("peer-0", net.nodes["peer-0"].receive("peer-3", data, net.now))
+    net.run(10.0)
+    net.converged(gid, net.peers)
+    assert net.core("peer-0", gid).roster[net.fingerprints["peer-3"]] == "peer-3"
+    assert not any(isinstance(e, GroupLeft) for e in net.events["peer-3"][-20:])
+
+
 def test_a_state_saved_before_the_fork_window_restores_and_the_new_one_keeps_leaf_epochs() -> None:
     net = Net(3, seed=40)
     gid = net.form_group(net.peers)

@@ -54,6 +54,7 @@ waits for is back, every member receipted it, or newer messages push it out."""
 OUTBOX_STATE_BYTES: Final = 4 * 1024 * 1024
 """Our unreceipted messages kept in the saved state (oldest first) up to this many bytes."""
 _WELCOME_KPS: Final = 64
+_DONE_REMOVALS: Final = 256
 """The latest used key packages a Welcome tells the new member (it may be the next sequencer)."""
 FORK_WINDOW: Final = 8
 """Epochs whose fork checks a STATUS or RECEIPT carries: its own and the 7 before it."""
@@ -123,6 +124,9 @@ class GroupCoreBase:
         self._started: float | None = None
         self._used_key_packages = SeenIds(self.config.seen_ids)
         self._added_at: dict[str, int] = {}  # member -> the epoch its current leaf came in
+        self._done_removals = SeenIds(_DONE_REMOVALS)  # removal requests carried out (once)
+        self._admitted_by: dict[str, str] = {}  # member -> hex SHA-256 of the key package its
+        # current leaf came in with (absent: the group's creator, or not known to us)
         self._gone: set[str] = set()  # members that told us they are out (never alive again)
         self._resumed = 0.0  # when we last came back from not running (silence counts after)
         self._forks_shown: dict[str, int] = {}  # peer -> the fork epoch last shown for it
@@ -228,6 +232,7 @@ class GroupCoreBase:
         """``fp`` was removed: out of the roster, remembered as a former member (bounded)."""
         peer = self._roster.pop(fp, None)
         self._added_at.pop(fp, None)
+        self._admitted_by.pop(fp, None)
         if peer is not None and peer != self.peer_id:
             self._former.pop(peer, None)
             self._former[peer] = None
@@ -265,10 +270,11 @@ class GroupCoreBase:
     def _welcome_info(self) -> bytes:
         version, by = self._name_version
         info = {"roster": self.roster, "name": self.name, "v": version, "by": by, "t": self._term}
-        info["tb"], info["ad"] = self._taker, self._added_at
+        info["tb"], info["ad"], info["am"] = self._taker, self._added_at, self._admitted_by
         rejoinable = dict(sorted(self._rejoinable.items())[: self.config.max_members])
         used = [t.hex() for t in self._used_key_packages.export()[-_WELCOME_KPS:]]
-        return encode_json({**info, "r": rejoinable, "kps": used})
+        done = [t.hex() for t in self._done_removals.export()[-_WELCOME_KPS:]]
+        return encode_json({**info, "r": rejoinable, "kps": used, "dn": done})
 
     def load_welcome_info(self, info: dict[str, object]) -> None:
         """What the committer sent with a Welcome: the peer ids, the name, the term."""
@@ -291,11 +297,16 @@ class GroupCoreBase:
         for raw in used[:_WELCOME_KPS] if isinstance(used, list) else []:
             if (token := hex_token(raw, 32)) is not None:
                 self._used_key_packages.add(token)
+        done = info.get("dn")  # removal requests carried out: a late copy removes nobody
+        for raw in done[:_WELCOME_KPS] if isinstance(done, list) else []:
+            if (key := hex_token(raw, 16)) is not None:
+                self._done_removals.add(key)
         added = info.get("ad")
         members = set(self.members)
         if isinstance(added, dict):  # when each member's leaf came in (§9.5, removals by "at")
             self._added_at = {k: v for k, v in added.items() if k in members and isinstance(v, int)}
         self._added_at[self.own_fingerprint] = self.epoch
+        self._admitted_by = key_package_tokens(info.get("am"), members)
         self._remember_epoch()
 
     def remember_delivered(self, earlier: GroupCoreBase, now: float = 0.0) -> None:
@@ -344,6 +355,8 @@ class GroupCoreBase:
             "rejoinable": dict(sorted(self._rejoinable.items())),
             "rejoin": b64(self._rejoin_kp) if self._rejoin_kp is not None else "",
             "added": self._added_at,
+            "admitted": self._admitted_by,
+            "done": [k.hex() for k in self._done_removals.export()],
             "outbox": self._export_outbox(),
         }
         return encode_json(state)
@@ -405,6 +418,10 @@ class GroupCoreBase:
             saved, dict) else {}
         added = data.get("added", {})  # absent in states saved before the fork window
         self._added_at = {str(fp): int(e) for fp, e in added.items() if fp in self.members}
+        for raw in data.get("done", []):  # absent in states saved before it was kept
+            self._done_removals.add(bytes.fromhex(raw))
+        admitted = data.get("admitted")  # absent in states saved before it was kept
+        self._admitted_by = key_package_tokens(admitted, set(self.members))
         for raw_id, pdu, plain, waiting in data.get("outbox", [])[:self.config.max_pending_receipts]:
             msg_id = bytes.fromhex(raw_id)  # absent in states saved before it was kept: none
             self._outbox[msg_id] = (decode_pdu(unb64(pdu, MAX_BODY)), now, 0)
@@ -557,3 +574,19 @@ def control_content(label: str, origin: str, target: str, body: dict[str, object
         return json.dumps(fields, separators=(",", ":"), sort_keys=True).encode()
     except (ValueError, TypeError, RecursionError):
         return None
+
+
+def key_package_tokens(value: object, members: set[str]) -> dict[str, str]:
+    """``{member: key-package hash}`` from a peer's Welcome info or a saved state: members only,
+    well-formed hashes only, never raises."""
+    if not isinstance(value, dict):
+        return {}
+    return {
+        fp: token for fp, token in value.items() if fp in members and hex_token(token, 32)
+    }
+
+
+def removal_key(origin: str, intent: dict[str, object]) -> bytes:
+    """Which removal request this is: its origin and id (ids are the requester's own: keyed by
+    origin too, one member cannot mark another's request done by reusing its id)."""
+    return hashlib.sha256(f"{origin}\0{intent.get('id', '')}".encode()).digest()[:16]

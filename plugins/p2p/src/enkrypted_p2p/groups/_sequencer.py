@@ -18,7 +18,7 @@ from enkrypted_shell.contracts import (
 )
 
 from ..errors import P2PUsageError, RemoteInputError
-from ._base import GroupCoreBase, addressed, new_id
+from ._base import GroupCoreBase, addressed, new_id, removal_key
 from ._events import (
     GroupOutput,
     MembershipChanged,
@@ -64,23 +64,26 @@ class SequencerCore(GroupCoreBase):
         pdu = self._pdu(Kind.INTENT, self._signed("intent", intent), target=target)
         return self._route(pdu)
 
-    def _intent_done(self, intent: dict[str, object]) -> bool:
+    def _intent_done(self, intent: dict[str, object], origin: str = "") -> bool:
+        """Whether ``origin``'s (default: our own) request is done."""
         op = intent.get("op")
         if self._left:
             return True
         if op == "add":
             return intent.get("peer") in self.roster.values()
         if op == "remove":
-            return not self._to_remove(intent)
+            return not self._to_remove(intent, origin or self.peer_id)
         if op in ("update", "handoff"):
             return isinstance(intent.get("at"), int) and self.epoch > int(str(intent["at"]))
         return op == "rejoin" and self._rejoin_kp is None
 
-    def _to_remove(self, intent: dict[str, object]) -> list[str]:
-        """The members a remove intent still removes. One made at epoch ``at`` because a member
-        was out spares it if it came back in (a re-join, a new invitation) after ``at``."""
+    def _to_remove(self, intent: dict[str, object], origin: str) -> list[str]:
+        """The members a remove intent still removes: none once it was carried out (a late copy,
+        after the member was invited again, must not remove it again). One made at epoch ``at``
+        because a member was out spares it if it came back in (a re-join, a new invitation)
+        after ``at``."""
         fps, at = intent.get("fps"), intent.get("at")
-        if not isinstance(fps, list):
+        if not isinstance(fps, list) or removal_key(origin, intent) in self._done_removals:
             return []
         wanted = [fp for fp in fps if isinstance(fp, str) and fp in self.members]
         if isinstance(at, int):
@@ -113,7 +116,7 @@ class SequencerCore(GroupCoreBase):
         if not self._is_sequencer():
             self._keep(origin, intent)
             return []
-        if self._intent_done(intent) and op != "rejoin":
+        if self._intent_done(intent, origin) and op != "rejoin":
             return []
         try:
             return self._commit_intent(origin, op, intent, now)
@@ -136,7 +139,7 @@ class SequencerCore(GroupCoreBase):
         if op == "update":
             return self._commit(set(self.members), self._session.update(), {})
         if op == "rejoin":
-            return self._commit_rejoin(origin, unb64(intent["kp"], MAX_BODY), now)
+            return self._commit_rejoin(origin, intent, now)
         return [PduRejected(self.group_id, origin, f"unknown intent {op!r}")]
 
     def _commit_add(self, peer: str, key_package: bytes, now: float) -> list[GroupOutput]:
@@ -152,6 +155,7 @@ class SequencerCore(GroupCoreBase):
         self._used_key_packages.add(token)
         added = [fp for fp in self.members if fp not in before]
         self._roster.update({fp: peer for fp in added})
+        self._admitted_by.update({fp: token.hex() for fp in added})
         self._admitted(peer, now)
         assert result.welcome is not None  # an Add always has a Welcome
         body = pack_list([result.welcome, self._welcome_info()])
@@ -168,7 +172,7 @@ class SequencerCore(GroupCoreBase):
         (they may re-join) and become the sequencer of a new term."""
         if self._started is None:
             self._started = now
-        self._queue = deque(i for i in self._queue if not self._intent_done(i[1]))
+        self._queue = deque(i for i in self._queue if not self._intent_done(i[1], i[0]))
         waiting = self._intents or self._queue
         if self._left or self._rejoin_kp is not None or self._is_sequencer() or not waiting:
             return []
@@ -197,10 +201,11 @@ class SequencerCore(GroupCoreBase):
             # at this epoch, and we commit nothing more
             self._retired = True
             return self._handoff()
-        wanted = [fp for fp in self._to_remove(intent) if fp != self.own_fingerprint]
+        wanted = [fp for fp in self._to_remove(intent, origin) if fp != self.own_fingerprint]
         if not wanted:
             return []
-        return self._commit(set(self.members), self._session.remove(wanted), {})
+        done = removal_key(origin, intent)
+        return self._commit(set(self.members), self._session.remove(wanted), {}, done=done)
 
     def _handoff(self) -> list[GroupOutput]:
         if len(self.members) < 2:
@@ -221,11 +226,20 @@ class SequencerCore(GroupCoreBase):
             return []
         return self._commit(set(self.members), self._session.remove([owner]), {})
 
-    def _commit_rejoin(self, origin: str, key_package: bytes, now: float) -> list[GroupOutput]:
+    def _commit_rejoin(
+        self, origin: str, intent: dict[str, object], now: float
+    ) -> list[GroupOutput]:
+        key_package = unb64(intent["kp"], MAX_BODY)
         token = hashlib.sha256(key_package).digest()
         if token in self._used_key_packages:  # a retransmitted rejoin: done once already
             return []
         old = [fp for fp, peer in self.roster.items() if peer == origin]
+        was, current = intent.get("was"), self._admitted_by.get(old[0]) if old else None
+        if old and current and isinstance(was, str) and was != current:
+            # the re-join of a membership that is over: the peer came in again since (invited
+            # while its request travelled). Replacing its new leaf would leave the group
+            # listing a key package its node no longer holds (docs/protocol.md §9.4)
+            return []
         expected = old[0] if old else self._rejoinable.get(origin)
         if expected is None:
             return [
@@ -259,13 +273,23 @@ class SequencerCore(GroupCoreBase):
         return added[0] if len(added) == 1 else None
 
     def _commit(
-        self, before: set[str], result: GroupCommit, added: dict[str, str], welcome: bytes = b""
+        self,
+        before: set[str],
+        result: GroupCommit,
+        added: dict[str, str],
+        welcome: bytes = b"",
+        *,
+        done: bytes = b"",
     ) -> list[GroupOutput]:
         """Our commit was applied by the session: send it to every member of the old epoch
-        (the removed ones too: the commit tells them)."""
+        (the removed ones too: the commit tells them). ``done``: the removal request it carries
+        out, which every member then knows is carried out."""
         old_epoch = self.epoch - 1
         old_members = before
-        details = {"added": added, "term": self._term, "taker": self._taker}
+        details: dict[str, object] = {"added": added, "term": self._term, "taker": self._taker}
+        if done:
+            details["done"] = done.hex()
+            self._done_removals.add(done)
         if added:  # every member (a later sequencer too) knows these key packages are used
             details["kps"] = [t.hex() for t in self._used_key_packages.export()[-len(added) :]]
         body = pack_list([result.commit, encode_json(details), welcome])
