@@ -9,7 +9,11 @@ settles. Each member that still has the group then ends in one of:
   same epoch, members and epoch authenticator as its head;
 * out (``GroupLeft``), or off the winning branch but shown it (a ``ForkDetected`` or
   ``RejoinStarted`` since it last joined);
-* **silently forked**: off the winning branch and never told — what must never happen.
+* split off: on another branch that is a group of its own — every member it lists is on that
+  branch with it, and the winning branch lists none of them (the group split into two sets of
+  members that never met again: each side saw the other's removals, nobody is deceived);
+* **silently forked**: off the winning branch, never told, and listing a member that is not on
+  its branch — what must never happen.
 
 The winning branch's roster is also checked for members that are not on it (left, or stuck on
 another branch). ``python -m tests.p2p.groups_churn [runs] [first seed]`` prints the counts.
@@ -45,11 +49,13 @@ class ChurnOutcome:
     shown: tuple[str, ...]
     """Still members of another branch, and told (re-joining, or waiting to)."""
     silent: tuple[str, ...]
-    """Off the winning branch and never told."""
+    """Off the winning branch, never told, listing a member that is elsewhere."""
     stale: tuple[str, ...]
     """Peers the winning branch still lists that are not on it."""
     forks_shown: tuple[str, ...] = ()
     """Members shown a ``ForkDetected`` at some point of the run."""
+    split: tuple[str, ...] = ()
+    """On another branch that is a group of its own (it lists only members on it with it)."""
 
     @property
     def converged(self) -> bool:
@@ -62,7 +68,7 @@ class ChurnOutcome:
         if not self.on_branch:
             return "all-out"
         if self.converged:
-            return "converged"
+            return "converged" if not self.split else "split"
         return "fork-shown" if not self.stale else "stale-roster"
 
 
@@ -91,21 +97,36 @@ def classify(net: Net, gid: bytes, seed: int = 0) -> ChurnOutcome:
         gone = tuple(c.peer_id for c in cores)
         return ChurnOutcome(seed, (), gone, (), (), ())
     head = _head(active)
-    on, out, shown, silent = [], [], [], []
+    on, out, shown, silent, split = [], [], [], [], []
     for core in cores:
-        same = core.active and (core.epoch, core.members) == (head.epoch, head.members)
-        if same and core.epoch_authenticator == head.epoch_authenticator:
+        if _same_branch(core, head):
             on.append(core.peer_id)
         elif not core.active:
             out.append(core.peer_id)
         elif _told_since_join(net, core.peer_id):
             shown.append(core.peer_id)
+        elif _group_of_its_own(net, gid, core, head):
+            split.append(core.peer_id)
         else:
             silent.append(core.peer_id)
     stale = [p for fp, p in head.roster.items() if p not in on or net.fingerprints[p] != fp]
     forked = [p for p in net.peers if any(isinstance(e, ForkDetected) for e in net.events[p])]
     outcome = (tuple(on), tuple(out), tuple(shown), tuple(silent), tuple(stale), tuple(forked))
-    return ChurnOutcome(seed, *outcome)
+    return ChurnOutcome(seed, *outcome, split=tuple(split))
+
+
+def _same_branch(core: GroupCore, head: GroupCore) -> bool:
+    same = core.active and (core.epoch, core.members) == (head.epoch, head.members)
+    return same and core.epoch_authenticator == head.epoch_authenticator
+
+
+def _group_of_its_own(net: Net, gid: bytes, core: GroupCore, head: GroupCore) -> bool:
+    """Every member ``core`` lists is on its branch with it, and the winning branch lists none."""
+    listed = set(core.roster.values())
+    cores = [net.nodes[p].groups.get(gid) for p in listed]
+    if any(c is None or not _same_branch(c, core) for c in cores):
+        return False
+    return not listed & set(head.roster.values())
 
 
 def churn_run(
@@ -139,7 +160,8 @@ def main(argv: list[str]) -> None:
         counts["runs with a fork shown"] += bool(outcome.forks_shown)
         counts["members on the branch"] += len(outcome.on_branch)
         counts["members out"] += len(outcome.out)
-        if not outcome.converged:
+        counts["members split off"] += len(outcome.split)
+        if not outcome.converged or outcome.split:
             print(seed, outcome.verdict, outcome, flush=True)
     took = time.monotonic() - started
     print(dict(counts), f"{runs} runs in {took:.0f} s")

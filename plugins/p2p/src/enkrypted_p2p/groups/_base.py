@@ -164,6 +164,19 @@ class GroupCoreBase:
         """We asked to be re-added (a fork we lost, or history gone) and wait for the Welcome."""
         return self._rejoin_kp is not None and not self._left
 
+    def outranks(self, term: object, taker: object) -> bool:
+        """Whether our membership stands against a Welcome of the branch ``(term, taker)`` (its
+        Welcome info ``t``, ``tb``): we are an active member of another branch that it does not
+        beat (docs/protocol.md §9.2: the later term, then the lower taker). A Welcome of our own
+        branch is a new invitation (we were removed and do not know yet): it does not."""
+        if not self.active or self.rejoining:
+            return False
+        if not isinstance(term, int) or not isinstance(taker, str):
+            return True
+        if (term, taker) == (self._term, self._taker):
+            return False
+        return not (term > self._term or (term == self._term > 0 and taker < self._taker))
+
     def invited(self, peer_id: str) -> bool:
         """We asked ``peer_id`` for a key package and wait for its answer."""
         return peer_id in self._invites

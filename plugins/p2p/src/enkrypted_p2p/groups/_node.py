@@ -95,6 +95,12 @@ class GroupNode:
         if pdu.kind is not Kind.WELCOME or pdu.group_id not in self._key_packages:
             return None
         try:
+            info = _welcome_info(pdu)
+            if self.groups[pdu.group_id].outranks(info.get("t"), info.get("tb")):
+                # a member of the branch that loses asked us in: taking it would swap the
+                # group's branch for that one (and leave the group's branch without us)
+                reason = "a Welcome of a branch that loses to the one we are a member of"
+                return [PduRejected(pdu.group_id, peer_id, reason)]
             return self._join(peer_id, pdu, now)
         except RemoteInputError:
             return None
@@ -139,15 +145,24 @@ class GroupNode:
         parts = unpack_list(pdu.body, 2)
         if len(parts) != 2:
             raise RemoteInputError("a Welcome PDU is (welcome, info)")
+        info = decode_json(parts[1])
         result = self.service.join_group(self.identity, key_package.private, parts[0])
         if not isinstance(result, GroupJoined) or result.session.group_id != pdu.group_id:
             raise RemoteInputError("the Welcome was refused")
         del self._key_packages[pdu.group_id]
         core = GroupCore(self.service, self.identity, result.session, self.peer_id, {}, self.config)
-        core.load_welcome_info(decode_json(parts[1]))
+        core.load_welcome_info(info)
         old = self.groups.get(core.group_id)
         if old is not None:  # invited again after leaving (or a removal we never heard of):
             core.remember_delivered(old, now)  # delivered stays delivered, unreceipted goes again
         self.groups[core.group_id] = core
         out: list[GroupOutput] = [MembershipChanged(core.group_id, core.epoch, core.members)]
         return out + core.set_links(self._links, now)
+
+
+def _welcome_info(pdu: GroupPdu) -> dict[str, object]:
+    """The committer's JSON info of a WELCOME PDU (roster, term, ...)."""
+    parts = unpack_list(pdu.body, 2)
+    if len(parts) != 2:
+        raise RemoteInputError("a Welcome PDU is (welcome, info)")
+    return decode_json(parts[1])
