@@ -292,6 +292,37 @@ def test_a_rejoin_that_gets_no_welcome_ends_in_group_left_with_messages_still_un
     assert any(isinstance(e, GroupLeft) for e in net.events["peer-3"])
 
 
+def test_a_member_of_the_winning_branch_refuses_an_invitation_from_the_losing_one() -> None:
+    """docs/protocol.md §9.2: the branch of the later term is the group. A member of it that a
+    member of the other branch invites (a peer it never listed) must not swap its membership for
+    the losing branch's: it refuses that Welcome and stays where the group is."""
+    net = Net(7, seed=43, config=FAST)
+    gid = net.form_group(net.peers[:6])
+    minority, majority = ["peer-0", "peer-5"], ["peer-1", "peer-2", "peer-3", "peer-4"]
+    saved = set(net.links)
+    for a in minority:
+        for b in majority:
+            net.cut(a, b)
+    net.feed("peer-4", net.core("peer-4", gid).update(net.now))
+    net.run(10.0)
+    assert net.core("peer-2", gid).sequencer == net.fingerprints["peer-1"]  # term 1
+    net.feed("peer-1", net.core("peer-1", gid).invite("peer-6", net.now))
+    net.run(3.0)
+    joined = net.core("peer-6", gid)
+    net.feed("peer-0", net.core("peer-0", gid).invite("peer-6", net.now))
+    net.run(3.0)
+    assert net.core("peer-6", gid) is joined and joined.active
+    assert any(
+        isinstance(e, PduRejected) and "branch that loses" in e.reason for e in net.events["peer-6"]
+    )
+    net.converged(gid, [*majority, "peer-6"])
+    net.links = saved
+    net.refresh_links()
+    net.run(20.0)
+    assert net.core("peer-6", gid) is joined
+    net.converged(gid, [*majority, "peer-6"])
+
+
 def test_a_member_removed_and_invited_again_at_once_is_not_removed_by_the_first_request() -> None:
     """docs/protocol.md §9.2: a removal request is carried out once (every member learns its
     key from the commit); the sequencer's own request still pending when the member is invited
