@@ -267,7 +267,8 @@ def test_under_heavy_churn_with_fast_failover_no_member_stays_silently_on_a_losi
 ) -> None:
     """docs/protocol.md §9.2: 9 peers, random changes and messages, 5 % drops, members
     toggling offline, failover after 3 s. Every member ends on the group's branch, or out, or
-    shown the fork; the group lists no member that is not on its branch."""
+    shown the fork, or on a branch that is a group of its own (a split that never healed: it lists
+    only members on it); the group lists no member that is not on its branch."""
     outcome = churn_run(seed)
     assert outcome.silent == (), outcome
     assert outcome.stale == (), outcome
