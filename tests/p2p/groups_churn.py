@@ -56,6 +56,8 @@ class ChurnOutcome:
     """Members shown a ``ForkDetected`` at some point of the run."""
     split: tuple[str, ...] = ()
     """On another branch that is a group of its own (it lists only members on it with it)."""
+    gave_up: tuple[str, ...] = ()
+    """Out because a re-join got no Welcome (not removed, not left): shown, but worth counting."""
 
     @property
     def converged(self) -> bool:
@@ -112,7 +114,13 @@ def classify(net: Net, gid: bytes, seed: int = 0) -> ChurnOutcome:
     stale = [p for fp, p in head.roster.items() if p not in on or net.fingerprints[p] != fp]
     forked = [p for p in net.peers if any(isinstance(e, ForkDetected) for e in net.events[p])]
     outcome = (tuple(on), tuple(out), tuple(shown), tuple(silent), tuple(stale), tuple(forked))
-    return ChurnOutcome(seed, *outcome, split=tuple(split))
+    gave_up = [p for p in out if _gave_up(net, p)]
+    return ChurnOutcome(seed, *outcome, split=tuple(split), gave_up=tuple(gave_up))
+
+
+def _gave_up(net: Net, peer: str) -> bool:
+    left = [e for e in net.events[peer] if isinstance(e, GroupLeft)]
+    return bool(left) and not left[-1].committer
 
 
 def _same_branch(core: GroupCore, head: GroupCore) -> bool:
@@ -161,6 +169,7 @@ def main(argv: list[str]) -> None:
         counts["members on the branch"] += len(outcome.on_branch)
         counts["members out"] += len(outcome.out)
         counts["members split off"] += len(outcome.split)
+        counts["members out, re-join given up"] += len(outcome.gave_up)
         if not outcome.converged or outcome.split:
             print(seed, outcome.verdict, outcome, flush=True)
     took = time.monotonic() - started

@@ -22,7 +22,8 @@ from enkrypted_p2p.groups import (
     SendTo,
     decode_pdu,
 )
-from enkrypted_p2p.groups._wire import MAX_BODY, encode_json, pack_list
+from enkrypted_p2p.groups._base import removal_key
+from enkrypted_p2p.groups._wire import MAX_BODY, decode_json, encode_json, pack_list, unpack_list
 from enkrypted_shell.contracts import WIRE_LIMITS
 from tests.p2p.groups_net import Net
 
@@ -188,3 +189,34 @@ def test_restore_refuses_damaged_state(world: tuple[Net, bytes, list[bytes]]) ->
     for bad in (b"", b"{}", b"[]", core.export_state().replace(b'"session":"', b'"session":"AA')):
         with pytest.raises(P2PUsageError, match="damaged group core state"):
             GroupCore.restore(net.service, net.nodes["peer-2"].identity, bad)
+
+
+# ------------------------------------------------------------------------------ commit details
+def test_a_relay_cannot_retire_a_removal_request_by_adding_done_to_a_commit() -> None:
+    """docs/protocol.md §9.2 rule 2: a commit's `done` (the removal request it carried out) is
+    believed from the committer itself only. The details ride beside the MLS commit unsigned,
+    so a member relaying a commit to the member that asked for its removal could otherwise make
+    that member drop its request and stay in the group."""
+    net = Net(4, seed=45)
+    gid = net.form_group(net.peers)
+    asker, sequencer = net.core("peer-2", gid), net.core("peer-0", gid)
+    asked = asker.remove([net.fingerprints["peer-3"]], net.now)
+    net.feed("peer-2", [o for o in asked if not isinstance(o, SendTo)])  # the request is lost
+    request = next(iter(asker._intents.values()))[0]
+    net.cut("peer-0", "peer-2")
+    net.cut("peer-1", "peer-2")
+    net.feed("peer-1", net.core("peer-1", gid).update(net.now))
+    while sequencer.epoch == asker.epoch:
+        net.run(0.01)
+    commit = next(decode_pdu(e.pdu) for e in sequencer._history._entries if e.kind is Kind.COMMIT
+                  and decode_pdu(e.pdu).epoch == asker.epoch)
+    mls, details, welcome = unpack_list(commit.body, 3)
+    forged = {**decode_json(details), "done": removal_key("peer-2", request).hex()}
+    body = pack_list([mls, encode_json(forged), welcome])
+    relayed = replace(commit, body=body, target="peer-2", hops=1)
+    net.feed("peer-2", net.nodes["peer-2"].receive("peer-3", relayed.encode(), net.now))
+    assert asker.epoch == sequencer.epoch and asker.pending_intents() == 1  # still asking
+    net.links.update({frozenset(("peer-0", "peer-2")), frozenset(("peer-1", "peer-2"))})
+    net.refresh_links()
+    net.run(10.0)
+    assert net.fingerprints["peer-3"] not in sequencer.members

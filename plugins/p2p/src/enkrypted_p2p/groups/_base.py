@@ -54,8 +54,10 @@ waits for is back, every member receipted it, or newer messages push it out."""
 OUTBOX_STATE_BYTES: Final = 4 * 1024 * 1024
 """Our unreceipted messages kept in the saved state (oldest first) up to this many bytes."""
 _WELCOME_KPS: Final = 64
+"""The latest used key packages (and carried-out removals) a Welcome tells the new member (it may
+be the next sequencer)."""
 _DONE_REMOVALS: Final = 256
-"""The latest used key packages a Welcome tells the new member (it may be the next sequencer)."""
+"""Removal requests carried out that a member remembers (a late copy removes nobody)."""
 FORK_WINDOW: Final = 8
 """Epochs whose fork checks a STATUS or RECEIPT carries: its own and the 7 before it."""
 
@@ -125,8 +127,6 @@ class GroupCoreBase:
         self._used_key_packages = SeenIds(self.config.seen_ids)
         self._added_at: dict[str, int] = {}  # member -> the epoch its current leaf came in
         self._done_removals = SeenIds(_DONE_REMOVALS)  # removal requests carried out (once)
-        self._admitted_by: dict[str, str] = {}  # member -> hex SHA-256 of the key package its
-        # current leaf came in with (absent: the group's creator, or not known to us)
         self._gone: set[str] = set()  # members that told us they are out (never alive again)
         self._resumed = 0.0  # when we last came back from not running (silence counts after)
         self._forks_shown: dict[str, int] = {}  # peer -> the fork epoch last shown for it
@@ -163,6 +163,11 @@ class GroupCoreBase:
     def rejoining(self) -> bool:
         """We asked to be re-added (a fork we lost, or history gone) and wait for the Welcome."""
         return self._rejoin_kp is not None and not self._left
+
+    @property
+    def rejoin_key(self) -> bytes | None:
+        """The private key package of the re-join we wait for (``None``: none)."""
+        return self._rejoin_kp if self.rejoining else None
 
     def outranks(self, term: object, taker: object) -> bool:
         """Whether our membership stands against a Welcome of the branch ``(term, taker)`` (its
@@ -245,7 +250,6 @@ class GroupCoreBase:
         """``fp`` was removed: out of the roster, remembered as a former member (bounded)."""
         peer = self._roster.pop(fp, None)
         self._added_at.pop(fp, None)
-        self._admitted_by.pop(fp, None)
         if peer is not None and peer != self.peer_id:
             self._former.pop(peer, None)
             self._former[peer] = None
@@ -283,14 +287,16 @@ class GroupCoreBase:
     def _welcome_info(self) -> bytes:
         version, by = self._name_version
         info = {"roster": self.roster, "name": self.name, "v": version, "by": by, "t": self._term}
-        info["tb"], info["ad"], info["am"] = self._taker, self._added_at, self._admitted_by
+        info["tb"], info["ad"] = self._taker, self._added_at
         rejoinable = dict(sorted(self._rejoinable.items())[: self.config.max_members])
         used = [t.hex() for t in self._used_key_packages.export()[-_WELCOME_KPS:]]
         done = [t.hex() for t in self._done_removals.export()[-_WELCOME_KPS:]]
         return encode_json({**info, "r": rejoinable, "kps": used, "dn": done})
 
-    def load_welcome_info(self, info: dict[str, object]) -> None:
-        """What the committer sent with a Welcome: the peer ids, the name, the term."""
+    def load_welcome_info(self, info: dict[str, object], *, from_committer: bool = False) -> None:
+        """What the committer sent with a Welcome: the peer ids, the name, the term. The
+        removals it carried out (``dn``) are believed only if it came from the committer itself
+        (``from_committer``: not relayed; the info is not signed)."""
         roster, name, version, by, term = (info.get(k) for k in ("roster", "name", "v", "by", "t"))
         if isinstance(roster, dict):
             self._roster = {k: v for k, v in roster.items() if isinstance(v, str) and len(v) <= 64}
@@ -310,7 +316,7 @@ class GroupCoreBase:
         for raw in used[:_WELCOME_KPS] if isinstance(used, list) else []:
             if (token := hex_token(raw, 32)) is not None:
                 self._used_key_packages.add(token)
-        done = info.get("dn")  # removal requests carried out: a late copy removes nobody
+        done = info.get("dn") if from_committer else None  # removals carried out
         for raw in done[:_WELCOME_KPS] if isinstance(done, list) else []:
             if (key := hex_token(raw, 16)) is not None:
                 self._done_removals.add(key)
@@ -319,7 +325,6 @@ class GroupCoreBase:
         if isinstance(added, dict):  # when each member's leaf came in (§9.5, removals by "at")
             self._added_at = {k: v for k, v in added.items() if k in members and isinstance(v, int)}
         self._added_at[self.own_fingerprint] = self.epoch
-        self._admitted_by = key_package_tokens(info.get("am"), members)
         self._remember_epoch()
 
     def remember_delivered(self, earlier: GroupCoreBase, now: float = 0.0) -> None:
@@ -368,7 +373,6 @@ class GroupCoreBase:
             "rejoinable": dict(sorted(self._rejoinable.items())),
             "rejoin": b64(self._rejoin_kp) if self._rejoin_kp is not None else "",
             "added": self._added_at,
-            "admitted": self._admitted_by,
             "done": [k.hex() for k in self._done_removals.export()],
             "outbox": self._export_outbox(),
         }
@@ -433,8 +437,6 @@ class GroupCoreBase:
         self._added_at = {str(fp): int(e) for fp, e in added.items() if fp in self.members}
         for raw in data.get("done", []):  # absent in states saved before it was kept
             self._done_removals.add(bytes.fromhex(raw))
-        admitted = data.get("admitted")  # absent in states saved before it was kept
-        self._admitted_by = key_package_tokens(admitted, set(self.members))
         for raw_id, pdu, plain, waiting in data.get("outbox", [])[:self.config.max_pending_receipts]:
             msg_id = bytes.fromhex(raw_id)  # absent in states saved before it was kept: none
             self._outbox[msg_id] = (decode_pdu(unb64(pdu, MAX_BODY)), now, 0)
@@ -587,16 +589,6 @@ def control_content(label: str, origin: str, target: str, body: dict[str, object
         return json.dumps(fields, separators=(",", ":"), sort_keys=True).encode()
     except (ValueError, TypeError, RecursionError):
         return None
-
-
-def key_package_tokens(value: object, members: set[str]) -> dict[str, str]:
-    """``{member: key-package hash}`` from a peer's Welcome info or a saved state: members only,
-    well-formed hashes only, never raises."""
-    if not isinstance(value, dict):
-        return {}
-    return {
-        fp: token for fp, token in value.items() if fp in members and hex_token(token, 32)
-    }
 
 
 def removal_key(origin: str, intent: dict[str, object]) -> bytes:

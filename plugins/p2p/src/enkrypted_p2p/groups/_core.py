@@ -22,7 +22,7 @@ from enkrypted_shell.contracts import (
 )
 
 from ..errors import P2PUsageError, RemoteInputError
-from ._base import MAX_TRIES, key_package_tokens, new_id
+from ._base import MAX_TRIES, new_id
 from ._events import (
     GroupLeft,
     GroupMessageDelivered,
@@ -290,15 +290,16 @@ class GroupCore(ForkCore):
         for raw in used[:8] if isinstance(used, list) else []:
             if (token := hex_token(raw, 32)) is not None:
                 self._used_key_packages.add(token)
-        if (done := hex_token(details.get("done"), 16)) is not None:
-            self._done_removals.add(done)  # the removal it carried out: a late copy is over
+        done = hex_token(details.get("done"), 16)
+        if done is not None and pdu.hops == 0 and pdu.origin == peer_id:
+            # the removal it carried out, a late copy of which removes nobody — believed from
+            # the committer itself only (the details are not signed: a relay could retire a
+            # request to remove it)
+            self._done_removals.add(done)
         if isinstance(term, int) and isinstance(taker, str) and term > self._term:
             self._term, self._taker = term, taker[:64]  # a takeover commit: the members it
             # removed may re-join
             self._rejoinable.update({p: fp for fp, p in self._roster.items() if fp in event.removed})
-        if isinstance(used, list) and len(used) == len(event.added):  # what each came in with
-            pairs = dict(zip(event.added, used, strict=True))
-            self._admitted_by.update(key_package_tokens(pairs, set(event.added)))
         for fp in event.added:
             self._added_at[fp] = event.epoch
             peer = mapping.get(fp)
@@ -477,7 +478,9 @@ class GroupCore(ForkCore):
         self._commit_hashes.clear()
         self._gone.clear()
         self._forks_shown.clear()
-        self.load_welcome_info(decode_json(info))
+        self._done_removals.clear()  # the old branch's removals are not the group's
+        direct = pdu.hops == 0 and pdu.origin == peer_id
+        self.load_welcome_info(decode_json(info), from_committer=direct)
         out: list[GroupOutput] = [MembershipChanged(self.group_id, self.epoch, self.members)]
         return out + self._settle_intents(now)
 

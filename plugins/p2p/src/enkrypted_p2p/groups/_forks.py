@@ -172,11 +172,7 @@ class ForkCore(SequencerCore):
         kp = self._service.new_key_package(self._identity)
         self._rejoin_kp = kp.private
         self._rejoin_via = peer
-        # "was": the key package our current leaf came in with, so a sequencer that has since
-        # let us in again (by an invitation) knows this request is over
-        was = self._admitted_by.get(self.own_fingerprint, "")
         intent: dict[str, object] = {"op": "rejoin", "kp": b64(kp.public), "id": new_id().hex()}
-        intent["was"] = was
         self._intents[str(intent["id"])] = (intent, now + self.config.retry_s, 0)
         pdu = self._pdu(Kind.INTENT, self._signed("intent", intent), target=peer)
         return [RejoinStarted(self.group_id, self.epoch, reason), *self._route(pdu)]

@@ -29,6 +29,9 @@ class SeenIds:
     def export(self) -> list[bytes]:
         return list(self._ids)
 
+    def clear(self) -> None:
+        self._ids.clear()
+
 
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:

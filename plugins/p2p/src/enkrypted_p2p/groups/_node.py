@@ -41,6 +41,9 @@ class GroupNode:
         self.groups: dict[bytes, GroupCore] = {}
         self._accept_invite = accept_invite
         self._key_packages: OrderedDict[bytes, GroupKeyPackage] = OrderedDict()
+        # group id -> the private key package of a re-join a Welcome overtook (we were invited
+        # meanwhile): the group may still carry that request out, and its Welcome is ours
+        self._abandoned: OrderedDict[bytes, bytes] = OrderedDict()
         self._links: set[str] = set()
 
     def create_group(self, name: str = "", group_id: bytes | None = None) -> GroupCore:
@@ -82,8 +85,9 @@ class GroupNode:
             return [PduRejected(b"", peer_id, str(exc))]
         core = self.groups.get(pdu.group_id)
         if core is not None and pdu.kind is not Kind.KEY_PACKAGE_REQUEST:
-            # a Welcome for the key package we gave is a new start (invited again after we
-            # left); anything else, and a Welcome for the core's re-join, is the core's
+            # a Welcome for the key package we gave (or of a re-join a Welcome overtook) is a
+            # new start (invited again after we left); anything else, and a Welcome for the
+            # core's re-join, is the core's
             joined = self._try_join(peer_id, pdu, now)
             return joined if joined is not None else core.receive(peer_id, data, now)
         try:
@@ -92,7 +96,7 @@ class GroupNode:
             return [PduRejected(pdu.group_id, peer_id, str(exc))]
 
     def _try_join(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput] | None:
-        if pdu.kind is not Kind.WELCOME or pdu.group_id not in self._key_packages:
+        if pdu.kind is not Kind.WELCOME or not self._keys_for(pdu.group_id):
             return None
         try:
             info = _welcome_info(pdu)
@@ -138,26 +142,49 @@ class GroupNode:
         )
         return [SendTo(peer_id, reply.encode())]
 
+    def _keys_for(self, group_id: bytes) -> list[bytes]:
+        """The private key packages a Welcome of ``group_id`` may be for (the node's own first)."""
+        given = self._key_packages.get(group_id)
+        keys = [given.private] if given is not None else []
+        return keys + ([key] if (key := self._abandoned.get(group_id)) is not None else [])
+
     def _join(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
-        key_package = self._key_packages.get(pdu.group_id)
-        if key_package is None:
+        keys = self._keys_for(pdu.group_id)
+        if not keys:
             raise RemoteInputError("a Welcome for a key package we did not give")
         parts = unpack_list(pdu.body, 2)
         if len(parts) != 2:
             raise RemoteInputError("a Welcome PDU is (welcome, info)")
         info = decode_json(parts[1])
-        result = self.service.join_group(self.identity, key_package.private, parts[0])
-        if not isinstance(result, GroupJoined) or result.session.group_id != pdu.group_id:
+        for private in keys:
+            result = self.service.join_group(self.identity, private, parts[0])
+            if isinstance(result, GroupJoined) and result.session.group_id == pdu.group_id:
+                break
+        else:
             raise RemoteInputError("the Welcome was refused")
-        del self._key_packages[pdu.group_id]
+        self._key_packages.pop(pdu.group_id, None)
+        self._abandoned.pop(pdu.group_id, None)
         core = GroupCore(self.service, self.identity, result.session, self.peer_id, {}, self.config)
-        core.load_welcome_info(info)
+        core.load_welcome_info(info, from_committer=pdu.hops == 0 and pdu.origin == peer_id)
         old = self.groups.get(core.group_id)
         if old is not None:  # invited again after leaving (or a removal we never heard of):
             core.remember_delivered(old, now)  # delivered stays delivered, unreceipted goes again
+            self._keep_abandoned(old)
         self.groups[core.group_id] = core
         out: list[GroupOutput] = [MembershipChanged(core.group_id, core.epoch, core.members)]
         return out + core.set_links(self._links, now)
+
+    def _keep_abandoned(self, old: GroupCore) -> None:
+        """``old`` waited for the Welcome of its re-join: the request may still be carried out
+        (it was on its way) — removing the leaf we just got and adding that one. Its Welcome is
+        then the only way back in, so we keep its key (bounded; one per group)."""
+        key = old.rejoin_key
+        if key is None:
+            return
+        self._abandoned.pop(old.group_id, None)
+        self._abandoned[old.group_id] = key
+        while len(self._abandoned) > _MAX_PENDING_INVITES:
+            self._abandoned.popitem(last=False)
 
 
 def _welcome_info(pdu: GroupPdu) -> dict[str, object]:

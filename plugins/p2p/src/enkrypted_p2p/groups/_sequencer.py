@@ -155,7 +155,6 @@ class SequencerCore(GroupCoreBase):
         self._used_key_packages.add(token)
         added = [fp for fp in self.members if fp not in before]
         self._roster.update({fp: peer for fp in added})
-        self._admitted_by.update({fp: token.hex() for fp in added})
         self._admitted(peer, now)
         assert result.welcome is not None  # an Add always has a Welcome
         body = pack_list([result.welcome, self._welcome_info()])
@@ -234,12 +233,6 @@ class SequencerCore(GroupCoreBase):
         if token in self._used_key_packages:  # a retransmitted rejoin: done once already
             return []
         old = [fp for fp, peer in self.roster.items() if peer == origin]
-        was, current = intent.get("was"), self._admitted_by.get(old[0]) if old else None
-        if old and current and isinstance(was, str) and was != current:
-            # the re-join of a membership that is over: the peer came in again since (invited
-            # while its request travelled). Replacing its new leaf would leave the group
-            # listing a key package its node no longer holds (docs/protocol.md §9.4)
-            return []
         expected = old[0] if old else self._rejoinable.get(origin)
         if expected is None:
             return [
