@@ -422,3 +422,33 @@ def test_a_state_saved_before_the_fork_window_restores_and_the_new_one_keeps_lea
     net.feed("peer-0", net.core("peer-0", gid).update(net.now))
     net.run(2.0)
     net.converged(gid, net.peers)
+
+
+def test_a_member_that_re_joins_still_gets_what_it_had_not_receipted() -> None:
+    """docs/protocol.md §9.3: a re-join is two commits, the removal of the old leaf and the add
+    of the new one. A sender whose retransmission runs between the two must keep the messages
+    the re-joining member owes a receipt for (the removal says so: `rj`), and seal them again
+    for its new leaf — it is the same member, not a new one."""
+    net = Net(4, seed=47)
+    gid = net.form_group(net.peers)
+    sender, away = net.core("peer-1", gid), net.core("peer-3", gid)
+    net.set_offline("peer-3")
+    msg_id, out = sender.send_text("while you were away", net.now)
+    net.feed("peer-1", out)
+    net.run(1.0)
+    started = away._rejoin("peer-0", "history gone", net.now)  # frames lost: offline
+    intent = next(o.pdu for o in started if isinstance(o, SendTo))
+    commits = net.nodes["peer-0"].receive("peer-3", intent, net.now)
+    to_sender = [o.pdu for o in commits if isinstance(o, SendTo) and o.peer_id == "peer-1"]
+    net.feed("peer-0", [o for o in commits if not (isinstance(o, SendTo) and o.peer_id == "peer-1")])
+    removal, add = (decode_pdu(p) for p in to_sender[:2])
+    assert (removal.kind, add.kind) == (Kind.COMMIT, Kind.COMMIT)
+    net.feed("peer-1", net.nodes["peer-1"].receive("peer-0", to_sender[0], net.now))
+    net.feed("peer-1", net.nodes["peer-1"].handle_timeout(net.now + 5.0))  # between the two
+    assert msg_id in sender._outbox
+    net.feed("peer-1", net.nodes["peer-1"].receive("peer-0", to_sender[1], net.now))
+    net.set_online("peer-3")
+    net.run(10.0)
+    net.converged(gid, net.peers)
+    assert net.core("peer-3", gid) is away and away.active
+    assert [m.msg_id for m in net.delivered("peer-3")].count(msg_id) == 1

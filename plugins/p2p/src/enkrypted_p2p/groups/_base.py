@@ -127,6 +127,8 @@ class GroupCoreBase:
         self._used_key_packages = SeenIds(self.config.seen_ids)
         self._added_at: dict[str, int] = {}  # member -> the epoch its current leaf came in
         self._done_removals = SeenIds(_DONE_REMOVALS)  # removal requests carried out (once)
+        self._rejoin_marks: set[str] = set()  # a member the last commit removed to re-join
+        # (the next commit adds it back): our messages it owes a receipt for wait for it
         self._gone: set[str] = set()  # members that told us they are out (never alive again)
         self._resumed = 0.0  # when we last came back from not running (silence counts after)
         self._forks_shown: dict[str, int] = {}  # peer -> the fork epoch last shown for it
@@ -510,10 +512,12 @@ class GroupCoreBase:
         roster = self.roster
         for msg_id, (sent, due, tries) in list(self._outbox.items()):
             pdu = sent
-            waiting = self._awaiting.get(msg_id, set()) & roster.keys()
-            if not waiting:
-                del self._outbox[msg_id]
-                self._plain.pop(msg_id, None)
+            owed = self._awaiting.get(msg_id, set())
+            waiting = owed & roster.keys()
+            if not waiting:  # nobody left to owe it, unless re-joining (then it waits)
+                if not owed & self._rejoin_marks:
+                    del self._outbox[msg_id]
+                    self._plain.pop(msg_id, None)
                 continue
             if tries >= MAX_TRIES:  # parked until a member it waits for is back (_revive)
                 if due != _PARKED:

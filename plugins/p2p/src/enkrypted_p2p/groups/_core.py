@@ -308,6 +308,8 @@ class GroupCore(ForkCore):
                 self._admitted(peer, now)
         for fp in event.removed:
             self._drop_member(fp)
+        rejoin = details.get("rj")  # removed to re-join: the next commit adds it back
+        self._rejoin_marks = {rejoin} if isinstance(rejoin, str) and rejoin in event.removed else set()
         self._remember_epoch()
         change = MembershipChanged(
             self.group_id, event.epoch, event.members, event.added, event.removed, event.committer

@@ -245,7 +245,8 @@ class SequencerCore(GroupCoreBase):
         self._rejoinable.pop(origin, None)
         out: list[GroupOutput] = []
         if old and old[0] != self.own_fingerprint:
-            out += self._commit(set(self.members), self._session.remove(old), {})
+            removal = self._session.remove(old)
+            out += self._commit(set(self.members), removal, {}, rejoin=old[0])
         self._roster = {fp: p for fp, p in self._roster.items() if p != origin}
         return out + self._commit_add(origin, key_package, now)
 
@@ -273,16 +274,21 @@ class SequencerCore(GroupCoreBase):
         welcome: bytes = b"",
         *,
         done: bytes = b"",
+        rejoin: str = "",
     ) -> list[GroupOutput]:
         """Our commit was applied by the session: send it to every member of the old epoch
         (the removed ones too: the commit tells them). ``done``: the removal request it carries
-        out, which every member then knows is carried out."""
+        out, which every member then knows is carried out; ``rejoin``: the member it removes to
+        re-join (the next commit adds it back)."""
         old_epoch = self.epoch - 1
         old_members = before
         details: dict[str, object] = {"added": added, "term": self._term, "taker": self._taker}
         if done:
             details["done"] = done.hex()
             self._done_removals.add(done)
+        if rejoin:
+            details["rj"] = rejoin
+        self._rejoin_marks = {rejoin} if rejoin else set()
         if added:  # every member (a later sequencer too) knows these key packages are used
             details["kps"] = [t.hex() for t in self._used_key_packages.export()[-len(added) :]]
         body = pack_list([result.commit, encode_json(details), welcome])
