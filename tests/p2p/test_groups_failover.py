@@ -444,8 +444,11 @@ def test_a_member_that_re_joins_still_gets_what_it_had_not_receipted() -> None:
     removal, add = (decode_pdu(p) for p in to_sender[:2])
     assert (removal.kind, add.kind) == (Kind.COMMIT, Kind.COMMIT)
     net.feed("peer-1", net.nodes["peer-1"].receive("peer-0", to_sender[0], net.now))
-    net.feed("peer-1", net.nodes["peer-1"].handle_timeout(net.now + 5.0))  # between the two
+    later = net.now + 5.0
+    net.feed("peer-1", net.nodes["peer-1"].handle_timeout(later))  # between the two
     assert msg_id in sender._outbox
+    deadline = net.nodes["peer-1"].next_deadline()
+    assert deadline is not None and deadline > later  # waiting, not a timer due at once again
     net.feed("peer-1", net.nodes["peer-1"].receive("peer-0", to_sender[1], net.now))
     net.set_online("peer-3")
     net.run(10.0)

@@ -515,7 +515,11 @@ class GroupCoreBase:
             owed = self._awaiting.get(msg_id, set())
             waiting = owed & roster.keys()
             if not waiting:  # nobody left to owe it, unless re-joining (then it waits)
-                if not owed & self._rejoin_marks:
+                if owed & self._rejoin_marks:  # a try spent waiting; parked after the last
+                    if now >= due:
+                        later = now + self.config.retry_s if tries + 1 < MAX_TRIES else _PARKED
+                        self._outbox[msg_id] = (pdu, later, tries + 1)
+                else:
                     del self._outbox[msg_id]
                     self._plain.pop(msg_id, None)
                 continue
