@@ -182,7 +182,7 @@ class GroupCoreBase:
             return True
         if (term, taker) == (self._term, self._taker):
             return False
-        return not (term > self._term or (term == self._term > 0 and taker < self._taker))
+        return not self._beats_ours(term, taker)
 
     def invited(self, peer_id: str) -> bool:
         """We asked ``peer_id`` for a key package and wait for its answer."""
@@ -353,6 +353,10 @@ class GroupCoreBase:
         """The branch ``peer`` reported (its last STATUS) wins over ours: a later takeover
         term, or the same term taken over by a member of a lower fingerprint."""
         term, taker = self._peer_terms.get(peer, (-1, ""))
+        return self._beats_ours(term, taker)
+
+    def _beats_ours(self, term: int, taker: str) -> bool:
+        """The branch ``(term, taker)`` wins over ours (docs/protocol.md §9.2)."""
         return term > self._term or (term == self._term > 0 and taker < self._taker)
 
     # ------------------------------------------------------------------ persistence

@@ -99,7 +99,7 @@ class GroupNode:
         if pdu.kind is not Kind.WELCOME or not self._keys_for(pdu.group_id):
             return None
         try:
-            info = _welcome_info(pdu)
+            _, info = _welcome_parts(pdu)
             if self.groups[pdu.group_id].outranks(info.get("t"), info.get("tb")):
                 # a member of the branch that loses asked us in: taking it would swap the
                 # group's branch for that one (and leave the group's branch without us)
@@ -152,12 +152,9 @@ class GroupNode:
         keys = self._keys_for(pdu.group_id)
         if not keys:
             raise RemoteInputError("a Welcome for a key package we did not give")
-        parts = unpack_list(pdu.body, 2)
-        if len(parts) != 2:
-            raise RemoteInputError("a Welcome PDU is (welcome, info)")
-        info = decode_json(parts[1])
+        welcome, info = _welcome_parts(pdu)
         for private in keys:
-            result = self.service.join_group(self.identity, private, parts[0])
+            result = self.service.join_group(self.identity, private, welcome)
             if isinstance(result, GroupJoined) and result.session.group_id == pdu.group_id:
                 break
         else:
@@ -187,9 +184,9 @@ class GroupNode:
             self._abandoned.popitem(last=False)
 
 
-def _welcome_info(pdu: GroupPdu) -> dict[str, object]:
-    """The committer's JSON info of a WELCOME PDU (roster, term, ...)."""
+def _welcome_parts(pdu: GroupPdu) -> tuple[bytes, dict[str, object]]:
+    """A WELCOME PDU's MLS Welcome and the committer's JSON info (roster, term, ...)."""
     parts = unpack_list(pdu.body, 2)
     if len(parts) != 2:
         raise RemoteInputError("a Welcome PDU is (welcome, info)")
-    return decode_json(parts[1])
+    return parts[0], decode_json(parts[1])
