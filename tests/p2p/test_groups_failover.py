@@ -28,6 +28,15 @@ FAST = replace(CONFIG, failover_after_s=3.0)
 CHURN_SEEDS = list(range(1000, 1016))
 
 
+def _partition(net: Net, one: list[str], other: list[str]) -> set[frozenset[str]]:
+    """Cut every link between ``one`` and ``other``; the links as they were, to heal it."""
+    saved = set(net.links)
+    for a in one:
+        for b in other:
+            net.cut(a, b)
+    return saved
+
+
 def test_an_unreachable_sequencer_is_replaced_and_waiting_changes_go_through() -> None:
     net = Net(6, seed=31, config=FAST)
     gid = net.form_group(net.peers)
@@ -61,10 +70,7 @@ def test_after_a_partition_the_later_term_wins_and_the_others_rejoin() -> None:
     net = Net(6, seed=33, config=FAST)
     gid = net.form_group(net.peers)
     minority, majority = ["peer-0", "peer-5"], ["peer-1", "peer-2", "peer-3", "peer-4"]
-    saved = set(net.links)
-    for a in minority:
-        for b in majority:
-            net.cut(a, b)
+    saved = _partition(net, minority, majority)
     # both sides change the group: the old sequencer commits an update on its side, the
     # majority's waiting change makes peer-1 take over (term 1)
     net.feed("peer-5", net.core("peer-5", gid).update(net.now))
@@ -152,10 +158,7 @@ def test_a_member_out_on_a_losing_branch_is_removed_from_the_group() -> None:
     net = Net(6, seed=36, config=FAST)
     gid = net.form_group(net.peers)
     minority, majority = ["peer-0", "peer-5"], ["peer-1", "peer-2", "peer-3", "peer-4"]
-    saved = set(net.links)
-    for a in minority:
-        for b in majority:
-            net.cut(a, b)
+    saved = _partition(net, minority, majority)
     net.feed("peer-0", net.core("peer-0", gid).remove([net.fingerprints["peer-5"]], net.now))
     net.feed("peer-4", net.core("peer-4", gid).update(net.now))
     net.run(10.0)
@@ -300,10 +303,7 @@ def test_a_member_of_the_winning_branch_refuses_an_invitation_from_the_losing_on
     net = Net(7, seed=43, config=FAST)
     gid = net.form_group(net.peers[:6])
     minority, majority = ["peer-0", "peer-5"], ["peer-1", "peer-2", "peer-3", "peer-4"]
-    saved = set(net.links)
-    for a in minority:
-        for b in majority:
-            net.cut(a, b)
+    saved = _partition(net, minority, majority)
     net.feed("peer-4", net.core("peer-4", gid).update(net.now))
     net.run(10.0)
     assert net.core("peer-2", gid).sequencer == net.fingerprints["peer-1"]  # term 1
