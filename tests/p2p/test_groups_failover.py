@@ -55,6 +55,24 @@ def test_an_unreachable_sequencer_is_replaced_and_waiting_changes_go_through() -
     assert any(isinstance(e, GroupLeft) for e in net.events["peer-0"])
 
 
+def test_a_member_taking_over_with_the_same_peer_invited_twice_adds_it_once() -> None:
+    """Two waiting adds of one peer (invited again while the first add waited for a silent
+    sequencer): the member that takes over commits the first, which settles the second (§9.2
+    rule 2: once a commit admits a peer, every add of it still waiting is done)."""
+    net = Net(5, seed=34, config=FAST)
+    gid = net.form_group(net.peers[:4])
+    net.set_offline("peer-0")
+    core = net.core("peer-1", gid)
+    for _ in range(2):
+        net.feed("peer-1", core.invite("peer-4", net.now))
+        net.run(0.3)
+    assert core.pending_intents() == 2
+    net.run(10.0)
+    net.converged(gid, ["peer-1", "peer-2", "peer-3", "peer-4"])
+    assert core.members.count(net.fingerprints["peer-4"]) == 1
+    assert core.pending_intents() == 0
+
+
 def test_a_silent_sequencer_without_waiting_changes_is_left_alone() -> None:
     net = Net(4, seed=32, config=FAST)
     gid = net.form_group(net.peers)
@@ -243,6 +261,43 @@ def test_a_member_that_said_it_was_out_and_is_invited_again_is_not_taken_over_fr
     net.converged(gid, net.peers)
     assert [net.core(p, gid)._term for p in net.peers] == [0, 0, 0, 0]
     assert net.core("peer-1", gid).pending_intents() == 0
+
+
+def test_a_sequencer_that_leaves_hands_off_past_members_that_are_out() -> None:
+    """docs/protocol.md §9.2 rule 4: the sequencer that leaves asks the next member in leaf order
+    to commit its removal. A member that told it it is out (§9.5) never would: the hand-off
+    skips it, and the successor removes both in one commit - the group does not wait for the
+    failover (300 s by default)."""
+    net = Net(5, seed=42)
+    gid = net.form_group(net.peers)
+    first = net.core("peer-0", gid)
+    order = [first.roster[fp] for fp in first.members]
+    owner, out, successor = order[0], order[1], order[2]
+    net.set_offline(out)
+    net.core(owner, gid)._gone.add(out)  # what an "out" status from it left behind
+    net.feed(owner, net.core(owner, gid).leave(net.now))
+    net.run(10.0)
+    rest = order[2:]
+    net.converged(gid, rest)
+    core = net.core(successor, gid)
+    assert core.sequencer == net.fingerprints[successor]
+    assert net.fingerprints[owner] not in core.members
+    assert net.fingerprints[out] not in core.members
+    assert any(isinstance(e, GroupLeft) for e in net.events[owner])
+
+
+def test_a_hand_off_that_skips_a_member_the_sequencer_could_not_skip_is_ignored() -> None:
+    """The successor checks that the members a hand-off skips are exactly those ahead of it."""
+    net = Net(4, seed=43)
+    gid = net.form_group(net.peers)
+    first = net.core("peer-0", gid)
+    order = [first.roster[fp] for fp in first.members]
+    owner, last = order[0], order[3]
+    core = net.core(last, gid)
+    epoch = core.epoch
+    forged = {"op": "handoff", "at": epoch, "id": "00" * 16, "skip": [core.members[1]]}
+    assert core._take_handoff(owner, forged) == []
+    assert core.epoch == epoch
 
 
 def test_a_late_out_status_of_a_former_membership_does_not_remove_the_member_invited_again() -> None:

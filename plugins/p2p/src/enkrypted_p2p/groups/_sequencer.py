@@ -97,6 +97,8 @@ class SequencerCore(GroupCoreBase):
         """After an epoch change: drop what is done, resend the rest, run the queue."""
         out: list[GroupOutput] = []
         for key, (intent, _, _) in list(self._intents.items()):
+            if key not in self._intents:  # settled by a commit of this loop (an add admitted)
+                continue
             if self._intent_done(intent):
                 del self._intents[key]
             elif self._is_sequencer():
@@ -207,23 +209,45 @@ class SequencerCore(GroupCoreBase):
         return self._commit(set(self.members), self._session.remove(wanted), {}, done=done)
 
     def _handoff(self) -> list[GroupOutput]:
-        if len(self.members) < 2:
+        """Ask the next member in leaf order to commit our removal. Members that told us they
+        are out (§9.5) would never do it: the hand-off skips them, and names them so the
+        successor removes them in the same commit."""
+        skip, successor = self._successor()
+        if not successor:
             return []
-        successor = self._roster.get(self.members[1], "")
-        intent = {"op": "handoff", "at": self.epoch, "id": new_id().hex()}
-        return self._route(self._pdu(Kind.INTENT, self._signed("intent", intent), target=successor))
+        intent = {"op": "handoff", "at": self.epoch, "id": new_id().hex(), "skip": skip}
+        target = self._roster.get(successor, "")
+        return self._route(self._pdu(Kind.INTENT, self._signed("intent", intent), target=target))
+
+    def _successor(self) -> tuple[list[str], str]:
+        """The members after us that are out, and the first that is not ("" if none is)."""
+        skip: list[str] = []
+        for fp in self.members[1:]:
+            if self._roster.get(fp, "") not in self._gone:
+                return skip, fp
+            skip.append(fp)
+        return skip, ""
 
     def _take_handoff(self, origin: str, intent: dict[str, object]) -> list[GroupOutput]:
-        at = intent.get("at")
+        """The sequencer's hand-off to us: commit its removal, with the members it skipped as
+        out (it could remove them itself: naming them gives it no power it lacks)."""
+        at, skip = intent.get("at"), intent.get("skip", [])
         owner = self.members[0]
-        if self._roster.get(owner) != origin or len(self.members) < 2 or not isinstance(at, int):
+        if self._roster.get(owner) != origin or not isinstance(at, int) \
+                or not isinstance(skip, list):
             return []
-        if self.members[1] != self.own_fingerprint or at < self.epoch:
+        ours = 1 + len(skip)
+        if [*self.members[1:ours]] != skip or self.members[ours : ours + 1] != (
+            self.own_fingerprint,
+        ):
+            return []
+        if at < self.epoch:
             return []
         if at > self.epoch:  # we have not seen all of the old sequencer's commits yet
             self._keep(origin, intent)
             return []
-        return self._commit(set(self.members), self._session.remove([owner]), {})
+        gone = [owner, *skip]
+        return self._commit(set(self.members), self._session.remove(gone), {})
 
     def _commit_rejoin(
         self, origin: str, intent: dict[str, object], now: float
