@@ -8,6 +8,7 @@ optional random drops, and are lost while a link is down or a member offline. Ti
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import itertools
 import random
@@ -25,6 +26,9 @@ from enkrypted_p2p.groups import (
     GroupOutput,
     SendTo,
 )
+from enkrypted_p2p.groups._base import control_content
+from enkrypted_p2p.groups._wire import encode_json
+from enkrypted_shell.contracts import GroupControlSigner
 
 CONFIG = GroupConfig(retry_s=0.5, heartbeat_s=1.0)
 _SERVICE = GroupCryptoService(PycaPrimitives())
@@ -153,6 +157,17 @@ class Net:
             assert (core.peer_id, core.epoch) == (core.peer_id, first.epoch)
             assert core.members == first.members, core.peer_id
             assert core.epoch_authenticator == first.epoch_authenticator, core.peer_id
+
+
+def signed_details(
+    signer: GroupControlSigner, origin: str, commit: bytes, details: dict[str, object]
+) -> bytes:
+    """A commit's details as its committer ``origin`` signs them (docs/protocol.md §9.2 rule 3):
+    for tests that make a commit outside a core (a cloned state, a rogue branch)."""
+    body = {**details, "h": hashlib.sha256(commit).hexdigest()}
+    content = control_content("commit", origin, "", body)
+    assert content is not None
+    return encode_json({**body, "s": signer.sign_control(content).hex()})
 
 
 _OPS = ("update", "remove", "invite", "leave", "text", "text")

@@ -24,8 +24,8 @@ from enkrypted_p2p.groups import (
     decode_pdu,
 )
 from enkrypted_p2p.groups._wire import GroupPdu, Kind, encode_json, pack_list
-from enkrypted_shell.contracts import GroupInputRejected, LocalMisuse
-from tests.p2p.groups_net import CONFIG, Net
+from enkrypted_shell.contracts import GroupControlSigner, GroupInputRejected, LocalMisuse
+from tests.p2p.groups_net import CONFIG, Net, signed_details
 
 
 def _send(net: Net, peer: str, gid: bytes, text: str) -> bytes:
@@ -195,13 +195,15 @@ def test_a_fork_is_detected_shown_and_healed_by_a_rejoin() -> None:
     net.set_offline("peer-4")
     net.feed("peer-0", net.core("peer-0", gid).update(net.now))
     net.run(1.0)
+    commit = clone.update().commit
+    assert isinstance(clone, GroupControlSigner)
     rogue = GroupPdu(
         Kind.COMMIT,
         gid,
         epoch,
         b"\x01" * 16,
         "peer-0",
-        pack_list([clone.update().commit, encode_json({"added": {}}), b""]),
+        pack_list([commit, signed_details(clone, "peer-0", commit, {"added": {}}), b""]),
         "peer-4",
         hops=1,
     )

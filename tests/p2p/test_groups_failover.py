@@ -21,8 +21,9 @@ from enkrypted_p2p.groups import (
     decode_pdu,
 )
 from enkrypted_p2p.groups._wire import decode_json, encode_json, pack_list
+from enkrypted_shell.contracts import GroupControlSigner
 from tests.p2p.groups_churn import churn_run
-from tests.p2p.groups_net import CONFIG, Net
+from tests.p2p.groups_net import CONFIG, Net, signed_details
 
 FAST = replace(CONFIG, failover_after_s=3.0)
 CHURN_SEEDS = list(range(1000, 1016))
@@ -128,8 +129,9 @@ def _forked_behind(net: Net, gid: bytes) -> tuple[GroupCore, int]:
     for _ in range(4):
         net.feed("peer-0", net.core("peer-0", gid).update(net.now))
         net.run(1.0)
-    details = encode_json({"added": {}})
-    body = pack_list([clone.update().commit, details, b""])
+    commit = clone.update().commit
+    assert isinstance(clone, GroupControlSigner)
+    body = pack_list([commit, signed_details(clone, "peer-0", commit, {"added": {}}), b""])
     rogue = GroupPdu(Kind.COMMIT, gid, epoch, b"\x01" * 16, "peer-0", body, "peer-4", hops=1)
     forked = net.core("peer-4", gid)
     forked.receive("peer-1", rogue.encode(), net.now)

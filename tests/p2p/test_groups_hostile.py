@@ -24,8 +24,8 @@ from enkrypted_p2p.groups import (
 )
 from enkrypted_p2p.groups._base import removal_key
 from enkrypted_p2p.groups._wire import MAX_BODY, decode_json, encode_json, pack_list, unpack_list
-from enkrypted_shell.contracts import WIRE_LIMITS
-from tests.p2p.groups_net import Net
+from enkrypted_shell.contracts import WIRE_LIMITS, GroupControlSigner
+from tests.p2p.groups_net import Net, signed_details
 
 GID = b"g" * 32
 
@@ -192,13 +192,9 @@ def test_restore_refuses_damaged_state(world: tuple[Net, bytes, list[bytes]]) ->
 
 
 # ------------------------------------------------------------------------------ commit details
-def test_a_relay_cannot_retire_a_removal_request_by_adding_done_to_a_commit() -> None:
-    """docs/protocol.md §9.2 rule 2: a commit's `done` (the removal request it carried out) is
-    believed from the committer itself only. The details ride beside the MLS commit unsigned,
-    so a member relaying a commit to the member that asked for its removal could otherwise make
-    that member drop its request and stay in the group."""
-    net = Net(4, seed=45)
-    gid = net.form_group(net.peers)
+def _removal_asked_and_lost(net: Net, gid: bytes) -> tuple[GroupPdu, dict[str, object]]:
+    """peer-2 asks to remove peer-3 (the request is lost) and is cut from peer-0 (the sequencer)
+    and peer-1 while peer-0 commits an update: the commit peer-2 has not seen, and its request."""
     asker, sequencer = net.core("peer-2", gid), net.core("peer-0", gid)
     asked = asker.remove([net.fingerprints["peer-3"]], net.now)
     net.feed("peer-2", [o for o in asked if not isinstance(o, SendTo)])  # the request is lost
@@ -210,13 +206,118 @@ def test_a_relay_cannot_retire_a_removal_request_by_adding_done_to_a_commit() ->
         net.run(0.01)
     commit = next(decode_pdu(e.pdu) for e in sequencer._history._entries if e.kind is Kind.COMMIT
                   and decode_pdu(e.pdu).epoch == asker.epoch)
-    mls, details, welcome = unpack_list(commit.body, 3)
-    forged = {**decode_json(details), "done": removal_key("peer-2", request).hex()}
-    body = pack_list([mls, encode_json(forged), welcome])
-    relayed = replace(commit, body=body, target="peer-2", hops=1)
-    net.feed("peer-2", net.nodes["peer-2"].receive("peer-3", relayed.encode(), net.now))
-    assert asker.epoch == sequencer.epoch and asker.pending_intents() == 1  # still asking
+    return commit, request
+
+
+def _heal_and_see_the_removal_through(net: Net, gid: bytes) -> None:
     net.links.update({frozenset(("peer-0", "peer-2")), frozenset(("peer-1", "peer-2"))})
     net.refresh_links()
     net.run(10.0)
+    assert net.fingerprints["peer-3"] not in net.core("peer-0", gid).members
+
+
+@pytest.mark.parametrize("alteration", ["done added", "signature stripped", "of another commit"])
+def test_a_commit_whose_details_a_relay_altered_is_refused_and_changes_nothing(
+    alteration: str,
+) -> None:
+    """docs/protocol.md §9.2 rule 3: the committer signs a commit's details and names the commit
+    in them. A member relaying a commit to the member that asked for its removal adds `done`
+    (that request carried out) so the asker drops it and the relay stays in the group; or strips
+    the signature; or swaps in the details of another commit. The commit is refused, the asker's
+    state is unchanged, its request goes on and the removal is carried out."""
+    net = Net(4, seed=45)
+    gid = net.form_group(net.peers)
+    asker = net.core("peer-2", gid)
+    commit, request = _removal_asked_and_lost(net, gid)
+    mls, raw, welcome = unpack_list(commit.body, 3)
+    details = decode_json(raw)
+    if alteration == "done added":
+        details["done"] = removal_key("peer-2", request).hex()
+    elif alteration == "signature stripped":
+        details.pop("s")
+    else:
+        details["h"] = "00" * 32
+    relayed = replace(commit, body=pack_list([mls, encode_json(details), welcome]),
+                      target="peer-2", hops=1)
+    epoch = asker.epoch
+    out = net.nodes["peer-2"].receive("peer-3", relayed.encode(), net.now)
+    assert any(isinstance(o, PduRejected) and "did not sign" in o.reason for o in out), out
+    assert asker.epoch == epoch and asker.pending_intents() == 1  # still asking
+    _heal_and_see_the_removal_through(net, gid)
+
+
+def test_a_commit_relayed_as_it_was_signed_is_believed_done_included() -> None:
+    """The signed details are the committer's word whoever carries them: a relayed copy (or a
+    history answer) of the commit that carried out a removal tells that member it is done."""
+    net = Net(4, seed=46)
+    gid = net.form_group(net.peers)
+    asker, sequencer, away = (net.core(p, gid) for p in ("peer-2", "peer-0", "peer-1"))
+    net.set_offline("peer-1")
+    net.feed("peer-2", asker.remove([net.fingerprints["peer-3"]], net.now))
+    net.run(2.0)
     assert net.fingerprints["peer-3"] not in sequencer.members
+    commit = next(decode_pdu(e.pdu) for e in sequencer._history._entries if e.kind is Kind.COMMIT
+                  and decode_pdu(e.pdu).epoch == away.epoch)
+    done = bytes.fromhex(str(decode_json(unpack_list(commit.body, 3)[1])["done"]))
+    relayed = replace(commit, target="peer-1", hops=1)
+    net.nodes["peer-1"].receive("peer-2", relayed.encode(), net.now)
+    assert away.epoch == sequencer.epoch
+    assert done in away._done_removals
+
+
+def test_details_another_member_signed_for_a_commit_are_not_believed() -> None:
+    """A member that signs its own details for another member's commit (naming itself as the
+    origin) passes the signature check, but MLS names the real committer: the commit applies
+    (it is the group's) and none of those details is believed; the PDU is reported."""
+    net = Net(4, seed=47)
+    gid = net.form_group(net.peers)
+    asker = net.core("peer-2", gid)
+    commit, request = _removal_asked_and_lost(net, gid)
+    mls, _, welcome = unpack_list(commit.body, 3)
+    insider = net.core("peer-3", gid)._session
+    assert isinstance(insider, GroupControlSigner)
+    forged = {"added": {}, "term": 0, "taker": "", "done": removal_key("peer-2", request).hex()}
+    body = pack_list([mls, signed_details(insider, "peer-3", mls, forged), welcome])
+    relayed = replace(commit, origin="peer-3", body=body, target="peer-2", hops=0)
+    epoch = asker.epoch
+    out = net.nodes["peer-2"].receive("peer-3", relayed.encode(), net.now)
+    assert any(isinstance(o, PduRejected) and "another member signed" in o.reason for o in out)
+    assert asker.epoch == epoch + 1 and asker.pending_intents() == 1  # applied, still asking
+    _heal_and_see_the_removal_through(net, gid)
+
+
+@pytest.mark.parametrize("alteration", ["term raised", "peer id swapped", "signature stripped"])
+def test_a_welcome_whose_info_a_relay_altered_is_refused_and_the_real_one_still_joins(
+    alteration: str,
+) -> None:
+    """docs/protocol.md §9.2 rule 3: the committer signs the Welcome info (roster, term, ...)
+    and names the Welcome in it. A relay that raises the term (the new member would refuse the
+    real branch's invitations), maps a member's fingerprint to another peer id, or strips the
+    signature gets the Welcome refused; the key package stays, and the real copy joins."""
+    net = Net(4, seed=48)
+    gid = net.form_group(net.peers[:3])
+    inviter = net.core("peer-0", gid)
+    ask = inviter.invite("peer-3", net.now)[0]
+    assert isinstance(ask, SendTo)
+    answer = net.nodes["peer-3"].receive("peer-0", ask.pdu, net.now)[0]
+    assert isinstance(answer, SendTo)
+    out = inviter.receive("peer-3", answer.pdu, net.now)
+    welcome = next(p for o in out if isinstance(o, SendTo) and o.peer_id == "peer-3"
+                   and (p := decode_pdu(o.pdu)).kind is Kind.WELCOME)
+    mls, raw = unpack_list(welcome.body, 2)
+    info = decode_json(raw)
+    if alteration == "term raised":
+        info["t"] = 99
+    elif alteration == "peer id swapped":
+        roster = info["roster"]
+        assert isinstance(roster, dict)
+        info["roster"] = {fp: ("peer-1" if p == "peer-2" else p) for fp, p in roster.items()}
+    else:
+        info.pop("s")
+    forged = replace(welcome, body=pack_list([mls, encode_json(info)]), hops=1)
+    refused = net.nodes["peer-3"].receive("peer-1", forged.encode(), net.now)
+    assert any(isinstance(o, PduRejected) and "did not sign" in o.reason for o in refused)
+    assert gid not in net.nodes["peer-3"].groups
+    net.nodes["peer-3"].receive("peer-0", welcome.encode(), net.now)
+    joined = net.core("peer-3", gid)
+    assert joined.roster == inviter.roster and joined._term == inviter._term

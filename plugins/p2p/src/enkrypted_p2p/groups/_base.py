@@ -41,7 +41,17 @@ from ._wire import (
     unb64,
 )
 
-__all__ = ["FORK_WINDOW", "MAX_TRIES", "GroupCoreBase", "addressed", "fork_check", "new_id"]
+__all__ = [
+    "FORK_WINDOW",
+    "MAX_TRIES",
+    "GroupCoreBase",
+    "addressed",
+    "committer_signed",
+    "fork_check",
+    "new_id",
+    "signed_by",
+    "welcome_signed",
+]
 
 _FORK_LABEL: Final = b"EnkryptedChat-group-fork-check-v1\x00"
 _KEEP_EPOCHS: Final = 64
@@ -286,19 +296,22 @@ class GroupCoreBase:
                 return self._roster.get(fp, "")
         return ""
 
-    def _welcome_info(self) -> bytes:
+    def _welcome_info(self, welcome: bytes) -> bytes:
+        """What a new member learns beside the MLS Welcome, signed by us (the committer) and
+        naming that Welcome (``h``), so a relay cannot alter it (§9.2 rule 3)."""
         version, by = self._name_version
         info = {"roster": self.roster, "name": self.name, "v": version, "by": by, "t": self._term}
+        info["h"] = hashlib.sha256(welcome).hexdigest()
         info["tb"], info["ad"] = self._taker, self._added_at
         rejoinable = dict(sorted(self._rejoinable.items())[: self.config.max_members])
         used = [t.hex() for t in self._used_key_packages.export()[-_WELCOME_KPS:]]
         done = [t.hex() for t in self._done_removals.export()[-_WELCOME_KPS:]]
-        return encode_json({**info, "r": rejoinable, "kps": used, "dn": done})
+        return self._signed("welcome", {**info, "r": rejoinable, "kps": used, "dn": done})
 
     def load_welcome_info(self, info: dict[str, object], *, from_committer: bool = False) -> None:
         """What the committer sent with a Welcome: the peer ids, the name, the term. The
-        removals it carried out (``dn``) are believed only if it came from the committer itself
-        (``from_committer``: not relayed; the info is not signed)."""
+        removals it carried out (``dn``) are believed only if it is the committer's word
+        (``from_committer``: signed by it, or, with a backend that cannot sign, not relayed)."""
         roster, name, version, by, term = (info.get(k) for k in ("roster", "name", "v", "by", "t"))
         if isinstance(roster, dict):
             self._roster = {k: v for k, v in roster.items() if isinstance(v, str) and len(v) <= 64}
@@ -463,15 +476,12 @@ class GroupCoreBase:
     def _signed_by_origin(self, label: str, origin: str, body: dict[str, object],
                           target: str = "") -> bool:
         """``body`` carries the control signature of ``origin``, a member of our epoch."""
-        member = next((fp for fp, peer in self._roster.items() if peer == origin), None)
-        signature = body.get("s")
-        if member is None or not isinstance(self._session, GroupControlSigner) \
-                or not isinstance(signature, str) or len(signature) > 256:
-            return False
-        raw = hex_token(signature, len(signature) // 2)
-        content = control_content(label, origin, target, body)
-        return raw is not None and content is not None and self._session.verify_control(
-            member, content, raw)
+        member = self._member_of(origin)
+        return member is not None and signed_by(
+            self._session, member, control_content(label, origin, target, body), body) is True
+
+    def _member_of(self, peer: str) -> str | None:
+        return next((fp for fp, p in self._roster.items() if p == peer), None)
 
     def _pdu(
         self, kind: Kind, body: bytes, *, target: str = "", epoch: int | None = None
@@ -601,6 +611,48 @@ def control_content(label: str, origin: str, target: str, body: dict[str, object
         return json.dumps(fields, separators=(",", ":"), sort_keys=True).encode()
     except (ValueError, TypeError, RecursionError):
         return None
+
+
+def signed_by(
+    session: object, member: str, content: bytes | None, body: dict[str, object]
+) -> bool | None:
+    """Whether ``body``'s ``s`` is ``member``'s control signature on ``content`` (crypto 2.2);
+    ``None`` when ``session`` cannot verify control signatures at all (a backend without 2.2:
+    what the signature would prove is then believed only from the signer's own link)."""
+    if not isinstance(session, GroupControlSigner):
+        return None
+    signature = body.get("s")
+    if content is None or not isinstance(signature, str) or len(signature) > 256:
+        return False
+    raw = hex_token(signature, len(signature) // 2)
+    return raw is not None and session.verify_control(member, content, raw)
+
+
+def committer_signed(
+    session: object, label: str, origin: str, member: str | None, body: dict[str, object],
+    digest: bytes,
+) -> bool | None:
+    """Whether a commit's details or a Welcome's info (``label`` "commit" / "welcome") are the
+    word of the member that sent them: signed by ``member`` (``origin``'s leaf) and naming the
+    MLS message they ride with (``h``: its SHA-256). ``None``: ``session`` cannot tell."""
+    if not isinstance(session, GroupControlSigner):
+        return None
+    if member is None or body.get("h") != digest.hex():
+        return False
+    return signed_by(session, member, control_content(label, origin, "", body), body) is True
+
+
+def welcome_signed(
+    session: GroupSession, pdu: GroupPdu, welcome: bytes, info: dict[str, object]
+) -> bool | None:
+    """Whether a Welcome's info is its committer's word (:func:`committer_signed`), checked with
+    the session the Welcome opened: the committer (the PDU's origin, by the info's roster) is a
+    member of it."""
+    roster = info.get("roster")
+    member = next((fp for fp, peer in roster.items() if peer == pdu.origin), None) \
+        if isinstance(roster, dict) else None
+    digest = hashlib.sha256(welcome).digest()
+    return committer_signed(session, "welcome", pdu.origin, member, info, digest)
 
 
 def removal_key(origin: str, intent: dict[str, object]) -> bytes:

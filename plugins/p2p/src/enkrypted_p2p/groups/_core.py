@@ -22,7 +22,7 @@ from enkrypted_shell.contracts import (
 )
 
 from ..errors import P2PUsageError, RemoteInputError
-from ._base import MAX_TRIES, new_id
+from ._base import MAX_TRIES, committer_signed, new_id, welcome_signed
 from ._events import (
     GroupLeft,
     GroupMessageDelivered,
@@ -233,12 +233,31 @@ class GroupCore(ForkCore):
         if future is not None:
             return future
         details = decode_json(info)
+        member = self._member_of(pdu.origin)
+        signed = committer_signed(self._session, "commit", pdu.origin, member, details, digest)
+        if signed is False and not self._wins(peer_id, pdu):
+            # not the committer's word (altered or stripped on the way, or named after another
+            # member): nothing changes; the committer's own copy comes again, or from history
+            raise RemoteInputError("commit details its committer did not sign")
         events = self._session.receive(commit)
         if events and isinstance(events[0], GroupInputRejected) and self._wins(peer_id, pdu):
             # a commit for our epoch from the group's branch does not apply: we are off it
             reason = f"its commit for our epoch: {events[0].reason}"
             return self._fork(peer_id, pdu.epoch, reason, now)
-        out = self._after_commit(peer_id, pdu, digest, details, events, now)
+        event = events[0] if events else None
+        trusted = bool(signed) if signed is not None else pdu.hops == 0 and pdu.origin == peer_id
+        if isinstance(event, GroupCommitApplied) and signed is not None and (
+            not signed or event.committer != member
+        ):
+            # applied (MLS authenticated the commit), but its details are not its committer's:
+            # none of them is believed, and we say so
+            details, trusted = {}, False
+            reason = "a commit whose details " + (
+                "another member signed" if signed else "its committer did not sign")
+            out: list[GroupOutput] = [PduRejected(self.group_id, peer_id, reason)]
+        else:
+            out = []
+        out += self._after_commit(peer_id, pdu, digest, details, events, now, trusted=trusted)
         if welcome and events and isinstance(events[0], GroupCommitApplied):
             self._relay_welcome(welcome, events[0], now)
         return out
@@ -270,7 +289,11 @@ class GroupCore(ForkCore):
         details: dict[str, object],
         events: Sequence[object],
         now: float,
+        *,
+        trusted: bool,
     ) -> list[GroupOutput]:
+        """``trusted``: the details are the committer's word (signed by it; with a backend that
+        cannot sign, not relayed)."""
         event = events[0] if events else None
         if isinstance(event, GroupInputRejected):
             return [PduRejected(self.group_id, peer_id, f"commit refused: {event.reason}")]
@@ -291,10 +314,9 @@ class GroupCore(ForkCore):
             if (token := hex_token(raw, 32)) is not None:
                 self._used_key_packages.add(token)
         done = hex_token(details.get("done"), 16)
-        if done is not None and pdu.hops == 0 and pdu.origin == peer_id:
-            # the removal it carried out, a late copy of which removes nobody — believed from
-            # the committer itself only (the details are not signed: a relay could retire a
-            # request to remove it)
+        if done is not None and trusted:
+            # the removal it carried out, a late copy of which removes nobody — believed only
+            # as the committer's word: a relay could otherwise retire a request to remove it
             self._done_removals.add(done)
         if isinstance(term, int) and isinstance(taker, str) and term > self._term:
             self._term, self._taker = term, taker[:64]  # a takeover commit: the members it
@@ -468,10 +490,14 @@ class GroupCore(ForkCore):
     def _on_welcome(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
         if self._rejoin_kp is None:
             raise RemoteInputError("a Welcome we did not ask for")
-        welcome, info = unpack_list(pdu.body, 2)
+        welcome, raw_info = unpack_list(pdu.body, 2)
         result = self._service.join_group(self._identity, self._rejoin_kp, welcome)
         if not isinstance(result, GroupJoined) or result.session.group_id != self.group_id:
             raise RemoteInputError("the Welcome was refused")
+        info = decode_json(raw_info)
+        signed = welcome_signed(result.session, pdu, welcome, info)
+        if signed is False:
+            raise RemoteInputError("a Welcome whose info its committer did not sign")
         self._session = result.session
         self._rejoin_kp = None
         self._left = self._retired = False
@@ -482,7 +508,7 @@ class GroupCore(ForkCore):
         self._forks_shown.clear()
         self._done_removals.clear()  # the old branch's removals are not the group's
         direct = pdu.hops == 0 and pdu.origin == peer_id
-        self.load_welcome_info(decode_json(info), from_committer=direct)
+        self.load_welcome_info(info, from_committer=signed if signed is not None else direct)
         out: list[GroupOutput] = [MembershipChanged(self.group_id, self.epoch, self.members)]
         return out + self._settle_intents(now)
 

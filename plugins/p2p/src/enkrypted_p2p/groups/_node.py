@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from enkrypted_shell.contracts import GroupCryptoService, GroupJoined, GroupKeyPackage
 
 from ..errors import P2PUsageError, RemoteInputError
+from ._base import welcome_signed
 from ._core import GroupCore
 from ._events import GroupConfig, GroupOutput, MembershipChanged, PduRejected, SendTo
 from ._wire import GroupPdu, Kind, decode_json, decode_pdu, unpack_list
@@ -99,12 +100,6 @@ class GroupNode:
         if pdu.kind is not Kind.WELCOME or not self._keys_for(pdu.group_id):
             return None
         try:
-            _, info = _welcome_parts(pdu)
-            if self.groups[pdu.group_id].outranks(info.get("t"), info.get("tb")):
-                # a member of the branch that loses asked us in: taking it would swap the
-                # group's branch for that one (and leave the group's branch without us)
-                reason = "a Welcome of a branch that loses to the one we are a member of"
-                return [PduRejected(pdu.group_id, peer_id, reason)]
             return self._join(peer_id, pdu, now)
         except RemoteInputError:
             return None
@@ -159,11 +154,20 @@ class GroupNode:
                 break
         else:
             raise RemoteInputError("the Welcome was refused")
+        signed = welcome_signed(result.session, pdu, welcome, info)
+        if signed is False:  # nothing changes: the committer's own copy may still come
+            raise RemoteInputError("a Welcome whose info its committer did not sign")
+        old = self.groups.get(pdu.group_id)
+        if old is not None and old.outranks(info.get("t"), info.get("tb")):
+            # a member of the branch that loses asked us in: taking it would swap the group's
+            # branch for that one (and leave the group's branch without us)
+            reason = "a Welcome of a branch that loses to the one we are a member of"
+            return [PduRejected(pdu.group_id, peer_id, reason)]
         self._key_packages.pop(pdu.group_id, None)
         self._abandoned.pop(pdu.group_id, None)
         core = GroupCore(self.service, self.identity, result.session, self.peer_id, {}, self.config)
-        core.load_welcome_info(info, from_committer=pdu.hops == 0 and pdu.origin == peer_id)
-        old = self.groups.get(core.group_id)
+        direct = pdu.hops == 0 and pdu.origin == peer_id
+        core.load_welcome_info(info, from_committer=signed if signed is not None else direct)
         if old is not None:  # invited again after leaving (or a removal we never heard of):
             core.remember_delivered(old, now)  # delivered stays delivered, unreceipted goes again
             self._keep_abandoned(old)

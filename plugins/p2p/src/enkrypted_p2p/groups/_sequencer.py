@@ -27,7 +27,6 @@ from ._events import (
 from ._wire import (
     MAX_BODY,
     Kind,
-    encode_json,
     pack_list,
     unb64,
 )
@@ -159,7 +158,7 @@ class SequencerCore(GroupCoreBase):
         self._roster.update({fp: peer for fp in added})
         self._admitted(peer, now)
         assert result.welcome is not None  # an Add always has a Welcome
-        body = pack_list([result.welcome, self._welcome_info()])
+        body = pack_list([result.welcome, self._welcome_info(result.welcome)])
         welcome = self._pdu(Kind.WELCOME, body, target=peer, epoch=self.epoch)
         self._resend["welcome:" + peer] = (welcome, now + self.config.retry_s, 0)
         # the Welcome rides in the commit too: members linked to the new one resend it if we
@@ -301,7 +300,7 @@ class SequencerCore(GroupCoreBase):
         rejoin: str = "",
     ) -> list[GroupOutput]:
         """Our commit was applied by the session: send it to every member of the old epoch
-        (the removed ones too: the commit tells them). ``done``: the removal request it carries
+        (the removed ones too: the commit tells them), with its details signed. ``done``: the removal request it carries
         out, which every member then knows is carried out; ``rejoin``: the member it removes to
         re-join (the next commit adds it back)."""
         old_epoch = self.epoch - 1
@@ -315,7 +314,10 @@ class SequencerCore(GroupCoreBase):
         self._rejoin_marks = {rejoin} if rejoin else set()
         if added:  # every member (a later sequencer too) knows these key packages are used
             details["kps"] = [t.hex() for t in self._used_key_packages.export()[-len(added) :]]
-        body = pack_list([result.commit, encode_json(details), welcome])
+        # signed, naming the commit: members believe the details from any copy (a relay's, a
+        # history answer) and no relay can alter them
+        details["h"] = hashlib.sha256(result.commit).hexdigest()
+        body = pack_list([result.commit, self._signed("commit", details), welcome])
         pdu = self._pdu(Kind.COMMIT, body, epoch=old_epoch)
         self._history.add(pdu)
         self._commit_hashes[old_epoch] = hashlib.sha256(result.commit).digest()
