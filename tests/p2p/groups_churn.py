@@ -58,6 +58,8 @@ class ChurnOutcome:
     """On another branch that is a group of its own (it lists only members on it with it)."""
     gave_up: tuple[str, ...] = ()
     """Out because a re-join got no Welcome (not removed, not left): shown, but worth counting."""
+    ended: bool = False
+    """Every member is out and the last one left on its own (nobody was left to commit it)."""
 
     @property
     def converged(self) -> bool:
@@ -68,7 +70,7 @@ class ChurnOutcome:
         if self.silent:
             return "silent-fork"
         if not self.on_branch:
-            return "all-out"
+            return "ended" if self.ended else "all-out"
         if self.converged:
             return "converged" if not self.split else "split"
         return "fork-shown" if not self.stale else "stale-roster"
@@ -97,7 +99,7 @@ def classify(net: Net, gid: bytes, seed: int = 0) -> ChurnOutcome:
     active = [c for c in cores if c.active]
     if not active:  # every member is out: nobody is left to be silently forked
         gone = tuple(c.peer_id for c in cores)
-        return ChurnOutcome(seed, (), gone, (), (), ())
+        return ChurnOutcome(seed, (), gone, (), (), (), ended=any(_ended(net, p) for p in gone))
     head = _head(active)
     on, out, shown, silent, split = [], [], [], [], []
     for core in cores:
@@ -116,6 +118,12 @@ def classify(net: Net, gid: bytes, seed: int = 0) -> ChurnOutcome:
     outcome = (tuple(on), tuple(out), tuple(shown), tuple(silent), tuple(stale), tuple(forked))
     gave_up = [p for p in out if _gave_up(net, p)]
     return ChurnOutcome(seed, *outcome, split=tuple(split), gave_up=tuple(gave_up))
+
+
+def _ended(net: Net, peer: str) -> bool:
+    """``peer`` left as the last member that could commit (its ``GroupLeft`` names itself)."""
+    left = [e for e in net.events[peer] if isinstance(e, GroupLeft)]
+    return bool(left) and left[-1].committer == net.fingerprints[peer]
 
 
 def _gave_up(net: Net, peer: str) -> bool:

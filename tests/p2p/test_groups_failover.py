@@ -288,6 +288,25 @@ def test_a_sequencer_that_leaves_hands_off_past_members_that_are_out() -> None:
     assert any(isinstance(e, GroupLeft) for e in net.events[owner])
 
 
+def test_the_last_member_that_leaves_ends_the_group_for_itself() -> None:
+    """A member cannot remove itself (RFC 9420 §12.1.3); with no other member that could commit
+    it - alone in the group, or every other member told it it is out (§9.5) - its leave ends its
+    membership at once: `GroupLeft` naming itself, nothing more to resend."""
+    net = Net(3, seed=44)
+    alone = net.nodes["peer-0"].create_group("alone")
+    assert alone.leave(net.now) == [GroupLeft(alone.group_id, 0, alone.own_fingerprint)]
+    assert not alone.active and alone.pending_intents() == 0
+    gid = net.form_group(net.peers)
+    core = net.core("peer-0", gid)
+    assert core.sequencer == core.own_fingerprint
+    for peer in ("peer-1", "peer-2"):
+        net.set_offline(peer)
+        core._gone.add(peer)  # what their "out" statuses left behind
+    out = core.leave(net.now)
+    assert GroupLeft(gid, core.epoch, core.own_fingerprint) in out
+    assert not core.active and core.pending_intents() == 0
+
+
 def test_a_hand_off_that_skips_a_member_the_sequencer_could_not_skip_is_ignored() -> None:
     """The successor checks that the members a hand-off skips are exactly those ahead of it."""
     net = Net(4, seed=43)
@@ -328,11 +347,12 @@ def test_under_heavy_churn_with_fast_failover_no_member_stays_silently_on_a_losi
     """docs/protocol.md §9.2: 9 peers, random changes and messages, 5 % drops, members
     toggling offline, failover after 3 s. Every member ends on the group's branch, or out, or
     shown the fork, or on a branch that is a group of its own (a split that never healed: it lists
-    only members on it); the group lists no member that is not on its branch."""
+    only members on it); the group lists no member that is not on its branch. Every member ends
+    out only if the last one left on its own."""
     outcome = churn_run(seed)
     assert outcome.silent == (), outcome
     assert outcome.stale == (), outcome
-    assert outcome.on_branch, outcome
+    assert outcome.on_branch or outcome.ended, outcome
 
 
 def test_a_rejoin_that_gets_no_welcome_ends_in_group_left_with_messages_still_unreceipted() -> None:

@@ -143,7 +143,7 @@ class GroupCore(ForkCore):
             members = self.roster.values()
             out += [self._status_to(p) for p in sorted(self._links) if p in members]
         for key, (intent, due, tries) in list(self._intents.items()):
-            if now < due:
+            if now < due or key not in self._intents:  # due, and not settled meanwhile
                 continue
             if tries >= MAX_TRIES:
                 del self._intents[key]

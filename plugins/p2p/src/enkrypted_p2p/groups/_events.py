@@ -109,7 +109,9 @@ class GroupRenamed:
 
 @dataclass(frozen=True, slots=True)
 class GroupLeft:
-    """We are no longer a member (removed, or our leave was committed) at ``epoch``."""
+    """We are no longer a member (removed, or our leave was committed) at ``epoch``;
+    ``committer`` is ours when we were the last member that could commit and left, "" when
+    we gave up re-joining."""
 
     group_id: bytes
     epoch: int

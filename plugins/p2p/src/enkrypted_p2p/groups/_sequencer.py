@@ -20,6 +20,7 @@ from enkrypted_shell.contracts import (
 from ..errors import P2PUsageError, RemoteInputError
 from ._base import GroupCoreBase, addressed, new_id, removal_key
 from ._events import (
+    GroupLeft,
     GroupOutput,
     MembershipChanged,
     PduRejected,
@@ -213,10 +214,19 @@ class SequencerCore(GroupCoreBase):
         successor removes them in the same commit."""
         skip, successor = self._successor()
         if not successor:
-            return []
+            return self._end_alone()
         intent = {"op": "handoff", "at": self.epoch, "id": new_id().hex(), "skip": skip}
         target = self._roster.get(successor, "")
         return self._route(self._pdu(Kind.INTENT, self._signed("intent", intent), target=target))
+
+    def _end_alone(self) -> list[GroupOutput]:
+        """We leave and no member is left to commit it: the others told us they are out (or
+        there are none). Our membership ends here, and the group with it (``GroupLeft`` names
+        us: nobody removed us)."""
+        self._left = True
+        self._intents.clear()
+        self._queue.clear()
+        return [GroupLeft(self.group_id, self.epoch, self.own_fingerprint)]
 
     def _successor(self) -> tuple[list[str], str]:
         """The members after us that are out, and the first that is not ("" if none is)."""
