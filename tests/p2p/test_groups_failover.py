@@ -13,6 +13,7 @@ from enkrypted_p2p.groups import (
     ForkDetected,
     GroupCore,
     GroupLeft,
+    GroupOutput,
     GroupPdu,
     Kind,
     PduRejected,
@@ -481,6 +482,55 @@ def test_a_rejoin_request_overtaken_by_an_invitation_still_ends_with_the_peer_in
     net.converged(gid, net.peers)
     assert net.core("peer-3", gid).active
     assert net.core("peer-0", gid).roster[net.fingerprints["peer-3"]] == "peer-3"
+
+
+def _welcome_in(outputs: list[GroupOutput], peer: str) -> bytes:
+    """The Welcome for ``peer`` among a sequencer's outputs (sent direct or by a relay), as the
+    sequencer's own direct copy."""
+    welcome = next(p for o in outputs if isinstance(o, SendTo)
+                   and (p := decode_pdu(o.pdu)).kind is Kind.WELCOME and p.target == peer)
+    return replace(welcome, hops=0).encode()
+
+
+def test_a_late_welcome_our_membership_has_overtaken_is_refused() -> None:
+    """docs/protocol.md §9.2: the invitation of a peer that was re-joining, and then its
+    re-join, both carried out (the re-join replaces the invited leaf). The re-join's Welcome
+    arrives first; the invitation's, late, is to an epoch the peer is already past on the same
+    branch — its leaf is gone (one identity, one leaf) — and is refused: taking it would swap
+    the membership for a removed one."""
+    net = Net(4, seed=42, config=replace(CONFIG, retry_s=5.0))
+    gid = net.form_group(net.peers)
+    core, sequencer = net.core("peer-3", gid), net.core("peer-0", gid)
+    started = core._rejoin("peer-0", "a fork", net.now)
+    request = [o.pdu for o in started if isinstance(o, SendTo)]
+    net.feed("peer-3", [o for o in started if not isinstance(o, SendTo)])
+    net.feed("peer-0", sequencer.remove([core.own_fingerprint], net.now))
+    net.run(1.0)
+    for peer in ("peer-0", "peer-1", "peer-2"):  # peer-3 hears nothing of what follows
+        net.cut(peer, "peer-3")
+    ask = sequencer.invite("peer-3", net.now)[0]
+    assert isinstance(ask, SendTo)
+    answer = net.nodes["peer-3"].receive("peer-0", ask.pdu, net.now)[0]
+    assert isinstance(answer, SendTo)
+    invited = sequencer.receive("peer-3", answer.pdu, net.now)
+    invitation = _welcome_in(invited, "peer-3")
+    net.feed("peer-0", invited)
+    rejoined: list[GroupOutput] = []
+    for data in request:  # the re-join request arrives after the invitation
+        rejoined += net.nodes["peer-0"].receive("peer-3", data, net.now)
+    net.feed("peer-0", rejoined)
+    net.run(1.0)
+    net.feed("peer-3", net.nodes["peer-3"].receive("peer-0", _welcome_in(rejoined, "peer-3"),
+                                                   net.now))
+    assert net.core("peer-3", gid) is core and core.active and core.epoch == sequencer.epoch
+    late = net.nodes["peer-3"].receive("peer-0", invitation, net.now)
+    assert any(isinstance(o, PduRejected) and "older than it" in o.reason for o in late)
+    assert net.core("peer-3", gid) is core and core.active
+    net.links.update(frozenset((p, "peer-3")) for p in ("peer-0", "peer-1", "peer-2"))
+    net.refresh_links()
+    net.run(5.0)
+    net.converged(gid, net.peers)
+    assert sequencer.roster[core.own_fingerprint] == "peer-3"
 
 
 def test_a_state_saved_before_the_fork_window_restores_and_the_new_one_keeps_leaf_epochs() -> None:

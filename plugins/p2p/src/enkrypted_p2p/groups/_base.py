@@ -181,17 +181,19 @@ class GroupCoreBase:
         """The private key package of the re-join we wait for (``None``: none)."""
         return self._rejoin_kp if self.rejoining else None
 
-    def outranks(self, term: object, taker: object) -> bool:
-        """Whether our membership stands against a Welcome of the branch ``(term, taker)`` (its
-        Welcome info ``t``, ``tb``): we are an active member of another branch that it does not
-        beat (docs/protocol.md §9.2: the later term, then the lower taker). A Welcome of our own
-        branch is a new invitation (we were removed and do not know yet): it does not."""
+    def outranks(self, term: object, taker: object, epoch: int) -> bool:
+        """Whether our membership stands against a Welcome to ``epoch`` of the branch ``(term,
+        taker)`` (its Welcome info ``t``, ``tb``): we are an active member of another branch that
+        it does not beat (docs/protocol.md §9.2: the later term, then the lower taker), or of
+        the same branch at that epoch or later — its leaf is gone by then (one identity has one
+        leaf: ours), it is a late copy. A Welcome of our own branch to a later epoch is a new
+        invitation (we were removed and do not know yet): it does not."""
         if not self.active or self.rejoining:
             return False
         if not isinstance(term, int) or not isinstance(taker, str):
             return True
         if (term, taker) == (self._term, self._taker):
-            return False
+            return epoch <= self.epoch
         return not self._beats_ours(term, taker)
 
     def invited(self, peer_id: str) -> bool:

@@ -158,10 +158,11 @@ class GroupNode:
         if signed is False:  # nothing changes: the committer's own copy may still come
             raise RemoteInputError("a Welcome whose info its committer did not sign")
         old = self.groups.get(pdu.group_id)
-        if old is not None and old.outranks(info.get("t"), info.get("tb")):
+        if old is not None and old.outranks(info.get("t"), info.get("tb"), pdu.epoch):
             # a member of the branch that loses asked us in: taking it would swap the group's
-            # branch for that one (and leave the group's branch without us)
-            reason = "a Welcome of a branch that loses to the one we are a member of"
+            # branch for that one (and leave the group's branch without us); or a late copy of
+            # a Welcome our membership has overtaken
+            reason = "a Welcome of a branch that loses to our membership, or older than it"
             return [PduRejected(pdu.group_id, peer_id, reason)]
         self._key_packages.pop(pdu.group_id, None)
         self._abandoned.pop(pdu.group_id, None)
