@@ -533,6 +533,31 @@ def test_a_late_welcome_our_membership_has_overtaken_is_refused() -> None:
     assert sequencer.roster[core.own_fingerprint] == "peer-3"
 
 
+def test_a_peer_added_while_away_gets_its_welcome_when_back_though_the_sequencer_is_gone() -> None:
+    """docs/protocol.md §9.2 rule 3: every member keeps the Welcome a commit carried; a member
+    linked to the new peer resends it, the others park it, and a Welcome is parked, not dropped,
+    after its tries. The peer answered the invitation and went away before the Welcome came;
+    the sequencer is gone for good by the time it is back: a member that kept the Welcome sends
+    it when the link comes up, and the peer joins."""
+    net = Net(4, seed=43)
+    gid = net.form_group(net.peers[:3])
+    sequencer = net.core("peer-0", gid)
+    ask = sequencer.invite("peer-3", net.now)[0]
+    assert isinstance(ask, SendTo)
+    answer = net.nodes["peer-3"].receive("peer-0", ask.pdu, net.now)[0]
+    assert isinstance(answer, SendTo)
+    net.set_offline("peer-3")
+    net.feed("peer-0", sequencer.receive("peer-3", answer.pdu, net.now))
+    net.run(1.0)
+    net.set_offline("peer-0")
+    net.run(30.0)  # longer than every try of every Welcome resend
+    assert gid not in net.nodes["peer-3"].groups
+    net.set_online("peer-3")
+    net.run(5.0)
+    net.converged(gid, ["peer-1", "peer-2", "peer-3"])
+    assert net.core("peer-3", gid).active
+
+
 def test_a_state_saved_before_the_fork_window_restores_and_the_new_one_keeps_leaf_epochs() -> None:
     net = Net(3, seed=40)
     gid = net.form_group(net.peers)

@@ -58,7 +58,7 @@ _KEEP_EPOCHS: Final = 64
 MAX_TRIES: Final = 30
 REVIVE_TRIES: Final = 5
 """Tries a parked message gets again when a member it waits for is back."""
-_PARKED: Final = float("inf")
+PARKED: Final = float("inf")
 """The due time of a message parked after ``MAX_TRIES``: kept (and saved) until a member it
 waits for is back, every member receipted it, or newer messages push it out."""
 OUTBOX_STATE_BYTES: Final = 4 * 1024 * 1024
@@ -264,6 +264,8 @@ class GroupCoreBase:
         """``fp`` was removed: out of the roster, remembered as a former member (bounded)."""
         peer = self._roster.pop(fp, None)
         self._added_at.pop(fp, None)
+        if peer is not None:
+            self._resend.pop("welcome:" + peer, None)  # that membership is over
         if peer is not None and peer != self.peer_id:
             self._former.pop(peer, None)
             self._former[peer] = None
@@ -507,10 +509,14 @@ class GroupCoreBase:
         return pdu, out
 
     def _resend_due(self, now: float) -> list[GroupOutput]:
-        """Key-package requests and Welcomes go again until the peer answers (bounded tries)."""
+        """Key-package requests and Welcomes go again until the peer answers (bounded tries).
+        A Welcome is then parked, not dropped: it is the new member's only way in, and goes
+        again when the peer is back (:meth:`_revive`)."""
         out: list[GroupOutput] = []
         for key, (pdu, due, tries) in list(self._resend.items()):
-            if tries >= MAX_TRIES:
+            if tries >= MAX_TRIES and key.startswith("welcome:"):
+                self._resend[key] = (pdu, PARKED, tries)
+            elif tries >= MAX_TRIES:
                 del self._resend[key]
             elif now >= due:
                 self._resend[key] = (pdu, now + self.config.retry_s, tries + 1)
@@ -533,15 +539,15 @@ class GroupCoreBase:
             if not waiting:  # nobody left to owe it, unless re-joining (then it waits)
                 if owed & self._rejoin_marks:  # a try spent waiting; parked after the last
                     if now >= due:
-                        later = now + self.config.retry_s if tries + 1 < MAX_TRIES else _PARKED
+                        later = now + self.config.retry_s if tries + 1 < MAX_TRIES else PARKED
                         self._outbox[msg_id] = (pdu, later, tries + 1)
                 else:
                     del self._outbox[msg_id]
                     self._plain.pop(msg_id, None)
                 continue
             if tries >= MAX_TRIES:  # parked until a member it waits for is back (_revive)
-                if due != _PARKED:
-                    self._outbox[msg_id] = (pdu, _PARKED, tries)
+                if due != PARKED:
+                    self._outbox[msg_id] = (pdu, PARKED, tries)
                 continue
             if now < due:
                 continue
@@ -558,12 +564,15 @@ class GroupCoreBase:
     def _revive(self, peer: str, now: float) -> None:
         """``peer`` is back (a link came up, or it spoke after a silence): our messages parked
         after every retry, that it still owes a receipt for, get ``REVIVE_TRIES`` more tries
-        (to every member still waiting), starting now."""
+        (to every member still waiting), starting now; so does a parked Welcome for it."""
+        welcome = self._resend.get("welcome:" + peer)
+        if welcome is not None and welcome[1] == PARKED:  # added while away: its way in
+            self._resend["welcome:" + peer] = (welcome[0], now, MAX_TRIES - REVIVE_TRIES)
         fp = next((f for f, p in self.roster.items() if p == peer), None)
         if fp is None:
             return
         for msg_id, (pdu, due, _) in self._outbox.items():
-            if due == _PARKED and fp in self._awaiting.get(msg_id, ()):
+            if due == PARKED and fp in self._awaiting.get(msg_id, ()):
                 self._outbox[msg_id] = (pdu, now, MAX_TRIES - REVIVE_TRIES)
 
     def _route(self, pdu: GroupPdu) -> list[GroupOutput]:

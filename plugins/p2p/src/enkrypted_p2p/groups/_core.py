@@ -22,7 +22,7 @@ from enkrypted_shell.contracts import (
 )
 
 from ..errors import P2PUsageError, RemoteInputError
-from ._base import MAX_TRIES, committer_signed, new_id, welcome_signed
+from ._base import MAX_TRIES, PARKED, committer_signed, new_id, welcome_signed
 from ._events import (
     GroupLeft,
     GroupMessageDelivered,
@@ -263,16 +263,19 @@ class GroupCore(ForkCore):
         return out
 
     def _relay_welcome(self, data: bytes, applied: GroupCommitApplied, now: float) -> None:
-        """Keep resending the Welcome a commit carried to an added peer we have a link to."""
+        """Keep the Welcome a commit carried for the added peer: resent now if we have a link
+        to it; else parked until it is back (the sequencer may be gone by then)."""
         try:
             welcome = decode_pdu(data)
         except RemoteInputError:
             return
         added = {self._roster.get(fp) for fp in applied.added}
         ours = welcome.kind is Kind.WELCOME and welcome.group_id == self.group_id
-        if ours and welcome.target in added and welcome.target in self._links and welcome.hops == 0:
+        if ours and welcome.target in added and welcome.hops == 0:
             # we are not its origin: it goes on as relayed (hops 1), straight to the new member
-            self._resend["welcome:" + welcome.target] = (welcome.relayed(welcome.target), now, 0)
+            due, tries = (now, 0) if welcome.target in self._links else (PARKED, MAX_TRIES)
+            self._resend["welcome:" + welcome.target] = (welcome.relayed(welcome.target), due,
+                                                        tries)
 
     def _wins(self, peer_id: str, pdu: GroupPdu) -> bool:
         """``peer_id`` (a direct link) is on the branch that wins over ours: our sequencer's
