@@ -523,8 +523,10 @@ def test_a_late_welcome_our_membership_has_overtaken_is_refused() -> None:
     net.feed("peer-3", net.nodes["peer-3"].receive("peer-0", _welcome_in(rejoined, "peer-3"),
                                                    net.now))
     assert net.core("peer-3", gid) is core and core.active and core.epoch == sequencer.epoch
-    late = net.nodes["peer-3"].receive("peer-0", invitation, net.now)
-    assert any(isinstance(o, PduRejected) and "older than it" in o.reason for o in late)
+    raised = replace(decode_pdu(invitation), epoch=core.epoch + 5).encode()  # no one signs it
+    for copy in (invitation, raised):
+        late = net.nodes["peer-3"].receive("peer-0", copy, net.now)
+        assert any(isinstance(o, PduRejected) and "older than it" in o.reason for o in late)
     assert net.core("peer-3", gid) is core and core.active
     net.links.update(frozenset((p, "peer-3")) for p in ("peer-0", "peer-1", "peer-2"))
     net.refresh_links()

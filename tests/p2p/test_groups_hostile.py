@@ -22,7 +22,7 @@ from enkrypted_p2p.groups import (
     SendTo,
     decode_pdu,
 )
-from enkrypted_p2p.groups._base import removal_key
+from enkrypted_p2p.groups._base import control_content, removal_key
 from enkrypted_p2p.groups._wire import MAX_BODY, decode_json, encode_json, pack_list, unpack_list
 from enkrypted_shell.contracts import WIRE_LIMITS, GroupControlSigner
 from tests.p2p.groups_net import Net, signed_details
@@ -265,10 +265,11 @@ def test_a_commit_relayed_as_it_was_signed_is_believed_done_included() -> None:
     assert done in away._done_removals
 
 
-def test_details_another_member_signed_for_a_commit_are_not_believed() -> None:
+def test_details_another_member_signed_for_a_commit_get_it_refused_and_change_nothing() -> None:
     """A member that signs its own details for another member's commit (naming itself as the
-    origin) passes the signature check, but MLS names the real committer: the commit applies
-    (it is the group's) and none of those details is believed; the PDU is reported."""
+    origin) passes the signature check; but MLS names the real committer, which the member
+    finds on a copy of its session before it applies anything: refused, nothing changes, and the
+    real committer's copy (or a history answer) is still taken when it comes."""
     net = Net(4, seed=47)
     gid = net.form_group(net.peers)
     asker = net.core("peer-2", gid)
@@ -281,12 +282,13 @@ def test_details_another_member_signed_for_a_commit_are_not_believed() -> None:
     relayed = replace(commit, origin="peer-3", body=body, target="peer-2", hops=0)
     epoch = asker.epoch
     out = net.nodes["peer-2"].receive("peer-3", relayed.encode(), net.now)
-    assert any(isinstance(o, PduRejected) and "another member signed" in o.reason for o in out)
-    assert asker.epoch == epoch + 1 and asker.pending_intents() == 1  # applied, still asking
+    assert any(isinstance(o, PduRejected) and "did not sign" in o.reason for o in out), out
+    assert asker.epoch == epoch and asker.pending_intents() == 1  # nothing changed
     _heal_and_see_the_removal_through(net, gid)
 
 
-@pytest.mark.parametrize("alteration", ["term raised", "peer id swapped", "signature stripped"])
+@pytest.mark.parametrize(
+    "alteration", ["term raised", "peer id swapped", "signature stripped", "another member's"])
 def test_a_welcome_whose_info_a_relay_altered_is_refused_and_the_real_one_still_joins(
     alteration: str,
 ) -> None:
@@ -312,12 +314,43 @@ def test_a_welcome_whose_info_a_relay_altered_is_refused_and_the_real_one_still_
         roster = info["roster"]
         assert isinstance(roster, dict)
         info["roster"] = {fp: ("peer-1" if p == "peer-2" else p) for fp, p in roster.items()}
-    else:
+    elif alteration == "signature stripped":
         info.pop("s")
     forged = replace(welcome, body=pack_list([mls, encode_json(info)]), hops=1)
+    if alteration == "another member's":  # peer-1 saw the Welcome in the commit: it signs it
+        info.pop("s")
+        info["t"] = 99
+        signer = net.core("peer-1", gid)._session
+        assert isinstance(signer, GroupControlSigner)
+        content = control_content("welcome", "peer-1", "", info)
+        assert content is not None
+        info["s"] = signer.sign_control(content).hex()
+        forged = replace(welcome, origin="peer-1", hops=0,
+                         body=pack_list([mls, encode_json(info)]))
     refused = net.nodes["peer-3"].receive("peer-1", forged.encode(), net.now)
     assert any(isinstance(o, PduRejected) and "did not sign" in o.reason for o in refused)
     assert gid not in net.nodes["peer-3"].groups
     net.nodes["peer-3"].receive("peer-0", welcome.encode(), net.now)
     joined = net.core("peer-3", gid)
     assert joined.roster == inviter.roster and joined._term == inviter._term
+
+
+def test_a_welcome_swapped_in_a_relayed_commit_is_not_kept_for_the_new_member() -> None:
+    """The committer's signed details name the Welcome its commit carries (`w`); a relay that
+    swaps in another cannot make the members keep and resend that one to the new member."""
+    net = Net(4, seed=49)
+    gid = net.form_group(net.peers[:3])
+    sequencer, member = net.core("peer-0", gid), net.core("peer-2", gid)
+    ask = sequencer.invite("peer-3", net.now)[0]
+    assert isinstance(ask, SendTo)
+    answer = net.nodes["peer-3"].receive("peer-0", ask.pdu, net.now)[0]
+    assert isinstance(answer, SendTo)
+    out = sequencer.receive("peer-3", answer.pdu, net.now)
+    commit = next(p for o in out if isinstance(o, SendTo) and o.peer_id == "peer-2"
+                  and (p := decode_pdu(o.pdu)).kind is Kind.COMMIT)
+    mls, details, welcome = unpack_list(commit.body, 3)
+    bogus = replace(decode_pdu(welcome), body=pack_list([b"not a welcome", b"{}"])).encode()
+    swapped = replace(commit, body=pack_list([mls, details, bogus]), target="peer-2", hops=1)
+    net.nodes["peer-2"].receive("peer-1", swapped.encode(), net.now)
+    assert member.epoch == sequencer.epoch  # the commit itself is the committer's: applied
+    assert "welcome:peer-3" not in member._resend

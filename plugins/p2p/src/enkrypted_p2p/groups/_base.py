@@ -657,11 +657,14 @@ def welcome_signed(
     session: GroupSession, pdu: GroupPdu, welcome: bytes, info: dict[str, object]
 ) -> bool | None:
     """Whether a Welcome's info is its committer's word (:func:`committer_signed`), checked with
-    the session the Welcome opened: the committer (the PDU's origin, by the info's roster) is a
-    member of it."""
+    the session the Welcome opened. Only the sequencer commits an Add, and an Add removes nobody,
+    so the committer is the member at the lowest leaf of that session other than us (the new
+    member may take a lower, blank leaf); the PDU's origin must be its peer by the info's roster
+    — the signature of any other member of the group, who also saw the Welcome, is refused."""
     roster = info.get("roster")
-    member = next((fp for fp, peer in roster.items() if peer == pdu.origin), None) \
-        if isinstance(roster, dict) else None
+    member = next((fp for fp in session.members if fp != session.own_fingerprint), None)
+    if not isinstance(roster, dict) or member is None or roster.get(member) != pdu.origin:
+        return False if isinstance(session, GroupControlSigner) else None
     digest = hashlib.sha256(welcome).digest()
     return committer_signed(session, "welcome", pdu.origin, member, info, digest)
 

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 
 from enkrypted_shell.contracts import (
+    ContractError,
     GroupCommitApplied,
     GroupInputRejected,
     GroupJoined,
@@ -172,11 +173,12 @@ class GroupCore(ForkCore):
                 if last is None or now - last > 2 * self.config.heartbeat_s:
                     self._revive(peer, now)  # it speaks after a silence: it may be back
                 self._heard[peer] = now
-                self._gone.discard(peer)
+            if peer_id in members:  # the link's peer itself (a relayed origin is only named)
+                self._gone.discard(peer_id)
             if pdu.target and pdu.target != self.peer_id:
                 return self._relay(pdu)
             welcome = self._resend.get("welcome:" + pdu.origin)
-            if welcome is not None and pdu.epoch >= welcome[0].epoch:
+            if welcome is not None and pdu.hops == 0 and pdu.epoch >= welcome[0].epoch:
                 del self._resend["welcome:" + pdu.origin]  # the new member is in
             return self._dispatch(peer_id, pdu, now)
         except RemoteInputError as exc:
@@ -233,34 +235,44 @@ class GroupCore(ForkCore):
         if future is not None:
             return future
         details = decode_json(info)
-        member = self._member_of(pdu.origin)
-        signed = committer_signed(self._session, "commit", pdu.origin, member, details, digest)
-        if signed is False and not self._wins(peer_id, pdu):
-            # not the committer's word (altered or stripped on the way, or named after another
-            # member): nothing changes; the committer's own copy comes again, or from history
-            raise RemoteInputError("commit details its committer did not sign")
+        signed = self._committers_word(pdu, commit, digest, details)
         events = self._session.receive(commit)
         if events and isinstance(events[0], GroupInputRejected) and self._wins(peer_id, pdu):
             # a commit for our epoch from the group's branch does not apply: we are off it
             reason = f"its commit for our epoch: {events[0].reason}"
             return self._fork(peer_id, pdu.epoch, reason, now)
-        event = events[0] if events else None
-        trusted = bool(signed) if signed is not None else pdu.hops == 0 and pdu.origin == peer_id
-        if isinstance(event, GroupCommitApplied) and signed is not None and (
-            not signed or event.committer != member
+        trusted = signed if signed is not None else pdu.hops == 0 and pdu.origin == peer_id
+        out = self._after_commit(peer_id, pdu, digest, details, events, now, trusted=trusted)
+        carried = hashlib.sha256(welcome).hexdigest()
+        if welcome and events and isinstance(events[0], GroupCommitApplied) and (
+            signed is None or details.get("w") == carried
         ):
-            # applied (MLS authenticated the commit), but its details are not its committer's:
-            # none of them is believed, and we say so
-            details, trusted = {}, False
-            reason = "a commit whose details " + (
-                "another member signed" if signed else "its committer did not sign")
-            out: list[GroupOutput] = [PduRejected(self.group_id, peer_id, reason)]
-        else:
-            out = []
-        out += self._after_commit(peer_id, pdu, digest, details, events, now, trusted=trusted)
-        if welcome and events and isinstance(events[0], GroupCommitApplied):
             self._relay_welcome(welcome, events[0], now)
         return out
+
+    def _committers_word(
+        self, pdu: GroupPdu, commit: bytes, digest: bytes, details: dict[str, object]
+    ) -> bool | None:
+        """Check a commit's details before it is applied (docs/protocol.md §9.2 rule 3): signed by
+        the PDU's origin and naming this commit, and that origin is the member MLS names as the
+        committer (tried on a copy of our session: commits are rare, nothing is applied). Raises
+        if the commit would apply with details that are not its committer's — nothing changes;
+        the committer's own copy comes again, or from history. ``None``: our session cannot
+        verify (no crypto 2.2). A commit MLS refuses goes on to the fork checks."""
+        member = self._member_of(pdu.origin)
+        signed = committer_signed(self._session, "commit", pdu.origin, member, details, digest)
+        if signed is None:
+            return None
+        try:
+            trial = self._service.restore_group(self._session.export_state()).receive(commit)
+        except ContractError:
+            trial = []
+        event = trial[0] if trial else None
+        if isinstance(event, GroupCommitApplied | RemovedFromGroup) and (
+            not signed or event.committer != member
+        ):
+            raise RemoteInputError("commit details its committer did not sign")
+        return signed
 
     def _relay_welcome(self, data: bytes, applied: GroupCommitApplied, now: float) -> None:
         """Keep the Welcome a commit carried for the added peer: resent now if we have a link

@@ -158,7 +158,7 @@ class GroupNode:
         if signed is False:  # nothing changes: the committer's own copy may still come
             raise RemoteInputError("a Welcome whose info its committer did not sign")
         old = self.groups.get(pdu.group_id)
-        if old is not None and old.outranks(info.get("t"), info.get("tb"), pdu.epoch):
+        if old is not None and old.outranks(info.get("t"), info.get("tb"), result.session.epoch):
             # a member of the branch that loses asked us in: taking it would swap the group's
             # branch for that one (and leave the group's branch without us); or a late copy of
             # a Welcome our membership has overtaken

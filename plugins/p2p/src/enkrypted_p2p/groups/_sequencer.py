@@ -327,6 +327,8 @@ class SequencerCore(GroupCoreBase):
         # signed, naming the commit: members believe the details from any copy (a relay's, a
         # history answer) and no relay can alter them
         details["h"] = hashlib.sha256(result.commit).hexdigest()
+        if welcome:  # the Welcome it carries, which every member keeps for the new one
+            details["w"] = hashlib.sha256(welcome).hexdigest()
         body = pack_list([result.commit, self._signed("commit", details), welcome])
         pdu = self._pdu(Kind.COMMIT, body, epoch=old_epoch)
         self._history.add(pdu)
