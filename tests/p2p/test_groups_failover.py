@@ -75,6 +75,22 @@ def test_a_member_taking_over_with_the_same_peer_invited_twice_adds_it_once() ->
     assert core.pending_intents() == 0
 
 
+def test_a_member_taking_over_carries_out_the_rejoin_request_it_kept() -> None:
+    """A re-join request that reached the next member while the sequencer was silent is kept
+    for when that member commits (§9.2 rule 5); whether it is done depends on its key package
+    being used — not on whether the keeping member is re-joining itself. So it counts as a
+    waiting change, the member takes over, and the re-joining member is back in."""
+    net = Net(5, seed=35, config=FAST)
+    gid = net.form_group(net.peers)
+    net.set_offline("peer-0")
+    rejoining = net.core("peer-4", gid)
+    net.feed("peer-4", rejoining._rejoin("peer-1", "a fork", net.now))
+    net.run(12.0)
+    assert rejoining.active and not rejoining.rejoining
+    net.converged(gid, ["peer-1", "peer-2", "peer-3", "peer-4"])
+    assert net.fingerprints["peer-0"] not in net.core("peer-2", gid).members  # taken over
+
+
 def test_a_silent_sequencer_without_waiting_changes_is_left_alone() -> None:
     net = Net(4, seed=32, config=FAST)
     gid = net.form_group(net.peers)
@@ -558,6 +574,24 @@ def test_a_peer_added_while_away_gets_its_welcome_when_back_though_the_sequencer
     net.run(5.0)
     net.converged(gid, ["peer-1", "peer-2", "peer-3"])
     assert net.core("peer-3", gid).active
+
+
+def test_a_re_joining_member_keeps_to_the_branch_it_set_out_to_re_join() -> None:
+    """docs/protocol.md §9.2 rule 5: a member re-joins the branch that beat its own — the one
+    the member it re-joins through reported. It refuses a Welcome of a branch that loses to
+    that one (an invitation from a branch left behind), and when that member reports a losing
+    branch itself (it took such a Welcome), another member of the branch carries the request."""
+    net = Net(5, seed=44)
+    gid = net.form_group(net.peers)
+    core = net.core("peer-4", gid)
+    goal = (2, "f" * 64)
+    core._peer_terms.update({"peer-1": goal, "peer-2": goal})
+    net.feed("peer-4", core._rejoin("peer-1", "a fork", net.now))
+    assert core.rejoining and core._rejoin_target() == "peer-1"
+    assert core.outranks(1, "0" * 64, 99)  # a branch that loses to the goal: refused
+    assert not core.outranks(*goal, 99) and not core.outranks(3, "0" * 64, 99)
+    core._peer_terms["peer-1"] = (0, "")  # peer-1 went over to a branch that loses
+    assert core._rejoin_target() == "peer-2"
 
 
 def test_a_state_saved_before_the_fork_window_restores_and_the_new_one_keeps_leaf_epochs() -> None:

@@ -51,6 +51,7 @@ __all__ = [
     "new_id",
     "signed_by",
     "welcome_signed",
+    "wins_over",
 ]
 
 _FORK_LABEL: Final = b"EnkryptedChat-group-fork-check-v1\x00"
@@ -124,6 +125,7 @@ class GroupCoreBase:
         self._resend: dict[str, tuple[GroupPdu, float, int]] = {}
         self._rejoin_kp: bytes | None = None
         self._rejoin_via = ""
+        self._rejoin_goal: tuple[int, str] | None = None  # (term, taker) of the branch we re-join
         self._history_asked = -1.0
         self._next_heartbeat = 0.0
         self._relay_budget = self.config.relay_queue
@@ -188,8 +190,13 @@ class GroupCoreBase:
         the same branch at that epoch or later — its leaf is gone by then (one identity has one
         leaf: ours), it is a late copy. A Welcome of our own branch to a later epoch is a new
         invitation (we were removed and do not know yet): it does not."""
-        if not self.active or self.rejoining:
+        if not self.active:
             return False
+        if self.rejoining:  # any Welcome but one of a branch that loses to the one we re-join
+            goal = self._rejoin_goal
+            if goal is None or not isinstance(term, int) or not isinstance(taker, str):
+                return False
+            return wins_over(goal, (term, taker))
         if not isinstance(term, int) or not isinstance(taker, str):
             return True
         if (term, taker) == (self._term, self._taker):
@@ -372,9 +379,15 @@ class GroupCoreBase:
         term, taker = self._peer_terms.get(peer, (-1, ""))
         return self._beats_ours(term, taker)
 
+    def _loses_to_ours(self, peer: str) -> bool:
+        """``peer`` reported (its last STATUS) a branch other than ours that ours beats."""
+        reported = self._peer_terms.get(peer)
+        return reported is not None and reported != (self._term, self._taker) \
+            and not self._beats_ours(*reported)
+
     def _beats_ours(self, term: int, taker: str) -> bool:
         """The branch ``(term, taker)`` wins over ours (docs/protocol.md §9.2)."""
-        return term > self._term or (term == self._term > 0 and taker < self._taker)
+        return wins_over((term, taker), (self._term, self._taker))
 
     # ------------------------------------------------------------------ persistence
     def export_state(self) -> bytes:
@@ -622,6 +635,12 @@ def control_content(label: str, origin: str, target: str, body: dict[str, object
         return json.dumps(fields, separators=(",", ":"), sort_keys=True).encode()
     except (ValueError, TypeError, RecursionError):
         return None
+
+
+def wins_over(branch: tuple[int, str], other: tuple[int, str]) -> bool:
+    """``branch`` (term, taker) wins over ``other`` (docs/protocol.md §9.2: the later term; at
+    equal terms past 0, the taker of the lower fingerprint)."""
+    return branch[0] > other[0] or (branch[0] == other[0] > 0 and branch[1] < other[1])
 
 
 def signed_by(

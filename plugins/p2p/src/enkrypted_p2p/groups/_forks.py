@@ -8,7 +8,7 @@ and the group removes it.
 from __future__ import annotations
 
 from ..errors import P2PUsageError, RemoteInputError
-from ._base import FORK_WINDOW, new_id
+from ._base import FORK_WINDOW, new_id, wins_over
 from ._events import (
     ForkDetected,
     GroupLeft,
@@ -105,7 +105,11 @@ class ForkCore(SequencerCore):
             fp for fp, p in self.roster.items() if p == peer_id and fp != self.own_fingerprint
             and self._added_at.get(fp, 0) <= epoch
         ]  # a status of an epoch before its leaf came in is of a former membership (late)
-        if not listed or self._rejoin_kp is not None:
+        if self._rejoin_kp is not None:
+            if peer_id == self._rejoin_via and len(self._gone) < 2 * self.config.max_members:
+                self._gone.add(peer_id)  # another member of its branch carries our request on
+            return []
+        if not listed:
             return []
         if epoch > self.epoch and self._mismatch(checks) is None:
             # ahead of us on our branch: the commit that took it out comes with the history;
@@ -144,7 +148,10 @@ class ForkCore(SequencerCore):
             at, reason = epoch, "a later takeover term at an epoch we passed"
         if direct and self._beaten_by(peer):
             return self._fork(peer, at, f"{reason} (the branch of a later takeover term)", now)
-        if direct and peer == self._roster.get(self.sequencer) and not self._is_sequencer():
+        if direct and peer == self._roster.get(self.sequencer) and not self._is_sequencer() \
+                and not self._loses_to_ours(peer):
+            # within a term the sequencer's branch is the group's; a sequencer's peer that
+            # reports a branch ours beats has gone over to it (its leaf here is a left-over)
             return self._fork(peer, at, f"{reason} (the sequencer's branch)", now)
         return self._show_fork(peer, at, reason)
 
@@ -172,19 +179,29 @@ class ForkCore(SequencerCore):
         kp = self._service.new_key_package(self._identity)
         self._rejoin_kp = kp.private
         self._rejoin_via = peer
+        self._rejoin_goal = self._peer_terms.get(peer)  # the branch we set out to re-join
         intent: dict[str, object] = {"op": "rejoin", "kp": b64(kp.public), "id": new_id().hex()}
         self._intents[str(intent["id"])] = (intent, now + self.config.retry_s, 0)
         pdu = self._pdu(Kind.INTENT, self._signed("intent", intent), target=peer)
         return [RejoinStarted(self.group_id, self.epoch, reason), *self._route(pdu)]
 
     def _rejoin_target(self) -> str:
-        """The member we re-join through; while our link to it is down, another linked member
-        on its branch (same term and taker) carries the intent on."""
-        via = self._rejoin_via
-        branch = self._peer_terms.get(via)
-        if via in self._links or branch is None:
+        """The member we re-join through; while our link to it is down, once it told us it is
+        out, or once it reports a branch that loses to the one we set out to re-join (it took a
+        Welcome of another), another linked member on that branch (or a better one) carries the
+        intent."""
+        via, goal = self._rejoin_via, self._rejoin_goal
+        if goal is None:
             return via
-        same = sorted(p for p in self._links if self._peer_terms.get(p) == branch)
+
+        def on_goal(peer: str) -> bool:
+            branch = self._peer_terms.get(peer)
+            return peer not in self._gone and branch is not None and (
+                branch == goal or wins_over(branch, goal))
+
+        if via in self._links and on_goal(via):
+            return via
+        same = sorted(p for p in self._links if on_goal(p))
         return same[0] if same else via
 
     def _gave_up_rejoin(self) -> list[GroupOutput]:

@@ -75,7 +75,18 @@ class SequencerCore(GroupCoreBase):
             return not self._to_remove(intent, origin or self.peer_id)
         if op in ("update", "handoff"):
             return isinstance(intent.get("at"), int) and self.epoch > int(str(intent["at"]))
-        return op == "rejoin" and self._rejoin_kp is None
+        return op == "rejoin" and self._rejoin_done(intent, origin)
+
+    def _rejoin_done(self, intent: dict[str, object], origin: str) -> bool:
+        """Ours: we are no longer re-joining. Another member's (kept for when we commit): its
+        key package was used — our own re-join state says nothing about it."""
+        if not origin or origin == self.peer_id:
+            return self._rejoin_kp is None
+        try:
+            token = hashlib.sha256(unb64(intent.get("kp"), MAX_BODY)).digest()
+        except RemoteInputError:
+            return True  # cannot be carried out: dropped
+        return token in self._used_key_packages
 
     def _to_remove(self, intent: dict[str, object], origin: str) -> list[str]:
         """The members a remove intent still removes: none once it was carried out (a late copy,
