@@ -235,7 +235,7 @@ class GroupCore(ForkCore):
         if future is not None:
             return future
         details = decode_json(info)
-        signed = self._committers_word(pdu, commit, digest, details)
+        signed = self._committers_word(peer_id, pdu, commit, digest, details)
         events = self._session.receive(commit)
         if events and isinstance(events[0], GroupInputRejected) and self._wins(peer_id, pdu):
             # a commit for our epoch from the group's branch does not apply: we are off it
@@ -251,7 +251,8 @@ class GroupCore(ForkCore):
         return out
 
     def _committers_word(
-        self, pdu: GroupPdu, commit: bytes, digest: bytes, details: dict[str, object]
+        self, peer_id: str, pdu: GroupPdu, commit: bytes, digest: bytes,
+        details: dict[str, object],
     ) -> bool | None:
         """Check a commit's details before it is applied (docs/protocol.md §9.2 rule 3): signed by
         the PDU's origin and naming this commit, and that origin is the member MLS names as the
@@ -263,6 +264,10 @@ class GroupCore(ForkCore):
         signed = committer_signed(self._session, "commit", pdu.origin, member, details, digest)
         if signed is None:
             return None
+        if not signed and not self._wins(peer_id, pdu):
+            # refused whether MLS takes it or not (only a commit of the branch that beats ours
+            # is worth trying: it shows the fork); no copy of the session for anyone's junk
+            raise RemoteInputError("commit details its committer did not sign")
         try:
             trial = self._service.restore_group(self._session.export_state()).receive(commit)
         except ContractError:
