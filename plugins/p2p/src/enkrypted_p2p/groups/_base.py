@@ -581,7 +581,7 @@ class GroupCoreBase:
         welcome = self._resend.get("welcome:" + peer)
         if welcome is not None and welcome[1] == PARKED:  # added while away: its way in
             self._resend["welcome:" + peer] = (welcome[0], now, MAX_TRIES - REVIVE_TRIES)
-        fp = next((f for f, p in self.roster.items() if p == peer), None)
+        fp = self._member_of(peer)
         if fp is None:
             return
         for msg_id, (pdu, due, _) in self._outbox.items():

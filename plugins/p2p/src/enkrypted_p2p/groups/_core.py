@@ -270,8 +270,8 @@ class GroupCore(ForkCore):
             raise RemoteInputError("commit details its committer did not sign")
         try:
             trial = self._service.restore_group(self._session.export_state()).receive(commit)
-        except ContractError:
-            trial = []
+        except ContractError as exc:  # unknown committer: nothing is applied (fail closed)
+            raise RemoteInputError(f"cannot check the commit's committer: {exc}") from exc
         event = trial[0] if trial else None
         if isinstance(event, GroupCommitApplied | RemovedFromGroup) and (
             not signed or event.committer != member
