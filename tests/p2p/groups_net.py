@@ -13,6 +13,7 @@ import heapq
 import itertools
 import random
 from collections.abc import Iterable
+from dataclasses import replace
 
 from enkrypted_crypto.backends.pyca import PycaPrimitives
 from enkrypted_crypto.service import GroupCryptoService
@@ -24,10 +25,11 @@ from enkrypted_p2p.groups import (
     GroupMessageDelivered,
     GroupNode,
     GroupOutput,
+    GroupPdu,
     SendTo,
 )
 from enkrypted_p2p.groups._base import control_content
-from enkrypted_p2p.groups._wire import encode_json
+from enkrypted_p2p.groups._wire import Kind, decode_pdu, encode_json
 from enkrypted_shell.contracts import GroupControlSigner
 
 CONFIG = GroupConfig(retry_s=0.5, heartbeat_s=1.0)
@@ -146,6 +148,15 @@ class Net:
         self.run(2.0)
         return core.group_id
 
+    def key_package_answer(self, group_id: bytes, inviter: str, peer: str) -> bytes:
+        """``inviter`` asks ``peer`` for a key package, straight over their link (no network
+        delay): ``peer``'s answer, for a test to hand to the inviter when it chooses."""
+        ask = self.core(inviter, group_id).invite(peer, self.now)[0]
+        assert isinstance(ask, SendTo)
+        answer = self.nodes[peer].receive(inviter, ask.pdu, self.now)[0]
+        assert isinstance(answer, SendTo)
+        return answer.pdu
+
     def delivered(self, peer: str) -> list[GroupMessageDelivered]:
         return [e for e in self.events[peer] if isinstance(e, GroupMessageDelivered)]
 
@@ -157,6 +168,14 @@ class Net:
             assert (core.peer_id, core.epoch) == (core.peer_id, first.epoch)
             assert core.members == first.members, core.peer_id
             assert core.epoch_authenticator == first.epoch_authenticator, core.peer_id
+
+
+def pdu_for(outputs: Iterable[GroupOutput], kind: Kind, target: str) -> GroupPdu:
+    """The first PDU of ``kind`` addressed to ``target`` among a core's outputs (sent to it
+    directly or through a relay), as the PDU its origin made (``hops`` 0)."""
+    pdu = next(p for o in outputs if isinstance(o, SendTo)
+               and (p := decode_pdu(o.pdu)).kind is kind and p.target == target)
+    return replace(pdu, hops=0)
 
 
 def signed_details(

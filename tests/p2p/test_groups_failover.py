@@ -24,7 +24,7 @@ from enkrypted_p2p.groups import (
 from enkrypted_p2p.groups._wire import decode_json, encode_json, pack_list
 from enkrypted_shell.contracts import GroupControlSigner
 from tests.p2p.groups_churn import churn_run
-from tests.p2p.groups_net import CONFIG, Net, signed_details
+from tests.p2p.groups_net import CONFIG, Net, pdu_for, signed_details
 
 FAST = replace(CONFIG, failover_after_s=3.0)
 CHURN_SEEDS = list(range(1000, 1016))
@@ -500,14 +500,6 @@ def test_a_rejoin_request_overtaken_by_an_invitation_still_ends_with_the_peer_in
     assert net.core("peer-0", gid).roster[net.fingerprints["peer-3"]] == "peer-3"
 
 
-def _welcome_in(outputs: list[GroupOutput], peer: str) -> bytes:
-    """The Welcome for ``peer`` among a sequencer's outputs (sent direct or by a relay), as the
-    sequencer's own direct copy."""
-    welcome = next(p for o in outputs if isinstance(o, SendTo)
-                   and (p := decode_pdu(o.pdu)).kind is Kind.WELCOME and p.target == peer)
-    return replace(welcome, hops=0).encode()
-
-
 def test_a_late_welcome_our_membership_has_overtaken_is_refused() -> None:
     """docs/protocol.md §9.2: the invitation of a peer that was re-joining, and then its
     re-join, both carried out (the re-join replaces the invited leaf). The re-join's Welcome
@@ -524,19 +516,16 @@ def test_a_late_welcome_our_membership_has_overtaken_is_refused() -> None:
     net.run(1.0)
     for peer in ("peer-0", "peer-1", "peer-2"):  # peer-3 hears nothing of what follows
         net.cut(peer, "peer-3")
-    ask = sequencer.invite("peer-3", net.now)[0]
-    assert isinstance(ask, SendTo)
-    answer = net.nodes["peer-3"].receive("peer-0", ask.pdu, net.now)[0]
-    assert isinstance(answer, SendTo)
-    invited = sequencer.receive("peer-3", answer.pdu, net.now)
-    invitation = _welcome_in(invited, "peer-3")
+    answer = net.key_package_answer(gid, "peer-0", "peer-3")
+    invited = sequencer.receive("peer-3", answer, net.now)
+    invitation = pdu_for(invited, Kind.WELCOME, "peer-3").encode()
     net.feed("peer-0", invited)
     rejoined: list[GroupOutput] = []
     for data in request:  # the re-join request arrives after the invitation
         rejoined += net.nodes["peer-0"].receive("peer-3", data, net.now)
     net.feed("peer-0", rejoined)
     net.run(1.0)
-    net.feed("peer-3", net.nodes["peer-3"].receive("peer-0", _welcome_in(rejoined, "peer-3"),
+    net.feed("peer-3", net.nodes["peer-3"].receive("peer-0", pdu_for(rejoined, Kind.WELCOME, "peer-3").encode(),
                                                    net.now))
     assert net.core("peer-3", gid) is core and core.active and core.epoch == sequencer.epoch
     raised = replace(decode_pdu(invitation), epoch=core.epoch + 5).encode()  # no one signs it
@@ -560,12 +549,9 @@ def test_a_peer_added_while_away_gets_its_welcome_when_back_though_the_sequencer
     net = Net(4, seed=43)
     gid = net.form_group(net.peers[:3])
     sequencer = net.core("peer-0", gid)
-    ask = sequencer.invite("peer-3", net.now)[0]
-    assert isinstance(ask, SendTo)
-    answer = net.nodes["peer-3"].receive("peer-0", ask.pdu, net.now)[0]
-    assert isinstance(answer, SendTo)
+    answer = net.key_package_answer(gid, "peer-0", "peer-3")
     net.set_offline("peer-3")
-    net.feed("peer-0", sequencer.receive("peer-3", answer.pdu, net.now))
+    net.feed("peer-0", sequencer.receive("peer-3", answer, net.now))
     net.run(1.0)
     net.set_offline("peer-0")
     net.run(30.0)  # longer than every try of every Welcome resend

@@ -25,7 +25,7 @@ from enkrypted_p2p.groups import (
 from enkrypted_p2p.groups._base import control_content, removal_key
 from enkrypted_p2p.groups._wire import MAX_BODY, decode_json, encode_json, pack_list, unpack_list
 from enkrypted_shell.contracts import WIRE_LIMITS, GroupControlSigner
-from tests.p2p.groups_net import Net, signed_details
+from tests.p2p.groups_net import Net, pdu_for, signed_details
 
 GID = b"g" * 32
 
@@ -299,13 +299,9 @@ def test_a_welcome_whose_info_a_relay_altered_is_refused_and_the_real_one_still_
     net = Net(4, seed=48)
     gid = net.form_group(net.peers[:3])
     inviter = net.core("peer-0", gid)
-    ask = inviter.invite("peer-3", net.now)[0]
-    assert isinstance(ask, SendTo)
-    answer = net.nodes["peer-3"].receive("peer-0", ask.pdu, net.now)[0]
-    assert isinstance(answer, SendTo)
-    out = inviter.receive("peer-3", answer.pdu, net.now)
-    welcome = next(p for o in out if isinstance(o, SendTo) and o.peer_id == "peer-3"
-                   and (p := decode_pdu(o.pdu)).kind is Kind.WELCOME)
+    answer = net.key_package_answer(gid, "peer-0", "peer-3")
+    out = inviter.receive("peer-3", answer, net.now)
+    welcome = pdu_for(out, Kind.WELCOME, "peer-3")
     mls, raw = unpack_list(welcome.body, 2)
     info = decode_json(raw)
     if alteration == "term raised":
@@ -341,13 +337,9 @@ def test_a_welcome_swapped_in_a_relayed_commit_is_not_kept_for_the_new_member() 
     net = Net(4, seed=49)
     gid = net.form_group(net.peers[:3])
     sequencer, member = net.core("peer-0", gid), net.core("peer-2", gid)
-    ask = sequencer.invite("peer-3", net.now)[0]
-    assert isinstance(ask, SendTo)
-    answer = net.nodes["peer-3"].receive("peer-0", ask.pdu, net.now)[0]
-    assert isinstance(answer, SendTo)
-    out = sequencer.receive("peer-3", answer.pdu, net.now)
-    commit = next(p for o in out if isinstance(o, SendTo) and o.peer_id == "peer-2"
-                  and (p := decode_pdu(o.pdu)).kind is Kind.COMMIT)
+    answer = net.key_package_answer(gid, "peer-0", "peer-3")
+    out = sequencer.receive("peer-3", answer, net.now)
+    commit = pdu_for(out, Kind.COMMIT, "peer-2")
     mls, details, welcome = unpack_list(commit.body, 3)
     bogus = replace(decode_pdu(welcome), body=pack_list([b"not a welcome", b"{}"])).encode()
     swapped = replace(commit, body=pack_list([mls, details, bogus]), target="peer-2", hops=1)
