@@ -28,7 +28,7 @@ from enkrypted_p2p.groups import (
     GroupPdu,
     SendTo,
 )
-from enkrypted_p2p.groups._base import control_content
+from enkrypted_p2p.groups._signatures import control_content
 from enkrypted_p2p.groups._wire import Kind, decode_pdu, encode_json
 from enkrypted_shell.contracts import GroupControlSigner
 

@@ -22,7 +22,8 @@ from enkrypted_p2p.groups import (
     SendTo,
     decode_pdu,
 )
-from enkrypted_p2p.groups._base import control_content, removal_key
+from enkrypted_p2p.groups._base import removal_key
+from enkrypted_p2p.groups._signatures import control_content
 from enkrypted_p2p.groups._wire import MAX_BODY, decode_json, encode_json, pack_list, unpack_list
 from enkrypted_shell.contracts import WIRE_LIMITS, GroupControlSigner
 from tests.p2p.groups_net import Net, pdu_for, signed_details
@@ -346,3 +347,17 @@ def test_a_welcome_swapped_in_a_relayed_commit_is_not_kept_for_the_new_member() 
     net.nodes["peer-2"].receive("peer-1", swapped.encode(), net.now)
     assert member.epoch == sequencer.epoch  # the commit itself is the committer's: applied
     assert "welcome:peer-3" not in member._resend
+
+
+def test_a_malformed_welcome_to_a_re_joining_member_is_refused_without_a_crash() -> None:
+    """A Welcome body that is not (welcome, info) reaches a member waiting for its re-join's
+    Welcome: one-line refusal, the member still waits (the real Welcome may still come)."""
+    net = Net(3, seed=50)
+    gid = net.form_group(net.peers)
+    core = net.core("peer-2", gid)
+    net.feed("peer-2", core._rejoin("peer-0", "a fork", net.now))
+    bad = GroupPdu(Kind.WELCOME, gid, core.epoch + 1, b"\x03" * 16, "peer-0",
+                   pack_list([b"only one part"]), "peer-2")
+    out = net.nodes["peer-2"].receive("peer-0", bad.encode(), net.now)
+    assert any(isinstance(o, PduRejected) and "(welcome, info)" in o.reason for o in out), out
+    assert core.rejoining

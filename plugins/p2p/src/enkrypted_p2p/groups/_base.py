@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 from collections import deque
 from dataclasses import replace
@@ -28,6 +27,7 @@ from ._events import (
     SendTo,
 )
 from ._memory import History, SeenIds
+from ._signatures import control_content, signed_by
 from ._wire import (
     HOP_LIMIT,
     MAX_BODY,
@@ -46,11 +46,8 @@ __all__ = [
     "MAX_TRIES",
     "GroupCoreBase",
     "addressed",
-    "committer_signed",
     "fork_check",
     "new_id",
-    "signed_by",
-    "welcome_signed",
     "wins_over",
 ]
 
@@ -626,66 +623,10 @@ def addressed(pdu: GroupPdu, target: str) -> GroupPdu:
     return replace(pdu, target=target)
 
 
-def control_content(label: str, origin: str, target: str, body: dict[str, object]) -> bytes | None:
-    """What a control signature signs: the kind, the origin, the target ("" where relays may
-    re-address it) and the body without ``s`` (canonical JSON, ASCII); ``None`` if a peer's body
-    cannot be encoded (nested too deep)."""
-    try:
-        fields = [label, origin, target, {k: v for k, v in body.items() if k != "s"}]
-        return json.dumps(fields, separators=(",", ":"), sort_keys=True).encode()
-    except (ValueError, TypeError, RecursionError):
-        return None
-
-
 def wins_over(branch: tuple[int, str], other: tuple[int, str]) -> bool:
     """``branch`` (term, taker) wins over ``other`` (docs/protocol.md §9.2: the later term; at
     equal terms past 0, the taker of the lower fingerprint)."""
     return branch[0] > other[0] or (branch[0] == other[0] > 0 and branch[1] < other[1])
-
-
-def signed_by(
-    session: object, member: str, content: bytes | None, body: dict[str, object]
-) -> bool | None:
-    """Whether ``body``'s ``s`` is ``member``'s control signature on ``content`` (crypto 2.2);
-    ``None`` when ``session`` cannot verify control signatures at all (a backend without 2.2:
-    what the signature would prove is then believed only from the signer's own link)."""
-    if not isinstance(session, GroupControlSigner):
-        return None
-    signature = body.get("s")
-    if content is None or not isinstance(signature, str) or len(signature) > 256:
-        return False
-    raw = hex_token(signature, len(signature) // 2)
-    return raw is not None and session.verify_control(member, content, raw)
-
-
-def committer_signed(
-    session: object, label: str, origin: str, member: str | None, body: dict[str, object],
-    digest: bytes,
-) -> bool | None:
-    """Whether a commit's details or a Welcome's info (``label`` "commit" / "welcome") are the
-    word of the member that sent them: signed by ``member`` (``origin``'s leaf) and naming the
-    MLS message they ride with (``h``: its SHA-256). ``None``: ``session`` cannot tell."""
-    if not isinstance(session, GroupControlSigner):
-        return None
-    if member is None or body.get("h") != digest.hex():
-        return False
-    return signed_by(session, member, control_content(label, origin, "", body), body) is True
-
-
-def welcome_signed(
-    session: GroupSession, pdu: GroupPdu, welcome: bytes, info: dict[str, object]
-) -> bool | None:
-    """Whether a Welcome's info is its committer's word (:func:`committer_signed`), checked with
-    the session the Welcome opened. Only the sequencer commits an Add, and an Add removes nobody,
-    so the committer is the member at the lowest leaf of that session other than us (the new
-    member may take a lower, blank leaf); the PDU's origin must be its peer by the info's roster
-    — the signature of any other member of the group, who also saw the Welcome, is refused."""
-    roster = info.get("roster")
-    member = next((fp for fp in session.members if fp != session.own_fingerprint), None)
-    if not isinstance(roster, dict) or member is None or roster.get(member) != pdu.origin:
-        return False if isinstance(session, GroupControlSigner) else None
-    digest = hashlib.sha256(welcome).digest()
-    return committer_signed(session, "welcome", pdu.origin, member, info, digest)
 
 
 def removal_key(origin: str, intent: dict[str, object]) -> bytes:

@@ -23,7 +23,7 @@ from enkrypted_shell.contracts import (
 )
 
 from ..errors import P2PUsageError, RemoteInputError
-from ._base import MAX_TRIES, PARKED, committer_signed, new_id, welcome_signed
+from ._base import MAX_TRIES, PARKED, new_id
 from ._events import (
     GroupLeft,
     GroupMessageDelivered,
@@ -35,6 +35,7 @@ from ._events import (
     SendTo,
 )
 from ._forks import ForkCore, peer_checks
+from ._signatures import committer_signed, welcome_parts, welcome_word
 from ._wire import (
     HOP_LIMIT,
     MAX_BODY,
@@ -510,14 +511,11 @@ class GroupCore(ForkCore):
     def _on_welcome(self, peer_id: str, pdu: GroupPdu, now: float) -> list[GroupOutput]:
         if self._rejoin_kp is None:
             raise RemoteInputError("a Welcome we did not ask for")
-        welcome, raw_info = unpack_list(pdu.body, 2)
+        welcome, info = welcome_parts(pdu)
         result = self._service.join_group(self._identity, self._rejoin_kp, welcome)
         if not isinstance(result, GroupJoined) or result.session.group_id != self.group_id:
             raise RemoteInputError("the Welcome was refused")
-        info = decode_json(raw_info)
-        signed = welcome_signed(result.session, pdu, welcome, info)
-        if signed is False:
-            raise RemoteInputError("a Welcome whose info its committer did not sign")
+        from_committer = welcome_word(result.session, pdu, peer_id, welcome, info)
         self._session = result.session
         self._rejoin_kp = None
         self._left = self._retired = False
@@ -527,8 +525,7 @@ class GroupCore(ForkCore):
         self._gone.clear()
         self._forks_shown.clear()
         self._done_removals.clear()  # the old branch's removals are not the group's
-        direct = pdu.hops == 0 and pdu.origin == peer_id
-        self.load_welcome_info(info, from_committer=signed if signed is not None else direct)
+        self.load_welcome_info(info, from_committer=from_committer)
         out: list[GroupOutput] = [MembershipChanged(self.group_id, self.epoch, self.members)]
         return out + self._settle_intents(now)
 

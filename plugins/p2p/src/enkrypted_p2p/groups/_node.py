@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterable
 from enkrypted_shell.contracts import GroupCryptoService, GroupJoined, GroupKeyPackage
 
 from ..errors import P2PUsageError, RemoteInputError
-from ._base import welcome_signed
 from ._core import GroupCore
 from ._events import GroupConfig, GroupOutput, MembershipChanged, PduRejected, SendTo
-from ._wire import GroupPdu, Kind, decode_json, decode_pdu, unpack_list
+from ._signatures import welcome_parts, welcome_word
+from ._wire import GroupPdu, Kind, decode_pdu
 
 __all__ = ["GroupNode"]
 
@@ -147,16 +147,14 @@ class GroupNode:
         keys = self._keys_for(pdu.group_id)
         if not keys:
             raise RemoteInputError("a Welcome for a key package we did not give")
-        welcome, info = _welcome_parts(pdu)
+        welcome, info = welcome_parts(pdu)
         for private in keys:
             result = self.service.join_group(self.identity, private, welcome)
             if isinstance(result, GroupJoined) and result.session.group_id == pdu.group_id:
                 break
         else:
             raise RemoteInputError("the Welcome was refused")
-        signed = welcome_signed(result.session, pdu, welcome, info)
-        if signed is False:  # nothing changes: the committer's own copy may still come
-            raise RemoteInputError("a Welcome whose info its committer did not sign")
+        from_committer = welcome_word(result.session, pdu, peer_id, welcome, info)
         old = self.groups.get(pdu.group_id)
         if old is not None and old.outranks(info.get("t"), info.get("tb"), result.session.epoch):
             # a member of the branch that loses asked us in: taking it would swap the group's
@@ -167,8 +165,7 @@ class GroupNode:
         self._key_packages.pop(pdu.group_id, None)
         self._abandoned.pop(pdu.group_id, None)
         core = GroupCore(self.service, self.identity, result.session, self.peer_id, {}, self.config)
-        direct = pdu.hops == 0 and pdu.origin == peer_id
-        core.load_welcome_info(info, from_committer=signed if signed is not None else direct)
+        core.load_welcome_info(info, from_committer=from_committer)
         if old is not None:  # invited again after leaving (or a removal we never heard of):
             core.remember_delivered(old, now)  # delivered stays delivered, unreceipted goes again
             self._keep_abandoned(old)
@@ -187,11 +184,3 @@ class GroupNode:
         self._abandoned[old.group_id] = key
         while len(self._abandoned) > _MAX_PENDING_INVITES:
             self._abandoned.popitem(last=False)
-
-
-def _welcome_parts(pdu: GroupPdu) -> tuple[bytes, dict[str, object]]:
-    """A WELCOME PDU's MLS Welcome and the committer's JSON info (roster, term, ...)."""
-    parts = unpack_list(pdu.body, 2)
-    if len(parts) != 2:
-        raise RemoteInputError("a Welcome PDU is (welcome, info)")
-    return parts[0], decode_json(parts[1])
