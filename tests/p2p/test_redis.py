@@ -20,7 +20,7 @@ import redis
 
 from enkrypted_p2p.errors import BrokerRefused
 from enkrypted_p2p.signaling import ClientConfig, Expired, Refused, Signal, SignalingClient
-from enkrypted_p2p.signaling._redis import RedisStore
+from enkrypted_p2p.signaling._redis import LANES, RedisStore
 from enkrypted_p2p.signaling._store import ClaimOutcome, QueuedMessage, QueueLimits
 from tests.p2p.servers import Server, start_our_broker, stop
 
@@ -252,22 +252,49 @@ def test_frames_for_a_dead_brokers_id_are_queued_until_it_comes_back(redis_serve
     run(scenario())
 
 
+def test_frames_for_many_ids_keep_their_order_per_id_while_lanes_flush_side_by_side(
+        redis_server: int) -> None:
+    """A destination id always falls in one lane; the lanes flush concurrently, each one pipeline
+    at a time, so every id still gets its frames in the order they were submitted."""
+    ids = [f"r{i}" for i in range(16)]
+
+    async def scenario() -> None:
+        a, b = [await Node(redis_server, name).start() for name in ("A", "B")]
+        try:
+            for peer_id in ids:
+                assert await b.store.claim(peer_id, "tok", time.time()) is ClaimOutcome.NEW
+            for seq in range(100):  # one loop tick: 1,600 frames for 16 ids, interleaved
+                for peer_id in ids:
+                    a.store.submit(QueuedMessage("s", peer_id, str(seq)), time.monotonic())
+            await until(lambda: len(b.inbox) == 100 * len(ids), timeout=20)
+            for peer_id in ids:
+                assert [int(m.text) for m in b.inbox if m.dst == peer_id] == list(range(100))
+            assert len({hash(peer_id) % LANES for peer_id in ids}) > 1  # several lanes were used
+            assert a.store.flushes >= len({hash(peer_id) % LANES for peer_id in ids})
+        finally:
+            await a.store.close()
+            await b.store.close()
+
+    run(scenario())
+
+
 @pytest.mark.e2e
 def test_order_per_pair_holds_under_batching_across_brokers(redis_server: int, tmp_path: Path) -> None:
     extra = ("--redis", f"redis://127.0.0.1:{redis_server}/0", "--rate", "100000",
              "--burst", "100000")
     a = start_our_broker(tmp_path, extra=extra)
     b = start_our_broker(tmp_path, extra=extra)
+    pairs = 8
 
     async def scenario() -> None:
         base_a, base_b = f"ws://127.0.0.1:{a.port}/peerjs?key=peerjs", f"ws://127.0.0.1:{b.port}/peerjs?key=peerjs"
         async with aiohttp.ClientSession() as s:
-            senders = [await s.ws_connect(f"{base_a}&id=s{i}&token=t") for i in range(4)]
-            receivers = [await s.ws_connect(f"{base_b}&id=r{i}&token=t") for i in range(4)]
+            senders = [await s.ws_connect(f"{base_a}&id=s{i}&token=t") for i in range(pairs)]
+            receivers = [await s.ws_connect(f"{base_b}&id=r{i}&token=t") for i in range(pairs)]
             for ws in senders + receivers:
                 assert json.loads((await ws.receive(timeout=5)).data) == {"type": "OPEN"}
-            count = 1500
-            for seq in range(count):  # four pairs interleaved: many frames per loop tick
+            count = 800
+            for seq in range(count):  # the pairs interleaved: many frames per tick, several lanes
                 for i, ws in enumerate(senders):
                     await ws.send_str(json.dumps({"type": "CANDIDATE", "dst": f"r{i}",
                                                   "payload": {"seq": seq}}))
@@ -280,7 +307,7 @@ def test_order_per_pair_holds_under_batching_across_brokers(redis_server: int, t
                     got.append(frame["payload"]["seq"])
                 return got
 
-            for got in await asyncio.gather(*(collect(i) for i in range(4))):
+            for got in await asyncio.gather(*(collect(i) for i in range(pairs))):
                 assert got == list(range(count))  # every frame, in order per (src, dst)
             for ws in senders + receivers:
                 await ws.close()
