@@ -22,11 +22,12 @@ is bounded and can be raised through the environment variables below):
   client, so the measured total understates it).
 
 The saturating load client is ``benchmarks/broker_load.py`` (one process, plain asyncio
-protocols, pre-built masked frames, ~4-16 µs of its own CPU per message against ~22 µs for an
-aiohttp client), so that the relay figures are server-bound as the spec's method asks; the paced
-latency runs keep the aiohttp client (``ENKRYPTED_BENCH_BROKER_CLIENT=aiohttp`` uses it for the
-saturating runs too).  The same client runs against both servers.  Our broker runs with its per-connection rate limit raised (``--rate``/``--burst``)
-because the saturating senders exceed the default 100 msg/s on purpose.  Servers are started and
+protocols, pre-built masked frames, 6-12 µs of its own CPU per message in the last bench against
+~22 µs for an aiohttp client), so that the relay figures are server-bound as the spec's method
+asks; the paced latency runs keep the aiohttp client (``ENKRYPTED_BENCH_BROKER_CLIENT=aiohttp``
+uses it for the saturating runs too).  The same client runs against both servers.  Our broker
+runs with its per-connection rate limit raised (``--rate``/``--burst``) because the saturating
+senders exceed the default 100 msg/s on purpose.  Servers are started and
 stopped by PID; nothing leaves 127.0.0.1.
 
 Environment: ENKRYPTED_BENCH_BROKER_CONNS (levels, "5000,10000,max"), _HOLD (10), _WINDOW (8),
@@ -60,12 +61,13 @@ SRC = [ROOT / "shell" / "src", ROOT / "plugins" / "p2p" / "src"]
 if str(ROOT) not in sys.path:  # also when run as the load-client subprocess
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.broker_load import measure_window, relay_summary, run_relay  # noqa: E402
 from tools.loopback import free_port, wait_port  # noqa: E402 - after the path above
 
 FD_MARGIN = 1000
+"""Files a process needs besides the client sockets (libraries, pipes, listening sockets)."""
 CLIENT = os.environ.get("ENKRYPTED_BENCH_BROKER_CLIENT", "lean")
 """Saturation load client: ``lean`` (benchmarks/broker_load.py) or ``aiohttp`` (the paced runs)."""
-"""Files a process needs besides the client sockets (libraries, pipes, listening sockets)."""
 
 
 def _raise_fd_limit() -> int:
@@ -265,25 +267,12 @@ async def _load_relay(send_base: str, recv_base: str, pairs: int, window: int, w
 
         tasks = [asyncio.create_task(sender(i)) for i in range(pairs)]
         tasks += [asyncio.create_task(receiver(i)) for i in range(pairs)]
-        await asyncio.sleep(warmup)
-        print("WINDOW_START", flush=True)
-        state["in_window"] = True
-        cpu = time.process_time()
-        await asyncio.sleep(measure)
-        state["in_window"] = False
-        cpu = time.process_time() - cpu
-        print("WINDOW_END", flush=True)
+        cpu = await measure_window(state, warmup, measure)
         stop.set()
         for task in tasks + beats:
             task.cancel()
         await asyncio.gather(*(ws.close() for ws in senders + receivers), return_exceptions=True)
-    latencies.sort()
-    pick = (lambda q: round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 3)
-            ) if latencies else (lambda q: None)
-    return {"received": state["count"], "per_s": round(state["count"] / measure, 1),
-            "p50_ms": pick(0.50), "p99_ms": pick(0.99), "misaddressed": state["bad"],
-            "client_cpu_pct": round(100 * cpu / measure, 1),
-            "client_cpu_us_per_msg": round(cpu * 1e6 / max(1, state["count"]), 2)}
+    return relay_summary(state["count"], measure, latencies, state["bad"], cpu)
 
 
 def _load_main(argv: list[str]) -> None:
@@ -303,8 +292,6 @@ def _load_main(argv: list[str]) -> None:
     if args.mode == "conns":
         result = asyncio.run(_load_conns(args.base, args.n, args.hold))
     elif args.client == "lean" and not args.pace:
-        from benchmarks.broker_load import run_relay
-
         result = asyncio.run(run_relay(args.base.split(","), (args.recv_base or args.base).split(","),
                                        args.pairs, args.window, 2.0, args.measure))
     else:

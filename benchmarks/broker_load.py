@@ -20,7 +20,7 @@ with ``Sec-WebSocket-Accept`` checked, then the server's ``OPEN`` frame.
 
 from __future__ import annotations
 
-__all__ = ["run_relay"]
+__all__ = ["measure_window", "relay_summary", "run_relay"]
 
 import asyncio
 import base64
@@ -86,17 +86,20 @@ class _Conn(asyncio.Protocol):
             if end < 0:
                 self.buf = buf
                 return
-            self._check_upgrade(buf[:end])
+            if not self._upgrade_accepted(buf[:end]):
+                return
             buf = buf[end + 4:]
         self.buf = self._frames(buf)
 
-    def _check_upgrade(self, head: bytes) -> None:
+    def _upgrade_accepted(self, head: bytes) -> bool:
         accept = base64.b64encode(hashlib.sha1(self.key + _GUID).digest())
         if not head.startswith(b"HTTP/1.1 101") or accept not in head:
             self.opened.set_exception(ConnectionError(head.split(b"\r\n", 1)[0].decode()[:80]))
             assert self.transport is not None
             self.transport.close()
+            return False
         self.upgraded = True
+        return True
 
     def _frames(self, buf: bytes) -> bytes:
         pos, size, count, expect = 0, len(buf), 0, self.expect
@@ -189,8 +192,9 @@ async def _beat(conns: list[_Conn], stop: asyncio.Event) -> None:
                 await asyncio.sleep(delay)
             if stop.is_set():
                 return
-            if conns[i].transport is not None and not conns[i].closed:
-                conns[i].transport.write(beat)
+            transport = conns[i].transport
+            if transport is not None and not conns[i].closed:
+                transport.write(beat)
         await asyncio.sleep(max(0.0, start + 5 - time.monotonic()))
 
 
@@ -216,14 +220,7 @@ async def run_relay(send_bases: list[str], recv_bases: list[str], pairs: int, wi
                            latencies))
     for flow in flows:
         flow.start()
-    await asyncio.sleep(warmup)
-    print("WINDOW_START", flush=True)
-    stats["in_window"] = True
-    cpu = time.process_time()
-    await asyncio.sleep(measure)
-    stats["in_window"] = False
-    cpu = time.process_time() - cpu
-    print("WINDOW_END", flush=True)
+    cpu = await measure_window(stats, warmup, measure)
     closed_early = sum(1 for conn in senders + receivers if conn.closed)
     stats["stopped"] = True
     stop.set()
@@ -232,12 +229,35 @@ async def run_relay(send_bases: list[str], recv_bases: list[str], pairs: int, wi
         if conn.transport is not None:
             conn.transport.close()
     await asyncio.sleep(0.2)
+    return {**relay_summary(stats["count"], measure, latencies, sum(c.bad for c in receivers), cpu),
+            "closed_early": closed_early}
+
+
+async def measure_window(state: dict[str, Any], warmup: float, measure: float) -> float:
+    """Warm up, then count for ``measure`` s (``state["in_window"]`` set meanwhile); the
+    orchestrator reads the servers' CPU at the two lines printed.  Returns this process's CPU s."""
+    await asyncio.sleep(warmup)
+    print("WINDOW_START", flush=True)
+    state["in_window"] = True
+    cpu = time.process_time()
+    await asyncio.sleep(measure)
+    state["in_window"] = False
+    cpu = time.process_time() - cpu
+    print("WINDOW_END", flush=True)
+    return cpu
+
+
+def relay_summary(count: int, measure: float, latencies: list[float], misaddressed: int,
+                  cpu: float) -> dict[str, Any]:
+    """The figures one relay window gives: rate, latency p50/p99, the client's own CPU."""
     latencies.sort()
-    pick = (lambda q: round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 3)
-            ) if latencies else (lambda q: None)
-    count = stats["count"]
+
+    def pick(q: float) -> float | None:
+        if not latencies:
+            return None
+        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 3)
+
     return {"received": count, "per_s": round(count / measure, 1), "p50_ms": pick(0.50),
-            "p99_ms": pick(0.99), "misaddressed": sum(c.bad for c in receivers),
-            "closed_early": closed_early,
+            "p99_ms": pick(0.99), "misaddressed": misaddressed,
             "client_cpu_pct": round(100 * cpu / measure, 1),
             "client_cpu_us_per_msg": round(cpu * 1e6 / max(1, count), 2)}

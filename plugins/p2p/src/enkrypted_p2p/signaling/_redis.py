@@ -7,8 +7,8 @@ finds expired queues; ``qtotal`` bounds all queues together.  Every check-and-ch
 script, so the bounds and the id ownership hold across processes.
 
 Relay between processes: each process subscribes to its channel ``n:NODE`` and to ``inv``.  The
-forwards of one event-loop tick leave in one pipeline per lane (one round trip): frames for an id whose
-broker is in the :class:`~._store.PresenceCache` are published straight to that broker, one
+forwards of one event-loop tick leave in one pipeline per lane (one round trip): frames for an id
+whose broker is in the :class:`~._store.PresenceCache` are published straight to that broker, one
 publication per broker; the rest go through the forward script, which looks presence up (and
 answers where each id lives, to fill the cache), publishes to the holder or queues with the bounds
 (also when the holder's publication has no listener: its broker died before its presence expired).
@@ -227,7 +227,6 @@ class RedisStore:
         self._listener: asyncio.Task[None] | None = None
         self._lanes: list[list[QueuedMessage]] = [[] for _ in range(LANES)]
         self._flushers: list[asyncio.Task[None] | None] = [None] * LANES
-        self._waiting = 0
         self.published = 0
         """Frames sent straight to their broker (presence cache hits), for the benchmark."""
         self.scripted = 0
@@ -329,11 +328,10 @@ class RedisStore:
     def submit(self, message: QueuedMessage, now: float) -> ForwardOutcome:
         """Batched: the forwards of one loop iteration leave in one pipeline per lane (see the
         module)."""
-        if self._waiting >= MAX_BATCHED:
+        if sum(map(len, self._lanes)) >= MAX_BATCHED:
             return ForwardOutcome.FULL
         lane = hash(message.dst) % LANES
         self._lanes[lane].append(message)
-        self._waiting += 1
         flusher = self._flushers[lane]
         if flusher is None or flusher.done():
             self._flushers[lane] = asyncio.create_task(self._flush(lane))
@@ -343,7 +341,6 @@ class RedisStore:
         while self._lanes[lane]:
             waiting = self._lanes[lane]
             batch, self._lanes[lane] = waiting[:BATCH], waiting[BATCH:]
-            self._waiting -= len(batch)
             try:
                 await self._flush_batch(batch, lane)
             except P2PNetworkError as exc:
@@ -414,7 +411,6 @@ class RedisStore:
         if again:
             LOG.warning('{"event": "store.node_gone", "rerouted": %d}', len(again))
             self._lanes[lane][:0] = again
-            self._waiting += len(again)
 
     async def drain(self, peer_id: str) -> list[QueuedMessage]:
         items = await self._script("drain", self._queue_keys(peer_id), [peer_id])
